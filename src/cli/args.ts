@@ -1,0 +1,82 @@
+/** Shared citty arg fragments and the strict argument check citty lacks (it ignores unknown flags). */
+import type { ArgsDef } from "citty";
+import * as v from "valibot";
+import { MlxkError } from "../errors.ts";
+
+export const jsonArgs = {
+  json: { type: "boolean", description: "Print the result as a JSON envelope on stdout" },
+} as const satisfies ArgsDef;
+
+export const modelArg = {
+  model: { type: "positional", description: "Model name (org/name, short name, substring, name@hash or path)", required: true },
+} as const satisfies ArgsDef;
+
+const GLOBAL_FLAGS = new Set(["json", "help", "h"]);
+
+function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/**
+ * Reject unknown flags, values given to boolean flags and surplus positionals before citty parses,
+ * so a typo never runs a command with the wrong settings.
+ */
+export function checkArgs(def: ArgsDef, rawArgs: string[], opts: { variadic?: boolean } = {}): void {
+  const flags = new Map<string, "boolean" | "string">();
+  let positionals = 0;
+  for (const [name, arg] of Object.entries(def)) {
+    if (arg.type === "positional") {
+      positionals++;
+      continue;
+    }
+    const kind = arg.type === "boolean" ? "boolean" : "string";
+    const aliases = "alias" in arg && arg.alias ? (Array.isArray(arg.alias) ? arg.alias : [arg.alias]) : [];
+    for (const n of [name, kebab(name), ...aliases]) flags.set(n, kind);
+  }
+  let seenPositionals = 0;
+  for (let i = 0; i < rawArgs.length; i++) {
+    const tok = rawArgs[i]!;
+    if (tok === "--") {
+      seenPositionals += rawArgs.length - i - 1;
+      break;
+    }
+    if (!tok.startsWith("-") || tok === "-" || /^-\d/.test(tok)) {
+      seenPositionals++;
+      continue;
+    }
+    const body = tok.replace(/^--?/, "");
+    const eq = body.indexOf("=");
+    const name = eq >= 0 ? body.slice(0, eq) : body;
+    if (GLOBAL_FLAGS.has(name)) continue;
+    let kind = flags.get(name);
+    if (kind === undefined && name.startsWith("no-") && flags.get(name.slice(3)) === "boolean") kind = "boolean";
+    if (kind === undefined) throw new MlxkError("CommandError", `Unknown option '${tok.split("=")[0]}'. Run with --help to see the options.`);
+    if (kind === "boolean" && eq >= 0) throw new MlxkError("CommandError", `Option '--${name}' takes no value.`);
+    if (kind === "string" && eq < 0) {
+      const next = rawArgs[i + 1];
+      if (next === undefined) throw new MlxkError("CommandError", `Option '--${name}' needs a value.`);
+      i++;
+    }
+  }
+  if (!opts.variadic && seenPositionals > positionals) {
+    throw new MlxkError("CommandError", `Too many arguments (expected at most ${positionals}). Run with --help to see the usage.`);
+  }
+}
+
+/** citty passes numbers as strings: parse and range-check one with a clear message. */
+export function parseIntArg(name: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  if (value === undefined) return undefined;
+  const schema = v.pipe(v.string(), v.regex(/^\d+$/), v.transform(Number), v.integer(), v.minValue(min), v.maxValue(max));
+  const r = v.safeParse(schema, value.trim());
+  if (!r.success) throw new MlxkError("InvalidArgumentError", `--${name} must be an integer between ${min} and ${max} (got '${value}')`);
+  return r.output;
+}
+
+export function parseFloatArg(name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n < min || n > max) {
+    throw new MlxkError("InvalidArgumentError", `--${name} must be a number between ${min} and ${max} (got '${value}')`);
+  }
+  return n;
+}

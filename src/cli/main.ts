@@ -1,0 +1,93 @@
+/** Entry point: global flags, command dispatch, and the only place that turns errors into exit codes. */
+import { type CommandDef, renderUsage, runCommand } from "citty";
+import { totalmem } from "node:os";
+import { MlxkError, toMlxkError } from "../errors.ts";
+import { CLI_VERSION, JSON_API_SPEC_VERSION } from "../version.ts";
+import { checkArgs } from "./args.ts";
+import { type CliContext, printError, printSuccess, processContext } from "./context.ts";
+
+interface CommandEntry {
+  description: string;
+  load: () => Promise<CommandDef<any>>;
+  /** Accepts any number of trailing positionals (e.g. a prompt). */
+  variadic?: boolean;
+}
+
+/** One row per command (one file each in src/cli/), loaded lazily so `mlxk list` never loads the MLX runtime. */
+const COMMANDS: Record<string, CommandEntry> = {
+};
+const ALIASES: Record<string, string> = { serve: "server" };
+
+function usage(): string {
+  const rows = Object.entries(COMMANDS).map(([n, c]) => `  ${n.padEnd(10)} ${c.description}`);
+  return [
+    `mlxk ${CLI_VERSION} — manage, run and serve MLX models in the Hugging Face cache`,
+    "",
+    "Usage: mlxk [--version] [--json] <command> [options]",
+    "",
+    "Commands:",
+    ...rows,
+    "",
+    "Run 'mlxk <command> --help' for the options of a command.",
+  ].join("\n");
+}
+
+function printVersion(ctx: CliContext): void {
+  const mem = totalmem();
+  printSuccess(
+    ctx,
+    "version",
+    { cli_version: CLI_VERSION, json_api_spec_version: JSON_API_SPEC_VERSION, system: mem > 0 ? { memory_total_bytes: mem } : null },
+    () => `mlxk ${CLI_VERSION}`,
+  );
+}
+
+/** Run the CLI with `argv` (without the program name); returns the exit code. */
+export async function runCli(argv: string[], ctxIn?: CliContext): Promise<number> {
+  const json = argv.includes("--json");
+  const ctx = ctxIn ?? processContext(json);
+  ctx.json = json;
+  const idx = argv.findIndex((a) => !a.startsWith("-"));
+  const globals = idx < 0 ? argv : argv.slice(0, idx);
+  let command: string | null = null;
+  try {
+    for (const g of globals) {
+      if (!["--json", "--version", "-V", "--help", "-h"].includes(g)) {
+        throw new MlxkError("CommandError", `Unknown option '${g}'. Run 'mlxk --help' for usage.`);
+      }
+    }
+    if (globals.includes("--version") || globals.includes("-V")) {
+      printVersion(ctx);
+      return ctx.exitCode;
+    }
+    if (idx < 0) {
+      if (json && !globals.includes("--help")) throw new MlxkError("CommandError", "No command given. Run 'mlxk --help' for usage.");
+      ctx.stdout(`${usage()}\n`);
+      return globals.includes("--help") || globals.includes("-h") ? 0 : 2;
+    }
+    const name = argv[idx]!;
+    command = ALIASES[name] ?? name;
+    const entry = COMMANDS[command];
+    if (!entry) {
+      const c = command;
+      command = null;
+      throw new MlxkError("CommandError", `Unknown command '${c}'. Commands: ${Object.keys(COMMANDS).join(", ")}.`);
+    }
+    const rest = argv.slice(idx + 1);
+    const cmd = await entry.load();
+    if (rest.includes("--help") || rest.includes("-h")) {
+      ctx.stdout(`${await renderUsage(cmd)}\n`);
+      return 0;
+    }
+    const def = typeof cmd.args === "function" ? await cmd.args() : await cmd.args;
+    checkArgs(def ?? {}, rest, { variadic: entry.variadic });
+    await runCommand(cmd, { rawArgs: rest, data: ctx });
+    return ctx.exitCode;
+  } catch (e) {
+    // citty's own parse errors (missing positional, bad enum) are usage errors
+    const err = e instanceof Error && e.name === "CLIError" ? new MlxkError("CommandError", e.message) : toMlxkError(e);
+    printError(ctx, command, err);
+    if (err.type === "InternalError" && ctx.env.MLXK_DEBUG && e instanceof Error) ctx.stderr(`${e.stack}\n`);
+    return ctx.exitCode;
+  }
+}

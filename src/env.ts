@@ -1,0 +1,84 @@
+/**
+ * Every environment variable mlxk reads, in one place. Functions take an `env` record so tests
+ * (and the server worker) can pass their own instead of mutating process.env.
+ */
+import { homedir } from "node:os";
+import { join } from "node:path";
+
+export type Env = Record<string, string | undefined>;
+
+/** An empty string counts as unset, as in huggingface_hub. */
+function get(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v === "" ? undefined : v;
+}
+
+function truthy(v: string | undefined): boolean {
+  return v !== undefined && ["1", "true", "yes", "on"].includes(v.toLowerCase());
+}
+
+/** Hub cache dir as huggingface_hub resolves it: HF_HUB_CACHE > HUGGINGFACE_HUB_CACHE > $HF_HOME/hub > $XDG_CACHE_HOME/huggingface/hub > ~/.cache/huggingface/hub. */
+export function hubCacheDir(env: Env = process.env): string {
+  const explicit = get(env, "HF_HUB_CACHE") ?? get(env, "HUGGINGFACE_HUB_CACHE");
+  if (explicit) return expandHome(explicit, env);
+  return join(hfHome(env), "hub");
+}
+
+/** $HF_HOME > $XDG_CACHE_HOME/huggingface > ~/.cache/huggingface (token file lives here). */
+export function hfHome(env: Env = process.env): string {
+  const home = get(env, "HF_HOME");
+  if (home) return expandHome(home, env);
+  const xdg = get(env, "XDG_CACHE_HOME");
+  return join(xdg ? expandHome(xdg, env) : join(userHome(env), ".cache"), "huggingface");
+}
+
+function userHome(env: Env): string {
+  return get(env, "HOME") ?? homedir();
+}
+
+function expandHome(p: string, env: Env): string {
+  return p === "~" || p.startsWith("~/") ? join(userHome(env), p.slice(1)) : p;
+}
+
+/** Hub endpoint; HF_ENDPOINT lets tests point pull at a loopback Hub. */
+export function hubEndpoint(env: Env = process.env): string {
+  return (get(env, "HF_ENDPOINT") ?? "https://huggingface.co").replace(/\/+$/, "");
+}
+
+export function hubOffline(env: Env = process.env): boolean {
+  return truthy(get(env, "HF_HUB_OFFLINE"));
+}
+
+export function progressDisabled(env: Env = process.env): boolean {
+  return truthy(get(env, "HF_HUB_DISABLE_PROGRESS_BARS"));
+}
+
+/** Token from env (HF_TOKEN, then HUGGING_FACE_HUB_TOKEN); the token file is read by the hub module. */
+export function envToken(env: Env = process.env): string | undefined {
+  return get(env, "HF_TOKEN") ?? get(env, "HUGGING_FACE_HUB_TOKEN");
+}
+
+/** Where the MLX wheel and our shim come from; default is the project's own .mlx/ folder. */
+export function mlxDir(env: Env = process.env): string | undefined {
+  return get(env, "MLX_DIR");
+}
+
+export function mlxShimPath(env: Env = process.env): string | undefined {
+  return get(env, "MLXK_SHIM");
+}
+
+export function serverHost(env: Env = process.env): string | undefined {
+  return get(env, "MLXK_HOST");
+}
+
+export function serverPort(env: Env = process.env): string | undefined {
+  return get(env, "MLXK_PORT");
+}
+
+export function serverApiKey(env: Env = process.env): string | undefined {
+  return get(env, "MLXK_API_KEY");
+}
+
+export function noColor(env: Env = process.env): boolean {
+  return get(env, "NO_COLOR") !== undefined;
+}
