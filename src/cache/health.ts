@@ -10,7 +10,7 @@
  *   dirHealth(dir, { name }) → HealthReport                (a local model dir, e.g. an explicit path)
  *   HealthReport { healthy, reason, runtime_compatible, runtime_reason, hash, snapshotDir, view, detection }
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SUPPORTED_MODEL_TYPES, isSupportedModelType } from "../models/supported.ts";
 import { type Detection, detectModel } from "./detect.ts";
@@ -194,11 +194,13 @@ export interface HealthReport {
   /** Selected snapshot dir name when it is a 40-char commit, else null. */
   hash: string | null;
   snapshotDir: string | null;
+  /** mtime of the selected snapshot (or model dir); null when there is none. */
+  mtimeMs: number | null;
   view: SnapshotView | null;
   detection: Detection | null;
 }
 
-function fromView(view: SnapshotView, name: string, incomplete: string[], hash: string | null): HealthReport {
+function fromView(view: SnapshotView, name: string, incomplete: string[], hash: string | null, mtimeMs: number | null): HealthReport {
   const detection = detectModel(view, name);
   const integrity = checkIntegrity(view, { vision: detection.capabilities.includes("vision"), incompleteBlobs: incomplete });
   const runtime = integrity.healthy ? checkRuntime(view, detection) : { runtime_compatible: false, reason: null };
@@ -209,6 +211,7 @@ function fromView(view: SnapshotView, name: string, incomplete: string[], hash: 
     runtime_reason: runtime.reason,
     hash,
     snapshotDir: view.dir,
+    mtimeMs,
     view,
     detection,
   };
@@ -221,13 +224,20 @@ function fromView(view: SnapshotView, name: string, incomplete: string[], hash: 
 export function repoHealth(repoDir: string, opts: { name: string; hash?: string | null }): HealthReport {
   const sel = selectSnapshot(repoDir, { hash: opts.hash });
   if (!sel.ok) {
-    return { healthy: false, reason: sel.reason, runtime_compatible: false, runtime_reason: null, hash: null, snapshotDir: null, view: null, detection: null };
+    const none = { runtime_compatible: false, runtime_reason: null, hash: null, snapshotDir: null, mtimeMs: null, view: null, detection: null };
+    return { healthy: false, reason: sel.reason, ...none };
   }
   const s = sel.snapshot;
-  return fromView(openSnapshot(s.dir), opts.name, incompleteBlobs(repoDir), isCommitHash(s.hash) ? s.hash : null);
+  return fromView(openSnapshot(s.dir), opts.name, incompleteBlobs(repoDir), isCommitHash(s.hash) ? s.hash : null, s.mtimeMs);
 }
 
 /** Health of a plain model dir (workspace or explicit path). */
 export function dirHealth(dir: string, opts: { name: string }): HealthReport {
-  return fromView(openSnapshot(dir), opts.name, [], null);
+  let mtimeMs: number | null = null;
+  try {
+    mtimeMs = statSync(dir).mtimeMs;
+  } catch {
+    mtimeMs = null;
+  }
+  return fromView(openSnapshot(dir), opts.name, [], null, mtimeMs);
 }

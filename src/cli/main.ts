@@ -15,6 +15,11 @@ interface CommandEntry {
 
 /** One row per command (one file each in src/cli/), loaded lazily so `mlxk list` never loads the MLX runtime. */
 const COMMANDS: Record<string, CommandEntry> = {
+  pull: { description: "Download a model from the Hugging Face Hub into the cache", load: async () => (await import("./pull.ts")).default },
+  list: { description: "List the models in the Hugging Face cache", load: async () => (await import("./list.ts")).default },
+  health: { description: "Check model files (integrity and runtime compatibility)", load: async () => (await import("./health.ts")).default },
+  show: { description: "Show details of one model", load: async () => (await import("./show.ts")).default },
+  rm: { description: "Delete a model or one revision from the cache", load: async () => (await import("./rm.ts")).default },
 };
 const ALIASES: Record<string, string> = { serve: "server" };
 

@@ -1,0 +1,82 @@
+/** `mlxk health [model] [--verify]`: integrity and runtime compatibility of cached models. */
+import { defineCommand } from "citty";
+import type { HealthReport } from "../cache/health.ts";
+import { dirHealth, repoHealth } from "../cache/health.ts";
+import { listRepoNames, repoDirFor } from "../cache/layout.ts";
+import { resolveModel } from "../cache/resolve.ts";
+import { verifySnapshot } from "../cache/verify.ts";
+import { hubCacheDir } from "../env.ts";
+import type { HealthData, HealthEntry } from "../schemas/cli-output.ts";
+import { jsonArgs } from "./args.ts";
+import { type CliContext, printSuccess } from "./context.ts";
+import { renderHealth } from "./render/cache.ts";
+
+interface Target {
+  name: string;
+  report: HealthReport;
+  repoDir: string | null;
+}
+
+function entry(t: Target): HealthEntry {
+  const r = t.report;
+  return {
+    name: t.name,
+    status: r.healthy ? "healthy" : "unhealthy",
+    reason: r.reason,
+    runtime_compatible: r.runtime_compatible,
+    runtime_reason: r.runtime_reason,
+  };
+}
+
+export default defineCommand({
+  meta: { name: "health", description: "Check the files of cached models (all, or one)" },
+  args: {
+    model: { type: "positional", description: "Model name (org/name, short name, substring, name@hash or path)", required: false },
+    verify: { type: "boolean", description: "Also re-hash every blob against its content hash (reads all weights)" },
+    ...jsonArgs,
+  },
+  async run({ args, data }) {
+    const ctx = data as CliContext;
+    const hubDir = hubCacheDir(ctx.env);
+    let targets: Target[];
+    if (args.model) {
+      const r = resolveModel(args.model, { hubDir, env: ctx.env });
+      targets =
+        r.kind === "path"
+          ? [{ name: r.name, report: dirHealth(r.dir, { name: r.name }), repoDir: null }]
+          : [{ name: r.name, report: repoHealth(r.repoDir, { name: r.name, hash: r.hash }), repoDir: r.repoDir }];
+    } else {
+      targets = listRepoNames(hubDir).map((name) => {
+        const repoDir = repoDirFor(hubDir, name);
+        return { name, report: repoHealth(repoDir, { name }), repoDir };
+      });
+    }
+    const entries = targets.map(entry);
+    if (args.verify) {
+      for (const [i, t] of targets.entries()) {
+        if (!t.report.healthy || !t.report.view || !t.repoDir) continue;
+        const { corrupt } = await verifySnapshot(t.report.view, { repoDir: t.repoDir });
+        if (corrupt.length > 0) {
+          const shown = corrupt.slice(0, 5).join(", ") + (corrupt.length > 5 ? ` (+${corrupt.length - 5} more)` : "");
+          entries[i] = {
+            name: t.name,
+            status: "unhealthy",
+            reason: `Corrupt files (content does not match its hash): ${shown}`,
+            runtime_compatible: false,
+            runtime_reason: null,
+            corrupt_files: corrupt,
+          };
+        }
+      }
+    }
+    const healthy = entries.filter((e) => e.status === "healthy");
+    const unhealthy = entries.filter((e) => e.status === "unhealthy");
+    const out: HealthData = {
+      healthy,
+      unhealthy,
+      summary: { total: entries.length, healthy_count: healthy.length, unhealthy_count: unhealthy.length },
+    };
+    if (args.verify) out.verified = true;
+    printSuccess(ctx, "health", out, () => renderHealth(out));
+  },
+});

@@ -1,0 +1,25 @@
+/** `mlxk list [pattern]`: the cached (or local) models; JSON always carries the full list. */
+import { defineCommand } from "citty";
+import { listModels } from "../cache/scan.ts";
+import { hubCacheDir } from "../env.ts";
+import type { ListData } from "../schemas/cli-output.ts";
+import { jsonArgs } from "./args.ts";
+import { type CliContext, printSuccess } from "./context.ts";
+import { renderList } from "./render/cache.ts";
+
+export default defineCommand({
+  meta: { name: "list", description: "List the models in the Hugging Face cache" },
+  args: {
+    pattern: { type: "positional", description: "Case-insensitive part of the name, or a path to local models", required: false },
+    all: { type: "boolean", description: "Show every model, also unhealthy and not runnable ones, with framework" },
+    health: { type: "boolean", description: "Add a health column" },
+    verbose: { type: "boolean", description: "Full names, framework, integrity/runtime/reason columns" },
+    ...jsonArgs,
+  },
+  run({ args, data }) {
+    const ctx = data as CliContext;
+    const { models } = listModels({ hubDir: hubCacheDir(ctx.env), pattern: args.pattern ?? null });
+    const out: ListData = { models, count: models.length };
+    printSuccess(ctx, "list", out, () => renderList(models, { all: args.all, health: args.health, verbose: args.verbose }));
+  },
+});
