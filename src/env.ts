@@ -82,3 +82,9 @@ export function serverApiKey(env: Env = process.env): string | undefined {
 export function noColor(env: Env = process.env): boolean {
   return get(env, "NO_COLOR") !== undefined;
 }
+
+/** Token file path override (huggingface_hub's HF_TOKEN_PATH); default is `<HF_HOME>/token`. */
+export function hfTokenPath(env: Env = process.env): string {
+  const p = get(env, "HF_TOKEN_PATH");
+  return p ? expandHome(p, env) : join(hfHome(env), "token");
+}
