@@ -113,7 +113,7 @@ export function showModel(resolved: Resolved, opts: { hubDir: string; mode: Show
   if (opts.mode === "files") {
     data.files = view.files
       .map((f) => ({ name: f.rel, size: formatSize(Math.max(0, f.size)), size_bytes: Math.max(0, f.size), type: fileType(f.rel) }))
-      .sort((a, b) => a.name.localeCompare(b.name));
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     data.metadata = null;
   } else if (opts.mode === "config") {
     data.config = config;

@@ -1,0 +1,31 @@
+/**
+ * Builds the standalone executable dist/mlxk with `bun build --compile` (Bun runtime + bundled sources).
+ * Usage: bun scripts/build-exe.ts [--outfile path]
+ */
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+const root = join(import.meta.dir, "..");
+
+export async function buildExe(outfile = join(root, "dist", "mlxk")): Promise<string> {
+  mkdirSync(dirname(outfile), { recursive: true });
+  // bun build treats the extensionless bin/mlxk as an asset, so compile a .ts twin of it
+  const entry = join(root, "dist", ".mlxk-entry.ts");
+  mkdirSync(dirname(entry), { recursive: true });
+  writeFileSync(entry, 'import { runCli } from "../src/cli/main.ts";\nprocess.exitCode = await runCli(process.argv.slice(2));\n');
+  const proc = Bun.spawn([process.execPath, "build", "--compile", "--minify", entry, "--outfile", outfile], {
+    cwd: root,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  rmSync(entry, { force: true });
+  if (code !== 0) throw new Error(`bun build --compile failed (${code}):\n${out}${err}`);
+  return outfile;
+}
+
+if (import.meta.main) {
+  const i = process.argv.indexOf("--outfile");
+  const out = await buildExe(i > 0 ? process.argv[i + 1] : undefined);
+  console.log(`built ${out}`);
+}
