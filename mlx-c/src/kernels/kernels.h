@@ -1,0 +1,23 @@
+/*
+ * Our own CPU kernels as MLX custom primitives (x86-64 AVX2/FMA, scalar fallback, one thread pool).
+ * C ABI in the conventions of mlxk.h; on any unsupported case (GPU stream, transpose=false, batched w,
+ * other bit widths or modes) the fast entry points fall back to MLX's own op, so callers never branch.
+ */
+#ifndef MLXK_KERNELS_H
+#define MLXK_KERNELS_H
+
+#include "mlxk.h"
+
+/* 0 = no kernels on this architecture (always MLX ops), 1 = scalar kernels, 2 = AVX2/FMA kernels. */
+MLXK_API int mlxk_kernels_available(void);
+/* Threads the kernel pool uses (including the MLX stream thread that calls it). */
+MLXK_API int mlxk_kernels_threads(void);
+/* Tests only: 1 forces the scalar path on AVX2 machines; returns the previous setting. */
+MLXK_API int mlxk_kernels_force_scalar(int on);
+
+/* Same arguments and result as mlxk_quantized_matmul. */
+MLXK_API int mlxk_fast_quantized_matmul(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_array scales,
+                                        mlxk_array biases, bool transpose, int group_size, int bits, int mode,
+                                        mlxk_stream s);
+
+#endif

@@ -1,0 +1,152 @@
+// Persistent spin-then-sleep worker pool. A job is published as a 64-bit ticket (generation | next task);
+// workers claim tasks by CAS on it, so a worker waking late can never take a task of a newer job.
+#include "pool.h"
+
+#include <sched.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MLXK_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define MLXK_PAUSE() asm volatile("yield")
+#else
+#define MLXK_PAUSE() ((void)0)
+#endif
+
+namespace mlxk::kern {
+namespace {
+
+int usable_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int n = 0;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+  if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
+  return n < 1 ? 1 : (n > 64 ? 64 : n);
+}
+
+// Spin this many pause iterations (~tens of µs) before sleeping: decode issues a matmul every few µs..ms.
+constexpr int kSpinIters = 20000;
+constexpr int kMaxTasks = (1 << 20) - 1;
+
+class Pool {
+ public:
+  explicit Pool(int threads) : threads_(threads) {
+    for (int t = 1; t < threads_; t++) workers_.emplace_back([this] { loop(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_.store(true);
+      gen_.fetch_add(1);
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+  }
+
+  int threads() const { return threads_; }
+
+  // ticket = generation (24 bits) | task count (20 bits) | next task (20 bits)
+  static uint64_t make_ticket(uint32_t g, int n, int next) {
+    return (static_cast<uint64_t>(g & 0xffffffu) << 40) | (static_cast<uint64_t>(n) << 20) | static_cast<uint64_t>(next);
+  }
+
+  void run(int n, TaskFn fn, void* ctx) {
+    if (n <= 0) return;
+    if (n > kMaxTasks) throw std::invalid_argument("[mlxk] too many kernel tasks");
+    if (threads_ == 1 || n == 1) {
+      for (int i = 0; i < n; i++) fn(ctx, i);
+      return;
+    }
+    std::lock_guard<std::mutex> submit(submit_mu_);
+    fn_.store(fn, std::memory_order_relaxed);
+    ctx_.store(ctx, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    uint32_t g = ++job_gen_;
+    ticket_.store(make_ticket(g, n, 0), std::memory_order_release);
+    // seq_cst store/load pair against the sleeper's increment-then-check: no lost wake-up.
+    gen_.store(g);
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> lk(mu_);
+      cv_.notify_all();
+    }
+    work(g);
+    while (done_.load(std::memory_order_acquire) != n) MLXK_PAUSE();
+  }
+
+ private:
+  // Claims and runs tasks of job g until none are left; returns when the ticket moved to another job.
+  void work(uint32_t g) {
+    uint64_t t = ticket_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((t >> 40) != (g & 0xffffffu)) return;
+      // The task count travels in the ticket itself, so a stale reader can never claim past the end.
+      if ((t & 0xfffffu) >= ((t >> 20) & 0xfffffu)) return;
+      int i = static_cast<int>(t & 0xfffffu);
+      if (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
+      fn_.load(std::memory_order_relaxed)(ctx_.load(std::memory_order_relaxed), i);
+      done_.fetch_add(1, std::memory_order_release);
+      t = ticket_.load(std::memory_order_acquire);
+    }
+  }
+
+  void loop() {
+    uint32_t seen = 0;
+    for (;;) {
+      uint32_t g = gen_.load(std::memory_order_acquire);
+      for (int s = 0; g == seen && s < kSpinIters; s++) {
+        MLXK_PAUSE();
+        g = gen_.load(std::memory_order_acquire);
+      }
+      if (g == seen) {
+        std::unique_lock<std::mutex> lk(mu_);
+        sleepers_.fetch_add(1);
+        cv_.wait(lk, [&] { return gen_.load() != seen; });
+        sleepers_.fetch_sub(1, std::memory_order_acq_rel);
+        g = gen_.load(std::memory_order_acquire);
+      }
+      if (stop_.load()) return;
+      seen = g;
+      work(g);
+    }
+  }
+
+  const int threads_;
+  std::vector<std::thread> workers_;
+  std::mutex submit_mu_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<uint32_t> gen_{0};
+  uint32_t job_gen_ = 0; // guarded by submit_mu_
+  std::atomic<uint64_t> ticket_{0};
+  std::atomic<TaskFn> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::atomic<int> done_{0};
+};
+
+Pool& pool() {
+  // Leaked on purpose: joining threads from a static destructor at exit can deadlock with MLX's own teardown.
+  static Pool* p = new Pool(usable_cores());
+  return *p;
+}
+
+} // namespace
+
+int pool_threads() {
+  return pool().threads();
+}
+
+void parallel_for(int n, TaskFn fn, void* ctx) {
+  pool().run(n, fn, ctx);
+}
+
+} // namespace mlxk::kern

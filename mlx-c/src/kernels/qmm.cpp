@@ -1,0 +1,256 @@
+// Quantized matmul: dequantise a 32-element chunk of one weight row into 4 float vectors once, then FMA it
+// against up to 4 rows of x (prefill reuses each unpacked block across rows). Work is split into
+// (row block × column chunk) tasks claimed dynamically by the pool threads.
+#include "qmm.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "pool.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MLXK_X86 1
+#define MLXK_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+namespace mlxk::kern {
+namespace {
+
+std::atomic<bool> g_force_scalar{false};
+
+bool cpu_has_avx2() {
+#ifdef MLXK_X86
+  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return v;
+#else
+  return false;
+#endif
+}
+
+bool use_avx2() {
+  return cpu_has_avx2() && !g_force_scalar.load(std::memory_order_relaxed);
+}
+
+// E2M1 code → value (sign is bit 3).
+constexpr float kFp4[16] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f, -0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
+
+// E8M0 exponent → 2^(e-127); e = 0 is the subnormal 2^-127, e = 255 is NaN, as the OCP MX spec defines.
+inline float e8m0(uint8_t e) {
+  uint32_t bits = e == 0 ? 0x00400000u : (e == 255 ? 0x7fc00000u : static_cast<uint32_t>(e) << 23);
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+int bits_of(QFormat f) {
+  return f == QFormat::Affine8 ? 8 : 4;
+}
+
+// ---------------------------------------------------------------- scalar fallback (natural x order)
+
+float dot_scalar(const QmmProblem& p, const float* x, int n) {
+  const int K = p.K, gs = p.gs, G = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * bits_of(p.fmt) / 8;
+  const uint8_t* w = p.w + static_cast<size_t>(n) * row_bytes;
+  float acc = 0.f;
+  for (int g = 0; g < G; g++) {
+    const int k0 = g * gs;
+    if (p.fmt == QFormat::Mxfp4) {
+      const float s = e8m0(p.escale[static_cast<size_t>(n) * G + g]);
+      for (int k = k0; k < k0 + gs; k++) acc += x[k] * (kFp4[(w[k >> 1] >> ((k & 1) * 4)) & 15] * s);
+    } else {
+      const float s = p.scales[static_cast<size_t>(n) * G + g], b = p.biases[static_cast<size_t>(n) * G + g];
+      if (p.fmt == QFormat::Affine8) {
+        for (int k = k0; k < k0 + gs; k++) acc += x[k] * (s * static_cast<float>(w[k]) + b);
+      } else {
+        for (int k = k0; k < k0 + gs; k++) acc += x[k] * (s * static_cast<float>((w[k >> 1] >> ((k & 1) * 4)) & 15) + b);
+      }
+    }
+  }
+  return acc;
+}
+
+#ifdef MLXK_X86
+// ---------------------------------------------------------------- AVX2/FMA
+
+MLXK_AVX2 inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Reorders each 32-element chunk of x to [even elements | odd elements], matching low/high nibbles of 16 bytes.
+void permute_x_nibbles(const float* x, float* xp, int M, int K) {
+  for (size_t c = 0; c < static_cast<size_t>(M) * K; c += 32) {
+    for (int i = 0; i < 16; i++) {
+      xp[c + i] = x[c + 2 * i];
+      xp[c + 16 + i] = x[c + 2 * i + 1];
+    }
+  }
+}
+
+// Unpacks 32 weights starting at element k0 of row `w` into q[0..3] (raw codes as floats, or 2×fp4 values).
+template <QFormat F>
+MLXK_AVX2 inline void unpack32(const uint8_t* w, int k0, __m256 q[4]) {
+  if constexpr (F == QFormat::Affine8) {
+    for (int j = 0; j < 4; j++) {
+      __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + k0 + 8 * j));
+      q[j] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+    }
+  } else {
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k0 / 2));
+    __m128i lo = _mm_and_si128(v, m4);
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+    if constexpr (F == QFormat::Mxfp4) {
+      // Doubled E2M1 values fit int8; the 0.5 goes into the scale.
+      const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+      lo = _mm_shuffle_epi8(lut, lo);
+      hi = _mm_shuffle_epi8(lut, hi);
+      q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+      q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)));
+      q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+      q[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(hi, hi)));
+    } else {
+      q[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+      q[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo)));
+      q[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+      q[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi)));
+    }
+  }
+}
+
+// R rows of x (stride K, already in the format's chunk order) against weight row n → out[r*N + n].
+template <QFormat F, int R>
+MLXK_AVX2 void rows_avx2(const QmmProblem& p, const float* xp, int n) {
+  constexpr int NA = R == 1 ? 4 : 2; // independent accumulator chains per row
+  const int K = p.K, gs = p.gs, G = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
+  const uint8_t* w = p.w + static_cast<size_t>(n) * row_bytes;
+  __m256 acc[R][NA];
+  for (int r = 0; r < R; r++)
+    for (int a = 0; a < NA; a++) acc[r][a] = _mm256_setzero_ps();
+  for (int g = 0; g < G; g++) {
+    __m256 s, b;
+    if constexpr (F == QFormat::Mxfp4) {
+      s = _mm256_set1_ps(0.5f * e8m0(p.escale[static_cast<size_t>(n) * G + g]));
+      b = _mm256_setzero_ps();
+    } else {
+      s = _mm256_set1_ps(p.scales[static_cast<size_t>(n) * G + g]);
+      b = _mm256_set1_ps(p.biases[static_cast<size_t>(n) * G + g]);
+    }
+    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
+      __m256 q[4];
+      unpack32<F>(w, k0, q);
+      for (int j = 0; j < 4; j++) {
+        if constexpr (F == QFormat::Mxfp4) q[j] = _mm256_mul_ps(q[j], s);
+        else q[j] = _mm256_fmadd_ps(q[j], s, b);
+      }
+      for (int r = 0; r < R; r++) {
+        const float* xr = xp + static_cast<size_t>(r) * K + k0;
+        for (int j = 0; j < 4; j++) acc[r][j % NA] = _mm256_fmadd_ps(q[j], _mm256_loadu_ps(xr + 8 * j), acc[r][j % NA]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    __m256 t = acc[r][0];
+    for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[r][a]);
+    p.out[static_cast<size_t>(r) * p.N + n] = hsum(t);
+  }
+}
+
+template <QFormat F>
+void tile_avx2(const QmmProblem& p, const float* xp, int r0, int r1, int c0, int c1) {
+  for (int r = r0; r < r1; r += 4) {
+    const int R = std::min(4, r1 - r);
+    const float* xr = xp + static_cast<size_t>(r) * p.K;
+    QmmProblem q = p;
+    q.out = p.out + static_cast<size_t>(r) * p.N;
+    for (int n = c0; n < c1; n++) {
+      switch (R) {
+        case 1: rows_avx2<F, 1>(q, xr, n); break;
+        case 2: rows_avx2<F, 2>(q, xr, n); break;
+        case 3: rows_avx2<F, 3>(q, xr, n); break;
+        default: rows_avx2<F, 4>(q, xr, n); break;
+      }
+    }
+  }
+}
+#endif
+
+struct Job {
+  const QmmProblem* p;
+  const float* xp; // x in the order the chosen path reads it
+  bool avx2;
+  int row_block, col_chunk, n_col_chunks;
+};
+
+void run_task(void* ctx, int i) {
+  const Job& j = *static_cast<const Job*>(ctx);
+  const QmmProblem& p = *j.p;
+  const int rb = i / j.n_col_chunks, cc = i % j.n_col_chunks;
+  const int r0 = rb * j.row_block, r1 = std::min(p.M, r0 + j.row_block);
+  const int c0 = cc * j.col_chunk, c1 = std::min(p.N, c0 + j.col_chunk);
+#ifdef MLXK_X86
+  if (j.avx2) {
+    switch (p.fmt) {
+      case QFormat::Affine4: tile_avx2<QFormat::Affine4>(p, j.xp, r0, r1, c0, c1); return;
+      case QFormat::Affine8: tile_avx2<QFormat::Affine8>(p, j.xp, r0, r1, c0, c1); return;
+      case QFormat::Mxfp4: tile_avx2<QFormat::Mxfp4>(p, j.xp, r0, r1, c0, c1); return;
+    }
+  }
+#endif
+  for (int r = r0; r < r1; r++)
+    for (int n = c0; n < c1; n++) p.out[static_cast<size_t>(r) * p.N + n] = dot_scalar(p, j.xp + static_cast<size_t>(r) * p.K, n);
+}
+
+} // namespace
+
+int kernels_level() {
+#ifdef MLXK_X86
+  return cpu_has_avx2() ? 2 : 1;
+#else
+  return 0;
+#endif
+}
+
+bool set_force_scalar(bool on) {
+  return g_force_scalar.exchange(on);
+}
+
+bool qmm_supported(QFormat fmt, int gs, int K) {
+  if (fmt == QFormat::Mxfp4) return gs == 32 && K > 0 && K % 32 == 0;
+  return (gs == 32 || gs == 64 || gs == 128) && K > 0 && K % gs == 0;
+}
+
+void qmm(const QmmProblem& p) {
+  if (p.M <= 0 || p.N <= 0) return;
+  Job j{&p, p.x, use_avx2(), 64, 0, 0};
+#ifdef MLXK_X86
+  // Scratch for the reordered x lives on the calling (MLX stream) thread and is reused across calls.
+  thread_local std::vector<float> xbuf;
+  if (j.avx2 && p.fmt != QFormat::Affine8) {
+    xbuf.resize(static_cast<size_t>(p.M) * p.K);
+    permute_x_nibbles(p.x, xbuf.data(), p.M, p.K);
+    j.xp = xbuf.data();
+  }
+#endif
+  const int threads = pool_threads();
+  // Enough column chunks for dynamic balancing on a noisy shared machine, but each big enough to amortise a claim.
+  j.col_chunk = std::clamp(p.N / (threads * 8), 8, 64);
+  j.n_col_chunks = (p.N + j.col_chunk - 1) / j.col_chunk;
+  const int n_row_blocks = (p.M + j.row_block - 1) / j.row_block;
+  const int tasks = n_row_blocks * j.n_col_chunks;
+  const double macs = static_cast<double>(p.M) * p.N * p.K;
+  if (macs < 65536.0 || threads == 1) {
+    for (int i = 0; i < tasks; i++) run_task(&j, i);
+  } else {
+    parallel_for(tasks, run_task, &j);
+  }
+}
+
+} // namespace mlxk::kern

@@ -1,0 +1,34 @@
+// Quantized matmul kernels for x86-64 (AVX2/FMA with a scalar fallback): out[M,N] = x[M,K] · dequant(w)[N,K]^T.
+// Layout is MLX's transposed quantized Linear: w packed LSB-first in uint32 words, one row per output column.
+#pragma once
+
+#include <cstdint>
+
+namespace mlxk::kern {
+
+enum class QFormat { Affine4, Affine8, Mxfp4 };
+
+struct QmmProblem {
+  const float* x;        // [M, K] row-major
+  const uint8_t* w;      // [N, K*bits/8] bytes (the uint32 words viewed as bytes, little endian)
+  const float* scales;   // affine: [N, K/gs] float32; unused for mxfp4
+  const float* biases;   // affine: [N, K/gs] float32; unused for mxfp4
+  const uint8_t* escale; // mxfp4: [N, K/32] E8M0 exponents
+  float* out;            // [M, N]
+  int M, K, N, gs;
+  QFormat fmt;
+};
+
+// 0 = no kernels on this architecture, 1 = portable scalar kernels, 2 = AVX2/FMA kernels.
+int kernels_level();
+
+// Forces the scalar path even where AVX2 exists (tests compare both); returns the previous setting.
+bool set_force_scalar(bool on);
+
+// Whether (fmt, gs, K) is a problem these kernels handle.
+bool qmm_supported(QFormat fmt, int gs, int K);
+
+// Runs the whole problem on the kernel pool. Blocking; call from the MLX stream thread.
+void qmm(const QmmProblem& p);
+
+} // namespace mlxk::kern
