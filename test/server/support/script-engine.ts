@@ -1,0 +1,86 @@
+/**
+ * A scripted Engine for the HTTP-layer paths a real model cannot produce on demand (a slow load, a failure
+ * mid-stream, precise pacing). It implements the engine contract honestly: stop strings never emitted,
+ * maxTokens → "length", abort → "cancelled" at the next token.
+ */
+import type { Engine, GenerateEvent, GenerateRequest, ModelInfo } from "../../../src/engine/types.ts";
+
+export interface ScriptOptions {
+  /** Words emitted one per token, cycling. */
+  words?: string[];
+  /** Stop after this many tokens with "stop" (EOS), unless maxTokens comes first. */
+  eosAfter?: number;
+  /** Milliseconds between tokens. */
+  delayMs?: number;
+  /** Throw after this many tokens. */
+  failAfter?: number;
+  /** Reasoning words emitted before the answer. */
+  reasoning?: string[];
+  contextLength?: number;
+}
+
+export class ScriptEngine implements Engine {
+  readonly info: ModelInfo;
+  disposed = false;
+  generating = 0;
+  maxConcurrent = 0;
+  requests: GenerateRequest[] = [];
+
+  constructor(
+    id: string,
+    private readonly opts: ScriptOptions = {},
+  ) {
+    this.info = { id, modelType: "script", contextLength: opts.contextLength ?? 4096, reasoning: (opts.reasoning?.length ?? 0) > 0 };
+  }
+
+  countPromptTokens(input: GenerateRequest["input"]): number {
+    const text = "prompt" in input ? input.prompt : input.messages.map((m) => m.content).join(" ");
+    return text.split(/\s+/).filter(Boolean).length + 1;
+  }
+
+  async *generate(req: GenerateRequest): AsyncGenerator<GenerateEvent, void, undefined> {
+    this.requests.push(req);
+    this.generating++;
+    this.maxConcurrent = Math.max(this.maxConcurrent, this.generating);
+    try {
+      const words = this.opts.words ?? ["alpha", "beta", "gamma", "delta"];
+      const think = this.opts.reasoning ?? [];
+      const promptTokens = this.countPromptTokens(req.input);
+      let out = "";
+      let n = 0;
+      const done = (finishReason: "stop" | "length" | "cancelled"): GenerateEvent => ({
+        type: "done",
+        finishReason,
+        usage: { promptTokens, completionTokens: n },
+        timings: { prefillMs: 1, decodeMs: 1, promptTps: 1, generationTps: 1, peakMemoryBytes: 0 },
+      });
+      while (true) {
+        if (req.signal?.aborted) return yield done("cancelled");
+        if (this.opts.delayMs) await Bun.sleep(this.opts.delayMs);
+        if (req.signal?.aborted) return yield done("cancelled");
+        if (this.opts.failAfter !== undefined && n >= this.opts.failAfter) throw new Error("scripted failure");
+        if (n >= req.maxTokens) return yield done("length");
+        if (this.opts.eosAfter !== undefined && n >= this.opts.eosAfter) return yield done("stop");
+        const reasoning = n < think.length ? `${think[n]} ` : "";
+        const text = n < think.length ? "" : `${words[(n - think.length) % words.length]} `;
+        n++;
+        const next = out + text;
+        const hit = (req.stop ?? []).map((s) => next.indexOf(s)).filter((i) => i >= 0);
+        if (hit.length > 0) {
+          const cut = Math.min(...hit);
+          yield { type: "chunk", text: next.slice(out.length, Math.max(out.length, cut)), reasoning: "", tokenId: n };
+          return yield done("stop");
+        }
+        out = next;
+        const logprob = req.topLogprobs !== undefined ? { token: text || reasoning, logprob: -0.5, top: Array.from({ length: req.topLogprobs }, (_, i) => ({ token: `t${i}`, logprob: -1 - i })) } : undefined;
+        yield { type: "chunk", text, reasoning, tokenId: n, ...(logprob ? { logprob } : {}) };
+      }
+    } finally {
+      this.generating--;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.disposed = true;
+  }
+}
