@@ -1,0 +1,104 @@
+/**
+ * Where the MLX runtime lives on disk: the pinned wheel, the unpacked MLX root, our shim, and the
+ * status file the installer leaves behind. Shared by scripts/install-mlx.ts, the FFI loader and the
+ * benchmarks; touches no native code.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { type Env, mlxDir, mlxShimPath } from "../env.ts";
+
+export const MLX_VERSION = "0.32.4";
+
+/** Repository root (two levels above src/mlx/). Inside a `bun build --compile` binary this is /$bunfs/… and unused. */
+export const REPO_ROOT = resolve(import.meta.dir, "../..");
+
+export interface WheelPin {
+  package: "mlx-cpu" | "mlx-metal";
+  platform: string;
+  file: string;
+  sha256: string;
+}
+
+/** sha256 of every wheel we accept, as published on PyPI for 0.32.4. */
+export const WHEEL_PINS: readonly WheelPin[] = [
+  {
+    package: "mlx-cpu",
+    platform: "manylinux_2_35_x86_64",
+    file: "mlx_cpu-0.32.4-py3-none-manylinux_2_35_x86_64.whl",
+    sha256: "0e0a24fa2ce8b6b94d2e6a90604e8813aa8e29fcb918bb2aa01cfb6d133d8cee",
+  },
+  {
+    package: "mlx-cpu",
+    platform: "manylinux_2_35_aarch64",
+    file: "mlx_cpu-0.32.4-py3-none-manylinux_2_35_aarch64.whl",
+    sha256: "1289e85e64af1fd16380bf331438bfe4afe875d27afc3e0bcf35f427c488fadd",
+  },
+  {
+    package: "mlx-metal",
+    platform: "macosx_14_0_arm64",
+    file: "mlx_metal-0.32.4-py3-none-macosx_14_0_arm64.whl",
+    sha256: "8019b2db622599267d66cc168b2f0dbf5af929790a6c3b3913e00eabc42a7947",
+  },
+  {
+    package: "mlx-metal",
+    platform: "macosx_15_0_arm64",
+    file: "mlx_metal-0.32.4-py3-none-macosx_15_0_arm64.whl",
+    sha256: "9f0a3cc26d89724434d9684932fc6f3e4e83669d2a895d858ed2c8a55eb84e8b",
+  },
+  {
+    package: "mlx-metal",
+    platform: "macosx_26_0_arm64",
+    file: "mlx_metal-0.32.4-py3-none-macosx_26_0_arm64.whl",
+    sha256: "514df92d41a286895d2564b4b18f4da45096bd7a4a0c47e1042f345ad5a7f936",
+  },
+];
+
+export const LIB_SUFFIX = process.platform === "darwin" ? "dylib" : "so";
+export const SHIM_NAME = `libmlxk.${LIB_SUFFIX}`;
+
+export const mlxStateDir = (root = REPO_ROOT): string => join(root, ".mlx");
+export const statusFile = (root = REPO_ROOT): string => join(mlxStateDir(root), "status.json");
+/** The unpacked wheel keeps its layout: <wheelDir>/mlx/{lib,include} and <wheelDir>/mlx_cpu.libs. */
+export const wheelDir = (root = REPO_ROOT): string => join(mlxStateDir(root), "wheel");
+export const shimBuildDir = (root = REPO_ROOT): string => join(root, "mlx-c", "build");
+
+/** Directory with lib/libmlx.* and include/: MLX_DIR if set, else the unpacked wheel's mlx/. */
+export function mlxRoot(env: Env = process.env, root = REPO_ROOT): string {
+  const dir = mlxDir(env);
+  return dir ? resolve(dir) : join(wheelDir(root), "mlx");
+}
+
+/** What the installer recorded: ok, or why MLX is unavailable. */
+export interface InstallStatus {
+  ok: boolean;
+  reason?: string;
+  mlxVersion?: string;
+  mlxRoot?: string;
+  shim?: string;
+  wheel?: string;
+  updatedAt?: string;
+}
+
+export function readInstallStatus(root = REPO_ROOT): InstallStatus | null {
+  try {
+    const v = JSON.parse(readFileSync(statusFile(root), "utf8")) as unknown;
+    if (typeof v === "object" && v !== null && typeof (v as InstallStatus).ok === "boolean") return v as InstallStatus;
+    return null;
+  } catch {
+    return null;
+  }
+}
+
+/** Candidate shim paths in search order: MLXK_SHIM, mlx-c/build/ of the repo, lib/ beside a compiled executable. */
+export function shimCandidates(env: Env = process.env, root = REPO_ROOT): string[] {
+  const out: string[] = [];
+  const explicit = mlxShimPath(env);
+  if (explicit) return [resolve(explicit)];
+  out.push(join(shimBuildDir(root), SHIM_NAME));
+  out.push(join(dirname(process.execPath), "lib", SHIM_NAME));
+  return out;
+}
+
+export function findShim(env: Env = process.env, root = REPO_ROOT): string | null {
+  return shimCandidates(env, root).find((p) => existsSync(p)) ?? null;
+}
