@@ -88,3 +88,24 @@ export function hfTokenPath(env: Env = process.env): string {
   const p = get(env, "HF_TOKEN_PATH");
   return p ? expandHome(p, env) : join(hfHome(env), "token");
 }
+
+/** Compute dtype for float weights and activations: float32 (default; bf16/fp16 are emulated and ~7× slower on CPU), float16, bfloat16 or auto (keep the checkpoint's). */
+export function computeDtype(env: Env = process.env): string | undefined {
+  return get(env, "MLXK_DTYPE");
+}
+
+/** CPU streams the engine splits big matmuls over (default 2; 1 = no splitting). */
+export function engineStreams(env: Env = process.env): string | undefined {
+  return get(env, "MLXK_STREAMS");
+}
+
+/** Our own CPU kernels (quantized matmul, …) instead of MLX's ops on the CPU device; MLXK_KERNELS=0 turns them off for A/B runs. */
+export function kernelsEnabled(env: Env = process.env): boolean {
+  const v = get(env, "MLXK_KERNELS");
+  return v === undefined || !["0", "false", "no", "off"].includes(v.toLowerCase());
+}
+
+/** Set by the server supervisor for its worker process: the worker's settings as JSON (internal). */
+export function serverWorkerConfig(env: Env = process.env): string | undefined {
+  return get(env, "MLXK_SERVER_WORKER");
+}

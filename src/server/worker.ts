@@ -1,0 +1,124 @@
+/**
+ * The server worker: binds the port, serves the app, preloads the model, and drains on SIGTERM/SIGINT.
+ * It runs only under the supervisor (src/server/supervisor.ts) and exits when the supervisor goes away
+ * (IPC disconnect, or its parent pid changing), so a killed supervisor never leaves an orphan holding the port.
+ */
+import { freemem } from "node:os";
+import * as v from "valibot";
+import { type Env, serverWorkerConfig } from "../env.ts";
+import { MlxkError } from "../errors.ts";
+import { createApp } from "./app.ts";
+import { makeLogger } from "./log.ts";
+import { ModelManager } from "./model-manager.ts";
+import { listRunnable, loadTarget, resolveTarget } from "./models-source.ts";
+
+export const WorkerConfigSchema = v.strictObject({
+  host: v.string(),
+  port: v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(65535)),
+  model: v.nullable(v.string()),
+  maxTokens: v.nullable(v.number()),
+  apiKey: v.nullable(v.string()),
+  cors: v.array(v.string()),
+  logJson: v.boolean(),
+  maxQueue: v.optional(v.number()),
+});
+export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema>;
+
+/** Exit code for failures a restart cannot fix (port taken, model will not load): the supervisor gives up. */
+export const EXIT_STARTUP_FAILED = 78;
+/** Time the worker gives running requests when asked to stop; the supervisor kills at 5 s. */
+const DRAIN_MS = 4000;
+
+export type WorkerMessage =
+  | { type: "ready"; host: string; port: number; model: string | null; pid: number }
+  | { type: "loaded"; model: string }
+  | { type: "fatal"; message: string };
+
+function send(msg: WorkerMessage): void {
+  process.send?.(msg);
+}
+
+export async function runWorker(config: WorkerConfig, env: Env = process.env): Promise<void> {
+  const log = makeLogger({ json: config.logJson });
+  const manager = new ModelManager({
+    resolve: (spec) => resolveTarget(spec, { env }),
+    load: (t) => loadTarget(t, { env }),
+    freeMemory: freemem,
+    maxQueue: config.maxQueue,
+  });
+  const app = createApp({
+    manager,
+    listModels: () => listRunnable({ env }),
+    apiKey: config.apiKey ?? undefined,
+    cors: config.cors,
+    maxTokens: config.maxTokens ?? undefined,
+    log,
+  });
+
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({
+      hostname: config.host,
+      port: config.port,
+      // generation can be silent for minutes (non-streamed answers): never drop an idle connection
+      idleTimeout: 0,
+      fetch: async (req) => {
+        const t0 = performance.now();
+        const res = await app.handle(req);
+        const url = new URL(req.url);
+        log("info", `${req.method} ${url.pathname} ${res.status}`, { ms: Math.round(performance.now() - t0) });
+        return res;
+      },
+    });
+  } catch (e) {
+    const message = `Cannot listen on ${config.host}:${config.port}: ${e instanceof Error ? e.message : String(e)}`;
+    log("error", message);
+    send({ type: "fatal", message });
+    process.exit(EXIT_STARTUP_FAILED);
+  }
+  const port = server.port ?? config.port;
+  send({ type: "ready", host: config.host, port, model: config.model, pid: process.pid });
+
+  let stopping = false;
+  const stop = async (why: string) => {
+    if (stopping) process.exit(130); // second signal: no more waiting
+    stopping = true;
+    log("info", `stopping (${why})`);
+    void server.stop(false); // no new connections; running ones may finish
+    manager.close();
+    const deadline = Date.now() + DRAIN_MS;
+    while (manager.queue.active && Date.now() < deadline) await Bun.sleep(20);
+    void server.stop(true);
+    manager.dispose();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("disconnect", () => void stop("supervisor gone"));
+  const ppid = process.ppid;
+  setInterval(() => {
+    if (process.ppid !== ppid) void stop("supervisor gone");
+  }, 500).unref();
+
+  if (config.model) {
+    try {
+      const t = await manager.preload(config.model);
+      log("info", "model loaded", { model: t.id });
+      send({ type: "loaded", model: t.id });
+    } catch (e) {
+      const message = `Model '${config.model}' failed to load: ${e instanceof Error ? e.message : String(e)}`;
+      log("error", message);
+      send({ type: "fatal", message });
+      process.exit(EXIT_STARTUP_FAILED);
+    }
+  }
+}
+
+/** Entry when started by the supervisor: settings come from MLXK_SERVER_WORKER. */
+export async function workerMain(env: Env = process.env): Promise<void> {
+  const raw = serverWorkerConfig(env);
+  if (!raw) throw new MlxkError("InternalError", "The server worker must be started by 'mlxk server'");
+  await runWorker(v.parse(WorkerConfigSchema, JSON.parse(raw)), env);
+}
+
+if (import.meta.main) await workerMain();
