@@ -1,0 +1,143 @@
+/**
+ * The supervisor as users run it: `bin/mlxk server` as a real process on a real port, against an empty temp cache.
+ * Killing the worker brings a new one on the same port; SIGTERM to the parent stops both and frees the port;
+ * SIGKILL to the parent still takes the worker down (mlx-knife #60).
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dir, "..", "..");
+const BIN = join(ROOT, "bin", "mlxk");
+const hub = mkdtempSync(join(tmpdir(), "mlxk-sup-"));
+afterAll(() => rmSync(hub, { recursive: true, force: true }));
+
+interface Started {
+  proc: ReturnType<typeof Bun.spawn>;
+  port: number;
+  workerPid: number;
+  stderr: () => string;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Poll `cond` until it holds; the bound only stops a broken build from hanging the suite. */
+async function until(cond: () => boolean | Promise<boolean>, what: string, maxMs = 15000): Promise<void> {
+  const end = Date.now() + maxMs;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`gave up waiting for: ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+async function start(args: string[] = []): Promise<Started> {
+  const proc = Bun.spawn([process.execPath, BIN, "server", "--port", "0", "--json", ...args], {
+    env: { ...process.env, HF_HUB_CACHE: hub, MLXK_API_KEY: "" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let err = "";
+  void (async () => {
+    for await (const c of proc.stderr as ReadableStream<Uint8Array>) err += new TextDecoder().decode(c);
+  })();
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const r = await reader.read();
+    if (r.done) throw new Error(`server exited before its startup line: ${out} ${err}`);
+    out += new TextDecoder().decode(r.value);
+  }
+  reader.releaseLock();
+  const line = JSON.parse(out.split("\n")[0]!) as { status: string; command: string; data: { port: number; pid: number; host: string; url: string } };
+  expect(line.status).toBe("success");
+  expect(line.command).toBe("server");
+  expect(line.data.host).toBe("127.0.0.1");
+  return { proc, port: line.data.port, workerPid: line.data.pid, stderr: () => err };
+}
+
+async function healthy(port: number): Promise<boolean> {
+  try {
+    return (await fetch(`http://127.0.0.1:${port}/health`)).status === 200;
+  } catch {
+    return false;
+  }
+}
+
+function portFree(port: number): boolean {
+  try {
+    const s = Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } });
+    s.stop(true);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe("mlxk server supervisor", () => {
+  test("a killed worker is restarted on the same port; SIGTERM stops both and frees the port", async () => {
+    const s = await start();
+    expect(await healthy(s.port)).toBe(true);
+    expect(((await (await fetch(`http://127.0.0.1:${s.port}/v1/models`)).json()) as { data: unknown[] }).data).toEqual([]);
+    process.kill(s.workerPid, "SIGKILL");
+    await until(() => s.stderr().includes("worker restarted"), "restart note");
+    await until(() => healthy(s.port), "restarted worker answering");
+    const newPid = Number(/worker restarted \(pid (\d+)\)/.exec(s.stderr())![1]);
+    expect(newPid).not.toBe(s.workerPid);
+    s.proc.kill("SIGTERM");
+    expect(await s.proc.exited).toBe(0);
+    expect(alive(newPid)).toBe(false);
+    expect(portFree(s.port)).toBe(true);
+  }, 30000);
+
+  test("SIGKILL of the supervisor still takes the worker down (no orphan holding the port)", async () => {
+    const s = await start();
+    s.proc.kill("SIGKILL");
+    await s.proc.exited;
+    await until(() => !alive(s.workerPid), "orphaned worker to exit");
+    await until(() => portFree(s.port), "port to be free");
+  }, 30000);
+
+  test("an unknown --model fails before binding, with the resolver's error", async () => {
+    const p = Bun.spawn([process.execPath, BIN, "server", "--model", "no/such-model", "--port", "0", "--json"], {
+      env: { ...process.env, HF_HUB_CACHE: hub },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const out = await new Response(p.stdout as ReadableStream).text();
+    expect(await p.exited).toBe(1);
+    const env = JSON.parse(out) as { status: string; error: { type: string } };
+    expect(env.status).toBe("error");
+    expect(env.error.type).toBe("model_not_found");
+  });
+
+  test("a bad --port is a usage error", async () => {
+    const p = Bun.spawn([process.execPath, BIN, "server", "--port", "99999", "--json"], { env: { ...process.env, HF_HUB_CACHE: hub }, stdout: "pipe", stderr: "pipe" });
+    const out = await new Response(p.stdout as ReadableStream).text();
+    expect(await p.exited).toBe(2);
+    expect((JSON.parse(out) as { error: { type: string } }).error.type).toBe("InvalidArgumentError");
+  });
+
+  test("a port already taken is a startup failure, not a restart loop", async () => {
+    const blocker = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    try {
+      const p = Bun.spawn([process.execPath, BIN, "server", "--port", String(blocker.port), "--json"], {
+        env: { ...process.env, HF_HUB_CACHE: hub },
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      const out = await new Response(p.stdout as ReadableStream).text();
+      expect(await p.exited).toBe(1);
+      expect(out).toContain("Cannot listen");
+    } finally {
+      blocker.stop(true);
+    }
+  });
+});
