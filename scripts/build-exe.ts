@@ -13,7 +13,7 @@ export async function buildExe(outfile = join(root, "dist", "mlxk")): Promise<st
   const entry = join(root, "dist", ".mlxk-entry.ts");
   mkdirSync(dirname(entry), { recursive: true });
   writeFileSync(entry, 'import { runCli } from "../src/cli/main.ts";\nprocess.exitCode = await runCli(process.argv.slice(2));\n');
-  const proc = Bun.spawn([process.execPath, "build", "--compile", "--minify", entry, "--outfile", outfile], {
+  const proc = Bun.spawn([process.execPath, "build", "--compile", "--minify", "--bytecode", "--format", "esm", entry, "--outfile", outfile], {
     cwd: root,
     stdout: "pipe",
     stderr: "pipe",

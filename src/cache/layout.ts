@@ -121,31 +121,43 @@ export function listSnapshots(repoDir: string): SnapshotInfo[] {
   return out.sort((a, b) => b.mtimeMs - a.mtimeMs || a.hash.localeCompare(b.hash));
 }
 
-export type SnapshotSelection =
-  | { ok: true; snapshot: SnapshotInfo; all: SnapshotInfo[] }
-  | { ok: false; reason: string; all: SnapshotInfo[] };
+export type SnapshotSelection = { ok: true; snapshot: SnapshotInfo } | { ok: false; reason: string };
+
+function readRef(repoDir: string, branch: string): string | null {
+  try {
+    const v = readFileSync(join(repoDir, "refs", branch), "utf8").trim();
+    return /^[A-Za-z0-9]{1,64}$/.test(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+function snapshotAt(repoDir: string, hash: string): SnapshotInfo | null {
+  const dir = join(repoDir, "snapshots", hash);
+  const st = statSync(dir, { throwIfNoEntry: false });
+  return st?.isDirectory() ? { hash, dir, mtimeMs: st.mtimeMs } : null;
+}
 
 /**
  * The snapshot a command looks at: an explicit full `hash` (dir name); else the one `refs/main` points to;
  * else the newest by mtime (huggingface_hub keeps refs, mlx-knife ignored them — we follow the refs).
+ * The refs/main path costs two syscalls, which is what makes `list` on hundreds of models fast.
  */
 export function selectSnapshot(repoDir: string, opts: { hash?: string | null } = {}): SnapshotSelection {
-  let hasSnapshotsDir = true;
-  try {
-    hasSnapshotsDir = statSync(join(repoDir, "snapshots")).isDirectory();
-  } catch {
-    hasSnapshotsDir = false;
-  }
-  if (!hasSnapshotsDir) return { ok: false, reason: "No snapshots directory found", all: [] };
-  const all = listSnapshots(repoDir);
   if (opts.hash) {
-    const s = all.find((x) => x.hash === opts.hash);
-    return s ? { ok: true, snapshot: s, all } : { ok: false, reason: `Specific hash ${opts.hash} not found`, all };
+    const s = /^[A-Za-z0-9._-]+$/.test(opts.hash) && !opts.hash.startsWith(".") ? snapshotAt(repoDir, opts.hash) : null;
+    if (s) return { ok: true, snapshot: s };
+  } else {
+    const main = readRef(repoDir, "main");
+    const s = main ? snapshotAt(repoDir, main) : null;
+    if (s) return { ok: true, snapshot: s };
   }
-  if (all.length === 0) return { ok: false, reason: "No snapshots found", all };
-  const main = readRefs(repoDir).main;
-  const byRef = main ? all.find((x) => x.hash === main) : undefined;
-  return { ok: true, snapshot: byRef ?? all[0]!, all };
+  const st = statSync(join(repoDir, "snapshots"), { throwIfNoEntry: false });
+  if (!st?.isDirectory()) return { ok: false, reason: "No snapshots directory found" };
+  if (opts.hash) return { ok: false, reason: `Specific hash ${opts.hash} not found` };
+  const all = listSnapshots(repoDir);
+  if (all.length === 0) return { ok: false, reason: "No snapshots found" };
+  return { ok: true, snapshot: all[0]! };
 }
 
 export interface FileEntry {

@@ -9,7 +9,7 @@
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { ModelObject } from "../schemas/cli-output.ts";
-import { detectModel } from "./detect.ts";
+import { contextLength, detectModel } from "./detect.ts";
 import { type HealthReport, dirHealth, repoHealth } from "./health.ts";
 import { listRepoNames, repoDirFor } from "./layout.ts";
 import { isExplicitPath } from "./resolve.ts";
@@ -34,6 +34,7 @@ export function modelObjectFrom(report: HealthReport, opts: { name: string; cach
     framework: d.framework,
     model_type: d.kind,
     capabilities: d.capabilities,
+    context_length: contextLength(view.readObject("config.json")),
     health: report.healthy ? "healthy" : "unhealthy",
     runtime_compatible: report.runtime_compatible,
     reason,

@@ -1,5 +1,6 @@
 /** `mlxk list [pattern]`: the cached (or local) models; JSON always carries the full list. */
 import { defineCommand } from "citty";
+import { totalmem } from "node:os";
 import { listModels } from "../cache/scan.ts";
 import { hubCacheDir } from "../env.ts";
 import type { ListData } from "../schemas/cli-output.ts";
@@ -19,7 +20,8 @@ export default defineCommand({
   run({ args, data }) {
     const ctx = data as CliContext;
     const { models } = listModels({ hubDir: hubCacheDir(ctx.env), pattern: args.pattern ?? null });
-    const out: ListData = { models, count: models.length };
+    const mem = totalmem();
+    const out: ListData = { models, count: models.length, system: mem > 0 ? { memory_total_bytes: mem } : null };
     printSuccess(ctx, "list", out, () => renderList(models, { all: args.all, health: args.health, verbose: args.verbose }));
   },
 });

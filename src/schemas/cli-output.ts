@@ -18,6 +18,8 @@ export const ModelObjectSchema = v.strictObject({
   framework: v.picklist(["MLX", "GGUF", "PyTorch", "Unknown"]),
   model_type: v.pipe(v.string(), v.description("chat | base | embedding | audio")),
   capabilities: v.array(v.string()),
+  /** As mlx-knife 2.0.8 adds: context window from config.json, null when it names none. */
+  context_length: v.optional(v.nullable(int0)),
   health: v.picklist(["healthy", "unhealthy"]),
   runtime_compatible: v.boolean(),
   reason: v.nullable(v.string()),
@@ -34,6 +36,8 @@ export type ModelObject = v.InferOutput<typeof ModelObjectSchema>;
 export const ListDataSchema = v.strictObject({
   models: v.array(ModelObjectSchema),
   count: int0,
+  /** As mlx-knife 2.0.8 (spec 0.2.4) adds: what this machine has, so "does it fit" takes one call. */
+  system: v.optional(v.nullable(v.strictObject({ memory_total_bytes: int0 }))),
 });
 export type ListData = v.InferOutput<typeof ListDataSchema>;
 

@@ -73,6 +73,7 @@ describe("list", () => {
       framework: "MLX",
       model_type: "chat",
       capabilities: ["text-generation", "chat"],
+      context_length: 2048,
       health: "healthy",
       runtime_compatible: true,
       reason: null,
@@ -133,7 +134,7 @@ describe("list", () => {
       for (const env of [empty.env, missing.env]) {
         const r = await cli(["list", "--json"], env);
         expect(r.code).toBe(0);
-        expect(envelope(r.stdout).data).toEqual({ models: [], count: 0 });
+        expect(envelope(r.stdout).data).toMatchObject({ models: [], count: 0 });
         expect((await cli(["list"], env)).code).toBe(0);
       }
       expect(existsSync(missing.hubDir)).toBe(false);
