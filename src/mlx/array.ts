@@ -69,7 +69,7 @@ export class Array implements Disposable {
       const L = lib();
       const n = L.mlxk_array_ndim(this.handle as never);
       const buf = new Int32Array(Math.max(n, 1));
-      L.mlxk_array_shape(this.handle as never, ptr(buf));
+      L.mlxk_array_shape(this.handle as never, buf as never);
       this.#shape = globalThis.Array.from(buf.subarray(0, n));
     }
     return this.#shape;
@@ -116,7 +116,7 @@ export class Array implements Disposable {
   /** Row-major copy into `dst` (whose byte length must equal nbytes); evaluates. */
   copyTo(dst: TypedArray | Uint8Array): void {
     if (dst.byteLength === 0) return;
-    if (lib().mlxk_array_to_host(this.handle as never, ptr(dst), dst.byteLength) !== 0) fail("to_host");
+    if (lib().mlxk_array_to_host(this.handle as never, dst as never, dst.byteLength) !== 0) fail("to_host");
   }
 
   /** Raw bytes in the array's own dtype (f16/bf16 come back as their 16-bit patterns). */
@@ -137,7 +137,7 @@ export class Array implements Disposable {
     if (L.mlxk_astype(OUT_PTR as never, this.handle as never, dtype, currentStream() as never) !== 0) fail("astype");
     const tmp = outPtr();
     try {
-      if (out.byteLength > 0 && L.mlxk_array_to_host(tmp as never, ptr(out), out.byteLength) !== 0) fail("to_host");
+      if (out.byteLength > 0 && L.mlxk_array_to_host(tmp as never, out as never, out.byteLength) !== 0) fail("to_host");
     } finally {
       L.mlxk_array_free(tmp as never);
     }
@@ -217,8 +217,10 @@ export function fromBytes(data: ArrayBufferView, shape: readonly number[], dtype
   if (data.byteLength !== n * ITEMSIZE[dtype]) {
     throw new TypeError(`fromBytes: ${data.byteLength} bytes do not fill shape [${shape.join(", ")}] of ${dtypeName(dtype)}`);
   }
+  const shapePtr = ints(shape);
+  // ptr() right at the call: nothing may allocate (and trigger GC) between taking and using it.
   const src = data.byteLength === 0 ? null : ptr(data as TypedArray | DataView);
-  if (lib().mlxk_array_from_data(OUT_PTR as never, src as never, ints(shape) as never, shape.length, dtype) !== 0) fail("array");
+  if (lib().mlxk_array_from_data(OUT_PTR as never, src as never, shapePtr as never, shape.length, dtype) !== 0) fail("array");
   return new Array(outPtr());
 }
 

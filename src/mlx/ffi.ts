@@ -214,35 +214,38 @@ export function fail(op: string): never {
 }
 
 // ---- scratch buffers (safe to reuse: FFI calls are synchronous and never call back into JS) ----
-const OUT = new Uint32Array(16);
+// Each sits on its own ArrayBuffer: the storage of a small "fast" typed array can move after ptr()
+// was taken (observed with Bun 1.4.5: the C side then wrote to stale memory and the process crashed).
+const scratch = <T>(make: (b: ArrayBuffer) => T, bytes: number): T => make(new ArrayBuffer(bytes));
+const OUT = scratch((b) => new Uint32Array(b), 64);
 export const OUT_PTR = ptr(OUT);
 /** Read the i-th pointer written to OUT (little-endian lo/hi words → Number; pointers fit in 53 bits). */
 export function outPtr(i = 0): number {
   return OUT[2 * i]! + OUT[2 * i + 1]! * 4294967296;
 }
-const F64 = new Float64Array(1);
+const F64 = scratch((b) => new Float64Array(b), 8);
 export const F64_PTR = ptr(F64);
 export const f64Out = (): number => F64[0]!;
 
 /** Three independent int-list slots (slice needs start/stop/strides at once). */
-const INTS = [new Int32Array(64), new Int32Array(64), new Int32Array(64)];
+const INTS = [0, 1, 2].map(() => scratch((b) => new Int32Array(b), 256));
 const INT_PTRS = INTS.map((a) => ptr(a));
 export function ints(list: readonly number[], slot = 0): number {
   let buf = INTS[slot]!;
   if (list.length > buf.length) {
-    buf = INTS[slot] = new Int32Array(list.length * 2);
+    buf = INTS[slot] = scratch((b) => new Int32Array(b), list.length * 8);
     INT_PTRS[slot] = ptr(buf);
   }
   for (let i = 0; i < list.length; i++) buf[i] = list[i]!;
   return INT_PTRS[slot]!;
 }
 
-let handleBuf = new Uint32Array(64);
+let handleBuf = scratch((b) => new Uint32Array(b), 256);
 let handleBufPtr = ptr(handleBuf);
 /** Pack handles into a C `void*[]` in a reused buffer; returns its address. */
 export function handles(hs: readonly number[]): number {
   if (hs.length * 2 > handleBuf.length) {
-    handleBuf = new Uint32Array(hs.length * 4);
+    handleBuf = scratch((b) => new Uint32Array(b), hs.length * 16);
     handleBufPtr = ptr(handleBuf);
   }
   for (let i = 0; i < hs.length; i++) {

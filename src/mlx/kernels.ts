@@ -1,0 +1,105 @@
+/**
+ * Our own CPU kernels (mlx-c/src/kernels/: AVX2/FMA, one thread pool) exposed as MLX ops.
+ * `fastQuantizedMatmul` is a drop-in for `quantizedMatmul`: same arguments, same result within f32
+ * rounding. It uses the kernel when the shim has it, the CPU supports it and MLXK_KERNELS is not 0;
+ * the shim itself falls back to MLX's op for GPU streams and unsupported formats, so callers never branch.
+ */
+import { dlopen, FFIType } from "bun:ffi";
+import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
+import type { Array } from "./array.ts";
+import { mlxAvailability, OUT_PTR } from "./ffi.ts";
+import { result } from "./ops.ts";
+import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
+import { currentStream as S } from "./stream.ts";
+
+const P = FFIType.ptr;
+const I = FFIType.i32;
+const DEFS = {
+  mlxk_kernels_available: { args: [], returns: I },
+  mlxk_kernels_threads: { args: [], returns: I },
+  mlxk_kernels_force_scalar: { args: [I], returns: I },
+  mlxk_fast_quantized_matmul: { args: [P, P, P, P, P, FFIType.bool, I, I, I, P], returns: I },
+} as const;
+type KernelLib = ReturnType<typeof dlopen<typeof DEFS>>;
+type KernelSymbols = KernelLib["symbols"];
+
+const MODES: Record<QuantMode, number> = { affine: 0, mxfp4: 1, nvfp4: 2, mxfp8: 3 };
+
+// undefined = not probed yet; null = this shim/CPU has no kernels.
+let syms: KernelSymbols | null | undefined;
+// Held for the process lifetime: the symbols' trampolines belong to the library object.
+let libRef: KernelLib | null = null;
+let override: boolean | null = null;
+let fromEnv: boolean | undefined;
+
+function symbols(): KernelSymbols | null {
+  if (syms !== undefined) return syms;
+  const av = mlxAvailability();
+  syms = null;
+  if (!av.available || !av.shim) return syms;
+  try {
+    // Same library as ffi.ts (dlopen returns the loaded handle); an older shim without kernels just lacks the symbols.
+    libRef = dlopen(av.shim, DEFS);
+    const s = libRef.symbols;
+    if (s.mlxk_kernels_available() > 0) syms = s;
+  } catch {
+    syms = null;
+  }
+  return syms;
+}
+
+export interface KernelInfo {
+  /** "avx2" (AVX2/FMA), "scalar" (x86 without AVX2) or "none" (MLX's ops are used). */
+  level: "avx2" | "scalar" | "none";
+  /** Whether fastQuantizedMatmul currently routes to the kernels (level ≠ none and not disabled). */
+  enabled: boolean;
+  /** Threads of the kernel pool (0 when unavailable). */
+  threads: number;
+}
+
+export function kernelInfo(env: Env = process.env): KernelInfo {
+  const s = symbols();
+  const lvl = s ? s.mlxk_kernels_available() : 0;
+  return {
+    level: lvl === 2 ? "avx2" : lvl === 1 ? "scalar" : "none",
+    enabled: s !== null && kernelsEnabled(env),
+    threads: s ? s.mlxk_kernels_threads() : 0,
+  };
+}
+
+/** MLXK_KERNELS (read once) unless setKernelsEnabled overrode it. */
+export function kernelsEnabled(env: Env = process.env): boolean {
+  if (override !== null) return override;
+  fromEnv ??= envKernelsEnabled(env);
+  return fromEnv;
+}
+
+/** In-process A/B switch for tests and benchmarks; null returns to MLXK_KERNELS. */
+export function setKernelsEnabled(on: boolean | null): void {
+  override = on;
+}
+
+/** Tests only: run the portable scalar kernels even on AVX2 machines. Returns the previous setting. */
+export function forceScalarKernels(on: boolean): boolean {
+  const s = symbols();
+  return s ? s.mlxk_kernels_force_scalar(on ? 1 : 0) !== 0 : false;
+}
+
+/** Drop-in for quantizedMatmul that uses our CPU kernel when available and enabled. */
+export function fastQuantizedMatmul(
+  x: Array,
+  wq: Array,
+  scales: Array,
+  biases: Array | null,
+  o: QuantOptions & { transpose?: boolean } = {},
+): Array {
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s) return quantizedMatmul(x, wq, scales, biases, o);
+  const mode = MODES[o.mode ?? "affine"];
+  if (mode === undefined) throw new TypeError(`unknown quantization mode '${o.mode}'`);
+  return result(
+    s.mlxk_fast_quantized_matmul(OUT_PTR as never, x.handle as never, wq.handle as never, scales.handle as never,
+      (biases?.handle ?? 0) as never, o.transpose ?? true, o.groupSize ?? 0, o.bits ?? 0, mode, S() as never),
+    "fast_quantized_matmul",
+  );
+}
