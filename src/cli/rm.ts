@@ -24,7 +24,7 @@ export default defineCommand({
   args: {
     ...modelArg,
     force: { type: "boolean", alias: "f", description: "Delete without confirmation, also with lock files present" },
-    dryRun: { type: "boolean", description: "Only list what would be deleted" },
+    "dry-run": { type: "boolean", description: "Only list what would be deleted" },
     ...jsonArgs,
   },
   async run({ args, data }) {
@@ -53,7 +53,7 @@ export default defineCommand({
     const lockRel = plan.lockFiles.map((l) => relative(hubDir, l));
     if (plan.lockFiles.length > 0) Object.assign(d, { locks_detected: true, lock_files: lockRel });
 
-    if (args.dryRun) {
+    if (args["dry-run"]) {
       const paths = plan.paths.map((p) => relative(hubDir, p));
       const msg = `Would delete ${what} of '${resolved.name}' (${formatSize(plan.bytes)}, ${paths.length} path(s))`;
       const out: RmData = { ...d, action: "dry_run", dry_run: true, paths, message: msg };
