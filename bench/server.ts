@@ -1,0 +1,135 @@
+/**
+ * Server overhead benchmark: the same greedy generation run directly on the engine and streamed through the
+ * server over a real port (same process, same model, same run), then 8 concurrent clients × 10 requests.
+ * Usage: bun bench/server.ts [--model SPEC] [--tokens N] [--rounds R]   (default model: SmolLM2 GGUF)
+ * Prints a Markdown table for BENCHMARKS.md.
+ */
+import { freemem } from "node:os";
+import { smollm2Gguf } from "../test/support/smollm2.ts";
+import type { Engine, GenerateRequest } from "../src/engine/types.ts";
+import { createApp } from "../src/server/app.ts";
+import { ModelManager } from "../src/server/model-manager.ts";
+import { loadTarget, resolveTarget } from "../src/server/models-source.ts";
+import { DEFAULT_SAMPLING } from "../src/server/openai/convert.ts";
+import { readSse } from "../src/server/openai/sse.ts";
+
+function arg(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+
+const TOKENS = Number(arg("tokens") ?? 64);
+const ROUNDS = Number(arg("rounds") ?? 3);
+const spec = arg("model") ?? (await smollm2Gguf());
+const messages = [{ role: "user" as const, content: "Write a long story about a lighthouse keeper and the sea." }];
+const sampling = { ...DEFAULT_SAMPLING, temperature: 0, repetitionPenalty: 1 };
+
+interface Sample {
+  tokens: number;
+  ttftMs: number;
+  /** decode rate: tokens after the first over the time after the first */
+  tps: number;
+  totalMs: number;
+}
+
+function rate(tokens: number, t0: number, tFirst: number, tEnd: number): Sample {
+  return { tokens, ttftMs: tFirst - t0, tps: tokens > 1 ? ((tokens - 1) * 1000) / (tEnd - tFirst) : 0, totalMs: tEnd - t0 };
+}
+
+async function direct(engine: Engine): Promise<Sample> {
+  const req: GenerateRequest = { input: { messages }, maxTokens: TOKENS, sampling };
+  const t0 = performance.now();
+  let tFirst = 0;
+  let n = 0;
+  for await (const ev of engine.generate(req)) {
+    if (ev.type === "done") break;
+    if (n++ === 0) tFirst = performance.now();
+  }
+  return rate(n, t0, tFirst, performance.now());
+}
+
+async function viaServer(url: string): Promise<Sample> {
+  const body = { model: spec, messages, max_tokens: TOKENS, temperature: 0, repetition_penalty: 1, stream: true, stream_options: { include_usage: true } };
+  const t0 = performance.now();
+  const res = await fetch(`${url}/v1/chat/completions`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+  let tFirst = 0;
+  let tLast = 0;
+  let tokens = 0;
+  let chunks = 0;
+  for await (const d of readSse(res.body!)) {
+    if (d === "[DONE]") break;
+    const c = JSON.parse(d) as { choices: { delta: { content?: string } }[]; usage?: { completion_tokens: number } | null };
+    if (c.usage) tokens = c.usage.completion_tokens;
+    if (c.choices[0]?.delta.content) {
+      if (chunks++ === 0) tFirst = performance.now();
+      tLast = performance.now();
+    }
+  }
+  return rate(tokens, t0, tFirst, tLast);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)]!;
+}
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
+}
+
+const manager = new ModelManager({ resolve: (s) => resolveTarget(s), load: (t) => loadTarget(t), freeMemory: freemem, maxQueue: 64 });
+const app = createApp({ manager, listModels: () => [] });
+const server = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: (r) => app.handle(r) });
+const url = `http://127.0.0.1:${server.port}`;
+
+const lease = await manager.lease(spec);
+const engine = lease.engine;
+lease.release();
+await direct(engine); // warm-up (first-call compilation, page-in)
+await viaServer(url);
+
+const d: Sample[] = [];
+const s: Sample[] = [];
+for (let r = 0; r < ROUNDS; r++) {
+  // interleaved so drift (thermal, other load) hits both sides alike
+  d.push(await direct(engine));
+  s.push(await viaServer(url));
+}
+
+const CLIENTS = 8;
+const PER_CLIENT = 10;
+const latencies: number[] = [];
+let failures = 0;
+const tc0 = performance.now();
+await Promise.all(
+  Array.from({ length: CLIENTS }, async () => {
+    for (let i = 0; i < PER_CLIENT; i++) {
+      const t0 = performance.now();
+      const res = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: spec, messages: [{ role: "user", content: `Say a number: ${i}` }], max_tokens: 16, temperature: 0 }),
+      });
+      if (res.status !== 200) failures++;
+      await res.arrayBuffer();
+      latencies.push(performance.now() - t0);
+    }
+  }),
+);
+const concurrentWall = performance.now() - tc0;
+server.stop(true);
+
+const dTps = median(d.map((x) => x.tps));
+const sTps = median(s.map((x) => x.tps));
+const f = (n: number, digits = 1) => n.toFixed(digits);
+console.log(`model: ${spec}, ${TOKENS} tokens greedy, ${ROUNDS} rounds (median), ${navigator.hardwareConcurrency} CPUs, free ${f(freemem() / 2 ** 30)} GiB\n`);
+console.log("| measure | direct engine | through server (SSE) | server / direct |");
+console.log("|---|---|---|---|");
+console.log(`| decode tok/s | ${f(dTps)} | ${f(sTps)} | ${f((sTps / dTps) * 100)} % |`);
+console.log(`| time to first token (ms) | ${f(median(d.map((x) => x.ttftMs)), 0)} | ${f(median(s.map((x) => x.ttftMs)), 0)} | +${f(median(s.map((x) => x.ttftMs)) - median(d.map((x) => x.ttftMs)), 0)} ms |`);
+console.log(`| tokens per run | ${median(d.map((x) => x.tokens))} | ${median(s.map((x) => x.tokens))} | |`);
+console.log(
+  `\n${CLIENTS} concurrent clients × ${PER_CLIENT} requests (max_tokens 16): ${latencies.length - failures}/${latencies.length} succeeded, ` +
+    `latency p50 ${f(pct(latencies, 50), 0)} ms, p95 ${f(pct(latencies, 95), 0)} ms, wall ${f(concurrentWall / 1000, 2)} s`,
+);
