@@ -2,7 +2,9 @@
 // workers claim tasks by CAS on it, so a worker waking late can never take a task of a newer job.
 #include "pool.h"
 
+#ifdef __linux__
 #include <sched.h>
+#endif
 
 #include <atomic>
 #include <condition_variable>
@@ -24,10 +26,12 @@ namespace mlxk::kern {
 namespace {
 
 int usable_cores() {
+  int n = 0;
+#ifdef __linux__
   cpu_set_t set;
   CPU_ZERO(&set);
-  int n = 0;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) n = CPU_COUNT(&set);
+#endif
   if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
   return n < 1 ? 1 : (n > 64 ? 64 : n);
 }

@@ -97,6 +97,7 @@ void permute_x_nibbles(const float* x, float* xp, int M, int K) {
 template <QFormat F>
 MLXK_AVX2 inline void unpack32(const uint8_t* w, int k0, __m256 q[4]) {
   if constexpr (F == QFormat::Affine8) {
+    #pragma GCC unroll 16
     for (int j = 0; j < 4; j++) {
       __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + k0 + 8 * j));
       q[j] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
@@ -132,7 +133,9 @@ MLXK_AVX2 void rows_avx2(const QmmProblem& p, const float* xp, int n) {
   const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
   const uint8_t* w = p.w + static_cast<size_t>(n) * row_bytes;
   __m256 acc[R][NA];
+  #pragma GCC unroll 16
   for (int r = 0; r < R; r++)
+    #pragma GCC unroll 16
     for (int a = 0; a < NA; a++) acc[r][a] = _mm256_setzero_ps();
   for (int g = 0; g < G; g++) {
     __m256 s, b;
@@ -146,18 +149,23 @@ MLXK_AVX2 void rows_avx2(const QmmProblem& p, const float* xp, int n) {
     for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
       __m256 q[4];
       unpack32<F>(w, k0, q);
+      #pragma GCC unroll 16
       for (int j = 0; j < 4; j++) {
         if constexpr (F == QFormat::Mxfp4) q[j] = _mm256_mul_ps(q[j], s);
         else q[j] = _mm256_fmadd_ps(q[j], s, b);
       }
+      #pragma GCC unroll 16
       for (int r = 0; r < R; r++) {
         const float* xr = xp + static_cast<size_t>(r) * K + k0;
+        #pragma GCC unroll 16
         for (int j = 0; j < 4; j++) acc[r][j % NA] = _mm256_fmadd_ps(q[j], _mm256_loadu_ps(xr + 8 * j), acc[r][j % NA]);
       }
     }
   }
+  #pragma GCC unroll 16
   for (int r = 0; r < R; r++) {
     __m256 t = acc[r][0];
+    #pragma GCC unroll 16
     for (int a = 1; a < NA; a++) t = _mm256_add_ps(t, acc[r][a]);
     p.out[static_cast<size_t>(r) * p.N + n] = hsum(t);
   }

@@ -1,0 +1,182 @@
+/**
+ * Our quantized-matmul kernel against MLX's own op on random inputs: both must sit within f32 rounding
+ * of an f64 reference computed here from MLX's dequantized weights (|err| ≤ K·2⁻²⁴·Σ|x·w|, the classic
+ * bound for a K-term f32 dot product). int8 activation quantization would be ~100× outside it.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import {
+  type Array,
+  astype,
+  Dtype,
+  dequantize,
+  quantize,
+  quantizedMatmul,
+  random,
+  reshape,
+  scope,
+} from "../../src/mlx/index.ts";
+import { fastQuantizedMatmul, forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
+import type { QuantMode } from "../../src/mlx/quant.ts";
+
+const info = kernelInfo();
+afterAll(() => {
+  setKernelsEnabled(null);
+  forceScalarKernels(false);
+});
+
+interface Case {
+  mode: QuantMode;
+  bits: number;
+  gs: number;
+  M: number;
+  K: number;
+  N: number;
+}
+
+let seed = 1;
+function inputs(c: Case): { x: Array; wq: Array; scales: Array; biases: Array | null; wdq: Float32Array } {
+  const x = random.normal({ shape: [c.M, c.K], key: random.key(seed++) });
+  const w = random.normal({ shape: [c.N, c.K], scale: 0.2, key: random.key(seed++) });
+  const q = quantize(w, { groupSize: c.gs, bits: c.bits, mode: c.mode });
+  const wdq = dequantize(q.wq, q.scales, q.biases, { groupSize: c.gs, bits: c.bits, mode: c.mode }).toFloat32Array();
+  return { x, ...q, wdq };
+}
+
+/** Max of |got-ref| / bound over all outputs; ≤ 1 means within f32 rounding. */
+function worstRatio(xs: Float32Array, wdq: Float32Array, got: Float32Array, c: Case): number {
+  let worst = 0;
+  const eps = 2 ** -24;
+  for (let m = 0; m < c.M; m++) {
+    for (let n = 0; n < c.N; n++) {
+      let ref = 0;
+      let mag = 0;
+      for (let k = 0; k < c.K; k++) {
+        const p = xs[m * c.K + k]! * wdq[n * c.K + k]!;
+        ref += p;
+        mag += Math.abs(p);
+      }
+      const bound = c.K * eps * mag + 1e-30;
+      worst = Math.max(worst, Math.abs(got[m * c.N + n]! - ref) / bound);
+    }
+  }
+  return worst;
+}
+
+function check(c: Case): void {
+  scope(() => {
+    const { x, wq, scales, biases, wdq } = inputs(c);
+    const o = { groupSize: c.gs, bits: c.bits, mode: c.mode };
+    const xs = x.toFloat32Array();
+    const mine = fastQuantizedMatmul(x, wq, scales, biases, o);
+    expect(mine.shape).toEqual([c.M, c.N]);
+    expect(mine.dtype).toBe(Dtype.float32);
+    const theirs = quantizedMatmul(x, wq, scales, biases, o).toFloat32Array();
+    const got = mine.toFloat32Array();
+    expect(worstRatio(xs, wdq, theirs, c)).toBeLessThanOrEqual(1);
+    expect(worstRatio(xs, wdq, got, c)).toBeLessThanOrEqual(1);
+  });
+}
+
+const formats: { mode: QuantMode; bits: number; gs: number }[] = [
+  { mode: "affine", bits: 4, gs: 32 },
+  { mode: "affine", bits: 4, gs: 64 },
+  { mode: "affine", bits: 4, gs: 128 },
+  { mode: "affine", bits: 8, gs: 32 },
+  { mode: "affine", bits: 8, gs: 64 },
+  { mode: "affine", bits: 8, gs: 128 },
+  { mode: "mxfp4", bits: 4, gs: 32 },
+];
+
+describe.skipIf(info.level === "none")(`fastQuantizedMatmul (${info.level}, ${info.threads} threads)`, () => {
+  for (const f of formats) {
+    const name = `${f.mode} ${f.bits}-bit gs${f.gs}`;
+    test(`${name}: rows 1, 7, 64, 513 at K=384`, () => {
+      for (const M of [1, 7, 64, 513]) check({ ...f, M, K: 384, N: M === 513 ? 40 : 72 });
+    });
+    test(`${name}: K an odd number of groups, N odd`, () => {
+      check({ ...f, M: 3, K: f.gs * 3, N: 37 });
+      check({ ...f, M: 1, K: f.gs * 5, N: 1 });
+    });
+  }
+
+  test("decode shapes of SmolLM2-135M, affine 4-bit gs64", () => {
+    check({ mode: "affine", bits: 4, gs: 64, M: 1, K: 576, N: 1536 });
+    check({ mode: "affine", bits: 4, gs: 64, M: 1, K: 1536, N: 576 });
+  });
+
+  test("the scalar fallback gives the same answers", () => {
+    forceScalarKernels(true);
+    try {
+      for (const f of formats) check({ ...f, M: 5, K: f.gs * 3, N: 19 });
+    } finally {
+      forceScalarKernels(false);
+    }
+  });
+
+  test("batched x [2, 3, K] and bf16 activations keep MLX's shapes and dtypes", () => {
+    scope(() => {
+      const c = { mode: "affine" as const, bits: 4, gs: 64, M: 6, K: 128, N: 24 };
+      const { x, wq, scales, biases, wdq } = inputs(c);
+      const o = { groupSize: 64, bits: 4 };
+      const x3 = reshape(x, [2, 3, 128]);
+      const out = fastQuantizedMatmul(x3, wq, scales, biases, o);
+      expect(out.shape).toEqual([2, 3, 24]);
+      expect(worstRatio(x.toFloat32Array(), wdq, out.toFloat32Array(), c)).toBeLessThanOrEqual(1);
+      const xb = astype(x3, Dtype.bfloat16);
+      const sb = astype(scales, Dtype.bfloat16);
+      const bb = astype(biases!, Dtype.bfloat16);
+      const ob = fastQuantizedMatmul(xb, wq, sb, bb, o);
+      expect(ob.dtype).toBe(Dtype.bfloat16);
+      expect(ob.shape).toEqual(quantizedMatmul(xb, wq, sb, bb, o).shape);
+      // The kernel widens bf16 inputs to f32 exactly and rounds the f32 sums once: within one bf16 ulp of
+      // MLX's op on the same values in f32 (MLX's own bf16 path accumulates in bf16 and is coarser).
+      const f32 = (a: Array): Array => astype(a, Dtype.float32);
+      const r = quantizedMatmul(f32(xb), wq, f32(sb), f32(bb), o).toFloat32Array();
+      const got = f32(ob).toFloat32Array();
+      for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - r[i]!)).toBeLessThanOrEqual(2 ** -8 * Math.abs(r[i]!) + 1e-4);
+    });
+  });
+
+  test("unsupported cases (transpose=false, 3-bit) fall back to MLX's op with identical results", () => {
+    scope(() => {
+      const x = random.normal({ shape: [4, 64], key: random.key(7) });
+      const w = random.normal({ shape: [64, 32], key: random.key(8) });
+      const q = quantize(w, { groupSize: 32, bits: 4 });
+      const o = { groupSize: 32, bits: 4, transpose: false };
+      expect(fastQuantizedMatmul(x, q.wq, q.scales, q.biases, o).toFloat32Array()).toEqual(
+        quantizedMatmul(x, q.wq, q.scales, q.biases, o).toFloat32Array(),
+      );
+      const w3 = random.normal({ shape: [16, 64], key: random.key(9) });
+      const q3 = quantize(w3, { groupSize: 32, bits: 3 });
+      const o3 = { groupSize: 32, bits: 3 };
+      expect(fastQuantizedMatmul(x, q3.wq, q3.scales, q3.biases, o3).toFloat32Array()).toEqual(
+        quantizedMatmul(x, q3.wq, q3.scales, q3.biases, o3).toFloat32Array(),
+      );
+    });
+  });
+
+  test("shape errors surface as MLX errors, not crashes", () => {
+    scope(() => {
+      const x = random.normal({ shape: [2, 100], key: random.key(3) });
+      const w = random.normal({ shape: [16, 128], key: random.key(4) });
+      const q = quantize(w, { groupSize: 64, bits: 4 });
+      expect(() => fastQuantizedMatmul(x, q.wq, q.scales, q.biases, { groupSize: 64, bits: 4 })).toThrow();
+    });
+  });
+
+  test("MLXK_KERNELS=0 switch routes to MLX's op bit for bit", () => {
+    scope(() => {
+      const c = { mode: "affine" as const, bits: 4, gs: 64, M: 2, K: 256, N: 48 };
+      const { x, wq, scales, biases } = inputs(c);
+      const o = { groupSize: 64, bits: 4 };
+      setKernelsEnabled(false);
+      try {
+        expect(fastQuantizedMatmul(x, wq, scales, biases, o).toFloat32Array()).toEqual(
+          quantizedMatmul(x, wq, scales, biases, o).toFloat32Array(),
+        );
+      } finally {
+        setKernelsEnabled(null);
+      }
+    });
+  });
+});
