@@ -16,7 +16,11 @@ export interface ChatMessage {
   role: string;
   /** A string, or content parts (`[{type:"text", text}, {type:"image"}]`) that the template handles. */
   content: string | Record<string, unknown>[] | null;
-  [extra: string]: unknown;
+  /** Passed through to templates that render earlier reasoning or tool turns. */
+  reasoning_content?: string;
+  tool_calls?: unknown[];
+  tool_call_id?: string;
+  name?: string;
 }
 
 /** Named templates as found; `default` is the one used unless a name is requested. */

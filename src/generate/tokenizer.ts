@@ -52,6 +52,17 @@ export function patchTokenizerJson(input: TokenizerJsonLike): Record<string, unk
   return { ...json, pre_tokenizer: fix(json.pre_tokenizer) };
 }
 
+/** True when the decoder strips one leading space (SentencePiece `Strip{content:" ", start:1}`). */
+function stripsLeadingSpace(decoder: unknown): boolean {
+  const steps = (decoder as { decoders?: unknown[] } | null)?.decoders ?? [decoder];
+  return steps.some((d) => {
+    const o = d as Record<string, unknown> | null;
+    if (o?.type === "Strip") return o.content === " " && Number(o.start) > 0;
+    if (o?.type === "Metaspace") return o.prepend_scheme !== "never" && o.add_prefix_space !== false;
+    return false;
+  });
+}
+
 function decoderKind(decoder: unknown): DecoderKind {
   const types = new Set<string>();
   const walk = (d: unknown) => {
@@ -80,6 +91,8 @@ export interface DecodeOptions {
 /** A loaded HF tokenizer: encode/decode plus the vocabulary facts the generator needs. */
 export class TextTokenizer {
   readonly decoderKind: DecoderKind;
+  /** The decoder drops the space SentencePiece prepended to the first word. */
+  readonly stripsLeadingSpace: boolean;
   readonly config: TokenizerConfig;
   readonly addedTokens: AddedToken[];
   readonly specialIds: ReadonlySet<number>;
@@ -101,6 +114,7 @@ export class TextTokenizer {
     this.config = tokenizerConfig;
     const raw = tokenizerJson as Record<string, unknown>;
     this.decoderKind = decoderKind(raw.decoder);
+    this.stripsLeadingSpace = stripsLeadingSpace(raw.decoder);
     const added = Array.isArray(raw.added_tokens) ? (raw.added_tokens as AddedToken[]) : [];
     this.addedTokens = added.map((t) => ({ id: t.id, content: t.content, special: t.special === true }));
     this.specialIds = new Set(this.addedTokens.filter((t) => t.special).map((t) => t.id));
