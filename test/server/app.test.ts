@@ -338,6 +338,18 @@ describe("queue and cancellation", () => {
     expect(next.status).toBe(200);
   });
 
+  test("a stream nobody reads does not hold the model: the next request still completes", async () => {
+    const engine = new ScriptEngine(M, { eosAfter: 200 });
+    const { app } = makeApp({ [M]: () => engine });
+    const unread = await post(app, "/v1/chat/completions", chat({ stream: true }));
+    expect(unread.status).toBe(200);
+    const next = await post(app, "/v1/chat/completions", chat({ max_tokens: 2 }));
+    expect(next.status).toBe(200);
+    const ev = await sseEvents(unread);
+    expect(ev.at(-1)).toBe("[DONE]");
+    expect(ev.length).toBe(200 + 3);
+  });
+
   test("a waiting request whose client aborts leaves the queue", async () => {
     const engine = new ScriptEngine(M, { eosAfter: 5, delayMs: 5 });
     const { app, manager } = makeApp({ [M]: () => engine }, { maxQueue: 1 });

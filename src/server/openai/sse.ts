@@ -1,7 +1,6 @@
 /**
  * Server-sent events as OpenAI streams them: `data: <json>\n\n` frames, `data: [DONE]\n\n` at the end.
- * The body pulls from an async generator; a client that goes away cancels the stream, which returns
- * the generator (running its `finally`), so generation stops at the next token and the queue slot frees.
+ * A client that goes away cancels the stream: generation stops at the next token and the queue slot frees.
  */
 import { toHttpError } from "../errors.ts";
 
@@ -19,51 +18,50 @@ export const SSE_HEADERS = {
 } as const;
 
 /**
- * Stream `gen` as SSE. A failure after the first byte cannot change the status any more, so it goes out
- * as a `data: {"error": …}` frame (openai-node raises it as APIError) and the stream closes without [DONE].
+ * Stream `gen` as SSE. Generation is pushed, not pulled: it runs at engine speed into the stream's buffer,
+ * so a slow reader never holds the model (and the queue) longer than the generation itself takes.
+ * A failure after the first byte cannot change the status any more, so it goes out as a
+ * `data: {"error": …}` frame (openai-node raises it as APIError) and the stream closes without [DONE].
+ * `onCancel` runs when the client goes away; `onClose` once the generator has really stopped.
  */
 export function sseResponse(
   gen: AsyncGenerator<unknown, void, undefined>,
   opts: { headers?: Record<string, string>; onCancel?: () => void; onClose?: () => void } = {},
 ): Response {
-  let finished = false;
   let cancelled = false;
-  // A generator cancelled before its first pull never runs its `finally`, so cleanup lives here;
-  // onClose runs only once the generator has really stopped (the engine is free again).
-  const finish = () => {
-    if (finished) return;
-    finished = true;
-    opts.onClose?.();
-  };
   const body = new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      if (finished) return;
-      try {
-        const r = await gen.next();
-        if (cancelled) return;
-        if (r.done) {
-          finish();
-          controller.enqueue(sseFrame("[DONE]"));
-          controller.close();
-          return;
+    start(controller) {
+      void (async () => {
+        try {
+          for (;;) {
+            const r = await gen.next();
+            if (cancelled) break;
+            if (r.done) {
+              controller.enqueue(sseFrame("[DONE]"));
+              controller.close();
+              break;
+            }
+            controller.enqueue(sseFrame(r.value));
+          }
+        } catch (e) {
+          if (!cancelled) {
+            try {
+              controller.enqueue(sseFrame(toHttpError(e).body));
+              controller.close();
+            } catch {
+              // the stream is already gone; nothing left to tell the client
+            }
+          }
+        } finally {
+          // runs the generator's own cleanup (engine stop) before the model is handed on
+          await gen.return(undefined).catch(() => undefined);
+          opts.onClose?.();
         }
-        controller.enqueue(sseFrame(r.value));
-      } catch (e) {
-        finish();
-        if (cancelled) return;
-        controller.enqueue(sseFrame(toHttpError(e).body));
-        controller.close();
-      }
+      })();
     },
-    async cancel() {
-      if (finished) return;
+    cancel() {
       cancelled = true;
       opts.onCancel?.();
-      try {
-        await gen.return(undefined);
-      } finally {
-        finish();
-      }
     },
   });
   return new Response(body, { status: 200, headers: { ...SSE_HEADERS, ...opts.headers } });
