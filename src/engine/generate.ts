@@ -1,0 +1,134 @@
+/**
+ * The token loop, as mlx-lm's generate_step runs it: prefill the prompt in chunks (evaluating the cache
+ * after each), then decode one token per step. Every step runs in a scope, so only the weights and the
+ * KV cache survive it. Greedy decoding stays on the device and is pipelined: step n+1's graph is built
+ * and queued (asyncEval) before step n's token is read back.
+ */
+import * as mx from "../mlx/index.ts";
+import type { LanguageModel } from "../models/base.ts";
+import type { KVCache } from "./kv-cache.ts";
+
+export const PREFILL_STEP = 512;
+
+/** Chooses the next token from f32 logits [V] on the host (sampling, penalties); null = greedy on device. */
+export type HostSampler = (logits: Float32Array, history: readonly number[]) => number;
+
+export interface TokenLoopOptions {
+  model: LanguageModel;
+  prompt: readonly number[];
+  maxTokens: number;
+  /** Omitted: greedy argmax on the device (pipelined). */
+  sampler?: HostSampler;
+  /** Also return the full f32 logits of each generated step (for logprobs). */
+  wantLogits?: boolean;
+  /** Checked before every step; true stops the loop. */
+  shouldStop?: () => boolean;
+  /** Existing cache to continue (tests); default a fresh one that the loop disposes. */
+  cache?: KVCache[];
+}
+
+export interface TokenStep {
+  token: number;
+  /** Logits of the distribution this token was drawn from (only with wantLogits or a host sampler). */
+  logits?: Float32Array;
+}
+
+export interface LoopStats {
+  prefillMs: number;
+  /** Time from the first generated token to the last. */
+  decodeMs: number;
+  generated: number;
+}
+
+function idsArray(ids: readonly number[]): mx.Array {
+  return mx.array(Int32Array.from(ids), { shape: [1, ids.length], dtype: mx.Dtype.int32 });
+}
+
+/** Last position's logits as f32 [V]. */
+function lastLogits(model: LanguageModel, h: mx.Array): mx.Array {
+  const L = h.shape[1]!;
+  const last = L === 1 ? h : mx.sliceAxis(h, 1, L - 1, L);
+  return mx.reshape(model.logits(last), [-1]).astype(mx.Dtype.float32);
+}
+
+/** Run the prompt through the model; returns the logits [V] after its last token (caller disposes). */
+export function prefill(model: LanguageModel, cache: KVCache[], prompt: readonly number[], step = PREFILL_STEP): mx.Array {
+  let pos = 0;
+  while (prompt.length - pos > step) {
+    mx.scope(() => {
+      model.hidden(idsArray(prompt.slice(pos, pos + step)), cache);
+      mx.eval(cache.flatMap((c) => c.state()));
+    });
+    mx.memory.clearCache();
+    pos += step;
+  }
+  return mx.scope(() => lastLogits(model, model.hidden(idsArray(prompt.slice(pos)), cache)));
+}
+
+/**
+ * Generate up to maxTokens tokens after `prompt`. Yields each token as soon as it is known; the
+ * returned stats cover prefill and decode times. The prompt must not be empty.
+ */
+export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats, undefined> {
+  const cache = o.cache ?? o.model.makeCache();
+  const t0 = performance.now();
+  let generated = 0;
+  let prefillMs = 0;
+  let tDecode = 0;
+  try {
+    const first = prefill(o.model, cache, o.prompt);
+    if (o.sampler) {
+      // Host sampling: the next input is only known after reading the logits back.
+      const history = [...o.prompt];
+      let logits: mx.Array = first;
+      for (;;) {
+        const host = logits.toFloat32Array();
+        logits.dispose();
+        if (generated === 0) {
+          prefillMs = performance.now() - t0;
+          tDecode = performance.now();
+        }
+        const token = o.sampler(host, history);
+        history.push(token);
+        generated++;
+        yield { token, logits: host };
+        if (generated >= o.maxTokens || o.shouldStop?.()) break;
+        logits = mx.scope(() => lastLogits(o.model, o.model.hidden(idsArray([token]), cache)));
+      }
+    } else {
+      let y = mx.scope(() => ({ tok: mx.argmax(first, -1), logits: o.wantLogits ? first : null }));
+      if (!o.wantLogits) first.dispose();
+      mx.asyncEval(y.logits ? [y.tok, y.logits] : [y.tok]);
+      for (;;) {
+        let next: typeof y | null = null;
+        if (generated + 1 < o.maxTokens) {
+          const input = y.tok;
+          next = mx.scope(() => {
+            const l = lastLogits(o.model, o.model.hidden(mx.reshape(input, [1, 1]), cache));
+            return { tok: mx.argmax(l, -1), logits: o.wantLogits ? l : null };
+          });
+          mx.asyncEval(next.logits ? [next.tok, next.logits] : [next.tok]);
+        }
+        const token = y.tok.item();
+        const host = y.logits?.toFloat32Array();
+        y.tok.dispose();
+        y.logits?.dispose();
+        if (generated === 0) {
+          prefillMs = performance.now() - t0;
+          tDecode = performance.now();
+        }
+        generated++;
+        yield host ? { token, logits: host } : { token };
+        if (next === null || o.shouldStop?.()) {
+          if (next) mx.disposeAll(next);
+          break;
+        }
+        y = next;
+        if (generated % 256 === 0) mx.memory.clearCache();
+      }
+    }
+  } finally {
+    if (!o.cache) for (const c of cache) c[Symbol.dispose]();
+  }
+  return { prefillMs, decodeMs: generated > 0 ? performance.now() - tDecode : 0, generated };
+}

@@ -1,0 +1,160 @@
+/**
+ * Loading weights into a LanguageModel: an MLX/HF model dir (config.json + safetensors shards) or a
+ * llama-family GGUF file (tensor names mapped to HF names, q/k rows un-permuted, config from metadata).
+ * Float tensors (weights, quantization scales/biases, norms) are cast to the compute dtype at load.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { computeDtype, type Env, engineStreams } from "../env.ts";
+import { MlxkError } from "../errors.ts";
+import * as mx from "../mlx/index.ts";
+import { type LanguageModel, type ModelModule, parseConfig, QuantConfig, WeightStore } from "../models/base.ts";
+import { loadModelModule } from "../models/registry.ts";
+
+export interface LoadOptions {
+  env?: Env;
+  /** Compute dtype; default from MLXK_DTYPE, else float32. "auto" keeps the checkpoint's float dtype. */
+  dtype?: "float32" | "float16" | "bfloat16" | "auto";
+  /** CPU streams for split matmuls; default from MLXK_STREAMS, else 2. */
+  streams?: number;
+  onProgress?: (fraction: number) => void;
+}
+
+export interface LoadedModel extends Disposable {
+  model: LanguageModel;
+  modelType: string;
+  /** Parsed config (schema defaults applied). */
+  config: Record<string, unknown>;
+  contextLength: number;
+  streams: mx.Stream[];
+}
+
+function dtypeOf(opts: LoadOptions): mx.Dtype | null {
+  const name = opts.dtype ?? computeDtype(opts.env ?? process.env) ?? "float32";
+  if (name === "auto") return null;
+  if (name !== "float32" && name !== "float16" && name !== "bfloat16") {
+    throw new MlxkError("InvalidArgumentError", `MLXK_DTYPE must be float32, float16, bfloat16 or auto (got '${name}')`);
+  }
+  return mx.Dtype[name];
+}
+
+function streamCount(opts: LoadOptions): number {
+  const raw = opts.streams ?? Number(engineStreams(opts.env ?? process.env) ?? 2);
+  return Number.isInteger(raw) && raw >= 1 ? Math.min(raw, 2) : 2;
+}
+
+/** Safetensors files of a model dir: the index's shards, else every model*.safetensors. */
+export function weightFiles(dir: string): string[] {
+  const index = join(dir, "model.safetensors.index.json");
+  if (existsSync(index)) {
+    const map = (JSON.parse(readFileSync(index, "utf8")) as { weight_map?: Record<string, string> }).weight_map ?? {};
+    return [...new Set(Object.values(map))].sort().map((f) => join(dir, f));
+  }
+  const files = readdirSync(dir).filter((f) => /^model.*\.safetensors$/.test(f)).sort();
+  if (files.length === 0) throw new MlxkError("execution_error", `No model*.safetensors files in ${dir}`);
+  return files.map((f) => join(dir, f));
+}
+
+/** Cast float tensors to `dtype` (uint8 fp scales and packed weights stay as they are). */
+function castFloats(w: Map<string, mx.Array>, dtype: mx.Dtype | null): void {
+  if (dtype === null) return;
+  for (const [k, a] of w) {
+    if (mx.isFloating(a.dtype) && a.dtype !== dtype) {
+      w.set(k, mx.keep(a.astype(dtype)));
+      a.dispose();
+    }
+  }
+}
+
+/** Evaluate every tensor in batches, reporting the fraction of bytes done. */
+function materialize(arrays: mx.Array[], onProgress?: (f: number) => void): void {
+  const total = arrays.reduce((s, a) => s + a.nbytes, 0) || 1;
+  let done = 0;
+  let batch: mx.Array[] = [];
+  let batchBytes = 0;
+  const flush = () => {
+    if (batch.length === 0) return;
+    mx.eval(batch);
+    done += batchBytes;
+    onProgress?.(Math.min(1, done / total));
+    batch = [];
+    batchBytes = 0;
+  };
+  for (const a of arrays) {
+    batch.push(a);
+    batchBytes += a.nbytes;
+    if (batchBytes > 64 * 1024 * 1024) flush();
+  }
+  flush();
+  onProgress?.(1);
+}
+
+/** Build the model from config + tensors (owned by the result from here on). */
+async function build(config: Record<string, unknown>, tensors: Map<string, mx.Array>, opts: LoadOptions): Promise<LoadedModel> {
+  const modelType = typeof config.model_type === "string" ? config.model_type : undefined;
+  let mod: ModelModule;
+  try {
+    mod = await loadModelModule(modelType);
+  } catch (e) {
+    mx.disposeAll(tensors);
+    throw e;
+  }
+  const streams: mx.Stream[] = [];
+  try {
+    const parsed = parseConfig(mod.configSchema, config, modelType!);
+    const w0 = mod.sanitize ? mod.sanitize(tensors, parsed) : tensors;
+    castFloats(w0, dtypeOf(opts));
+    const store = new WeightStore(w0, QuantConfig.from(config));
+    const n = streamCount(opts);
+    if (n > 1) for (let i = 0; i < n; i++) streams.push(mx.newStream("cpu"));
+    const model = mx.scope(() => mod.createModel(parsed, store, { streams }));
+    store.disposeUnused();
+    materialize(store.all(), opts.onProgress);
+    return {
+      model,
+      modelType: modelType!,
+      config: parsed,
+      contextLength: mod.contextLength(parsed),
+      streams,
+      [Symbol.dispose]() {
+        model[Symbol.dispose]();
+        mx.disposeAll(store.all());
+        for (const s of streams) s.dispose();
+      },
+    };
+  } catch (e) {
+    mx.disposeAll(tensors);
+    for (const s of streams) s.dispose();
+    throw e;
+  }
+}
+
+/** Load an MLX / HF model directory. */
+export async function loadModelDir(dir: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  let config: Record<string, unknown>;
+  try {
+    config = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+  } catch (e) {
+    throw new MlxkError("execution_error", `Cannot read config.json in ${dir}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const tensors = new Map<string, mx.Array>();
+  try {
+    for (const f of weightFiles(dir)) {
+      for (const [k, a] of mx.loadSafetensors(f).weights) {
+        tensors.get(k)?.dispose();
+        tensors.set(k, mx.keep(a));
+      }
+    }
+  } catch (e) {
+    mx.disposeAll(tensors);
+    throw e;
+  }
+  return build(config, tensors, opts);
+}
+
+/** Load a GGUF file's tensors as a model (see gguf.ts for the mapping). */
+export async function loadGgufModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const { ggufToModel } = await import("./gguf.ts");
+  const { config, tensors } = ggufToModel(path);
+  return build(config, tensors, opts);
+}

@@ -1,0 +1,33 @@
+/**
+ * The one table of architectures mlxk can run, keyed by config.json `model_type`.
+ * Each row is a lazy loader, so importing this file never loads libmlx (`list`/`health` read it too).
+ * Aliases are rows pointing at another model's file (mistral → llama), never copies.
+ */
+import { MlxkError } from "../errors.ts";
+import type { ModelModule } from "./base.ts";
+
+type Loader = () => Promise<ModelModule>;
+
+const MODELS: Record<string, Loader> = {
+  llama: () => import("./llama.ts"),
+  mistral: () => import("./llama.ts"),
+  qwen2: () => import("./qwen2.ts"),
+  qwen3: () => import("./qwen3.ts"),
+};
+
+/** Every `model_type` in the registry, sorted. */
+export const MODEL_TYPES: readonly string[] = Object.keys(MODELS).sort();
+
+export function hasModelType(modelType: string): boolean {
+  return Object.hasOwn(MODELS, modelType);
+}
+
+/** The model module for `modelType`; an unknown type is an `unsupported_model` error naming the supported ones. */
+export async function loadModelModule(modelType: string | undefined): Promise<ModelModule> {
+  const loader = modelType === undefined ? undefined : MODELS[modelType];
+  if (!loader || !Object.hasOwn(MODELS, modelType!)) {
+    const what = modelType === undefined ? "config.json has no model_type" : `model_type '${modelType}' is not supported`;
+    throw new MlxkError("unsupported_model", `${what} (supported: ${MODEL_TYPES.join(", ")})`);
+  }
+  return loader();
+}
