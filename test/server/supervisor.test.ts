@@ -97,8 +97,12 @@ describe("mlxk server supervisor", () => {
     expect(portFree(s.port)).toBe(true);
   }, 30000);
 
-  test("SIGKILL of the supervisor still takes the worker down (no orphan holding the port)", async () => {
-    const s = await start();
+  test("SIGKILL of the supervisor still takes the worker down (no orphan holding the port); --log-json logs JSON lines", async () => {
+    const s = await start(["--log-json"]);
+    expect(await healthy(s.port)).toBe(true);
+    await until(() => s.stderr().includes("/health"), "access log line");
+    const line = s.stderr().split("\n").find((l) => l.includes("/health"))!;
+    expect(JSON.parse(line)).toMatchObject({ level: "info", msg: "GET /health 200" });
     s.proc.kill("SIGKILL");
     await s.proc.exited;
     await until(() => !alive(s.workerPid), "orphaned worker to exit");
