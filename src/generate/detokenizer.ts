@@ -60,10 +60,12 @@ class PieceBytes {
     return b;
   }
 
+  // Added tokens go through the same decoder steps as vocabulary pieces, as in HF tokenizers
+  // (Gemma's whitespace-run tokens "▁▁▁" are added tokens that must decode to spaces).
   private compute(id: number): Uint8Array {
     const added = this.added.get(id);
-    if (added) return added.special && this.skipSpecial ? new Uint8Array(0) : encoder.encode(added.content);
-    const piece = this.tok.idToToken(id);
+    if (added?.special && this.skipSpecial) return new Uint8Array(0);
+    const piece = added?.content ?? this.tok.idToToken(id);
     if (piece === undefined) return new Uint8Array(0);
     if (this.kind === "spm") {
       const m = BYTE_PIECE.exec(piece);
@@ -71,15 +73,16 @@ class PieceBytes {
       return encoder.encode(piece.replaceAll("▁", " "));
     }
     BYTE_DECODER ??= byteDecoderTable();
-    const bytes: number[] = [];
-    for (const ch of piece) {
-      const c = ch.codePointAt(0) as number;
+    const bytes = new Uint8Array(piece.length);
+    let n = 0;
+    for (let i = 0; i < piece.length; i++) {
+      const c = piece.charCodeAt(i);
       const b = c < BYTE_DECODER.length ? (BYTE_DECODER[c] as number) : -1;
-      // A character outside the byte table (malformed vocab entry) keeps its own UTF-8.
-      if (b >= 0) bytes.push(b);
-      else bytes.push(...encoder.encode(ch));
+      // A piece with any character outside the byte table is taken as literal text (HF ByteLevel decoder rule).
+      if (b < 0) return encoder.encode(piece);
+      bytes[n++] = b;
     }
-    return Uint8Array.from(bytes);
+    return bytes.subarray(0, n);
   }
 }
 

@@ -75,3 +75,27 @@ test("skipSpecialTokens drops special tokens from the stream", async () => {
   const d = createDetokenizer(tok, { skipSpecialTokens: true });
   expect(ids.map((i) => d.add(i)).join("") + d.flush()).toBe("assistant\nHi");
 });
+
+test("SentencePiece: added whitespace-run tokens ('▁▁', Gemma style) decode to spaces, like HF decoders", () => {
+  const vocab: Record<string, number> = { "<unk>": 0, "<bos>": 1, "▁": 2, a: 3, b: 4, "▁a": 5 };
+  for (let i = 0; i < 256; i++) vocab[`<0x${i.toString(16).toUpperCase().padStart(2, "0")}>`] = 6 + i;
+  const tok = new TextTokenizer(
+    {
+      version: "1.0",
+      added_tokens: [
+        { id: 1, content: "<bos>", special: true, normalized: false, lstrip: false, rstrip: false, single_word: false },
+        { id: 262, content: "▁▁", special: false, normalized: false, lstrip: false, rstrip: false, single_word: false },
+      ],
+      normalizer: { type: "Replace", pattern: { String: " " }, content: "▁" },
+      pre_tokenizer: null,
+      post_processor: null,
+      decoder: { type: "Sequence", decoders: [{ type: "Replace", pattern: { String: "▁" }, content: " " }, { type: "ByteFallback" }, { type: "Fuse" }] },
+      model: { type: "BPE", vocab, merges: [["▁", "a"]], byte_fallback: true, unk_token: "<unk>", fuse_unk: true },
+    },
+    { bos_token: "<bos>" },
+  );
+  const ids = [262, 5, 262, 4, 1];
+  expect(tok.decode(ids)).toBe("   a  b<bos>");
+  const d = createDetokenizer(tok);
+  expect(ids.map((i) => d.add(i)).join("") + d.flush()).toBe("   a  b<bos>");
+});
