@@ -178,3 +178,25 @@ describe("readGguf on a synthetic file with every value type", () => {
     expect(() => readGguf(foreign)).toThrow(/bad magic/);
   });
 });
+
+describe("ggufModelConfig", () => {
+  test("SmolLM2: llama config from metadata, tied embeddings", async () => {
+    const { ggufModelConfig } = await import("../../src/gguf/config.ts");
+    const cfg = ggufModelConfig(readGguf(await smollm2Gguf()));
+    expect(cfg).toMatchObject({
+      model_type: "llama",
+      num_hidden_layers: 30,
+      hidden_size: 576,
+      intermediate_size: 1536,
+      num_attention_heads: 9,
+      num_key_value_heads: 3,
+      rope_theta: 100000,
+      max_position_embeddings: 8192,
+      vocab_size: 49152,
+      tie_word_embeddings: true,
+      bos_token_id: 1,
+      eos_token_id: 2,
+    });
+    expect(cfg.rms_norm_eps as number).toBeCloseTo(1e-5, 9);
+  }, 300_000);
+});
