@@ -20,6 +20,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   health: { description: "Check model files (integrity and runtime compatibility)", load: async () => (await import("./health.ts")).default },
   show: { description: "Show details of one model", load: async () => (await import("./show.ts")).default },
   rm: { description: "Delete a model or one revision from the cache", load: async () => (await import("./rm.ts")).default },
+  run: { description: "Generate text with a model (interactive chat without a prompt)", load: async () => (await import("./run.ts")).default, variadic: true },
   server: { description: "Serve models over an OpenAI-compatible API (alias: serve)", load: async () => (await import("./server.ts")).default },
 };
 const ALIASES: Record<string, string> = { serve: "server" };

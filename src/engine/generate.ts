@@ -25,6 +25,8 @@ export interface TokenLoopOptions {
   shouldStop?: () => boolean;
   /** Existing cache to continue (tests); default a fresh one that the loop disposes. */
   cache?: KVCache[];
+  /** Filled in as the loop runs (also valid when the consumer stops early). */
+  stats?: LoopStats;
 }
 
 export interface TokenStep {
@@ -72,9 +74,20 @@ export function prefill(model: LanguageModel, cache: KVCache[], prompt: readonly
 export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats, undefined> {
   const cache = o.cache ?? o.model.makeCache();
   const t0 = performance.now();
+  const stats = o.stats ?? { prefillMs: 0, decodeMs: 0, generated: 0 };
   let generated = 0;
-  let prefillMs = 0;
   let tDecode = 0;
+  const mark = () => {
+    if (generated === 0) {
+      stats.prefillMs = performance.now() - t0;
+      tDecode = performance.now();
+    }
+    generated++;
+    stats.generated = generated;
+    stats.decodeMs = performance.now() - tDecode;
+  };
+  // Device arrays still queued when the consumer stops early; freed in `finally`.
+  const pending = new Set<mx.Array | null>();
   try {
     const first = prefill(o.model, cache, o.prompt);
     if (o.sampler) {
@@ -84,13 +97,9 @@ export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats,
       for (;;) {
         const host = logits.toFloat32Array();
         logits.dispose();
-        if (generated === 0) {
-          prefillMs = performance.now() - t0;
-          tDecode = performance.now();
-        }
         const token = o.sampler(host, history);
         history.push(token);
-        generated++;
+        mark();
         yield { token, logits: host };
         if (generated >= o.maxTokens || o.shouldStop?.()) break;
         logits = mx.scope(() => lastLogits(o.model, o.model.hidden(idsArray([token]), cache)));
@@ -98,6 +107,7 @@ export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats,
     } else {
       let y = mx.scope(() => ({ tok: mx.argmax(first, -1), logits: o.wantLogits ? first : null }));
       if (!o.wantLogits) first.dispose();
+      pending.add(y.tok).add(y.logits);
       mx.asyncEval(y.logits ? [y.tok, y.logits] : [y.tok]);
       for (;;) {
         let next: typeof y | null = null;
@@ -108,27 +118,24 @@ export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats,
             return { tok: mx.argmax(l, -1), logits: o.wantLogits ? l : null };
           });
           mx.asyncEval(next.logits ? [next.tok, next.logits] : [next.tok]);
+          pending.add(next.tok).add(next.logits);
         }
         const token = y.tok.item();
         const host = y.logits?.toFloat32Array();
         y.tok.dispose();
         y.logits?.dispose();
-        if (generated === 0) {
-          prefillMs = performance.now() - t0;
-          tDecode = performance.now();
-        }
-        generated++;
+        pending.delete(y.tok);
+        pending.delete(y.logits);
+        mark();
         yield host ? { token, logits: host } : { token };
-        if (next === null || o.shouldStop?.()) {
-          if (next) mx.disposeAll(next);
-          break;
-        }
+        if (next === null || o.shouldStop?.()) break;
         y = next;
         if (generated % 256 === 0) mx.memory.clearCache();
       }
     }
   } finally {
+    for (const a of pending) a?.dispose();
     if (!o.cache) for (const c of cache) c[Symbol.dispose]();
   }
-  return { prefillMs, decodeMs: generated > 0 ? performance.now() - tDecode : 0, generated };
+  return stats;
 }
