@@ -182,3 +182,23 @@ describe("scope", () => {
     expect(outer.disposed).toBe(false);
   });
 });
+
+describe("without the shim", () => {
+  test("mlxAvailability explains, ops throw mlx_unavailable, nothing crashes", () => {
+    const code = `
+      import * as mx from "./src/mlx/index.ts";
+      const av = mx.mlxAvailability();
+      let type = "";
+      try { mx.zeros([1]); } catch (e) { type = e.type; }
+      console.log(JSON.stringify({ av, type }));`;
+    const p = Bun.spawnSync([process.execPath, "-e", code], {
+      cwd: `${import.meta.dir}/../..`,
+      env: { ...process.env, MLXK_SHIM: "/nonexistent/libmlxk.so" },
+    });
+    expect(p.exitCode).toBe(0);
+    const out = JSON.parse(p.stdout.toString());
+    expect(out.av.available).toBe(false);
+    expect(out.av.reason).toContain("/nonexistent/libmlxk.so");
+    expect(out.type).toBe("mlx_unavailable");
+  });
+});
