@@ -7,6 +7,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import {
   type Array,
   astype,
+  contiguous,
   Dtype,
   dequantize,
   quantize,
@@ -14,6 +15,8 @@ import {
   random,
   reshape,
   scope,
+  slice,
+  transpose,
 } from "../../src/mlx/index.ts";
 import { fastQuantizedMatmul, forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
 import type { QuantMode } from "../../src/mlx/quant.ts";
@@ -134,6 +137,26 @@ describe.skipIf(info.level === "none")(`fastQuantizedMatmul (${info.level}, ${in
       const r = quantizedMatmul(f32(xb), wq, f32(sb), f32(bb), o).toFloat32Array();
       const got = f32(ob).toFloat32Array();
       for (let i = 0; i < got.length; i++) expect(Math.abs(got[i]! - r[i]!)).toBeLessThanOrEqual(2 ** -8 * Math.abs(r[i]!) + 1e-4);
+    });
+  });
+
+  test("strided inputs (a transposed x, a sliced weight) are read correctly", () => {
+    scope(() => {
+      const c = { mode: "affine" as const, bits: 4, gs: 32, M: 5, K: 96, N: 16 };
+      const { x, wq, scales, biases } = inputs(c);
+      const o = { groupSize: 32, bits: 4 };
+      const xt = transpose(contiguous(transpose(x))); // same values, column-major strides
+      const ws = slice(wq, [4, 0], [12, wq.shape[1]!]);
+      const ss = slice(scales, [4, 0], [12, scales.shape[1]!]);
+      const bs = slice(biases!, [4, 0], [12, biases!.shape[1]!]);
+      expect(fastQuantizedMatmul(xt, ws, ss, bs, o).toFloat32Array()).toEqual(
+        fastQuantizedMatmul(contiguous(x), contiguous(ws), contiguous(ss), contiguous(bs), o).toFloat32Array(),
+      );
+      const xs = slice(x, [0, 32], [5, 96]); // rows with a stride wider than their length
+      const w2 = quantize(random.normal({ shape: [8, 64], key: random.key(99) }), { groupSize: 32, bits: 4 });
+      const ref = quantizedMatmul(xs, w2.wq, w2.scales, w2.biases, o).toFloat32Array();
+      const got = fastQuantizedMatmul(xs, w2.wq, w2.scales, w2.biases, o).toFloat32Array();
+      for (let i = 0; i < ref.length; i++) expect(Math.abs(got[i]! - ref[i]!)).toBeLessThan(1e-4 * (1 + Math.abs(ref[i]!)));
     });
   });
 

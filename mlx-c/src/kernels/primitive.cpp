@@ -4,6 +4,8 @@
 #include <mlx/primitives.h>
 #include <mlx/utils.h>
 
+#include <cstring>
+
 #include "../common.h"
 #include "kernels.h"
 #include "pool.h"
@@ -13,18 +15,57 @@ namespace mlxk {
 namespace {
 using kern::QFormat;
 
+// A strided input (a slice or transpose feeding the kernel) to copy row-major before the kernel runs.
+struct StridedCopy {
+  const uint8_t* src;
+  uint8_t* dst;
+  std::vector<int> shape;
+  std::vector<int64_t> strides;
+  size_t itemsize;
+
+  void run() const {
+    const int nd = static_cast<int>(shape.size());
+    size_t n = 1;
+    for (int d : shape) n *= static_cast<size_t>(d);
+    std::vector<int> idx(nd, 0);
+    for (size_t i = 0; i < n; i++) {
+      int64_t off = 0;
+      for (int d = 0; d < nd; d++) off += static_cast<int64_t>(idx[d]) * strides[d];
+      std::memcpy(dst + i * itemsize, src + off * static_cast<int64_t>(itemsize), itemsize);
+      for (int d = nd - 1; d >= 0 && ++idx[d] == shape[d]; d--) idx[d] = 0;
+    }
+  }
+};
+
+// The input itself when row-contiguous; else a fresh buffer (kept alive by the encoder) plus the copy to do.
+// Only buffers are set up here: input contents are produced by earlier dispatched tasks, so copies run in ours.
+array row_major(const array& a, cpu::CommandEncoder& enc, std::vector<StridedCopy>& copies) {
+  if (a.flags().row_contiguous) return a;
+  array c(a.shape(), a.dtype(), nullptr, {});
+  c.set_data(allocator::malloc(c.nbytes()));
+  enc.add_temporary(c);
+  copies.push_back({static_cast<const uint8_t*>(a.data<void>()), static_cast<uint8_t*>(c.data<void>()),
+                    std::vector<int>(a.shape().begin(), a.shape().end()),
+                    std::vector<int64_t>(a.strides().begin(), a.strides().end()), a.itemsize()});
+  return c;
+}
+
 class FastQuantizedMatmul : public UnaryPrimitive {
  public:
   FastQuantizedMatmul(Stream s, QFormat fmt, int group_size) : UnaryPrimitive(s), fmt_(fmt), gs_(group_size) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
-    const array& x = inputs[0];
-    const array& w = inputs[1];
-    const array& sc = inputs[2];
     out.set_data(allocator::malloc(out.nbytes()));
     auto& enc = cpu::get_command_encoder(stream());
     for (const auto& in : inputs) enc.set_input_array(in);
     enc.set_output_array(out);
+    // Inputs are rarely strided (weights never are); when they are, our task copies them (no extra graph nodes).
+    std::vector<StridedCopy> copies;
+    const array x = row_major(inputs[0], enc, copies);
+    const array w = row_major(inputs[1], enc, copies);
+    const array sc = row_major(inputs[2], enc, copies);
+    const std::optional<array> bi =
+        inputs.size() > 3 ? std::optional<array>(row_major(inputs[3], enc, copies)) : std::nullopt;
     kern::QmmProblem p{};
     p.x = x.data<float>();
     p.w = reinterpret_cast<const uint8_t*>(w.data<uint32_t>());
@@ -32,7 +73,7 @@ class FastQuantizedMatmul : public UnaryPrimitive {
       p.escale = sc.data<uint8_t>();
     } else {
       p.scales = sc.data<float>();
-      p.biases = inputs[3].data<float>();
+      p.biases = bi->data<float>();
     }
     p.out = out.data<float>();
     p.K = x.shape(-1);
@@ -41,7 +82,10 @@ class FastQuantizedMatmul : public UnaryPrimitive {
     p.gs = gs_;
     p.fmt = fmt_;
     // Input buffers stay alive until the dispatched task ran (MLX's CPU eval holds them), so raw pointers are safe.
-    enc.dispatch([p]() { kern::qmm(p); });
+    enc.dispatch([p, copies = std::move(copies)]() {
+      for (const auto& c : copies) c.run();
+      kern::qmm(p);
+    });
   }
 
   void eval_gpu(const std::vector<array>&, array&) override {
@@ -99,13 +143,13 @@ array fast_qmm(const array& x, const array& w, const array& sc, const std::optio
   const int nb = bits > 0 ? bits : 4;
   auto f = kernel_format(x, w, sc, b, transpose, gs, nb, mode, st);
   if (!f) return quantized_matmul(x, w, sc, b, transpose, opt_int(group_size), opt_int(bits), quant_mode(mode), st);
-  // The kernel reads float32 row-major data; astype/contiguous are no-ops when that already holds.
-  std::vector<array> in{contiguous(astype(x, float32, st), false, st), contiguous(w, false, st)};
+  // The kernel reads float32; astype returns the same array when it already is (no extra graph node).
+  std::vector<array> in{astype(x, float32, st), w};
   if (*f == QFormat::Mxfp4) {
-    in.push_back(contiguous(sc, false, st));
+    in.push_back(sc);
   } else {
-    in.push_back(contiguous(astype(sc, float32, st), false, st));
-    in.push_back(contiguous(astype(*b, float32, st), false, st));
+    in.push_back(astype(sc, float32, st));
+    in.push_back(astype(*b, float32, st));
   }
   Shape shape = x.shape();
   shape.back() = w.shape(0);
