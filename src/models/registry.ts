@@ -13,6 +13,8 @@ const MODELS: Record<string, Loader> = {
   mistral: () => import("./llama.ts"),
   qwen2: () => import("./qwen2.ts"),
   qwen3: () => import("./qwen3.ts"),
+  phi3: () => import("./phi3.ts"),
+  gemma3_text: () => import("./gemma3_text.ts"),
 };
 
 /** Every `model_type` in the registry, sorted. */

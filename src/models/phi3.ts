@@ -1,0 +1,199 @@
+// Phi-3 / Phi-3.5 / Phi-4-mini; must agree with mlx-lm models/phi3.py. Fused qkv_proj and gate_up_proj,
+// partial rotary embedding, and "longrope"/"su" scaled rope.
+import * as v from "valibot";
+import { type KVCache, StandardKVCache } from "../engine/kv-cache.ts";
+import * as mx from "../mlx/index.ts";
+import { bool, int, type LanguageModel, type ModelContext, num, type WeightStore } from "./base.ts";
+import { attend, type Embedding, heads, type Linear, rmsNorm, Rope, SplitLinear, Streams, swiglu } from "./layers.ts";
+
+export const configSchema = v.pipe(
+  v.looseObject({
+    hidden_size: int(),
+    num_hidden_layers: int(),
+    intermediate_size: int(),
+    num_attention_heads: int(),
+    num_key_value_heads: v.optional(v.nullable(int())),
+    rms_norm_eps: num(1e-5),
+    vocab_size: int(),
+    rope_theta: num(10000),
+    rope_traditional: bool(false),
+    rope_scaling: v.optional(
+      v.nullable(
+        v.looseObject({
+          type: v.optional(v.string()),
+          factor: v.optional(v.number()),
+          short_factor: v.optional(v.union([v.number(), v.array(v.number())])),
+          long_factor: v.optional(v.union([v.number(), v.array(v.number())])),
+          long_mscale: v.optional(v.number()),
+        }),
+      ),
+      null,
+    ),
+    partial_rotary_factor: num(1),
+    max_position_embeddings: int(131072),
+    original_max_position_embeddings: int(4096),
+    tie_word_embeddings: bool(false),
+  }),
+  v.transform((c) => ({ ...c, num_key_value_heads: c.num_key_value_heads ?? c.num_attention_heads })),
+);
+type Phi3Config = v.InferOutput<typeof configSchema>;
+
+export function contextLength(c: Record<string, unknown>): number {
+  return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : 131072;
+}
+
+export function sanitize(w: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array> {
+  if (config.tie_word_embeddings === true) {
+    for (const s of ["weight", "scales", "biases"]) {
+      w.get(`lm_head.${s}`)?.dispose();
+      w.delete(`lm_head.${s}`);
+    }
+  }
+  return w;
+}
+
+/** Su / longrope: the long-context factors scale the frequencies, and the rotated features get an attention factor. */
+class SuScaledRope {
+  readonly #rope: Rope;
+  readonly #scale: number;
+  constructor(
+    readonly dims: number,
+    c: Phi3Config,
+  ) {
+    const s = c.rope_scaling!;
+    const long = s.long_factor ?? 1;
+    const freqs = new Float32Array(dims / 2);
+    for (let i = 0; i < freqs.length; i++) {
+      const base = Math.fround(c.rope_theta ** Math.fround((2 * i) / dims));
+      freqs[i] = (Array.isArray(long) ? long[i]! : long) * base;
+    }
+    this.#rope = new Rope(dims, { freqs });
+    const factor = c.max_position_embeddings / c.original_max_position_embeddings;
+    this.#scale = s.long_mscale ?? (factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(c.original_max_position_embeddings)));
+  }
+
+  forward(x: mx.Array, offset: number): mx.Array {
+    let y = x;
+    if (this.#scale !== 1) {
+      const D = x.shape.at(-1)!;
+      const rot = mx.multiply(mx.sliceAxis(x, -1, 0, this.dims), this.#scale);
+      y = this.dims === D ? rot : mx.concatenate([rot, mx.sliceAxis(x, -1, this.dims, D)], -1);
+    }
+    return this.#rope.forward(y, offset);
+  }
+
+  dispose(): void {
+    this.#rope.dispose();
+  }
+}
+
+function makeRope(c: Phi3Config, headDim: number): Rope | SuScaledRope {
+  const dims = Math.floor(headDim * c.partial_rotary_factor);
+  const type = c.rope_scaling?.type;
+  if (type === "longrope" || type === "su") return new SuScaledRope(dims, c);
+  const scale = type === "linear" ? 1 / (c.rope_scaling?.factor ?? 1) : 1;
+  return new Rope(dims, { traditional: c.rope_traditional, base: c.rope_theta, scale });
+}
+
+class TransformerBlock {
+  readonly qkv_proj: Linear;
+  readonly o_proj: Linear;
+  readonly gate_up_proj: Linear;
+  readonly down_proj: Linear;
+  readonly input_layernorm: mx.Array;
+  readonly post_attention_layernorm: mx.Array;
+
+  constructor(
+    w: WeightStore,
+    p: string,
+    readonly c: Phi3Config,
+    readonly rope: Rope | SuScaledRope,
+    readonly headDim: number,
+  ) {
+    this.qkv_proj = w.linear(`${p}.self_attn.qkv_proj`);
+    this.o_proj = w.linear(`${p}.self_attn.o_proj`);
+    this.gate_up_proj = w.linear(`${p}.mlp.gate_up_proj`);
+    this.down_proj = w.linear(`${p}.mlp.down_proj`);
+    this.input_layernorm = w.get(`${p}.input_layernorm.weight`);
+    this.post_attention_layernorm = w.get(`${p}.post_attention_layernorm.weight`);
+  }
+
+  attention(x: mx.Array, cache: KVCache): mx.Array {
+    const c = this.c;
+    const qPos = c.num_attention_heads * this.headDim;
+    const kvDim = c.num_key_value_heads * this.headDim;
+    const qkv = this.qkv_proj.forward(x);
+    const q0 = mx.sliceAxis(qkv, -1, 0, qPos);
+    const k0 = mx.sliceAxis(qkv, -1, qPos, qPos + kvDim);
+    const v0 = mx.sliceAxis(qkv, -1, qPos + kvDim, qPos + 2 * kvDim);
+    const offset = cache.offset;
+    const q = this.rope.forward(heads(q0, c.num_attention_heads), offset);
+    const k = this.rope.forward(heads(k0, c.num_key_value_heads), offset);
+    const o = attend({ q, k, v: heads(v0, c.num_key_value_heads), cache, scale: this.headDim ** -0.5 });
+    return this.o_proj.forward(o);
+  }
+
+  mlp(x: mx.Array): mx.Array {
+    const gu = this.gate_up_proj.forward(x);
+    const n = gu.shape.at(-1)! / 2;
+    const gate = mx.sliceAxis(gu, -1, 0, n);
+    const up = mx.sliceAxis(gu, -1, n, 2 * n);
+    return this.down_proj.forward(swiglu(gate, up));
+  }
+
+  forward(x: mx.Array, cache: KVCache): mx.Array {
+    const h = mx.add(x, this.attention(rmsNorm(x, this.input_layernorm, this.c.rms_norm_eps), cache));
+    return mx.add(h, this.mlp(rmsNorm(h, this.post_attention_layernorm, this.c.rms_norm_eps)));
+  }
+}
+
+export class Model implements LanguageModel {
+  readonly embed_tokens: Embedding;
+  readonly layers: TransformerBlock[];
+  readonly norm: mx.Array;
+  readonly lm_head: SplitLinear;
+  readonly rope: Rope | SuScaledRope;
+
+  constructor(
+    readonly c: Phi3Config,
+    w: WeightStore,
+    ctx: ModelContext,
+  ) {
+    const headDim = c.hidden_size / c.num_attention_heads;
+    this.rope = makeRope(c, headDim);
+    this.embed_tokens = w.embedding("model.embed_tokens");
+    this.layers = Array.from({ length: c.num_hidden_layers }, (_, i) => new TransformerBlock(w, `model.layers.${i}`, c, this.rope, headDim));
+    this.norm = w.get("model.norm.weight");
+    const head = c.tie_word_embeddings ? this.embed_tokens.asLinear() : w.linear("lm_head");
+    this.lm_head = new SplitLinear(head, new Streams(ctx.streams));
+  }
+
+  get numLayers(): number {
+    return this.layers.length;
+  }
+
+  makeCache(): KVCache[] {
+    return this.layers.map(() => new StandardKVCache());
+  }
+
+  hidden(inputs: mx.Array, cache: KVCache[]): mx.Array {
+    let h = this.embed_tokens.forward(inputs);
+    this.layers.forEach((layer, i) => {
+      h = layer.forward(h, cache[i]!);
+    });
+    return rmsNorm(h, this.norm, this.c.rms_norm_eps);
+  }
+
+  logits(h: mx.Array): mx.Array {
+    return this.lm_head.forward(h);
+  }
+
+  [Symbol.dispose](): void {
+    this.rope.dispose();
+    for (const a of this.lm_head.owned()) a.dispose();
+  }
+}
+
+export function createModel(config: Record<string, unknown>, w: WeightStore, ctx: ModelContext): LanguageModel {
+  return new Model(config as Phi3Config, w, ctx);
+}
