@@ -4,6 +4,7 @@
  */
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
+import { fastQuantizedMatmul } from "../mlx/kernels.ts";
 import type { KVCache } from "../engine/kv-cache.ts";
 
 export type QuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
@@ -44,7 +45,7 @@ export class Linear {
 
   forward(x: mx.Array): mx.Array {
     const y = this.q
-      ? mx.quantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...this.q })
+      ? fastQuantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...this.q })
       : mx.matmul(x, mx.swapaxes(this.weight, -1, -2));
     return this.bias ? mx.add(y, this.bias) : y;
   }
@@ -153,12 +154,20 @@ export class Rope {
   readonly #freqs: mx.Array | null;
   constructor(
     readonly dims: number,
-    readonly opts: { traditional?: boolean; base?: number; scale?: number; freqs?: Float32Array },
+    readonly opts: { traditional?: boolean; base?: number; scale?: number; freqs?: Float32Array; inputScale?: number },
   ) {
     this.#freqs = opts.freqs ? mx.keep(mx.array(opts.freqs, { shape: [opts.freqs.length], dtype: mx.Dtype.float32 })) : null;
   }
 
-  forward(x: mx.Array, offset: number): mx.Array {
+  forward(x0: mx.Array, offset: number): mx.Array {
+    let x = x0;
+    const s = this.opts.inputScale ?? 1;
+    if (s !== 1) {
+      // Scale only the rotated features (yarn's attention factor).
+      const D = x.shape.at(-1)!;
+      const rot = mx.multiply(mx.sliceAxis(x, -1, 0, this.dims), s);
+      x = this.dims === D ? rot : mx.concatenate([rot, mx.sliceAxis(x, -1, this.dims, D)], -1);
+    }
     return mx.fast.rope(x, {
       dims: this.dims,
       traditional: this.opts.traditional ?? false,
@@ -182,7 +191,7 @@ export interface RopeConfig {
   maxPositionEmbeddings?: number;
 }
 
-/** The rope variants of HF `rope_scaling`: default, linear, llama3 (others are refused by name). */
+/** The rope variants of HF `rope_scaling`: default, linear, llama3, yarn (others are refused by name). */
 export function initializeRope(c: RopeConfig): Rope {
   const type = String(c.scaling?.type ?? c.scaling?.rope_type ?? "default");
   const traditional = c.traditional ?? false;
@@ -209,7 +218,30 @@ export function initializeRope(c: RopeConfig): Rope {
     }
     return new Rope(c.dims, { traditional, freqs });
   }
+  if (type === "yarn") return yarnRope(c);
   throw new MlxkError("unsupported_model", `rope_scaling type '${type}' is not supported`);
+}
+
+function yarnRope(c: RopeConfig): Rope {
+  const s = c.scaling!;
+  const factor = Number(s.factor ?? 1);
+  const orig = Number(s.original_max_position_embeddings ?? 4096);
+  const betaFast = Number(s.beta_fast ?? 32);
+  const betaSlow = Number(s.beta_slow ?? 1);
+  const mscale = (scale: number, m: number) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
+  const correction = (rot: number) => (c.dims * Math.log(orig / (rot * 2 * Math.PI))) / (2 * Math.log(c.base));
+  const low = Math.max(Math.floor(correction(betaFast)), 0);
+  let high = Math.min(Math.ceil(correction(betaSlow)), c.dims - 1);
+  if (low === high) high += 0.001;
+  const freqs = new Float32Array(c.dims / 2);
+  for (let i = 0; i < freqs.length; i++) {
+    const extra = Math.fround(c.base ** Math.fround((2 * i) / c.dims));
+    const inter = factor * extra;
+    const mask = 1 - Math.min(1, Math.max(0, (i - low) / (high - low)));
+    freqs[i] = (inter * extra) / (inter * mask + extra * (1 - mask));
+  }
+  const inputScale = mscale(factor, Number(s.mscale ?? 1)) / mscale(factor, Number(s.mscale_all_dim ?? 0));
+  return new Rope(c.dims, { traditional: c.traditional, freqs, inputScale });
 }
 
 /** Attention of q [B,Hq,L,D] over the cache after appending k, v [B,Hkv,L,D]; returns [B,L,Hq*D]. */

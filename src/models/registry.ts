@@ -15,6 +15,7 @@ const MODELS: Record<string, Loader> = {
   qwen3: () => import("./qwen3.ts"),
   phi3: () => import("./phi3.ts"),
   gemma3_text: () => import("./gemma3_text.ts"),
+  gpt_oss: () => import("./gpt_oss.ts"),
 };
 
 /** Every `model_type` in the registry, sorted. */

@@ -19,7 +19,7 @@ const goldens = JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/golde
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-golden-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-export const ARCHS: TinyName[] = ["llama", "llama_q4", "qwen2", "qwen2_q4", "qwen3", "phi3", "gemma3_text"];
+export const ARCHS: TinyName[] = ["llama", "llama_q4", "qwen2", "qwen2_q4", "qwen3", "phi3", "gemma3_text", "gpt_oss", "gpt_oss_mxfp4"];
 
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
