@@ -52,13 +52,13 @@ class Norms {
 }
 
 class TransformerBlock {
-  readonly q_proj: Linear;
-  readonly k_proj: Linear;
-  readonly v_proj: Linear;
-  readonly o_proj: Linear;
-  readonly gate_proj: Linear;
-  readonly up_proj: Linear;
-  readonly down_proj: Linear;
+  readonly q_proj!: Linear;
+  readonly k_proj!: Linear;
+  readonly v_proj!: Linear;
+  readonly o_proj!: Linear;
+  readonly gate_proj!: Linear;
+  readonly up_proj!: Linear;
+  readonly down_proj!: Linear;
   readonly q_norm: mx.Array;
   readonly k_norm: mx.Array;
   readonly input_layernorm: mx.Array;

@@ -110,15 +110,15 @@ function swigluOai(gate: mx.Array, up: mx.Array): mx.Array {
 }
 
 class TransformerBlock {
-  readonly q_proj: Linear;
-  readonly k_proj: Linear;
-  readonly v_proj: Linear;
-  readonly o_proj: Linear;
+  readonly q_proj!: Linear;
+  readonly k_proj!: Linear;
+  readonly v_proj!: Linear;
+  readonly o_proj!: Linear;
   readonly sinks: mx.Array;
   readonly router: Linear;
-  readonly gate_proj: SwitchLinear;
-  readonly up_proj: SwitchLinear;
-  readonly down_proj: SwitchLinear;
+  readonly gate_proj!: SwitchLinear;
+  readonly up_proj!: SwitchLinear;
+  readonly down_proj!: SwitchLinear;
   readonly input_layernorm: mx.Array;
   readonly post_attention_layernorm: mx.Array;
 
