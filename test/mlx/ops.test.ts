@@ -286,7 +286,7 @@ describe("indexing", () => {
       expectClose(f32(sorted), [0.1, 0.2, 0.2, 0.5]);
       const back = mx.putAlongAxis(mx.zerosLike(v), order, sorted, -1);
       expectClose(f32(back), [0.1, 0.5, 0.2, 0.2]);
-      const masked = mx.putAlongAxis(v, mx.array(new Int32Array([[1]]), { shape: [1, 1] }), -Infinity, -1);
+      const masked = mx.putAlongAxis(v, mx.array(new Int32Array([1]), { shape: [1, 1] }), -Infinity, -1);
       expect(f32(masked)[1]).toBe(-Infinity);
     }));
 });
