@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { computeDtype, type Env, engineStreams } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
+import { kernelInfo } from "../mlx/kernels.ts";
 import { type LanguageModel, type ModelModule, parseConfig, QuantConfig, WeightStore } from "../models/base.ts";
 import { loadModelModule } from "../models/registry.ts";
 
@@ -15,7 +16,7 @@ export interface LoadOptions {
   env?: Env;
   /** Compute dtype; default from MLXK_DTYPE, else float32. "auto" keeps the checkpoint's float dtype. */
   dtype?: "float32" | "float16" | "bfloat16" | "auto";
-  /** CPU streams for split matmuls; default from MLXK_STREAMS, else 2. */
+  /** CPU streams for split matmuls; default from MLXK_STREAMS, else 1 with our AVX2 kernels and 2 without. */
   streams?: number;
   onProgress?: (fraction: number) => void;
 }
@@ -38,9 +39,11 @@ function dtypeOf(opts: LoadOptions): mx.Dtype | null {
   return mx.Dtype[name];
 }
 
+/** Our AVX2 kernels already spread each matmul over the cores, so a second stream only competes with them. */
 function streamCount(opts: LoadOptions): number {
-  const raw = opts.streams ?? Number(engineStreams(opts.env ?? process.env) ?? 2);
-  return Number.isInteger(raw) && raw >= 1 ? Math.min(raw, 2) : 2;
+  const fallback = kernelInfo(opts.env ?? process.env).enabled ? 1 : 2;
+  const raw = opts.streams ?? Number(engineStreams(opts.env ?? process.env) ?? fallback);
+  return Number.isInteger(raw) && raw >= 1 ? Math.min(raw, 2) : fallback;
 }
 
 /** Safetensors files of a model dir: the index's shards, else every model*.safetensors. */

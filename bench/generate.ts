@@ -1,0 +1,251 @@
+/**
+ * Inference benchmark: prefill (512-token prompt) and decode (128 tokens) tokens/s and peak RSS, for
+ * SmolLM2-135M-Instruct (Q4_1 GGUF) and a Qwen2.5-0.5B-shaped random 4-bit model (Q4_1 GGUF with the
+ * llama architecture), side by side in one run with mlx-lm (`.cache/py-ref`, on an MLX dir converted
+ * from the same GGUF, f32 scales so both run f32) and llama.cpp (node-llama-cpp 3.21.1, installed under
+ * .cache/llama-bench, on the same GGUF). Each run is its own process (clean peak RSS).
+ *
+ * Usage: bun bench/generate.ts [--prompt 512] [--gen 128] [--only smollm2|qwen05] [--skip-mlx-lm] [--skip-llama]
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+const ROOT = resolve(import.meta.dir, "..");
+const CACHE = join(ROOT, ".cache", "bench");
+const PY = join(ROOT, ".cache", "py-ref", "bin", "python");
+const LLAMA_DIR = join(ROOT, ".cache", "llama-bench");
+
+interface Result {
+  prefill_tps: number;
+  decode_tps: number;
+  peak_rss_mb: number;
+}
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : fallback;
+}
+const has = (name: string) => process.argv.includes(`--${name}`);
+
+/** Seeded prompt ids (< 49152: valid SmolLM2 tokens, ordinary text pieces). */
+export function promptIds(n: number): number[] {
+  let s = 12345;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    out.push(200 + (s % 40000));
+  }
+  return out;
+}
+
+// ---------- worker: our engine ----------
+async function runOurs(gguf: string, nPrompt: number, nGen: number, streams: number): Promise<Result> {
+  const { loadGgufModel } = await import("../src/engine/load.ts");
+  const { tokenLoop } = await import("../src/engine/generate.ts");
+  using m = await loadGgufModel(gguf, { dtype: "float32", streams });
+  const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
+  for (const _ of tokenLoop({ model: m.model, prompt: promptIds(nPrompt), maxTokens: nGen, stats })) {
+    // greedy on device; every token is consumed
+  }
+  return {
+    prefill_tps: (nPrompt / stats.prefillMs) * 1000,
+    decode_tps: ((stats.generated - 1) / stats.decodeMs) * 1000,
+    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+  };
+}
+
+// ---------- model preparation ----------
+/** An MLX model dir (f32 scales) with the same weights as `gguf`, for mlx-lm. */
+async function mlxDirFrom(gguf: string, dir: string): Promise<string> {
+  if (existsSync(join(dir, "config.json"))) return dir;
+  const mx = await import("../src/mlx/index.ts");
+  const { ggufToModel } = await import("../src/engine/gguf.ts");
+  const { config, tensors } = ggufToModel(gguf);
+  mkdirSync(dir, { recursive: true });
+  const out = new Map<string, InstanceType<typeof mx.Array>>();
+  for (const [k, a] of tensors) out.set(k, mx.isFloating(a.dtype) ? a.astype(mx.Dtype.float32) : a);
+  mx.saveSafetensors(join(dir, "model.safetensors"), out, { format: "mlx" });
+  mx.disposeAll(out);
+  mx.disposeAll(tensors);
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  return dir;
+}
+
+/** Qwen2.5-0.5B shapes (hidden 896, 24 layers, 14/2 heads, FF 4864, vocab 151936, tied) as a Q4_1 llama GGUF. */
+async function qwenShapedGguf(smollm2: string): Promise<string> {
+  const path = join(CACHE, "qwen05-shaped.Q4_1.gguf");
+  if (existsSync(path)) return path;
+  const { readGguf } = await import("../src/gguf/reader.ts");
+  const { encodeGguf } = await import("../test/support/gguf-writer.ts");
+  const src = readGguf(smollm2);
+  const [H, L, NH, KV, FF, V] = [896, 24, 14, 2, 4864, 151936];
+  const D = H / NH;
+  let seed = 7;
+  const rnd = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 4294967296;
+  };
+  const q41 = (rows: number, cols: number): Uint8Array => {
+    const blocks = (rows * cols) / 32;
+    const out = new Uint8Array(blocks * 20);
+    const dv = new DataView(out.buffer);
+    for (let b = 0; b < blocks; b++) {
+      const d = (0.5 + rnd()) * (1 / Math.sqrt(cols)) * 0.25;
+      dv.setFloat16(b * 20, d, true);
+      dv.setFloat16(b * 20 + 2, -7.5 * d, true);
+      for (let j = 0; j < 16; j++) out[b * 20 + 4 + j] = Math.floor(rnd() * 256);
+    }
+    return out;
+  };
+  const ones = (n: number) => new Uint8Array(Float32Array.from({ length: n }, () => 1).buffer);
+  const tensors: { name: string; shape: number[]; type: "F32" | "Q4_1"; data: Uint8Array }[] = [
+    { name: "token_embd.weight", shape: [V, H], type: "Q4_1", data: q41(V, H) },
+    { name: "output_norm.weight", shape: [H], type: "F32", data: ones(H) },
+  ];
+  for (let i = 0; i < L; i++) {
+    const p = `blk.${i}`;
+    tensors.push(
+      { name: `${p}.attn_norm.weight`, shape: [H], type: "F32", data: ones(H) },
+      { name: `${p}.ffn_norm.weight`, shape: [H], type: "F32", data: ones(H) },
+      { name: `${p}.attn_q.weight`, shape: [NH * D, H], type: "Q4_1", data: q41(NH * D, H) },
+      { name: `${p}.attn_k.weight`, shape: [KV * D, H], type: "Q4_1", data: q41(KV * D, H) },
+      { name: `${p}.attn_v.weight`, shape: [KV * D, H], type: "Q4_1", data: q41(KV * D, H) },
+      { name: `${p}.attn_output.weight`, shape: [H, NH * D], type: "Q4_1", data: q41(H, NH * D) },
+      { name: `${p}.ffn_gate.weight`, shape: [FF, H], type: "Q4_1", data: q41(FF, H) },
+      { name: `${p}.ffn_up.weight`, shape: [FF, H], type: "Q4_1", data: q41(FF, H) },
+      { name: `${p}.ffn_down.weight`, shape: [H, FF], type: "Q4_1", data: q41(H, FF) },
+    );
+  }
+  // SmolLM2's tokenizer padded with placeholder pieces to the Qwen vocabulary size.
+  const tokens = [...(src.metadata.get("tokenizer.ggml.tokens")!.value as string[])];
+  const types = Array.from(src.metadata.get("tokenizer.ggml.token_type")!.value as ArrayLike<number>);
+  for (let i = tokens.length; i < V; i++) {
+    tokens.push(`<pad_${i}>`);
+    types.push(4);
+  }
+  const str = (k: string) => String(src.metadata.get(k)!.value);
+  const u32 = (value: number) => ({ type: "u32" as const, value });
+  const meta = {
+    "general.architecture": "llama",
+    "general.name": "qwen2.5-0.5b-shaped-random",
+    "llama.block_count": u32(L),
+    "llama.context_length": u32(32768),
+    "llama.embedding_length": u32(H),
+    "llama.feed_forward_length": u32(FF),
+    "llama.attention.head_count": u32(NH),
+    "llama.attention.head_count_kv": u32(KV),
+    "llama.attention.layer_norm_rms_epsilon": { type: "f32" as const, value: 1e-6 },
+    "llama.rope.freq_base": { type: "f32" as const, value: 1000000 },
+    "llama.rope.dimension_count": u32(D),
+    "llama.vocab_size": u32(V),
+    "tokenizer.ggml.model": str("tokenizer.ggml.model"),
+    "tokenizer.ggml.pre": str("tokenizer.ggml.pre"),
+    "tokenizer.ggml.tokens": tokens,
+    "tokenizer.ggml.token_type": { type: "i32" as const, value: types },
+    "tokenizer.ggml.merges": src.metadata.get("tokenizer.ggml.merges")!.value as string[],
+    "tokenizer.ggml.bos_token_id": u32(Number(src.metadata.get("tokenizer.ggml.bos_token_id")!.value)),
+    "tokenizer.ggml.eos_token_id": u32(Number(src.metadata.get("tokenizer.ggml.eos_token_id")!.value)),
+  };
+  mkdirSync(CACHE, { recursive: true });
+  writeFileSync(path, encodeGguf(meta, tensors));
+  return path;
+}
+
+// ---------- references ----------
+const MLX_LM_SCRIPT = `
+import sys, time, json, resource
+import mlx.core as mx
+from pathlib import Path
+from mlx_lm.utils import load_model
+from mlx_lm.generate import generate_step
+path, ids, n_gen = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], int(sys.argv[3])
+model, _ = load_model(Path(path))
+t0 = time.perf_counter(); t_first = None; n = 0
+for tok, _ in generate_step(mx.array(ids), model, max_tokens=n_gen, sampler=lambda x: mx.argmax(x, axis=-1)):
+    n += 1
+    if t_first is None: t_first = time.perf_counter()
+t_end = time.perf_counter()
+print(json.dumps({"prefill_tps": len(ids) / (t_first - t0), "decode_tps": (n - 1) / (t_end - t_first),
+  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+`;
+
+const LLAMA_SCRIPT = `
+import { getLlama } from "node-llama-cpp";
+const [path, idsArg, nGen] = process.argv.slice(2);
+const ids = idsArg.split(",").map(Number);
+const llama = await getLlama({ gpu: false });
+const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+const ctx = await model.createContext({ contextSize: 1024, threads: 2, batchSize: 512 });
+const seq = ctx.getSequence();
+const t0 = performance.now(); let tFirst = 0; let n = 0;
+for await (const tok of seq.evaluate(ids, { temperature: 0 })) {
+  n++;
+  if (n === 1) tFirst = performance.now();
+  if (n >= Number(nGen)) break;
+}
+const tEnd = performance.now();
+console.log(JSON.stringify({ prefill_tps: ids.length / ((tFirst - t0) / 1000), decode_tps: (n - 1) / ((tEnd - tFirst) / 1000),
+  peak_rss_mb: process.resourceUsage().maxRSS / 1024 }));
+process.exit(0);
+`;
+
+function runJson(cmd: string[], cwd = ROOT, env: Record<string, string> = {}): Result {
+  const p = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
+  const out = p.stdout.toString().trim().split("\n").at(-1) ?? "";
+  if (p.exitCode !== 0 || !out.startsWith("{")) throw new Error(`${cmd.slice(0, 3).join(" ")} failed (${p.exitCode}): ${p.stderr.toString().slice(-1500)}`);
+  return JSON.parse(out) as Result;
+}
+
+async function main(): Promise<void> {
+  if (has("worker")) {
+    const r = await runOurs(arg("model", ""), Number(arg("prompt", "512")), Number(arg("gen", "128")), Number(arg("streams", "1")));
+    console.log(JSON.stringify(r));
+    return;
+  }
+  const nPrompt = Number(arg("prompt", "512"));
+  const nGen = Number(arg("gen", "128"));
+  const only = arg("only", "");
+  const { smollm2Gguf } = await import("../test/support/smollm2.ts");
+  const smol = await smollm2Gguf();
+  const models: { name: string; gguf: string }[] = [];
+  if (only !== "qwen05") models.push({ name: "SmolLM2-135M-Instruct Q4_1", gguf: smol });
+  if (only !== "smollm2") models.push({ name: "Qwen2.5-0.5B-shaped random Q4_1", gguf: await qwenShapedGguf(smol) });
+  const ids = promptIds(nPrompt).join(",");
+  if (!has("skip-llama")) writeFileSync(join(LLAMA_DIR, "bench.mjs"), LLAMA_SCRIPT);
+  const rows: string[] = [];
+  const fmt = (r: Result) => `${r.prefill_tps.toFixed(1)} | ${r.decode_tps.toFixed(2)} | ${r.peak_rss_mb.toFixed(0)}`;
+  for (const m of models) {
+    const self = ["bun", join(ROOT, "bench", "generate.ts"), "--worker", "--model", m.gguf, "--prompt", String(nPrompt), "--gen", String(nGen)];
+    const variants: [string, Result][] = [];
+    variants.push(["mlxk (AVX2 kernels, 1 stream)", runJson([...self, "--streams", "1"])]);
+    variants.push(["mlxk (AVX2 kernels, 2 streams)", runJson([...self, "--streams", "2"])]);
+    variants.push(["mlxk (MLX qmm, 1 stream)", runJson([...self, "--streams", "1"], ROOT, { MLXK_KERNELS: "0" })]);
+    variants.push(["mlxk (MLX qmm, 2 streams)", runJson([...self, "--streams", "2"], ROOT, { MLXK_KERNELS: "0" })]);
+    let ref: Result | null = null;
+    if (!has("skip-mlx-lm")) {
+      const dir = await mlxDirFrom(m.gguf, join(CACHE, `${m.name.split(" ")[0]}-mlx-f32`));
+      ref = runJson([PY, "-c", MLX_LM_SCRIPT, dir, ids, String(nGen)]);
+      variants.push(["mlx-lm 0.32.2 (mlx 0.32.4 cpu)", ref]);
+    }
+    if (!has("skip-llama") && existsSync(join(LLAMA_DIR, "node_modules", "node-llama-cpp"))) {
+      variants.push(["llama.cpp (node-llama-cpp 3.21.1, 2 threads)", runJson(["node", join(LLAMA_DIR, "bench.mjs"), m.gguf, ids, String(nGen)], LLAMA_DIR)]);
+    }
+    for (const [name, r] of variants) {
+      const ratio = ref ? ` | ${(r.prefill_tps / ref.prefill_tps).toFixed(2)}× | ${(r.decode_tps / ref.decode_tps).toFixed(2)}×` : " | – | –";
+      rows.push(`| ${m.name} | ${name} | ${fmt(r)}${ratio} |`);
+      console.error(`${m.name} / ${name}: ${JSON.stringify(r)}`);
+    }
+  }
+  const table = [
+    `Prompt ${nPrompt} tokens, ${nGen} generated (greedy), ${navigator.hardwareConcurrency} CPUs.`,
+    "",
+    "| model | engine | prefill tok/s | decode tok/s | peak RSS MB | prefill vs mlx-lm | decode vs mlx-lm |",
+    "|---|---|---|---|---|---|---|",
+    ...rows,
+  ].join("\n");
+  console.log(table);
+  writeFileSync(join(CACHE, "last-run.md"), `${table}\n`);
+  void readFileSync;
+}
+
+await main();
