@@ -1,0 +1,104 @@
+/** `mlxk run` in-process against tiny fixture models: JSON envelope, raw prompts, stdin, interactive chat, refusals. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { runCli } from "../../src/cli/main.ts";
+import type { RunContext } from "../../src/cli/run.ts";
+import { writeSafetensors, writeTinyModel } from "../support/tiny-models.ts";
+
+const tmp = mkdtempSync(join(tmpdir(), "mlxk-run-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tiny = writeTinyModel("qwen2_q4", join(tmp, "tiny"));
+
+async function run(argv: string[], extra: Partial<RunContext> = {}) {
+  let stdout = "";
+  let stderr = "";
+  const ctx: RunContext = {
+    json: false,
+    env: { HOME: tmp, HF_HOME: join(tmp, "hf") },
+    stdout: (t) => void (stdout += t),
+    stderr: (t) => void (stderr += t),
+    stdoutIsTTY: false,
+    stdinIsTTY: true,
+    ask: async (_q, f) => f,
+    exitCode: 0,
+    onInterrupt: () => () => {},
+    ...extra,
+  };
+  const code = await runCli(argv, ctx);
+  return { code, stdout, stderr };
+}
+
+describe("mlxk run", () => {
+  test("--json: envelope with response, usage and timings", async () => {
+    const r = await run(["run", tiny, "Hello", "there", "--temperature", "0", "--max-tokens", "5", "--json"]);
+    expect(r.code).toBe(0);
+    const env = JSON.parse(r.stdout);
+    expect(env.status).toBe("success");
+    expect(env.command).toBe("run");
+    expect(env.data.model).toBe(tiny);
+    expect(env.data.prompt).toBe("Hello there");
+    expect(typeof env.data.response).toBe("string");
+    expect(env.data.usage.completion_tokens).toBeLessThanOrEqual(5);
+    expect(env.data.usage.prompt_tokens).toBeGreaterThan(2);
+    expect(env.data.timings.generation_tps).toBeGreaterThanOrEqual(0);
+  });
+
+  test("--no-chat-template sends the raw prompt; `-` reads stdin first", async () => {
+    const raw = await run(["run", tiny, "Hi", "--no-chat-template", "--temperature", "0", "--max-tokens", "3", "--json"]);
+    // byte-level tokenizer without template: "Hi" is exactly two tokens
+    expect(JSON.parse(raw.stdout).data.usage.prompt_tokens).toBe(2);
+    const piped = await run(["run", tiny, "-", "--prompt", "sum up", "--no-chat-template", "--max-tokens", "2", "--json"], {
+      readStdin: async () => "piped text",
+      stdinIsTTY: false,
+    });
+    expect(JSON.parse(piped.stdout).data.prompt).toBe("piped text\n\nsum up");
+  });
+
+  test("interactive chat: commands, history, exit", async () => {
+    const lines = ["/help", "Hello", "/system be brief", "/clear", "second \\", "line", "/exit"];
+    const r = await run(["run", tiny, "--temperature", "0", "--max-tokens", "4"], {
+      readLines: async function* () {
+        yield* lines;
+      },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("Starting interactive chat");
+    expect(r.stdout).toContain("/system <text>");
+    expect(r.stdout.match(/Assistant: /g)?.length).toBe(2);
+    expect(r.stdout).toContain("System prompt set.");
+    expect(r.stdout).toContain("Conversation cleared.");
+    expect(r.stdout).toContain("Goodbye!");
+  });
+
+  test("a missing model, a broken model and an unsupported model_type are refused with reasons", async () => {
+    const missing = await run(["run", join(tmp, "nope"), "hi", "--json"]);
+    expect(missing.code).toBe(1);
+    expect(JSON.parse(missing.stdout).error.type).toBe("model_not_found");
+
+    const broken = join(tmp, "broken");
+    mkdirSync(broken, { recursive: true });
+    writeFileSync(join(broken, "config.json"), JSON.stringify({ model_type: "llama" }));
+    const b = await run(["run", broken, "hi"]);
+    expect(b.code).toBe(1);
+    expect(b.stderr).toContain("is not healthy");
+
+    const odd = join(tmp, "odd");
+    mkdirSync(odd, { recursive: true });
+    writeFileSync(join(odd, "config.json"), JSON.stringify({ model_type: "mamba" }));
+    writeSafetensors(odd, { "x.weight": { dtype: "F32", shape: [1], data: new Float32Array([1]) } });
+    writeFileSync(join(odd, "tokenizer.json"), "{}");
+    const u = await run(["run", odd, "hi", "--json"]);
+    expect(u.code).toBe(1);
+    const err = JSON.parse(u.stdout).error;
+    expect(err.type).toBe("unsupported_model");
+    expect(err.message).toContain("mamba");
+  });
+
+  test("bad numbers are usage errors", async () => {
+    const r = await run(["run", tiny, "hi", "--temperature", "abc"]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("--temperature");
+  });
+});
