@@ -87,10 +87,11 @@ function hasChatTemplate(view: SnapshotView): boolean {
   // tokenizer.json can be tens of MB: only parse it when the bytes mention a template at all
   const f = view.byRel.get("tokenizer.json");
   if (f && f.size > 0 && f.size < 64 * 1024 * 1024) {
-    const text = view.readText("tokenizer.json");
-    if (text?.includes('"chat_template"')) {
+    // search the raw bytes: decoding a large tokenizer.json to a string costs more than the search
+    const bytes = view.readBytes("tokenizer.json");
+    if (bytes !== null && bytes.indexOf('"chat_template"') >= 0) {
       try {
-        const tj = JSON.parse(text) as Record<string, unknown>;
+        const tj = JSON.parse(bytes.toString("utf8")) as Record<string, unknown>;
         return typeof tj.chat_template === "string" && tj.chat_template.trim() !== "";
       } catch {
         return false;

@@ -17,7 +17,7 @@
  *   isCommitHash(s)
  */
 import { lstatSync, readdirSync, readFileSync, readlinkSync, statSync, type Dirent } from "node:fs";
-import { dirname, join, resolve, sep } from "node:path";
+import { join, normalize, resolve, sep } from "node:path";
 
 export const REPO_PREFIX = "models--";
 /** Names hidden from every listing: mlx-knife's test canary, kept so its test caches look the same. */
@@ -172,26 +172,31 @@ export interface FileEntry {
 
 /**
  * Every non-directory below `dir`, recursively, with the size of what it points to. One readdir per dir and
- * one stat per file; `withTargets` adds a readlink per symlink (rm and verify need the blob behind each file).
+ * one stat per file (the stat follows symlinks and tells dirs apart, so plain readdir names suffice — Bun's
+ * withFileTypes readdir costs more); `withTargets` adds a readlink per symlink (rm and verify need the blob
+ * behind each file).
  */
 export function walkFiles(dir: string, opts: { withTargets?: boolean } = {}): FileEntry[] {
   const out: FileEntry[] = [];
+  const withTargets = opts.withTargets === true;
   const walk = (d: string, prefix: string): void => {
-    for (const e of readdirSafe(d)) {
-      const p = join(d, e.name);
-      const rel = prefix + e.name;
-      if (e.isDirectory()) {
-        walk(p, `${rel}/`);
-        continue;
-      }
-      let target: string | null = null;
-      if (opts.withTargets && e.isSymbolicLink()) {
-        try {
-          target = resolve(dirname(p), readlinkSync(p));
-        } catch {
-          target = null;
-        }
-      }
+    let names: string[];
+    let links: boolean[] | null = null;
+    try {
+      if (withTargets) {
+        const ents = readdirSync(d, { withFileTypes: true });
+        names = ents.map((e) => e.name);
+        links = ents.map((e) => e.isSymbolicLink());
+      } else names = readdirSync(d);
+    } catch {
+      return;
+    }
+    // plain concatenation: `d` is normalized and names hold no separators (join() is a native call per file)
+    const base = d.endsWith(sep) ? d : d + sep;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      const p = base + name;
+      const rel = prefix + name;
       let size = -1;
       try {
         const st = statSync(p);
@@ -203,10 +208,18 @@ export function walkFiles(dir: string, opts: { withTargets?: boolean } = {}): Fi
       } catch {
         size = -1;
       }
+      let target: string | null = null;
+      if (links?.[i]) {
+        try {
+          target = resolve(d, readlinkSync(p));
+        } catch {
+          target = null;
+        }
+      }
       out.push({ rel, path: p, size, target });
     }
   };
-  walk(dir, "");
+  walk(normalize(dir), "");
   return out;
 }
 

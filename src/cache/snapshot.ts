@@ -11,8 +11,12 @@ export const LFS_POINTER_MARKER = "version https://git-lfs.github.com/spec/v1";
 
 export type JsonRead = { ok: true; value: unknown } | { ok: false; error: "missing" | "invalid" | "unreadable" };
 
+/** Files up to this size are read whole (one readFileSync) even when only their head is wanted. */
+const SMALL_FILE = 64 * 1024;
+
 export class SnapshotView {
   readonly byRel = new Map<string, FileEntry>();
+  private readonly bytes = new Map<string, Buffer | null>();
   private readonly texts = new Map<string, string | null>();
   private readonly jsons = new Map<string, JsonRead>();
 
@@ -29,18 +33,28 @@ export class SnapshotView {
     return f !== undefined && f.size >= 0;
   }
 
-  /** Whole file as UTF-8, or null when missing/unreadable. */
-  readText(rel: string): string | null {
-    if (this.texts.has(rel)) return this.texts.get(rel)!;
+  /** Whole file as bytes (memoized), or null when missing/unreadable. */
+  readBytes(rel: string): Buffer | null {
+    const cached = this.bytes.get(rel);
+    if (cached !== undefined) return cached;
     const f = this.byRel.get(rel);
-    let text: string | null = null;
+    let buf: Buffer | null = null;
     if (f && f.size >= 0) {
       try {
-        text = readFileSync(f.path, "utf8");
+        buf = readFileSync(f.path);
       } catch {
-        text = null;
+        buf = null;
       }
     }
+    this.bytes.set(rel, buf);
+    return buf;
+  }
+
+  /** Whole file as UTF-8, or null when missing/unreadable. */
+  readText(rel: string): string | null {
+    const cached = this.texts.get(rel);
+    if (cached !== undefined) return cached;
+    const text = this.readBytes(rel)?.toString("utf8") ?? null;
     this.texts.set(rel, text);
     return text;
   }
@@ -71,12 +85,11 @@ export class SnapshotView {
     return r.ok && isObject(r.value) ? r.value : null;
   }
 
-  /** The first `n` bytes of a file (LFS pointer sniffing, safetensors headers). */
+  /** The first `n` bytes of a file (LFS pointer sniffing, safetensors headers). Small files are read whole, once. */
   readHead(rel: string, n: number): Buffer | null {
     const f = this.byRel.get(rel);
     if (!f || f.size < 0) return null;
-    const full = this.texts.get(rel);
-    if (full) return Buffer.from(full, "utf8").subarray(0, n);
+    if (f.size <= SMALL_FILE || this.bytes.has(rel)) return this.readBytes(rel)?.subarray(0, n) ?? null;
     let fd: number | undefined;
     try {
       fd = openSync(f.path, "r");
@@ -101,7 +114,8 @@ export function isObject(v: unknown): v is Record<string, unknown> {
 
 /** Git-LFS pointer left where the real file should be: tiny, and starts with the LFS spec line. */
 export function isLfsPointer(view: SnapshotView, f: FileEntry): boolean {
-  if (f.size < 0 || f.size >= 200) return false;
+  // shorter than the marker: cannot hold it, so no need to open the file
+  if (f.size < LFS_POINTER_MARKER.length || f.size >= 200) return false;
   const head = view.readHead(f.rel, 100);
   return head !== null && head.toString("latin1").includes(LFS_POINTER_MARKER);
 }
