@@ -161,13 +161,16 @@ interface BuildStamp {
   version: string;
 }
 
-/** The RPATH lets the shim find libmlx without LD_LIBRARY_PATH; $ORIGIN-relative while the wheel sits in the repo. */
+/**
+ * The RPATH lets the shim find libmlx without LD_LIBRARY_PATH: the wheel ($ORIGIN-relative while it sits in
+ * the repo), then $ORIGIN and $ORIGIN/mlx/lib for the sidecar layout of copyRuntimeSidecar() (compiled exe).
+ */
 function rpathFlags(root: string): string[] {
   const origin = process.platform === "darwin" ? "@loader_path" : "$ORIGIN";
   const lib = join(root, "lib");
   const rel = relative(shimBuildDir(), lib);
   const inRepo = !relative(REPO_ROOT, lib).startsWith("..");
-  const paths = [inRepo ? `${origin}/${rel}` : lib, origin];
+  const paths = [inRepo ? `${origin}/${rel}` : lib, origin, `${origin}/mlx/lib`];
   return paths.map((p) => `-Wl,-rpath,${p}`);
 }
 
@@ -187,7 +190,8 @@ async function ensureShim(root: string, force: boolean): Promise<boolean> {
     return false;
   }
   const cxx = compiler();
-  const objDir = join(build, "obj");
+  // Per-process object dir and atomic rename: concurrent installs in one checkout must not clobber each other.
+  const objDir = join(build, `obj.${process.pid}`);
   rmSync(objDir, { recursive: true, force: true });
   mkdirSync(objDir, { recursive: true });
   const common = [
@@ -209,12 +213,18 @@ async function ensureShim(root: string, force: boolean): Promise<boolean> {
     }
   };
   await Promise.all(Array.from({ length: jobs }, worker));
+  if (errors.length > 0) rmSync(objDir, { recursive: true, force: true });
   if (errors.length > 0) throw new InstallError(`compiling mlx-c/ failed:\n${errors.join("\n")}`);
-  rmSync(out, { force: true });
   const objs = sources.map(objOf);
   const shared = process.platform === "darwin" ? ["-dynamiclib", "-install_name", `@rpath/${SHIM_NAME}`] : ["-shared"];
-  const link = run([cxx, ...shared, "-o", out, ...objs, `-L${join(root, "lib")}`, "-lmlx", ...rpathFlags(root)]);
-  if (link.code !== 0) throw new InstallError(`linking ${SHIM_NAME} failed:\n${tail(link.stderr)}`);
+  const tmpOut = `${out}.${process.pid}.tmp`;
+  const link = run([cxx, ...shared, "-o", tmpOut, ...objs, `-L${join(root, "lib")}`, "-lmlx", ...rpathFlags(root)]);
+  rmSync(objDir, { recursive: true, force: true });
+  if (link.code !== 0) {
+    rmSync(tmpOut, { force: true });
+    throw new InstallError(`linking ${SHIM_NAME} failed:\n${tail(link.stderr)}`);
+  }
+  renameSync(tmpOut, out);
   writeFileSync(stampFile, JSON.stringify({ mlxRoot: root, cxx, version } satisfies BuildStamp, null, 2));
   return true;
 }

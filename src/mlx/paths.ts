@@ -3,7 +3,7 @@
  * status file the installer leaves behind. Shared by scripts/install-mlx.ts, the FFI loader and the
  * benchmarks; touches no native code.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { type Env, mlxDir, mlxShimPath } from "../env.ts";
 
@@ -101,4 +101,22 @@ export function shimCandidates(env: Env = process.env, root = REPO_ROOT): string
 
 export function findShim(env: Env = process.env, root = REPO_ROOT): string | null {
   return shimCandidates(env, root).find((p) => existsSync(p)) ?? null;
+}
+
+/**
+ * Copy the runtime next to a `bun build --compile` executable: <libDir>/libmlxk.*, <libDir>/mlx/lib/ (libmlx,
+ * and mlx.metallib on macOS) and <libDir>/mlx_cpu.libs/ (the wheel's BLAS, found by libmlx via
+ * $ORIGIN/../../mlx_cpu.libs). The shim's RPATH includes $ORIGIN/mlx/lib, so no env var is needed when
+ * libDir is `lib/` beside the executable. Returns the shim's new path.
+ */
+export function copyRuntimeSidecar(libDir: string, env: Env = process.env, root = REPO_ROOT): string {
+  const shim = findShim(env, root);
+  if (!shim) throw new Error("MLX shim not built; run `npm install` first");
+  mkdirSync(join(libDir, "mlx"), { recursive: true });
+  const dest = join(libDir, SHIM_NAME);
+  cpSync(shim, dest);
+  cpSync(join(mlxRoot(env, root), "lib"), join(libDir, "mlx", "lib"), { recursive: true });
+  const blas = join(mlxRoot(env, root), "..", "mlx_cpu.libs");
+  if (existsSync(blas)) cpSync(blas, join(libDir, "mlx_cpu.libs"), { recursive: true });
+  return dest;
 }

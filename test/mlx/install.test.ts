@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { mlxRoot, REPO_ROOT } from "../../src/mlx/paths.ts";
+import { copyRuntimeSidecar, mlxRoot, REPO_ROOT } from "../../src/mlx/paths.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-install-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -52,4 +52,28 @@ test("an MLX_DIR without libmlx is reported, not thrown", () => {
   const status = JSON.parse(readFileSync(join(root, ".mlx/status.json"), "utf8"));
   expect(status.ok).toBe(false);
   expect(status.reason).toMatch(/MLX_DIR=.*no-mlx-here has no lib\/libmlx/);
+});
+
+test("the sidecar layout for a compiled executable (lib/ beside it) loads on its own", () => {
+  const lib = join(tmp, "sidecar", "dist", "lib");
+  const shim = copyRuntimeSidecar(lib);
+  const code = `
+    import * as mx from "./src/mlx/index.ts";
+    const sum = mx.sum(mx.array([1, 2, 3])).item();
+    const maps = require("node:fs").readFileSync("/proc/self/maps", "utf8").split("\\n");
+    const paths = [...new Set(maps.filter((l) => /libmlx(k)?\\.so|libblas/.test(l)).map((l) => l.split(/\\s+/).pop()))];
+    console.log(JSON.stringify({ v: mx.mlxVersion(), sum, paths }));`;
+  const p = Bun.spawnSync([process.execPath, "-e", code], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, MLXK_SHIM: shim },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  expect(p.exitCode).toBe(0);
+  const out = JSON.parse(p.stdout.toString());
+  expect(out.v).toBe("0.32.4");
+  expect(out.sum).toBe(6);
+  expect(out.paths).toContain(shim);
+  // resolved through the shim's $ORIGIN/mlx/lib RPATH entry, not the repo's wheel
+  expect(out.paths).toContain(join(lib, "mlx", "lib", "libmlx.so"));
 });
