@@ -17,7 +17,8 @@ export interface GgufFile {
   /**
    * Lazy arrays. Q4_0/Q4_1/Q8_0 tensors come back from MLX as affine-quantized triples:
    * `<base>.weight` (uint32 packed), `<base>.scales`, `<base>.biases` (group size 32; 4 or 8 bits),
-   * where `<base>` is the tensor name without a trailing ".weight".
+   * where `<base>` is the tensor name without a trailing ".weight". (MLX 0.32.4 derives the companions'
+   * names by cutting 7 characters, so a quantized tensor NOT named "*.weight" gets mangled companion names.)
    */
   weights: Map<string, Array>;
   metadata: Map<string, GgufValue>;
