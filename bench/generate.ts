@@ -7,7 +7,7 @@
  *
  * Usage: bun bench/generate.ts [--prompt 512] [--gen 128] [--only smollm2|qwen05] [--skip-mlx-lm] [--skip-llama]
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -202,6 +202,13 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(r));
     return;
   }
+  // A private copy of the shim (two levels below the repo root, so its $ORIGIN runpath still finds libmlx):
+  // a rebuild of mlx-c/build during the long run cannot break the workers.
+  const { findShim } = await import("../src/mlx/paths.ts");
+  const shim = join(ROOT, ".cache", "shim-bench", "libmlxk.so");
+  mkdirSync(join(ROOT, ".cache", "shim-bench"), { recursive: true });
+  copyFileSync(findShim()!, shim);
+  process.env.MLXK_SHIM = shim;
   const nPrompt = Number(arg("prompt", "512"));
   const nGen = Number(arg("gen", "128"));
   const only = arg("only", "");
