@@ -4,6 +4,7 @@ import { existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import type { ChatMessage, Engine, GenerateRequest, SamplingParams } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
+import { CHAT_STOP_STRINGS } from "../generate/stop.ts";
 import { jsonArgs, modelArg, parseFloatArg, parseIntArg } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
 
@@ -41,6 +42,8 @@ interface Options {
   maxTokens?: number;
   sampling: SamplingParams;
   verbose: boolean;
+  /** Stop strings (interactive chat adds the mlx-knife chat stops). */
+  stop?: readonly string[];
 }
 
 export default defineCommand({
@@ -127,7 +130,7 @@ async function answer(ctx: RunContext, engine: Engine, input: GenerateRequest["i
   const out: Answer = { text: "", reasoning: "", finishReason: "stop", usage: { promptTokens: 0, completionTokens: 0 }, timings: { prefillMs: 0, decodeMs: 0, promptTps: 0, generationTps: 0, peakMemoryBytes: 0 } };
   let phase: "none" | "reasoning" | "answer" = "none";
   try {
-    const req: GenerateRequest = { input, maxTokens: Math.min(opts.maxTokens ?? budget, budget), sampling: opts.sampling, signal: ac.signal };
+    const req: GenerateRequest = { input, maxTokens: Math.min(opts.maxTokens ?? budget, budget), sampling: opts.sampling, signal: ac.signal, stop: opts.stop ? [...opts.stop] : undefined };
     for await (const ev of engine.generate(req)) {
       if (ev.type === "done") {
         out.finishReason = ev.finishReason;
@@ -215,46 +218,62 @@ async function chat(ctx: RunContext, engine: Engine, opts: Options): Promise<voi
   const stream = opts.stream;
   ctx.stdout(`Starting interactive chat with ${engine.info.id}. Type /help for commands, /exit to leave.\n`);
   const lines = (ctx.readLines ?? stdinLines)()[Symbol.asyncIterator]();
-  for (;;) {
-    ctx.stdout("\nYou: ");
-    const text = await readMessage(lines, ctx);
-    if (text === null) break;
-    const t = text.trim();
-    if (t === "") continue;
-    if (["exit", "quit", "q", "/exit", "/quit"].includes(t)) break;
-    if (t === "/help") {
-      ctx.stdout(`${HELP}\n`);
-      continue;
+  // Ctrl-C while an answer streams stops that answer (handled in answer()); at the prompt it ends the chat.
+  let generating = false;
+  let quit: () => void = () => {};
+  const interrupted = new Promise<null>((resolve) => {
+    quit = () => resolve(null);
+  });
+  const off = (ctx.onInterrupt ?? processInterrupt)(() => {
+    if (!generating) quit();
+  });
+  try {
+    for (;;) {
+      ctx.stdout("\nYou: ");
+      const text = await Promise.race([readMessage(lines, ctx), interrupted]);
+      if (text === null) break;
+      const t = text.trim();
+      if (t === "") continue;
+      if (["exit", "quit", "q", "/exit", "/quit"].includes(t)) break;
+      if (t === "/help") {
+        ctx.stdout(`${HELP}\n`);
+        continue;
+      }
+      if (t === "/clear") {
+        history = [];
+        ctx.stdout("Conversation cleared.\n");
+        continue;
+      }
+      if (t === "/system" || t.startsWith("/system ")) {
+        system = t.slice(7).trim() || undefined;
+        ctx.stdout(system ? "System prompt set.\n" : "System prompt removed.\n");
+        continue;
+      }
+      if (t.startsWith("/")) {
+        ctx.stdout(`Unknown command '${t.split(/\s/)[0]}'. Type /help.\n`);
+        continue;
+      }
+      history.push({ role: "user", content: text });
+      const input: GenerateRequest["input"] = opts.chatTemplate
+        ? { messages: messagesFor(system, history) }
+        : { prompt: fallbackTranscript(system, history) };
+      ctx.stdout("\nAssistant: ");
+      generating = true;
+      try {
+        const a = await answer(ctx, engine, input, { ...opts, stop: CHAT_STOP_STRINGS }, stream);
+        if (!stream) ctx.stdout(render(a, opts));
+        ctx.stdout("\n");
+        if (opts.verbose) verbose(ctx, a);
+        history.push({ role: "assistant", content: a.text });
+      } catch (e) {
+        history.pop();
+        ctx.stdout(`\n[ERROR] ${e instanceof Error ? e.message : String(e)}\n`);
+      } finally {
+        generating = false;
+      }
     }
-    if (t === "/clear") {
-      history = [];
-      ctx.stdout("Conversation cleared.\n");
-      continue;
-    }
-    if (t === "/system" || t.startsWith("/system ")) {
-      system = t.slice(7).trim() || undefined;
-      ctx.stdout(system ? "System prompt set.\n" : "System prompt removed.\n");
-      continue;
-    }
-    if (t.startsWith("/")) {
-      ctx.stdout(`Unknown command '${t.split(/\s/)[0]}'. Type /help.\n`);
-      continue;
-    }
-    history.push({ role: "user", content: text });
-    const input: GenerateRequest["input"] = opts.chatTemplate
-      ? { messages: messagesFor(system, history) }
-      : { prompt: fallbackTranscript(system, history) };
-    ctx.stdout("\nAssistant: ");
-    try {
-      const a = await answer(ctx, engine, input, opts, stream);
-      if (!stream) ctx.stdout(render(a, opts));
-      ctx.stdout("\n");
-      if (opts.verbose) verbose(ctx, a);
-      history.push({ role: "assistant", content: a.text });
-    } catch (e) {
-      history.pop();
-      ctx.stdout(`\n[ERROR] ${e instanceof Error ? e.message : String(e)}\n`);
-    }
+  } finally {
+    off();
   }
   ctx.stdout("\nGoodbye!\n");
 }

@@ -72,6 +72,23 @@ describe("mlxk run", () => {
     expect(r.stdout).toContain("Goodbye!");
   });
 
+  test("Ctrl-C at the chat prompt ends the session", async () => {
+    const handlers: (() => void)[] = [];
+    const r = await run(["run", tiny, "--max-tokens", "2"], {
+      onInterrupt: (h) => {
+        handlers.push(h);
+        return () => void handlers.splice(handlers.indexOf(h), 1);
+      },
+      readLines: async function* () {
+        setTimeout(() => handlers.forEach((h) => h()), 50);
+        await new Promise(() => {}); // the user never types
+      },
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("Goodbye!");
+    expect(handlers.length).toBe(0);
+  });
+
   test("a missing model, a broken model and an unsupported model_type are refused with reasons", async () => {
     const missing = await run(["run", join(tmp, "nope"), "hi", "--json"]);
     expect(missing.code).toBe(1);
