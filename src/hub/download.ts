@@ -163,16 +163,13 @@ function verifyAndPublish(f: RemoteFile, hasher: Bun.CryptoHasher, partPath: str
   renameSync(partPath, blobPath);
 }
 
-/** Relative symlink `snapshots/<commit>/<path>` → `../../blobs/<id>`, replacing what was there. */
+/** Relative symlink `snapshots/<commit>/<path>` → `../../blobs/<id>`, swapped in atomically (pulls may race). */
 function linkSnapshotFile(snapshotDir: string, blobsDir: string, f: RemoteFile): void {
   const dst = join(snapshotDir, f.path);
   mkdirSync(dirname(dst), { recursive: true });
-  try {
-    unlinkSync(dst);
-  } catch {
-    // nothing there yet
-  }
-  symlinkSync(relative(dirname(dst), join(blobsDir, f.blobId)), dst);
+  const tmp = `${dst}.${process.pid}.${Math.random().toString(16).slice(2, 10)}.tmp`;
+  symlinkSync(relative(dirname(dst), join(blobsDir, f.blobId)), tmp);
+  renameSync(tmp, dst);
 }
 
 function writeAtomically(path: string, text: string): void {

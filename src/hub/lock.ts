@@ -50,12 +50,18 @@ export async function withFileLock<T>(path: string, signal: AbortSignal | undefi
   let release!: () => void;
   held.set(path, new Promise<void>((r) => (release = r)));
   try {
-    mkdirSync(dirname(path), { recursive: true });
     const flock = loadFlock();
     let fd = -1;
     for (;;) {
       if (signal?.aborted) throw abortError();
-      fd = openSync(path, "w");
+      try {
+        fd = openSync(path, "w");
+      } catch (e) {
+        // another pull may just have removed the (empty) locks folder: make it again and retry
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+        mkdirSync(dirname(path), { recursive: true });
+        continue;
+      }
       if (!flock || flock(fd, LOCK_EX | LOCK_NB) === 0) {
         const same = (() => {
           try {

@@ -122,4 +122,20 @@ describe("pull: interrupted and resumed", () => {
     expect(hub.requests.find((q) => q.server === "cdn")?.range).toBe(`bytes=${1024 * 1024}-`);
     expect(pulledBytesMatch()).toBe(true);
   });
+
+  test("two pull processes at once: the blob lock lets exactly one download each file", async () => {
+    // --force-resume: whichever starts second would otherwise stop at the other's unfinished model dir
+    const a = spawnPull(["--json", "--force-resume"]);
+    const b = spawnPull(["--json", "--force-resume"]);
+    const [ca, cb] = await Promise.all([a.exited, b.exited]);
+    const outs = await Promise.all([new Response(a.stdout).text(), new Response(b.stdout).text()]);
+    expect({ codes: [ca, cb], outs }).toEqual({ codes: [0, 0], outs });
+    const statuses = outs.map((o) => JSON.parse(o).data.download_status).sort();
+    expect(statuses.every((s) => s === "success" || s === "already_exists")).toBe(true);
+    expect(hub.requests.filter((q) => q.server === "cdn").length).toBe(1);
+    const gets = hub.requests.filter((q) => q.server === "hub" && q.path.includes("/resolve/"));
+    expect(new Set(gets.map((q) => q.path)).size).toBe(gets.length);
+    expect(pulledBytesMatch()).toBe(true);
+    expect(existsSync(join(cache.hubDir, ".locks", "models--org--big"))).toBe(false);
+  });
 });
