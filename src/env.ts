@@ -109,3 +109,10 @@ export function kernelsEnabled(env: Env = process.env): boolean {
 export function serverWorkerConfig(env: Env = process.env): string | undefined {
   return get(env, "MLXK_SERVER_WORKER");
 }
+
+/** MLXK_SCAN_WORKERS: extra threads for `list`/`health` over the whole cache (0 = scan on one thread); unset → automatic. */
+export function scanWorkers(env: Env = process.env): number | undefined {
+  const v = get(env, "MLXK_SCAN_WORKERS");
+  if (v === undefined || !/^\d+$/.test(v.trim())) return undefined;
+  return Math.min(Number(v.trim()), 8);
+}

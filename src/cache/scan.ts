@@ -4,7 +4,7 @@
  *
  * Exports: toIsoUtc(ms), modelObjectFrom(report, { name, cached, display_name? }),
  *          cacheModel(hubDir, name, { hash? }) → { model, report }, dirModel(dir, { display_name? }),
- *          listModels({ hubDir, pattern?, cwd? }) → { models }
+ *          listModels({ hubDir, pattern?, cwd? }) → { models }, cacheNamesMatching(hubDir, pattern)
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
@@ -103,7 +103,12 @@ function listPath(pattern: string, cwd: string): ModelObject[] {
 export function listModels(opts: { hubDir: string; pattern?: string | null; cwd?: string }): { models: ModelObject[] } {
   const pattern = opts.pattern?.trim() ?? "";
   if (pattern !== "" && isExplicitPath(pattern)) return { models: listPath(pattern, opts.cwd ?? process.cwd()) };
+  return { models: cacheNamesMatching(opts.hubDir, pattern).map((n) => cacheModel(opts.hubDir, n).model) };
+}
+
+/** Cached model names containing `pattern` (case-insensitive), sorted; "" matches all. */
+export function cacheNamesMatching(hubDir: string, pattern: string): string[] {
   const lower = pattern.toLowerCase();
-  const names = listRepoNames(opts.hubDir).filter((n) => n.toLowerCase().includes(lower));
-  return { models: names.map((n) => cacheModel(opts.hubDir, n).model) };
+  const names = listRepoNames(hubDir);
+  return lower === "" ? names : names.filter((n) => n.toLowerCase().includes(lower));
 }

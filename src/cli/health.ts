@@ -3,9 +3,10 @@ import { defineCommand } from "citty";
 import type { HealthReport } from "../cache/health.ts";
 import { dirHealth, repoHealth } from "../cache/health.ts";
 import { listRepoNames, repoDirFor } from "../cache/layout.ts";
+import { scanRepos } from "../cache/pool.ts";
 import { resolveModel } from "../cache/resolve.ts";
 import { verifySnapshot } from "../cache/verify.ts";
-import { hubCacheDir } from "../env.ts";
+import { hubCacheDir, scanWorkers } from "../env.ts";
 import type { HealthData, HealthEntry } from "../schemas/cli-output.ts";
 import { jsonArgs } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
@@ -39,19 +40,25 @@ export default defineCommand({
     const ctx = data as CliContext;
     const hubDir = hubCacheDir(ctx.env);
     let targets: Target[];
+    let entries: HealthEntry[] | undefined;
     if (args.model) {
       const r = resolveModel(args.model, { hubDir, env: ctx.env });
       targets =
         r.kind === "path"
           ? [{ name: r.name, report: dirHealth(r.dir, { name: r.name }), repoDir: null }]
           : [{ name: r.name, report: repoHealth(r.repoDir, { name: r.name, hash: r.hash }), repoDir: r.repoDir }];
+    } else if (!args.verify) {
+      // all models, no hashing: spread over the cores, only the summary comes back
+      const sums = await scanRepos({ hubDir, names: listRepoNames(hubDir), kind: "health", workers: scanWorkers(ctx.env) });
+      targets = [];
+      entries = sums.map((s) => ({ name: s.name, status: s.healthy ? "healthy" : "unhealthy", reason: s.reason, runtime_compatible: s.runtime_compatible, runtime_reason: s.runtime_reason }));
     } else {
       targets = listRepoNames(hubDir).map((name) => {
         const repoDir = repoDirFor(hubDir, name);
         return { name, report: repoHealth(repoDir, { name }), repoDir };
       });
     }
-    const entries = targets.map(entry);
+    entries ??= targets.map(entry);
     if (args.verify) {
       for (const [i, t] of targets.entries()) {
         if (!t.report.healthy || !t.report.view || !t.repoDir) continue;

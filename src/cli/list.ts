@@ -1,8 +1,8 @@
 /** `mlxk list [pattern]`: the cached (or local) models; JSON always carries the full list. */
 import { defineCommand } from "citty";
 import { totalmem } from "node:os";
-import { listModels } from "../cache/scan.ts";
-import { hubCacheDir } from "../env.ts";
+import { listModelsParallel } from "../cache/pool.ts";
+import { hubCacheDir, scanWorkers } from "../env.ts";
 import type { ListData } from "../schemas/cli-output.ts";
 import { jsonArgs } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
@@ -17,9 +17,9 @@ export default defineCommand({
     verbose: { type: "boolean", description: "Full names, framework, integrity/runtime/reason columns" },
     ...jsonArgs,
   },
-  run({ args, data }) {
+  async run({ args, data }) {
     const ctx = data as CliContext;
-    const { models } = listModels({ hubDir: hubCacheDir(ctx.env), pattern: args.pattern ?? null });
+    const { models } = await listModelsParallel({ hubDir: hubCacheDir(ctx.env), pattern: args.pattern ?? null, workers: scanWorkers(ctx.env) });
     const mem = totalmem();
     const out: ListData = { models, count: models.length, system: mem > 0 ? { memory_total_bytes: mem } : null };
     printSuccess(ctx, "list", out, () => renderList(models, { all: args.all, health: args.health, verbose: args.verbose }));
