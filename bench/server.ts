@@ -18,6 +18,7 @@ function arg(name: string): string | undefined {
   return i > 0 ? process.argv[i + 1] : undefined;
 }
 
+const CLIENT_URL = arg("client");
 const TOKENS = Number(arg("tokens") ?? 64);
 const ROUNDS = Number(arg("rounds") ?? 3);
 const spec = arg("model") ?? (await smollm2Gguf());
@@ -43,7 +44,9 @@ async function direct(engine: Engine): Promise<Sample> {
   let n = 0;
   for await (const ev of engine.generate(req)) {
     if (ev.type === "done") break;
-    if (n++ === 0) tFirst = performance.now();
+    n++;
+    // same rule as the SSE side: the first token with visible text
+    if (tFirst === 0 && ev.text !== "") tFirst = performance.now();
   }
   return rate(n, t0, tFirst, performance.now());
 }
@@ -78,6 +81,49 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 
+const CLIENTS = 8;
+const PER_CLIENT = 10;
+
+if (CLIENT_URL) {
+  // client side runs in its own process so its SSE parsing does not compete with the engine's thread
+  const mode = arg("mode");
+  if (mode === "stream") console.log(JSON.stringify(await viaServer(CLIENT_URL)));
+  else console.log(JSON.stringify(await concurrent(CLIENT_URL)));
+  process.exit(0);
+}
+
+async function concurrent(url: string): Promise<{ latencies: number[]; failures: number; wallMs: number }> {
+  const latencies: number[] = [];
+  let failures = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async () => {
+      for (let i = 0; i < PER_CLIENT; i++) {
+        const t = performance.now();
+        const res = await fetch(`${url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: spec, messages: [{ role: "user", content: `Say a number: ${i}` }], max_tokens: 16, temperature: 0 }),
+        });
+        if (res.status !== 200) failures++;
+        await res.arrayBuffer();
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  return { latencies, failures, wallMs: performance.now() - t0 };
+}
+
+async function client(mode: "stream" | "concurrent"): Promise<string> {
+  const p = Bun.spawn([process.execPath, import.meta.path, "--client", url, "--mode", mode, "--model", spec, "--tokens", String(TOKENS)], {
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const out = await new Response(p.stdout).text();
+  if ((await p.exited) !== 0) throw new Error(`bench client failed: ${out}`);
+  return out;
+}
+
 const manager = new ModelManager({ resolve: (s) => resolveTarget(s), load: (t) => loadTarget(t), freeMemory: freemem, maxQueue: 64 });
 const app = createApp({ manager, listModels: () => [] });
 const server = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: (r) => app.handle(r) });
@@ -87,46 +133,32 @@ const lease = await manager.lease(spec);
 const engine = lease.engine;
 lease.release();
 await direct(engine); // warm-up (first-call compilation, page-in)
-await viaServer(url);
+await client("stream");
 
 const d: Sample[] = [];
 const s: Sample[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   // interleaved so drift (thermal, other load) hits both sides alike
   d.push(await direct(engine));
-  s.push(await viaServer(url));
+  s.push(JSON.parse(await client("stream")) as Sample);
 }
 
-const CLIENTS = 8;
-const PER_CLIENT = 10;
-const latencies: number[] = [];
-let failures = 0;
-const tc0 = performance.now();
-await Promise.all(
-  Array.from({ length: CLIENTS }, async () => {
-    for (let i = 0; i < PER_CLIENT; i++) {
-      const t0 = performance.now();
-      const res = await fetch(`${url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: spec, messages: [{ role: "user", content: `Say a number: ${i}` }], max_tokens: 16, temperature: 0 }),
-      });
-      if (res.status !== 200) failures++;
-      await res.arrayBuffer();
-      latencies.push(performance.now() - t0);
-    }
-  }),
-);
-const concurrentWall = performance.now() - tc0;
+const conc = JSON.parse(await client("concurrent")) as { latencies: number[]; failures: number; wallMs: number };
+const { latencies, failures } = conc;
+const concurrentWall = conc.wallMs;
 server.stop(true);
 
 const dTps = median(d.map((x) => x.tps));
 const sTps = median(s.map((x) => x.tps));
+// per-round ratios: each pair ran back to back, so machine-load drift cancels within a pair
+const ratios = d.map((x, i) => s[i]!.tps / x.tps);
 const f = (n: number, digits = 1) => n.toFixed(digits);
 console.log(`model: ${spec}, ${TOKENS} tokens greedy, ${ROUNDS} rounds (median), ${navigator.hardwareConcurrency} CPUs, free ${f(freemem() / 2 ** 30)} GiB\n`);
 console.log("| measure | direct engine | through server (SSE) | server / direct |");
 console.log("|---|---|---|---|");
-console.log(`| decode tok/s | ${f(dTps)} | ${f(sTps)} | ${f((sTps / dTps) * 100)} % |`);
+console.log(
+  `| decode tok/s | ${f(dTps)} | ${f(sTps)} | ${f(median(ratios) * 100)} % (median of per-round ratios; range ${f(Math.min(...ratios) * 100)}–${f(Math.max(...ratios) * 100)} %) |`,
+);
 console.log(`| time to first token (ms) | ${f(median(d.map((x) => x.ttftMs)), 0)} | ${f(median(s.map((x) => x.ttftMs)), 0)} | +${f(median(s.map((x) => x.ttftMs)) - median(d.map((x) => x.ttftMs)), 0)} ms |`);
 console.log(`| tokens per run | ${median(d.map((x) => x.tokens))} | ${median(s.map((x) => x.tokens))} | |`);
 console.log(

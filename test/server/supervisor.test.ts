@@ -7,6 +7,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { readSse } from "../../src/server/openai/sse.ts";
+import { writeTinyModel } from "../support/tiny-models.ts";
 
 const ROOT = resolve(import.meta.dir, "..", "..");
 const BIN = join(ROOT, "bin", "mlxk");
@@ -108,6 +110,39 @@ describe("mlxk server supervisor", () => {
     await until(() => !alive(s.workerPid), "orphaned worker to exit");
     await until(() => portFree(s.port), "port to be free");
   }, 30000);
+
+  test("first SIGTERM drains: a running stream finishes with [DONE]; a second signal kills at once", async () => {
+    const model = writeTinyModel("llama", join(hub, "..", `${hub.split("/").pop()}-tiny`));
+    const s = await start(["--model", model]);
+    await until(() => healthy(s.port), "model loaded");
+    const stream = (port: number, m: string, max: number) =>
+      fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+        method: "POST",
+        body: JSON.stringify({ model: m, messages: [{ role: "user", content: "hi" }], max_tokens: max, temperature: 0, stream: true }),
+      });
+    const res = await stream(s.port, model, 40);
+    s.proc.kill("SIGTERM");
+    const frames: string[] = [];
+    for await (const d of readSse(res.body!)) frames.push(d);
+    expect(frames.at(-1)).toBe("[DONE]");
+    expect(await s.proc.exited).toBe(0);
+    expect(alive(s.workerPid)).toBe(false);
+    rmSync(model, { recursive: true, force: true });
+
+    const model2 = writeTinyModel("llama", join(hub, "..", `${hub.split("/").pop()}-tiny2`));
+    const s2 = await start(["--model", model2]);
+    await until(() => healthy(s2.port), "model loaded");
+    const long = await stream(s2.port, model2, 1_000_000).catch(() => null);
+    expect(long?.status).toBe(200);
+    // two different signals: a repeated one could be merged by the kernel before the handler runs
+    s2.proc.kill("SIGINT");
+    await Bun.sleep(20);
+    s2.proc.kill("SIGTERM");
+    await s2.proc.exited;
+    await until(() => !alive(s2.workerPid), "worker killed");
+    await until(() => s2.stderr().includes("killing the worker now"), "kill note");
+    rmSync(model2, { recursive: true, force: true });
+  }, 60000);
 
   test("an unknown --model fails before binding, with the resolver's error", async () => {
     const p = Bun.spawn([process.execPath, BIN, "server", "--model", "no/such-model", "--port", "0", "--json"], {
