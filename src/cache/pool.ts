@@ -10,7 +10,7 @@
  *   defaultWorkers(count) → how many extra threads a scan of `count` repos gets
  *   claimChunk / workerClaims: the shared-counter protocol (used by scan-worker.ts)
  */
-import { availableParallelism } from "node:os";
+import { availableParallelism, loadavg } from "node:os";
 import type { ModelObject } from "../schemas/cli-output.ts";
 import { repoHealth } from "./health.ts";
 import { repoDirFor } from "./layout.ts";
@@ -53,9 +53,15 @@ export function workerClaims(shared: Int32Array, w: number): boolean {
   return Atomics.compareExchange(shared, 1 + w, 0, 1) === 0;
 }
 
+/**
+ * Extra threads for a scan of `count` repos: one per core that looks idle (1-minute load average), at most 3.
+ * A worker costs ~10-30 ms of CPU (its own VM and JIT warm-up), which is only won back on a free core.
+ */
 export function defaultWorkers(count: number): number {
   if (count < MIN_PARALLEL) return 0;
-  return Math.max(0, Math.min(availableParallelism() - 1, 3));
+  const cores = availableParallelism();
+  const idle = Math.floor(cores - loadavg()[0]! + 0.25);
+  return Math.max(0, Math.min(idle, cores - 1, 3));
 }
 
 export interface WorkerReply {
