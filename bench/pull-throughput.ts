@@ -23,13 +23,18 @@ const nFiles = arg("files", 4);
 const rounds = arg("rounds", 3);
 const workers = 4;
 
-async function timed(cmd: string[], env: Record<string, string>): Promise<number> {
+/** CPU seconds (user + system) of each client, summed per kind: steadier than wall time on a busy machine. */
+const cpu: Record<string, number[]> = { curl: [], mlxk: [] };
+
+async function timed(cmd: string[], env: Record<string, string>, kind: "curl" | "mlxk"): Promise<number> {
   const t0 = performance.now();
   const p = Bun.spawn(cmd, { env, stdout: "pipe", stderr: "pipe", stdin: "ignore" });
   const [out, err] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text()]);
   const code = await p.exited;
   const secs = (performance.now() - t0) / 1000;
   if (code !== 0) throw new Error(`${cmd[0]} failed (${code}): ${err}${out}`);
+  const ru = p.resourceUsage();
+  if (ru) cpu[kind]!.push(Number(ru.cpuTime.user + ru.cpuTime.system) / 1e6);
   return secs;
 }
 
@@ -67,14 +72,14 @@ try {
         .map((f, i) => `url = "${hub.url}/bench/big/resolve/${commit}/${f.path}"\noutput = "${join(curlDir, `f${i}`)}"`)
         .join("\n");
       writeFileSync(join(work, "curl.cfg"), cfg);
-      const s = await timed(["curl", "-sS", "-f", "-L", "--parallel", "--parallel-max", String(workers), "-K", join(work, "curl.cfg")], baseEnv);
+      const s = await timed(["curl", "-sS", "-f", "-L", "--parallel", "--parallel-max", String(workers), "-K", join(work, "curl.cfg")], baseEnv, "curl");
       rmSync(curlDir, { recursive: true, force: true });
       return s;
     };
     const runMlxk = async () => {
       const hfHome = join(work, "hf");
       const env = { ...baseEnv, HF_HOME: hfHome, HF_ENDPOINT: hub.url };
-      const s = await timed([process.execPath, join(ROOT, "bin", "mlxk"), "pull", "bench/big", "--json", "--workers", String(workers)], env);
+      const s = await timed([process.execPath, join(ROOT, "bin", "mlxk"), "pull", "bench/big", "--json", "--workers", String(workers)], env, "mlxk");
       rmSync(hfHome, { recursive: true, force: true });
       return s;
     };
@@ -109,6 +114,8 @@ try {
       ratio_per_round: results.map((r) => +(r.curl_s / r.mlxk_s).toFixed(3)),
       ratio_median: +median(results.map((r) => r.curl_s / r.mlxk_s)).toFixed(3),
       ratio_of_median_times: +(curlMed / mlxkMed).toFixed(3),
+      ratio_of_best_times: +(Math.min(...results.map((r) => r.curl_s)) / Math.min(...results.map((r) => r.mlxk_s))).toFixed(3),
+      cpu_s_median: { curl: +median(cpu.curl!).toFixed(3), mlxk: +median(cpu.mlxk!).toFixed(3) },
       note: "mlxk time includes process start, preflight, sha256 of every byte, rename and symlinks",
     }),
   );
