@@ -1,14 +1,16 @@
 /**
  * Our own CPU kernels (mlx-c/src/kernels/: AVX2/FMA, one thread pool) exposed as MLX ops.
- * `fastQuantizedMatmul` is a drop-in for `quantizedMatmul`: same arguments, same result within f32
- * rounding. It uses the kernel when the shim has it, the CPU supports it and MLXK_KERNELS is not 0;
- * the shim itself falls back to MLX's op for GPU streams and unsupported formats, so callers never branch.
+ * Drop-ins with the same arguments and results (within f32 rounding) as the MLX functions they replace:
+ * `fastQuantizedMatmul` (quantizedMatmul), `fastRmsNorm`, `fastRope`, `fastScaledDotProductAttention`
+ * (mx.fast.*). They use our kernels when the shim has them, the CPU supports them and MLXK_KERNELS is not 0;
+ * the shim itself falls back to MLX's op for GPU streams and unsupported cases, so callers never branch.
  */
 import { dlopen, FFIType } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import type { Array } from "./array.ts";
 import { mlxAvailability, OUT_PTR } from "./ffi.ts";
 import { result } from "./ops.ts";
+import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { currentStream as S } from "./stream.ts";
 
@@ -19,6 +21,9 @@ const DEFS = {
   mlxk_kernels_threads: { args: [], returns: I },
   mlxk_kernels_force_scalar: { args: [I], returns: I },
   mlxk_fast_quantized_matmul: { args: [P, P, P, P, P, FFIType.bool, I, I, I, P], returns: I },
+  mlxk_kernel_rms_norm: { args: [P, P, P, FFIType.f32, P], returns: I },
+  mlxk_kernel_rope: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, I, P, P, P], returns: I },
+  mlxk_kernel_sdpa: { args: [P, P, P, P, FFIType.f32, I, P, P, P], returns: I },
 } as const;
 type KernelLib = ReturnType<typeof dlopen<typeof DEFS>>;
 type KernelSymbols = KernelLib["symbols"];
@@ -101,5 +106,39 @@ export function fastQuantizedMatmul(
     s.mlxk_fast_quantized_matmul(OUT_PTR as never, x.handle as never, wq.handle as never, scales.handle as never,
       (biases?.handle ?? 0) as never, o.transpose ?? true, o.groupSize ?? 0, o.bits ?? 0, mode, S() as never),
     "fast_quantized_matmul",
+  );
+}
+
+/** Drop-in for mx.fast.rmsNorm (one fused op instead of MLX's 11-node CPU composite). */
+export function fastRmsNorm(x: Array, weight: Array | null, eps: number): Array {
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s) return mxfast.rmsNorm(x, weight, eps);
+  return result(s.mlxk_kernel_rms_norm(OUT_PTR as never, x.handle as never, (weight?.handle ?? 0) as never, eps, S() as never), "fast.rms_norm");
+}
+
+/** Drop-in for mx.fast.rope (one fused op instead of MLX's 29-node CPU composite). */
+export function fastRope(x: Array, o: mxfast.RopeOptions): Array {
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s) return mxfast.rope(x, o);
+  if (o.base === undefined && !o.freqs) throw new TypeError("fast.rope: give base or freqs");
+  const off = o.offset ?? 0;
+  return result(
+    s.mlxk_kernel_rope(OUT_PTR as never, x.handle as never, o.dims, o.traditional ?? false, o.base !== undefined,
+      o.base ?? 0, o.scale ?? 1, typeof off === "number" ? off : 0, (typeof off === "number" ? 0 : off.handle) as never,
+      (o.freqs?.handle ?? 0) as never, S() as never),
+    "fast.rope",
+  );
+}
+
+/** Drop-in for mx.fast.scaledDotProductAttention (fused for no mask / causal; mask arrays and sinks go to MLX). */
+export function fastScaledDotProductAttention(q: Array, k: Array, v: Array, o: mxfast.SdpaOptions): Array {
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s) return mxfast.scaledDotProductAttention(q, k, v, o);
+  const m = o.mask ?? null;
+  const mode = m === null ? 0 : m === "causal" ? 1 : 2;
+  return result(
+    s.mlxk_kernel_sdpa(OUT_PTR as never, q.handle as never, k.handle as never, v.handle as never, o.scale, mode,
+      (typeof m === "object" && m !== null ? m.handle : 0) as never, (o.sinks?.handle ?? 0) as never, S() as never),
+    "fast.scaled_dot_product_attention",
   );
 }

@@ -4,7 +4,7 @@
  */
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastQuantizedMatmul } from "../mlx/kernels.ts";
+import { fastQuantizedMatmul, fastRmsNorm, fastRope, fastScaledDotProductAttention } from "../mlx/kernels.ts";
 import type { KVCache } from "../engine/kv-cache.ts";
 
 export type QuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
@@ -142,7 +142,7 @@ export class SplitLinear {
 }
 
 export function rmsNorm(x: mx.Array, weight: mx.Array, eps: number): mx.Array {
-  return mx.fast.rmsNorm(x, weight, eps);
+  return fastRmsNorm(x, weight, eps);
 }
 
 export function swiglu(gate: mx.Array, up: mx.Array): mx.Array {
@@ -168,7 +168,7 @@ export class Rope {
       const rot = mx.multiply(mx.sliceAxis(x, -1, 0, this.dims), s);
       x = this.dims === D ? rot : mx.concatenate([rot, mx.sliceAxis(x, -1, this.dims, D)], -1);
     }
-    return mx.fast.rope(x, {
+    return fastRope(x, {
       dims: this.dims,
       traditional: this.opts.traditional ?? false,
       base: this.#freqs ? undefined : (this.opts.base ?? 10000),
@@ -256,7 +256,7 @@ export function attend(opts: {
   const L = opts.q.shape[2]!;
   const mask = opts.cache.makeMask(L);
   const [keys, values] = opts.cache.updateAndFetch(opts.k, opts.v);
-  const o = mx.fast.scaledDotProductAttention(opts.q, keys, values, { scale: opts.scale, mask: mask ?? null, sinks: opts.sinks ?? null });
+  const o = fastScaledDotProductAttention(opts.q, keys, values, { scale: opts.scale, mask: mask ?? null, sinks: opts.sinks ?? null });
   const B = o.shape[0]!;
   return mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1]);
 }

@@ -20,4 +20,12 @@ MLXK_API int mlxk_fast_quantized_matmul(mlxk_array* out, mlxk_array x, mlxk_arra
                                         mlxk_array biases, bool transpose, int group_size, int bits, int mode,
                                         mlxk_stream s);
 
+/* Same arguments and result as mlxk_fast_rms_norm / mlxk_fast_rope / mlxk_fast_sdpa (float32 on CPU; other
+   cases — offset arrays, mask arrays, sinks, other dtypes — go to MLX's own op). */
+MLXK_API int mlxk_kernel_rms_norm(mlxk_array* out, mlxk_array x, mlxk_array weight, float eps, mlxk_stream s);
+MLXK_API int mlxk_kernel_rope(mlxk_array* out, mlxk_array x, int dims, bool traditional, bool has_base, float base,
+                              float scale, int offset, mlxk_array offset_arr, mlxk_array freqs, mlxk_stream s);
+MLXK_API int mlxk_kernel_sdpa(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale, int mask_mode,
+                              mlxk_array mask, mlxk_array sinks, mlxk_stream s);
+
 #endif

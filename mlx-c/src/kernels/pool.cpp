@@ -7,6 +7,7 @@
 #endif
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <stdexcept>
@@ -36,8 +37,11 @@ int usable_cores() {
   return n < 1 ? 1 : (n > 64 ? 64 : n);
 }
 
-// Spin this many pause iterations (~tens of µs) before sleeping: decode issues a matmul every few µs..ms.
-constexpr int kSpinIters = 20000;
+// How long an idle worker keeps polling before it sleeps: within a decode step matmuls come every few µs.
+constexpr int kPollMicros = 200;
+// The caller yields its core after this many pause iterations waiting for a task a worker claimed: on an
+// oversubscribed machine that worker may be preempted, and yielding lets it (or someone) run.
+constexpr int kYieldAfter = 200;
 constexpr int kMaxTasks = (1 << 20) - 1;
 
 class Pool {
@@ -82,7 +86,10 @@ class Pool {
       cv_.notify_all();
     }
     work(g);
-    while (done_.load(std::memory_order_acquire) != n) MLXK_PAUSE();
+    for (int s = 0; done_.load(std::memory_order_acquire) != n; s++) {
+      if (s < kYieldAfter) MLXK_PAUSE();
+      else std::this_thread::yield();
+    }
   }
 
  private:
@@ -105,9 +112,19 @@ class Pool {
     uint32_t seen = 0;
     for (;;) {
       uint32_t g = gen_.load(std::memory_order_acquire);
-      for (int s = 0; g == seen && s < kSpinIters; s++) {
-        MLXK_PAUSE();
-        g = gen_.load(std::memory_order_acquire);
+      // Spin briefly, then keep polling with sched_yield: on an idle core that costs ~1 µs per poll, on a
+      // busy (oversubscribed) one it hands the core to whoever needs it instead of burning the time slice.
+      if (g == seen) {
+        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(kPollMicros);
+        for (int s = 0; g == seen; s++) {
+          if (s < 64) {
+            MLXK_PAUSE();
+          } else {
+            if ((s & 7) == 0 && std::chrono::steady_clock::now() > until) break;
+            std::this_thread::yield();
+          }
+          g = gen_.load(std::memory_order_acquire);
+        }
       }
       if (g == seen) {
         std::unique_lock<std::mutex> lk(mu_);

@@ -226,6 +226,10 @@ int kernels_level() {
 #endif
 }
 
+bool avx2_active() {
+  return use_avx2();
+}
+
 bool set_force_scalar(bool on) {
   return g_force_scalar.exchange(on);
 }

@@ -25,6 +25,9 @@ int kernels_level();
 // Forces the scalar path even where AVX2 exists (tests compare both); returns the previous setting.
 bool set_force_scalar(bool on);
 
+// Whether the AVX2 path runs now (CPU support and not forced scalar).
+bool avx2_active();
+
 // Whether (fmt, gs, K) is a problem these kernels handle.
 bool qmm_supported(QFormat fmt, int gs, int K);
 

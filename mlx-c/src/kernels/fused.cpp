@@ -1,0 +1,333 @@
+// Fused RMSNorm, RoPE and attention as MLX custom primitives for the CPU. On CPU, MLX builds these from
+// 11, 29 and 12+ elementary ops (rms_norm / rope / sdpa fall back to composites there); at decode sizes the
+// per-op overhead dominates, so one primitive each cuts ~90 graph nodes per transformer layer.
+#include <mlx/backend/cpu/encoder.h>
+#include <mlx/fast.h>
+#include <mlx/primitives.h>
+#include <mlx/utils.h>
+
+#include <cmath>
+#include <limits>
+
+#include "../common.h"
+#include "inputs.h"
+#include "kernels.h"
+#include "pool.h"
+#include "qmm.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MLXK_X86 1
+#define MLXK_AVX2 __attribute__((target("avx2,fma")))
+#endif
+
+namespace mlxk {
+namespace {
+
+bool kernel_stream(const Stream& st) {
+  return kern::kernels_level() > 0 && st.device == Device::cpu;
+}
+
+bool use_avx2() {
+  return kern::avx2_active();
+}
+
+// Start offset (in elements) of every row of the last axis; the last axis itself must have stride 1.
+struct Rows {
+  const float* base;
+  std::vector<int64_t> off;
+  const float* row(size_t i) const { return base + off[i]; }
+};
+
+// Rows of `a` in place when its last axis is contiguous, else of a row-major copy made in our task.
+Rows rows_of(const array& a, cpu::CommandEncoder& enc, std::vector<StridedCopy>& copies) {
+  const array src = a.ndim() > 0 && a.strides().back() == 1 ? a : row_major(a, enc, copies);
+  const int nd = static_cast<int>(src.ndim());
+  const int D = src.shape(-1);
+  const size_t n = D > 0 ? src.size() / D : 0;
+  Rows r{src.data<float>(), std::vector<int64_t>(n)};
+  std::vector<int> idx(nd > 1 ? nd - 1 : 0, 0);
+  for (size_t i = 0; i < n; i++) {
+    int64_t off = 0;
+    for (int d = 0; d + 1 < nd; d++) off += static_cast<int64_t>(idx[d]) * src.strides()[d];
+    r.off[i] = off;
+    for (int d = nd - 2; d >= 0 && ++idx[d] == src.shape(d); d--) idx[d] = 0;
+  }
+  return r;
+}
+
+// Runs fn(row) for rows [0, n): inline when the whole job is small, else in chunks on the pool.
+template <class F>
+void for_rows(size_t n, double work, F&& fn) {
+  if (work < 65536.0 || n < 2) {
+    for (size_t i = 0; i < n; i++) fn(i);
+    return;
+  }
+  const int chunks = static_cast<int>(std::min<size_t>(n, 256));
+  struct Ctx {
+    F* fn;
+    size_t n;
+    int chunks;
+  } ctx{&fn, n, chunks};
+  kern::parallel_for(chunks, [](void* c, int t) {
+    auto& x = *static_cast<Ctx*>(c);
+    for (size_t i = x.n * t / x.chunks; i < x.n * (t + 1) / x.chunks; i++) (*x.fn)(i);
+  }, &ctx);
+}
+
+#ifdef MLXK_X86
+MLXK_AVX2 float dot_avx2(const float* a, const float* b, int n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  __m256 v = _mm256_add_ps(s0, s1);
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  float r = _mm_cvtss_f32(s);
+  for (; i < n; i++) r += a[i] * b[i];
+  return r;
+}
+
+MLXK_AVX2 void axpy_avx2(float a, const float* x, float* y, int n) {
+  const __m256 va = _mm256_set1_ps(a);
+  int i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; i++) y[i] += a * x[i];
+}
+#endif
+
+float dot(const float* a, const float* b, int n, bool avx2) {
+#ifdef MLXK_X86
+  if (avx2) return dot_avx2(a, b, n);
+#endif
+  float r = 0.f;
+  for (int i = 0; i < n; i++) r += a[i] * b[i];
+  return r;
+}
+
+void axpy(float a, const float* x, float* y, int n, bool avx2) {
+#ifdef MLXK_X86
+  if (avx2) return axpy_avx2(a, x, y, n);
+#endif
+  for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+// ------------------------------------------------------------------------------------------- RMSNorm
+
+class FastRMSNorm : public UnaryPrimitive {
+ public:
+  FastRMSNorm(Stream s, float eps) : UnaryPrimitive(s), eps_(eps) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    out.set_data(allocator::malloc(out.nbytes()));
+    auto& enc = cpu::get_command_encoder(stream());
+    for (const auto& in : inputs) enc.set_input_array(in);
+    enc.set_output_array(out);
+    std::vector<StridedCopy> copies;
+    Rows x = rows_of(inputs[0], enc, copies);
+    const float* w = inputs.size() > 1 ? row_major(inputs[1], enc, copies).data<float>() : nullptr;
+    float* y = out.data<float>();
+    const int D = out.shape(-1);
+    const float eps = eps_;
+    const bool avx2 = use_avx2();
+    enc.dispatch([x = std::move(x), w, y, D, eps, avx2, copies = std::move(copies)]() {
+      for (const auto& c : copies) c.run();
+      for_rows(x.off.size(), static_cast<double>(x.off.size()) * D, [&](size_t r) {
+        const float* xr = x.row(r);
+        float* yr = y + r * D;
+        const float inv = 1.0f / std::sqrt(dot(xr, xr, D, avx2) / static_cast<float>(D) + eps);
+        if (w) for (int i = 0; i < D; i++) yr[i] = xr[i] * inv * w[i];
+        else for (int i = 0; i < D; i++) yr[i] = xr[i] * inv;
+      });
+    });
+  }
+  void eval_gpu(const std::vector<array>&, array&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }
+  const char* name() const override { return "MlxkFastRMSNorm"; }
+
+ private:
+  float eps_;
+};
+
+// ---------------------------------------------------------------------------------------------- RoPE
+
+class FastRoPE : public UnaryPrimitive {
+ public:
+  FastRoPE(Stream s, int dims, bool traditional, float base, float scale, int offset)
+      : UnaryPrimitive(s), dims_(dims), trad_(traditional), base_(base), scale_(scale), offset_(offset) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    out.set_data(allocator::malloc(out.nbytes()));
+    auto& enc = cpu::get_command_encoder(stream());
+    for (const auto& in : inputs) enc.set_input_array(in);
+    enc.set_output_array(out);
+    std::vector<StridedCopy> copies;
+    Rows x = rows_of(inputs[0], enc, copies);
+    const float* freqs = inputs.size() > 1 ? row_major(inputs[1], enc, copies).data<float>() : nullptr;
+    float* y = out.data<float>();
+    const int D = out.shape(-1), L = out.ndim() >= 2 ? out.shape(-2) : 1;
+    // Capture values, not `this`: MLX may release the primitive once the graph is evaluated.
+    enc.dispatch([dims = dims_, trad = trad_, base = base_, scale = scale_, offset = offset_, x = std::move(x), freqs, y,
+                  D, L, copies = std::move(copies)]() {
+      for (const auto& c : copies) c.run();
+      const int half = dims / 2;
+      // Same formula as MLX's composite: inv_freq = exp(-i·ln(base)/half) (or 1/freqs), θ = (offset+l)·scale·inv_freq.
+      std::vector<float> cs(static_cast<size_t>(L) * half), sn(cs.size());
+      const float k = static_cast<float>(std::log(static_cast<double>(base)) / half);
+      for (int l = 0; l < L; l++) {
+        const float pos = static_cast<float>(offset + l) * scale;
+        for (int i = 0; i < half; i++) {
+          const float inv = freqs ? 1.0f / freqs[i] : std::exp(static_cast<float>(-i) * k);
+          const float th = pos * inv;
+          cs[static_cast<size_t>(l) * half + i] = std::cos(th);
+          sn[static_cast<size_t>(l) * half + i] = std::sin(th);
+        }
+      }
+      for_rows(x.off.size(), static_cast<double>(x.off.size()) * D, [&](size_t r) {
+        const float* xr = x.row(r);
+        float* yr = y + r * D;
+        const float* c = cs.data() + (r % L) * half;
+        const float* s = sn.data() + (r % L) * half;
+        for (int i = 0; i < half; i++) {
+          const int i1 = trad ? 2 * i : i, i2 = trad ? 2 * i + 1 : i + half;
+          const float a = xr[i1], b = xr[i2];
+          yr[i1] = a * c[i] - b * s[i];
+          yr[i2] = a * s[i] + b * c[i];
+        }
+        for (int i = dims; i < D; i++) yr[i] = xr[i];
+      });
+    });
+  }
+  void eval_gpu(const std::vector<array>&, array&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }
+  const char* name() const override { return "MlxkFastRoPE"; }
+
+ private:
+  int dims_;
+  bool trad_;
+  float base_, scale_;
+  int offset_;
+};
+
+// ----------------------------------------------------------------------------------------- attention
+
+class FastSDPA : public UnaryPrimitive {
+ public:
+  FastSDPA(Stream s, float scale, bool causal) : UnaryPrimitive(s), scale_(scale), causal_(causal) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    out.set_data(allocator::malloc(out.nbytes()));
+    auto& enc = cpu::get_command_encoder(stream());
+    for (const auto& in : inputs) enc.set_input_array(in);
+    enc.set_output_array(out);
+    std::vector<StridedCopy> copies;
+    Rows q = rows_of(inputs[0], enc, copies);
+    Rows k = rows_of(inputs[1], enc, copies);
+    Rows v = rows_of(inputs[2], enc, copies);
+    const int Hq = inputs[0].shape(1), Lq = inputs[0].shape(2), D = inputs[0].shape(3);
+    const int Hkv = inputs[1].shape(1), Lk = inputs[1].shape(2), Dv = inputs[2].shape(3);
+    float* y = out.data<float>();
+    const bool avx2 = use_avx2();
+    const float scale = scale_;
+    const bool causal = causal_;
+    enc.dispatch([=, q = std::move(q), k = std::move(k), v = std::move(v), copies = std::move(copies)]() {
+      for (const auto& c : copies) c.run();
+      const int group = Hq / Hkv;
+      const double work = static_cast<double>(q.off.size()) * Lk * (D + Dv);
+      for_rows(q.off.size(), work, [&](size_t r) {
+        const int l = static_cast<int>(r % Lq);
+        const size_t bh = r / Lq;
+        const size_t b = bh / Hq, h = bh % Hq;
+        const size_t kv0 = (b * Hkv + h / group) * Lk; // first key row of this (batch, kv head)
+        // MLX's causal mask is aligned to the end: query l sees keys up to (Lk - Lq) + l.
+        const int n = causal ? std::clamp(Lk - Lq + l + 1, 0, Lk) : Lk;
+        thread_local std::vector<float> sc;
+        sc.resize(static_cast<size_t>(std::max(n, 1)));
+        const float* qr = q.row(r);
+        float m = -std::numeric_limits<float>::infinity();
+        for (int s = 0; s < n; s++) {
+          sc[s] = dot(qr, k.row(kv0 + s), D, avx2) * scale;
+          m = std::max(m, sc[s]);
+        }
+        float sum = 0.f;
+        for (int s = 0; s < n; s++) {
+          sc[s] = std::exp(sc[s] - m);
+          sum += sc[s];
+        }
+        float* yr = y + r * Dv;
+        std::fill(yr, yr + Dv, 0.f);
+        for (int s = 0; s < n; s++) axpy(sc[s], v.row(kv0 + s), yr, Dv, avx2);
+        const float inv = n > 0 ? 1.0f / sum : 0.f;
+        for (int i = 0; i < Dv; i++) yr[i] *= inv;
+      });
+    });
+  }
+  void eval_gpu(const std::vector<array>&, array&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }
+  const char* name() const override { return "MlxkFastSDPA"; }
+
+ private:
+  float scale_;
+  bool causal_;
+};
+
+} // namespace
+} // namespace mlxk
+
+using namespace mlxk;
+
+MLXK_API int mlxk_kernel_rms_norm(mlxk_array* out, mlxk_array x, mlxk_array weight, float eps, mlxk_stream s) {
+  MLXK_TRY Stream st = to_stream(S(s));
+  const array& a = A(x);
+  auto w = OA(weight);
+  const bool ok = kernel_stream(st) && a.dtype() == float32 && a.ndim() >= 1 && a.shape(-1) > 0 &&
+                  (!w || (w->dtype() == float32 && w->ndim() == 1 && w->shape(0) == a.shape(-1)));
+  if (!ok) return put(out, fast::rms_norm(a, w, eps, st));
+  std::vector<array> in{a};
+  if (w) in.push_back(*w);
+  return put(out, array(a.shape(), float32, std::make_shared<FastRMSNorm>(st, eps), std::move(in)));
+  MLXK_END
+}
+
+MLXK_API int mlxk_kernel_rope(mlxk_array* out, mlxk_array x, int dims, bool traditional, bool has_base, float base,
+                              float scale, int offset, mlxk_array offset_arr, mlxk_array freqs, mlxk_stream s) {
+  MLXK_TRY Stream st = to_stream(S(s));
+  const array& a = A(x);
+  auto f = OA(freqs);
+  std::optional<float> b = has_base ? std::optional<float>(base) : std::nullopt;
+  const bool ok = kernel_stream(st) && !offset_arr && a.dtype() == float32 && a.ndim() >= 2 && dims > 0 &&
+                  dims % 2 == 0 && dims <= a.shape(-1) && (b.has_value() != f.has_value()) &&
+                  (!f || (f->dtype() == float32 && f->ndim() == 1 && f->shape(0) == dims / 2));
+  if (!ok) {
+    if (offset_arr) return put(out, fast::rope(a, dims, traditional, b, scale, A(offset_arr), f, st));
+    return put(out, fast::rope(a, dims, traditional, b, scale, offset, f, st));
+  }
+  std::vector<array> in{a};
+  if (f) in.push_back(*f);
+  return put(out, array(a.shape(), float32, std::make_shared<FastRoPE>(st, dims, traditional, b.value_or(1.f), scale, offset),
+                        std::move(in)));
+  MLXK_END
+}
+
+MLXK_API int mlxk_kernel_sdpa(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale, int mask_mode,
+                              mlxk_array mask, mlxk_array sinks, mlxk_stream s) {
+  MLXK_TRY Stream st = to_stream(S(s));
+  const array &qa = A(q), &ka = A(k), &va = A(v);
+  const bool ok = kernel_stream(st) && (mask_mode == MLXK_MASK_NONE || mask_mode == MLXK_MASK_CAUSAL) && !sinks &&
+                  qa.dtype() == float32 && ka.dtype() == float32 && va.dtype() == float32 && qa.ndim() == 4 &&
+                  ka.ndim() == 4 && va.ndim() == 4 && qa.shape(0) == ka.shape(0) && ka.shape(0) == va.shape(0) &&
+                  ka.shape(1) == va.shape(1) && ka.shape(1) > 0 && qa.shape(1) % ka.shape(1) == 0 &&
+                  ka.shape(2) == va.shape(2) && qa.shape(3) == ka.shape(3);
+  if (!ok) {
+    std::string mode = mask_mode == MLXK_MASK_CAUSAL ? "causal" : mask_mode == MLXK_MASK_ARRAY ? "array" : "";
+    return put(out, fast::scaled_dot_product_attention(qa, ka, va, scale, mode,
+                                                       mask_mode == MLXK_MASK_ARRAY ? OA(mask) : std::nullopt, OA(sinks),
+                                                       false, st));
+  }
+  Shape shape{qa.shape(0), qa.shape(1), qa.shape(2), va.shape(3)};
+  return put(out, array(std::move(shape), float32, std::make_shared<FastSDPA>(st, scale, mask_mode == MLXK_MASK_CAUSAL),
+                        {qa, ka, va}));
+  MLXK_END
+}
