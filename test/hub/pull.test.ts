@@ -85,6 +85,15 @@ describe("pull: public repo", () => {
     expect(r.stderr).toBe("");
   });
 
+  test("--workers bounds the parallel downloads; invalid values are usage errors", async () => {
+    const bad = await pullJson(["org/tiny", "--workers", "0"]);
+    expect(bad.code).toBe(2);
+    expect(bad.envelope.error?.type).toBe("InvalidArgumentError");
+    expect(hub.requests.length).toBe(0);
+    const r = await pullJson(["org/tiny", "--workers", "1"]);
+    expect(r.data).toMatchObject({ download_status: "success", files: 6 });
+  });
+
   test("tree listing pagination (Link header) is followed", async () => {
     hub.treePageSize = 2;
     try {
