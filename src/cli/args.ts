@@ -1,6 +1,5 @@
 /** Shared citty arg fragments and the strict argument check citty lacks (it ignores unknown flags). */
 import type { ArgsDef } from "citty";
-import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 
 export const jsonArgs = {
@@ -66,10 +65,13 @@ export function checkArgs(def: ArgsDef, rawArgs: string[], opts: { variadic?: bo
 /** citty passes numbers as strings: parse and range-check one with a clear message. */
 export function parseIntArg(name: string, value: string | undefined, min: number, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined;
-  const schema = v.pipe(v.string(), v.regex(/^\d+$/), v.transform(Number), v.integer(), v.minValue(min), v.maxValue(max));
-  const r = v.safeParse(schema, value.trim());
-  if (!r.success) throw new MlxkError("InvalidArgumentError", `--${name} must be an integer between ${min} and ${max} (got '${value}')`);
-  return r.output;
+  // plain checks, not valibot: this file loads on every command and valibot costs ~3 ms to load from source
+  const s = value.trim();
+  const n = Number(s);
+  if (!/^\d+$/.test(s) || !Number.isInteger(n) || n < min || n > max) {
+    throw new MlxkError("InvalidArgumentError", `--${name} must be an integer between ${min} and ${max} (got '${value}')`);
+  }
+  return n;
 }
 
 export function parseFloatArg(name: string, value: string | undefined, min: number, max: number): number | undefined {
