@@ -2,10 +2,11 @@
  * Cache-command benchmark: `list --json` and `health` on a generated 500-model cache, mlxk vs Python
  * mlx-knife 2.0.x (and huggingface_hub.scan_cache_dir() as a floor reference) in the same run.
  * Usage: bun bench/cache-bench.ts [--models 500] [--runs 7] [--exe dist/mlxk] [--mlxknife /path/to/venv/bin/mlxk] [--python /path/to/venv/bin/python]
- * Each command runs as a fresh process (what a user or script sees); the median wall time is reported.
+ * Each command runs as a fresh process (what a user or script sees); the median wall time is reported, and the
+ * median CPU time (user+sys of all threads), which is the steadier number when other work shares the machine.
  */
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateCache } from "./cache-gen.ts";
 
@@ -24,11 +25,15 @@ const tmp = mkdtempSync(join(tmpdir(), "mlxk-bench-"));
 generateCache(tmp, models);
 const env = { ...process.env, HF_HOME: tmp, HF_HUB_CACHE: "", HUGGINGFACE_HUB_CACHE: "", NO_COLOR: "1" };
 
-async function time(cmd: string[]): Promise<{ ms: number; code: number; out: string }> {
+async function time(cmd: string[]): Promise<{ ms: number; cpuMs: number; code: number; out: string }> {
   const t0 = performance.now();
   const p = Bun.spawn(cmd, { env, stdout: "pipe", stderr: "pipe", cwd: tmp });
   const [code, out] = await Promise.all([p.exited, new Response(p.stdout).text()]);
-  return { ms: performance.now() - t0, code, out };
+  const ms = performance.now() - t0;
+  // CPU time (user+sys, all threads) varies less than wall time on a machine shared with other work
+  const ru = p.resourceUsage();
+  const cpuMs = ru ? (Number(ru.cpuTime.user) + Number(ru.cpuTime.system)) / 1000 : Number.NaN;
+  return { ms, cpuMs, code, out };
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -42,6 +47,9 @@ const cases: Record<string, Record<string, string[]>> = {
 if (existsSync(exe)) {
   cases["list --json"]!["mlxk (dist/mlxk)"] = [exe, "list", "--json"];
   cases.health!["mlxk (dist/mlxk)"] = [exe, "health"];
+  // the same without scan worker threads (src/cache/pool.ts), to show what the second core adds
+  cases["list --json"]!["mlxk (dist/mlxk, 1 thread)"] = ["/usr/bin/env", "MLXK_SCAN_WORKERS=0", exe, "list", "--json"];
+  cases.health!["mlxk (dist/mlxk, 1 thread)"] = ["/usr/bin/env", "MLXK_SCAN_WORKERS=0", exe, "health"];
 }
 const haveKnife = existsSync(mlxknife);
 if (haveKnife) {
@@ -53,8 +61,11 @@ if (existsSync(python)) {
 }
 
 const results: Record<string, Record<string, number>> = {};
+const cpuResults: Record<string, Record<string, number>> = {};
+const load0 = loadavg()[0]!;
 for (const [name, impls] of Object.entries(cases)) {
   const samples: Record<string, number[]> = {};
+  const cpuSamples: Record<string, number[]> = {};
   for (let r = 0; r < runs; r++) {
     // interleave implementations so drift affects all equally
     for (const [impl, cmd] of Object.entries(impls)) {
@@ -65,20 +76,25 @@ for (const [name, impls] of Object.entries(cases)) {
         if (count !== models) throw new Error(`${impl} listed ${count} models, expected ${models}`);
       }
       (samples[impl] ??= []).push(t.ms);
+      (cpuSamples[impl] ??= []).push(t.cpuMs);
     }
   }
   results[name] = Object.fromEntries(Object.entries(samples).map(([k, v]) => [k, median(v)]));
+  cpuResults[name] = Object.fromEntries(Object.entries(cpuSamples).map(([k, v]) => [k, median(v)]));
 }
 rmSync(tmp, { recursive: true, force: true });
 
-console.log(`cache commands on ${models} models, median of ${runs} runs (fresh process each), ms`);
+console.log(`cache commands on ${models} models, median of ${runs} runs (fresh process each), wall ms (CPU ms user+sys)`);
+console.log(`load average (1 min) before: ${load0.toFixed(2)}, after: ${loadavg()[0]!.toFixed(2)} on ${availableParallelism()} cores`);
 for (const [name, r] of Object.entries(results)) {
   const ref = r["mlx-knife"];
-  const cols = Object.entries(r).map(([impl, ms]) => `${impl}: ${ms.toFixed(0)}`);
+  const cpu = cpuResults[name]!;
+  const cols = Object.entries(r).map(([impl, ms]) => `${impl}: ${ms.toFixed(0)} (${cpu[impl]!.toFixed(0)})`);
   console.log(`${name.padEnd(12)} ${cols.join(" | ")}`);
   if (ref) {
     for (const impl of Object.keys(r).filter((k) => k.startsWith("mlxk"))) {
-      console.log(`${"".padEnd(12)} ${impl} is ${(ref / r[impl]!).toFixed(1)}x faster than mlx-knife`);
+      const cpuRatio = cpu["mlx-knife"]! / cpu[impl]!;
+      console.log(`${"".padEnd(12)} ${impl} is ${(ref / r[impl]!).toFixed(1)}x faster than mlx-knife (CPU time: ${cpuRatio.toFixed(1)}x less)`);
     }
   }
 }
