@@ -96,8 +96,8 @@ describe.skipIf(info.level === "none")(`fastQuantizedMatmul (${info.level}, ${in
     test(`${name}: rows 1, 7, 64, 513 at K=384`, () => {
       for (const M of [1, 7, 64, 513]) check({ ...f, M, K: 384, N: M === 513 ? 40 : 72 });
     });
-    test(`${name}: K an odd number of groups, N odd`, () => {
-      check({ ...f, M: 3, K: f.gs * 3, N: 37 });
+    test(`${name}: K an odd number of groups, N odd, every row-tile height`, () => {
+      for (const M of [2, 3, 4, 5, 6, 9]) check({ ...f, M, K: f.gs * 3, N: 37 });
       check({ ...f, M: 1, K: f.gs * 5, N: 1 });
     });
   }

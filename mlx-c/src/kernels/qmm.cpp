@@ -15,6 +15,9 @@
 #define MLXK_X86 1
 #define MLXK_AVX2 __attribute__((target("avx2,fma")))
 #endif
+#ifndef MLXK_MAX_ROWS
+#define MLXK_MAX_ROWS 8
+#endif
 
 namespace mlxk::kern {
 namespace {
@@ -128,7 +131,7 @@ MLXK_AVX2 inline void unpack32(const uint8_t* w, int k0, __m256 q[4]) {
 // R rows of x (stride K, already in the format's chunk order) against weight row n → out[r*N + n].
 template <QFormat F, int R>
 MLXK_AVX2 void rows_avx2(const QmmProblem& p, const float* xp, int n) {
-  constexpr int NA = R == 1 ? 4 : 2; // independent accumulator chains per row
+  constexpr int NA = R == 1 ? 4 : (R <= 4 ? 2 : 1); // independent accumulator chains per row
   const int K = p.K, gs = p.gs, G = K / gs;
   const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
   const uint8_t* w = p.w + static_cast<size_t>(n) * row_bytes;
@@ -171,10 +174,13 @@ MLXK_AVX2 void rows_avx2(const QmmProblem& p, const float* xp, int n) {
   }
 }
 
+// Rows of x sharing each unpacked weight chunk (8 accumulators + 4 weight vectors fit the 16 ymm registers).
+constexpr int kMaxRows = MLXK_MAX_ROWS;
+
 template <QFormat F>
 void tile_avx2(const QmmProblem& p, const float* xp, int r0, int r1, int c0, int c1) {
-  for (int r = r0; r < r1; r += 4) {
-    const int R = std::min(4, r1 - r);
+  for (int r = r0; r < r1; r += kMaxRows) {
+    const int R = std::min(kMaxRows, r1 - r);
     const float* xr = xp + static_cast<size_t>(r) * p.K;
     QmmProblem q = p;
     q.out = p.out + static_cast<size_t>(r) * p.N;
@@ -183,7 +189,11 @@ void tile_avx2(const QmmProblem& p, const float* xp, int r0, int r1, int c0, int
         case 1: rows_avx2<F, 1>(q, xr, n); break;
         case 2: rows_avx2<F, 2>(q, xr, n); break;
         case 3: rows_avx2<F, 3>(q, xr, n); break;
-        default: rows_avx2<F, 4>(q, xr, n); break;
+        case 4: rows_avx2<F, 4>(q, xr, n); break;
+        case 5: rows_avx2<F, 5>(q, xr, n); break;
+        case 6: rows_avx2<F, 6>(q, xr, n); break;
+        case 7: rows_avx2<F, 7>(q, xr, n); break;
+        default: rows_avx2<F, 8>(q, xr, n); break;
       }
     }
   }
