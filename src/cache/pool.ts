@@ -119,26 +119,27 @@ export async function scanRepos<K extends ScanKind>(opts: {
   const state = new Int32Array(shared);
   const started = Array.from({ length: nWorkers }, (_, w) => startWorker({ hubDir, names, kind, shared, w }));
   const out: (ScanResult<K> | undefined)[] = new Array(names.length);
-  if (opts.mainThread !== false) {
-    for (let start = claimChunk(state, names.length); start >= 0; start = claimChunk(state, names.length)) {
-      const end = Math.min(start + CHUNK, names.length);
-      for (let i = start; i < end; i++) out[i] = scanOne(hubDir, names[i]!, kind);
-    }
-  }
   let byWorkers = 0;
-  // workers still starting up are dismissed instead of waited for; running ones finish their last chunk
-  for (let w = 0; w < nWorkers; w++) {
-    const { worker, reply } = started[w]!;
-    if (!worker) continue;
-    if (opts.mainThread !== false && Atomics.compareExchange(state, 1 + w, 0, 2) === 0) {
-      worker.terminate();
-      continue;
+  try {
+    if (opts.mainThread !== false) {
+      for (let start = claimChunk(state, names.length); start >= 0; start = claimChunk(state, names.length)) {
+        const end = Math.min(start + CHUNK, names.length);
+        for (let i = start; i < end; i++) out[i] = scanOne(hubDir, names[i]!, kind);
+      }
     }
-    const r = await reply;
-    worker.terminate();
-    if (!r) continue;
-    for (let j = 0; j < r.indices.length; j++) out[r.indices[j]!] = r.results[j] as ScanResult<K>;
-    byWorkers += r.indices.length;
+    // workers still starting up are dismissed instead of waited for; running ones finish their last chunk
+    for (let w = 0; w < nWorkers; w++) {
+      const { worker, reply } = started[w]!;
+      if (!worker) continue;
+      if (opts.mainThread !== false && Atomics.compareExchange(state, 1 + w, 0, 2) === 0) continue;
+      const r = await reply;
+      if (!r) continue;
+      for (let j = 0; j < r.indices.length; j++) out[r.indices[j]!] = r.results[j] as ScanResult<K>;
+      byWorkers += r.indices.length;
+    }
+  } finally {
+    // also when a scan throws: a live worker would keep the process from exiting
+    for (const { worker } of started) worker?.terminate();
   }
   if (opts.stats) opts.stats.byWorkers = byWorkers;
   for (let i = 0; i < names.length; i++) if (out[i] === undefined) out[i] = scanOne(hubDir, names[i]!, kind);

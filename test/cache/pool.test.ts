@@ -38,6 +38,12 @@ describe("parallel cache scan", () => {
     }
   });
 
+  test("a scan shorter than a worker's start-up needs no worker and gives the same result", async () => {
+    const few = names.slice(0, 3);
+    const models = await scanRepos({ hubDir: hub.hubDir, names: few, kind: "list", workers: 1 });
+    expect(models).toEqual(listModels({ hubDir: hub.hubDir }).models.slice(0, 3));
+  });
+
   test("list with a pattern scans only the matching repos", async () => {
     const { models } = await listModelsParallel({ hubDir: hub.hubDir, pattern: "ORG3", workers: 1 });
     expect(models.length).toBeGreaterThan(0);
