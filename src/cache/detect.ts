@@ -5,7 +5,7 @@
  * Exports: Framework, detectFramework(view, name), detectKind(view, name), detectCapabilities(view, name, kind),
  *          classifyEmbedder(config, name), contextLength(config), VISION_MODEL_TYPES, detectModel(view, name)
  */
-import { readSafetensorsHeader } from "./safetensors.ts";
+import { parseSafetensorsHeader, readSafetensorsHeaderBytes } from "./safetensors.ts";
 import { isObject, type SnapshotView } from "./snapshot.ts";
 
 export type Framework = "MLX" | "GGUF" | "PyTorch" | "Unknown";
@@ -40,7 +40,11 @@ function safetensorsSaysMlx(view: SnapshotView): boolean {
   const first = view.files.find((f) => f.rel.endsWith(".safetensors") && f.size > 8);
   if (!first) return false;
   try {
-    return readSafetensorsHeader(first.path).metadata.format === "mlx";
+    const bytes = readSafetensorsHeaderBytes(first.path);
+    // a header of a big torch model is MBs of JSON: without "mlx" (or a \u escape that could spell it) in the
+    // bytes, no value can be "mlx", so the parse is skipped
+    if (bytes.indexOf("mlx") < 0 && bytes.indexOf("\\u") < 0) return false;
+    return parseSafetensorsHeader(bytes, first.path).metadata.format === "mlx";
   } catch {
     return false;
   }

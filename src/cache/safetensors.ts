@@ -2,7 +2,8 @@
  * safetensors headers, read without touching the weights: 8 bytes little-endian u64 header length,
  * then that many bytes of JSON `{ "__metadata__"?: {...}, "<tensor>": { dtype, shape, data_offsets } }`.
  *
- * Exports: readSafetensorsHeader(path), SafetensorsHeader, TensorInfo
+ * Exports: readSafetensorsHeader(path), readSafetensorsHeaderBytes(path), parseSafetensorsHeader(bytes, path),
+ *          SafetensorsHeader, TensorInfo
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import { MlxkError } from "../errors.ts";
@@ -31,7 +32,8 @@ function readExact(fd: number, len: number, pos: number): Buffer {
   return buf.subarray(0, off);
 }
 
-export function readSafetensorsHeader(path: string): SafetensorsHeader {
+/** The raw header JSON bytes (after the 8-byte length). */
+export function readSafetensorsHeaderBytes(path: string): Buffer {
   const fd = openSync(path, "r");
   try {
     const lenBuf = readExact(fd, 8, 0);
@@ -42,27 +44,35 @@ export function readSafetensorsHeader(path: string): SafetensorsHeader {
     }
     const body = readExact(fd, Number(len), 8);
     if (body.length < Number(len)) throw new MlxkError("show_operation_failed", `Truncated safetensors header: ${path}`);
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(body.toString("utf8"));
-    } catch {
-      throw new MlxkError("show_operation_failed", `Invalid safetensors header JSON: ${path}`);
-    }
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      throw new MlxkError("show_operation_failed", `Invalid safetensors header: ${path}`);
-    }
-    const metadata: Record<string, string> = {};
-    const tensors: Record<string, TensorInfo> = {};
-    for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
-      if (k === "__metadata__") {
-        if (v && typeof v === "object") for (const [mk, mv] of Object.entries(v)) metadata[mk] = String(mv);
-        continue;
-      }
-      const t = v as { dtype?: unknown; shape?: unknown };
-      if (typeof t?.dtype === "string" && Array.isArray(t.shape)) tensors[k] = { dtype: t.dtype, shape: t.shape.map(Number) };
-    }
-    return { metadata, tensors };
+    return body;
   } finally {
     closeSync(fd);
   }
+}
+
+export function readSafetensorsHeader(path: string): SafetensorsHeader {
+  return parseSafetensorsHeader(readSafetensorsHeaderBytes(path), path);
+}
+
+export function parseSafetensorsHeader(body: Buffer, path: string): SafetensorsHeader {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString("utf8"));
+  } catch {
+    throw new MlxkError("show_operation_failed", `Invalid safetensors header JSON: ${path}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new MlxkError("show_operation_failed", `Invalid safetensors header: ${path}`);
+  }
+  const metadata: Record<string, string> = {};
+  const tensors: Record<string, TensorInfo> = {};
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+    if (k === "__metadata__") {
+      if (v && typeof v === "object") for (const [mk, mv] of Object.entries(v)) metadata[mk] = String(mv);
+      continue;
+    }
+    const t = v as { dtype?: unknown; shape?: unknown };
+    if (typeof t?.dtype === "string" && Array.isArray(t.shape)) tensors[k] = { dtype: t.dtype, shape: t.shape.map(Number) };
+  }
+  return { metadata, tensors };
 }

@@ -201,6 +201,18 @@ describe("runtime compatibility (contract §4.2)", () => {
     expect(h.runtime_compatible).toBe(true);
   });
 
+  test("safetensors metadata spelling mlx with JSON escapes still counts; other formats do not", () => {
+    const raw = (meta: string): Uint8Array => {
+      const json = `{"__metadata__":{"format":"${meta}"},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`;
+      const head = Buffer.alloc(8);
+      head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
+      return Buffer.concat([head, Buffer.from(json), Buffer.alloc(4)]);
+    };
+    const base = { "config.json": { json: { model_type: "llama" } } };
+    expect(health("someone/escaped", { ...base, "model.safetensors": raw("\\u006dlx") }).detection?.framework).toBe("MLX");
+    expect(health("someone/torch", { ...base, "model.safetensors": raw("pt") }).detection?.framework).toBe("PyTorch");
+  });
+
   test("legacy weights, missing model_type, unsupported model_type", () => {
     const q = { quantization: { bits: 4, group_size: 64 } };
     expect(health("mlx-community/leg", { "config.json": { json: { model_type: "llama", ...q } }, "weights.00.safetensors": W }).runtime_reason).toStartWith(
