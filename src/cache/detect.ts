@@ -107,13 +107,14 @@ function hasChatTemplate(view: SnapshotView): boolean {
 
 export type Kind = "chat" | "base" | "embedding" | "audio";
 
-export function detectKind(view: SnapshotView, name: string): Kind {
+/** `chatTemplate: false` skips the template files (tokenizer.json can be tens of MB); chat vs base then rests on the name. */
+export function detectKind(view: SnapshotView, name: string, opts: { chatTemplate?: boolean } = {}): Kind {
   const config = view.readObject("config.json");
   if (classifyEmbedder(config, name)) return "embedding";
   const mt = typeof config?.model_type === "string" ? config.model_type.toLowerCase() : "";
   if (mt === "chat" || VISION_MODEL_TYPES.has(mt)) return "chat";
   if (/whisper|vibevoice|voxtral/.test(mt)) return "audio";
-  if (hasChatTemplate(view)) return "chat";
+  if (opts.chatTemplate !== false && hasChatTemplate(view)) return "chat";
   const lname = name.toLowerCase();
   if (lname.includes("instruct") || lname.includes("chat")) return "chat";
   return "base";
@@ -185,9 +186,10 @@ export interface Detection {
   configModelType: string | null;
 }
 
-export function detectModel(view: SnapshotView, name: string): Detection {
+/** `chatTemplate: false`: for health only, where chat vs base changes nothing (see detectKind). */
+export function detectModel(view: SnapshotView, name: string, opts: { chatTemplate?: boolean } = {}): Detection {
   const config = view.readObject("config.json");
-  const kind = detectKind(view, name);
+  const kind = detectKind(view, name, opts);
   return {
     framework: detectFramework(view, name),
     kind,

@@ -6,7 +6,7 @@
  *   checkIntegrity(view, { vision, incompleteBlobs }) → { healthy, reason }
  *   checkRuntime(view, detection) → { runtime_compatible, reason }
  *   incompleteBlobs(repoDir) → names of blobs/*.incomplete
- *   repoHealth(repoDir, { name, hash? }) → HealthReport  (what pull calls after a download)
+ *   repoHealth(repoDir, { name, hash?, healthOnly? }) → HealthReport  (what pull calls after a download)
  *   dirHealth(dir, { name }) → HealthReport                (a local model dir, e.g. an explicit path)
  *   HealthReport { healthy, reason, runtime_compatible, runtime_reason, hash, snapshotDir, view, detection }
  */
@@ -200,8 +200,13 @@ export interface HealthReport {
   detection: Detection | null;
 }
 
-function fromView(view: SnapshotView, name: string, incomplete: string[], hash: string | null, mtimeMs: number | null): HealthReport {
-  const detection = detectModel(view, name);
+function fromView(
+  view: SnapshotView,
+  o: { name: string; incomplete: string[]; hash: string | null; mtimeMs: number | null; healthOnly?: boolean },
+): HealthReport {
+  const { name, incomplete, hash, mtimeMs } = o;
+  // chat vs base never changes integrity or runtime gates, so health alone skips the chat-template files
+  const detection = detectModel(view, name, { chatTemplate: !o.healthOnly });
   const integrity = checkIntegrity(view, { vision: detection.capabilities.includes("vision"), incompleteBlobs: incomplete });
   const runtime = integrity.healthy ? checkRuntime(view, detection) : { runtime_compatible: false, reason: null };
   return {
@@ -221,14 +226,19 @@ function fromView(view: SnapshotView, name: string, incomplete: string[], hash: 
  * Health of a cached repo dir (`<hub>/models--org--name`): the snapshot `hash` (full dir name) if given,
  * else the one refs/main names, else the newest. `name` (org/name) feeds the name-based detection rules.
  */
-export function repoHealth(repoDir: string, opts: { name: string; hash?: string | null }): HealthReport {
+/**
+ * `healthOnly`: the caller uses only healthy/reason/runtime fields; `detection.kind` may then say "base" for a
+ * model that only its chat template makes "chat".
+ */
+export function repoHealth(repoDir: string, opts: { name: string; hash?: string | null; healthOnly?: boolean }): HealthReport {
   const sel = selectSnapshot(repoDir, { hash: opts.hash });
   if (!sel.ok) {
     const none = { runtime_compatible: false, runtime_reason: null, hash: null, snapshotDir: null, mtimeMs: null, view: null, detection: null };
     return { healthy: false, reason: sel.reason, ...none };
   }
   const s = sel.snapshot;
-  return fromView(openSnapshot(s.dir), opts.name, incompleteBlobs(repoDir), isCommitHash(s.hash) ? s.hash : null, s.mtimeMs);
+  const hash = isCommitHash(s.hash) ? s.hash : null;
+  return fromView(openSnapshot(s.dir), { name: opts.name, incomplete: incompleteBlobs(repoDir), hash, mtimeMs: s.mtimeMs, healthOnly: opts.healthOnly });
 }
 
 /** Health of a plain model dir (workspace or explicit path). */
@@ -239,5 +249,5 @@ export function dirHealth(dir: string, opts: { name: string }): HealthReport {
   } catch {
     mtimeMs = null;
   }
-  return fromView(openSnapshot(dir), opts.name, [], null, mtimeMs);
+  return fromView(openSnapshot(dir), { name: opts.name, incomplete: [], hash: null, mtimeMs });
 }

@@ -32,7 +32,7 @@ export type ScanResult<K extends ScanKind> = K extends "list" ? ModelObject : He
 
 export function scanOne<K extends ScanKind>(hubDir: string, name: string, kind: K): ScanResult<K> {
   if (kind === "list") return cacheModel(hubDir, name).model as ScanResult<K>;
-  const r = repoHealth(repoDirFor(hubDir, name), { name });
+  const r = repoHealth(repoDirFor(hubDir, name), { name, healthOnly: true });
   const s: HealthSummary = { name, healthy: r.healthy, reason: r.reason, runtime_compatible: r.runtime_compatible, runtime_reason: r.runtime_reason };
   return s as ScanResult<K>;
 }

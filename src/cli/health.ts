@@ -46,7 +46,7 @@ export default defineCommand({
       targets =
         r.kind === "path"
           ? [{ name: r.name, report: dirHealth(r.dir, { name: r.name }), repoDir: null }]
-          : [{ name: r.name, report: repoHealth(r.repoDir, { name: r.name, hash: r.hash }), repoDir: r.repoDir }];
+          : [{ name: r.name, report: repoHealth(r.repoDir, { name: r.name, hash: r.hash, healthOnly: true }), repoDir: r.repoDir }];
     } else if (!args.verify) {
       // all models, no hashing: spread over the cores, only the summary comes back
       const sums = await scanRepos({ hubDir, names: listRepoNames(hubDir), kind: "health", workers: scanWorkers(ctx.env) });
@@ -55,7 +55,7 @@ export default defineCommand({
     } else {
       targets = listRepoNames(hubDir).map((name) => {
         const repoDir = repoDirFor(hubDir, name);
-        return { name, report: repoHealth(repoDir, { name }), repoDir };
+        return { name, report: repoHealth(repoDir, { name, healthOnly: true }), repoDir };
       });
     }
     entries ??= targets.map(entry);

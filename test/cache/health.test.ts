@@ -213,6 +213,17 @@ describe("runtime compatibility (contract §4.2)", () => {
     expect(health("someone/torch", { ...base, "model.safetensors": raw("pt") }).detection?.framework).toBe("PyTorch");
   });
 
+  test("healthOnly skips the chat-template files: same health, kind may drop to base", () => {
+    const files = mlx({ "tokenizer_config.json": { json: { tokenizer_class: "X" } }, "tokenizer.json": { json: { version: "1.0", chat_template: "{{ x }}" } } });
+    const { repoDir } = addRepo(hub.hubDir, { name: "mlx-community/templ", files });
+    const full = repoHealth(repoDir, { name: "mlx-community/templ" });
+    const lean = repoHealth(repoDir, { name: "mlx-community/templ", healthOnly: true });
+    expect(full.detection?.kind).toBe("chat");
+    expect(lean.detection?.kind).toBe("base");
+    const pick = (h: typeof full) => [h.healthy, h.reason, h.runtime_compatible, h.runtime_reason];
+    expect(pick(lean)).toEqual(pick(full));
+  });
+
   test("legacy weights, missing model_type, unsupported model_type", () => {
     const q = { quantization: { bits: 4, group_size: 64 } };
     expect(health("mlx-community/leg", { "config.json": { json: { model_type: "llama", ...q } }, "weights.00.safetensors": W }).runtime_reason).toStartWith(
