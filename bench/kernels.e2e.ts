@@ -2,10 +2,10 @@
  * End-to-end decode/prefill on SmolLM2-135M-Instruct (Q4_1 GGUF → MLX affine 4-bit gs32): mlxk with our CPU
  * kernels vs mlxk with MLX's own ops, in one process and interleaved per round; optionally llama.cpp via
  * node-llama-cpp (installed under .cache/ only) and mlx_lm (Python reference venv) as references.
- * Usage: bun bench/kernels.e2e.ts [--rounds 3] [--decode 128] [--prompt 512] [--baseline-prompt 64] [--streams 1] [--llama] [--mlx-lm] [--json]
+ * Usage: bun bench/kernels.e2e.ts [--rounds 3] [--decode 128] [--prompt 512] [--baseline-prompt 64] [--streams 1] [--llama] [--llama-threads 2] [--mlx-lm] [--json]
  * References run as their own processes after ours (llama.cpp and mlx_lm need the .cache/ installs of bench/generate.ts).
  */
-import { existsSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { prefill, tokenLoop } from "../src/engine/generate.ts";
 import { loadGgufModel } from "../src/engine/load.ts";
@@ -101,11 +101,32 @@ function reference(cmd: (ids: string) => string[], cwd: string): Ref {
   return { prefill: median(pre), decode: median(dec) };
 }
 
-// llama.cpp: node-llama-cpp 3.21.1 as installed by bench/generate.ts under .cache/llama-bench (2 threads, same GGUF).
+// llama.cpp: node-llama-cpp 3.21.1 as installed by bench/generate.ts under .cache/llama-bench (same GGUF, run by node).
 const LLAMA_DIR = join(ROOT, ".cache", "llama-bench");
+const llamaThreads = Number(arg("llama-threads", "2"));
+const LLAMA_JS = `
+import { getLlama } from "node-llama-cpp";
+const [path, idsArg, nGen, threads] = process.argv.slice(2);
+const ids = idsArg.split(",").map(Number);
+const llama = await getLlama({ gpu: false });
+const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+const ctx = await model.createContext({ contextSize: 1024, threads: Number(threads), batchSize: 512 });
+const seq = ctx.getSequence();
+const t0 = performance.now();
+let t1 = 0, n = 0;
+for await (const tok of seq.evaluate(ids, { temperature: 0 })) {
+  if (++n === 1) t1 = performance.now();
+  if (n >= Number(nGen)) break;
+}
+const t2 = performance.now();
+console.log(JSON.stringify({ prefill_tps: ids.length / ((t1 - t0) / 1000), decode_tps: (n - 1) / ((t2 - t1) / 1000) }));
+process.exit(0);
+`;
 function llamaCpp(): Ref | null {
-  if (!existsSync(join(LLAMA_DIR, "bench.mjs")) || !existsSync(join(LLAMA_DIR, "node_modules", "node-llama-cpp"))) return null;
-  return reference((i) => ["node", join(LLAMA_DIR, "bench.mjs"), path, i, String(nDecode)], LLAMA_DIR);
+  if (!existsSync(join(LLAMA_DIR, "node_modules", "node-llama-cpp"))) return null;
+  const script = join(LLAMA_DIR, "kernels-e2e.mjs");
+  writeFileSync(script, LLAMA_JS);
+  return reference((i) => ["node", script, path, i, String(nDecode), String(llamaThreads)], LLAMA_DIR);
 }
 
 // mlx_lm (Python reference venv) on the MLX conversion of the same GGUF that bench/generate.ts writes.
@@ -146,6 +167,7 @@ const out = {
   mlxkKernels: k,
   mlxkMlxOps: m,
   llamaCpp: ref,
+  llamaThreads,
   mlxLm: lm,
   greedyTokensIdentical: sameTokens,
 };
@@ -156,7 +178,7 @@ else {
   console.log("|---|---|---|");
   console.log(`| mlxk + our kernels | ${k.decode.toFixed(1)} | ${k.prefill.toFixed(1)} |`);
   console.log(`| mlxk + MLX ops | ${m.decode.toFixed(1)} | ${m.prefill.toFixed(1)} (${Math.min(nPrompt, nPromptBaseline)}-token prompt) |`);
-  if (ref) console.log(`| llama.cpp (node-llama-cpp 3.21.1, 2 threads) | ${ref.decode.toFixed(1)} | ${ref.prefill.toFixed(1)} |`);
+  if (ref) console.log(`| llama.cpp (node-llama-cpp 3.21.1, ${llamaThreads} threads) | ${ref.decode.toFixed(1)} | ${ref.prefill.toFixed(1)} |`);
   if (lm) console.log(`| mlx_lm generate_step (mlx 0.32.4 cpu) | ${lm.decode.toFixed(1)} | ${lm.prefill.toFixed(1)} |`);
   console.log(`kernels vs MLX ops: decode ${(k.decode / m.decode).toFixed(1)}×, prefill ${(k.prefill / m.prefill).toFixed(1)}×`);
   if (lm) console.log(`kernels vs mlx_lm: decode ${(k.decode / lm.decode).toFixed(1)}×, prefill ${(k.prefill / lm.prefill).toFixed(1)}×`);
