@@ -26,6 +26,8 @@ const messages = [{ role: "user" as const, content: "Write a long story about a 
 const sampling = { ...DEFAULT_SAMPLING, temperature: 0, repetitionPenalty: 1 };
 
 interface Sample {
+  /** CPU time (all threads) of the serving process per generated token, ms: immune to other load on the machine */
+  cpuPerToken?: number;
   tokens: number;
   ttftMs: number;
   /** decode rate: tokens after the first over the time after the first */
@@ -37,8 +39,13 @@ function rate(tokens: number, t0: number, tFirst: number, tEnd: number): Sample 
   return { tokens, ttftMs: tFirst - t0, tps: tokens > 1 ? ((tokens - 1) * 1000) / (tEnd - tFirst) : 0, totalMs: tEnd - t0 };
 }
 
+function cpuMs(u: NodeJS.CpuUsage): number {
+  return (u.user + u.system) / 1000;
+}
+
 async function direct(engine: Engine): Promise<Sample> {
   const req: GenerateRequest = { input: { messages }, maxTokens: TOKENS, sampling };
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   let tFirst = 0;
   let n = 0;
@@ -48,7 +55,7 @@ async function direct(engine: Engine): Promise<Sample> {
     // same rule as the SSE side: the first token with visible text
     if (tFirst === 0 && ev.text !== "") tFirst = performance.now();
   }
-  return rate(n, t0, tFirst, performance.now());
+  return { ...rate(n, t0, tFirst, performance.now()), cpuPerToken: cpuMs(process.cpuUsage(c0)) / n };
 }
 
 async function viaServer(url: string): Promise<Sample> {
@@ -140,7 +147,10 @@ const s: Sample[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   // interleaved so drift (thermal, other load) hits both sides alike
   d.push(await direct(engine));
-  s.push(JSON.parse(await client("stream")) as Sample);
+  // the serving process's CPU: engine + HTTP + SSE (the client runs in its own process; spawning it is counted, a few ms)
+  const c0 = process.cpuUsage();
+  const sample = JSON.parse(await client("stream")) as Sample;
+  s.push({ ...sample, cpuPerToken: cpuMs(process.cpuUsage(c0)) / sample.tokens });
 }
 
 const conc = JSON.parse(await client("concurrent")) as { latencies: number[]; failures: number; wallMs: number };
@@ -152,12 +162,15 @@ const dTps = median(d.map((x) => x.tps));
 const sTps = median(s.map((x) => x.tps));
 // per-round ratios: each pair ran back to back, so machine-load drift cancels within a pair
 const ratios = d.map((x, i) => s[i]!.tps / x.tps);
+const dCpu = median(d.map((x) => x.cpuPerToken!));
+const sCpu = median(s.map((x) => x.cpuPerToken!));
 const f = (n: number, digits = 1) => n.toFixed(digits);
 console.log(`model: ${spec}, ${TOKENS} tokens greedy, ${ROUNDS} rounds (median), ${navigator.hardwareConcurrency} CPUs, free ${f(freemem() / 2 ** 30)} GiB\n`);
 console.log("| measure | direct engine | through server (SSE) | server / direct |");
 console.log("|---|---|---|---|");
+console.log(`| CPU ms per token (serving process) | ${f(dCpu, 2)} | ${f(sCpu, 2)} | throughput ${f((dCpu / sCpu) * 100)} % |`);
 console.log(
-  `| decode tok/s | ${f(dTps)} | ${f(sTps)} | ${f(median(ratios) * 100)} % (median of per-round ratios; range ${f(Math.min(...ratios) * 100)}–${f(Math.max(...ratios) * 100)} %) |`,
+  `| decode tok/s (wall) | ${f(dTps)} | ${f(sTps)} | ${f(median(ratios) * 100)} % (median of per-round ratios; range ${f(Math.min(...ratios) * 100)}–${f(Math.max(...ratios) * 100)} %) |`,
 );
 console.log(`| time to first token (ms) | ${f(median(d.map((x) => x.ttftMs)), 0)} | ${f(median(s.map((x) => x.ttftMs)), 0)} | +${f(median(s.map((x) => x.ttftMs)) - median(d.map((x) => x.ttftMs)), 0)} ms |`);
 console.log(`| tokens per run | ${median(d.map((x) => x.tokens))} | ${median(s.map((x) => x.tokens))} | |`);
