@@ -4,7 +4,7 @@
  * SIGKILL to the parent still takes the worker down (mlx-knife #60).
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { readSse } from "../../src/server/openai/sse.ts";
@@ -130,6 +130,9 @@ describe("mlxk server supervisor", () => {
     rmSync(model, { recursive: true, force: true });
 
     const model2 = writeTinyModel("llama", join(hub, "..", `${hub.split("/").pop()}-tiny2`));
+    // a context far beyond what it can generate before the signals: the worker is surely still busy
+    const cfgPath = join(model2, "config.json");
+    writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, "utf8")), max_position_embeddings: 1_000_000 }));
     const s2 = await start(["--model", model2]);
     await until(() => healthy(s2.port), "model loaded");
     const long = await stream(s2.port, model2, 1_000_000).catch(() => null);
