@@ -2,14 +2,14 @@
  * Our own CPU kernels (mlx-c/src/kernels/: AVX2/FMA, one thread pool) exposed as MLX ops.
  * Drop-ins with the same arguments and results (within f32 rounding) as the MLX functions they replace:
  * `fastQuantizedMatmul` (quantizedMatmul), `fastRmsNorm`, `fastRope`, `fastScaledDotProductAttention`
- * (mx.fast.*). They use our kernels when the shim has them, the CPU supports them and MLXK_KERNELS is not 0;
+ * (mx.fast.*), `fastSwiglu` (multiply(silu(gate), up)). They use our kernels when the shim has them, the CPU supports them and MLXK_KERNELS is not 0;
  * the shim itself falls back to MLX's op for GPU streams and unsupported cases, so callers never branch.
  */
 import { dlopen, FFIType } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import type { Array } from "./array.ts";
 import { mlxAvailability, OUT_PTR } from "./ffi.ts";
-import { result } from "./ops.ts";
+import { multiply, result, silu } from "./ops.ts";
 import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { currentStream as S } from "./stream.ts";
@@ -24,6 +24,7 @@ const DEFS = {
   mlxk_kernel_rms_norm: { args: [P, P, P, FFIType.f32, P], returns: I },
   mlxk_kernel_rope: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, I, P, P, P], returns: I },
   mlxk_kernel_sdpa: { args: [P, P, P, P, FFIType.f32, I, P, P, P], returns: I },
+  mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
 } as const;
 type KernelLib = ReturnType<typeof dlopen<typeof DEFS>>;
 type KernelSymbols = KernelLib["symbols"];
@@ -141,4 +142,11 @@ export function fastScaledDotProductAttention(q: Array, k: Array, v: Array, o: m
       (typeof m === "object" && m !== null ? m.handle : 0) as never, (o.sinks?.handle ?? 0) as never, S() as never),
     "fast.scaled_dot_product_attention",
   );
+}
+
+/** Drop-in for multiply(silu(gate), up): one fused op with a vectorised exp. */
+export function fastSwiglu(gate: Array, up: Array): Array {
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s) return multiply(silu(gate), up);
+  return result(s.mlxk_kernel_swiglu(OUT_PTR as never, gate.handle as never, up.handle as never, S() as never), "swiglu");
 }

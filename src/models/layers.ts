@@ -4,7 +4,7 @@
  */
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastQuantizedMatmul, fastRmsNorm, fastRope, fastScaledDotProductAttention } from "../mlx/kernels.ts";
+import { fastQuantizedMatmul, fastRmsNorm, fastRope, fastScaledDotProductAttention, fastSwiglu } from "../mlx/kernels.ts";
 import type { KVCache } from "../engine/kv-cache.ts";
 
 export type QuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
@@ -146,7 +146,7 @@ export function rmsNorm(x: mx.Array, weight: mx.Array, eps: number): mx.Array {
 }
 
 export function swiglu(gate: mx.Array, up: mx.Array): mx.Array {
-  return mx.multiply(mx.silu(gate), up);
+  return fastSwiglu(gate, up);
 }
 
 /** Rotary embedding: plain (`base`, `scale`) or with explicit per-dimension frequencies. */

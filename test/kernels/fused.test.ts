@@ -3,11 +3,12 @@
  * inputs, including strided views (transposed heads, KV-cache slices) and the fallbacks.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { type Array, array, contiguous, Dtype, fast, random, reshape, scope, slice, transpose } from "../../src/mlx/index.ts";
+import { type Array, array, contiguous, Dtype, fast, multiply, random, reshape, scope, silu, slice, transpose } from "../../src/mlx/index.ts";
 import {
   fastRmsNorm,
   fastRope,
   fastScaledDotProductAttention,
+  fastSwiglu,
   forceScalarKernels,
   kernelInfo,
 } from "../../src/mlx/kernels.ts";
@@ -65,6 +66,23 @@ describe.skipIf(info.level === "none")(`fused kernels (${info.level})`, () => {
       });
     });
 
+    test(`swiglu: decode and prefill sizes, large |gate|, a strided gate${tag}`, () => {
+      forceScalarKernels(scalar);
+      scope(() => {
+        for (const n of [1536, 7 * 1536 + 3]) {
+          const g = rnd([1, n], 4);
+          const u = rnd([1, n]);
+          expect(worst(fastSwiglu(g, u), multiply(silu(g), u), 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        }
+        const big = array(Float32Array.from([-100, -30, -1e-3, 0, 1e-3, 30, 100, 88, -88]), { shape: [9] });
+        const ones = array(new Float32Array(9).fill(1), { shape: [9] });
+        expect(worst(fastSwiglu(big, ones), multiply(silu(big), ones), 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+        const gt = transpose(rnd([64, 24]));
+        const ut = rnd([24, 64]);
+        expect(worst(fastSwiglu(gt, ut), multiply(silu(gt), ut), 1e-6, 1e-5)).toBeLessThanOrEqual(1);
+      });
+    });
+
     test(`attention: decode over a KV-cache slice, causal prefill (Lq = Lk and Lq < Lk), GQA, D=80${tag}`, () => {
       forceScalarKernels(scalar);
       scope(() => {
@@ -74,6 +92,7 @@ describe.skipIf(info.level === "none")(`fused kernels (${info.level})`, () => {
           { q: rnd([1, 9, 7, 64]), k: rnd([1, 3, 7, 64]), v: rnd([1, 3, 7, 64]), mask: "causal" },
           { q: rnd([1, 4, 5, 64]), k: cacheSlice(2, 256, 20, 64), v: cacheSlice(2, 256, 20, 64), mask: "causal" },
           { q: rnd([2, 4, 3, 80]), k: rnd([2, 4, 9, 80]), v: rnd([2, 4, 9, 48]), mask: null },
+          { q: rnd([1, 2, 2, 32]), k: rnd([1, 2, 300, 32]), v: rnd([1, 2, 300, 96]), mask: null },
         ];
         for (const { q, k, v, mask } of cases) {
           const o = { scale: q.shape[3]! ** -0.5, mask };

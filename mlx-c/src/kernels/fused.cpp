@@ -1,4 +1,4 @@
-// Fused RMSNorm, RoPE and attention as MLX custom primitives for the CPU. On CPU, MLX builds these from
+// Fused RMSNorm, RoPE, attention and SwiGLU as MLX custom primitives for the CPU. On CPU, MLX builds these from
 // 11, 29 and 12+ elementary ops (rms_norm / rope / sdpa fall back to composites there); at decode sizes the
 // per-op overhead dominates, so one primitive each cuts ~90 graph nodes per transformer layer.
 #include <mlx/backend/cpu/encoder.h>
@@ -91,6 +91,74 @@ MLXK_AVX2 float dot_avx2(const float* a, const float* b, int n) {
   float r = _mm_cvtss_f32(s);
   for (; i < n; i++) r += a[i] * b[i];
   return r;
+}
+
+// y[0..Dv) = Σ_s p[s]·v_s with the output kept in registers (Dv ≤ 64, a multiple of 8): no store per key.
+MLXK_AVX2 void weighted_rows_avx2(const float* p, const float* vbase, const int64_t* voff, int n, float* y, int Dv) {
+  __m256 acc[8];
+  const int nv = Dv / 8;
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
+  for (int s = 0; s < n; s++) {
+    const __m256 ps = _mm256_set1_ps(p[s]);
+    const float* vr = vbase + voff[s];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+      if (j < nv) acc[j] = _mm256_fmadd_ps(ps, _mm256_loadu_ps(vr + 8 * j), acc[j]);
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; j++)
+    if (j < nv) _mm256_storeu_ps(y + 8 * j, acc[j]);
+}
+
+// exp(x) for 8 floats: Cephes-style range reduction + degree-6 polynomial (~1 ulp on the softmax/SiLU range).
+MLXK_AVX2 inline __m256 exp_avx2(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+// y = silu(g)·u = g·u / (1 + exp(-g)).
+MLXK_AVX2 void swiglu_avx2(const float* g, const float* u, float* y, size_t n) {
+  size_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gv = _mm256_loadu_ps(g + i);
+    const __m256 den = _mm256_add_ps(one, exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), gv)));
+    _mm256_storeu_ps(y + i, _mm256_div_ps(_mm256_mul_ps(gv, _mm256_loadu_ps(u + i)), den));
+  }
+  for (; i < n; i++) y[i] = g[i] * u[i] / (1.0f + std::exp(-g[i]));
+}
+
+// sc[s] = exp(sc[s] - m) for s < n; returns Σ sc.
+MLXK_AVX2 float exp_shift_sum_avx2(float* sc, int n, float m) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 acc = _mm256_setzero_ps();
+  int s = 0;
+  for (; s + 8 <= n; s += 8) {
+    const __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(sc + s), mv));
+    _mm256_storeu_ps(sc + s, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  __m128 t = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  t = _mm_add_ss(t, _mm_movehdup_ps(t));
+  float sum = _mm_cvtss_f32(t);
+  for (; s < n; s++) {
+    sc[s] = std::exp(sc[s] - m);
+    sum += sc[s];
+  }
+  return sum;
 }
 
 MLXK_AVX2 void axpy_avx2(float a, const float* x, float* y, int n) {
@@ -253,13 +321,27 @@ class FastSDPA : public UnaryPrimitive {
           m = std::max(m, sc[s]);
         }
         float sum = 0.f;
-        for (int s = 0; s < n; s++) {
-          sc[s] = std::exp(sc[s] - m);
-          sum += sc[s];
+#ifdef MLXK_X86
+        if (avx2) {
+          sum = exp_shift_sum_avx2(sc.data(), n, m);
+        } else
+#endif
+        {
+          for (int s = 0; s < n; s++) {
+            sc[s] = std::exp(sc[s] - m);
+            sum += sc[s];
+          }
         }
         float* yr = y + r * Dv;
-        std::fill(yr, yr + Dv, 0.f);
-        for (int s = 0; s < n; s++) axpy(sc[s], v.row(kv0 + s), yr, Dv, avx2);
+#ifdef MLXK_X86
+        if (avx2 && Dv <= 64 && Dv % 8 == 0) {
+          weighted_rows_avx2(sc.data(), v.base, v.off.data() + kv0, n, yr, Dv);
+        } else
+#endif
+        {
+          std::fill(yr, yr + Dv, 0.f);
+          for (int s = 0; s < n; s++) axpy(sc[s], v.row(kv0 + s), yr, Dv, avx2);
+        }
         const float inv = n > 0 ? 1.0f / sum : 0.f;
         for (int i = 0; i < Dv; i++) yr[i] *= inv;
       });
@@ -273,10 +355,52 @@ class FastSDPA : public UnaryPrimitive {
   bool causal_;
 };
 
+// -------------------------------------------------------------------------------------------- SwiGLU
+
+class FastSwiGLU : public UnaryPrimitive {
+ public:
+  explicit FastSwiGLU(Stream s) : UnaryPrimitive(s) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    out.set_data(allocator::malloc(out.nbytes()));
+    auto& enc = cpu::get_command_encoder(stream());
+    for (const auto& in : inputs) enc.set_input_array(in);
+    enc.set_output_array(out);
+    std::vector<StridedCopy> copies;
+    const float* g = row_major(inputs[0], enc, copies).data<float>();
+    const float* u = row_major(inputs[1], enc, copies).data<float>();
+    float* y = out.data<float>();
+    const size_t n = out.size();
+    const bool avx2 = use_avx2();
+    enc.dispatch([g, u, y, n, avx2, copies = std::move(copies)]() {
+      for (const auto& c : copies) c.run();
+      constexpr size_t kBlock = 4096;
+      for_rows((n + kBlock - 1) / kBlock, static_cast<double>(n) * 8, [&](size_t b) {
+        const size_t i0 = b * kBlock, len = std::min(kBlock, n - i0);
+#ifdef MLXK_X86
+        if (avx2) return swiglu_avx2(g + i0, u + i0, y + i0, len);
+#endif
+        for (size_t i = i0; i < i0 + len; i++) y[i] = g[i] * u[i] / (1.0f + std::exp(-g[i]));
+      });
+    });
+  }
+  void eval_gpu(const std::vector<array>&, array&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }
+  const char* name() const override { return "MlxkFastSwiGLU"; }
+};
+
 } // namespace
 } // namespace mlxk
 
 using namespace mlxk;
+
+MLXK_API int mlxk_kernel_swiglu(mlxk_array* out, mlxk_array gate, mlxk_array up, mlxk_stream s) {
+  MLXK_TRY Stream st = to_stream(S(s));
+  const array &g = A(gate), &u = A(up);
+  if (!kernel_stream(st) || g.dtype() != float32 || u.dtype() != float32 || g.shape() != u.shape())
+    return put(out, multiply(multiply(g, sigmoid(g, st), st), u, st));
+  return put(out, array(g.shape(), float32, std::make_shared<FastSwiGLU>(st), {g, u}));
+  MLXK_END
+}
 
 MLXK_API int mlxk_kernel_rms_norm(mlxk_array* out, mlxk_array x, mlxk_array weight, float eps, mlxk_stream s) {
   MLXK_TRY Stream st = to_stream(S(s));
