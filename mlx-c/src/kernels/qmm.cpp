@@ -174,11 +174,75 @@ MLXK_AVX2 void rows_avx2(const QmmProblem& p, const float* xp, int n) {
   }
 }
 
+// Decode (one row of x): dot the raw codes with x per group and scale once per group, adding the affine
+// bias as bias·Σx(group) at the end — half the FMAs of dequantising every weight (10–20% faster measured).
+// Two columns at a time share the x loads and give the out-of-order core independent accumulator chains.
+template <QFormat F, int C>
+MLXK_AVX2 void cols_avx2(const QmmProblem& p, const float* xp, const float* xsum, int n) {
+  const int K = p.K, gs = p.gs, G = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
+  const uint8_t* w[C];
+  __m256 tot[C];
+#pragma GCC unroll 2
+  for (int c = 0; c < C; c++) {
+    w[c] = p.w + static_cast<size_t>(n + c) * row_bytes;
+    tot[c] = _mm256_setzero_ps();
+  }
+  for (int g = 0; g < G; g++) {
+    __m256 ga[C][2];
+#pragma GCC unroll 2
+    for (int c = 0; c < C; c++) ga[c][0] = ga[c][1] = _mm256_setzero_ps();
+    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
+      const __m256 x0 = _mm256_loadu_ps(xp + k0), x1 = _mm256_loadu_ps(xp + k0 + 8);
+      const __m256 x2 = _mm256_loadu_ps(xp + k0 + 16), x3 = _mm256_loadu_ps(xp + k0 + 24);
+#pragma GCC unroll 2
+      for (int c = 0; c < C; c++) {
+        __m256 q[4];
+        unpack32<F>(w[c], k0, q);
+        ga[c][0] = _mm256_fmadd_ps(q[0], x0, ga[c][0]);
+        ga[c][1] = _mm256_fmadd_ps(q[1], x1, ga[c][1]);
+        ga[c][0] = _mm256_fmadd_ps(q[2], x2, ga[c][0]);
+        ga[c][1] = _mm256_fmadd_ps(q[3], x3, ga[c][1]);
+      }
+    }
+#pragma GCC unroll 2
+    for (int c = 0; c < C; c++) {
+      const size_t gi = static_cast<size_t>(n + c) * G + g;
+      const float s = F == QFormat::Mxfp4 ? 0.5f * e8m0(p.escale[gi]) : p.scales[gi];
+      tot[c] = _mm256_fmadd_ps(_mm256_add_ps(ga[c][0], ga[c][1]), _mm256_set1_ps(s), tot[c]);
+    }
+  }
+#pragma GCC unroll 2
+  for (int c = 0; c < C; c++) {
+    float r = hsum(tot[c]);
+    if constexpr (F != QFormat::Mxfp4) {
+      const float* b = p.biases + static_cast<size_t>(n + c) * G;
+      __m256 bacc = _mm256_setzero_ps();
+      int g = 0;
+      for (; g + 8 <= G; g += 8) bacc = _mm256_fmadd_ps(_mm256_loadu_ps(b + g), _mm256_loadu_ps(xsum + g), bacc);
+      r += hsum(bacc);
+      for (; g < G; g++) r += b[g] * xsum[g];
+    }
+    p.out[n + c] = r;
+  }
+}
+
 // Rows of x sharing each unpacked weight chunk (8 accumulators + 4 weight vectors fit the 16 ymm registers).
 constexpr int kMaxRows = MLXK_MAX_ROWS;
 
 template <QFormat F>
-void tile_avx2(const QmmProblem& p, const float* xp, int r0, int r1, int c0, int c1) {
+void tile_avx2(const QmmProblem& p, const float* xp, const float* xsum, int r0, int r1, int c0, int c1) {
+  if (xsum != nullptr && r1 - r0 == 1) {
+    QmmProblem q = p;
+    q.out = p.out + static_cast<size_t>(r0) * p.N;
+    const float* xr = xp + static_cast<size_t>(r0) * p.K;
+    int n = c0;
+    // Pairs help 4-bit rows; for 8-bit rows (twice the bytes) pairs measured slower on large N, so singles.
+    if constexpr (F != QFormat::Affine8)
+      for (; n + 2 <= c1; n += 2) cols_avx2<F, 2>(q, xr, xsum, n);
+    for (; n < c1; n++) cols_avx2<F, 1>(q, xr, xsum, n);
+    return;
+  }
   for (int r = r0; r < r1; r += kMaxRows) {
     const int R = std::min(kMaxRows, r1 - r);
     const float* xr = xp + static_cast<size_t>(r) * p.K;
@@ -203,6 +267,7 @@ void tile_avx2(const QmmProblem& p, const float* xp, int r0, int r1, int c0, int
 struct Job {
   const QmmProblem* p;
   const float* xp; // x in the order the chosen path reads it
+  const float* xsum; // M == 1: Σx per group (the decode path), else null
   bool avx2;
   int row_block, col_chunk, n_col_chunks;
 };
@@ -216,9 +281,9 @@ void run_task(void* ctx, int i) {
 #ifdef MLXK_X86
   if (j.avx2) {
     switch (p.fmt) {
-      case QFormat::Affine4: tile_avx2<QFormat::Affine4>(p, j.xp, r0, r1, c0, c1); return;
-      case QFormat::Affine8: tile_avx2<QFormat::Affine8>(p, j.xp, r0, r1, c0, c1); return;
-      case QFormat::Mxfp4: tile_avx2<QFormat::Mxfp4>(p, j.xp, r0, r1, c0, c1); return;
+      case QFormat::Affine4: tile_avx2<QFormat::Affine4>(p, j.xp, j.xsum, r0, r1, c0, c1); return;
+      case QFormat::Affine8: tile_avx2<QFormat::Affine8>(p, j.xp, j.xsum, r0, r1, c0, c1); return;
+      case QFormat::Mxfp4: tile_avx2<QFormat::Mxfp4>(p, j.xp, j.xsum, r0, r1, c0, c1); return;
     }
   }
 #endif
@@ -251,7 +316,7 @@ bool qmm_supported(QFormat fmt, int gs, int K) {
 
 void qmm(const QmmProblem& p) {
   if (p.M <= 0 || p.N <= 0) return;
-  Job j{&p, p.x, use_avx2(), 64, 0, 0};
+  Job j{&p, p.x, nullptr, use_avx2(), 64, 0, 0};
 #ifdef MLXK_X86
   // Scratch for the reordered x lives on the calling (MLX stream) thread and is reused across calls.
   thread_local std::vector<float> xbuf;
@@ -259,6 +324,14 @@ void qmm(const QmmProblem& p) {
     xbuf.resize(static_cast<size_t>(p.M) * p.K);
     permute_x_nibbles(p.x, xbuf.data(), p.M, p.K);
     j.xp = xbuf.data();
+  }
+  thread_local std::vector<float> xsum;
+  if (j.avx2 && p.M == 1) {
+    const int G = p.K / p.gs;
+    xsum.assign(static_cast<size_t>(G), 0.f);
+    for (int g = 0; g < G; g++)
+      for (int k = g * p.gs; k < (g + 1) * p.gs; k++) xsum[g] += p.x[k];
+    j.xsum = xsum.data();
   }
 #endif
   const int threads = pool_threads();
