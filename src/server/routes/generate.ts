@@ -152,6 +152,8 @@ async function* chatStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenera
   const includeUsage = plan.includeUsage;
   const wantLp = run.req.topLogprobs !== undefined;
   yield chatChunk(run.meta, { delta: { role: "assistant", content: "" }, includeUsage });
+  // let the headers and the role chunk go out before prefill occupies the thread
+  await tick();
   for await (const ev of run.lease.engine.generate(run.req)) {
     if (ev.type === "done") {
       logDone(ctx, run, ev, true);
@@ -174,6 +176,7 @@ async function* textStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenera
   const includeUsage = plan.includeUsage;
   const wantLp = run.req.topLogprobs !== undefined;
   let offset = 0;
+  await tick(); // headers out before prefill occupies the thread
   for await (const ev of run.lease.engine.generate(run.req)) {
     if (ev.type === "done") {
       logDone(ctx, run, ev, true);
