@@ -11,10 +11,10 @@ export default defineCommand({
     model: { type: "string", description: "Model to load at startup (else the first request's model loads)" },
     host: { type: "string", description: "Address to bind (env MLXK_HOST)" },
     port: { type: "string", description: "Port to bind, 0 = any free port (env MLXK_PORT)" },
-    maxTokens: { type: "string", description: "Default max_tokens when a request names none (else half the context)" },
-    apiKey: { type: "string", description: "Require 'Authorization: Bearer <key>' on /v1/* (env MLXK_API_KEY)" },
+    "max-tokens": { type: "string", description: "Default max_tokens when a request names none (else half the context)" },
+    "api-key": { type: "string", description: "Require 'Authorization: Bearer <key>' on /v1/* (env MLXK_API_KEY)" },
     cors: { type: "string", description: "Comma-separated origins allowed by CORS, or '*' (default: no CORS headers)" },
-    logJson: { type: "boolean", description: "Log JSON lines to stderr" },
+    "log-json": { type: "boolean", description: "Log JSON lines to stderr" },
     ...jsonArgs,
   },
   async run({ args, data }) {
@@ -28,8 +28,8 @@ export default defineCommand({
     const env: Env = ctx.env;
     const host = args.host ?? serverHost(env) ?? "127.0.0.1";
     const port = parseIntArg(args.port !== undefined ? "port" : "port (MLXK_PORT)", args.port ?? serverPort(env) ?? "8000", 0, 65535)!;
-    const maxTokens = parseIntArg("max-tokens", args.maxTokens, 1) ?? null;
-    const apiKey = args.apiKey ?? serverApiKey(env) ?? null;
+    const maxTokens = parseIntArg("max-tokens", args["max-tokens"], 1) ?? null;
+    const apiKey = args["api-key"] ?? serverApiKey(env) ?? null;
     const cors = (args.cors ?? "")
       .split(",")
       .map((s) => s.trim())
@@ -44,7 +44,7 @@ export default defineCommand({
     const { supervise } = await import("../server/supervisor.ts");
     let fatal: string | null = null;
     const code = await supervise({
-      config: { host, port, model, maxTokens, apiKey, cors, logJson: Boolean(args.logJson) },
+      config: { host, port, model, maxTokens, apiKey, cors, logJson: Boolean(args["log-json"]) },
       env,
       onReady: (info) => {
         const url = `http://${info.host.includes(":") ? `[${info.host}]` : info.host}:${info.port}`;

@@ -40,9 +40,9 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, maxMs
   }
 }
 
-async function start(args: string[] = []): Promise<Started> {
+async function start(args: string[] = [], env: Record<string, string> = {}): Promise<Started> {
   const proc = Bun.spawn([process.execPath, BIN, "server", "--port", "0", "--json", ...args], {
-    env: { ...process.env, HF_HUB_CACHE: hub, MLXK_API_KEY: "" },
+    env: { ...process.env, HF_HUB_CACHE: hub, MLXK_API_KEY: "", ...env },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -151,6 +151,19 @@ describe("mlxk server supervisor", () => {
     expect(s.stderr()).toContain("killing the worker now");
     rmSync(model, { recursive: true, force: true });
   }, 60000);
+
+  test("--api-key / MLXK_API_KEY and --cors reach the worker", async () => {
+    for (const [args, env] of [[["--api-key", "k1", "--cors", "http://ui.local"], {}], [["--cors", "http://ui.local"], { MLXK_API_KEY: "k1" }]] as const) {
+      const s = await start([...args], { ...env });
+      const url = `http://127.0.0.1:${s.port}/v1/models`;
+      expect((await fetch(url)).status).toBe(401);
+      const ok = await fetch(url, { headers: { authorization: "Bearer k1", origin: "http://ui.local" } });
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get("access-control-allow-origin")).toBe("http://ui.local");
+      s.proc.kill("SIGTERM");
+      expect(await s.proc.exited).toBe(0);
+    }
+  }, 30000);
 
   test("an unknown --model fails before binding, with the resolver's error", async () => {
     const p = Bun.spawn([process.execPath, BIN, "server", "--model", "no/such-model", "--port", "0", "--json"], {
