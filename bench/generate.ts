@@ -20,6 +20,8 @@ interface Result {
   prefill_tps: number;
   decode_tps: number;
   peak_rss_mb: number;
+  /** Our runs: whether the AVX2 kernels were in use (a shim/TS mismatch silently falls back to MLX's ops). */
+  kernels?: string;
 }
 
 function arg(name: string, fallback: string): string {
@@ -48,10 +50,13 @@ async function runOurs(gguf: string, nPrompt: number, nGen: number, streams: num
   for (const _ of tokenLoop({ model: m.model, prompt: promptIds(nPrompt), maxTokens: nGen, stats })) {
     // greedy on device; every token is consumed
   }
+  const { kernelInfo } = await import("../src/mlx/kernels.ts");
+  const k = kernelInfo();
   return {
     prefill_tps: (nPrompt / stats.prefillMs) * 1000,
     decode_tps: ((stats.generated - 1) / stats.decodeMs) * 1000,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    kernels: k.enabled ? k.level : "off",
   };
 }
 
