@@ -167,7 +167,7 @@ function render(a: Answer, opts: Options): string {
 function verbose(ctx: RunContext, a: Answer): void {
   const t = a.timings;
   ctx.stderr(
-    `\nPrompt: ${a.usage.promptTokens} tokens, ${t.promptTps.toFixed(2)} tokens/s\n` +
+    `Prompt: ${a.usage.promptTokens} tokens, ${t.promptTps.toFixed(2)} tokens/s\n` +
       `Generation: ${a.usage.completionTokens} tokens, ${t.generationTps.toFixed(2)} tokens/s\n` +
       `Peak memory: ${(t.peakMemoryBytes / 1e6).toFixed(1)} MB\n`,
   );
@@ -178,6 +178,7 @@ async function single(ctx: RunContext, engine: Engine, spec: string, prompt: str
     ? { messages: messagesFor(opts.system, [{ role: "user", content: prompt }]) }
     : { prompt: opts.system ? `${opts.system}\n\n${prompt}` : prompt };
   const a = await answer(ctx, engine, input, opts, opts.stream);
+  if (opts.stream && !ctx.json) ctx.stdout("\n");
   if (opts.verbose) verbose(ctx, a);
   printSuccess(
     ctx,
@@ -199,7 +200,6 @@ async function single(ctx: RunContext, engine: Engine, spec: string, prompt: str
     },
     () => (opts.stream ? "" : render(a, opts)),
   );
-  if (opts.stream && !ctx.json) ctx.stdout("\n");
 }
 
 const HELP = [
