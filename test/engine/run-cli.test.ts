@@ -1,10 +1,11 @@
 /** `mlxk run` in-process against tiny fixture models: JSON envelope, raw prompts, stdin, interactive chat, refusals. */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runCli } from "../../src/cli/main.ts";
 import type { RunContext } from "../../src/cli/run.ts";
+import { addRepo, makeTempHub } from "../support/hf-cache.ts";
 import { writeSafetensors, writeTinyModel } from "../support/tiny-models.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-run-"));
@@ -70,6 +71,19 @@ describe("mlxk run", () => {
     expect(r.stdout).toContain("System prompt set.");
     expect(r.stdout).toContain("Conversation cleared.");
     expect(r.stdout).toContain("Goodbye!");
+  });
+
+  test("a cache name resolves through the HF cache (short name → mlx-community/…)", async () => {
+    const hub = makeTempHub();
+    try {
+      const files = Object.fromEntries(readdirSync(tiny).map((f) => [f, new Uint8Array(readFileSync(join(tiny, f)))]));
+      addRepo(hub.hubDir, { name: "mlx-community/Tiny-Qwen2-4bit", files });
+      const r = await run(["run", "Tiny-Qwen2-4bit", "Hello", "--temperature", "0", "--max-tokens", "3", "--json"], { env: hub.env });
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).data.usage.completion_tokens).toBeLessThanOrEqual(3);
+    } finally {
+      hub.cleanup();
+    }
   });
 
   test("Ctrl-C at the chat prompt ends the session", async () => {
