@@ -56,6 +56,20 @@ Rows rows_of(const array& a, cpu::CommandEncoder& enc, std::vector<StridedCopy>&
   return r;
 }
 
+// A 4-D [B, H, L, D] input addressed by strides (no per-row table: KV caches can hold thousands of rows).
+struct View4 {
+  const float* base;
+  int64_t st[3];
+  const float* at(size_t b, size_t h, size_t l) const {
+    return base + static_cast<int64_t>(b) * st[0] + static_cast<int64_t>(h) * st[1] + static_cast<int64_t>(l) * st[2];
+  }
+};
+
+View4 view4_of(const array& a, cpu::CommandEncoder& enc, std::vector<StridedCopy>& copies) {
+  const array src = a.strides().back() == 1 ? a : row_major(a, enc, copies);
+  return {src.data<float>(), {src.strides()[0], src.strides()[1], src.strides()[2]}};
+}
+
 // Runs fn(row) for rows [0, n): inline when the whole job is small, else in chunks on the pool.
 template <class F>
 void for_rows(size_t n, double work, F&& fn) {
@@ -94,14 +108,14 @@ MLXK_AVX2 float dot_avx2(const float* a, const float* b, int n) {
 }
 
 // y[0..Dv) = Σ_s p[s]·v_s with the output kept in registers (Dv ≤ 64, a multiple of 8): no store per key.
-MLXK_AVX2 void weighted_rows_avx2(const float* p, const float* vbase, const int64_t* voff, int n, float* y, int Dv) {
+MLXK_AVX2 void weighted_rows_avx2(const float* p, const float* vbase, int64_t vstride, int n, float* y, int Dv) {
   __m256 acc[8];
   const int nv = Dv / 8;
 #pragma GCC unroll 8
   for (int j = 0; j < 8; j++) acc[j] = _mm256_setzero_ps();
   for (int s = 0; s < n; s++) {
     const __m256 ps = _mm256_set1_ps(p[s]);
-    const float* vr = vbase + voff[s];
+    const float* vr = vbase + s * vstride;
 #pragma GCC unroll 8
     for (int j = 0; j < 8; j++)
       if (j < nv) acc[j] = _mm256_fmadd_ps(ps, _mm256_loadu_ps(vr + 8 * j), acc[j]);
@@ -293,15 +307,15 @@ class FastSDPA : public UnaryPrimitive {
     enc.set_output_array(out);
     std::vector<StridedCopy> copies;
     Rows q = rows_of(inputs[0], enc, copies);
-    Rows k = rows_of(inputs[1], enc, copies);
-    Rows v = rows_of(inputs[2], enc, copies);
+    View4 k = view4_of(inputs[1], enc, copies);
+    View4 v = view4_of(inputs[2], enc, copies);
     const int Hq = inputs[0].shape(1), Lq = inputs[0].shape(2), D = inputs[0].shape(3);
     const int Hkv = inputs[1].shape(1), Lk = inputs[1].shape(2), Dv = inputs[2].shape(3);
     float* y = out.data<float>();
     const bool avx2 = use_avx2();
     const float scale = scale_;
     const bool causal = causal_;
-    enc.dispatch([=, q = std::move(q), k = std::move(k), v = std::move(v), copies = std::move(copies)]() {
+    enc.dispatch([=, q = std::move(q), copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
       const int group = Hq / Hkv;
       const double work = static_cast<double>(q.off.size()) * Lk * (D + Dv);
@@ -309,7 +323,8 @@ class FastSDPA : public UnaryPrimitive {
         const int l = static_cast<int>(r % Lq);
         const size_t bh = r / Lq;
         const size_t b = bh / Hq, h = bh % Hq;
-        const size_t kv0 = (b * Hkv + h / group) * Lk; // first key row of this (batch, kv head)
+        const float* kb = k.at(b, h / group, 0);
+        const float* vb = v.at(b, h / group, 0);
         // MLX's causal mask is aligned to the end: query l sees keys up to (Lk - Lq) + l.
         const int n = causal ? std::clamp(Lk - Lq + l + 1, 0, Lk) : Lk;
         thread_local std::vector<float> sc;
@@ -317,7 +332,7 @@ class FastSDPA : public UnaryPrimitive {
         const float* qr = q.row(r);
         float m = -std::numeric_limits<float>::infinity();
         for (int s = 0; s < n; s++) {
-          sc[s] = dot(qr, k.row(kv0 + s), D, avx2) * scale;
+          sc[s] = dot(qr, kb + s * k.st[2], D, avx2) * scale;
           m = std::max(m, sc[s]);
         }
         float sum = 0.f;
@@ -335,12 +350,12 @@ class FastSDPA : public UnaryPrimitive {
         float* yr = y + r * Dv;
 #ifdef MLXK_X86
         if (avx2 && Dv <= 64 && Dv % 8 == 0) {
-          weighted_rows_avx2(sc.data(), v.base, v.off.data() + kv0, n, yr, Dv);
+          weighted_rows_avx2(sc.data(), vb, v.st[2], n, yr, Dv);
         } else
 #endif
         {
           std::fill(yr, yr + Dv, 0.f);
-          for (int s = 0; s < n; s++) axpy(sc[s], v.row(kv0 + s), yr, Dv, avx2);
+          for (int s = 0; s < n; s++) axpy(sc[s], vb + s * v.st[2], yr, Dv, avx2);
         }
         const float inv = n > 0 ? 1.0f / sum : 0.f;
         for (int i = 0; i < Dv; i++) yr[i] *= inv;
