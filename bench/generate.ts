@@ -232,14 +232,14 @@ async function main(): Promise<void> {
     a === undefined
       ? b
       : { prefill_tps: Math.max(a.prefill_tps, b.prefill_tps), decode_tps: Math.max(a.decode_tps, b.decode_tps), peak_rss_mb: Math.max(a.peak_rss_mb, b.peak_rss_mb) };
-  for (const [mi, m] of models.entries()) {
+  for (const m of models) {
     const self = ["bun", join(ROOT, "bench", "generate.ts"), "--worker", "--model", m.gguf, "--prompt", String(nPrompt), "--gen", String(nGen)];
     const variants: [string, () => Result][] = [
       ["mlxk (AVX2 kernels, 1 stream)", () => runJson([...self, "--streams", "1"])],
       ["mlxk (AVX2 kernels, 2 streams)", () => runJson([...self, "--streams", "2"])],
     ];
     // MLX's own qmm is ~10x slower; on the big model only with --all-variants (minutes per run).
-    if (mi === 0 || has("all-variants")) {
+    if (m.gguf === smol || has("all-variants")) {
       variants.push(["mlxk (MLX qmm, 1 stream)", () => runJson([...self, "--streams", "1"], ROOT, { MLXK_KERNELS: "0" })]);
       variants.push(["mlxk (MLX qmm, 2 streams)", () => runJson([...self, "--streams", "2"], ROOT, { MLXK_KERNELS: "0" })]);
     }
