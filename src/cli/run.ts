@@ -92,7 +92,8 @@ async function promptFrom(ctx: RunContext, flag: string | undefined, words: stri
   const dash = words.includes("-");
   const rest = flag ?? (words.filter((w) => w !== "-").join(" ") || undefined);
   if (dash || (rest === undefined && !ctx.stdinIsTTY)) {
-    const stdin = ctx.readStdin ? await ctx.readStdin() : await Bun.stdin.text();
+    // `echo … |` ends the text with a newline the user never meant as part of the prompt.
+    const stdin = (ctx.readStdin ? await ctx.readStdin() : await Bun.stdin.text()).replace(/\s+$/, "");
     return rest === undefined ? stdin : stdin === "" ? rest : `${stdin}\n\n${rest}`;
   }
   return rest ?? null;

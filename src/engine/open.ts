@@ -35,6 +35,9 @@ export function locateModel(spec: string, opts: { env?: Env; cwd?: string } = {}
   const env = opts.env ?? process.env;
   const gguf = ggufPath(spec, opts);
   if (gguf) return { kind: "gguf", path: gguf, id: gguf };
+  if (spec.toLowerCase().endsWith(".gguf") && (spec.includes("/") || spec.startsWith("~"))) {
+    throw new MlxkError("model_not_found", `No GGUF file at '${spec}'`);
+  }
   const r = resolveModel(spec, { hubDir: hubCacheDir(env), cwd: opts.cwd, env });
   const report: HealthReport = r.kind === "cache" ? repoHealth(r.repoDir, { name: r.name, hash: r.hash }) : dirHealth(r.dir, { name: r.name });
   if (!report.healthy) throw new MlxkError("execution_error", `Model '${r.name}' is not healthy: ${report.reason}`);
