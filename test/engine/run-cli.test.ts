@@ -86,6 +86,20 @@ describe("mlxk run", () => {
     }
   });
 
+  test("a thinking model: reasoning is split out, shown first, and hidden with --no-reasoning", async () => {
+    const dir = writeTinyModel("qwen2_q4", join(tmp, "thinking"));
+    const cfg = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));
+    // The template opens the reasoning block, so everything the model says before </think> is reasoning.
+    cfg.chat_template = `${cfg.chat_template.replace("<|im_start|>assistant\n{% endif %}", "<|im_start|>assistant\n<think>\n{% endif %}")}`;
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(cfg));
+    const args = ["run", dir, "Hello", "--temperature", "0", "--max-tokens", "6"];
+    const j = JSON.parse((await run([...args, "--json"])).stdout).data;
+    expect(j.reasoning.length).toBeGreaterThan(0);
+    expect(j.response).toBe("");
+    expect((await run(args)).stdout.startsWith("**[Reasoning]**")).toBe(true);
+    expect((await run([...args, "--no-reasoning"])).stdout).not.toContain("[Reasoning]");
+  });
+
   test("Ctrl-C at the chat prompt ends the session", async () => {
     const handlers: (() => void)[] = [];
     const r = await run(["run", tiny, "--max-tokens", "2"], {
