@@ -109,7 +109,7 @@ async function build(config: Record<string, unknown>, tensors: Map<string, mx.Ar
     castFloats(w0, dtypeOf(opts));
     const store = new WeightStore(w0, QuantConfig.from(config));
     const n = streamCount(opts);
-    if (n > 1) for (let i = 0; i < n; i++) streams.push(mx.newStream("cpu"));
+    if (n > 1) streams.push(...cpuStreams(n));
     const model = mx.scope(() => mod.createModel(parsed, store, { streams }));
     store.disposeUnused();
     materialize(store.all(), opts.onProgress);
@@ -122,14 +122,19 @@ async function build(config: Record<string, unknown>, tensors: Map<string, mx.Ar
       [Symbol.dispose]() {
         model[Symbol.dispose]();
         mx.disposeAll(store.all());
-        for (const s of streams) s.dispose();
       },
     };
   } catch (e) {
     mx.disposeAll(tensors);
-    for (const s of streams) s.dispose();
     throw e;
   }
+}
+
+/** MLX CPU streams are worker threads that live as long as the process: make them once and reuse them. */
+let streamPool: mx.Stream[] = [];
+function cpuStreams(n: number): mx.Stream[] {
+  while (streamPool.length < n) streamPool = [...streamPool, mx.newStream("cpu")];
+  return streamPool.slice(0, n);
 }
 
 /** Load an MLX / HF model directory. */
