@@ -1,7 +1,5 @@
 /** `mlxk run <model> [prompt...]`: one answer (streamed or batched), or an interactive chat without a prompt. */
 import { defineCommand } from "citty";
-import { existsSync, statSync } from "node:fs";
-import { resolve } from "node:path";
 import type { ChatMessage, Engine, GenerateRequest, SamplingParams } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
 import { CHAT_STOP_STRINGS } from "../generate/stop.ts";
@@ -320,11 +318,4 @@ function processInterrupt(handler: () => void): () => void {
   const h = () => handler();
   process.on("SIGINT", h);
   return () => void process.off("SIGINT", h);
-}
-
-/** A `.gguf` file path is also accepted as a model (checked before the cache resolver). */
-export function isGgufPath(spec: string, cwd = process.cwd()): boolean {
-  if (!spec.toLowerCase().endsWith(".gguf")) return false;
-  const p = resolve(cwd, spec);
-  return existsSync(p) && statSync(p).isFile();
 }
