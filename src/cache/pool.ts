@@ -7,10 +7,8 @@
  *   ScanKind, HealthSummary, scanOne(hubDir, name, kind)
  *   scanRepos({ hubDir, names, kind, workers? }) → results in the order of `names`
  *   listModelsParallel({ hubDir, pattern?, cwd?, workers? }) → { models }   (same result as scan.ts listModels)
- *   defaultWorkers(count) → how many extra threads a scan of `count` repos gets
  *   claimChunk / workerClaims: the shared-counter protocol (used by scan-worker.ts)
  */
-import { availableParallelism, loadavg } from "node:os";
 import type { ModelObject } from "../schemas/cli-output.ts";
 import { repoHealth } from "./health.ts";
 import { repoDirFor } from "./layout.ts";
@@ -53,16 +51,6 @@ export function workerClaims(shared: Int32Array, w: number): boolean {
   return Atomics.compareExchange(shared, 1 + w, 0, 1) === 0;
 }
 
-/**
- * Extra threads for a scan of `count` repos: one per core that looks idle (1-minute load average), at most 3.
- * A worker costs ~10-30 ms of CPU (its own VM and JIT warm-up), which is only won back on a free core.
- */
-export function defaultWorkers(count: number): number {
-  if (count < MIN_PARALLEL) return 0;
-  const cores = availableParallelism();
-  const idle = Math.floor(cores - loadavg()[0]! + 0.25);
-  return Math.max(0, Math.min(idle, cores - 1, 3));
-}
 
 export interface WorkerReply {
   indices: number[];
@@ -113,7 +101,9 @@ export async function scanRepos<K extends ScanKind>(opts: {
   stats?: { byWorkers: number };
 }): Promise<ScanResult<K>[]> {
   const { hubDir, names, kind } = opts;
-  const nWorkers = opts.workers ?? defaultWorkers(names.length);
+  // Opt-in (MLXK_SCAN_WORKERS): on an idle 2-core machine a worker did not speed up `list` and saved ~10% of
+  // `health` wall time for ~30% more CPU (BENCHMARKS.md), so one thread is the default.
+  const nWorkers = names.length < MIN_PARALLEL ? 0 : (opts.workers ?? 0);
   if (nWorkers <= 0) return names.map((n) => scanOne(hubDir, n, kind));
   const shared = new SharedArrayBuffer(4 * (1 + nWorkers));
   const state = new Int32Array(shared);
