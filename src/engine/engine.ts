@@ -68,6 +68,7 @@ export class MlxEngine implements Engine {
       sampler: onDevice ? undefined : sampler,
       wantLogits: onDevice && wantLogprobs,
       shouldStop: () => req.signal?.aborted === true,
+      yieldPrefill: true,
     });
     try {
       if (maxTokens === 0) throw new StopIteration();
@@ -78,6 +79,11 @@ export class MlxEngine implements Engine {
         }
         const r = loop.next();
         if (r.done) break;
+        if (r.value.prefilled !== undefined) {
+          // A long prompt: keep /health, signals and disconnects responsive between prefill chunks.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          continue;
+        }
         const { token, logits } = r.value;
         if (this.text.eosTokenIds.has(token)) {
           finishReason = "stop";

@@ -27,10 +27,15 @@ export interface TokenLoopOptions {
   cache?: KVCache[];
   /** Filled in as the loop runs (also valid when the consumer stops early). */
   stats?: LoopStats;
+  /** Also yield a `{ token: -1, prefilled }` step after each prefill chunk, so an async caller can let its event loop run. */
+  yieldPrefill?: boolean;
 }
 
 export interface TokenStep {
+  /** -1 for a prefill progress step (only with yieldPrefill). */
   token: number;
+  /** Prompt tokens processed so far; set only on prefill progress steps. */
+  prefilled?: number;
   /** Logits of the distribution this token was drawn from (only with wantLogits or a host sampler). */
   logits?: Float32Array;
 }
@@ -53,8 +58,8 @@ function lastLogits(model: LanguageModel, h: mx.Array): mx.Array {
   return mx.reshape(model.logits(last), [-1]).astype(mx.Dtype.float32);
 }
 
-/** Run the prompt through the model; returns the logits [V] after its last token (caller disposes). */
-export function prefill(model: LanguageModel, cache: KVCache[], prompt: readonly number[], step = PREFILL_STEP): mx.Array {
+/** Prefill chunk by chunk, yielding the tokens done after each full chunk; returns the last token's logits [V]. */
+function* prefillChunks(model: LanguageModel, cache: KVCache[], prompt: readonly number[], step: number): Generator<number, mx.Array, undefined> {
   let pos = 0;
   while (prompt.length - pos > step) {
     mx.scope(() => {
@@ -63,8 +68,18 @@ export function prefill(model: LanguageModel, cache: KVCache[], prompt: readonly
     });
     mx.memory.clearCache();
     pos += step;
+    yield pos;
   }
   return mx.scope(() => lastLogits(model, model.hidden(idsArray(prompt.slice(pos)), cache)));
+}
+
+/** Run the prompt through the model; returns the logits [V] after its last token (caller disposes). */
+export function prefill(model: LanguageModel, cache: KVCache[], prompt: readonly number[], step = PREFILL_STEP): mx.Array {
+  const chunks = prefillChunks(model, cache, prompt, step);
+  for (;;) {
+    const r = chunks.next();
+    if (r.done) return r.value;
+  }
 }
 
 /**
@@ -89,7 +104,17 @@ export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats,
   // Device arrays still queued when the consumer stops early; freed in `finally`.
   const pending = new Set<mx.Array | null>();
   try {
-    const first = prefill(o.model, cache, o.prompt);
+    const chunks = prefillChunks(o.model, cache, o.prompt, PREFILL_STEP);
+    let first: mx.Array;
+    for (;;) {
+      const r = chunks.next();
+      if (r.done) {
+        first = r.value;
+        break;
+      }
+      if (o.yieldPrefill) yield { token: -1, prefilled: r.value };
+      if (o.shouldStop?.()) return stats;
+    }
     if (o.sampler) {
       // Host sampling: the next input is only known after reading the logits back.
       const history = [...o.prompt];

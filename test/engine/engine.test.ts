@@ -82,6 +82,26 @@ describe("tiny llama through the text pipeline", () => {
   });
 });
 
+describe("long prompts", () => {
+  test("yieldPrefill reports each full prefill chunk and leaves the tokens unchanged; stopping mid-prefill ends early", async () => {
+    using m = await loadModelDir(writeTinyModel("llama", join(tmp, "llama-long")));
+    {
+      const prompt = Array.from({ length: 1100 }, (_, i) => (i * 7) % 200);
+      const plain = [...tokenLoop({ model: m.model, prompt, maxTokens: 4 })].map((s) => s.token);
+      const steps = [...tokenLoop({ model: m.model, prompt, maxTokens: 4, yieldPrefill: true })];
+      expect(steps.filter((s) => s.prefilled !== undefined).map((s) => s.prefilled)).toEqual([512, 1024]);
+      expect(steps.filter((s) => s.prefilled === undefined).map((s) => s.token)).toEqual(plain);
+      let stop = false;
+      const early = [];
+      for (const s of tokenLoop({ model: m.model, prompt, maxTokens: 4, yieldPrefill: true, shouldStop: () => stop })) {
+        early.push(s);
+        stop = true;
+      }
+      expect(early).toEqual([{ token: -1, prefilled: 512 }]);
+    }
+  });
+});
+
 describe("memory", () => {
   test("decode frees every temporary: active memory is flat between tokens 16 and 200", async () => {
     using m = await loadModelDir(writeTinyModel("qwen2_q4", join(tmp, "qwen2_q4")), { dtype: "float32" });
