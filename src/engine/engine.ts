@@ -4,6 +4,7 @@
  * decode fully on the device (pipelined); everything else samples on the host over f32 logits.
  */
 import { fallbackChatFormat, loadTextPipeline, Rng, sampleToken, type SampledToken, type TextPipeline } from "../generate/index.ts";
+import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { tokenLoop, type HostSampler } from "./generate.ts";
 import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from "./load.ts";
@@ -40,6 +41,9 @@ export class MlxEngine implements Engine {
     if (ids.length === 0) {
       const bos = this.text.tokenizer.specialTokenId("bos_token") ?? this.text.tokenizer.specialTokenId("eos_token") ?? 0;
       ids.push(bos);
+    }
+    if (ids.length >= this.info.contextLength) {
+      throw new MlxkError("validation_error", `The prompt is ${ids.length} tokens; the model's context is ${this.info.contextLength} tokens. Shorten the prompt or the chat history.`);
     }
     const maxTokens = Math.max(0, Math.min(req.maxTokens, this.info.contextLength - ids.length));
     const s = req.sampling;

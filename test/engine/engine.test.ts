@@ -100,6 +100,12 @@ describe("long prompts", () => {
       expect(early).toEqual([{ token: -1, prefilled: 512 }]);
     }
   });
+
+  test("a prompt that fills the context is refused with a clear error, not an empty answer", async () => {
+    using engine = await loadEngine({ kind: "dir", dir: writeTinyModel("llama", join(tmp, "llama-ctx")), id: "tiny" });
+    const prompt = "x".repeat(engine.info.contextLength + 5);
+    await expect(collect(engine.generate({ input: { prompt }, maxTokens: 4, sampling: greedy }))).rejects.toThrow(/context is \d+ tokens/);
+  });
 });
 
 describe("memory", () => {
