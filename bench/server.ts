@@ -10,7 +10,7 @@ import type { Engine, GenerateRequest } from "../src/engine/types.ts";
 import { createApp } from "../src/server/app.ts";
 import { ModelManager } from "../src/server/model-manager.ts";
 import { loadTarget, resolveTarget } from "../src/server/models-source.ts";
-import { DEFAULT_SAMPLING } from "../src/server/openai/convert.ts";
+import { DEFAULT_SAMPLING } from "../src/generate/sample.ts";
 import { readSse } from "../src/server/openai/sse.ts";
 
 function arg(name: string): string | undefined {

@@ -29,9 +29,31 @@ export function causalMask(N: number, offset: number, window?: number): mx.Array
   return mask;
 }
 
-export class StandardKVCache implements KVCache {
-  #keys: mx.Array | null = null;
-  #values: mx.Array | null = null;
+/** The key/value buffers both caches own: replaced as a pair, old handles freed so MLX can update in place. */
+abstract class CacheBuffers implements Disposable {
+  protected keys: mx.Array | null = null;
+  protected values: mx.Array | null = null;
+
+  protected setBuffers(k: mx.Array, v: mx.Array): void {
+    mx.keep([k, v]);
+    if (this.keys !== k) this.keys?.dispose();
+    if (this.values !== v) this.values?.dispose();
+    this.keys = k;
+    this.values = v;
+  }
+
+  state(): mx.Array[] {
+    return this.keys ? [this.keys, this.values!] : [];
+  }
+
+  [Symbol.dispose](): void {
+    this.keys?.dispose();
+    this.values?.dispose();
+    this.keys = this.values = null;
+  }
+}
+
+export class StandardKVCache extends CacheBuffers implements KVCache {
   #offset = 0;
 
   get offset(): number {
@@ -45,53 +67,34 @@ export class StandardKVCache implements KVCache {
   updateAndFetch(k: mx.Array, v: mx.Array): [mx.Array, mx.Array] {
     const prev = this.#offset;
     const L = k.shape[2]!;
-    if (this.#keys === null || prev + L > this.#keys.shape[2]!) {
+    if (this.keys === null || prev + L > this.keys.shape[2]!) {
       const [B, H, , Dk] = k.shape as [number, number, number, number];
       const Dv = v.shape[3]!;
       const n = Math.ceil(L / STEP) * STEP;
       const nk = mx.zeros([B, H, n, Dk], k.dtype);
       const nv = mx.zeros([B, H, n, Dv], v.dtype);
-      if (this.#keys === null) {
-        this.#set(nk, nv);
+      if (this.keys === null) {
+        this.setBuffers(nk, nv);
       } else {
-        const ok = prev % STEP === 0 ? this.#keys : mx.slice(this.#keys, [0, 0, 0, 0], [B, H, prev, Dk]);
-        const ov = prev % STEP === 0 ? this.#values! : mx.slice(this.#values!, [0, 0, 0, 0], [B, H, prev, Dv]);
-        this.#set(mx.concatenate([ok, nk], 2), mx.concatenate([ov, nv], 2));
+        const ok = prev % STEP === 0 ? this.keys : mx.slice(this.keys, [0, 0, 0, 0], [B, H, prev, Dk]);
+        const ov = prev % STEP === 0 ? this.values! : mx.slice(this.values!, [0, 0, 0, 0], [B, H, prev, Dv]);
+        this.setBuffers(mx.concatenate([ok, nk], 2), mx.concatenate([ov, nv], 2));
       }
     }
     this.#offset += L;
-    const K = this.#keys!;
-    const V = this.#values!;
+    const K = this.keys!;
+    const V = this.values!;
     const [B, H, , Dk] = K.shape as [number, number, number, number];
     const Dv = V.shape[3]!;
-    this.#set(
+    this.setBuffers(
       mx.sliceUpdate(K, k, [0, 0, prev, 0], [B, H, this.#offset, Dk]),
       mx.sliceUpdate(V, v, [0, 0, prev, 0], [B, H, this.#offset, Dv]),
     );
-    if (this.#offset === this.#keys!.shape[2]) return [this.#keys!, this.#values!];
+    if (this.#offset === this.keys!.shape[2]) return [this.keys!, this.values!];
     return [
-      mx.slice(this.#keys!, [0, 0, 0, 0], [B, H, this.#offset, Dk]),
-      mx.slice(this.#values!, [0, 0, 0, 0], [B, H, this.#offset, Dv]),
+      mx.slice(this.keys!, [0, 0, 0, 0], [B, H, this.#offset, Dk]),
+      mx.slice(this.values!, [0, 0, 0, 0], [B, H, this.#offset, Dv]),
     ];
-  }
-
-  /** Replace the buffers; the old handles are dropped so MLX can update the buffer in place. */
-  #set(k: mx.Array, v: mx.Array): void {
-    mx.keep([k, v]);
-    this.#keys?.dispose();
-    this.#values?.dispose();
-    this.#keys = k;
-    this.#values = v;
-  }
-
-  state(): mx.Array[] {
-    return this.#keys ? [this.#keys, this.#values!] : [];
-  }
-
-  [Symbol.dispose](): void {
-    this.#keys?.dispose();
-    this.#values?.dispose();
-    this.#keys = this.#values = null;
   }
 }
 
@@ -99,15 +102,15 @@ export class StandardKVCache implements KVCache {
  * Sliding-window cache (keep = 0): holds the last `maxSize` positions. Decode writes into a ring buffer
  * (attention is order-independent once rope is applied); prefill appends in temporal order and trims.
  */
-export class RotatingKVCache implements KVCache {
-  #keys: mx.Array | null = null;
-  #values: mx.Array | null = null;
+export class RotatingKVCache extends CacheBuffers implements KVCache {
   #offset = 0;
   /** Next write position in the ring; equals the buffer length while it is in temporal order. */
   #idx = 0;
   #ordered = true;
 
-  constructor(readonly maxSize: number) {}
+  constructor(readonly maxSize: number) {
+    super();
+  }
 
   get offset(): number {
     return this.#offset;
@@ -134,10 +137,10 @@ export class RotatingKVCache implements KVCache {
   #concat(k: mx.Array, v: mx.Array): [mx.Array, mx.Array] {
     let K = k;
     let V = v;
-    if (this.#keys !== null) {
+    if (this.keys !== null) {
       // Keep maxSize - 1 old positions so every new query sees a full window.
-      const ok = this.#temporal(this.#keys);
-      const ov = this.#temporal(this.#values!);
+      const ok = this.#temporal(this.keys);
+      const ov = this.#temporal(this.values!);
       const n = ok.shape[2]!;
       const drop = Math.max(0, n - this.maxSize + 1);
       const [B, H, , Dk] = ok.shape as [number, number, number, number];
@@ -145,7 +148,7 @@ export class RotatingKVCache implements KVCache {
       K = mx.concatenate([mx.slice(ok, [0, 0, drop, 0], [B, H, n, Dk]), k], 2);
       V = mx.concatenate([mx.slice(ov, [0, 0, drop, 0], [B, H, n, Dv]), v], 2);
     }
-    this.#set(K, V);
+    this.setBuffers(K, V);
     this.#offset += k.shape[2]!;
     this.#idx = K.shape[2]!;
     this.#ordered = true;
@@ -155,53 +158,35 @@ export class RotatingKVCache implements KVCache {
   #inPlace(k: mx.Array, v: mx.Array): [mx.Array, mx.Array] {
     const [B, H, , Dk] = k.shape as [number, number, number, number];
     const Dv = v.shape[3]!;
-    if (this.#keys !== null && this.#keys.shape[2]! > this.maxSize) {
+    if (this.keys !== null && this.keys.shape[2]! > this.maxSize) {
       // After a long prefill the buffer may exceed the window: keep the last maxSize, in order.
-      const K = this.#temporal(this.#keys);
-      const V = this.#temporal(this.#values!);
+      const K = this.#temporal(this.keys);
+      const V = this.#temporal(this.values!);
       const n = K.shape[2]!;
-      this.#set(mx.slice(K, [0, 0, n - this.maxSize, 0], [B, H, n, Dk]), mx.slice(V, [0, 0, n - this.maxSize, 0], [B, H, n, Dv]));
+      this.setBuffers(mx.slice(K, [0, 0, n - this.maxSize, 0], [B, H, n, Dk]), mx.slice(V, [0, 0, n - this.maxSize, 0], [B, H, n, Dv]));
       this.#idx = this.maxSize;
       this.#ordered = true;
     }
-    if (this.#keys === null || (this.#idx >= this.#keys.shape[2]! && this.#keys.shape[2]! < this.maxSize)) {
-      const grow = Math.min(STEP, this.maxSize - (this.#keys?.shape[2] ?? 0));
+    if (this.keys === null || (this.#idx >= this.keys.shape[2]! && this.keys.shape[2]! < this.maxSize)) {
+      const grow = Math.min(STEP, this.maxSize - (this.keys?.shape[2] ?? 0));
       const nk = mx.zeros([B, H, grow, Dk], k.dtype);
       const nv = mx.zeros([B, H, grow, Dv], v.dtype);
-      if (this.#keys === null) this.#set(nk, nv);
-      else this.#set(mx.concatenate([this.#keys, nk], 2), mx.concatenate([this.#values!, nv], 2));
+      if (this.keys === null) this.setBuffers(nk, nv);
+      else this.setBuffers(mx.concatenate([this.keys, nk], 2), mx.concatenate([this.values!, nv], 2));
     }
     if (this.#idx === this.maxSize) {
       this.#idx = 0;
       this.#ordered = false;
     }
     const i = this.#idx;
-    this.#set(
-      mx.sliceUpdate(this.#keys!, k, [0, 0, i, 0], [B, H, i + 1, Dk]),
-      mx.sliceUpdate(this.#values!, v, [0, 0, i, 0], [B, H, i + 1, Dv]),
+    this.setBuffers(
+      mx.sliceUpdate(this.keys!, k, [0, 0, i, 0], [B, H, i + 1, Dk]),
+      mx.sliceUpdate(this.values!, v, [0, 0, i, 0], [B, H, i + 1, Dv]),
     );
     this.#offset += 1;
     this.#idx += 1;
-    const n = Math.min(this.#offset, this.#keys!.shape[2]!);
-    if (n === this.#keys!.shape[2]) return [this.#keys!, this.#values!];
-    return [mx.slice(this.#keys!, [0, 0, 0, 0], [B, H, n, Dk]), mx.slice(this.#values!, [0, 0, 0, 0], [B, H, n, Dv])];
-  }
-
-  #set(k: mx.Array, v: mx.Array): void {
-    mx.keep([k, v]);
-    if (this.#keys !== k) this.#keys?.dispose();
-    if (this.#values !== v) this.#values?.dispose();
-    this.#keys = k;
-    this.#values = v;
-  }
-
-  state(): mx.Array[] {
-    return this.#keys ? [this.#keys, this.#values!] : [];
-  }
-
-  [Symbol.dispose](): void {
-    this.#keys?.dispose();
-    this.#values?.dispose();
-    this.#keys = this.#values = null;
+    const n = Math.min(this.#offset, this.keys!.shape[2]!);
+    if (n === this.keys!.shape[2]) return [this.keys!, this.values!];
+    return [mx.slice(this.keys!, [0, 0, 0, 0], [B, H, n, Dk]), mx.slice(this.values!, [0, 0, 0, 0], [B, H, n, Dv])];
   }
 }

@@ -2,11 +2,11 @@
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
 import { MlxkError } from "../../src/errors.ts";
+import { DEFAULT_SAMPLING } from "../../src/generate/sample.ts";
 import { parseBody } from "../../src/server/errors.ts";
 import {
   chatChunk,
   chatUsageChunk,
-  DEFAULT_SAMPLING,
   fromChatRequest,
   fromCompletionRequest,
   toChatCompletion,

@@ -14,17 +14,8 @@ import type {
   CompletionRequest,
   TextCompletion,
 } from "../../schemas/openai.ts";
+import { DEFAULT_SAMPLING } from "../../generate/sample.ts";
 import { badRequest } from "../errors.ts";
-
-/** Defaults of the original mlx-knife server (not OpenAI's 1.0/1.0): tuned for small local models. */
-export const DEFAULT_SAMPLING: SamplingParams = {
-  temperature: 0.7,
-  topP: 0.9,
-  topK: 0,
-  minP: 0,
-  repetitionPenalty: 1.1,
-  repetitionContextSize: 20,
-};
 
 /** What the route needs besides the engine request: how to shape the answer. */
 export interface Plan {
