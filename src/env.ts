@@ -79,6 +79,11 @@ export function serverApiKey(env: Env = process.env): string | undefined {
   return get(env, "MLXK_API_KEY");
 }
 
+/** Print stack traces of internal errors. */
+export function debug(env: Env = process.env): boolean {
+  return get(env, "MLXK_DEBUG") !== undefined;
+}
+
 export function noColor(env: Env = process.env): boolean {
   return get(env, "NO_COLOR") !== undefined;
 }

@@ -1,6 +1,7 @@
 /** Entry point: global flags, command dispatch, and the only place that turns errors into exit codes. */
 import { type CommandDef, renderUsage, runCommand } from "citty";
 import { totalmem } from "node:os";
+import { debug } from "../env.ts";
 import { MlxkError, toMlxkError } from "../errors.ts";
 import { CLI_VERSION, JSON_API_SPEC_VERSION } from "../version.ts";
 import { checkArgs } from "./args.ts";
@@ -94,7 +95,7 @@ export async function runCli(argv: string[], ctxIn?: CliContext): Promise<number
     // citty's own parse errors (missing positional, bad enum) are usage errors
     const err = e instanceof Error && e.name === "CLIError" ? new MlxkError("CommandError", e.message) : toMlxkError(e);
     printError(ctx, command, err);
-    if (err.type === "InternalError" && ctx.env.MLXK_DEBUG && e instanceof Error) ctx.stderr(`${e.stack}\n`);
+    if (err.type === "InternalError" && debug(ctx.env) && e instanceof Error) ctx.stderr(`${e.stack}\n`);
     return ctx.exitCode;
   }
 }

@@ -2,6 +2,7 @@
 import { defineCommand } from "citty";
 import type { ChatMessage, Engine, GenerateRequest, SamplingParams } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
+import { noColor } from "../env.ts";
 import { CHAT_STOP_STRINGS } from "../generate/stop.ts";
 import { jsonArgs, modelArg, parseFloatArg, parseIntArg } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
@@ -37,6 +38,8 @@ interface Options {
   chatTemplate: boolean;
   stream: boolean;
   reasoning: boolean;
+  /** Streamed reasoning is shown dimmed (a TTY without NO_COLOR). */
+  dim: boolean;
   maxTokens?: number;
   sampling: SamplingParams;
   verbose: boolean;
@@ -55,6 +58,7 @@ export default defineCommand({
       chatTemplate: a["chat-template"] !== false,
       stream: a.stream !== false && !ctx.json && ctx.stdoutIsTTY,
       reasoning: a.reasoning !== false,
+      dim: ctx.stdoutIsTTY && !noColor(ctx.env),
       maxTokens: parseIntArg("max-tokens", a["max-tokens"], 1),
       sampling: {
         temperature: parseFloatArg("temperature", a.temperature, 0, 10) ?? 0.7,
@@ -143,7 +147,7 @@ async function answer(ctx: RunContext, engine: Engine, input: GenerateRequest["i
       if (ev.reasoning && opts.reasoning) {
         if (phase === "none") ctx.stdout("**[Reasoning]**\n\n");
         phase = "reasoning";
-        ctx.stdout(ev.reasoning);
+        ctx.stdout(opts.dim ? `\x1b[2m${ev.reasoning}\x1b[22m` : ev.reasoning);
       }
       if (ev.text) {
         if (phase === "reasoning") ctx.stdout("\n\n---\n\n**[Answer]**\n\n");

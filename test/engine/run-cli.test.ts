@@ -98,6 +98,12 @@ describe("mlxk run", () => {
     expect(j.response).toBe("");
     expect((await run(args)).stdout.startsWith("**[Reasoning]**")).toBe(true);
     expect((await run([...args, "--no-reasoning"])).stdout).not.toContain("[Reasoning]");
+    // Streamed on a terminal, the reasoning is dimmed; NO_COLOR turns that off.
+    const tty = await run(args, { stdoutIsTTY: true });
+    expect(tty.stdout).toContain("\x1b[2m");
+    expect(tty.stdout.replace(/\x1b\[2m|\x1b\[22m/g, "")).toContain(j.reasoning.trim().slice(0, 3));
+    const plain = await run(args, { stdoutIsTTY: true, env: { HOME: tmp, HF_HOME: join(tmp, "hf"), NO_COLOR: "1" } });
+    expect(plain.stdout).not.toContain("\x1b[");
   });
 
   test("Ctrl-C at the chat prompt ends the session", async () => {
