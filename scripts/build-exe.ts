@@ -1,9 +1,12 @@
 /**
- * Builds the standalone executable dist/mlxk with `bun build --compile` (Bun runtime + bundled sources).
+ * Builds the standalone executable dist/mlxk with `bun build --compile` (Bun runtime + bundled sources), and
+ * lays the MLX runtime (our shim, libmlx and its BLAS) out in lib/ beside it, where the executable looks for it.
+ * Without a built shim (MLX unavailable) the executable is still built: list/health/show/pull/rm need no MLX.
  * Usage: bun scripts/build-exe.ts [--outfile path]
  */
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { copyRuntimeSidecar, findShim } from "../src/mlx/paths.ts";
 
 const root = join(import.meta.dir, "..");
 
@@ -23,6 +26,7 @@ export async function buildExe(outfile = join(root, "dist", "mlxk")): Promise<st
   const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   rmSync(entry, { force: true });
   if (code !== 0) throw new Error(`bun build --compile failed (${code}):\n${out}${err}`);
+  if (findShim()) copyRuntimeSidecar(join(dirname(outfile), "lib"));
   return outfile;
 }
 

@@ -1,10 +1,11 @@
 /**
  * `mlxk server` from the `bun build --compile` executable: the supervisor re-invokes the executable itself as
  * its worker (there is no worker.ts on disk), the worker loads a model through the shim, and a killed worker
- * comes back. The shim is the one this checkout built (MLXK_SHIM), as `lib/` beside a released executable would be.
+ * comes back. The MLX runtime is the `lib/` folder buildExe lays out beside the executable (no MLXK_SHIM), and
+ * `run` works from the same executable.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildExe } from "../../scripts/build-exe.ts";
@@ -27,12 +28,16 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, maxMs
 
 // One test on purpose: the compile takes seconds on a small machine.
 test("compiled executable: server with a model, chat, worker restart, SIGTERM", async () => {
-  const shim = findShim();
-  expect(shim).not.toBeNull();
+  expect(findShim()).not.toBeNull();
   const exe = await buildExe(join(dir, "mlxk"));
+  expect(existsSync(join(dir, "lib", "libmlxk.so"))).toBe(true);
   const model = writeTinyModel("llama", join(dir, "tiny"));
+  const env = { PATH: process.env.PATH ?? "", HOME: dir, HF_HUB_CACHE: join(dir, "hub") };
+  const run = Bun.spawnSync([exe, "run", model, "hi", "--max-tokens", "3", "--temperature", "0", "--json"], { env });
+  expect(run.exitCode).toBe(0);
+  expect(JSON.parse(run.stdout.toString()).data.usage.completion_tokens).toBeGreaterThan(0);
   const proc = Bun.spawn([exe, "server", "--model", model, "--port", "0", "--json"], {
-    env: { PATH: process.env.PATH ?? "", HOME: dir, HF_HUB_CACHE: join(dir, "hub"), MLXK_SHIM: shim! },
+    env,
     stdout: "pipe",
     stderr: "pipe",
   });
