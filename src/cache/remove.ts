@@ -6,7 +6,7 @@
  * Exports: findLockFiles(hubDir, name), planRemoval({ hubDir, name, hash? }) → RemovalPlan,
  *          executeRemoval(plan) → { freedBytes, lockFilesCleaned }
  */
-import { lstatSync, readdirSync, readlinkSync, realpathSync, rmSync, unlinkSync } from "node:fs";
+import { type Dirent, lstatSync, readdirSync, readlinkSync, realpathSync, rmSync, unlinkSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { MlxkError } from "../errors.ts";
 import { isInside, listSnapshots, locksDirFor, readRefs, repoDirFor, repoDirName } from "./layout.ts";
@@ -14,21 +14,25 @@ import { isInside, listSnapshots, locksDirFor, readRefs, repoDirFor, repoDirName
 /** `*.lock` files under `<hub>/.locks/models--org--name/` (exact dir, not a prefix of other names). */
 export function findLockFiles(hubDir: string, name: string): string[] {
   const out: string[] = [];
-  const walk = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.name.endsWith(".lock")) out.push(p);
-    }
-  };
-  walk(locksDirFor(hubDir, name));
+  walkTree(locksDirFor(hubDir, name), (p, e) => {
+    if (e.name.endsWith(".lock")) out.push(p);
+  });
   return out.sort();
+}
+
+/** Visit every non-directory entry below `dir` (lstat semantics: symlinks are entries, never followed); unreadable dirs are skipped. */
+function walkTree(dir: string, visit: (path: string, entry: Dirent) => void): void {
+  let entries: Dirent[];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) walkTree(p, visit);
+    else visit(p, e);
+  }
 }
 
 export interface RemovalPlan {
@@ -58,27 +62,15 @@ function bytesBelow(p: string): number {
 /** Blob paths (inside `<repo>/blobs/`) that the symlinks below `dir` point to. */
 function blobsUsedBy(dir: string, blobsDir: string): Set<string> {
   const used = new Set<string>();
-  const walk = (d: string): void => {
-    let entries;
+  walkTree(dir, (p, e) => {
+    if (!e.isSymbolicLink()) return;
     try {
-      entries = readdirSync(d, { withFileTypes: true });
+      const t = resolve(dirname(p), readlinkSync(p));
+      if (isInside(blobsDir, t) && t !== blobsDir) used.add(t);
     } catch {
-      return;
+      // unreadable link: nothing to attribute
     }
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isSymbolicLink()) {
-        try {
-          const t = resolve(dirname(p), readlinkSync(p));
-          if (isInside(blobsDir, t) && t !== blobsDir) used.add(t);
-        } catch {
-          // unreadable link: nothing to attribute
-        }
-      }
-    }
-  };
-  walk(dir);
+  });
   return used;
 }
 

@@ -91,12 +91,17 @@ export const ChatLogprobsSchema = v.strictObject({
 
 const FinishReason = v.picklist(["stop", "length"]);
 
-export const ChatCompletionSchema = v.strictObject({
-  id: v.pipe(v.string(), v.startsWith("chatcmpl-")),
-  object: v.literal("chat.completion"),
+/** Fields every completion response and chunk carries besides its id and object. */
+const responseFields = {
   created: v.pipe(v.number(), v.integer()),
   model: v.string(),
   system_fingerprint: v.string(),
+};
+
+export const ChatCompletionSchema = v.strictObject({
+  id: v.pipe(v.string(), v.startsWith("chatcmpl-")),
+  object: v.literal("chat.completion"),
+  ...responseFields,
   choices: v.strictTuple([
     v.strictObject({
       index: v.literal(0),
@@ -117,9 +122,7 @@ export type ChatCompletion = v.InferOutput<typeof ChatCompletionSchema>;
 export const ChatCompletionChunkSchema = v.strictObject({
   id: v.pipe(v.string(), v.startsWith("chatcmpl-")),
   object: v.literal("chat.completion.chunk"),
-  created: v.pipe(v.number(), v.integer()),
-  model: v.string(),
-  system_fingerprint: v.string(),
+  ...responseFields,
   choices: v.union([
     v.strictTuple([]),
     v.strictTuple([
@@ -149,9 +152,7 @@ export const CompletionLogprobsSchema = v.strictObject({
 export const TextCompletionSchema = v.strictObject({
   id: v.pipe(v.string(), v.startsWith("cmpl-")),
   object: v.literal("text_completion"),
-  created: v.pipe(v.number(), v.integer()),
-  model: v.string(),
-  system_fingerprint: v.string(),
+  ...responseFields,
   choices: v.union([
     v.strictTuple([]),
     v.strictTuple([
