@@ -5,7 +5,7 @@ import * as v from "valibot";
 import { type KVCache, RotatingKVCache, StandardKVCache } from "../engine/kv-cache.ts";
 import * as mx from "../mlx/index.ts";
 import { int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
-import { attend, type Embedding, heads, initializeRope, type Linear, type QuantParams, rmsNorm, type Rope, SplitLinear, Streams } from "./layers.ts";
+import { attend, DecoderModel, type Embedding, heads, initializeRope, type Linear, type QuantParams, rmsNorm, type Rope, SplitLinear, Streams } from "./layers.ts";
 
 export const configSchema = v.pipe(
   v.looseObject({
@@ -166,49 +166,34 @@ class TransformerBlock {
   }
 }
 
-export class Model implements LanguageModel {
+export class Model extends DecoderModel implements LanguageModel {
   readonly embed_tokens: Embedding;
   readonly layers: TransformerBlock[];
   readonly norm: mx.Array;
   readonly lm_head: SplitLinear;
   readonly rope: Rope;
+  readonly streams: Streams;
+  readonly normEps: number;
 
   constructor(
     readonly c: GptOssConfig,
     w: WeightStore,
     ctx: ModelContext,
   ) {
+    super();
+    this.normEps = c.rms_norm_eps;
+    this.streams = new Streams(ctx.streams);
     this.rope = initializeRope({ dims: c.head_dim, base: c.rope_theta, scaling: c.rope_scaling, maxPositionEmbeddings: c.max_position_embeddings });
     this.embed_tokens = w.embedding("model.embed_tokens");
     this.layers = c.layer_types.map((t, i) => new TransformerBlock(w, `model.layers.${i}`, c, this.rope, t === "sliding_attention"));
     this.norm = w.get("model.norm.weight");
-    this.lm_head = new SplitLinear(w.linear("lm_head"), new Streams(ctx.streams));
-  }
-
-  get numLayers(): number {
-    return this.layers.length;
+    this.lm_head = new SplitLinear(w.linear("lm_head"), this.streams);
   }
 
   makeCache(): KVCache[] {
     return this.layers.map((l) => (l.sliding ? new RotatingKVCache(this.c.sliding_window) : new StandardKVCache()));
   }
 
-  hidden(inputs: mx.Array, cache: KVCache[]): mx.Array {
-    let h = this.embed_tokens.forward(inputs);
-    this.layers.forEach((layer, i) => {
-      h = layer.forward(h, cache[i]!);
-    });
-    return rmsNorm(h, this.norm, this.c.rms_norm_eps);
-  }
-
-  logits(h: mx.Array): mx.Array {
-    return this.lm_head.forward(h);
-  }
-
-  [Symbol.dispose](): void {
-    this.rope.dispose();
-    for (const a of this.lm_head.owned()) a.dispose();
-  }
 }
 
 export function createModel(config: Record<string, unknown>, w: WeightStore, ctx: ModelContext): LanguageModel {

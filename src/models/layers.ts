@@ -266,3 +266,43 @@ export function heads(x: mx.Array, n: number): mx.Array {
   const [B, L] = x.shape as [number, number];
   return mx.transpose(mx.reshape(x, [B, L, n, -1]), [0, 2, 1, 3]);
 }
+
+/** A transformer block as the decoder loop calls it (blocks that don't split work over streams ignore them). */
+export interface DecoderBlock {
+  forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array;
+}
+
+/**
+ * embed → blocks → final RMSNorm → head, the shape llama, phi3 and gpt_oss share; each subclass builds the
+ * parts (named by their HF weight keys) and its caches.
+ */
+export abstract class DecoderModel {
+  abstract readonly embed_tokens: Embedding;
+  abstract readonly layers: DecoderBlock[];
+  abstract readonly norm: mx.Array;
+  abstract readonly lm_head: SplitLinear;
+  protected abstract readonly rope: { dispose(): void };
+  protected abstract readonly streams: Streams;
+  protected abstract readonly normEps: number;
+
+  get numLayers(): number {
+    return this.layers.length;
+  }
+
+  hidden(inputs: mx.Array, cache: KVCache[]): mx.Array {
+    let h = this.embed_tokens.forward(inputs);
+    this.layers.forEach((layer, i) => {
+      h = layer.forward(h, cache[i]!, this.streams);
+    });
+    return rmsNorm(h, this.norm, this.normEps);
+  }
+
+  logits(h: mx.Array): mx.Array {
+    return this.lm_head.forward(h);
+  }
+
+  [Symbol.dispose](): void {
+    this.rope.dispose();
+    for (const a of this.lm_head.owned()) a.dispose();
+  }
+}

@@ -3,7 +3,7 @@ import * as v from "valibot";
 import { RotatingKVCache, StandardKVCache, type KVCache } from "../engine/kv-cache.ts";
 import * as mx from "../mlx/index.ts";
 import { bool, int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
-import { attend, type Embedding, heads, initializeRope, type Linear, rmsNorm, type Rope, SplitLinear, Streams, swiglu } from "./layers.ts";
+import { attend, DecoderModel, type Embedding, heads, initializeRope, type Linear, rmsNorm, type Rope, SplitLinear, Streams, swiglu } from "./layers.ts";
 
 export const configSchema = v.pipe(
   v.looseObject({
@@ -138,19 +138,22 @@ class TransformerBlock {
   }
 }
 
-export class Model implements LanguageModel {
+export class Model extends DecoderModel implements LanguageModel {
   readonly embed_tokens: Embedding;
   readonly layers: TransformerBlock[];
   readonly norm: mx.Array;
   readonly lm_head: SplitLinear;
   readonly rope: Rope;
   readonly streams: Streams;
+  readonly normEps: number;
 
   constructor(
     readonly c: LlamaConfig,
     w: WeightStore,
     ctx: ModelContext,
   ) {
+    super();
+    this.normEps = c.rms_norm_eps;
     this.streams = new Streams(ctx.streams);
     this.rope = initializeRope({
       dims: c.head_dim,
@@ -166,29 +169,8 @@ export class Model implements LanguageModel {
     this.lm_head = new SplitLinear(head, this.streams);
   }
 
-  get numLayers(): number {
-    return this.layers.length;
-  }
-
   makeCache(): KVCache[] {
     return this.layers.map((l) => (l.sliding && this.c.sliding_window ? new RotatingKVCache(this.c.sliding_window) : new StandardKVCache()));
-  }
-
-  hidden(inputs: mx.Array, cache: KVCache[]): mx.Array {
-    let h = this.embed_tokens.forward(inputs);
-    this.layers.forEach((layer, i) => {
-      h = layer.forward(h, cache[i]!, this.streams);
-    });
-    return rmsNorm(h, this.norm, this.c.rms_norm_eps);
-  }
-
-  logits(h: mx.Array): mx.Array {
-    return this.lm_head.forward(h);
-  }
-
-  [Symbol.dispose](): void {
-    this.rope.dispose();
-    for (const a of this.lm_head.owned()) a.dispose();
   }
 }
 

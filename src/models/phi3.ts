@@ -4,7 +4,7 @@ import * as v from "valibot";
 import { type KVCache, StandardKVCache } from "../engine/kv-cache.ts";
 import * as mx from "../mlx/index.ts";
 import { bool, int, type LanguageModel, type ModelContext, num, type WeightStore } from "./base.ts";
-import { attend, type Embedding, heads, type Linear, rmsNorm, Rope, SplitLinear, Streams, swiglu } from "./layers.ts";
+import { attend, DecoderModel, type Embedding, heads, type Linear, rmsNorm, Rope, SplitLinear, Streams, swiglu } from "./layers.ts";
 
 export const configSchema = v.pipe(
   v.looseObject({
@@ -147,51 +147,36 @@ class TransformerBlock {
   }
 }
 
-export class Model implements LanguageModel {
+export class Model extends DecoderModel implements LanguageModel {
   readonly embed_tokens: Embedding;
   readonly layers: TransformerBlock[];
   readonly norm: mx.Array;
   readonly lm_head: SplitLinear;
   readonly rope: Rope | SuScaledRope;
+  readonly streams: Streams;
+  readonly normEps: number;
 
   constructor(
     readonly c: Phi3Config,
     w: WeightStore,
     ctx: ModelContext,
   ) {
+    super();
+    this.normEps = c.rms_norm_eps;
+    this.streams = new Streams(ctx.streams);
     const headDim = c.hidden_size / c.num_attention_heads;
     this.rope = makeRope(c, headDim);
     this.embed_tokens = w.embedding("model.embed_tokens");
     this.layers = Array.from({ length: c.num_hidden_layers }, (_, i) => new TransformerBlock(w, `model.layers.${i}`, c, this.rope, headDim));
     this.norm = w.get("model.norm.weight");
     const head = c.tie_word_embeddings ? this.embed_tokens.asLinear() : w.linear("lm_head");
-    this.lm_head = new SplitLinear(head, new Streams(ctx.streams));
-  }
-
-  get numLayers(): number {
-    return this.layers.length;
+    this.lm_head = new SplitLinear(head, this.streams);
   }
 
   makeCache(): KVCache[] {
     return this.layers.map(() => new StandardKVCache());
   }
 
-  hidden(inputs: mx.Array, cache: KVCache[]): mx.Array {
-    let h = this.embed_tokens.forward(inputs);
-    this.layers.forEach((layer, i) => {
-      h = layer.forward(h, cache[i]!);
-    });
-    return rmsNorm(h, this.norm, this.c.rms_norm_eps);
-  }
-
-  logits(h: mx.Array): mx.Array {
-    return this.lm_head.forward(h);
-  }
-
-  [Symbol.dispose](): void {
-    this.rope.dispose();
-    for (const a of this.lm_head.owned()) a.dispose();
-  }
 }
 
 export function createModel(config: Record<string, unknown>, w: WeightStore, ctx: ModelContext): LanguageModel {
