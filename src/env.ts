@@ -121,3 +121,9 @@ export function scanWorkers(env: Env = process.env): number | undefined {
   if (v === undefined || !/^\d+$/.test(v.trim())) return undefined;
   return Math.min(Number(v.trim()), 8);
 }
+
+/** MLXK_WORKSPACE_HOME: mlx-knife's workspace dir (its child model dirs resolve by bare name and show up in list/health). */
+export function workspaceHome(env: Env = process.env): string | undefined {
+  const v = get(env, "MLXK_WORKSPACE_HOME");
+  return v ? expandHome(v, env) : undefined;
+}

@@ -6,14 +6,14 @@
  * Exports:
  *   ScanKind, HealthSummary, scanOne(hubDir, name, kind)
  *   scanRepos({ hubDir, names, kind, workers? }) → results in the order of `names`
- *   listModelsParallel({ hubDir, pattern?, cwd?, workers? }) → { models }   (same result as scan.ts listModels)
+ *   listModelsParallel({ hubDir, pattern?, cwd?, workers?, workspaceHome? }) → { models }   (same result as scan.ts listModels)
  *   claimChunk / workerClaims: the shared-counter protocol (used by scan-worker.ts)
  */
 import type { ModelObject } from "../schemas/cli-output.ts";
 import { repoHealth } from "./health.ts";
 import { repoDirFor } from "./layout.ts";
 import { isExplicitPath } from "./resolve.ts";
-import { cacheModel, cacheNamesMatching, listModels } from "./scan.ts";
+import { cacheModel, cacheNamesMatching, listModels, mergeByName, workspaceModelsMatching } from "./scan.ts";
 
 export type ScanKind = "list" | "health";
 
@@ -137,9 +137,16 @@ export async function scanRepos<K extends ScanKind>(opts: {
 }
 
 /** `list [pattern]` like scan.ts listModels, with the cache scan spread over the cores. */
-export async function listModelsParallel(opts: { hubDir: string; pattern?: string | null; cwd?: string; workers?: number }): Promise<{ models: ModelObject[] }> {
+export async function listModelsParallel(opts: {
+  hubDir: string;
+  pattern?: string | null;
+  cwd?: string;
+  workers?: number;
+  workspaceHome?: string | null;
+}): Promise<{ models: ModelObject[] }> {
   const pattern = opts.pattern?.trim() ?? "";
   if (pattern !== "" && isExplicitPath(pattern)) return listModels(opts);
   const names = cacheNamesMatching(opts.hubDir, pattern);
-  return { models: await scanRepos({ hubDir: opts.hubDir, names, kind: "list", workers: opts.workers }) };
+  const cached = await scanRepos({ hubDir: opts.hubDir, names, kind: "list", workers: opts.workers });
+  return { models: mergeByName(workspaceModelsMatching(opts.workspaceHome, pattern), cached) };
 }

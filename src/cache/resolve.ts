@@ -2,6 +2,8 @@
  * The one model-name resolver of mlxk (list/health/show/rm/pull/run/server all use it).
  *
  * Grammar: `spec := path | name ["@" rev]`, split on the LAST `@`.
+ *   workspace  (bare name, no `@`) a child of MLXK_WORKSPACE_HOME: exact name, else the only substring hit
+ *         (several → ambiguous_match); see workspace.ts.
  *   path  starts with `/`, `./`, `../`, `~/` or is `.`/`..`: a local dir that must hold config.json.
  *   name  `org/name` exact → `name` as `mlx-community/name` when that is cached → case-insensitive exact →
  *         case-insensitive substring of `org/name`. Several hits → `ambiguous_match` (error.matches);
@@ -16,7 +18,9 @@ import { existsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { MlxkError } from "../errors.ts";
+import { workspaceHome } from "../env.ts";
 import { isSafeModelName, listRepoNames, listSnapshots, readRefs, repoDirFor } from "./layout.ts";
+import { resolveWorkspace } from "./workspace.ts";
 
 export interface ParsedSpec {
   base: string;
@@ -63,6 +67,8 @@ export interface ResolvedPath {
   dir: string;
   hash: null;
   match: "exact";
+  /** True when found by name in MLXK_WORKSPACE_HOME. */
+  workspace?: boolean;
 }
 
 export type Resolved = ResolvedCache | ResolvedPath;
@@ -113,6 +119,11 @@ export function resolveModel(
   if (trimmed === "") throw new MlxkError("model_not_found", "No model found matching '' (empty name)");
   if (isExplicitPath(trimmed)) return resolvePath(trimmed, opts);
   const { base, rev } = parseSpec(trimmed);
+  if (rev === null) {
+    // workspaces win over the cache for bare names (mlx-knife's order); checked before validateName, which only guards cache paths
+    const ws = resolveWorkspace(workspaceHome(opts.env ?? process.env), base);
+    if (ws) return { kind: "path", name: ws, dir: ws, hash: null, match: "exact", workspace: true };
+  }
   if (base === "") throw new MlxkError("model_not_found", `No model found matching '${trimmed}' (empty name)`);
   validateName(base);
   if (rev !== null && !/^[A-Za-z0-9._\-/]{1,128}$/.test(rev)) {

@@ -4,7 +4,8 @@
  *
  * Exports: toIsoUtc(ms), modelObjectFrom(report, { name, cached, display_name? }),
  *          cacheModel(hubDir, name, { hash? }) → { model, report }, dirModel(dir, { display_name? }),
- *          listModels({ hubDir, pattern?, cwd? }) → { models }, cacheNamesMatching(hubDir, pattern)
+ *          listModels({ hubDir, pattern?, cwd?, workspaceHome? }) → { models }, cacheNamesMatching(hubDir, pattern),
+ *          workspaceModelsMatching(home, pattern), mergeByName(a, b)
  */
 import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
@@ -14,6 +15,7 @@ import { type HealthReport, dirHealth, repoHealth } from "./health.ts";
 import { listRepoNames, repoDirFor } from "./layout.ts";
 import { isExplicitPath } from "./resolve.ts";
 import { SnapshotView } from "./snapshot.ts";
+import { listWorkspaces, workspaceModel } from "./workspace.ts";
 
 /** `YYYY-MM-DDTHH:MM:SSZ` in real UTC (mlx-knife printed local time with a Z). */
 export function toIsoUtc(ms: number): string {
@@ -93,17 +95,31 @@ function listPath(pattern: string, cwd: string): ModelObject[] {
       .filter(isModel)
       .sort();
   }
-  return dirs.map((d) => dirModel(d, { display_name: show(d) }).model);
+  return dirs.map((d) => workspaceModel(d, { display_name: show(d) }).model);
 }
 
 /**
  * `list [pattern]`: every cached model whose `org/name` contains `pattern` (case-insensitive), sorted by name.
  * A pattern that is an explicit path (`./x`, `/x`, `..`) lists local model dirs instead and never the cache.
  */
-export function listModels(opts: { hubDir: string; pattern?: string | null; cwd?: string }): { models: ModelObject[] } {
+export function listModels(opts: { hubDir: string; pattern?: string | null; cwd?: string; workspaceHome?: string | null }): { models: ModelObject[] } {
   const pattern = opts.pattern?.trim() ?? "";
   if (pattern !== "" && isExplicitPath(pattern)) return { models: listPath(pattern, opts.cwd ?? process.cwd()) };
-  return { models: cacheNamesMatching(opts.hubDir, pattern).map((n) => cacheModel(opts.hubDir, n).model) };
+  const cached = cacheNamesMatching(opts.hubDir, pattern).map((n) => cacheModel(opts.hubDir, n).model);
+  return { models: mergeByName(workspaceModelsMatching(opts.workspaceHome, pattern), cached) };
+}
+
+/** Workspaces whose dir name contains `pattern` (case-insensitive): name = absolute path, display_name = dir name. */
+export function workspaceModelsMatching(home: string | null | undefined, pattern: string): ModelObject[] {
+  const lower = pattern.toLowerCase();
+  return listWorkspaces(home)
+    .filter((d) => basename(d).toLowerCase().includes(lower))
+    .map((d) => workspaceModel(d, { display_name: basename(d) }).model);
+}
+
+/** Workspace and cache models in one list sorted by `name`, as mlx-knife prints them. */
+export function mergeByName(a: ModelObject[], b: ModelObject[]): ModelObject[] {
+  return [...a, ...b].sort((x, y) => (x.name < y.name ? -1 : x.name > y.name ? 1 : 0));
 }
 
 /** Cached model names containing `pattern` (case-insensitive), sorted; "" matches all. */

@@ -9,7 +9,8 @@ import type { ShowData, ShowFile, ShowMetadata } from "../schemas/cli-output.ts"
 import { contextLength } from "./detect.ts";
 import type { Resolved } from "./resolve.ts";
 import { type TensorInfo, readSafetensorsHeader } from "./safetensors.ts";
-import { cacheModel, dirModel } from "./scan.ts";
+import { cacheModel } from "./scan.ts";
+import { workspaceModel } from "./workspace.ts";
 import { formatSize } from "./units.ts";
 import { type SnapshotView, isObject } from "./snapshot.ts";
 
@@ -101,15 +102,15 @@ export function modelMetadata(view: SnapshotView): ShowMetadata | null {
 export type ShowMode = "metadata" | "files" | "config";
 
 export function showModel(resolved: Resolved, opts: { hubDir: string; mode: ShowMode }): ShowData {
-  const { model, report } =
-    resolved.kind === "path" ? dirModel(resolved.dir) : cacheModel(opts.hubDir, resolved.name, { hash: resolved.hash });
+  const { model, report, sentinel } =
+    resolved.kind === "path" ? workspaceModel(resolved.dir) : { ...cacheModel(opts.hubDir, resolved.name, { hash: resolved.hash }), sentinel: null };
   if (resolved.kind === "cache" && report.view === null) {
     throw new MlxkError("snapshots_not_found", `${resolved.name}: ${report.reason}`);
   }
   const view = report.view!;
   const config = view.readObject("config.json");
   const quantization = config && isObject(config.quantization) ? config.quantization : null;
-  const data: ShowData = { model: { ...model, quantization }, workspace_metadata: null };
+  const data: ShowData = { model: { ...model, quantization }, workspace_metadata: sentinel };
   if (opts.mode === "files") {
     data.files = view.files
       .map((f) => ({ name: f.rel, size: formatSize(Math.max(0, f.size)), size_bytes: Math.max(0, f.size), type: fileType(f.rel) }))

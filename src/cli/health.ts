@@ -1,12 +1,14 @@
-/** `mlxk health [model] [--verify]`: integrity and runtime compatibility of cached models. */
+/** `mlxk health [model] [--verify]`: integrity and runtime compatibility of cached models and workspaces. */
 import { defineCommand } from "citty";
+import { basename } from "node:path";
 import type { HealthReport } from "../cache/health.ts";
-import { dirHealth, repoHealth } from "../cache/health.ts";
+import { repoHealth } from "../cache/health.ts";
 import { listRepoNames, repoDirFor } from "../cache/layout.ts";
 import { scanRepos } from "../cache/pool.ts";
 import { resolveModel } from "../cache/resolve.ts";
 import { verifySnapshot } from "../cache/verify.ts";
-import { hubCacheDir, scanWorkers } from "../env.ts";
+import { isManaged, listWorkspaces, readSentinel, workspaceHealth } from "../cache/workspace.ts";
+import { hubCacheDir, scanWorkers, workspaceHome } from "../env.ts";
 import type { HealthData, HealthEntry } from "../schemas/cli-output.ts";
 import { jsonArgs } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
@@ -16,17 +18,26 @@ interface Target {
   name: string;
   report: HealthReport;
   repoDir: string | null;
+  /** Set for workspaces and explicit paths: the sentinel says managed. */
+  managed?: boolean;
 }
 
 function entry(t: Target): HealthEntry {
   const r = t.report;
-  return {
+  const e: HealthEntry = {
     name: t.name,
     status: r.healthy ? "healthy" : "unhealthy",
     reason: r.reason,
     runtime_compatible: r.runtime_compatible,
     runtime_reason: r.runtime_reason,
   };
+  if (t.managed !== undefined) e.managed = t.managed;
+  return e;
+}
+
+function dirTarget(dir: string): Target {
+  const sentinel = readSentinel(dir);
+  return { name: dir, report: workspaceHealth(dir, sentinel), repoDir: null, managed: isManaged(sentinel) };
 }
 
 export default defineCommand({
@@ -45,18 +56,31 @@ export default defineCommand({
       const r = resolveModel(args.model, { hubDir, env: ctx.env });
       targets =
         r.kind === "path"
-          ? [{ name: r.name, report: dirHealth(r.dir, { name: r.name }), repoDir: null }]
+          ? [dirTarget(r.dir)]
           : [{ name: r.name, report: repoHealth(r.repoDir, { name: r.name, hash: r.hash, healthOnly: true }), repoDir: r.repoDir }];
-    } else if (!args.verify) {
-      // all models, no hashing: spread over the cores, only the summary comes back
-      const sums = await scanRepos({ hubDir, names: listRepoNames(hubDir), kind: "health", workers: scanWorkers(ctx.env) });
-      targets = [];
-      entries = sums.map((s) => ({ name: s.name, status: s.healthy ? "healthy" : "unhealthy", reason: s.reason, runtime_compatible: s.runtime_compatible, runtime_reason: s.runtime_reason }));
     } else {
-      targets = listRepoNames(hubDir).map((name) => {
-        const repoDir = repoDirFor(hubDir, name);
-        return { name, report: repoHealth(repoDir, { name, healthOnly: true }), repoDir };
-      });
+      // workspaces first; a cached model whose short name is a workspace's name is that workspace's source (dedup)
+      const workspaces = listWorkspaces(workspaceHome(ctx.env));
+      const wsNames = new Set(workspaces.map((d) => basename(d)));
+      const names = listRepoNames(hubDir).filter((n) => !wsNames.has(n.slice(n.lastIndexOf("/") + 1)));
+      const wsTargets = workspaces.map(dirTarget);
+      if (!args.verify) {
+        // all models, no hashing: spread over the cores, only the summary comes back
+        const sums = await scanRepos({ hubDir, names, kind: "health", workers: scanWorkers(ctx.env) });
+        targets = wsTargets;
+        entries = [
+          ...wsTargets.map(entry),
+          ...sums.map((s): HealthEntry => ({ name: s.name, status: s.healthy ? "healthy" : "unhealthy", reason: s.reason, runtime_compatible: s.runtime_compatible, runtime_reason: s.runtime_reason })),
+        ];
+      } else {
+        targets = [
+          ...wsTargets,
+          ...names.map((name) => {
+            const repoDir = repoDirFor(hubDir, name);
+            return { name, report: repoHealth(repoDir, { name, healthOnly: true }), repoDir };
+          }),
+        ];
+      }
     }
     entries ??= targets.map(entry);
     if (args.verify) {

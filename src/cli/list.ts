@@ -2,14 +2,14 @@
 import { defineCommand } from "citty";
 import { totalmem } from "node:os";
 import { listModelsParallel } from "../cache/pool.ts";
-import { hubCacheDir, scanWorkers } from "../env.ts";
+import { hubCacheDir, scanWorkers, workspaceHome } from "../env.ts";
 import type { ListData } from "../schemas/cli-output.ts";
 import { jsonArgs } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
 import { renderList } from "./render/cache.ts";
 
 export default defineCommand({
-  meta: { name: "list", description: "List the models in the Hugging Face cache" },
+  meta: { name: "list", description: "List the models in the Hugging Face cache and MLXK_WORKSPACE_HOME" },
   args: {
     pattern: { type: "positional", description: "Case-insensitive part of the name, or a path to local models", required: false },
     all: { type: "boolean", description: "Show every model, also unhealthy and not runnable ones, with framework" },
@@ -19,7 +19,12 @@ export default defineCommand({
   },
   async run({ args, data }) {
     const ctx = data as CliContext;
-    const { models } = await listModelsParallel({ hubDir: hubCacheDir(ctx.env), pattern: args.pattern ?? null, workers: scanWorkers(ctx.env) });
+    const { models } = await listModelsParallel({
+      hubDir: hubCacheDir(ctx.env),
+      pattern: args.pattern ?? null,
+      workers: scanWorkers(ctx.env),
+      workspaceHome: workspaceHome(ctx.env),
+    });
     const mem = totalmem();
     const out: ListData = { models, count: models.length, system: mem > 0 ? { memory_total_bytes: mem } : null };
     printSuccess(ctx, "list", out, () => renderList(models, { all: args.all, health: args.health, verbose: args.verbose }));

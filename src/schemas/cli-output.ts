@@ -48,6 +48,8 @@ export const HealthEntrySchema = v.strictObject({
   /** mlxk addition: can mlxk run it (null when the files are broken). */
   runtime_compatible: v.optional(v.boolean()),
   runtime_reason: v.optional(v.nullable(v.string())),
+  /** Workspace entries (mlx-knife 2.0.x): the sentinel says `managed: true`. */
+  managed: v.optional(v.boolean()),
   /** mlxk addition (`--verify`): files whose content does not match their blob hash. */
   corrupt_files: v.optional(v.array(v.string())),
 });
@@ -89,7 +91,8 @@ export type ShowFile = v.InferOutput<typeof ShowFileSchema>;
 
 export const ShowDataSchema = v.strictObject({
   model: ModelObjectSchema,
-  workspace_metadata: v.null(),
+  /** The workspace's `.mlxk_workspace.json` as found; null for cache models and dirs without a valid one. */
+  workspace_metadata: v.nullable(v.record(v.string(), v.unknown())),
   metadata: v.optional(v.nullable(ShowMetadataSchema)),
   files: v.optional(v.array(ShowFileSchema)),
   config: v.optional(v.nullable(v.record(v.string(), v.unknown()))),

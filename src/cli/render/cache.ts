@@ -22,8 +22,8 @@ export function typeLabel(m: ModelObject): string {
 
 function src(m: ModelObject): string {
   if (m.cached) return "cache";
-  if (m.clean === false) return "ws*";
-  return m.content_hash ? "ws" : "ws?";
+  // clean is null for a missing/v1 content hash: the state is unknown
+  return m.clean === null ? "ws?" : m.clean ? "ws" : "ws*";
 }
 
 /** Default and --verbose show only healthy, runnable models; --all shows everything. */
@@ -105,6 +105,20 @@ export function renderShow(d: ShowData, now?: number): string {
       ["Dtypes", md.dtypes.length ? md.dtypes.join(", ") : null],
     ];
     for (const [k, v] of rows) if (v !== null && v !== undefined) lines.push(`  ${`${k}:`.padEnd(17)} ${v}`);
+  }
+  if (!m.cached) {
+    const ws = d.workspace_metadata;
+    const field = (k: string): string => (ws && typeof ws[k] === "string" && ws[k] !== "" ? (ws[k] as string) : "-");
+    lines.push("", "Workspace:");
+    const rows: [string, string][] = [
+      ["Source", m.origin ?? "-"],
+      ["Operation", field("operation")],
+      ["Created", field("created_at")],
+      ["Clean", m.clean === null ? "unknown" : m.clean ? "yes" : "no (files changed since hash)"],
+      ["Content Hash", m.content_hash ?? "-"],
+      ["Hash Modified", m.hash_modified ?? "-"],
+    ];
+    for (const [k, v] of rows) lines.push(`  ${`${k}:`.padEnd(15)} ${v}`);
   }
   return lines.join("\n");
 }
