@@ -6,10 +6,13 @@ import { readFileSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import { contextLength } from "../cache/detect.ts";
 import { listRepoNames } from "../cache/layout.ts";
+import type { HealthReport } from "../cache/health.ts";
 import { cacheModel } from "../cache/scan.ts";
+import { listWorkspaces, workspaceModel } from "../cache/workspace.ts";
 import { locateModel } from "../engine/open.ts";
 import type { Engine } from "../engine/types.ts";
-import { type Env, hubCacheDir } from "../env.ts";
+import { type Env, hubCacheDir, workspaceHome } from "../env.ts";
+import type { ModelObject as CliModel } from "../schemas/cli-output.ts";
 import type { ModelObject } from "../schemas/openai.ts";
 import type { ModelTarget } from "./model-manager.ts";
 
@@ -49,28 +52,37 @@ export async function loadTarget(target: ModelTarget, opts: { env?: Env } = {}):
   return openModel(target.path, { env: opts.env });
 }
 
-/** Cached models a client can run: healthy, runtime compatible, and a text generator (not an embedder/audio). */
+/** Models a client can run: healthy, runtime compatible, text generators (not embedders/audio); cache, then workspaces. */
 export function listRunnable(opts: { env?: Env } = {}): ModelObject[] {
-  const hubDir = hubCacheDir(opts.env ?? process.env);
+  const env = opts.env ?? process.env;
+  const hubDir = hubCacheDir(env);
   const out: ModelObject[] = [];
-  for (const name of listRepoNames(hubDir)) {
-    let entry: ReturnType<typeof cacheModel>;
-    try {
-      entry = cacheModel(hubDir, name);
-    } catch {
-      continue; // one unreadable repo must not break the listing
-    }
+  const add = (id: string, ownedBy: string, entry: { model: CliModel; report: HealthReport }): void => {
     const { model, report } = entry;
-    if (model.health !== "healthy" || !model.runtime_compatible) continue;
-    if (model.model_type !== "chat" && model.model_type !== "base") continue;
-    const config = report.view?.readObject("config.json") ?? null;
+    if (model.health !== "healthy" || !model.runtime_compatible) return;
+    if (model.model_type !== "chat" && model.model_type !== "base") return;
     out.push({
-      id: name,
+      id,
       object: "model",
       created: Math.floor(Date.parse(model.last_modified) / 1000),
-      owned_by: name.includes("/") ? name.split("/")[0]! : basename(name),
-      context_length: contextLength(config),
+      owned_by: ownedBy,
+      context_length: contextLength(report.view?.readObject("config.json") ?? null),
     });
+  };
+  for (const name of listRepoNames(hubDir)) {
+    try {
+      add(name, name.includes("/") ? name.split("/")[0]! : basename(name), cacheModel(hubDir, name));
+    } catch {
+      // one unreadable repo must not break the listing
+    }
+  }
+  // workspaces as mlx-knife lists them: id = folder name (resolvable by the shared resolver), owned_by "workspace"
+  for (const dir of listWorkspaces(workspaceHome(env))) {
+    try {
+      add(basename(dir), "workspace", workspaceModel(dir));
+    } catch {
+      // likewise
+    }
   }
   return out;
 }

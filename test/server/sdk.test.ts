@@ -14,6 +14,7 @@ import { smollm2Gguf } from "../support/smollm2.ts";
 import { writeTinyModel } from "../support/tiny-models.ts";
 
 const TINY = "mlx-community/tiny-llama-random";
+const WORKSPACE = "my-tiny-ws";
 let hub: TempHub;
 let server: ReturnType<typeof Bun.serve>;
 let manager: ModelManager;
@@ -26,7 +27,10 @@ beforeAll(async () => {
   const files: Record<string, FileContent> = {};
   for (const f of new Bun.Glob("*").scanSync({ cwd: dir })) files[f] = new Uint8Array(await Bun.file(join(dir, f)).arrayBuffer());
   addRepo(hub.hubDir, { name: TINY, files });
-  const env = { ...process.env, HF_HUB_CACHE: hub.hubDir };
+  // a workspace (mlx-knife's MLXK_WORKSPACE_HOME) holding a copy of the same tiny model
+  const wsHome = join(hub.root, "workspaces");
+  writeTinyModel("llama", join(wsHome, WORKSPACE));
+  const env = { ...process.env, HF_HUB_CACHE: hub.hubDir, MLXK_WORKSPACE_HOME: wsHome };
   manager = new ModelManager({ resolve: (s) => resolveTarget(s, { env }), load: (t) => loadTarget(t, { env }), freeMemory: freemem, maxQueue: 8 });
   const app = createApp({ manager, listModels: () => listRunnable({ env }) });
   server = Bun.serve({
@@ -55,6 +59,13 @@ describe("server + real engine (tiny random llama) via the openai SDK", () => {
     const list = await client.models.list();
     expect(list.data.map((m) => m.id)).toContain(TINY);
     expect((await client.models.retrieve(TINY)).id).toBe(TINY);
+  });
+
+  test("workspaces are listed by folder name (owned_by workspace) and can be chatted with", async () => {
+    const ws = (await client.models.list()).data.find((m) => m.id === WORKSPACE);
+    expect(ws?.owned_by).toBe("workspace");
+    const r = await client.chat.completions.create({ ...greedy, model: WORKSPACE, max_tokens: 3 });
+    expect(r.usage!.completion_tokens).toBeGreaterThan(0);
   });
 
   test("chat non-stream and stream with include_usage give the same greedy text and real usage", async () => {
