@@ -206,10 +206,7 @@ class FastRMSNorm : public UnaryPrimitive {
   FastRMSNorm(Stream s, float eps) : UnaryPrimitive(s), eps_(eps) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
-    out.set_data(allocator::malloc(out.nbytes()));
-    auto& enc = cpu::get_command_encoder(stream());
-    for (const auto& in : inputs) enc.set_input_array(in);
-    enc.set_output_array(out);
+    auto& enc = begin_eval(stream(), inputs, out);
     std::vector<StridedCopy> copies;
     Rows x = rows_of(inputs[0], enc, copies);
     const float* w = inputs.size() > 1 ? row_major(inputs[1], enc, copies).data<float>() : nullptr;
@@ -243,10 +240,7 @@ class FastRoPE : public UnaryPrimitive {
       : UnaryPrimitive(s), dims_(dims), trad_(traditional), base_(base), scale_(scale), offset_(offset) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
-    out.set_data(allocator::malloc(out.nbytes()));
-    auto& enc = cpu::get_command_encoder(stream());
-    for (const auto& in : inputs) enc.set_input_array(in);
-    enc.set_output_array(out);
+    auto& enc = begin_eval(stream(), inputs, out);
     std::vector<StridedCopy> copies;
     Rows x = rows_of(inputs[0], enc, copies);
     const float* freqs = inputs.size() > 1 ? row_major(inputs[1], enc, copies).data<float>() : nullptr;
@@ -301,10 +295,7 @@ class FastSDPA : public UnaryPrimitive {
   FastSDPA(Stream s, float scale, bool causal) : UnaryPrimitive(s), scale_(scale), causal_(causal) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
-    out.set_data(allocator::malloc(out.nbytes()));
-    auto& enc = cpu::get_command_encoder(stream());
-    for (const auto& in : inputs) enc.set_input_array(in);
-    enc.set_output_array(out);
+    auto& enc = begin_eval(stream(), inputs, out);
     std::vector<StridedCopy> copies;
     Rows q = rows_of(inputs[0], enc, copies);
     View4 k = view4_of(inputs[1], enc, copies);
@@ -377,10 +368,7 @@ class FastSwiGLU : public UnaryPrimitive {
   explicit FastSwiGLU(Stream s) : UnaryPrimitive(s) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
-    out.set_data(allocator::malloc(out.nbytes()));
-    auto& enc = cpu::get_command_encoder(stream());
-    for (const auto& in : inputs) enc.set_input_array(in);
-    enc.set_output_array(out);
+    auto& enc = begin_eval(stream(), inputs, out);
     std::vector<StridedCopy> copies;
     const float* g = row_major(inputs[0], enc, copies).data<float>();
     const float* u = row_major(inputs[1], enc, copies).data<float>();

@@ -46,4 +46,14 @@ inline array row_major(const array& a, cpu::CommandEncoder& enc, std::vector<Str
   return c;
 }
 
+// The start every primitive's eval_cpu shares: allocate the output and register inputs/output with the
+// stream's encoder (so MLX keeps them alive until the dispatched task ran). Returns that encoder.
+inline cpu::CommandEncoder& begin_eval(const Stream& stream, const std::vector<array>& inputs, array& out) {
+  out.set_data(allocator::malloc(out.nbytes()));
+  auto& enc = cpu::get_command_encoder(stream);
+  for (const auto& in : inputs) enc.set_input_array(in);
+  enc.set_output_array(out);
+  return enc;
+}
+
 } // namespace mlxk

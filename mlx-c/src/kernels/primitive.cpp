@@ -21,10 +21,7 @@ class FastQuantizedMatmul : public UnaryPrimitive {
   FastQuantizedMatmul(Stream s, QFormat fmt, int group_size) : UnaryPrimitive(s), fmt_(fmt), gs_(group_size) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
-    out.set_data(allocator::malloc(out.nbytes()));
-    auto& enc = cpu::get_command_encoder(stream());
-    for (const auto& in : inputs) enc.set_input_array(in);
-    enc.set_output_array(out);
+    auto& enc = begin_eval(stream(), inputs, out);
     // Inputs are rarely strided (weights never are); when they are, our task copies them (no extra graph nodes).
     std::vector<StridedCopy> copies;
     const array x = row_major(inputs[0], enc, copies);
