@@ -1,11 +1,13 @@
 /**
  * Regenerate test/fixtures/goldens/tiny-models.json: build every tiny fixture model with the TS
  * builder, run mlx-lm on it (Python venv .cache/py-ref, created here if missing) and store its
- * logits and greedy tokens. Usage: bun scripts/gen-goldens.ts
+ * logits and greedy tokens; the hybrid / newest families (test/support/tiny-hybrid.ts) go to
+ * tiny-hybrid.json. Usage: bun scripts/gen-goldens.ts [core|hybrid] (default: both)
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { HYBRID_MODELS, writeHybridModel } from "../test/support/tiny-hybrid.ts";
 import { GOLDEN_PROMPT, GOLDEN_STEPS, TINY_MODELS, writeTinyModel } from "../test/support/tiny-models.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -24,11 +26,16 @@ if (!existsSync(PY)) {
 
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-goldens-"));
 try {
-  const specs = TINY_MODELS.map((n) => `${n}=${writeTinyModel(n, join(tmp, n))}`);
+  const which = process.argv[2];
+  const sets: [string, string[]][] = [];
+  if (which !== "hybrid") sets.push(["tiny-models.json", TINY_MODELS.map((n) => `${n}=${writeTinyModel(n, join(tmp, n))}`)]);
+  if (which !== "core") sets.push(["tiny-hybrid.json", HYBRID_MODELS.map((n) => `${n}=${writeHybridModel(n, join(tmp, n))}`)]);
   const outDir = join(ROOT, "test", "fixtures", "goldens");
   mkdirSync(outDir, { recursive: true });
-  sh([PY, join(ROOT, "scripts", "gen-goldens.py"), join(outDir, "tiny-models.json"), GOLDEN_PROMPT.join(","), String(GOLDEN_STEPS), ...specs]);
-  console.log(`wrote ${join(outDir, "tiny-models.json")}`);
+  for (const [file, specs] of sets) {
+    sh([PY, join(ROOT, "scripts", "gen-goldens.py"), join(outDir, file), GOLDEN_PROMPT.join(","), String(GOLDEN_STEPS), ...specs]);
+    console.log(`wrote ${join(outDir, file)}`);
+  }
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

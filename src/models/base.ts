@@ -5,16 +5,25 @@
 import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import type { KVCache } from "../engine/kv-cache.ts";
 import { Embedding, Linear, type QuantParams } from "./layers.ts";
+
+/**
+ * What the token loop needs of any layer's cache, whatever its kind (a KV cache for attention, a
+ * recurrent-state cache for linear-attention layers): the arrays to materialise after a prefill chunk.
+ */
+export interface LayerCache extends Disposable {
+  /** Tokens seen so far. */
+  readonly offset: number;
+  state(): mx.Array[];
+}
 
 /** A loaded language model: hidden states from token ids, then logits from hidden states. */
 export interface LanguageModel extends Disposable {
   readonly numLayers: number;
-  /** One cache per layer (rotating caches for sliding-window layers). */
-  makeCache(): KVCache[];
-  /** Token ids [1, L] → final-normed hidden states [1, L, H]; updates `cache`. */
-  hidden(inputs: mx.Array, cache: KVCache[]): mx.Array;
+  /** One cache per layer (rotating caches for sliding-window layers, recurrent state for linear attention). */
+  makeCache(): LayerCache[];
+  /** Token ids [1, L] → final-normed hidden states [1, L, H]; updates `cache` (the ones makeCache made). */
+  hidden(inputs: mx.Array, cache: LayerCache[]): mx.Array;
   /** Hidden states [..., H] → logits [..., V] (f32). */
   logits(h: mx.Array): mx.Array;
 }

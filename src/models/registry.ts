@@ -16,6 +16,9 @@ const MODELS: Record<string, Loader> = {
   phi3: () => import("./phi3.ts"),
   gemma3_text: () => import("./gemma3_text.ts"),
   gpt_oss: () => import("./gpt_oss.ts"),
+  qwen3_5: () => import("./qwen3_5.ts"),
+  // transformers' text-only Qwen3_5ForCausalLM checkpoints (mlx-lm has no row for them).
+  qwen3_5_text: () => import("./qwen3_5.ts"),
 };
 
 /** Every `model_type` in the registry, sorted. */

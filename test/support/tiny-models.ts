@@ -33,8 +33,8 @@ export const TINY_MODELS: readonly TinyName[] = [
 export const GOLDEN_PROMPT: readonly number[] = [72, 101, 108, 108, 111, 32, 116, 105, 110, 121, 32, 109, 111, 100, 101, 108];
 export const GOLDEN_STEPS = 32;
 
-const H = 64; // hidden size: a multiple of 32 so every group size used here divides it
-const VOCAB = 272; // 256 byte tokens + specials + padding
+export const H = 64; // hidden size: a multiple of 32 so every group size used here divides it
+export const VOCAB = 272; // 256 byte tokens + specials + padding
 
 type Dtype = "F32" | "U32" | "U8";
 interface Tensor {
@@ -42,7 +42,7 @@ interface Tensor {
   shape: number[];
   data: Float32Array | Uint32Array | Uint8Array;
 }
-type Tensors = Record<string, Tensor>;
+export type Tensors = Record<string, Tensor>;
 
 /** mulberry32: tiny, fast, and identical on every platform. */
 function prng(seed: number): () => number {
@@ -56,7 +56,7 @@ function prng(seed: number): () => number {
   };
 }
 
-class Gen {
+export class Gen {
   private rnd: () => number;
   readonly t: Tensors = {};
   constructor(seed: number) {
@@ -86,14 +86,14 @@ class Gen {
   }
 }
 
-interface Quant {
+export interface Quant {
   mode: "affine" | "mxfp4";
   bits: number;
   groupSize: number;
 }
 
 /** MLX's packed layout: values LSB-first in uint32 words along the last axis. */
-function quantize(prefix: string, w: Float32Array, shape: number[], q: Quant, rnd: () => number): Tensors {
+export function quantize(prefix: string, w: Float32Array, shape: number[], q: Quant, rnd: () => number): Tensors {
   const [rows, cols] = [shape.slice(0, -1).reduce((a, b) => a * b, 1), shape.at(-1)!];
   const per = 32 / q.bits;
   const packed = new Uint32Array((rows * cols) / per);
@@ -174,10 +174,10 @@ export function writeSafetensors(dir: string, tensors: Tensors, shards = 1): voi
   }
 }
 
-const Q4: Quant = { mode: "affine", bits: 4, groupSize: 32 };
+export const Q4: Quant = { mode: "affine", bits: 4, groupSize: 32 };
 const MXFP4: Quant = { mode: "mxfp4", bits: 4, groupSize: 32 };
 
-interface Built {
+export interface Built {
   config: Record<string, unknown>;
   tensors: Tensors;
   shards?: number;
@@ -415,8 +415,12 @@ function tokenizerJson(): unknown {
 
 /** Write tiny model `name` into `dir` (created if needed); returns `dir`. Same name → same bytes. */
 export function writeTinyModel(name: TinyName, dir: string): string {
+  return writeBuilt(build(name), dir);
+}
+
+/** Write a built tiny model (config, weights, byte tokenizer) into `dir`; returns `dir`. */
+export function writeBuilt(b: Built, dir: string): string {
   mkdirSync(dir, { recursive: true });
-  const b = build(name);
   writeFileSync(join(dir, "config.json"), JSON.stringify({ ...b.config, eos_token_id: 258 }, null, 2));
   writeSafetensors(dir, b.tensors, b.shards ?? 1);
   writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizerJson()));

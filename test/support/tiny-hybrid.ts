@@ -1,0 +1,98 @@
+/**
+ * Tiny random checkpoints of the hybrid / newest families (qwen3_5, qwen3_5_moe, gemma4, …) in the layout
+ * mlx-lm converts to, built with the shared generator pieces of tiny-models.ts. Goldens from mlx-lm:
+ * scripts/gen-goldens.ts writes test/fixtures/goldens/tiny-hybrid.json.
+ */
+import { type Built, Gen, H, Q4, type Quant, quantize, VOCAB, writeBuilt } from "./tiny-models.ts";
+
+export type HybridName = "qwen3_5" | "qwen3_5_q4";
+export const HYBRID_MODELS: readonly HybridName[] = ["qwen3_5", "qwen3_5_q4"];
+
+/** A float or quantized Linear. */
+function lin(g: Gen, prefix: string, out: number, inp: number, q?: Quant): void {
+  g.linear(prefix, out, inp, { q });
+}
+
+function qwen3_5(seed: number, q?: Quant): Built {
+  const g = new Gen(seed);
+  const layers = 4;
+  const [heads, kv, hd, ff] = [4, 2, 16, 128];
+  const [hk, hv, dk, dv, kconv] = [2, 4, 16, 16, 4];
+  const convDim = 2 * hk * dk + hv * dv;
+  const m = "language_model.model";
+  g.float(`${m}.embed_tokens.weight`, [VOCAB, H], 1);
+  if (q) Object.assign(g.t, quantize(`${m}.embed_tokens`, g.t[`${m}.embed_tokens.weight`]!.data as Float32Array, [VOCAB, H], q, () => 0));
+  const layerTypes: string[] = [];
+  for (let i = 0; i < layers; i++) {
+    const p = `${m}.layers.${i}`;
+    const linear = (i + 1) % 2 !== 0;
+    layerTypes.push(linear ? "linear_attention" : "full_attention");
+    if (linear) {
+      const a = `${p}.linear_attn`;
+      lin(g, `${a}.in_proj_qkv`, convDim, H, q);
+      lin(g, `${a}.in_proj_z`, hv * dv, H, q);
+      lin(g, `${a}.in_proj_b`, hv, H, q);
+      lin(g, `${a}.in_proj_a`, hv, H, q);
+      lin(g, `${a}.out_proj`, H, hv * dv, q);
+      g.float(`${a}.conv1d.weight`, [convDim, kconv, 1], 0.5);
+      g.float(`${a}.dt_bias`, [hv], 0.5, 1);
+      g.float(`${a}.A_log`, [hv], 1, 0.5);
+      g.norm(`${a}.norm`, dv);
+    } else {
+      const a = `${p}.self_attn`;
+      lin(g, `${a}.q_proj`, heads * hd * 2, H, q);
+      lin(g, `${a}.k_proj`, kv * hd, H, q);
+      lin(g, `${a}.v_proj`, kv * hd, H, q);
+      lin(g, `${a}.o_proj`, H, heads * hd, q);
+      g.norm(`${a}.q_norm`, hd);
+      g.norm(`${a}.k_norm`, hd);
+    }
+    lin(g, `${p}.mlp.gate_proj`, ff, H, q);
+    lin(g, `${p}.mlp.up_proj`, ff, H, q);
+    lin(g, `${p}.mlp.down_proj`, H, ff, q);
+    g.norm(`${p}.input_layernorm`, H);
+    g.norm(`${p}.post_attention_layernorm`, H);
+  }
+  g.norm(`${m}.norm`, H);
+  lin(g, "language_model.lm_head", VOCAB, H, q);
+  const text: Record<string, unknown> = {
+    model_type: "qwen3_5_text",
+    hidden_size: H,
+    num_hidden_layers: layers,
+    intermediate_size: ff,
+    num_attention_heads: heads,
+    num_key_value_heads: kv,
+    head_dim: hd,
+    rms_norm_eps: 1e-6,
+    vocab_size: VOCAB,
+    max_position_embeddings: 4096,
+    linear_num_key_heads: hk,
+    linear_num_value_heads: hv,
+    linear_key_head_dim: dk,
+    linear_value_head_dim: dv,
+    linear_conv_kernel_dim: kconv,
+    full_attention_interval: 2,
+    rope_parameters: { rope_type: "default", rope_theta: 10000, partial_rotary_factor: 0.25, mrope_section: [1, 1, 0], mrope_interleaved: true },
+    tie_word_embeddings: false,
+  };
+  // The float model uses the transformers-5 spelling (wrapper + layer_types), the quantized one mlx-lm's flat one.
+  const config: Record<string, unknown> = q
+    ? { ...text, model_type: "qwen3_5", quantization: { group_size: q.groupSize, bits: q.bits, mode: q.mode } }
+    : { model_type: "qwen3_5", text_config: { ...text, layer_types: layerTypes }, vision_config: { depth: 1 }, tie_word_embeddings: false };
+  return { config, tensors: g.t };
+}
+
+export function buildHybrid(name: HybridName): Built {
+  const seed = 2000 + HYBRID_MODELS.indexOf(name);
+  switch (name) {
+    case "qwen3_5":
+      return qwen3_5(seed);
+    case "qwen3_5_q4":
+      return qwen3_5(seed, Q4);
+  }
+}
+
+/** Write tiny hybrid model `name` into `dir`; same name → same bytes. */
+export function writeHybridModel(name: HybridName, dir: string): string {
+  return writeBuilt(buildHybrid(name), dir);
+}
