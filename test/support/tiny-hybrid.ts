@@ -5,12 +5,18 @@
  */
 import { type Built, Gen, H, Q4, type Quant, quantize, VOCAB, writeBuilt } from "./tiny-models.ts";
 
-export type HybridName = "qwen3_5" | "qwen3_5_q4";
-export const HYBRID_MODELS: readonly HybridName[] = ["qwen3_5", "qwen3_5_q4"];
+export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4";
+export const HYBRID_MODELS: readonly HybridName[] = ["qwen3_5", "qwen3_5_q4", "gemma4_text", "gemma4", "gemma4_q4"];
 
-/** A float or quantized Linear. */
+/** A float Linear, or quantized when `q` is set and the input size divides into groups (mlx-lm's predicate). */
 function lin(g: Gen, prefix: string, out: number, inp: number, q?: Quant): void {
-  g.linear(prefix, out, inp, { q });
+  g.linear(prefix, out, inp, { q: q && inp % q.groupSize === 0 ? q : undefined });
+}
+
+/** An embedding table, quantized like lin(). */
+function embed(g: Gen, prefix: string, rows: number, dim: number, scale: number, q?: Quant): void {
+  g.float(`${prefix}.weight`, [rows, dim], scale);
+  if (q && dim % q.groupSize === 0) Object.assign(g.t, quantize(prefix, g.t[`${prefix}.weight`]!.data as Float32Array, [rows, dim], q, () => 0));
 }
 
 function qwen3_5(seed: number, q?: Quant): Built {
@@ -82,6 +88,75 @@ function qwen3_5(seed: number, q?: Quant): Built {
   return { config, tensors: g.t };
 }
 
+/**
+ * Gemma 4 text: sliding + full layers with their own head sizes, proportional rope on full layers,
+ * per-layer inputs, two KV-shared layers (one per type) with double-wide MLPs, softcapped logits.
+ */
+function gemma4(seed: number, wrapper: boolean, q?: Quant): Built {
+  const g = new Gen(seed);
+  const types = ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention", "full_attention"];
+  const [heads, kv, hd, ghd, ff, ple, shared] = [4, 2, 16, 32, 96, 32, 2];
+  const m = wrapper ? "language_model.model" : "model";
+  embed(g, `${m}.embed_tokens`, VOCAB, H, 0.1, q);
+  embed(g, `${m}.embed_tokens_per_layer`, VOCAB, types.length * ple, 1, q);
+  lin(g, `${m}.per_layer_model_projection`, types.length * ple, H, q);
+  g.norm(`${m}.per_layer_projection_norm`, ple);
+  types.forEach((t, i) => {
+    const p = `${m}.layers.${i}`;
+    const d = t === "full_attention" ? ghd : hd;
+    const own = i < types.length - shared;
+    lin(g, `${p}.self_attn.q_proj`, heads * d, H, q);
+    lin(g, `${p}.self_attn.o_proj`, H, heads * d, q);
+    g.norm(`${p}.self_attn.q_norm`, d);
+    if (own) {
+      lin(g, `${p}.self_attn.k_proj`, kv * d, H, q);
+      lin(g, `${p}.self_attn.v_proj`, kv * d, H, q);
+      g.norm(`${p}.self_attn.k_norm`, d);
+    }
+    const f = own ? ff : 2 * ff;
+    lin(g, `${p}.mlp.gate_proj`, f, H, q);
+    lin(g, `${p}.mlp.up_proj`, f, H, q);
+    lin(g, `${p}.mlp.down_proj`, H, f, q);
+    for (const n of ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm", "post_per_layer_input_norm"]) {
+      g.norm(`${p}.${n}`, H);
+    }
+    lin(g, `${p}.per_layer_input_gate`, ple, H, q);
+    lin(g, `${p}.per_layer_projection`, H, ple, q);
+    g.float(`${p}.layer_scalar`, [1], 0.2, 1);
+  });
+  g.norm(`${m}.norm`, H);
+  const text: Record<string, unknown> = {
+    model_type: "gemma4_text",
+    hidden_size: H,
+    num_hidden_layers: types.length,
+    intermediate_size: ff,
+    num_attention_heads: heads,
+    num_key_value_heads: kv,
+    head_dim: hd,
+    global_head_dim: ghd,
+    rms_norm_eps: 1e-6,
+    vocab_size: VOCAB,
+    vocab_size_per_layer_input: VOCAB,
+    hidden_size_per_layer_input: ple,
+    num_kv_shared_layers: shared,
+    sliding_window: 8,
+    layer_types: types,
+    rope_parameters: {
+      sliding_attention: { rope_type: "default", rope_theta: 10000 },
+      full_attention: { rope_type: "proportional", partial_rotary_factor: 0.25, rope_theta: 1000000 },
+    },
+    max_position_embeddings: 4096,
+    final_logit_softcapping: 30,
+    use_double_wide_mlp: true,
+    hidden_activation: "gelu_pytorch_tanh",
+    tie_word_embeddings: true,
+  };
+  const quant = q ? { quantization: { group_size: q.groupSize, bits: q.bits, mode: q.mode } } : {};
+  // mlx-lm's wrapper takes vocab_size from the top level, so the wrapper fixtures state it there too.
+  const config = wrapper ? { model_type: "gemma4", text_config: text, vocab_size: VOCAB, vision_config: { hidden_size: 16 }, ...quant } : { ...text, ...quant };
+  return { config, tensors: g.t };
+}
+
 export function buildHybrid(name: HybridName): Built {
   const seed = 2000 + HYBRID_MODELS.indexOf(name);
   switch (name) {
@@ -89,6 +164,12 @@ export function buildHybrid(name: HybridName): Built {
       return qwen3_5(seed);
     case "qwen3_5_q4":
       return qwen3_5(seed, Q4);
+    case "gemma4_text":
+      return gemma4(seed, false);
+    case "gemma4":
+      return gemma4(seed, true);
+    case "gemma4_q4":
+      return gemma4(seed, true, Q4);
   }
 }
 

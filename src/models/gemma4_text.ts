@@ -1,0 +1,353 @@
+// Gemma 4 (text); must agree with mlx-lm 0.32.2 models/gemma4_text.py (the wrapper is gemma4.ts).
+// Sliding and full attention layers with their own head sizes and rope (proportional rope on full
+// layers), q/k RMSNorm and a scale-free v norm, attention scale 1, the last `num_kv_shared_layers` layers
+// reusing the K/V of the last earlier layer of their type, per-layer input embeddings (PLE), a GELU-gated
+// MLP (double width on KV-shared layers when asked), a learned per-layer scalar and a final logit softcap.
+//
+// Where mlxk reads configs differently from mlx-lm (transformers 5 is the reference, see README):
+//   - `per_layer_config` (what transformers 5 writes: per-layer head_dim / num_key_value_heads) is obeyed;
+//     mlx-lm ignores it and takes `global_head_dim` (default 512) for every full layer. Without
+//     per_layer_config both read `global_head_dim` / `num_global_key_value_heads`.
+//   - missing keys take transformers' defaults, not mlx-lm's: final_logit_softcapping none (mlx-lm 30),
+//     use_double_wide_mlp false (mlx-lm true), num_kv_shared_layers 0 (mlx-lm 20), num_key_value_heads 4,
+//     layer_types every 6th full with the last layer forced full (mlx-lm: every 5th).
+import * as v from "valibot";
+import { type KVCache, RotatingKVCache, StandardKVCache } from "../engine/kv-cache.ts";
+import { MlxkError } from "../errors.ts";
+import * as mx from "../mlx/index.ts";
+import { fastRmsNorm, fastScaledDotProductAttention } from "../mlx/kernels.ts";
+import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, type WeightStore } from "./base.ts";
+import { type Embedding, initializeRope, type Linear, rmsNorm, Rope, SplitLinear, Streams } from "./layers.ts";
+
+const RopeParams = v.looseObject({
+  rope_type: v.optional(v.string()),
+  type: v.optional(v.string()),
+  rope_theta: v.optional(v.number()),
+  partial_rotary_factor: v.optional(v.number()),
+  factor: v.optional(v.number()),
+});
+const LayerOverride = v.looseObject({ head_dim: v.optional(int()), num_key_value_heads: v.optional(int()) });
+
+export const textSchema = v.looseObject({
+  hidden_size: int(),
+  num_hidden_layers: int(),
+  intermediate_size: int(),
+  num_attention_heads: int(8),
+  num_key_value_heads: int(4),
+  head_dim: int(256),
+  global_head_dim: v.optional(v.nullable(int())),
+  num_global_key_value_heads: v.optional(v.nullable(int())),
+  per_layer_config: v.optional(v.nullable(v.record(v.string(), LayerOverride))),
+  rms_norm_eps: num(1e-6),
+  vocab_size: int(262144),
+  vocab_size_per_layer_input: int(262144),
+  hidden_size_per_layer_input: v.optional(v.nullable(int()), 256),
+  num_kv_shared_layers: int(0),
+  sliding_window: int(512),
+  sliding_window_pattern: v.optional(int()),
+  layer_types: v.optional(v.nullable(v.array(v.picklist(["sliding_attention", "full_attention"])))),
+  rope_parameters: v.optional(v.nullable(v.looseObject({ sliding_attention: v.optional(RopeParams), full_attention: v.optional(RopeParams) }))),
+  rope_traditional: bool(false),
+  max_position_embeddings: int(131072),
+  attention_k_eq_v: bool(false),
+  final_logit_softcapping: v.optional(v.nullable(v.number()), null),
+  use_double_wide_mlp: bool(false),
+  enable_moe_block: bool(false),
+  hidden_activation: v.optional(v.string(), "gelu_pytorch_tanh"),
+  use_bidirectional_attention: v.optional(v.nullable(v.string()), null),
+  tie_word_embeddings: bool(true),
+});
+
+const DEFAULT_ROPE = {
+  sliding_attention: { rope_type: "default", rope_theta: 10000 },
+  full_attention: { rope_type: "proportional", partial_rotary_factor: 0.25, rope_theta: 1000000 },
+};
+
+export interface LayerSpec {
+  type: "sliding_attention" | "full_attention";
+  headDim: number;
+  kvHeads: number;
+  /** Index of the layer whose K/V this layer attends to (itself unless KV-shared). */
+  kvSource: number;
+  /** MLP width (doubled on KV-shared layers with use_double_wide_mlp). */
+  ffDim: number;
+}
+
+/** Resolve per-layer settings as transformers' Gemma4TextConfig does (per_layer_config, kv_sharing_modes). */
+export function normalizeText(c: v.InferOutput<typeof textSchema>) {
+  const N = c.num_hidden_layers;
+  if (c.use_bidirectional_attention === "all") {
+    throw new MlxkError("unsupported_model", "Gemma 4 with use_bidirectional_attention 'all' is an encoder, not a text generator");
+  }
+  if (c.hidden_activation !== "gelu_pytorch_tanh" && c.hidden_activation !== "gelu_approx") {
+    throw new MlxkError("unsupported_model", `Gemma 4 hidden_activation '${c.hidden_activation}' is not supported`);
+  }
+  if (c.enable_moe_block) throw new MlxkError("unsupported_model", "Gemma 4 MoE checkpoints (enable_moe_block) are not supported yet");
+  let types = c.layer_types ? [...c.layer_types] : null;
+  if (!types) {
+    const p = c.sliding_window_pattern ?? 6;
+    types = Array.from({ length: N }, (_, i) => ((i + 1) % p === 0 ? "full_attention" : "sliding_attention") as LayerSpec["type"]);
+  }
+  if (types.length !== N) throw new MlxkError("unsupported_model", `layer_types has ${types.length} entries for ${N} layers`);
+  types[N - 1] = "full_attention";
+  const rope = { ...DEFAULT_ROPE, ...(c.rope_parameters ?? {}) };
+  const firstShared = N - c.num_kv_shared_layers;
+  const lastOfType = new Map<string, number>();
+  for (let i = 0; i < firstShared; i++) lastOfType.set(types[i]!, i);
+  const layers: LayerSpec[] = types.map((type, i) => {
+    const full = type === "full_attention";
+    const o = c.per_layer_config ? (c.per_layer_config[String(i)] ?? {}) : null;
+    const headDim = o ? (o.head_dim ?? c.head_dim) : full ? (c.global_head_dim ?? 512) : c.head_dim;
+    const kEqV = c.attention_k_eq_v && full;
+    const kvHeads = o ? (o.num_key_value_heads ?? c.num_key_value_heads) : kEqV && c.num_global_key_value_heads ? c.num_global_key_value_heads : c.num_key_value_heads;
+    const shared = i >= firstShared && firstShared > 0;
+    const kvSource = shared ? lastOfType.get(type) : i;
+    if (kvSource === undefined) throw new MlxkError("unsupported_model", `Gemma 4 layer ${i} shares K/V with no earlier ${type} layer`);
+    return { type, headDim, kvHeads, kvSource, ffDim: c.intermediate_size * (c.use_double_wide_mlp && shared ? 2 : 1) };
+  });
+  return { ...c, layers, rope_parameters: rope, hidden_size_per_layer_input: c.hidden_size_per_layer_input ?? 0 };
+}
+
+export const configSchema = v.pipe(textSchema, v.transform(normalizeText));
+export type Gemma4Config = ReturnType<typeof normalizeText>;
+
+export function contextLength(c: Record<string, unknown>): number {
+  return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : 131072;
+}
+
+/** mlx-lm's sanitize: drop rotary buffers, clipping ranges and the K/V projections of KV-shared layers; split fused experts. */
+export function sanitize(w: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array> {
+  const c = config as Gemma4Config;
+  for (const [k, a] of [...w]) {
+    const m = /layers\.(\d+)\.self_attn\.(k_proj|v_proj|k_norm)/.exec(k);
+    const sharedKv = m !== null && c.layers[Number(m[1])]!.kvSource !== Number(m[1]);
+    if (sharedKv || ["self_attn.rotary_emb", "input_max", "input_min", "output_max", "output_min"].some((s) => k.includes(s))) {
+      a.dispose();
+      w.delete(k);
+    }
+  }
+  return w;
+}
+
+/** The K/V a layer attends to, shared with the KV-shared layers after it. */
+interface SharedKv {
+  keys: mx.Array;
+  values: mx.Array;
+  mask: "causal" | mx.Array | undefined;
+  offset: number;
+}
+
+class Attention {
+  readonly q_proj: Linear;
+  readonly k_proj: Linear | null;
+  readonly v_proj: Linear | null;
+  readonly o_proj: Linear;
+  readonly q_norm: mx.Array;
+  readonly k_norm: mx.Array | null;
+
+  constructor(
+    w: WeightStore,
+    p: string,
+    readonly spec: LayerSpec,
+    readonly own: boolean,
+    readonly c: Gemma4Config,
+    readonly rope: Rope,
+  ) {
+    this.q_proj = w.linear(`${p}.q_proj`);
+    this.o_proj = w.linear(`${p}.o_proj`);
+    this.q_norm = w.get(`${p}.q_norm.weight`);
+    const kEqV = c.attention_k_eq_v && spec.type === "full_attention";
+    this.k_proj = own ? w.linear(`${p}.k_proj`) : null;
+    this.v_proj = own && !kEqV ? w.linear(`${p}.v_proj`) : null;
+    this.k_norm = own ? w.get(`${p}.k_norm.weight`) : null;
+  }
+
+  forward(x: mx.Array, cache: KVCache | null, shared: SharedKv | null): [mx.Array, SharedKv] {
+    const [B, L] = x.shape as [number, number];
+    const { headDim: D, kvHeads } = this.spec;
+    const eps = this.c.rms_norm_eps;
+    let kv: SharedKv;
+    if (this.own) {
+      const c = cache!;
+      const k0 = mx.reshape(this.k_proj!.forward(x), [B, L, kvHeads, D]);
+      const v0 = this.v_proj ? mx.reshape(this.v_proj.forward(x), [B, L, kvHeads, D]) : k0;
+      const offset = c.offset;
+      const k = this.rope.forward(mx.transpose(rmsNorm(k0, this.k_norm!, eps), [0, 2, 1, 3]), offset);
+      const vals = mx.transpose(fastRmsNorm(v0, null, eps), [0, 2, 1, 3]);
+      const mask = c.makeMask(L);
+      const [keys, values] = c.updateAndFetch(k, vals);
+      kv = { keys, values, mask, offset };
+    } else {
+      kv = shared!;
+    }
+    const q = this.rope.forward(mx.transpose(rmsNorm(mx.reshape(this.q_proj.forward(x), [B, L, -1, D]), this.q_norm, eps), [0, 2, 1, 3]), kv.offset);
+    const o = fastScaledDotProductAttention(q, kv.keys, kv.values, { scale: 1, mask: kv.mask ?? null });
+    return [this.o_proj.forward(mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1])), kv];
+  }
+}
+
+class DecoderLayer {
+  readonly self_attn: Attention;
+  readonly gate_proj: Linear;
+  readonly up_proj: Linear;
+  readonly down_proj: Linear;
+  readonly norms: Record<"input" | "postAttn" | "preFf" | "postFf", mx.Array>;
+  readonly per_layer_input_gate: Linear | null;
+  readonly per_layer_projection: Linear | null;
+  readonly post_per_layer_input_norm: mx.Array | null;
+  readonly layer_scalar: mx.Array | null;
+
+  constructor(
+    w: WeightStore,
+    p: string,
+    readonly spec: LayerSpec,
+    own: boolean,
+    readonly c: Gemma4Config,
+    rope: Rope,
+    readonly streams: Streams,
+  ) {
+    this.self_attn = new Attention(w, `${p}.self_attn`, spec, own, c, rope);
+    this.gate_proj = w.linear(`${p}.mlp.gate_proj`);
+    this.up_proj = w.linear(`${p}.mlp.up_proj`);
+    this.down_proj = w.linear(`${p}.mlp.down_proj`);
+    this.norms = {
+      input: w.get(`${p}.input_layernorm.weight`),
+      postAttn: w.get(`${p}.post_attention_layernorm.weight`),
+      preFf: w.get(`${p}.pre_feedforward_layernorm.weight`),
+      postFf: w.get(`${p}.post_feedforward_layernorm.weight`),
+    };
+    const ple = c.hidden_size_per_layer_input > 0;
+    this.per_layer_input_gate = ple ? w.linear(`${p}.per_layer_input_gate`) : null;
+    this.per_layer_projection = ple ? w.linear(`${p}.per_layer_projection`) : null;
+    this.post_per_layer_input_norm = ple ? w.get(`${p}.post_per_layer_input_norm.weight`) : null;
+    this.layer_scalar = w.opt(`${p}.layer_scalar`);
+  }
+
+  forward(x: mx.Array, cache: KVCache | null, shared: SharedKv | null, perLayerInput: mx.Array | null): [mx.Array, SharedKv] {
+    const eps = this.c.rms_norm_eps;
+    const [a, kv] = this.self_attn.forward(rmsNorm(x, this.norms.input, eps), cache, shared);
+    let h = mx.add(x, rmsNorm(a, this.norms.postAttn, eps));
+    const n = rmsNorm(h, this.norms.preFf, eps);
+    const [g, u] = this.streams.pair(
+      () => this.gate_proj.forward(n),
+      () => this.up_proj.forward(n),
+    );
+    h = mx.add(h, rmsNorm(this.down_proj.forward(mx.multiply(mx.geluApprox(g), u)), this.norms.postFf, eps));
+    if (this.per_layer_input_gate && perLayerInput) {
+      const gate = mx.multiply(mx.geluApprox(this.per_layer_input_gate.forward(h)), perLayerInput);
+      h = mx.add(h, rmsNorm(this.per_layer_projection!.forward(gate), this.post_per_layer_input_norm!, eps));
+    }
+    if (this.layer_scalar) h = mx.multiply(h, this.layer_scalar);
+    return [h, kv];
+  }
+}
+
+export class Model implements LanguageModel {
+  readonly embed_tokens: Embedding;
+  readonly embed_tokens_per_layer: Embedding | null;
+  readonly per_layer_model_projection: Linear | null;
+  readonly per_layer_projection_norm: mx.Array | null;
+  readonly layers: DecoderLayer[];
+  readonly norm: mx.Array;
+  readonly lm_head: SplitLinear;
+  readonly #ropes: Rope[] = [];
+
+  /** `prefix`: where the text model's weights sit ("model" for gemma4_text, "language_model.model" in the wrapper). */
+  constructor(
+    readonly c: Gemma4Config,
+    w: WeightStore,
+    ctx: ModelContext,
+    prefix = "model",
+    headKey = "lm_head",
+  ) {
+    const streams = new Streams(ctx.streams);
+    const ropeFor = new Map<string, Rope>();
+    const rope = (s: LayerSpec): Rope => {
+      const key = `${s.type}:${s.headDim}`;
+      let r = ropeFor.get(key);
+      if (!r) {
+        r = makeRope(c, s);
+        ropeFor.set(key, r);
+        this.#ropes.push(r);
+      }
+      return r;
+    };
+    this.embed_tokens = w.embedding(`${prefix}.embed_tokens`);
+    const ple = c.hidden_size_per_layer_input > 0;
+    this.embed_tokens_per_layer = ple ? w.embedding(`${prefix}.embed_tokens_per_layer`) : null;
+    this.per_layer_model_projection = ple ? w.linear(`${prefix}.per_layer_model_projection`) : null;
+    this.per_layer_projection_norm = ple ? w.get(`${prefix}.per_layer_projection_norm.weight`) : null;
+    this.layers = c.layers.map((s, i) => new DecoderLayer(w, `${prefix}.layers.${i}`, s, s.kvSource === i, c, rope(s), streams));
+    this.norm = w.get(`${prefix}.norm.weight`);
+    const head = c.tie_word_embeddings || !w.has(`${headKey}.weight`) ? this.embed_tokens.asLinear() : w.linear(headKey);
+    this.lm_head = new SplitLinear(head, streams);
+  }
+
+  get numLayers(): number {
+    return this.layers.length;
+  }
+
+  /** Caches only for the layers that own K/V (KV-shared layers read their source's). */
+  makeCache(): LayerCache[] {
+    return this.c.layers
+      .filter((s, i) => s.kvSource === i)
+      .map((s) => (s.type === "full_attention" ? new StandardKVCache() : new RotatingKVCache(this.c.sliding_window)));
+  }
+
+  #perLayerInputs(ids: mx.Array, h: mx.Array): mx.Array | null {
+    if (!this.embed_tokens_per_layer) return null;
+    const c = this.c;
+    const [B, L] = ids.shape as [number, number];
+    const P = c.hidden_size_per_layer_input;
+    const tok = mx.reshape(mx.multiply(this.embed_tokens_per_layer.forward(ids), P ** 0.5), [B, L, c.num_hidden_layers, P]);
+    const proj = mx.reshape(mx.multiply(this.per_layer_model_projection!.forward(h), c.hidden_size ** -0.5), [B, L, c.num_hidden_layers, P]);
+    return mx.multiply(mx.add(rmsNorm(proj, this.per_layer_projection_norm!, c.rms_norm_eps), tok), 2 ** -0.5);
+  }
+
+  hidden(inputs: mx.Array, cache: LayerCache[]): mx.Array {
+    let h = mx.multiply(this.embed_tokens.forward(inputs), this.c.hidden_size ** 0.5);
+    const pli = this.#perLayerInputs(inputs, h);
+    const kvs: (SharedKv | null)[] = [];
+    let ci = 0;
+    this.layers.forEach((layer, i) => {
+      const own = layer.spec.kvSource === i;
+      const c = own ? (cache[ci++] as KVCache) : null;
+      const input = pli ? mx.squeeze(mx.sliceAxis(pli, 2, i, i + 1), 2) : null;
+      const [out, kv] = layer.forward(h, c, own ? null : kvs[layer.spec.kvSource]!, input);
+      h = out;
+      kvs.push(kv);
+    });
+    return rmsNorm(h, this.norm, this.c.rms_norm_eps);
+  }
+
+  logits(h: mx.Array): mx.Array {
+    const out = this.lm_head.forward(h);
+    const cap = this.c.final_logit_softcapping;
+    return cap ? mx.multiply(mx.tanh(mx.divide(out, cap)), cap) : out;
+  }
+
+  [Symbol.dispose](): void {
+    for (const r of this.#ropes) r.dispose();
+    for (const a of this.lm_head.owned()) a.dispose();
+  }
+}
+
+/** The layer type's rope over its head size: default / linear / …, or proportional (unrotated tail). */
+function makeRope(c: Gemma4Config, s: LayerSpec): Rope {
+  const p = (c.rope_parameters as Record<string, v.InferOutput<typeof RopeParams> | undefined>)[s.type] ?? {};
+  const type = p.rope_type ?? p.type ?? "default";
+  const base = p.rope_theta ?? 10000;
+  if (type !== "proportional") {
+    return initializeRope({ dims: s.headDim, base, traditional: c.rope_traditional, scaling: p, maxPositionEmbeddings: c.max_position_embeddings });
+  }
+  // Rotate the first partial·D dims' frequencies; the rest get an infinite wavelength (no rotation).
+  const rotated = Math.floor(s.headDim * (p.partial_rotary_factor ?? 1));
+  const factor = p.factor ?? 1;
+  const freqs = new Float32Array(s.headDim / 2).fill(Number.POSITIVE_INFINITY);
+  for (let i = 0; i < rotated / 2; i++) freqs[i] = factor * Math.fround(base ** Math.fround((2 * i) / s.headDim));
+  return new Rope(s.headDim, { traditional: c.rope_traditional, freqs });
+}
+
+export function createModel(config: Record<string, unknown>, w: WeightStore, ctx: ModelContext): LanguageModel {
+  return new Model(config as Gemma4Config, w, ctx);
+}
