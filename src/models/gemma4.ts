@@ -3,28 +3,17 @@
 // refuses image and audio content parts for every model until vision lands).
 //
 // Where mlxk differs from mlx-lm (transformers 5 is the reference, see README): the vocabulary size is
-// text_config's (mlx-lm overwrites it with the top-level `vocab_size`, default 262144), missing text
-// keys take transformers' defaults (mlx-lm's wrapper fills num_key_value_heads 1), and the top-level
-// `tie_word_embeddings` (what Gemma4ForConditionalGeneration ties by) wins over text_config's.
+// text_config's (mlx-lm overwrites it with the top-level `vocab_size`, default 262144), and missing text
+// keys take transformers' defaults (mlx-lm's wrapper fills num_key_value_heads 1).
 import * as v from "valibot";
 import type * as mx from "../mlx/index.ts";
 import type { LanguageModel, ModelContext, WeightStore } from "./base.ts";
-import { type Gemma4Config, Model, normalizeText, sanitize as sanitizeText, textSchema } from "./gemma4_text.ts";
+import type { NormalizeOptions } from "./config.ts";
+import { configOptions as textOptions, type Gemma4Config, Model, normalizeText, sanitize as sanitizeText, textSchema } from "./gemma4_text.ts";
 
-export const configSchema = v.pipe(
-  v.looseObject({
-    text_config: v.optional(v.looseObject({})),
-    vocab_size: v.optional(v.number()),
-    tie_word_embeddings: v.optional(v.boolean()),
-  }),
-  v.transform((c) => {
-    const t = (c.text_config ?? {}) as Record<string, unknown>;
-    const text = { ...t, vocab_size: t.vocab_size ?? c.vocab_size, tie_word_embeddings: c.tie_word_embeddings ?? t.tie_word_embeddings };
-    return text as v.InferInput<typeof textSchema>;
-  }),
-  textSchema,
-  v.transform(normalizeText),
-);
+/** The normaliser hoists text_config over the top level (text_config's vocab_size wins, as in transformers). */
+export const configOptions: NormalizeOptions = { ...textOptions, textConfig: true };
+export const configSchema = v.pipe(textSchema, v.transform(normalizeText));
 
 export { contextLength } from "./gemma4_text.ts";
 

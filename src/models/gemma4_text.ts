@@ -12,19 +12,22 @@
 //     use_double_wide_mlp false (mlx-lm true), num_kv_shared_layers 0 (mlx-lm 20), num_key_value_heads 4,
 //     layer_types every 6th full with the last layer forced full (mlx-lm: every 5th).
 import * as v from "valibot";
-import { type KVCache, RotatingKVCache, StandardKVCache } from "../engine/kv-cache.ts";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { fastRmsNorm, fastScaledDotProductAttention } from "../mlx/kernels.ts";
 import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, type WeightStore } from "./base.ts";
-import { type Embedding, initializeRope, type Linear, rmsNorm, Rope, SplitLinear, Streams } from "./layers.ts";
+import { type KVCache, RotatingKVCache, StandardKVCache } from "./cache.ts";
+import type { LayerRope, NormalizeOptions, RopeScaling } from "./config.ts";
+import { type Embedding, type Linear, rmsNorm, SplitLinear, Streams } from "./layers.ts";
+import { initializeRope, type RopeLayer as Rope } from "./rope.ts";
 
-const RopeParams = v.looseObject({
-  rope_type: v.optional(v.string()),
-  type: v.optional(v.string()),
+/** The normaliser reads both rope spellings into rope_by_layer_type and derives layer_types from a pattern. */
+export const configOptions: NormalizeOptions = { perLayerRope: true, slidingWindowPattern: true, activations: ["gelu_pytorch_tanh"] };
+
+const LayerRopeSchema = v.looseObject({
   rope_theta: v.optional(v.number()),
+  rope_scaling: v.nullable(v.looseObject({ rope_type: v.string() })),
   partial_rotary_factor: v.optional(v.number()),
-  factor: v.optional(v.number()),
 });
 const LayerOverride = v.looseObject({ head_dim: v.optional(int()), num_key_value_heads: v.optional(int()) });
 
@@ -46,21 +49,22 @@ export const textSchema = v.looseObject({
   sliding_window: int(512),
   sliding_window_pattern: v.optional(int()),
   layer_types: v.optional(v.nullable(v.array(v.picklist(["sliding_attention", "full_attention"])))),
-  rope_parameters: v.optional(v.nullable(v.looseObject({ sliding_attention: v.optional(RopeParams), full_attention: v.optional(RopeParams) }))),
+  rope_parameters: v.optional(v.unknown()),
+  rope_by_layer_type: v.optional(v.record(v.string(), LayerRopeSchema)),
   rope_traditional: bool(false),
   max_position_embeddings: int(131072),
   attention_k_eq_v: bool(false),
   final_logit_softcapping: v.optional(v.nullable(v.number()), null),
   use_double_wide_mlp: bool(false),
   enable_moe_block: bool(false),
-  hidden_activation: v.optional(v.string(), "gelu_pytorch_tanh"),
   use_bidirectional_attention: v.optional(v.nullable(v.string()), null),
   tie_word_embeddings: bool(true),
 });
 
-const DEFAULT_ROPE = {
-  sliding_attention: { rope_type: "default", rope_theta: 10000 },
-  full_attention: { rope_type: "proportional", partial_rotary_factor: 0.25, rope_theta: 1000000 },
+/** transformers' Gemma4TextConfig rope when the config has no rope_parameters. */
+const DEFAULT_ROPE: Record<string, LayerRope> = {
+  sliding_attention: { rope_theta: 10000, rope_scaling: null },
+  full_attention: { rope_theta: 1000000, rope_scaling: { rope_type: "proportional" }, partial_rotary_factor: 0.25 },
 };
 
 export interface LayerSpec {
@@ -79,9 +83,6 @@ export function normalizeText(c: v.InferOutput<typeof textSchema>) {
   if (c.use_bidirectional_attention === "all") {
     throw new MlxkError("unsupported_model", "Gemma 4 with use_bidirectional_attention 'all' is an encoder, not a text generator");
   }
-  if (c.hidden_activation !== "gelu_pytorch_tanh" && c.hidden_activation !== "gelu_approx") {
-    throw new MlxkError("unsupported_model", `Gemma 4 hidden_activation '${c.hidden_activation}' is not supported`);
-  }
   if (c.enable_moe_block) throw new MlxkError("unsupported_model", "Gemma 4 MoE checkpoints (enable_moe_block) are not supported yet");
   let types = c.layer_types ? [...c.layer_types] : null;
   if (!types) {
@@ -90,7 +91,7 @@ export function normalizeText(c: v.InferOutput<typeof textSchema>) {
   }
   if (types.length !== N) throw new MlxkError("unsupported_model", `layer_types has ${types.length} entries for ${N} layers`);
   types[N - 1] = "full_attention";
-  const rope = { ...DEFAULT_ROPE, ...(c.rope_parameters ?? {}) };
+  const rope: Record<string, LayerRope> = c.rope_parameters == null ? DEFAULT_ROPE : { ...DEFAULT_ROPE, ...(c.rope_by_layer_type as Record<string, LayerRope>) };
   const firstShared = N - c.num_kv_shared_layers;
   const lastOfType = new Map<string, number>();
   for (let i = 0; i < firstShared; i++) lastOfType.set(types[i]!, i);
@@ -105,7 +106,7 @@ export function normalizeText(c: v.InferOutput<typeof textSchema>) {
     if (kvSource === undefined) throw new MlxkError("unsupported_model", `Gemma 4 layer ${i} shares K/V with no earlier ${type} layer`);
     return { type, headDim, kvHeads, kvSource, ffDim: c.intermediate_size * (c.use_double_wide_mlp && shared ? 2 : 1) };
   });
-  return { ...c, layers, rope_parameters: rope, hidden_size_per_layer_input: c.hidden_size_per_layer_input ?? 0 };
+  return { ...c, layers, rope_by_layer_type: rope, hidden_size_per_layer_input: c.hidden_size_per_layer_input ?? 0 };
 }
 
 export const configSchema = v.pipe(textSchema, v.transform(normalizeText));
@@ -332,20 +333,17 @@ export class Model implements LanguageModel {
   }
 }
 
-/** The layer type's rope over its head size: default / linear / …, or proportional (unrotated tail). */
+/** The layer type's rope over its whole head (proportional rope rotates only part of its frequencies). */
 function makeRope(c: Gemma4Config, s: LayerSpec): Rope {
-  const p = (c.rope_parameters as Record<string, v.InferOutput<typeof RopeParams> | undefined>)[s.type] ?? {};
-  const type = p.rope_type ?? p.type ?? "default";
-  const base = p.rope_theta ?? 10000;
-  if (type !== "proportional") {
-    return initializeRope({ dims: s.headDim, base, traditional: c.rope_traditional, scaling: p, maxPositionEmbeddings: c.max_position_embeddings });
-  }
-  // Rotate the first partial·D dims' frequencies; the rest get an infinite wavelength (no rotation).
-  const rotated = Math.floor(s.headDim * (p.partial_rotary_factor ?? 1));
-  const factor = p.factor ?? 1;
-  const freqs = new Float32Array(s.headDim / 2).fill(Number.POSITIVE_INFINITY);
-  for (let i = 0; i < rotated / 2; i++) freqs[i] = factor * Math.fround(base ** Math.fround((2 * i) / s.headDim));
-  return new Rope(s.headDim, { traditional: c.rope_traditional, freqs });
+  const r = c.rope_by_layer_type[s.type] ?? { rope_scaling: null };
+  return initializeRope({
+    dims: s.headDim,
+    base: r.rope_theta ?? 10000,
+    traditional: c.rope_traditional,
+    scaling: r.rope_scaling as RopeScaling | null,
+    maxPositionEmbeddings: c.max_position_embeddings,
+    partialRotaryFactor: r.partial_rotary_factor,
+  });
 }
 
 export function createModel(config: Record<string, unknown>, w: WeightStore, ctx: ModelContext): LanguageModel {

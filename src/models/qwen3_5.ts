@@ -4,78 +4,59 @@
 // (a KV cache). The text path of the multimodal wrapper: weights sit under `language_model.` (MLX) or
 // `model.language_model.` (transformers); vision tensors are dropped.
 //
-// Where mlxk reads configs differently from mlx-lm (transformers is the reference, see README):
-//   - `layer_types` (what transformers 5 writes and its model obeys) decides linear vs full layers;
-//     mlx-lm only reads `full_attention_interval`. Without `layer_types` both use the interval.
-//   - the wrapper's top-level `tie_word_embeddings` wins over text_config's (transformers ties from the
-//     top-level config of Qwen3_5ForConditionalGeneration; mlx-lm reads text_config only).
+// Where mlxk reads configs differently from mlx-lm (transformers is the reference, see README): `layer_types`
+// (what transformers 5 writes and its model obeys) decides linear vs full layers; mlx-lm only reads
+// `full_attention_interval`. Without `layer_types` both use the interval. Both rope spellings are read
+// (config.ts); mlx-lm ignores a top-level rope_theta.
 import * as v from "valibot";
-import { StandardKVCache, type KVCache } from "../engine/kv-cache.ts";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { ArraysCache } from "./arrays_cache.ts";
-import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, type WeightStore } from "./base.ts";
+import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
+import { type KVCache, StandardKVCache } from "./cache.ts";
+import type { NormalizeOptions, RopeScaling } from "./config.ts";
 import { depthwiseConv1d, gatedDeltaUpdate, normalizeQk } from "./gated_delta.ts";
-import { DecoderModel, type Embedding, initializeRope, type Linear, rmsNorm, type Rope, SplitLinear, Streams } from "./layers.ts";
+import { DecoderModel, type Embedding, type Linear, rmsNorm, SplitLinear, Streams } from "./layers.ts";
+import { initializeRope, type RopeLayer as Rope } from "./rope.ts";
 import { Qwen3NextAttention, Qwen3NextMLP, rmsNormGated } from "./qwen3_next.ts";
 
-const RopeParams = v.looseObject({
-  type: v.optional(v.string()),
-  rope_type: v.optional(v.string()),
-  rope_theta: v.optional(v.number()),
-  partial_rotary_factor: v.optional(v.number()),
-});
+/** The normaliser hoists a wrapper's text_config and reads both rope spellings (rope_parameters / rope_theta). */
+export const configOptions: NormalizeOptions = { textConfig: true, layerTypes: ["linear_attention", "full_attention"], activations: ["silu"] };
 
-const TextConfig = v.looseObject({
-  hidden_size: int(),
-  num_hidden_layers: int(),
-  intermediate_size: int(0),
-  num_attention_heads: int(),
-  num_key_value_heads: int(),
-  head_dim: v.optional(v.nullable(int())),
-  rms_norm_eps: num(1e-6),
-  vocab_size: int(),
-  max_position_embeddings: int(131072),
-  linear_num_value_heads: int(),
-  linear_num_key_heads: int(),
-  linear_key_head_dim: int(),
-  linear_value_head_dim: int(),
-  linear_conv_kernel_dim: int(4),
-  tie_word_embeddings: v.optional(v.boolean()),
-  full_attention_interval: int(4),
-  layer_types: v.optional(v.nullable(v.array(v.picklist(["linear_attention", "full_attention"])))),
-  num_experts: int(0),
-  num_experts_per_tok: int(0),
-  shared_expert_intermediate_size: int(0),
-  moe_intermediate_size: int(0),
-  norm_topk_prob: bool(true),
-  rope_parameters: v.optional(v.nullable(RopeParams)),
-  rope_theta: v.optional(v.number()),
-  partial_rotary_factor: v.optional(v.number()),
-});
-
-/** The multimodal wrapper's text_config, or the config itself when there is none (as mlx-lm's ModelArgs). */
 export const configSchema = v.pipe(
-  v.looseObject({ text_config: v.optional(v.looseObject({})), tie_word_embeddings: v.optional(v.boolean()) }),
-  v.transform((c) => (c.text_config ? { ...c.text_config, tie_word_embeddings: c.tie_word_embeddings ?? c.text_config.tie_word_embeddings } : c)),
-  TextConfig,
-  v.transform((c) => {
-    const rp = c.rope_parameters ?? null;
-    const type = rp?.type ?? rp?.rope_type ?? "default";
-    const layerTypes =
-      c.layer_types ?? Array.from({ length: c.num_hidden_layers }, (_, i) => ((i + 1) % c.full_attention_interval === 0 ? "full_attention" : "linear_attention"));
-    return {
-      ...c,
-      head_dim: c.head_dim ?? Math.floor(c.hidden_size / c.num_attention_heads),
-      tie_word_embeddings: c.tie_word_embeddings ?? false,
-      rope_theta: rp?.rope_theta ?? c.rope_theta ?? 100000,
-      partial_rotary_factor: rp?.partial_rotary_factor ?? c.partial_rotary_factor ?? 0.25,
-      // Multimodal rope (mrope) with text-only positions is the plain rope: every section sees the same position.
-      rope_scaling: rp && type !== "mrope" ? { ...rp, type } : null,
-      layer_types: layerTypes,
-    };
+  v.looseObject({
+    hidden_size: int(),
+    num_hidden_layers: int(),
+    intermediate_size: int(0),
+    num_attention_heads: int(),
+    num_key_value_heads: int(),
+    head_dim: v.optional(int()),
+    rms_norm_eps: num(1e-6),
+    vocab_size: int(),
+    max_position_embeddings: int(131072),
+    linear_num_value_heads: int(),
+    linear_num_key_heads: int(),
+    linear_key_head_dim: int(),
+    linear_value_head_dim: int(),
+    linear_conv_kernel_dim: int(4),
+    tie_word_embeddings: bool(false),
+    full_attention_interval: int(4),
+    layer_types: v.optional(v.nullable(v.array(v.picklist(["linear_attention", "full_attention"])))),
+    num_experts: int(0),
+    num_experts_per_tok: int(0),
+    shared_expert_intermediate_size: int(0),
+    moe_intermediate_size: int(0),
+    norm_topk_prob: bool(true),
+    rope_theta: num(100000),
+    partial_rotary_factor: num(0.25),
+    rope_scaling: ropeScaling,
   }),
-  v.check((c) => c.layer_types.length === c.num_hidden_layers, "layer_types must have one entry per layer (num_hidden_layers)"),
+  v.transform((c) => ({
+    ...c,
+    head_dim: c.head_dim ?? Math.floor(c.hidden_size / c.num_attention_heads),
+    layer_types:
+      c.layer_types ?? Array.from({ length: c.num_hidden_layers }, (_, i) => ((i + 1) % c.full_attention_interval === 0 ? "full_attention" : "linear_attention")),
+  })),
   v.check((c) => c.linear_num_value_heads % c.linear_num_key_heads === 0, "linear_num_value_heads must be a multiple of linear_num_key_heads"),
 );
 export type Qwen3_5Config = v.InferOutput<typeof configSchema>;
@@ -242,7 +223,7 @@ export class Model extends DecoderModel implements LanguageModel {
     this.rope = initializeRope({
       dims: Math.floor(c.head_dim * c.partial_rotary_factor),
       base: c.rope_theta,
-      scaling: c.rope_scaling,
+      scaling: c.rope_scaling as RopeScaling | null,
       maxPositionEmbeddings: c.max_position_embeddings,
     });
     const m = "language_model.model";

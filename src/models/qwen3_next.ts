@@ -1,10 +1,11 @@
 // Qwen3-Next building blocks; must agree with mlx-lm 0.32.2 models/qwen3_next.py. Qwen3.5 (qwen3_5.ts)
 // reuses them as mlx-lm does: the gated full attention (q_proj yields queries and a sigmoid output gate
 // per head, q/k RMSNorm, partial rotary), the SwiGLU MLP, and the gated RMSNorm after the delta rule.
-import type { KVCache } from "../engine/kv-cache.ts";
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
-import { attend, type Linear, rmsNorm, type Rope, type Streams, swiglu } from "./layers.ts";
+import type { KVCache } from "./cache.ts";
+import { attend, type Linear, rmsNorm, type Streams, swiglu } from "./layers.ts";
+import type { RopeLayer as Rope } from "./rope.ts";
 
 export interface AttentionShape {
   num_attention_heads: number;
