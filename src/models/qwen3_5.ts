@@ -18,7 +18,7 @@ import type { NormalizeOptions, RopeScaling } from "./config.ts";
 import { depthwiseConv1d, gatedDeltaUpdate, normalizeQk } from "./gated_delta.ts";
 import { DecoderModel, type Embedding, type Linear, rmsNorm, SplitLinear, Streams } from "./layers.ts";
 import { initializeRope, type RopeLayer as Rope } from "./rope.ts";
-import { Qwen3NextAttention, Qwen3NextMLP, rmsNormGated } from "./qwen3_next.ts";
+import { Qwen3NextAttention, Qwen3NextMLP, Qwen3NextSparseMoeBlock, rmsNormGated } from "./qwen3_next.ts";
 
 /** The normaliser hoists a wrapper's text_config and reads both rope spellings (rope_parameters / rope_theta). */
 export const configOptions: NormalizeOptions = { textConfig: true, layerTypes: ["linear_attention", "full_attention"], activations: ["silu"] };
@@ -215,7 +215,7 @@ export class Model extends DecoderModel implements LanguageModel {
     readonly c: Qwen3_5Config,
     w: WeightStore,
     ctx: ModelContext,
-    mlp: MlpFactory = (ws, p) => new Qwen3NextMLP(ws, p),
+    mlp: MlpFactory = (ws, p) => (c.num_experts > 0 ? new Qwen3NextSparseMoeBlock(ws, p, c) : new Qwen3NextMLP(ws, p)),
   ) {
     super();
     this.normEps = c.rms_norm_eps;

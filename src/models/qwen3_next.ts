@@ -1,11 +1,13 @@
 // Qwen3-Next building blocks; must agree with mlx-lm 0.32.2 models/qwen3_next.py. Qwen3.5 (qwen3_5.ts)
 // reuses them as mlx-lm does: the gated full attention (q_proj yields queries and a sigmoid output gate
-// per head, q/k RMSNorm, partial rotary), the SwiGLU MLP, and the gated RMSNorm after the delta rule.
+// per head, q/k RMSNorm, partial rotary), the SwiGLU MLP, the gated RMSNorm after the delta rule, and the
+// sparse MoE block with a gated shared expert (qwen3_5_moe).
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
 import type { KVCache } from "./cache.ts";
 import { attend, type Linear, rmsNorm, type Streams, swiglu } from "./layers.ts";
 import type { RopeLayer as Rope } from "./rope.ts";
+import { combine, softmaxTopK, SwitchGLU } from "./switch_layers.ts";
 
 export interface AttentionShape {
   num_attention_heads: number;
@@ -76,5 +78,40 @@ export class Qwen3NextMLP {
       () => this.up_proj.forward(x),
     );
     return this.down_proj.forward(swiglu(g, u));
+  }
+}
+
+export interface MoeShape {
+  num_experts: number;
+  num_experts_per_tok: number;
+  norm_topk_prob: boolean;
+}
+
+/**
+ * Qwen3NextSparseMoeBlock: softmax router, top-k (renormalised), SwiGLU experts, plus a shared expert
+ * scaled by a sigmoid gate.
+ */
+export class Qwen3NextSparseMoeBlock {
+  readonly gate: Linear;
+  readonly switch_mlp: SwitchGLU;
+  readonly shared_expert: Qwen3NextMLP;
+  readonly shared_expert_gate: Linear;
+
+  constructor(
+    w: WeightStore,
+    p: string,
+    readonly c: MoeShape,
+  ) {
+    this.gate = w.linear(`${p}.gate`);
+    this.switch_mlp = new SwitchGLU(w, `${p}.switch_mlp`, swiglu);
+    this.shared_expert = new Qwen3NextMLP(w, `${p}.shared_expert`);
+    this.shared_expert_gate = w.linear(`${p}.shared_expert_gate`);
+  }
+
+  forward(x: mx.Array, streams: Streams): mx.Array {
+    const { indices, weights } = softmaxTopK(this.gate.forward(x), this.c.num_experts_per_tok, this.c.norm_topk_prob);
+    const y = combine(this.switch_mlp.forward(x, indices), weights);
+    const shared = mx.multiply(mx.sigmoid(this.shared_expert_gate.forward(x)), this.shared_expert.forward(x, streams));
+    return mx.add(y, shared);
   }
 }

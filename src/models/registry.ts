@@ -19,6 +19,8 @@ const MODELS: Record<string, Loader> = {
   qwen3_5: () => import("./qwen3_5.ts"),
   // transformers' text-only Qwen3_5ForCausalLM checkpoints (mlx-lm has no row for them).
   qwen3_5_text: () => import("./qwen3_5.ts"),
+  qwen3_5_moe: () => import("./qwen3_5_moe.ts"),
+  qwen3_5_moe_text: () => import("./qwen3_5_moe.ts"),
   gemma4: () => import("./gemma4.ts"),
   gemma4_text: () => import("./gemma4_text.ts"),
 };

@@ -5,8 +5,11 @@
  */
 import { type Built, Gen, H, Q4, type Quant, quantize, VOCAB, writeBuilt } from "./tiny-models.ts";
 
-export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4";
-export const HYBRID_MODELS: readonly HybridName[] = ["qwen3_5", "qwen3_5_q4", "gemma4_text", "gemma4", "gemma4_q4"];
+export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4";
+export const HYBRID_MODELS: readonly HybridName[] = ["qwen3_5", "qwen3_5_q4", "gemma4_text", "gemma4", "gemma4_q4", "qwen3_5_moe", "qwen3_5_moe_q4"];
+
+/** mlx-lm's quant_predicate for qwen3_5 MoE: router and shared-expert gate at 8 bits, group 64. */
+const Q8_64: Quant = { mode: "affine", bits: 8, groupSize: 64 };
 
 /** A float Linear, or quantized when `q` is set and the input size divides into groups (mlx-lm's predicate). */
 function lin(g: Gen, prefix: string, out: number, inp: number, q?: Quant): void {
@@ -19,12 +22,21 @@ function embed(g: Gen, prefix: string, rows: number, dim: number, scale: number,
   if (q && dim % q.groupSize === 0) Object.assign(g.t, quantize(prefix, g.t[`${prefix}.weight`]!.data as Float32Array, [rows, dim], q, () => 0));
 }
 
-function qwen3_5(seed: number, q?: Quant): Built {
+/** Stacked expert weights [E, out, in] (quantized like lin()). */
+function experts(g: Gen, prefix: string, e: number, out: number, inp: number, q?: Quant): void {
+  const w = g.uniform([e, out, inp], Math.sqrt(3 / inp));
+  if (q) Object.assign(g.t, quantize(prefix, w, [e, out, inp], q, () => 0));
+  else g.t[`${prefix}.weight`] = { dtype: "F32", shape: [e, out, inp], data: w };
+}
+
+function qwen3_5(seed: number, q?: Quant, moe = false): Built {
   const g = new Gen(seed);
   const layers = 4;
   const [heads, kv, hd, ff] = [4, 2, 16, 128];
   const [hk, hv, dk, dv, kconv] = [2, 4, 16, 16, 4];
   const convDim = 2 * hk * dk + hv * dv;
+  const [nExperts, topK, moeFf, sharedFf] = [4, 2, 32, 48];
+  const overrides: Record<string, unknown> = {};
   const m = "language_model.model";
   g.float(`${m}.embed_tokens.weight`, [VOCAB, H], 1);
   if (q) Object.assign(g.t, quantize(`${m}.embed_tokens`, g.t[`${m}.embed_tokens.weight`]!.data as Float32Array, [VOCAB, H], q, () => 0));
@@ -53,9 +65,20 @@ function qwen3_5(seed: number, q?: Quant): Built {
       g.norm(`${a}.q_norm`, hd);
       g.norm(`${a}.k_norm`, hd);
     }
-    lin(g, `${p}.mlp.gate_proj`, ff, H, q);
-    lin(g, `${p}.mlp.up_proj`, ff, H, q);
-    lin(g, `${p}.mlp.down_proj`, H, ff, q);
+    if (moe) {
+      lin(g, `${p}.mlp.gate`, nExperts, H, q && Q8_64);
+      lin(g, `${p}.mlp.shared_expert_gate`, 1, H, q && Q8_64);
+      if (q) for (const n of ["gate", "shared_expert_gate"]) overrides[`${p}.mlp.${n}`] = { group_size: 64, bits: 8 };
+      for (const n of ["gate_proj", "up_proj"]) experts(g, `${p}.mlp.switch_mlp.${n}`, nExperts, moeFf, H, q);
+      experts(g, `${p}.mlp.switch_mlp.down_proj`, nExperts, H, moeFf, q);
+      lin(g, `${p}.mlp.shared_expert.gate_proj`, sharedFf, H, q);
+      lin(g, `${p}.mlp.shared_expert.up_proj`, sharedFf, H, q);
+      lin(g, `${p}.mlp.shared_expert.down_proj`, H, sharedFf, q);
+    } else {
+      lin(g, `${p}.mlp.gate_proj`, ff, H, q);
+      lin(g, `${p}.mlp.up_proj`, ff, H, q);
+      lin(g, `${p}.mlp.down_proj`, H, ff, q);
+    }
     g.norm(`${p}.input_layernorm`, H);
     g.norm(`${p}.post_attention_layernorm`, H);
   }
@@ -81,10 +104,12 @@ function qwen3_5(seed: number, q?: Quant): Built {
     rope_parameters: { rope_type: "default", rope_theta: 10000, partial_rotary_factor: 0.25, mrope_section: [1, 1, 0], mrope_interleaved: true },
     tie_word_embeddings: false,
   };
+  if (moe) Object.assign(text, { num_experts: nExperts, num_experts_per_tok: topK, moe_intermediate_size: moeFf, shared_expert_intermediate_size: sharedFf });
+  const modelType = moe ? "qwen3_5_moe" : "qwen3_5";
   // The float model uses the transformers-5 spelling (wrapper + layer_types), the quantized one mlx-lm's flat one.
   const config: Record<string, unknown> = q
-    ? { ...text, model_type: "qwen3_5", quantization: { group_size: q.groupSize, bits: q.bits, mode: q.mode } }
-    : { model_type: "qwen3_5", text_config: { ...text, layer_types: layerTypes }, vision_config: { depth: 1 }, tie_word_embeddings: false };
+    ? { ...text, model_type: modelType, quantization: { group_size: q.groupSize, bits: q.bits, mode: q.mode, ...overrides } }
+    : { model_type: modelType, text_config: { ...text, layer_types: layerTypes }, vision_config: { depth: 1 }, tie_word_embeddings: false };
   return { config, tensors: g.t };
 }
 
@@ -164,6 +189,10 @@ export function buildHybrid(name: HybridName): Built {
       return qwen3_5(seed);
     case "qwen3_5_q4":
       return qwen3_5(seed, Q4);
+    case "qwen3_5_moe":
+      return qwen3_5(seed, undefined, true);
+    case "qwen3_5_moe_q4":
+      return qwen3_5(seed, Q4, true);
     case "gemma4_text":
       return gemma4(seed, false);
     case "gemma4":
