@@ -2,7 +2,9 @@
  * The hybrid / newest architectures (test/support/tiny-hybrid.ts) against mlx-lm on the same tiny random
  * weights (test/fixtures/goldens/tiny-hybrid.json, made by scripts/gen-goldens.ts): f32 logits of the
  * whole prompt within 1e-3, and identical 32-token greedy continuations through the real decode loop
- * (prefill in chunks of 5 too, so recurrent state and KV caches carry across chunk boundaries).
+ * (prefill in chunks of 5 too, so recurrent state and KV caches carry across chunk boundaries). The
+ * transformers-saved layouts (and their multimodal-wrapper forms) are checked against transformers itself
+ * (test/fixtures/goldens/transformers.json, torch f32), where mlx-lm reads the config wrongly or not at all.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -11,13 +13,21 @@ import { join } from "node:path";
 import { prefill, tokenLoop } from "../../src/engine/generate.ts";
 import { loadModelDir } from "../../src/engine/load.ts";
 import * as mx from "../../src/mlx/index.ts";
-import { HYBRID_MODELS, writeHybridModel } from "../support/tiny-hybrid.ts";
+import { HF_MODELS, HF_WRAPPERS, HYBRID_MODELS, writeHfModel, writeHybridModel } from "../support/tiny-hybrid.ts";
 import { GOLDEN_PROMPT, GOLDEN_STEPS } from "../support/tiny-models.ts";
 
-const goldens = JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/goldens/tiny-hybrid.json"), "utf8")) as {
-  prompt: number[];
-  models: Record<string, { logits: number[][]; greedy: number[] }>;
-};
+type Goldens = { prompt: number[]; models: Record<string, { logits: number[][]; greedy: number[] }> };
+const read = (f: string) => JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/goldens", f), "utf8")) as Goldens;
+const mlxGoldens = read("tiny-hybrid.json");
+const hfGoldens = read("transformers.json");
+test("both references were computed for the same prompt", () => expect(hfGoldens.prompt).toEqual(mlxGoldens.prompt));
+
+/** name → [writer, reference golden]. */
+const CASES: (readonly [string, (dir: string) => string, Goldens["models"][string]])[] = [
+  ...HYBRID_MODELS.map((n) => [n, (d: string) => writeHybridModel(n, d), mlxGoldens.models[n]!] as const),
+  ...Object.keys(HF_MODELS).map((n) => [n, (d: string) => writeHfModel(n as keyof typeof HF_MODELS, d), hfGoldens.models[n]!] as const),
+  ...Object.entries(HF_WRAPPERS).map(([n, ref]) => [n, (d: string) => writeHfModel(n as keyof typeof HF_WRAPPERS, d), hfGoldens.models[ref]!] as const),
+];
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-golden-hybrid-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -27,12 +37,11 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-describe.each([...HYBRID_MODELS])("%s matches mlx-lm", (name) => {
-  const golden = goldens.models[name]!;
-  const dir = () => writeHybridModel(name, join(tmp, name));
+describe.each(CASES)("%s matches its reference", (name, write, golden) => {
+  const dir = () => write(join(tmp, name));
 
   test.each([1, 2])("logits of the prompt (streams=%d)", async (streams) => {
-    expect(goldens.prompt).toEqual([...GOLDEN_PROMPT]);
+    expect(mlxGoldens.prompt).toEqual([...GOLDEN_PROMPT]);
     using m = await loadModelDir(dir(), { dtype: "float32", streams });
     const cache = m.model.makeCache();
     const logits = mx.scope(() => {

@@ -2,11 +2,25 @@
  * Tiny random checkpoints of the hybrid / newest families (qwen3_5, qwen3_5_moe, gemma4, …) in the layout
  * mlx-lm converts to, built with the shared generator pieces of tiny-models.ts. Goldens from mlx-lm:
  * scripts/gen-goldens.ts writes test/fixtures/goldens/tiny-hybrid.json.
+ * The `_hf` models are the same weights as transformers 5 saves them (its key names, conv layout,
+ * zero-centred norms, fused experts, `per_layer_config`); their reference is transformers itself
+ * (test/fixtures/goldens/transformers.json). The `_hf_wrapper` ones are the multimodal-wrapper layout of
+ * the same weights and must match the same reference.
  */
-import { type Built, Gen, H, Q4, type Quant, quantize, VOCAB, writeBuilt } from "./tiny-models.ts";
+import { type Built, Gen, H, Q4, type Quant, quantize, type Tensor, type Tensors, VOCAB, writeBuilt } from "./tiny-models.ts";
 
 export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4";
 export const HYBRID_MODELS: readonly HybridName[] = ["qwen3_5", "qwen3_5_q4", "gemma4_text", "gemma4", "gemma4_q4", "qwen3_5_moe", "qwen3_5_moe_q4"];
+
+/** transformers-saved layouts: the reference model each one is the float weights of. */
+export const HF_MODELS = {
+  qwen3_5_hf: "qwen3_5",
+  qwen3_5_moe_hf: "qwen3_5_moe",
+  gemma4_text_hf: "gemma4_text",
+} as const satisfies Record<string, HybridName>;
+export type HfName = keyof typeof HF_MODELS;
+/** Wrapper layouts of the same weights, checked against the text model's transformers reference. */
+export const HF_WRAPPERS = { qwen3_5_hf_wrapper: "qwen3_5_hf", gemma4_hf_wrapper: "gemma4_text_hf" } as const satisfies Record<string, HfName>;
 
 /** mlx-lm's quant_predicate for qwen3_5 MoE: router and shared-expert gate at 8 bits, group 64. */
 const Q8_64: Quant = { mode: "affine", bits: 8, groupSize: 64 };
@@ -171,7 +185,7 @@ function gemma4(seed: number, wrapper: boolean, q?: Quant): Built {
       full_attention: { rope_type: "proportional", partial_rotary_factor: 0.25, rope_theta: 1000000 },
     },
     max_position_embeddings: 4096,
-    final_logit_softcapping: 30,
+    final_logit_softcapping: 25.5,
     use_double_wide_mlp: true,
     hidden_activation: "gelu_pytorch_tanh",
     tie_word_embeddings: true,
@@ -205,4 +219,84 @@ export function buildHybrid(name: HybridName): Built {
 /** Write tiny hybrid model `name` into `dir`; same name → same bytes. */
 export function writeHybridModel(name: HybridName, dir: string): string {
   return writeBuilt(buildHybrid(name), dir);
+}
+
+// ---- transformers layouts -------------------------------------------------------------------------------
+
+const ZERO_CENTRED = [".input_layernorm.weight", ".post_attention_layernorm.weight", ".q_norm.weight", ".k_norm.weight"];
+
+function f32(t: Tensor): Float32Array {
+  return t.data as Float32Array;
+}
+
+/** [C, K, 1] (MLX Conv1d) → [C, 1, K] (torch Conv1d): the same numbers, since the singleton axis moves. */
+function torchConv(t: Tensor): Tensor {
+  return { ...t, shape: [t.shape[0]!, 1, t.shape[1]!] };
+}
+
+/** MLX-layout qwen3_5 tensors → transformers' (`prefix` "model." for the text model, "model.language_model." in the wrapper). */
+function qwen3_5ToHf(t: Tensors, prefix: string): Tensors {
+  const out: Tensors = {};
+  for (const [k0, v] of Object.entries(t)) {
+    let k = k0.replace(/^language_model\.model\./, prefix).replace(/^language_model\.lm_head/, "lm_head");
+    let x = v;
+    if (k.includes("conv1d.weight")) x = torchConv(v);
+    if (ZERO_CENTRED.some((s) => k.endsWith(s)) || k === `${prefix}norm.weight`) x = { ...v, data: f32(v).map((a) => a - 1) };
+    const m = /^(.*\.mlp)\.switch_mlp\.(gate_proj|up_proj|down_proj)\.weight$/.exec(k);
+    if (m) {
+      if (m[2] === "down_proj") out[`${m[1]}.experts.down_proj`] = v;
+      if (m[2] !== "gate_proj") continue;
+      const up = t[k0.replace("gate_proj", "up_proj")]!;
+      const [E, I, Hd] = v.shape as [number, number, number];
+      const data = new Float32Array(E * 2 * I * Hd);
+      for (let e = 0; e < E; e++) {
+        data.set(f32(v).subarray(e * I * Hd, (e + 1) * I * Hd), e * 2 * I * Hd);
+        data.set(f32(up).subarray(e * I * Hd, (e + 1) * I * Hd), e * 2 * I * Hd + I * Hd);
+      }
+      k = `${m[1]}.experts.gate_up_proj`;
+      x = { dtype: "F32", shape: [E, 2 * I, Hd], data };
+    }
+    out[k] = x;
+  }
+  return out;
+}
+
+function qwen3_5Hf(moe: boolean, wrapper: boolean): Built {
+  const src = buildHybrid(moe ? "qwen3_5_moe" : "qwen3_5");
+  const wrapped = src.config as { text_config: Record<string, unknown> };
+  const text = { ...wrapped.text_config, model_type: moe ? "qwen3_5_moe_text" : "qwen3_5_text" };
+  delete (text as Record<string, unknown>).full_attention_interval;
+  const config = wrapper ? { model_type: moe ? "qwen3_5_moe" : "qwen3_5", text_config: text, tie_word_embeddings: false } : text;
+  return { config, tensors: qwen3_5ToHf(src.tensors, wrapper ? "model.language_model." : "model.") };
+}
+
+/** gemma4 as transformers 5.24 saves it: per_layer_config instead of global_head_dim (which mlx-lm needs). */
+function gemma4Hf(wrapper: boolean): Built {
+  const src = buildHybrid("gemma4_text");
+  const { global_head_dim, ...text } = src.config as Record<string, unknown>;
+  const types = text.layer_types as string[];
+  const perLayer = Object.fromEntries(types.flatMap((t, i) => (t === "full_attention" ? [[String(i), { head_dim: global_head_dim }]] : [])));
+  const textConfig = { ...text, per_layer_config: perLayer };
+  if (!wrapper) return { config: textConfig, tensors: src.tensors };
+  const tensors = Object.fromEntries(Object.entries(src.tensors).map(([k, v]) => [k.replace(/^model\./, "model.language_model."), v]));
+  return { config: { model_type: "gemma4", text_config: textConfig, vision_config: null, audio_config: null }, tensors };
+}
+
+export function buildHf(name: HfName | keyof typeof HF_WRAPPERS): Built {
+  switch (name) {
+    case "qwen3_5_hf":
+      return qwen3_5Hf(false, false);
+    case "qwen3_5_moe_hf":
+      return qwen3_5Hf(true, false);
+    case "qwen3_5_hf_wrapper":
+      return qwen3_5Hf(false, true);
+    case "gemma4_text_hf":
+      return gemma4Hf(false);
+    case "gemma4_hf_wrapper":
+      return gemma4Hf(true);
+  }
+}
+
+export function writeHfModel(name: HfName | keyof typeof HF_WRAPPERS, dir: string): string {
+  return writeBuilt(buildHf(name), dir);
 }

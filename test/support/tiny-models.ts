@@ -37,7 +37,7 @@ export const H = 64; // hidden size: a multiple of 32 so every group size used h
 export const VOCAB = 272; // 256 byte tokens + specials + padding
 
 type Dtype = "F32" | "U32" | "U8";
-interface Tensor {
+export interface Tensor {
   dtype: Dtype;
   shape: number[];
   data: Float32Array | Uint32Array | Uint8Array;
