@@ -15,7 +15,7 @@ import { ArraysCache } from "./arrays_cache.ts";
 import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import type { NormalizeOptions, RopeScaling } from "./config.ts";
-import { depthwiseConv1d, gatedDeltaUpdate, normalizeQk } from "./gated_delta.ts";
+import { convSilu, gatedDeltaUpdate, normalizeQk } from "./gated_delta.ts";
 import { DecoderModel, type Embedding, type Linear, rmsNorm, SplitLinear, Streams } from "./layers.ts";
 import { initializeRope, type RopeLayer as Rope } from "./rope.ts";
 import { Qwen3NextAttention, Qwen3NextMLP, Qwen3NextSparseMoeBlock, rmsNormGated } from "./qwen3_next.ts";
@@ -156,7 +156,7 @@ class GatedDeltaNet {
     const convState = cache.get(0) ?? mx.zeros([B, K - 1, this.convDim], x.dtype);
     const convInput = mx.concatenate([convState, qkv], 1);
     cache.set(0, mx.contiguous(mx.sliceAxis(convInput, 1, S, S + K - 1)));
-    const convOut = mx.silu(depthwiseConv1d(convInput, this.conv1d));
+    const convOut = convSilu(convInput, this.conv1d);
     const [q0, k0, v0] = mx.split(convOut, [this.keyDim, 2 * this.keyDim], -1) as [mx.Array, mx.Array, mx.Array];
     const [q, k] = normalizeQk(mx.reshape(q0, [B, S, Hk, Dk]), mx.reshape(k0, [B, S, Hk, Dk]), Dk ** -0.5, 1e-6);
     const [out, state] = gatedDeltaUpdate({ q, k, v: mx.reshape(v0, [B, S, Hv, Dv]), a, b, aLog: this.A_log, dtBias: this.dt_bias, state: cache.get(1) });
