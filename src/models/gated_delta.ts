@@ -3,12 +3,12 @@
 // sequential op loop below; the depthwise causal conv the layers run before it lives here too. Both run
 // as one CPU kernel each when available (mlx-c/src/kernels/gated_delta.cpp; MLXK_KERNELS=0 keeps the ops).
 import * as mx from "../mlx/index.ts";
-import { kernelConvSilu, kernelGatedDelta } from "../mlx/kernels.ts";
+import { fastRmsNorm, kernelConvSilu, kernelGatedDelta } from "../mlx/kernels.ts";
 
 /** L2-normalise q/k (eps added to Σx²) and fold the Dk^-0.5 readout scale into q, as mlx-lm does with rms_norm. */
 export function normalizeQk(q: mx.Array, k: mx.Array, invScale: number, eps: number): [mx.Array, mx.Array] {
   const rmsEps = eps * invScale ** 2;
-  return [mx.multiply(mx.fast.rmsNorm(q, null, rmsEps), invScale ** 2), mx.multiply(mx.fast.rmsNorm(k, null, rmsEps), invScale)];
+  return [mx.multiply(fastRmsNorm(q, null, rmsEps), invScale ** 2), mx.multiply(fastRmsNorm(k, null, rmsEps), invScale)];
 }
 
 /** Per-head decay g = exp(-exp(A_log) · softplus(a + dt_bias)), float32. */

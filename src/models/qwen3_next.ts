@@ -18,7 +18,8 @@ export interface AttentionShape {
 
 /** Qwen3NextRMSNormGated: rms_norm(x)·silu(gate), the product in float32 (precise_swiglu). */
 export function rmsNormGated(x: mx.Array, weight: mx.Array, gate: mx.Array, eps: number): mx.Array {
-  const n = mx.fast.rmsNorm(x, weight, eps);
+  const n = rmsNorm(x, weight, eps);
+  if (x.dtype === mx.Dtype.float32 && gate.dtype === mx.Dtype.float32) return swiglu(gate, n);
   const g = mx.silu(gate.astype(mx.Dtype.float32));
   return mx.multiply(g, n.astype(mx.Dtype.float32)).astype(x.dtype);
 }
