@@ -2,13 +2,12 @@
 // qwen3_next.py's sparse MoE block in every layer). Only the checkpoint renames differ: transformers 5's
 // fused experts (`experts.gate_up_proj` [E, 2I, H], gate half first, and `experts.down_proj`) become
 // `switch_mlp.{gate,up,down}_proj`; per-expert tensors (`experts.<e>.…`) are stacked the same way. The
-// sparse block itself is chosen by qwen3_5.ts whenever num_experts > 0, as mlx-lm's DecoderLayer does.
+// sparse block itself is chosen by qwen3_5.ts's createModel whenever num_experts > 0, as mlx-lm's DecoderLayer does.
 import type * as mx from "../mlx/index.ts";
-import type { LanguageModel, ModelContext, WeightStore } from "./base.ts";
-import { configOptions, configSchema, contextLength, Model, type Qwen3_5Config, sanitizeText, wrapperKeys } from "./qwen3_5.ts";
+import { configOptions, configSchema, contextLength, createModel, type Qwen3_5Config, sanitizeText, wrapperKeys } from "./qwen3_5.ts";
 import { splitFusedExperts, stackExperts } from "./switch_layers.ts";
 
-export { configOptions, configSchema, contextLength };
+export { configOptions, configSchema, contextLength, createModel };
 
 export function sanitize(w0: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array> {
   const c = config as Qwen3_5Config;
@@ -19,8 +18,4 @@ export function sanitize(w0: Map<string, mx.Array>, config: Record<string, unkno
     stackExperts(w, p, `${p}.switch_mlp`, ["gate_proj", "up_proj", "down_proj"]);
   }
   return sanitizeText(w, config);
-}
-
-export function createModel(config: Record<string, unknown>, w: WeightStore, ctx: ModelContext): LanguageModel {
-  return new Model(config as Qwen3_5Config, w, ctx);
 }

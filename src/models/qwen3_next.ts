@@ -1,118 +1,81 @@
-// Qwen3-Next building blocks; must agree with mlx-lm 0.32.2 models/qwen3_next.py. Qwen3.5 (qwen3_5.ts)
-// reuses them as mlx-lm does: the gated full attention (q_proj yields queries and a sigmoid output gate
-// per head, q/k RMSNorm, partial rotary), the SwiGLU MLP, the gated RMSNorm after the delta rule, and the
-// sparse MoE block with a gated shared expert (qwen3_5_moe).
-import * as mx from "../mlx/index.ts";
-import type { WeightStore } from "./base.ts";
-import type { KVCache } from "./cache.ts";
-import { attend, type Linear, rmsNorm, type Streams, swiglu } from "./layers.ts";
-import type { RopeLayer as Rope } from "./rope.ts";
-import { combine, softmaxTopK, SwitchGLU } from "./switch_layers.ts";
+// Qwen3-Next; must agree with mlx-lm 0.32.2 models/qwen3_next.py. The hybrid decoder (Gated DeltaNet +
+// gated full attention, sparse MoE) is hybrid.ts, shared with qwen3_5; here: the config, the fused
+// in_proj_qkvz / in_proj_ba projections, MoE on every `decoder_sparse_step`-th layer except
+// `mlp_only_layers`, and the checkpoint renames (per-expert or fused experts stacked into switch_mlp,
+// transformers' conv layout and zero-centred norms).
+//
+// Where mlxk reads configs differently from mlx-lm (transformers is the reference, see README): both rope
+// spellings (`rope_parameters` / top-level `rope_theta`, config.ts; mlx-lm reads only the top level),
+// `num_local_experts` as well as `num_experts`, `layer_types` when the config has it, and transformers'
+// default norm_topk_prob true (mlx-lm: false).
+import * as v from "valibot";
+import type * as mx from "../mlx/index.ts";
+import { bool, int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
+import type { NormalizeOptions } from "./config.ts";
+import { HybridModel, sanitizeHybrid } from "./hybrid.ts";
+import { splitFusedExperts, stackExperts } from "./switch_layers.ts";
 
-export interface AttentionShape {
-  num_attention_heads: number;
-  num_key_value_heads: number;
-  head_dim: number;
-  rms_norm_eps: number;
+export const configOptions: NormalizeOptions = { layerTypes: ["linear_attention", "full_attention"], activations: ["silu"] };
+
+export const configSchema = v.pipe(
+  v.looseObject({
+    hidden_size: int(),
+    num_hidden_layers: int(),
+    intermediate_size: int(),
+    num_attention_heads: int(),
+    num_key_value_heads: int(),
+    head_dim: v.optional(int()),
+    rms_norm_eps: num(1e-6),
+    vocab_size: int(),
+    max_position_embeddings: int(262144),
+    linear_num_value_heads: int(),
+    linear_num_key_heads: int(),
+    linear_key_head_dim: int(),
+    linear_value_head_dim: int(),
+    linear_conv_kernel_dim: int(4),
+    num_experts: int(0),
+    num_experts_per_tok: int(0),
+    decoder_sparse_step: int(1),
+    shared_expert_intermediate_size: int(0),
+    moe_intermediate_size: int(0),
+    mlp_only_layers: v.optional(v.array(int()), []),
+    norm_topk_prob: bool(true),
+    tie_word_embeddings: bool(false),
+    full_attention_interval: int(4),
+    layer_types: v.optional(v.nullable(v.array(v.picklist(["linear_attention", "full_attention"])))),
+    rope_theta: num(10000),
+    partial_rotary_factor: num(1),
+    rope_scaling: ropeScaling,
+  }),
+  v.transform((c) => ({
+    ...c,
+    head_dim: c.head_dim ?? Math.floor(c.hidden_size / c.num_attention_heads),
+    layer_types:
+      c.layer_types ?? Array.from({ length: c.num_hidden_layers }, (_, i) => ((i + 1) % c.full_attention_interval === 0 ? "full_attention" : "linear_attention")),
+  })),
+  v.check((c) => c.linear_num_value_heads % c.linear_num_key_heads === 0, "linear_num_value_heads must be a multiple of linear_num_key_heads"),
+);
+type Qwen3NextConfig = v.InferOutput<typeof configSchema>;
+
+export function contextLength(c: Record<string, unknown>): number {
+  return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : 262144;
 }
 
-/** Qwen3NextRMSNormGated: rms_norm(x)·silu(gate), the product in float32 (precise_swiglu). */
-export function rmsNormGated(x: mx.Array, weight: mx.Array, gate: mx.Array, eps: number): mx.Array {
-  const n = rmsNorm(x, weight, eps);
-  if (x.dtype === mx.Dtype.float32 && gate.dtype === mx.Dtype.float32) return swiglu(gate, n);
-  const g = mx.silu(gate.astype(mx.Dtype.float32));
-  return mx.multiply(g, n.astype(mx.Dtype.float32)).astype(x.dtype);
+function moeLayer(c: Qwen3NextConfig, i: number): boolean {
+  return !c.mlp_only_layers.includes(i) && c.num_experts > 0 && (i + 1) % c.decoder_sparse_step === 0;
 }
 
-export class Qwen3NextAttention {
-  readonly q_proj: Linear;
-  readonly k_proj: Linear;
-  readonly v_proj: Linear;
-  readonly o_proj: Linear;
-  readonly q_norm: mx.Array;
-  readonly k_norm: mx.Array;
-
-  constructor(
-    w: WeightStore,
-    p: string,
-    readonly c: AttentionShape,
-    readonly rope: Rope,
-  ) {
-    this.q_proj = w.linear(`${p}.q_proj`);
-    this.k_proj = w.linear(`${p}.k_proj`);
-    this.v_proj = w.linear(`${p}.v_proj`);
-    this.o_proj = w.linear(`${p}.o_proj`);
-    this.q_norm = w.get(`${p}.q_norm.weight`);
-    this.k_norm = w.get(`${p}.k_norm.weight`);
+export function sanitize(w: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array> {
+  const c = config as Qwen3NextConfig;
+  for (let l = 0; l < c.num_hidden_layers; l++) {
+    const p = `model.layers.${l}.mlp`;
+    splitFusedExperts(w, p, `${p}.switch_mlp`);
+    stackExperts(w, p, `${p}.switch_mlp`, ["gate_proj", "up_proj", "down_proj"]);
   }
-
-  forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array {
-    const { num_attention_heads: H, num_key_value_heads: Hkv, head_dim: D, rms_norm_eps: eps } = this.c;
-    const [B, L] = x.shape as [number, number];
-    const [qg, [k0, v0]] = streams.pair(
-      () => this.q_proj.forward(x),
-      () => [this.k_proj.forward(x), this.v_proj.forward(x)] as const,
-    );
-    // Each head's q_proj rows are [queries (D) | gate (D)].
-    const [queries, gate] = mx.split(mx.reshape(qg, [B, L, H, 2 * D]), 2, -1) as [mx.Array, mx.Array];
-    const offset = cache.offset;
-    const q = this.rope.forward(mx.transpose(rmsNorm(queries, this.q_norm, eps), [0, 2, 1, 3]), offset);
-    const k = this.rope.forward(mx.transpose(rmsNorm(mx.reshape(k0, [B, L, Hkv, D]), this.k_norm, eps), [0, 2, 1, 3]), offset);
-    const v = mx.transpose(mx.reshape(v0, [B, L, Hkv, D]), [0, 2, 1, 3]);
-    const o = attend({ q, k, v, cache, scale: D ** -0.5 });
-    return this.o_proj.forward(mx.multiply(o, mx.sigmoid(mx.reshape(gate, [B, L, H * D]))));
-  }
+  return sanitizeHybrid(w, c, "lm_head");
 }
 
-export class Qwen3NextMLP {
-  readonly gate_proj: Linear;
-  readonly up_proj: Linear;
-  readonly down_proj: Linear;
-  constructor(w: WeightStore, p: string) {
-    this.gate_proj = w.linear(`${p}.gate_proj`);
-    this.up_proj = w.linear(`${p}.up_proj`);
-    this.down_proj = w.linear(`${p}.down_proj`);
-  }
-  forward(x: mx.Array, streams: Streams): mx.Array {
-    const [g, u] = streams.pair(
-      () => this.gate_proj.forward(x),
-      () => this.up_proj.forward(x),
-    );
-    return this.down_proj.forward(swiglu(g, u));
-  }
-}
-
-export interface MoeShape {
-  num_experts: number;
-  num_experts_per_tok: number;
-  norm_topk_prob: boolean;
-}
-
-/**
- * Qwen3NextSparseMoeBlock: softmax router, top-k (renormalised), SwiGLU experts, plus a shared expert
- * scaled by a sigmoid gate.
- */
-export class Qwen3NextSparseMoeBlock {
-  readonly gate: Linear;
-  readonly switch_mlp: SwitchGLU;
-  readonly shared_expert: Qwen3NextMLP;
-  readonly shared_expert_gate: Linear;
-
-  constructor(
-    w: WeightStore,
-    p: string,
-    readonly c: MoeShape,
-  ) {
-    this.gate = w.linear(`${p}.gate`);
-    this.switch_mlp = new SwitchGLU(w, `${p}.switch_mlp`, swiglu);
-    this.shared_expert = new Qwen3NextMLP(w, `${p}.shared_expert`);
-    this.shared_expert_gate = w.linear(`${p}.shared_expert_gate`);
-  }
-
-  forward(x: mx.Array, streams: Streams): mx.Array {
-    const { indices, weights } = softmaxTopK(this.gate.forward(x), this.c.num_experts_per_tok, this.c.norm_topk_prob);
-    const y = combine(this.switch_mlp.forward(x, indices), weights);
-    const shared = mx.multiply(mx.sigmoid(this.shared_expert_gate.forward(x)), this.shared_expert.forward(x, streams));
-    return mx.add(y, shared);
-  }
+export function createModel(config: Record<string, unknown>, w: WeightStore, ctx: ModelContext): LanguageModel {
+  const c = config as Qwen3NextConfig;
+  return new HybridModel(c, w, ctx, { prefix: "model", headKey: "lm_head", fusedProjections: true, moeLayer: (i: number) => moeLayer(c, i) });
 }

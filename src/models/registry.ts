@@ -21,6 +21,7 @@ const MODELS: Record<string, Loader> = {
   qwen3_5_text: () => import("./qwen3_5.ts"),
   qwen3_5_moe: () => import("./qwen3_5_moe.ts"),
   qwen3_5_moe_text: () => import("./qwen3_5_moe.ts"),
+  qwen3_next: () => import("./qwen3_next.ts"),
   gemma4: () => import("./gemma4.ts"),
   gemma4_text: () => import("./gemma4_text.ts"),
 };

@@ -95,7 +95,7 @@ describe.skipIf(info.level === "none")(`gated delta kernels (${info.level})`, ()
     setKernelsEnabled(null);
   });
 
-  test.each(["qwen3_5", "qwen3_5_q4", "qwen3_5_moe"] as const)("%s: 48 greedy tokens with kernels on = off", async (name) => {
+  test.each(["qwen3_5", "qwen3_5_q4", "qwen3_5_moe", "qwen3_next_q4"] as const)("%s: 48 greedy tokens with kernels on = off", async (name) => {
     using m = await loadModelDir(writeHybridModel(name, join(tmp, name)), { dtype: "float32", streams: 1 });
     const run = (on: boolean) => {
       setKernelsEnabled(on);

@@ -9,13 +9,16 @@
  */
 import { type Built, Gen, H, Q4, type Quant, quantize, type Tensor, type Tensors, VOCAB, writeBuilt } from "./tiny-models.ts";
 
-export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4";
-export const HYBRID_MODELS: readonly HybridName[] = ["qwen3_5", "qwen3_5_q4", "gemma4_text", "gemma4", "gemma4_q4", "qwen3_5_moe", "qwen3_5_moe_q4"];
+export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4" | "qwen3_next" | "qwen3_next_q4";
+export const HYBRID_MODELS: readonly HybridName[] = [
+  "qwen3_5", "qwen3_5_q4", "gemma4_text", "gemma4", "gemma4_q4", "qwen3_5_moe", "qwen3_5_moe_q4", "qwen3_next", "qwen3_next_q4",
+];
 
 /** transformers-saved layouts: the reference model each one is the float weights of. */
 export const HF_MODELS = {
   qwen3_5_hf: "qwen3_5",
   qwen3_5_moe_hf: "qwen3_5_moe",
+  qwen3_next_hf: "qwen3_next",
   gemma4_text_hf: "gemma4_text",
 } as const satisfies Record<string, HybridName>;
 export type HfName = keyof typeof HF_MODELS;
@@ -43,7 +46,8 @@ function experts(g: Gen, prefix: string, e: number, out: number, inp: number, q?
   else g.t[`${prefix}.weight`] = { dtype: "F32", shape: [e, out, inp], data: w };
 }
 
-function qwen3_5(seed: number, q?: Quant, moe = false): Built {
+/** qwen3_5 (dense / MoE, wrapper keys) or, with `next`, qwen3_next (fused projections, "model." keys, one dense layer). */
+function qwen3_5(seed: number, q?: Quant, moe = false, next = false): Built {
   const g = new Gen(seed);
   const layers = 4;
   const [heads, kv, hd, ff] = [4, 2, 16, 128];
@@ -51,7 +55,7 @@ function qwen3_5(seed: number, q?: Quant, moe = false): Built {
   const convDim = 2 * hk * dk + hv * dv;
   const [nExperts, topK, moeFf, sharedFf] = [4, 2, 32, 48];
   const overrides: Record<string, unknown> = {};
-  const m = "language_model.model";
+  const m = next ? "model" : "language_model.model";
   g.float(`${m}.embed_tokens.weight`, [VOCAB, H], 1);
   if (q) Object.assign(g.t, quantize(`${m}.embed_tokens`, g.t[`${m}.embed_tokens.weight`]!.data as Float32Array, [VOCAB, H], q, () => 0));
   const layerTypes: string[] = [];
@@ -61,10 +65,15 @@ function qwen3_5(seed: number, q?: Quant, moe = false): Built {
     layerTypes.push(linear ? "linear_attention" : "full_attention");
     if (linear) {
       const a = `${p}.linear_attn`;
-      lin(g, `${a}.in_proj_qkv`, convDim, H, q);
-      lin(g, `${a}.in_proj_z`, hv * dv, H, q);
-      lin(g, `${a}.in_proj_b`, hv, H, q);
-      lin(g, `${a}.in_proj_a`, hv, H, q);
+      if (next) {
+        lin(g, `${a}.in_proj_qkvz`, hk * (2 * dk + (2 * hv * dv) / hk), H, q);
+        lin(g, `${a}.in_proj_ba`, 2 * hv, H, q);
+      } else {
+        lin(g, `${a}.in_proj_qkv`, convDim, H, q);
+        lin(g, `${a}.in_proj_z`, hv * dv, H, q);
+        lin(g, `${a}.in_proj_b`, hv, H, q);
+        lin(g, `${a}.in_proj_a`, hv, H, q);
+      }
       lin(g, `${a}.out_proj`, H, hv * dv, q);
       g.float(`${a}.conv1d.weight`, [convDim, kconv, 1], 0.5);
       g.float(`${a}.dt_bias`, [hv], 0.5, 1);
@@ -79,7 +88,7 @@ function qwen3_5(seed: number, q?: Quant, moe = false): Built {
       g.norm(`${a}.q_norm`, hd);
       g.norm(`${a}.k_norm`, hd);
     }
-    if (moe) {
+    if (moe && !(next && i === 2)) {
       lin(g, `${p}.mlp.gate`, nExperts, H, q && Q8_64);
       lin(g, `${p}.mlp.shared_expert_gate`, 1, H, q && Q8_64);
       if (q) for (const n of ["gate", "shared_expert_gate"]) overrides[`${p}.mlp.${n}`] = { group_size: 64, bits: 8 };
@@ -97,7 +106,7 @@ function qwen3_5(seed: number, q?: Quant, moe = false): Built {
     g.norm(`${p}.post_attention_layernorm`, H);
   }
   g.norm(`${m}.norm`, H);
-  lin(g, "language_model.lm_head", VOCAB, H, q);
+  lin(g, next ? "lm_head" : "language_model.lm_head", VOCAB, H, q);
   const text: Record<string, unknown> = {
     model_type: "qwen3_5_text",
     hidden_size: H,
@@ -120,6 +129,12 @@ function qwen3_5(seed: number, q?: Quant, moe = false): Built {
   };
   if (moe) Object.assign(text, { num_experts: nExperts, num_experts_per_tok: topK, moe_intermediate_size: moeFf, shared_expert_intermediate_size: sharedFf });
   const modelType = moe ? "qwen3_5_moe" : "qwen3_5";
+  if (next) {
+    // mlx-lm's qwen3_next reads rope keys at the top level only; layer 2 is dense (mlp_only_layers).
+    const { rope_parameters: _r, model_type: _m, ...flat } = text;
+    const cfg = { ...flat, model_type: "qwen3_next", rope_theta: 10000, partial_rotary_factor: 0.25, decoder_sparse_step: 1, mlp_only_layers: [2], norm_topk_prob: true };
+    return { config: q ? { ...cfg, quantization: { group_size: q.groupSize, bits: q.bits, mode: q.mode, ...overrides } } : cfg, tensors: g.t };
+  }
   // The float model uses the transformers-5 spelling (wrapper + layer_types), the quantized one mlx-lm's flat one.
   const config: Record<string, unknown> = q
     ? { ...text, model_type: modelType, quantization: { group_size: q.groupSize, bits: q.bits, mode: q.mode, ...overrides } }
@@ -207,6 +222,10 @@ export function buildHybrid(name: HybridName): Built {
       return qwen3_5(seed, undefined, true);
     case "qwen3_5_moe_q4":
       return qwen3_5(seed, Q4, true);
+    case "qwen3_next":
+      return qwen3_5(seed, undefined, true, true);
+    case "qwen3_next_q4":
+      return qwen3_5(seed, Q4, true, true);
     case "gemma4_text":
       return gemma4(seed, false);
     case "gemma4":
@@ -288,6 +307,12 @@ export function buildHf(name: HfName | keyof typeof HF_WRAPPERS): Built {
       return qwen3_5Hf(false, false);
     case "qwen3_5_moe_hf":
       return qwen3_5Hf(true, false);
+    case "qwen3_next_hf": {
+      const src = buildHybrid("qwen3_next");
+      const { full_attention_interval: _i, ...config } = src.config as Record<string, unknown>;
+      const types = Array.from({ length: config.num_hidden_layers as number }, (_, i) => ((i + 1) % 2 === 0 ? "full_attention" : "linear_attention"));
+      return { config: { ...config, layer_types: types }, tensors: qwen3_5ToHf(src.tensors, "model.") };
+    }
     case "qwen3_5_hf_wrapper":
       return qwen3_5Hf(false, true);
     case "gemma4_text_hf":
