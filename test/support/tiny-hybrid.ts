@@ -9,9 +9,10 @@
  */
 import { type Built, Gen, H, Q4, type Quant, quantize, type Tensor, type Tensors, VOCAB, writeBuilt } from "./tiny-models.ts";
 
-export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4" | "qwen3_next" | "qwen3_next_q4";
+export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4" | "qwen3_next" | "qwen3_next_q4" | "lfm2" | "lfm2_q4";
 export const HYBRID_MODELS: readonly HybridName[] = [
   "qwen3_5", "qwen3_5_q4", "gemma4_text", "gemma4", "gemma4_q4", "qwen3_5_moe", "qwen3_5_moe_q4", "qwen3_next", "qwen3_next_q4",
+  "lfm2", "lfm2_q4",
 ];
 
 /** transformers-saved layouts: the reference model each one is the float weights of. */
@@ -19,6 +20,7 @@ export const HF_MODELS = {
   qwen3_5_hf: "qwen3_5",
   qwen3_5_moe_hf: "qwen3_5_moe",
   qwen3_next_hf: "qwen3_next",
+  lfm2_hf: "lfm2",
   gemma4_text_hf: "gemma4_text",
 } as const satisfies Record<string, HybridName>;
 export type HfName = keyof typeof HF_MODELS;
@@ -211,6 +213,62 @@ function gemma4(seed: number, wrapper: boolean, q?: Quant): Built {
   return { config, tensors: g.t };
 }
 
+/** LFM2: gated short-conv layers (with biases in the float model) and two attention layers; tied head. */
+function lfm2(seed: number, q?: Quant): Built {
+  const g = new Gen(seed);
+  const types = ["conv", "full_attention", "conv", "conv", "full_attention"];
+  const [heads, kv, ff, K] = [4, 2, 128, 3];
+  const hd = H / heads;
+  const bias = !q;
+  embed(g, "model.embed_tokens", VOCAB, H, 0.5, q);
+  types.forEach((t, i) => {
+    const p = `model.layers.${i}`;
+    if (t === "conv") {
+      g.linear(`${p}.conv.in_proj`, 3 * H, H, { q, bias });
+      g.linear(`${p}.conv.out_proj`, H, H, { q, bias });
+      g.float(`${p}.conv.conv.weight`, [H, K, 1], 0.6);
+      if (bias) g.float(`${p}.conv.conv.bias`, [H], 0.1);
+    } else {
+      lin(g, `${p}.self_attn.q_proj`, heads * hd, H, q);
+      lin(g, `${p}.self_attn.k_proj`, kv * hd, H, q);
+      lin(g, `${p}.self_attn.v_proj`, kv * hd, H, q);
+      lin(g, `${p}.self_attn.out_proj`, H, heads * hd, q);
+      g.norm(`${p}.self_attn.q_layernorm`, hd);
+      g.norm(`${p}.self_attn.k_layernorm`, hd);
+    }
+    lin(g, `${p}.feed_forward.w1`, ff, H, q);
+    lin(g, `${p}.feed_forward.w3`, ff, H, q);
+    lin(g, `${p}.feed_forward.w2`, H, ff, q);
+    g.norm(`${p}.operator_norm`, H);
+    g.norm(`${p}.ffn_norm`, H);
+  });
+  g.norm("model.embedding_norm", H);
+  // mlx-lm's spelling (block_* keys, which it requires); the _hf variant drops them as transformers 5 does.
+  const config: Record<string, unknown> = {
+    model_type: "lfm2",
+    vocab_size: VOCAB,
+    hidden_size: H,
+    num_hidden_layers: types.length,
+    num_attention_heads: heads,
+    num_key_value_heads: kv,
+    max_position_embeddings: 4096,
+    norm_eps: 1e-5,
+    conv_bias: bias,
+    conv_L_cache: K,
+    block_dim: H,
+    block_ff_dim: (ff * 3) / 2,
+    intermediate_size: (ff * 3) / 2,
+    block_multiple_of: 32,
+    block_ffn_dim_multiplier: 1.0,
+    block_auto_adjust_ff_dim: true,
+    layer_types: types,
+    rope_parameters: { rope_type: "default", rope_theta: 1000000 },
+    tie_word_embeddings: true,
+  };
+  if (q) config.quantization = { group_size: q.groupSize, bits: q.bits, mode: q.mode };
+  return { config, tensors: g.t };
+}
+
 export function buildHybrid(name: HybridName): Built {
   const seed = 2000 + HYBRID_MODELS.indexOf(name);
   switch (name) {
@@ -226,6 +284,10 @@ export function buildHybrid(name: HybridName): Built {
       return qwen3_5(seed, undefined, true, true);
     case "qwen3_next_q4":
       return qwen3_5(seed, Q4, true, true);
+    case "lfm2":
+      return lfm2(seed);
+    case "lfm2_q4":
+      return lfm2(seed, Q4);
     case "gemma4_text":
       return gemma4(seed, false);
     case "gemma4":
@@ -315,6 +377,12 @@ export function buildHf(name: HfName | keyof typeof HF_WRAPPERS): Built {
     }
     case "qwen3_5_hf_wrapper":
       return qwen3_5Hf(false, true);
+    case "lfm2_hf": {
+      const src = buildHybrid("lfm2");
+      const { block_dim: _d, block_ff_dim: _f, ...config } = src.config as Record<string, unknown>;
+      const tensors = Object.fromEntries(Object.entries(src.tensors).map(([k, v]) => [k, k.endsWith("conv.conv.weight") ? torchConv(v) : v]));
+      return { config, tensors };
+    }
     case "gemma4_text_hf":
       return gemma4Hf(false);
     case "gemma4_hf_wrapper":
