@@ -6,30 +6,22 @@
  */
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
-import type { QuantParams } from "./layers.ts";
+import type { Linear } from "./layers.ts";
 
-/** Expert weights [E, out, in] (float or quantized), optional per-expert bias [E, out]. */
+/** Expert weights [E, out, in] (float or quantized), optional per-expert bias [E, out]: a Linear per expert. */
 export class SwitchLinear {
-  readonly weight: mx.Array;
-  readonly scales: mx.Array | null;
-  readonly biases: mx.Array | null;
-  readonly bias: mx.Array | null;
-  readonly q: QuantParams | null;
+  readonly l: Linear;
   constructor(w: WeightStore, prefix: string) {
-    const l = w.linear(prefix);
-    this.weight = l.weight;
-    this.scales = l.scales;
-    this.biases = l.biases;
-    this.bias = l.bias;
-    this.q = l.q;
+    this.l = w.linear(prefix);
   }
 
   /** x [..., 1|k, 1, in] with indices [..., k] → [..., k, 1, out]. */
   forward(x: mx.Array, indices: mx.Array): mx.Array {
-    const y = this.q
-      ? mx.gatherQmm(x, this.weight, this.scales!, this.biases, { ...this.q, transpose: true, rhsIndices: indices })
-      : mx.gatherMm(x, mx.swapaxes(this.weight, -1, -2), { rhsIndices: indices });
-    return this.bias ? mx.add(y, mx.expandDims(mx.take(this.bias, indices, 0), -2)) : y;
+    const { weight, scales, biases, bias, q } = this.l;
+    const y = q
+      ? mx.gatherQmm(x, weight, scales!, biases, { ...q, transpose: true, rhsIndices: indices })
+      : mx.gatherMm(x, mx.swapaxes(weight, -1, -2), { rhsIndices: indices });
+    return bias ? mx.add(y, mx.expandDims(mx.take(bias, indices, 0), -2)) : y;
   }
 }
 
