@@ -86,11 +86,14 @@ export class QuantConfig {
     if (!top.success) throw new MlxkError("execution_error", "Invalid config.json: quantization");
     const defaults = toParams(top.output, { groupSize: 64, bits: 4, mode: "affine" });
     const overrides = new Map<string, QuantParams | false>();
-    for (const [k, val] of Object.entries(rec)) {
-      if (val === false) overrides.set(k, false);
+    for (const [k0, val] of Object.entries(rec)) {
+      // multimodal wrappers key their overrides by the checkpoint name; most models read them without the wrapper
+      // prefix, qwen3_5 / gemma4 keep mlx-lm's `language_model.model.` names: both keys are set.
+      const k = k0.replace(/^model\.language_model\./, "model.").replace(/^language_model\./, "");
+      if (val === false) overrides.set(k, false).set(k0, false);
       else if (typeof val === "object" && val !== null) {
         const e = v.safeParse(QuantEntry, val);
-        if (e.success) overrides.set(k, toParams(e.output, defaults));
+        if (e.success) overrides.set(k, toParams(e.output, defaults)).set(k0, toParams(e.output, defaults));
       }
     }
     return new QuantConfig(defaults, overrides);

@@ -6,30 +6,23 @@
  */
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
-import type { QuantParams } from "./layers.ts";
+import { fastQuantizedMatmul, kernelsEnabled } from "../mlx/kernels.ts";
+import type { Linear } from "./layers.ts";
 
-/** Expert weights [E, out, in] (float or quantized), optional per-expert bias [E, out]. */
+/** Expert weights [E, out, in] (float or quantized), optional per-expert bias [E, out]: a Linear per expert. */
 export class SwitchLinear {
-  readonly weight: mx.Array;
-  readonly scales: mx.Array | null;
-  readonly biases: mx.Array | null;
-  readonly bias: mx.Array | null;
-  readonly q: QuantParams | null;
+  readonly l: Linear;
   constructor(w: WeightStore, prefix: string) {
-    const l = w.linear(prefix);
-    this.weight = l.weight;
-    this.scales = l.scales;
-    this.biases = l.biases;
-    this.bias = l.bias;
-    this.q = l.q;
+    this.l = w.linear(prefix);
   }
 
-  /** x [..., 1|k, 1, in] with indices [..., k] → [..., k, 1, out]. */
-  forward(x: mx.Array, indices: mx.Array): mx.Array {
-    const y = this.q
-      ? mx.gatherQmm(x, this.weight, this.scales!, this.biases, { ...this.q, transpose: true, rhsIndices: indices })
-      : mx.gatherMm(x, mx.swapaxes(this.weight, -1, -2), { rhsIndices: indices });
-    return this.bias ? mx.add(y, mx.expandDims(mx.take(this.bias, indices, 0), -2)) : y;
+  /** x [..., 1|k, 1, in] with indices [..., k] → [..., k, 1, out]; `sorted`: indices ascending (one row per index). */
+  forward(x: mx.Array, indices: mx.Array, sorted = false): mx.Array {
+    const { weight, scales, biases, bias, q } = this.l;
+    const y = q
+      ? mx.gatherQmm(x, weight, scales!, biases, { ...q, transpose: true, rhsIndices: indices, sortedIndices: sorted })
+      : mx.gatherMm(x, mx.swapaxes(weight, -1, -2), { rhsIndices: indices, sortedIndices: sorted });
+    return bias ? mx.add(y, mx.expandDims(mx.take(bias, indices, 0), -2)) : y;
   }
 }
 
@@ -49,11 +42,67 @@ export class SwitchGLU {
   }
 
   forward(x: mx.Array, indices: mx.Array): mx.Array {
-    const xe = mx.expandDims(x, [-2, -3]);
-    const up = this.up_proj.forward(xe, indices);
-    const gate = this.gate_proj.forward(xe, indices);
-    return mx.squeeze(this.down_proj.forward(this.activation(gate, up), indices), -2);
+    if (indices.size >= 64 && this.gate_proj.l.q && kernelsEnabled()) return this.#perExpert(x, indices);
+    let xe = mx.expandDims(x, [-2, -3]);
+    // Many tokens (prefill): visit the experts in order, as mlx-lm does, so each expert's weights are read once.
+    const sort = indices.size >= 64;
+    let idx = indices;
+    let inv: mx.Array | null = null;
+    if (sort) {
+      const k = indices.shape.at(-1)!;
+      const flat = mx.flatten(indices);
+      const order = mx.argsort(flat, 0);
+      inv = mx.argsort(order, 0);
+      xe = mx.take(mx.flatten(xe, 0, -3), mx.floorDivide(order, k), 0);
+      idx = mx.take(flat, order, 0);
+    }
+    const up = this.up_proj.forward(xe, idx, sort);
+    const gate = this.gate_proj.forward(xe, idx, sort);
+    let y = this.down_proj.forward(this.activation(gate, up), idx, sort);
+    if (inv) y = mx.reshape(mx.take(y, inv, 0), [...indices.shape, 1, y.shape.at(-1)!]);
+    return mx.squeeze(y, -2);
   }
+
+  /**
+   * Prefill with quantized experts: read the routing on the host, then one quantized matmul per used expert over
+   * its tokens (the project's qmm kernel; MLX's gather_qmm is several times slower on the CPU), outputs put back
+   * in token order. Same math as the gather path.
+   */
+  #perExpert(x: mx.Array, indices: mx.Array): mx.Array {
+    const k = indices.shape.at(-1)!;
+    const H = x.shape.at(-1)!;
+    const flat = indices.astype(mx.Dtype.int32).toInt32Array();
+    const byExpert = new Map<number, number[]>();
+    flat.forEach((e, pos) => {
+      let l = byExpert.get(e);
+      if (!l) byExpert.set(e, (l = []));
+      l.push(pos);
+    });
+    const x2 = mx.reshape(x, [-1, H]);
+    const outs: mx.Array[] = [];
+    const order: number[] = [];
+    for (const [e, positions] of [...byExpert].sort((a, b) => a[0] - b[0])) {
+      const rows = mx.array(Int32Array.from(positions, (p) => Math.floor(p / k)), { shape: [positions.length], dtype: mx.Dtype.int32 });
+      const xe = mx.take(x2, rows, 0);
+      const gate = expertLinear(this.gate_proj.l, e, xe);
+      const up = expertLinear(this.up_proj.l, e, xe);
+      outs.push(expertLinear(this.down_proj.l, e, this.activation(gate, up)));
+      order.push(...positions);
+    }
+    const inv = new Int32Array(order.length);
+    order.forEach((pos, i) => {
+      inv[pos] = i;
+    });
+    const y = mx.take(mx.concatenate(outs, 0), mx.array(inv, { shape: [inv.length], dtype: mx.Dtype.int32 }), 0);
+    return mx.reshape(y, [...indices.shape, H]);
+  }
+}
+
+/** Expert `e` of stacked (quantized) weights applied to x [n, in] → [n, out]. */
+function expertLinear(l: Linear, e: number, x: mx.Array): mx.Array {
+  const row = (a: mx.Array) => mx.squeeze(mx.sliceAxis(a, 0, e, e + 1), 0);
+  const y = fastQuantizedMatmul(x, row(l.weight), row(l.scales!), l.biases ? row(l.biases) : null, { ...l.q!, transpose: true });
+  return l.bias ? mx.add(y, row(l.bias)) : y;
 }
 
 /** Indices of the k largest entries along the last axis (order unspecified, as argpartition gives them). */

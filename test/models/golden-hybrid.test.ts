@@ -4,7 +4,7 @@
  * whole prompt within 1e-3, and identical 32-token greedy continuations through the real decode loop
  * (prefill in chunks of 5 too, so recurrent state and KV caches carry across chunk boundaries). The
  * transformers-saved layouts (and their multimodal-wrapper forms) are checked against transformers itself
- * (test/fixtures/goldens/transformers.json, torch f32), where mlx-lm reads the config wrongly or not at all.
+ * (test/fixtures/goldens/transformers-hybrid.json, torch f32), where mlx-lm reads the config wrongly or not at all.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -19,7 +19,7 @@ import { GOLDEN_PROMPT, GOLDEN_STEPS } from "../support/tiny-models.ts";
 type Goldens = { prompt: number[]; models: Record<string, { logits: number[][]; greedy: number[] }> };
 const read = (f: string) => JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/goldens", f), "utf8")) as Goldens;
 const mlxGoldens = read("tiny-hybrid.json");
-const hfGoldens = read("transformers.json");
+const hfGoldens = read("transformers-hybrid.json");
 test("both references were computed for the same prompt", () => expect(hfGoldens.prompt).toEqual(mlxGoldens.prompt));
 
 /** name → [writer, reference golden]. */

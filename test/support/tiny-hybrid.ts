@@ -4,10 +4,15 @@
  * scripts/gen-goldens.ts writes test/fixtures/goldens/tiny-hybrid.json.
  * The `_hf` models are the same weights as transformers 5 saves them (its key names, conv layout,
  * zero-centred norms, fused experts, `per_layer_config`); their reference is transformers itself
- * (test/fixtures/goldens/transformers.json). The `_hf_wrapper` ones are the multimodal-wrapper layout of
+ * (test/fixtures/goldens/transformers-hybrid.json). The `_hf_wrapper` ones are the multimodal-wrapper layout of
  * the same weights and must match the same reference.
  */
-import { type Built, Gen, H, Q4, type Quant, quantize, type Tensor, type Tensors, VOCAB, writeBuilt } from "./tiny-models.ts";
+import { Gen, H, Q4, type Quant, quantize, type Tensor, type Tensors, VOCAB, writeBuilt } from "./tiny-models.ts";
+
+interface Built {
+  config: Record<string, unknown>;
+  tensors: Tensors;
+}
 
 export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4" | "qwen3_next" | "qwen3_next_q4" | "lfm2" | "lfm2_q4";
 export const HYBRID_MODELS: readonly HybridName[] = [
@@ -32,7 +37,7 @@ const Q8_64: Quant = { mode: "affine", bits: 8, groupSize: 64 };
 
 /** A float Linear, or quantized when `q` is set and the input size divides into groups (mlx-lm's predicate). */
 function lin(g: Gen, prefix: string, out: number, inp: number, q?: Quant): void {
-  g.linear(prefix, out, inp, { q: q && inp % q.groupSize === 0 ? q : undefined });
+  g.linear(prefix, [out, inp], { q: q && inp % q.groupSize === 0 ? q : undefined });
 }
 
 /** An embedding table, quantized like lin(). */
@@ -224,8 +229,8 @@ function lfm2(seed: number, q?: Quant): Built {
   types.forEach((t, i) => {
     const p = `model.layers.${i}`;
     if (t === "conv") {
-      g.linear(`${p}.conv.in_proj`, 3 * H, H, { q, bias });
-      g.linear(`${p}.conv.out_proj`, H, H, { q, bias });
+      g.linear(`${p}.conv.in_proj`, [3 * H, H], { q, bias });
+      g.linear(`${p}.conv.out_proj`, [H, H], { q, bias });
       g.float(`${p}.conv.conv.weight`, [H, K, 1], 0.6);
       if (bias) g.float(`${p}.conv.conv.bias`, [H], 0.1);
     } else {
@@ -391,5 +396,5 @@ export function buildHf(name: HfName | keyof typeof HF_WRAPPERS): Built {
 }
 
 export function writeHfModel(name: HfName | keyof typeof HF_WRAPPERS, dir: string): string {
-  return writeBuilt(buildHf(name), dir);
+  return writeBuilt(buildHf(name), dir, "pt");
 }
