@@ -30,6 +30,7 @@ const MODELS: Record<string, Loader> = {
   qwen3_5_moe_text: () => import("./qwen3_5_moe.ts"),
   qwen3_next: () => import("./qwen3_next.ts"),
   lfm2: () => import("./lfm2.ts"),
+  glm4_moe: () => import("./glm4_moe.ts"),
   gemma4: () => import("./gemma4.ts"),
   gemma4_text: () => import("./gemma4_text.ts"),
 };

@@ -14,10 +14,10 @@ interface Built {
   tensors: Tensors;
 }
 
-export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4" | "qwen3_next" | "qwen3_next_q4" | "lfm2" | "lfm2_q4";
+export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4" | "qwen3_next" | "qwen3_next_q4" | "lfm2" | "lfm2_q4" | "glm4_moe" | "glm4_moe_q4";
 export const HYBRID_MODELS: readonly HybridName[] = [
   "qwen3_5", "qwen3_5_q4", "gemma4_text", "gemma4", "gemma4_q4", "qwen3_5_moe", "qwen3_5_moe_q4", "qwen3_next", "qwen3_next_q4",
-  "lfm2", "lfm2_q4",
+  "lfm2", "lfm2_q4", "glm4_moe", "glm4_moe_q4",
 ];
 
 /** transformers-saved layouts: the reference model each one is the float weights of. */
@@ -26,6 +26,7 @@ export const HF_MODELS = {
   qwen3_5_moe_hf: "qwen3_5_moe",
   qwen3_next_hf: "qwen3_next",
   lfm2_hf: "lfm2",
+  glm4_moe_hf: "glm4_moe",
   gemma4_text_hf: "gemma4_text",
 } as const satisfies Record<string, HybridName>;
 export type HfName = keyof typeof HF_MODELS;
@@ -274,6 +275,69 @@ function lfm2(seed: number, q?: Quant): Built {
   return { config, tensors: g.t };
 }
 
+/** GLM-4.5-style MoE: a dense first layer, sigmoid group-limited router with correction bias, shared expert. */
+function glm4Moe(seed: number, q?: Quant): Built {
+  const g = new Gen(seed);
+  const [layers, heads, kv, hd, ff, E, moeFf] = [3, 4, 2, 16, 128, 8, 32];
+  embed(g, "model.embed_tokens", VOCAB, H, 1, q);
+  for (let i = 0; i < layers; i++) {
+    const p = `model.layers.${i}`;
+    for (const [n, out] of [["q_proj", heads * hd], ["k_proj", kv * hd], ["v_proj", kv * hd]] as const) {
+      g.linear(`${p}.self_attn.${n}`, [out, H], { q, bias: true });
+    }
+    lin(g, `${p}.self_attn.o_proj`, H, heads * hd, q);
+    g.norm(`${p}.self_attn.q_norm`, hd);
+    g.norm(`${p}.self_attn.k_norm`, hd);
+    if (i === 0) {
+      lin(g, `${p}.mlp.gate_proj`, ff, H, q);
+      lin(g, `${p}.mlp.up_proj`, ff, H, q);
+      lin(g, `${p}.mlp.down_proj`, H, ff, q);
+    } else {
+      g.float(`${p}.mlp.gate.weight`, [E, H], 0.3);
+      g.float(`${p}.mlp.gate.e_score_correction_bias`, [E], 0.05);
+      for (const n of ["gate_proj", "up_proj"]) experts(g, `${p}.mlp.switch_mlp.${n}`, E, moeFf, H, q);
+      experts(g, `${p}.mlp.switch_mlp.down_proj`, E, H, moeFf, q);
+      lin(g, `${p}.mlp.shared_experts.gate_proj`, moeFf, H, q);
+      lin(g, `${p}.mlp.shared_experts.up_proj`, moeFf, H, q);
+      lin(g, `${p}.mlp.shared_experts.down_proj`, H, moeFf, q);
+    }
+    g.norm(`${p}.input_layernorm`, H);
+    g.norm(`${p}.post_attention_layernorm`, H);
+  }
+  g.norm("model.norm", H);
+  lin(g, "lm_head", VOCAB, H, q);
+  // mlx-lm's spelling: top-level rope_theta / partial_rotary_factor (it reads nothing else).
+  const config: Record<string, unknown> = {
+    model_type: "glm4_moe",
+    vocab_size: VOCAB,
+    hidden_size: H,
+    intermediate_size: ff,
+    max_position_embeddings: 4096,
+    moe_intermediate_size: moeFf,
+    norm_topk_prob: true,
+    num_attention_heads: heads,
+    num_key_value_heads: kv,
+    head_dim: hd,
+    n_group: 2,
+    topk_group: 1,
+    n_shared_experts: 1,
+    n_routed_experts: E,
+    routed_scaling_factor: 2.5,
+    num_experts_per_tok: 2,
+    first_k_dense_replace: 1,
+    num_hidden_layers: layers,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    rope_scaling: null,
+    use_qk_norm: true,
+    tie_word_embeddings: false,
+    attention_bias: true,
+    partial_rotary_factor: 0.5,
+  };
+  if (q) config.quantization = { group_size: q.groupSize, bits: q.bits, mode: q.mode };
+  return { config, tensors: g.t };
+}
+
 export function buildHybrid(name: HybridName): Built {
   const seed = 2000 + HYBRID_MODELS.indexOf(name);
   switch (name) {
@@ -289,6 +353,10 @@ export function buildHybrid(name: HybridName): Built {
       return qwen3_5(seed, undefined, true, true);
     case "qwen3_next_q4":
       return qwen3_5(seed, Q4, true, true);
+    case "glm4_moe":
+      return glm4Moe(seed);
+    case "glm4_moe_q4":
+      return glm4Moe(seed, Q4);
     case "lfm2":
       return lfm2(seed);
     case "lfm2_q4":
@@ -321,27 +389,37 @@ function torchConv(t: Tensor): Tensor {
 }
 
 /** MLX-layout qwen3_5 tensors → transformers' (`prefix` "model." for the text model, "model.language_model." in the wrapper). */
-function qwen3_5ToHf(t: Tensors, prefix: string): Tensors {
+/** MLX's stacked switch_mlp experts → transformers 5's fused `experts.gate_up_proj` (gate half first) + `experts.down_proj`. */
+function fuseExperts(t: Tensors): Tensors {
+  const out: Tensors = {};
+  for (const [k, v] of Object.entries(t)) {
+    const m = /^(.*\.mlp)\.switch_mlp\.(gate_proj|up_proj|down_proj)\.weight$/.exec(k);
+    if (!m) {
+      out[k] = v;
+      continue;
+    }
+    if (m[2] === "down_proj") out[`${m[1]}.experts.down_proj`] = v;
+    if (m[2] !== "gate_proj") continue;
+    const up = t[k.replace("gate_proj", "up_proj")]!;
+    const [E, I, Hd] = v.shape as [number, number, number];
+    const data = new Float32Array(E * 2 * I * Hd);
+    for (let e = 0; e < E; e++) {
+      data.set(f32(v).subarray(e * I * Hd, (e + 1) * I * Hd), e * 2 * I * Hd);
+      data.set(f32(up).subarray(e * I * Hd, (e + 1) * I * Hd), e * 2 * I * Hd + I * Hd);
+    }
+    out[`${m[1]}.experts.gate_up_proj`] = { dtype: "F32", shape: [E, 2 * I, Hd], data };
+  }
+  return out;
+}
+
+function qwen3_5ToHf(t0: Tensors, prefix: string): Tensors {
+  const t = fuseExperts(t0);
   const out: Tensors = {};
   for (const [k0, v] of Object.entries(t)) {
-    let k = k0.replace(/^language_model\.model\./, prefix).replace(/^language_model\.lm_head/, "lm_head");
+    const k = k0.replace(/^language_model\.model\./, prefix).replace(/^language_model\.lm_head/, "lm_head");
     let x = v;
     if (k.includes("conv1d.weight")) x = torchConv(v);
     if (ZERO_CENTRED.some((s) => k.endsWith(s)) || k === `${prefix}norm.weight`) x = { ...v, data: f32(v).map((a) => a - 1) };
-    const m = /^(.*\.mlp)\.switch_mlp\.(gate_proj|up_proj|down_proj)\.weight$/.exec(k);
-    if (m) {
-      if (m[2] === "down_proj") out[`${m[1]}.experts.down_proj`] = v;
-      if (m[2] !== "gate_proj") continue;
-      const up = t[k0.replace("gate_proj", "up_proj")]!;
-      const [E, I, Hd] = v.shape as [number, number, number];
-      const data = new Float32Array(E * 2 * I * Hd);
-      for (let e = 0; e < E; e++) {
-        data.set(f32(v).subarray(e * I * Hd, (e + 1) * I * Hd), e * 2 * I * Hd);
-        data.set(f32(up).subarray(e * I * Hd, (e + 1) * I * Hd), e * 2 * I * Hd + I * Hd);
-      }
-      k = `${m[1]}.experts.gate_up_proj`;
-      x = { dtype: "F32", shape: [E, 2 * I, Hd], data };
-    }
     out[k] = x;
   }
   return out;
@@ -387,6 +465,12 @@ export function buildHf(name: HfName | keyof typeof HF_WRAPPERS): Built {
       const { block_dim: _d, block_ff_dim: _f, ...config } = src.config as Record<string, unknown>;
       const tensors = Object.fromEntries(Object.entries(src.tensors).map(([k, v]) => [k, k.endsWith("conv.conv.weight") ? torchConv(v) : v]));
       return { config, tensors };
+    }
+    case "glm4_moe_hf": {
+      const src = buildHybrid("glm4_moe");
+      const { rope_theta, partial_rotary_factor, rope_scaling: _s, ...config } = src.config as Record<string, unknown>;
+      const rope_parameters = { rope_type: "default", rope_theta, partial_rotary_factor };
+      return { config: { ...config, rope_parameters }, tensors: fuseExperts(src.tensors) };
     }
     case "gemma4_text_hf":
       return gemma4Hf(false);
