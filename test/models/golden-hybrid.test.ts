@@ -7,7 +7,7 @@
  * (test/fixtures/goldens/transformers-hybrid.json, torch f32), where mlx-lm reads the config wrongly or not at all.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { prefill, tokenLoop } from "../../src/engine/generate.ts";
@@ -22,10 +22,22 @@ const mlxGoldens = read("tiny-hybrid.json");
 const hfGoldens = read("transformers-hybrid.json");
 test("both references were computed for the same prompt", () => expect(hfGoldens.prompt).toEqual(mlxGoldens.prompt));
 
+/** The config.json transformers 5 wrote for an `_hf` model (scripts/gen-goldens-hf.py save_pretrained round trip). */
+const v5Config = (n: string) => readFileSync(join(import.meta.dir, "../fixtures/configs", `${n}.json`), "utf8");
+/** Write a model, then replace its config.json with the transformers-5-written one. */
+const withV5 = (write: (d: string) => string, n: string) => (d: string) => {
+  const dir = write(d);
+  writeFileSync(join(dir, "config.json"), v5Config(n));
+  return dir;
+};
+
 /** name → [writer, reference golden]. */
 const CASES: (readonly [string, (dir: string) => string, Goldens["models"][string]])[] = [
   ...HYBRID_MODELS.map((n) => [n, (d: string) => writeHybridModel(n, d), mlxGoldens.models[n]!] as const),
   ...Object.keys(HF_MODELS).map((n) => [n, (d: string) => writeHfModel(n as keyof typeof HF_MODELS, d), hfGoldens.models[n]!] as const),
+  // Both layouts with the config exactly as transformers 5 saved it.
+  ...Object.keys(HF_MODELS).map((n) => [`${n} (v5 config)`, withV5((d: string) => writeHfModel(n as keyof typeof HF_MODELS, d), n), hfGoldens.models[n]!] as const),
+  ...Object.entries(HF_MODELS).map(([n, mlx]) => [`${mlx} MLX layout (v5 config)`, withV5((d: string) => writeHybridModel(mlx, d), n), hfGoldens.models[n]!] as const),
   ...Object.entries(HF_WRAPPERS).map(([n, ref]) => [n, (d: string) => writeHfModel(n as keyof typeof HF_WRAPPERS, d), hfGoldens.models[ref]!] as const),
 ];
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-golden-hybrid-"));
@@ -38,7 +50,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 describe.each(CASES)("%s matches its reference", (name, write, golden) => {
-  const dir = () => write(join(tmp, name));
+  const dir = () => write(join(tmp, name.replace(/[^\w]+/g, "_")));
 
   test.each([1, 2])("logits of the prompt (streams=%d)", async (streams) => {
     expect(mlxGoldens.prompt).toEqual([...GOLDEN_PROMPT]);
