@@ -2,7 +2,8 @@
 // Sliding and full attention layers with their own head sizes and rope (proportional rope on full
 // layers), q/k RMSNorm and a scale-free v norm, attention scale 1, the last `num_kv_shared_layers` layers
 // reusing the K/V of the last earlier layer of their type, per-layer input embeddings (PLE), a GELU-gated
-// MLP (double width on KV-shared layers when asked), a learned per-layer scalar and a final logit softcap.
+// MLP (double width on KV-shared layers when asked) next to a routed GeGLU expert block (26B-A4B's
+// enable_moe_block), a learned per-layer scalar and a final logit softcap.
 //
 // Where mlxk reads configs differently from mlx-lm (transformers 5 is the reference, see README):
 //   - `per_layer_config` (what transformers 5 writes: per-layer head_dim / num_key_value_heads) is obeyed;
@@ -19,6 +20,7 @@ import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num,
 import { type KVCache, RotatingKVCache, StandardKVCache } from "./cache.ts";
 import type { LayerRope, NormalizeOptions, RopeScaling } from "./config.ts";
 import { type Embedding, type Linear, rmsNorm, SplitLinear, Streams } from "./layers.ts";
+import { combine, splitFusedExperts, SwitchGLU, topK } from "./switch_layers.ts";
 import { initializeRope, type RopeLayer as Rope } from "./rope.ts";
 
 /** The normaliser reads both rope spellings into rope_by_layer_type and derives layer_types from a pattern. */
@@ -57,6 +59,9 @@ export const textSchema = v.looseObject({
   final_logit_softcapping: v.optional(v.nullable(v.number()), null),
   use_double_wide_mlp: bool(false),
   enable_moe_block: bool(false),
+  num_experts: v.optional(v.nullable(int()), null),
+  top_k_experts: v.optional(v.nullable(int()), null),
+  moe_intermediate_size: v.optional(v.nullable(int()), null),
   use_bidirectional_attention: v.optional(v.nullable(v.string()), null),
   tie_word_embeddings: bool(true),
 });
@@ -83,7 +88,9 @@ export function normalizeText(c: v.InferOutput<typeof textSchema>) {
   if (c.use_bidirectional_attention === "all") {
     throw new MlxkError("unsupported_model", "Gemma 4 with use_bidirectional_attention 'all' is an encoder, not a text generator");
   }
-  if (c.enable_moe_block) throw new MlxkError("unsupported_model", "Gemma 4 MoE checkpoints (enable_moe_block) are not supported yet");
+  if (c.enable_moe_block && !(c.num_experts && c.top_k_experts && c.moe_intermediate_size)) {
+    throw new MlxkError("unsupported_model", "Gemma 4 enable_moe_block needs num_experts, top_k_experts and moe_intermediate_size");
+  }
   let types = c.layer_types ? [...c.layer_types] : null;
   if (!types) {
     const p = c.sliding_window_pattern ?? 6;
@@ -119,6 +126,10 @@ export function contextLength(c: Record<string, unknown>): number {
 /** mlx-lm's sanitize: drop rotary buffers, clipping ranges and the K/V projections of KV-shared layers; split fused experts. */
 export function sanitize(w: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array> {
   const c = config as Gemma4Config;
+  for (const k of [...w.keys()]) {
+    const m = /^(.*layers\.\d+)\.experts\.gate_up_proj$/.exec(k);
+    if (m) splitFusedExperts(w, m[1]!, `${m[1]}.experts.switch_glu`);
+  }
   for (const [k, a] of [...w]) {
     const m = /layers\.(\d+)\.self_attn\.(k_proj|v_proj|k_norm)/.exec(k);
     const sharedKv = m !== null && c.layers[Number(m[1])]!.kvSource !== Number(m[1]);
@@ -187,8 +198,54 @@ class Attention {
   }
 }
 
+const geglu = (gate: mx.Array, up: mx.Array) => mx.multiply(mx.geluApprox(gate), up);
+
+/**
+ * The MoE half of a 26B-A4B layer: router (scale-free RMSNorm · scale · H^-0.5 → proj → top-k → softmax of
+ * the chosen logits · per_expert_scale) and GeGLU experts, with their own pre/post norms.
+ */
+class MoeBlock {
+  readonly proj: Linear;
+  readonly scale: mx.Array;
+  readonly per_expert_scale: mx.Array;
+  readonly experts: SwitchGLU;
+  readonly pre: mx.Array;
+  readonly post: mx.Array;
+  readonly postMlp: mx.Array;
+  readonly #normWeight: mx.Array;
+
+  constructor(
+    w: WeightStore,
+    p: string,
+    readonly c: Gemma4Config,
+  ) {
+    this.proj = w.linear(`${p}.router.proj`);
+    this.scale = w.get(`${p}.router.scale`);
+    this.per_expert_scale = w.get(`${p}.router.per_expert_scale`);
+    this.experts = new SwitchGLU(w, `${p}.experts.switch_glu`, geglu);
+    this.pre = w.get(`${p}.pre_feedforward_layernorm_2.weight`);
+    this.post = w.get(`${p}.post_feedforward_layernorm_2.weight`);
+    this.postMlp = w.get(`${p}.post_feedforward_layernorm_1.weight`);
+    this.#normWeight = mx.keep(mx.multiply(this.scale, c.hidden_size ** -0.5));
+  }
+
+  /** h: the residual stream after attention; returns the expert output, post-normed. */
+  forward(h: mx.Array): mx.Array {
+    const eps = this.c.rms_norm_eps;
+    const scores = this.proj.forward(rmsNorm(h, this.#normWeight, eps));
+    const indices = topK(scores, this.c.top_k_experts!);
+    const weights = mx.multiply(mx.softmax(mx.takeAlongAxis(scores, indices, -1), -1, true), mx.take(this.per_expert_scale, indices, 0));
+    return rmsNorm(combine(this.experts.forward(rmsNorm(h, this.pre, eps), indices), weights), this.post, eps);
+  }
+
+  dispose(): void {
+    this.#normWeight.dispose();
+  }
+}
+
 class DecoderLayer {
   readonly self_attn: Attention;
+  readonly moe: MoeBlock | null;
   readonly gate_proj: Linear;
   readonly up_proj: Linear;
   readonly down_proj: Linear;
@@ -222,6 +279,7 @@ class DecoderLayer {
     this.per_layer_projection = ple ? w.linear(`${p}.per_layer_projection`) : null;
     this.post_per_layer_input_norm = ple ? w.get(`${p}.post_per_layer_input_norm.weight`) : null;
     this.layer_scalar = w.opt(`${p}.layer_scalar`);
+    this.moe = c.enable_moe_block ? new MoeBlock(w, p, c) : null;
   }
 
   forward(x: mx.Array, cache: KVCache | null, shared: SharedKv | null, perLayerInput: mx.Array | null): [mx.Array, SharedKv] {
@@ -233,7 +291,9 @@ class DecoderLayer {
       () => this.gate_proj.forward(n),
       () => this.up_proj.forward(n),
     );
-    h = mx.add(h, rmsNorm(this.down_proj.forward(mx.multiply(mx.geluApprox(g), u)), this.norms.postFf, eps));
+    let f = this.down_proj.forward(geglu(g, u));
+    if (this.moe) f = mx.add(rmsNorm(f, this.moe.postMlp, eps), this.moe.forward(h));
+    h = mx.add(h, rmsNorm(f, this.norms.postFf, eps));
     if (this.per_layer_input_gate && perLayerInput) {
       const gate = mx.multiply(mx.geluApprox(this.per_layer_input_gate.forward(h)), perLayerInput);
       h = mx.add(h, rmsNorm(this.per_layer_projection!.forward(gate), this.post_per_layer_input_norm!, eps));
@@ -329,6 +389,7 @@ export class Model implements LanguageModel {
 
   [Symbol.dispose](): void {
     for (const r of this.#ropes) r.dispose();
+    for (const l of this.layers) l.moe?.dispose();
     for (const a of this.lm_head.owned()) a.dispose();
   }
 }

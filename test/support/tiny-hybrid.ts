@@ -14,10 +14,10 @@ interface Built {
   tensors: Tensors;
 }
 
-export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4" | "qwen3_next" | "qwen3_next_q4" | "lfm2" | "lfm2_q4" | "glm4_moe" | "glm4_moe_q4";
+export type HybridName = "qwen3_5" | "qwen3_5_q4" | "gemma4_text" | "gemma4" | "gemma4_q4" | "qwen3_5_moe" | "qwen3_5_moe_q4" | "qwen3_next" | "qwen3_next_q4" | "lfm2" | "lfm2_q4" | "glm4_moe" | "glm4_moe_q4" | "gemma4_moe" | "gemma4_moe_q4";
 export const HYBRID_MODELS: readonly HybridName[] = [
   "qwen3_5", "qwen3_5_q4", "gemma4_text", "gemma4", "gemma4_q4", "qwen3_5_moe", "qwen3_5_moe_q4", "qwen3_next", "qwen3_next_q4",
-  "lfm2", "lfm2_q4", "glm4_moe", "glm4_moe_q4",
+  "lfm2", "lfm2_q4", "glm4_moe", "glm4_moe_q4", "gemma4_moe", "gemma4_moe_q4",
 ];
 
 /** transformers-saved layouts: the reference model each one is the float weights of. */
@@ -27,6 +27,7 @@ export const HF_MODELS = {
   qwen3_next_hf: "qwen3_next",
   lfm2_hf: "lfm2",
   glm4_moe_hf: "glm4_moe",
+  gemma4_moe_hf: "gemma4_moe",
   gemma4_text_hf: "gemma4_text",
 } as const satisfies Record<string, HybridName>;
 export type HfName = keyof typeof HF_MODELS;
@@ -275,6 +276,77 @@ function lfm2(seed: number, q?: Quant): Built {
   return { config, tensors: g.t };
 }
 
+/**
+ * Gemma 4 26B-A4B-shaped: every layer has the dense GeGLU MLP plus routed GeGLU experts; full layers share
+ * K and V (attention_k_eq_v) with their own head size and KV head count; no per-layer inputs.
+ */
+function gemma4Moe(seed: number, q?: Quant): Built {
+  const g = new Gen(seed);
+  const types = ["sliding_attention", "full_attention", "sliding_attention", "full_attention"];
+  const [heads, kv, gkv, hd, ghd, ff, E, moeFf] = [4, 2, 1, 16, 32, 64, 4, 32];
+  embed(g, "model.embed_tokens", VOCAB, H, 0.1, q);
+  const overrides: Record<string, unknown> = {};
+  types.forEach((t, i) => {
+    const p = `model.layers.${i}`;
+    const full = t === "full_attention";
+    const d = full ? ghd : hd;
+    const nkv = full ? gkv : kv;
+    lin(g, `${p}.self_attn.q_proj`, heads * d, H, q);
+    lin(g, `${p}.self_attn.o_proj`, H, heads * d, q);
+    g.norm(`${p}.self_attn.q_norm`, d);
+    lin(g, `${p}.self_attn.k_proj`, nkv * d, H, q);
+    if (!full) lin(g, `${p}.self_attn.v_proj`, nkv * d, H, q);
+    g.norm(`${p}.self_attn.k_norm`, d);
+    lin(g, `${p}.mlp.gate_proj`, ff, H, q);
+    lin(g, `${p}.mlp.up_proj`, ff, H, q);
+    lin(g, `${p}.mlp.down_proj`, H, ff, q);
+    lin(g, `${p}.router.proj`, E, H, q && Q8_64);
+    if (q) overrides[`${p}.router.proj`] = { group_size: 64, bits: 8 };
+    g.float(`${p}.router.scale`, [H], 0.2, 1);
+    g.float(`${p}.router.per_expert_scale`, [E], 0.2, 1);
+    for (const n of ["gate_proj", "up_proj"]) experts(g, `${p}.experts.switch_glu.${n}`, E, moeFf, H, q);
+    experts(g, `${p}.experts.switch_glu.down_proj`, E, H, moeFf, q);
+    const norms = ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"];
+    for (const n of [...norms, "pre_feedforward_layernorm_2", "post_feedforward_layernorm_1", "post_feedforward_layernorm_2"]) g.norm(`${p}.${n}`, H);
+    g.float(`${p}.layer_scalar`, [1], 0.2, 1);
+  });
+  g.norm("model.norm", H);
+  const config: Record<string, unknown> = {
+    model_type: "gemma4_text",
+    hidden_size: H,
+    num_hidden_layers: types.length,
+    intermediate_size: ff,
+    num_attention_heads: heads,
+    num_key_value_heads: kv,
+    num_global_key_value_heads: gkv,
+    head_dim: hd,
+    global_head_dim: ghd,
+    attention_k_eq_v: true,
+    rms_norm_eps: 1e-6,
+    vocab_size: VOCAB,
+    vocab_size_per_layer_input: VOCAB,
+    hidden_size_per_layer_input: 0,
+    num_kv_shared_layers: 0,
+    sliding_window: 8,
+    layer_types: types,
+    rope_parameters: {
+      sliding_attention: { rope_type: "default", rope_theta: 10000 },
+      full_attention: { rope_type: "proportional", partial_rotary_factor: 0.25, rope_theta: 1000000 },
+    },
+    max_position_embeddings: 4096,
+    final_logit_softcapping: 25.5,
+    use_double_wide_mlp: false,
+    enable_moe_block: true,
+    num_experts: E,
+    top_k_experts: 2,
+    moe_intermediate_size: moeFf,
+    hidden_activation: "gelu_pytorch_tanh",
+    tie_word_embeddings: true,
+  };
+  if (q) config.quantization = { group_size: q.groupSize, bits: q.bits, mode: q.mode, ...overrides };
+  return { config, tensors: g.t };
+}
+
 /** GLM-4.5-style MoE: a dense first layer, sigmoid group-limited router with correction bias, shared expert. */
 function glm4Moe(seed: number, q?: Quant): Built {
   const g = new Gen(seed);
@@ -353,6 +425,10 @@ export function buildHybrid(name: HybridName): Built {
       return qwen3_5(seed, undefined, true, true);
     case "qwen3_next_q4":
       return qwen3_5(seed, Q4, true, true);
+    case "gemma4_moe":
+      return gemma4Moe(seed);
+    case "gemma4_moe_q4":
+      return gemma4Moe(seed, Q4);
     case "glm4_moe":
       return glm4Moe(seed);
     case "glm4_moe_q4":
@@ -393,7 +469,8 @@ function torchConv(t: Tensor): Tensor {
 function fuseExperts(t: Tensors): Tensors {
   const out: Tensors = {};
   for (const [k, v] of Object.entries(t)) {
-    const m = /^(.*\.mlp)\.switch_mlp\.(gate_proj|up_proj|down_proj)\.weight$/.exec(k);
+    // qwen/glm: <layer>.mlp.switch_mlp.*; gemma4: <layer>.experts.switch_glu.* — both become <…>.experts.*
+    const m = /^(.*?)(?:\.switch_mlp|\.experts\.switch_glu)\.(gate_proj|up_proj|down_proj)\.weight$/.exec(k);
     if (!m) {
       out[k] = v;
       continue;
@@ -474,6 +551,13 @@ export function buildHf(name: HfName | keyof typeof HF_WRAPPERS): Built {
     }
     case "gemma4_text_hf":
       return gemma4Hf(false);
+    case "gemma4_moe_hf": {
+      const src = buildHybrid("gemma4_moe");
+      const { global_head_dim: ghd, num_global_key_value_heads: gkv, ...config } = src.config as Record<string, unknown>;
+      const types = config.layer_types as string[];
+      const perLayer = Object.fromEntries(types.flatMap((t, i) => (t === "full_attention" ? [[String(i), { head_dim: ghd, num_key_value_heads: gkv }]] : [])));
+      return { config: { ...config, per_layer_config: perLayer }, tensors: fuseExperts(src.tensors) };
+    }
     case "gemma4_hf_wrapper":
       return gemma4Hf(true);
   }
