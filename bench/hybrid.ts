@@ -77,7 +77,7 @@ async function main(): Promise<void> {
     const p = Bun.spawnSync([PY, "-c", MAKE_SCRIPT, dir, String(layers)], { stdout: "inherit", stderr: "inherit" });
     if (p.exitCode !== 0) throw new Error("making the benchmark model failed");
   }
-  const self = ["bun", join(ROOT, "bench", "hybrid.ts"), "--worker", "--model", dir, "--prompt", String(nPrompt), "--gen", String(nGen)];
+  const self = [process.execPath, join(ROOT, "bench", "hybrid.ts"), "--worker", "--model", dir, "--prompt", String(nPrompt), "--gen", String(nGen)];
   const REF = "mlx-lm 0.32.2 (mlx 0.32.4 cpu)";
   const variants: [string, () => Result][] = [["mlxk (AVX2 kernels)", () => runJson(self)]];
   if (has("ops")) variants.push(["mlxk (MLX ops, MLXK_KERNELS=0)", () => runJson(self, ROOT, { MLXK_KERNELS: "0" })]);
