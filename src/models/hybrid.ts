@@ -3,16 +3,65 @@
 // few layers, gated full attention (a KV cache); the SwiGLU MLP or the sparse MoE block with a gated
 // shared expert; the gated RMSNorm after the delta rule. qwen3_next.ts and qwen3_5.ts (+ qwen3_5_moe.ts)
 // are the model_type files: configs, checkpoint renames, where the weights sit.
+import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { ArraysCache } from "./arrays_cache.ts";
-import type { LanguageModel, LayerCache, ModelContext, WeightStore } from "./base.ts";
+import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import type { RopeScaling } from "./config.ts";
 import { convSilu, gatedDeltaUpdate, normalizeQk } from "./gated_delta.ts";
 import { attend, DecoderModel, type Embedding, type Linear, rmsNorm, SplitLinear, Streams, swiglu } from "./layers.ts";
+import { DenseMlp } from "./transformer.ts";
 import { initializeRope, type RopeLayer as Rope } from "./rope.ts";
 import { combine, softmaxTopK, SwitchGLU } from "./switch_layers.ts";
+
+/** The config keys qwen3_5 and qwen3_next share (their defaults in `d`); each file adds its own. */
+export function hybridFields(d: { max_position_embeddings: number; rope_theta: number; partial_rotary_factor: number; norm_topk_prob: boolean; intermediate_size?: number }) {
+  return {
+    hidden_size: int(),
+    num_hidden_layers: int(),
+    intermediate_size: int(d.intermediate_size),
+    num_attention_heads: int(),
+    num_key_value_heads: int(),
+    head_dim: v.optional(int()),
+    rms_norm_eps: num(1e-6),
+    vocab_size: int(),
+    max_position_embeddings: int(d.max_position_embeddings),
+    linear_num_value_heads: int(),
+    linear_num_key_heads: int(),
+    linear_key_head_dim: int(),
+    linear_value_head_dim: int(),
+    linear_conv_kernel_dim: int(4),
+    tie_word_embeddings: bool(false),
+    full_attention_interval: int(4),
+    layer_types: v.optional(v.nullable(v.array(v.picklist(["linear_attention", "full_attention"])))),
+    num_experts: int(0),
+    num_experts_per_tok: int(0),
+    shared_expert_intermediate_size: int(0),
+    moe_intermediate_size: int(0),
+    norm_topk_prob: bool(d.norm_topk_prob),
+    rope_theta: num(d.rope_theta),
+    partial_rotary_factor: num(d.partial_rotary_factor),
+    rope_scaling: ropeScaling,
+  };
+}
+
+type HybridFields = v.InferOutput<v.ObjectSchema<ReturnType<typeof hybridFields>, undefined>>;
+
+/** head_dim derived, layer_types from `full_attention_interval` when the config has none. */
+export function hybridDerived<T extends HybridFields>(c: T) {
+  if (c.linear_num_value_heads % c.linear_num_key_heads !== 0) {
+    throw new MlxkError("unsupported_model", `config.json linear_num_value_heads ${c.linear_num_value_heads} is not a multiple of linear_num_key_heads ${c.linear_num_key_heads}`);
+  }
+  return {
+    ...c,
+    head_dim: c.head_dim ?? Math.floor(c.hidden_size / c.num_attention_heads),
+    layer_types:
+      c.layer_types ?? Array.from({ length: c.num_hidden_layers }, (_, i) => ((i + 1) % c.full_attention_interval === 0 ? "full_attention" : "linear_attention")),
+  };
+}
+
 
 /** The config keys the hybrid decoder reads (qwen3_next.ts / qwen3_5.ts schemas produce them). */
 export interface HybridConfig {
@@ -94,23 +143,6 @@ export class Qwen3NextAttention {
   }
 }
 
-export class Qwen3NextMLP {
-  readonly gate_proj: Linear;
-  readonly up_proj: Linear;
-  readonly down_proj: Linear;
-  constructor(w: WeightStore, p: string) {
-    this.gate_proj = w.linear(`${p}.gate_proj`);
-    this.up_proj = w.linear(`${p}.up_proj`);
-    this.down_proj = w.linear(`${p}.down_proj`);
-  }
-  forward(x: mx.Array, streams: Streams): mx.Array {
-    const [g, u] = streams.pair(
-      () => this.gate_proj.forward(x),
-      () => this.up_proj.forward(x),
-    );
-    return this.down_proj.forward(swiglu(g, u));
-  }
-}
 
 interface MoeShape {
   num_experts: number;
@@ -125,7 +157,7 @@ interface MoeShape {
 export class Qwen3NextSparseMoeBlock {
   readonly gate: Linear;
   readonly switch_mlp: SwitchGLU;
-  readonly shared_expert: Qwen3NextMLP;
+  readonly shared_expert: DenseMlp;
   readonly shared_expert_gate: Linear;
 
   constructor(
@@ -135,7 +167,7 @@ export class Qwen3NextSparseMoeBlock {
   ) {
     this.gate = w.linear(`${p}.gate`);
     this.switch_mlp = new SwitchGLU(w, `${p}.switch_mlp`, swiglu);
-    this.shared_expert = new Qwen3NextMLP(w, `${p}.shared_expert`);
+    this.shared_expert = new DenseMlp(w, `${p}.shared_expert`);
     this.shared_expert_gate = w.linear(`${p}.shared_expert_gate`);
   }
 
@@ -294,7 +326,7 @@ export class HybridModel extends DecoderModel implements LanguageModel {
     this.embed_tokens = w.embedding(`${m}.embed_tokens`);
     this.layers = c.layer_types.map((t, i) => {
       const p = `${m}.layers.${i}`;
-      const mlp = o.moeLayer(i) ? new Qwen3NextSparseMoeBlock(w, `${p}.mlp`, c) : new Qwen3NextMLP(w, `${p}.mlp`);
+      const mlp = o.moeLayer(i) ? new Qwen3NextSparseMoeBlock(w, `${p}.mlp`, c) : new DenseMlp(w, `${p}.mlp`);
       return new DecoderLayer(w, p, c, t === "linear_attention", this.rope, mlp, o.fusedProjections);
     });
     this.norm = w.get(`${m}.norm.weight`);
