@@ -3,7 +3,8 @@
  * mid-stream, precise pacing). It implements the engine contract honestly: stop strings never emitted,
  * maxTokens → "length", abort → "cancelled" at the next token.
  */
-import type { Engine, GenerateEvent, GenerateRequest, ModelInfo } from "../../../src/engine/types.ts";
+import { settle } from "../../../src/engine/prepare.ts";
+import type { Engine, GenerateEvent, GenerateRequest, ModelInfo, PreparedRequest, PrepareOptions } from "../../../src/engine/types.ts";
 
 export interface ScriptOptions {
   /** Words emitted one per token, cycling. */
@@ -25,6 +26,7 @@ export class ScriptEngine implements Engine {
   generating = 0;
   maxConcurrent = 0;
   requests: GenerateRequest[] = [];
+  prepared: PreparedRequest[] = [];
 
   constructor(
     id: string,
@@ -38,8 +40,16 @@ export class ScriptEngine implements Engine {
     return text.split(/\s+/).filter(Boolean).length + 1;
   }
 
-  async *generate(req: GenerateRequest): AsyncGenerator<GenerateEvent, void, undefined> {
+  prepare(req: GenerateRequest, opts: PrepareOptions = {}): PreparedRequest {
+    const n = this.countPromptTokens(req.input);
+    return settle(req, "", Array.from({ length: n }, (_, i) => i), this.info.contextLength, opts);
+  }
+
+  async *generate(request: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined> {
+    const p = "prepared" in request ? request : this.prepare(request);
+    const req = p.req;
     this.requests.push(req);
+    this.prepared.push(p);
     this.generating++;
     this.maxConcurrent = Math.max(this.maxConcurrent, this.generating);
     try {
@@ -59,7 +69,7 @@ export class ScriptEngine implements Engine {
         if (this.opts.delayMs) await Bun.sleep(this.opts.delayMs);
         if (req.signal?.aborted) return yield done("cancelled");
         if (this.opts.failAfter !== undefined && n >= this.opts.failAfter) throw new Error("scripted failure");
-        if (n >= req.maxTokens) return yield done("length");
+        if (n >= p.maxTokens) return yield done("length");
         if (this.opts.eosAfter !== undefined && n >= this.opts.eosAfter) return yield done("stop");
         const reasoning = n < think.length ? `${think[n]} ` : "";
         const text = n < think.length ? "" : `${words[(n - think.length) % words.length]} `;
