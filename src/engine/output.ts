@@ -53,7 +53,17 @@ export class OutputChain {
       const d = final ? mergeReasoning(this.reasoning.push(text), this.reasoning.flush()) : this.reasoning.push(text);
       out.reasoning = d.reasoning;
       answer = d.answer;
-      if (this.harmonyCalls) for (const c of d.calls ?? []) this.emit({ name: c.name, arguments: c.arguments }, out);
+      if (this.harmonyCalls) {
+        for (const c of d.calls ?? []) {
+          const args = jsonObjectText(c.arguments);
+          // Arguments that are not a JSON object: not a usable call, so the client sees the text instead.
+          if (args === null) answer = `${c.arguments}${answer}`;
+          else {
+            this.emit({ name: c.name, arguments: "" }, out);
+            this.emit({ arguments: args }, out);
+          }
+        }
+      }
     }
     if (!this.tools) {
       out.text = answer;
@@ -75,6 +85,15 @@ export class OutputChain {
       out.toolCalls.push({ index: this.index, id: piece.id ?? newCallId(this.tools?.idStyle), name: piece.name, arguments: "" });
     } else if (this.dropping || this.index < 0) return;
     if (piece.arguments !== "") out.toolCalls.push({ index: this.index, arguments: piece.arguments });
+  }
+}
+
+function jsonObjectText(s: string): string | null {
+  try {
+    const v = JSON.parse(s === "" ? "{}" : s) as unknown;
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? JSON.stringify(v) : null;
+  } catch {
+    return null;
   }
 }
 

@@ -83,6 +83,7 @@ function partialSuffix(s: string, marks: readonly string[]): number {
 class TaggedParser implements ToolCallParser {
   private buf = "";
   private open: [string, string] | null = null;
+  private called = false;
 
   constructor(
     private readonly pairs: [string, string][],
@@ -109,8 +110,10 @@ class TaggedParser implements ToolCallParser {
         const raw = at < 0 ? this.buf : this.buf.slice(0, at + end.length);
         // The model may stop right after the body without the closing marker: accept it if it parses.
         const calls = this.parse(body, start);
-        if (calls && calls.length > 0) out.calls.push(...complete(calls));
-        else out.text += raw;
+        if (calls && calls.length > 0) {
+          out.calls.push(...complete(calls));
+          this.called = true;
+        } else out.text += raw;
         this.buf = this.buf.slice(raw.length);
         this.open = null;
         if (at < 0) break;
@@ -126,19 +129,25 @@ class TaggedParser implements ToolCallParser {
         }
       }
       if (pair) {
-        out.text += this.buf.slice(0, at);
+        this.text(out, this.buf.slice(0, at));
         this.buf = this.buf.slice(at);
         this.open = pair;
         continue;
       }
       const keep = final ? 0 : partialSuffix(this.buf, this.pairs.map((p) => p[0]));
-      out.text += this.buf.slice(0, this.buf.length - keep);
-      this.buf = this.buf.slice(this.buf.length - keep);
+      // After a call, whitespace is held back: it is noise between calls unless real text follows.
+      const cut = this.called && !final ? this.buf.length - keep - (/\s*$/.exec(this.buf.slice(0, this.buf.length - keep))?.[0].length ?? 0) : this.buf.length - keep;
+      this.text(out, this.buf.slice(0, cut));
+      this.buf = this.buf.slice(cut);
       break;
     }
-    // Whitespace between calls is noise, not an answer.
-    if (out.calls.length > 0 && out.text.trim() === "") out.text = "";
     return out;
+  }
+
+  /** Answer text; whitespace-only text after a call is dropped. */
+  private text(out: ParsedText, s: string): void {
+    if (this.called && s.trim() === "") return;
+    out.text += s;
   }
 }
 
