@@ -8,6 +8,7 @@
  */
 import * as xg from "@mlc-ai/web-xgrammar";
 import { MlxkError } from "../errors.ts";
+import { normalizeSchema } from "../generate/json-schema-check.ts";
 import type { TextPipeline } from "../generate/text.ts";
 import type { GrammarSpec } from "./tools.ts";
 
@@ -48,7 +49,7 @@ async function tokenizerGrammar(text: TextPipeline): Promise<TokenizerGrammar> {
 }
 
 function keyOf(spec: GrammarSpec): string {
-  return spec.kind === "json_object" ? "json_object" : JSON.stringify(spec.schema);
+  return spec.kind === "json_object" ? "json_object" : JSON.stringify(normalizeSchema(spec.schema, spec.param));
 }
 
 /** Compile (or reuse) the grammar of a spec. A schema XGrammar rejects is a 400 naming where it sits. */
