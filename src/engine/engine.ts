@@ -83,7 +83,8 @@ export class MlxEngine implements Engine {
     const s = req.sampling;
     const wantLogprobs = req.topLogprobs !== undefined;
     const constraint = await this.constraintFor(req);
-    const onDevice = constraint === null && s.temperature <= 0 && (s.repetitionPenalty <= 0 || s.repetitionPenalty === 1);
+    // Greedy without penalties stays on the device, masked there under a constraint (logprobs then need the host).
+    const onDevice = s.temperature <= 0 && (s.repetitionPenalty <= 0 || s.repetitionPenalty === 1) && !(constraint && wantLogprobs);
     const rng = new Rng(s.seed);
     let last: SampledToken | null = null;
     const sampler: HostSampler = (logits, history) => {
@@ -107,6 +108,7 @@ export class MlxEngine implements Engine {
       maxTokens,
       sampler: onDevice ? undefined : sampler,
       wantLogits: onDevice && wantLogprobs,
+      ...(onDevice && constraint ? { deviceMask: (n: number) => constraint.bias(n) } : {}),
       shouldStop: () => req.signal?.aborted === true,
       yieldPrefill: true,
     });
