@@ -7,7 +7,7 @@ import { fallbackChatFormat, loadTextPipeline, Rng, sampleToken, type SampledTok
 import { createToolCallParser, detectToolCallFormat, ForcedCallParser, templateRendersTools, type ToolCallFormat } from "../generate/tool-calls/index.ts";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { createConstraint, type TokenConstraint } from "./constrain.ts";
+import { compileGrammar, createConstraint, type TokenConstraint } from "./constrain.ts";
 import { tokenLoop, type HostSampler } from "./generate.ts";
 import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from "./load.ts";
 import type { ModelSource } from "./open.ts";
@@ -204,6 +204,11 @@ export class MlxEngine implements Engine {
 
   get toolFormat(): ToolCallFormat | null {
     return detectToolCallFormat({ chatTemplate: this.templateSource, hasToken: (t) => this.text.tokenizer.tokenToId(t) !== undefined });
+  }
+
+  async warm(p: PreparedRequest): Promise<void> {
+    const grammar = grammarFor(p.req);
+    if (grammar) await compileGrammar(this.text, grammar);
   }
 
   private async constraintFor(req: GenerateRequest): Promise<TokenConstraint | null> {

@@ -101,6 +101,8 @@ function walk(node: unknown, path: string, root: Record<string, unknown>): void 
       case "pattern":
         if (typeof v !== "string") throw refuse(`${at} must be a string`, at);
         if (/\(\?[=!<]|\\[1-9]|\\k</.test(v)) throw refuse(`${at}: look-arounds and back-references are not regular and cannot be enforced`, at);
+        // The grammar's regex reader cannot take these (Unicode classes abort it; word boundaries are not characters).
+        if (/\\[pPbB]/.test(v)) throw refuse(`${at}: Unicode property classes (\\p{…}) and word boundaries (\\b) cannot be enforced`, at);
         try {
           new RegExp(v, "u");
         } catch {

@@ -76,6 +76,8 @@ describe("keywords that cannot be enforced are refused, naming the keyword", () 
     [{ type: "number", minimum: 0.5 }, "schema.minimum"],
     [{ oneOf: [{ type: "string" }, { type: "string", maxLength: 3 }] }, "schema.oneOf"],
     [{ type: "string", pattern: "(a)\\1" }, "schema.pattern"],
+    [{ type: "string", pattern: "\\p{L}+" }, "schema.pattern"],
+    [{ type: "string", pattern: "a{,3}" }, "schema.pattern"],
     [{ $ref: "https://example.com/s.json" }, "schema.$ref"],
     [{ type: "object", patternProperties: { "^x": {} } }, "schema.patternProperties"],
   ];

@@ -76,6 +76,7 @@ export async function generateResponse(
       },
       { defaultMaxTokens: ctx.maxTokens ?? (contextLength > 0 ? Math.floor(contextLength / 2) : 2048) },
     );
+    await engine.warm?.(req);
     const meta = newMeta(opts.shape === "chat" ? "chatcmpl" : "cmpl", lease.target.id, ctx.fingerprint);
     const run: Run = { lease, req, abort, meta, started, close };
     if (!opts.plan.stream) {
