@@ -217,6 +217,15 @@ describe("tool-call parsers against real chat templates", () => {
   }
 });
 
+test("Hermes tool templates take parameters without a description (undefined|trim is \"\" as in jinja2)", () => {
+  const tool = { name: "ping", description: "Ping a host", parameters: { type: "object", properties: { host: { type: "string" } }, required: ["host"] } };
+  const prompt = renderChatTemplate(template("NousResearch-Hermes-3-Llama-3.1-8B-tool_use"), {
+    messages: [{ role: "user", content: "ping example.com" }],
+    tools: [templateTool(tool)],
+  });
+  expect(prompt).toContain("host(str): ");
+});
+
 describe("broken-looking calls stay content", () => {
   const cases: { format: ToolCallFormat; text: string }[] = [
     { format: "hermes", text: "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \n</tool_call>" },
