@@ -18,6 +18,8 @@ export interface ScriptOptions {
   /** Reasoning words emitted before the answer. */
   reasoning?: string[];
   contextLength?: number;
+  /** After `eosAfter` words: these calls (a start delta, then the arguments in 2 fragments each), finish "tool_calls". */
+  calls?: { name: string; arguments: string }[];
 }
 
 export class ScriptEngine implements Engine {
@@ -58,7 +60,7 @@ export class ScriptEngine implements Engine {
       const promptTokens = this.countPromptTokens(req.input);
       let out = "";
       let n = 0;
-      const done = (finishReason: "stop" | "length" | "cancelled"): GenerateEvent => ({
+      const done = (finishReason: "stop" | "length" | "cancelled" | "tool_calls"): GenerateEvent => ({
         type: "done",
         finishReason,
         usage: { promptTokens, completionTokens: n },
@@ -70,7 +72,16 @@ export class ScriptEngine implements Engine {
         if (req.signal?.aborted) return yield done("cancelled");
         if (this.opts.failAfter !== undefined && n >= this.opts.failAfter) throw new Error("scripted failure");
         if (n >= p.maxTokens) return yield done("length");
-        if (this.opts.eosAfter !== undefined && n >= this.opts.eosAfter) return yield done("stop");
+        if (this.opts.eosAfter !== undefined && n >= this.opts.eosAfter) {
+          const calls = this.opts.calls ?? [];
+          for (const [index, c] of calls.entries()) {
+            const half = Math.floor(c.arguments.length / 2);
+            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, id: `call_${index}`, name: c.name, arguments: "" }] };
+            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, arguments: c.arguments.slice(0, half) }] };
+            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, arguments: c.arguments.slice(half) }] };
+          }
+          return yield done(calls.length > 0 ? "tool_calls" : "stop");
+        }
         const reasoning = n < think.length ? `${think[n]} ` : "";
         const text = n < think.length ? "" : `${words[(n - think.length) % words.length]} `;
         n++;
