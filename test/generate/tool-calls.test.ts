@@ -254,6 +254,14 @@ describe("broken-looking calls stay content", () => {
     expect(r.text).toContain("{city: Paris");
   });
 
+  test("harmony: the recipient may come before the channel; the rendered history uses to=functions", () => {
+    const f = FAMILIES.find((x) => x.format === "harmony")!;
+    const r = run(f, pieces('<|start|>assistant to=functions.search<|channel|>commentary json<|message|>{"q": "tides"}<|call|>'));
+    expect(r.calls.map((c) => [c.name, JSON.parse(c.arguments)])).toEqual([["search", { q: "tides" }]]);
+    const prompt = renderChatTemplate(template(f.file), { messages: CONVERSATION.map(templateMessage), tools: TOOLS.map(templateTool) });
+    expect(prompt).toContain("to=functions.get_weather");
+  });
+
   test("parallel_tool_calls false keeps the first call only", () => {
     const c = new OutputChain(null, createToolCallParser("hermes", TOOLS), { parallel: false });
     const out = [c.push(FAMILIES[0]!.output), c.flush()];
