@@ -14,8 +14,10 @@ import { createConstraint } from "../../src/engine/constrain.ts";
 import { MlxkError } from "../../src/errors.ts";
 import { checkSchema, normalizeSchema } from "../../src/generate/json-schema-check.ts";
 import { Rng, sampleToken } from "../../src/generate/sample.ts";
-import { loadTextPipeline } from "../../src/generate/text.ts";
+import { readGguf } from "../../src/gguf/reader.ts";
+import { loadTextPipeline, type TextPipeline, textPipelineFromGguf } from "../../src/generate/text.ts";
 import { smollm2Gguf } from "../support/smollm2.ts";
+import { llamaVocabDir } from "../gguf/llama-vocab.ts";
 
 const SUITE = join(import.meta.dir, "..", "..", "node_modules", "json-schema-test-suite", "tests", "draft4");
 const FILES = ["type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength", "maxLength", "enum", "anyOf", "oneOf", "pattern", "definitions", "ref", "minimum", "maximum"];
@@ -143,43 +145,63 @@ const PROPERTY_SCHEMAS: Record<string, unknown>[] = [
   },
 ];
 
-describe("property: sampled outputs always validate (SmolLM2 vocabulary)", async () => {
-  const text = loadTextPipeline(await smollm2Gguf());
-  const ajv = new Ajv({ strict: false });
-  addFormats(ajv);
+const ajv = new Ajv({ strict: false });
+addFormats(ajv);
+
+/** Random walks through the token mask; every walk that ends must decode to JSON that validates. Returns how many ended. */
+async function walks(text: TextPipeline, schema: Record<string, unknown>, n: number, seed: number, maxSteps = 300): Promise<number> {
+  const validate = ajv.compile(schema);
+  const rng = new Rng(seed);
   const eos = [...text.eosTokenIds];
   // Tokens that close strings and containers get a head start, so random walks end in reasonable time.
   const closes = new Float32Array(text.tokenizer.vocabSize);
   for (let i = 0; i < closes.length; i++) if (/["\]}]/.test(text.tokenizer.idToToken(i) ?? "")) closes[i] = 6;
+  // Noise from one table read at a moving offset: cheap for 150k-token vocabularies, still deterministic.
+  const noise = Float32Array.from({ length: 65521 }, () => rng.next() * 4);
+  let finished = 0;
+  for (let walk = 0; walk < n; walk++) {
+    using c = await createConstraint(text, { kind: "schema", schema, param: "schema" });
+    const ids: number[] = [];
+    let ended = false;
+    for (let step = 0; step < maxSteps && !ended; step++) {
+      await c.prepareNext();
+      const logits = new Float32Array(text.tokenizer.vocabSize);
+      const off = Math.floor(rng.next() * noise.length);
+      for (let i = 0; i < logits.length; i++) logits[i] = noise[(i + off) % noise.length]! + closes[i]!;
+      for (const e of eos) logits[e] = 10;
+      c.mask(logits);
+      const { token } = sampleToken(logits, { temperature: 1, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, repetitionContextSize: 20 }, rng);
+      if (text.eosTokenIds.has(token)) ended = true;
+      else {
+        c.accept(token);
+        ids.push(token);
+      }
+    }
+    if (!ended) continue;
+    finished++;
+    const out = text.decode(ids, { skipSpecialTokens: true });
+    const value = JSON.parse(out) as unknown;
+    expect({ out, valid: validate(value), errors: validate.errors ?? null }).toEqual({ out, valid: true, errors: null });
+  }
+  return finished;
+}
+
+describe("property: sampled outputs always validate (SmolLM2 vocabulary)", async () => {
+  const text = loadTextPipeline(await smollm2Gguf());
   PROPERTY_SCHEMAS.forEach((schema, k) => {
     test(`schema ${k}: 12 random walks`, async () => {
-      const validate = ajv.compile(schema);
-      const rng = new Rng(1000 + k);
-      let finished = 0;
-      for (let walk = 0; walk < 12; walk++) {
-        using c = await createConstraint(text, { kind: "schema", schema, param: "schema" });
-        const ids: number[] = [];
-        let ended = false;
-        for (let step = 0; step < 300 && !ended; step++) {
-          await c.prepareNext();
-          const logits = new Float32Array(text.tokenizer.vocabSize);
-          for (let i = 0; i < logits.length; i++) logits[i] = rng.next() * 4 + closes[i]!;
-          for (const e of eos) logits[e] = 10;
-          c.mask(logits);
-          const { token } = sampleToken(logits, { temperature: 1, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, repetitionContextSize: 20 }, rng);
-          if (text.eosTokenIds.has(token)) ended = true;
-          else {
-            c.accept(token);
-            ids.push(token);
-          }
-        }
-        if (!ended) continue;
-        finished++;
-        const out = text.decode(ids);
-        const value = JSON.parse(out) as unknown;
-        expect({ out, valid: validate(value), errors: validate.errors ?? null }).toEqual({ out, valid: true, errors: null });
-      }
-      expect(finished).toBeGreaterThanOrEqual(6);
+      expect(await walks(text, schema, 12, 1000 + k)).toBeGreaterThanOrEqual(6);
     });
   });
+});
+
+describe("property: other real vocabularies (SentencePiece with byte fallback, Llama 3 and Qwen2 byte-level BPE)", async () => {
+  const dir = await llamaVocabDir();
+  const schema = { type: "object", properties: { note: { type: "string", maxLength: 10 }, n: { type: "integer", minimum: 0, maximum: 99 }, tag: { enum: ["α β", "x y"] } }, required: ["note", "n", "tag"] };
+  for (const name of ["llama-spm", "llama-bpe", "qwen2"]) {
+    test(`${name}: 4 random walks`, async () => {
+      const text = textPipelineFromGguf(readGguf(join(dir, `ggml-vocab-${name}.gguf`)));
+      expect(await walks(text, schema, 4, 7, 120)).toBeGreaterThanOrEqual(2);
+    }, 60000);
+  }
 });
