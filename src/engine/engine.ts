@@ -13,7 +13,7 @@ import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from 
 import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
 import { settle } from "./prepare.ts";
-import { forcedToolChoice, grammarFor, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
+import { forcedToolChoice, type GrammarSpec, grammarFor, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
 import type {
   Engine,
   GenerateChunk,
@@ -94,7 +94,7 @@ export class MlxEngine implements Engine {
     };
     const detok = this.text.createDetokenizer();
     const stops = this.text.createStopMatcher(req.stop ?? []);
-    const output = this.outputChain(req, prompt, constraint !== null);
+    const output = this.outputChain(req, prompt, this.grammar(req));
     const tok = this.text.tokenizer;
     mx.memory.resetPeak();
 
@@ -187,14 +187,21 @@ export class MlxEngine implements Engine {
     };
   }
 
+  /** The grammar a request needs; calls in the family's own syntax where it wraps JSON (see tools.ts NATIVE). */
+  private grammar(req: GenerateRequest): GrammarSpec | null {
+    return grammarFor(req, this.toolFormat);
+  }
+
   /** reasoning → tool calls → text, as this request needs it. */
-  private outputChain(req: GenerateRequest, prompt: string, constrained: boolean): OutputChain {
+  private outputChain(req: GenerateRequest, prompt: string, grammar: GrammarSpec | null): OutputChain {
     const forced = forcedToolChoice(req);
-    // Constrained output is exactly the enforced JSON: no reasoning markers can appear in it.
-    if (forced) return new OutputChain(null, new ForcedCallParser(forced, req.tools ?? []));
+    // Calls forced as bare JSON (no family syntax to wrap them) are read by the forced-call parser.
+    if (forced && grammar?.kind !== "tags") return new OutputChain(null, new ForcedCallParser(forced, req.tools ?? []));
+    // Output that is exactly an enforced JSON value has no reasoning markers in it.
+    const jsonOnly = grammar !== null && grammar.kind !== "tags";
     const tools = req.tools && req.tools.length > 0 && req.toolChoice !== "none" ? req.tools : null;
-    const reasoning = constrained ? null : this.text.createReasoningParser(prompt, { toolCalls: tools !== null });
-    const parser = tools && !constrained ? createToolCallParser(this.toolFormat, tools) : null;
+    const reasoning = jsonOnly ? null : this.text.createReasoningParser(prompt, { toolCalls: tools !== null });
+    const parser = tools && !jsonOnly ? createToolCallParser(this.toolFormat, tools) : null;
     return new OutputChain(reasoning, parser, { parallel: req.parallelToolCalls !== false, harmonyCalls: tools !== null });
   }
 
@@ -207,12 +214,12 @@ export class MlxEngine implements Engine {
   }
 
   async warm(p: PreparedRequest): Promise<void> {
-    const grammar = grammarFor(p.req);
+    const grammar = this.grammar(p.req);
     if (grammar) await compileGrammar(this.text, grammar);
   }
 
   private async constraintFor(req: GenerateRequest): Promise<TokenConstraint | null> {
-    const grammar = grammarFor(req);
+    const grammar = this.grammar(req);
     return grammar ? await createConstraint(this.text, grammar) : null;
   }
 

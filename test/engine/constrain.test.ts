@@ -11,6 +11,9 @@ import * as xg from "@mlc-ai/web-xgrammar";
 import Ajv from "ajv";
 import addFormats from "ajv-formats";
 import { createConstraint } from "../../src/engine/constrain.ts";
+import { grammarFor, type GrammarSpec } from "../../src/engine/tools.ts";
+import type { ToolDefinition } from "../../src/engine/types.ts";
+import { createToolCallParser } from "../../src/generate/tool-calls/index.ts";
 import { MlxkError } from "../../src/errors.ts";
 import { checkSchema, normalizeSchema } from "../../src/generate/json-schema-check.ts";
 import { Rng, sampleToken } from "../../src/generate/sample.ts";
@@ -148,9 +151,8 @@ const PROPERTY_SCHEMAS: Record<string, unknown>[] = [
 const ajv = new Ajv({ strict: false });
 addFormats(ajv);
 
-/** Random walks through the token mask; every walk that ends must decode to JSON that validates. Returns how many ended. */
-async function walks(text: TextPipeline, schema: Record<string, unknown>, n: number, seed: number, maxSteps = 300): Promise<number> {
-  const validate = ajv.compile(schema);
+/** Random walks through the token mask; every walk that ends must pass `check`. Returns how many ended. */
+async function walkSpec(text: TextPipeline, spec: GrammarSpec, n: number, seed: number, maxSteps: number, check: (out: string) => void): Promise<number> {
   const rng = new Rng(seed);
   const eos = [...text.eosTokenIds];
   // Tokens that close strings and containers get a head start, so random walks end in reasonable time.
@@ -160,7 +162,7 @@ async function walks(text: TextPipeline, schema: Record<string, unknown>, n: num
   const noise = Float32Array.from({ length: 65521 }, () => rng.next() * 4);
   let finished = 0;
   for (let walk = 0; walk < n; walk++) {
-    using c = await createConstraint(text, { kind: "schema", schema, param: "schema" });
+    using c = await createConstraint(text, spec);
     const ids: number[] = [];
     let ended = false;
     for (let step = 0; step < maxSteps && !ended; step++) {
@@ -179,11 +181,18 @@ async function walks(text: TextPipeline, schema: Record<string, unknown>, n: num
     }
     if (!ended) continue;
     finished++;
-    const out = text.decode(ids, { skipSpecialTokens: true });
-    const value = JSON.parse(out) as unknown;
-    expect({ out, valid: validate(value), errors: validate.errors ?? null }).toEqual({ out, valid: true, errors: null });
+    check(text.decode(ids, { skipSpecialTokens: true }));
   }
   return finished;
+}
+
+/** Walks under a JSON Schema: every walk that ends decodes to JSON that validates. */
+function walks(text: TextPipeline, schema: Record<string, unknown>, n: number, seed: number, maxSteps = 300): Promise<number> {
+  const validate = ajv.compile(schema);
+  return walkSpec(text, { kind: "schema", schema, param: "schema" }, n, seed, maxSteps, (out) => {
+    const value = JSON.parse(out) as unknown;
+    expect({ out, valid: validate(value), errors: validate.errors ?? null }).toEqual({ out, valid: true, errors: null });
+  });
 }
 
 describe("property: sampled outputs always validate (SmolLM2 vocabulary)", async () => {
@@ -191,7 +200,7 @@ describe("property: sampled outputs always validate (SmolLM2 vocabulary)", async
   PROPERTY_SCHEMAS.forEach((schema, k) => {
     test(`schema ${k}: 12 random walks`, async () => {
       expect(await walks(text, schema, 12, 1000 + k)).toBeGreaterThanOrEqual(6);
-    });
+    }, 60000);
   });
 });
 
@@ -204,4 +213,61 @@ describe("property: other real vocabularies (SentencePiece with byte fallback, L
       expect(await walks(text, schema, 4, 7, 120)).toBeGreaterThanOrEqual(2);
     }, 60000);
   }
+});
+
+describe("calls in the family's own syntax (Hermes/Qwen <tool_call>, Llama 3 JSON) are enforced", async () => {
+  const text = loadTextPipeline(await smollm2Gguf());
+  const tools: ToolDefinition[] = [
+    { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string", maxLength: 12 }, days: { type: "integer", minimum: 1, maximum: 7 } }, required: ["city", "days"] } },
+    { name: "search", parameters: { type: "object", properties: { q: { type: "string", maxLength: 12 } }, required: ["q"] } },
+  ];
+  const validators = new Map(tools.map((t) => [t.name, ajv.compile(t.parameters)]));
+  const sampling = { temperature: 1, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, repetitionContextSize: 20 };
+  /** Parse with the family's parser: every call must name a tool and validate; returns [calls, leftover text]. */
+  const parse = (format: "hermes" | "llama3", out: string): [string[], string] => {
+    const p = createToolCallParser(format, tools)!;
+    const parts = [p.push(out), p.flush()];
+    const names: string[] = [];
+    let args = "";
+    for (const c of parts.flatMap((x) => x.calls)) {
+      if (c.name !== undefined) {
+        if (names.length > 0) expect(validators.get(names.at(-1)!)!(JSON.parse(args))).toBe(true);
+        names.push(c.name);
+        args = "";
+      } else args += c.arguments;
+    }
+    if (names.length > 0) expect(validators.get(names.at(-1)!)!(JSON.parse(args))).toBe(true);
+    return [names, parts.map((x) => x.text).join("")];
+  };
+  const cases: [string, "hermes" | "llama3", Partial<Parameters<typeof grammarFor>[0]>][] = [
+    ["hermes, named", "hermes", { toolChoice: { name: "get_weather" } }],
+    ["hermes, required, one call", "hermes", { toolChoice: "required", parallelToolCalls: false }],
+    ["llama3, required", "llama3", { toolChoice: "required" }],
+  ];
+  for (const [name, format, extra] of cases) {
+    test(name, async () => {
+      const spec = grammarFor({ input: { prompt: "" }, sampling, tools, ...extra }, format)!;
+      expect(spec.kind).toBe("tags");
+      const ended = await walkSpec(text, spec, 4, 3, 120, (out) => {
+        const [names, rest] = parse(format, out);
+        expect(names.length).toBeGreaterThanOrEqual(1);
+        if (extra.parallelToolCalls === false) expect(names.length).toBe(1);
+        if (typeof extra.toolChoice === "object") expect(names).toEqual(["get_weather"]);
+        expect(rest.trim()).toBe("");
+      });
+      expect(ended).toBeGreaterThanOrEqual(2);
+    }, 60000);
+  }
+  test("hermes, auto: free text, and every call that starts is a valid one", async () => {
+    const spec = grammarFor({ input: { prompt: "" }, sampling, tools, toolChoice: "auto" }, "hermes")!;
+    expect(spec.kind === "tags" && spec.mode).toBe("triggered");
+    await walkSpec(text, spec, 3, 9, 100, (out) => {
+      const [, rest] = parse("hermes", out);
+      expect(rest).not.toContain("<tool_call>");
+    });
+  }, 60000);
+  test("auto is not enforced when a function's parameters cannot be (auto never promised it)", () => {
+    const loose: ToolDefinition[] = [{ name: "f", parameters: { type: "object", not: {} } }];
+    expect(grammarFor({ input: { prompt: "" }, sampling, tools: loose, toolChoice: "auto" }, "hermes")).toBeNull();
+  });
 });
