@@ -33,14 +33,23 @@ interface TokenizerGrammar {
 const perTokenizer = new WeakMap<TextPipeline, Promise<TokenizerGrammar>>();
 const MAX_CACHED = 32;
 
-/** The vocabulary as XGrammar reads it: raw pieces, special tokens empty (never allowed inside JSON). */
+/**
+ * Special tokens a model writes as part of its text, which free-text grammars (tool_choice auto) must let
+ * through when a checkpoint marks them special (Hermes-3's `<tool_call>`, some `<think>` tokens).
+ */
+const TEXT_MARKERS = new Set(["<tool_call>", "</tool_call>", "<think>", "</think>"]);
+
+/** The vocabulary as XGrammar reads it: raw pieces, other special tokens empty (never produced under a grammar). */
 async function tokenizerGrammar(text: TextPipeline): Promise<TokenizerGrammar> {
   let p = perTokenizer.get(text);
   if (!p) {
     p = (async () => {
       const tok = text.tokenizer;
       const vocab: string[] = [];
-      for (let i = 0; i < tok.vocabSize; i++) vocab.push(tok.specialIds.has(i) ? "" : (tok.idToToken(i) ?? ""));
+      for (let i = 0; i < tok.vocabSize; i++) {
+        const piece = tok.idToToken(i) ?? "";
+        vocab.push(tok.specialIds.has(i) && !TEXT_MARKERS.has(piece) ? "" : piece);
+      }
       const kind = tok.decoderKind === "bytelevel" ? "byte_level" : tok.decoderKind === "spm" ? "byte_fallback" : "raw";
       const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, kind, false, undefined, [...text.eosTokenIds]);
       return { compiler: await xg.GrammarCompiler.createGrammarCompiler(info), vocabSize: tok.vocabSize, compiled: new Map() };
