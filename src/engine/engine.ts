@@ -4,6 +4,7 @@
  * decode fully on the device (pipelined); everything else samples on the host over f32 logits.
  */
 import { fallbackChatFormat, loadTextPipeline, Rng, sampleToken, type SampledToken, type TextPipeline } from "../generate/index.ts";
+import { checkSchema } from "../generate/json-schema-check.ts";
 import { createToolCallParser, detectToolCallFormat, ForcedCallParser, templateRendersTools, type ToolCallFormat } from "../generate/tool-calls/index.ts";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
@@ -13,7 +14,7 @@ import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from 
 import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
 import { settle } from "./prepare.ts";
-import { forcedToolChoice, type GrammarSpec, grammarFor, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
+import { forcedToolChoice, type GrammarSpec, grammarFor, parametersSchema, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
 import type {
   Engine,
   GenerateChunk,
@@ -68,6 +69,7 @@ export class MlxEngine implements Engine {
         { extra: { param: "tools", code: "unsupported_parameter" } },
       );
     }
+    this.checkStrictTools(req);
     const tools = req.toolChoice === "none" ? undefined : req.tools;
     const { prompt, ids } = this.encode(req.input, tools);
     if (ids.length === 0) {
@@ -185,6 +187,25 @@ export class MlxEngine implements Engine {
         peakMemoryBytes: mx.memory.peak(),
       },
     };
+  }
+
+  /**
+   * `strict: true` promises arguments that validate, also under tool_choice auto: refused (naming the field)
+   * where this model's calls cannot be enforced, and a strict function's schema must be enforceable.
+   */
+  private checkStrictTools(req: GenerateRequest): void {
+    const tools = req.tools ?? [];
+    if (req.toolChoice === "none") return;
+    const auto = !forcedToolChoice(req);
+    tools.forEach((t, i) => {
+      if (t.strict !== true) return;
+      checkSchema(parametersSchema(t), `tools[${i}].function.parameters`);
+      if (auto && this.grammar(req)?.kind !== "tags") {
+        throw new MlxkError("validation_error", `tools[${i}].function.strict: ${this.info.id}'s tool calls cannot be enforced under tool_choice 'auto'; use tool_choice 'required' or a named function`, {
+          extra: { param: `tools[${i}].function.strict`, code: "unsupported_parameter" },
+        });
+      }
+    });
   }
 
   /** The grammar a request needs; calls in the family's own syntax where it wraps JSON (see tools.ts NATIVE). */

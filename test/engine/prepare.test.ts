@@ -73,16 +73,17 @@ describe("constrained greedy: device and host agree", () => {
 
 describe("a Hermes-template model: forced and auto calls in the family's own syntax", () => {
   // SmolLM2's weights behind Qwen2.5's real chat template: the engine picks the hermes call syntax from it.
-  const qwen = () => {
+  const withTemplate = (file: string) => {
     const t = engine.text;
     const text = new TextPipeline({
       tokenizer: t.tokenizer,
-      chatTemplates: { default: readFileSync(join(import.meta.dir, "..", "fixtures", "chat-templates", "Qwen-Qwen2.5-7B-Instruct.jinja"), "utf8") },
+      chatTemplates: { default: readFileSync(join(import.meta.dir, "..", "fixtures", "chat-templates", `${file}.jinja`), "utf8") },
       config: t.config,
       generationConfig: t.generationConfig,
     });
-    return new MlxEngine(engine.loaded, text, "smollm2-as-qwen");
+    return new MlxEngine(engine.loaded, text, `smollm2-as-${file}`);
   };
+  const qwen = () => withTemplate("Qwen-Qwen2.5-7B-Instruct");
   const tools = [{ name: "get_weather", description: "Weather of a city", parameters: { type: "object", properties: { city: { type: "string", maxLength: 20 } }, required: ["city"] } }];
 
   test("named: one call, wrapped as <tool_call> while generating, arguments validate", async () => {
@@ -101,4 +102,23 @@ describe("a Hermes-template model: forced and auto calls in the family's own syn
     for (const c of a.toolCalls) expect(typeof (JSON.parse(c.arguments) as { city: unknown }).city).toBe("string");
     if (a.toolCalls.length > 0) expect(a.done.finishReason).toBe("tool_calls");
   }, 60000);
+
+  test("strict functions: enforced under auto where the family allows it, else a 400 naming the field", () => {
+    const strict = [{ ...tools[0]!, strict: true }];
+    expect(() => qwen().prepare({ input: ask("x"), sampling: greedy, tools: strict })).not.toThrow();
+    const llama = withTemplate("meta-llama-Llama-3.1-8B-Instruct");
+    expect(llama.toolFormat).toBe("llama3");
+    const param = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return (e as MlxkError).extra.param;
+      }
+      return null;
+    };
+    expect(param(() => llama.prepare({ input: ask("x"), sampling: greedy, tools: strict }))).toBe("tools[0].function.strict");
+    expect(param(() => llama.prepare({ input: ask("x"), sampling: greedy, tools: strict, toolChoice: "required" }))).toBeNull();
+    const loose = [{ name: "f", strict: true, parameters: { type: "object", not: {} } }];
+    expect(param(() => qwen().prepare({ input: ask("x"), sampling: greedy, tools: loose }))).toBe("tools[0].function.parameters.not");
+  });
 });
