@@ -37,7 +37,7 @@ const MAX_CACHED = 32;
  * Special tokens a model writes as part of its text, which free-text grammars (tool_choice auto) must let
  * through when a checkpoint marks them special (Hermes-3's `<tool_call>`, some `<think>` tokens).
  */
-const TEXT_MARKERS = new Set(["<tool_call>", "</tool_call>", "<think>", "</think>"]);
+const TEXT_MARKERS = new Set(["<tool_call>", "</tool_call>", "<think>", "</think>", "[TOOL_CALLS]", "[ARGS]"]);
 
 /** The vocabulary as XGrammar reads it: raw pieces, other special tokens empty (never produced under a grammar). */
 async function tokenizerGrammar(text: TextPipeline): Promise<TokenizerGrammar> {

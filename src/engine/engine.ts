@@ -14,7 +14,7 @@ import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from 
 import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
 import { settle } from "./prepare.ts";
-import { forcedToolChoice, type GrammarSpec, grammarFor, parametersSchema, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
+import { forcedToolChoice, type GrammarSpec, grammarFor, nativeSyntax, parametersSchema, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
 import type {
   Engine,
   GenerateChunk,
@@ -210,7 +210,7 @@ export class MlxEngine implements Engine {
 
   /** The grammar a request needs; calls in the family's own syntax where it wraps JSON (see tools.ts NATIVE). */
   private grammar(req: GenerateRequest): GrammarSpec | null {
-    return grammarFor(req, this.toolFormat);
+    return grammarFor(req, nativeSyntax(this.toolFormat, this.templateSource));
   }
 
   /** reasoning → tool calls → text, as this request needs it. */

@@ -30,13 +30,32 @@ export type GrammarSpec =
   | { kind: "schema"; schema: Record<string, unknown>; param: string }
   | { kind: "tags"; mode: "one" | "any" | "triggered"; tags: CallTag[]; separator: string; trigger: string; stopAfterFirst: boolean; param: string };
 
+interface NativeSyntax {
+  begin: (name: string) => string;
+  end: string;
+  separator: string;
+  /** Text that opens a call inside free text (tool_choice auto); null: calls are not enforced under auto. */
+  trigger: string | null;
+}
+
 /** Families whose call syntax wraps a JSON arguments object in fixed text the grammar can force. */
-const NATIVE: Partial<Record<ToolCallFormat, { begin: (name: string) => string; end: string; separator: string; trigger: string | null }>> = {
+const NATIVE: Partial<Record<ToolCallFormat, NativeSyntax>> = {
   hermes: { begin: (n) => `<tool_call>\n{"name": "${n}", "arguments": `, end: "}\n</tool_call>", separator: "\n", trigger: "<tool_call>" },
   // <|python_tag|> is a special token (never produced under a grammar) and a bare "{" starts plain JSON answers too:
   // Llama calls are forced in their JSON form, but not enforced under auto.
   llama3: { begin: (n) => `{"name": "${n}", "parameters": `, end: "}", separator: "; ", trigger: null },
+  // Mistral calls run to the end of the answer (read once it is complete), so free text after an enforced call
+  // would spoil them: forced in their own syntax, not enforced under auto.
+  mistral: { begin: (n) => `[TOOL_CALLS][{"name": "${n}", "arguments": `, end: "}]", separator: "\n", trigger: null },
 };
+/** Mistral v11+ templates (Mistral Small 3.2, Devstral, Magistral) write `[TOOL_CALLS]name[ARGS]{…}`. */
+const MISTRAL_ARGS: NativeSyntax = { begin: (n) => `[TOOL_CALLS]${n}[ARGS]`, end: "", separator: "\n", trigger: null };
+
+/** The call syntax of a format, given the chat template it came from. */
+export function nativeSyntax(format: ToolCallFormat | null, template: string | null): NativeSyntax | undefined {
+  if (format === "mistral" && template?.includes("[ARGS]")) return MISTRAL_ARGS;
+  return format ? NATIVE[format] : undefined;
+}
 
 
 export function checkToolRequest(req: GenerateRequest): void {
@@ -79,9 +98,8 @@ export function parametersSchema(t: ToolDefinition): Record<string, unknown> {
  * The grammar of a request. A named call's output is its arguments object; `required` is a JSON array
  * of `{name, arguments}` (one item unless parallel calls are allowed), as vLLM enforces it.
  */
-export function grammarFor(req: GenerateRequest, format: ToolCallFormat | null = null): GrammarSpec | null {
+export function grammarFor(req: GenerateRequest, native?: NativeSyntax): GrammarSpec | null {
   const forced = forcedToolChoice(req);
-  const native = format ? NATIVE[format] : undefined;
   const tools = req.tools ?? [];
   if (native && tools.length > 0 && req.toolChoice !== "none" && !req.constraint) {
     const tags = (list: readonly ToolDefinition[]) => list.map((t) => ({ begin: native.begin(t.name), schema: parametersSchema(t), end: native.end }));

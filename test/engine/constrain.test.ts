@@ -11,7 +11,7 @@ import * as xg from "@mlc-ai/web-xgrammar";
 import Ajv from "ajv";
 import addFormats from "ajv-formats";
 import { createConstraint } from "../../src/engine/constrain.ts";
-import { grammarFor, type GrammarSpec } from "../../src/engine/tools.ts";
+import { grammarFor, type GrammarSpec, nativeSyntax } from "../../src/engine/tools.ts";
 import type { ToolDefinition } from "../../src/engine/types.ts";
 import { createToolCallParser } from "../../src/generate/tool-calls/index.ts";
 import { MlxkError } from "../../src/errors.ts";
@@ -224,7 +224,7 @@ describe("calls in the family's own syntax (Hermes/Qwen <tool_call>, Llama 3 JSO
   const validators = new Map(tools.map((t) => [t.name, ajv.compile(t.parameters)]));
   const sampling = { temperature: 1, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, repetitionContextSize: 20 };
   /** Parse with the family's parser: every call must name a tool and validate; returns [calls, leftover text]. */
-  const parse = (format: "hermes" | "llama3", out: string): [string[], string] => {
+  const parse = (format: "hermes" | "llama3" | "mistral", out: string): [string[], string] => {
     const p = createToolCallParser(format, tools)!;
     const parts = [p.push(out), p.flush()];
     const names: string[] = [];
@@ -239,27 +239,31 @@ describe("calls in the family's own syntax (Hermes/Qwen <tool_call>, Llama 3 JSO
     if (names.length > 0) expect(validators.get(names.at(-1)!)!(JSON.parse(args))).toBe(true);
     return [names, parts.map((x) => x.text).join("")];
   };
-  const cases: [string, "hermes" | "llama3", Partial<Parameters<typeof grammarFor>[0]>][] = [
-    ["hermes, named", "hermes", { toolChoice: { name: "get_weather" } }],
-    ["hermes, required, one call", "hermes", { toolChoice: "required", parallelToolCalls: false }],
-    ["llama3, required", "llama3", { toolChoice: "required" }],
+  const mistralV11 = "{{ '[TOOL_CALLS]' + name + '[ARGS]' }}";
+  const cases: [string, "hermes" | "llama3" | "mistral", Partial<Parameters<typeof grammarFor>[0]>, string | null][] = [
+    ["hermes, named", "hermes", { toolChoice: { name: "get_weather" } }, null],
+    ["hermes, required, one call", "hermes", { toolChoice: "required", parallelToolCalls: false }, null],
+    ["llama3, required", "llama3", { toolChoice: "required" }, null],
+    ["mistral list form, required", "mistral", { toolChoice: "required" }, null],
+    ["mistral [ARGS] form, named", "mistral", { toolChoice: { name: "search" } }, mistralV11],
+    ["mistral [ARGS] form, required", "mistral", { toolChoice: "required" }, mistralV11],
   ];
-  for (const [name, format, extra] of cases) {
+  for (const [name, format, extra, template] of cases) {
     test(name, async () => {
-      const spec = grammarFor({ input: { prompt: "" }, sampling, tools, ...extra }, format)!;
+      const spec = grammarFor({ input: { prompt: "" }, sampling, tools, ...extra }, nativeSyntax(format, template))!;
       expect(spec.kind).toBe("tags");
       const ended = await walkSpec(text, spec, 4, 3, 120, (out) => {
         const [names, rest] = parse(format, out);
         expect(names.length).toBeGreaterThanOrEqual(1);
         if (extra.parallelToolCalls === false) expect(names.length).toBe(1);
-        if (typeof extra.toolChoice === "object") expect(names).toEqual(["get_weather"]);
+        if (typeof extra.toolChoice === "object") expect(names).toEqual([extra.toolChoice.name]);
         expect(rest.trim()).toBe("");
       });
       expect(ended).toBeGreaterThanOrEqual(2);
     }, 60000);
   }
   test("hermes, auto: free text, and every call that starts is a valid one", async () => {
-    const spec = grammarFor({ input: { prompt: "" }, sampling, tools, toolChoice: "auto" }, "hermes")!;
+    const spec = grammarFor({ input: { prompt: "" }, sampling, tools, toolChoice: "auto" }, nativeSyntax("hermes", null))!;
     expect(spec.kind === "tags" && spec.mode).toBe("triggered");
     await walkSpec(text, spec, 3, 9, 100, (out) => {
       const [, rest] = parse("hermes", out);
@@ -268,6 +272,6 @@ describe("calls in the family's own syntax (Hermes/Qwen <tool_call>, Llama 3 JSO
   }, 60000);
   test("auto is not enforced when a function's parameters cannot be (auto never promised it)", () => {
     const loose: ToolDefinition[] = [{ name: "f", parameters: { type: "object", not: {} } }];
-    expect(grammarFor({ input: { prompt: "" }, sampling, tools: loose, toolChoice: "auto" }, "hermes")).toBeNull();
+    expect(grammarFor({ input: { prompt: "" }, sampling, tools: loose, toolChoice: "auto" }, nativeSyntax("hermes", null))).toBeNull();
   });
 });
