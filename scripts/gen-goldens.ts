@@ -9,7 +9,7 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { GOLDEN_PROMPT, GOLDEN_STEPS, QUANTIZED, TINY_MODELS, writeTinyModel } from "../test/support/tiny-models.ts";
+import { GOLDEN_PROMPT, GOLDEN_STEPS, HF_QUANTIZED, QUANTIZED, TINY_MODELS, writeTinyModel } from "../test/support/tiny-models.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const PY = join(ROOT, ".cache", "py-ref", "bin", "python");
@@ -30,7 +30,7 @@ try {
   const prompt = GOLDEN_PROMPT.join(",");
   const mlx = names.map((n) => `${n}=${writeTinyModel(n, join(tmp, "mlx", n))}`);
   sh([PY, join(ROOT, "scripts", "gen-goldens.py"), join(outDir, "tiny-models.json"), prompt, String(GOLDEN_STEPS), ...mlx]);
-  const hf = names.filter((n) => !QUANTIZED.has(n)).map((n) => `${n}=${writeTinyModel(n, join(tmp, "hf", n), { layout: "hf" })}`);
+  const hf = names.filter((n) => !QUANTIZED.has(n) || HF_QUANTIZED.has(n)).map((n) => `${n}=${writeTinyModel(n, join(tmp, "hf", n), { layout: "hf" })}`);
   sh([PY, join(ROOT, "scripts", "gen-goldens-hf.py"), join(outDir, "transformers.json"), join(ROOT, "test", "fixtures", "configs"), prompt, String(GOLDEN_STEPS), ...hf]);
   console.log(`wrote goldens in ${outDir}`);
 } finally {
