@@ -6,9 +6,6 @@
  * The same weights feed our engine, mlx-lm and transformers (scripts/gen-goldens.ts), so logits compare.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { bf16Bits, f16Bits, Gen, interleave, interleaveRows, type Quant, type Tensor, type Tensors, toBf16, toF16, transpose2, writeSafetensors } from "./tensors.ts";
-
-export { writeSafetensors };
 import { join } from "node:path";
 
 /** Prompt token ids the goldens were computed for (all < 256, so plain byte tokens). */
@@ -17,6 +14,152 @@ export const GOLDEN_STEPS = 32;
 
 const H = 64; // hidden size: a multiple of 32 so every group size used here divides it
 const VOCAB = 272; // 256 byte tokens + specials + padding
+
+type Dtype = "F32" | "F16" | "BF16" | "U32" | "U8";
+interface Tensor {
+  dtype: Dtype;
+  shape: number[];
+  data: Float32Array | Uint32Array | Uint8Array | Uint16Array;
+}
+type Tensors = Record<string, Tensor>;
+
+/** mulberry32: tiny, fast, and identical on every platform. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+class Gen {
+  private rnd: () => number;
+  readonly t: Tensors = {};
+  constructor(
+    seed: number,
+    /** Round every float to this precision (so a 16-bit transformers layout holds exactly the same values). */
+    readonly round: ((x: number) => number) | null = null,
+  ) {
+    this.rnd = prng(seed);
+  }
+  /** Uniform in [-a, a] (+ base); scale chosen per tensor so activations stay O(1). */
+  uniform(shape: number[], a: number, base = 0): Float32Array {
+    const n = shape.reduce((x, y) => x * y, 1);
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = (this.rnd() * 2 - 1) * a + base;
+    if (this.round) for (let i = 0; i < n; i++) out[i] = this.round(out[i]!);
+    return out;
+  }
+  float(name: string, shape: number[], a: number, base = 0): void {
+    this.t[name] = { dtype: "F32", shape, data: this.uniform(shape, a, base) };
+  }
+  /** A Linear (or stacked experts when `shape` has 3 dims) with Kaiming-like scale; quantized when `q` is set. */
+  linear(prefix: string, shape: number[], opts: { bias?: boolean; q?: Quant } = {}): void {
+    const w = this.uniform(shape, Math.sqrt(3 / shape.at(-1)!));
+    if (opts.q) Object.assign(this.t, quantize(prefix, w, shape, opts.q, opts.q.mode === "mxfp4" ? prngFrom(this.rnd) : this.rnd));
+    else this.t[`${prefix}.weight`] = { dtype: "F32", shape, data: w };
+    if (opts.bias) this.float(`${prefix}.bias`, shape.slice(0, -1), 0.1);
+  }
+  norm(name: string, dim: number, base = 1): void {
+    this.float(`${name}.weight`, [dim], 0.2, base);
+  }
+}
+
+/** A second stream of randomness (mxfp4 codes). */
+function prngFrom(r: () => number): () => number {
+  return prng(Math.floor(r() * 2 ** 31));
+}
+
+interface Quant {
+  mode: "affine" | "mxfp4";
+  bits: number;
+  groupSize: number;
+}
+
+/** MLX's packed layout: values LSB-first in uint32 words along the last axis. */
+function quantize(prefix: string, w: Float32Array, shape: number[], q: Quant, rnd: () => number): Tensors {
+  const [rows, cols] = [shape.slice(0, -1).reduce((a, b) => a * b, 1), shape.at(-1)!];
+  const per = 32 / q.bits;
+  const packed = new Uint32Array((rows * cols) / per);
+  const groups = cols / q.groupSize;
+  const qshape = [...shape.slice(0, -1), cols / per];
+  const sshape = [...shape.slice(0, -1), groups];
+  if (q.mode === "mxfp4") {
+    // Random e2m1 codes and e8m0 scales near 2^-3: a valid mxfp4 tensor without porting the encoder.
+    for (let i = 0; i < packed.length; i++) packed[i] = Math.floor(rnd() * 2 ** 32) >>> 0;
+    const scales = new Uint8Array(rows * groups);
+    for (let i = 0; i < scales.length; i++) scales[i] = 122 + Math.floor(rnd() * 3);
+    return {
+      [`${prefix}.weight`]: { dtype: "U32", shape: qshape, data: packed },
+      [`${prefix}.scales`]: { dtype: "U8", shape: sshape, data: scales },
+    };
+  }
+  const levels = 2 ** q.bits - 1;
+  const scales = new Float32Array(rows * groups);
+  const biases = new Float32Array(rows * groups);
+  for (let r = 0; r < rows; r++) {
+    for (let g = 0; g < groups; g++) {
+      const off = r * cols + g * q.groupSize;
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (let j = 0; j < q.groupSize; j++) {
+        lo = Math.min(lo, w[off + j]!);
+        hi = Math.max(hi, w[off + j]!);
+      }
+      const scale = Math.fround((hi - lo) / levels);
+      scales[r * groups + g] = scale;
+      biases[r * groups + g] = lo;
+      for (let j = 0; j < q.groupSize; j++) {
+        const v = Math.min(levels, Math.max(0, Math.round((w[off + j]! - lo) / scale)));
+        const idx = off + j;
+        packed[Math.floor(idx / per)]! |= (v << ((idx % per) * q.bits)) >>> 0;
+      }
+    }
+  }
+  return {
+    [`${prefix}.weight`]: { dtype: "U32", shape: qshape, data: packed },
+    [`${prefix}.scales`]: { dtype: "F32", shape: sshape, data: scales },
+    [`${prefix}.biases`]: { dtype: "F32", shape: sshape, data: biases },
+  };
+}
+
+/** Write tensors as safetensors; with `shards > 1` also the index file mlx-lm and HF use. */
+export function writeSafetensors(dir: string, tensors: Tensors, shards = 1, format = "mlx"): void {
+  const names = Object.keys(tensors).sort();
+  const per = Math.ceil(names.length / shards);
+  const weightMap: Record<string, string> = {};
+  for (let s = 0; s < shards; s++) {
+    const part = names.slice(s * per, (s + 1) * per);
+    const file = shards === 1 ? "model.safetensors" : `model-${String(s + 1).padStart(5, "0")}-of-${String(shards).padStart(5, "0")}.safetensors`;
+    const header: Record<string, unknown> = { __metadata__: { format } };
+    let off = 0;
+    for (const n of part) {
+      const t = tensors[n]!;
+      header[n] = { dtype: t.dtype, shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
+      off += t.data.byteLength;
+      weightMap[n] = file;
+    }
+    let json = JSON.stringify(header);
+    json += " ".repeat((8 - (json.length % 8)) % 8);
+    const hdr = Buffer.from(json, "utf8");
+    const out = Buffer.alloc(8 + hdr.length + off);
+    out.writeBigUInt64LE(BigInt(hdr.length), 0);
+    hdr.copy(out, 8);
+    let pos = 8 + hdr.length;
+    for (const n of part) {
+      const d = tensors[n]!.data;
+      Buffer.from(d.buffer, d.byteOffset, d.byteLength).copy(out, pos);
+      pos += d.byteLength;
+    }
+    writeFileSync(join(dir, file), out);
+  }
+  if (shards > 1) {
+    writeFileSync(join(dir, "model.safetensors.index.json"), JSON.stringify({ metadata: {}, weight_map: weightMap }, null, 2));
+  }
+}
 
 const Q4: Quant = { mode: "affine", bits: 4, groupSize: 32 };
 const MXFP4: Quant = { mode: "mxfp4", bits: 4, groupSize: 32 };
@@ -255,6 +398,42 @@ function buildMlx(d: ArchDesc, seed: number): Tensors {
   return Object.fromEntries(Object.entries(g.t).map(([k, t]) => [`language_model.${k}`, t]));
 }
 
+/** An f32 [rows, cols] view of a tensor as [.., cols, rows] (transposed last two axes). */
+function transpose2(t: Tensor): Tensor {
+  const shape = [...t.shape];
+  const [r, c] = [shape.at(-2)!, shape.at(-1)!];
+  const batch = t.data.length / (r * c);
+  const src = t.data as Float32Array;
+  const out = new Float32Array(src.length);
+  for (let b = 0; b < batch; b++) for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[b * r * c + j * r + i] = src[b * r * c + i * c + j]!;
+  shape.splice(-2, 2, c, r);
+  return { dtype: "F32", shape, data: out };
+}
+
+/** Interleave two [.., n] f32 tensors along the last axis (gpt-oss stores gate at even, up at odd columns). */
+function interleave(x: Tensor, y: Tensor): Tensor {
+  const n = x.shape.at(-1)!;
+  const rows = x.data.length / n;
+  const out = new Float32Array(2 * x.data.length);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < n; j++) {
+      out[r * 2 * n + 2 * j] = x.data[r * n + j]!;
+      out[r * 2 * n + 2 * j + 1] = y.data[r * n + j]!;
+    }
+  }
+  return { dtype: "F32", shape: [...x.shape.slice(0, -1), 2 * n], data: out };
+}
+
+/** Rows of a and b alternating (a's row i → 2i, b's → 2i+1); `rowLen` elements per row. */
+function interleaveRows<T extends Uint8Array | Float32Array>(a: T, b: T, rowLen: number): T {
+  const out = new (a.constructor as new (n: number) => T)(a.length * 2);
+  for (let r = 0; r < a.length / rowLen; r++) {
+    out.set(a.subarray(r * rowLen, (r + 1) * rowLen), 2 * r * rowLen);
+    out.set(b.subarray(r * rowLen, (r + 1) * rowLen), (2 * r + 1) * rowLen);
+  }
+  return out;
+}
+
 /**
  * gpt-oss as OpenAI ships it (transformers' MXFP4 layout): fused, row-interleaved gate_up_proj `_blocks`
  * [E, 2I, H/32, 16] / `_scales` [E, 2I, H/32] / `_bias`, and down_proj likewise.
@@ -322,6 +501,40 @@ function toHf(d: ArchDesc, mlx: Tensors): Tensors {
   if (dt === "F32") return out;
   const conv = dt === "BF16" ? bf16Bits : f16Bits;
   return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, { dtype: dt, shape: t.shape, data: Uint16Array.from(t.data as Float32Array, conv) }]));
+}
+
+/** f32 → bf16 bits, round to nearest even. */
+function bf16Bits(x: number): number {
+  const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+function toBf16(x: number): number {
+  return new Float32Array(new Uint32Array([bf16Bits(x) << 16]).buffer)[0]!;
+}
+/** f32 → f16 bits (normal range and subnormals, round to nearest even; our weights stay far from overflow). */
+function f16Bits(x: number): number {
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
+  const a = Math.abs(x);
+  if (a === 0) return sign;
+  let e = Math.floor(Math.log2(a));
+  if (e < -14) return sign | Math.round(a / 2 ** -24);
+  let m = a / 2 ** e - 1;
+  let mi = Math.round(m * 1024);
+  const frac = m * 1024 - Math.floor(m * 1024);
+  if (frac === 0.5 && Math.floor(m * 1024) % 2 === 0) mi = Math.floor(m * 1024);
+  if (mi === 1024) {
+    mi = 0;
+    e += 1;
+  }
+  m = mi;
+  return sign | ((e + 15) << 10) | m;
+}
+function toF16(x: number): number {
+  const b = f16Bits(x);
+  const s = b & 0x8000 ? -1 : 1;
+  const e = (b >> 10) & 0x1f;
+  const m = b & 0x3ff;
+  return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
 /** v4 config as written for mlx-lm: quantization block for quantized models. */
