@@ -8,7 +8,8 @@ Each <model dir> holds the transformers layout our generator writes (test/suppor
      is the one transformers writes,
   3. keep the config.json transformers 5 wrote (<configs dir>/<name>.json, the "v5 spelling" fixture),
   4. store float32 logits of every prompt position and the greedy continuation, recomputed over the whole
-     sequence each step (no cache, so no generate() setting can change the answer).
+     sequence each step (no cache, so no generate() setting can change the answer; dynamic NTK rope, which
+     depends on the cache, decodes with it).
 Called by scripts/gen-goldens.ts.
 """
 import json
@@ -80,12 +81,21 @@ for spec in models:
         raise SystemExit(f"{name}: transformers does not read our layout: missing={missing} unexpected={unexpected} mismatched={info.get('mismatched_keys')}")
     if not mxfp4:
         round_trip(name, model, path)
+    # dynamic NTK rope depends on how far the sequence has grown when a key is rotated: decode with the KV
+    # cache, as every engine (and transformers' generate) does; everything else recomputes the whole sequence
+    rope = cfg.get("rope_scaling") or cfg.get("rope_parameters") or {}
+    cached = "dynamic" in str(rope.get("rope_type") or rope.get("type") or "")
     with torch.no_grad():
         logits = model(torch.tensor([prompt])).logits[0].float()
         seq = list(prompt)
         tokens = []
+        out = model(torch.tensor([prompt]), use_cache=True) if cached else None
         for _ in range(steps):
-            nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
+            if cached:
+                nxt = int(out.logits[0, -1].argmax())
+                out = model(torch.tensor([[nxt]]), past_key_values=out.past_key_values, use_cache=True)
+            else:
+                nxt = int(model(torch.tensor([seq])).logits[0, -1].argmax())
             tokens.append(nxt)
             seq.append(nxt)
     result["models"][name] = {
