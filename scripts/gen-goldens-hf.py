@@ -63,6 +63,10 @@ def round_trip(name, model, path):
 
 
 result = {"transformers": transformers.__version__, "torch": torch.__version__, "prompt": prompt, "models": {}}
+# a subset of models (bun scripts/gen-goldens.ts <name>...) updates their entries and keeps the others
+if os.environ.get("MLXK_GOLDENS_MERGE") == "1" and os.path.exists(out_path):
+    with open(out_path) as f:
+        result["models"] = json.load(f)["models"]
 os.makedirs(configs_dir, exist_ok=True)
 for spec in models:
     name, path = spec.split("=", 1)

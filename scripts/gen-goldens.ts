@@ -4,7 +4,7 @@
  *   - transformers (torch f32) on the transformers layout → test/fixtures/goldens/transformers.json, and the
  *     config.json transformers 5 writes for each model    → test/fixtures/configs/<name>.json
  * Python venv .cache/py-ref (mlx, mlx-lm, torch, transformers; never a product dependency).
- * Usage: bun scripts/gen-goldens.ts
+ * Usage: bun scripts/gen-goldens.ts [name ...]   (names: only those models' entries are regenerated)
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,7 +15,9 @@ const ROOT = resolve(import.meta.dir, "..");
 const PY = join(ROOT, ".cache", "py-ref", "bin", "python");
 
 function sh(cmd: string[]): void {
-  const p = Bun.spawnSync(cmd, { stdout: "inherit", stderr: "inherit" });
+  // with model names given, only their entries are rewritten
+  const env = { ...process.env, MLXK_GOLDENS_MERGE: only.length > 0 ? "1" : "0" };
+  const p = Bun.spawnSync(cmd, { stdout: "inherit", stderr: "inherit", env });
   if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed with ${p.exitCode}`);
 }
 

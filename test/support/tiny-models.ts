@@ -322,6 +322,8 @@ const ARCHS = {
     mlp: "gpt_oss_moe",
     expertQuant: MXFP4,
   },
+  // appended, so the seeds of the models above stay as they are
+  mistral_swa: { config: base("mistral", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, sliding_window: 8 }) },
 } satisfies Record<string, ArchDesc>;
 
 export type TinyName = keyof typeof ARCHS;
