@@ -46,15 +46,19 @@ export type LlamaConfig = ReturnType<typeof derived<LlamaFields>>;
 export const configOptions: NormalizeOptions = { activations: ["silu"] };
 export const configSchema = v.pipe(
   v.looseObject(llamaFields()),
-  v.transform((c) => {
-    // transformers' Mistral slides every layer over sliding_window (default 4096; null = full attention);
-    // mlx-lm's llama ignores it, which changes the answer past the window
-    const mistral = (c as { model_type?: unknown }).model_type === "mistral";
-    const sliding_window = mistral && c.sliding_window === undefined ? 4096 : c.sliding_window;
-    const slide = mistral && !c.layer_types && typeof sliding_window === "number";
-    return derived({ ...c, sliding_window, layer_types: slide ? Array.from({ length: c.num_hidden_layers }, () => "sliding_attention") : c.layer_types });
-  }),
+  v.transform((c) => derived(mistralWindow(c))),
 );
+
+/**
+ * transformers' Mistral slides every layer over sliding_window (default 4096; null = full attention); mlx-lm's
+ * llama ignores it, which changes the answer past the window. Other model types pass through.
+ */
+export function mistralWindow<T extends LlamaFields>(c: T): T {
+  if ((c as { model_type?: unknown }).model_type !== "mistral") return c;
+  const sliding_window = c.sliding_window === undefined ? 4096 : c.sliding_window;
+  const slide = !c.layer_types && typeof sliding_window === "number";
+  return { ...c, sliding_window, layer_types: slide ? Array.from({ length: c.num_hidden_layers }, () => "sliding_attention") : c.layer_types };
+}
 
 export function contextLength(c: Record<string, unknown>): number {
   return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : 4096;
