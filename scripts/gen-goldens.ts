@@ -6,19 +6,21 @@
  * and the same for the hybrid / newest families (test/support/tiny-hybrid.ts: qwen3_5, qwen3_next, lfm2,
  * gemma4) → tiny-hybrid.json (mlx-lm) and transformers-hybrid.json (transformers on their `_hf` layouts).
  * Python venv .cache/py-ref (mlx, mlx-lm, torch, transformers; never a product dependency).
- * Usage: bun scripts/gen-goldens.ts [hybrid | <core model names>…]
+ * Usage: bun scripts/gen-goldens.ts [hybrid | name ...]   (hybrid: only the hybrid families; names: only those core models' entries)
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { HF_MODELS, HYBRID_MODELS, type HfName, writeHfModel, writeHybridModel } from "../test/support/tiny-hybrid.ts";
-import { GOLDEN_PROMPT, GOLDEN_STEPS, QUANTIZED, TINY_MODELS, writeTinyModel } from "../test/support/tiny-models.ts";
+import { GOLDEN_PROMPT, GOLDEN_STEPS, HF_QUANTIZED, QUANTIZED, TINY_MODELS, writeTinyModel } from "../test/support/tiny-models.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const PY = join(ROOT, ".cache", "py-ref", "bin", "python");
 
 function sh(cmd: string[]): void {
-  const p = Bun.spawnSync(cmd, { stdout: "inherit", stderr: "inherit" });
+  // with model names given, only their entries are rewritten
+  const env = { ...process.env, MLXK_GOLDENS_MERGE: only.length > 0 ? "1" : "0" };
+  const p = Bun.spawnSync(cmd, { stdout: "inherit", stderr: "inherit", env });
   if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed with ${p.exitCode}`);
 }
 
@@ -42,7 +44,7 @@ try {
   if (hybridOnly) process.exit(0);
   const mlx = names.map((n) => `${n}=${writeTinyModel(n, join(tmp, "mlx", n))}`);
   sh([PY, join(ROOT, "scripts", "gen-goldens.py"), join(outDir, "tiny-models.json"), prompt, String(GOLDEN_STEPS), ...mlx]);
-  const hf = names.filter((n) => !QUANTIZED.has(n)).map((n) => `${n}=${writeTinyModel(n, join(tmp, "hf", n), { layout: "hf" })}`);
+  const hf = names.filter((n) => !QUANTIZED.has(n) || HF_QUANTIZED.has(n)).map((n) => `${n}=${writeTinyModel(n, join(tmp, "hf", n), { layout: "hf" })}`);
   sh([PY, join(ROOT, "scripts", "gen-goldens-hf.py"), join(outDir, "transformers.json"), configs, prompt, String(GOLDEN_STEPS), ...hf]);
   console.log(`wrote goldens in ${outDir}`);
 } finally {

@@ -135,7 +135,9 @@ function normalizeRope(c: Obj, opts: NormalizeOptions): void {
   const b = ropeBlock(block, key, c, allowed);
   if (b.rope_theta !== undefined) c.rope_theta = b.rope_theta;
   if (b.partial_rotary_factor !== undefined) c.partial_rotary_factor = b.partial_rotary_factor;
-  c.rope_scaling = b.rope_scaling;
+  // No rope block at all: left absent, so an architecture whose transformers default is a scaled rope (gpt-oss) applies it.
+  if (block === null) delete c.rope_scaling;
+  else c.rope_scaling = b.rope_scaling;
   if (opts.perLayerRope) {
     // v4 gemma3: the scaling is the global layers'; local layers use rope_local_base_freq unscaled.
     c.rope_by_layer_type = {

@@ -42,7 +42,7 @@ export class SwitchGLU {
   }
 
   forward(x: mx.Array, indices: mx.Array): mx.Array {
-    if (indices.size >= 64 && this.gate_proj.l.q && kernelsEnabled()) return this.#perExpert(x, indices);
+    if (this.gate_proj.l.q && kernelsEnabled()) return this.#perExpert(x, indices);
     let xe = mx.expandDims(x, [-2, -3]);
     // Many tokens (prefill): visit the experts in order, as mlx-lm does, so each expert's weights are read once.
     const sort = indices.size >= 64;
@@ -64,9 +64,10 @@ export class SwitchGLU {
   }
 
   /**
-   * Prefill with quantized experts: read the routing on the host, then one quantized matmul per used expert over
-   * its tokens (the project's qmm kernel; MLX's gather_qmm is several times slower on the CPU), outputs put back
-   * in token order. Same math as the gather path.
+   * Quantized experts with our kernels: read the routing on the host, then one quantized matmul per used expert
+   * over its tokens (the project's qmm kernel; MLX's gather_qmm is several times slower on the CPU), outputs put
+   * back in token order. Same math as the gather path. The host read stalls decode's pipelining once per MoE
+   * layer, which still measured 3–5× faster per token than gather_qmm (bench/moe.ts, BENCHMARKS.md).
    */
   #perExpert(x: mx.Array, indices: mx.Array): mx.Array {
     const k = indices.shape.at(-1)!;
