@@ -1,13 +1,17 @@
 /**
  * Hybrid models through the whole Engine (text pipeline, chat template, per-layer cache kinds, sampling on the
  * host): the tiny qwen3_5 / lfm2 / gemma4 wrappers stream their mlx-lm greedy tokens for the golden prompt, and
- * a seeded sampled run is reproducible (the recurrent state is fresh per request).
+ * a seeded sampled run is reproducible (the recurrent state is fresh per request); decoding keeps MLX's
+ * active memory flat (recurrent-state slots are replaced, never accumulated).
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadEngine } from "../../src/engine/engine.ts";
+import { tokenLoop } from "../../src/engine/generate.ts";
+import { loadModelDir } from "../../src/engine/load.ts";
+import * as mx from "../../src/mlx/index.ts";
 import type { GenerateEvent } from "../../src/engine/types.ts";
 import { type HybridName, writeHybridModel } from "../support/tiny-hybrid.ts";
 
@@ -34,4 +38,17 @@ describe.each(["qwen3_5_moe_q4", "lfm2", "gemma4"] as HybridName[])("%s through 
     const req = { input: { messages: [{ role: "user" as const, content: "hi" }] }, maxTokens: 12, sampling };
     expect(await ids(engine.generate(req))).toEqual(await ids(engine.generate(req)));
   });
+});
+
+test.each(["qwen3_5", "lfm2"] as HybridName[])("%s: active memory is flat between decode tokens 16 and 200", async (name) => {
+  using m = await loadModelDir(writeHybridModel(name, join(tmp, `${name}-mem`)), { dtype: "float32" });
+  const samples: number[] = [];
+  let i = 0;
+  for (const _ of tokenLoop({ model: m.model, prompt: [1, 2, 3, 4, 5, 6, 7, 8], maxTokens: 200 })) {
+    i++;
+    // The attention layers' KV buffers hold 256 positions from the first step on, so nothing should grow.
+    if (i === 16 || i === 200) samples.push(mx.memory.active());
+  }
+  expect(samples.length).toBe(2);
+  expect(samples[1]! - samples[0]!).toBeLessThanOrEqual(0);
 });
