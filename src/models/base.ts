@@ -36,6 +36,8 @@ export interface ModelModule {
   configSchema: v.GenericSchema<unknown, Record<string, unknown>>;
   /** Rename / drop checkpoint tensors into the names the model reads (HF key names). */
   sanitize?(weights: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array>;
+  /** mlx-lm's cast_predicate: false keeps a float tensor in its checkpoint dtype instead of the compute dtype. */
+  castPredicate?(key: string): boolean;
   createModel(config: Record<string, unknown>, weights: WeightStore, ctx: ModelContext): LanguageModel;
   /** Context length the model was trained for (bounds max tokens). */
   contextLength(config: Record<string, unknown>): number;

@@ -365,3 +365,8 @@ export function sanitizeHybrid(w: Map<string, mx.Array>, c: HybridConfig, headKe
   return w;
 }
 
+
+/** mlx-lm's cast_predicate for these models: A_log stays in its checkpoint precision (it is exponentiated twice). */
+export function castPredicate(key: string): boolean {
+  return !key.endsWith("A_log");
+}

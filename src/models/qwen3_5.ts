@@ -14,6 +14,8 @@ import type { LanguageModel, ModelContext, WeightStore } from "./base.ts";
 import type { NormalizeOptions } from "./config.ts";
 import { hybridDerived, hybridFields, HybridModel, sanitizeHybrid } from "./hybrid.ts";
 
+export { castPredicate } from "./hybrid.ts";
+
 /** The normaliser hoists a wrapper's text_config and reads both rope spellings (rope_parameters / rope_theta). */
 export const configOptions: NormalizeOptions = { textConfig: true, layerTypes: ["linear_attention", "full_attention"], activations: ["silu"] };
 

@@ -4,10 +4,10 @@
 // `switch_mlp.{gate,up,down}_proj`; per-expert tensors (`experts.<e>.…`) are stacked the same way. The
 // sparse block itself is chosen by qwen3_5.ts's createModel whenever num_experts > 0, as mlx-lm's DecoderLayer does.
 import type * as mx from "../mlx/index.ts";
-import { configOptions, configSchema, contextLength, createModel, type Qwen3_5Config, sanitizeText, wrapperKeys } from "./qwen3_5.ts";
+import { castPredicate, configOptions, configSchema, contextLength, createModel, type Qwen3_5Config, sanitizeText, wrapperKeys } from "./qwen3_5.ts";
 import { splitFusedExperts, stackExperts } from "./switch_layers.ts";
 
-export { configOptions, configSchema, contextLength, createModel };
+export { castPredicate, configOptions, configSchema, contextLength, createModel };
 
 export function sanitize(w0: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array> {
   const c = config as Qwen3_5Config;

@@ -13,6 +13,8 @@ import type * as mx from "../mlx/index.ts";
 import { int, type LanguageModel, type ModelContext, type WeightStore } from "./base.ts";
 import type { NormalizeOptions } from "./config.ts";
 import { hybridDerived, hybridFields, HybridModel, sanitizeHybrid } from "./hybrid.ts";
+
+export { castPredicate } from "./hybrid.ts";
 import { splitFusedExperts, stackExperts } from "./switch_layers.ts";
 
 export const configOptions: NormalizeOptions = { layerTypes: ["linear_attention", "full_attention"], activations: ["silu"] };

@@ -52,3 +52,11 @@ test.each(["qwen3_5", "lfm2"] as HybridName[])("%s: active memory is flat betwee
   expect(samples.length).toBe(2);
   expect(samples[1]! - samples[0]!).toBeLessThanOrEqual(0);
 });
+
+test("bf16 compute keeps A_log in its checkpoint precision (mlx-lm's cast_predicate) and still decodes", async () => {
+  using m = await loadModelDir(writeHybridModel("qwen3_5", join(tmp, "qwen3_5-bf16")), { dtype: "bfloat16" });
+  const layer = (m.model as unknown as { layers: { linear_attn: { A_log: mx.Array; dt_bias: mx.Array } | null }[] }).layers[0]!;
+  expect(layer.linear_attn!.A_log.dtype).toBe(mx.Dtype.float32);
+  expect(layer.linear_attn!.dt_bias.dtype).toBe(mx.Dtype.bfloat16);
+  expect([...tokenLoop({ model: m.model, prompt: [1, 2, 3, 4], maxTokens: 4 })]).toHaveLength(4);
+});
