@@ -1,7 +1,8 @@
 /**
  * The one model-name resolver of mlxk (list/health/show/rm/pull/run/server all use it).
  *
- * Grammar: `spec := path | name ["@" rev]`, split on the LAST `@`.
+ * Grammar: `spec := path | name ["@" rev] [":" quant]`, split on the LAST `@`; `quant` picks the file of a
+ * GGUF repo (`org/name-GGUF:Q4_1`, see gguf.ts; HF names never hold a `:`).
  *   workspace  (bare name, no `@`) a child of MLXK_WORKSPACE_HOME: exact name, else the only substring hit
  *         (several → ambiguous_match); see workspace.ts.
  *   path  starts with `/`, `./`, `../`, `~/` or is `.`/`..`: a local dir that must hold config.json.
@@ -11,7 +12,7 @@
  *   rev   a snapshot hash prefix (or a branch in refs/, e.g. `main`); resolved to the full snapshot dir name.
  * Names are refused (ValidationError) if they could leave the cache dir: `..`, `--`, `\`, control chars, leading `/`.
  *
- * Exports: parseSpec(spec), validateName(name), isExplicitPath(spec), findCandidates(names, base),
+ * Exports: parseSpec(spec), splitQuant(spec), validateName(name), isExplicitPath(spec), findCandidates(names, base),
  *          resolveModel(spec, { hubDir, cwd?, env? }) → Resolved, ResolvedCache, ResolvedPath, MatchKind
  */
 import { existsSync, statSync } from "node:fs";
@@ -36,6 +37,15 @@ export function parseSpec(spec: string): ParsedSpec {
   return { base: s.slice(0, at), rev: rev === "" ? null : rev };
 }
 
+/** `org/name:Q4_1` → { rest: "org/name", quant: "Q4_1" }; no `:` (or nothing usable after it) → quant null. */
+export function splitQuant(spec: string): { rest: string; quant: string | null } {
+  const at = spec.lastIndexOf(":");
+  if (at <= 0) return { rest: spec, quant: null };
+  const quant = spec.slice(at + 1);
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(quant)) return { rest: spec, quant: null };
+  return { rest: spec.slice(0, at), quant };
+}
+
 export function isExplicitPath(spec: string): boolean {
   return spec === "." || spec === ".." || /^(\/|\.\/|\.\.\/|~\/)/.test(spec);
 }
@@ -58,6 +68,8 @@ export interface ResolvedCache {
   hash: string | null;
   /** How the name was found; anything but "exact" counts as a fuzzy match for rm's confirmation rule. */
   match: MatchKind;
+  /** `:QUANT` of the spec (GGUF repos), null when none. */
+  quant?: string | null;
 }
 
 export interface ResolvedPath {
@@ -69,6 +81,7 @@ export interface ResolvedPath {
   match: "exact";
   /** True when found by name in MLXK_WORKSPACE_HOME. */
   workspace?: boolean;
+  quant?: null;
 }
 
 export type Resolved = ResolvedCache | ResolvedPath;
@@ -118,6 +131,17 @@ export function resolveModel(
   const trimmed = spec.trim();
   if (trimmed === "") throw new MlxkError("model_not_found", "No model found matching '' (empty name)");
   if (isExplicitPath(trimmed)) return resolvePath(trimmed, opts);
+  const { rest, quant } = splitQuant(trimmed);
+  const r = resolveName(rest, opts);
+  if (quant === null) return r;
+  if (r.kind !== "cache") throw new MlxkError("ValidationError", `':${quant}' selects a GGUF quant; '${r.name}' is a local model directory`);
+  return { ...r, quant };
+}
+
+function resolveName(
+  trimmed: string,
+  opts: { hubDir: string; cwd?: string; env?: Record<string, string | undefined>; names?: readonly string[] },
+): Resolved {
   const { base, rev } = parseSpec(trimmed);
   if (rev === null) {
     // workspaces win over the cache for bare names (mlx-knife's order); checked before validateName, which only guards cache paths

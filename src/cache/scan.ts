@@ -11,6 +11,7 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { ModelObject } from "../schemas/cli-output.ts";
 import { contextLength, detectModel } from "./detect.ts";
+import { defaultVariant, inspectGguf, variantContextLength } from "./gguf.ts";
 import { type HealthReport, dirHealth, repoHealth } from "./health.ts";
 import { listRepoNames, repoDirFor } from "./layout.ts";
 import { isExplicitPath } from "./resolve.ts";
@@ -36,7 +37,7 @@ export function modelObjectFrom(report: HealthReport, opts: { name: string; cach
     framework: d.framework,
     model_type: d.kind,
     capabilities: d.capabilities,
-    context_length: contextLength(view.readObject("config.json")),
+    context_length: d.framework === "GGUF" ? variantContextLength(defaultVariant(inspectGguf(view))) : contextLength(view.readObject("config.json")),
     health: report.healthy ? "healthy" : "unhealthy",
     runtime_compatible: report.runtime_compatible,
     reason,

@@ -6,7 +6,8 @@
 import { existsSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, resolve } from "node:path";
-import { dirHealth, type HealthReport, repoHealth } from "../cache/health.ts";
+import { chooseVariant, inspectGguf, variantIntegrity, variantRuntime } from "../cache/gguf.ts";
+import { dirHealth, type HealthReport, incompleteBlobs, repoHealth } from "../cache/health.ts";
 import { resolveModel } from "../cache/resolve.ts";
 import { type Env, hubCacheDir } from "../env.ts";
 import { MlxkError } from "../errors.ts";
@@ -40,6 +41,18 @@ export function locateModel(spec: string, opts: { env?: Env; cwd?: string } = {}
   }
   const r = resolveModel(spec, { hubDir: hubCacheDir(env), cwd: opts.cwd, env });
   const report: HealthReport = r.kind === "cache" ? repoHealth(r.repoDir, { name: r.name, hash: r.hash }) : dirHealth(r.dir, { name: r.name });
+  if (r.kind === "cache" && report.view && report.detection?.framework === "GGUF") {
+    // a GGUF repo runs one file: only that variant's files (and no unfinished download) must be sound
+    if (incompleteBlobs(r.repoDir).length > 0) throw new MlxkError("execution_error", `Model '${r.name}' is not healthy: ${report.reason}`);
+    const v = chooseVariant(inspectGguf(report.view), r.quant ?? null, r.name);
+    const id = r.quant ? `${r.name}:${v.label}` : r.name;
+    const broken = variantIntegrity(v);
+    if (broken) throw new MlxkError("execution_error", `Model '${id}' is not healthy: ${broken}`);
+    const why = variantRuntime(v);
+    if (why) throw new MlxkError("unsupported_model", `Model '${id}' is not compatible: ${why}`);
+    return { kind: "gguf", path: v.parts[0]!.file.path, id };
+  }
+  if (r.quant) throw new MlxkError("ValidationError", `':${r.quant}' selects a GGUF quant, but '${r.name}' is not a GGUF repo`);
   if (!report.healthy) throw new MlxkError("execution_error", `Model '${r.name}' is not healthy: ${report.reason}`);
   if (!report.runtime_compatible) {
     throw new MlxkError("unsupported_model", `Model '${r.name}' is not compatible: ${report.runtime_reason ?? "unknown reason"}`);

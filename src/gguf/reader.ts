@@ -239,7 +239,8 @@ function narrow(v: bigint): number | bigint {
 }
 
 function corrupt(path: string, why: string): MlxkError {
-  return new MlxkError("unsupported_model", `Not a readable GGUF file: ${path} (${why})`);
+  // detail = the bare reason, for health messages that name the file themselves
+  return new MlxkError("unsupported_model", `Not a readable GGUF file: ${path} (${why})`, { detail: why });
 }
 
 function readArray(c: Cursor, path: string): { arrayType: GgufValueType; value: GgufArray } {
