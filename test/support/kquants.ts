@@ -1,0 +1,156 @@
+/**
+ * ggml's Q4_K and Q6_K blocks (256 values) for tests: a simple quantizer (not llama.cpp's search, any valid block
+ * will do) and the reference dequantizer of ggml-quants.c, so what MLX's GGUF reader decodes can be checked.
+ *
+ * Q4_K: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins for 8 sub-blocks of 32, 128 bytes of nibbles;
+ *       value = d·sc·q − dmin·m (q 0..15).
+ * Q6_K: 128 bytes low nibbles, 64 bytes high 2-bit pairs, 16 int8 scales (sub-blocks of 16), f16 d;
+ *       value = d·sc·(q − 32) (q 0..63).
+ *
+ * Exports: quantizeQ4K(x) / dequantizeQ4K(bytes), quantizeQ6K(x) / dequantizeQ6K(bytes)
+ */
+const dv = new DataView(new ArrayBuffer(2));
+const f16 = (x: number) => (dv.setFloat16(0, x, true), dv.getFloat16(0, true));
+const f32 = Math.fround;
+
+function putF16(b: Uint8Array, off: number, x: number): void {
+  new DataView(b.buffer, b.byteOffset).setFloat16(off, x, true);
+}
+function getF16(b: Uint8Array, off: number): number {
+  return new DataView(b.buffer, b.byteOffset).getFloat16(off, true);
+}
+
+function scaleMin(j: number, q: Uint8Array): [number, number] {
+  if (j < 4) return [q[j]! & 63, q[j + 4]! & 63];
+  return [(q[j + 4]! & 0xf) | ((q[j - 4]! >> 6) << 4), (q[j + 4]! >> 4) | ((q[j]! >> 6) << 4)];
+}
+
+export function quantizeQ4K(x: Float32Array): Uint8Array {
+  const out = new Uint8Array((x.length / 256) * 144);
+  for (let b = 0; b < x.length / 256; b++) {
+    const v = x.subarray(b * 256, (b + 1) * 256);
+    const blk = out.subarray(b * 144, (b + 1) * 144);
+    const scale: number[] = [];
+    const mins: number[] = [];
+    for (let j = 0; j < 8; j++) {
+      let lo = 0;
+      let hi = -Infinity;
+      for (let l = 0; l < 32; l++) {
+        lo = Math.min(lo, v[j * 32 + l]!);
+        hi = Math.max(hi, v[j * 32 + l]!);
+      }
+      scale.push((hi - lo) / 15);
+      mins.push(-lo);
+    }
+    const d = f16(Math.max(...scale) / 63 || 1e-8);
+    const dmin = f16(Math.max(...mins) / 63 || 1e-8);
+    const sc = scale.map((s) => Math.min(63, Math.round(s / d)));
+    const m = mins.map((s) => Math.min(63, Math.round(s / dmin)));
+    putF16(blk, 0, d);
+    putF16(blk, 2, dmin);
+    const q = blk.subarray(4, 16);
+    for (let j = 0; j < 4; j++) {
+      q[j] = (sc[j]! & 63) | ((sc[j + 4]! >> 4) << 6);
+      q[j + 4] = (m[j]! & 63) | ((m[j + 4]! >> 4) << 6);
+      q[j + 8] = (sc[j + 4]! & 0xf) | ((m[j + 4]! & 0xf) << 4);
+    }
+    const qs = blk.subarray(16);
+    for (let j = 0; j < 8; j++) {
+      const [s, mm] = scaleMin(j, q);
+      const step = d * s || 1;
+      for (let l = 0; l < 32; l++) {
+        const code = Math.max(0, Math.min(15, Math.round((v[j * 32 + l]! + dmin * mm) / step)));
+        const byte = Math.floor(j / 2) * 32 + l;
+        qs[byte] = j % 2 === 0 ? (qs[byte]! & 0xf0) | code : (qs[byte]! & 0x0f) | (code << 4);
+      }
+    }
+  }
+  return out;
+}
+
+export function dequantizeQ4K(bytes: Uint8Array): Float32Array {
+  const n = (bytes.length / 144) * 256;
+  const y = new Float32Array(n);
+  for (let b = 0; b < n / 256; b++) {
+    const blk = bytes.subarray(b * 144, (b + 1) * 144);
+    const d = getF16(blk, 0);
+    const dmin = getF16(blk, 2);
+    const q = blk.subarray(4, 16);
+    const qs = blk.subarray(16);
+    for (let j = 0; j < 8; j++) {
+      const [s, m] = scaleMin(j, q);
+      const d1 = f32(d * s);
+      const m1 = f32(dmin * m);
+      for (let l = 0; l < 32; l++) {
+        const byte = qs[Math.floor(j / 2) * 32 + l]!;
+        const code = j % 2 === 0 ? byte & 0xf : byte >> 4;
+        y[b * 256 + j * 32 + l] = f32(f32(d1 * code) - m1);
+      }
+    }
+  }
+  return y;
+}
+
+export function quantizeQ6K(x: Float32Array): Uint8Array {
+  const out = new Uint8Array((x.length / 256) * 210);
+  for (let b = 0; b < x.length / 256; b++) {
+    const v = x.subarray(b * 256, (b + 1) * 256);
+    const blk = out.subarray(b * 210, (b + 1) * 210);
+    const sub: number[] = [];
+    for (let j = 0; j < 16; j++) {
+      let amax = 0;
+      for (let l = 0; l < 16; l++) amax = Math.max(amax, Math.abs(v[j * 16 + l]!));
+      sub.push(amax / 31);
+    }
+    const d = f16(Math.max(...sub) / 127 || 1e-8);
+    const sc = sub.map((s) => Math.max(-128, Math.min(127, Math.round(s / d))));
+    const ql = blk.subarray(0, 128);
+    const qh = blk.subarray(128, 192);
+    const scales = new Int8Array(blk.buffer, blk.byteOffset + 192, 16);
+    sc.forEach((s, i) => (scales[i] = s));
+    putF16(blk, 208, d);
+    const codes = new Uint8Array(256);
+    for (let i = 0; i < 256; i++) {
+      const step = d * sc[Math.floor(i / 16)]! || 1;
+      codes[i] = Math.max(0, Math.min(63, Math.round(v[i]! / step) + 32));
+    }
+    // inverse of the dequantizer's layout: per half (128 values), l in 0..31 → positions l, l+32, l+64, l+96
+    for (let h = 0; h < 2; h++) {
+      for (let l = 0; l < 32; l++) {
+        const [c1, c2, c3, c4] = [0, 32, 64, 96].map((o) => codes[h * 128 + l + o]!);
+        ql[h * 64 + l] = (c1! & 0xf) | ((c3! & 0xf) << 4);
+        ql[h * 64 + l + 32] = (c2! & 0xf) | ((c4! & 0xf) << 4);
+        qh[h * 32 + l] = (c1! >> 4) | ((c2! >> 4) << 2) | ((c3! >> 4) << 4) | ((c4! >> 4) << 6);
+      }
+    }
+  }
+  return out;
+}
+
+export function dequantizeQ6K(bytes: Uint8Array): Float32Array {
+  const n = (bytes.length / 210) * 256;
+  const y = new Float32Array(n);
+  for (let b = 0; b < n / 256; b++) {
+    const blk = bytes.subarray(b * 210, (b + 1) * 210);
+    const d = getF16(blk, 208);
+    const sc = new Int8Array(blk.buffer, blk.byteOffset + 192, 16);
+    for (let h = 0; h < 2; h++) {
+      const ql = blk.subarray(h * 64, h * 64 + 64);
+      const qh = blk.subarray(128 + h * 32, 128 + h * 32 + 32);
+      const s = sc.subarray(h * 8, h * 8 + 8);
+      for (let l = 0; l < 32; l++) {
+        const is = Math.floor(l / 16);
+        const q1 = ((ql[l]! & 0xf) | (((qh[l]! >> 0) & 3) << 4)) - 32;
+        const q2 = ((ql[l + 32]! & 0xf) | (((qh[l]! >> 2) & 3) << 4)) - 32;
+        const q3 = ((ql[l]! >> 4) | (((qh[l]! >> 4) & 3) << 4)) - 32;
+        const q4 = ((ql[l + 32]! >> 4) | (((qh[l]! >> 6) & 3) << 4)) - 32;
+        const o = b * 256 + h * 128;
+        y[o + l] = f32(f32(d * s[is]!) * q1);
+        y[o + l + 32] = f32(f32(d * s[is + 2]!) * q2);
+        y[o + l + 64] = f32(f32(d * s[is + 4]!) * q3);
+        y[o + l + 96] = f32(f32(d * s[is + 6]!) * q4);
+      }
+    }
+  }
+  return y;
+}
