@@ -110,6 +110,11 @@ export function ggufToModel(path: string): { config: Record<string, unknown>; te
       tensors.set(hf, t);
     }
     raw.clear();
+    if (arch === "qwen3moe") {
+      // llama.cpp has no mlp_only_layers key: a layer without a router is a dense one
+      const layers = (config.num_hidden_layers as number | undefined) ?? 0;
+      config.mlp_only_layers = Array.from({ length: layers }, (_, i) => i).filter((i) => !tensors.has(`model.layers.${i}.mlp.gate.weight`));
+    }
     // Quantized modules: bits from the packed width (Q8_0 embeddings next to Q4 matrices are common).
     const overrides: Record<string, unknown> = {};
     for (const [k, s] of tensors) {

@@ -36,7 +36,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 
 const greedy = (m: LoadedModel) => [...tokenLoop({ model: m.model, prompt: GOLDEN_PROMPT, maxTokens: GOLDEN_STEPS })].map((s) => s.token);
 
-const ARCHS: TinyName[] = ["llama", "qwen2", "qwen3", "phi3", "gemma3_text"];
+const ARCHS: TinyName[] = ["llama", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma3_text"];
 const TYPES: GgufQuant[] = ["F32", "F16", "Q8_0", "Q4_0", "Q4_1"];
 
 describe.each(ARCHS)("%s from GGUF = from safetensors", (name) => {

@@ -14,7 +14,7 @@ import { type TinyName, writeSafetensors, writeTinyModel } from "./tiny-models.t
 
 export type GgufQuant = "F32" | "F16" | "Q8_0" | "Q4_0" | "Q4_1";
 
-const ARCH: Record<string, string> = { llama: "llama", qwen2: "qwen2", qwen3: "qwen3", phi3: "phi3", gemma3_text: "gemma3" };
+const ARCH: Record<string, string> = { llama: "llama", qwen2: "qwen2", qwen3: "qwen3", qwen3_moe: "qwen3moe", phi3: "phi3", gemma3_text: "gemma3" };
 
 const LAYER: Record<string, string> = {
   input_layernorm: "attn_norm",
@@ -30,6 +30,10 @@ const LAYER: Record<string, string> = {
   "mlp.up_proj": "ffn_up",
   "mlp.gate_up_proj": "ffn_up",
   "mlp.down_proj": "ffn_down",
+  "mlp.gate": "ffn_gate_inp",
+  "mlp.switch_mlp.gate_proj": "ffn_gate_exps",
+  "mlp.switch_mlp.up_proj": "ffn_up_exps",
+  "mlp.switch_mlp.down_proj": "ffn_down_exps",
 };
 const GEMMA: Record<string, string> = {
   post_attention_layernorm: "post_attention_norm",
@@ -189,6 +193,11 @@ function archMeta(arch: string, c: Record<string, unknown>): Record<string, Gguf
     m[`${arch}.attention.sliding_window`] = u(c.sliding_window);
     m[`${arch}.attention.sliding_window_pattern`] = u(c.sliding_window_pattern);
   }
+  if (arch === "qwen3moe") {
+    m[`${arch}.expert_count`] = u(c.num_experts);
+    m[`${arch}.expert_used_count`] = u(c.num_experts_per_tok);
+    m[`${arch}.expert_feed_forward_length`] = u(c.moe_intermediate_size);
+  }
   if (arch === "phi3") {
     m[`${arch}.rope.dimension_count`] = u(hd * (c.partial_rotary_factor as number));
     m[`${arch}.rope.scaling.original_context_length`] = u(c.original_max_position_embeddings);
@@ -208,7 +217,8 @@ export function encodeTinyGguf(name: TinyName, srcDir: string, type: GgufQuant):
   const reference: Record<string, StTensor> = {};
   for (const hf of Object.keys(st).sort()) {
     const t = st[hf]!;
-    const matrix = t.shape.length === 2 && t.shape[1]! % 32 === 0 && hf.endsWith(".weight");
+    // llama.cpp keeps the router (ffn_gate_inp) in F32; experts are 3-D, quantized along the last axis
+    const matrix = t.shape.length >= 2 && t.shape.at(-1)! % 32 === 0 && hf.endsWith(".weight") && !hf.endsWith("mlp.gate.weight");
     const tt: GgufQuant = matrix ? type : "F32";
     const { data, decoded } = encode(t.data, tt);
     reference[hf] = { ...t, data: decoded };
