@@ -24,8 +24,12 @@ export const GGUF_ARCHS: Readonly<Record<string, string>> = {
   phi3: "phi3",
 };
 
-/** Tensor types MLX's GGUF reader loads as they are (Q4_0/Q4_1/Q8_0 as affine-quantized, group 32). */
-export const GGUF_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0"]);
+/**
+ * Tensor types mlxk loads: Q4_0/Q4_1/Q8_0 (MLX: affine, group 32) and Q4_K (repacked as affine 4-bit, group 32)
+ * stay quantized; F32/F16/BF16 and Q6_K (MLX decodes it to fp16, verified against ggml) are floats. Others are
+ * refused: MLX 0.32.4 throws on Q5_0/Q5_1/Q3_K/Q5_K/IQ* and its Q2_K decode is unverified.
+ */
+export const GGUF_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"]);
 
 /** Other names llama.cpp uses for HF model types that mlxk does not load from GGUF (for messages only). */
 const OTHER_TYPES: Record<string, string> = { qwen2moe: "qwen2_moe", "gpt-oss": "gpt_oss" };
@@ -44,7 +48,7 @@ export function ggufRuntimeProblem(f: GgufFile, tensorTypes: Iterable<string>): 
   if (!loadable.includes(arch)) return `GGUF architecture '${arch}' is not supported by mlxk (supported: ${loadable.join(", ")})`;
   const bad = [...new Set(tensorTypes)].filter((t) => !GGUF_TENSOR_TYPES.has(t)).sort();
   if (bad.length > 0) {
-    return `GGUF tensor type${bad.length > 1 ? "s" : ""} ${bad.join(", ")} not supported by mlxk (supported: ${[...GGUF_TENSOR_TYPES].join(", ")}); use a Q4_0, Q4_1, Q8_0 or F16 file`;
+    return `GGUF tensor type${bad.length > 1 ? "s" : ""} ${bad.join(", ")} not supported by mlxk (supported: ${[...GGUF_TENSOR_TYPES].join(", ")}); use a Q4_K_M, Q4_0, Q4_1, Q8_0 or F16 file`;
   }
   return null;
 }

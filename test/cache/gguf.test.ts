@@ -105,9 +105,10 @@ describe("health of GGUF repos", () => {
     const star = repo("o/star-GGUF", { "s.Q4_0.gguf": ggufFile({ arch: "starcoder2" }) }).h;
     expect(star).toMatchObject({ healthy: true, runtime_compatible: false });
     expect(star.runtime_reason).toStartWith("GGUF architecture 'starcoder2' is not supported by mlxk (supported: llama, mistral, qwen2, qwen3,");
-    const kq = repo("o/kq-GGUF", { "k.Q4_K_M.gguf": ggufFile({ type: "Q4_K" }) }).h;
+    const kq = repo("o/kq-GGUF", { "k.Q5_K_M.gguf": ggufFile({ type: "Q5_0" }) }).h;
     expect(kq).toMatchObject({ healthy: true, runtime_compatible: false });
-    expect(kq.runtime_reason).toStartWith("GGUF tensor type Q4_K not supported by mlxk");
+    expect(kq.runtime_reason).toStartWith("GGUF tensor type Q5_0 not supported by mlxk");
+    expect(repo("o/k4-GGUF", { "k.Q4_K_M.gguf": ggufFile({ type: "Q4_K" }) }).h).toMatchObject({ healthy: true, runtime_compatible: true });
   });
 
   test("mmproj files are not models: a repo of only a projector has no GGUF model", () => {
@@ -119,13 +120,13 @@ describe("health of GGUF repos", () => {
 describe("choosing the file by quant", () => {
   const quants = {
     "Tiny.Q8_0.gguf": ggufFile({ type: "Q8_0" }),
-    "Tiny.Q4_K_M.gguf": ggufFile({ type: "Q4_K" }),
+    "Tiny.Q4_K_M.gguf": ggufFile({ type: "Q5_0" }), // as if its fallback tensors were Q5_0: not runnable
     "Tiny.Q4_1.gguf": ggufFile({ type: "Q4_1" }),
     "Tiny.F16.gguf": ggufFile({ type: "F16" }),
     "mmproj-Tiny-F16.gguf": ggufFile({ type: "F16" }),
   };
 
-  test("variants in preference order; the default is the first runnable (Q4_K_M is not, Q4_1 is)", () => {
+  test("variants in preference order; the default is the first runnable (this Q4_K_M is not, Q4_1 is)", () => {
     const { snapshotDir, h } = repo("QuantFactory/Multi-GGUF", quants);
     const ins = inspectGguf(openSnapshot(snapshotDir));
     expect(ins.variants.map((v) => v.label)).toEqual(["Q4_K_M", "Q4_1", "Q8_0", "F16"]);
@@ -153,7 +154,7 @@ describe("choosing the file by quant", () => {
     expect(q8).toMatchObject({ kind: "gguf", id: "QuantFactory/Loc-GGUF:Q8_0" });
     const k = thrown(() => locateModel("QuantFactory/Loc-GGUF:Q4_K_M", { env }));
     expect(k.type).toBe("unsupported_model");
-    expect(k.message).toStartWith("Model 'QuantFactory/Loc-GGUF:Q4_K_M' is not compatible: GGUF tensor type Q4_K not supported");
+    expect(k.message).toStartWith("Model 'QuantFactory/Loc-GGUF:Q4_K_M' is not compatible: GGUF tensor type Q5_0 not supported");
     expect(thrown(() => locateModel("QuantFactory/Loc-GGUF:Q3_K_S", { env })).type).toBe("model_not_found");
   });
 

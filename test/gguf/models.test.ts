@@ -1,7 +1,8 @@
 /**
  * GGUF loading per architecture llama.cpp writes: the tiny models of tiny-models.ts converted with llama.cpp's
  * rules (test/support/hf-to-gguf.ts) load from GGUF with logits within 1e-3 of the same values loaded from
- * safetensors, and the same 32 greedy tokens, for every tensor type mlxk loads (F32, F16, Q8_0, Q4_0, Q4_1).
+ * safetensors, and the same 32 greedy tokens, for every tensor type mlxk loads (F32, F16, BF16, Q8_0, Q4_0, Q4_1;
+ * Q4_K/Q6_K on a llama with 256-wide rows).
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -37,7 +38,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 const greedy = (m: LoadedModel) => [...tokenLoop({ model: m.model, prompt: GOLDEN_PROMPT, maxTokens: GOLDEN_STEPS })].map((s) => s.token);
 
 const ARCHS: TinyName[] = ["llama", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma3_text"];
-const TYPES: GgufQuant[] = ["F32", "F16", "Q8_0", "Q4_0", "Q4_1"];
+const TYPES: GgufQuant[] = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"];
 
 describe.each(ARCHS)("%s from GGUF = from safetensors", (name) => {
   test.each(TYPES)("%s tensors: logits and 32 greedy tokens", async (type) => {
@@ -53,6 +54,19 @@ describe.each(ARCHS)("%s from GGUF = from safetensors", (name) => {
     expect(tg).toHaveLength(GOLDEN_STEPS);
     expect(tg).toEqual(greedy(r));
   });
+});
+
+describe("K-quants (Q4_K_M mix: Q4_K, Q6_K head and v_proj)", () => {
+  test("a llama with 256-wide rows: logits and 32 greedy tokens equal the decoded values from safetensors", async () => {
+    const { ggufPaths, refDir } = tinyGguf("wide_llama", join(tmp, "wide-q4km"), { type: "Q4_K_M" });
+    const { readGguf } = await import("../../src/gguf/reader.ts");
+    const types = new Set(readGguf(ggufPaths[0]!).tensors.map((t) => t.typeName));
+    expect([...types].sort()).toEqual(["F32", "Q4_K", "Q6_K"]);
+    using g = await loadGgufModel(ggufPaths[0]!, { dtype: "float32" });
+    using r = await loadModelDir(refDir, { dtype: "float32" });
+    expect(maxAbsDiff(promptLogits(g), promptLogits(r))).toBeLessThan(1e-3);
+    expect(greedy(g)).toEqual(greedy(r));
+  }, 30_000);
 });
 
 describe("split GGUF", () => {

@@ -10,8 +10,8 @@ type NumType = Exclude<keyof typeof VT, "string" | "array">;
 
 export type GgufMeta = string | string[] | { type: NumType; value: number | number[] };
 
-/** Q4_K only for headers (cache tests of unsupported types): no encoder below. */
-export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 8, Q4_K: 12 } as const;
+/** K-quant blocks come from test/support/kquants.ts; Q5_0 only for headers (no encoder: mlxk refuses it). */
+export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q8_0: 8, Q4_K: 12, Q6_K: 14, BF16: 30 } as const;
 export type GgmlType = keyof typeof GGML;
 
 export interface GgufTensor {

@@ -10,11 +10,14 @@
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { concatBytes, encodeGguf, f16Data, f32Data, type GgmlType, type GgufMeta, type GgufTensor, q4_0Block, q4_1Block, q8_0Block } from "./gguf-writer.ts";
+import { dequantizeQ4K, dequantizeQ6K, quantizeQ4K, quantizeQ6K } from "./kquants.ts";
 import { type TinyName, writeSafetensors, writeTinyModel } from "./tiny-models.ts";
 
-export type GgufQuant = "F32" | "F16" | "Q8_0" | "Q4_0" | "Q4_1";
+/** Q4_K_M: as llama.cpp mixes it — Q6_K for the output head and v_proj, Q4_K elsewhere, Q8_0 where a row is not a multiple of 256. */
+export type GgufQuant = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_1" | "Q4_K_M";
+type TensorQuant = Exclude<GgufQuant, "Q4_K_M"> | "Q4_K" | "Q6_K";
 
-const ARCH: Record<string, string> = { llama: "llama", qwen2: "qwen2", qwen3: "qwen3", qwen3_moe: "qwen3moe", phi3: "phi3", gemma3_text: "gemma3" };
+const ARCH: Record<string, string> = { wide_llama: "llama", llama: "llama", qwen2: "qwen2", qwen3: "qwen3", qwen3_moe: "qwen3moe", phi3: "phi3", gemma3_text: "gemma3" };
 
 const LAYER: Record<string, string> = {
   input_layernorm: "attn_norm",
@@ -75,9 +78,26 @@ function f16r(x: number): number {
 }
 
 /** Encode rows of `w` in `type` as ggml does; returns the bytes and the decoded values. */
-function encode(w: Float32Array, type: GgufQuant): { data: Uint8Array; decoded: Float32Array } {
+function encode(w: Float32Array, type: TensorQuant): { data: Uint8Array; decoded: Float32Array } {
   const decoded = new Float32Array(w.length);
   if (type === "F32") return { data: f32Data(w), decoded: w };
+  if (type === "Q4_K") {
+    const data = quantizeQ4K(w);
+    return { data, decoded: dequantizeQ4K(data) };
+  }
+  if (type === "Q6_K") {
+    // MLX decodes Q6_K to fp16: the reference holds the same rounding
+    const data = quantizeQ6K(w);
+    return { data, decoded: Float32Array.from(dequantizeQ6K(data), f16r) };
+  }
+  if (type === "BF16") {
+    // round to nearest even, as torch/numpy do
+    const u = new Uint32Array(Float32Array.from(w).buffer);
+    const hi = Uint16Array.from(u, (b) => ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff);
+    const back = new Uint32Array(hi.length);
+    hi.forEach((h, i) => (back[i] = h << 16));
+    return { data: new Uint8Array(hi.buffer), decoded: new Float32Array(back.buffer) };
+  }
   if (type === "F16") {
     for (let i = 0; i < w.length; i++) decoded[i] = f16r(w[i]!);
     return { data: f16Data(w), decoded };
@@ -206,7 +226,7 @@ function archMeta(arch: string, c: Record<string, unknown>): Record<string, Gguf
 }
 
 /** Metadata + tensors of the GGUF for tiny model `name` and the decoded (reference) tensors. */
-export function encodeTinyGguf(name: TinyName, srcDir: string, type: GgufQuant): { metadata: Record<string, GgufMeta>; tensors: GgufTensor[]; reference: Record<string, StTensor> } {
+export function encodeTinyGguf(name: TinyName | "wide_llama", srcDir: string, type: GgufQuant): { metadata: Record<string, GgufMeta>; tensors: GgufTensor[]; reference: Record<string, StTensor> } {
   const config = JSON.parse(readFileSync(join(srcDir, "config.json"), "utf8")) as Record<string, unknown>;
   const arch = ARCH[name];
   if (!arch) throw new Error(`hf-to-gguf: no GGUF architecture for ${name}`);
@@ -219,7 +239,9 @@ export function encodeTinyGguf(name: TinyName, srcDir: string, type: GgufQuant):
     const t = st[hf]!;
     // llama.cpp keeps the router (ffn_gate_inp) in F32; experts are 3-D, quantized along the last axis
     const matrix = t.shape.length >= 2 && t.shape.at(-1)! % 32 === 0 && hf.endsWith(".weight") && !hf.endsWith("mlp.gate.weight");
-    const tt: GgufQuant = matrix ? type : "F32";
+    let tt: TensorQuant = matrix ? (type === "Q4_K_M" ? "Q4_K" : type) : "F32";
+    if (tt === "Q4_K" && (hf === "lm_head.weight" || hf.endsWith("v_proj.weight"))) tt = "Q6_K";
+    if ((tt === "Q4_K" || tt === "Q6_K") && t.shape.at(-1)! % 256 !== 0) tt = "Q8_0";
     const { data, decoded } = encode(t.data, tt);
     reference[hf] = { ...t, data: decoded };
     let stored = decoded;
@@ -242,12 +264,63 @@ export function encodeTinyGguf(name: TinyName, srcDir: string, type: GgufQuant):
 }
 
 /**
+ * A llama with rows of 256 (hidden 256, FFN 512), so K-quants (super-blocks of 256) apply; the tiny models'
+ * hidden size 64 is below one block. Seeded, same bytes every time.
+ */
+function writeWideLlama(dir: string): string {
+  writeTinyModel("llama", dir); // tokenizer files; config and weights are replaced below
+  let a = 4242;
+  const rnd = () => {
+    a = (a * 1103515245 + 12345) % 2147483648;
+    return a / 2147483648;
+  };
+  const [H, F, V, L, heads, kv, hd] = [256, 512, 272, 2, 4, 2, 64];
+  const t: Record<string, StTensor> = {};
+  const put = (name: string, shape: number[], scale: number, base = 0) => {
+    const n = shape.reduce((x, y) => x * y, 1);
+    t[name] = { dtype: "F32", shape, data: Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * scale + base) };
+  };
+  put("model.embed_tokens.weight", [V, H], 1);
+  put("lm_head.weight", [V, H], Math.sqrt(3 / H));
+  put("model.norm.weight", [H], 0.2, 1);
+  for (let i = 0; i < L; i++) {
+    const p = `model.layers.${i}`;
+    put(`${p}.self_attn.q_proj.weight`, [heads * hd, H], Math.sqrt(3 / H));
+    put(`${p}.self_attn.k_proj.weight`, [kv * hd, H], Math.sqrt(3 / H));
+    put(`${p}.self_attn.v_proj.weight`, [kv * hd, H], Math.sqrt(3 / H));
+    put(`${p}.self_attn.o_proj.weight`, [H, heads * hd], Math.sqrt(3 / H));
+    put(`${p}.mlp.gate_proj.weight`, [F, H], Math.sqrt(3 / H));
+    put(`${p}.mlp.up_proj.weight`, [F, H], Math.sqrt(3 / H));
+    put(`${p}.mlp.down_proj.weight`, [H, F], Math.sqrt(3 / F));
+    put(`${p}.input_layernorm.weight`, [H], 0.2, 1);
+    put(`${p}.post_attention_layernorm.weight`, [H], 0.2, 1);
+  }
+  const config = {
+    model_type: "llama",
+    hidden_size: H,
+    intermediate_size: F,
+    num_hidden_layers: L,
+    num_attention_heads: heads,
+    num_key_value_heads: kv,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    vocab_size: V,
+    max_position_embeddings: 512,
+    tie_word_embeddings: false,
+    eos_token_id: 258,
+  };
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  writeSafetensors(dir, t as never, 1);
+  return dir;
+}
+
+/**
  * Tiny model `name` as GGUF file(s) in `dir` (split into `split` parts as gguf-split does: every part a GGUF
  * with `split.*` keys, the first with all metadata) and its reference HF dir `dir/ref`.
  */
-export function tinyGguf(name: TinyName, dir: string, opts: { type: GgufQuant; split?: number; file?: string }): { ggufPaths: string[]; refDir: string; bytes: Uint8Array[] } {
+export function tinyGguf(name: TinyName | "wide_llama", dir: string, opts: { type: GgufQuant; split?: number; file?: string }): { ggufPaths: string[]; refDir: string; bytes: Uint8Array[] } {
   mkdirSync(dir, { recursive: true });
-  const src = writeTinyModel(name, join(dir, "src"));
+  const src = name === "wide_llama" ? writeWideLlama(join(dir, "src")) : writeTinyModel(name, join(dir, "src"));
   const { metadata, tensors, reference } = encodeTinyGguf(name, src, opts.type);
   const refDir = join(dir, "ref");
   mkdirSync(refDir, { recursive: true });
