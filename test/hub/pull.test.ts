@@ -8,6 +8,7 @@ import { PullDataSchema } from "../../src/schemas/pull.ts";
 import { LoopbackHub } from "../helpers/loopback-hub.ts";
 import { modelRepoFiles } from "../helpers/model-repo.ts";
 import { runCliCapture } from "../support/cli.ts";
+import { ggufFile } from "../support/gguf-repos.ts";
 import { type TempHub, addRepo, makeTempHub, mlxModelFiles } from "../support/hf-cache.ts";
 
 let hub: LoopbackHub;
@@ -22,6 +23,12 @@ beforeAll(async () => {
   await hub.addRepo("org/private", modelRepoFiles({ seed: 2 }), { private: true });
   await hub.addRepo("org/gated", modelRepoFiles({ seed: 3 }), { gated: "manual" });
   await hub.addRepo("org/forbidden", modelRepoFiles({ seed: 4 }), { forceStatus: 403 });
+  // a GGUF repo as QuantFactory/bartowski publish them: no config.json, two quants
+  await hub.addRepo("org/Tiny-GGUF", [
+    { path: "README.md", content: "---\nlicense: apache-2.0\n---\n" },
+    { path: "Tiny.Q4_0.gguf", content: ggufFile() },
+    { path: "Tiny.Q8_0.gguf", content: ggufFile({ type: "Q8_0" }) },
+  ]);
   hub.grant("org/private", TOKEN);
   hub.tokens.add("hf_validButNotGranted0001");
 });
@@ -115,6 +122,16 @@ describe("pull: public repo", () => {
     // no weights: the model is there but not healthy, and pull says so
     expect(r.data!.health).toBe("unhealthy");
     expect(hub.requests.some((q) => q.path.endsWith("model.safetensors"))).toBe(false);
+  });
+
+  test("a GGUF repo (no config.json) is healthy after the download; --include picks one quant", async () => {
+    const r = await pullJson(["org/Tiny-GGUF"]);
+    expect(r.code).toBe(0);
+    expect(r.data).toMatchObject({ download_status: "success", files: 3, health: "healthy" });
+    cache.cleanup();
+    cache = makeTempHub();
+    const one = await pullJson(["org/Tiny-GGUF", "--include", "*Q8_0.gguf"], { ...env, ...cache.env });
+    expect(one.data).toMatchObject({ files: 1, health: "healthy" });
   });
 
   test("an include that matches nothing is an error before anything is written", async () => {
