@@ -5,7 +5,7 @@
  * Exports: ggufShowMetadata(v), ggufShowBlock(ins, chosen)
  */
 import { ggufModelType } from "../gguf/config.ts";
-import { type GgufFile, metaNumber, metaString, metaStrings } from "../gguf/reader.ts";
+import { type GgufFile, metaArrayLength, metaNumber, metaString } from "../gguf/reader.ts";
 import type { GgufShow, ShowMetadata } from "../schemas/cli-output.ts";
 import { defaultVariant, type GgufInspection, type GgufVariant, variantContextLength, variantHasChatTemplate, variantIntegrity, variantRuntime } from "./gguf.ts";
 
@@ -43,7 +43,7 @@ export function ggufShowMetadata(v: GgufVariant): ShowMetadata | null {
     quantization_group_size: bits === null ? null : /_K/.test(v.label) ? 256 : 32,
     quantization_mode: bits !== null ? `gguf:${v.label}` : null,
     context_length: variantContextLength(v),
-    vocab_size: metaStrings(h, "tokenizer.ggml.tokens")?.length ?? n("vocab_size"),
+    vocab_size: metaArrayLength(h, "tokenizer.ggml.tokens") ?? n("vocab_size"),
     hidden_size: n("embedding_length"),
     num_attention_heads: n("attention.head_count"),
     num_hidden_layers: n("block_count"),

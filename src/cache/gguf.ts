@@ -95,7 +95,7 @@ function readPart(view: SnapshotView, f: FileEntry): GgufPart {
   if (f.size === 0) return { file: f, header: null, error: "empty file" };
   if (isLfsPointer(view, f)) return { file: f, header: null, error: "Git LFS pointer instead of the file" };
   try {
-    return { file: f, header: readGguf(f.path), error: null };
+    return { file: f, header: readGguf(f.path, { skipArrays: true }), error: null };
   } catch (e) {
     const why = e instanceof MlxkError && e.detail ? e.detail : e instanceof Error ? e.message : String(e);
     return { file: f, header: null, error: why };

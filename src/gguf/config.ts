@@ -11,7 +11,7 @@
  */
 import { MlxkError } from "../errors.ts";
 import { isSupportedModelType } from "../models/supported.ts";
-import { type GgufFile, GgufValueType, metaNumber, metaString, metaStrings } from "./reader.ts";
+import { type GgufFile, GgufValueType, metaArrayLength, metaNumber, metaString } from "./reader.ts";
 
 /** GGUF `general.architecture` → HF `model_type` for the architectures mlxk loads from GGUF. */
 export const GGUF_ARCHS: Readonly<Record<string, string>> = {
@@ -58,7 +58,8 @@ function slidingPattern(f: GgufFile, arch: string): { pattern?: number; layerTyp
   const e = f.metadata.get(`${arch}.attention.sliding_window_pattern`);
   if (!e) return {};
   if (typeof e.value === "number") return { pattern: e.value };
-  if (e.type === GgufValueType.ARRAY && Array.isArray(e.value) && e.value.every((x) => typeof x === "boolean")) {
+  // (a header read with skipArrays has no elements: no pattern then)
+  if (e.type === GgufValueType.ARRAY && Array.isArray(e.value) && e.value.length > 0 && e.value.every((x) => typeof x === "boolean")) {
     return { layerTypes: (e.value as boolean[]).map((s) => (s ? "sliding_attention" : "full_attention")) };
   }
   return {};
@@ -80,7 +81,7 @@ export function ggufModelConfig(f: GgufFile): Record<string, unknown> {
     rms_norm_eps: n("attention.layer_norm_rms_epsilon"),
     rope_theta: n("rope.freq_base"),
     max_position_embeddings: n("context_length"),
-    vocab_size: metaStrings(f, "tokenizer.ggml.tokens")?.length ?? n("vocab_size"),
+    vocab_size: metaArrayLength(f, "tokenizer.ggml.tokens") ?? n("vocab_size"),
     // No separate output matrix means the LM head reuses the embeddings.
     tie_word_embeddings: !f.tensors.some((t) => t.name === "output.weight"),
     bos_token_id: metaNumber(f, "tokenizer.ggml.bos_token_id"),
