@@ -133,7 +133,7 @@ export function inspectGguf(view: SnapshotView): GgufInspection {
   // two files with the same quant (e.g. in two folders): label them by path so each stays selectable
   const counts = new Map<string, number>();
   for (const v of variants) counts.set(v.label, (counts.get(v.label) ?? 0) + 1);
-  for (const v of variants) if (counts.get(v.label)! > 1) v.label = splitOf(v.rel)?.stem ?? v.rel.replace(/\.gguf$/i, "");
+  for (const v of variants) if (counts.get(v.label)! > 1) v.label = v.rel.replace(SPLIT_RE_FILE, "").replace(/\.gguf$/i, "");
   variants.sort((a, b) => rank(a.label) - rank(b.label) || (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
   const out = { variants };
   inspected.set(view, out);
@@ -199,7 +199,10 @@ export function chooseVariant(ins: GgufInspection, quant: string | null, name: s
   if (ins.variants.length === 0) throw new MlxkError("model_not_found", `'${name}' has no GGUF model file`);
   if (quant === null) return defaultVariant(ins)!;
   const q = quant.toUpperCase();
-  const hits = ins.variants.filter((v) => v.label.toUpperCase() === q);
+  const exact = ins.variants.filter((v) => v.label.toUpperCase() === q);
+  // a quant named by several files (in two folders) is ambiguous; `Q4_K_XL` also finds `UD-Q4_K_XL`
+  const byFile = ins.variants.filter((v) => (quantOfFile(v.rel) ?? "").toUpperCase() === q);
+  const hits = exact.length === 1 ? exact : byFile.length > 0 ? byFile : exact;
   const loose = hits.length > 0 ? hits : ins.variants.filter((v) => v.label.toUpperCase().replace(/^UD-/, "") === q);
   if (loose.length === 1) return loose[0]!;
   if (loose.length > 1) {

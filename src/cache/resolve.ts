@@ -42,7 +42,8 @@ export function splitQuant(spec: string): { rest: string; quant: string | null }
   const at = spec.lastIndexOf(":");
   if (at <= 0) return { rest: spec, quant: null };
   const quant = spec.slice(at + 1);
-  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(quant)) return { rest: spec, quant: null };
+  // a quant label may be a path inside the repo (the same quant in two folders); never `..`
+  if (!/^[A-Za-z0-9_.\/-]{1,128}$/.test(quant) || quant.split("/").includes("..")) return { rest: spec, quant: null };
   return { rest: spec.slice(0, at), quant };
 }
 

@@ -158,6 +158,19 @@ describe("choosing the file by quant", () => {
     expect(thrown(() => locateModel("QuantFactory/Loc-GGUF:Q3_K_S", { env })).type).toBe("model_not_found");
   });
 
+  test("the same quant in two folders: labelled by path, the bare quant is ambiguous_match naming both", () => {
+    const { snapshotDir } = repo("o/TwoDirs-GGUF", { "a/m.Q8_0.gguf": ggufFile({ type: "Q8_0" }), "b/m.Q8_0.gguf": ggufFile({ type: "Q8_0" }) });
+    const ins = inspectGguf(openSnapshot(snapshotDir));
+    expect(ins.variants.map((v) => v.label).sort()).toEqual(["a/m.Q8_0", "b/m.Q8_0"]);
+    const e = thrown(() => chooseVariant(ins, "Q8_0", "o/TwoDirs-GGUF"));
+    expect(e.type).toBe("ambiguous_match");
+    expect(e.extra.matches).toEqual(["o/TwoDirs-GGUF:a/m.Q8_0", "o/TwoDirs-GGUF:b/m.Q8_0"]);
+    expect(chooseVariant(ins, "b/m.Q8_0", "x").rel).toBe("b/m.Q8_0.gguf");
+    const ref = locateModel("o/TwoDirs-GGUF:b/m.Q8_0", { env: { ...hub.env } });
+    expect(ref).toMatchObject({ kind: "gguf", id: "o/TwoDirs-GGUF:b/m.Q8_0" });
+    expect((ref as { path: string }).path).toEndWith("/b/m.Q8_0.gguf");
+  });
+
   test("a broken quant does not block a sound one; a quant on a non-GGUF repo is refused", () => {
     const good = ggufFile({ type: "Q8_0" });
     const q4 = ggufFile();
