@@ -17,6 +17,10 @@ import { GGUF_ARCHS, ggufModelConfig, ggufRuntimeProblem } from "../gguf/config.
 import { metaString, readGguf } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
 import { q4kToAffine, readTensorBytes } from "./gguf-kquants.ts";
+import { loadTensors } from "./gguf-tensors.ts";
+
+/** Types MLX's own GGUF reader handles (Q4_K and BF16 are then replaced below); anything else goes to gguf-tensors.ts. */
+const MLX_READS: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"]);
 
 const LAYER_NAMES: Record<string, string> = {
   attn_norm: "input_layernorm",
@@ -89,6 +93,12 @@ export function ggufToModel(path: string): { config: Record<string, unknown>; te
   const raw = new Map<string, mx.Array>();
   try {
     parts.forEach((p, i) => {
+      const infos = headers[i]!.tensors;
+      if (!infos.every((t) => MLX_READS.has(t.typeName))) {
+        // MLX's reader throws on the whole file (Q5_0/Q5_1 fallbacks of K-quant files): read every tensor ourselves
+        for (const [k, a] of loadTensors(p, infos)) raw.set(k, a);
+        return;
+      }
       for (const [k, a] of mx.loadGguf(p).weights) raw.set(k, a);
       // Q4_K: MLX's decode is wrong, rebuilt losslessly as affine 4-bit from the file bytes (gguf-kquants.ts)
       for (const t of headers[i]!.tensors) {

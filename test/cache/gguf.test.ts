@@ -105,9 +105,9 @@ describe("health of GGUF repos", () => {
     const star = repo("o/star-GGUF", { "s.Q4_0.gguf": ggufFile({ arch: "starcoder2" }) }).h;
     expect(star).toMatchObject({ healthy: true, runtime_compatible: false });
     expect(star.runtime_reason).toStartWith("GGUF architecture 'starcoder2' is not supported by mlxk (supported: llama, mistral, qwen2, qwen3,");
-    const kq = repo("o/kq-GGUF", { "k.Q5_K_M.gguf": ggufFile({ type: "Q5_0" }) }).h;
+    const kq = repo("o/kq-GGUF", { "k.Q5_K_M.gguf": ggufFile({ type: "Q5_K" }) }).h;
     expect(kq).toMatchObject({ healthy: true, runtime_compatible: false });
-    expect(kq.runtime_reason).toStartWith("GGUF tensor type Q5_0 not supported by mlxk");
+    expect(kq.runtime_reason).toStartWith("GGUF tensor type Q5_K not supported by mlxk");
     expect(repo("o/k4-GGUF", { "k.Q4_K_M.gguf": ggufFile({ type: "Q4_K" }) }).h).toMatchObject({ healthy: true, runtime_compatible: true });
   });
 
@@ -120,7 +120,7 @@ describe("health of GGUF repos", () => {
 describe("choosing the file by quant", () => {
   const quants = {
     "Tiny.Q8_0.gguf": ggufFile({ type: "Q8_0" }),
-    "Tiny.Q4_K_M.gguf": ggufFile({ type: "Q5_0" }), // as if its fallback tensors were Q5_0: not runnable
+    "Tiny.Q4_K_M.gguf": ggufFile({ type: "Q5_K" }), // a type mlxk does not load: not runnable
     "Tiny.Q4_1.gguf": ggufFile({ type: "Q4_1" }),
     "Tiny.F16.gguf": ggufFile({ type: "F16" }),
     "mmproj-Tiny-F16.gguf": ggufFile({ type: "F16" }),
@@ -154,7 +154,7 @@ describe("choosing the file by quant", () => {
     expect(q8).toMatchObject({ kind: "gguf", id: "QuantFactory/Loc-GGUF:Q8_0" });
     const k = thrown(() => locateModel("QuantFactory/Loc-GGUF:Q4_K_M", { env }));
     expect(k.type).toBe("unsupported_model");
-    expect(k.message).toStartWith("Model 'QuantFactory/Loc-GGUF:Q4_K_M' is not compatible: GGUF tensor type Q5_0 not supported");
+    expect(k.message).toStartWith("Model 'QuantFactory/Loc-GGUF:Q4_K_M' is not compatible: GGUF tensor type Q5_K not supported");
     expect(thrown(() => locateModel("QuantFactory/Loc-GGUF:Q3_K_S", { env })).type).toBe("model_not_found");
   });
 

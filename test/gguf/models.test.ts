@@ -38,7 +38,8 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 const greedy = (m: LoadedModel) => [...tokenLoop({ model: m.model, prompt: GOLDEN_PROMPT, maxTokens: GOLDEN_STEPS })].map((s) => s.token);
 
 const ARCHS: TinyName[] = ["llama", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma3_text"];
-const TYPES: GgufQuant[] = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1"];
+// Q5_0/Q5_1 and the Q4_K_M mix (Q5_0 + Q8_0 fallbacks at these 64-wide rows) go through mlxk's own tensor reader
+const TYPES: GgufQuant[] = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_M"];
 
 describe.each(ARCHS)("%s from GGUF = from safetensors", (name) => {
   test.each(TYPES)("%s tensors: logits and 32 greedy tokens", async (type) => {

@@ -9,12 +9,28 @@
  */
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { concatBytes, encodeGguf, f16Data, f32Data, type GgmlType, type GgufMeta, type GgufTensor, q4_0Block, q4_1Block, q8_0Block } from "./gguf-writer.ts";
+import {
+  concatBytes,
+  encodeGguf,
+  f16Data,
+  f32Data,
+  type GgmlType,
+  type GgufMeta,
+  type GgufTensor,
+  q4_0Block,
+  q4_1Block,
+  q5_0Block,
+  q5_1Block,
+  q8_0Block,
+} from "./gguf-writer.ts";
 import { dequantizeQ4K, dequantizeQ6K, quantizeQ4K, quantizeQ6K } from "./kquants.ts";
 import { type TinyName, writeSafetensors, writeTinyModel } from "./tiny-models.ts";
 
-/** Q4_K_M: as llama.cpp mixes it — Q6_K for the output head and v_proj, Q4_K elsewhere, Q8_0 where a row is not a multiple of 256. */
-export type GgufQuant = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_1" | "Q4_K_M";
+/**
+ * Q4_K_M: as llama.cpp mixes it — Q6_K for the output head and v_proj, Q4_K elsewhere; where a row is not a
+ * multiple of 256 it falls back like llama.cpp (Q4_K → Q5_0, Q6_K → Q8_0).
+ */
+export type GgufQuant = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q4_K_M";
 type TensorQuant = Exclude<GgufQuant, "Q4_K_M"> | "Q4_K" | "Q6_K";
 
 const ARCH: Record<string, string> = { wide_llama: "llama", llama: "llama", qwen2: "qwen2", qwen3: "qwen3", qwen3_moe: "qwen3moe", phi3: "phi3", gemma3_text: "gemma3" };
@@ -113,6 +129,28 @@ function encode(w: Float32Array, type: TensorQuant): { data: Uint8Array; decoded
       const d16 = f16r(d);
       q.forEach((qi, j) => (decoded[b + j] = qi * d16));
       blocks.push(q8_0Block(d, q));
+    } else if (type === "Q5_0") {
+      let max = 0;
+      for (const v of x) if (Math.abs(v) > Math.abs(max)) max = v;
+      const d = max / -16;
+      const id = d === 0 ? 0 : 1 / d;
+      const q = Array.from(x, (v) => Math.min(31, Math.trunc(v * id + 16.5)));
+      const d16 = f16r(d);
+      q.forEach((qi, j) => (decoded[b + j] = (qi - 16) * d16));
+      blocks.push(q5_0Block(d, q));
+    } else if (type === "Q5_1") {
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (const v of x) {
+        lo = Math.min(lo, v);
+        hi = Math.max(hi, v);
+      }
+      const d = (hi - lo) / 31;
+      const id = d === 0 ? 0 : 1 / d;
+      const q = Array.from(x, (v) => Math.min(31, Math.trunc((v - lo) * id + 0.5)));
+      const [d16, m16] = [f16r(d), f16r(lo)];
+      q.forEach((qi, j) => (decoded[b + j] = qi * d16 + m16));
+      blocks.push(q5_1Block(d, lo, q));
     } else if (type === "Q4_0") {
       let max = 0;
       for (const v of x) if (Math.abs(v) > Math.abs(max)) max = v;
@@ -241,7 +279,8 @@ export function encodeTinyGguf(name: TinyName | "wide_llama", srcDir: string, ty
     const matrix = t.shape.length >= 2 && t.shape.at(-1)! % 32 === 0 && hf.endsWith(".weight") && !hf.endsWith("mlp.gate.weight");
     let tt: TensorQuant = matrix ? (type === "Q4_K_M" ? "Q4_K" : type) : "F32";
     if (tt === "Q4_K" && (hf === "lm_head.weight" || hf.endsWith("v_proj.weight"))) tt = "Q6_K";
-    if ((tt === "Q4_K" || tt === "Q6_K") && t.shape.at(-1)! % 256 !== 0) tt = "Q8_0";
+    if (tt === "Q4_K" && t.shape.at(-1)! % 256 !== 0) tt = "Q5_0";
+    if (tt === "Q6_K" && t.shape.at(-1)! % 256 !== 0) tt = "Q8_0";
     const { data, decoded } = encode(t.data, tt);
     reference[hf] = { ...t, data: decoded };
     let stored = decoded;

@@ -1,0 +1,144 @@
+/**
+ * GGUF tensors read by mlxk itself, for files MLX 0.32.4's reader refuses as a whole (it throws on Q5_0/Q5_1,
+ * which llama.cpp's K-quant files use for rows that are not a multiple of 256). Every block type maps losslessly
+ * onto an MLX affine layout with group 32 where it can (value = scale·code + bias):
+ *   Q4_0 (q−8)·d → 4-bit; Q4_1 q·d+m → 4-bit; Q4_K (gguf-kquants.ts) → 4-bit;
+ *   Q5_0 (q−16)·d, Q5_1 q·d+m, Q8_0 q·d → 8-bit codes (MLX has no 5-bit layout we rely on; 8 bits hold them exactly);
+ * Q6_K (scales per 16 values, below MLX's smallest group) is decoded to float32 as ggml does; F32/F16/BF16 as they are.
+ *
+ * Exports: TS_TENSOR_TYPES, loadTensors(path, tensors) → Map<name, Array> (`x.weight` + `x.scales`/`x.biases`)
+ */
+import type { GgufTensorInfo } from "../gguf/reader.ts";
+import * as mx from "../mlx/index.ts";
+import { q4kToAffine, readTensorBytes } from "./gguf-kquants.ts";
+
+export const TS_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K"]);
+
+const dv16 = new DataView(new ArrayBuffer(2));
+function half(b: Uint8Array, o: number): number {
+  dv16.setUint8(0, b[o]!);
+  dv16.setUint8(1, b[o + 1]!);
+  return dv16.getFloat16(0, true);
+}
+
+interface Affine {
+  bits: 4 | 8;
+  codes: Uint8Array; // one code per value, in order
+  scales: Float32Array; // per 32 values
+  biases: Float32Array;
+}
+
+/** Pack codes LSB-first into uint32 words, as MLX's affine layout stores them. */
+function pack(a: Affine, shape: number[]): Map<string, mx.Array> {
+  const n = a.codes.length;
+  const cols = shape.at(-1)!;
+  const lead = shape.slice(0, -1);
+  let words: Uint32Array;
+  if (a.bits === 8) words = new Uint32Array(a.codes.buffer, a.codes.byteOffset, n / 4);
+  else {
+    words = new Uint32Array(n / 8);
+    for (let w = 0, i = 0; w < words.length; w++, i += 8) {
+      const c = a.codes;
+      words[w] =
+        (c[i]! | (c[i + 1]! << 4) | (c[i + 2]! << 8) | (c[i + 3]! << 12) | (c[i + 4]! << 16) | (c[i + 5]! << 20) | (c[i + 6]! << 24) | (c[i + 7]! << 28)) >>> 0;
+    }
+  }
+  const per = 32 / a.bits;
+  return new Map([
+    ["weight", mx.fromBytes(words, [...lead, cols / per], mx.Dtype.uint32)],
+    ["scales", mx.fromBytes(a.scales, [...lead, cols / 32], mx.Dtype.float32)],
+    ["biases", mx.fromBytes(a.biases, [...lead, cols / 32], mx.Dtype.float32)],
+  ]);
+}
+
+/** The legacy 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) as affine codes. */
+function legacy(type: string, b: Uint8Array, n: number): Affine {
+  const blocks = n / 32;
+  const codes = new Uint8Array(n);
+  const scales = new Float32Array(blocks);
+  const biases = new Float32Array(blocks);
+  const size = { Q4_0: 18, Q4_1: 20, Q5_0: 22, Q5_1: 24, Q8_0: 34 }[type as "Q4_0"];
+  const hasMin = type === "Q4_1" || type === "Q5_1";
+  const five = type === "Q5_0" || type === "Q5_1";
+  for (let k = 0, o = 0; k < blocks; k++, o += size) {
+    const d = half(b, o);
+    const out = k * 32;
+    scales[k] = d;
+    if (type === "Q8_0") {
+      biases[k] = -128 * d;
+      for (let j = 0; j < 32; j++) codes[out + j] = (b[o + 2 + j]! ^ 0x80) & 0xff; // int8 + 128
+      continue;
+    }
+    const m = hasMin ? half(b, o + 2) : 0;
+    const qh = five ? b[o + (hasMin ? 4 : 2)]! | (b[o + (hasMin ? 5 : 3)]! << 8) | (b[o + (hasMin ? 6 : 4)]! << 16) | (b[o + (hasMin ? 7 : 5)]! << 24) : 0;
+    const qs = o + (hasMin ? 4 : 2) + (five ? 4 : 0);
+    biases[k] = hasMin ? m : five ? -16 * d : -8 * d;
+    for (let j = 0; j < 16; j++) {
+      const byte = b[qs + j]!;
+      // ggml: low nibbles are values 0..15, high nibbles 16..31; Q5's fifth bits sit in qh (bit j, bit j+16)
+      codes[out + j] = (byte & 0x0f) | (five ? ((qh >>> j) & 1) << 4 : 0);
+      codes[out + j + 16] = (byte >> 4) | (five ? ((qh >>> (j + 16)) & 1) << 4 : 0);
+    }
+  }
+  return { bits: type === "Q4_0" || type === "Q4_1" ? 4 : 8, codes, scales, biases };
+}
+
+/** ggml's dequantize_row_q6_K (values in float32). */
+function q6k(b: Uint8Array, n: number): Float32Array {
+  const y = new Float32Array(n);
+  for (let blk = 0, o = 0; blk < n / 256; blk++, o += 210) {
+    const d = half(b, o + 208);
+    for (let h = 0; h < 2; h++) {
+      const ql = o + h * 64;
+      const qh = o + 128 + h * 32;
+      const sc = o + 192 + h * 8;
+      const base = blk * 256 + h * 128;
+      for (let l = 0; l < 32; l++) {
+        const is = l >> 4;
+        const s = (i: number) => Math.fround(d * ((b[sc + is + i]! << 24) >> 24));
+        const hb = b[qh + l]!;
+        y[base + l] = s(0) * (((b[ql + l]! & 0xf) | ((hb & 3) << 4)) - 32);
+        y[base + l + 32] = s(2) * (((b[ql + l + 32]! & 0xf) | (((hb >> 2) & 3) << 4)) - 32);
+        y[base + l + 64] = s(4) * (((b[ql + l]! >> 4) | (((hb >> 4) & 3) << 4)) - 32);
+        y[base + l + 96] = s(6) * (((b[ql + l + 32]! >> 4) | (((hb >> 6) & 3) << 4)) - 32);
+      }
+    }
+  }
+  return y;
+}
+
+/** One tensor as MLX arrays: `.weight` (+ `.scales`/`.biases` when it stays quantized), keyed by full name. */
+function loadOne(path: string, t: GgufTensorInfo): Map<string, mx.Array> {
+  const bytes = readTensorBytes(path, t.fileOffset, t.byteSize!);
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  const stem = t.name.replace(/\.weight$/, "");
+  const named = (m: Map<string, mx.Array>) => new Map([...m].map(([k, a]) => [`${stem}.${k}`, a]));
+  switch (t.typeName) {
+    case "F32":
+      return new Map([[t.name, mx.fromBytes(bytes, t.shape, mx.Dtype.float32)]]);
+    case "F16":
+      return new Map([[t.name, mx.fromBytes(bytes, t.shape, mx.Dtype.float16)]]);
+    case "BF16":
+      return new Map([[t.name, mx.fromBytes(bytes, t.shape, mx.Dtype.bfloat16)]]);
+    case "Q6_K":
+      return new Map([[t.name, mx.fromBytes(q6k(bytes, n), t.shape, mx.Dtype.float32)]]);
+    case "Q4_K": {
+      const q = q4kToAffine(bytes, t.shape);
+      return named(new Map([["weight", q.weight], ["scales", q.scales], ["biases", q.biases]]));
+    }
+    default:
+      return named(pack(legacy(t.typeName, bytes, n), t.shape));
+  }
+}
+
+/** Every tensor of one GGUF file (types in TS_TENSOR_TYPES, checked by the caller). */
+export function loadTensors(path: string, tensors: readonly GgufTensorInfo[]): Map<string, mx.Array> {
+  const out = new Map<string, mx.Array>();
+  try {
+    for (const t of tensors) for (const [k, a] of loadOne(path, t)) out.set(k, a);
+  } catch (e) {
+    mx.disposeAll(out);
+    throw e;
+  }
+  return out;
+}
