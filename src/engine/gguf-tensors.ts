@@ -3,7 +3,7 @@
  * which llama.cpp's K-quant files use for rows that are not a multiple of 256). Every block type maps losslessly
  * onto an MLX affine layout with group 32 where it can (value = scale·code + bias):
  *   Q4_0 (q−8)·d → 4-bit; Q4_1 q·d+m → 4-bit; Q4_K (gguf-kquants.ts) → 4-bit;
- *   Q5_0 (q−16)·d, Q5_1 q·d+m, Q8_0 q·d → 8-bit codes (MLX has no 5-bit layout we rely on; 8 bits hold them exactly);
+ *   Q5_0 (q−16)·d, Q5_1 q·d+m, Q5_K d·sc·q − dmin·m, Q8_0 q·d → 8-bit codes (MLX has no 5-bit layout we rely on; 8 bits hold them exactly);
  * Q6_K (scales per 16 values, below MLX's smallest group) is decoded to float32 as ggml does; F32/F16/BF16 as they are.
  *
  * Exports: TS_TENSOR_TYPES, loadTensors(path, tensors) → Map<name, Array> (`x.weight` + `x.scales`/`x.biases`)
@@ -12,7 +12,7 @@ import type { GgufTensorInfo } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
 import { q4kToAffine, readTensorBytes } from "./gguf-kquants.ts";
 
-export const TS_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K"]);
+export const TS_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]);
 
 const dv16 = new DataView(new ArrayBuffer(2));
 function half(b: Uint8Array, o: number): number {
@@ -83,6 +83,30 @@ function legacy(type: string, b: Uint8Array, n: number): Affine {
   return { bits: type === "Q4_0" || type === "Q4_1" ? 4 : 8, codes, scales, biases };
 }
 
+/** Q5_K (176-byte blocks: d, dmin, 12 bytes of 6-bit scales/mins, 32 bytes of fifth bits, 128 of nibbles) as codes. */
+function q5k(b: Uint8Array, n: number): Affine {
+  const codes = new Uint8Array(n);
+  const scales = new Float32Array(n / 32);
+  const biases = new Float32Array(n / 32);
+  for (let blk = 0, o = 0; blk < n / 256; blk++, o += 176) {
+    const d = half(b, o);
+    const dmin = half(b, o + 2);
+    const k = o + 4;
+    for (let j = 0; j < 8; j++) {
+      // ggml's get_scale_min_k4
+      const sc = j < 4 ? b[k + j]! & 63 : (b[k + j + 4]! & 0xf) | ((b[k + j - 4]! >> 6) << 4);
+      const m = j < 4 ? b[k + j + 4]! & 63 : (b[k + j + 4]! >> 4) | ((b[k + j]! >> 6) << 4);
+      const g = blk * 8 + j;
+      scales[g] = Math.fround(d * sc);
+      biases[g] = -Math.fround(dmin * m);
+      const ql = o + 48 + (j >> 1) * 32;
+      const shift = (j & 1) * 4;
+      for (let l = 0; l < 32; l++) codes[g * 32 + l] = ((b[ql + l]! >> shift) & 15) | (((b[o + 16 + l]! >> j) & 1) << 4);
+    }
+  }
+  return { bits: 8, codes, scales, biases };
+}
+
 /** ggml's dequantize_row_q6_K (values in float32). */
 function q6k(b: Uint8Array, n: number): Float32Array {
   const y = new Float32Array(n);
@@ -94,13 +118,14 @@ function q6k(b: Uint8Array, n: number): Float32Array {
       const sc = o + 192 + h * 8;
       const base = blk * 256 + h * 128;
       for (let l = 0; l < 32; l++) {
-        const is = l >> 4;
-        const s = (i: number) => Math.fround(d * ((b[sc + is + i]! << 24) >> 24));
+        const is = sc + (l >> 4);
         const hb = b[qh + l]!;
-        y[base + l] = s(0) * (((b[ql + l]! & 0xf) | ((hb & 3) << 4)) - 32);
-        y[base + l + 32] = s(2) * (((b[ql + l + 32]! & 0xf) | (((hb >> 2) & 3) << 4)) - 32);
-        y[base + l + 64] = s(4) * (((b[ql + l]! >> 4) | (((hb >> 4) & 3) << 4)) - 32);
-        y[base + l + 96] = s(6) * (((b[ql + l + 32]! >> 4) | (((hb >> 6) & 3) << 4)) - 32);
+        const lo = b[ql + l]!;
+        const hi = b[ql + l + 32]!;
+        y[base + l] = Math.fround(d * ((b[is]! << 24) >> 24)) * (((lo & 0xf) | ((hb & 3) << 4)) - 32);
+        y[base + l + 32] = Math.fround(d * ((b[is + 2]! << 24) >> 24)) * (((hi & 0xf) | (((hb >> 2) & 3) << 4)) - 32);
+        y[base + l + 64] = Math.fround(d * ((b[is + 4]! << 24) >> 24)) * (((lo >> 4) | (((hb >> 4) & 3) << 4)) - 32);
+        y[base + l + 96] = Math.fround(d * ((b[is + 6]! << 24) >> 24)) * (((hi >> 4) | (((hb >> 6) & 3) << 4)) - 32);
       }
     }
   }
@@ -122,6 +147,8 @@ function loadOne(path: string, t: GgufTensorInfo): Map<string, mx.Array> {
       return new Map([[t.name, mx.fromBytes(bytes, t.shape, mx.Dtype.bfloat16)]]);
     case "Q6_K":
       return new Map([[t.name, mx.fromBytes(q6k(bytes, n), t.shape, mx.Dtype.float32)]]);
+    case "Q5_K":
+      return named(pack(q5k(bytes, n), t.shape));
     case "Q4_K": {
       const q = q4kToAffine(bytes, t.shape);
       return named(new Map([["weight", q.weight], ["scales", q.scales], ["biases", q.biases]]));

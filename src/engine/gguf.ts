@@ -7,7 +7,8 @@
  * - gemma3: every norm weight was stored as HF value + 1 (llama.cpp's norm has no built-in +1), so 1 is subtracted;
  * - phi3: longrope factors stored as `rope_factors_long/short` tensors go back into config.rope_scaling.
  * MLX loads Q4_0/Q4_1/Q8_0 as affine-quantized triples (group 32; Q4_1 = scale·q + min is exactly affine),
- * F16/F32/BF16 and Q6_K as floats; Q4_K is repacked here as affine 4-bit (gguf-kquants.ts); config.json comes from the metadata (src/gguf/config.ts).
+ * F16/F32 as floats; BF16, Q6_K, Q4_K (and every tensor of a file MLX's reader refuses) come from our own reader
+ * (gguf-tensors.ts); config.json comes from the metadata (src/gguf/config.ts).
  *
  * Exports: hfName(name, arch?), unpermute(a, nHead), ggufToModel(path)
  */
@@ -16,11 +17,12 @@ import { MlxkError } from "../errors.ts";
 import { GGUF_ARCHS, ggufModelConfig, ggufRuntimeProblem } from "../gguf/config.ts";
 import { metaString, readGguf } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
-import { q4kToAffine, readTensorBytes } from "./gguf-kquants.ts";
 import { loadTensors } from "./gguf-tensors.ts";
 
-/** Types MLX's own GGUF reader handles (Q4_K and BF16 are then replaced below); anything else goes to gguf-tensors.ts. */
+/** Types MLX's own GGUF reader accepts; a file with any other goes to gguf-tensors.ts whole. */
 const MLX_READS: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"]);
+/** Of those, the ones MLX decodes wrongly or lossily: replaced by our reader's tensors. */
+const OWN_READS: ReadonlySet<string> = new Set(["BF16", "Q4_K", "Q6_K"]);
 
 const LAYER_NAMES: Record<string, string> = {
   attn_norm: "input_layernorm",
@@ -100,21 +102,13 @@ export function ggufToModel(path: string): { config: Record<string, unknown>; te
         return;
       }
       for (const [k, a] of mx.loadGguf(p).weights) raw.set(k, a);
-      // Q4_K: MLX's decode is wrong, rebuilt losslessly as affine 4-bit from the file bytes (gguf-kquants.ts)
       for (const t of headers[i]!.tensors) {
-        if ((t.typeName !== "Q4_K" && t.typeName !== "BF16") || t.byteSize === null) continue;
+        // MLX gets these wrong or lossy: Q4_K (wrong scales), BF16 (→ fp16, overflows past 65504), Q6_K (→ fp16
+        // rounding); our reader gives the exact values, the same ones whichever path a file takes
+        if (!OWN_READS.has(t.typeName)) continue;
         raw.get(t.name)?.dispose();
         raw.delete(t.name);
-        if (t.typeName === "BF16") {
-          // MLX converts BF16 to fp16, which overflows past 65504: keep the bfloat16 bits as they are
-          raw.set(t.name, mx.fromBytes(readTensorBytes(p, t.fileOffset, t.byteSize), t.shape, mx.Dtype.bfloat16));
-          continue;
-        }
-        const q = q4kToAffine(readTensorBytes(p, t.fileOffset, t.byteSize), t.shape);
-        const stem = t.name.replace(/\.weight$/, "");
-        raw.set(`${stem}.weight`, q.weight);
-        raw.set(`${stem}.scales`, q.scales);
-        raw.set(`${stem}.biases`, q.biases);
+        for (const [k, a] of loadTensors(p, [t])) raw.set(k, a);
       }
     });
     const long = raw.get("rope_factors_long.weight");

@@ -25,11 +25,11 @@ export const GGUF_ARCHS: Readonly<Record<string, string>> = {
 };
 
 /**
- * Tensor types mlxk loads (src/engine/gguf*.ts): Q4_0/Q4_1/Q4_K as affine 4-bit and Q5_0/Q5_1/Q8_0 as affine
+ * Tensor types mlxk loads (src/engine/gguf*.ts): Q4_0/Q4_1/Q4_K as affine 4-bit and Q5_0/Q5_1/Q5_K/Q8_0 as affine
  * 8-bit codes (group 32, lossless) stay quantized; F32/F16/BF16 and Q6_K are floats. Others are refused:
- * Q2_K/Q3_K/Q5_K and the IQ types have no decoder here yet.
+ * Q2_K/Q3_K and the IQ types have no decoder here yet.
  */
-export const GGUF_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q6_K"]);
+export const GGUF_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]);
 
 /** Other names llama.cpp uses for HF model types that mlxk does not load from GGUF (for messages only). */
 const OTHER_TYPES: Record<string, string> = { qwen2moe: "qwen2_moe", "gpt-oss": "gpt_oss" };
@@ -48,7 +48,7 @@ export function ggufRuntimeProblem(f: GgufFile, tensorTypes: Iterable<string>): 
   if (!loadable.includes(arch)) return `GGUF architecture '${arch}' is not supported by mlxk (supported: ${loadable.join(", ")})`;
   const bad = [...new Set(tensorTypes)].filter((t) => !GGUF_TENSOR_TYPES.has(t)).sort();
   if (bad.length > 0) {
-    return `GGUF tensor type${bad.length > 1 ? "s" : ""} ${bad.join(", ")} not supported by mlxk (supported: ${[...GGUF_TENSOR_TYPES].join(", ")}); use a Q4_K_M, Q4_0, Q4_1, Q8_0 or F16 file`;
+    return `GGUF tensor type${bad.length > 1 ? "s" : ""} ${bad.join(", ")} not supported by mlxk (supported: ${[...GGUF_TENSOR_TYPES].join(", ")}); use a Q4_K_M, Q5_K_M, Q4_0, Q8_0 or F16 file`;
   }
   return null;
 }

@@ -1,7 +1,7 @@
 /**
  * K-quant decoding against ggml's reference dequantizer (test/support/kquants.ts, identical to llama.cpp's
- * gguf-py on these blocks): our Q4_K → MLX affine repack is exact, MLX's own Q6_K decode is right to fp16
- * rounding, and MLX 0.32.4's own Q4_K decode is wrong — the reason mlxk repacks Q4_K itself. When that last
+ * gguf-py on these blocks): our Q4_K → MLX affine repack, Q5_K codes and Q6_K decode are exact, MLX's own Q6_K
+ * decode is right to fp16 rounding, and MLX 0.32.4's own Q4_K decode is wrong — why mlxk reads these itself. When that last
  * test fails, MLX has fixed its reader.
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { q4kToAffine } from "../../src/engine/gguf-kquants.ts";
 import * as mx from "../../src/mlx/index.ts";
 import { encodeGguf } from "../support/gguf-writer.ts";
-import { dequantizeQ4K, dequantizeQ6K, quantizeQ4K, quantizeQ6K } from "../support/kquants.ts";
+import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-kq-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -48,6 +48,30 @@ describe("K-quants", () => {
       expect(maxAbsDiff(got, ref)).toBeLessThan(1e-6);
     } finally {
       mx.disposeAll([q.weight, q.scales, q.biases]);
+    }
+  });
+
+  test("our reader: Q5_K as 8-bit affine codes and Q6_K as floats give ggml's values exactly", async () => {
+    const { loadTensors } = await import("../../src/engine/gguf-tensors.ts");
+    const { readGguf } = await import("../../src/gguf/reader.ts");
+    for (const [type, q, dq] of [
+      ["Q5_K", quantizeQ5K, dequantizeQ5K],
+      ["Q6_K", quantizeQ6K, dequantizeQ6K],
+    ] as const) {
+      const bytes = q(x);
+      const p = join(tmp, `own-${type}.gguf`);
+      writeFileSync(p, encodeGguf({ "general.architecture": "llama" }, [{ name: "w.weight", shape: [16, 512], type, data: bytes }]));
+      const w = loadTensors(p, readGguf(p).tensors);
+      try {
+        const got = mx.scope(() => {
+          const s = w.get("w.scales");
+          const a = s ? mx.dequantize(w.get("w.weight")!, s, w.get("w.biases")!, { groupSize: 32, bits: 8 }) : w.get("w.weight")!;
+          return a.astype(mx.Dtype.float32).toFloat32Array();
+        });
+        expect(maxAbsDiff(got, dq(bytes))).toBeLessThan(1e-6);
+      } finally {
+        mx.disposeAll(w);
+      }
     }
   });
 

@@ -38,8 +38,8 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 const greedy = (m: LoadedModel) => [...tokenLoop({ model: m.model, prompt: GOLDEN_PROMPT, maxTokens: GOLDEN_STEPS })].map((s) => s.token);
 
 const ARCHS: TinyName[] = ["llama", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma3_text"];
-// Q5_0/Q5_1 and the Q4_K_M mix (Q5_0 + Q8_0 fallbacks at these 64-wide rows) go through mlxk's own tensor reader
-const TYPES: GgufQuant[] = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_M"];
+// Q5_0/Q5_1 and the K mixes (Q5_0/Q5_1 + Q8_0 fallbacks at these 64-wide rows) go through mlxk's own tensor reader
+const TYPES: GgufQuant[] = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K_M", "Q5_K_M"];
 
 describe.each(ARCHS)("%s from GGUF = from safetensors", (name) => {
   test.each(TYPES)("%s tensors: logits and 32 greedy tokens", async (type) => {
@@ -57,12 +57,15 @@ describe.each(ARCHS)("%s from GGUF = from safetensors", (name) => {
   });
 });
 
-describe("K-quants (Q4_K_M mix: Q4_K, Q6_K head and v_proj)", () => {
-  test("a llama with 256-wide rows: logits and 32 greedy tokens equal the decoded values from safetensors", async () => {
-    const { ggufPaths, refDir } = tinyGguf("wide_llama", join(tmp, "wide-q4km"), { type: "Q4_K_M" });
+describe("K-quants (Q4_K_M / Q5_K_M mixes: Q4_K or Q5_K, Q6_K head and v_proj)", () => {
+  test.each([
+    ["Q4_K_M", "Q4_K"],
+    ["Q5_K_M", "Q5_K"],
+  ] as const)("%s on a llama with 256-wide rows: logits and 32 greedy tokens equal the decoded values", async (type, k) => {
+    const { ggufPaths, refDir } = tinyGguf("wide_llama", join(tmp, `wide-${type}`), { type });
     const { readGguf } = await import("../../src/gguf/reader.ts");
     const types = new Set(readGguf(ggufPaths[0]!).tensors.map((t) => t.typeName));
-    expect([...types].sort()).toEqual(["F32", "Q4_K", "Q6_K"]);
+    expect([...types].sort()).toEqual(["F32", k, "Q6_K"]);
     using g = await loadGgufModel(ggufPaths[0]!, { dtype: "float32" });
     using r = await loadModelDir(refDir, { dtype: "float32" });
     expect(maxAbsDiff(promptLogits(g), promptLogits(r))).toBeLessThan(1e-3);

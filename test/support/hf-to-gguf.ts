@@ -23,15 +23,15 @@ import {
   q5_1Block,
   q8_0Block,
 } from "./gguf-writer.ts";
-import { dequantizeQ4K, dequantizeQ6K, quantizeQ4K, quantizeQ6K } from "./kquants.ts";
+import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "./kquants.ts";
 import { type TinyName, writeSafetensors, writeTinyModel } from "./tiny-models.ts";
 
 /**
- * Q4_K_M: as llama.cpp mixes it — Q6_K for the output head and v_proj, Q4_K elsewhere; where a row is not a
- * multiple of 256 it falls back like llama.cpp (Q4_K → Q5_0, Q6_K → Q8_0).
+ * Q4_K_M / Q5_K_M: as llama.cpp mixes them — Q6_K for the output head and v_proj, Q4_K / Q5_K elsewhere; where a
+ * row is not a multiple of 256 it falls back like llama.cpp (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0).
  */
-export type GgufQuant = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q4_K_M";
-type TensorQuant = Exclude<GgufQuant, "Q4_K_M"> | "Q4_K" | "Q6_K";
+export type GgufQuant = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q4_K_M" | "Q5_K_M";
+type TensorQuant = Exclude<GgufQuant, "Q4_K_M" | "Q5_K_M"> | "Q4_K" | "Q5_K" | "Q6_K";
 
 const ARCH: Record<string, string> = { wide_llama: "llama", llama: "llama", qwen2: "qwen2", qwen3: "qwen3", qwen3_moe: "qwen3moe", phi3: "phi3", gemma3_text: "gemma3" };
 
@@ -101,10 +101,13 @@ function encode(w: Float32Array, type: TensorQuant): { data: Uint8Array; decoded
     const data = quantizeQ4K(w);
     return { data, decoded: dequantizeQ4K(data) };
   }
+  if (type === "Q5_K") {
+    const data = quantizeQ5K(w);
+    return { data, decoded: dequantizeQ5K(data) };
+  }
   if (type === "Q6_K") {
-    // MLX decodes Q6_K to fp16: the reference holds the same rounding
     const data = quantizeQ6K(w);
-    return { data, decoded: Float32Array.from(dequantizeQ6K(data), f16r) };
+    return { data, decoded: dequantizeQ6K(data) };
   }
   if (type === "BF16") {
     // round to nearest even, as torch/numpy do
@@ -277,9 +280,10 @@ export function encodeTinyGguf(name: TinyName | "wide_llama", srcDir: string, ty
     const t = st[hf]!;
     // llama.cpp keeps the router (ffn_gate_inp) in F32; experts are 3-D, quantized along the last axis
     const matrix = t.shape.length >= 2 && t.shape.at(-1)! % 32 === 0 && hf.endsWith(".weight") && !hf.endsWith("mlp.gate.weight");
-    let tt: TensorQuant = matrix ? (type === "Q4_K_M" ? "Q4_K" : type) : "F32";
-    if (tt === "Q4_K" && (hf === "lm_head.weight" || hf.endsWith("v_proj.weight"))) tt = "Q6_K";
+    let tt: TensorQuant = matrix ? (type === "Q4_K_M" ? "Q4_K" : type === "Q5_K_M" ? "Q5_K" : type) : "F32";
+    if ((tt === "Q4_K" || tt === "Q5_K") && (hf === "lm_head.weight" || hf.endsWith("v_proj.weight"))) tt = "Q6_K";
     if (tt === "Q4_K" && t.shape.at(-1)! % 256 !== 0) tt = "Q5_0";
+    if (tt === "Q5_K" && t.shape.at(-1)! % 256 !== 0) tt = "Q5_1";
     if (tt === "Q6_K" && t.shape.at(-1)! % 256 !== 0) tt = "Q8_0";
     const { data, decoded } = encode(t.data, tt);
     reference[hf] = { ...t, data: decoded };

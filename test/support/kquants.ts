@@ -7,7 +7,9 @@
  * Q6_K: 128 bytes low nibbles, 64 bytes high 2-bit pairs, 16 int8 scales (sub-blocks of 16), f16 d;
  *       value = d·sc·(q − 32) (q 0..63).
  *
- * Exports: quantizeQ4K(x) / dequantizeQ4K(bytes), quantizeQ6K(x) / dequantizeQ6K(bytes)
+ * Q5_K: as Q4_K plus 32 bytes of fifth bits (bit 2k / 2k+1 of qh[l] for sub-blocks 2k / 2k+1), q 0..31.
+ *
+ * Exports: quantizeQ4K(x) / dequantizeQ4K(bytes), quantizeQ5K(x) / dequantizeQ5K(bytes), quantizeQ6K(x) / dequantizeQ6K(bytes)
  */
 const dv = new DataView(new ArrayBuffer(2));
 const f16 = (x: number) => (dv.setFloat16(0, x, true), dv.getFloat16(0, true));
@@ -25,11 +27,14 @@ function scaleMin(j: number, q: Uint8Array): [number, number] {
   return [(q[j + 4]! & 0xf) | ((q[j - 4]! >> 6) << 4), (q[j + 4]! >> 4) | ((q[j]! >> 6) << 4)];
 }
 
-export function quantizeQ4K(x: Float32Array): Uint8Array {
-  const out = new Uint8Array((x.length / 256) * 144);
+/** Q4_K (levels 15, 144-byte blocks) or Q5_K (levels 31, 176-byte blocks with qh before qs). */
+function quantizeK(x: Float32Array, five: boolean): Uint8Array {
+  const size = five ? 176 : 144;
+  const levels = five ? 31 : 15;
+  const out = new Uint8Array((x.length / 256) * size);
   for (let b = 0; b < x.length / 256; b++) {
     const v = x.subarray(b * 256, (b + 1) * 256);
-    const blk = out.subarray(b * 144, (b + 1) * 144);
+    const blk = out.subarray(b * size, (b + 1) * size);
     const scale: number[] = [];
     const mins: number[] = [];
     for (let j = 0; j < 8; j++) {
@@ -39,7 +44,7 @@ export function quantizeQ4K(x: Float32Array): Uint8Array {
         lo = Math.min(lo, v[j * 32 + l]!);
         hi = Math.max(hi, v[j * 32 + l]!);
       }
-      scale.push((hi - lo) / 15);
+      scale.push((hi - lo) / levels);
       mins.push(-lo);
     }
     const d = f16(Math.max(...scale) / 63 || 1e-8);
@@ -54,18 +59,54 @@ export function quantizeQ4K(x: Float32Array): Uint8Array {
       q[j + 4] = (m[j]! & 63) | ((m[j + 4]! >> 4) << 6);
       q[j + 8] = (sc[j + 4]! & 0xf) | ((m[j + 4]! & 0xf) << 4);
     }
-    const qs = blk.subarray(16);
+    const qh = blk.subarray(16, 48);
+    const qs = blk.subarray(five ? 48 : 16);
     for (let j = 0; j < 8; j++) {
       const [s, mm] = scaleMin(j, q);
       const step = d * s || 1;
       for (let l = 0; l < 32; l++) {
-        const code = Math.max(0, Math.min(15, Math.round((v[j * 32 + l]! + dmin * mm) / step)));
+        const code = Math.max(0, Math.min(levels, Math.round((v[j * 32 + l]! + dmin * mm) / step)));
         const byte = Math.floor(j / 2) * 32 + l;
-        qs[byte] = j % 2 === 0 ? (qs[byte]! & 0xf0) | code : (qs[byte]! & 0x0f) | (code << 4);
+        const lo4 = code & 15;
+        qs[byte] = j % 2 === 0 ? (qs[byte]! & 0xf0) | lo4 : (qs[byte]! & 0x0f) | (lo4 << 4);
+        if (five && code & 16) qh[l] = qh[l]! | (1 << j);
       }
     }
   }
   return out;
+}
+
+export function quantizeQ4K(x: Float32Array): Uint8Array {
+  return quantizeK(x, false);
+}
+
+export function quantizeQ5K(x: Float32Array): Uint8Array {
+  return quantizeK(x, true);
+}
+
+/** ggml's dequantize_row_q5_K. */
+export function dequantizeQ5K(bytes: Uint8Array): Float32Array {
+  const n = (bytes.length / 176) * 256;
+  const y = new Float32Array(n);
+  for (let b = 0; b < n / 256; b++) {
+    const blk = bytes.subarray(b * 176, (b + 1) * 176);
+    const d = getF16(blk, 0);
+    const dmin = getF16(blk, 2);
+    const q = blk.subarray(4, 16);
+    const qh = blk.subarray(16, 48);
+    const ql = blk.subarray(48);
+    for (let j = 0; j < 8; j++) {
+      const [s, m] = scaleMin(j, q);
+      const d1 = f32(d * s);
+      const m1 = f32(dmin * m);
+      for (let l = 0; l < 32; l++) {
+        const byte = ql[Math.floor(j / 2) * 32 + l]!;
+        const code = (j % 2 === 0 ? byte & 0xf : byte >> 4) + (qh[l]! & (1 << j) ? 16 : 0);
+        y[b * 256 + j * 32 + l] = f32(f32(d1 * code) - m1);
+      }
+    }
+  }
+  return y;
 }
 
 export function dequantizeQ4K(bytes: Uint8Array): Float32Array {
