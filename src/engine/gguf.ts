@@ -6,9 +6,9 @@
  *   row permutation, so it applies to packed quantized rows too); qwen2/qwen3/gemma3/phi3 use NEOX rope, unpermuted;
  * - gemma3: every norm weight was stored as HF value + 1 (llama.cpp's norm has no built-in +1), so 1 is subtracted;
  * - phi3: longrope factors stored as `rope_factors_long/short` tensors go back into config.rope_scaling.
- * MLX loads Q4_0/Q4_1/Q8_0 as affine-quantized triples (group 32; Q4_1 = scale·q + min is exactly affine),
- * F16/F32 as floats; BF16, Q6_K, Q4_K (and every tensor of a file MLX's reader refuses) come from our own reader
- * (gguf-tensors.ts); config.json comes from the metadata (src/gguf/config.ts).
+ * Files of F32/F16/Q4_0/Q4_1/Q8_0 tensors are read by MLX (Q4_0/Q4_1/Q8_0 as affine triples, group 32; Q4_1 =
+ * scale·q + min is exactly affine); any other file by our reader (gguf-tensors.ts), which maps every block type
+ * onto the same affine layouts; config.json comes from the metadata (src/gguf/config.ts).
  *
  * Exports: hfName(name, arch?), unpermute(a, nHead), ggufToModel(path)
  */
@@ -19,10 +19,12 @@ import { metaString, readGguf } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
 import { loadTensors } from "./gguf-tensors.ts";
 
-/** Types MLX's own GGUF reader accepts; a file with any other goes to gguf-tensors.ts whole. */
-const MLX_READS: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q8_0", "Q4_K", "Q6_K"]);
-/** Of those, the ones MLX decodes wrongly or lossily: replaced by our reader's tensors. */
-const OWN_READS: ReadonlySet<string> = new Set(["BF16", "Q4_K", "Q6_K"]);
+/**
+ * Files of only these types go through MLX's C++ reader (fast, exact for them). Any other type sends the whole
+ * file to our reader: MLX refuses Q5_*, decodes Q4_K wrongly and Q6_K/BF16 lossily, and would first build fp16
+ * copies of every K tensor (a 7B Q4_K_M would need ~14 GB for that alone).
+ */
+const MLX_READS: ReadonlySet<string> = new Set(["F32", "F16", "Q4_0", "Q4_1", "Q8_0"]);
 
 const LAYER_NAMES: Record<string, string> = {
   attn_norm: "input_layernorm",
@@ -97,19 +99,10 @@ export function ggufToModel(path: string): { config: Record<string, unknown>; te
     parts.forEach((p, i) => {
       const infos = headers[i]!.tensors;
       if (!infos.every((t) => MLX_READS.has(t.typeName))) {
-        // MLX's reader throws on the whole file (Q5_0/Q5_1 fallbacks of K-quant files): read every tensor ourselves
         for (const [k, a] of loadTensors(p, infos)) raw.set(k, a);
         return;
       }
       for (const [k, a] of mx.loadGguf(p).weights) raw.set(k, a);
-      for (const t of headers[i]!.tensors) {
-        // MLX gets these wrong or lossy: Q4_K (wrong scales), BF16 (→ fp16, overflows past 65504), Q6_K (→ fp16
-        // rounding); our reader gives the exact values, the same ones whichever path a file takes
-        if (!OWN_READS.has(t.typeName)) continue;
-        raw.get(t.name)?.dispose();
-        raw.delete(t.name);
-        for (const [k, a] of loadTensors(p, [t])) raw.set(k, a);
-      }
     });
     const long = raw.get("rope_factors_long.weight");
     const short = raw.get("rope_factors_short.weight");
