@@ -5,7 +5,7 @@
  * (every odd sub-block gets the wrong scale/min; checked against llama.cpp's gguf-py). Q6_K (sub-blocks of 16,
  * not an MLX group size) is left to MLX, whose fp16 decode matches ggml's to fp16 rounding.
  *
- * Exports: q4kToAffine(bytes, shape) → { weight, scales, biases }, readTensorBytes(path, offset, size)
+ * Exports: q4kToAffine(bytes, shape) → { weight, scales, biases }, readTensorBytes(path, offset, size), halves(), pack4(x)
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import * as mx from "../mlx/index.ts";
@@ -28,7 +28,7 @@ export function readTensorBytes(path: string, offset: number, size: number): Uin
 
 let halfTable: Float32Array | null = null;
 /** fp16 bits → value, for all 65536 patterns (DataView.getFloat16 per scale is far slower). */
-function halves(): Float32Array {
+export function halves(): Float32Array {
   if (halfTable) return halfTable;
   const t = new Float32Array(65536);
   const dv = new DataView(new ArrayBuffer(2));
@@ -41,7 +41,7 @@ function halves(): Float32Array {
 }
 
 /** The 4 nibbles at bits 0, 8, 16, 24 of `x` (each already masked to 4 bits) packed into 16 bits, first lowest. */
-function pack4(x: number): number {
+export function pack4(x: number): number {
   const t = (x | (x >>> 4)) & 0x00ff00ff;
   return (t | (t >>> 8)) & 0xffff;
 }

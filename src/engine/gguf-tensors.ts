@@ -10,77 +10,92 @@
  */
 import type { GgufTensorInfo } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
-import { q4kToAffine, readTensorBytes } from "./gguf-kquants.ts";
+import { halves, pack4, q4kToAffine, readTensorBytes } from "./gguf-kquants.ts";
 
 export const TS_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]);
 
-const dv16 = new DataView(new ArrayBuffer(2));
+const HALF = halves();
 function half(b: Uint8Array, o: number): number {
-  dv16.setUint8(0, b[o]!);
-  dv16.setUint8(1, b[o + 1]!);
-  return dv16.getFloat16(0, true);
+  return HALF[b[o]! | (b[o + 1]! << 8)]!;
 }
 
 interface Affine {
-  bits: 4 | 8;
+  bits: 8;
   codes: Uint8Array; // one code per value, in order
   scales: Float32Array; // per 32 values
   biases: Float32Array;
 }
 
-/** Pack codes LSB-first into uint32 words, as MLX's affine layout stores them. */
+/** 8-bit codes as MLX words (four codes per uint32, little-endian = LSB-first) with their scales and biases. */
 function pack(a: Affine, shape: number[]): Map<string, mx.Array> {
-  const n = a.codes.length;
   const cols = shape.at(-1)!;
   const lead = shape.slice(0, -1);
-  let words: Uint32Array;
-  if (a.bits === 8) words = new Uint32Array(a.codes.buffer, a.codes.byteOffset, n / 4);
-  else {
-    words = new Uint32Array(n / 8);
-    for (let w = 0, i = 0; w < words.length; w++, i += 8) {
-      const c = a.codes;
-      words[w] =
-        (c[i]! | (c[i + 1]! << 4) | (c[i + 2]! << 8) | (c[i + 3]! << 12) | (c[i + 4]! << 16) | (c[i + 5]! << 20) | (c[i + 6]! << 24) | (c[i + 7]! << 28)) >>> 0;
-    }
-  }
-  const per = 32 / a.bits;
   return new Map([
-    ["weight", mx.fromBytes(words, [...lead, cols / per], mx.Dtype.uint32)],
+    ["weight", mx.fromBytes(new Uint32Array(a.codes.buffer, a.codes.byteOffset, a.codes.length / 4), [...lead, cols / 4], mx.Dtype.uint32)],
     ["scales", mx.fromBytes(a.scales, [...lead, cols / 32], mx.Dtype.float32)],
     ["biases", mx.fromBytes(a.biases, [...lead, cols / 32], mx.Dtype.float32)],
   ]);
 }
 
-/** The legacy 32-value blocks (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) as affine codes. */
-function legacy(type: string, b: Uint8Array, n: number): Affine {
+/** Q4_0 / Q4_1 blocks straight into MLX words: low nibbles are values 0..15, high nibbles 16..31. */
+function legacy4(type: string, b: Uint8Array, n: number, shape: number[]): Map<string, mx.Array> {
+  const blocks = n / 32;
+  const words = new Uint32Array(n / 8);
+  const scales = new Float32Array(blocks);
+  const biases = new Float32Array(blocks);
+  const q41 = type === "Q4_1";
+  const size = q41 ? 20 : 18;
+  const u32 = (o: number) => b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24);
+  for (let k = 0, o = 0; k < blocks; k++, o += size) {
+    const d = half(b, o);
+    scales[k] = d;
+    biases[k] = q41 ? half(b, o + 2) : -8 * d;
+    const qs = o + (q41 ? 4 : 2);
+    const [x0, x1, x2, x3] = [u32(qs), u32(qs + 4), u32(qs + 8), u32(qs + 12)];
+    const w = k * 4;
+    words[w] = (pack4(x0 & 0x0f0f0f0f) | (pack4(x1 & 0x0f0f0f0f) << 16)) >>> 0;
+    words[w + 1] = (pack4(x2 & 0x0f0f0f0f) | (pack4(x3 & 0x0f0f0f0f) << 16)) >>> 0;
+    words[w + 2] = (pack4((x0 >>> 4) & 0x0f0f0f0f) | (pack4((x1 >>> 4) & 0x0f0f0f0f) << 16)) >>> 0;
+    words[w + 3] = (pack4((x2 >>> 4) & 0x0f0f0f0f) | (pack4((x3 >>> 4) & 0x0f0f0f0f) << 16)) >>> 0;
+  }
+  const cols = shape.at(-1)!;
+  const lead = shape.slice(0, -1);
+  return new Map([
+    ["weight", mx.fromBytes(words, [...lead, cols / 8], mx.Dtype.uint32)],
+    ["scales", mx.fromBytes(scales, [...lead, cols / 32], mx.Dtype.float32)],
+    ["biases", mx.fromBytes(biases, [...lead, cols / 32], mx.Dtype.float32)],
+  ]);
+}
+
+/** Q5_0, Q5_1 and Q8_0 blocks as 8-bit affine codes. */
+function legacy8(type: string, b: Uint8Array, n: number): Affine {
   const blocks = n / 32;
   const codes = new Uint8Array(n);
   const scales = new Float32Array(blocks);
   const biases = new Float32Array(blocks);
-  const size = { Q4_0: 18, Q4_1: 20, Q5_0: 22, Q5_1: 24, Q8_0: 34 }[type as "Q4_0"];
-  const hasMin = type === "Q4_1" || type === "Q5_1";
-  const five = type === "Q5_0" || type === "Q5_1";
+  const size = { Q5_0: 22, Q5_1: 24, Q8_0: 34 }[type as "Q8_0"];
+  const hasMin = type === "Q5_1";
   for (let k = 0, o = 0; k < blocks; k++, o += size) {
     const d = half(b, o);
     const out = k * 32;
     scales[k] = d;
     if (type === "Q8_0") {
       biases[k] = -128 * d;
-      for (let j = 0; j < 32; j++) codes[out + j] = (b[o + 2 + j]! ^ 0x80) & 0xff; // int8 + 128
+      for (let j = 0; j < 32; j++) codes[out + j] = b[o + 2 + j]! ^ 0x80; // int8 + 128
       continue;
     }
-    const m = hasMin ? half(b, o + 2) : 0;
-    const qh = five ? b[o + (hasMin ? 4 : 2)]! | (b[o + (hasMin ? 5 : 3)]! << 8) | (b[o + (hasMin ? 6 : 4)]! << 16) | (b[o + (hasMin ? 7 : 5)]! << 24) : 0;
-    const qs = o + (hasMin ? 4 : 2) + (five ? 4 : 0);
-    biases[k] = hasMin ? m : five ? -16 * d : -8 * d;
+    const h = o + (hasMin ? 4 : 2);
+    const qh = b[h]! | (b[h + 1]! << 8) | (b[h + 2]! << 16) | (b[h + 3]! << 24);
+    const qs = h + 4;
+    biases[k] = hasMin ? half(b, o + 2) : -16 * d;
     for (let j = 0; j < 16; j++) {
       const byte = b[qs + j]!;
-      // ggml: low nibbles are values 0..15, high nibbles 16..31; Q5's fifth bits sit in qh (bit j, bit j+16)
-      codes[out + j] = (byte & 0x0f) | (five ? ((qh >>> j) & 1) << 4 : 0);
-      codes[out + j + 16] = (byte >> 4) | (five ? ((qh >>> (j + 16)) & 1) << 4 : 0);
+      // ggml: low nibbles are values 0..15, high nibbles 16..31; the fifth bits sit in qh (bit j, bit j+16)
+      codes[out + j] = (byte & 0x0f) | (((qh >>> j) & 1) << 4);
+      codes[out + j + 16] = (byte >> 4) | (((qh >>> (j + 16)) & 1) << 4);
     }
   }
-  return { bits: type === "Q4_0" || type === "Q4_1" ? 4 : 8, codes, scales, biases };
+  return { bits: 8, codes, scales, biases };
 }
 
 /** Q5_K (176-byte blocks: d, dmin, 12 bytes of 6-bit scales/mins, 32 bytes of fifth bits, 128 of nibbles) as codes. */
@@ -153,8 +168,11 @@ function loadOne(path: string, t: GgufTensorInfo): Map<string, mx.Array> {
       const q = q4kToAffine(bytes, t.shape);
       return named(new Map([["weight", q.weight], ["scales", q.scales], ["biases", q.biases]]));
     }
+    case "Q4_0":
+    case "Q4_1":
+      return named(legacy4(t.typeName, bytes, n, t.shape));
     default:
-      return named(pack(legacy(t.typeName, bytes, n), t.shape));
+      return named(pack(legacy8(t.typeName, bytes, n), t.shape));
   }
 }
 
