@@ -3,7 +3,8 @@
  * which llama.cpp's K-quant files use for rows that are not a multiple of 256). Every block type maps losslessly
  * onto an MLX affine layout with group 32 where it can (value = scale·code + bias):
  *   Q4_0 (q−8)·d → 4-bit; Q4_1 q·d+m → 4-bit; Q4_K (gguf-kquants.ts) → 4-bit;
- *   Q5_0 (q−16)·d, Q5_1 q·d+m, Q5_K d·sc·q − dmin·m, Q8_0 q·d → 8-bit codes (MLX has no 5-bit layout we rely on; 8 bits hold them exactly);
+ *   Q5_0 (q−16)·d, Q5_1 q·d+m, Q5_K d·sc·q − dmin·m, Q8_0 q·d, and IQ4_NL/IQ4_XS d·kvalues[q] (the codebook is
+ *   integers in −127..113) → 8-bit codes (MLX has no 5-bit layout we rely on; 8 bits hold them exactly);
  * Q6_K (scales per 16 values, below MLX's smallest group) is decoded to float32 as ggml does; F32/F16/BF16 as they are.
  *
  * Exports: TS_TENSOR_TYPES, loadTensors(path, tensors) → Map<name, Array> (`x.weight` + `x.scales`/`x.biases`)
@@ -12,7 +13,9 @@ import type { GgufTensorInfo } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
 import { halves, pack4, q4kToAffine, readTensorBytes } from "./gguf-kquants.ts";
 
-export const TS_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]);
+export const TS_TENSOR_TYPES: ReadonlySet<string> = new Set([
+  "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
+]);
 
 const HALF = halves();
 function half(b: Uint8Array, o: number): number {
@@ -122,6 +125,38 @@ function q5k(b: Uint8Array, n: number): Affine {
   return { bits: 8, codes, scales, biases };
 }
 
+/** llama.cpp's kvalues_iq4nl: the non-linear 4-bit codebook of IQ4_NL and IQ4_XS. */
+const IQ4 = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/** IQ4_NL (18-byte blocks of 32) and IQ4_XS (136-byte blocks of 256, 6-bit scales per 32) as 8-bit codes. */
+function iq4(type: string, b: Uint8Array, n: number): Affine {
+  const codes = new Uint8Array(n);
+  const scales = new Float32Array(n / 32);
+  const biases = new Float32Array(n / 32);
+  const put = (g: number, dl: number, qs: number) => {
+    scales[g] = dl;
+    biases[g] = -128 * dl;
+    for (let j = 0; j < 16; j++) {
+      const q = b[qs + j]!;
+      codes[g * 32 + j] = IQ4[q & 15]! + 128;
+      codes[g * 32 + j + 16] = IQ4[q >> 4]! + 128;
+    }
+  };
+  if (type === "IQ4_NL") {
+    for (let g = 0, o = 0; g < n / 32; g++, o += 18) put(g, half(b, o), o + 2);
+  } else {
+    for (let blk = 0, o = 0; blk < n / 256; blk++, o += 136) {
+      const d = half(b, o);
+      const hi = b[o + 2]! | (b[o + 3]! << 8);
+      for (let ib = 0; ib < 8; ib++) {
+        const ls = ((b[o + 4 + (ib >> 1)]! >> (4 * (ib & 1))) & 15) | (((hi >> (2 * ib)) & 3) << 4);
+        put(blk * 8 + ib, Math.fround(d * (ls - 32)), o + 8 + ib * 16);
+      }
+    }
+  }
+  return { bits: 8, codes, scales, biases };
+}
+
 /** ggml's dequantize_row_q6_K (values in float32). */
 function q6k(b: Uint8Array, n: number): Float32Array {
   const y = new Float32Array(n);
@@ -164,6 +199,9 @@ function loadOne(path: string, t: GgufTensorInfo): Map<string, mx.Array> {
       return new Map([[t.name, mx.fromBytes(q6k(bytes, n), t.shape, mx.Dtype.float32)]]);
     case "Q5_K":
       return named(pack(q5k(bytes, n), t.shape));
+    case "IQ4_NL":
+    case "IQ4_XS":
+      return named(pack(iq4(t.typeName, bytes, n), t.shape));
     case "Q4_K": {
       const q = q4kToAffine(bytes, t.shape);
       return named(new Map([["weight", q.weight], ["scales", q.scales], ["biases", q.biases]]));

@@ -25,11 +25,11 @@ export const GGUF_ARCHS: Readonly<Record<string, string>> = {
 };
 
 /**
- * Tensor types mlxk loads (src/engine/gguf*.ts): Q4_0/Q4_1/Q4_K as affine 4-bit and Q5_0/Q5_1/Q5_K/Q8_0 as affine
- * 8-bit codes (group 32, lossless) stay quantized; F32/F16/BF16 and Q6_K are floats. Others are refused:
- * Q2_K/Q3_K and the IQ types have no decoder here yet.
+ * Tensor types mlxk loads (src/engine/gguf*.ts): Q4_0/Q4_1/Q4_K as affine 4-bit and Q5_0/Q5_1/Q5_K/Q8_0/IQ4_NL/
+ * IQ4_XS as affine 8-bit codes (group 32, lossless) stay quantized; F32/F16/BF16 and Q6_K are floats. Others are
+ * refused: Q2_K/Q3_K and the other IQ types have no decoder here yet.
  */
-export const GGUF_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]);
+export const GGUF_TENSOR_TYPES: ReadonlySet<string> = new Set(["F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"]);
 
 /** Other names llama.cpp uses for HF model types that mlxk does not load from GGUF (for messages only). */
 const OTHER_TYPES: Record<string, string> = { qwen2moe: "qwen2_moe", "gpt-oss": "gpt_oss" };

@@ -1,6 +1,6 @@
 /**
- * K-quant decoding against ggml's reference dequantizer (test/support/kquants.ts, identical to llama.cpp's
- * gguf-py on these blocks): our Q4_K → MLX affine repack, Q5_K codes and Q6_K decode are exact, MLX's own Q6_K
+ * K- and IQ4-quant decoding against ggml's reference dequantizers (test/support/kquants.ts, identical to
+ * llama.cpp's gguf-py 0.17.1 on these blocks, checked once outside the suite): our Q4_K → MLX affine repack, Q5_K codes and Q6_K decode are exact, MLX's own Q6_K
  * decode is right to fp16 rounding, and MLX 0.32.4's own Q4_K decode is wrong — why mlxk reads these itself. When that last
  * test fails, MLX has fixed its reader.
  */
@@ -11,7 +11,18 @@ import { join } from "node:path";
 import { q4kToAffine } from "../../src/engine/gguf-kquants.ts";
 import * as mx from "../../src/mlx/index.ts";
 import { encodeGguf } from "../support/gguf-writer.ts";
-import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
+import {
+  dequantizeIQ4NL,
+  dequantizeIQ4XS,
+  dequantizeQ4K,
+  dequantizeQ5K,
+  dequantizeQ6K,
+  quantizeIQ4NL,
+  quantizeIQ4XS,
+  quantizeQ4K,
+  quantizeQ5K,
+  quantizeQ6K,
+} from "../support/kquants.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-kq-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -51,12 +62,14 @@ describe("K-quants", () => {
     }
   });
 
-  test("our reader: Q5_K as 8-bit affine codes and Q6_K as floats give ggml's values exactly", async () => {
+  test("our reader: Q5_K/IQ4_NL/IQ4_XS as 8-bit affine codes and Q6_K as floats give ggml's values exactly", async () => {
     const { loadTensors } = await import("../../src/engine/gguf-tensors.ts");
     const { readGguf } = await import("../../src/gguf/reader.ts");
     for (const [type, q, dq] of [
       ["Q5_K", quantizeQ5K, dequantizeQ5K],
       ["Q6_K", quantizeQ6K, dequantizeQ6K],
+      ["IQ4_NL", quantizeIQ4NL, dequantizeIQ4NL],
+      ["IQ4_XS", quantizeIQ4XS, dequantizeIQ4XS],
     ] as const) {
       const bytes = q(x);
       const p = join(tmp, `own-${type}.gguf`);

@@ -23,15 +23,26 @@ import {
   q5_1Block,
   q8_0Block,
 } from "./gguf-writer.ts";
-import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "./kquants.ts";
+import {
+  dequantizeIQ4NL,
+  dequantizeIQ4XS,
+  dequantizeQ4K,
+  dequantizeQ5K,
+  dequantizeQ6K,
+  quantizeIQ4NL,
+  quantizeIQ4XS,
+  quantizeQ4K,
+  quantizeQ5K,
+  quantizeQ6K,
+} from "./kquants.ts";
 import { type TinyName, writeSafetensors, writeTinyModel } from "./tiny-models.ts";
 
 /**
  * Q4_K_M / Q5_K_M: as llama.cpp mixes them — Q6_K for the output head and v_proj, Q4_K / Q5_K elsewhere; where a
- * row is not a multiple of 256 it falls back like llama.cpp (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0).
+ * row is not a multiple of 256 it falls back like llama.cpp (Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, IQ4_XS → IQ4_NL).
  */
-export type GgufQuant = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q4_K_M" | "Q5_K_M";
-type TensorQuant = Exclude<GgufQuant, "Q4_K_M" | "Q5_K_M"> | "Q4_K" | "Q5_K" | "Q6_K";
+export type GgufQuant = "F32" | "F16" | "BF16" | "Q8_0" | "Q4_0" | "Q4_1" | "Q5_0" | "Q5_1" | "Q4_K_M" | "Q5_K_M" | "IQ4_XS";
+type TensorQuant = Exclude<GgufQuant, "Q4_K_M" | "Q5_K_M"> | "Q4_K" | "Q5_K" | "Q6_K" | "IQ4_NL";
 
 const ARCH: Record<string, string> = { wide_llama: "llama", llama: "llama", qwen2: "qwen2", qwen3: "qwen3", qwen3_moe: "qwen3moe", phi3: "phi3", gemma3_text: "gemma3" };
 
@@ -100,6 +111,10 @@ function encode(w: Float32Array, type: TensorQuant): { data: Uint8Array; decoded
   if (type === "Q4_K") {
     const data = quantizeQ4K(w);
     return { data, decoded: dequantizeQ4K(data) };
+  }
+  if (type === "IQ4_XS" || type === "IQ4_NL") {
+    const data = type === "IQ4_XS" ? quantizeIQ4XS(w) : quantizeIQ4NL(w);
+    return { data, decoded: type === "IQ4_XS" ? dequantizeIQ4XS(data) : dequantizeIQ4NL(data) };
   }
   if (type === "Q5_K") {
     const data = quantizeQ5K(w);
@@ -284,6 +299,7 @@ export function encodeTinyGguf(name: TinyName | "wide_llama", srcDir: string, ty
     if ((tt === "Q4_K" || tt === "Q5_K") && (hf === "lm_head.weight" || hf.endsWith("v_proj.weight"))) tt = "Q6_K";
     if (tt === "Q4_K" && t.shape.at(-1)! % 256 !== 0) tt = "Q5_0";
     if (tt === "Q5_K" && t.shape.at(-1)! % 256 !== 0) tt = "Q5_1";
+    if (tt === "IQ4_XS" && t.shape.at(-1)! % 256 !== 0) tt = "IQ4_NL";
     if (tt === "Q6_K" && t.shape.at(-1)! % 256 !== 0) tt = "Q8_0";
     const { data, decoded } = encode(t.data, tt);
     reference[hf] = { ...t, data: decoded };

@@ -9,7 +9,10 @@
  *
  * Q5_K: as Q4_K plus 32 bytes of fifth bits (bit 2k / 2k+1 of qh[l] for sub-blocks 2k / 2k+1), q 0..31.
  *
- * Exports: quantizeQ4K(x) / dequantizeQ4K(bytes), quantizeQ5K(x) / dequantizeQ5K(bytes), quantizeQ6K(x) / dequantizeQ6K(bytes)
+ * IQ4_NL / IQ4_XS: llama.cpp's non-linear codebook IQ4_VALUES, value = d·kvalues[q] (IQ4_XS: 6-bit sub-block scales).
+ *
+ * Exports: quantizeQ4K / dequantizeQ4K, quantizeQ5K / dequantizeQ5K, quantizeQ6K / dequantizeQ6K,
+ *          quantizeIQ4NL / dequantizeIQ4NL, quantizeIQ4XS / dequantizeIQ4XS, IQ4_VALUES
  */
 const dv = new DataView(new ArrayBuffer(2));
 const f16 = (x: number) => (dv.setFloat16(0, x, true), dv.getFloat16(0, true));
@@ -190,6 +193,91 @@ export function dequantizeQ6K(bytes: Uint8Array): Float32Array {
         y[o + l + 32] = f32(f32(d * s[is + 2]!) * q2);
         y[o + l + 64] = f32(f32(d * s[is + 4]!) * q3);
         y[o + l + 96] = f32(f32(d * s[is + 6]!) * q4);
+      }
+    }
+  }
+  return y;
+}
+
+/** llama.cpp's non-linear 4-bit codebook (kvalues_iq4nl). */
+export const IQ4_VALUES = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+function nearestIq4(v: number, d: number): number {
+  let best = 0;
+  for (let i = 1; i < 16; i++) if (Math.abs(IQ4_VALUES[i]! * d - v) < Math.abs(IQ4_VALUES[best]! * d - v)) best = i;
+  return best;
+}
+
+/** IQ4_NL blocks of 32: f16 d, 16 bytes of nibbles (low = values 0..15, high = 16..31); value = d·kvalues[q]. */
+export function quantizeIQ4NL(x: Float32Array): Uint8Array {
+  const out = new Uint8Array((x.length / 32) * 18);
+  for (let b = 0; b < x.length / 32; b++) {
+    const v = x.subarray(b * 32, b * 32 + 32);
+    let amax = 0;
+    for (const e of v) amax = Math.max(amax, Math.abs(e));
+    const d = f16(amax / 127 || 1e-8);
+    putF16(out, b * 18, d);
+    for (let j = 0; j < 16; j++) out[b * 18 + 2 + j] = nearestIq4(v[j]!, d) | (nearestIq4(v[j + 16]!, d) << 4);
+  }
+  return out;
+}
+
+export function dequantizeIQ4NL(bytes: Uint8Array): Float32Array {
+  const y = new Float32Array((bytes.length / 18) * 32);
+  for (let b = 0; b < bytes.length / 18; b++) {
+    const d = getF16(bytes, b * 18);
+    for (let j = 0; j < 16; j++) {
+      const q = bytes[b * 18 + 2 + j]!;
+      y[b * 32 + j] = f32(d * IQ4_VALUES[q & 15]!);
+      y[b * 32 + j + 16] = f32(d * IQ4_VALUES[q >> 4]!);
+    }
+  }
+  return y;
+}
+
+/** IQ4_XS blocks of 256: f16 d, u16 scales_h, 4 bytes scales_l, 128 bytes of nibbles (16 per sub-block of 32). */
+export function quantizeIQ4XS(x: Float32Array): Uint8Array {
+  const out = new Uint8Array((x.length / 256) * 136);
+  for (let b = 0; b < x.length / 256; b++) {
+    const v = x.subarray(b * 256, b * 256 + 256);
+    const blk = out.subarray(b * 136, b * 136 + 136);
+    const sub: number[] = [];
+    for (let ib = 0; ib < 8; ib++) {
+      let amax = 0;
+      for (let l = 0; l < 32; l++) amax = Math.max(amax, Math.abs(v[ib * 32 + l]!));
+      sub.push(amax / 127);
+    }
+    const d = f16(Math.max(...sub) / 31 || 1e-8);
+    putF16(blk, 0, d);
+    let scalesH = 0;
+    for (let ib = 0; ib < 8; ib++) {
+      const ls = Math.max(0, Math.min(63, Math.round(sub[ib]! / d) + 32));
+      blk[4 + (ib >> 1)] = blk[4 + (ib >> 1)]! | ((ls & 15) << (4 * (ib % 2)));
+      scalesH |= (ls >> 4) << (2 * ib);
+      const dl = d * (ls - 32);
+      for (let j = 0; j < 16; j++) {
+        blk[8 + ib * 16 + j] = nearestIq4(v[ib * 32 + j]!, dl) | (nearestIq4(v[ib * 32 + j + 16]!, dl) << 4);
+      }
+    }
+    new DataView(blk.buffer, blk.byteOffset).setUint16(2, scalesH, true);
+  }
+  return out;
+}
+
+/** ggml's dequantize_row_iq4_xs. */
+export function dequantizeIQ4XS(bytes: Uint8Array): Float32Array {
+  const y = new Float32Array((bytes.length / 136) * 256);
+  for (let b = 0; b < bytes.length / 136; b++) {
+    const blk = bytes.subarray(b * 136, b * 136 + 136);
+    const d = getF16(blk, 0);
+    const scalesH = new DataView(blk.buffer, blk.byteOffset).getUint16(2, true);
+    for (let ib = 0; ib < 8; ib++) {
+      const ls = ((blk[4 + (ib >> 1)]! >> (4 * (ib % 2))) & 15) | (((scalesH >> (2 * ib)) & 3) << 4);
+      const dl = f32(d * (ls - 32));
+      for (let j = 0; j < 16; j++) {
+        const q = blk[8 + ib * 16 + j]!;
+        y[b * 256 + ib * 32 + j] = f32(dl * IQ4_VALUES[q & 15]!);
+        y[b * 256 + ib * 32 + j + 16] = f32(dl * IQ4_VALUES[q >> 4]!);
       }
     }
   }
