@@ -13,7 +13,7 @@ import { MlxkError } from "../errors.ts";
 import { contextLength, type Detection } from "./detect.ts";
 import { chooseVariant, inspectGguf, splitSiblings, variantContextLength, variantIntegrity, variantRuntime } from "./gguf.ts";
 import { dirHealth, type HealthReport, incompleteBlobs, repoHealth } from "./health.ts";
-import { type ResolvedCache, resolveModel } from "./resolve.ts";
+import { type Resolved, resolveModel } from "./resolve.ts";
 
 export interface ModelRef {
   /** Name clients and the CLI show: `org/name` for cached models, the absolute path for dirs and GGUF files. */
@@ -100,8 +100,8 @@ export function resolveRef(spec: string, opts: { env?: Env; cwd?: string } = {})
   }
   const r = resolveModel(spec, { hubDir: hubCacheDir(env), cwd: opts.cwd, env });
   const report = r.kind === "cache" ? repoHealth(r.repoDir, { name: r.name, hash: r.hash }) : dirHealth(r.dir, { name: r.name });
-  if (r.kind === "cache" && report.view && report.detection?.framework === "GGUF") return ggufRef(r, report);
-  if (r.quant) throw new MlxkError("ValidationError", `':${r.quant}' selects a GGUF quant, but '${r.name}' is not a GGUF repo`);
+  if (report.view && report.detection?.framework === "GGUF") return ggufRef(r, report);
+  if (r.quant) throw new MlxkError("ValidationError", `':${r.quant}' selects a GGUF quant, but '${r.name}' is not a GGUF model`);
   return refFromHealth(r.name, report);
 }
 
@@ -109,8 +109,8 @@ export function resolveRef(spec: string, opts: { env?: Env; cwd?: string } = {})
  * A GGUF repo runs one file (or split set): `name:QUANT` names it, else the default (src/cache/gguf.ts). Only
  * that variant's files and no unfinished download must be sound, so a broken Q8_0 never blocks a good Q4_1.
  */
-function ggufRef(r: ResolvedCache, report: HealthReport): ModelRef {
-  if (incompleteBlobs(r.repoDir).length > 0) throw new MlxkError("execution_error", `Model '${r.name}' is not healthy: ${report.reason}`);
+function ggufRef(r: Resolved, report: HealthReport): ModelRef {
+  if (r.kind === "cache" && incompleteBlobs(r.repoDir).length > 0) throw new MlxkError("execution_error", `Model '${r.name}' is not healthy: ${report.reason}`);
   const v = chooseVariant(inspectGguf(report.view!), r.quant ?? null, r.name);
   const id = r.quant ? `${r.name}:${v.label}` : r.name;
   const broken = variantIntegrity(v);

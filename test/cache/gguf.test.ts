@@ -3,10 +3,12 @@
  * complete, LFS pointers), the variant per quant and the default choice, and resolution of `name:QUANT`.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { chooseVariant, inspectGguf, quantOfFile, splitOf } from "../../src/cache/gguf.ts";
 import { repoHealth } from "../../src/cache/health.ts";
 import { resolveModel, splitQuant } from "../../src/cache/resolve.ts";
-import { cacheModel } from "../../src/cache/scan.ts";
+import { cacheModel, listModels } from "../../src/cache/scan.ts";
 import { openSnapshot } from "../../src/cache/snapshot.ts";
 import { locateModel } from "../../src/engine/open.ts";
 import { MlxkError } from "../../src/errors.ts";
@@ -105,9 +107,9 @@ describe("health of GGUF repos", () => {
     const star = repo("o/star-GGUF", { "s.Q4_0.gguf": ggufFile({ arch: "starcoder2" }) }).h;
     expect(star).toMatchObject({ healthy: true, runtime_compatible: false });
     expect(star.runtime_reason).toStartWith("GGUF architecture 'starcoder2' is not supported by mlxk (supported: llama, mistral, qwen2, qwen3,");
-    const kq = repo("o/kq-GGUF", { "k.Q5_K_M.gguf": ggufFile({ type: "Q5_K" }) }).h;
+    const kq = repo("o/kq-GGUF", { "k.Q3_K_M.gguf": ggufFile({ type: "Q3_K" }) }).h;
     expect(kq).toMatchObject({ healthy: true, runtime_compatible: false });
-    expect(kq.runtime_reason).toStartWith("GGUF tensor type Q5_K not supported by mlxk");
+    expect(kq.runtime_reason).toStartWith("GGUF tensor type Q3_K not supported by mlxk");
     expect(repo("o/k4-GGUF", { "k.Q4_K_M.gguf": ggufFile({ type: "Q4_K" }) }).h).toMatchObject({ healthy: true, runtime_compatible: true });
   });
 
@@ -117,10 +119,29 @@ describe("health of GGUF repos", () => {
   });
 });
 
+describe("a local dir of GGUF files (LM Studio / llama.cpp layout)", () => {
+  test("list, resolve and locate it by path, with and without :QUANT", () => {
+    const dir = join(hub.root, "lmstudio", "org", "Tiny-GGUF");
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, "tiny.Q8_0.gguf"), ggufFile({ type: "Q8_0" }));
+    writeFileSync(join(dir, "tiny.Q4_0.gguf"), ggufFile());
+    const env = { ...hub.env };
+    expect(resolveModel(dir, { hubDir: hub.hubDir, env })).toMatchObject({ kind: "path", dir });
+    const def = locateModel(dir, { env });
+    expect(def).toMatchObject({ kind: "gguf", id: dir });
+    expect((def as { path: string }).path).toBe(join(dir, "tiny.Q4_0.gguf"));
+    const q8 = locateModel(`${dir}:Q8_0`, { env });
+    expect(q8).toMatchObject({ kind: "gguf", id: `${dir}:Q8_0` });
+    expect((q8 as { path: string }).path).toBe(join(dir, "tiny.Q8_0.gguf"));
+    const listed = listModels({ hubDir: hub.hubDir, pattern: join(hub.root, "lmstudio", "org") }).models;
+    expect(listed.map((m) => [m.name, m.framework, m.health, m.runtime_compatible])).toEqual([[dir, "GGUF", "healthy", true]]);
+  });
+});
+
 describe("choosing the file by quant", () => {
   const quants = {
     "Tiny.Q8_0.gguf": ggufFile({ type: "Q8_0" }),
-    "Tiny.Q4_K_M.gguf": ggufFile({ type: "Q5_K" }), // a type mlxk does not load: not runnable
+    "Tiny.Q4_K_M.gguf": ggufFile({ type: "Q3_K" }), // a type mlxk does not load: not runnable
     "Tiny.Q4_1.gguf": ggufFile({ type: "Q4_1" }),
     "Tiny.F16.gguf": ggufFile({ type: "F16" }),
     "mmproj-Tiny-F16.gguf": ggufFile({ type: "F16" }),
@@ -154,7 +175,7 @@ describe("choosing the file by quant", () => {
     expect(q8).toMatchObject({ kind: "gguf", id: "QuantFactory/Loc-GGUF:Q8_0" });
     const k = thrown(() => locateModel("QuantFactory/Loc-GGUF:Q4_K_M", { env }));
     expect(k.type).toBe("unsupported_model");
-    expect(k.message).toStartWith("Model 'QuantFactory/Loc-GGUF:Q4_K_M' is not compatible: GGUF tensor type Q5_K not supported");
+    expect(k.message).toStartWith("Model 'QuantFactory/Loc-GGUF:Q4_K_M' is not compatible: GGUF tensor type Q3_K not supported");
     expect(thrown(() => locateModel("QuantFactory/Loc-GGUF:Q3_K_S", { env })).type).toBe("model_not_found");
   });
 
@@ -184,6 +205,6 @@ describe("choosing the file by quant", () => {
     addRepo(hub.hubDir, { name: "mlx-community/Plain-4bit", files: mlxModelFiles() });
     const q = thrown(() => locateModel("mlx-community/Plain-4bit:Q4_0", { env }));
     expect(q.type).toBe("ValidationError");
-    expect(q.message).toBe("':Q4_0' selects a GGUF quant, but 'mlx-community/Plain-4bit' is not a GGUF repo");
+    expect(q.message).toBe("':Q4_0' selects a GGUF quant, but 'mlx-community/Plain-4bit' is not a GGUF model");
   });
 });

@@ -6,7 +6,7 @@
  */
 import { encodeGguf, type GgmlType, type GgufMeta } from "./gguf-writer.ts";
 
-const BLOCK: Record<GgmlType, [number, number]> = { F32: [1, 4], F16: [1, 2], Q4_0: [32, 18], Q4_1: [32, 20], Q8_0: [32, 34], Q4_K: [256, 144], Q6_K: [256, 210], Q5_0: [32, 22], Q5_1: [32, 24], Q5_K: [256, 176], IQ4_NL: [32, 18], IQ4_XS: [256, 136], BF16: [1, 2] };
+const BLOCK: Record<GgmlType, [number, number]> = { F32: [1, 4], F16: [1, 2], Q4_0: [32, 18], Q4_1: [32, 20], Q8_0: [32, 34], Q4_K: [256, 144], Q6_K: [256, 210], Q5_0: [32, 22], Q5_1: [32, 24], Q3_K: [256, 110], Q5_K: [256, 176], IQ4_NL: [32, 18], IQ4_XS: [256, 136], BF16: [1, 2] };
 
 export interface GgufFileOpts {
   arch?: string;

@@ -10,8 +10,8 @@ type NumType = Exclude<keyof typeof VT, "string" | "array">;
 
 export type GgufMeta = string | string[] | { type: NumType; value: number | number[] };
 
-/** Q4_K/Q6_K blocks come from test/support/kquants.ts; Q5_K only for headers (mlxk refuses it). */
-export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q4_K: 12, Q5_K: 13, Q6_K: 14, IQ4_NL: 20, IQ4_XS: 23, BF16: 30 } as const;
+/** Q4_K/Q6_K blocks come from test/support/kquants.ts; Q3_K only for headers (mlxk refuses it). */
+export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q3_K: 11, Q4_K: 12, Q5_K: 13, Q6_K: 14, IQ4_NL: 20, IQ4_XS: 23, BF16: 30 } as const;
 export type GgmlType = keyof typeof GGML;
 
 export interface GgufTensor {
