@@ -9,7 +9,8 @@
  *
  * Exports: GgufVariant, GgufInspection, inspectGguf(view), quantOfFile(name), splitOf(name), chooseVariant(ins, quant, name),
  *          defaultVariant(ins), variantIntegrity(v), variantRuntime(v), variantModelType(v), variantContextLength(v),
- *          variantHasChatTemplate(v), ggufIntegrity(view), splitSiblings(path), isGgufModelFile(rel), QUANT_PREFERENCE
+ *          variantHasChatTemplate(v), variantLoadedBytes(v), ggufIntegrity(view), splitSiblings(path), isGgufModelFile(rel),
+ *          QUANT_PREFERENCE
  */
 import { existsSync } from "node:fs";
 import { MlxkError } from "../errors.ts";
@@ -264,4 +265,17 @@ export function splitSiblings(path: string): string[] {
     out.push(p);
   }
   return out;
+}
+
+/**
+ * Bytes a variant occupies once loaded (the server's memory check): 4-bit affine types 0.75 B per weight (codes +
+ * f32 scale and bias per 32), 8-bit codes 1.25 B, and float types at 4 B (the default float32 compute dtype).
+ */
+export function variantLoadedBytes(v: GgufVariant): number {
+  const per: Record<string, number> = { Q4_0: 0.75, Q4_1: 0.75, Q4_K: 0.75, Q5_0: 1.25, Q5_1: 1.25, Q5_K: 1.25, Q8_0: 1.25, IQ4_NL: 1.25, IQ4_XS: 1.25 };
+  let total = 0;
+  for (const p of v.parts) {
+    for (const t of p.header?.tensors ?? []) total += t.dims.reduce((a, b) => a * b, 1) * (per[t.typeName] ?? 4);
+  }
+  return Math.round(total) || v.bytes;
 }

@@ -11,7 +11,7 @@ import { isAbsolute, join, resolve } from "node:path";
 import { type Env, hubCacheDir } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import { contextLength, type Detection } from "./detect.ts";
-import { chooseVariant, inspectGguf, splitSiblings, variantContextLength, variantIntegrity, variantRuntime } from "./gguf.ts";
+import { chooseVariant, inspectGguf, splitSiblings, variantContextLength, variantLoadedBytes, variantIntegrity, variantRuntime } from "./gguf.ts";
 import { dirHealth, type HealthReport, incompleteBlobs, repoHealth } from "./health.ts";
 import { type Resolved, resolveModel } from "./resolve.ts";
 
@@ -123,7 +123,7 @@ function ggufRef(r: Resolved, report: HealthReport): ModelRef {
     path: v.parts[0]!.file.path,
     hash: report.hash,
     detection: report.detection,
-    weightBytes: v.bytes,
+    weightBytes: variantLoadedBytes(v),
     contextLength: variantContextLength(v),
   };
 }

@@ -173,6 +173,8 @@ describe("choosing the file by quant", () => {
     expect((d as { path: string }).path).toEndWith("/Tiny.Q4_1.gguf");
     const q8 = locateModel("QuantFactory/Loc-GGUF:q8_0", { env });
     expect(q8).toMatchObject({ kind: "gguf", id: "QuantFactory/Loc-GGUF:Q8_0" });
+    // the memory estimate is the loaded size: 8-bit codes + f32 scales for Q8_0 (1.25 B/weight), f32 norms
+    expect(q8.weightBytes).toBe(Math.round((4 * 256 + 2 * 64 * 256) * 1.25 + 64 * 4));
     const k = thrown(() => locateModel("QuantFactory/Loc-GGUF:Q4_K_M", { env }));
     expect(k.type).toBe("unsupported_model");
     expect(k.message).toStartWith("Model 'QuantFactory/Loc-GGUF:Q4_K_M' is not compatible: GGUF tensor type Q3_K not supported");
