@@ -9,6 +9,7 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { type Env, hubCacheDir } from "../env.ts";
+import { readGguf } from "../gguf/reader.ts";
 import { MlxkError } from "../errors.ts";
 import { contextLength, type Detection } from "./detect.ts";
 import { chooseVariant, inspectGguf, splitSiblings, variantContextLength, variantLoadedBytes, variantIntegrity, variantRuntime } from "./gguf.ts";
@@ -30,6 +31,13 @@ export interface ModelRef {
   weightBytes: number;
   /** From config.json when known; the loaded engine's info is authoritative. */
   contextLength: number | null;
+}
+
+/** Loaded size of one GGUF file from its header (variantLoadedBytes' rates); throws on an unreadable header. */
+function loadedBytes(path: string): number {
+  const header = readGguf(path, { skipArrays: true });
+  const part = { file: { rel: path, path, size: fileSize(path), target: null }, header, error: null };
+  return variantLoadedBytes({ label: "", rel: path, parts: [part], total: 1, bytes: part.file.size });
 }
 
 function fileSize(p: string): number {
@@ -86,12 +94,12 @@ export function resolveRef(spec: string, opts: { env?: Env; cwd?: string } = {})
   const env = opts.env ?? process.env;
   const gguf = ggufPath(spec, opts);
   if (gguf) {
-    // a split set's first part loads every part: the memory estimate counts them all
+    // a split set's first part loads every part: the memory estimate counts them all, at their loaded size
     let bytes = fileSize(gguf);
     try {
-      bytes = splitSiblings(gguf).reduce((n, p) => n + fileSize(p), 0);
+      bytes = splitSiblings(gguf).reduce((n, p) => n + loadedBytes(p), 0);
     } catch {
-      // a missing part: the loader names it
+      // a missing part or an unreadable header: the loader names it
     }
     return { id: gguf, kind: "gguf", path: gguf, hash: null, detection: null, weightBytes: bytes, contextLength: null };
   }
