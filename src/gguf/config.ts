@@ -3,8 +3,8 @@
  * GGUF file alone, plus what mlxk's GGUF loader can run. Pure TypeScript over the header (no MLX), so the
  * cache commands use it too.
  *
- * Per architecture (llama.cpp's writer, convert_hf_to_gguf.py): gemma3 has no sliding-window pattern key in
- * most files (llama.cpp hard-codes 6) and a fixed local rope base of 10000; phi3 stores its rope dims as
+ * Per architecture (llama.cpp's writer, convert_hf_to_gguf.py): gemma3 has no sliding-window pattern key
+ * (llama.cpp hard-codes 6) and writes its local rope base as `rope.freq_base_swa` (older files: fixed 10000); phi3 stores its rope dims as
  * `rope.dimension_count` (partial rotary) and longrope factors as tensors (read by the engine).
  *
  * Exports: GGUF_ARCHS, GGUF_TENSOR_TYPES, ggufModelType(f), ggufModelConfig(f), ggufRuntimeProblem(f, types)
@@ -103,7 +103,8 @@ export function ggufModelConfig(f: GgufFile): Record<string, unknown> {
     const sw = slidingPattern(f, arch);
     cfg.sliding_window_pattern = sw.pattern ?? 6;
     if (sw.layerTypes) cfg.layer_types = sw.layerTypes;
-    cfg.rope_local_base_freq = 10000;
+    // newer llama.cpp writes the local (sliding) rope base; older files leave it at its fixed 10000
+    cfg.rope_local_base_freq = n("rope.freq_base_swa") ?? 10000;
     cfg.head_dim = headDim ?? (hidden ?? 0) / (heads ?? 1);
     cfg.query_pre_attn_scalar = cfg.head_dim;
     if (cfg.rope_theta === undefined) cfg.rope_theta = 1000000;

@@ -5,7 +5,7 @@
  * plus a reference HF dir holding exactly the values the GGUF decodes to (F16 rounding, Q8_0/Q4_0/Q4_1
  * blocks quantized as ggml does), so GGUF and safetensors loads of "the same model" can be compared exactly.
  *
- * Exports: GgufQuant, tinyGguf(name, dir, { type, split? }) → { ggufPaths, refDir }, encodeTinyGguf(...)
+ * Exports: GgufQuant, tinyGguf(name, dir, { type, split? }) → { ggufPaths, refDir }, encodeTinyGguf(...), readSafetensorsDir(dir)
  */
 import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -196,13 +196,13 @@ function encode(w: Float32Array, type: TensorQuant): { data: Uint8Array; decoded
   return { data: concatBytes(blocks), decoded };
 }
 
-interface StTensor {
+export interface StTensor {
   dtype: string;
   shape: number[];
   data: Float32Array;
 }
 
-function readSafetensorsDir(dir: string): Record<string, StTensor> {
+export function readSafetensorsDir(dir: string): Record<string, StTensor> {
   const out: Record<string, StTensor> = {};
   for (const f of readdirSync(dir).filter((n) => n.endsWith(".safetensors"))) {
     const buf = readFileSync(join(dir, f));
