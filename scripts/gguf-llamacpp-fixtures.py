@@ -3,6 +3,7 @@
 Usage (not part of `npm test`; the fixtures are committed):
     bun -e 'import { writeTinyModel } from "./test/support/tiny-models.ts";
             for (const n of ["llama","qwen2","qwen3","phi3","gemma3_text"]) writeTinyModel(n, `/tmp/ggufconv/${n}`, { layout: "hf" })'
+    bun -e 'import { writeHfQwen3Moe } from "./test/support/hf-to-gguf.ts"; writeHfQwen3Moe("/tmp/ggufconv/qwen3_moe")'
     LLAMA_CPP=/path/to/llama.cpp  <python with torch, transformers, numpy, sentencepiece> scripts/gguf-llamacpp-fixtures.py /tmp/ggufconv
 
 LLAMA_CPP is a llama.cpp checkout (the fixtures: de3ff815ea7d, the source in node-llama-cpp 3.22.1's bundle).
@@ -23,6 +24,7 @@ ARCHS = {
     "qwen3": "Qwen3ForCausalLM",
     "phi3": "Phi3ForCausalLM",
     "gemma3_text": "Gemma3ForCausalLM",
+    "qwen3_moe": "Qwen3MoeForCausalLM",
 }
 
 lcpp = Path(os.environ["LLAMA_CPP"])

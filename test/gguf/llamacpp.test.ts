@@ -3,7 +3,7 @@
  * the transformers-saved tiny models; scripts/gguf-llamacpp-fixtures.py) load with the same logits and greedy
  * tokens as the tiny model from safetensors. This checks our reading of the converter's rules against the
  * converter itself: tensor names, llama's q/k permutation, gemma3's norm + 1 and truncated vocab, phi3's fused
- * tensors and longrope factor tensors, qwen2's biases, qwen3's q/k norms.
+ * tensors and longrope factor tensors, qwen2's biases, qwen3's q/k norms, qwen3moe's stacked experts.
  *
  * The reference holds what the file holds: 2-D weights rounded to fp16 as the converter stores them; for gemma3
  * the vocabulary rows the converter kept and llama.cpp's fixed sliding-window pattern (6: it writes no key for it).
@@ -16,7 +16,7 @@ import { tokenLoop } from "../../src/engine/generate.ts";
 import { loadGgufModel, loadModelDir, type LoadedModel } from "../../src/engine/load.ts";
 import { readGguf } from "../../src/gguf/reader.ts";
 import * as mx from "../../src/mlx/index.ts";
-import { readSafetensorsDir } from "../support/hf-to-gguf.ts";
+import { readSafetensorsDir, writeHfQwen3Moe } from "../support/hf-to-gguf.ts";
 import { GOLDEN_PROMPT, GOLDEN_STEPS, type TinyName, writeSafetensors, writeTinyModel } from "../support/tiny-models.ts";
 
 const FIXTURES = join(import.meta.dir, "../fixtures/gguf");
@@ -58,6 +58,19 @@ function promptLogits(m: LoadedModel): Float32Array {
 }
 
 const greedy = (m: LoadedModel) => [...tokenLoop({ model: m.model, prompt: GOLDEN_PROMPT, maxTokens: GOLDEN_STEPS })].map((s) => s.token);
+
+describe("qwen3_moe converted by llama.cpp", () => {
+  test("stacked experts and router: logits within 1e-3 and 32 greedy tokens equal the transformers-saved model", async () => {
+    using g = await loadGgufModel(join(FIXTURES, "tiny-qwen3_moe.llamacpp.F16.gguf"), { dtype: "float32" });
+    using r = await loadModelDir(writeHfQwen3Moe(join(tmp, "qwen3_moe"), { round16: true }), { dtype: "float32" });
+    const [a, b] = [promptLogits(g), promptLogits(r)];
+    expect(a.length).toBe(b.length);
+    let d = 0;
+    for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    expect(d).toBeLessThan(1e-3);
+    expect(greedy(g)).toEqual(greedy(r));
+  });
+});
 
 describe.each(["llama", "qwen2", "qwen3", "phi3", "gemma3_text"] as TinyName[])("%s converted by llama.cpp", (name) => {
   test("logits within 1e-3 and 32 greedy tokens equal the safetensors model", async () => {
