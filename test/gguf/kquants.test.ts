@@ -49,6 +49,12 @@ function mlxDecode(type: "Q4_K" | "Q6_K", data: Uint8Array): Float32Array {
 }
 
 describe("K-quants", () => {
+  test("the types health calls runnable are exactly the ones the reader decodes", async () => {
+    const { TS_TENSOR_TYPES } = await import("../../src/engine/gguf-tensors.ts");
+    const { GGUF_TENSOR_TYPES } = await import("../../src/gguf/config.ts");
+    expect([...TS_TENSOR_TYPES].sort()).toEqual([...GGUF_TENSOR_TYPES].sort());
+  });
+
   test("Q4_K repacked as MLX affine 4-bit (group 32) decodes to ggml's values", () => {
     const bytes = quantizeQ4K(x);
     const ref = dequantizeQ4K(bytes);
