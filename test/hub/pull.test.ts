@@ -134,6 +134,23 @@ describe("pull: public repo", () => {
     expect(one.data).toMatchObject({ files: 1, health: "healthy" });
   });
 
+  test("org/name-GGUF:QUANT downloads only that quant (plus the repo's other files), adds another later, refuses an unknown one", async () => {
+    const q8 = await pullJson(["org/Tiny-GGUF:q8_0"]);
+    expect(q8.code).toBe(0);
+    expect(q8.data).toMatchObject({ download_status: "success", files: 2, health: "healthy" });
+    const snap = q8.data!.local_dir!;
+    expect(readdirSync(snap).sort()).toEqual(["README.md", "Tiny.Q8_0.gguf"]);
+    expect((await pullJson(["org/Tiny-GGUF:Q8_0"])).data!.download_status).toBe("already_exists");
+    const q4 = await pullJson(["org/Tiny-GGUF:Q4_0"]);
+    expect(q4.data).toMatchObject({ download_status: "success", files: 2, health: "healthy" });
+    expect(readdirSync(snap).sort()).toEqual(["README.md", "Tiny.Q4_0.gguf", "Tiny.Q8_0.gguf"]);
+    const bad = await pullJson(["org/Tiny-GGUF:Q2_K"]);
+    expect(bad.code).toBe(1);
+    expect(bad.envelope.error?.message).toBe("'org/Tiny-GGUF' has no GGUF quant 'Q2_K' (available: Q4_0, Q8_0)");
+    const notGguf = await pullJson(["org/tiny:Q4_0"]);
+    expect(notGguf.envelope.error?.message).toBe("'org/tiny' has no GGUF files: ':Q4_0' selects a GGUF quant");
+  });
+
   test("an include that matches nothing is an error before anything is written", async () => {
     const r = await pullJson(["org/tiny", "--include", "*.gguf"]);
     expect(r.code).toBe(2);
