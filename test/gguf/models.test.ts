@@ -8,34 +8,13 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { tokenLoop } from "../../src/engine/generate.ts";
-import { loadGgufModel, loadModelDir, type LoadedModel } from "../../src/engine/load.ts";
-import * as mx from "../../src/mlx/index.ts";
+import { loadGgufModel, loadModelDir } from "../../src/engine/load.ts";
+import { expectSameModel, maxAbsDiff, promptLogits } from "../support/gguf-compare.ts";
 import { type GgufQuant, tinyGguf } from "../support/hf-to-gguf.ts";
-import { GOLDEN_PROMPT, GOLDEN_STEPS, type TinyName } from "../support/tiny-models.ts";
+import type { TinyName } from "../support/tiny-models.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-ggufm-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-function promptLogits(m: LoadedModel): Float32Array {
-  const cache = m.model.makeCache();
-  try {
-    return mx.scope(() => {
-      const ids = mx.array(Int32Array.from(GOLDEN_PROMPT), { shape: [1, GOLDEN_PROMPT.length], dtype: mx.Dtype.int32 });
-      return m.model.logits(m.model.hidden(ids, cache)).toFloat32Array();
-    });
-  } finally {
-    for (const c of cache) c[Symbol.dispose]();
-  }
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d;
-}
-
-const greedy = (m: LoadedModel) => [...tokenLoop({ model: m.model, prompt: GOLDEN_PROMPT, maxTokens: GOLDEN_STEPS })].map((s) => s.token);
 
 const ARCHS: TinyName[] = ["llama", "qwen2", "qwen3", "qwen3_moe", "phi3", "gemma3_text"];
 // Q5_0/Q5_1 and the K mixes (Q5_0/Q5_1 + Q8_0 fallbacks at these 64-wide rows) go through mlxk's own tensor reader
@@ -47,13 +26,7 @@ describe.each(ARCHS)("%s from GGUF = from safetensors", (name) => {
     using g = await loadGgufModel(ggufPaths[0]!, { dtype: "float32" });
     using r = await loadModelDir(refDir, { dtype: "float32" });
     expect(g.modelType).toBe(r.modelType);
-    const lg = promptLogits(g);
-    const lr = promptLogits(r);
-    expect(lg.length).toBe(lr.length);
-    expect(maxAbsDiff(lg, lr)).toBeLessThan(1e-3);
-    const tg = greedy(g);
-    expect(tg).toHaveLength(GOLDEN_STEPS);
-    expect(tg).toEqual(greedy(r));
+    expectSameModel(g, r);
   });
 });
 
@@ -69,8 +42,7 @@ describe("K-quants (Q4_K_M / Q5_K_M mixes: Q4_K or Q5_K, Q6_K head and v_proj)",
     expect([...types].sort()).toEqual([...k]);
     using g = await loadGgufModel(ggufPaths[0]!, { dtype: "float32" });
     using r = await loadModelDir(refDir, { dtype: "float32" });
-    expect(maxAbsDiff(promptLogits(g), promptLogits(r))).toBeLessThan(1e-3);
-    expect(greedy(g)).toEqual(greedy(r));
+    expectSameModel(g, r);
   }, 30_000);
 });
 

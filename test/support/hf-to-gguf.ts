@@ -323,23 +323,30 @@ export function encodeTinyGguf(name: TinyName | "wide_llama", srcDir: string, ty
   return { metadata, tensors, reference };
 }
 
+/** F32 tensors from a seeded LCG, uniform in ±scale (+ base); `round16`: 2-D+ tensors rounded to fp16. */
+function seededTensors(seed: number, round16 = false) {
+  let a = seed;
+  const rnd = () => {
+    a = (a * 1103515245 + 12345) % 2147483648;
+    return a / 2147483648;
+  };
+  const t: Record<string, StTensor> = {};
+  const put = (name: string, shape: number[], scale: number, base = 0) => {
+    const n = shape.reduce((x, y) => x * y, 1);
+    const data = Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * scale + base);
+    t[name] = { dtype: "F32", shape, data: round16 && shape.length >= 2 ? Float32Array.from(data, f16r) : data };
+  };
+  return { t, put };
+}
+
 /**
  * A llama with rows of 256 (hidden 256, FFN 512), so K-quants (super-blocks of 256) apply; the tiny models'
  * hidden size 64 is below one block. Seeded, same bytes every time.
  */
 function writeWideLlama(dir: string): string {
   writeTinyModel("llama", dir); // tokenizer files; config and weights are replaced below
-  let a = 4242;
-  const rnd = () => {
-    a = (a * 1103515245 + 12345) % 2147483648;
-    return a / 2147483648;
-  };
   const [H, F, V, L, heads, kv, hd] = [256, 512, 272, 2, 4, 2, 64];
-  const t: Record<string, StTensor> = {};
-  const put = (name: string, shape: number[], scale: number, base = 0) => {
-    const n = shape.reduce((x, y) => x * y, 1);
-    t[name] = { dtype: "F32", shape, data: Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * scale + base) };
-  };
+  const { t, put } = seededTensors(4242);
   put("model.embed_tokens.weight", [V, H], 1);
   put("lm_head.weight", [V, H], Math.sqrt(3 / H));
   put("model.norm.weight", [H], 0.2, 1);
@@ -382,18 +389,8 @@ function writeWideLlama(dir: string): string {
 export function writeHfQwen3Moe(dir: string, opts: { round16?: boolean } = {}): string {
   writeTinyModel("llama", dir); // tokenizer files; config and weights are replaced below
   rmSync(join(dir, "model.safetensors"), { force: true });
-  let a = 777;
-  const rnd = () => {
-    a = (a * 1103515245 + 12345) % 2147483648;
-    return a / 2147483648;
-  };
   const [H, V, L, heads, kv, hd, E, F] = [64, 272, 2, 4, 2, 16, 4, 32];
-  const t: Record<string, StTensor> = {};
-  const put = (name: string, shape: number[], scale: number, base = 0) => {
-    const n = shape.reduce((x, y) => x * y, 1);
-    const data = Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * scale + base);
-    t[name] = { dtype: "F32", shape, data: opts.round16 && shape.length >= 2 ? Float32Array.from(data, f16r) : data };
-  };
+  const { t, put } = seededTensors(777, opts.round16);
   put("model.embed_tokens.weight", [V, H], 1);
   put("lm_head.weight", [V, H], Math.sqrt(3 / H));
   put("model.norm.weight", [H], 0.2, 1);
