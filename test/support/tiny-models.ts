@@ -298,7 +298,8 @@ const ARCHS = {
       num_local_experts: 4,
       num_experts_per_tok: 2,
       rope_theta: 150000,
-      rope_scaling: { rope_type: "yarn", factor: 4, beta_fast: 32, beta_slow: 1, original_max_position_embeddings: 16, truncate: false },
+      // gpt-oss's real yarn block: with truncate false the correction range is not rounded (mlx-lm rounds it)
+      rope_scaling: { rope_type: "yarn", factor: 32, beta_fast: 32, beta_slow: 1, original_max_position_embeddings: 4096, truncate: false },
       sliding_window: 8,
       layer_types: ["sliding_attention", "full_attention"],
       tie_word_embeddings: false,
