@@ -158,7 +158,7 @@ async function qwenShapedGguf(smollm2: string): Promise<string> {
 }
 
 // ---------- references ----------
-const MLX_LM_SCRIPT = `
+export const MLX_LM_SCRIPT = `
 import sys, time, json, resource
 import mlx.core as mx
 from pathlib import Path
@@ -280,4 +280,5 @@ async function main(): Promise<void> {
   void readFileSync;
 }
 
-await main();
+// bench/moe.ts imports promptIds and the mlx-lm script without running this benchmark
+if (import.meta.main) await main();
