@@ -280,5 +280,5 @@ async function main(): Promise<void> {
   void readFileSync;
 }
 
-// Only as a script: bench/hybrid.ts imports the mlx-lm runner from here.
+// bench/moe.ts and bench/hybrid.ts import promptIds and the mlx-lm runner without running this benchmark
 if (import.meta.main) await main();
