@@ -16,7 +16,7 @@ const CACHE = join(ROOT, ".cache", "bench");
 const PY = join(ROOT, ".cache", "py-ref", "bin", "python");
 const LLAMA_DIR = join(ROOT, ".cache", "llama-bench");
 
-interface Result {
+export interface Result {
   prefill_tps: number;
   decode_tps: number;
   peak_rss_mb: number;
@@ -78,7 +78,7 @@ async function mlxDirFrom(gguf: string, dir: string): Promise<string> {
 }
 
 /** Qwen2.5-0.5B shapes (hidden 896, 24 layers, 14/2 heads, FF 4864, vocab 151936, tied) as a Q4_1 llama GGUF. */
-async function qwenShapedGguf(smollm2: string): Promise<string> {
+export async function qwenShapedGguf(smollm2: string): Promise<string> {
   const path = join(CACHE, "qwen05-shaped.Q4_1.gguf");
   if (existsSync(path)) return path;
   const { readGguf } = await import("../src/gguf/reader.ts");
@@ -195,7 +195,7 @@ console.log(JSON.stringify({ prefill_tps: ids.length / ((tFirst - t0) / 1000), d
 process.exit(0);
 `;
 
-function runJson(cmd: string[], cwd = ROOT, env: Record<string, string> = {}): Result {
+export function runJson(cmd: string[], cwd = ROOT, env: Record<string, string> = {}): Result {
   const p = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const out = p.stdout.toString().trim().split("\n").at(-1) ?? "";
   if (p.exitCode !== 0 || !out.startsWith("{")) throw new Error(`${cmd.slice(0, 3).join(" ")} failed (${p.exitCode}): ${p.stderr.toString().slice(-1500)}`);
@@ -280,5 +280,5 @@ async function main(): Promise<void> {
   void readFileSync;
 }
 
-// bench/moe.ts imports promptIds and the mlx-lm script without running this benchmark
+// Only as a script: bench/moe.ts and bench/hybrid.ts import the prompt ids and the mlx-lm runner from here.
 if (import.meta.main) await main();

@@ -5,8 +5,7 @@
  * and queued (asyncEval) before step n's token is read back.
  */
 import * as mx from "../mlx/index.ts";
-import type { LanguageModel } from "../models/base.ts";
-import type { KVCache } from "../models/cache.ts";
+import type { LanguageModel, LayerCache } from "../models/base.ts";
 
 export const PREFILL_STEP = 512;
 
@@ -21,10 +20,16 @@ export interface TokenLoopOptions {
   sampler?: HostSampler;
   /** Also return the full f32 logits of each generated step (for logprobs). */
   wantLogits?: boolean;
+  /**
+   * Greedy on the device under a constraint: an additive bias (0 allowed, -inf not) for the logits of the
+   * next token, asked for after the previous token was handed out (so the consumer can advance its grammar
+   * while the device runs the next forward pass). Ignored with a host sampler.
+   */
+  deviceMask?: (vocab: number) => Float32Array;
   /** Checked before every step; true stops the loop. */
   shouldStop?: () => boolean;
   /** Existing cache to continue (tests); default a fresh one that the loop disposes. */
-  cache?: KVCache[];
+  cache?: LayerCache[];
   /** Filled in as the loop runs (also valid when the consumer stops early). */
   stats?: LoopStats;
   /** Also yield a `{ token: -1, prefilled }` step after each prefill chunk, so an async caller can let its event loop run. */
@@ -59,7 +64,7 @@ function lastLogits(model: LanguageModel, h: mx.Array): mx.Array {
 }
 
 /** Prefill chunk by chunk, yielding the tokens done after each full chunk; returns the last token's logits [V]. */
-function* prefillChunks(model: LanguageModel, cache: KVCache[], prompt: readonly number[], step: number): Generator<number, mx.Array, undefined> {
+function* prefillChunks(model: LanguageModel, cache: LayerCache[], prompt: readonly number[], step: number): Generator<number, mx.Array, undefined> {
   let pos = 0;
   while (prompt.length - pos > step) {
     mx.scope(() => {
@@ -74,7 +79,7 @@ function* prefillChunks(model: LanguageModel, cache: KVCache[], prompt: readonly
 }
 
 /** Run the prompt through the model; returns the logits [V] after its last token (caller disposes). */
-export function prefill(model: LanguageModel, cache: KVCache[], prompt: readonly number[], step = PREFILL_STEP): mx.Array {
+export function prefill(model: LanguageModel, cache: LayerCache[], prompt: readonly number[], step = PREFILL_STEP): mx.Array {
   const chunks = prefillChunks(model, cache, prompt, step);
   for (;;) {
     const r = chunks.next();
@@ -128,6 +133,31 @@ export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats,
         yield { token, logits: host };
         if (generated >= o.maxTokens || o.shouldStop?.()) break;
         logits = mx.scope(() => lastLogits(o.model, o.model.hidden(idsArray([token]), cache)));
+      }
+    } else if (o.deviceMask) {
+      // Masked greedy: the argmax waits for the mask, but the next forward pass is queued before the
+      // token is read back, so the device computes it while the host advances the grammar.
+      let logits: mx.Array = first;
+      for (;;) {
+        const l = logits;
+        const tok = mx.scope(() => mx.argmax(mx.add(l, mx.array(o.deviceMask!(l.shape[0]!))), -1));
+        l.dispose();
+        pending.delete(l);
+        pending.add(tok);
+        let next: mx.Array | null = null;
+        if (generated + 1 < o.maxTokens) {
+          next = mx.scope(() => lastLogits(o.model, o.model.hidden(mx.reshape(tok, [1, 1]), cache)));
+          pending.add(next);
+          mx.asyncEval([next]);
+        }
+        const token = tok.item();
+        tok.dispose();
+        pending.delete(tok);
+        mark();
+        yield { token };
+        if (next === null || o.shouldStop?.()) break;
+        logits = next;
+        if (generated % 256 === 0) mx.memory.clearCache();
       }
     } else {
       let y = mx.scope(() => ({ tok: mx.argmax(first, -1), logits: o.wantLogits ? first : null }));

@@ -12,16 +12,16 @@ import { join } from "node:path";
 export const GOLDEN_PROMPT: readonly number[] = [72, 101, 108, 108, 111, 32, 116, 105, 110, 121, 32, 109, 111, 100, 101, 108];
 export const GOLDEN_STEPS = 32;
 
-const H = 64; // hidden size: a multiple of 32 so every group size used here divides it
-const VOCAB = 272; // 256 byte tokens + specials + padding
+export const H = 64; // hidden size: a multiple of 32 so every group size used here divides it
+export const VOCAB = 272; // 256 byte tokens + specials + padding
 
 type Dtype = "F32" | "F16" | "BF16" | "U32" | "U8";
-interface Tensor {
+export interface Tensor {
   dtype: Dtype;
   shape: number[];
   data: Float32Array | Uint32Array | Uint8Array | Uint16Array;
 }
-type Tensors = Record<string, Tensor>;
+export type Tensors = Record<string, Tensor>;
 
 /** mulberry32: tiny, fast, and identical on every platform. */
 function prng(seed: number): () => number {
@@ -35,7 +35,7 @@ function prng(seed: number): () => number {
   };
 }
 
-class Gen {
+export class Gen {
   private rnd: () => number;
   readonly t: Tensors = {};
   constructor(
@@ -73,14 +73,14 @@ function prngFrom(r: () => number): () => number {
   return prng(Math.floor(r() * 2 ** 31));
 }
 
-interface Quant {
+export interface Quant {
   mode: "affine" | "mxfp4";
   bits: number;
   groupSize: number;
 }
 
 /** MLX's packed layout: values LSB-first in uint32 words along the last axis. */
-function quantize(prefix: string, w: Float32Array, shape: number[], q: Quant, rnd: () => number): Tensors {
+export function quantize(prefix: string, w: Float32Array, shape: number[], q: Quant, rnd: () => number): Tensors {
   const [rows, cols] = [shape.slice(0, -1).reduce((a, b) => a * b, 1), shape.at(-1)!];
   const per = 32 / q.bits;
   const packed = new Uint32Array((rows * cols) / per);
@@ -161,7 +161,7 @@ export function writeSafetensors(dir: string, tensors: Tensors, shards = 1, form
   }
 }
 
-const Q4: Quant = { mode: "affine", bits: 4, groupSize: 32 };
+export const Q4: Quant = { mode: "affine", bits: 4, groupSize: 32 };
 const MXFP4: Quant = { mode: "mxfp4", bits: 4, groupSize: 32 };
 
 /**
@@ -603,6 +603,26 @@ export function tinyConfig(name: TinyName): Record<string, unknown> {
 }
 
 /** Write tiny model `name` into `dir` (created if needed); returns `dir`. Same name and options → same bytes. */
+/**
+ * Write a model built elsewhere (test/support/tiny-hybrid.ts: architectures the description table does not
+ * cover) with the same byte tokenizer; `format` "pt" for transformers layouts. Returns `dir`.
+ */
+export function writeBuilt(b: { config: Record<string, unknown>; tensors: Tensors; shards?: number }, dir: string, format = "mlx"): string {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "config.json"), JSON.stringify({ eos_token_id: 258, bos_token_id: 256, pad_token_id: 256, ...b.config }, null, 2));
+  writeSafetensors(dir, b.tensors, b.shards ?? 1, format);
+  writeTokenizer(dir);
+  return dir;
+}
+
+function writeTokenizer(dir: string): void {
+  writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizerJson()));
+  writeFileSync(
+    join(dir, "tokenizer_config.json"),
+    JSON.stringify({ chat_template: CHATML, eos_token: "<|im_end|>", bos_token: null, pad_token: "<|endoftext|>", add_bos_token: false }, null, 2),
+  );
+}
+
 export function writeTinyModel(name: TinyName, dir: string, opts: TinyOptions = {}): string {
   mkdirSync(dir, { recursive: true });
   const d: ArchDesc = ARCHS[name];
@@ -617,10 +637,6 @@ export function writeTinyModel(name: TinyName, dir: string, opts: TinyOptions = 
   writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
   if (layout === "hf") writeSafetensors(dir, toHf(d, mlx), d.shards ?? 1, "pt");
   else writeSafetensors(dir, mlx, d.shards ?? 1);
-  writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizerJson()));
-  writeFileSync(
-    join(dir, "tokenizer_config.json"),
-    JSON.stringify({ chat_template: CHATML, eos_token: "<|im_end|>", bos_token: null, pad_token: "<|endoftext|>", add_bos_token: false }, null, 2),
-  );
+  writeTokenizer(dir);
   return dir;
 }
