@@ -148,50 +148,32 @@ function encode(w: Float32Array, type: TensorQuant): { data: Uint8Array; decoded
       const d16 = f16r(d);
       q.forEach((qi, j) => (decoded[b + j] = qi * d16));
       blocks.push(q8_0Block(d, q));
-    } else if (type === "Q5_0") {
+    } else if (type === "Q5_0" || type === "Q4_0") {
+      // ggml's quantize_row_q{4,5}_0: d from the signed value of largest magnitude, codes offset by half the range
+      const half = type === "Q5_0" ? 16 : 8;
       let max = 0;
       for (const v of x) if (Math.abs(v) > Math.abs(max)) max = v;
-      const d = max / -16;
+      const d = max / -half;
       const id = d === 0 ? 0 : 1 / d;
-      const q = Array.from(x, (v) => Math.min(31, Math.trunc(v * id + 16.5)));
+      const q = Array.from(x, (v) => Math.min(2 * half - 1, Math.trunc(v * id + half + 0.5)));
       const d16 = f16r(d);
-      q.forEach((qi, j) => (decoded[b + j] = (qi - 16) * d16));
-      blocks.push(q5_0Block(d, q));
-    } else if (type === "Q5_1") {
-      let lo = Infinity;
-      let hi = -Infinity;
-      for (const v of x) {
-        lo = Math.min(lo, v);
-        hi = Math.max(hi, v);
-      }
-      const d = (hi - lo) / 31;
-      const id = d === 0 ? 0 : 1 / d;
-      const q = Array.from(x, (v) => Math.min(31, Math.trunc((v - lo) * id + 0.5)));
-      const [d16, m16] = [f16r(d), f16r(lo)];
-      q.forEach((qi, j) => (decoded[b + j] = qi * d16 + m16));
-      blocks.push(q5_1Block(d, lo, q));
-    } else if (type === "Q4_0") {
-      let max = 0;
-      for (const v of x) if (Math.abs(v) > Math.abs(max)) max = v;
-      const d = max / -8;
-      const id = d === 0 ? 0 : 1 / d;
-      const q = Array.from(x, (v) => Math.min(15, Math.trunc(v * id + 8.5)));
-      const d16 = f16r(d);
-      q.forEach((qi, j) => (decoded[b + j] = (qi - 8) * d16));
-      blocks.push(q4_0Block(d, q));
+      q.forEach((qi, j) => (decoded[b + j] = (qi - half) * d16));
+      blocks.push(type === "Q5_0" ? q5_0Block(d, q) : q4_0Block(d, q));
     } else {
+      // Q4_1 / Q5_1: scale and min per block
+      const top = type === "Q5_1" ? 31 : 15;
       let lo = Infinity;
       let hi = -Infinity;
       for (const v of x) {
         lo = Math.min(lo, v);
         hi = Math.max(hi, v);
       }
-      const d = (hi - lo) / 15;
+      const d = (hi - lo) / top;
       const id = d === 0 ? 0 : 1 / d;
-      const q = Array.from(x, (v) => Math.min(15, Math.trunc((v - lo) * id + 0.5)));
+      const q = Array.from(x, (v) => Math.min(top, Math.trunc((v - lo) * id + 0.5)));
       const [d16, m16] = [f16r(d), f16r(lo)];
       q.forEach((qi, j) => (decoded[b + j] = qi * d16 + m16));
-      blocks.push(q4_1Block(d, lo, q));
+      blocks.push(type === "Q5_1" ? q5_1Block(d, lo, q) : q4_1Block(d, lo, q));
     }
   }
   return { data: concatBytes(blocks), decoded };
