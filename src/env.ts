@@ -63,6 +63,12 @@ export function mlxDir(env: Env = process.env): string | undefined {
   return get(env, "MLX_DIR");
 }
 
+/** Per-user data dir for the MLX runtime set up on first use: $XDG_DATA_HOME/mlxk > ~/.local/share/mlxk. */
+export function mlxkDataDir(env: Env = process.env): string {
+  const xdg = get(env, "XDG_DATA_HOME");
+  return join(xdg ? expandHome(xdg, env) : join(userHome(env), ".local", "share"), "mlxk");
+}
+
 export function mlxShimPath(env: Env = process.env): string | undefined {
   return get(env, "MLXK_SHIM");
 }

@@ -23,6 +23,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   rm: { description: "Delete a model or one revision from the cache", load: async () => (await import("./rm.ts")).default },
   run: { description: "Generate text with a model (interactive chat without a prompt)", load: async () => (await import("./run.ts")).default, variadic: true },
   server: { description: "Serve models over an OpenAI-compatible API (alias: serve)", load: async () => (await import("./server.ts")).default },
+  doctor: { description: "Check the MLX runtime: backend, versions, paths, what is missing", load: async () => (await import("./doctor.ts")).default },
 };
 const ALIASES: Record<string, string> = { serve: "server" };
 

@@ -74,6 +74,8 @@ export default defineCommand({
     const prompt = await promptFrom(ctx, a.prompt, words);
     if (prompt === null && ctx.json) throw new MlxkError("CommandError", "Interactive chat cannot print JSON; give a prompt with --json.");
 
+    const { ensureMlxRuntime } = await import("../mlx/setup.ts");
+    await ensureMlxRuntime({ env: ctx.env, log: (m) => ctx.stderr(`mlxk: ${m}\n`), tty: process.stderr.isTTY && !ctx.json });
     const { openModel } = await import("../engine/open.ts");
     const engine = await openModel(a.model, {
       env: ctx.env,

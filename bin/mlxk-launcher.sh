@@ -1,0 +1,26 @@
+#!/bin/sh
+# The package's `mlxk` (and `mlxk-json`) command: finds a Bun to run bin/mlxk with, so the package works under
+# npx, `npm i -g` (where no `bun` is on PATH) and bunx alike. Prefers the Bun this package pins (the
+# @oven/bun-<os>-<arch> binary installed beside it, or where bun's postinstall moved it), then PATH.
+self=$0
+while [ -L "$self" ]; do
+  link=$(readlink "$self")
+  case $link in /*) self=$link ;; *) self=$(dirname "$self")/$link ;; esac
+done
+pkg=$(cd "$(dirname "$self")/.." && pwd -P)
+case $(uname -s) in Darwin) os=darwin ;; *) os=linux ;; esac
+case $(uname -m) in x86_64 | amd64) arch=x64 ;; *) arch=aarch64 ;; esac
+for base in "$pkg/node_modules" "$pkg/.." "$pkg/node_modules/bun/.." "$pkg/../bun/.."; do
+  [ -d "$base" ] || continue
+  base=$(cd "$base" && pwd -P)
+  for v in "" -baseline -musl; do
+    b="$base/@oven/bun-$os-$arch$v/bin/bun"
+    [ -x "$b" ] && exec "$b" "$pkg/bin/mlxk" "$@"
+  done
+  # npm runs bun's postinstall, which moves that binary over the 450-byte placeholder bun/bin/bun.exe
+  b="$base/bun/bin/bun.exe"
+  [ -x "$b" ] && [ "$(head -c 4 "$b")" != "echo" ] && exec "$b" "$pkg/bin/mlxk" "$@"
+done
+if command -v bun >/dev/null 2>&1; then exec bun "$pkg/bin/mlxk" "$@"; fi
+echo "mlxk: Bun not found (expected the bun package installed beside mlxk, or bun on PATH: https://bun.sh)" >&2
+exit 127
