@@ -69,6 +69,9 @@ export interface InstallOptions {
   log?: (msg: string) => void;
   /** On a terminal pip draws its progress bar and compiling shows a counter. */
   tty?: boolean;
+  /** Cross builds (release archives): another platform's wheel and compiler; no load test then. */
+  pin?: WheelPin;
+  cxx?: string;
 }
 
 export interface InstallResult {
@@ -209,8 +212,8 @@ export function findCompiler(env: Env = process.env): string | null {
   return null;
 }
 
-function compiler(env: Env): string {
-  const c = findCompiler(env);
+function compiler(env: Env, cxx?: string): string {
+  const c = cxx ?? findCompiler(env);
   if (c) return c;
   throw new InstallError(
     "no C++20 compiler found to build the MLX shim (mlx-c/). Install g++ >= 10 (Debian/Ubuntu: apt install g++) " +
@@ -250,7 +253,7 @@ async function ensureShim(l: RuntimeLayout, root: string, custom: boolean, o: Re
   if (!o.force && stamp?.mlxRoot === root && stamp.version === version && existsSync(l.shim) && statSync(l.shim).mtimeMs > inputsMtime) {
     return false;
   }
-  const cxx = compiler(o.env);
+  const cxx = compiler(o.env, o.cxx);
   // Per-process object dir and atomic rename: concurrent installs must not clobber each other.
   const objDir = join(build, `obj.${process.pid}`);
   rmSync(objDir, { recursive: true, force: true });
@@ -303,7 +306,7 @@ function smokeTest(shim: string, env: Env): string {
 
 /** Fetch, verify, unpack and build into `layout`; throws InstallError. */
 export async function installRuntime(layout: RuntimeLayout, opts: InstallOptions = {}): Promise<InstallResult> {
-  const o: Required<InstallOptions> = { env: process.env, force: false, log: () => {}, tty: false, ...opts };
+  const o = { env: process.env, force: false, log: () => {}, tty: false, ...opts } as Required<InstallOptions>;
   const custom = mlxDir(o.env);
   let root = mlxRoot(o.env);
   let wheel: string | undefined;
@@ -313,13 +316,13 @@ export async function installRuntime(layout: RuntimeLayout, opts: InstallOptions
       if (!existsSync(need)) throw new InstallError(`MLX_DIR=${custom} has no ${relative(root, need)} (expected an MLX install such as site-packages/mlx).`);
     }
   } else {
-    const pin = pickWheel(o.env);
+    const pin = o.pin ?? pickWheel(o.env);
     wheel = pin.file;
     did = ensureWheel(layout, pin, o);
     root = join(layout.wheelDir, "mlx");
   }
   mkdirSync(dirname(layout.shim), { recursive: true });
   did = (await ensureShim(layout, root, Boolean(custom), { ...o, force: o.force || did })) || did;
-  const mlxVersion = smokeTest(layout.shim, o.env);
+  const mlxVersion = o.pin ? MLX_VERSION : smokeTest(layout.shim, o.env);
   return { mlxVersion, mlxRoot: root, shim: layout.shim, wheel, did };
 }

@@ -4,8 +4,8 @@
  * benchmarks; touches no native code.
  */
 import { createHash } from "node:crypto";
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { type Env, mlxDir, mlxkDataDir, mlxShimPath } from "../env.ts";
 
 export const MLX_VERSION = "0.32.4";
@@ -145,10 +145,19 @@ export function shimCandidateList(env: Env = process.env, root = REPO_ROOT): Shi
   const out: ShimCandidate[] = [{ path: join(shimBuildDir(root), SHIM_NAME), source: "repo" }];
   const pkg = platformPackageDir(root);
   if (pkg) out.push({ path: join(pkg, "lib", SHIM_NAME), source: "platform-package" });
-  if (IS_COMPILED) out.push({ path: join(dirname(process.execPath), "lib", SHIM_NAME), source: "executable" });
+  // realpath: the executable may be reached through a symlink (install.sh, Homebrew link it into a bin/)
+  if (IS_COMPILED) out.push({ path: join(dirname(realExecPath()), "lib", SHIM_NAME), source: "executable" });
   const user = userShimPath(env, root);
   if (user) out.push({ path: user, source: "user" });
   return out;
+}
+
+function realExecPath(): string {
+  try {
+    return realpathSync(process.execPath);
+  } catch {
+    return process.execPath;
+  }
 }
 
 export function shimCandidates(env: Env = process.env, root = REPO_ROOT): string[] {
@@ -172,11 +181,16 @@ export function findShim(env: Env = process.env, root = REPO_ROOT): string | nul
 export function copyRuntimeSidecar(libDir: string, env: Env = process.env, root = REPO_ROOT): string {
   const shim = findShim(env, root);
   if (!shim) throw new Error("MLX shim not built; run `npm install` first");
+  return copySidecar(shim, mlxRoot(env, root), libDir);
+}
+
+/** The same layout from an explicit shim and MLX root (also another platform's, for release archives). */
+export function copySidecar(shim: string, mlxRootDir: string, libDir: string): string {
   mkdirSync(join(libDir, "mlx"), { recursive: true });
-  const dest = join(libDir, SHIM_NAME);
+  const dest = join(libDir, basename(shim).replace(/^libmlxk-[0-9a-f]+\./, "libmlxk."));
   cpSync(shim, dest);
-  cpSync(join(mlxRoot(env, root), "lib"), join(libDir, "mlx", "lib"), { recursive: true });
-  const blas = join(mlxRoot(env, root), "..", "mlx_cpu.libs");
+  cpSync(join(mlxRootDir, "lib"), join(libDir, "mlx", "lib"), { recursive: true });
+  const blas = join(mlxRootDir, "..", "mlx_cpu.libs");
   if (existsSync(blas)) cpSync(blas, join(libDir, "mlx_cpu.libs"), { recursive: true });
   return dest;
 }
