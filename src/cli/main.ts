@@ -24,6 +24,14 @@ const COMMANDS: Record<string, CommandEntry> = {
   run: { description: "Generate text with a model (interactive chat without a prompt)", load: async () => (await import("./run.ts")).default, variadic: true },
   server: { description: "Serve models over an OpenAI-compatible API (alias: serve)", load: async () => (await import("./server.ts")).default },
   doctor: { description: "Check the MLX runtime: backend, versions, paths, what is missing", load: async () => (await import("./doctor.ts")).default },
+  completion: {
+    description: "Print a shell completion script (bash, zsh, fish)",
+    load: async () => {
+      const m = await import("./completion.ts");
+      m.useCommands(COMMANDS);
+      return m.default;
+    },
+  },
 };
 const ALIASES: Record<string, string> = { serve: "server" };
 
