@@ -94,6 +94,17 @@ export function noColor(env: Env = process.env): boolean {
   return get(env, "NO_COLOR") !== undefined;
 }
 
+/**
+ * Whether to color output going to a stream: FORCE_COLOR (any value but 0/false) forces it on, even into a pipe;
+ * else NO_COLOR (https://no-color.org) or TERM=dumb turn it off; else only on a terminal.
+ */
+export function useColor(env: Env, isTTY: boolean): boolean {
+  const force = get(env, "FORCE_COLOR");
+  if (force !== undefined) return !["0", "false"].includes(force.toLowerCase());
+  if (noColor(env) || get(env, "TERM") === "dumb") return false;
+  return isTTY;
+}
+
 /** Token file path override (huggingface_hub's HF_TOKEN_PATH); default is `<HF_HOME>/token`. */
 export function hfTokenPath(env: Env = process.env): string {
   const p = get(env, "HF_TOKEN_PATH");

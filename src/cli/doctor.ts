@@ -1,16 +1,18 @@
 /** `mlxk doctor [--json]`: the MLX runtime (source, backend, versions), where files live, and what is missing. */
 import { defineCommand } from "citty";
+import { useColor } from "../env.ts";
 import type { DoctorData } from "../schemas/doctor.ts";
 import { jsonArgs } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
 
-function render(d: DoctorData): string {
+function render(d: DoctorData, color: boolean): string {
   const r = d.runtime;
+  const paint = (code: number, t: string): string => (color ? `\x1b[${code}m${t}\x1b[0m` : t);
   const row = (k: string, v: string | null): string => `  ${k.padEnd(17)} ${v ?? "-"}`;
   const lines = [
     `mlxk ${d.mlxk_version} (Bun ${d.bun_version}, ${d.platform}${d.executable ? ", standalone executable" : ""})`,
     "",
-    `MLX runtime: ${r.available ? "ready" : "NOT available"}`,
+    `MLX runtime: ${r.available ? paint(32, "ready") : paint(31, "NOT available")}`,
     row("backend", r.backend),
     row("MLX version", r.mlx_version),
     row("shim version", r.shim_version),
@@ -29,7 +31,7 @@ function render(d: DoctorData): string {
   if (!d.executable) {
     lines.push("", "First-use setup tools:", row("pip", d.setup_tools.pip ? `${d.setup_tools.pip} -m pip` : null), row("C++ compiler", d.setup_tools.compiler));
   }
-  lines.push("", d.missing.length === 0 ? "Nothing missing." : `Missing:\n${d.missing.map((m) => `  - ${m}`).join("\n")}`);
+  lines.push("", d.missing.length === 0 ? "Nothing missing." : `${paint(31, "Missing:")}\n${d.missing.map((m) => `  - ${m}`).join("\n")}`);
   return lines.join("\n");
 }
 
@@ -40,7 +42,7 @@ export default defineCommand({
     const ctx = data as CliContext;
     const { diagnose } = await import("../mlx/doctor.ts");
     const d = diagnose(ctx.env);
-    printSuccess(ctx, "doctor", d, () => render(d));
+    printSuccess(ctx, "doctor", d, () => render(d, useColor(ctx.env, ctx.stdoutIsTTY)));
     // a missing runtime is what doctor is asked about, not an error of doctor itself: exit 0 either way
   },
 });

@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import type { ChatMessage, Engine, GenerateRequest, SamplingParams } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
-import { noColor } from "../env.ts";
+import { useColor } from "../env.ts";
 import { CHAT_STOP_STRINGS } from "../generate/stop.ts";
 import { jsonArgs, modelArg, parseFloatArg, parseIntArg } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
@@ -38,7 +38,7 @@ interface Options {
   chatTemplate: boolean;
   stream: boolean;
   reasoning: boolean;
-  /** Streamed reasoning is shown dimmed (a TTY without NO_COLOR). */
+  /** Reasoning is shown dimmed (a TTY without NO_COLOR, or FORCE_COLOR). */
   dim: boolean;
   maxTokens?: number;
   sampling: SamplingParams;
@@ -58,7 +58,7 @@ export default defineCommand({
       chatTemplate: a["chat-template"] !== false,
       stream: a.stream !== false && !ctx.json && ctx.stdoutIsTTY,
       reasoning: a.reasoning !== false,
-      dim: ctx.stdoutIsTTY && !noColor(ctx.env),
+      dim: useColor(ctx.env, ctx.stdoutIsTTY),
       maxTokens: parseIntArg("max-tokens", a["max-tokens"], 1),
       sampling: {
         temperature: parseFloatArg("temperature", a.temperature, 0, 10) ?? 0.7,
