@@ -16,7 +16,8 @@ import { addRepo, mlxModelFiles } from "../support/hf-cache.ts";
 import { smollm2Gguf } from "../support/smollm2.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-pkg-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+// several installs with a 90 MB Bun each: removing them takes a while on a busy disk
+afterAll(() => rmSync(tmp, { recursive: true, force: true }), 120_000);
 const out = join(tmp, "out");
 mkdirSync(out);
 const mainTgz = packMain(out);
@@ -124,6 +125,36 @@ describe.skipIf(npmSkip !== null)("npm install ./mlxk.tgz ./mlxk-<platform>.tgz"
       await proc.exited;
     }
   }, 90_000);
+});
+
+describe.skipIf(npmSkip !== null || bunSkip !== null)("npx / bunx with the tarballs (no project)", () => {
+  const emptyDir = join(tmp, "empty");
+  mkdirSync(emptyDir, { recursive: true });
+
+  test("npx -p mlxk.tgz -p mlxk-<platform>.tgz mlxk list --json", () => {
+    const r = sh(["npx", "--yes", "--prefer-offline", "-p", mainTgz, "-p", platformTgz, "mlxk", "list", "--json"], emptyDir);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).data.count).toBe(1);
+  }, 120_000);
+
+  test("npm i -g and bun add -g: the global mlxk runs with no bun on PATH", () => {
+    const npmPrefix = join(tmp, "npm-global");
+    expect(install(["npm", "install", "-g", "--prefix", npmPrefix, "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error", mainTgz, platformTgz], emptyDir)).toBeNull();
+    const bunHome = join(tmp, "bun-global");
+    const bunEnv = { ...baseEnv, BUN_INSTALL: bunHome };
+    expect(sh([process.execPath, "add", "-g", mainTgz, platformTgz], emptyDir, bunEnv).code).toBe(0);
+    for (const exe of [join(npmPrefix, "bin", "mlxk"), join(bunHome, "bin", "mlxk-json")]) {
+      const r = sh([exe, "doctor", "--json"], emptyDir, { ...baseEnv, PATH: "/usr/bin:/bin" });
+      expect(r.stderr).toBe("");
+      expect(JSON.parse(r.stdout).data.runtime).toMatchObject({ available: true, source: "platform-package" });
+    }
+  }, 180_000);
+
+  test("bunx -p mlxk.tgz mlxk list --json", () => {
+    const r = sh([process.execPath, "x", "-p", mainTgz, "mlxk", "list", "--json"], emptyDir);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).data.count).toBe(1);
+  }, 120_000);
 });
 
 describe.skipIf(bunSkip !== null)("bun add ./mlxk.tgz (postinstall blocked), then ./mlxk-<platform>.tgz", () => {
