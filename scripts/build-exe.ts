@@ -172,7 +172,7 @@ export function homebrewFormula(archives: readonly string[]): string {
     "",
     "  test do",
     '    assert_match version.to_s, shell_output("#{bin}/mlxk --version")',
-    '    assert_match "\"runtime\"", shell_output("#{bin}/mlxk doctor --json")',
+    `    assert_match '"runtime"', shell_output("#{bin}/mlxk doctor --json")`,
     "  end",
     "end",
     "",

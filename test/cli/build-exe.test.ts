@@ -78,3 +78,9 @@ test.skipIf(findShim() === null)("the release archive runs after unpacking anywh
   expect(gen.stderr).toBe("");
   expect(JSON.parse(gen.stdout).data.usage.completion_tokens).toBeGreaterThan(0);
 }, 180_000);
+
+test.skipIf(Bun.which("ruby") === null)("the generated Homebrew formula is valid Ruby (needs ruby)", () => {
+  const p = Bun.spawnSync(["ruby", "-c", join(outDir, "dist", "mlxk.rb")], { stdout: "pipe", stderr: "pipe" });
+  expect(p.stderr.toString()).toBe("");
+  expect(p.stdout.toString()).toContain("Syntax OK");
+});
