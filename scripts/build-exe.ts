@@ -6,7 +6,8 @@
  *     can be built here an archive dist/mlxk-<version>-<os>-<arch>.tar.gz (mlxk + lib/, runs wherever it is
  *     unpacked) plus dist/SHA256SUMS. linux-x64 uses the installed runtime; linux-arm64 cross-compiles the shim
  *     with aarch64-linux-gnu-g++ against the aarch64 wheel when that compiler is installed; darwin-arm64 needs
- *     Apple's SDK to link the shim, so its archive is built on a Mac (this script, same command).
+ *     Apple's SDK to link the shim, so off a Mac its archive carries the shim's sources (share/mlx-c/) instead
+ *     and builds it on first use (python3 + pip, clang++), like the npm package without its platform package.
  * Without a built shim the host executable is still built: list/health/show/pull/rm need no MLX.
  * Usage: bun scripts/build-exe.ts [--outfile path] [--host-only]
  */
@@ -91,13 +92,17 @@ function sha256(file: string): string {
 export interface ReleaseResult {
   executables: string[];
   archives: string[];
-  /** Platform → why it has no archive. */
+  /** Platform → why its archive has no prebuilt runtime (it carries share/mlx-c/ and builds the shim on first use). */
   skipped: Record<string, string>;
   sums: string;
 }
 
-/** All release executables, the archives that can be built here, and SHA256SUMS over both. */
-export async function buildRelease(out = dist, targets: readonly Target[] = TARGETS): Promise<ReleaseResult> {
+/**
+ * All release executables, one archive per platform, and SHA256SUMS over both. An archive carries lib/ (the
+ * prebuilt runtime) where it can be built here, else share/mlx-c/ (the shim's sources: the first `run` fetches
+ * the wheel and compiles them, as the npm package does). `sourcesOnly` forces the latter (tests).
+ */
+export async function buildRelease(out = dist, targets: readonly Target[] = TARGETS, opts: { sourcesOnly?: boolean } = {}): Promise<ReleaseResult> {
   const res: ReleaseResult = { executables: [], archives: [], skipped: {}, sums: join(out, "SHA256SUMS") };
   for (const t of targets) {
     const exe = join(out, `mlxk-${name(t)}`);
@@ -107,15 +112,19 @@ export async function buildRelease(out = dist, targets: readonly Target[] = TARG
     const stage = join(out, ".stage", base);
     rmSync(stage, { recursive: true, force: true });
     mkdirSync(stage, { recursive: true });
-    const why = await runtimeFor(t, join(stage, "lib"));
+    const why = opts.sourcesOnly ? "sources only (requested)" : await runtimeFor(t, join(stage, "lib"));
     if (why) {
       res.skipped[name(t)] = why;
-      continue;
+      rmSync(join(stage, "lib"), { recursive: true, force: true });
+      for (const f of ["src", "include", "VERSION"]) cpSync(join(root, "mlx-c", f), join(stage, "share", "mlx-c", f), { recursive: true });
     }
     cpSync(exe, join(stage, "mlxk"));
+    const runtime = why
+      ? `There is no prebuilt MLX runtime in this archive (${why}): the first \`./mlxk run\` or \`server\`\nfetches the pinned MLX wheel with python3 -m pip and builds the shim from share/mlx-c/ with clang++/g++\ninto ~/.local/share/mlxk/ (once). share/ must stay beside mlxk.`
+      : "lib/ (the MLX runtime) must stay beside mlxk.";
     writeFileSync(
       join(stage, "README.txt"),
-      `mlxk ${CLI_VERSION} for ${name(t)} with MLX ${MLX_VERSION}.\nRun ./mlxk from here, or put this folder anywhere and link ./mlxk into your PATH;\nlib/ must stay beside mlxk. \`./mlxk doctor\` shows what it found.\n`,
+      `mlxk ${CLI_VERSION} for ${name(t)} with MLX ${MLX_VERSION}.\nRun ./mlxk from here, or put this folder anywhere and link ./mlxk into your PATH.\n${runtime}\n\`./mlxk doctor\` shows what it found.\n`,
     );
     const tgz = join(out, `${base}.tar.gz`);
     const tar = Bun.spawnSync(["tar", "-czf", tgz, "-C", join(out, ".stage"), base], { stderr: "pipe" });
@@ -164,10 +173,18 @@ export function homebrewFormula(archives: readonly string[]): string {
     ...group("darwin"),
     ...group("linux"),
     "  def install",
-    "    # lib/ (the MLX runtime) must stay beside the executable: keep the archive's layout in libexec",
-    '    libexec.install "mlxk", "lib"',
+    "    # lib/ (the MLX runtime) or share/ (its sources) must stay beside the executable: keep the layout in libexec",
+    '    libexec.install Dir["*"]',
     '    bin.install_symlink libexec/"mlxk"',
     '    bin.install_symlink libexec/"mlxk" => "mlxk-json"',
+    "  end",
+    "",
+    "  def caveats",
+    "    <<~EOS",
+    "      `mlxk doctor` shows where the MLX runtime comes from. An archive without lib/ (built off a Mac) sets it",
+    "      up on the first `mlxk run`: it fetches the pinned MLX wheel with python3 -m pip and compiles the shim",
+    "      with clang++ (xcode-select --install) into ~/.local/share/mlxk/.",
+    "    EOS",
     "  end",
     "",
     "  test do",
@@ -186,7 +203,7 @@ if (import.meta.main) {
   if (!process.argv.includes("--host-only") && i < 0) {
     const r = await buildRelease();
     for (const a of r.archives) console.log(`built ${a}`);
-    for (const [p, why] of Object.entries(r.skipped)) console.log(`no archive for ${p}: ${why}`);
+    for (const [p, why] of Object.entries(r.skipped)) console.log(`${p}: no prebuilt runtime in its archive (${why}); it builds the shim on first use`);
     console.log(`wrote ${r.sums}`);
   }
 }

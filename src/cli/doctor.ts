@@ -28,7 +28,7 @@ function render(d: DoctorData, color: boolean): string {
     "Shim search order:",
     ...d.candidates.map((c) => `  ${c.exists ? "✓" : "·"} ${c.source.padEnd(16)} ${c.path}`),
   ];
-  if (!d.executable) {
+  if (!d.executable || d.setup_tools.pip !== null || d.setup_tools.compiler !== null || !r.available) {
     lines.push("", "First-use setup tools:", row("pip", d.setup_tools.pip ? `${d.setup_tools.pip} -m pip` : null), row("C++ compiler", d.setup_tools.compiler));
   }
   lines.push("", d.missing.length === 0 ? "Nothing missing." : `${paint(31, "Missing:")}\n${d.missing.map((m) => `  - ${m}`).join("\n")}`);

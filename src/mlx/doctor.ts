@@ -5,7 +5,7 @@ import type { DoctorData } from "../schemas/doctor.ts";
 import { CLI_VERSION } from "../version.ts";
 import { mlxAvailability } from "./ffi.ts";
 import { findCompiler, findPython } from "./install.ts";
-import { findShimCandidate, IS_COMPILED, PLATFORM_PACKAGE, platformPackageDir, readInstallStatus, shimCandidateList, statusFile, userRuntimeDir } from "./paths.ts";
+import { findShimCandidate, IS_COMPILED, PLATFORM_PACKAGE, platformPackageDir, readInstallStatus, shimCandidateList, sourceRoot, statusFile, userRuntimeDir } from "./paths.ts";
 import { shimVersion } from "./runtime.ts";
 import { deviceAvailable } from "./stream.ts";
 
@@ -14,8 +14,10 @@ export function diagnose(env: Env = process.env): DoctorData {
   const avail = mlxAvailability(env);
   const status = readInstallStatus();
   const exe = IS_COMPILED;
-  const pip = exe ? null : findPython(env);
-  const cxx = exe ? null : findCompiler(env);
+  // a first-use setup is possible wherever mlx-c/ sources are (package, checkout, or share/ beside an executable)
+  const canSetUp = sourceRoot() !== null;
+  const pip = canSetUp ? findPython(env) : null;
+  const cxx = canSetUp ? findCompiler(env) : null;
   const missing: string[] = [];
   let backend: "cpu" | "metal" | null = null;
   if (avail.available) {
@@ -23,12 +25,12 @@ export function diagnose(env: Env = process.env): DoctorData {
   } else {
     if (!found) {
       missing.push(
-        exe
+        !canSetUp
           ? "the MLX runtime beside the executable (lib/libmlxk.*): unpack the whole release archive, not only the binary"
-          : `the MLX runtime: no ${PLATFORM_PACKAGE} package and nothing set up in ${userRuntimeDir(env)}; \`mlxk run\` sets it up on first use`,
+          : `the MLX runtime: ${exe ? "no lib/ beside the executable" : `no ${PLATFORM_PACKAGE} package`} and nothing set up in ${userRuntimeDir(env)}; \`mlxk run\` sets it up on first use`,
       );
-      if (!exe && !pip) missing.push("python3 with pip (to fetch the MLX wheel on first use)");
-      if (!exe && !cxx) missing.push("a C++20 compiler (g++ or clang++, to build the shim on first use)");
+      if (canSetUp && !pip) missing.push("python3 with pip (to fetch the MLX wheel on first use)");
+      if (canSetUp && !cxx) missing.push("a C++20 compiler (g++ or clang++, to build the shim on first use)");
     } else {
       missing.push(`a loadable shim: ${avail.reason}`);
     }

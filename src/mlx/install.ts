@@ -17,6 +17,7 @@ import {
   mlxStateDir,
   REPO_ROOT,
   SHIM_NAME,
+  sourceRoot,
   shimBuildDir,
   shimSources,
   userRuntimeDir,
@@ -50,7 +51,7 @@ export function repoLayout(root = REPO_ROOT): RuntimeLayout {
 }
 
 /** The sidecar layout in the user's data dir: the shim sits beside mlx/ and mlx_cpu.libs/. */
-export function userLayout(env: Env = process.env, root = REPO_ROOT): RuntimeLayout {
+export function userLayout(env: Env = process.env, root = sourceRoot()): RuntimeLayout {
   const shim = userShimPath(env, root);
   if (!shim) throw new InstallError("this mlxk has no mlx-c/ sources to build the MLX shim from");
   return {
@@ -89,7 +90,7 @@ interface Run {
   stderr: string;
 }
 
-function run(cmd: string[], env: Env, cwd = REPO_ROOT): Run {
+function run(cmd: string[], env: Env, cwd?: string): Run {
   try {
     const p = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe", env });
     return { code: p.exitCode ?? 1, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
@@ -243,9 +244,11 @@ function rpathFlags(l: RuntimeLayout, root: string, custom: boolean): string[] {
 /** Compile each source to an object (2 jobs at most: the box is shared), then link. Returns true if it built. */
 async function ensureShim(l: RuntimeLayout, root: string, custom: boolean, o: Required<InstallOptions>): Promise<boolean> {
   const build = dirname(l.shim);
-  const version = readFileSync(join(REPO_ROOT, "mlx-c", "VERSION"), "utf8").trim();
+  const src = sourceRoot();
+  if (!src) throw new InstallError("this mlxk has no mlx-c/ sources to build the MLX shim from");
+  const version = readFileSync(join(src, "mlx-c", "VERSION"), "utf8").trim();
   const libmlx = join(root, "lib", `libmlx.${LIB_SUFFIX}`);
-  const inputsMtime = Math.max(...[...shimSources(), libmlx].map((f) => statSync(f).mtimeMs));
+  const inputsMtime = Math.max(...[...shimSources(src), libmlx].map((f) => statSync(f).mtimeMs));
   let stamp: BuildStamp | null = null;
   try {
     stamp = JSON.parse(readFileSync(l.stamp, "utf8")) as BuildStamp;
@@ -260,10 +263,10 @@ async function ensureShim(l: RuntimeLayout, root: string, custom: boolean, o: Re
   mkdirSync(objDir, { recursive: true });
   const common = [
     "-std=c++20", "-O2", "-fPIC", "-fvisibility=hidden", `-DMLXK_VERSION="${version}"`,
-    `-I${join(REPO_ROOT, "mlx-c", "include")}`, `-I${join(root, "include")}`,
+    `-I${join(src, "mlx-c", "include")}`, `-I${join(root, "include")}`,
   ];
-  const srcDir = join(REPO_ROOT, "mlx-c", "src");
-  const sources = shimSources().filter((f) => f.endsWith(".cpp")).map((f) => relative(srcDir, f));
+  const srcDir = join(src, "mlx-c", "src");
+  const sources = shimSources(src).filter((f) => f.endsWith(".cpp")).map((f) => relative(srcDir, f));
   const objOf = (f: string): string => join(objDir, f.replace(/\.cpp$/, ".o").replaceAll("/", "_"));
   o.log(`building ${SHIM_NAME} (${sources.length} files) with ${cxx}…`);
   const jobs = Math.max(1, Math.min(2, cpus().length));
@@ -299,7 +302,8 @@ async function ensureShim(l: RuntimeLayout, root: string, custom: boolean, o: Re
 /** Load the fresh shim in a child process: catches glibc/ABI problems now instead of at first inference. */
 function smokeTest(shim: string, env: Env): string {
   const code = `const {dlopen,CString}=require("bun:ffi");const l=dlopen(${JSON.stringify(shim)},{mlxk_mlx_version:{args:[],returns:"ptr"}});console.log(new CString(l.symbols.mlxk_mlx_version()).toString())`;
-  const r = run([process.execPath, "-e", code], env);
+  // BUN_BE_BUN: a compiled mlxk executable then acts as the bun CLI (for -e)
+  const r = run([process.execPath, "-e", code], { ...env, BUN_BE_BUN: "1" });
   if (r.code !== 0) throw new InstallError(`the built shim does not load:\n${tail(r.stderr)}`);
   return r.stdout.trim();
 }

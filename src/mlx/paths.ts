@@ -116,8 +116,21 @@ export function platformPackageDir(root = REPO_ROOT): string | null {
 /** Per-user runtime set up on first use: $XDG_DATA_HOME/mlxk/<mlx-version>/ in the sidecar layout. */
 export const userRuntimeDir = (env: Env = process.env): string => join(mlxkDataDir(env), MLX_VERSION);
 
+/**
+ * Where the mlx-c/ sources are: the package (or checkout), else share/ beside a compiled executable whose
+ * release archive has no prebuilt runtime (darwin-arm64 built off a Mac); null when there are none.
+ */
+export function sourceRoot(): string | null {
+  if (existsSync(join(REPO_ROOT, "mlx-c", "VERSION"))) return REPO_ROOT;
+  if (IS_COMPILED) {
+    const share = join(dirname(realExecPath()), "share");
+    if (existsSync(join(share, "mlx-c", "VERSION"))) return share;
+  }
+  return null;
+}
+
 /** Every file under mlx-c/src and mlx-c/include (recursive), plus VERSION: the shim's inputs. */
-export function shimSources(root = REPO_ROOT): string[] {
+export function shimSources(root = sourceRoot() ?? REPO_ROOT): string[] {
   const dir = join(root, "mlx-c");
   const files = (sub: string): string[] =>
     readdirSync(join(dir, sub), { recursive: true, withFileTypes: true })
@@ -129,10 +142,10 @@ export function shimSources(root = REPO_ROOT): string[] {
 
 /**
  * The user runtime's shim is named after a hash of its sources, so two mlxk versions sharing one MLX
- * version never load each other's shim. Null without sources (compiled executable).
+ * version never load each other's shim. Null without sources (a compiled executable with lib/ instead).
  */
-export function userShimPath(env: Env = process.env, root = REPO_ROOT): string | null {
-  if (!existsSync(join(root, "mlx-c", "VERSION"))) return null;
+export function userShimPath(env: Env = process.env, root: string | null = sourceRoot()): string | null {
+  if (!root || !existsSync(join(root, "mlx-c", "VERSION"))) return null;
   const h = createHash("sha256");
   for (const f of shimSources(root)) h.update(f.slice(root.length)).update(readFileSync(f));
   return join(userRuntimeDir(env), `libmlxk-${h.digest("hex").slice(0, 12)}.${LIB_SUFFIX}`);
@@ -147,7 +160,7 @@ export function shimCandidateList(env: Env = process.env, root = REPO_ROOT): Shi
   if (pkg) out.push({ path: join(pkg, "lib", SHIM_NAME), source: "platform-package" });
   // realpath: the executable may be reached through a symlink (install.sh, Homebrew link it into a bin/)
   if (IS_COMPILED) out.push({ path: join(dirname(realExecPath()), "lib", SHIM_NAME), source: "executable" });
-  const user = userShimPath(env, root);
+  const user = userShimPath(env, root === REPO_ROOT ? sourceRoot() : root);
   if (user) out.push({ path: user, source: "user" });
   return out;
 }

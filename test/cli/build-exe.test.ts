@@ -1,7 +1,9 @@
 /**
  * `npm run build` as a user gets it: this machine's release archive (scripts/build-exe.ts buildRelease),
  * unpacked into a folder with no repo and no node_modules, run with a bare environment: the same `list --json`
- * as `bun bin/mlxk`, `run` through the lib/ beside it, and SHA256SUMS that match.
+ * as `bun bin/mlxk`, `run` through the lib/ beside it, SHA256SUMS that match, install.sh and the Homebrew formula.
+ * With MLXK_TEST_FIRST_USE=1 also an archive without lib/ (as darwin-arm64's off a Mac) setting the runtime up
+ * from its share/mlx-c on first use (compiles the shim: ~1 min on a loaded machine).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
@@ -9,7 +11,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { buildRelease, HOST } from "../../scripts/build-exe.ts";
-import { findShim } from "../../src/mlx/paths.ts";
+import { findShim, mlxRoot } from "../../src/mlx/paths.ts";
 import { type TempHub, addRepo, makeTempHub, mlxModelFiles } from "../support/hf-cache.ts";
 import { writeTinyModel } from "../support/tiny-models.ts";
 
@@ -21,10 +23,11 @@ beforeAll(() => {
   addRepo(hub.hubDir, { name: "org/broken", files: { "config.json": "{" } });
   outDir = mkdtempSync(join(tmpdir(), "mlxk-exe-"));
 });
+// executables of ~110 MB each: removing them takes a while on a busy disk
 afterAll(() => {
   hub.cleanup();
   rmSync(outDir, { recursive: true, force: true });
-});
+}, 120_000);
 
 async function run(cmd: string[], cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   // a bare environment: nothing from the repo or from Bun leaks in
@@ -84,3 +87,27 @@ test.skipIf(Bun.which("ruby") === null)("the generated Homebrew formula is valid
   expect(p.stderr.toString()).toBe("");
   expect(p.stdout.toString()).toContain("Syntax OK");
 });
+
+test.skipIf(process.env.MLXK_TEST_FIRST_USE !== "1")(
+  "an archive without lib/ (darwin-arm64 built off a Mac) builds the shim from share/mlx-c on first use (MLXK_TEST_FIRST_USE=1)",
+  async () => {
+    const rel = await buildRelease(join(outDir, "dist-src"), [HOST], { sourcesOnly: true });
+    expect(Object.keys(rel.skipped)).toEqual([`${HOST.os}-${HOST.arch}`]);
+    const elsewhere = join(outDir, "elsewhere-src");
+    mkdirSync(elsewhere);
+    expect(Bun.spawnSync(["tar", "xzf", rel.archives[0]!, "-C", elsewhere]).exitCode).toBe(0);
+    const exe = join(elsewhere, basename(rel.archives[0]!, ".tar.gz"), "mlxk");
+    const env = { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: outDir, XDG_DATA_HOME: join(outDir, "xdg"), HF_HUB_CACHE: hub.hubDir, MLX_DIR: mlxRoot() };
+    const before = JSON.parse(Bun.spawnSync([exe, "doctor", "--json"], { env, cwd: elsewhere }).stdout.toString()).data;
+    expect(before.runtime.available).toBe(false);
+    expect(before.missing[0]).toContain("no lib/ beside the executable");
+    const model = writeTinyModel("llama", join(outDir, "tiny-src"));
+    const p = Bun.spawnSync([exe, "run", model, "hi", "--max-tokens", "2", "--temperature", "0", "--json"], { env, cwd: elsewhere, stdout: "pipe", stderr: "pipe" });
+    expect(p.stderr.toString()).toContain("setting up MLX");
+    expect(p.exitCode).toBe(0);
+    expect(JSON.parse(p.stdout.toString()).data.usage.completion_tokens).toBeGreaterThan(0);
+    const after = JSON.parse(Bun.spawnSync([exe, "doctor", "--json"], { env, cwd: elsewhere }).stdout.toString()).data;
+    expect(after.runtime).toMatchObject({ available: true, source: "user" });
+  },
+  300_000,
+);
