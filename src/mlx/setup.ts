@@ -6,11 +6,11 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { type Env, mlxkDataDir, mlxShimPath } from "../env.ts";
+import { type Env, mlxDir, mlxkDataDir, mlxShimPath } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import { withFileLock } from "../hub/lock.ts";
 import { InstallError, installRuntime, userLayout } from "./install.ts";
-import { findShim, MLX_VERSION, PLATFORM_PACKAGE, userShimPath } from "./paths.ts";
+import { findShim, IS_COMPILED, MLX_VERSION, PLATFORM_PACKAGE, userShimPath } from "./paths.ts";
 
 export interface SetupOptions {
   env?: Env;
@@ -27,17 +27,17 @@ export async function ensureMlxRuntime(opts: SetupOptions = {}): Promise<string 
   const env = opts.env ?? process.env;
   if (mlxShimPath(env) || findShim(env)) return null;
   const target = userShimPath(env);
-  if (!target) return null; // a compiled executable without lib/: the loader explains
+  if (!target) return null; // no sources (an executable whose lib/ went missing): the loader explains
   const log = opts.log ?? (() => {});
   const lockFile = join(mlxkDataDir(env), `.setup-${MLX_VERSION}.lock`);
   mkdirSync(dirname(lockFile), { recursive: true });
   return withFileLock(lockFile, undefined, async () => {
     // another first run may have finished while we waited for the lock
     if (findShim(env)) return null;
-    log(
-      `MLX runtime missing (no ${PLATFORM_PACKAGE} package, postinstall skipped): setting up MLX ${MLX_VERSION} in ${dirname(target)} ` +
-        "— the pinned wheel from PyPI (~35 MB unpacked) and a shim build (a minute or two, once).",
-    );
+    const why = IS_COMPILED ? "no lib/ beside the executable" : `no ${PLATFORM_PACKAGE} package`;
+    const custom = mlxDir(env);
+    const what = custom ? `a shim build against MLX_DIR=${custom}` : "the pinned wheel from PyPI (~35 MB unpacked) and a shim build";
+    log(`MLX runtime missing (${why}): setting up MLX ${MLX_VERSION} in ${dirname(target)} — ${what} (a minute or two, once).`);
     try {
       const r = await installRuntime(userLayout(env), { env, log, tty: opts.tty ?? false });
       log(`MLX ${r.mlxVersion} ready: ${r.shim}`);
