@@ -22,6 +22,13 @@ export const EXAMPLES: Record<string, readonly string[]> = {
     "mlxk server --host 0.0.0.0 --api-key secret --cors '*'",
   ],
   doctor: ["mlxk doctor", "mlxk doctor --json | jq '.data.runtime'"],
+  // commands of other branches (new-user: ps/stop; workspaces: clone/convert/push/embed), so --help has examples once merged
+  ps: ["mlxk ps", "mlxk ps --json | jq '.data.servers[].port'"],
+  stop: ["mlxk stop 8000", "mlxk stop --all"],
+  clone: ["mlxk clone mlx-community/Qwen3-0.6B-4bit ./qwen3-ws", "mlxk clone org/name@main my-workspace --quiet"],
+  convert: ["mlxk convert ./qwen3-ws ./qwen3-4bit --quantize 4", "mlxk convert ./broken-ws ./fixed-ws --repair-index"],
+  push: ["mlxk push ./qwen3-4bit me/qwen3-4bit --private --create", "mlxk push ./qwen3-4bit me/qwen3-4bit --private --check-only"],
+  embed: ['mlxk embed Qwen3-Embedding-0.6B "What is MLX?" --json', "cat docs.jsonl | mlxk embed Qwen3-Embedding-0.6B --batch"],
   completion: ["source <(mlxk completion bash)", "mlxk completion zsh > ~/.zfunc/_mlxk", "mlxk completion fish > ~/.config/fish/completions/mlxk.fish"],
 };
 
