@@ -7,7 +7,7 @@
  * and say why.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { packMain, packPlatform } from "../../scripts/pack.ts";
@@ -133,6 +133,12 @@ describe.skipIf(npmSkip !== null || bunSkip !== null)("npx / bunx with the tarba
 
   test("npx -p mlxk.tgz -p mlxk-<platform>.tgz mlxk list --json", () => {
     const r = sh(["npx", "--yes", "--prefer-offline", "-p", mainTgz, "-p", platformTgz, "mlxk", "list", "--json"], emptyDir);
+    // npx keeps each install in <npm cache>/_npx/<hash> (~160 MB, a new one per temp tarball path): drop ours
+    const npxDir = join(sh(["npm", "config", "get", "cache"], emptyDir).stdout.trim(), "_npx");
+    for (const d of existsSync(npxDir) ? readdirSync(npxDir) : []) {
+      const pj = join(npxDir, d, "package.json");
+      if (existsSync(pj) && readFileSync(pj, "utf8").includes(out)) rmSync(join(npxDir, d), { recursive: true, force: true });
+    }
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).data.count).toBe(1);
   }, 120_000);
