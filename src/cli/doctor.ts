@@ -10,7 +10,7 @@ function render(d: DoctorData, color: boolean): string {
   const paint = (code: number, t: string): string => (color ? `\x1b[${code}m${t}\x1b[0m` : t);
   const row = (k: string, v: string | null): string => `  ${k.padEnd(17)} ${v ?? "-"}`;
   const lines = [
-    `mlxk ${d.mlxk_version} (Bun ${d.bun_version}, ${d.platform}${d.executable ? ", standalone executable" : ""})`,
+    `mlxk ${d.mlxk_version} (Bun ${d.bun_version}, ${d.platform}${d.glibc ? `, glibc ${d.glibc}` : ""}${d.executable ? ", standalone executable" : ""})`,
     "",
     `MLX runtime: ${r.available ? paint(32, "ready") : paint(31, "NOT available")}`,
     row("backend", r.backend),

@@ -5,9 +5,24 @@ import type { DoctorData } from "../schemas/doctor.ts";
 import { CLI_VERSION } from "../version.ts";
 import { mlxAvailability } from "./ffi.ts";
 import { findCompiler, findPython } from "./install.ts";
-import { findShimCandidate, IS_COMPILED, PLATFORM_PACKAGE, platformPackageDir, readInstallStatus, shimCandidateList, sourceRoot, statusFile, userRuntimeDir } from "./paths.ts";
+import { findShimCandidate, IS_COMPILED, MLX_VERSION, PLATFORM_PACKAGE, platformPackageDir, readInstallStatus, shimCandidateList, sourceRoot, statusFile, userRuntimeDir } from "./paths.ts";
 import { shimVersion } from "./runtime.ts";
 import { deviceAvailable } from "./stream.ts";
+
+/** The MLX 0.32.4 Linux wheels are manylinux_2_35: older glibc cannot load libmlx. */
+const MIN_GLIBC = [2, 35];
+
+function glibcVersion(): string | null {
+  if (process.platform !== "linux") return null;
+  const h = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header;
+  return h?.glibcVersionRuntime ?? null;
+}
+
+export function glibcTooOld(v: string | null): boolean {
+  if (!v) return false;
+  const [maj = 0, min = 0] = v.split(".").map(Number);
+  return maj < MIN_GLIBC[0]! || (maj === MIN_GLIBC[0] && min < MIN_GLIBC[1]!);
+}
 
 export function diagnose(env: Env = process.env): DoctorData {
   const found = findShimCandidate(env);
@@ -20,6 +35,8 @@ export function diagnose(env: Env = process.env): DoctorData {
   const cxx = canSetUp ? findCompiler(env) : null;
   const missing: string[] = [];
   let backend: "cpu" | "metal" | null = null;
+  const glibc = glibcVersion();
+  if (glibcTooOld(glibc)) missing.push(`glibc >= ${MIN_GLIBC.join(".")} (this system has ${glibc}; the MLX ${MLX_VERSION} wheels are manylinux_2_35)`);
   if (avail.available) {
     backend = deviceAvailable("gpu") ? "metal" : "cpu";
   } else {
@@ -40,6 +57,7 @@ export function diagnose(env: Env = process.env): DoctorData {
     bun_version: Bun.version,
     platform: `${process.platform}-${process.arch}`,
     executable: exe,
+    glibc,
     runtime: {
       available: avail.available,
       source: found?.source ?? null,

@@ -8,6 +8,7 @@ export const DoctorDataSchema = v.strictObject({
   bun_version: v.string(),
   platform: v.pipe(v.string(), v.description("<os>-<arch>, e.g. linux-x64")),
   executable: v.pipe(v.boolean(), v.description("running as the standalone `bun build --compile` executable")),
+  glibc: v.pipe(v.nullable(v.string()), v.description("glibc version on Linux (the MLX wheels need >= 2.35); null elsewhere")),
   runtime: v.strictObject({
     available: v.boolean(),
     source: v.nullable(v.picklist(["MLXK_SHIM", "repo", "platform-package", "executable", "user"])),

@@ -8,6 +8,7 @@ import { checkArgs } from "../../src/cli/args.ts";
 import { EXAMPLES, helpText } from "../../src/cli/examples.ts";
 import { COMMANDS } from "../../src/cli/main.ts";
 import { useColor } from "../../src/env.ts";
+import { glibcTooOld } from "../../src/mlx/doctor.ts";
 import { DoctorDataSchema } from "../../src/schemas/doctor.ts";
 import { runCliCapture } from "../support/cli.ts";
 
@@ -72,5 +73,13 @@ describe("NO_COLOR / FORCE_COLOR", () => {
     const r = await runCliCapture(["doctor", "--json"]);
     const d = v.parse(DoctorDataSchema, JSON.parse(r.stdout).data);
     expect(d.candidates.length).toBeGreaterThan(0);
+  });
+
+  test("doctor flags a glibc older than the wheels need", () => {
+    expect(glibcTooOld("2.31")).toBe(true);
+    expect(glibcTooOld("2.35")).toBe(false);
+    expect(glibcTooOld("2.36")).toBe(false);
+    expect(glibcTooOld("3.0")).toBe(false);
+    expect(glibcTooOld(null)).toBe(false);
   });
 });
