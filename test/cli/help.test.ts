@@ -1,6 +1,6 @@
 /**
  * `--help` of every command shows examples, and every example only uses flags and argument counts the command
- * accepts (checked with the same checkArgs the CLI runs). NO_COLOR / FORCE_COLOR decide about color.
+ * accepts (checked with the same checkArgs the CLI runs). NO_COLOR / FORCE_COLOR decide about color; doctor's output.
  */
 import { describe, expect, test } from "bun:test";
 import * as v from "valibot";
