@@ -68,7 +68,7 @@ test("bash: commands, flags of the command, model names, flag values skipped", (
   // the second positional of run is the prompt: no model names there
   expect(bashComplete(f, "mlxk run Qwen3-0.6B-4bit Qw")).toEqual([]);
   expect(bashComplete(f, "mlxk completion z")).toEqual(["zsh"]);
-});
+}, 30_000);
 
 const fish = Bun.which("fish");
 test.skipIf(fish === null)("fish: complete -C offers commands, flags and model names (needs fish)", () => {
@@ -78,7 +78,7 @@ test.skipIf(fish === null)("fish: complete -C offers commands, flags and model n
   expect(c("mlxk li")).toEqual(["list"]);
   expect(c("mlxk show org/")).toEqual(["org/Other-8bit"]);
   expect(c("mlxk run --temp")).toEqual(["--temperature"]);
-});
+}, 30_000);
 
 const zsh = Bun.which("zsh");
 test.skipIf(zsh === null)("zsh: the script parses and registers with compdef (needs zsh)", () => {
@@ -86,4 +86,4 @@ test.skipIf(zsh === null)("zsh: the script parses and registers with compdef (ne
   expect(sh(["zsh", "-n", f]).code).toBe(0);
   const r = sh(["zsh", "-f", "-c", `autoload -U compinit && compinit -u -D && source ${f} && print -r -- \${_comps[mlxk]} \${_comps[mlxk-json]}`]);
   expect(r.stdout.trim()).toBe("_mlxk _mlxk");
-});
+}, 30_000); // compinit alone takes seconds on a loaded machine
