@@ -280,5 +280,5 @@ async function main(): Promise<void> {
   void readFileSync;
 }
 
-// bench/moe.ts and bench/hybrid.ts import promptIds and the mlx-lm runner without running this benchmark
+// Only as a script: bench/moe.ts and bench/hybrid.ts import the prompt ids and the mlx-lm runner from here.
 if (import.meta.main) await main();
