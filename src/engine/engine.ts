@@ -128,6 +128,7 @@ export class MlxEngine implements Engine {
     yield {
       type: "done",
       finishReason,
+      ...(stops.matched !== null ? { stopSequence: stops.matched } : {}),
       usage: { promptTokens: ids.length, completionTokens: gen },
       timings: {
         loadMs: this.loadMs,

@@ -58,6 +58,8 @@ export interface GenerateChunk {
 export interface GenerateDone {
   type: "done";
   finishReason: "stop" | "length" | "cancelled";
+  /** The stop string that ended generation (finishReason "stop"); absent when EOS or nothing stopped it. */
+  stopSequence?: string;
   usage: { promptTokens: number; completionTokens: number };
   timings: { loadMs?: number; prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };
 }

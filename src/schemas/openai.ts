@@ -33,7 +33,8 @@ const StopSchema = nullish(
 
 /** Fields shared by chat and text completions (sampling, limits, streaming). */
 const common = {
-  model: v.pipe(v.string("is required and must be a string"), v.minLength(1, "must not be empty")),
+  /** Optional: omitted (or "") means the served model (`--model`). */
+  model: nullish(v.string("must be a string")),
   max_tokens: nullish(int(1)),
   temperature: nullish(num(0, 2)),
   top_p: nullish(num(0, 1)),

@@ -1,6 +1,8 @@
 /** What every route family gets from createApp: the model manager, the model list and the server settings. */
 import { MlxkError } from "../errors.ts";
+import type { PullProgress } from "../hub/download.ts";
 import type { ModelObject } from "../schemas/openai.ts";
+import type { PullData } from "../schemas/pull.ts";
 import type { ModelManager } from "./model-manager.ts";
 
 export type LogLevel = "info" | "warn" | "error";
@@ -19,10 +21,23 @@ export interface AppDeps {
   /** Server default for max_tokens when a request names none (else half the context). */
   maxTokens?: number;
   log?: Logger;
+  /** Pull and delete over HTTP (Ollama's /api/pull, /api/delete); absent = refused with 403 (`--allow-manage`). */
+  manage?: ModelManagement;
+  /** Whether MLX can run here (health is 503 when not); absent = assume it can. */
+  runtime?: () => { available: boolean; reason?: string };
+}
+
+export interface ModelManagement {
+  /** Download into the cache; `progress` is updated while it runs. */
+  pull: (spec: string, opts: { include?: string[]; signal?: AbortSignal; progress: PullProgress }) => Promise<PullData>;
+  /** Delete a cache model by its exact name; returns the bytes freed. Refuses workspaces and fuzzy names. */
+  remove: (spec: string) => { name: string; freedBytes: number };
 }
 
 export interface RouteContext extends Required<Pick<AppDeps, "manager" | "listModels" | "maxBodyBytes">> {
+  manage: ModelManagement | undefined;
   maxTokens: number | undefined;
+  runtime: () => { available: boolean; reason?: string };
   log: Logger;
   fingerprint: string;
 }

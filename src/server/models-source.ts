@@ -3,17 +3,21 @@
  * and the runnable-model listing of GET /v1/models. Kept apart from app.ts so tests can inject their own.
  */
 import { readFileSync, statSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename, isAbsolute, join } from "node:path";
 import { contextLength } from "../cache/detect.ts";
 import { listRepoNames } from "../cache/layout.ts";
 import type { HealthReport } from "../cache/health.ts";
 import { cacheModel } from "../cache/scan.ts";
+import { executeRemoval, planRemoval } from "../cache/remove.ts";
+import { isExplicitPath, resolveModel } from "../cache/resolve.ts";
 import { listWorkspaces, workspaceModel } from "../cache/workspace.ts";
 import { locateModel } from "../engine/open.ts";
 import type { Engine } from "../engine/types.ts";
 import { type Env, hubCacheDir, workspaceHome } from "../env.ts";
+import { MlxkError } from "../errors.ts";
 import type { ModelObject as CliModel } from "../schemas/cli-output.ts";
 import type { ModelObject } from "../schemas/openai.ts";
+import type { ModelManagement } from "./context.ts";
 import type { ModelTarget } from "./model-manager.ts";
 
 function fileSize(p: string): number {
@@ -31,19 +35,48 @@ function weightBytes(dir: string): number {
   return total;
 }
 
-function configContext(dir: string): number | null {
+function readConfig(dir: string): Record<string, unknown> | null {
   try {
-    return contextLength(JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>);
+    return JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
   } catch {
     return null;
   }
 }
 
-/** Resolve a request's `model` like the CLI does; throws model_not_found / ambiguous_match / unsupported_model. */
-export function resolveTarget(spec: string, opts: { env?: Env; cwd?: string } = {}): ModelTarget {
+/** `quantization.bits` of an MLX config as "4bit" (what Ollama clients show as quantization_level). */
+function quantLabel(cfg: Record<string, unknown> | null): string | null {
+  const q = (cfg?.quantization ?? cfg?.quantization_config) as { bits?: unknown } | undefined;
+  return typeof q?.bits === "number" ? `${q.bits}bit` : null;
+}
+
+/** A spec that names a place on disk rather than a cache/workspace model (checked without touching the disk). */
+export function looksLikePath(spec: string): boolean {
+  const s = spec.trim();
+  return isExplicitPath(s) || isAbsolute(s) || s.includes("\\") || s.toLowerCase().endsWith(".gguf");
+}
+
+/**
+ * Resolve a request's `model` like the CLI does; throws model_not_found / ambiguous_match / unsupported_model.
+ * Without `allowPaths` a path is refused before the filesystem is asked, so a client cannot learn whether
+ * a file exists (`"model": "/etc/passwd"`) or make the server open one.
+ */
+export function resolveTarget(spec: string, opts: { env?: Env; cwd?: string; allowPaths?: boolean } = {}): ModelTarget {
+  if (opts.allowPaths === false && looksLikePath(spec)) {
+    throw new MlxkError("permission_denied", `Model '${spec}' is a path: this server serves cache and workspace models by name (start it with --allow-paths to accept paths)`, {
+      extra: { param: "model", code: "model_path_not_allowed" },
+    });
+  }
   const src = locateModel(spec, opts);
   if (src.kind === "gguf") return { id: src.id, path: src.path, weightBytes: fileSize(src.path), contextLength: null };
-  return { id: src.id, path: src.dir, weightBytes: weightBytes(src.dir), contextLength: configContext(src.dir) };
+  const cfg = readConfig(src.dir);
+  return {
+    id: src.id,
+    path: src.dir,
+    weightBytes: weightBytes(src.dir),
+    contextLength: cfg ? contextLength(cfg) : null,
+    modelType: typeof cfg?.model_type === "string" ? cfg.model_type : null,
+    quantization: quantLabel(cfg),
+  };
 }
 
 /** Load a resolved target through the engine's public entry (MLX availability checked there). */
@@ -85,4 +118,33 @@ export function listRunnable(opts: { env?: Env } = {}): ModelObject[] {
     }
   }
   return out;
+}
+
+/** Whether MLX can be loaded here (GET /health is 503 when not). */
+export function runtimeStatus(env: Env): { available: boolean; reason?: string } {
+  // loaded lazily: the FFI module opens the shared library
+  const { mlxAvailability } = require("../mlx/ffi.ts") as typeof import("../mlx/ffi.ts");
+  const a = mlxAvailability(env);
+  return a.available ? { available: true } : { available: false, reason: a.reason };
+}
+
+/** Pull and delete for Ollama's /api/pull and /api/delete (`--allow-manage`): the CLI's cores, exact names only for delete. */
+export function cacheManagement(env: Env): ModelManagement {
+  return {
+    pull: async (spec, o) => {
+      const { pull } = await import("../hub/pull.ts");
+      return pull({ spec, env, include: o.include, signal: o.signal, progress: o.progress });
+    },
+    remove: (spec) => {
+      const hubDir = hubCacheDir(env);
+      const r = resolveModel(spec, { hubDir, env });
+      if (r.kind === "path") throw new MlxkError("workspace_model", `'${spec}' is a workspace model: delete it with rm -rf ${r.dir}`);
+      if (r.match !== "exact") {
+        throw new MlxkError("requires_confirmation", `'${spec}' matched '${r.name}' only loosely: send the exact name to delete it`, { extra: { matches: [r.name] } });
+      }
+      const plan = planRemoval({ hubDir, name: r.name, hash: r.hash });
+      if (plan.lockFiles.length > 0) throw new MlxkError("locks_present", `Lock files present for '${r.name}' (a download may be running)`);
+      return { name: r.name, freedBytes: executeRemoval(plan, { hubDir }).freedBytes };
+    },
+  };
 }

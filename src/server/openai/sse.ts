@@ -3,6 +3,7 @@
  * A client that goes away cancels the stream: generation stops at the next token and the queue slot frees.
  */
 import { toHttpError } from "../errors.ts";
+import { streamResponse } from "../stream.ts";
 
 const enc = new TextEncoder();
 
@@ -18,53 +19,14 @@ export const SSE_HEADERS = {
 } as const;
 
 /**
- * Stream `gen` as SSE. Generation is pushed, not pulled: it runs at engine speed into the stream's buffer,
- * so a slow reader never holds the model (and the queue) longer than the generation itself takes.
- * A failure after the first byte cannot change the status any more, so it goes out as a
+ * Stream `gen` as OpenAI SSE (see src/server/stream.ts): a failure after the first byte goes out as a
  * `data: {"error": …}` frame (openai-node raises it as APIError) and the stream closes without [DONE].
- * `onCancel` runs when the client goes away; `onClose` once the generator has really stopped.
  */
 export function sseResponse(
   gen: AsyncGenerator<unknown, void, undefined>,
-  opts: { headers?: Record<string, string>; onCancel?: () => void; onClose?: () => void } = {},
+  opts: { headers?: Record<string, string>; onCancel?: () => void; onClose?: (error?: unknown) => void } = {},
 ): Response {
-  let cancelled = false;
-  const body = new ReadableStream<Uint8Array>({
-    start(controller) {
-      void (async () => {
-        try {
-          for (;;) {
-            const r = await gen.next();
-            if (cancelled) break;
-            if (r.done) {
-              controller.enqueue(sseFrame("[DONE]"));
-              controller.close();
-              break;
-            }
-            controller.enqueue(sseFrame(r.value));
-          }
-        } catch (e) {
-          if (!cancelled) {
-            try {
-              controller.enqueue(sseFrame(toHttpError(e).body));
-              controller.close();
-            } catch {
-              // the stream is already gone; nothing left to tell the client
-            }
-          }
-        } finally {
-          // runs the generator's own cleanup (engine stop) before the model is handed on
-          await gen.return(undefined).catch(() => undefined);
-          opts.onClose?.();
-        }
-      })();
-    },
-    cancel() {
-      cancelled = true;
-      opts.onCancel?.();
-    },
-  });
-  return new Response(body, { status: 200, headers: { ...SSE_HEADERS, ...opts.headers } });
+  return streamResponse(gen, { contentType: SSE_HEADERS["content-type"], frame: sseFrame, end: sseFrame("[DONE]"), error: (e) => sseFrame(toHttpError(e).body) }, opts);
 }
 
 /** Parse an SSE body into its `data:` payloads (for tests and the benchmark). */

@@ -1,11 +1,9 @@
 /**
- * The part chat and text completions share: lease the model, check the prompt fits, run the engine and
- * either collect the answer or stream it. The lease is held until the last token is out (or the client left).
+ * The OpenAI side of generation (chat and text completions) over the shared run core (src/server/run.ts):
+ * collect the answer or stream it as OpenAI chunks.
  */
-import type { GenerateChunk, GenerateDone, GenerateRequest } from "../../engine/types.ts";
-import { MlxkError } from "../../errors.ts";
-import { type RouteContext, tick } from "../context.ts";
-import type { Lease } from "../model-manager.ts";
+import type { GenerateChunk, GenerateRequest } from "../../engine/types.ts";
+import type { RouteContext } from "../context.ts";
 import {
   chatChunk,
   chatUsageChunk,
@@ -20,76 +18,39 @@ import {
   toUsage,
 } from "../openai/convert.ts";
 import { sseResponse } from "../openai/sse.ts";
+import { collectRun, logDone, openRun, type Run } from "../run.ts";
 
 export type Shape = "chat" | "text";
-
-interface Run {
-  lease: Lease;
-  req: GenerateRequest;
-  abort: AbortController;
-  meta: ResponseMeta;
-  started: number;
-  /** Runs once: frees the queue slot and stops generation. */
-  close: () => void;
-}
 
 /** Entry point of both completion routes. Errors before the first byte become proper HTTP errors. */
 export async function generateResponse(
   ctx: RouteContext,
   request: Request,
-  opts: { model: string; input: GenerateRequest["input"]; plan: Plan; shape: Shape },
+  opts: { model: string | null | undefined; input: GenerateRequest["input"]; plan: Plan; shape: Shape },
 ): Promise<Response> {
-  const target = ctx.manager.resolve(opts.model);
-  const abort = new AbortController();
-  const onClientGone = () => abort.abort();
-  request.signal.addEventListener("abort", onClientGone, { once: true });
-  const started = performance.now();
-  let lease: Lease;
+  const { plan } = opts;
+  const run = await openRun(ctx, request, {
+    model: opts.model,
+    input: opts.input,
+    maxTokens: plan.maxTokens,
+    sampling: plan.sampling,
+    stop: plan.stop,
+    topLogprobs: plan.topLogprobs,
+    promptParam: opts.shape === "chat" ? "messages" : "prompt",
+  });
   try {
-    lease = await ctx.manager.lease(target, request.signal);
-  } catch (e) {
-    request.signal.removeEventListener("abort", onClientGone);
-    throw e;
-  }
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    request.signal.removeEventListener("abort", onClientGone);
-    abort.abort();
-    lease.release();
-  };
-  try {
-    const engine = lease.engine;
-    const contextLength = engine.info.contextLength;
-    const promptTokens = engine.countPromptTokens(opts.input);
-    if (contextLength > 0 && promptTokens >= contextLength) {
-      throw new MlxkError("validation_error", `The prompt is ${promptTokens} tokens; the model's context is ${contextLength} tokens`, {
-        extra: { param: opts.shape === "chat" ? "messages" : "prompt", code: "context_length_exceeded" },
-      });
-    }
-    const maxTokens = opts.plan.maxTokens ?? ctx.maxTokens ?? (contextLength > 0 ? Math.floor(contextLength / 2) : 2048);
-    const req: GenerateRequest = {
-      input: opts.input,
-      maxTokens,
-      sampling: opts.plan.sampling,
-      ...(opts.plan.stop.length > 0 ? { stop: opts.plan.stop } : {}),
-      ...(opts.plan.topLogprobs !== undefined ? { topLogprobs: opts.plan.topLogprobs } : {}),
-      signal: abort.signal,
-    };
-    const meta = newMeta(opts.shape === "chat" ? "chatcmpl" : "cmpl", lease.target.id, ctx.fingerprint);
-    const run: Run = { lease, req, abort, meta, started, close };
-    if (!opts.plan.stream) {
+    const meta = newMeta(opts.shape === "chat" ? "chatcmpl" : "cmpl", run.lease.name, ctx.fingerprint);
+    if (!plan.stream) {
       try {
-        return await collect(ctx, run, opts.shape);
+        return await collect(ctx, run, meta, opts.shape);
       } finally {
-        close();
+        run.close();
       }
     }
-    const gen = opts.shape === "chat" ? chatStream(ctx, run, opts.plan) : textStream(ctx, run, opts.plan);
-    return sseResponse(gen, { onCancel: () => abort.abort(), onClose: close });
+    const gen = opts.shape === "chat" ? chatStream(ctx, run, meta, plan) : textStream(ctx, run, meta, plan);
+    return sseResponse(gen, { onCancel: run.abort, onClose: () => run.close() });
   } catch (e) {
-    close();
+    run.close();
     throw e;
   }
 }
@@ -98,100 +59,57 @@ function tokenLp(c: GenerateChunk): TokenLp | null {
   return c.logprob ? { token: c.logprob.token, logprob: c.logprob.logprob, top: c.logprob.top } : null;
 }
 
-function logDone(ctx: RouteContext, run: Run, done: GenerateDone, stream: boolean): void {
-  ctx.log("info", "completion", {
-    model: run.lease.target.id,
-    id: run.meta.id,
-    stream,
-    finish_reason: done.finishReason,
-    prompt_tokens: done.usage.promptTokens,
-    completion_tokens: done.usage.completionTokens,
-    generation_tps: Math.round(done.timings.generationTps * 10) / 10,
-    ms: Math.round(performance.now() - run.started),
-  });
-}
-
-function cancelledByClient(): MlxkError {
-  return new MlxkError("validation_error", "Request cancelled by the client", { extra: { code: "client_closed_request" } });
-}
-
-async function collect(ctx: RouteContext, run: Run, shape: Shape): Promise<Response> {
-  let text = "";
-  let reasoning = "";
-  const lps: TokenLp[] = [];
-  let done: GenerateDone | null = null;
-  for await (const ev of run.lease.engine.generate(run.req)) {
-    if (ev.type === "done") {
-      done = ev;
-      break;
-    }
-    // Raw completions have no reasoning field: the text stays as the model wrote it.
-    if (shape === "text") text += ev.reasoning + ev.text;
-    else {
-      text += ev.text;
-      reasoning += ev.reasoning;
-    }
-    const lp = tokenLp(ev);
-    if (lp) lps.push(lp);
-    await tick();
-  }
-  if (!done) throw new MlxkError("execution_error", "Generation ended without a result");
-  logDone(ctx, run, done, false);
-  if (done.finishReason === "cancelled") throw cancelledByClient();
-  const usage = toUsage(done.usage);
-  const finishReason = toFinishReason(done.finishReason);
-  const logprobs = run.req.topLogprobs !== undefined ? lps : null;
+async function collect(ctx: RouteContext, run: Run, meta: ResponseMeta, shape: Shape): Promise<Response> {
+  const out = await collectRun(run);
+  logDone(ctx, run, out.done, { id: meta.id, surface: shape, stream: false });
+  const usage = toUsage(out.done.usage);
+  const finishReason = toFinishReason(out.done.finishReason);
+  const logprobs = run.req.topLogprobs !== undefined ? out.chunks.map(tokenLp).filter((x): x is TokenLp => x !== null) : null;
+  // Raw completions have no reasoning field: the text stays as the model wrote it.
   const body =
     shape === "chat"
-      ? toChatCompletion(run.meta, { text, reasoning, finishReason, usage, logprobs })
-      : toTextCompletion(run.meta, { text, finishReason, usage, logprobs });
+      ? toChatCompletion(meta, { text: out.text, reasoning: out.reasoning, finishReason, usage, logprobs })
+      : toTextCompletion(meta, { text: out.chunks.map((c) => c.reasoning + c.text).join(""), finishReason, usage, logprobs });
   return Response.json(body);
 }
 
-async function* chatStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenerator<unknown, void, undefined> {
+async function* chatStream(ctx: RouteContext, run: Run, meta: ResponseMeta, plan: Plan): AsyncGenerator<unknown, void, undefined> {
   const includeUsage = plan.includeUsage;
   const wantLp = run.req.topLogprobs !== undefined;
-  yield chatChunk(run.meta, { delta: { role: "assistant", content: "" }, includeUsage });
-  // let the headers and the role chunk go out before prefill occupies the thread
-  await tick();
-  for await (const ev of run.lease.engine.generate(run.req)) {
+  yield chatChunk(meta, { delta: { role: "assistant", content: "" }, includeUsage });
+  for await (const ev of run.events()) {
     if (ev.type === "done") {
-      logDone(ctx, run, ev, true);
+      logDone(ctx, run, ev, { id: meta.id, surface: "chat", stream: true });
       if (ev.finishReason === "cancelled") return;
-      yield chatChunk(run.meta, { delta: {}, finishReason: toFinishReason(ev.finishReason), includeUsage });
-      if (includeUsage) yield chatUsageChunk(run.meta, toUsage(ev.usage));
+      yield chatChunk(meta, { delta: {}, finishReason: toFinishReason(ev.finishReason), includeUsage });
+      if (includeUsage) yield chatUsageChunk(meta, toUsage(ev.usage));
       return;
     }
     const lp = wantLp ? tokenLp(ev) : null;
     if (ev.text !== "" || ev.reasoning !== "" || lp) {
       const delta = { ...(ev.reasoning !== "" ? { reasoning_content: ev.reasoning } : {}), ...(ev.text !== "" || !ev.reasoning ? { content: ev.text } : {}) };
-      yield chatChunk(run.meta, { delta, logprobs: lp ? [lp] : null, includeUsage });
+      yield chatChunk(meta, { delta, logprobs: lp ? [lp] : null, includeUsage });
     }
-    await tick();
   }
-  throw new MlxkError("execution_error", "Generation ended without a result");
 }
 
-async function* textStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenerator<unknown, void, undefined> {
+async function* textStream(ctx: RouteContext, run: Run, meta: ResponseMeta, plan: Plan): AsyncGenerator<unknown, void, undefined> {
   const includeUsage = plan.includeUsage;
   const wantLp = run.req.topLogprobs !== undefined;
   let offset = 0;
-  await tick(); // headers out before prefill occupies the thread
-  for await (const ev of run.lease.engine.generate(run.req)) {
+  for await (const ev of run.events()) {
     if (ev.type === "done") {
-      logDone(ctx, run, ev, true);
+      logDone(ctx, run, ev, { id: meta.id, surface: "text", stream: true });
       if (ev.finishReason === "cancelled") return;
-      yield toTextCompletion(run.meta, { text: "", finishReason: toFinishReason(ev.finishReason), usage: null, logprobs: null }, { chunk: true, includeUsage });
-      if (includeUsage) yield textUsageChunk(run.meta, toUsage(ev.usage));
+      yield toTextCompletion(meta, { text: "", finishReason: toFinishReason(ev.finishReason), usage: null, logprobs: null }, { chunk: true, includeUsage });
+      if (includeUsage) yield textUsageChunk(meta, toUsage(ev.usage));
       return;
     }
     const lp = wantLp ? tokenLp(ev) : null;
     const text = ev.reasoning + ev.text;
     if (text !== "" || lp) {
-      yield toTextCompletion(run.meta, { text, finishReason: null, usage: null, logprobs: lp ? [lp] : null, offset }, { chunk: true, includeUsage });
+      yield toTextCompletion(meta, { text, finishReason: null, usage: null, logprobs: lp ? [lp] : null, offset }, { chunk: true, includeUsage });
       offset += text.length;
     }
-    await tick();
   }
-  throw new MlxkError("execution_error", "Generation ended without a result");
 }

@@ -48,9 +48,10 @@ export class ScriptEngine implements Engine {
       const promptTokens = this.countPromptTokens(req.input);
       let out = "";
       let n = 0;
-      const done = (finishReason: "stop" | "length" | "cancelled"): GenerateEvent => ({
+      const done = (finishReason: "stop" | "length" | "cancelled", stopSequence?: string): GenerateEvent => ({
         type: "done",
         finishReason,
+        ...(stopSequence !== undefined ? { stopSequence } : {}),
         usage: { promptTokens, completionTokens: n },
         timings: { prefillMs: 1, decodeMs: 1, promptTps: 1, generationTps: 1, peakMemoryBytes: 0 },
       });
@@ -65,11 +66,11 @@ export class ScriptEngine implements Engine {
         const text = n < think.length ? "" : `${words[(n - think.length) % words.length]} `;
         n++;
         const next = out + text;
-        const hit = (req.stop ?? []).map((s) => next.indexOf(s)).filter((i) => i >= 0);
-        if (hit.length > 0) {
-          const cut = Math.min(...hit);
-          yield { type: "chunk", text: next.slice(out.length, Math.max(out.length, cut)), reasoning: "", tokenId: n };
-          return yield done("stop");
+        const hits = (req.stop ?? []).map((s) => ({ s, i: next.indexOf(s) })).filter((h) => h.i >= 0);
+        if (hits.length > 0) {
+          const first = hits.reduce((a, b) => (b.i < a.i ? b : a));
+          yield { type: "chunk", text: next.slice(out.length, Math.max(out.length, first.i)), reasoning: "", tokenId: n };
+          return yield done("stop", first.s);
         }
         out = next;
         const logprob = req.topLogprobs !== undefined ? { token: text || reasoning, logprob: -0.5, top: Array.from({ length: req.topLogprobs }, (_, i) => ({ token: `t${i}`, logprob: -1 - i })) } : undefined;

@@ -1,0 +1,255 @@
+/**
+ * Ollama's native API (what VS Code Copilot, Cline, Goose, Zed, Open WebUI speak by default) over the shared
+ * run core: /api/version, /api/tags, /api/show, /api/ps, /api/chat, /api/generate (NDJSON streaming by
+ * default), /api/pull and /api/delete (only with --allow-manage).
+ */
+import { Elysia } from "elysia";
+import type { GenerateRequest } from "../../engine/types.ts";
+import { MlxkError } from "../../errors.ts";
+import { PullProgress } from "../../hub/download.ts";
+import { type RouteContext, readJson } from "../context.ts";
+import { parseBody } from "../errors.ts";
+import type { ModelTarget } from "../model-manager.ts";
+import { servableModels } from "../routes/models.ts";
+import { cancelledByClient, collectRun, logDone, openRun } from "../run.ts";
+import { ndjsonFrame, streamResponse } from "../stream.ts";
+import {
+  ChatRequestSchema,
+  chatDone,
+  chatLine,
+  fromChat,
+  fromGenerate,
+  generateDone,
+  GenerateRequestSchema,
+  generateLine,
+  isoNow,
+  loadLine,
+  modelDetails,
+  ModelNameSchema,
+  OLLAMA_API_VERSION,
+  type OllamaPlan,
+  PullRequestSchema,
+  pseudoDigest,
+  requestedName,
+  toOllamaName,
+  toSpec,
+} from "./convert.ts";
+import { ollamaErrorBody } from "./errors.ts";
+
+const NDJSON = { contentType: "application/x-ndjson", frame: ndjsonFrame, error: (e: unknown) => ndjsonFrame(ollamaErrorBody(e)) };
+const FOREVER = "9999-12-31T23:59:59Z";
+
+function modifiedAt(created: number): string {
+  return created > 0 ? new Date(created * 1000).toISOString() : isoNow();
+}
+
+export function ollamaRoutes(ctx: RouteContext) {
+  const spec = (name: string | undefined) => (name === undefined ? undefined : toSpec(name, ctx.manager.servedNames));
+
+  const generating = async (request: Request, kind: "chat" | "generate") => {
+    const raw = await readJson(request, ctx.maxBodyBytes);
+    const body = kind === "chat" ? parseBody(ChatRequestSchema, raw) : parseBody(GenerateRequestSchema, raw);
+    const { input, plan } = kind === "chat" ? fromChat(body as never) : fromGenerate(body as never);
+    const name = requestedName(body);
+    if (input === null) return loadOrUnload(kind, name, plan);
+    return run(request, kind, name, input, plan, body.think);
+  };
+
+  /** No prompt: Ollama clients use this to load a model ahead of time (or unload it with keep_alive 0). */
+  const loadOrUnload = async (kind: "chat" | "generate", name: string | undefined, plan: OllamaPlan) => {
+    const resolved = ctx.manager.resolve(spec(name));
+    const shown = name ?? toOllamaName(resolved.name);
+    if (plan.keepAliveMs === 0) {
+      await ctx.manager.unload(resolved.target.id);
+      return Response.json(loadLine(kind, shown, "unload"));
+    }
+    const lease = await ctx.manager.lease(resolved);
+    lease.release({ keepAliveMs: plan.keepAliveMs });
+    return Response.json(loadLine(kind, shown, "load"));
+  };
+
+  const run = async (
+    request: Request,
+    kind: "chat" | "generate",
+    name: string | undefined,
+    input: GenerateRequest["input"],
+    plan: OllamaPlan,
+    think: boolean | string | null | undefined,
+  ) => {
+    const r = await openRun(ctx, request, {
+      model: spec(name),
+      input,
+      maxTokens: plan.maxTokens,
+      sampling: plan.sampling,
+      stop: plan.stop,
+      contextLimit: plan.contextLimit,
+      keepAliveMs: plan.keepAliveMs,
+      promptParam: kind === "chat" ? "messages" : "prompt",
+    });
+    try {
+      if (think != null && think !== false && !r.lease.engine.info.reasoning) {
+        throw new MlxkError("validation_error", `Model '${r.lease.name}' does not support thinking ('think')`, { extra: { param: "think", code: "unsupported_parameter" } });
+      }
+      const shown = name ?? toOllamaName(r.lease.name);
+      const id = crypto.randomUUID();
+      if (!plan.stream) {
+        try {
+          const out = await collectRun(r);
+          logDone(ctx, r, out.done, { id, surface: `ollama-${kind}`, stream: false });
+          const ms = performance.now() - r.started;
+          return Response.json(kind === "chat" ? chatDone(shown, out.done, ms, out) : generateDone(shown, out.done, ms, out));
+        } finally {
+          r.close();
+        }
+      }
+      async function* lines(): AsyncGenerator<unknown, void, undefined> {
+        for await (const ev of r.events()) {
+          if (ev.type === "done") {
+            logDone(ctx, r, ev, { id, surface: `ollama-${kind}`, stream: true });
+            if (ev.finishReason === "cancelled") throw cancelledByClient();
+            const ms = performance.now() - r.started;
+            yield kind === "chat" ? chatDone(shown, ev, ms) : generateDone(shown, ev, ms);
+            return;
+          }
+          if (ev.text === "" && ev.reasoning === "") continue;
+          yield kind === "chat" ? chatLine(shown, ev) : generateLine(shown, ev);
+        }
+      }
+      return streamResponse(lines(), NDJSON, { onCancel: r.abort, onClose: () => r.close() });
+    } catch (e) {
+      r.close();
+      throw e;
+    }
+  };
+
+  const describe = (t: ModelTarget) => ({ size: t.weightBytes, digest: pseudoDigest(t.id), details: modelDetails(t) });
+
+  const tags = () => {
+    const models = servableModels(ctx).map((m) => {
+      let target: ModelTarget | null = null;
+      try {
+        target = ctx.manager.resolve(m.id).target;
+      } catch {
+        target = null;
+      }
+      const name = toOllamaName(m.id);
+      return { name, model: name, modified_at: modifiedAt(m.created), ...(target ? describe(target) : { size: 0, digest: pseudoDigest(m.id), details: modelDetails({ path: m.id }) }) };
+    });
+    return Response.json({ models });
+  };
+
+  const show = async ({ request }: { request: Request }) => {
+    const body = parseBody(ModelNameSchema, await readJson(request, ctx.maxBodyBytes));
+    const name = requestedName(body);
+    if (name === undefined) throw new MlxkError("validation_error", "Parameter 'model' is required", { extra: { param: "model", code: "missing_required_parameter" } });
+    const { target } = ctx.manager.resolve(spec(name));
+    const engine = ctx.manager.residentEngine(target.id);
+    const arch = engine?.info.modelType ?? target.modelType ?? "";
+    const contextLength = engine?.info.contextLength ?? target.contextLength;
+    const capabilities = ["completion", ...(engine?.info.reasoning ? ["thinking"] : [])];
+    const modelInfo: Record<string, unknown> = { "general.architecture": arch, "general.basename": target.id };
+    if (arch && contextLength) modelInfo[`${arch}.context_length`] = contextLength;
+    return Response.json({
+      license: "",
+      modelfile: "",
+      parameters: "",
+      template: "",
+      details: modelDetails({ ...target, modelType: arch }),
+      model_info: modelInfo,
+      capabilities,
+      modified_at: isoNow(),
+    });
+  };
+
+  const ps = () => {
+    const st = ctx.manager.status();
+    const models = ctx.manager.resident.map((t) => {
+      const r = st.resident.find((x) => x.id === t.id);
+      const name = toOllamaName(t.id === ctx.manager.pinned?.id ? (ctx.manager.servedNames[0] ?? t.id) : t.id);
+      const engine = ctx.manager.residentEngine(t.id);
+      return {
+        name,
+        model: name,
+        ...describe(t),
+        expires_at: r?.expiresAt != null ? new Date(r.expiresAt).toISOString() : FOREVER,
+        // MLX uses unified memory: the whole model is "on the device" when there is one
+        size_vram: 0,
+        context_length: engine?.info.contextLength ?? t.contextLength ?? 0,
+      };
+    });
+    return Response.json({ models });
+  };
+
+  const manage = () => {
+    if (!ctx.manage) throw new MlxkError("permission_denied", "Model management over HTTP is off: start the server with --allow-manage to allow /api/pull and /api/delete", { extra: { code: "manage_not_allowed" } });
+    return ctx.manage;
+  };
+
+  const pull = async ({ request }: { request: Request }) => {
+    const body = parseBody(PullRequestSchema, await readJson(request, ctx.maxBodyBytes));
+    const m = manage();
+    const name = requestedName(body);
+    if (name === undefined) throw new MlxkError("validation_error", "Parameter 'model' is required", { extra: { param: "model", code: "missing_required_parameter" } });
+    const { repo, include } = pullSpec(name);
+    const progress = new PullProgress();
+    const abort = new AbortController();
+    request.signal.addEventListener("abort", () => abort.abort(), { once: true });
+    const job = m.pull(repo, { include, signal: abort.signal, progress });
+    if (body.stream === false) {
+      const data = await job;
+      if (data.health === "unhealthy") throw new MlxkError("download_failed", `Downloaded '${repo}' is not healthy: ${data.health_reason ?? "unknown reason"}`);
+      return Response.json({ status: "success" });
+    }
+    async function* lines(): AsyncGenerator<unknown, void, undefined> {
+      yield { status: "pulling manifest" };
+      let finished = false;
+      const done = job.finally(() => {
+        finished = true;
+      });
+      while (!finished) {
+        await Promise.race([done.catch(() => undefined), Bun.sleep(250)]);
+        if (progress.totalBytes > 0 && !finished) yield { status: `pulling ${repo}`, digest: pseudoDigest(repo), total: progress.totalBytes, completed: progress.doneBytes };
+      }
+      const data = await job;
+      if (progress.totalBytes > 0) yield { status: `pulling ${repo}`, digest: pseudoDigest(repo), total: progress.totalBytes, completed: progress.totalBytes };
+      yield { status: "verifying sha256 digest" };
+      if (data.health === "unhealthy") throw new MlxkError("download_failed", `Downloaded '${repo}' is not healthy: ${data.health_reason ?? "unknown reason"}`);
+      yield { status: "success" };
+    }
+    return streamResponse(lines(), NDJSON, { onCancel: () => abort.abort() });
+  };
+
+  const del = async ({ request }: { request: Request }) => {
+    const body = parseBody(ModelNameSchema, await readJson(request, ctx.maxBodyBytes));
+    const m = manage();
+    const name = requestedName(body);
+    if (name === undefined) throw new MlxkError("validation_error", "Parameter 'model' is required", { extra: { param: "model", code: "missing_required_parameter" } });
+    const s = toSpec(name);
+    if (ctx.manager.pinned && (s === ctx.manager.pinned.id || ctx.manager.servedNames.includes(name))) {
+      throw new MlxkError("permission_denied", `'${name}' is the model this server serves; stop the server to delete it`, { extra: { code: "model_in_use" } });
+    }
+    await ctx.manager.unload(s);
+    m.remove(s);
+    return new Response(null, { status: 200 });
+  };
+
+  return new Elysia({ name: "ollama" })
+    .get("/", () => new Response("Ollama is running (mlxk)", { headers: { "content-type": "text/plain; charset=utf-8" } }))
+    .head("/", () => new Response(null, { status: 200 }))
+    .get("/api/version", () => Response.json({ version: OLLAMA_API_VERSION }))
+    .get("/api/tags", tags)
+    .post("/api/show", show, { parse: "none" })
+    .get("/api/ps", ps)
+    .post("/api/chat", ({ request }) => generating(request, "chat"), { parse: "none" })
+    .post("/api/generate", ({ request }) => generating(request, "generate"), { parse: "none" })
+    .post("/api/pull", pull, { parse: "none" })
+    .delete("/api/delete", del, { parse: "none" });
+}
+
+/** `org/name[:tag]` for pull: `latest` is the default revision; another tag picks GGUF files by quant (Ollama's hf.co convention). */
+export function pullSpec(name: string): { repo: string; include?: string[] } {
+  const s = toSpec(name);
+  const m = /^(.*\/[^:]+):([^/:]+)$/.exec(s);
+  if (!m) return { repo: s };
+  return { repo: m[1]!, include: [`*${m[2]}*.gguf`] };
+}

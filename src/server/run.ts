@@ -1,0 +1,151 @@
+/**
+ * The part every generating surface shares (OpenAI chat/completions, Responses, Anthropic Messages, Ollama):
+ * resolve the served model, lease it, check the prompt fits, pick the token limit, and run the engine with
+ * cancellation and failure reporting. Surfaces only convert their request into a RunSpec and the events
+ * into their wire format. The lease is held until the last token is out (or the client left).
+ */
+import type { GenerateDone, GenerateEvent, GenerateRequest, SamplingParams } from "../engine/types.ts";
+import { MlxkError } from "../errors.ts";
+import { type RouteContext, tick } from "./context.ts";
+import type { Lease, ReleaseOptions } from "./model-manager.ts";
+
+export interface RunSpec {
+  /** The request's model name; null/undefined/"" = the served model. */
+  model: string | null | undefined;
+  input: GenerateRequest["input"];
+  /** Null = the server default (--max-tokens, else half the context). */
+  maxTokens: number | null;
+  sampling: SamplingParams;
+  stop: string[];
+  topLogprobs?: number;
+  /** Idle time of the model after this request (Ollama's keep_alive); undefined = server default. */
+  keepAliveMs?: number | null;
+  /** Caps the context below the model's (Ollama's num_ctx); never reloads. */
+  contextLimit?: number;
+  /** The request field holding the prompt, for the context-length error. */
+  promptParam: string;
+}
+
+export interface Run {
+  lease: Lease;
+  req: GenerateRequest;
+  promptTokens: number;
+  started: number;
+  /** The engine's events; a failure is reported to the manager (poisoned-backend rule). */
+  events: () => AsyncGenerator<GenerateEvent, void, undefined>;
+  /** Stop generation now (client gone). */
+  abort: () => void;
+  /** Runs once: stops generation and frees the queue slot. */
+  close: (opts?: ReleaseOptions) => void;
+}
+
+export function cancelledByClient(): MlxkError {
+  return new MlxkError("validation_error", "Request cancelled by the client", { extra: { code: "client_closed_request" } });
+}
+
+/** Lease the model and prepare the engine request. Errors here come before the first byte (proper HTTP errors). */
+export async function openRun(ctx: RouteContext, request: Request, spec: RunSpec): Promise<Run> {
+  const resolved = ctx.manager.resolve(spec.model);
+  const abort = new AbortController();
+  const onClientGone = () => abort.abort();
+  request.signal.addEventListener("abort", onClientGone, { once: true });
+  const started = performance.now();
+  let lease: Lease;
+  try {
+    lease = await ctx.manager.lease(resolved, request.signal);
+  } catch (e) {
+    request.signal.removeEventListener("abort", onClientGone);
+    throw e;
+  }
+  let closed = false;
+  let failure: unknown;
+  const close = (opts: ReleaseOptions = {}) => {
+    if (closed) return;
+    closed = true;
+    request.signal.removeEventListener("abort", onClientGone);
+    abort.abort();
+    lease.release({ keepAliveMs: spec.keepAliveMs, ...opts, ...(failure !== undefined ? { error: failure } : {}) });
+  };
+  try {
+    const engine = lease.engine;
+    const modelContext = engine.info.contextLength;
+    const contextLength = spec.contextLimit && modelContext > 0 ? Math.min(spec.contextLimit, modelContext) : (spec.contextLimit ?? modelContext);
+    const promptTokens = engine.countPromptTokens(spec.input);
+    if (contextLength > 0 && promptTokens >= contextLength) {
+      throw new MlxkError("validation_error", `The prompt is ${promptTokens} tokens; the model's context is ${contextLength} tokens`, {
+        extra: { param: spec.promptParam, code: "context_length_exceeded" },
+      });
+    }
+    const fallback = ctx.maxTokens ?? (contextLength > 0 ? Math.floor(contextLength / 2) : 2048);
+    let maxTokens = spec.maxTokens ?? fallback;
+    if (spec.contextLimit && contextLength > 0) maxTokens = Math.min(maxTokens, contextLength - promptTokens);
+    const req: GenerateRequest = {
+      input: spec.input,
+      maxTokens,
+      sampling: spec.sampling,
+      ...(spec.stop.length > 0 ? { stop: spec.stop } : {}),
+      ...(spec.topLogprobs !== undefined ? { topLogprobs: spec.topLogprobs } : {}),
+      signal: abort.signal,
+    };
+    async function* events(): AsyncGenerator<GenerateEvent, void, undefined> {
+      await tick(); // headers and any first frame go out before prefill occupies the thread
+      try {
+        for await (const ev of engine.generate(req)) {
+          yield ev;
+          if (ev.type === "done") return;
+          await tick();
+        }
+      } catch (e) {
+        failure = e;
+        throw e;
+      }
+      throw new MlxkError("execution_error", "Generation ended without a result");
+    }
+    return { lease, req, promptTokens, started, events, abort: () => abort.abort(), close };
+  } catch (e) {
+    close();
+    throw e;
+  }
+}
+
+/** The one completion log line of every surface. */
+export function logDone(ctx: RouteContext, run: Run, done: GenerateDone, fields: { id: string; surface: string; stream: boolean }): void {
+  ctx.log("info", "completion", {
+    model: run.lease.target.id,
+    ...fields,
+    finish_reason: done.finishReason,
+    prompt_tokens: done.usage.promptTokens,
+    completion_tokens: done.usage.completionTokens,
+    generation_tps: Math.round(done.timings.generationTps * 10) / 10,
+    ms: Math.round(performance.now() - run.started),
+  });
+}
+
+/** Collected answer of a non-streamed request. */
+export interface Collected {
+  text: string;
+  reasoning: string;
+  /** Per-token chunks with reasoning text (an honest reasoning-token count). */
+  reasoningTokens: number;
+  done: GenerateDone;
+  chunks: Extract<GenerateEvent, { type: "chunk" }>[];
+}
+
+/** Run to the end and gather the text; a cancelled run is a client_closed_request error. */
+export async function collectRun(run: Run): Promise<Collected> {
+  let text = "";
+  let reasoning = "";
+  let reasoningTokens = 0;
+  const chunks: Collected["chunks"] = [];
+  for await (const ev of run.events()) {
+    if (ev.type === "done") {
+      if (ev.finishReason === "cancelled") throw cancelledByClient();
+      return { text, reasoning, reasoningTokens, done: ev, chunks };
+    }
+    text += ev.text;
+    reasoning += ev.reasoning;
+    if (ev.reasoning !== "") reasoningTokens++;
+    chunks.push(ev);
+  }
+  throw new MlxkError("execution_error", "Generation ended without a result");
+}
