@@ -82,6 +82,7 @@ export interface ModelManagerOptions {
 interface Resident {
   target: ModelTarget;
   engine: Engine;
+  /** Use order (higher = more recent). */
   lastUsed: number;
   /** Epoch ms after which an idle model is unloaded; null = never. */
   expiresAt: number | null;
@@ -115,6 +116,8 @@ export class ModelManager {
   private consecutiveFailures = 0;
   private poisoned: string | null = null;
   private readonly now: () => number;
+  /** Orders uses for LRU (several requests can share one millisecond). */
+  private useCounter = 0;
 
   constructor(private readonly opts: ModelManagerOptions) {
     this.queue = new SerialQueue(opts.maxQueue ?? 32);
@@ -216,13 +219,13 @@ export class ModelManager {
       releaseQueue();
       throw e;
     }
-    r.lastUsed = this.now();
+    r.lastUsed = ++this.useCounter;
     this.clearTimer(r);
     let done = false;
     const release = (o: ReleaseOptions = {}) => {
       if (done) return;
       done = true;
-      r.lastUsed = this.now();
+      r.lastUsed = ++this.useCounter;
       this.outcome(o.error);
       this.schedule(r, o.keepAliveMs);
       releaseQueue();
@@ -275,7 +278,7 @@ export class ModelManager {
     try {
       const engine = await this.opts.load(target);
       this.failures.delete(target.id);
-      const r: Resident = { target, engine, lastUsed: this.now(), expiresAt: null, timer: null };
+      const r: Resident = { target, engine, lastUsed: ++this.useCounter, expiresAt: null, timer: null };
       this.residents.set(target.id, r);
       return r;
     } catch (e) {
@@ -333,7 +336,7 @@ export class ModelManager {
     for (const t of evicted) {
       try {
         const engine = await this.opts.load(t);
-        this.residents.set(t.id, { target: t, engine, lastUsed: this.now(), expiresAt: null, timer: null });
+        this.residents.set(t.id, { target: t, engine, lastUsed: ++this.useCounter, expiresAt: null, timer: null });
         this.schedule(this.residents.get(t.id)!, undefined);
       } catch (e) {
         this.failures.set(t.id, e instanceof Error ? e.message : String(e));
