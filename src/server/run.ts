@@ -4,7 +4,8 @@
  * cancellation and failure reporting. Surfaces only convert their request into a RunSpec and the events
  * into their wire format. The lease is held until the last token is out (or the client left).
  */
-import type { GenerateDone, GenerateEvent, GenerateRequest, SamplingParams } from "../engine/types.ts";
+import { Answer, chunksOf, type TokenLp } from "../engine/collect.ts";
+import type { GenerateChunk, GenerateDone, GenerateEvent, GenerateRequest, PreparedRequest, SamplingParams, ToolCall } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
 import { type RouteContext, tick } from "./context.ts";
 import type { Lease, ReleaseOptions } from "./model-manager.ts";
@@ -24,11 +25,14 @@ export interface RunSpec {
   contextLimit?: number;
   /** The request field holding the prompt, for the context-length error. */
   promptParam: string;
+  /** Tool calling and enforced output (tools, toolChoice, parallelToolCalls, constraint). */
+  tools?: Pick<GenerateRequest, "tools" | "toolChoice" | "parallelToolCalls" | "constraint">;
 }
 
 export interface Run {
   lease: Lease;
-  req: GenerateRequest;
+  /** Prompt rendered once, context checked, token limit settled (engine.prepare). */
+  req: PreparedRequest;
   promptTokens: number;
   started: number;
   /** The engine's events; a failure is reported to the manager (poisoned-backend rule). */
@@ -69,24 +73,29 @@ export async function openRun(ctx: RouteContext, request: Request, spec: RunSpec
   try {
     const engine = lease.engine;
     const modelContext = engine.info.contextLength;
-    const contextLength = spec.contextLimit && modelContext > 0 ? Math.min(spec.contextLimit, modelContext) : (spec.contextLimit ?? modelContext);
-    const promptTokens = engine.countPromptTokens(spec.input);
-    if (contextLength > 0 && promptTokens >= contextLength) {
-      throw new MlxkError("validation_error", `The prompt is ${promptTokens} tokens; the model's context is ${contextLength} tokens`, {
-        extra: { param: spec.promptParam, code: "context_length_exceeded" },
-      });
+    const fallback = ctx.maxTokens ?? (modelContext > 0 ? Math.floor(modelContext / 2) : 2048);
+    const req = engine.prepare(
+      {
+        input: spec.input,
+        ...(spec.maxTokens !== null ? { maxTokens: spec.maxTokens } : {}),
+        sampling: spec.sampling,
+        ...(spec.stop.length > 0 ? { stop: spec.stop } : {}),
+        ...(spec.topLogprobs !== undefined ? { topLogprobs: spec.topLogprobs } : {}),
+        ...spec.tools,
+        signal: abort.signal,
+      },
+      { defaultMaxTokens: fallback },
+    );
+    const promptTokens = req.ids.length;
+    // A smaller context for this request (Ollama's num_ctx) bounds prompt and answer without reloading the model.
+    if (spec.contextLimit !== undefined && spec.contextLimit < modelContext) {
+      if (promptTokens >= spec.contextLimit) {
+        throw new MlxkError("context_length_exceeded", `The prompt is ${promptTokens} tokens; the requested context (num_ctx) is ${spec.contextLimit} tokens`, {
+          extra: { param: spec.promptParam, prompt_tokens: promptTokens, context_length: spec.contextLimit },
+        });
+      }
+      req.maxTokens = Math.max(1, Math.min(req.maxTokens, spec.contextLimit - promptTokens));
     }
-    const fallback = ctx.maxTokens ?? (contextLength > 0 ? Math.floor(contextLength / 2) : 2048);
-    let maxTokens = spec.maxTokens ?? fallback;
-    if (spec.contextLimit && contextLength > 0) maxTokens = Math.min(maxTokens, contextLength - promptTokens);
-    const req: GenerateRequest = {
-      input: spec.input,
-      maxTokens,
-      sampling: spec.sampling,
-      ...(spec.stop.length > 0 ? { stop: spec.stop } : {}),
-      ...(spec.topLogprobs !== undefined ? { topLogprobs: spec.topLogprobs } : {}),
-      signal: abort.signal,
-    };
     async function* events(): AsyncGenerator<GenerateEvent, void, undefined> {
       await tick(); // headers and any first frame go out before prefill occupies the thread
       try {
@@ -121,31 +130,32 @@ export function logDone(ctx: RouteContext, run: Run, done: GenerateDone, fields:
   });
 }
 
-/** Collected answer of a non-streamed request. */
+/** Collected answer of a non-streamed request (the engine's one collecting loop, plus what surfaces report). */
 export interface Collected {
   text: string;
   reasoning: string;
-  /** Per-token chunks with reasoning text (an honest reasoning-token count). */
+  toolCalls: ToolCall[];
+  logprobs: TokenLp[];
+  /** Reasoning and answer as the model wrote them (raw completions). */
+  rawText: string;
+  /** Chunks with reasoning text (one per token): an honest reasoning-token count. */
   reasoningTokens: number;
   done: GenerateDone;
-  chunks: Extract<GenerateEvent, { type: "chunk" }>[];
+  chunks: GenerateChunk[];
 }
 
-/** Run to the end and gather the text; a cancelled run is a client_closed_request error. */
+/** Run to the end and gather the answer; a cancelled run is a client_closed_request error. */
 export async function collectRun(run: Run): Promise<Collected> {
-  let text = "";
-  let reasoning = "";
+  const answer = new Answer();
+  let rawText = "";
   let reasoningTokens = 0;
-  const chunks: Collected["chunks"] = [];
-  for await (const ev of run.events()) {
-    if (ev.type === "done") {
-      if (ev.finishReason === "cancelled") throw cancelledByClient();
-      return { text, reasoning, reasoningTokens, done: ev, chunks };
-    }
-    text += ev.text;
-    reasoning += ev.reasoning;
-    if (ev.reasoning !== "") reasoningTokens++;
-    chunks.push(ev);
+  const chunks: GenerateChunk[] = [];
+  for await (const c of chunksOf(run.events(), answer)) {
+    rawText += c.reasoning + c.text;
+    if (c.reasoning !== "") reasoningTokens++;
+    chunks.push(c);
   }
-  throw new MlxkError("execution_error", "Generation ended without a result");
+  const done = answer.done;
+  if (done.finishReason === "cancelled") throw cancelledByClient();
+  return { text: answer.text, reasoning: answer.reasoning, toolCalls: answer.toolCalls, logprobs: answer.logprobs, rawText, reasoningTokens, done, chunks };
 }

@@ -103,7 +103,7 @@ describe("chat completions", () => {
       { role: "developer", content: "be brief" },
       { role: "user", content: "a\nb" },
       { role: "assistant", content: "" },
-      { role: "tool", content: "42" },
+      { role: "tool", content: "42", toolCallId: "x" },
     ]);
   });
 
@@ -199,14 +199,16 @@ describe("errors", () => {
     { name: "max_tokens type", body: chat({ max_tokens: "ten" }), status: 400, param: "max_tokens" },
     { name: "max_tokens zero", body: chat({ max_tokens: 0 }), status: 400, param: "max_tokens" },
     { name: "n > 1", body: chat({ n: 2 }), status: 400, param: "n", code: "unsupported_parameter" },
-    { name: "tools", body: chat({ tools: [{ type: "function", function: { name: "f" } }] }), status: 400, param: "tools" },
+    { name: "tools: type other than function", body: chat({ tools: [{ type: "code_interpreter" }] }), status: 400, param: "tools[0].type" },
+    { name: "tool_choice names an unknown function", body: chat({ tools: [{ type: "function", function: { name: "f" } }], tool_choice: { type: "function", function: { name: "g" } } }), status: 400, param: "tool_choice" },
     {
       name: "image part",
       body: chat({ messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "data:x" } }] }] }),
       status: 400,
       param: "messages[0].content[0].type",
     },
-    { name: "json mode", body: chat({ response_format: { type: "json_object" } }), status: 400, param: "response_format.type" },
+    { name: "response_format type unknown", body: chat({ response_format: { type: "xml" } }), status: 400, param: "response_format.type" },
+    { name: "json_schema keyword that cannot be enforced", body: chat({ response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", not: {} } } } }), status: 400, param: "response_format.json_schema.schema.not" },
     { name: "top_logprobs without logprobs", body: chat({ top_logprobs: 2 }), status: 400, param: "top_logprobs" },
     { name: "top_logprobs range", body: chat({ logprobs: true, top_logprobs: 21 }), status: 400, param: "top_logprobs" },
     { name: "presence_penalty", body: chat({ presence_penalty: 0.5 }), status: 400, param: "presence_penalty" },

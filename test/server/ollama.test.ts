@@ -45,8 +45,9 @@ describe("ollama client: metadata", () => {
     const show = await ollama.show({ model: `${T}:latest` });
     expect(show.capabilities).toContain("completion");
     expect(show.capabilities).toContain("thinking");
-    expect(show.model_info["general.architecture"]).toBe("script");
-    expect(show.model_info["script.context_length"]).toBe(4096);
+    const info = show.model_info as unknown as Record<string, unknown>;
+    expect(info["general.architecture"]).toBe("script");
+    expect(info["script.context_length"]).toBe(4096);
     const ps = await ollama.ps();
     const entry = ps.models.find((m) => m.name === `${T}:latest`)!;
     expect(entry).toBeDefined();
@@ -96,7 +97,7 @@ describe("ollama client: chat and generate", () => {
     await ollama.generate({ model: M, prompt: "raw text", raw: true });
     expect(engineOf(M).requests.at(-1)!.input).toEqual({ prompt: "raw text" });
     const parts: string[] = [];
-    for await (const p of await ollama.generate({ model: M, prompt: "p", stream: true })) parts.push(p.response);
+    for await (const p of await ollama.generate({ model: M, prompt: "p", stream: true })) parts.push(p.response ?? "");
     expect(parts.join("")).toBe("alpha beta gamma ");
   });
 

@@ -37,7 +37,7 @@ describe("responses via the openai SDK", () => {
       { role: "system", content: "Be brief." },
       { role: "user", content: "hello there" },
     ]);
-    expect(r.usage).toEqual({ input_tokens: 5, input_tokens_details: { cached_tokens: 0 }, output_tokens: 3, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 8 });
+    expect(r.usage).toEqual({ input_tokens: 5, input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, output_tokens: 3, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 8 });
   });
 
   test("items input (messages with input_text/output_text parts), max_output_tokens → incomplete", async () => {

@@ -202,7 +202,7 @@ export interface ResponseObject {
 
 export interface ResponseUsage {
   input_tokens: number;
-  input_tokens_details: { cached_tokens: number };
+  input_tokens_details: { cached_tokens: number; cache_write_tokens: number };
   output_tokens: number;
   output_tokens_details: { reasoning_tokens: number };
   total_tokens: number;
@@ -211,7 +211,7 @@ export interface ResponseUsage {
 export function toResponseUsage(u: GenerateDone["usage"], reasoningTokens: number): ResponseUsage {
   return {
     input_tokens: u.promptTokens,
-    input_tokens_details: { cached_tokens: 0 },
+    input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 },
     output_tokens: u.completionTokens,
     output_tokens_details: { reasoning_tokens: reasoningTokens },
     total_tokens: u.promptTokens + u.completionTokens,

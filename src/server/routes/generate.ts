@@ -2,10 +2,11 @@
  * The OpenAI side of generation (chat and text completions) over the shared run core (src/server/run.ts):
  * collect the answer or stream it as OpenAI chunks.
  */
-import type { GenerateChunk, GenerateRequest } from "../../engine/types.ts";
+import type { GenerateChunk, GenerateDone, GenerateRequest } from "../../engine/types.ts";
 import type { RouteContext } from "../context.ts";
 import {
   chatChunk,
+  chatDelta,
   chatUsageChunk,
   newMeta,
   type Plan,
@@ -36,6 +37,7 @@ export async function generateResponse(
     sampling: plan.sampling,
     stop: plan.stop,
     topLogprobs: plan.topLogprobs,
+    ...(plan.tools ? { tools: plan.tools } : {}),
     promptParam: opts.shape === "chat" ? "messages" : "prompt",
   });
   try {
@@ -55,27 +57,32 @@ export async function generateResponse(
   }
 }
 
+/** Raw completions take no tools, so never end in tool_calls. */
+function textFinish(r: GenerateDone["finishReason"]): "stop" | "length" {
+  return r === "length" ? "length" : "stop";
+}
+
 function tokenLp(c: GenerateChunk): TokenLp | null {
   return c.logprob ? { token: c.logprob.token, logprob: c.logprob.logprob, top: c.logprob.top } : null;
 }
 
 async function collect(ctx: RouteContext, run: Run, meta: ResponseMeta, shape: Shape): Promise<Response> {
   const out = await collectRun(run);
-  logDone(ctx, run, out.done, { id: meta.id, surface: shape, stream: false });
-  const usage = toUsage(out.done.usage);
-  const finishReason = toFinishReason(out.done.finishReason);
-  const logprobs = run.req.topLogprobs !== undefined ? out.chunks.map(tokenLp).filter((x): x is TokenLp => x !== null) : null;
+  const done = out.done;
+  logDone(ctx, run, done, { id: meta.id, surface: shape, stream: false });
+  const usage = toUsage(done.usage);
+  const logprobs = run.req.req.topLogprobs !== undefined ? out.logprobs : null;
   // Raw completions have no reasoning field: the text stays as the model wrote it.
   const body =
     shape === "chat"
-      ? toChatCompletion(meta, { text: out.text, reasoning: out.reasoning, finishReason, usage, logprobs })
-      : toTextCompletion(meta, { text: out.chunks.map((c) => c.reasoning + c.text).join(""), finishReason, usage, logprobs });
+      ? toChatCompletion(meta, { text: out.text, reasoning: out.reasoning, toolCalls: out.toolCalls, finishReason: toFinishReason(done.finishReason), usage, logprobs })
+      : toTextCompletion(meta, { text: out.rawText, finishReason: textFinish(done.finishReason), usage, logprobs });
   return Response.json(body);
 }
 
 async function* chatStream(ctx: RouteContext, run: Run, meta: ResponseMeta, plan: Plan): AsyncGenerator<unknown, void, undefined> {
   const includeUsage = plan.includeUsage;
-  const wantLp = run.req.topLogprobs !== undefined;
+  const wantLp = run.req.req.topLogprobs !== undefined;
   yield chatChunk(meta, { delta: { role: "assistant", content: "" }, includeUsage });
   for await (const ev of run.events()) {
     if (ev.type === "done") {
@@ -86,22 +93,20 @@ async function* chatStream(ctx: RouteContext, run: Run, meta: ResponseMeta, plan
       return;
     }
     const lp = wantLp ? tokenLp(ev) : null;
-    if (ev.text !== "" || ev.reasoning !== "" || lp) {
-      const delta = { ...(ev.reasoning !== "" ? { reasoning_content: ev.reasoning } : {}), ...(ev.text !== "" || !ev.reasoning ? { content: ev.text } : {}) };
-      yield chatChunk(meta, { delta, logprobs: lp ? [lp] : null, includeUsage });
-    }
+    const delta = chatDelta(ev);
+    if (delta || lp) yield chatChunk(meta, { delta: delta ?? { content: "" }, logprobs: lp ? [lp] : null, includeUsage });
   }
 }
 
 async function* textStream(ctx: RouteContext, run: Run, meta: ResponseMeta, plan: Plan): AsyncGenerator<unknown, void, undefined> {
   const includeUsage = plan.includeUsage;
-  const wantLp = run.req.topLogprobs !== undefined;
+  const wantLp = run.req.req.topLogprobs !== undefined;
   let offset = 0;
   for await (const ev of run.events()) {
     if (ev.type === "done") {
       logDone(ctx, run, ev, { id: meta.id, surface: "text", stream: true });
       if (ev.finishReason === "cancelled") return;
-      yield toTextCompletion(meta, { text: "", finishReason: toFinishReason(ev.finishReason), usage: null, logprobs: null }, { chunk: true, includeUsage });
+      yield toTextCompletion(meta, { text: "", finishReason: textFinish(ev.finishReason), usage: null, logprobs: null }, { chunk: true, includeUsage });
       if (includeUsage) yield textUsageChunk(meta, toUsage(ev.usage));
       return;
     }

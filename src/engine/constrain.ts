@@ -1,0 +1,111 @@
+/**
+ * Constrained decoding over XGrammar's WASM build (@mlc-ai/web-xgrammar; chosen over a hand-written
+ * automaton, see BENCHMARKS.md): a JSON Schema compiles to a grammar whose matcher gives, per step, a
+ * bitmask over the tokenizer's vocabulary. The tokenizer side (decoded vocabulary, token classes) is
+ * built once per tokenizer, compiled grammars are cached per schema, and the mask is computed between
+ * steps while nothing else runs, then applied to the host logits (-inf outside the allowed set) before
+ * the sampler draws, so temperature/top_p still apply inside it.
+ */
+import * as xg from "@mlc-ai/web-xgrammar";
+import { MlxkError } from "../errors.ts";
+import type { TextPipeline } from "../generate/text.ts";
+import type { GrammarSpec } from "./tools.ts";
+
+export interface TokenConstraint extends Disposable {
+  /** Compute the mask for the next token (call before the step that samples it). */
+  prepareNext(): Promise<void>;
+  /** Disallowed tokens' logits → -inf (in place). */
+  mask(logits: Float32Array): void;
+  accept(token: number): void;
+  /** The matcher took a stop token (the engine normally ends at the end token first). */
+  readonly done: boolean;
+}
+
+interface TokenizerGrammar {
+  compiler: xg.GrammarCompiler;
+  vocabSize: number;
+  compiled: Map<string, xg.CompiledGrammar>;
+}
+
+const perTokenizer = new WeakMap<TextPipeline, Promise<TokenizerGrammar>>();
+const MAX_CACHED = 32;
+
+/** The vocabulary as XGrammar reads it: raw pieces, special tokens empty (never allowed inside JSON). */
+async function tokenizerGrammar(text: TextPipeline): Promise<TokenizerGrammar> {
+  let p = perTokenizer.get(text);
+  if (!p) {
+    p = (async () => {
+      const tok = text.tokenizer;
+      const vocab: string[] = [];
+      for (let i = 0; i < tok.vocabSize; i++) vocab.push(tok.specialIds.has(i) ? "" : (tok.idToToken(i) ?? ""));
+      const kind = tok.decoderKind === "bytelevel" ? "byte_level" : tok.decoderKind === "spm" ? "byte_fallback" : "raw";
+      const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, kind, false, undefined, [...text.eosTokenIds]);
+      return { compiler: await xg.GrammarCompiler.createGrammarCompiler(info), vocabSize: tok.vocabSize, compiled: new Map() };
+    })();
+    perTokenizer.set(text, p);
+  }
+  return p;
+}
+
+function keyOf(spec: GrammarSpec): string {
+  return spec.kind === "json_object" ? "json_object" : JSON.stringify(spec.schema);
+}
+
+/** Compile (or reuse) the grammar of a spec. A schema XGrammar rejects is a 400 naming where it sits. */
+export async function compileGrammar(text: TextPipeline, spec: GrammarSpec): Promise<{ grammar: xg.CompiledGrammar; vocabSize: number }> {
+  const tg = await tokenizerGrammar(text);
+  const key = keyOf(spec);
+  let g = tg.compiled.get(key);
+  if (!g) {
+    const schema = spec.kind === "json_object" ? '{"type":"object"}' : key;
+    try {
+      // One line, json.dumps separators: a small model cannot wander off into endless whitespace.
+      g = await tg.compiler.compileJSONSchema(schema, false, -1, [", ", ": "], false);
+    } catch (e) {
+      const param = spec.kind === "schema" ? spec.param : "response_format";
+      throw new MlxkError("validation_error", `The schema at ${param} cannot be enforced: ${e instanceof Error ? e.message : String(e)}`, {
+        extra: { param, code: "unsupported_schema" },
+      });
+    }
+    if (tg.compiled.size >= MAX_CACHED) {
+      const oldest = tg.compiled.keys().next().value as string;
+      tg.compiled.get(oldest)?.dispose();
+      tg.compiled.delete(oldest);
+    }
+    tg.compiled.set(key, g);
+  }
+  return { grammar: g, vocabSize: tg.vocabSize };
+}
+
+export async function createConstraint(text: TextPipeline, spec: GrammarSpec): Promise<TokenConstraint> {
+  const { grammar, vocabSize } = await compileGrammar(text, spec);
+  const matcher = await xg.GrammarMatcher.createGrammarMatcher(grammar);
+  let bits: Int32Array | null = null;
+  return {
+    async prepareNext() {
+      bits = await matcher.getNextTokenBitmask();
+    },
+    mask(logits) {
+      const b = bits;
+      if (!b) throw new MlxkError("InternalError", "constraint mask used before prepareNext()");
+      const n = Math.min(logits.length, vocabSize);
+      for (let w = 0; w * 32 < n; w++) {
+        const word = b[w]!;
+        if (word === -1) continue; // all 32 allowed
+        const end = Math.min(n, w * 32 + 32);
+        for (let i = w * 32; i < end; i++) if (((word >>> (i & 31)) & 1) === 0) logits[i] = -Infinity;
+      }
+      // Ids past the tokenizer (padded embedding rows) are never text.
+      for (let i = n; i < logits.length; i++) logits[i] = -Infinity;
+    },
+    accept(token) {
+      if (!matcher.acceptToken(token)) throw new MlxkError("InternalError", `constrained decoding sampled a token outside the grammar (${token})`);
+    },
+    get done() {
+      return matcher.isTerminated();
+    },
+    [Symbol.dispose]() {
+      matcher.dispose();
+    },
+  };
+}

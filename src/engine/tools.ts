@@ -1,0 +1,109 @@
+/**
+ * Tools in a generate request: checks (a 400 naming the field), the HF chat-template shapes of tools and
+ * tool turns, and the grammar a request needs (response_format, or a forced call's arguments).
+ */
+import { MlxkError } from "../errors.ts";
+import type { ChatMessage as TemplateMessage } from "../generate/chat-template.ts";
+import type { ForcedChoice } from "../generate/tool-calls/forced.ts";
+import type { ChatMessage, GenerateRequest, ToolDefinition } from "./types.ts";
+
+function invalid(message: string, param: string): MlxkError {
+  return new MlxkError("validation_error", message, { extra: { param, code: "invalid_value" } });
+}
+
+/** What the decoder must enforce: any JSON object, or a JSON Schema. */
+export type GrammarSpec = { kind: "json_object" } | { kind: "schema"; schema: Record<string, unknown>; param: string };
+
+
+export function checkToolRequest(req: GenerateRequest): void {
+  const tools = req.tools ?? [];
+  const names = new Set<string>();
+  tools.forEach((t, i) => {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(t.name)) throw invalid(`tools[${i}].function.name must be 1-64 letters, digits, '_', '.' or '-'`, `tools[${i}].function.name`);
+    if (names.has(t.name)) throw invalid(`tools[${i}].function.name '${t.name}' is given twice`, `tools[${i}].function.name`);
+    names.add(t.name);
+  });
+  const choice = req.toolChoice;
+  if (choice === "required" && tools.length === 0) throw invalid("tool_choice 'required' needs at least one tool in 'tools'", "tool_choice");
+  if (typeof choice === "object" && !names.has(choice.name)) {
+    throw invalid(`tool_choice names function '${choice.name}', which is not in 'tools'`, "tool_choice");
+  }
+  const forced = forcedToolChoice(req);
+  if (req.constraint && tools.length > 0 && choice !== "none" && !forced) {
+    // Enforcing JSON would also forbid the model's own tool-call syntax: both cannot be honoured at once.
+    throw invalid("response_format cannot be enforced while the model may call tools (tool_choice 'auto'); use tool_choice 'none' or 'required'", "response_format");
+  }
+}
+
+export function forcedToolChoice(req: GenerateRequest): ForcedChoice | null {
+  const choice = req.toolChoice;
+  const tools = req.tools ?? [];
+  if (tools.length === 0 || choice === undefined || choice === "auto" || choice === "none") return null;
+  if (choice === "required") return { kind: "required", parallel: req.parallelToolCalls !== false };
+  const tool = tools.find((t) => t.name === choice.name);
+  return tool ? { kind: "named", tool } : null;
+}
+
+/** A function's parameters as an object schema (an empty or missing one accepts any object). */
+export function parametersSchema(t: ToolDefinition): Record<string, unknown> {
+  const p = t.parameters;
+  if (!p || Object.keys(p).length === 0) return { type: "object" };
+  return p;
+}
+
+/**
+ * The grammar of a request. A named call's output is its arguments object; `required` is a JSON array
+ * of `{name, arguments}` (one item unless parallel calls are allowed), as vLLM enforces it.
+ */
+export function grammarFor(req: GenerateRequest): GrammarSpec | null {
+  const forced = forcedToolChoice(req);
+  if (forced?.kind === "named") return { kind: "schema", schema: parametersSchema(forced.tool), param: `tools[${(req.tools ?? []).indexOf(forced.tool)}].function.parameters` };
+  if (forced?.kind === "required") {
+    const items = (req.tools ?? []).map((t) => ({
+      type: "object",
+      properties: { name: { const: t.name }, arguments: parametersSchema(t) },
+      required: ["name", "arguments"],
+      additionalProperties: false,
+    }));
+    return {
+      kind: "schema",
+      schema: { type: "array", items: items.length === 1 ? items[0] : { anyOf: items }, minItems: 1, ...(forced.parallel ? {} : { maxItems: 1 }) },
+      param: "tools",
+    };
+  }
+  const c = req.constraint;
+  if (!c) return null;
+  if (c.type === "json_object") return { kind: "json_object" };
+  return { kind: "schema", schema: c.schema, param: "response_format.json_schema.schema" };
+}
+
+/** Arguments as templates expect them: an object (they `tojson` it); text that is not a JSON object stays text. */
+function templateArguments(args: string): unknown {
+  try {
+    const v = JSON.parse(args) as unknown;
+    return v !== null && typeof v === "object" && !Array.isArray(v) ? v : args;
+  } catch {
+    return args;
+  }
+}
+
+/** An engine chat message in the shape HF chat templates read (`tool_calls[].function`, `tool_call_id`). */
+export function templateMessage(m: ChatMessage): TemplateMessage {
+  return {
+    role: m.role,
+    content: m.content,
+    ...(m.toolCalls && m.toolCalls.length > 0
+      ? { tool_calls: m.toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: templateArguments(c.arguments) } })) }
+      : {}),
+    ...(m.toolCallId !== undefined ? { tool_call_id: m.toolCallId } : {}),
+    ...(m.name !== undefined ? { name: m.name } : {}),
+  };
+}
+
+/** A tool in the OpenAI/HF shape chat templates iterate over. */
+export function templateTool(t: ToolDefinition): Record<string, unknown> {
+  return {
+    type: "function",
+    function: { name: t.name, ...(t.description !== undefined ? { description: t.description } : {}), parameters: parametersSchema(t) },
+  };
+}
