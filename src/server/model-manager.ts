@@ -25,6 +25,8 @@ export interface ModelTarget {
   modelType?: string | null;
   /** e.g. "4bit" from config.json `quantization.bits` when known. */
   quantization?: string | null;
+  /** What the chat template supports, when it could be read without loading: rendering `tools`, a thinking switch. */
+  template?: { tools: boolean; thinking: boolean } | null;
 }
 
 export type EngineLoader = (target: ModelTarget) => Promise<Engine>;

@@ -43,6 +43,23 @@ function readConfig(dir: string): Record<string, unknown> | null {
   }
 }
 
+/** The chat template text of a model dir (tokenizer_config.json's, or chat_template.jinja), else null. */
+function chatTemplateText(dir: string): string | null {
+  try {
+    return readFileSync(join(dir, "chat_template.jinja"), "utf8");
+  } catch {
+    // fall through to tokenizer_config.json
+  }
+  try {
+    const t = (JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8")) as { chat_template?: unknown }).chat_template;
+    if (typeof t === "string") return t;
+    if (Array.isArray(t)) return t.map((x: { template?: unknown }) => (typeof x.template === "string" ? x.template : "")).join("\n");
+  } catch {
+    // no template to read
+  }
+  return null;
+}
+
 /** `quantization.bits` of an MLX config as "4bit" (what Ollama clients show as quantization_level). */
 function quantLabel(cfg: Record<string, unknown> | null): string | null {
   const q = (cfg?.quantization ?? cfg?.quantization_config) as { bits?: unknown } | undefined;
@@ -76,7 +93,14 @@ export function resolveTarget(spec: string, opts: { env?: Env; cwd?: string; all
     contextLength: cfg ? contextLength(cfg) : null,
     modelType: typeof cfg?.model_type === "string" ? cfg.model_type : null,
     quantization: quantLabel(cfg),
+    template: templateTraits(chatTemplateText(src.dir)),
   };
+}
+
+/** Whether a template renders tools and has a thinking switch/markers (Ollama's `capabilities`). */
+export function templateTraits(t: string | null): { tools: boolean; thinking: boolean } | null {
+  if (t === null) return null;
+  return { tools: /\btools\b/.test(t), thinking: /<think>|enable_thinking|reasoning_content/.test(t) };
 }
 
 /** Load a resolved target through the engine's public entry (MLX availability checked there). */

@@ -12,11 +12,14 @@ import { serve } from "./support/serve.ts";
 
 const M = "org/tiny";
 const T = "org/thinker";
+const W = "org/caller";
+const weather = { name: "get_weather", description: "Weather of a city", input_schema: { type: "object" as const, properties: { city: { type: "string" } } } };
 const KEY = "sk-local-test";
 const t = makeApp(
   {
     [M]: () => new ScriptEngine(M, { eosAfter: 3 }),
     [T]: () => new ScriptEngine(T, { eosAfter: 4, reasoning: ["hmm", "ok"] }),
+    [W]: () => new ScriptEngine(W, { eosAfter: 1, toolCalls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }] }),
   },
   { apiKey: KEY, manager: { pinned: M, aliases: ["claude-sonnet-4-5"], allowSwitch: true } },
 );
@@ -137,5 +140,54 @@ describe("messages via @anthropic-ai/sdk", () => {
     } finally {
       fs.stop();
     }
+  });
+
+  test("tools: tool_use blocks with input objects, stop_reason tool_use; streamed as input_json_delta", async () => {
+    const r = await client.messages.create({ model: W, max_tokens: 64, tools: [weather], messages: [{ role: "user", content: "weather?" }] });
+    expect(r.stop_reason).toBe("tool_use");
+    expect(r.content.map((b) => b.type)).toEqual(["text", "tool_use"]);
+    const use = r.content[1] as { id: string; name: string; input: unknown };
+    expect(use.name).toBe("get_weather");
+    expect(use.input).toEqual({ city: "Paris" });
+    expect(use.id).toStartWith("toolu_");
+    const req = (t.manager.residentEngine(W) as ScriptEngine).requests.at(-1)!;
+    expect(req.tools).toEqual([{ name: "get_weather", description: "Weather of a city", parameters: weather.input_schema }]);
+
+    const stream = client.messages.stream({ model: W, max_tokens: 64, tools: [weather], tool_choice: { type: "any" }, messages: [{ role: "user", content: "weather?" }] });
+    const deltas: string[] = [];
+    stream.on("streamEvent", (e) => {
+      if (e.type === "content_block_delta" && e.delta.type === "input_json_delta") deltas.push(e.delta.partial_json);
+    });
+    const final = await stream.finalMessage();
+    expect(deltas.join("")).toBe('{"city":"Paris"}');
+    expect(final.stop_reason).toBe("tool_use");
+    expect((final.content.find((b) => b.type === "tool_use") as { input: unknown }).input).toEqual({ city: "Paris" });
+    expect((t.manager.residentEngine(W) as ScriptEngine).requests.at(-1)!.toolChoice).toBe("required");
+  });
+
+  test("tool_use and tool_result blocks become the assistant's call and the tool turn", async () => {
+    await client.messages.create({
+      model: M,
+      max_tokens: 8,
+      tools: [weather],
+      tool_choice: { type: "tool", name: "get_weather", disable_parallel_tool_use: true },
+      messages: [
+        { role: "user", content: "weather?" },
+        { role: "assistant", content: [{ type: "text", text: "Let me look." }, { type: "tool_use", id: "toolu_1", name: "get_weather", input: { city: "Oslo" } }] },
+        { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: [{ type: "text", text: "-3 C" }] }, { type: "text", text: "and?" }] },
+      ],
+    });
+    const req = (t.manager.residentEngine(M) as ScriptEngine).requests.at(-1)!;
+    expect(req.toolChoice).toEqual({ name: "get_weather" });
+    expect(req.parallelToolCalls).toBe(false);
+    expect("messages" in req.input && req.input.messages).toEqual([
+      { role: "user", content: "weather?" },
+      { role: "assistant", content: "Let me look.", toolCalls: [{ id: "toolu_1", name: "get_weather", arguments: '{"city":"Oslo"}' }] },
+      { role: "tool", content: "-3 C", toolCallId: "toolu_1", name: "get_weather" },
+      { role: "user", content: "and?" },
+    ]);
+    const server = await post(t.app, "/v1/messages", { model: M, max_tokens: 5, tools: [{ type: "web_search_20250305", name: "web_search" }], messages: [{ role: "user", content: "x" }] }, { "x-api-key": KEY });
+    expect(server.status).toBe(400);
+    expect(((await server.json()) as { error: { message: string } }).error.message).toContain("tools[0].type");
   });
 });

@@ -18,10 +18,12 @@ import { serve } from "./support/serve.ts";
 
 const M = "org/tiny";
 const T = "org/thinker";
+const W = "org/caller";
 const t = makeApp(
   {
     [M]: () => new ScriptEngine(M, { eosAfter: 3 }),
     [T]: () => new ScriptEngine(T, { eosAfter: 4, reasoning: ["hmm", "ok"] }),
+    [W]: () => new ScriptEngine(W, { eosAfter: 1, toolCalls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }, { name: "get_time", arguments: "{}" }] }),
   },
   { manager: { keepAliveMs: 60_000 } },
 );
@@ -35,7 +37,7 @@ describe("ollama client: metadata", () => {
   test("version is bare semver; tags name models with :latest; root says it is running", async () => {
     expect((await ollama.version()).version).toMatch(/^\d+\.\d+\.\d+$/);
     const tags = await ollama.list();
-    expect(tags.models.map((m) => m.name)).toEqual([`${T}:latest`, `${M}:latest`]);
+    expect(tags.models.map((m) => m.name)).toEqual([`${W}:latest`, `${T}:latest`, `${M}:latest`]);
     expect(tags.models[0]!.details.format).toBe("safetensors");
     expect(await (await fetch(s.url)).text()).toContain("Ollama is running");
   });
@@ -115,8 +117,8 @@ describe("ollama client: chat and generate", () => {
 
   test("what cannot be honoured is a 400 with Ollama's {error} shape; the client raises it", async () => {
     const cases: [string, Record<string, unknown>, string][] = [
-      ["/api/chat", { model: M, messages: [{ role: "user", content: "x" }], format: "json" }, "format"],
-      ["/api/chat", { model: M, messages: [{ role: "user", content: "x" }], format: { type: "object" } }, "format"],
+      ["/api/chat", { model: M, messages: [{ role: "user", content: "x" }], format: "yaml" }, "format"],
+      ["/api/chat", { model: M, messages: [{ role: "user", content: "x" }], tools: [{ type: "retrieval" }] }, "tools[0].type"],
       ["/api/chat", { model: M, messages: [{ role: "user", content: "x", images: ["AA=="] }] }, "images"],
       ["/api/chat", { model: M, messages: [{ role: "user", content: "x" }], options: { mirostat: 2 } }, "options.mirostat"],
       ["/api/chat", { model: M, messages: [{ role: "user", content: "x" }], options: { bogus: 1 } }, "options.bogus"],
@@ -141,6 +143,56 @@ describe("ollama client: chat and generate", () => {
     const res = await post(f.app, "/api/chat", { model: "org/fails", messages: [{ role: "user", content: "x" }] });
     const lines = (await res.text()).trim().split("\n").map((l) => JSON.parse(l) as { error?: string });
     expect(lines.at(-1)!.error).toContain("scripted failure");
+  });
+});
+
+describe("ollama client: tools and format", () => {
+  const tools = [
+    { type: "function", function: { name: "get_weather", description: "Weather", parameters: { type: "object", properties: { city: { type: "string" } } } } },
+    { type: "function", function: { name: "get_time", parameters: { type: "object", properties: {} } } },
+  ];
+
+  test("tool calls come back whole, arguments as objects, streamed or not", async () => {
+    const r = await ollama.chat({ model: W, messages: [{ role: "user", content: "weather?" }], tools });
+    expect(r.message.content).toBe("alpha ");
+    expect(r.message.tool_calls!.map((c) => [c.function.name, c.function.arguments])).toEqual([
+      ["get_weather", { city: "Paris" }],
+      ["get_time", {}],
+    ]);
+    expect(r.done_reason).toBe("stop");
+    const streamed: { name: string; arguments: unknown }[] = [];
+    for await (const p of await ollama.chat({ model: W, stream: true, messages: [{ role: "user", content: "weather?" }], tools })) {
+      for (const c of p.message.tool_calls ?? []) streamed.push({ name: c.function.name, arguments: c.function.arguments });
+    }
+    expect(streamed).toEqual([
+      { name: "get_weather", arguments: { city: "Paris" } },
+      { name: "get_time", arguments: {} },
+    ]);
+  });
+
+  test("assistant tool_calls and tool turns (matched by tool_name) reach the engine", async () => {
+    await ollama.chat({
+      model: M,
+      tools,
+      messages: [
+        { role: "user", content: "weather?" },
+        { role: "assistant", content: "", tool_calls: [{ function: { name: "get_weather", arguments: { city: "Oslo" } } }] },
+        { role: "tool", content: "-3 C", tool_name: "get_weather" },
+      ],
+    });
+    const req = engineOf(M).requests.at(-1)!;
+    expect(req.tools!.map((x) => x.name)).toEqual(["get_weather", "get_time"]);
+    const msgs = "messages" in req.input ? req.input.messages : [];
+    expect(msgs[1]!.toolCalls).toEqual([{ id: "call_1_0", name: "get_weather", arguments: '{"city":"Oslo"}' }]);
+    expect(msgs[2]).toEqual({ role: "tool", content: "-3 C", toolCallId: "call_1_0", name: "get_weather" });
+  });
+
+  test("format json / a schema become the decoder's constraint", async () => {
+    await ollama.chat({ model: M, messages: [{ role: "user", content: "x" }], format: "json" });
+    expect(engineOf(M).requests.at(-1)!.constraint).toEqual({ type: "json_object" });
+    const schema = { type: "object", properties: { n: { type: "integer" } } };
+    await ollama.generate({ model: M, prompt: "x", format: schema });
+    expect(engineOf(M).requests.at(-1)!.constraint).toEqual({ type: "json_schema", schema });
   });
 });
 

@@ -12,10 +12,14 @@ import { serve } from "./support/serve.ts";
 
 const M = "org/tiny";
 const T = "org/thinker";
+const W = "org/caller";
+const CALL = { name: "get_weather", arguments: '{"city":"Paris"}' };
 const t = makeApp({
   [M]: () => new ScriptEngine(M, { eosAfter: 3 }),
   [T]: () => new ScriptEngine(T, { eosAfter: 4, reasoning: ["hmm", "ok"] }),
+  [W]: () => new ScriptEngine(W, { eosAfter: 0, toolCalls: [CALL] }),
 });
+const weatherTool = { type: "function" as const, name: "get_weather", description: "Weather of a city", parameters: { type: "object", properties: { city: { type: "string" } } }, strict: false };
 const s = serve(t.app);
 const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
 afterAll(() => s.stop());
@@ -132,7 +136,8 @@ describe("responses via the openai SDK", () => {
   test("what cannot be honoured is a 400 naming the field", async () => {
     const cases: [Record<string, unknown>, string][] = [
       [{ input: [{ role: "user", content: [{ type: "input_image", image_url: "data:," }] }] }, "input[0].content[0].type"],
-      [{ input: "x", text: { format: { type: "json_schema", name: "x", schema: {} } } }, "text.format"],
+      [{ input: "x", text: { format: { type: "grammar" } } }, "text.format.type"],
+      [{ input: "x", tools: [{ type: "web_search" }] }, "tools[0].type"],
       [{ input: "x", truncation: "auto" }, "truncation"],
       [{ input: [{ type: "item_reference", id: "msg_1" }] }, "input[0].type"],
       [{ input: "x", background: true }, "background"],
@@ -157,5 +162,60 @@ describe("responses via the openai SDK", () => {
     } finally {
       fs.stop();
     }
+  });
+
+  test("tools: a function_call item (non-streamed) and the streamed arguments deltas; tools reach the engine", async () => {
+    const r = await client.responses.create({ model: W, input: "weather in Paris?", tools: [weatherTool], tool_choice: "auto" });
+    expect(r.output.map((o) => o.type)).toEqual(["function_call"]);
+    const fc = r.output[0]!;
+    if (fc.type !== "function_call") throw new Error("expected a function_call");
+    expect(fc.name).toBe("get_weather");
+    expect(JSON.parse(fc.arguments)).toEqual({ city: "Paris" });
+    expect(fc.call_id).toBe("call_0");
+    const req = (t.manager.residentEngine(W) as ScriptEngine).requests.at(-1)!;
+    expect(req.tools).toEqual([{ name: "get_weather", description: "Weather of a city", parameters: weatherTool.parameters, strict: false }]);
+    expect(req.toolChoice).toBe("auto");
+
+    const stream = client.responses.stream({ model: W, input: "weather?", tools: [weatherTool] });
+    const types: string[] = [];
+    stream.on("event", (e) => types.push(e.type));
+    const final = await stream.finalResponse();
+    expect(types.slice(2)).toEqual([
+      "response.output_item.added",
+      "response.function_call_arguments.delta",
+      "response.function_call_arguments.delta",
+      "response.function_call_arguments.done",
+      "response.output_item.done",
+      "response.completed",
+    ]);
+    const item = final.output[0]!;
+    if (item.type !== "function_call") throw new Error("expected a function_call");
+    expect(item.arguments).toBe(CALL.arguments);
+  });
+
+  test("function_call and function_call_output items become the assistant's call and the tool turn", async () => {
+    await client.responses.create({
+      model: M,
+      tools: [weatherTool],
+      input: [
+        { role: "user", content: "weather?" },
+        { type: "function_call", call_id: "call_9", name: "get_weather", arguments: '{"city":"Oslo"}' },
+        { type: "function_call_output", call_id: "call_9", output: "-3 C" },
+      ],
+    });
+    const req = (t.manager.residentEngine(M) as ScriptEngine).requests.at(-1)!;
+    expect("messages" in req.input && req.input.messages).toEqual([
+      { role: "user", content: "weather?" },
+      { role: "assistant", content: "", toolCalls: [{ id: "call_9", name: "get_weather", arguments: '{"city":"Oslo"}' }] },
+      { role: "tool", content: "-3 C", toolCallId: "call_9", name: "get_weather" },
+    ]);
+  });
+
+  test("text.format json_schema / json_object become the decoder's constraint", async () => {
+    const schema = { type: "object", properties: { a: { type: "integer" } }, required: ["a"] };
+    await client.responses.create({ model: M, input: "x", text: { format: { type: "json_schema", name: "thing", schema, strict: true } } });
+    expect((t.manager.residentEngine(M) as ScriptEngine).requests.at(-1)!.constraint).toEqual({ type: "json_schema", schema, name: "thing", strict: true });
+    await client.responses.create({ model: M, input: "x", text: { format: { type: "json_object" } } });
+    expect((t.manager.residentEngine(M) as ScriptEngine).requests.at(-1)!.constraint).toEqual({ type: "json_object" });
   });
 });

@@ -4,7 +4,7 @@ import { type RouteContext, readJson } from "../context.ts";
 import { parseBody } from "../errors.ts";
 import { collectRun, logDone, openRun, type Run } from "../run.ts";
 import { namedEventFrame, streamResponse } from "../stream.ts";
-import { CountTokensRequestSchema, fromMessagesRequest, MessageEvents, MessagesRequestSchema, newMessageId, toMessage, toMessages } from "./convert.ts";
+import { CountTokensRequestSchema, fromMessagesRequest, MessageEvents, MessagesRequestSchema, newMessageId, toMessage, toMessages, toolFields } from "./convert.ts";
 import { toAnthropicError } from "./errors.ts";
 
 async function* events(ctx: RouteContext, run: Run, id: string, ev: MessageEvents): AsyncGenerator<unknown, void, undefined> {
@@ -30,6 +30,7 @@ export function anthropicRoutes(ctx: RouteContext) {
       maxTokens: plan.maxTokens,
       sampling: plan.sampling,
       stop: plan.stop,
+      tools: plan.tools,
       promptParam: "messages",
     });
     try {
@@ -58,9 +59,10 @@ export function anthropicRoutes(ctx: RouteContext) {
   const countTokens = async ({ request }: { request: Request }) => {
     const body = parseBody(CountTokensRequestSchema, await readJson(request, ctx.maxBodyBytes));
     const input = toMessages(body);
+    const tools = toolFields(body).tools;
     const lease = await ctx.manager.lease(ctx.manager.resolve(body.model), request.signal);
     try {
-      return Response.json({ input_tokens: lease.engine.countPromptTokens(input) });
+      return Response.json({ input_tokens: lease.engine.countPromptTokens(input, tools) });
     } finally {
       lease.release();
     }

@@ -4,9 +4,10 @@
  * that do not change the answer are accepted), `keep_alive` durations, and the NDJSON line shapes.
  */
 import * as v from "valibot";
-import type { ChatMessage, GenerateChunk, GenerateDone, GenerateRequest, SamplingParams } from "../../engine/types.ts";
+import type { ChatMessage, GenerateChunk, GenerateDone, GenerateRequest, SamplingParams, ToolCall } from "../../engine/types.ts";
 import { DEFAULT_SAMPLING } from "../../generate/sample.ts";
 import { badRequest } from "../errors.ts";
+import { parseTools } from "../openai/tools.ts";
 
 /**
  * What /api/version reports: the Ollama API level these routes follow (bare semver; clients such as VS Code
@@ -112,7 +113,11 @@ const RUNTIME_HINTS = new Set(["num_batch", "num_gpu", "main_gpu", "num_thread",
 const NEUTRAL: Record<string, number | boolean> = { typical_p: 1, tfs_z: 1, mirostat: 0, presence_penalty: 0, frequency_penalty: 0, penalize_newline: false };
 const ALSO_NEUTRAL_WITH_MIROSTAT_OFF = new Set(["mirostat_tau", "mirostat_eta"]);
 
+export type ToolFields = Pick<GenerateRequest, "tools" | "constraint">;
+
 export interface OllamaPlan {
+  /** tools (OpenAI's function format) and `format` as the constraint the decoder enforces. */
+  tools: ToolFields;
   maxTokens: number | null;
   sampling: SamplingParams;
   stop: string[];
@@ -148,10 +153,10 @@ export function fromOptions(body: { options?: Record<string, unknown> | null; ke
       throw badRequest(`options.${k} is not a known option`, `options.${k}`, "invalid_value");
     }
   }
-  if (body.format != null && body.format !== "") {
-    const what = body.format === "json" ? "format 'json'" : "a JSON schema in 'format'";
-    throw badRequest(`${what} is not supported yet: constrained decoding is not available on this server`, "format");
-  }
+  let constraint: GenerateRequest["constraint"];
+  if (body.format === "json") constraint = { type: "json_object" };
+  else if (typeof body.format === "object" && body.format !== null) constraint = { type: "json_schema", schema: body.format as Record<string, unknown> };
+  else if (body.format != null && body.format !== "") throw badRequest(`format '${String(body.format)}' must be "json" or a JSON schema object`, "format", "invalid_value");
   const predict = optInt(o, "num_predict", -2);
   const numCtx = optInt(o, "num_ctx", 1);
   const lastN = optInt(o, "repeat_last_n", -1);
@@ -166,6 +171,7 @@ export function fromOptions(body: { options?: Record<string, unknown> | null; ke
   const seed = optInt(o, "seed", Number.MIN_SAFE_INTEGER);
   const repeatPenalty = optNumber(o, "repeat_penalty", 0, 10);
   return {
+    tools: constraint ? { constraint } : {},
     // -1 = until the context is full, -2 = fill the context: both are the engine's own bound
     maxTokens: predict === undefined || predict === 0 ? null : predict < 0 ? Number.MAX_SAFE_INTEGER : predict,
     sampling: {
@@ -190,14 +196,42 @@ function withThink(messages: ChatMessage[], think: boolean | string | null | und
   return think === false ? { messages, templateKwargs: { enable_thinking: false } } : { messages };
 }
 
+/**
+ * Ollama's assistant `tool_calls: [{function: {name, arguments: {…}}}]` (arguments an object, ids optional) and
+ * tool turns that name the function (`tool_name`) instead of a call id: ids are made up and matched by name.
+ */
+function toolCallsOf(raw: unknown[], i: number, turn: number): ToolCall[] {
+  return raw.map((c, j) => {
+    const p = `messages[${i}].tool_calls[${j}]`;
+    const f = (c as { function?: { name?: unknown; arguments?: unknown } }).function;
+    if (!f || typeof f.name !== "string") throw badRequest(`${p}.function.name is required`, `${p}.function.name`, "missing_required_parameter");
+    const args = typeof f.arguments === "string" ? f.arguments : JSON.stringify(f.arguments ?? {});
+    const id = (c as { id?: unknown }).id;
+    return { id: typeof id === "string" ? id : `call_${turn}_${j}`, name: f.name, arguments: args };
+  });
+}
+
 export function fromChat(body: ChatRequest): { input: GenerateRequest["input"] | null; plan: OllamaPlan } {
-  if (body.tools != null && body.tools.length > 0) throw badRequest("Parameter 'tools' is not supported: tool calling is not available on this server yet", "tools");
   const plan = fromOptions(body);
+  const tools = parseTools(body.tools);
+  if (tools.length > 0) plan.tools = { ...plan.tools, tools };
   const msgs = body.messages ?? [];
   if (msgs.length === 0) return { input: null, plan };
+  const pending: ToolCall[] = [];
   const messages = msgs.map((m, i): ChatMessage => {
     if (m.images != null && m.images.length > 0) throw badRequest(`messages[${i}].images: images are not supported (text models only)`, `messages[${i}].images`);
-    if (m.tool_calls != null && m.tool_calls.length > 0) throw badRequest(`messages[${i}].tool_calls: tool calling is not available on this server yet`, `messages[${i}].tool_calls`);
+    if (m.tool_calls != null && m.tool_calls.length > 0) {
+      if (m.role !== "assistant") throw badRequest(`messages[${i}].tool_calls is only allowed on assistant messages`, `messages[${i}].tool_calls`, "invalid_value");
+      const calls = toolCallsOf(m.tool_calls, i, i);
+      pending.push(...calls);
+      return { role: "assistant", content: m.content ?? "", toolCalls: calls };
+    }
+    if (m.role === "tool") {
+      // answer the oldest open call of that name (or the oldest open call when the client names none)
+      const at = pending.findIndex((c) => m.tool_name == null || c.name === m.tool_name);
+      const call = at >= 0 ? pending.splice(at, 1)[0] : undefined;
+      return { role: "tool", content: m.content ?? "", ...(call ? { toolCallId: call.id } : {}), ...(m.tool_name ? { name: m.tool_name } : call ? { name: call.name } : {}) };
+    }
     return { role: m.role, content: m.content ?? "" };
   });
   return { input: withThink(messages, body.think), plan };
@@ -244,15 +278,43 @@ export function doneStats(d: GenerateDone, totalMs: number) {
   };
 }
 
-export function chatLine(model: string, c: Pick<GenerateChunk, "text" | "reasoning">) {
-  return { model, created_at: isoNow(), message: { role: "assistant", content: c.text, ...(c.reasoning !== "" ? { thinking: c.reasoning } : {}) }, done: false };
+/** Ollama's call shape: arguments as an object, with the id and position newer clients read. */
+export function toOllamaToolCalls(calls: readonly ToolCall[], first = 0) {
+  return calls.map((c, k) => {
+    let args: unknown = {};
+    try {
+      args = JSON.parse(c.arguments === "" ? "{}" : c.arguments);
+    } catch {
+      args = {};
+    }
+    return { id: c.id, function: { index: first + k, name: c.name, arguments: args } };
+  });
 }
 
-export function chatDone(model: string, d: GenerateDone, totalMs: number, full?: { text: string; reasoning: string }) {
+export function chatLine(model: string, c: Pick<GenerateChunk, "text" | "reasoning">, calls: readonly ToolCall[] = [], first = 0) {
   return {
     model,
     created_at: isoNow(),
-    message: { role: "assistant", content: full?.text ?? "", ...(full?.reasoning ? { thinking: full.reasoning } : {}) },
+    message: {
+      role: "assistant",
+      content: c.text,
+      ...(c.reasoning !== "" ? { thinking: c.reasoning } : {}),
+      ...(calls.length > 0 ? { tool_calls: toOllamaToolCalls(calls, first) } : {}),
+    },
+    done: false,
+  };
+}
+
+export function chatDone(model: string, d: GenerateDone, totalMs: number, full?: { text: string; reasoning: string; toolCalls?: ToolCall[] }) {
+  return {
+    model,
+    created_at: isoNow(),
+    message: {
+      role: "assistant",
+      content: full?.text ?? "",
+      ...(full?.reasoning ? { thinking: full.reasoning } : {}),
+      ...(full?.toolCalls && full.toolCalls.length > 0 ? { tool_calls: toOllamaToolCalls(full.toolCalls) } : {}),
+    },
     done: true,
     ...doneStats(d, totalMs),
   };

@@ -4,7 +4,7 @@
  * default), /api/pull and /api/delete (only with --allow-manage).
  */
 import { Elysia } from "elysia";
-import type { GenerateRequest } from "../../engine/types.ts";
+import type { GenerateRequest, ToolCall } from "../../engine/types.ts";
 import { MlxkError } from "../../errors.ts";
 import { PullProgress } from "../../hub/download.ts";
 import { type RouteContext, readJson } from "../context.ts";
@@ -84,6 +84,7 @@ export function ollamaRoutes(ctx: RouteContext) {
       stop: plan.stop,
       contextLimit: plan.contextLimit,
       keepAliveMs: plan.keepAliveMs,
+      tools: plan.tools,
       promptParam: kind === "chat" ? "messages" : "prompt",
     });
     try {
@@ -102,14 +103,30 @@ export function ollamaRoutes(ctx: RouteContext) {
           r.close();
         }
       }
+      // Ollama streams a tool call whole, once its arguments are complete: deltas are gathered until the next call starts or the answer ends.
       async function* lines(): AsyncGenerator<unknown, void, undefined> {
+        const calls: ToolCall[] = [];
+        let sent = 0;
+        const flush = (upTo: number) => {
+          const ready = calls.slice(sent, upTo);
+          const first = sent;
+          sent = Math.max(sent, upTo);
+          return ready.length > 0 ? [chatLine(shown, { text: "", reasoning: "" }, ready, first)] : [];
+        };
         for await (const ev of r.events()) {
           if (ev.type === "done") {
+            yield* flush(calls.length);
             logDone(ctx, r, ev, { id, surface: `ollama-${kind}`, stream: true });
             if (ev.finishReason === "cancelled") throw cancelledByClient();
             const ms = performance.now() - r.started;
             yield kind === "chat" ? chatDone(shown, ev, ms) : generateDone(shown, ev, ms);
             return;
+          }
+          for (const d of ev.toolCalls ?? []) {
+            if (d.id !== undefined) {
+              yield* flush(d.index);
+              calls[d.index] = { id: d.id, name: d.name ?? "", arguments: d.arguments };
+            } else if (calls[d.index]) calls[d.index]!.arguments += d.arguments;
           }
           if (ev.text === "" && ev.reasoning === "") continue;
           yield kind === "chat" ? chatLine(shown, ev) : generateLine(shown, ev);
@@ -146,7 +163,9 @@ export function ollamaRoutes(ctx: RouteContext) {
     const engine = ctx.manager.residentEngine(target.id);
     const arch = engine?.info.modelType ?? target.modelType ?? "";
     const contextLength = engine?.info.contextLength ?? target.contextLength;
-    const capabilities = ["completion", ...(engine?.info.reasoning ? ["thinking"] : [])];
+    // what the chat template supports (read from the model's files; a loaded engine knows reasoning for sure)
+    const traits = target.template;
+    const capabilities = ["completion", ...(traits?.tools ? ["tools"] : []), ...(engine?.info.reasoning || traits?.thinking ? ["thinking"] : [])];
     const modelInfo: Record<string, unknown> = { "general.architecture": arch, "general.basename": target.id };
     if (arch && contextLength) modelInfo[`${arch}.context_length`] = contextLength;
     return Response.json({

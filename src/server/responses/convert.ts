@@ -2,10 +2,10 @@
  * OpenAI Responses API (stateless) ⇄ the engine contract. Pure: a request becomes a RunSpec part, engine
  * events become output items (non-streamed) or the event sequence clients validate (streamed). What this
  * server cannot honour is a 400 naming the field: stored state (`previous_response_id`, `store: true`,
- * `conversation`, `background`), non-text inputs, hosted tools.
+ * `conversation`, `background`), non-text inputs, hosted tools (only `function` tools run here).
  */
 import * as v from "valibot";
-import type { ChatMessage, GenerateChunk, GenerateDone, GenerateRequest, SamplingParams } from "../../engine/types.ts";
+import type { ChatMessage, GenerateChunk, GenerateDone, GenerateRequest, SamplingParams, ToolCall, ToolChoice, ToolDefinition } from "../../engine/types.ts";
 import { DEFAULT_SAMPLING } from "../../generate/sample.ts";
 import { badRequest } from "../errors.ts";
 
@@ -42,8 +42,11 @@ export const ResponsesRequestSchema = v.looseObject({
 });
 export type ResponsesRequest = v.InferOutput<typeof ResponsesRequestSchema>;
 
+export type ToolFields = Pick<GenerateRequest, "tools" | "toolChoice" | "parallelToolCalls" | "constraint">;
+
 export interface ResponsesPlan {
   input: GenerateRequest["input"];
+  tools: ToolFields;
   maxTokens: number | null;
   sampling: SamplingParams;
   topLogprobs: number | undefined;
@@ -70,6 +73,51 @@ function textOf(content: unknown, param: string): string {
 
 const ROLES = new Set(["system", "developer", "user", "assistant"]);
 
+function functionCall(item: Record<string, unknown>, param: string): ToolCall {
+  if (typeof item.call_id !== "string") throw badRequest(`${param}.call_id is required`, `${param}.call_id`, "missing_required_parameter");
+  if (typeof item.name !== "string") throw badRequest(`${param}.name is required`, `${param}.name`, "missing_required_parameter");
+  if (typeof item.arguments !== "string") throw badRequest(`${param}.arguments must be the JSON text of the arguments`, `${param}.arguments`, "invalid_value");
+  return { id: item.call_id, name: item.name, arguments: item.arguments };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+/** Responses tools are flat: `{type: "function", name, description, parameters, strict}`; hosted tools do not run here. */
+export function parseTools(tools: ResponsesRequest["tools"]): ToolDefinition[] {
+  return (tools ?? []).map((raw, i) => {
+    const t = raw as Record<string, unknown>;
+    const at = `tools[${i}]`;
+    if (t.type !== "function") throw badRequest(`${at}.type '${String(t.type)}' is not supported: only 'function' tools run on this server`, `${at}.type`);
+    if (typeof t.name !== "string") throw badRequest(`${at}.name must be a string`, `${at}.name`, "invalid_value");
+    if (t.parameters != null && !isObject(t.parameters)) throw badRequest(`${at}.parameters must be a JSON Schema object`, `${at}.parameters`, "invalid_value");
+    return {
+      name: t.name,
+      ...(typeof t.description === "string" ? { description: t.description } : {}),
+      parameters: (t.parameters as Record<string, unknown> | null | undefined) ?? {},
+      ...(typeof t.strict === "boolean" ? { strict: t.strict } : {}),
+    };
+  });
+}
+
+export function parseToolChoice(c: unknown): ToolChoice | undefined {
+  if (c == null) return undefined;
+  if (c === "auto" || c === "none" || c === "required") return c;
+  if (isObject(c) && c.type === "function" && typeof c.name === "string") return { name: c.name };
+  throw badRequest("tool_choice must be 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": …}", "tool_choice", "invalid_value");
+}
+
+/** `text.format` → the constraint the decoder enforces. */
+function parseFormat(format: Record<string, unknown> | null | undefined): GenerateRequest["constraint"] {
+  if (format == null || format.type === "text") return undefined;
+  if (format.type === "json_object") return { type: "json_object" };
+  if (format.type !== "json_schema") throw badRequest(`text.format.type '${String(format.type)}' is not supported (text, json_object, json_schema)`, "text.format.type");
+  const schema = format.schema ?? {};
+  if (!isObject(schema)) throw badRequest("text.format.schema must be a JSON Schema object", "text.format.schema", "invalid_value");
+  return { type: "json_schema", schema, ...(typeof format.name === "string" ? { name: format.name } : {}), ...(typeof format.strict === "boolean" ? { strict: format.strict } : {}) };
+}
+
 /** Input items → chat messages. Past reasoning items are dropped, as chat templates drop past thinking. */
 export function toMessages(body: Pick<ResponsesRequest, "input" | "instructions">): ChatMessage[] {
   const messages: ChatMessage[] = [];
@@ -88,8 +136,16 @@ export function toMessages(body: Pick<ResponsesRequest, "input" | "instructions"
       messages.push({ role: role as ChatMessage["role"], content: textOf(item.content, `${param}.content`) });
     } else if (type === "reasoning") {
       // earlier reasoning is not re-rendered (templates strip it); encrypted content is never produced here
-    } else if (type === "function_call" || type === "function_call_output") {
-      throw badRequest(`${param}.type '${type}': function calling is not available on this server yet`, `${param}.type`);
+    } else if (type === "function_call") {
+      const call = functionCall(item, param);
+      // consecutive calls belong to one assistant turn (the previous one when it has no text after them)
+      const prev = messages.at(-1);
+      if (prev?.role === "assistant") prev.toolCalls = [...(prev.toolCalls ?? []), call];
+      else messages.push({ role: "assistant", content: "", toolCalls: [call] });
+    } else if (type === "function_call_output") {
+      if (typeof item.call_id !== "string") throw badRequest(`${param}.call_id is required`, `${param}.call_id`, "missing_required_parameter");
+      const name = messages.flatMap((m) => m.toolCalls ?? []).find((c) => c.id === item.call_id)?.name;
+      messages.push({ role: "tool", content: textOf(item.output, `${param}.output`), toolCallId: item.call_id, ...(name ? { name } : {}) });
     } else if (type === "item_reference") {
       throw badRequest(`${param}: item references need stored responses; this server is stateless (send the items themselves)`, `${param}.type`);
     } else {
@@ -111,14 +167,10 @@ export function fromResponsesRequest(body: ResponsesRequest): ResponsesPlan {
   if (body.truncation != null && body.truncation !== "disabled") {
     throw badRequest("Parameter 'truncation': only 'disabled' is supported (a prompt that does not fit is an error, never cut silently)", "truncation");
   }
-  if (body.tools != null && body.tools.length > 0) throw badRequest("Parameter 'tools' is not supported: function calling is not available on this server yet", "tools");
-  if (body.tool_choice != null && body.tool_choice !== "none" && body.tool_choice !== "auto") {
-    throw badRequest("Parameter 'tool_choice' is not supported: function calling is not available on this server yet", "tool_choice");
-  }
-  const format = body.text?.format?.type;
-  if (format != null && format !== "text") {
-    throw badRequest(`text.format.type '${format}' is not supported yet (only 'text'): constrained decoding is not available`, "text.format");
-  }
+  const tools = parseTools(body.tools);
+  const toolChoice = parseToolChoice(body.tool_choice);
+  if (toolChoice !== undefined && toolChoice !== "none" && toolChoice !== "auto" && tools.length === 0) throw badRequest("tool_choice is set but 'tools' is empty", "tool_choice", "invalid_value");
+  const constraint = parseFormat(body.text?.format);
   for (const inc of body.include ?? []) {
     if (inc !== "reasoning.encrypted_content" && inc !== "message.output_text.logprobs") {
       throw badRequest(`include '${inc}' is not supported (only 'message.output_text.logprobs'; 'reasoning.encrypted_content' yields plain reasoning items)`, "include");
@@ -131,6 +183,12 @@ export function fromResponsesRequest(body: ResponsesRequest): ResponsesPlan {
   const input: GenerateRequest["input"] = effort === "none" ? { messages, templateKwargs: { enable_thinking: false } } : { messages };
   return {
     input,
+    tools: {
+      ...(tools.length > 0 ? { tools } : {}),
+      ...(toolChoice !== undefined && tools.length > 0 ? { toolChoice } : {}),
+      ...(body.parallel_tool_calls != null ? { parallelToolCalls: body.parallel_tool_calls } : {}),
+      ...(constraint ? { constraint } : {}),
+    },
     maxTokens: body.max_output_tokens ?? null,
     sampling: {
       ...DEFAULT_SAMPLING,
@@ -145,10 +203,10 @@ export function fromResponsesRequest(body: ResponsesRequest): ResponsesPlan {
       max_output_tokens: body.max_output_tokens ?? null,
       temperature: body.temperature ?? DEFAULT_SAMPLING.temperature,
       top_p: body.top_p ?? DEFAULT_SAMPLING.topP,
-      tools: [],
-      tool_choice: (body.tool_choice as string | undefined) ?? "auto",
+      tools: body.tools ?? [],
+      tool_choice: body.tool_choice ?? "auto",
       parallel_tool_calls: body.parallel_tool_calls ?? true,
-      text: { format: { type: "text" } },
+      text: { format: body.text?.format ?? { type: "text" } },
       reasoning: { effort: effort ?? null, summary: body.reasoning?.summary ?? null },
       metadata: body.metadata ?? {},
     },
@@ -164,7 +222,10 @@ export interface Logprob {
   top_logprobs: { token: string; logprob: number; bytes: number[] }[];
 }
 
+export type FunctionCallItem = { id: string; type: "function_call"; status: "in_progress" | "completed" | "incomplete"; call_id: string; name: string; arguments: string };
+
 export type OutputItem =
+  | FunctionCallItem
   | { id: string; type: "reasoning"; status: "in_progress" | "completed" | "incomplete"; summary: []; content: { type: "reasoning_text"; text: string }[] }
   | {
       id: string;
@@ -191,7 +252,7 @@ export interface ResponseObject {
   reasoning: { effort: string | null; summary: string | null };
   store: false;
   temperature: number;
-  text: { format: { type: "text" } };
+  text: { format: Record<string, unknown> };
   tool_choice: unknown;
   tools: unknown[];
   top_p: number;
@@ -265,12 +326,18 @@ export function toLogprob(c: GenerateChunk): Logprob | null {
   };
 }
 
-/** The non-streamed response: reasoning item (when the model thought), then the message. */
-export function toResponse(meta: ResponseMeta, out: { text: string; reasoning: string; reasoningTokens: number; done: GenerateDone; logprobs: Logprob[] }): ResponseObject {
+/** The non-streamed response: reasoning item (when the model thought), the message (when it wrote text or called nothing), then its function calls. */
+export function toResponse(
+  meta: ResponseMeta,
+  out: { text: string; reasoning: string; reasoningTokens: number; done: GenerateDone; logprobs: Logprob[]; toolCalls: ToolCall[] },
+): ResponseObject {
   const status = out.done.finishReason === "length" ? "incomplete" : "completed";
   const output: OutputItem[] = [];
   if (out.reasoning !== "") output.push({ id: `rs_${hex()}`, type: "reasoning", status: "completed", summary: [], content: [{ type: "reasoning_text", text: out.reasoning }] });
-  output.push({ id: `msg_${hex()}`, type: "message", status, role: "assistant", content: [{ type: "output_text", text: out.text, annotations: [], logprobs: out.logprobs }] });
+  if (out.text !== "" || out.toolCalls.length === 0) {
+    output.push({ id: `msg_${hex()}`, type: "message", status, role: "assistant", content: [{ type: "output_text", text: out.text, annotations: [], logprobs: out.logprobs }] });
+  }
+  for (const c of out.toolCalls) output.push({ id: `fc_${hex()}`, type: "function_call", status: "completed", call_id: c.id, name: c.name, arguments: c.arguments });
   return responseObject(meta, status, output, toResponseUsage(out.done.usage, out.reasoningTokens));
 }
 
@@ -283,7 +350,7 @@ export type StreamEvent = { type: string; sequence_number: number } & Record<str
 export class ResponseEvents {
   private seq = 0;
   private readonly output: OutputItem[] = [];
-  private open: { kind: "reasoning" | "message"; index: number } | null = null;
+  private open: { kind: "reasoning" | "message" | "call"; index: number; call?: number } | null = null;
   private reasoningTokens = 0;
 
   constructor(private readonly meta: ResponseMeta) {}
@@ -314,6 +381,16 @@ export class ResponseEvents {
     return out;
   }
 
+  private openCall(call: number, id: string, name: string): StreamEvent[] {
+    const out = this.close("completed");
+    const index = this.output.length;
+    const item: FunctionCallItem = { id: `fc_${hex()}`, type: "function_call", status: "in_progress", call_id: id, name, arguments: "" };
+    this.output.push(item);
+    this.open = { kind: "call", index, call };
+    out.push(this.ev("response.output_item.added", { output_index: index, item: structuredClone(item) }));
+    return out;
+  }
+
   /** Close the open item (if any) with its `…done` events. */
   private close(status: "completed" | "incomplete"): StreamEvent[] {
     if (!this.open) return [];
@@ -323,7 +400,9 @@ export class ResponseEvents {
     item.status = status;
     const base = { item_id: item.id, output_index: index, content_index: 0 };
     const out: StreamEvent[] = [];
-    if (item.type === "reasoning") {
+    if (item.type === "function_call") {
+      out.push(this.ev("response.function_call_arguments.done", { item_id: item.id, output_index: index, arguments: item.arguments, name: item.name }));
+    } else if (item.type === "reasoning") {
       const part = item.content[0]!;
       out.push(this.ev("response.reasoning_text.done", { ...base, text: part.text }));
       out.push(this.ev("response.content_part.done", { ...base, part: structuredClone(part) }));
@@ -356,14 +435,22 @@ export class ResponseEvents {
       }
       out.push(this.ev("response.output_text.delta", { item_id: item.id, output_index: this.open!.index, content_index: 0, delta: c.text, logprobs }));
     }
+    for (const d of c.toolCalls ?? []) {
+      if (d.id !== undefined || this.open?.kind !== "call" || this.open.call !== d.index) out.push(...this.openCall(d.index, d.id ?? `call_${d.index}`, d.name ?? ""));
+      const item = this.output[this.open!.index]!;
+      if (item.type !== "function_call" || d.arguments === "") continue;
+      item.arguments += d.arguments;
+      out.push(this.ev("response.function_call_arguments.delta", { item_id: item.id, output_index: this.open!.index, delta: d.arguments }));
+    }
     return out;
   }
 
   /** The closing events; `response.completed` (or `response.incomplete` at the token limit) holds the whole output and usage. */
   finish(done: GenerateDone): StreamEvent[] {
     const status = done.finishReason === "length" ? "incomplete" : "completed";
-    // an answer with no text still has its (empty) message item, as OpenAI sends it
-    const out = this.open?.kind === "message" ? [] : this.openItem("message");
+    // an answer with no text and no call still has its (empty) message item, as OpenAI sends it
+    const called = this.output.some((o) => o.type === "function_call");
+    const out = this.open?.kind === "message" || called ? [] : this.openItem("message");
     out.push(...this.close(status));
     const r = responseObject(this.meta, status, this.output, toResponseUsage(done.usage, this.reasoningTokens));
     out.push(this.ev(status === "completed" ? "response.completed" : "response.incomplete", { response: r }));

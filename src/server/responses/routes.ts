@@ -30,6 +30,7 @@ export function responsesRoutes(ctx: RouteContext) {
       sampling: plan.sampling,
       stop: [],
       topLogprobs: plan.topLogprobs,
+      tools: plan.tools,
       promptParam: "input",
     });
     try {
