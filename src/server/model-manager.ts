@@ -7,27 +7,21 @@
  * The served-model policy lives here too (issue #12): a pinned model (`--model`) answers requests that omit
  * `model` or name one of its aliases; other names switch only when switching is allowed.
  */
+import type { ModelRef } from "../cache/ref.ts";
 import type { Engine } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
 import { SerialQueue } from "./queue.ts";
 
-/** A model the server can load: what clients call it and what the loader opens. */
-export interface ModelTarget {
-  /** Id reported to clients: `org/name` for cached models, the absolute path for paths and GGUF files. */
-  id: string;
-  /** Snapshot dir, model dir or GGUF file handed to the loader. */
-  path: string;
-  /** Bytes of weight files: the base of the memory estimate. */
-  weightBytes: number;
-  /** From config.json when known (listing); the loaded engine's info is authoritative. */
-  contextLength: number | null;
-  /** config.json `model_type` when known (Ollama's `family`, `general.architecture`). */
-  modelType?: string | null;
+/**
+ * A model the server can load: its one reference (src/cache/ref.ts), resolved once, plus what the
+ * Ollama surface describes without loading it.
+ */
+export type ModelTarget = ModelRef & {
   /** e.g. "4bit" from config.json `quantization.bits` when known. */
   quantization?: string | null;
   /** What the chat template supports, when it could be read without loading: rendering `tools`, a thinking switch. */
   template?: { tools: boolean; thinking: boolean } | null;
-}
+};
 
 export type EngineLoader = (target: ModelTarget) => Promise<Engine>;
 

@@ -2,7 +2,7 @@
  * The real model source of the server: cache-backed resolution (the CLI's resolver, GGUF paths included)
  * and the runnable-model listing of GET /v1/models. Kept apart from app.ts so tests can inject their own.
  */
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { basename, isAbsolute, join } from "node:path";
 import { contextLength } from "../cache/detect.ts";
 import { listRepoNames } from "../cache/layout.ts";
@@ -11,7 +11,7 @@ import { cacheModel } from "../cache/scan.ts";
 import { executeRemoval, planRemoval } from "../cache/remove.ts";
 import { isExplicitPath, resolveModel } from "../cache/resolve.ts";
 import { listWorkspaces, workspaceModel } from "../cache/workspace.ts";
-import { locateModel } from "../engine/open.ts";
+import { resolveRef } from "../cache/ref.ts";
 import type { Engine } from "../engine/types.ts";
 import { type Env, hubCacheDir, workspaceHome } from "../env.ts";
 import { MlxkError } from "../errors.ts";
@@ -19,21 +19,6 @@ import type { ModelObject as CliModel } from "../schemas/cli-output.ts";
 import type { ModelObject } from "../schemas/openai.ts";
 import type { ModelManagement } from "./context.ts";
 import type { ModelTarget } from "./model-manager.ts";
-
-function fileSize(p: string): number {
-  try {
-    return statSync(p).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** Sum of the weight files (safetensors) in a model dir: what loading will occupy, roughly. */
-function weightBytes(dir: string): number {
-  let total = 0;
-  for (const f of new Bun.Glob("*.safetensors").scanSync({ cwd: dir, followSymlinks: true })) total += fileSize(join(dir, f));
-  return total;
-}
 
 function readConfig(dir: string): Record<string, unknown> | null {
   try {
@@ -83,18 +68,9 @@ export function resolveTarget(spec: string, opts: { env?: Env; cwd?: string; all
       extra: { param: "model", code: "model_path_not_allowed" },
     });
   }
-  const src = locateModel(spec, opts);
-  if (src.kind === "gguf") return { id: src.id, path: src.path, weightBytes: fileSize(src.path), contextLength: null };
-  const cfg = readConfig(src.dir);
-  return {
-    id: src.id,
-    path: src.dir,
-    weightBytes: weightBytes(src.dir),
-    contextLength: cfg ? contextLength(cfg) : null,
-    modelType: typeof cfg?.model_type === "string" ? cfg.model_type : null,
-    quantization: quantLabel(cfg),
-    template: templateTraits(chatTemplateText(src.dir)),
-  };
+  const ref = resolveRef(spec, opts);
+  if (ref.kind !== "dir") return ref;
+  return { ...ref, quantization: quantLabel(readConfig(ref.path)), template: templateTraits(chatTemplateText(ref.path)) };
 }
 
 /** Whether a template renders tools and has a thinking switch/markers (Ollama's `capabilities`). */
@@ -103,10 +79,10 @@ export function templateTraits(t: string | null): { tools: boolean; thinking: bo
   return { tools: /\btools\b/.test(t), thinking: /<think>|enable_thinking|reasoning_content/.test(t) };
 }
 
-/** Load a resolved target through the engine's public entry (MLX availability checked there). */
+/** Load a resolved target by its reference (never by re-resolving its path: a snapshot path loses the repo name). */
 export async function loadTarget(target: ModelTarget, opts: { env?: Env } = {}): Promise<Engine> {
   const { openModel } = await import("../engine/open.ts");
-  return openModel(target.path, { env: opts.env });
+  return openModel(target, { env: opts.env });
 }
 
 /** Models a client can run: healthy, runtime compatible, text generators (not embedders/audio); cache, then workspaces. */

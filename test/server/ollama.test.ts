@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { Ollama } from "ollama";
+import { Ollama, type Tool } from "ollama";
 import { cacheManagement } from "../../src/server/models-source.ts";
 import { parseKeepAlive, toSpec } from "../../src/server/ollama/convert.ts";
 import { LoopbackHub } from "../helpers/loopback-hub.ts";
@@ -147,7 +147,7 @@ describe("ollama client: chat and generate", () => {
 });
 
 describe("ollama client: tools and format", () => {
-  const tools = [
+  const tools: Tool[] = [
     { type: "function", function: { name: "get_weather", description: "Weather", parameters: { type: "object", properties: { city: { type: "string" } } } } },
     { type: "function", function: { name: "get_time", parameters: { type: "object", properties: {} } } },
   ];

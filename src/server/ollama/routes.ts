@@ -139,7 +139,11 @@ export function ollamaRoutes(ctx: RouteContext) {
     }
   };
 
-  const describe = (t: ModelTarget) => ({ size: t.weightBytes, digest: pseudoDigest(t.id), details: modelDetails(t) });
+  const describe = (t: ModelTarget) => ({
+    size: t.weightBytes,
+    digest: pseudoDigest(t.id),
+    details: modelDetails({ path: t.path, modelType: t.detection?.configModelType, quantization: t.quantization }),
+  });
 
   const tags = () => {
     const models = servableModels(ctx).map((m) => {
@@ -161,7 +165,7 @@ export function ollamaRoutes(ctx: RouteContext) {
     if (name === undefined) throw new MlxkError("validation_error", "Parameter 'model' is required", { extra: { param: "model", code: "missing_required_parameter" } });
     const { target } = ctx.manager.resolve(spec(name));
     const engine = ctx.manager.residentEngine(target.id);
-    const arch = engine?.info.modelType ?? target.modelType ?? "";
+    const arch = engine?.info.modelType ?? target.detection?.configModelType ?? "";
     const contextLength = engine?.info.contextLength ?? target.contextLength;
     // what the chat template supports (read from the model's files; a loaded engine knows reasoning for sure)
     const traits = target.template;
@@ -173,7 +177,7 @@ export function ollamaRoutes(ctx: RouteContext) {
       modelfile: "",
       parameters: "",
       template: "",
-      details: modelDetails({ ...target, modelType: arch }),
+      details: modelDetails({ path: target.path, modelType: arch, quantization: target.quantization }),
       model_info: modelInfo,
       capabilities,
       modified_at: isoNow(),

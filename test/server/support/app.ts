@@ -27,7 +27,7 @@ export function makeApp(
   const resolve = (spec: string): ModelTarget => {
     if (!(spec in engines)) throw new MlxkError("model_not_found", `No model found matching '${spec}'`);
     const w = opts.weightBytes;
-    return { id: spec, path: `/models/${spec}`, weightBytes: typeof w === "object" ? (w[spec] ?? 1000) : (w ?? 1000), contextLength: 4096 };
+    return { id: spec, kind: "dir", path: `/models/${spec}`, hash: null, detection: null, weightBytes: typeof w === "object" ? (w[spec] ?? 1000) : (w ?? 1000), contextLength: 4096 };
   };
   const { pinned, ...managerOpts } = opts.manager ?? {};
   const manager = new ModelManager({
