@@ -141,6 +141,8 @@ describe("responses via the openai SDK", () => {
       [{ input: "x", truncation: "auto" }, "truncation"],
       [{ input: [{ type: "item_reference", id: "msg_1" }] }, "input[0].type"],
       [{ input: "x", background: true }, "background"],
+      [{ input: "x", text: { verbosity: "low" } }, "text.verbosity"],
+      [{ input: "x", reasoning: { effort: "extreme" } }, "reasoning.effort"],
     ];
     for (const [body, param] of cases) {
       const res = await post(t.app, "/v1/responses", { model: M, ...body });

@@ -32,7 +32,8 @@ export const ResponsesRequestSchema = v.looseObject({
   tools: nullish(v.array(v.looseObject({ type: v.string() }), "must be an array of tools")),
   tool_choice: nullish(v.unknown()),
   parallel_tool_calls: nullish(v.boolean("must be a boolean")),
-  text: nullish(v.looseObject({ format: nullish(v.looseObject({ type: v.string() })) })),
+  text: nullish(v.looseObject({ format: nullish(v.looseObject({ type: v.string() })), verbosity: nullish(v.string()) })),
+  max_tool_calls: nullish(v.number()),
   reasoning: nullish(v.looseObject({ effort: nullish(v.string()), summary: nullish(v.string()) })),
   truncation: nullish(v.string()),
   include: nullish(v.array(v.string())),
@@ -176,11 +177,19 @@ export function fromResponsesRequest(body: ResponsesRequest): ResponsesPlan {
       throw badRequest(`include '${inc}' is not supported (only 'message.output_text.logprobs'; 'reasoning.encrypted_content' yields plain reasoning items)`, "include");
     }
   }
+  const verbosity = body.text?.verbosity;
+  if (verbosity != null && verbosity !== "medium") {
+    throw badRequest(`text.verbosity '${verbosity}' cannot be honoured: local models have no verbosity control (leave it at 'medium')`, "text.verbosity");
+  }
+  if (body.max_tool_calls != null) throw badRequest("Parameter 'max_tool_calls' is not supported (it limits hosted tools, which do not run here)", "max_tool_calls");
   const wantLp = (body.include ?? []).includes("message.output_text.logprobs") || body.top_logprobs != null;
   const effort = body.reasoning?.effort;
   const messages = toMessages(body);
-  // effort "none" turns thinking off where the template has the switch; other efforts keep the model's default
-  const input: GenerateRequest["input"] = effort === "none" ? { messages, templateKwargs: { enable_thinking: false } } : { messages };
+  if (effort != null && !["none", "minimal", "low", "medium", "high"].includes(effort)) {
+    throw badRequest(`reasoning.effort '${effort}' must be none, minimal, low, medium or high`, "reasoning.effort", "invalid_value");
+  }
+  // thinking is on or off here: none/minimal turn it off where the template has the switch, other efforts keep it on
+  const input: GenerateRequest["input"] = effort === "none" || effort === "minimal" ? { messages, templateKwargs: { enable_thinking: false } } : { messages };
   return {
     input,
     tools: {
