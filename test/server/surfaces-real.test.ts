@@ -50,7 +50,8 @@ describe("SmolLM2 through every surface", () => {
     expect(resp.usage!.input_tokens).toBe(chat.usage!.prompt_tokens);
 
     const anthropic = new Anthropic({ baseURL: s.url, apiKey: "x", maxRetries: 0 });
-    const msg = await anthropic.messages.create({ model: "claude-sonnet-4-5", temperature: 0, max_tokens: 16, messages: [{ role: "user", content: Q }] });
+    // this SDK version no longer types `temperature`; the Messages API still takes it (greedy here)
+    const msg = await anthropic.messages.create({ model: "claude-sonnet-4-5", temperature: 0, max_tokens: 16, messages: [{ role: "user", content: Q }] } as Anthropic.MessageCreateParamsNonStreaming);
     expect((msg.content[0] as { text: string }).text).toBe(reference);
     expect(msg.usage.input_tokens).toBe(chat.usage!.prompt_tokens);
 
@@ -73,7 +74,7 @@ describe("SmolLM2 through every surface", () => {
 
     const anthropic = new Anthropic({ baseURL: s.url, apiKey: "x", maxRetries: 0 });
     let text = "";
-    const ms = anthropic.messages.stream({ model: "claude-sonnet-4-5", temperature: 0, max_tokens: 12, messages: [{ role: "user", content: Q }] });
+    const ms = anthropic.messages.stream({ model: "claude-sonnet-4-5", temperature: 0, max_tokens: 12, messages: [{ role: "user", content: Q }] } as Anthropic.MessageStreamParams);
     ms.on("text", (t) => (text += t));
     await ms.finalMessage();
     expect(text).toBe(whole.output_text);
