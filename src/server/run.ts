@@ -159,3 +159,43 @@ export async function collectRun(run: Run): Promise<Collected> {
   if (done.finishReason === "cancelled") throw cancelledByClient();
   return { text: answer.text, reasoning: answer.reasoning, toolCalls: answer.toolCalls, logprobs: answer.logprobs, rawText, reasoningTokens, done, chunks };
 }
+
+/** A surface's streamed-event state machine: opening events, events per engine chunk, closing events. */
+export interface EventMachine {
+  start(): unknown[];
+  chunk(c: GenerateChunk): unknown[];
+  finish(done: GenerateDone): unknown[];
+}
+
+/** Drive a surface's event machine over the run (named-event SSE surfaces); a cancelled run just ends. */
+export async function* machineEvents(ctx: RouteContext, run: Run, m: EventMachine, log: { id: string; surface: string }): AsyncGenerator<unknown, void, undefined> {
+  yield* m.start();
+  for await (const e of run.events()) {
+    if (e.type === "done") {
+      logDone(ctx, run, e, { ...log, stream: true });
+      if (e.finishReason === "cancelled") return;
+      yield* m.finish(e);
+      return;
+    }
+    yield* m.chunk(e);
+  }
+}
+
+/**
+ * The tail every route shares: a whole answer (collected, then `whole` shapes it; the lease is freed here) or a
+ * stream (`stream` builds the response; the stream frees the lease when it ends). Errors before the first byte
+ * free the lease and propagate as HTTP errors.
+ */
+export async function respond(run: Run, opts: { stream: boolean; whole: (out: Collected) => Response; streamed: () => Response }): Promise<Response> {
+  try {
+    if (opts.stream) return opts.streamed();
+    try {
+      return opts.whole(await collectRun(run));
+    } finally {
+      run.close();
+    }
+  } catch (e) {
+    run.close();
+    throw e;
+  }
+}

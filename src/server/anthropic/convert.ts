@@ -148,11 +148,8 @@ export function toMessages(body: Pick<MessagesRequest, "messages" | "system" | "
 }
 
 export interface MessagesPlan {
-  input: GenerateRequest["input"];
-  tools: ToolFields;
-  maxTokens: number;
-  sampling: SamplingParams;
-  stop: string[];
+  /** What the run core needs (src/server/run.ts RunSpec, less the model and prompt field). */
+  run: { input: GenerateRequest["input"]; tools: ToolFields; maxTokens: number; sampling: SamplingParams; stop: string[] };
   stream: boolean;
 }
 
@@ -162,16 +159,18 @@ export function fromMessagesRequest(body: MessagesRequest): MessagesPlan {
     throw badRequest("thinking.budget_tokens must be less than max_tokens", "thinking.budget_tokens", "invalid_value");
   }
   return {
-    input: toMessages(body),
-    tools: toolFields(body),
-    maxTokens: body.max_tokens,
-    sampling: {
-      ...DEFAULT_SAMPLING,
-      temperature: body.temperature ?? DEFAULT_SAMPLING.temperature,
-      topP: body.top_p ?? DEFAULT_SAMPLING.topP,
-      topK: body.top_k ?? DEFAULT_SAMPLING.topK,
+    run: {
+      input: toMessages(body),
+      tools: toolFields(body),
+      maxTokens: body.max_tokens,
+      sampling: {
+        ...DEFAULT_SAMPLING,
+        temperature: body.temperature ?? DEFAULT_SAMPLING.temperature,
+        topP: body.top_p ?? DEFAULT_SAMPLING.topP,
+        topK: body.top_k ?? DEFAULT_SAMPLING.topK,
+      },
+      stop: body.stop_sequences ?? [],
     },
-    stop: body.stop_sequences ?? [],
     stream: body.stream === true,
   };
 }
@@ -253,9 +252,11 @@ export class MessageEvents {
   constructor(
     private readonly id: string,
     private readonly model: string,
+    private readonly promptTokens: number,
   ) {}
 
-  start(promptTokens: number): StreamEvent[] {
+  start(): StreamEvent[] {
+    const promptTokens = this.promptTokens;
     const message: MessageObject = {
       id: this.id,
       type: "message",

@@ -2,57 +2,30 @@
 import { Elysia } from "elysia";
 import { type RouteContext, readJson } from "../context.ts";
 import { parseBody } from "../errors.ts";
-import { collectRun, logDone, openRun, type Run } from "../run.ts";
+import { logDone, machineEvents, openRun, respond } from "../run.ts";
 import { namedEventFrame, streamResponse } from "../stream.ts";
 import { CountTokensRequestSchema, fromMessagesRequest, MessageEvents, MessagesRequestSchema, newMessageId, toMessage, toMessages, toolFields } from "./convert.ts";
 import { toAnthropicError } from "./errors.ts";
-
-async function* events(ctx: RouteContext, run: Run, id: string, ev: MessageEvents): AsyncGenerator<unknown, void, undefined> {
-  yield* ev.start(run.promptTokens);
-  for await (const e of run.events()) {
-    if (e.type === "done") {
-      logDone(ctx, run, e, { id, surface: "messages", stream: true });
-      if (e.finishReason === "cancelled") return;
-      yield* ev.finish(e);
-      return;
-    }
-    yield* ev.chunk(e);
-  }
-}
 
 export function anthropicRoutes(ctx: RouteContext) {
   const messages = async ({ request }: { request: Request }) => {
     const body = parseBody(MessagesRequestSchema, await readJson(request, ctx.maxBodyBytes));
     const plan = fromMessagesRequest(body);
-    const run = await openRun(ctx, request, {
-      model: body.model,
-      input: plan.input,
-      maxTokens: plan.maxTokens,
-      sampling: plan.sampling,
-      stop: plan.stop,
-      tools: plan.tools,
-      promptParam: "messages",
+    const run = await openRun(ctx, request, { model: body.model, ...plan.run, promptParam: "messages" });
+    const id = newMessageId();
+    return respond(run, {
+      stream: plan.stream,
+      whole: (out) => {
+        logDone(ctx, run, out.done, { id, surface: "messages", stream: false });
+        return Response.json(toMessage(id, run.lease.name, out));
+      },
+      streamed: () =>
+        streamResponse(
+          machineEvents(ctx, run, new MessageEvents(id, run.lease.name, run.promptTokens), { id, surface: "messages" }),
+          { contentType: "text/event-stream; charset=utf-8", frame: namedEventFrame, error: (e) => namedEventFrame(toAnthropicError(e).body) },
+          { onCancel: run.abort, onClose: () => run.close() },
+        ),
     });
-    try {
-      const id = newMessageId();
-      if (!plan.stream) {
-        try {
-          const out = await collectRun(run);
-          logDone(ctx, run, out.done, { id, surface: "messages", stream: false });
-          return Response.json(toMessage(id, run.lease.name, out));
-        } finally {
-          run.close();
-        }
-      }
-      return streamResponse(
-        events(ctx, run, id, new MessageEvents(id, run.lease.name)),
-        { contentType: "text/event-stream; charset=utf-8", frame: namedEventFrame, error: (e) => namedEventFrame(toAnthropicError(e).body) },
-        { onCancel: run.abort, onClose: () => run.close() },
-      );
-    } catch (e) {
-      run.close();
-      throw e;
-    }
   };
 
   // Counting needs the model's tokenizer and chat template, so it takes its turn like a generation (no tokens generated).

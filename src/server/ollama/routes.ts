@@ -11,7 +11,7 @@ import { type RouteContext, readJson } from "../context.ts";
 import { parseBody } from "../errors.ts";
 import type { ModelTarget } from "../model-manager.ts";
 import { servableModels } from "../routes/models.ts";
-import { cancelledByClient, collectRun, logDone, openRun } from "../run.ts";
+import { cancelledByClient, logDone, openRun, respond } from "../run.ts";
 import { ndjsonFrame, streamResponse } from "../stream.ts";
 import {
   ChatRequestSchema,
@@ -87,56 +87,50 @@ export function ollamaRoutes(ctx: RouteContext) {
       tools: plan.tools,
       promptParam: kind === "chat" ? "messages" : "prompt",
     });
-    try {
-      if (think != null && think !== false && !r.lease.engine.info.reasoning) {
-        throw new MlxkError("validation_error", `Model '${r.lease.name}' does not support thinking ('think')`, { extra: { param: "think", code: "unsupported_parameter" } });
-      }
-      const shown = name ?? toOllamaName(r.lease.name);
-      const id = crypto.randomUUID();
-      if (!plan.stream) {
-        try {
-          const out = await collectRun(r);
-          logDone(ctx, r, out.done, { id, surface: `ollama-${kind}`, stream: false });
-          const ms = performance.now() - r.started;
-          return Response.json(kind === "chat" ? chatDone(shown, out.done, ms, out) : generateDone(shown, out.done, ms, out));
-        } finally {
-          r.close();
-        }
-      }
-      // Ollama streams a tool call whole, once its arguments are complete: deltas are gathered until the next call starts or the answer ends.
-      async function* lines(): AsyncGenerator<unknown, void, undefined> {
-        const calls: ToolCall[] = [];
-        let sent = 0;
-        const flush = (upTo: number) => {
-          const ready = calls.slice(sent, upTo);
-          const first = sent;
-          sent = Math.max(sent, upTo);
-          return ready.length > 0 ? [chatLine(shown, { text: "", reasoning: "" }, ready, first)] : [];
-        };
-        for await (const ev of r.events()) {
-          if (ev.type === "done") {
-            yield* flush(calls.length);
-            logDone(ctx, r, ev, { id, surface: `ollama-${kind}`, stream: true });
-            if (ev.finishReason === "cancelled") throw cancelledByClient();
-            const ms = performance.now() - r.started;
-            yield kind === "chat" ? chatDone(shown, ev, ms) : generateDone(shown, ev, ms);
-            return;
-          }
-          for (const d of ev.toolCalls ?? []) {
-            if (d.id !== undefined) {
-              yield* flush(d.index);
-              calls[d.index] = { id: d.id, name: d.name ?? "", arguments: d.arguments };
-            } else if (calls[d.index]) calls[d.index]!.arguments += d.arguments;
-          }
-          if (ev.text === "" && ev.reasoning === "") continue;
-          yield kind === "chat" ? chatLine(shown, ev) : generateLine(shown, ev);
-        }
-      }
-      return streamResponse(lines(), NDJSON, { onCancel: r.abort, onClose: () => r.close() });
-    } catch (e) {
+    if (think != null && think !== false && !r.lease.engine.info.reasoning) {
       r.close();
-      throw e;
+      throw new MlxkError("validation_error", `Model '${r.lease.name}' does not support thinking ('think')`, { extra: { param: "think", code: "unsupported_parameter" } });
     }
+    const shown = name ?? toOllamaName(r.lease.name);
+    const id = crypto.randomUUID();
+    // Ollama streams a tool call whole, once its arguments are complete: deltas are gathered until the next call starts or the answer ends.
+    async function* lines(): AsyncGenerator<unknown, void, undefined> {
+      const calls: ToolCall[] = [];
+      let sent = 0;
+      const flush = (upTo: number) => {
+        const ready = calls.slice(sent, upTo);
+        const first = sent;
+        sent = Math.max(sent, upTo);
+        return ready.length > 0 ? [chatLine(shown, { text: "", reasoning: "" }, ready, first)] : [];
+      };
+      for await (const ev of r.events()) {
+        if (ev.type === "done") {
+          yield* flush(calls.length);
+          logDone(ctx, r, ev, { id, surface: `ollama-${kind}`, stream: true });
+          if (ev.finishReason === "cancelled") throw cancelledByClient();
+          const ms = performance.now() - r.started;
+          yield kind === "chat" ? chatDone(shown, ev, ms) : generateDone(shown, ev, ms);
+          return;
+        }
+        for (const d of ev.toolCalls ?? []) {
+          if (d.id !== undefined) {
+            yield* flush(d.index);
+            calls[d.index] = { id: d.id, name: d.name ?? "", arguments: d.arguments };
+          } else if (calls[d.index]) calls[d.index]!.arguments += d.arguments;
+        }
+        if (ev.text === "" && ev.reasoning === "") continue;
+        yield kind === "chat" ? chatLine(shown, ev) : generateLine(shown, ev);
+      }
+    }
+    return respond(r, {
+      stream: plan.stream,
+      whole: (out) => {
+        logDone(ctx, r, out.done, { id, surface: `ollama-${kind}`, stream: false });
+        const ms = performance.now() - r.started;
+        return Response.json(kind === "chat" ? chatDone(shown, out.done, ms, out) : generateDone(shown, out.done, ms, out));
+      },
+      streamed: () => streamResponse(lines(), NDJSON, { onCancel: r.abort, onClose: () => r.close() }),
+    });
   };
 
   const describe = (t: ModelTarget) => ({

@@ -3,7 +3,7 @@
  * A client that goes away cancels the stream: generation stops at the next token and the queue slot frees.
  */
 import { toHttpError } from "../errors.ts";
-import { streamResponse } from "../stream.ts";
+import { readNamedSse, streamResponse } from "../stream.ts";
 
 const enc = new TextEncoder();
 
@@ -31,20 +31,5 @@ export function sseResponse(
 
 /** Parse an SSE body into its `data:` payloads (for tests and the benchmark). */
 export async function* readSse(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const dec = new TextDecoder();
-  let buf = "";
-  for await (const chunk of body) {
-    buf += dec.decode(chunk, { stream: true });
-    let i: number;
-    while ((i = buf.indexOf("\n\n")) >= 0) {
-      const frame = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      const data = frame
-        .split("\n")
-        .filter((l) => l.startsWith("data:"))
-        .map((l) => l.slice(5).trimStart())
-        .join("\n");
-      if (data !== "") yield data;
-    }
-  }
+  for await (const e of readNamedSse(body)) yield e.data;
 }

@@ -46,11 +46,8 @@ export type ResponsesRequest = v.InferOutput<typeof ResponsesRequestSchema>;
 export type ToolFields = Pick<GenerateRequest, "tools" | "toolChoice" | "parallelToolCalls" | "constraint">;
 
 export interface ResponsesPlan {
-  input: GenerateRequest["input"];
-  tools: ToolFields;
-  maxTokens: number | null;
-  sampling: SamplingParams;
-  topLogprobs: number | undefined;
+  /** What the run core needs (src/server/run.ts RunSpec, less the model and prompt field). */
+  run: { input: GenerateRequest["input"]; tools: ToolFields; maxTokens: number | null; sampling: SamplingParams; stop: string[]; topLogprobs: number | undefined };
   stream: boolean;
   /** Echoed back on the response object, as OpenAI does. */
   echo: Pick<ResponseObject, "instructions" | "max_output_tokens" | "temperature" | "top_p" | "tools" | "tool_choice" | "parallel_tool_calls" | "text" | "reasoning" | "metadata">;
@@ -191,21 +188,24 @@ export function fromResponsesRequest(body: ResponsesRequest): ResponsesPlan {
   // thinking is on or off here: none/minimal turn it off where the template has the switch, other efforts keep it on
   const input: GenerateRequest["input"] = effort === "none" || effort === "minimal" ? { messages, templateKwargs: { enable_thinking: false } } : { messages };
   return {
-    input,
-    tools: {
-      ...(tools.length > 0 ? { tools } : {}),
-      ...(toolChoice !== undefined && tools.length > 0 ? { toolChoice } : {}),
-      ...(body.parallel_tool_calls != null ? { parallelToolCalls: body.parallel_tool_calls } : {}),
-      ...(constraint ? { constraint } : {}),
+    run: {
+      input,
+      tools: {
+        ...(tools.length > 0 ? { tools } : {}),
+        ...(toolChoice !== undefined && tools.length > 0 ? { toolChoice } : {}),
+        ...(body.parallel_tool_calls != null ? { parallelToolCalls: body.parallel_tool_calls } : {}),
+        ...(constraint ? { constraint } : {}),
+      },
+      maxTokens: body.max_output_tokens ?? null,
+      sampling: {
+        ...DEFAULT_SAMPLING,
+        temperature: body.temperature ?? DEFAULT_SAMPLING.temperature,
+        topP: body.top_p ?? DEFAULT_SAMPLING.topP,
+        ...(body.seed != null ? { seed: body.seed } : {}),
+      },
+      stop: [],
+      topLogprobs: wantLp ? (body.top_logprobs ?? 0) : undefined,
     },
-    maxTokens: body.max_output_tokens ?? null,
-    sampling: {
-      ...DEFAULT_SAMPLING,
-      temperature: body.temperature ?? DEFAULT_SAMPLING.temperature,
-      topP: body.top_p ?? DEFAULT_SAMPLING.topP,
-      ...(body.seed != null ? { seed: body.seed } : {}),
-    },
-    topLogprobs: wantLp ? (body.top_logprobs ?? 0) : undefined,
     stream: body.stream === true,
     echo: {
       instructions: body.instructions ?? null,

@@ -19,7 +19,7 @@ import {
   toUsage,
 } from "../openai/convert.ts";
 import { sseResponse } from "../openai/sse.ts";
-import { collectRun, logDone, openRun, type Run } from "../run.ts";
+import { type Collected, logDone, openRun, respond, type Run } from "../run.ts";
 
 export type Shape = "chat" | "text";
 
@@ -40,21 +40,12 @@ export async function generateResponse(
     ...(plan.tools ? { tools: plan.tools } : {}),
     promptParam: opts.shape === "chat" ? "messages" : "prompt",
   });
-  try {
-    const meta = newMeta(opts.shape === "chat" ? "chatcmpl" : "cmpl", run.lease.name, ctx.fingerprint);
-    if (!plan.stream) {
-      try {
-        return await collect(ctx, run, meta, opts.shape);
-      } finally {
-        run.close();
-      }
-    }
-    const gen = opts.shape === "chat" ? chatStream(ctx, run, meta, plan) : textStream(ctx, run, meta, plan);
-    return sseResponse(gen, { onCancel: run.abort, onClose: () => run.close() });
-  } catch (e) {
-    run.close();
-    throw e;
-  }
+  const meta = newMeta(opts.shape === "chat" ? "chatcmpl" : "cmpl", run.lease.name, ctx.fingerprint);
+  return respond(run, {
+    stream: plan.stream,
+    whole: (out) => whole(ctx, run, meta, opts.shape, out),
+    streamed: () => sseResponse(opts.shape === "chat" ? chatStream(ctx, run, meta, plan) : textStream(ctx, run, meta, plan), { onCancel: run.abort, onClose: () => run.close() }),
+  });
 }
 
 /** Raw completions take no tools, so never end in tool_calls. */
@@ -66,8 +57,7 @@ function tokenLp(c: GenerateChunk): TokenLp | null {
   return c.logprob ? { token: c.logprob.token, logprob: c.logprob.logprob, top: c.logprob.top } : null;
 }
 
-async function collect(ctx: RouteContext, run: Run, meta: ResponseMeta, shape: Shape): Promise<Response> {
-  const out = await collectRun(run);
+function whole(ctx: RouteContext, run: Run, meta: ResponseMeta, shape: Shape, out: Collected): Response {
   const done = out.done;
   logDone(ctx, run, done, { id: meta.id, surface: shape, stream: false });
   const usage = toUsage(done.usage);
