@@ -10,6 +10,7 @@ import { ModelManager } from "../../src/server/model-manager.ts";
 import { listRunnable, resolveTarget } from "../../src/server/models-source.ts";
 import { ChatCompletionSchema, ErrorBodySchema, ModelListSchema } from "../../src/schemas/openai.ts";
 import { addRepo, type FileContent, makeTempHub } from "../support/hf-cache.ts";
+import { runCliCapture } from "../support/cli.ts";
 import { writeTinyModel } from "../support/tiny-models.ts";
 import { ScriptEngine } from "./support/script-engine.ts";
 import { check, get, makeApp, post } from "./support/app.ts";
@@ -242,5 +243,21 @@ describe("/health tells readiness honestly", () => {
     const l3 = await ok.manager.lease(A);
     l3.release({ error: new Error("y") });
     expect(reasons.length).toBe(1);
+  });
+});
+
+describe("mlxk server flags", () => {
+  test("--served-model-name and --allow-switch need --model; bad --keep-alive / --max-models are usage errors", async () => {
+    const env = { HOME: "/nonexistent-home", HF_HUB_CACHE: "/nonexistent-cache" };
+    for (const [argv, msg] of [
+      [["server", "--served-model-name", "gpt-4o-mini"], "--served-model-name"],
+      [["server", "--allow-switch"], "--allow-switch"],
+      [["server", "--keep-alive", "soon"], "--keep-alive"],
+      [["server", "--max-models", "0"], "--max-models"],
+    ] as const) {
+      const r = await runCliCapture([...argv], { env });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(msg);
+    }
   });
 });
