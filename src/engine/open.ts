@@ -31,7 +31,7 @@ export function ggufPath(spec: string, opts: { cwd?: string; env?: Env } = {}): 
 }
 
 /** Resolve `spec` and check the model's health; throws MlxkError with the reason when it cannot run. */
-export function locateModel(spec: string, opts: { env?: Env; cwd?: string } = {}): ModelSource {
+export function locateModel(spec: string, opts: { env?: Env; cwd?: string; purpose?: "generate" | "embed" } = {}): ModelSource {
   const env = opts.env ?? process.env;
   const gguf = ggufPath(spec, opts);
   if (gguf) return { kind: "gguf", path: gguf, id: gguf };
@@ -41,6 +41,14 @@ export function locateModel(spec: string, opts: { env?: Env; cwd?: string } = {}
   const r = resolveModel(spec, { hubDir: hubCacheDir(env), cwd: opts.cwd, env });
   const report: HealthReport = r.kind === "cache" ? repoHealth(r.repoDir, { name: r.name, hash: r.hash }) : dirHealth(r.dir, { name: r.name });
   if (!report.healthy) throw new MlxkError("execution_error", `Model '${r.name}' is not healthy: ${report.reason}`);
+  // the wrong kind of model is the caller's mistake (400), named before any runtime reason
+  const embedder = report.detection?.kind === "embedding";
+  if ((opts.purpose ?? "generate") === "generate" && embedder) {
+    throw new MlxkError("capability_mismatch", `'${r.name}' is an embedding model: it makes vectors, not text. Use 'mlxk embed' or POST /v1/embeddings.`, { extra: { param: "model" } });
+  }
+  if (opts.purpose === "embed" && !embedder) {
+    throw new MlxkError("capability_mismatch", `'${r.name}' is a ${report.detection?.kind ?? "text"} model, not an embedding model: use 'mlxk run' or the chat/completions APIs.`, { extra: { param: "model" } });
+  }
   if (!report.runtime_compatible) {
     throw new MlxkError("unsupported_model", `Model '${r.name}' is not compatible: ${report.runtime_reason ?? "unknown reason"}`);
   }

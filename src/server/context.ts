@@ -19,6 +19,8 @@ export interface AppDeps {
   /** Server default for max_tokens when a request names none (else half the context). */
   maxTokens?: number;
   log?: Logger;
+  /** Load an embedding model for POST /v1/embeddings (default: the CLI resolver with process.env). */
+  openEmbedder?: (spec: string) => Promise<import("../embed/open.ts").OpenedEmbedder>;
 }
 
 export interface RouteContext extends Required<Pick<AppDeps, "manager" | "listModels" | "maxBodyBytes">> {

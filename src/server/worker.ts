@@ -49,6 +49,7 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
   const app = createApp({
     manager,
     listModels: () => listRunnable({ env }),
+    openEmbedder: async (spec) => (await import("../embed/open.ts")).openEmbedder(spec, { env }),
     apiKey: config.apiKey ?? undefined,
     cors: config.cors,
     maxTokens: config.maxTokens ?? undefined,
