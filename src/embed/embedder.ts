@@ -119,7 +119,7 @@ export class Embedder implements Disposable {
     if (encoder) {
       const mod = await loadEncoderModule(mt);
       try {
-        const parsed = parseConfig(mod.configSchema, config, mt);
+        const parsed = parseConfig(mod.configSchema, config, mt, mod.configOptions);
         const w0 = mod.sanitize ? mod.sanitize(tensors, parsed) : tensors;
         for (const [k, a] of w0) {
           if (mx.isFloating(a.dtype) && a.dtype !== mx.Dtype.float32) {

@@ -29,12 +29,11 @@ export async function openEmbedder(spec: string, opts: { env?: Env; cwd?: string
   const avail = mlxAvailability(opts.env ?? process.env);
   if (!avail.available) throw new MlxkError("mlx_unavailable", `MLX is not available on this machine: ${avail.reason}`);
   const cached = !src.id.startsWith("/");
-  const sentinel = cached ? null : readSentinel(src.dir);
-  const model = cached ? src.id : typeof sentinel?.source_repo === "string" && sentinel.source_repo ? sentinel.source_repo : basename(src.dir);
-  const snap = basename(src.dir);
-  const contentHash = cached ? (/^[0-9a-f]{40}$/.test(snap) ? snap : null) : typeof sentinel?.content_hash === "string" ? sentinel.content_hash : null;
-  const embedder = await Embedder.load(src.dir, { name: src.id, env: opts.env });
-  return { embedder, id: src.id, dir: src.dir, model, contentHash };
+  const sentinel = cached ? null : readSentinel(src.path);
+  const model = cached ? src.id : typeof sentinel?.source_repo === "string" && sentinel.source_repo ? sentinel.source_repo : basename(src.path);
+  const contentHash = cached ? src.hash : typeof sentinel?.content_hash === "string" ? sentinel.content_hash : null;
+  const embedder = await Embedder.load(src.path, { name: src.id, env: opts.env });
+  return { embedder, id: src.id, dir: src.path, model, contentHash };
 }
 
 /**

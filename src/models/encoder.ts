@@ -10,6 +10,7 @@ import type * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
+import type { NormalizeOptions } from "./config.ts";
 
 export interface EncoderModel {
   /** ids int32 [B, L], mask int32 [B, L] (1 = token, 0 = padding) → hidden states [B, L, H]. */
@@ -18,6 +19,8 @@ export interface EncoderModel {
 
 export interface EncoderModule {
   configSchema: v.GenericSchema<unknown, Record<string, unknown>>;
+  /** How config.ts normalises this architecture's config.json (both transformers spellings). */
+  configOptions?: NormalizeOptions;
   sanitize?(weights: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array>;
   createEncoder(config: Record<string, unknown>, weights: WeightStore): EncoderModel;
   /** Longest input (tokens, specials included) the position table allows. */

@@ -5,6 +5,7 @@
 import * as v from "valibot";
 import * as mx from "../mlx/index.ts";
 import { int, num, type WeightStore } from "./base.ts";
+import type { NormalizeOptions } from "./config.ts";
 import { type EncoderModel, activation, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
 import type { Embedding, Linear } from "./layers.ts";
 
@@ -29,14 +30,18 @@ export const configSchema = v.pipe(
     local_rope_theta: num(10000),
     layer_types: v.optional(v.nullable(v.array(v.string())), null),
     rope_parameters: v.optional(v.nullable(v.record(v.string(), RopeEntry)), null),
+    /** config.ts's per-layer-type rope (from a transformers 5 `rope_parameters`). */
+    rope_by_layer_type: v.optional(v.nullable(v.record(v.string(), RopeEntry)), null),
   }),
   v.transform((c) => {
     const types = c.layer_types ?? Array.from({ length: c.num_hidden_layers }, (_, i) => (i % c.global_attn_every_n_layers === 0 ? "full_attention" : "sliding_attention"));
-    const theta = (t: string) => c.rope_parameters?.[t]?.rope_theta ?? (t === "full_attention" ? c.global_rope_theta : c.local_rope_theta);
+    const theta = (t: string) => c.rope_by_layer_type?.[t]?.rope_theta ?? c.rope_parameters?.[t]?.rope_theta ?? (t === "full_attention" ? c.global_rope_theta : c.local_rope_theta);
     return { ...c, layer_types: types, full_theta: theta("full_attention"), sliding_theta: theta("sliding_attention") };
   }),
 );
 type Config = v.InferOutput<typeof configSchema>;
+
+export const configOptions: NormalizeOptions = { perLayerRope: true, ropeTypes: ["default"], activations: ["gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "silu"] };
 
 export function sanitize(w: Map<string, mx.Array>): Map<string, mx.Array> {
   return stripPrefixes(w, ["model."], (k) => k.startsWith("embeddings.") || k.startsWith("layers.") || k.startsWith("final_norm."));

@@ -79,3 +79,15 @@ test("classic sentence-transformers pooling spelling (pooling_mode_*_tokens) rea
   using e = await Embedder.load(dir, { name: "x" });
   expectClose(e.embed(golden("bert").texts).vectors, golden("bert").embeddings);
 });
+
+test("ModernBERT config in the transformers 4 spelling (global_attn_every_n_layers, *_rope_theta) reads the same", async () => {
+  const dir = join(tmp, "modernbert_v4");
+  cpSync(join(FIX, "modernbert"), dir, { recursive: true });
+  const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+  delete cfg.layer_types;
+  delete cfg.rope_parameters;
+  Object.assign(cfg, { global_attn_every_n_layers: 3, global_rope_theta: 160000, local_rope_theta: 10000, transformers_version: "4.48.0" });
+  writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
+  using e = await Embedder.load(dir, { name: "x" });
+  expectClose(e.embed(golden("modernbert").texts).vectors, golden("modernbert").embeddings);
+});

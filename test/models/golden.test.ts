@@ -12,10 +12,13 @@ import { loadModelDir } from "../../src/engine/load.ts";
 import * as mx from "../../src/mlx/index.ts";
 import { GOLDEN_PROMPT, GOLDEN_STEPS, type TinyName, writeTinyModel } from "../support/tiny-models.ts";
 
-const goldens = JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/goldens/tiny-models.json"), "utf8")) as {
-  prompt: number[];
-  models: Record<string, { logits: number[][]; greedy: number[] }>;
-};
+type Goldens = { prompt: number[]; models: Record<string, { logits: number[][]; greedy: number[] }> };
+const read = (f: string) => JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/goldens", f), "utf8")) as Goldens;
+/** mlx-lm's outputs, and transformers' (torch f32) where mlx-lm computes otherwise (README: "Where mlxk differs from mlx-lm"). */
+const mlxGoldens = read("tiny-models.json");
+const hfGoldens = read("transformers.json");
+const goldens: Goldens = { prompt: mlxGoldens.prompt, models: { ...mlxGoldens.models, ...hfGoldens.models } };
+test("both references were computed for the same prompt", () => expect(hfGoldens.prompt).toEqual(mlxGoldens.prompt));
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-golden-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -27,7 +30,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-describe.each(ARCHS)("%s matches mlx-lm", (name) => {
+describe.each(ARCHS)("%s matches its reference", (name) => {
   const golden = goldens.models[name]!;
 
   test.each([1, 2])("logits of the prompt (streams=%d)", async (streams) => {

@@ -417,7 +417,7 @@ function tokenizerJson(): unknown {
 export function writeTinyModel(name: TinyName, dir: string): string {
   mkdirSync(dir, { recursive: true });
   const b = build(name);
-  writeFileSync(join(dir, "config.json"), JSON.stringify({ ...b.config, eos_token_id: 258 }, null, 2));
+  writeFileSync(join(dir, "config.json"), JSON.stringify({ eos_token_id: 258, bos_token_id: 256, pad_token_id: 256, ...b.config }, null, 2));
   writeSafetensors(dir, b.tensors, b.shards ?? 1);
   writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizerJson()));
   writeFileSync(
