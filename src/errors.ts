@@ -34,6 +34,7 @@ export const ERROR_TYPES = {
   InvalidTargetError: 400,
   CloneFailedError: 500,
   HealthCheckFailed: 500,
+  unsupported_multimodal: 501,
   // embeddings: a chat model asked to embed, or an embedder asked to chat
   capability_mismatch: 400,
   // runtime / inference
