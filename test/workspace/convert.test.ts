@@ -56,7 +56,7 @@ describe("convert vs mlx_lm.convert", () => {
         dtype: c.args.dtype,
       });
       expect(d.health_status).toBe("healthy");
-      const want = Object.fromEntries(Object.entries(c.tensors).map(([k, [, shape, h]]) => [k, [shape, h]]));
+      const want = Object.fromEntries(Object.entries(c.tensors).map(([k, [, shape, h]]) => [k, [shape, h] as [number[], string]]));
       expect(tensorHashes(target)).toEqual(want);
       const cfg = JSON.parse(readFileSync(join(target, "config.json"), "utf8"));
       expect(cfg.quantization ?? null).toEqual(c.quantization);
