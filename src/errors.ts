@@ -31,6 +31,13 @@ export const ERROR_TYPES = {
   download_failed: 503,
   pull_operation_failed: 500,
   requires_confirmation: 409,
+  // workspaces (clone / convert / push)
+  InvalidTargetError: 400,
+  CloneFailedError: 500,
+  HealthCheckFailed: 500,
+  unsupported_multimodal: 501,
+  // embeddings: a chat model asked to embed, or an embedder asked to chat
+  capability_mismatch: 400,
   // runtime / inference
   mlx_unavailable: 501,
   unsupported_model: 501,

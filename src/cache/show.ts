@@ -10,6 +10,7 @@ import { contextLength } from "./detect.ts";
 import type { Resolved } from "./resolve.ts";
 import { type TensorInfo, readSafetensorsHeader } from "./safetensors.ts";
 import { cacheModel } from "./scan.ts";
+import { checkClean } from "./content-hash.ts";
 import { workspaceModel } from "./workspace.ts";
 import { formatSize } from "./units.ts";
 import { type SnapshotView, isObject } from "./snapshot.ts";
@@ -111,6 +112,7 @@ export function showModel(resolved: Resolved, opts: { hubDir: string; mode: Show
   const config = view.readObject("config.json");
   const quantization = config && isObject(config.quantization) ? config.quantization : null;
   const data: ShowData = { model: { ...model, quantization }, workspace_metadata: sentinel };
+  if (resolved.kind === "path" && sentinel && model.clean !== true) data.clean_hint = checkClean(resolved.dir, sentinel, { persist: false }).hint;
   if (opts.mode === "files") {
     data.files = view.files
       .map((f) => ({ name: f.rel, size: formatSize(Math.max(0, f.size)), size_bytes: Math.max(0, f.size), type: fileType(f.rel) }))

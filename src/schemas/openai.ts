@@ -194,6 +194,8 @@ export const ModelObjectSchema = v.strictObject({
   created: v.pipe(v.number(), v.integer()),
   owned_by: v.string(),
   context_length: v.nullable(v.number()),
+  /** mlxk: what the model does (`chat`, `text-generation`, `embeddings`, …), so clients pick the right API. */
+  capabilities: v.optional(v.array(v.string())),
 });
 export type ModelObject = v.InferOutput<typeof ModelObjectSchema>;
 

@@ -12,6 +12,7 @@ import { type AppDeps, DEFAULT_MAX_BODY_BYTES, type RouteContext } from "./conte
 import { errorResponse } from "./errors.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { completionRoutes } from "./routes/completions.ts";
+import { ResidentEmbedder, embeddingRoutes } from "./routes/embeddings.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { modelRoutes } from "./routes/models.ts";
 import { anthropicErrorResponse } from "./anthropic/errors.ts";
@@ -59,6 +60,7 @@ export function createApp(deps: AppDeps) {
     fingerprint: `fp_mlxk_${CLI_VERSION.replace(/\W/g, "")}`,
   };
   const cors = deps.cors ?? [];
+  const embedder = new ResidentEmbedder(deps.openEmbedder ?? (async (spec) => (await import("../embed/open.ts")).openEmbedder(spec)));
   return new Elysia()
     .onRequest(({ request, set }) => {
       const requestId = crypto.randomUUID();
@@ -104,7 +106,8 @@ export function createApp(deps: AppDeps) {
     .use(completionRoutes(ctx))
     .use(responsesRoutes(ctx))
     .use(anthropicRoutes(ctx))
-    .use(ollamaRoutes(ctx));
+    .use(ollamaRoutes(ctx))
+    .use(embeddingRoutes(ctx, embedder));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -21,6 +21,8 @@ export interface AppDeps {
   /** Server default for max_tokens when a request names none (else half the context). */
   maxTokens?: number;
   log?: Logger;
+  /** Load an embedding model for POST /v1/embeddings (default: the CLI resolver with process.env). */
+  openEmbedder?: (spec: string) => Promise<import("../embed/open.ts").OpenedEmbedder>;
   /** Pull and delete over HTTP (Ollama's /api/pull, /api/delete); absent = refused with 403 (`--allow-manage`). */
   manage?: ModelManagement;
   /** Whether MLX can run here (health is 503 when not); absent = assume it can. */

@@ -85,7 +85,7 @@ export async function loadTarget(target: ModelTarget, opts: { env?: Env } = {}):
   return openModel(target, { env: opts.env });
 }
 
-/** Models a client can run: healthy, runtime compatible, text generators (not embedders/audio); cache, then workspaces. */
+/** Models a client can use: healthy, runtime compatible, text generators and embedders (not audio); cache, then workspaces. */
 export function listRunnable(opts: { env?: Env } = {}): ModelObject[] {
   const env = opts.env ?? process.env;
   const hubDir = hubCacheDir(env);
@@ -93,13 +93,14 @@ export function listRunnable(opts: { env?: Env } = {}): ModelObject[] {
   const add = (id: string, ownedBy: string, entry: { model: CliModel; report: HealthReport }): void => {
     const { model, report } = entry;
     if (model.health !== "healthy" || !model.runtime_compatible) return;
-    if (model.model_type !== "chat" && model.model_type !== "base") return;
+    if (model.model_type !== "chat" && model.model_type !== "base" && model.model_type !== "embedding") return;
     out.push({
       id,
       object: "model",
       created: Math.floor(Date.parse(model.last_modified) / 1000),
       owned_by: ownedBy,
       context_length: contextLength(report.view?.readObject("config.json") ?? null),
+      capabilities: model.capabilities,
     });
   };
   for (const name of listRepoNames(hubDir)) {

@@ -81,6 +81,7 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
     listModels: () => listRunnable({ env }),
     runtime: () => runtimeStatus(env),
     manage: config.allowManage ? cacheManagement(env) : undefined,
+    openEmbedder: async (spec) => (await import("../embed/open.ts")).openEmbedder(spec, { env }),
     apiKey: config.apiKey ?? undefined,
     cors: config.cors,
     maxTokens: config.maxTokens ?? undefined,
