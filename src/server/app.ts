@@ -106,7 +106,7 @@ export function createApp(deps: AppDeps) {
     .use(completionRoutes(ctx))
     .use(responsesRoutes(ctx))
     .use(anthropicRoutes(ctx))
-    .use(ollamaRoutes(ctx))
+    .use(ollamaRoutes(ctx, embedder))
     .use(embeddingRoutes(ctx, embedder));
 }
 

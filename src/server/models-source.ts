@@ -57,17 +57,21 @@ export function looksLikePath(spec: string): boolean {
   return isExplicitPath(s) || isAbsolute(s) || s.includes("\\") || s.toLowerCase().endsWith(".gguf");
 }
 
+/** Throw the 403 of a client-sent path (checked on the text alone: the disk is never asked). */
+export function refusePath(spec: string): void {
+  if (!looksLikePath(spec)) return;
+  throw new MlxkError("permission_denied", `Model '${spec}' is a path: this server serves cache and workspace models by name (start it with --allow-paths to accept paths)`, {
+    extra: { param: "model", code: "model_path_not_allowed" },
+  });
+}
+
 /**
  * Resolve a request's `model` like the CLI does; throws model_not_found / ambiguous_match / unsupported_model.
  * Without `allowPaths` a path is refused before the filesystem is asked, so a client cannot learn whether
  * a file exists (`"model": "/etc/passwd"`) or make the server open one.
  */
 export function resolveTarget(spec: string, opts: { env?: Env; cwd?: string; allowPaths?: boolean } = {}): ModelTarget {
-  if (opts.allowPaths === false && looksLikePath(spec)) {
-    throw new MlxkError("permission_denied", `Model '${spec}' is a path: this server serves cache and workspace models by name (start it with --allow-paths to accept paths)`, {
-      extra: { param: "model", code: "model_path_not_allowed" },
-    });
-  }
+  if (opts.allowPaths === false) refusePath(spec);
   const ref = resolveRef(spec, opts);
   if (ref.kind !== "dir") return ref;
   return { ...ref, quantization: quantLabel(readConfig(ref.path)), template: templateTraits(chatTemplateText(ref.path)) };

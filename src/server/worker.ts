@@ -10,7 +10,7 @@ import { MlxkError } from "../errors.ts";
 import { createApp } from "./app.ts";
 import { makeLogger } from "./log.ts";
 import { ModelManager, type ModelTarget } from "./model-manager.ts";
-import { cacheManagement, listRunnable, loadTarget, resolveTarget, runtimeStatus } from "./models-source.ts";
+import { cacheManagement, listRunnable, loadTarget, refusePath, resolveTarget, runtimeStatus } from "./models-source.ts";
 
 export const WorkerConfigSchema = v.strictObject({
   host: v.string(),
@@ -81,7 +81,11 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
     listModels: () => listRunnable({ env }),
     runtime: () => runtimeStatus(env),
     manage: config.allowManage ? cacheManagement(env) : undefined,
-    openEmbedder: async (spec) => (await import("../embed/open.ts")).openEmbedder(spec, { env }),
+    openEmbedder: async (spec) => {
+      // embedders follow the same rule as generators: names only, paths with --allow-paths
+      if (!config.allowPaths) refusePath(spec);
+      return (await import("../embed/open.ts")).openEmbedder(spec, { env });
+    },
     apiKey: config.apiKey ?? undefined,
     cors: config.cors,
     maxTokens: config.maxTokens ?? undefined,

@@ -61,6 +61,25 @@ export const GenerateRequestSchema = v.looseObject({
 });
 export type GenerateRequestBody = v.InferOutput<typeof GenerateRequestSchema>;
 
+export const EmbedRequestSchema = v.looseObject({
+  model: v.optional(v.string("must be a string")),
+  name: v.optional(v.string("must be a string")),
+  input: v.union([v.string(), v.array(v.string())], "must be a string or an array of strings"),
+  /** Ollama cuts over-long inputs by default. */
+  truncate: nullish(v.boolean("must be a boolean")),
+  dimensions: nullish(v.pipe(v.number(), v.integer("must be an integer"), v.minValue(1, "must be >= 1"))),
+  options: Options,
+  keep_alive: KeepAlive,
+});
+/** The older single-prompt endpoint (/api/embeddings). */
+export const LegacyEmbedRequestSchema = v.looseObject({
+  model: v.optional(v.string("must be a string")),
+  name: v.optional(v.string("must be a string")),
+  prompt: v.string("must be a string"),
+  options: Options,
+  keep_alive: KeepAlive,
+});
+
 export const ModelNameSchema = v.looseObject({ model: v.optional(v.string()), name: v.optional(v.string()), verbose: nullish(v.boolean()) });
 export const PullRequestSchema = v.looseObject({ model: v.optional(v.string()), name: v.optional(v.string()), insecure: nullish(v.boolean()), stream: nullish(v.boolean()) });
 

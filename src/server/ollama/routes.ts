@@ -1,7 +1,8 @@
 /**
  * Ollama's native API (what VS Code Copilot, Cline, Goose, Zed, Open WebUI speak by default) over the shared
  * run core: /api/version, /api/tags, /api/show, /api/ps, /api/chat, /api/generate (NDJSON streaming by
- * default), /api/pull and /api/delete (only with --allow-manage).
+ * default), /api/embed (and the older /api/embeddings) on the embedders of POST /v1/embeddings, /api/pull and
+ * /api/delete (only with --allow-manage).
  */
 import { Elysia } from "elysia";
 import type { GenerateRequest, ToolCall } from "../../engine/types.ts";
@@ -10,11 +11,14 @@ import { PullProgress } from "../../hub/download.ts";
 import { type RouteContext, readJson } from "../context.ts";
 import { parseBody } from "../errors.ts";
 import type { ModelTarget } from "../model-manager.ts";
+import type { ResidentEmbedder } from "../routes/embeddings.ts";
 import { servableModels } from "../routes/models.ts";
 import { cancelledByClient, logDone, openRun, respond } from "../run.ts";
 import { ndjsonFrame, streamResponse } from "../stream.ts";
 import {
   ChatRequestSchema,
+  EmbedRequestSchema,
+  LegacyEmbedRequestSchema,
   chatDone,
   chatLine,
   fromChat,
@@ -43,7 +47,7 @@ function modifiedAt(created: number): string {
   return created > 0 ? new Date(created * 1000).toISOString() : isoNow();
 }
 
-export function ollamaRoutes(ctx: RouteContext) {
+export function ollamaRoutes(ctx: RouteContext, embedders?: ResidentEmbedder) {
   const spec = (name: string | undefined) => (name === undefined ? undefined : toSpec(name, ctx.manager.servedNames));
 
   const generating = async (request: Request, kind: "chat" | "generate") => {
@@ -157,13 +161,25 @@ export function ollamaRoutes(ctx: RouteContext) {
     const body = parseBody(ModelNameSchema, await readJson(request, ctx.maxBodyBytes));
     const name = requestedName(body);
     if (name === undefined) throw new MlxkError("validation_error", "Parameter 'model' is required", { extra: { param: "model", code: "missing_required_parameter" } });
-    const { target } = ctx.manager.resolve(spec(name));
+    let target: ModelTarget;
+    try {
+      target = ctx.manager.resolve(spec(name)).target;
+    } catch (e) {
+      // an embedder is not a generation target, but it is served (/api/embed): describe it as such
+      if (e instanceof MlxkError && e.type === "capability_mismatch" && embedders) {
+        return Response.json({ license: "", modelfile: "", parameters: "", template: "", details: modelDetails({ path: "" }), model_info: {}, capabilities: ["embedding"], modified_at: isoNow() });
+      }
+      throw e;
+    }
     const engine = ctx.manager.residentEngine(target.id);
     const arch = engine?.info.modelType ?? target.detection?.configModelType ?? "";
     const contextLength = engine?.info.contextLength ?? target.contextLength;
     // what the chat template supports (read from the model's files; a loaded engine knows reasoning for sure)
     const traits = target.template;
-    const capabilities = ["completion", ...(traits?.tools ? ["tools"] : []), ...(engine?.info.reasoning || traits?.thinking ? ["thinking"] : [])];
+    const capabilities =
+      target.detection?.kind === "embedding"
+        ? ["embedding"]
+        : ["completion", ...(traits?.tools ? ["tools"] : []), ...(engine?.info.reasoning || traits?.thinking ? ["thinking"] : [])];
     const modelInfo: Record<string, unknown> = { "general.architecture": arch, "general.basename": target.id };
     if (arch && contextLength) modelInfo[`${arch}.context_length`] = contextLength;
     return Response.json({
@@ -250,7 +266,48 @@ export function ollamaRoutes(ctx: RouteContext) {
     return new Response(null, { status: 200 });
   };
 
+  /** Embeddings run in the generation queue's turn (MLX runs one thing at a time), on the shared resident embedder. */
+  const embedWith = async (request: Request, name: string | undefined, inputs: string[], o: { truncate: boolean; dimensions?: number | null; options?: Record<string, unknown> | null }) => {
+    if (!embedders) throw new MlxkError("not_implemented", "Embeddings are not available on this server");
+    if (name === undefined) throw new MlxkError("validation_error", "Parameter 'model' is required", { extra: { param: "model", code: "missing_required_parameter" } });
+    // generation options mean nothing to an encoder; runtime hints are fine
+    const opts = Object.keys(o.options ?? {}).filter((k) => !["num_thread", "num_gpu", "main_gpu", "num_batch", "use_mmap", "use_mlock", "numa", "low_vram", "num_ctx"].includes(k));
+    if (opts.length > 0) throw new MlxkError("validation_error", `options.${opts[0]} does not apply to embeddings`, { extra: { param: `options.${opts[0]}`, code: "unsupported_parameter" } });
+    const t0 = performance.now();
+    const release = await ctx.manager.queue.acquire(request.signal);
+    try {
+      const opened = await embedders.get(toSpec(name));
+      const { vectors, promptTokens } = opened.embedder.embed(inputs, { truncate: o.truncate, dimensions: o.dimensions ?? null });
+      return { vectors, promptTokens, ms: performance.now() - t0 };
+    } finally {
+      release();
+    }
+  };
+
+  const embed = async ({ request }: { request: Request }) => {
+    const body = parseBody(EmbedRequestSchema, await readJson(request, ctx.maxBodyBytes));
+    const inputs = typeof body.input === "string" ? [body.input] : body.input;
+    if (inputs.length === 0) throw new MlxkError("validation_error", "'input' must not be empty", { extra: { param: "input", code: "invalid_value" } });
+    const name = requestedName(body);
+    const r = await embedWith(request, name, inputs, { truncate: body.truncate !== false, dimensions: body.dimensions, options: body.options });
+    return Response.json({
+      model: name,
+      embeddings: r.vectors.map((x) => Array.from(x)),
+      total_duration: Math.round(r.ms * 1e6),
+      load_duration: 0,
+      prompt_eval_count: r.promptTokens,
+    });
+  };
+
+  const legacyEmbed = async ({ request }: { request: Request }) => {
+    const body = parseBody(LegacyEmbedRequestSchema, await readJson(request, ctx.maxBodyBytes));
+    const r = await embedWith(request, requestedName(body), [body.prompt], { truncate: true, options: body.options });
+    return Response.json({ embedding: Array.from(r.vectors[0]!) });
+  };
+
   return new Elysia({ name: "ollama" })
+    .post("/api/embed", embed, { parse: "none" })
+    .post("/api/embeddings", legacyEmbed, { parse: "none" })
     .get("/", () => new Response("Ollama is running (mlxk)", { headers: { "content-type": "text/plain; charset=utf-8" } }))
     .head("/", () => new Response(null, { status: 200 }))
     .get("/api/version", () => Response.json({ version: OLLAMA_API_VERSION }))
