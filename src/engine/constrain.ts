@@ -8,6 +8,7 @@
  */
 import * as xg from "@mlc-ai/web-xgrammar";
 import { MlxkError } from "../errors.ts";
+import { normalizeSchema } from "../generate/json-schema-check.ts";
 import type { TextPipeline } from "../generate/text.ts";
 import type { GrammarSpec } from "./tools.ts";
 
@@ -16,6 +17,8 @@ export interface TokenConstraint extends Disposable {
   prepareNext(): Promise<void>;
   /** Disallowed tokens' logits → -inf (in place). */
   mask(logits: Float32Array): void;
+  /** The same mask as an additive bias over `vocab` logits (0 allowed, -inf not), for the device. */
+  bias(vocab: number): Float32Array;
   accept(token: number): void;
   /** The matcher took a stop token (the engine normally ends at the end token first). */
   readonly done: boolean;
@@ -48,7 +51,7 @@ async function tokenizerGrammar(text: TextPipeline): Promise<TokenizerGrammar> {
 }
 
 function keyOf(spec: GrammarSpec): string {
-  return spec.kind === "json_object" ? "json_object" : JSON.stringify(spec.schema);
+  return spec.kind === "json_object" ? "json_object" : JSON.stringify(normalizeSchema(spec.schema, spec.param));
 }
 
 /** Compile (or reuse) the grammar of a spec. A schema XGrammar rejects is a 400 naming where it sits. */
@@ -81,22 +84,30 @@ export async function createConstraint(text: TextPipeline, spec: GrammarSpec): P
   const { grammar, vocabSize } = await compileGrammar(text, spec);
   const matcher = await xg.GrammarMatcher.createGrammarMatcher(grammar);
   let bits: Int32Array | null = null;
+  let biasBuf: Float32Array | null = null;
+  const mask = (logits: Float32Array): void => {
+    const b = bits;
+    if (!b) throw new MlxkError("InternalError", "constraint mask used before prepareNext()");
+    const n = Math.min(logits.length, vocabSize);
+    for (let w = 0; w * 32 < n; w++) {
+      const word = b[w]!;
+      if (word === -1) continue; // all 32 allowed
+      const end = Math.min(n, w * 32 + 32);
+      for (let i = w * 32; i < end; i++) if (((word >>> (i & 31)) & 1) === 0) logits[i] = -Infinity;
+    }
+    // Ids past the tokenizer (padded embedding rows) are never text.
+    for (let i = n; i < logits.length; i++) logits[i] = -Infinity;
+  };
   return {
     async prepareNext() {
       bits = await matcher.getNextTokenBitmask();
     },
-    mask(logits) {
-      const b = bits;
-      if (!b) throw new MlxkError("InternalError", "constraint mask used before prepareNext()");
-      const n = Math.min(logits.length, vocabSize);
-      for (let w = 0; w * 32 < n; w++) {
-        const word = b[w]!;
-        if (word === -1) continue; // all 32 allowed
-        const end = Math.min(n, w * 32 + 32);
-        for (let i = w * 32; i < end; i++) if (((word >>> (i & 31)) & 1) === 0) logits[i] = -Infinity;
-      }
-      // Ids past the tokenizer (padded embedding rows) are never text.
-      for (let i = n; i < logits.length; i++) logits[i] = -Infinity;
+    mask,
+    bias(vocab) {
+      if (!biasBuf || biasBuf.length !== vocab) biasBuf = new Float32Array(vocab);
+      biasBuf.fill(0);
+      mask(biasBuf);
+      return biasBuf;
     },
     accept(token) {
       if (!matcher.acceptToken(token)) throw new MlxkError("InternalError", `constrained decoding sampled a token outside the grammar (${token})`);

@@ -4,15 +4,16 @@
  * decode fully on the device (pipelined); everything else samples on the host over f32 logits.
  */
 import { fallbackChatFormat, loadTextPipeline, Rng, sampleToken, type SampledToken, type TextPipeline } from "../generate/index.ts";
-import { createToolCallParser, detectToolCallFormat, ForcedCallParser, type ToolCallFormat } from "../generate/tool-calls/index.ts";
+import { createToolCallParser, detectToolCallFormat, ForcedCallParser, templateRendersTools, type ToolCallFormat } from "../generate/tool-calls/index.ts";
+import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { createConstraint, type TokenConstraint } from "./constrain.ts";
+import { compileGrammar, createConstraint, type TokenConstraint } from "./constrain.ts";
 import { tokenLoop, type HostSampler } from "./generate.ts";
 import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from "./load.ts";
 import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
 import { settle } from "./prepare.ts";
-import { forcedToolChoice, grammarFor, templateMessage, templateTool } from "./tools.ts";
+import { forcedToolChoice, grammarFor, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
 import type {
   Engine,
   GenerateChunk,
@@ -44,9 +45,12 @@ export class MlxEngine implements Engine {
     if ("prompt" in input) prompt = input.prompt;
     else if (input.chatTemplate === false) prompt = fallbackChatFormat(input.messages);
     else {
-      prompt = this.text.applyChatTemplate(input.messages.map(templateMessage), {
+      const withTools = tools && tools.length > 0;
+      // A template that never reads `tools` (e.g. SmolLM2's) would drop them: describe them in the system turn instead.
+      const messages = withTools && !templateRendersTools(this.templateSource) ? withToolsPrompt(input.messages, tools) : input.messages;
+      prompt = this.text.applyChatTemplate(messages.map(templateMessage), {
         kwargs: input.templateKwargs,
-        ...(tools && tools.length > 0 ? { tools: tools.map(templateTool) } : {}),
+        ...(withTools ? { tools: tools.map(templateTool) } : {}),
       });
     }
     return { prompt, ids: this.text.encodePrompt(prompt) };
@@ -57,6 +61,13 @@ export class MlxEngine implements Engine {
   }
 
   prepare(req: GenerateRequest, opts: PrepareOptions = {}): PreparedRequest {
+    if ((req.tools?.length ?? 0) > 0 && req.toolChoice !== "none" && !forcedToolChoice(req) && "messages" in req.input && this.toolFormat === null) {
+      throw new MlxkError(
+        "validation_error",
+        `${this.info.id} has no tool-call format in its chat template, so tool_choice 'auto' cannot be honoured; use tool_choice 'required' or a named function (enforced by constrained decoding)`,
+        { extra: { param: "tools", code: "unsupported_parameter" } },
+      );
+    }
     const tools = req.toolChoice === "none" ? undefined : req.tools;
     const { prompt, ids } = this.encode(req.input, tools);
     if (ids.length === 0) {
@@ -72,7 +83,8 @@ export class MlxEngine implements Engine {
     const s = req.sampling;
     const wantLogprobs = req.topLogprobs !== undefined;
     const constraint = await this.constraintFor(req);
-    const onDevice = constraint === null && s.temperature <= 0 && (s.repetitionPenalty <= 0 || s.repetitionPenalty === 1);
+    // Greedy without penalties stays on the device, masked there under a constraint (logprobs then need the host).
+    const onDevice = s.temperature <= 0 && (s.repetitionPenalty <= 0 || s.repetitionPenalty === 1) && !(constraint && wantLogprobs);
     const rng = new Rng(s.seed);
     let last: SampledToken | null = null;
     const sampler: HostSampler = (logits, history) => {
@@ -96,6 +108,7 @@ export class MlxEngine implements Engine {
       maxTokens,
       sampler: onDevice ? undefined : sampler,
       wantLogits: onDevice && wantLogprobs,
+      ...(onDevice && constraint ? { deviceMask: (n: number) => constraint.bias(n) } : {}),
       shouldStop: () => req.signal?.aborted === true,
       yieldPrefill: true,
     });
@@ -186,11 +199,17 @@ export class MlxEngine implements Engine {
     return new OutputChain(reasoning, parser, { parallel: req.parallelToolCalls !== false, harmonyCalls: tools !== null });
   }
 
+  private get templateSource(): string | null {
+    return this.text.chatTemplates ? Object.values(this.text.chatTemplates).join("\n") : null;
+  }
+
   get toolFormat(): ToolCallFormat | null {
-    return detectToolCallFormat({
-      chatTemplate: this.text.chatTemplates ? Object.values(this.text.chatTemplates).join("\n") : null,
-      hasToken: (t) => this.text.tokenizer.tokenToId(t) !== undefined,
-    });
+    return detectToolCallFormat({ chatTemplate: this.templateSource, hasToken: (t) => this.text.tokenizer.tokenToId(t) !== undefined });
+  }
+
+  async warm(p: PreparedRequest): Promise<void> {
+    const grammar = grammarFor(p.req);
+    if (grammar) await compileGrammar(this.text, grammar);
   }
 
   private async constraintFor(req: GenerateRequest): Promise<TokenConstraint | null> {

@@ -107,3 +107,12 @@ export function templateTool(t: ToolDefinition): Record<string, unknown> {
     function: { name: t.name, ...(t.description !== undefined ? { description: t.description } : {}), parameters: parametersSchema(t) },
   };
 }
+
+/** The functions described in the system turn, for templates that do not render `tools` themselves. */
+export function withToolsPrompt(messages: readonly ChatMessage[], tools: readonly ToolDefinition[]): ChatMessage[] {
+  const list = tools.map((t) => JSON.stringify(templateTool(t))).join("\n");
+  const note = `You can call these functions (JSON Schema of their arguments):\n${list}`;
+  const first = messages[0];
+  if (first && (first.role === "system" || first.role === "developer")) return [{ ...first, content: `${first.content}\n\n${note}` }, ...messages.slice(1)];
+  return [{ role: "system", content: note }, ...messages];
+}

@@ -155,6 +155,11 @@ export interface Engine extends Disposable {
    * constraint (a 400 naming what cannot be enforced).
    */
   prepare(req: GenerateRequest, opts?: PrepareOptions): PreparedRequest;
+  /**
+   * Builds what a prepared request needs before the first byte goes out (the constraint's grammar, cached),
+   * so a schema the grammar engine rejects is still a request error, not a failed stream. Optional.
+   */
+  warm?(p: PreparedRequest): Promise<void>;
   /** Runs a prepared request (a plain one is prepared with default options first). */
   generate(req: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined>;
 }

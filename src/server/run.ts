@@ -86,6 +86,8 @@ export async function openRun(ctx: RouteContext, request: Request, spec: RunSpec
       },
       { defaultMaxTokens: fallback },
     );
+    // compile what the decoder must enforce before the first byte: a schema it rejects stays a 400, never a broken stream
+    await engine.warm?.(req);
     const promptTokens = req.ids.length;
     // A smaller context for this request (Ollama's num_ctx) bounds prompt and answer without reloading the model.
     if (spec.contextLimit !== undefined && spec.contextLimit < modelContext) {

@@ -217,6 +217,15 @@ describe("tool-call parsers against real chat templates", () => {
   }
 });
 
+test("Hermes tool templates take parameters without a description (undefined|trim is \"\" as in jinja2)", () => {
+  const tool = { name: "ping", description: "Ping a host", parameters: { type: "object", properties: { host: { type: "string" } }, required: ["host"] } };
+  const prompt = renderChatTemplate(template("NousResearch-Hermes-3-Llama-3.1-8B-tool_use"), {
+    messages: [{ role: "user", content: "ping example.com" }],
+    tools: [templateTool(tool)],
+  });
+  expect(prompt).toContain("host(str): ");
+});
+
 describe("broken-looking calls stay content", () => {
   const cases: { format: ToolCallFormat; text: string }[] = [
     { format: "hermes", text: "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \n</tool_call>" },
@@ -243,6 +252,14 @@ describe("broken-looking calls stay content", () => {
     const r = run(f, ["<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{city: Paris<|call|>"]);
     expect(r.calls).toEqual([]);
     expect(r.text).toContain("{city: Paris");
+  });
+
+  test("harmony: the recipient may come before the channel; the rendered history uses to=functions", () => {
+    const f = FAMILIES.find((x) => x.format === "harmony")!;
+    const r = run(f, pieces('<|start|>assistant to=functions.search<|channel|>commentary json<|message|>{"q": "tides"}<|call|>'));
+    expect(r.calls.map((c) => [c.name, JSON.parse(c.arguments)])).toEqual([["search", { q: "tides" }]]);
+    const prompt = renderChatTemplate(template(f.file), { messages: CONVERSATION.map(templateMessage), tools: TOOLS.map(templateTool) });
+    expect(prompt).toContain("to=functions.get_weather");
   });
 
   test("parallel_tool_calls false keeps the first call only", () => {

@@ -19,7 +19,7 @@ const t = makeApp(
   {
     [M]: () => new ScriptEngine(M, { eosAfter: 3 }),
     [T]: () => new ScriptEngine(T, { eosAfter: 4, reasoning: ["hmm", "ok"] }),
-    [W]: () => new ScriptEngine(W, { eosAfter: 1, toolCalls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }] }),
+    [W]: () => new ScriptEngine(W, { eosAfter: 1, calls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }] }),
   },
   { apiKey: KEY, manager: { pinned: M, aliases: ["claude-sonnet-4-5"], allowSwitch: true } },
 );

@@ -107,6 +107,32 @@ describe("chat completions", () => {
     ]);
   });
 
+  test("tool calls: message.tool_calls (content null) and per-call stream deltas with distinct indexes", async () => {
+    const calls = [
+      { name: "get_weather", arguments: '{"city": "Paris"}' },
+      { name: "get_time", arguments: '{"tz": "CET"}' },
+    ];
+    const tools = [
+      { type: "function", function: { name: "get_weather", parameters: { type: "object" } } },
+      { type: "function", function: { name: "get_time", parameters: { type: "object" } } },
+    ];
+    const { app } = makeApp({ [M]: () => new ScriptEngine(M, { eosAfter: 0, calls }) });
+    const body = check(ChatCompletionSchema, await (await post(app, "/v1/chat/completions", chat({ tools }))).json());
+    expect(body.choices[0].finish_reason).toBe("tool_calls");
+    expect(body.choices[0].message.content).toBeNull();
+    expect(body.choices[0].message.tool_calls).toEqual([
+      { id: "call_0", type: "function", function: calls[0]! },
+      { id: "call_1", type: "function", function: calls[1]! },
+    ]);
+    const ev = (await sseEvents(await post(app, "/v1/chat/completions", chat({ tools, stream: true })))).slice(0, -1).map((c) => check(ChatCompletionChunkSchema, c));
+    const deltas = ev.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
+    expect(deltas[0]).toEqual({ index: 0, id: "call_0", type: "function", function: { name: "get_weather", arguments: "" } });
+    expect(deltas[1]).toEqual({ index: 0, function: { arguments: '{"city":' } });
+    expect(deltas[3]).toEqual({ index: 1, id: "call_1", type: "function", function: { name: "get_time", arguments: "" } });
+    for (const i of [0, 1]) expect(deltas.filter((d) => d.index === i).map((d) => d.function.arguments).join("")).toBe(calls[i]!.arguments);
+    expect(ev.at(-1)!.choices[0]).toMatchObject({ delta: {}, finish_reason: "tool_calls" });
+  });
+
   test("stop is honoured without streaming and never emitted", async () => {
     const { app } = makeApp({ [M]: () => new ScriptEngine(M) });
     const body = check(ChatCompletionSchema, await (await post(app, "/v1/chat/completions", chat({ stop: ["gam", "zzz"], max_tokens: 10 }))).json());

@@ -23,7 +23,7 @@ const fixtures = [...new Bun.Glob("*.json").scanSync(DIR)].sort().map((f) => ({ 
 
 const W = "org/caller";
 const t = makeApp(
-  { [W]: () => new ScriptEngine(W, { eosAfter: 2, toolCalls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }] }) },
+  { [W]: () => new ScriptEngine(W, { eosAfter: 2, calls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }] }) },
   { apiKey: "sk-local", manager: { pinned: W, aliases: ["gpt-oss:20b", "claude-sonnet-4-5-20250929"] } },
 );
 

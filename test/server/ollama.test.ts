@@ -23,7 +23,7 @@ const t = makeApp(
   {
     [M]: () => new ScriptEngine(M, { eosAfter: 3 }),
     [T]: () => new ScriptEngine(T, { eosAfter: 4, reasoning: ["hmm", "ok"] }),
-    [W]: () => new ScriptEngine(W, { eosAfter: 1, toolCalls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }, { name: "get_time", arguments: "{}" }] }),
+    [W]: () => new ScriptEngine(W, { eosAfter: 1, calls: [{ name: "get_weather", arguments: '{"city":"Paris"}' }, { name: "get_time", arguments: "{}" }] }),
   },
   { manager: { keepAliveMs: 60_000 } },
 );

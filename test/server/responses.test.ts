@@ -17,7 +17,7 @@ const CALL = { name: "get_weather", arguments: '{"city":"Paris"}' };
 const t = makeApp({
   [M]: () => new ScriptEngine(M, { eosAfter: 3 }),
   [T]: () => new ScriptEngine(T, { eosAfter: 4, reasoning: ["hmm", "ok"] }),
-  [W]: () => new ScriptEngine(W, { eosAfter: 0, toolCalls: [CALL] }),
+  [W]: () => new ScriptEngine(W, { eosAfter: 0, calls: [CALL] }),
 });
 const weatherTool = { type: "function" as const, name: "get_weather", description: "Weather of a city", parameters: { type: "object", properties: { city: { type: "string" } } }, strict: false };
 const s = serve(t.app);

@@ -17,13 +17,12 @@ export interface ScriptOptions {
   failAfter?: number;
   /** Reasoning words emitted before the answer. */
   reasoning?: string[];
-  /**
-   * Calls emitted (when the request offers tools and tool_choice is not "none") instead of the end token
-   * at `eosAfter`: each as a first delta with id and name, then its arguments in two fragments; the answer
-   * then ends with finishReason "tool_calls", as the engine's parser chain reports it.
-   */
-  toolCalls?: { name: string; arguments: string }[];
   contextLength?: number;
+  /**
+   * After `eosAfter` words, when the request offers tools and tool_choice is not "none": these calls (a start
+   * delta with id and name, then the arguments in 2 fragments each), finish "tool_calls".
+   */
+  calls?: { name: string; arguments: string }[];
 }
 
 export class ScriptEngine implements Engine {
@@ -78,15 +77,14 @@ export class ScriptEngine implements Engine {
         if (this.opts.failAfter !== undefined && n >= this.opts.failAfter) throw new Error("scripted failure");
         if (n >= p.maxTokens) return yield done("length");
         if (this.opts.eosAfter !== undefined && n >= this.opts.eosAfter) {
-          const calls = req.tools && req.tools.length > 0 && req.toolChoice !== "none" ? (this.opts.toolCalls ?? []) : [];
-          if (calls.length === 0) return yield done("stop");
+          const calls = req.tools && req.tools.length > 0 && req.toolChoice !== "none" ? (this.opts.calls ?? []) : [];
           for (const [index, c] of calls.entries()) {
-            const cut = Math.floor(c.arguments.length / 2);
+            const half = Math.floor(c.arguments.length / 2);
             yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, id: `call_${index}`, name: c.name, arguments: "" }] };
-            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, arguments: c.arguments.slice(0, cut) }] };
-            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, arguments: c.arguments.slice(cut) }] };
+            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, arguments: c.arguments.slice(0, half) }] };
+            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, arguments: c.arguments.slice(half) }] };
           }
-          return yield done("tool_calls");
+          return yield done(calls.length > 0 ? "tool_calls" : "stop");
         }
         const reasoning = n < think.length ? `${think[n]} ` : "";
         const text = n < think.length ? "" : `${words[(n - think.length) % words.length]} `;
