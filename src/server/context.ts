@@ -20,6 +20,12 @@ export interface AppDeps {
   maxBodyBytes?: number;
   /** Server default for max_tokens when a request names none (else half the context). */
   maxTokens?: number;
+  /** Largest max_tokens a request may ask for (--max-tokens-cap); more is a 400, none means the cap. */
+  maxTokensCap?: number;
+  /** Wall-clock limit of one request, queue wait included (--request-timeout); then 504 or an error frame. */
+  requestTimeoutMs?: number;
+  /** Aborted when the server shuts down: running answers end with a server_shutdown error (frame). */
+  shutdown?: AbortSignal;
   log?: Logger;
   /** Load an embedding model for POST /v1/embeddings (default: the CLI resolver with process.env). */
   openEmbedder?: (spec: string) => Promise<import("../embed/open.ts").OpenedEmbedder>;
@@ -39,6 +45,9 @@ export interface ModelManagement {
 export interface RouteContext extends Required<Pick<AppDeps, "manager" | "listModels" | "maxBodyBytes">> {
   manage: ModelManagement | undefined;
   maxTokens: number | undefined;
+  maxTokensCap?: number;
+  requestTimeoutMs?: number;
+  shutdown?: AbortSignal;
   runtime: () => { available: boolean; reason?: string };
   log: Logger;
   fingerprint: string;

@@ -25,6 +25,8 @@ export interface RunSpec {
   contextLimit?: number;
   /** The request field holding the prompt, for the context-length error. */
   promptParam: string;
+  /** The request field holding the token limit, for the --max-tokens-cap error. @default "max_tokens" */
+  maxTokensParam?: string;
   /** Tool calling and enforced output (tools, toolChoice, parallelToolCalls, constraint). */
   tools?: Pick<GenerateRequest, "tools" | "toolChoice" | "parallelToolCalls" | "constraint">;
 }
@@ -44,36 +46,69 @@ export interface Run {
 }
 
 export function cancelledByClient(): MlxkError {
-  return new MlxkError("validation_error", "Request cancelled by the client", { extra: { code: "client_closed_request" } });
+  return new MlxkError("client_closed_request", "Request cancelled by the client", { extra: { code: "client_closed_request" } });
+}
+
+/** Why generation was stopped from outside the engine; null while nobody stopped it. */
+type StopReason = "client" | "timeout" | "shutdown" | null;
+
+function stoppedError(reason: StopReason, ctx: RouteContext): MlxkError {
+  if (reason === "timeout") {
+    return new MlxkError("gateway_timeout", `The request ran longer than the server's limit of ${(ctx.requestTimeoutMs ?? 0) / 1000} s (--request-timeout)`, {
+      extra: { code: "request_timeout" },
+    });
+  }
+  if (reason === "shutdown") return new MlxkError("server_shutdown", "Server is shutting down: the answer was cut off", { extra: { code: "server_shutdown" } });
+  return cancelledByClient();
 }
 
 /** Lease the model and prepare the engine request. Errors here come before the first byte (proper HTTP errors). */
 export async function openRun(ctx: RouteContext, request: Request, spec: RunSpec): Promise<Run> {
   const resolved = ctx.manager.resolve(spec.model);
+  const cap = ctx.maxTokensCap;
+  if (spec.maxTokens !== null && cap !== undefined && spec.maxTokens > cap) {
+    const param = spec.maxTokensParam ?? "max_tokens";
+    throw new MlxkError("validation_error", `${param} ${spec.maxTokens} exceeds this server's limit of ${cap} (--max-tokens-cap)`, { extra: { param, code: "invalid_value" } });
+  }
   const abort = new AbortController();
-  const onClientGone = () => abort.abort();
+  let reason: StopReason = null;
+  const stopFor = (r: Exclude<StopReason, null>) => {
+    reason ??= r;
+    abort.abort();
+  };
+  const onClientGone = () => stopFor("client");
+  const onShutdown = () => stopFor("shutdown");
   request.signal.addEventListener("abort", onClientGone, { once: true });
+  ctx.shutdown?.addEventListener("abort", onShutdown, { once: true });
+  const timer = ctx.requestTimeoutMs ? setTimeout(() => stopFor("timeout"), ctx.requestTimeoutMs) : null;
+  const detach = () => {
+    if (timer) clearTimeout(timer);
+    request.signal.removeEventListener("abort", onClientGone);
+    ctx.shutdown?.removeEventListener("abort", onShutdown);
+  };
   const started = performance.now();
   let lease: Lease;
   try {
-    lease = await ctx.manager.lease(resolved, request.signal);
+    // the wait in the queue counts against --request-timeout too
+    lease = await ctx.manager.lease(resolved, abort.signal);
   } catch (e) {
-    request.signal.removeEventListener("abort", onClientGone);
-    throw e;
+    detach();
+    throw reason === "timeout" || reason === "shutdown" ? stoppedError(reason, ctx) : e;
   }
   let closed = false;
   let failure: unknown;
   const close = (opts: ReleaseOptions = {}) => {
     if (closed) return;
     closed = true;
-    request.signal.removeEventListener("abort", onClientGone);
+    detach();
     abort.abort();
     lease.release({ keepAliveMs: spec.keepAliveMs, ...opts, ...(failure !== undefined ? { error: failure } : {}) });
   };
   try {
     const engine = lease.engine;
     const modelContext = engine.info.contextLength;
-    const fallback = ctx.maxTokens ?? (modelContext > 0 ? Math.floor(modelContext / 2) : 2048);
+    const serverDefault = ctx.maxTokens ?? (modelContext > 0 ? Math.floor(modelContext / 2) : 2048);
+    const fallback = cap !== undefined ? Math.min(cap, serverDefault) : serverDefault;
     const req = engine.prepare(
       {
         input: spec.input,
@@ -100,19 +135,26 @@ export async function openRun(ctx: RouteContext, request: Request, spec: RunSpec
     }
     async function* events(): AsyncGenerator<GenerateEvent, void, undefined> {
       await tick(); // headers and any first frame go out before prefill occupies the thread
+      let end: GenerateDone | null = null;
       try {
         for await (const ev of engine.generate(req)) {
+          if (ev.type === "done") {
+            end = ev;
+            break;
+          }
           yield ev;
-          if (ev.type === "done") return;
           await tick();
         }
       } catch (e) {
         failure = e;
         throw e;
       }
-      throw new MlxkError("execution_error", "Generation ended without a result");
+      if (!end) throw new MlxkError("execution_error", "Generation ended without a result");
+      // stopped by a timeout or shutdown: the client is still there and is told why (an error, or an error frame)
+      if (end.finishReason === "cancelled" && (reason === "timeout" || reason === "shutdown")) throw stoppedError(reason, ctx);
+      yield end;
     }
-    return { lease, req, promptTokens, started, events, abort: () => abort.abort(), close };
+    return { lease, req, promptTokens, started, events, abort: () => stopFor("client"), close };
   } catch (e) {
     close();
     throw e;

@@ -261,3 +261,38 @@ describe("mlxk server flags", () => {
     }
   });
 });
+
+describe("server limits on every surface (--max-tokens-cap, --request-timeout, shutdown)", () => {
+  const msgs = [{ role: "user", content: "hi" }];
+  test("a limit past the cap is a 400 naming each surface's field; none means the cap", async () => {
+    const t = makeApp(engines(A), { maxTokensCap: 5 });
+    const cases: [string, Record<string, unknown>, string][] = [
+      ["/v1/chat/completions", { model: A, max_tokens: 9, messages: msgs }, "max_tokens"],
+      ["/v1/responses", { model: A, max_output_tokens: 9, input: "x" }, "max_output_tokens"],
+      ["/v1/messages", { model: A, max_tokens: 9, messages: msgs }, "max_tokens"],
+      ["/api/chat", { model: A, options: { num_predict: 9 }, messages: msgs, stream: false }, "options.num_predict"],
+    ];
+    for (const [path, body, param] of cases) {
+      const res = await post(t.app, path, body);
+      expect(res.status).toBe(400);
+      expect(await res.text()).toContain(param);
+    }
+    const long = makeApp({ [A]: () => new ScriptEngine(A) }, { maxTokensCap: 3 });
+    const r = await post(long.app, "/api/chat", { model: A, options: { num_predict: -1 }, messages: msgs, stream: false });
+    expect(((await r.json()) as { eval_count: number }).eval_count).toBe(3);
+  });
+
+  test("--request-timeout ends a streamed Responses/Anthropic answer with the surface's error event", async () => {
+    const t = makeApp({ [A]: () => new ScriptEngine(A, { delayMs: 5 }) }, { requestTimeoutMs: 40 });
+    const r1 = await post(t.app, "/v1/responses", { model: A, input: "x", stream: true });
+    const body1 = await r1.text();
+    expect(body1).toContain("event: error");
+    expect(body1).toContain("--request-timeout");
+    const r2 = await post(t.app, "/v1/messages", { model: A, max_tokens: 1000, stream: true, messages: msgs });
+    const body2 = await r2.text();
+    expect(body2).toContain("event: error");
+    expect(body2).toContain("--request-timeout");
+    const r3 = await post(t.app, "/api/generate", { model: A, prompt: "x", stream: false });
+    expect(r3.status).toBe(504);
+  });
+});

@@ -83,7 +83,9 @@ export function ollamaRoutes(ctx: RouteContext, embedders?: ResidentEmbedder) {
     const r = await openRun(ctx, request, {
       model: spec(name),
       input,
-      maxTokens: plan.maxTokens,
+      // num_predict -1/-2 ("until the context is full") means the server's cap where one is set
+      maxTokens: plan.maxTokens === Number.MAX_SAFE_INTEGER && ctx.maxTokensCap !== undefined ? ctx.maxTokensCap : plan.maxTokens,
+      maxTokensParam: "options.num_predict",
       sampling: plan.sampling,
       stop: plan.stop,
       contextLimit: plan.contextLimit,

@@ -10,7 +10,7 @@ export function responsesRoutes(ctx: RouteContext) {
   const handler = async ({ request }: { request: Request }) => {
     const body = parseBody(ResponsesRequestSchema, await readJson(request, ctx.maxBodyBytes));
     const plan = fromResponsesRequest(body);
-    const run = await openRun(ctx, request, { model: body.model, ...plan.run, promptParam: "input" });
+    const run = await openRun(ctx, request, { model: body.model, ...plan.run, promptParam: "input", maxTokensParam: "max_output_tokens" });
     const meta = newResponseMeta(run.lease.name, plan.echo);
     return respond(run, {
       stream: plan.stream,
