@@ -15,6 +15,8 @@ import { resolveRef } from "../cache/ref.ts";
 import type { Engine } from "../engine/types.ts";
 import { type Env, hubCacheDir, workspaceHome } from "../env.ts";
 import { MlxkError } from "../errors.ts";
+// the library itself is opened on the first availability check, not at import
+import { mlxAvailability } from "../mlx/ffi.ts";
 import type { ModelObject as CliModel } from "../schemas/cli-output.ts";
 import type { ModelObject } from "../schemas/openai.ts";
 import type { ModelManagement } from "./context.ts";
@@ -127,8 +129,6 @@ export function listRunnable(opts: { env?: Env } = {}): ModelObject[] {
 
 /** Whether MLX can be loaded here (GET /health is 503 when not). */
 export function runtimeStatus(env: Env): { available: boolean; reason?: string } {
-  // loaded lazily: the FFI module opens the shared library
-  const { mlxAvailability } = require("../mlx/ffi.ts") as typeof import("../mlx/ffi.ts");
   const a = mlxAvailability(env);
   return a.available ? { available: true } : { available: false, reason: a.reason };
 }
