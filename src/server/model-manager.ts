@@ -105,6 +105,7 @@ export function gb(n: number): string {
 
 export class ModelManager {
   readonly queue: SerialQueue;
+  /** Keyed by the file/dir loaded: two names of one file (`org/x-GGUF`, `org/x-GGUF:Q4_1`) share one engine. */
   private readonly residents = new Map<string, Resident>();
   private loadingId: string | null = null;
   private readonly failures = new Map<string, string>();
@@ -139,7 +140,12 @@ export class ModelManager {
 
   /** The loaded engine of a resident model (for its info), else null. */
   residentEngine(id: string): Engine | null {
-    return this.residents.get(id)?.engine ?? null;
+    return this.byId(id)?.engine ?? null;
+  }
+
+  private byId(id: string): Resident | undefined {
+    for (const r of this.residents.values()) if (r.target.id === id) return r;
+    return this.residents.get(id);
   }
 
   get pinned(): ModelTarget | null {
@@ -162,13 +168,13 @@ export class ModelManager {
     let pinned: ManagerStatus["pinned"] = null;
     if (p) {
       const failed = this.failures.get(p.id);
-      const state = this.loadingId === p.id ? "loading" : this.residents.has(p.id) ? "ready" : failed !== undefined ? "failed" : "unloaded";
+      const state = this.loadingId === p.id ? "loading" : this.residents.has(p.path) ? "ready" : failed !== undefined ? "failed" : "unloaded";
       pinned = { id: p.id, state, ...(failed !== undefined && state === "failed" ? { error: failed } : {}) };
     }
     return {
       pinned,
       loading: this.loadingId,
-      resident: this.resident.map((t) => ({ id: t.id, expiresAt: this.residents.get(t.id)!.expiresAt, weightBytes: t.weightBytes })),
+      resident: this.resident.map((t) => ({ id: t.id, expiresAt: this.residents.get(t.path)!.expiresAt, weightBytes: t.weightBytes })),
       failed: Object.fromEntries(this.failures),
       poisoned: this.poisoned,
     };
@@ -196,7 +202,7 @@ export class ModelManager {
         extra: { param: "model", code: "model_not_found" },
       });
     }
-    const resident = this.residents.get(name);
+    const resident = this.byId(name);
     if (resident) return { target: resident.target, name };
     const target = this.opts.resolve(name);
     return { target, name: target.id };
@@ -226,7 +232,8 @@ export class ModelManager {
       this.schedule(r, o.keepAliveMs);
       releaseQueue();
     };
-    return { engine: r.engine, target: r.target, name: resolved.name, release };
+    // the requested target: another name of the same file keeps its own id
+    return { engine: r.engine, target: resolved.target, name: resolved.name, release };
   }
 
   /** Load a model at startup (health says loading until it is in). */
@@ -241,7 +248,8 @@ export class ModelManager {
   async unload(id: string): Promise<boolean> {
     const release = await this.queue.acquire();
     try {
-      return this.drop(id);
+      const r = this.byId(id);
+      return r ? this.drop(r.target.path) : false;
     } finally {
       release();
     }
@@ -264,18 +272,18 @@ export class ModelManager {
   }
 
   private async ensure(target: ModelTarget): Promise<Resident> {
-    const hit = this.residents.get(target.id);
+    const hit = this.residents.get(target.path);
     if (hit) return hit;
     const need = target.weightBytes * (this.opts.memoryFactor ?? 1.2);
     const evict = this.planEviction(target, need);
     const evicted = evict.map((r) => r.target);
-    for (const r of evict) this.drop(r.target.id);
+    for (const r of evict) this.drop(r.target.path);
     this.loadingId = target.id;
     try {
       const engine = await this.opts.load(target);
       this.failures.delete(target.id);
       const r: Resident = { target, engine, lastUsed: ++this.useCounter, expiresAt: null, timer: null };
-      this.residents.set(target.id, r);
+      this.residents.set(target.path, r);
       return r;
     } catch (e) {
       const err =
@@ -294,9 +302,9 @@ export class ModelManager {
    * Throws 507 without touching anything when even evicting every evictable model would not make room.
    */
   private planEviction(target: ModelTarget, need: number): Resident[] {
-    const pinnedId = this.opts.pinned?.id;
+    const pinnedPath = this.opts.pinned?.path;
     // The pinned model leaves only when clients may switch: otherwise it is what the server is for.
-    const candidates = [...this.residents.values()].filter((r) => r.target.id !== pinnedId || this.opts.allowSwitch === true).sort((a, b) => a.lastUsed - b.lastUsed);
+    const candidates = [...this.residents.values()].filter((r) => r.target.path !== pinnedPath || this.opts.allowSwitch === true).sort((a, b) => a.lastUsed - b.lastUsed);
     const free = this.opts.freeMemory();
     const max = this.opts.maxModels;
     const plan: Resident[] = [];
@@ -332,8 +340,8 @@ export class ModelManager {
     for (const t of evicted) {
       try {
         const engine = await this.opts.load(t);
-        this.residents.set(t.id, { target: t, engine, lastUsed: ++this.useCounter, expiresAt: null, timer: null });
-        this.schedule(this.residents.get(t.id)!, undefined);
+        this.residents.set(t.path, { target: t, engine, lastUsed: ++this.useCounter, expiresAt: null, timer: null });
+        this.schedule(this.residents.get(t.path)!, undefined);
       } catch (e) {
         this.failures.set(t.id, e instanceof Error ? e.message : String(e));
       }
@@ -365,16 +373,16 @@ export class ModelManager {
       return;
     }
     try {
-      if (this.residents.get(r.target.id) === r && r.expiresAt !== null && r.expiresAt <= this.now()) this.drop(r.target.id);
+      if (this.residents.get(r.target.path) === r && r.expiresAt !== null && r.expiresAt <= this.now()) this.drop(r.target.path);
     } finally {
       release();
     }
   }
 
-  private drop(id: string): boolean {
-    const r = this.residents.get(id);
+  private drop(path: string): boolean {
+    const r = this.residents.get(path);
     if (!r) return false;
-    this.residents.delete(id);
+    this.residents.delete(path);
     if (r.timer) clearTimeout(r.timer);
     r.engine[Symbol.dispose]();
     return true;
@@ -389,7 +397,7 @@ export class ModelManager {
 
   /** Free every model after the running request finished (shutdown path). */
   dispose(): void {
-    for (const id of [...this.residents.keys()]) this.drop(id);
+    for (const path of [...this.residents.keys()]) this.drop(path);
   }
 }
 

@@ -296,3 +296,14 @@ describe("server limits on every surface (--max-tokens-cap, --request-timeout, s
     expect(r3.status).toBe(504);
   });
 });
+
+describe("one file, two names", () => {
+  test("ids naming the same file share one engine; each keeps its name", async () => {
+    const engine = new ScriptEngine(A, { eosAfter: 1 });
+    const t = makeApp({ [A]: () => engine, [`${A}:Q4_1`]: () => engine }, { paths: { [A]: "/models/same.gguf", [`${A}:Q4_1`]: "/models/same.gguf" } });
+    const a = check(ChatCompletionSchema, await (await post(t.app, "/v1/chat/completions", chat(A))).json());
+    const b = check(ChatCompletionSchema, await (await post(t.app, "/v1/chat/completions", chat(`${A}:Q4_1`))).json());
+    expect([a.model, b.model]).toEqual([A, `${A}:Q4_1`]);
+    expect(t.loads).toEqual([A]);
+  });
+});

@@ -20,6 +20,8 @@ export function makeApp(
     maxQueue?: number;
     freeMemory?: number | (() => number);
     weightBytes?: number | Record<string, number>;
+    /** The file a model id loads (default `/models/<id>`): two ids with one path are one model. */
+    paths?: Record<string, string>;
     manager?: Partial<Omit<ModelManagerOptions, "resolve" | "load" | "freeMemory" | "pinned">> & { pinned?: string };
   } = {},
 ): TestApp {
@@ -27,7 +29,7 @@ export function makeApp(
   const resolve = (spec: string): ModelTarget => {
     if (!(spec in engines)) throw new MlxkError("model_not_found", `No model found matching '${spec}'`);
     const w = opts.weightBytes;
-    return { id: spec, kind: "dir", path: `/models/${spec}`, hash: null, detection: null, weightBytes: typeof w === "object" ? (w[spec] ?? 1000) : (w ?? 1000), contextLength: 4096 };
+    return { id: spec, kind: "dir", path: opts.paths?.[spec] ?? `/models/${spec}`, hash: null, detection: null, weightBytes: typeof w === "object" ? (w[spec] ?? 1000) : (w ?? 1000), contextLength: 4096 };
   };
   const { pinned, ...managerOpts } = opts.manager ?? {};
   const manager = new ModelManager({
@@ -43,7 +45,7 @@ export function makeApp(
   });
   const listModels = () =>
     Object.keys(engines).map((id) => ({ id, object: "model" as const, created: 1700000000, owned_by: id.split("/")[0] ?? "local", context_length: 4096 }));
-  const { manager: _m, freeMemory: _f, weightBytes: _w, maxQueue: _q, ...appOpts } = opts;
+  const { manager: _m, freeMemory: _f, weightBytes: _w, maxQueue: _q, paths: _p, ...appOpts } = opts;
   const app = createApp({ manager, listModels, ...appOpts });
   return { app, manager, loads };
 }
