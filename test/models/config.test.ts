@@ -148,3 +148,12 @@ describe("config normaliser (both transformers spellings)", () => {
     expect((await err("llama", { ...base, rope_parameters: { rope_type: "default", rope_theta: "x" } })).message).toContain("rope_parameters.rope_theta");
   });
 });
+
+test("quantization overrides of a wrapper apply to the unprefixed module names", () => {
+  const q = QuantConfig.from({ quantization: { group_size: 64, bits: 4, "language_model.model.layers.0.mlp.down_proj": { group_size: 32, bits: 8 } } })!;
+  mx.scope(() => {
+    const w = mx.zeros([8, 64], mx.Dtype.uint32);
+    const s = mx.zeros([8, 8], mx.Dtype.float32);
+    expect(q.paramsFor("model.layers.0.mlp.down_proj", w, s)).toEqual({ groupSize: 32, bits: 8, mode: "affine" });
+  });
+});

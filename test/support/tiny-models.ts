@@ -233,6 +233,9 @@ const ministral = (o: Record<string, unknown> = {}) =>
     ...o,
   });
 
+const qwen3Moe = (o: Record<string, unknown>) =>
+  base("qwen3_moe", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, num_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 32, decoder_sparse_step: 1, ...o });
+
 const ARCHS = {
   llama: { config: base("llama", { rope_theta: 10000, tie_word_embeddings: false }), hfExtras: { "model.layers.0.self_attn.rotary_emb.inv_freq": [8] } },
   llama_q4: { config: base("llama", { tie_word_embeddings: true }), quant: Q4, embedScale: 0.15 },
@@ -243,17 +246,8 @@ const ARCHS = {
   qwen2: { config: base("qwen2", { rope_theta: 1000000, tie_word_embeddings: true }), attn: { bias: "qkv" }, embedScale: 0.15, shards: 2, hfDtype: "F16" },
   qwen2_q4: { config: base("qwen2", { rope_theta: 1000000, tie_word_embeddings: true }), attn: { bias: "qkv" }, embedScale: 0.15, quant: Q4 },
   qwen3: { config: base("qwen3", { head_dim: 32, rope_theta: 1000000, tie_word_embeddings: true }), attn: { qkNorm: "head" }, embedScale: 0.15 },
-  qwen3_moe: {
-    config: base("qwen3_moe", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, num_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 32, norm_topk_prob: true, decoder_sparse_step: 1, mlp_only_layers: [1] }),
-    attn: { qkNorm: "head" },
-    mlp: "moe",
-  },
-  qwen3_moe_q4: {
-    config: base("qwen3_moe", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, num_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 32, norm_topk_prob: false, decoder_sparse_step: 1, mlp_only_layers: [] }),
-    attn: { qkNorm: "head" },
-    mlp: "moe",
-    quant: Q4,
-  },
+  qwen3_moe: { config: qwen3Moe({ norm_topk_prob: true, mlp_only_layers: [1] }), attn: { qkNorm: "head" }, mlp: "moe" },
+  qwen3_moe_q4: { config: qwen3Moe({ norm_topk_prob: false, mlp_only_layers: [] }), attn: { qkNorm: "head" }, mlp: "moe", quant: Q4 },
   phi3: {
     config: base("phi3", {
       intermediate_size: 96,
