@@ -134,6 +134,9 @@ describe("ollama client: chat and generate", () => {
       expect(typeof err.error).toBe("string");
       expect(err.error).toContain(word);
     }
+    const create = await post(t.app, "/api/create", { model: "x", from: "org/tiny" });
+    expect(create.status).toBe(501);
+    expect(((await create.json()) as { error: string }).error).toContain("Hugging Face cache");
     const e = await ollama.chat({ model: "org/none", messages: [{ role: "user", content: "x" }] }).catch((x: unknown) => x);
     expect((e as Error & { status_code: number }).status_code).toBe(404);
   });

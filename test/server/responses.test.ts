@@ -131,6 +131,9 @@ describe("responses via the openai SDK", () => {
     }
     const ok = await client.responses.create({ model: M, input: "x", store: false });
     expect(ok.status).toBe("completed");
+    const gone = await client.responses.retrieve(ok.id).catch((e: unknown) => e);
+    expect(gone).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((gone as Error).message).toContain("stateless");
   });
 
   test("what cannot be honoured is a 400 naming the field", async () => {

@@ -307,7 +307,15 @@ export function ollamaRoutes(ctx: RouteContext, embedders?: ResidentEmbedder) {
     return Response.json({ embedding: Array.from(r.vectors[0]!) });
   };
 
+  // Ollama's model-authoring endpoints have no counterpart over an HF cache: say what to use instead
+  const authoring = (what: string, instead: string) => () => {
+    throw new MlxkError("not_implemented", `${what} is not supported by mlxk's Ollama API: ${instead}`, { extra: { code: "not_supported" } });
+  };
+
   return new Elysia({ name: "ollama" })
+    .post("/api/create", authoring("/api/create (Modelfiles)", "models come from the Hugging Face cache (mlxk pull, mlxk convert)"), { parse: "none" })
+    .post("/api/copy", authoring("/api/copy", "serve a model under another name with --served-model-name"), { parse: "none" })
+    .post("/api/push", authoring("/api/push", "models are pushed to the Hugging Face Hub, not to this server"), { parse: "none" })
     .post("/api/embed", embed, { parse: "none" })
     .post("/api/embeddings", legacyEmbed, { parse: "none" })
     .get("/", () => new Response("Ollama is running (mlxk)", { headers: { "content-type": "text/plain; charset=utf-8" } }))

@@ -1,5 +1,6 @@
 /** POST /v1/responses (stateless OpenAI Responses API) over the shared run core. */
 import { Elysia } from "elysia";
+import { MlxkError } from "../../errors.ts";
 import { type RouteContext, readJson } from "../context.ts";
 import { parseBody, toHttpError } from "../errors.ts";
 import { logDone, machineEvents, openRun, respond } from "../run.ts";
@@ -33,5 +34,16 @@ export function responsesRoutes(ctx: RouteContext) {
       },
     });
   };
-  return new Elysia({ name: "responses" }).post("/v1/responses", handler, { parse: "none" }).post("/responses", handler, { parse: "none" });
+  // retrieving, cancelling or deleting a stored response: there is none to find
+  const stored = ({ params }: { params: Record<string, string> }) => {
+    throw new MlxkError("model_not_found", `Response '${params["*"]?.split("/")[0] ?? ""}' does not exist: this server is stateless and stores no responses`, {
+      extra: { code: "response_not_stored" },
+    });
+  };
+  return new Elysia({ name: "responses" })
+    .post("/v1/responses", handler, { parse: "none" })
+    .post("/responses", handler, { parse: "none" })
+    .get("/v1/responses/*", stored)
+    .delete("/v1/responses/*", stored)
+    .post("/v1/responses/*", stored, { parse: "none" });
 }
