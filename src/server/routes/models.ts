@@ -6,6 +6,8 @@ import { Elysia } from "elysia";
 import { MlxkError } from "../../errors.ts";
 import type { ModelObject } from "../../schemas/openai.ts";
 import type { RouteContext } from "../context.ts";
+import { targetFacts } from "../model-facts.ts";
+import type { ModelTarget } from "../model-manager.ts";
 
 /** Served names first (aliases, then the pinned id), then resident models, then the rest alphabetically, each id once. */
 export function servableModels(ctx: RouteContext): ModelObject[] {
@@ -14,11 +16,14 @@ export function servableModels(ctx: RouteContext): ModelObject[] {
   const byId = new Map(all.map((o) => [o.id, o]));
   const out: ModelObject[] = [];
   const seen = new Set<string>();
-  const push = (id: string, base: { contextLength: number | null; id: string } | null) => {
+  const push = (id: string, base: ModelTarget | null) => {
     if (seen.has(id)) return;
     seen.add(id);
     const known = base ? byId.get(base.id) : byId.get(id);
-    out.push(known ? { ...known, id } : { id, object: "model", created: 0, owned_by: "local", context_length: base?.contextLength ?? null });
+    if (known) return void out.push({ ...known, id });
+    // not a cache entry (a GGUF file or a dir given by path): file time and the GGUF header's context length
+    const facts = base ? targetFacts(base) : { created: 0, contextLength: null };
+    out.push({ id, object: "model", created: facts.created, owned_by: "local", context_length: facts.contextLength });
   };
   const pinned = m.pinned;
   if (pinned) for (const n of m.servedNames) push(n, pinned);
