@@ -189,5 +189,8 @@ describe("messages via @anthropic-ai/sdk", () => {
     const server = await post(t.app, "/v1/messages", { model: M, max_tokens: 5, tools: [{ type: "web_search_20250305", name: "web_search" }], messages: [{ role: "user", content: "x" }] }, { "x-api-key": KEY });
     expect(server.status).toBe(400);
     expect(((await server.json()) as { error: { message: string } }).error.message).toContain("tools[0].type");
+    const mcp = await post(t.app, "/v1/messages", { model: M, max_tokens: 5, mcp_servers: [{ type: "url", url: "http://x", name: "x" }], messages: [{ role: "user", content: "x" }] }, { "x-api-key": KEY });
+    expect(mcp.status).toBe(400);
+    expect(((await mcp.json()) as { error: { message: string } }).error.message).toContain("mcp_servers");
   });
 });

@@ -154,6 +154,10 @@ export interface MessagesPlan {
 }
 
 export function fromMessagesRequest(body: MessagesRequest): MessagesPlan {
+  const extra = body as Record<string, unknown>;
+  // server-side features of Anthropic's API that would change the answer: refused by name
+  if (Array.isArray(extra.mcp_servers) && extra.mcp_servers.length > 0) throw badRequest("Parameter 'mcp_servers' is not supported: this server runs no MCP connector", "mcp_servers");
+  if (extra.container != null) throw badRequest("Parameter 'container' is not supported: this server runs no code-execution container", "container");
   const budget = body.thinking?.budget_tokens;
   if (budget != null && budget >= body.max_tokens) {
     throw badRequest("thinking.budget_tokens must be less than max_tokens", "thinking.budget_tokens", "invalid_value");
