@@ -9,7 +9,7 @@ import type { CliContext } from "./context.ts";
 const DEFAULT_KEEP_ALIVE_MS = 5 * 60_000;
 
 export default defineCommand({
-  meta: { name: "server", description: "Serve cached models over an OpenAI-compatible HTTP API" },
+  meta: { name: "server", description: "Serve cached models over the OpenAI (chat, Responses), Anthropic Messages and Ollama HTTP APIs" },
   args: {
     model: { type: "string", description: "The model to serve, loaded at startup; requests may omit 'model' (else the first request's model loads)" },
     "served-model-name": { type: "string", description: "Name(s) clients may use for --model, e.g. gpt-4o-mini (repeatable or comma-separated; the first is reported)" },
