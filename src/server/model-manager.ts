@@ -185,7 +185,9 @@ export class ModelManager {
    * Resolve before queueing so an unknown model is a 4xx at once, not after the wait.
    */
   resolve(spec: string | null | undefined): Resolved {
-    const name = (spec ?? "").trim();
+    const asked = (spec ?? "").trim();
+    // `name:latest` is how Ollama-speaking clients (VS Code Copilot, Open WebUI) name what /api/tags listed, on every route
+    const name = asked.toLowerCase().endsWith(":latest") && !(this.opts.aliases ?? []).includes(asked) ? asked.slice(0, -":latest".length) : asked;
     const pinned = this.opts.pinned;
     if (name === "") {
       if (pinned) return { target: pinned, name: this.servedNames[0]! };

@@ -38,6 +38,8 @@ describe("served model: --model, --served-model-name, --allow-switch", () => {
     expect(alias.model).toBe("default");
     const id = check(ChatCompletionSchema, await (await post(t.app, "/v1/chat/completions", chat(A))).json());
     expect(id.model).toBe(A);
+    // the `:latest` names /api/tags lists work on the OpenAI route too (Copilot's Ollama provider chats there)
+    expect((await post(t.app, "/v1/chat/completions", chat(`${A}:latest`))).status).toBe(200);
     expect(t.loads).toEqual([A]);
   });
 
