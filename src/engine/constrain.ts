@@ -33,14 +33,23 @@ interface TokenizerGrammar {
 const perTokenizer = new WeakMap<TextPipeline, Promise<TokenizerGrammar>>();
 const MAX_CACHED = 32;
 
-/** The vocabulary as XGrammar reads it: raw pieces, special tokens empty (never allowed inside JSON). */
+/**
+ * Special tokens a model writes as part of its text, which free-text grammars (tool_choice auto) must let
+ * through when a checkpoint marks them special (Hermes-3's `<tool_call>`, some `<think>` tokens).
+ */
+const TEXT_MARKERS = new Set(["<tool_call>", "</tool_call>", "<think>", "</think>", "[TOOL_CALLS]", "[ARGS]"]);
+
+/** The vocabulary as XGrammar reads it: raw pieces, other special tokens empty (never produced under a grammar). */
 async function tokenizerGrammar(text: TextPipeline): Promise<TokenizerGrammar> {
   let p = perTokenizer.get(text);
   if (!p) {
     p = (async () => {
       const tok = text.tokenizer;
       const vocab: string[] = [];
-      for (let i = 0; i < tok.vocabSize; i++) vocab.push(tok.specialIds.has(i) ? "" : (tok.idToToken(i) ?? ""));
+      for (let i = 0; i < tok.vocabSize; i++) {
+        const piece = tok.idToToken(i) ?? "";
+        vocab.push(tok.specialIds.has(i) && !TEXT_MARKERS.has(piece) ? "" : piece);
+      }
       const kind = tok.decoderKind === "bytelevel" ? "byte_level" : tok.decoderKind === "spm" ? "byte_fallback" : "raw";
       const info = await xg.TokenizerInfo.createTokenizerInfo(vocab, kind, false, undefined, [...text.eosTokenIds]);
       return { compiler: await xg.GrammarCompiler.createGrammarCompiler(info), vocabSize: tok.vocabSize, compiled: new Map() };
@@ -51,7 +60,31 @@ async function tokenizerGrammar(text: TextPipeline): Promise<TokenizerGrammar> {
 }
 
 function keyOf(spec: GrammarSpec): string {
-  return spec.kind === "json_object" ? "json_object" : JSON.stringify(normalizeSchema(spec.schema, spec.param));
+  if (spec.kind === "json_object") return "json_object";
+  if (spec.kind === "schema") return JSON.stringify(normalizeSchema(spec.schema, spec.param));
+  return JSON.stringify({ ...spec, tags: spec.tags.map((t) => ({ ...t, schema: normalizeSchema(t.schema, spec.param) })) });
+}
+
+// One line, json.dumps separators: a small model cannot wander off into endless whitespace.
+const LAYOUT = [false, -1, [", ", ": "] as [string, string], false] as const;
+
+/** Calls in the family's syntax as an XGrammar structural tag, each arguments object in the compact layout. */
+async function structuralTag(spec: Extract<GrammarSpec, { kind: "tags" }>): Promise<Record<string, unknown>> {
+  const tags = await Promise.all(
+    spec.tags.map(async (t) => ({
+      type: "tag",
+      begin: t.begin,
+      content: { type: "grammar", grammar: await xg.Testings._jsonSchemaToEBNF(JSON.stringify(normalizeSchema(t.schema, spec.param)), ...LAYOUT) },
+      end: t.end,
+    })),
+  );
+  const format =
+    spec.mode === "one"
+      ? tags[0]
+      : spec.mode === "any"
+        ? { type: "tags_with_separator", tags, separator: spec.separator, at_least_one: true, stop_after_first: spec.stopAfterFirst }
+        : { type: "triggered_tags", triggers: [spec.trigger], tags, at_least_one: false, stop_after_first: spec.stopAfterFirst };
+  return { type: "structural_tag", format };
 }
 
 /** Compile (or reuse) the grammar of a spec. A schema XGrammar rejects is a 400 naming where it sits. */
@@ -60,12 +93,11 @@ export async function compileGrammar(text: TextPipeline, spec: GrammarSpec): Pro
   const key = keyOf(spec);
   let g = tg.compiled.get(key);
   if (!g) {
-    const schema = spec.kind === "json_object" ? '{"type":"object"}' : key;
     try {
-      // One line, json.dumps separators: a small model cannot wander off into endless whitespace.
-      g = await tg.compiler.compileJSONSchema(schema, false, -1, [", ", ": "], false);
+      if (spec.kind === "tags") g = await tg.compiler.compileStructuralTag((await structuralTag(spec)) as xg.StructuralTagLike);
+      else g = await tg.compiler.compileJSONSchema(spec.kind === "json_object" ? '{"type":"object"}' : key, ...LAYOUT);
     } catch (e) {
-      const param = spec.kind === "schema" ? spec.param : "response_format";
+      const param = spec.kind === "json_object" ? "response_format" : spec.param;
       throw new MlxkError("validation_error", `The schema at ${param} cannot be enforced: ${e instanceof Error ? e.message : String(e)}`, {
         extra: { param, code: "unsupported_schema" },
       });

@@ -4,6 +4,7 @@
  * decode fully on the device (pipelined); everything else samples on the host over f32 logits.
  */
 import { fallbackChatFormat, loadTextPipeline, Rng, sampleToken, type SampledToken, type TextPipeline } from "../generate/index.ts";
+import { checkSchema } from "../generate/json-schema-check.ts";
 import { createToolCallParser, detectToolCallFormat, ForcedCallParser, templateRendersTools, type ToolCallFormat } from "../generate/tool-calls/index.ts";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
@@ -13,7 +14,7 @@ import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from 
 import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
 import { settle } from "./prepare.ts";
-import { forcedToolChoice, grammarFor, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
+import { forcedToolChoice, type GrammarSpec, grammarFor, nativeSyntax, parametersSchema, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
 import type {
   Engine,
   GenerateChunk,
@@ -68,6 +69,7 @@ export class MlxEngine implements Engine {
         { extra: { param: "tools", code: "unsupported_parameter" } },
       );
     }
+    this.checkStrictTools(req);
     const tools = req.toolChoice === "none" ? undefined : req.tools;
     const { prompt, ids } = this.encode(req.input, tools);
     if (ids.length === 0) {
@@ -94,7 +96,7 @@ export class MlxEngine implements Engine {
     };
     const detok = this.text.createDetokenizer();
     const stops = this.text.createStopMatcher(req.stop ?? []);
-    const output = this.outputChain(req, prompt, constraint !== null);
+    const output = this.outputChain(req, prompt, this.grammar(req));
     const tok = this.text.tokenizer;
     mx.memory.resetPeak();
 
@@ -188,14 +190,40 @@ export class MlxEngine implements Engine {
     };
   }
 
+  /**
+   * `strict: true` promises arguments that validate, also under tool_choice auto: refused (naming the field)
+   * where this model's calls cannot be enforced, and a strict function's schema must be enforceable.
+   */
+  private checkStrictTools(req: GenerateRequest): void {
+    const tools = req.tools ?? [];
+    if (req.toolChoice === "none") return;
+    const auto = !forcedToolChoice(req);
+    tools.forEach((t, i) => {
+      if (t.strict !== true) return;
+      checkSchema(parametersSchema(t), `tools[${i}].function.parameters`);
+      if (auto && this.grammar(req)?.kind !== "tags") {
+        throw new MlxkError("validation_error", `tools[${i}].function.strict: ${this.info.id}'s tool calls cannot be enforced under tool_choice 'auto'; use tool_choice 'required' or a named function`, {
+          extra: { param: `tools[${i}].function.strict`, code: "unsupported_parameter" },
+        });
+      }
+    });
+  }
+
+  /** The grammar a request needs; calls in the family's own syntax where it wraps JSON (see tools.ts NATIVE). */
+  private grammar(req: GenerateRequest): GrammarSpec | null {
+    return grammarFor(req, nativeSyntax(this.toolFormat, this.templateSource));
+  }
+
   /** reasoning → tool calls → text, as this request needs it. */
-  private outputChain(req: GenerateRequest, prompt: string, constrained: boolean): OutputChain {
+  private outputChain(req: GenerateRequest, prompt: string, grammar: GrammarSpec | null): OutputChain {
     const forced = forcedToolChoice(req);
-    // Constrained output is exactly the enforced JSON: no reasoning markers can appear in it.
-    if (forced) return new OutputChain(null, new ForcedCallParser(forced, req.tools ?? []));
+    // Calls forced as bare JSON (no family syntax to wrap them) are read by the forced-call parser.
+    if (forced && grammar?.kind !== "tags") return new OutputChain(null, new ForcedCallParser(forced, req.tools ?? []));
+    // Output that is exactly an enforced JSON value has no reasoning markers in it.
+    const jsonOnly = grammar !== null && grammar.kind !== "tags";
     const tools = req.tools && req.tools.length > 0 && req.toolChoice !== "none" ? req.tools : null;
-    const reasoning = constrained ? null : this.text.createReasoningParser(prompt, { toolCalls: tools !== null });
-    const parser = tools && !constrained ? createToolCallParser(this.toolFormat, tools) : null;
+    const reasoning = jsonOnly ? null : this.text.createReasoningParser(prompt, { toolCalls: tools !== null });
+    const parser = tools && !jsonOnly ? createToolCallParser(this.toolFormat, tools) : null;
     return new OutputChain(reasoning, parser, { parallel: req.parallelToolCalls !== false, harmonyCalls: tools !== null });
   }
 
@@ -208,12 +236,12 @@ export class MlxEngine implements Engine {
   }
 
   async warm(p: PreparedRequest): Promise<void> {
-    const grammar = grammarFor(p.req);
+    const grammar = this.grammar(p.req);
     if (grammar) await compileGrammar(this.text, grammar);
   }
 
   private async constraintFor(req: GenerateRequest): Promise<TokenConstraint | null> {
-    const grammar = grammarFor(req);
+    const grammar = this.grammar(req);
     return grammar ? await createConstraint(this.text, grammar) : null;
   }
 

@@ -12,6 +12,12 @@ export function checkRequest(req: GenerateRequest): void {
   checkToolRequest(req);
   const grammar = grammarFor(req);
   if (grammar?.kind === "schema") checkSchema(grammar.schema, grammar.param);
+  if (grammar && (req.stop?.length ?? 0) > 0) {
+    // A stop string would cut the enforced JSON short: the guarantee could not be kept.
+    throw new MlxkError("validation_error", "'stop' cannot be combined with enforced output (response_format json, or a forced tool call): it could cut the JSON short", {
+      extra: { param: "stop", code: "unsupported_parameter" },
+    });
+  }
 }
 
 /**

@@ -4,15 +4,58 @@
  */
 import { MlxkError } from "../errors.ts";
 import type { ChatMessage as TemplateMessage } from "../generate/chat-template.ts";
+import { checkSchema } from "../generate/json-schema-check.ts";
 import type { ForcedChoice } from "../generate/tool-calls/forced.ts";
+import type { ToolCallFormat } from "../generate/tool-calls/index.ts";
 import type { ChatMessage, GenerateRequest, ToolDefinition } from "./types.ts";
 
 function invalid(message: string, param: string): MlxkError {
   return new MlxkError("validation_error", message, { extra: { param, code: "invalid_value" } });
 }
 
-/** What the decoder must enforce: any JSON object, or a JSON Schema. */
-export type GrammarSpec = { kind: "json_object" } | { kind: "schema"; schema: Record<string, unknown>; param: string };
+/** One call in a family's own syntax: fixed text, the arguments (a JSON Schema), fixed text. */
+export interface CallTag {
+  begin: string;
+  schema: Record<string, unknown>;
+  end: string;
+}
+
+/**
+ * What the decoder must enforce: any JSON object; a JSON Schema; or calls in the model's own call syntax —
+ * exactly one (`one`), one or more (`any`), or free text in which every call that starts must be valid
+ * (`triggered`, tool_choice auto).
+ */
+export type GrammarSpec =
+  | { kind: "json_object" }
+  | { kind: "schema"; schema: Record<string, unknown>; param: string }
+  | { kind: "tags"; mode: "one" | "any" | "triggered"; tags: CallTag[]; separator: string; trigger: string; stopAfterFirst: boolean; param: string };
+
+interface NativeSyntax {
+  begin: (name: string) => string;
+  end: string;
+  separator: string;
+  /** Text that opens a call inside free text (tool_choice auto); null: calls are not enforced under auto. */
+  trigger: string | null;
+}
+
+/** Families whose call syntax wraps a JSON arguments object in fixed text the grammar can force. */
+const NATIVE: Partial<Record<ToolCallFormat, NativeSyntax>> = {
+  hermes: { begin: (n) => `<tool_call>\n{"name": "${n}", "arguments": `, end: "}\n</tool_call>", separator: "\n", trigger: "<tool_call>" },
+  // <|python_tag|> is a special token (never produced under a grammar) and a bare "{" starts plain JSON answers too:
+  // Llama calls are forced in their JSON form, but not enforced under auto.
+  llama3: { begin: (n) => `{"name": "${n}", "parameters": `, end: "}", separator: "; ", trigger: null },
+  // Mistral calls run to the end of the answer (read once it is complete), so free text after an enforced call
+  // would spoil them: forced in their own syntax, not enforced under auto.
+  mistral: { begin: (n) => `[TOOL_CALLS][{"name": "${n}", "arguments": `, end: "}]", separator: "\n", trigger: null },
+};
+/** Mistral v11+ templates (Mistral Small 3.2, Devstral, Magistral) write `[TOOL_CALLS]name[ARGS]{…}`. */
+const MISTRAL_ARGS: NativeSyntax = { begin: (n) => `[TOOL_CALLS]${n}[ARGS]`, end: "", separator: "\n", trigger: null };
+
+/** The call syntax of a format, given the chat template it came from. */
+export function nativeSyntax(format: ToolCallFormat | null, template: string | null): NativeSyntax | undefined {
+  if (format === "mistral" && template?.includes("[ARGS]")) return MISTRAL_ARGS;
+  return format ? NATIVE[format] : undefined;
+}
 
 
 export function checkToolRequest(req: GenerateRequest): void {
@@ -55,8 +98,17 @@ export function parametersSchema(t: ToolDefinition): Record<string, unknown> {
  * The grammar of a request. A named call's output is its arguments object; `required` is a JSON array
  * of `{name, arguments}` (one item unless parallel calls are allowed), as vLLM enforces it.
  */
-export function grammarFor(req: GenerateRequest): GrammarSpec | null {
+export function grammarFor(req: GenerateRequest, native?: NativeSyntax): GrammarSpec | null {
   const forced = forcedToolChoice(req);
+  const tools = req.tools ?? [];
+  if (native && tools.length > 0 && req.toolChoice !== "none" && !req.constraint) {
+    const tags = (list: readonly ToolDefinition[]) => list.map((t) => ({ begin: native.begin(t.name), schema: parametersSchema(t), end: native.end }));
+    const base = { kind: "tags" as const, separator: native.separator, trigger: native.trigger ?? "", stopAfterFirst: req.parallelToolCalls === false };
+    if (forced?.kind === "named") return { ...base, mode: "one", tags: tags([forced.tool]), param: `tools[${tools.indexOf(forced.tool)}].function.parameters` };
+    if (forced?.kind === "required") return { ...base, mode: "any", tags: tags(tools), param: "tools" };
+    // auto: enforce the calls the model starts, when every function's parameters can be enforced (auto never promised it).
+    if (!forced && native.trigger && tools.every((t) => enforceable(parametersSchema(t)))) return { ...base, mode: "triggered", tags: tags(tools), param: "tools" };
+  }
   if (forced?.kind === "named") return { kind: "schema", schema: parametersSchema(forced.tool), param: `tools[${(req.tools ?? []).indexOf(forced.tool)}].function.parameters` };
   if (forced?.kind === "required") {
     const items = (req.tools ?? []).map((t) => ({
@@ -75,6 +127,15 @@ export function grammarFor(req: GenerateRequest): GrammarSpec | null {
   if (!c) return null;
   if (c.type === "json_object") return { kind: "json_object" };
   return { kind: "schema", schema: c.schema, param: "response_format.json_schema.schema" };
+}
+
+function enforceable(schema: Record<string, unknown>): boolean {
+  try {
+    checkSchema(schema, "schema");
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Arguments as templates expect them: an object (they `tojson` it); text that is not a JSON object stays text. */

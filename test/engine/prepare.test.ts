@@ -4,10 +4,13 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { collect } from "../../src/engine/collect.ts";
-import type { MlxEngine } from "../../src/engine/engine.ts";
 import { openModel } from "../../src/engine/open.ts";
 import type { GenerateRequest } from "../../src/engine/types.ts";
 import { MlxkError } from "../../src/errors.ts";
+import { MlxEngine } from "../../src/engine/engine.ts";
+import { TextPipeline } from "../../src/generate/text.ts";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { smollm2Gguf } from "../support/smollm2.ts";
 
 let engine: MlxEngine;
@@ -66,4 +69,56 @@ describe("constrained greedy: device and host agree", () => {
     expect(Number.isInteger(v.n) && v.n >= 1 && v.n <= 9).toBe(true);
     expect(device.done.finishReason).toBe("stop");
   }, 60000);
+});
+
+describe("a Hermes-template model: forced and auto calls in the family's own syntax", () => {
+  // SmolLM2's weights behind Qwen2.5's real chat template: the engine picks the hermes call syntax from it.
+  const withTemplate = (file: string) => {
+    const t = engine.text;
+    const text = new TextPipeline({
+      tokenizer: t.tokenizer,
+      chatTemplates: { default: readFileSync(join(import.meta.dir, "..", "fixtures", "chat-templates", `${file}.jinja`), "utf8") },
+      config: t.config,
+      generationConfig: t.generationConfig,
+    });
+    return new MlxEngine(engine.loaded, text, `smollm2-as-${file}`);
+  };
+  const qwen = () => withTemplate("Qwen-Qwen2.5-7B-Instruct");
+  const tools = [{ name: "get_weather", description: "Weather of a city", parameters: { type: "object", properties: { city: { type: "string", maxLength: 20 } }, required: ["city"] } }];
+
+  test("named: one call, wrapped as <tool_call> while generating, arguments validate", async () => {
+    const e = qwen();
+    expect(e.toolFormat).toBe("hermes");
+    const a = await collect(e.generate({ input: ask("Weather in Oslo?"), sampling: greedy, maxTokens: 60, tools, toolChoice: { name: "get_weather" } }));
+    expect(a.done.finishReason).toBe("tool_calls");
+    expect(a.text).toBe("");
+    expect(a.toolCalls.map((c) => c.name)).toEqual(["get_weather"]);
+    expect(typeof (JSON.parse(a.toolCalls[0]!.arguments) as { city: unknown }).city).toBe("string");
+  }, 60000);
+
+  test("auto: text, or calls that parse — never a broken <tool_call>", async () => {
+    const a = await collect(qwen().generate({ input: ask("Weather in Oslo? Use the tool."), sampling: greedy, maxTokens: 60, tools }));
+    expect(a.text).not.toContain("<tool_call>");
+    for (const c of a.toolCalls) expect(typeof (JSON.parse(c.arguments) as { city: unknown }).city).toBe("string");
+    if (a.toolCalls.length > 0) expect(a.done.finishReason).toBe("tool_calls");
+  }, 60000);
+
+  test("strict functions: enforced under auto where the family allows it, else a 400 naming the field", () => {
+    const strict = [{ ...tools[0]!, strict: true }];
+    expect(() => qwen().prepare({ input: ask("x"), sampling: greedy, tools: strict })).not.toThrow();
+    const llama = withTemplate("meta-llama-Llama-3.1-8B-Instruct");
+    expect(llama.toolFormat).toBe("llama3");
+    const param = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return (e as MlxkError).extra.param;
+      }
+      return null;
+    };
+    expect(param(() => llama.prepare({ input: ask("x"), sampling: greedy, tools: strict }))).toBe("tools[0].function.strict");
+    expect(param(() => llama.prepare({ input: ask("x"), sampling: greedy, tools: strict, toolChoice: "required" }))).toBeNull();
+    const loose = [{ name: "f", strict: true, parameters: { type: "object", not: {} } }];
+    expect(param(() => qwen().prepare({ input: ask("x"), sampling: greedy, tools: loose }))).toBe("tools[0].function.parameters.not");
+  });
 });

@@ -123,6 +123,18 @@ describe("SmolLM2 via the openai SDK: forced tool calls and json_schema", () => 
     expect(text).toBe(r.choices[0]!.message.content!); // same seed, same answer
   }, 120000);
 
+  test("response_format json_object: the answer is a JSON object", async () => {
+    const r = await client.chat.completions.create({ model, messages: [{ role: "user", content: "List three colours as JSON." }], response_format: { type: "json_object" }, temperature: 0, max_tokens: 60 });
+    const value = JSON.parse(r.choices[0]!.message.content!) as unknown;
+    expect(value !== null && typeof value === "object" && !Array.isArray(value)).toBe(true);
+  }, 60000);
+
+  test("stop with enforced output is a 400 (it could cut the JSON short)", async () => {
+    const err = await client.chat.completions.create({ model, messages, response_format: { type: "json_object" }, stop: ["}"] }).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+    expect((err as InstanceType<typeof OpenAI.BadRequestError>).param).toBe("stop");
+  }, 60000);
+
   test("a schema keyword that cannot be enforced is a 400 naming it", async () => {
     const err = await client.chat.completions
       .create({ model, messages, response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", properties: { a: { type: "string" } }, not: { required: ["a"] } } } } })

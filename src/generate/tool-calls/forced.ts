@@ -4,7 +4,7 @@
  * arguments object, streamed as argument fragments; `required` is a list of `{name, arguments}`.
  */
 import type { ToolDefinition } from "../../engine/types.ts";
-import type { CallPiece, ParsedText, ToolCallParser } from "./index.ts";
+import type { CallPiece, ParsedText, ToolCallParser } from "./types.ts";
 
 /** The tool a request forces: one named function, or "any of them" (required). */
 export type ForcedChoice = { kind: "named"; tool: ToolDefinition } | { kind: "required"; parallel: boolean };

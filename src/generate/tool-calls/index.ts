@@ -13,28 +13,12 @@
  * Text that looks like a call but does not parse stays answer text: a parse failure never fails a request.
  */
 import type { ToolDefinition } from "../../engine/types.ts";
+import type { CallPiece, ParsedText, ToolCallParser } from "./types.ts";
 import { parseGemma4Call, parseHermesBody, parseLlama3, parseMistral, parseQwen3CoderBody, type ParsedCall } from "./formats.ts";
 
 export type ToolCallFormat = "hermes" | "qwen3_coder" | "llama3" | "mistral" | "gemma4" | "harmony";
 
-/** One piece of call output: `name` set starts a new call; otherwise `arguments` continues the current one. */
-export interface CallPiece {
-  name?: string;
-  id?: string;
-  arguments: string;
-}
-
-export interface ParsedText {
-  text: string;
-  calls: CallPiece[];
-}
-
-export interface ToolCallParser {
-  push(text: string): ParsedText;
-  flush(): ParsedText;
-  /** Mistral templates insist on 9-character alphanumeric call ids. */
-  readonly idStyle?: "openai" | "mistral";
-}
+export type { CallPiece, ParsedText, ToolCallParser } from "./types.ts";
 
 /** The family's call syntax, or null when the template shows no tool support. */
 export function detectToolCallFormat(o: { chatTemplate?: string | null; hasToken: (t: string) => boolean }): ToolCallFormat | null {
