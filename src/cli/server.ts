@@ -63,6 +63,8 @@ export default defineCommand({
         throw new MlxkError("InvalidArgumentError", e instanceof Error ? e.message : String(e));
       }
     }
+    const { ensureMlxRuntime } = await import("../mlx/setup.ts");
+    await ensureMlxRuntime({ env, log: (m) => ctx.stderr(`mlxk: ${m}\n`), tty: process.stderr.isTTY && !ctx.json });
     const { supervise } = await import("../server/supervisor.ts");
     let fatal: string | null = null;
     const code = await supervise({
