@@ -24,6 +24,9 @@ export const COMMANDS: Record<string, CommandEntry> = {
   rm: { description: "Delete a model or one revision from the cache", load: async () => (await import("./rm.ts")).default },
   run: { description: "Generate text with a model (interactive chat without a prompt)", load: async () => (await import("./run.ts")).default, variadic: true },
   server: { description: "Serve models over an OpenAI-compatible API (alias: serve)", load: async () => (await import("./server.ts")).default },
+  embed: { description: "Embed texts with an embedding model (JSONL, or --json)", load: async () => (await import("./embed.ts")).default, variadic: true },
+  convert: { description: "Quantize, cast or repair a model into a new workspace", load: async () => (await import("./convert.ts")).default },
+  clone: { description: "Copy a model into a new workspace dir (from the cache, else the Hub)", load: async () => (await import("./clone.ts")).default },
   doctor: { description: "Check the MLX runtime: backend, versions, paths, what is missing", load: async () => (await import("./doctor.ts")).default },
   completion: {
     description: "Print a shell completion script (bash, zsh, fish)",
