@@ -25,6 +25,7 @@ const COMMANDS: Record<string, CommandEntry> = {
   server: { description: "Serve models over an OpenAI-compatible API (alias: serve)", load: async () => (await import("./server.ts")).default },
   embed: { description: "Embed texts with an embedding model (JSONL, or --json)", load: async () => (await import("./embed.ts")).default, variadic: true },
   convert: { description: "Quantize, cast or repair a model into a new workspace", load: async () => (await import("./convert.ts")).default },
+  push: { description: "Upload a workspace to a private Hugging Face repo", load: async () => (await import("./push.ts")).default },
   clone: { description: "Copy a model into a new workspace dir (from the cache, else the Hub)", load: async () => (await import("./clone.ts")).default },
 };
 const ALIASES: Record<string, string> = { serve: "server" };
