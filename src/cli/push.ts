@@ -5,6 +5,7 @@ import type { PushData } from "../schemas/workspace.ts";
 import { push } from "../workspace/push.ts";
 import { jsonArgs } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
+import { withSigint } from "./interrupt.ts";
 
 function human(d: PushData): string {
   const head = `push: ${d.repo_id}@${d.branch} — ${d.message}`;
@@ -35,11 +36,8 @@ export default defineCommand({
   },
   async run({ args, data }) {
     const ctx = data as CliContext;
-    const controller = new AbortController();
-    const onSigint = () => controller.abort();
-    process.on("SIGINT", onSigint);
-    try {
-      const out = await push({
+    const out = await withSigint((signal) =>
+      push({
         localDir: String(args.local_dir),
         repoId: String(args.repo_id),
         env: ctx.env,
@@ -49,11 +47,9 @@ export default defineCommand({
         message: args.commit as string | undefined,
         checkOnly: Boolean(args["check-only"]),
         dryRun: Boolean(args["dry-run"]),
-        signal: controller.signal,
-      });
-      printSuccess(ctx, "push", out, () => human(out));
-    } finally {
-      process.off("SIGINT", onSigint);
-    }
+        signal,
+      }),
+    );
+    printSuccess(ctx, "push", out, () => human(out));
   },
 });
