@@ -1,11 +1,13 @@
 /** `mlxk run <model> [prompt...]`: one answer (streamed or batched), or an interactive chat without a prompt. */
 import { defineCommand } from "citty";
-import type { ChatMessage, Engine, GenerateRequest, SamplingParams } from "../engine/types.ts";
+import { collect } from "../engine/collect.ts";
+import type { ChatMessage, Engine, GenerateRequest, SamplingParams, ToolCall } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
 import { noColor } from "../env.ts";
 import { CHAT_STOP_STRINGS } from "../generate/stop.ts";
 import { jsonArgs, modelArg, parseFloatArg, parseIntArg } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
+import { type StructuredFields, structuredArgs, structuredFields } from "./run-structured.ts";
 
 /** Tests (and embedders) may supply stdin; otherwise the process's stdin is used. */
 export type RunContext = CliContext & {
@@ -30,6 +32,7 @@ const args = {
   "repetition-penalty": { type: "string", description: "Penalty for repeated tokens (default 1.1, 1 = off)" },
   seed: { type: "string", description: "Random seed (same seed, same answer)" },
   verbose: { type: "boolean", description: "Print load time, tokens/s and peak memory to stderr" },
+  ...structuredArgs,
   ...jsonArgs,
 } as const;
 
@@ -45,6 +48,8 @@ interface Options {
   verbose: boolean;
   /** Stop strings (interactive chat adds the mlx-knife chat stops). */
   stop?: readonly string[];
+  /** --tools / --tool-choice / --json-schema. */
+  structured: StructuredFields;
 }
 
 export default defineCommand({
@@ -70,9 +75,11 @@ export default defineCommand({
         seed: parseIntArg("seed", a.seed, 0),
       },
       verbose: Boolean(a.verbose),
+      structured: structuredFields({ tools: a.tools, toolChoice: a["tool-choice"], jsonSchema: a["json-schema"], json: ctx.json, chatTemplate: a["chat-template"] !== false }),
     };
     const prompt = await promptFrom(ctx, a.prompt, words);
     if (prompt === null && ctx.json) throw new MlxkError("CommandError", "Interactive chat cannot print JSON; give a prompt with --json.");
+    if (prompt === null && Object.keys(opts.structured).length > 0) throw new MlxkError("CommandError", "--tools and --json-schema need a prompt (not interactive chat).");
 
     const { openModel } = await import("../engine/open.ts");
     const engine = await openModel(a.model, {
@@ -119,6 +126,7 @@ function messagesFor(system: string | undefined, history: ChatMessage[]): ChatMe
 interface Answer {
   text: string;
   reasoning: string;
+  toolCalls: ToolCall[];
   finishReason: string;
   usage: { promptTokens: number; completionTokens: number };
   timings: { prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };
@@ -126,38 +134,38 @@ interface Answer {
 
 /** Run one generation, streaming answer (and reasoning) text to stdout when `stream`. */
 async function answer(ctx: RunContext, engine: Engine, input: GenerateRequest["input"], opts: Options, stream: boolean): Promise<Answer> {
-  const budget = engine.info.contextLength - engine.countPromptTokens(input);
-  if (budget <= 0) throw new MlxkError("InvalidArgumentError", `The prompt fills the whole context (${engine.info.contextLength} tokens)`);
   const ac = new AbortController();
+  const prepared = engine.prepare({
+    input,
+    ...(opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}),
+    sampling: opts.sampling,
+    signal: ac.signal,
+    stop: opts.stop ? [...opts.stop] : undefined,
+    ...opts.structured,
+  });
   const off = (ctx.onInterrupt ?? processInterrupt)(() => ac.abort());
-  const out: Answer = { text: "", reasoning: "", finishReason: "stop", usage: { promptTokens: 0, completionTokens: 0 }, timings: { prefillMs: 0, decodeMs: 0, promptTps: 0, generationTps: 0, peakMemoryBytes: 0 } };
   let phase: "none" | "reasoning" | "answer" = "none";
+  let a: Awaited<ReturnType<typeof collect>>;
   try {
-    const req: GenerateRequest = { input, maxTokens: Math.min(opts.maxTokens ?? budget, budget), sampling: opts.sampling, signal: ac.signal, stop: opts.stop ? [...opts.stop] : undefined };
-    for await (const ev of engine.generate(req)) {
-      if (ev.type === "done") {
-        out.finishReason = ev.finishReason;
-        out.usage = ev.usage;
-        out.timings = ev.timings;
-        break;
-      }
-      out.text += ev.text;
-      out.reasoning += ev.reasoning;
-      if (!stream) continue;
-      if (ev.reasoning && opts.reasoning) {
-        if (phase === "none") ctx.stdout("**[Reasoning]**\n\n");
-        phase = "reasoning";
-        ctx.stdout(opts.dim ? `\x1b[2m${ev.reasoning}\x1b[22m` : ev.reasoning);
-      }
-      if (ev.text) {
-        if (phase === "reasoning") ctx.stdout("\n\n---\n\n**[Answer]**\n\n");
-        phase = "answer";
-        ctx.stdout(ev.text);
-      }
-    }
+    a = await collect(engine.generate(prepared), {
+      onChunk: (ev) => {
+        if (!stream) return;
+        if (ev.reasoning && opts.reasoning) {
+          if (phase === "none") ctx.stdout("**[Reasoning]**\n\n");
+          phase = "reasoning";
+          ctx.stdout(opts.dim ? `\x1b[2m${ev.reasoning}\x1b[22m` : ev.reasoning);
+        }
+        if (ev.text) {
+          if (phase === "reasoning") ctx.stdout("\n\n---\n\n**[Answer]**\n\n");
+          phase = "answer";
+          ctx.stdout(ev.text);
+        }
+      },
+    });
   } finally {
     off();
   }
+  const out: Answer = { text: a.text, reasoning: a.reasoning, toolCalls: a.toolCalls, finishReason: a.done.finishReason, usage: a.done.usage, timings: a.done.timings };
   if (stream && out.finishReason === "cancelled") ctx.stdout("\n[Generation interrupted by user]");
   return out;
 }
@@ -191,6 +199,7 @@ async function single(ctx: RunContext, engine: Engine, spec: string, prompt: str
       prompt,
       response: a.text,
       reasoning: a.reasoning === "" ? null : a.reasoning,
+      ...(opts.structured.tools ? { tool_calls: a.toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })) } : {}),
       finish_reason: a.finishReason,
       usage: { prompt_tokens: a.usage.promptTokens, completion_tokens: a.usage.completionTokens },
       timings: {

@@ -25,6 +25,8 @@ export interface AttentionOptions {
   qkNormScope?: "head" | "full";
   normEps?: number;
   sinks?: mx.Array | null;
+  /** Per-position multiplier [L, 1] of the rotated queries (ministral3); null = none. */
+  queryScale?: (offset: number, L: number) => mx.Array | null;
 }
 
 export class Attention {
@@ -63,6 +65,8 @@ export class Attention {
       q = o.rope.forward(q, offset);
       k = o.rope.forward(k, offset);
     }
+    const qs = o.queryScale?.(offset, q.shape[2]!);
+    if (qs) q = mx.multiply(q, qs.astype(q.dtype));
     const out = attend({ q, k, v: heads(v0, o.kvHeads), cache, scale: o.scale, sinks: o.sinks ?? null });
     return this.o_proj.forward(out);
   }

@@ -77,7 +77,9 @@ export class QuantConfig {
     if (!top.success) throw new MlxkError("execution_error", "Invalid config.json: quantization");
     const defaults = toParams(top.output, { groupSize: 64, bits: 4, mode: "affine" });
     const overrides = new Map<string, QuantParams | false>();
-    for (const [k, val] of Object.entries(rec)) {
+    for (const [k0, val] of Object.entries(rec)) {
+      // multimodal wrappers key their overrides by the checkpoint name; the model reads them without the wrapper prefix
+      const k = k0.replace(/^model\.language_model\./, "model.").replace(/^language_model\./, "");
       if (val === false) overrides.set(k, false);
       else if (typeof val === "object" && val !== null) {
         const e = v.safeParse(QuantEntry, val);

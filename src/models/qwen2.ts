@@ -15,13 +15,16 @@ export const configSchema = v.pipe(
     use_sliding_window: bool(false),
     max_window_layers: v.optional(int()),
   }),
-  v.transform((c) => {
-    const swa = c.use_sliding_window && c.sliding_window;
-    const mwl = c.max_window_layers ?? c.num_hidden_layers;
-    const layer_types = c.layer_types ?? Array.from({ length: c.num_hidden_layers }, (_, i) => (swa && i >= mwl ? "sliding_attention" : "full_attention"));
-    return derived({ ...c, head_dim: undefined, layer_types });
-  }),
+  v.transform((c) => derived({ ...c, head_dim: undefined, layer_types: qwenLayerTypes(c) })),
 );
+
+/** transformers' Qwen rule: with use_sliding_window, layers from max_window_layers on are sliding. */
+export function qwenLayerTypes(c: { layer_types?: string[]; use_sliding_window: boolean; sliding_window?: number | null; max_window_layers?: number; num_hidden_layers: number }): string[] {
+  if (c.layer_types) return c.layer_types;
+  const swa = c.use_sliding_window && c.sliding_window;
+  const mwl = c.max_window_layers ?? c.num_hidden_layers;
+  return Array.from({ length: c.num_hidden_layers }, (_, i) => (swa && i >= mwl ? "sliding_attention" : "full_attention"));
+}
 
 export function contextLength(c: Record<string, unknown>): number {
   return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : 32768;

@@ -4,6 +4,7 @@ import * as v from "valibot";
 import { bool, int, type LanguageModel, type ModelContext, type WeightStore } from "./base.ts";
 import { Decoder } from "./transformer.ts";
 import { derived, type LlamaConfig, llamaFields, llamaSpec } from "./llama.ts";
+import { qwenLayerTypes } from "./qwen2.ts";
 
 export { configOptions, sanitize } from "./llama.ts";
 
@@ -13,8 +14,10 @@ export const configSchema = v.pipe(
     num_key_value_heads: int(),
     head_dim: int(),
     tie_word_embeddings: bool(false),
+    use_sliding_window: bool(false),
+    max_window_layers: v.optional(int()),
   }),
-  v.transform(derived),
+  v.transform((c) => derived({ ...c, layer_types: qwenLayerTypes(c) })),
 );
 
 export function contextLength(c: Record<string, unknown>): number {

@@ -6,30 +6,22 @@
  */
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
-import type { QuantParams } from "./layers.ts";
+import type { Linear } from "./layers.ts";
 
-/** Expert weights [E, out, in] (float or quantized), optional per-expert bias [E, out]. */
+/** Expert weights [E, out, in] (float or quantized), optional per-expert bias [E, out]: a Linear per expert. */
 export class SwitchLinear {
-  readonly weight: mx.Array;
-  readonly scales: mx.Array | null;
-  readonly biases: mx.Array | null;
-  readonly bias: mx.Array | null;
-  readonly q: QuantParams | null;
+  readonly l: Linear;
   constructor(w: WeightStore, prefix: string) {
-    const l = w.linear(prefix);
-    this.weight = l.weight;
-    this.scales = l.scales;
-    this.biases = l.biases;
-    this.bias = l.bias;
-    this.q = l.q;
+    this.l = w.linear(prefix);
   }
 
-  /** x [..., 1|k, 1, in] with indices [..., k] → [..., k, 1, out]. */
-  forward(x: mx.Array, indices: mx.Array): mx.Array {
-    const y = this.q
-      ? mx.gatherQmm(x, this.weight, this.scales!, this.biases, { ...this.q, transpose: true, rhsIndices: indices })
-      : mx.gatherMm(x, mx.swapaxes(this.weight, -1, -2), { rhsIndices: indices });
-    return this.bias ? mx.add(y, mx.expandDims(mx.take(this.bias, indices, 0), -2)) : y;
+  /** x [..., 1|k, 1, in] with indices [..., k] → [..., k, 1, out]; `sorted`: indices ascending (one row per index). */
+  forward(x: mx.Array, indices: mx.Array, sorted = false): mx.Array {
+    const { weight, scales, biases, bias, q } = this.l;
+    const y = q
+      ? mx.gatherQmm(x, weight, scales!, biases, { ...q, transpose: true, rhsIndices: indices, sortedIndices: sorted })
+      : mx.gatherMm(x, mx.swapaxes(weight, -1, -2), { rhsIndices: indices, sortedIndices: sorted });
+    return bias ? mx.add(y, mx.expandDims(mx.take(bias, indices, 0), -2)) : y;
   }
 }
 
@@ -49,10 +41,24 @@ export class SwitchGLU {
   }
 
   forward(x: mx.Array, indices: mx.Array): mx.Array {
-    const xe = mx.expandDims(x, [-2, -3]);
-    const up = this.up_proj.forward(xe, indices);
-    const gate = this.gate_proj.forward(xe, indices);
-    return mx.squeeze(this.down_proj.forward(this.activation(gate, up), indices), -2);
+    let xe = mx.expandDims(x, [-2, -3]);
+    // Many tokens (prefill): visit the experts in order, as mlx-lm does, so each expert's weights are read once.
+    const sort = indices.size >= 64;
+    let idx = indices;
+    let inv: mx.Array | null = null;
+    if (sort) {
+      const k = indices.shape.at(-1)!;
+      const flat = mx.flatten(indices);
+      const order = mx.argsort(flat, 0);
+      inv = mx.argsort(order, 0);
+      xe = mx.take(mx.flatten(xe, 0, -3), mx.floorDivide(order, k), 0);
+      idx = mx.take(flat, order, 0);
+    }
+    const up = this.up_proj.forward(xe, idx, sort);
+    const gate = this.gate_proj.forward(xe, idx, sort);
+    let y = this.down_proj.forward(this.activation(gate, up), idx, sort);
+    if (inv) y = mx.reshape(mx.take(y, inv, 0), [...indices.shape, 1, y.shape.at(-1)!]);
+    return mx.squeeze(y, -2);
   }
 }
 

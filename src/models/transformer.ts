@@ -52,6 +52,8 @@ export interface DecoderSpec {
   qkNorm?: "head" | "full" | null;
   /** olmo2: norms after attention / MLP instead of before. */
   postNorms?: boolean;
+  /** Per-position query multiplier [L, 1] after rope (ministral3's llama-4 scaling); null = 1. */
+  queryScale?: (offset: number, L: number) => mx.Array | null;
   residualMultiplier?: number;
   embeddingMultiplier?: number;
   /** Logits are divided by this (granite's logits_scaling). */
@@ -83,6 +85,7 @@ class Block {
       kNorm: qk ? w.get(`${p}.self_attn.k_norm.weight`) : null,
       qkNormScope: qk ?? undefined,
       normEps: s.normEps,
+      queryScale: s.queryScale,
     });
     this.mlp = s.mlp(w, `${p}.mlp`, i);
     const [n1, n2] = s.postNorms ? ["post_attention_layernorm", "post_feedforward_layernorm"] : ["input_layernorm", "post_attention_layernorm"];
