@@ -4,7 +4,7 @@
 import * as v from "valibot";
 import * as mx from "../mlx/index.ts";
 import { int, num, type WeightStore } from "./base.ts";
-import { type EncoderModel, activation, keyMask, layerNorm, linear, stripPrefixes } from "./encoder.ts";
+import { type EncoderModel, activation, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
 import type { Linear, Embedding } from "./layers.ts";
 import { heads } from "./layers.ts";
 
@@ -98,12 +98,12 @@ export class BertEncoder implements EncoderModel {
     const scale = (c.hidden_size / nh) ** -0.5;
     const [B, L] = ids.shape as [number, number];
     for (const l of this.layers) {
-      const q = heads(linear(l.query, x), nh);
-      const k = heads(linear(l.key, x), nh);
-      const vv = heads(linear(l.value, x), nh);
+      const q = heads(l.query.forward(x), nh);
+      const k = heads(l.key.forward(x), nh);
+      const vv = heads(l.value.forward(x), nh);
       const o = mx.reshape(mx.transpose(mx.fast.scaledDotProductAttention(q, k, vv, { scale, mask: m }), [0, 2, 1, 3]), [B, L, -1]);
-      const h = layerNorm(mx.add(linear(l.attnOut, o), x), l.attnNorm[0], l.attnNorm[1], c.layer_norm_eps);
-      const f = linear(l.out, this.act(linear(l.inter, h)));
+      const h = layerNorm(mx.add(l.attnOut.forward(o), x), l.attnNorm[0], l.attnNorm[1], c.layer_norm_eps);
+      const f = l.out.forward(this.act(l.inter.forward(h)));
       x = layerNorm(mx.add(f, h), l.outNorm[0], l.outNorm[1], c.layer_norm_eps);
     }
     return x;

@@ -3,15 +3,13 @@
  * share: the padding mask, LayerNorm, activations, checkpoint key clean-up. Encoders see the whole padded batch at
  * once (no KV cache): token ids [B, L] plus a 0/1 mask [B, L] → hidden states [B, L, H].
  *
- * Exports: EncoderModel, EncoderModule, keyMask(mask, dtype), linear(l, x), layerNorm(x, w, b, eps), activation(name),
+ * Exports: EncoderModel, EncoderModule, keyMask(mask, dtype), layerNorm(x, w, b, eps), activation(name),
  *          stripPrefixes(weights, prefixes)
  */
 import type * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastLinear } from "../mlx/kernels.ts";
 import type { WeightStore } from "./base.ts";
-import type { Linear } from "./layers.ts";
 import type { NormalizeOptions } from "./config.ts";
 
 export interface EncoderModel {
@@ -37,13 +35,6 @@ export function keyMask(mask: mx.Array, dtype: mx.Dtype): mx.Array {
   const [B, L] = mask.shape as [number, number];
   const hidden = mx.multiply(mx.subtract(1, mask.astype(dtype)), -1e9);
   return mx.reshape(hidden, [B, 1, 1, L]);
-}
-
-/** A Linear of an encoder: float weights through our AVX2 kernel (MLX's CPU float matmul is the slow part), else as is. */
-export function linear(l: Linear, x: mx.Array): mx.Array {
-  if (l.q || x.dtype !== mx.Dtype.float32 || l.weight.dtype !== mx.Dtype.float32) return l.forward(x);
-  const y = fastLinear(x, l.weight);
-  return l.bias ? mx.add(y, l.bias) : y;
 }
 
 export function layerNorm(x: mx.Array, w: mx.Array | null, b: mx.Array | null, eps: number): mx.Array {

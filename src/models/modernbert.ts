@@ -6,7 +6,7 @@ import * as v from "valibot";
 import * as mx from "../mlx/index.ts";
 import { int, num, type WeightStore } from "./base.ts";
 import type { NormalizeOptions } from "./config.ts";
-import { type EncoderModel, activation, keyMask, layerNorm, linear, stripPrefixes } from "./encoder.ts";
+import { type EncoderModel, activation, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
 import type { Embedding, Linear } from "./layers.ts";
 
 const RopeEntry = v.looseObject({ rope_theta: v.optional(v.number()) });
@@ -116,15 +116,15 @@ export class ModernBertEncoder implements EncoderModel {
     const local = mx.add(global, mx.reshape(far, [1, 1, L, L]));
     for (const l of this.layers) {
       const a = l.attnNorm ? this.norm(x, l.attnNorm, l.attnNormB) : x;
-      const qkv = mx.transpose(mx.reshape(linear(l.wqkv, a), [B, L, 3, nh, hd]), [2, 0, 3, 1, 4]);
+      const qkv = mx.transpose(mx.reshape(l.wqkv.forward(a), [B, L, 3, nh, hd]), [2, 0, 3, 1, 4]);
       const [q0, k0, vv] = mx.split(qkv, 3, 0).map((t) => mx.squeeze(t, 0)) as [mx.Array, mx.Array, mx.Array];
       const base = l.sliding ? c.sliding_theta : c.full_theta;
       const q = mx.fast.rope(q0, { dims: hd, traditional: false, base });
       const k = mx.fast.rope(k0, { dims: hd, traditional: false, base });
       const o = mx.fast.scaledDotProductAttention(q, k, vv, { scale: hd ** -0.5, mask: l.sliding ? local : global });
-      x = mx.add(x, linear(l.wo, mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1])));
-      const [inp, gate] = mx.split(linear(l.wi, this.norm(x, l.mlpNorm, l.mlpNormB)), 2, -1) as [mx.Array, mx.Array];
-      x = mx.add(x, linear(l.mlpOut, mx.multiply(this.act(inp), gate)));
+      x = mx.add(x, l.wo.forward(mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1])));
+      const [inp, gate] = mx.split(l.wi.forward(this.norm(x, l.mlpNorm, l.mlpNormB)), 2, -1) as [mx.Array, mx.Array];
+      x = mx.add(x, l.mlpOut.forward(mx.multiply(this.act(inp), gate)));
     }
     return this.norm(x, this.finalNorm, this.finalNormB);
   }
