@@ -1,6 +1,6 @@
 """Goldens for `mlxk convert` from mlx-lm's own convert (mlx-lm 0.32.2, MLX 0.32.4), so tests need no Python:
 
-    /work/main/.cache/py-ref/bin/python scripts/gen-convert-goldens.py <tiny-llama-dir> <work-dir> test/fixtures/goldens/convert.json
+    /work/main/.cache/py-ref/bin/python scripts/gen-convert-goldens.py test/fixtures/convert/mlx_llama <work-dir> test/fixtures/goldens/convert.json
 
 For each case: sha256 of every tensor mlx_lm.convert writes, its config `quantization`, and 12 greedy tokens mlx-lm
 generates from the result. Also saves a transformers-saved tiny Qwen3ForCausalLM (bf16) as a second source.

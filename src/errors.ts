@@ -36,6 +36,12 @@ export const ERROR_TYPES = {
   CloneFailedError: 500,
   HealthCheckFailed: 500,
   unsupported_multimodal: 501,
+  auth_error: 401,
+  workspace_not_found: 404,
+  repo_not_found: 404,
+  branch_create_failed: 502,
+  upload_failed: 502,
+  push_operation_failed: 500,
   // embeddings: a chat model asked to embed, or an embedder asked to chat
   capability_mismatch: 400,
   // runtime / inference

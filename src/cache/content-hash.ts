@@ -13,6 +13,7 @@ import { closeSync, lstatSync, openSync, readSync, readdirSync, realpathSync, re
 import { join, relative, resolve, sep } from "node:path";
 import { MlxkError } from "../errors.ts";
 import { fnmatchToRegExp } from "../hub/glob.ts";
+import { readExact } from "./safetensors.ts";
 import { CLI_VERSION } from "../version.ts";
 
 export const SENTINEL_FILE = ".mlxk_workspace.json";
@@ -60,27 +61,16 @@ const sha256 = (parts: (string | Uint8Array)[]): string => {
   return `sha256:${h.digest("hex")}`;
 };
 
-function readAt(fd: number, len: number, pos: number): Buffer {
-  const buf = Buffer.alloc(len);
-  let off = 0;
-  while (off < len) {
-    const n = readSync(fd, buf, off, len - off, pos + off);
-    if (n === 0) break;
-    off += n;
-  }
-  return buf.subarray(0, off);
-}
-
 /** Per-file sha by class; null = a safetensors file whose header is corrupt (the hash would mean nothing). */
 export function hashFile(path: string, name: string, size: number): string | null {
   const fd = openSync(path, "r");
   try {
     if (name.endsWith(".safetensors")) {
-      const prefix = readAt(fd, 8, 0);
+      const prefix = readExact(fd, 8, 0);
       if (prefix.length < 8) return null;
       const len = prefix.readBigUInt64LE(0);
       if (len === 0n || len > BigInt(SAFETENSORS_HEADER_MAX)) return null;
-      const header = readAt(fd, Number(len), 8);
+      const header = readExact(fd, Number(len), 8);
       return header.length < Number(len) ? null : sha256([header]);
     }
     if (size > CATCHALL_FULL_READ_CAP) return sha256([name, "\0", String(size)]);

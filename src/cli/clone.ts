@@ -5,6 +5,7 @@ import type { CloneData } from "../schemas/workspace.ts";
 import { clone } from "../workspace/clone.ts";
 import { jsonArgs } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
+import { withSigint } from "./interrupt.ts";
 
 function human(d: CloneData): string {
   const how = d.source === "cache" ? `from the cache (${d.copy_method})` : `from the Hub${d.resumed ? ", resumed" : ""}`;
@@ -26,23 +27,18 @@ export default defineCommand({
   },
   async run({ args, data }) {
     const ctx = data as CliContext;
-    const controller = new AbortController();
-    const onSigint = () => controller.abort();
-    process.on("SIGINT", onSigint);
     const chatty = !ctx.json && !args.quiet && ctx.stdoutIsTTY;
-    try {
-      const out = await clone({
+    const out = await withSigint((signal) =>
+      clone({
         spec: String(args.model),
         target: args.target as string | undefined,
         branch: args.branch as string | undefined,
         env: ctx.env,
         healthCheck: args["health-check"] !== false,
-        signal: controller.signal,
+        signal,
         onStatus: chatty ? (s, detail) => ctx.stderr(`clone: ${s}: ${detail}\n`) : undefined,
-      });
-      printSuccess(ctx, "clone", out, () => human(out));
-    } finally {
-      process.off("SIGINT", onSigint);
-    }
+      }),
+    );
+    printSuccess(ctx, "clone", out, () => human(out));
   },
 });

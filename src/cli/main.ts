@@ -26,6 +26,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   server: { description: "Serve models over an OpenAI-compatible API (alias: serve)", load: async () => (await import("./server.ts")).default },
   embed: { description: "Embed texts with an embedding model (JSONL, or --json)", load: async () => (await import("./embed.ts")).default, variadic: true },
   convert: { description: "Quantize, cast or repair a model into a new workspace", load: async () => (await import("./convert.ts")).default },
+  push: { description: "Upload a workspace to a private Hugging Face repo", load: async () => (await import("./push.ts")).default },
   clone: { description: "Copy a model into a new workspace dir (from the cache, else the Hub)", load: async () => (await import("./clone.ts")).default },
   doctor: { description: "Check the MLX runtime: backend, versions, paths, what is missing", load: async () => (await import("./doctor.ts")).default },
   completion: {

@@ -2,7 +2,7 @@
  * `data` of the workspace commands (`clone`, and later `convert`, `push`): mlx-knife 0.2.3 field names plus
  * documented mlxk additions.
  *
- * Exports: CloneDataSchema, CLONE_STATUSES, CloneData, ConvertDataSchema, ConvertData
+ * Exports: CloneDataSchema, CLONE_STATUSES, CloneData, ConvertDataSchema, ConvertData, PushDataSchema, PushData
  */
 import * as v from "valibot";
 
@@ -50,3 +50,31 @@ export const ConvertDataSchema = v.strictObject({
   overrides: v.record(v.string(), v.unknown()),
 });
 export type ConvertData = v.InferOutput<typeof ConvertDataSchema>;
+
+const Summary = v.strictObject({ added: int0, modified: int0, deleted: int0 });
+
+export const PushDataSchema = v.strictObject({
+  repo_id: v.string(),
+  branch: v.string(),
+  repo_url: v.string(),
+  commit_sha: v.nullable(v.string()),
+  commit_url: v.nullable(v.string()),
+  uploaded_files_count: int0,
+  local_files_count: int0,
+  no_changes: v.boolean(),
+  created_repo: v.boolean(),
+  created_branch: v.boolean(),
+  change_summary: Summary,
+  message: v.string(),
+  /** mlx-knife called push experimental; mlxk's is not, and says so. */
+  experimental: v.boolean(),
+  disclaimer: v.nullable(v.string()),
+  dry_run: v.optional(v.boolean()),
+  dry_run_summary: v.optional(Summary),
+  would_create_repo: v.optional(v.boolean()),
+  would_create_branch: v.optional(v.boolean()),
+  /** Files the dry run would upload / the push uploaded, and remote files the workspace no longer has (kept). */
+  files: v.optional(v.array(v.strictObject({ path: v.string(), change: v.picklist(["added", "modified", "unchanged", "remote_only"]), size: int0 }))),
+  workspace_health: v.optional(v.record(v.string(), v.unknown())),
+});
+export type PushData = v.InferOutput<typeof PushDataSchema>;

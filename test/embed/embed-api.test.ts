@@ -10,6 +10,7 @@ import { openEmbedder } from "../../src/embed/open.ts";
 import { runCliCapture } from "../support/cli.ts";
 import { addRepo, type FileContent, makeTempHub, type TempHub } from "../support/hf-cache.ts";
 import { writeTinyModel } from "../support/tiny-models.ts";
+import { cosine } from "../support/vectors.ts";
 
 const FIX = join(import.meta.dir, "..", "fixtures", "embeddings");
 const ROOT = join(import.meta.dir, "..", "..");
@@ -27,15 +28,6 @@ async function filesOf(dir: string): Promise<Record<string, FileContent>> {
 }
 const golden = (n: string) => JSON.parse(require("node:fs").readFileSync(join(FIX, `${n}.golden.json`), "utf8"));
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 beforeAll(async () => {
   hub = makeTempHub();

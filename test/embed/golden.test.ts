@@ -7,6 +7,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Embedder } from "../../src/embed/embedder.ts";
+import { cosine } from "../support/vectors.ts";
 
 const FIX = join(import.meta.dir, "..", "fixtures", "embeddings");
 const NAMES = ["bert", "bert_cls", "xlm_roberta", "modernbert", "qwen3_embedding"] as const;
@@ -27,17 +28,6 @@ interface Golden {
 
 const golden = (n: string): Golden => JSON.parse(readFileSync(join(FIX, `${n}.golden.json`), "utf8"));
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 function expectClose(got: Float32Array[], want: number[][]): void {
   expect(got.length).toBe(want.length);
