@@ -104,7 +104,7 @@ describe.skipIf(npmSkip !== null)("npm install ./mlxk.tgz ./mlxk-<platform>.tgz"
 
   test("server + one chat", async () => {
     const gguf = await smollm2Gguf();
-    const proc = Bun.spawn([bin(npmDir), "server", "--port", "0", "--json"], { cwd: npmDir, env: baseEnv, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn([bin(npmDir), "server", "--model", gguf, "--port", "0", "--json"], { cwd: npmDir, env: baseEnv, stdout: "pipe", stderr: "pipe" });
     try {
       const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
       let line = "";
@@ -117,7 +117,7 @@ describe.skipIf(npmSkip !== null)("npm install ./mlxk.tgz ./mlxk-<platform>.tgz"
       const res = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: gguf, temperature: 0, max_tokens: 16, messages: [{ role: "user", content: PROMPT }] }),
+        body: JSON.stringify({ temperature: 0, max_tokens: 16, messages: [{ role: "user", content: PROMPT }] }),
       });
       expect(res.status).toBe(200);
       const body = (await res.json()) as { choices: { message: { content: string } }[] };
