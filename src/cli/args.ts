@@ -82,3 +82,15 @@ export function parseFloatArg(name: string, value: string | undefined, min: numb
   }
   return n;
 }
+
+/** Values of a repeatable string flag (`--x a --x b`, `--x=a`), each also split on commas. */
+export function listArg(rawArgs: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const a = rawArgs[i]!;
+    if (a === "--") break;
+    const v = a === `--${name}` ? rawArgs[++i] : a.startsWith(`--${name}=`) ? a.slice(name.length + 3) : undefined;
+    if (v !== undefined) out.push(...v.split(",").map((s) => s.trim()).filter(Boolean));
+  }
+  return out;
+}

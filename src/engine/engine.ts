@@ -177,6 +177,7 @@ export class MlxEngine implements Engine {
     yield {
       type: "done",
       finishReason,
+      ...(stops.matched !== null ? { stopSequence: stops.matched } : {}),
       usage: { promptTokens: ids.length, completionTokens: completion },
       timings: {
         loadMs: this.loadMs,
