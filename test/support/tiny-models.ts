@@ -256,9 +256,6 @@ const ARCHS = {
     config: base("llama", { tie_word_embeddings: false, rope_theta: 500000, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } }),
     hfDtype: "BF16",
   },
-  llama_linear: { config: base("llama", { tie_word_embeddings: false, rope_theta: 10000, rope_scaling: { type: "linear", factor: 4 } }) },
-  // max_position_embeddings below the golden sequence, so the NTK base grows while decoding
-  llama_dynamic: { config: base("llama", { tie_word_embeddings: false, rope_theta: 10000, max_position_embeddings: 20, rope_scaling: { type: "dynamic", factor: 2 } }) },
   qwen2: { config: base("qwen2", { rope_theta: 1000000, tie_word_embeddings: true }), attn: { bias: "qkv" }, embedScale: 0.15, shards: 2, hfDtype: "F16" },
   qwen2_q4: { config: base("qwen2", { rope_theta: 1000000, tie_word_embeddings: true }), attn: { bias: "qkv" }, embedScale: 0.15, quant: Q4 },
   qwen3: { config: base("qwen3", { head_dim: 32, rope_theta: 1000000, tie_word_embeddings: true }), attn: { qkNorm: "head" }, embedScale: 0.15 },
@@ -312,8 +309,12 @@ const ARCHS = {
   },
   // no rope block: transformers' gpt-oss default (yarn) applies
   gpt_oss_mxfp4: { config: gptOss(), attn: { bias: "all", sinks: true }, mlp: "gpt_oss_moe", expertQuant: MXFP4 },
-  // appended, so the seeds of the models above stay as they are
+  // Seeds follow the position in this table (1000 + index) and committed fixtures (goldens, llama.cpp GGUFs)
+  // hold those weights: append new models here, never insert above.
   mistral_swa: { config: base("mistral", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, sliding_window: 8 }) },
+  llama_linear: { config: base("llama", { tie_word_embeddings: false, rope_theta: 10000, rope_scaling: { type: "linear", factor: 4 } }) },
+  // max_position_embeddings below the golden sequence, so the NTK base grows while decoding
+  llama_dynamic: { config: base("llama", { tie_word_embeddings: false, rope_theta: 10000, max_position_embeddings: 20, rope_scaling: { type: "dynamic", factor: 2 } }) },
 } satisfies Record<string, ArchDesc>;
 
 export type TinyName = keyof typeof ARCHS;
