@@ -1,4 +1,5 @@
 /** `mlxk run <model> [prompt...]`: one answer (streamed or batched), or an interactive chat without a prompt. */
+import { freemem } from "node:os";
 import { defineCommand } from "citty";
 import { collect } from "../engine/collect.ts";
 import type { ChatMessage, Engine, GenerateRequest, SamplingParams, ToolCall } from "../engine/types.ts";
@@ -81,9 +82,11 @@ export default defineCommand({
     if (prompt === null && ctx.json) throw new MlxkError("CommandError", "Interactive chat cannot print JSON; give a prompt with --json.");
     if (prompt === null && Object.keys(opts.structured).length > 0) throw new MlxkError("CommandError", "--tools and --json-schema need a prompt (not interactive chat).");
 
-    const { openModel } = await import("../engine/open.ts");
+    const { defaultPromptCacheBytes, openModel } = await import("../engine/open.ts");
     const engine = await openModel(a.model, {
       env: ctx.env,
+      // Interactive chat reuses its own KV between turns (each turn's prompt starts with the last one's).
+      promptCacheBytes: prompt === null ? defaultPromptCacheBytes(freemem()) : 0,
       onProgress: process.stderr.isTTY && !ctx.json ? progressBar(ctx) : undefined,
     });
     try {

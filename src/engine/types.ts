@@ -127,7 +127,8 @@ export interface GenerateDone {
   type: "done";
   /** tool_calls: the answer ended with one or more function calls. */
   finishReason: "stop" | "length" | "cancelled" | "tool_calls";
-  usage: { promptTokens: number; completionTokens: number };
+  /** cachedTokens: leading prompt tokens reused from the prompt cache (not prefilled again). */
+  usage: { promptTokens: number; completionTokens: number; cachedTokens?: number };
   timings: { loadMs?: number; prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };
 }
 

@@ -21,9 +21,9 @@ export function resolveTarget(spec: string, opts: { env?: Env; cwd?: string } = 
 }
 
 /** Load a resolved target by its reference (never by re-resolving its path: a snapshot path loses the repo name). */
-export async function loadTarget(target: ModelTarget, opts: { env?: Env } = {}): Promise<Engine> {
+export async function loadTarget(target: ModelTarget, opts: { env?: Env; promptCacheBytes?: number } = {}): Promise<Engine> {
   const { openModel } = await import("../engine/open.ts");
-  return openModel(target, { env: opts.env });
+  return openModel(target, { env: opts.env, promptCacheBytes: opts.promptCacheBytes });
 }
 
 /** Models a client can run: healthy, runtime compatible, text generators (not embedders/audio); cache, then workspaces. */

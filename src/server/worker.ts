@@ -21,6 +21,8 @@ export const WorkerConfigSchema = v.strictObject({
   cors: v.array(v.string()),
   logJson: v.boolean(),
   maxQueue: v.optional(v.number()),
+  /** Bytes for the prompt cache; 0 or absent = off. */
+  promptCacheBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
 });
 export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema>;
 
@@ -42,7 +44,7 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
   const log = makeLogger({ json: config.logJson });
   const manager = new ModelManager({
     resolve: (spec) => resolveTarget(spec, { env }),
-    load: (t) => loadTarget(t, { env }),
+    load: (t) => loadTarget(t, { env, promptCacheBytes: config.promptCacheBytes }),
     freeMemory: freemem,
     maxQueue: config.maxQueue,
   });
