@@ -131,7 +131,7 @@ interface Answer {
   reasoning: string;
   toolCalls: ToolCall[];
   finishReason: string;
-  usage: { promptTokens: number; completionTokens: number };
+  usage: { promptTokens: number; completionTokens: number; cachedTokens?: number };
   timings: { prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };
 }
 
@@ -181,7 +181,7 @@ function render(a: Answer, opts: Options): string {
 function verbose(ctx: RunContext, a: Answer): void {
   const t = a.timings;
   ctx.stderr(
-    `Prompt: ${a.usage.promptTokens} tokens, ${t.promptTps.toFixed(2)} tokens/s\n` +
+    `Prompt: ${a.usage.promptTokens} tokens${a.usage.cachedTokens ? ` (${a.usage.cachedTokens} reused from the last turn)` : ""}, ${t.promptTps.toFixed(2)} tokens/s\n` +
       `Generation: ${a.usage.completionTokens} tokens, ${t.generationTps.toFixed(2)} tokens/s\n` +
       `Peak memory: ${(t.peakMemoryBytes / 1e6).toFixed(1)} MB\n`,
   );

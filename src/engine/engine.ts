@@ -199,7 +199,7 @@ export class MlxEngine implements Engine {
     yield {
       type: "done",
       finishReason,
-      usage: { promptTokens: ids.length, completionTokens: completion, cachedTokens: hit?.cached ?? 0 },
+      usage: { promptTokens: ids.length, completionTokens: completion, ...(this.promptCache ? { cachedTokens: hit?.cached ?? 0 } : {}) },
       timings: {
         loadMs: this.loadMs,
         prefillMs: stats.prefillMs,

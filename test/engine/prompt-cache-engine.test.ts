@@ -66,7 +66,7 @@ describe.each(["llama", "qwen3", "gemma3_text"] as TinyName[])("tiny %s", (name)
       const c0 = await run(cold, prompt(branch, sampling));
       expect(c.ids).toEqual(c0.ids);
       expect(c.done.usage.cachedTokens).toBe(trimmable ? "The quick brown fox ".length : 0);
-      expect(c0.done.usage.cachedTokens).toBe(0);
+      expect(c0.done.usage.cachedTokens).toBeUndefined(); // cache off: not reported
     }, 60_000);
   }
 });
