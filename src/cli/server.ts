@@ -38,6 +38,7 @@ export default defineCommand({
       .map((s) => s.trim())
       .filter(Boolean);
     const cacheBytes = parseBytesArg("prompt-cache-bytes", args["prompt-cache-bytes"]);
+    if (args["prompt-cache"] === false && cacheBytes !== undefined) throw new MlxkError("InvalidArgumentError", "--no-prompt-cache and --prompt-cache-bytes contradict each other: give one");
     const { defaultPromptCacheBytes } = await import("../engine/open.ts");
     const promptCacheBytes = args["prompt-cache"] === false ? 0 : (cacheBytes ?? defaultPromptCacheBytes(freemem()));
     if (host.trim() === "") throw new MlxkError("InvalidArgumentError", "--host must not be empty");
