@@ -12,7 +12,7 @@ import { UsageSchema } from "../../src/schemas/openai.ts";
 import { createApp } from "../../src/server/app.ts";
 import { ModelManager } from "../../src/server/model-manager.ts";
 import { listRunnable, loadTarget, resolveTarget } from "../../src/server/models-source.ts";
-import { addRepo, type FileContent, makeTempHub, type TempHub } from "../support/hf-cache.ts";
+import { addRepo, dirFiles, makeTempHub, type TempHub } from "../support/hf-cache.ts";
 import { writeTinyModel } from "../support/tiny-models.ts";
 
 const TINY = "mlx-community/tiny-llama-random";
@@ -31,9 +31,7 @@ function serve(env: Record<string, string | undefined>, promptCacheBytes: number
 beforeAll(async () => {
   hub = makeTempHub();
   const dir = writeTinyModel("llama", join(hub.root, "tiny-src"));
-  const files: Record<string, FileContent> = {};
-  for (const f of new Bun.Glob("*").scanSync({ cwd: dir })) files[f] = new Uint8Array(await Bun.file(join(dir, f)).arrayBuffer());
-  addRepo(hub.hubDir, { name: TINY, files });
+  addRepo(hub.hubDir, { name: TINY, files: dirFiles(dir) });
 });
 
 afterAll(() => {
