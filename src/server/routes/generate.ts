@@ -110,6 +110,7 @@ function logDone(ctx: RouteContext, run: Run, done: GenerateDone, stream: boolea
     stream,
     finish_reason: done.finishReason,
     prompt_tokens: done.usage.promptTokens,
+    ...(done.usage.cachedTokens !== undefined ? { cached_tokens: done.usage.cachedTokens } : {}),
     completion_tokens: done.usage.completionTokens,
     generation_tps: Math.round(done.timings.generationTps * 10) / 10,
     ms: Math.round(performance.now() - run.started),
