@@ -31,6 +31,19 @@ export const ERROR_TYPES = {
   download_failed: 503,
   pull_operation_failed: 500,
   requires_confirmation: 409,
+  // workspaces (clone / convert / push)
+  InvalidTargetError: 400,
+  CloneFailedError: 500,
+  HealthCheckFailed: 500,
+  unsupported_multimodal: 501,
+  auth_error: 401,
+  workspace_not_found: 404,
+  repo_not_found: 404,
+  branch_create_failed: 502,
+  upload_failed: 502,
+  push_operation_failed: 500,
+  // embeddings: a chat model asked to embed, or an embedder asked to chat
+  capability_mismatch: 400,
   // runtime / inference
   mlx_unavailable: 501,
   unsupported_model: 501,
@@ -42,6 +55,10 @@ export const ERROR_TYPES = {
   payload_too_large: 413,
   queue_full: 503,
   server_shutdown: 503,
+  /** The client went away before the answer (nginx's 499): logged as such, never as a client error. */
+  client_closed_request: 499,
+  /** --request-timeout ran out (contract name from mlx-knife's server). */
+  gateway_timeout: 504,
   InternalError: 500,
 } as const;
 

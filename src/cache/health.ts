@@ -12,6 +12,7 @@
  */
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { ENCODER_MODEL_TYPES, isEmbeddingModelType } from "../models/registry.ts";
 import { SUPPORTED_MODEL_TYPES, isSupportedModelType } from "../models/supported.ts";
 import { type Detection, detectModel } from "./detect.ts";
 import { defaultVariant, ggufIntegrity, inspectGguf, variantRuntime } from "./gguf.ts";
@@ -208,6 +209,15 @@ function transformersCheckpointProblem(view: SnapshotView): string | null {
 /** Can mlxk's own runtime load it? Gates in order; the first failing one is the reason. */
 export function checkRuntime(view: SnapshotView, d: Detection): RuntimeResult {
   const no = (reason: string): RuntimeResult => ({ runtime_compatible: false, reason });
+  if (d.kind === "embedding" && d.framework !== "GGUF") {
+    // `embed` / POST /v1/embeddings (never run/chat) read safetensors as transformers saves them or as MLX converts
+    // them, so the MLX-vs-PyTorch label does not gate them; .bin-only checkpoints do
+    const mt = d.configModelType;
+    if (!mt) return no("config.json missing model_type field");
+    if (!view.files.some((f) => f.rel.endsWith(".safetensors"))) return no("Embedding model has no safetensors weights (pytorch_model.bin is not read; convert it to safetensors)");
+    if (isEmbeddingModelType(mt, "encoder") || isEmbeddingModelType(mt, "decoder")) return { runtime_compatible: true, reason: null };
+    return no(`Embedding model_type '${mt}' is not supported by mlxk (encoders: ${ENCODER_MODEL_TYPES.join(", ")}; decoders: qwen3)`);
+  }
   if (d.framework === "GGUF") {
     // the variant a bare name opens; `name:QUANT` is checked again for that variant when it is opened
     const v = defaultVariant(inspectGguf(view));
@@ -223,7 +233,6 @@ export function checkRuntime(view: SnapshotView, d: Detection): RuntimeResult {
     return no("Legacy weight format (weights.NN.safetensors) is not supported; convert the model with a current mlx-lm");
   }
   if (!d.configModelType) return no("config.json missing model_type field");
-  if (d.kind === "embedding") return no("Embedding models are not supported by mlxk (text generation only)");
   if (d.kind === "audio") return no("Audio models are not supported by mlxk (text generation only)");
   if (!isSupportedModelType(d.configModelType)) {
     return no(`model_type '${d.configModelType}' is not supported by mlxk (supported: ${[...SUPPORTED_MODEL_TYPES].sort().join(", ")})`);

@@ -69,8 +69,16 @@ export function ggufPath(spec: string, opts: { cwd?: string; env?: Env } = {}): 
 }
 
 /** The reference for a model whose health was checked (throws when it cannot run). */
-export function refFromHealth(id: string, report: HealthReport): ModelRef {
+export function refFromHealth(id: string, report: HealthReport, purpose: "generate" | "embed" = "generate"): ModelRef {
   if (!report.healthy) throw new MlxkError("execution_error", `Model '${id}' is not healthy: ${report.reason}`);
+  // the wrong kind of model is the caller's mistake (400), named before any runtime reason
+  const embedder = report.detection?.kind === "embedding";
+  if (purpose === "generate" && embedder) {
+    throw new MlxkError("capability_mismatch", `'${id}' is an embedding model: it makes vectors, not text. Use 'mlxk embed' or POST /v1/embeddings.`, { extra: { param: "model" } });
+  }
+  if (purpose === "embed" && !embedder) {
+    throw new MlxkError("capability_mismatch", `'${id}' is a ${report.detection?.kind ?? "text"} model, not an embedding model: use 'mlxk run' or the chat/completions APIs.`, { extra: { param: "model" } });
+  }
   if (!report.runtime_compatible) {
     throw new MlxkError("unsupported_model", `Model '${id}' is not compatible: ${report.runtime_reason ?? "unknown reason"}`);
   }
@@ -90,7 +98,7 @@ export function refFromHealth(id: string, report: HealthReport): ModelRef {
  * Resolve `spec` (GGUF file, path, workspace or cache name) and check the model's health.
  * Throws MlxkError model_not_found / ambiguous_match / execution_error (unhealthy) / unsupported_model.
  */
-export function resolveRef(spec: string, opts: { env?: Env; cwd?: string } = {}): ModelRef {
+export function resolveRef(spec: string, opts: { env?: Env; cwd?: string; purpose?: "generate" | "embed" } = {}): ModelRef {
   const env = opts.env ?? process.env;
   const gguf = ggufPath(spec, opts);
   if (gguf) {
@@ -110,7 +118,7 @@ export function resolveRef(spec: string, opts: { env?: Env; cwd?: string } = {})
   const report = r.kind === "cache" ? repoHealth(r.repoDir, { name: r.name, hash: r.hash }) : dirHealth(r.dir, { name: r.name });
   if (report.view && report.detection?.framework === "GGUF") return ggufRef(r, report);
   if (r.quant) throw new MlxkError("ValidationError", `':${r.quant}' selects a GGUF quant, but '${r.name}' is not a GGUF model`);
-  return refFromHealth(r.name, report);
+  return refFromHealth(r.name, report, opts.purpose);
 }
 
 /**

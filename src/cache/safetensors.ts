@@ -2,7 +2,7 @@
  * safetensors headers, read without touching the weights: 8 bytes little-endian u64 header length,
  * then that many bytes of JSON `{ "__metadata__"?: {...}, "<tensor>": { dtype, shape, data_offsets } }`.
  *
- * Exports: readSafetensorsHeader(path), readSafetensorsHeaderBytes(path), parseSafetensorsHeader(bytes, path),
+ * Exports: readSafetensorsHeader(path), readSafetensorsHeaderBytes(path), parseSafetensorsHeader(bytes, path), readExact(fd, len, pos),
  *          SafetensorsHeader, TensorInfo
  */
 import { closeSync, openSync, readSync } from "node:fs";
@@ -21,7 +21,8 @@ export interface SafetensorsHeader {
 /** Headers larger than this are refused: real ones are at most a few MB even for 1000-shard models. */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-function readExact(fd: number, len: number, pos: number): Buffer {
+/** `len` bytes at `pos` (fewer at end of file). */
+export function readExact(fd: number, len: number, pos: number): Buffer {
   const buf = Buffer.alloc(len);
   let off = 0;
   while (off < len) {

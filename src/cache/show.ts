@@ -13,6 +13,7 @@ import { contextLength } from "./detect.ts";
 import type { Resolved } from "./resolve.ts";
 import { type TensorInfo, readSafetensorsHeader } from "./safetensors.ts";
 import { cacheModel } from "./scan.ts";
+import { checkClean } from "./content-hash.ts";
 import { workspaceModel } from "./workspace.ts";
 import { formatSize } from "./units.ts";
 import { type SnapshotView, isObject } from "./snapshot.ts";
@@ -141,6 +142,7 @@ export function showModel(resolved: Resolved, opts: { hubDir: string; mode: Show
   const config = view.readObject("config.json");
   const quantization = config && isObject(config.quantization) ? config.quantization : null;
   const data: ShowData = { model: { ...model, quantization }, workspace_metadata: sentinel };
+  if (resolved.kind === "path" && sentinel && model.clean !== true) data.clean_hint = checkClean(resolved.dir, sentinel, { persist: false }).hint;
   if (opts.mode === "files") {
     data.files = fileList(view);
     data.metadata = null;

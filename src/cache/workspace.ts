@@ -1,6 +1,6 @@
 /**
  * mlx-knife workspaces: model dirs under `MLXK_WORKSPACE_HOME`, optionally carrying a `.mlxk_workspace.json`
- * sentinel written by mlx-knife's clone/convert. Read-only: mlxk never writes sentinels.
+ * sentinel written by clone/convert (mlx-knife's or ours). Writing sentinels lives in content-hash.ts.
  *
  * A workspace is a direct, non-hidden child dir of the home holding config.json or the sentinel.
  *
@@ -9,13 +9,14 @@
  *          workspaceModel(dir, { display_name? }) → { model, report, sentinel }
  */
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
-import { basename, join, relative } from "node:path";
+import { basename, join } from "node:path";
 import { MlxkError } from "../errors.ts";
 import type { ModelObject } from "../schemas/cli-output.ts";
+import { checkClean, SENTINEL_FILE } from "./content-hash.ts";
 import { type HealthReport, dirHealth } from "./health.ts";
 import { modelObjectFrom } from "./scan.ts";
 
-export const SENTINEL = ".mlxk_workspace.json";
+export const SENTINEL = SENTINEL_FILE;
 const V2_HASH = /^sha256:[0-9a-f]{64}$/;
 const V1_HASH = /^[0-9a-f]{64}$/;
 
@@ -35,35 +36,9 @@ function str(v: unknown): string | null {
   return typeof v === "string" && v !== "" ? v : null;
 }
 
-/** Newest mtime of the files below `dir` (sentinel excluded), following no symlinked dirs. */
-function newestFileMtime(dir: string): number {
-  let newest = 0;
-  const walk = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (relative(dir, p) !== SENTINEL) {
-        try {
-          newest = Math.max(newest, statSync(p).mtimeMs);
-        } catch {
-          // a dangling link has no mtime; health reports it
-        }
-      }
-    }
-  };
-  walk(dir);
-  return newest;
-}
-
 /**
- * modelObject workspace fields. `clean`: a v2 content hash is trusted while no file is newer than its
- * `hash_modified` (re-hashing every weight on each `list` would be too slow); v1 or no hash → null (`ws?`).
+ * modelObject workspace fields. `clean` comes from the v2 content hash's stat walk (content-hash.ts); a v1 or
+ * missing hash, or a corrupt sentinel, is unknown (null, `ws?`).
  */
 export function workspaceFields(
   dir: string,
@@ -73,12 +48,7 @@ export function workspaceFields(
   const raw = str(sentinel?.content_hash);
   const content_hash = raw !== null && (V2_HASH.test(raw) || V1_HASH.test(raw)) ? raw : null;
   const hash_modified = str(sentinel?.hash_modified);
-  let clean: boolean | null = null;
-  const at = hash_modified !== null ? Date.parse(hash_modified) : Number.NaN;
-  if (content_hash !== null && V2_HASH.test(content_hash) && Number.isFinite(at)) {
-    // 1 s slack: the sentinel's time has second resolution, file mtimes do not
-    clean = newestFileMtime(dir) <= at + 1000;
-  }
+  const clean = content_hash !== null ? checkClean(dir, sentinel).clean : null;
   return { origin, content_hash, hash_modified, clean };
 }
 

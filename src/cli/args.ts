@@ -93,3 +93,15 @@ export function parseBytesArg(name: string, value: string | undefined): number |
   if (!m || unit === undefined) throw new MlxkError("InvalidArgumentError", `--${name} must be a size in bytes, e.g. 2147483648, 512MB or 2GiB (got '${value}')`);
   return Math.floor(Number(m[1]) * unit);
 }
+
+/** Values of a repeatable string flag (`--x a --x b`, `--x=a`), each also split on commas. */
+export function listArg(rawArgs: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < rawArgs.length; i++) {
+    const a = rawArgs[i]!;
+    if (a === "--") break;
+    const v = a === `--${name}` ? rawArgs[++i] : a.startsWith(`--${name}=`) ? a.slice(name.length + 3) : undefined;
+    if (v !== undefined) out.push(...v.split(",").map((s) => s.trim()).filter(Boolean));
+  }
+  return out;
+}

@@ -3,6 +3,7 @@ import { defineCommand } from "citty";
 import { basename } from "node:path";
 import type { HealthReport } from "../cache/health.ts";
 import { repoHealth } from "../cache/health.ts";
+import { type CleanResult, checkClean } from "../cache/content-hash.ts";
 import { listRepoNames, repoDirFor } from "../cache/layout.ts";
 import { scanRepos } from "../cache/pool.ts";
 import { resolveModel } from "../cache/resolve.ts";
@@ -20,6 +21,8 @@ interface Target {
   repoDir: string | null;
   /** Set for workspaces and explicit paths: the sentinel says managed. */
   managed?: boolean;
+  /** Workspaces with a content hash: does it still match the files. */
+  clean?: CleanResult;
 }
 
 function entry(t: Target): HealthEntry {
@@ -32,12 +35,18 @@ function entry(t: Target): HealthEntry {
     runtime_reason: r.runtime_reason,
   };
   if (t.managed !== undefined) e.managed = t.managed;
+  if (t.clean) {
+    e.clean = t.clean.clean;
+    e.clean_hint = t.clean.hint;
+    if (t.clean.changed.length > 0) e.changed_files = t.clean.changed;
+  }
   return e;
 }
 
 function dirTarget(dir: string): Target {
   const sentinel = readSentinel(dir);
-  return { name: dir, report: workspaceHealth(dir, sentinel), repoDir: null, managed: isManaged(sentinel) };
+  const clean = sentinel && typeof sentinel.content_hash === "string" ? checkClean(dir, sentinel) : undefined;
+  return { name: dir, report: workspaceHealth(dir, sentinel), repoDir: null, managed: isManaged(sentinel), clean };
 }
 
 export default defineCommand({

@@ -5,6 +5,7 @@ import { debug } from "../env.ts";
 import { MlxkError, toMlxkError } from "../errors.ts";
 import { CLI_VERSION, JSON_API_SPEC_VERSION } from "../version.ts";
 import { checkArgs } from "./args.ts";
+import { examplesBlock, helpText, TOP_EXAMPLES } from "./examples.ts";
 import { type CliContext, printError, printSuccess, processContext } from "./context.ts";
 
 interface CommandEntry {
@@ -15,7 +16,7 @@ interface CommandEntry {
 }
 
 /** One row per command (one file each in src/cli/), loaded lazily so `mlxk list` never loads the MLX runtime. */
-const COMMANDS: Record<string, CommandEntry> = {
+export const COMMANDS: Record<string, CommandEntry> = {
   pull: { description: "Download a model from the Hugging Face Hub into the cache", load: async () => (await import("./pull.ts")).default },
   list: { description: "List the models in the Hugging Face cache", load: async () => (await import("./list.ts")).default },
   health: { description: "Check model files (integrity and runtime compatibility)", load: async () => (await import("./health.ts")).default },
@@ -23,6 +24,19 @@ const COMMANDS: Record<string, CommandEntry> = {
   rm: { description: "Delete a model or one revision from the cache", load: async () => (await import("./rm.ts")).default },
   run: { description: "Generate text with a model (interactive chat without a prompt)", load: async () => (await import("./run.ts")).default, variadic: true },
   server: { description: "Serve models over an OpenAI-compatible API (alias: serve)", load: async () => (await import("./server.ts")).default },
+  embed: { description: "Embed texts with an embedding model (JSONL, or --json)", load: async () => (await import("./embed.ts")).default, variadic: true },
+  convert: { description: "Quantize, cast or repair a model into a new workspace", load: async () => (await import("./convert.ts")).default },
+  push: { description: "Upload a workspace to a private Hugging Face repo", load: async () => (await import("./push.ts")).default },
+  clone: { description: "Copy a model into a new workspace dir (from the cache, else the Hub)", load: async () => (await import("./clone.ts")).default },
+  doctor: { description: "Check the MLX runtime: backend, versions, paths, what is missing", load: async () => (await import("./doctor.ts")).default },
+  completion: {
+    description: "Print a shell completion script (bash, zsh, fish)",
+    load: async () => {
+      const m = await import("./completion.ts");
+      m.useCommands(COMMANDS);
+      return m.default;
+    },
+  },
 };
 const ALIASES: Record<string, string> = { serve: "server" };
 
@@ -37,6 +51,8 @@ function usage(): string {
     ...rows,
     "",
     "Run 'mlxk <command> --help' for the options of a command.",
+    "",
+    examplesBlock(TOP_EXAMPLES).trim(),
   ].join("\n");
 }
 
@@ -84,7 +100,7 @@ export async function runCli(argv: string[], ctxIn?: CliContext): Promise<number
     const rest = argv.slice(idx + 1);
     const cmd = await entry.load();
     if (rest.includes("--help") || rest.includes("-h")) {
-      ctx.stdout(`${await renderUsage(cmd)}\n`);
+      ctx.stdout(helpText(await renderUsage(cmd), command, ctx.env, ctx.stdoutIsTTY));
       return 0;
     }
     const def = typeof cmd.args === "function" ? await cmd.args() : await cmd.args;

@@ -4,7 +4,7 @@ import { defineCommand } from "citty";
 import { collect } from "../engine/collect.ts";
 import type { ChatMessage, Engine, GenerateRequest, SamplingParams, ToolCall } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
-import { noColor } from "../env.ts";
+import { useColor } from "../env.ts";
 import { CHAT_STOP_STRINGS } from "../generate/stop.ts";
 import { jsonArgs, modelArg, parseFloatArg, parseIntArg } from "./args.ts";
 import { type CliContext, printSuccess } from "./context.ts";
@@ -42,7 +42,7 @@ interface Options {
   chatTemplate: boolean;
   stream: boolean;
   reasoning: boolean;
-  /** Streamed reasoning is shown dimmed (a TTY without NO_COLOR). */
+  /** Reasoning is shown dimmed (a TTY without NO_COLOR, or FORCE_COLOR). */
   dim: boolean;
   maxTokens?: number;
   sampling: SamplingParams;
@@ -64,7 +64,7 @@ export default defineCommand({
       chatTemplate: a["chat-template"] !== false,
       stream: a.stream !== false && !ctx.json && ctx.stdoutIsTTY,
       reasoning: a.reasoning !== false,
-      dim: ctx.stdoutIsTTY && !noColor(ctx.env),
+      dim: useColor(ctx.env, ctx.stdoutIsTTY),
       maxTokens: parseIntArg("max-tokens", a["max-tokens"], 1),
       sampling: {
         temperature: parseFloatArg("temperature", a.temperature, 0, 10) ?? 0.7,
@@ -82,6 +82,8 @@ export default defineCommand({
     if (prompt === null && ctx.json) throw new MlxkError("CommandError", "Interactive chat cannot print JSON; give a prompt with --json.");
     if (prompt === null && Object.keys(opts.structured).length > 0) throw new MlxkError("CommandError", "--tools and --json-schema need a prompt (not interactive chat).");
 
+    const { ensureMlxRuntime } = await import("../mlx/setup.ts");
+    await ensureMlxRuntime({ env: ctx.env, log: (m) => ctx.stderr(`mlxk: ${m}\n`), tty: process.stderr.isTTY && !ctx.json });
     const { defaultPromptCacheBytes, openModel } = await import("../engine/open.ts");
     const engine = await openModel(a.model, {
       env: ctx.env,

@@ -3,13 +3,22 @@ import { freemem } from "node:os";
 import { defineCommand } from "citty";
 import { type Env, serverApiKey, serverHost, serverPort, serverWorkerConfig } from "../env.ts";
 import { MlxkError } from "../errors.ts";
-import { jsonArgs, parseBytesArg, parseIntArg } from "./args.ts";
+import { jsonArgs, listArg, parseBytesArg, parseIntArg } from "./args.ts";
 import type { CliContext } from "./context.ts";
 
+/** Ollama's default idle time for a model nobody pinned. */
+const DEFAULT_KEEP_ALIVE_MS = 5 * 60_000;
+
 export default defineCommand({
-  meta: { name: "server", description: "Serve cached models over an OpenAI-compatible HTTP API" },
+  meta: { name: "server", description: "Serve cached models over the OpenAI (chat, Responses), Anthropic Messages and Ollama HTTP APIs" },
   args: {
-    model: { type: "string", description: "Model to load at startup (else the first request's model loads)" },
+    model: { type: "string", description: "The model to serve, loaded at startup; requests may omit 'model' (else the first request's model loads)" },
+    "served-model-name": { type: "string", description: "Name(s) clients may use for --model, e.g. gpt-4o-mini (repeatable or comma-separated; the first is reported)" },
+    "allow-switch": { type: "boolean", description: "With --model: let requests load other cached models too" },
+    "allow-paths": { type: "boolean", description: "Accept file/dir paths as a request's 'model' (off: cache and workspace names only)" },
+    "max-models": { type: "string", description: "Models resident at once (default: as many as free memory holds)" },
+    "keep-alive": { type: "string", description: "Idle time before a model other than --model is unloaded, e.g. 5m, 1h, -1 = never (default 5m)" },
+    "allow-manage": { type: "boolean", description: "Allow Ollama's /api/pull and /api/delete to download and delete cache models" },
     host: { type: "string", description: "Address to bind (env MLXK_HOST)" },
     port: { type: "string", description: "Port to bind, 0 = any free port (env MLXK_PORT)" },
     "max-tokens": { type: "string", description: "Default max_tokens when a request names none (else half the context)" },
@@ -20,7 +29,7 @@ export default defineCommand({
     "prompt-cache-bytes": { type: "string", description: "Memory for the prompt cache, e.g. 2GiB (default: a quarter of free memory, at most 8 GiB)" },
     ...jsonArgs,
   },
-  async run({ args, data }) {
+  async run({ args, data, rawArgs }) {
     const ctx = data as CliContext;
     // Inside a compiled executable the supervisor re-invokes us as its worker.
     if (serverWorkerConfig(ctx.env)) {
@@ -48,14 +57,44 @@ export default defineCommand({
       const { resolveTarget } = await import("../server/models-source.ts");
       model = resolveTarget(args.model, { env }).id;
     }
+    const servedNames = listArg(rawArgs, "served-model-name");
+    if (servedNames.length > 0 && model === null) throw new MlxkError("InvalidArgumentError", "--served-model-name names the --model: give --model too");
+    if (args["allow-switch"] && model === null) throw new MlxkError("InvalidArgumentError", "--allow-switch only matters with --model (without it every cached model can be requested)");
+    const maxModels = parseIntArg("max-models", args["max-models"], 1, 64) ?? null;
+    let keepAliveMs: number | null = DEFAULT_KEEP_ALIVE_MS;
+    if (args["keep-alive"] !== undefined) {
+      const { parseKeepAlive } = await import("../server/ollama/convert.ts");
+      try {
+        keepAliveMs = parseKeepAlive(args["keep-alive"], "--keep-alive");
+      } catch (e) {
+        throw new MlxkError("InvalidArgumentError", e instanceof Error ? e.message : String(e));
+      }
+    }
+    const { ensureMlxRuntime } = await import("../mlx/setup.ts");
+    await ensureMlxRuntime({ env, log: (m) => ctx.stderr(`mlxk: ${m}\n`), tty: process.stderr.isTTY && !ctx.json });
     const { supervise } = await import("../server/supervisor.ts");
     let fatal: string | null = null;
     const code = await supervise({
-      config: { host, port, model, maxTokens, apiKey, cors, logJson: Boolean(args["log-json"]), promptCacheBytes },
+      config: {
+        host,
+        port,
+        model,
+        maxTokens,
+        apiKey,
+        cors,
+        logJson: Boolean(args["log-json"]),
+        servedNames,
+        allowSwitch: Boolean(args["allow-switch"]),
+        allowPaths: Boolean(args["allow-paths"]),
+        allowManage: Boolean(args["allow-manage"]),
+        maxModels,
+        keepAliveMs,
+        promptCacheBytes,
+      },
       env,
       onReady: (info) => {
         const url = `http://${info.host.includes(":") ? `[${info.host}]` : info.host}:${info.port}`;
-        const data = { status: "listening", url, host: info.host, port: info.port, model: info.model, pid: info.pid };
+        const data = { status: "listening", url, host: info.host, port: info.port, model: info.model, served_names: servedNames, pid: info.pid };
         if (ctx.json) ctx.stdout(`${JSON.stringify({ status: "success", command: "server", data, error: null })}\n`);
         else ctx.stdout(`mlxk server listening on ${url}${info.model ? ` (loading ${info.model})` : " (models load on first request)"}\n`);
       },

@@ -199,6 +199,7 @@ export class MlxEngine implements Engine {
     yield {
       type: "done",
       finishReason,
+      ...(stops.matched !== null ? { stopSequence: stops.matched } : {}),
       usage: { promptTokens: ids.length, completionTokens: completion, ...(this.promptCache ? { cachedTokens: hit?.cached ?? 0 } : {}) },
       timings: {
         loadMs: this.loadMs,

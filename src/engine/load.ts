@@ -93,7 +93,7 @@ function materialize(arrays: mx.Array[], onProgress?: (f: number) => void): void
 }
 
 /** Build the model from config + tensors (owned by the result from here on). */
-async function build(config: Record<string, unknown>, tensors: Map<string, mx.Array>, opts: LoadOptions): Promise<LoadedModel> {
+export async function build(config: Record<string, unknown>, tensors: Map<string, mx.Array>, opts: LoadOptions): Promise<LoadedModel> {
   const modelType = typeof config.model_type === "string" ? config.model_type : undefined;
   let mod: ModelModule;
   try {

@@ -21,7 +21,7 @@ export interface OpenOptions {
 export type ModelSource = Pick<ModelRef, "kind" | "path" | "id">;
 
 /** Resolve `spec` once and check the model's health; throws MlxkError with the reason when it cannot run. */
-export function locateModel(spec: string, opts: { env?: Env; cwd?: string } = {}): ModelRef {
+export function locateModel(spec: string, opts: { env?: Env; cwd?: string; purpose?: "generate" | "embed" } = {}): ModelRef {
   return resolveRef(spec, opts);
 }
 

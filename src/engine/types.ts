@@ -127,6 +127,8 @@ export interface GenerateDone {
   type: "done";
   /** tool_calls: the answer ended with one or more function calls. */
   finishReason: "stop" | "length" | "cancelled" | "tool_calls";
+  /** The stop string that ended generation (finishReason "stop"); absent when EOS or nothing stopped it. */
+  stopSequence?: string;
   /** cachedTokens: leading prompt tokens reused from the prompt cache (not prefilled again). */
   usage: { promptTokens: number; completionTokens: number; cachedTokens?: number };
   timings: { loadMs?: number; prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };

@@ -3,7 +3,7 @@
  * a pattern ending in `/` means everything below that folder).
  */
 
-function fnmatchToRegExp(pattern: string): RegExp {
+export function fnmatchToRegExp(pattern: string): RegExp {
   let p = pattern.endsWith("/") ? `${pattern}*` : pattern;
   let re = "";
   for (let i = 0; i < p.length; i++) {

@@ -63,7 +63,7 @@ function countFiles(dir: string): number {
 }
 
 /** The snapshot dir name the requested revision maps to locally; null when that revision is not cached. */
-function localSnapshotHash(repoDir: string, revision: string | null): string | null | undefined {
+export function localSnapshotHash(repoDir: string, revision: string | null): string | null | undefined {
   if (revision === null) return undefined; // default choice: refs/main, else newest
   if (isCommitSha(revision)) return existsSync(join(repoDir, "snapshots", revision)) ? revision : null;
   const ref = readRefs(repoDir)[revision];

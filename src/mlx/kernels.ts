@@ -2,7 +2,7 @@
  * Our own CPU kernels (mlx-c/src/kernels/: AVX2/FMA, one thread pool) exposed as MLX ops.
  * Drop-ins with the same arguments and results (within f32 rounding) as the MLX functions they replace:
  * `fastQuantizedMatmul` (quantizedMatmul), `fastRmsNorm`, `fastRope`, `fastScaledDotProductAttention`
- * (mx.fast.*), `fastSwiglu` (multiply(silu(gate), up)). They use our kernels when the shim has them, the CPU supports them and MLXK_KERNELS is not 0;
+ * (mx.fast.*), `fastSwiglu` (multiply(silu(gate), up)), `fastLinear` (float x·wᵀ). They use our kernels when the shim has them, the CPU supports them and MLXK_KERNELS is not 0;
  * the shim itself falls back to MLX's op for GPU streams and unsupported cases, so callers never branch.
  * `kernelGatedDelta` / `kernelConvSilu` (Gated DeltaNet) have no MLX twin here: they return null when the
  * kernels cannot run (off, unavailable, not float32) and the model falls back to its MLX-op path.
@@ -11,7 +11,8 @@ import { dlopen, FFIType, ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import { Array, Dtype } from "./array.ts";
 import { fail, mlxAvailability, OUT_PTR } from "./ffi.ts";
-import { multiply, result, silu } from "./ops.ts";
+import { matmul, multiply, result, silu } from "./ops.ts";
+import { swapaxes } from "./shape.ts";
 import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { currentStream as S } from "./stream.ts";
@@ -27,6 +28,7 @@ const DEFS = {
   mlxk_kernel_rope: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, I, P, P, P], returns: I },
   mlxk_kernel_sdpa: { args: [P, P, P, P, FFIType.f32, I, P, P, P], returns: I },
   mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
+  mlxk_fast_linear: { args: [P, P, P, P], returns: I },
   mlxk_kernel_gated_delta: { args: [P, P, P, P, P, P, P, P], returns: I },
   mlxk_kernel_conv_silu: { args: [P, P, P, P], returns: I },
 } as const;
@@ -153,6 +155,16 @@ export function fastSwiglu(gate: Array, up: Array): Array {
   const s = kernelsEnabled() ? symbols() : null;
   if (!s) return multiply(silu(gate), up);
   return result(s.mlxk_kernel_swiglu(OUT_PTR as never, gate.handle as never, up.handle as never, S() as never), "swiglu");
+}
+
+/**
+ * Drop-in for matmul(x, swapaxes(w, -1, -2)) with float32 x [..., K] and w [N, K] (a float Linear): our AVX2
+ * kernel, where MLX's CPU matmul runs through its wheel's reference BLAS. Other dtypes and GPU fall back to MLX.
+ */
+export function fastLinear(x: Array, w: Array): Array {
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s || !("mlxk_fast_linear" in s)) return matmul(x, swapaxes(w, -1, -2));
+  return result(s.mlxk_fast_linear(OUT_PTR as never, x.handle as never, w.handle as never, S() as never), "fast_linear");
 }
 
 // Two output handles (gated delta: y, state); own buffer, so OUT_PTR users are never clobbered.

@@ -3,7 +3,7 @@
  * KV cache, the decoder skeleton, and running two independent ops on two CPU streams (rope: rope.ts).
  */
 import * as mx from "../mlx/index.ts";
-import { fastQuantizedMatmul, fastRmsNorm, fastScaledDotProductAttention, fastSwiglu } from "../mlx/kernels.ts";
+import { fastLinear, fastQuantizedMatmul, fastRmsNorm, fastScaledDotProductAttention, fastSwiglu } from "../mlx/kernels.ts";
 import type { KVCache } from "./cache.ts";
 
 export type QuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
@@ -45,7 +45,7 @@ export class Linear {
   forward(x: mx.Array): mx.Array {
     const y = this.q
       ? fastQuantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...this.q })
-      : mx.matmul(x, mx.swapaxes(this.weight, -1, -2));
+      : fastLinear(x, this.weight);
     return this.bias ? mx.add(y, this.bias) : y;
   }
 

@@ -51,3 +51,28 @@ export async function loadModelModule(modelType: string | undefined): Promise<Mo
   }
   return loader();
 }
+
+/**
+ * Embedding models: encoder architectures (one file each, exporting an EncoderModule) and the decoder
+ * `model_type`s whose language model doubles as an embedder (Qwen3-Embedding: last-token pooling).
+ */
+type EncoderLoader = () => Promise<import("./encoder.ts").EncoderModule>;
+const ENCODERS: Record<string, EncoderLoader> = {
+  bert: () => import("./bert.ts"),
+  "xlm-roberta": () => import("./xlm_roberta.ts"),
+  modernbert: () => import("./modernbert.ts"),
+};
+const DECODER_EMBEDDERS: ReadonlySet<string> = new Set(["qwen3"]);
+
+export const ENCODER_MODEL_TYPES: readonly string[] = Object.keys(ENCODERS).sort();
+
+/** Runnable as an embedder: an encoder row, or a decoder type we pool over. */
+export function isEmbeddingModelType(modelType: string, kind: "encoder" | "decoder"): boolean {
+  return kind === "encoder" ? Object.hasOwn(ENCODERS, modelType) : DECODER_EMBEDDERS.has(modelType);
+}
+
+export async function loadEncoderModule(modelType: string): Promise<import("./encoder.ts").EncoderModule> {
+  const loader = Object.hasOwn(ENCODERS, modelType) ? ENCODERS[modelType] : undefined;
+  if (!loader) throw new MlxkError("unsupported_model", `encoder model_type '${modelType}' is not supported for embeddings (supported: ${ENCODER_MODEL_TYPES.join(", ")})`);
+  return loader();
+}

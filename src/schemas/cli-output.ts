@@ -52,6 +52,11 @@ export const HealthEntrySchema = v.strictObject({
   managed: v.optional(v.boolean()),
   /** mlxk addition (`--verify`): files whose content does not match their blob hash. */
   corrupt_files: v.optional(v.array(v.string())),
+  /** Workspaces: the v2 content hash still matches the files (null: no v2 hash to check against). */
+  clean: v.optional(v.nullable(v.boolean())),
+  /** Workspaces: files changed since the hash was pinned, and the hint to re-pin. */
+  changed_files: v.optional(v.array(v.string())),
+  clean_hint: v.optional(v.nullable(v.string())),
 });
 export type HealthEntry = v.InferOutput<typeof HealthEntrySchema>;
 
@@ -125,6 +130,10 @@ export const ShowDataSchema = v.strictObject({
   metadata: v.optional(v.nullable(ShowMetadataSchema)),
   files: v.optional(v.array(ShowFileSchema)),
   config: v.optional(v.nullable(v.record(v.string(), v.unknown()))),
+  /** `--recalc-hash`: the workspace's content hash was recomputed and written. */
+  hash_updated: v.optional(v.boolean()),
+  /** Workspaces: why `clean` is false or unknown, and what to do. */
+  clean_hint: v.optional(v.nullable(v.string())),
   /** mlxk addition, GGUF repos only. `--config` of a GGUF repo prints the config mlxk derives from its header. */
   gguf: v.optional(GgufShowSchema),
 });

@@ -33,7 +33,8 @@ const StopSchema = nullish(
 
 /** Fields shared by chat and text completions (sampling, limits, streaming). */
 const common = {
-  model: v.pipe(v.string("is required and must be a string"), v.minLength(1, "must not be empty")),
+  /** Optional: omitted (or "") means the served model (`--model`). */
+  model: nullish(v.string("must be a string")),
   max_tokens: nullish(int(1)),
   temperature: nullish(num(0, 2)),
   top_p: nullish(num(0, 1)),
@@ -195,6 +196,8 @@ export const ModelObjectSchema = v.strictObject({
   created: v.pipe(v.number(), v.integer()),
   owned_by: v.string(),
   context_length: v.nullable(v.number()),
+  /** mlxk: what the model does (`chat`, `text-generation`, `embeddings`, …), so clients pick the right API. */
+  capabilities: v.optional(v.array(v.string())),
 });
 export type ModelObject = v.InferOutput<typeof ModelObjectSchema>;
 

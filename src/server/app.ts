@@ -1,7 +1,8 @@
 /**
  * The HTTP layer: `createApp(deps)` wires the route families to a model manager and settings, so tests run it
  * through `app.handle(new Request(...))` with a temp cache and a real engine, without a port.
- * Cross-cutting rules live here: API key, CORS, request ids, and the one error mapping to the OpenAI envelope.
+ * Cross-cutting rules live here: API key, CORS, request ids, and the error mapping to each surface's envelope
+ * (OpenAI for /v1/*, Anthropic for /v1/messages, Ollama for /api/*).
  */
 import { timingSafeEqual } from "node:crypto";
 import { Elysia } from "elysia";
@@ -11,15 +12,34 @@ import { type AppDeps, DEFAULT_MAX_BODY_BYTES, type RouteContext } from "./conte
 import { errorResponse } from "./errors.ts";
 import { chatRoutes } from "./routes/chat.ts";
 import { completionRoutes } from "./routes/completions.ts";
+import { ResidentEmbedder, embeddingRoutes } from "./routes/embeddings.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { modelRoutes } from "./routes/models.ts";
+import { anthropicErrorResponse } from "./anthropic/errors.ts";
+import { anthropicRoutes } from "./anthropic/routes.ts";
+import { ollamaErrorResponse } from "./ollama/errors.ts";
+import { ollamaRoutes } from "./ollama/routes.ts";
+import { responsesRoutes } from "./responses/routes.ts";
 
-function keyMatches(header: string | null, key: string): boolean {
-  const m = /^Bearer\s+(.+)$/i.exec(header ?? "");
-  if (!m) return false;
-  const a = Buffer.from(m[1]!.trim());
+function sameKey(given: string, key: string): boolean {
+  const a = Buffer.from(given.trim());
   const b = Buffer.from(key);
   return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** `Authorization: Bearer <key>` (OpenAI, Ollama clients) or `x-api-key: <key>` (Anthropic SDKs, Claude Code). */
+function keyMatches(headers: Headers, key: string): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(headers.get("authorization") ?? "");
+  if (m && sameKey(m[1]!, key)) return true;
+  const x = headers.get("x-api-key");
+  return x !== null && sameKey(x, key);
+}
+
+/** Each API surface answers errors in its own shape (src/server/<surface>/errors). */
+function errorFor(path: string): (e: unknown, headers?: Record<string, string>) => Response {
+  if (path.startsWith("/v1/messages")) return anthropicErrorResponse;
+  if (path.startsWith("/api/")) return ollamaErrorResponse;
+  return errorResponse;
 }
 
 function corsHeaders(origin: string | null, allowed: readonly string[]): Record<string, string> {
@@ -34,10 +54,16 @@ export function createApp(deps: AppDeps) {
     listModels: deps.listModels,
     maxBodyBytes: deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     maxTokens: deps.maxTokens,
+    maxTokensCap: deps.maxTokensCap,
+    requestTimeoutMs: deps.requestTimeoutMs,
+    shutdown: deps.shutdown,
     log: deps.log ?? (() => {}),
+    runtime: deps.runtime ?? (() => ({ available: true })),
+    manage: deps.manage,
     fingerprint: `fp_mlxk_${CLI_VERSION.replace(/\W/g, "")}`,
   };
   const cors = deps.cors ?? [];
+  const embedder = new ResidentEmbedder(deps.openEmbedder ?? (async (spec) => (await import("../embed/open.ts")).openEmbedder(spec)));
   return new Elysia()
     .onRequest(({ request, set }) => {
       const requestId = crypto.randomUUID();
@@ -50,36 +76,41 @@ export function createApp(deps: AppDeps) {
           status: 204,
           headers: {
             ...allow,
-            "access-control-allow-methods": "GET, POST, OPTIONS",
-            "access-control-allow-headers": request.headers.get("access-control-request-headers") ?? "authorization, content-type",
+            "access-control-allow-methods": "GET, POST, DELETE, OPTIONS",
+            "access-control-allow-headers": request.headers.get("access-control-request-headers") ?? "authorization, content-type, x-api-key, anthropic-version",
             "access-control-max-age": "600",
           },
         });
       }
-      if (deps.apiKey && path !== "/health" && !keyMatches(request.headers.get("authorization"), deps.apiKey)) {
-        const missing = !request.headers.get("authorization");
-        const err = new MlxkError("unauthorized", missing ? "Missing API key: send 'Authorization: Bearer <key>'" : "Invalid API key", {
+      if (deps.apiKey && path !== "/health" && !keyMatches(request.headers, deps.apiKey)) {
+        const missing = !request.headers.get("authorization") && !request.headers.get("x-api-key");
+        const err = new MlxkError("unauthorized", missing ? "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'" : "Invalid API key", {
           extra: { code: "invalid_api_key" },
         });
-        return errorResponse(err, { ...allow, "x-request-id": requestId });
+        return errorFor(path)(err, { ...allow, "x-request-id": requestId });
       }
     })
     .onError(({ code, error, request }) => {
+      const path = new URL(request.url).pathname;
+      const respond = errorFor(path);
       if (code === "NOT_FOUND") {
-        const path = new URL(request.url).pathname;
-        return errorResponse(new MlxkError("model_not_found", `Unknown endpoint: ${request.method} ${path}`, { extra: { code: "unknown_url" } }));
+        return respond(new MlxkError("model_not_found", `Unknown endpoint: ${request.method} ${path}`, { extra: { code: "unknown_url" } }));
       }
       if (code === "PARSE" || code === "VALIDATION") {
-        return errorResponse(new MlxkError("validation_error", `Invalid request: ${(error as Error).message}`, { extra: { code: "invalid_request" } }));
+        return respond(new MlxkError("validation_error", `Invalid request: ${(error as Error).message}`, { extra: { code: "invalid_request" } }));
       }
-      const res = errorResponse(error);
+      const res = respond(error);
       if (res.status >= 500) ctx.log("error", "request failed", { status: res.status, message: (error as Error)?.message });
       return res;
     })
     .use(healthRoutes(ctx))
     .use(modelRoutes(ctx))
     .use(chatRoutes(ctx))
-    .use(completionRoutes(ctx));
+    .use(completionRoutes(ctx))
+    .use(responsesRoutes(ctx))
+    .use(anthropicRoutes(ctx))
+    .use(ollamaRoutes(ctx, embedder))
+    .use(embeddingRoutes(ctx, embedder));
 }
 
 export type App = ReturnType<typeof createApp>;

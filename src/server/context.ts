@@ -1,6 +1,8 @@
 /** What every route family gets from createApp: the model manager, the model list and the server settings. */
 import { MlxkError } from "../errors.ts";
+import type { PullProgress } from "../hub/download.ts";
 import type { ModelObject } from "../schemas/openai.ts";
+import type { PullData } from "../schemas/pull.ts";
 import type { ModelManager } from "./model-manager.ts";
 
 export type LogLevel = "info" | "warn" | "error";
@@ -18,11 +20,35 @@ export interface AppDeps {
   maxBodyBytes?: number;
   /** Server default for max_tokens when a request names none (else half the context). */
   maxTokens?: number;
+  /** Largest max_tokens a request may ask for (--max-tokens-cap); more is a 400, none means the cap. */
+  maxTokensCap?: number;
+  /** Wall-clock limit of one request, queue wait included (--request-timeout); then 504 or an error frame. */
+  requestTimeoutMs?: number;
+  /** Aborted when the server shuts down: running answers end with a server_shutdown error (frame). */
+  shutdown?: AbortSignal;
   log?: Logger;
+  /** Load an embedding model for POST /v1/embeddings (default: the CLI resolver with process.env). */
+  openEmbedder?: (spec: string) => Promise<import("../embed/open.ts").OpenedEmbedder>;
+  /** Pull and delete over HTTP (Ollama's /api/pull, /api/delete); absent = refused with 403 (`--allow-manage`). */
+  manage?: ModelManagement;
+  /** Whether MLX can run here (health is 503 when not); absent = assume it can. */
+  runtime?: () => { available: boolean; reason?: string };
+}
+
+export interface ModelManagement {
+  /** Download into the cache; `progress` is updated while it runs. */
+  pull: (spec: string, opts: { include?: string[]; signal?: AbortSignal; progress: PullProgress }) => Promise<PullData>;
+  /** Delete a cache model by its exact name; returns the bytes freed. Refuses workspaces and fuzzy names. */
+  remove: (spec: string) => { name: string; freedBytes: number };
 }
 
 export interface RouteContext extends Required<Pick<AppDeps, "manager" | "listModels" | "maxBodyBytes">> {
+  manage: ModelManagement | undefined;
   maxTokens: number | undefined;
+  maxTokensCap?: number;
+  requestTimeoutMs?: number;
+  shutdown?: AbortSignal;
+  runtime: () => { available: boolean; reason?: string };
   log: Logger;
   fingerprint: string;
 }

@@ -16,6 +16,7 @@ function openAIType(status: number): string {
   if (status === 403) return "permission_error";
   if (status === 404) return "not_found_error";
   if (status === 503) return "overloaded_error";
+  if (status === 504) return "timeout_error";
   return "server_error";
 }
 

@@ -9,8 +9,8 @@ import { type Env, serverWorkerConfig } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import { createApp } from "./app.ts";
 import { makeLogger } from "./log.ts";
-import { ModelManager } from "./model-manager.ts";
-import { listRunnable, loadTarget, resolveTarget } from "./models-source.ts";
+import { ModelManager, type ModelTarget } from "./model-manager.ts";
+import { cacheManagement, listRunnable, loadTarget, refusePath, resolveTarget, runtimeStatus } from "./models-source.ts";
 
 export const WorkerConfigSchema = v.strictObject({
   host: v.string(),
@@ -23,11 +23,21 @@ export const WorkerConfigSchema = v.strictObject({
   maxQueue: v.optional(v.number()),
   /** Bytes for the prompt cache; 0 or absent = off. */
   promptCacheBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  /** Names clients may use for `model` (--served-model-name); the first is reported. */
+  servedNames: v.optional(v.array(v.string()), []),
+  allowSwitch: v.optional(v.boolean(), false),
+  allowPaths: v.optional(v.boolean(), false),
+  allowManage: v.optional(v.boolean(), false),
+  maxModels: v.optional(v.nullable(v.number()), null),
+  /** Idle TTL of models other than the pinned one; null = never. */
+  keepAliveMs: v.optional(v.nullable(v.number()), null),
 });
 export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema>;
 
 /** Exit code for failures a restart cannot fix (port taken, model will not load): the supervisor gives up. */
 export const EXIT_STARTUP_FAILED = 78;
+/** Exit code when the backend fails every request (a poisoned device): the supervisor restarts the worker. */
+export const EXIT_BACKEND_POISONED = 70;
 /** Time the worker gives running requests when asked to stop; the supervisor kills at 5 s. */
 const DRAIN_MS = 4000;
 
@@ -42,15 +52,42 @@ function send(msg: WorkerMessage): void {
 
 export async function runWorker(config: WorkerConfig, env: Env = process.env): Promise<void> {
   const log = makeLogger({ json: config.logJson });
+  // the operator's own --model may be any path; only client-sent names are restricted
+  let pinned: ModelTarget | undefined;
+  try {
+    pinned = config.model ? resolveTarget(config.model, { env, allowPaths: true }) : undefined;
+  } catch (e) {
+    const message = `Model '${config.model}' cannot be served: ${e instanceof Error ? e.message : String(e)}`;
+    log("error", message);
+    send({ type: "fatal", message });
+    process.exit(EXIT_STARTUP_FAILED);
+  }
   const manager = new ModelManager({
-    resolve: (spec) => resolveTarget(spec, { env }),
+    resolve: (spec) => resolveTarget(spec, { env, allowPaths: config.allowPaths }),
     load: (t) => loadTarget(t, { env, promptCacheBytes: config.promptCacheBytes }),
     freeMemory: freemem,
     maxQueue: config.maxQueue,
+    pinned,
+    aliases: config.servedNames,
+    allowSwitch: config.allowSwitch,
+    maxModels: config.maxModels ?? undefined,
+    keepAliveMs: config.keepAliveMs,
+    onPoisoned: (why) => {
+      log("error", `exiting so the supervisor restarts the worker: ${why}`);
+      // let the failing response go out first
+      setTimeout(() => process.exit(EXIT_BACKEND_POISONED), 200).unref();
+    },
   });
   const app = createApp({
     manager,
     listModels: () => listRunnable({ env }),
+    runtime: () => runtimeStatus(env),
+    manage: config.allowManage ? cacheManagement(env) : undefined,
+    openEmbedder: async (spec) => {
+      // embedders follow the same rule as generators: names only, paths with --allow-paths
+      if (!config.allowPaths) refusePath(spec);
+      return (await import("../embed/open.ts")).openEmbedder(spec, { env });
+    },
     apiKey: config.apiKey ?? undefined,
     cors: config.cors,
     maxTokens: config.maxTokens ?? undefined,
@@ -104,7 +141,7 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
 
   if (config.model) {
     try {
-      const t = await manager.preload(config.model);
+      const t = await manager.preload(pinned!);
       log("info", "model loaded", { model: t.id });
       send({ type: "loaded", model: t.id });
     } catch (e) {

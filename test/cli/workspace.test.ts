@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { resolveModel } from "../../src/cache/resolve.ts";
+import { recalcHash } from "../../src/cache/content-hash.ts";
 import { SENTINEL } from "../../src/cache/workspace.ts";
 import { HealthDataSchema, ListDataSchema, ShowDataSchema } from "../../src/schemas/cli-output.ts";
 import { runCliCapture } from "../support/cli.ts";
@@ -11,7 +12,7 @@ import { type FileContent, type TempHub, addRepo, makeTempHub, mlxModelFiles } f
 let hub: TempHub;
 let home: string;
 let env: Record<string, string>;
-const HASH = `sha256:${"ab".repeat(32)}`;
+let alphaHash: string;
 
 function writeDir(dir: string, files: Record<string, FileContent>): void {
   mkdirSync(dir, { recursive: true });
@@ -26,13 +27,16 @@ beforeAll(() => {
   addRepo(hub.hubDir, { name: "mlx-community/alpha-model", files: mlxModelFiles() });
   addRepo(hub.hubDir, { name: "org/other-4bit", files: mlxModelFiles() });
   home = join(hub.root, "workspaces");
-  const future = new Date(Date.now() + 86_400_000).toISOString().slice(0, 19) + "Z";
   const sentinel = (extra: Record<string, unknown>) => ({
     json: { mlxk_version: "2.0.7", created_at: "2025-12-29T10:30:00Z", source_repo: "mlx-community/alpha-model", managed: true, operation: "clone", ...extra },
   });
-  writeDir(join(home, "alpha-model"), { ...mlxModelFiles(), [SENTINEL]: sentinel({ content_hash: HASH, hash_modified: future }) });
+  writeDir(join(home, "alpha-model"), mlxModelFiles());
+  alphaHash = recalcHash(join(home, "alpha-model"), sentinel({}).json).content_hash as string;
   writeDir(join(home, "alpha-model-v2"), mlxModelFiles());
-  writeDir(join(home, "beta-dirty"), { ...mlxModelFiles(), [SENTINEL]: sentinel({ content_hash: HASH, hash_modified: "2000-01-01T00:00:00Z", operation: "convert" }) });
+  writeDir(join(home, "beta-dirty"), mlxModelFiles());
+  recalcHash(join(home, "beta-dirty"), sentinel({ operation: "convert" }).json);
+  // an edit after the pin: same size would not matter, the content differs
+  writeFileSync(join(home, "beta-dirty", "config.json"), JSON.stringify({ model_type: "llama", edited: true }));
   writeDir(join(home, "beta-two"), { ...mlxModelFiles(), [SENTINEL]: "{ not json" });
   writeDir(join(home, "broken-ws"), { "model.safetensors": "x", [SENTINEL]: sentinel({ managed: false }) });
   writeDir(join(home, "not-a-model"), { "notes.txt": "hello" });
@@ -79,8 +83,9 @@ describe("list with workspaces", () => {
     expect(data.models.map((m) => m.name)).toEqual(
       [ws("alpha-model"), ws("alpha-model-v2"), ws("beta-dirty"), ws("beta-two"), ws("broken-ws"), "mlx-community/alpha-model", "org/other-4bit"],
     );
-    expect(by(ws("alpha-model"))).toMatchObject({ cached: false, display_name: "alpha-model", origin: "mlx-community/alpha-model", content_hash: HASH, clean: true, health: "healthy" });
-    expect(by(ws("beta-dirty"))).toMatchObject({ clean: false, hash_modified: "2000-01-01T00:00:00Z" });
+    expect(by(ws("alpha-model"))).toMatchObject({ cached: false, display_name: "alpha-model", origin: "mlx-community/alpha-model", content_hash: alphaHash, clean: true, health: "healthy" });
+    expect(alphaHash).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(by(ws("beta-dirty"))).toMatchObject({ clean: false, hash_modified: expect.stringMatching(/Z$/) });
     for (const n of ["alpha-model-v2", "beta-two"]) {
       expect(by(ws(n))).toMatchObject({ origin: null, content_hash: null, hash_modified: null, clean: null, display_name: n });
     }
@@ -130,7 +135,8 @@ describe("show and rm on workspaces", () => {
     const r = await runCliCapture(["show", "dirty", "--json"], { env });
     expect(r.code).toBe(0);
     const data = v.parse(ShowDataSchema, r.json().data);
-    expect(data.model).toMatchObject({ name: ws("beta-dirty"), cached: false, clean: false, content_hash: HASH, display_name: null });
+    expect(data.model).toMatchObject({ name: ws("beta-dirty"), cached: false, clean: false, content_hash: expect.stringMatching(/^sha256:/), display_name: null });
+    expect(data.clean_hint).toContain("--recalc-hash");
     expect(data.workspace_metadata).toMatchObject({ operation: "convert", source_repo: "mlx-community/alpha-model" });
     const human = await runCliCapture(["show", "dirty"], { env });
     expect(human.stdout).toContain("Workspace:");

@@ -2,8 +2,10 @@
  * A Hugging Face Hub of our own on 127.0.0.1 for tests and benchmarks: the HTTP API as huggingface_hub
  * and @huggingface/hub use it (model info, tree listing, paths-info, resolve with ETag / X-Repo-Commit /
  * X-Linked-* headers, 302 to a separate "CDN" origin for LFS files, Range), plus fault injection.
+ * The write side (create repo, branch, preupload, LFS batch + upload, commit) lives in loopback-hub-upload.ts.
  */
 import { createHash } from "node:crypto";
+import { HubUploads } from "./loopback-hub-upload.ts";
 
 export interface HubFile {
   path: string;
@@ -42,7 +44,7 @@ export interface LoggedRequest {
   authorization: string | null;
 }
 
-interface StoredFile {
+export interface StoredFile {
   path: string;
   size: number;
   gitOid: string;
@@ -59,7 +61,7 @@ interface Commit {
   date: string;
 }
 
-interface Repo {
+export interface Repo {
   id: string;
   opts: RepoOptions;
   commits: Map<string, Commit>;
@@ -97,6 +99,8 @@ export class LoopbackHub {
   readonly tokens = new Set<string>();
   /** Entries per page of the tree listing (the real Hub pages by 1000 with a Link header). */
   treePageSize = 1000;
+  /** The upload API: LFS store, in-flight uploads, token namespaces, upload faults. */
+  readonly uploads = new HubUploads(this);
   private hub!: ReturnType<typeof Bun.serve>;
   private cdn!: ReturnType<typeof Bun.serve>;
   private counter = 0;
@@ -182,6 +186,22 @@ export class LoopbackHub {
     return { path: f.path, size, gitOid, sha256, lfs, bytes, file: f.file, pointerSize: pointer.length };
   }
 
+  /** The commit a branch, tag or sha names (the upload side reads it). */
+  commitOf(id: string, rev: string): { sha: string; files: Map<string, StoredFile> } | undefined {
+    const repo = this.repos.get(id);
+    return repo ? this.lookupCommit(repo, rev) : undefined;
+  }
+
+  /** Bytes of a stored file, whether kept in memory or on disk. */
+  async storedBytes(f: StoredFile): Promise<Uint8Array> {
+    return f.bytes ?? new Uint8Array(await Bun.file(f.file!).arrayBuffer());
+  }
+
+  /** Token of the request: undefined anonymous, null invalid. */
+  callerOf(req: Request): string | undefined | null {
+    return this.caller(req);
+  }
+
   private lookupCommit(repo: Repo, rev: string): Commit | undefined {
     const sha = repo.refs.get(rev) ?? rev;
     return repo.commits.get(sha);
@@ -244,6 +264,8 @@ export class LoopbackHub {
     const url = new URL(req.url);
     this.log("hub", req, url);
     const segs = url.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+    const upload = await this.uploads.handle(req, url, segs);
+    if (upload) return upload;
     if (segs[0] === "api" && segs[1] === "models") return this.handleApi(req, url, segs.slice(2));
     const at = segs[2] === "resolve" ? 2 : segs[1] === "resolve" ? 1 : -1;
     if (at > 0 && segs.length >= at + 3) {

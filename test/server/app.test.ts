@@ -393,10 +393,10 @@ describe("queue and cancellation", () => {
     expect((await first).status).toBe(200);
   });
 
-  test("switching models disposes the old engine and loads the new one inside the queue", async () => {
+  test("switching models with --max-models 1 disposes the old engine and loads the new one inside the queue", async () => {
     const a = new ScriptEngine("a/one", { eosAfter: 1 });
     const b = new ScriptEngine("b/two", { eosAfter: 1 });
-    const { app, loads } = makeApp({ "a/one": () => a, "b/two": () => b });
+    const { app, loads } = makeApp({ "a/one": () => a, "b/two": () => b }, { manager: { maxModels: 1 } });
     expect((await post(app, "/v1/chat/completions", chat({ model: "a/one" }))).status).toBe(200);
     expect((await post(app, "/v1/chat/completions", chat({ model: "a/one" }))).status).toBe(200);
     const res = check(ChatCompletionSchema, await (await post(app, "/v1/chat/completions", chat({ model: "b/two" }))).json());

@@ -1,6 +1,6 @@
 /**
  * Whatever GET /v1/models lists, the server loads (issue #10): a cache holding MLX-converted and
- * transformers-saved tiny models (plain, MoE, quantized MoE, multimodal wrappers) — every listed id is
+ * transformers-saved tiny models (plain, MoE, quantized MoE, multimodal wrappers, the hybrid families) — every listed id is
  * leased through the real ModelManager and answers; what is not runnable is not listed.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { ModelManager } from "../../src/server/model-manager.ts";
 import { listRunnable, loadTarget, resolveTarget } from "../../src/server/models-source.ts";
 import { addRepo, type FileContent, makeTempHub, type TempHub } from "../support/hf-cache.ts";
+import { writeHfModel, writeHybridModel } from "../support/tiny-hybrid.ts";
 import { type TinyName, type TinyOptions, writeTinyModel } from "../support/tiny-models.ts";
 
 const REPOS: [string, TinyName, TinyOptions][] = [
@@ -19,6 +20,17 @@ const REPOS: [string, TinyName, TinyOptions][] = [
   ["someone/Tiny-Gemma-3-it", "gemma3", { layout: "hf", spelling: "v5" }],
   ["someone/Tiny-Mistral-Small-3.1", "mistral3", { layout: "hf", spelling: "v5" }],
   ["someone/tiny-gpt-oss", "gpt_oss", { layout: "hf", spelling: "v5" }],
+];
+/** The hybrid / newest families (models-hybrid), MLX-converted and transformers-saved. */
+const HYBRID_REPOS: [string, (dir: string) => string][] = [
+  ["mlx-community/Qwen3.5-tiny-4bit", (d) => writeHybridModel("qwen3_5_q4", d)],
+  ["mlx-community/Qwen3.5-MoE-tiny-4bit", (d) => writeHybridModel("qwen3_5_moe_q4", d)],
+  ["Qwen/Tiny-Qwen3.5", (d) => writeHfModel("qwen3_5_hf_wrapper", d)],
+  ["mlx-community/Qwen3-Next-tiny-4bit", (d) => writeHybridModel("qwen3_next_q4", d)],
+  ["mlx-community/gemma-4-tiny-4bit", (d) => writeHybridModel("gemma4_q4", d)],
+  ["google/tiny-gemma-4", (d) => writeHfModel("gemma4_hf_wrapper", d)],
+  ["LiquidAI/Tiny-LFM2", (d) => writeHfModel("lfm2_hf", d)],
+  ["mlx-community/GLM-4.5-tiny-4bit", (d) => writeHybridModel("glm4_moe_q4", d)],
 ];
 let hub: TempHub;
 let env: Record<string, string | undefined>;
@@ -36,6 +48,12 @@ beforeAll(async () => {
     if (tiny === "gemma3" || tiny === "mistral3") files["preprocessor_config.json"] = { json: { image_processor_type: "Tiny" } };
     addRepo(hub.hubDir, { name, files });
   }
+  for (const [name, write] of HYBRID_REPOS) {
+    const files = await filesOf(write(join(hub.root, "src", name.replace("/", "--"))));
+    // as mlx-community's multimodal conversions ship it (a vision_config without a processor is not listed)
+    if (name.includes("gemma-4")) files["preprocessor_config.json"] = { json: { image_processor_type: "Tiny" } };
+    addRepo(hub.hubDir, { name, files });
+  }
   // not runnable: .bin-only weights, an unsupported architecture
   addRepo(hub.hubDir, { name: "someone/old-bin-model", files: { "config.json": { json: { model_type: "llama" } }, "pytorch_model.bin": new Uint8Array(64) } });
   env = { ...process.env, HF_HUB_CACHE: hub.hubDir, MLXK_WORKSPACE_HOME: join(hub.root, "no-workspaces") };
@@ -45,7 +63,7 @@ afterAll(() => hub?.cleanup());
 
 test("every model /v1/models lists loads and answers; the others are not listed", async () => {
   const ids = listRunnable({ env }).map((m) => m.id).sort();
-  expect(ids).toEqual(REPOS.map(([n]) => n).sort());
+  expect(ids).toEqual([...REPOS, ...HYBRID_REPOS].map(([n]) => n).sort());
   const loaded: string[] = [];
   const manager = new ModelManager({
     resolve: (s) => resolveTarget(s, { env }),

@@ -27,6 +27,8 @@ MLXK_API int mlxk_kernel_rope(mlxk_array* out, mlxk_array x, int dims, bool trad
                               float scale, int offset, mlxk_array offset_arr, mlxk_array freqs, mlxk_stream s);
 MLXK_API int mlxk_kernel_sdpa(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale, int mask_mode,
                               mlxk_array mask, mlxk_array sinks, mlxk_stream s);
+/* x · wᵀ for float32 x [..., K] and w [N, K] on CPU (else MLX's matmul(x, swapaxes(w))). */
+MLXK_API int mlxk_fast_linear(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_stream s);
 /* silu(gate)·up, float32 on CPU (else MLX's multiply(silu(gate), up)). */
 MLXK_API int mlxk_kernel_swiglu(mlxk_array* out, mlxk_array gate, mlxk_array up, mlxk_stream s);
 

@@ -58,6 +58,7 @@ export function renderHealth(d: HealthData): string {
   for (const e of [...d.healthy, ...d.unhealthy].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
     let reason = e.reason;
     if (e.status === "healthy" && e.runtime_compatible === false && e.runtime_reason) reason += ` (not runnable: ${e.runtime_reason})`;
+    if (e.clean === false || (e.clean === null && e.clean_hint)) reason += ` [content hash: ${e.clean_hint}]`;
     lines.push(`${e.status.padEnd(9)} ${e.name} — ${reason}`);
   }
   return lines.join("\n");
@@ -119,6 +120,8 @@ export function renderShow(d: ShowData, now?: number): string {
       ["Content Hash", m.content_hash ?? "-"],
       ["Hash Modified", m.hash_modified ?? "-"],
     ];
+    if (d.clean_hint) rows.push(["Hint", d.clean_hint]);
+    if (d.hash_updated) rows.push(["Hash Updated", "yes"]);
     for (const [k, v] of rows) lines.push(`  ${`${k}:`.padEnd(15)} ${v}`);
   }
   return lines.join("\n");

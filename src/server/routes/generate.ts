@@ -1,14 +1,12 @@
 /**
- * The part chat and text completions share: lease the model, check the prompt fits, run the engine and
- * either collect the answer or stream it. The lease is held until the last token is out (or the client left).
+ * The OpenAI side of generation (chat and text completions) over the shared run core (src/server/run.ts):
+ * collect the answer or stream it as OpenAI chunks.
  */
-import { Answer, chunksOf, collect as collectAnswer } from "../../engine/collect.ts";
-import type { GenerateChunk, GenerateDone, GenerateRequest, PreparedRequest } from "../../engine/types.ts";
-import { MlxkError } from "../../errors.ts";
-import { type RouteContext, tick } from "../context.ts";
-import type { Lease } from "../model-manager.ts";
+import type { GenerateChunk, GenerateDone, GenerateRequest } from "../../engine/types.ts";
+import type { RouteContext } from "../context.ts";
 import {
   chatChunk,
+  chatDelta,
   chatUsageChunk,
   newMeta,
   type Plan,
@@ -19,79 +17,35 @@ import {
   toFinishReason,
   toTextCompletion,
   toUsage,
-  chatDelta,
 } from "../openai/convert.ts";
 import { sseResponse } from "../openai/sse.ts";
+import { type Collected, logDone, openRun, respond, type Run } from "../run.ts";
 
 export type Shape = "chat" | "text";
-
-interface Run {
-  lease: Lease;
-  req: PreparedRequest;
-  abort: AbortController;
-  meta: ResponseMeta;
-  started: number;
-  /** Runs once: frees the queue slot and stops generation. */
-  close: () => void;
-}
 
 /** Entry point of both completion routes. Errors before the first byte become proper HTTP errors. */
 export async function generateResponse(
   ctx: RouteContext,
   request: Request,
-  opts: { model: string; input: GenerateRequest["input"]; plan: Plan; shape: Shape },
+  opts: { model: string | null | undefined; input: GenerateRequest["input"]; plan: Plan; shape: Shape },
 ): Promise<Response> {
-  const target = ctx.manager.resolve(opts.model);
-  const abort = new AbortController();
-  const onClientGone = () => abort.abort();
-  request.signal.addEventListener("abort", onClientGone, { once: true });
-  const started = performance.now();
-  let lease: Lease;
-  try {
-    lease = await ctx.manager.lease(target, request.signal);
-  } catch (e) {
-    request.signal.removeEventListener("abort", onClientGone);
-    throw e;
-  }
-  let closed = false;
-  const close = () => {
-    if (closed) return;
-    closed = true;
-    request.signal.removeEventListener("abort", onClientGone);
-    abort.abort();
-    lease.release();
-  };
-  try {
-    const engine = lease.engine;
-    const contextLength = engine.info.contextLength;
-    const req = engine.prepare(
-      {
-        input: opts.input,
-        ...(opts.plan.maxTokens !== null ? { maxTokens: opts.plan.maxTokens } : {}),
-        sampling: opts.plan.sampling,
-        ...(opts.plan.stop.length > 0 ? { stop: opts.plan.stop } : {}),
-        ...(opts.plan.topLogprobs !== undefined ? { topLogprobs: opts.plan.topLogprobs } : {}),
-        ...opts.plan.tools,
-        signal: abort.signal,
-      },
-      { defaultMaxTokens: ctx.maxTokens ?? (contextLength > 0 ? Math.floor(contextLength / 2) : 2048) },
-    );
-    await engine.warm?.(req);
-    const meta = newMeta(opts.shape === "chat" ? "chatcmpl" : "cmpl", lease.target.id, ctx.fingerprint);
-    const run: Run = { lease, req, abort, meta, started, close };
-    if (!opts.plan.stream) {
-      try {
-        return await collect(ctx, run, opts.shape);
-      } finally {
-        close();
-      }
-    }
-    const gen = opts.shape === "chat" ? chatStream(ctx, run, opts.plan) : textStream(ctx, run, opts.plan);
-    return sseResponse(gen, { onCancel: () => abort.abort(), onClose: close });
-  } catch (e) {
-    close();
-    throw e;
-  }
+  const { plan } = opts;
+  const run = await openRun(ctx, request, {
+    model: opts.model,
+    input: opts.input,
+    maxTokens: plan.maxTokens,
+    sampling: plan.sampling,
+    stop: plan.stop,
+    topLogprobs: plan.topLogprobs,
+    ...(plan.tools ? { tools: plan.tools } : {}),
+    promptParam: opts.shape === "chat" ? "messages" : "prompt",
+  });
+  const meta = newMeta(opts.shape === "chat" ? "chatcmpl" : "cmpl", run.lease.name, ctx.fingerprint);
+  return respond(run, {
+    stream: plan.stream,
+    whole: (out) => whole(ctx, run, meta, opts.shape, out),
+    streamed: () => sseResponse(opts.shape === "chat" ? chatStream(ctx, run, meta, plan) : textStream(ctx, run, meta, plan), { onCancel: run.abort, onClose: () => run.close() }),
+  });
 }
 
 /** Raw completions take no tools, so never end in tool_calls. */
@@ -103,74 +57,54 @@ function tokenLp(c: GenerateChunk): TokenLp | null {
   return c.logprob ? { token: c.logprob.token, logprob: c.logprob.logprob, top: c.logprob.top } : null;
 }
 
-function logDone(ctx: RouteContext, run: Run, done: GenerateDone, stream: boolean): void {
-  ctx.log("info", "completion", {
-    model: run.lease.target.id,
-    id: run.meta.id,
-    stream,
-    finish_reason: done.finishReason,
-    prompt_tokens: done.usage.promptTokens,
-    ...(done.usage.cachedTokens !== undefined ? { cached_tokens: done.usage.cachedTokens } : {}),
-    completion_tokens: done.usage.completionTokens,
-    generation_tps: Math.round(done.timings.generationTps * 10) / 10,
-    ms: Math.round(performance.now() - run.started),
-  });
-}
-
-function cancelledByClient(): MlxkError {
-  return new MlxkError("validation_error", "Request cancelled by the client", { extra: { code: "client_closed_request" } });
-}
-
-async function collect(ctx: RouteContext, run: Run, shape: Shape): Promise<Response> {
-  const a = await collectAnswer(run.lease.engine.generate(run.req), { between: tick });
-  const done = a.done;
-  logDone(ctx, run, done, false);
-  if (done.finishReason === "cancelled") throw cancelledByClient();
+function whole(ctx: RouteContext, run: Run, meta: ResponseMeta, shape: Shape, out: Collected): Response {
+  const done = out.done;
+  logDone(ctx, run, done, { id: meta.id, surface: shape, stream: false });
   const usage = toUsage(done.usage);
-  const finishReason = toFinishReason(done.finishReason);
-  const logprobs = run.req.req.topLogprobs !== undefined ? a.logprobs : null;
+  const logprobs = run.req.req.topLogprobs !== undefined ? out.logprobs : null;
+  // Raw completions have no reasoning field: the text stays as the model wrote it.
   const body =
     shape === "chat"
-      ? toChatCompletion(run.meta, { text: a.text, reasoning: a.reasoning, toolCalls: a.toolCalls, finishReason, usage, logprobs })
-      : // Raw completions have no reasoning field: the text stays as the model wrote it.
-        toTextCompletion(run.meta, { text: a.reasoning + a.text, finishReason: textFinish(done.finishReason), usage, logprobs });
+      ? toChatCompletion(meta, { text: out.text, reasoning: out.reasoning, toolCalls: out.toolCalls, finishReason: toFinishReason(done.finishReason), usage, logprobs })
+      : toTextCompletion(meta, { text: out.rawText, finishReason: textFinish(done.finishReason), usage, logprobs });
   return Response.json(body);
 }
 
-async function* chatStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenerator<unknown, void, undefined> {
+async function* chatStream(ctx: RouteContext, run: Run, meta: ResponseMeta, plan: Plan): AsyncGenerator<unknown, void, undefined> {
   const includeUsage = plan.includeUsage;
   const wantLp = run.req.req.topLogprobs !== undefined;
-  yield chatChunk(run.meta, { delta: { role: "assistant", content: "" }, includeUsage });
-  // let the headers and the role chunk go out before prefill occupies the thread
-  await tick();
-  const a = new Answer();
-  for await (const ev of chunksOf(run.lease.engine.generate(run.req), a, tick)) {
+  yield chatChunk(meta, { delta: { role: "assistant", content: "" }, includeUsage });
+  for await (const ev of run.events()) {
+    if (ev.type === "done") {
+      logDone(ctx, run, ev, { id: meta.id, surface: "chat", stream: true });
+      if (ev.finishReason === "cancelled") return;
+      yield chatChunk(meta, { delta: {}, finishReason: toFinishReason(ev.finishReason), includeUsage });
+      if (includeUsage) yield chatUsageChunk(meta, toUsage(ev.usage));
+      return;
+    }
     const lp = wantLp ? tokenLp(ev) : null;
     const delta = chatDelta(ev);
-    if (delta || lp) yield chatChunk(run.meta, { delta: delta ?? { content: "" }, logprobs: lp ? [lp] : null, includeUsage });
+    if (delta || lp) yield chatChunk(meta, { delta: delta ?? { content: "" }, logprobs: lp ? [lp] : null, includeUsage });
   }
-  logDone(ctx, run, a.done, true);
-  if (a.done.finishReason === "cancelled") return;
-  yield chatChunk(run.meta, { delta: {}, finishReason: toFinishReason(a.done.finishReason), includeUsage });
-  if (includeUsage) yield chatUsageChunk(run.meta, toUsage(a.done.usage));
 }
 
-async function* textStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenerator<unknown, void, undefined> {
+async function* textStream(ctx: RouteContext, run: Run, meta: ResponseMeta, plan: Plan): AsyncGenerator<unknown, void, undefined> {
   const includeUsage = plan.includeUsage;
   const wantLp = run.req.req.topLogprobs !== undefined;
   let offset = 0;
-  await tick(); // headers out before prefill occupies the thread
-  const a = new Answer();
-  for await (const ev of chunksOf(run.lease.engine.generate(run.req), a, tick)) {
+  for await (const ev of run.events()) {
+    if (ev.type === "done") {
+      logDone(ctx, run, ev, { id: meta.id, surface: "text", stream: true });
+      if (ev.finishReason === "cancelled") return;
+      yield toTextCompletion(meta, { text: "", finishReason: textFinish(ev.finishReason), usage: null, logprobs: null }, { chunk: true, includeUsage });
+      if (includeUsage) yield textUsageChunk(meta, toUsage(ev.usage));
+      return;
+    }
     const lp = wantLp ? tokenLp(ev) : null;
     const text = ev.reasoning + ev.text;
     if (text !== "" || lp) {
-      yield toTextCompletion(run.meta, { text, finishReason: null, usage: null, logprobs: lp ? [lp] : null, offset }, { chunk: true, includeUsage });
+      yield toTextCompletion(meta, { text, finishReason: null, usage: null, logprobs: lp ? [lp] : null, offset }, { chunk: true, includeUsage });
       offset += text.length;
     }
   }
-  logDone(ctx, run, a.done, true);
-  if (a.done.finishReason === "cancelled") return;
-  yield toTextCompletion(run.meta, { text: "", finishReason: textFinish(a.done.finishReason), usage: null, logprobs: null }, { chunk: true, includeUsage });
-  if (includeUsage) yield textUsageChunk(run.meta, toUsage(a.done.usage));
 }

@@ -4,7 +4,7 @@ import type { Engine } from "../../../src/engine/types.ts";
 import { MlxkError } from "../../../src/errors.ts";
 import { createApp } from "../../../src/server/app.ts";
 import type { AppDeps } from "../../../src/server/context.ts";
-import { ModelManager, type ModelTarget } from "../../../src/server/model-manager.ts";
+import { ModelManager, type ModelManagerOptions, type ModelTarget } from "../../../src/server/model-manager.ts";
 import { readSse } from "../../../src/server/openai/sse.ts";
 
 export interface TestApp {
@@ -16,25 +16,37 @@ export interface TestApp {
 /** `engines` maps a model id to a factory; any other model name is a 404 like an uncached one. */
 export function makeApp(
   engines: Record<string, () => Engine | Promise<Engine>>,
-  opts: Partial<Omit<AppDeps, "manager" | "listModels">> & { maxQueue?: number; freeMemory?: number; weightBytes?: number } = {},
+  opts: Partial<Omit<AppDeps, "manager" | "listModels">> & {
+    maxQueue?: number;
+    freeMemory?: number | (() => number);
+    weightBytes?: number | Record<string, number>;
+    /** The file a model id loads (default `/models/<id>`): two ids with one path are one model. */
+    paths?: Record<string, string>;
+    manager?: Partial<Omit<ModelManagerOptions, "resolve" | "load" | "freeMemory" | "pinned">> & { pinned?: string };
+  } = {},
 ): TestApp {
   const loads: string[] = [];
   const resolve = (spec: string): ModelTarget => {
     if (!(spec in engines)) throw new MlxkError("model_not_found", `No model found matching '${spec}'`);
-    return { id: spec, kind: "dir", path: `/models/${spec}`, hash: null, detection: null, weightBytes: opts.weightBytes ?? 1000, contextLength: 4096 };
+    const w = opts.weightBytes;
+    return { id: spec, kind: "dir", path: opts.paths?.[spec] ?? `/models/${spec}`, hash: null, detection: null, weightBytes: typeof w === "object" ? (w[spec] ?? 1000) : (w ?? 1000), contextLength: 4096 };
   };
+  const { pinned, ...managerOpts } = opts.manager ?? {};
   const manager = new ModelManager({
     resolve,
     load: async (t) => {
       loads.push(t.id);
       return await engines[t.id]!();
     },
-    freeMemory: () => opts.freeMemory ?? 1e12,
+    freeMemory: typeof opts.freeMemory === "function" ? opts.freeMemory : () => (opts.freeMemory as number | undefined) ?? 1e12,
     maxQueue: opts.maxQueue,
+    ...managerOpts,
+    ...(pinned !== undefined ? { pinned: resolve(pinned) } : {}),
   });
   const listModels = () =>
     Object.keys(engines).map((id) => ({ id, object: "model" as const, created: 1700000000, owned_by: id.split("/")[0] ?? "local", context_length: 4096 }));
-  const app = createApp({ manager, listModels, ...opts });
+  const { manager: _m, freeMemory: _f, weightBytes: _w, maxQueue: _q, paths: _p, ...appOpts } = opts;
+  const app = createApp({ manager, listModels, ...appOpts });
   return { app, manager, loads };
 }
 

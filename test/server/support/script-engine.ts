@@ -18,7 +18,10 @@ export interface ScriptOptions {
   /** Reasoning words emitted before the answer. */
   reasoning?: string[];
   contextLength?: number;
-  /** After `eosAfter` words: these calls (a start delta, then the arguments in 2 fragments each), finish "tool_calls". */
+  /**
+   * After `eosAfter` words, when the request offers tools and tool_choice is not "none": these calls (a start
+   * delta with id and name, then the arguments in 2 fragments each), finish "tool_calls".
+   */
   calls?: { name: string; arguments: string }[];
 }
 
@@ -60,9 +63,10 @@ export class ScriptEngine implements Engine {
       const promptTokens = this.countPromptTokens(req.input);
       let out = "";
       let n = 0;
-      const done = (finishReason: "stop" | "length" | "cancelled" | "tool_calls"): GenerateEvent => ({
+      const done = (finishReason: "stop" | "length" | "cancelled" | "tool_calls", stopSequence?: string): GenerateEvent => ({
         type: "done",
         finishReason,
+        ...(stopSequence !== undefined ? { stopSequence } : {}),
         usage: { promptTokens, completionTokens: n },
         timings: { prefillMs: 1, decodeMs: 1, promptTps: 1, generationTps: 1, peakMemoryBytes: 0 },
       });
@@ -73,7 +77,7 @@ export class ScriptEngine implements Engine {
         if (this.opts.failAfter !== undefined && n >= this.opts.failAfter) throw new Error("scripted failure");
         if (n >= p.maxTokens) return yield done("length");
         if (this.opts.eosAfter !== undefined && n >= this.opts.eosAfter) {
-          const calls = this.opts.calls ?? [];
+          const calls = req.tools && req.tools.length > 0 && req.toolChoice !== "none" ? (this.opts.calls ?? []) : [];
           for (const [index, c] of calls.entries()) {
             const half = Math.floor(c.arguments.length / 2);
             yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, id: `call_${index}`, name: c.name, arguments: "" }] };
@@ -86,11 +90,11 @@ export class ScriptEngine implements Engine {
         const text = n < think.length ? "" : `${words[(n - think.length) % words.length]} `;
         n++;
         const next = out + text;
-        const hit = (req.stop ?? []).map((s) => next.indexOf(s)).filter((i) => i >= 0);
-        if (hit.length > 0) {
-          const cut = Math.min(...hit);
-          yield { type: "chunk", text: next.slice(out.length, Math.max(out.length, cut)), reasoning: "", tokenId: n };
-          return yield done("stop");
+        const hits = (req.stop ?? []).map((s) => ({ s, i: next.indexOf(s) })).filter((h) => h.i >= 0);
+        if (hits.length > 0) {
+          const first = hits.reduce((a, b) => (b.i < a.i ? b : a));
+          yield { type: "chunk", text: next.slice(out.length, Math.max(out.length, first.i)), reasoning: "", tokenId: n };
+          return yield done("stop", first.s);
         }
         out = next;
         const logprob = req.topLogprobs !== undefined ? { token: text || reasoning, logprob: -0.5, top: Array.from({ length: req.topLogprobs }, (_, i) => ({ token: `t${i}`, logprob: -1 - i })) } : undefined;

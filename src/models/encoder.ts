@@ -1,0 +1,77 @@
+/**
+ * What an encoder (embedding) architecture file exports — an EncoderModule — and the pieces BERT-family files
+ * share: the padding mask, LayerNorm, activations, checkpoint key clean-up. Encoders see the whole padded batch at
+ * once (no KV cache): token ids [B, L] plus a 0/1 mask [B, L] → hidden states [B, L, H].
+ *
+ * Exports: EncoderModel, EncoderModule, keyMask(mask, dtype), layerNorm(x, w, b, eps), activation(name),
+ *          stripPrefixes(weights, prefixes)
+ */
+import type * as v from "valibot";
+import { MlxkError } from "../errors.ts";
+import * as mx from "../mlx/index.ts";
+import type { WeightStore } from "./base.ts";
+import type { NormalizeOptions } from "./config.ts";
+
+export interface EncoderModel {
+  /** ids int32 [B, L], mask int32 [B, L] (1 = token, 0 = padding) → hidden states [B, L, H]. */
+  forward(ids: mx.Array, mask: mx.Array): mx.Array;
+}
+
+export interface EncoderModule {
+  configSchema: v.GenericSchema<unknown, Record<string, unknown>>;
+  /** How config.ts normalises this architecture's config.json (both transformers spellings). */
+  configOptions?: NormalizeOptions;
+  sanitize?(weights: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array>;
+  createEncoder(config: Record<string, unknown>, weights: WeightStore): EncoderModel;
+  /** Longest input (tokens, specials included) the position table allows. */
+  maxPositions(config: Record<string, unknown>): number;
+}
+
+/**
+ * Additive attention mask [B, 1, 1, L] hiding padded keys. A large finite negative rather than -inf: a query row
+ * whose keys are all hidden stays finite instead of NaN, and exp() still rounds the hidden weights to exactly 0.
+ */
+export function keyMask(mask: mx.Array, dtype: mx.Dtype): mx.Array {
+  const [B, L] = mask.shape as [number, number];
+  const hidden = mx.multiply(mx.subtract(1, mask.astype(dtype)), -1e9);
+  return mx.reshape(hidden, [B, 1, 1, L]);
+}
+
+export function layerNorm(x: mx.Array, w: mx.Array | null, b: mx.Array | null, eps: number): mx.Array {
+  return mx.fast.layerNorm(x, w, b, eps);
+}
+
+/** transformers' ACT2FN names the BERT family uses. */
+export function activation(name: string): (x: mx.Array) => mx.Array {
+  switch (name) {
+    case "gelu":
+      return mx.gelu;
+    case "gelu_new":
+    case "gelu_pytorch_tanh":
+    case "gelu_fast":
+      return mx.geluApprox;
+    case "relu":
+      return mx.relu;
+    case "silu":
+    case "swish":
+      return mx.silu;
+    default:
+      throw new MlxkError("unsupported_model", `hidden activation '${name}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)`);
+  }
+}
+
+/**
+ * Checkpoints saved from a task head (`BertForMaskedLM`, `XLMRobertaForSequenceClassification`, …) prefix the
+ * encoder with its name; old TF-converted ones call LayerNorm parameters gamma/beta. Heads are dropped.
+ */
+export function stripPrefixes(w: Map<string, mx.Array>, prefixes: string[], keep: (k: string) => boolean): Map<string, mx.Array> {
+  const out = new Map<string, mx.Array>();
+  for (const [k0, a] of w) {
+    let k = k0;
+    for (const p of prefixes) if (k.startsWith(p)) k = k.slice(p.length);
+    k = k.replace(/\.gamma$/, ".weight").replace(/\.beta$/, ".bias");
+    if (keep(k)) out.set(k, a);
+    else a.dispose();
+  }
+  return out;
+}

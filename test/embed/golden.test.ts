@@ -1,0 +1,83 @@
+/**
+ * Our embedders against sentence-transformers (torch CPU) on the same tiny random checkpoints, saved exactly as
+ * transformers + sentence-transformers save them (scripts/gen-embed-fixtures.py wrote the goldens; no Python here).
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Embedder } from "../../src/embed/embedder.ts";
+import { cosine } from "../support/vectors.ts";
+
+const FIX = join(import.meta.dir, "..", "fixtures", "embeddings");
+const NAMES = ["bert", "bert_cls", "xlm_roberta", "modernbert", "qwen3_embedding"] as const;
+const tmp = mkdtempSync(join(tmpdir(), "mlxk-embed-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+interface Golden {
+  texts: string[];
+  token_ids: number[][];
+  embeddings: number[][];
+  single: number[];
+  queries?: string[];
+  query_prompt?: string;
+  query_embeddings?: number[][];
+  instruct?: string;
+  instruct_embeddings?: number[][];
+}
+
+const golden = (n: string): Golden => JSON.parse(readFileSync(join(FIX, `${n}.golden.json`), "utf8"));
+
+
+function expectClose(got: Float32Array[], want: number[][]): void {
+  expect(got.length).toBe(want.length);
+  got.forEach((g, i) => {
+    expect(g.length).toBe(want[i]!.length);
+    expect(cosine(g, want[i]!)).toBeGreaterThanOrEqual(0.9999);
+  });
+}
+
+describe.each(NAMES)("%s vs sentence-transformers", (name) => {
+  test("token ids, a padded batch, a single input (cosine ≥ 0.9999)", async () => {
+    const g = golden(name);
+    using e = await Embedder.load(join(FIX, name), { name: `test/${name}` });
+    expect(g.texts.map((t) => e.tokenize(t, false))).toEqual(g.token_ids);
+    expectClose(e.embed(g.texts).vectors, g.embeddings);
+    expectClose(e.embed([g.texts[2]!], { batchSize: 1 }).vectors, [g.single]);
+    // batching never changes a vector: batch of 2 vs all at once
+    const two = e.embed(g.texts, { batchSize: 2 }).vectors;
+    expectClose(two, g.embeddings);
+  });
+});
+
+test("qwen3 embedding: query prompt and a custom instruction", async () => {
+  const g = golden("qwen3_embedding");
+  using e = await Embedder.load(join(FIX, "qwen3_embedding"), { name: "test/qwen3_embedding" });
+  expect(e.recipe).toMatchObject({ pooling: "lasttoken", normalize: true, prompts: { query: g.query_prompt } });
+  // the prompt alone is longer than this tiny model's 64-token limit: sentence-transformers truncates silently,
+  // we refuse unless asked to truncate — and then cut the same way (keep the head, re-append the end token)
+  expect(() => e.embed(g.queries!, { prompt: g.query_prompt })).toThrow(/at most 64/);
+  expectClose(e.embed(g.queries!, { prompt: g.query_prompt, truncate: true }).vectors, g.query_embeddings!);
+  expectClose(e.embed(g.queries!, { prompt: g.instruct }).vectors, g.instruct_embeddings!);
+});
+
+test("classic sentence-transformers pooling spelling (pooling_mode_*_tokens) reads the same", async () => {
+  const dir = join(tmp, "bert_classic");
+  cpSync(join(FIX, "bert"), dir, { recursive: true });
+  writeFileSync(join(dir, "1_Pooling", "config.json"), JSON.stringify({ word_embedding_dimension: 32, pooling_mode_cls_token: false, pooling_mode_mean_tokens: true, pooling_mode_max_tokens: false, pooling_mode_mean_sqrt_len_tokens: false, pooling_mode_weightedmean_tokens: false, pooling_mode_lasttoken: false, include_prompt: true }));
+  writeFileSync(join(dir, "modules.json"), JSON.stringify([{ idx: 0, name: "0", path: "", type: "sentence_transformers.models.Transformer" }, { idx: 1, name: "1", path: "1_Pooling", type: "sentence_transformers.models.Pooling" }, { idx: 2, name: "2", path: "2_Normalize", type: "sentence_transformers.models.Normalize" }]));
+  using e = await Embedder.load(dir, { name: "x" });
+  expectClose(e.embed(golden("bert").texts).vectors, golden("bert").embeddings);
+});
+
+test("ModernBERT config in the transformers 4 spelling (global_attn_every_n_layers, *_rope_theta) reads the same", async () => {
+  const dir = join(tmp, "modernbert_v4");
+  cpSync(join(FIX, "modernbert"), dir, { recursive: true });
+  const cfg = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+  delete cfg.layer_types;
+  delete cfg.rope_parameters;
+  Object.assign(cfg, { global_attn_every_n_layers: 3, global_rope_theta: 160000, local_rope_theta: 10000, transformers_version: "4.48.0" });
+  writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
+  using e = await Embedder.load(dir, { name: "x" });
+  expectClose(e.embed(golden("modernbert").texts).vectors, golden("modernbert").embeddings);
+});

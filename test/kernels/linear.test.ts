@@ -1,0 +1,48 @@
+/** fastLinear (our float32 x·wᵀ kernel) against MLX's matmul on odd shapes, strided inputs, AVX2 and scalar paths. */
+import { afterAll, expect, test } from "bun:test";
+import { type Array, Dtype, matmul, random, reshape, scope, sliceAxis, swapaxes, transpose } from "../../src/mlx/index.ts";
+import { fastLinear, forceScalarKernels, kernelInfo } from "../../src/mlx/kernels.ts";
+
+afterAll(() => forceScalarKernels(false));
+let seed = 7;
+const rnd = (shape: number[]): Array => random.normal({ shape, key: random.key(seed++) });
+
+function maxRel(a: Array, b: Array): number {
+  expect(a.shape).toEqual(b.shape);
+  const x = a.toFloat32Array();
+  const y = b.toFloat32Array();
+  let w = 0;
+  for (let i = 0; i < x.length; i++) w = Math.max(w, Math.abs(x[i]! - y[i]!) / (1e-4 + 1e-4 * Math.abs(y[i]!)));
+  return w;
+}
+
+test.skipIf(kernelInfo().level === "none")("matches matmul(x, wᵀ) for every tile remainder, 3-D and strided x, both paths", () => {
+  for (const scalar of [false, true]) {
+    forceScalarKernels(scalar);
+    scope(() => {
+      for (const [M, K, N] of [[1, 37, 3], [5, 64, 65], [7, 768, 130], [8, 40, 16], [13, 129, 70], [100, 96, 200]] as const) {
+        const x = rnd([M, K]);
+        const w = rnd([N, K]);
+        expect(maxRel(fastLinear(x, w), matmul(x, swapaxes(w, -1, -2)))).toBeLessThanOrEqual(1);
+      }
+      const x3 = rnd([3, 9, 48]);
+      const w = rnd([33, 48]);
+      expect(maxRel(fastLinear(x3, w), matmul(x3, swapaxes(w, -1, -2)))).toBeLessThanOrEqual(1);
+      // a transposed (non row-major) x is copied by the kernel, not misread
+      const xt = transpose(rnd([48, 10]));
+      expect(maxRel(fastLinear(xt, w), matmul(xt, swapaxes(w, -1, -2)))).toBeLessThanOrEqual(1);
+      const xs = sliceAxis(rnd([20, 48]), 0, 3, 17);
+      expect(maxRel(fastLinear(xs, w), matmul(xs, swapaxes(w, -1, -2)))).toBeLessThanOrEqual(1);
+    });
+  }
+});
+
+test("other dtypes fall back to MLX's matmul", () => {
+  scope(() => {
+    const x = rnd([4, 16]).astype(Dtype.float16);
+    const w = rnd([8, 16]).astype(Dtype.float16);
+    const y = fastLinear(x, w);
+    expect(y.dtype).toBe(Dtype.float16);
+    expect(reshape(y, [-1]).shape).toEqual([32]);
+  });
+});
