@@ -83,6 +83,17 @@ export function parseFloatArg(name: string, value: string | undefined, min: numb
   return n;
 }
 
+const BYTE_UNITS: Record<string, number> = { "": 1, b: 1, k: 1e3, kb: 1e3, kib: 2 ** 10, m: 1e6, mb: 1e6, mib: 2 ** 20, g: 1e9, gb: 1e9, gib: 2 ** 30, t: 1e12, tb: 1e12, tib: 2 ** 40 };
+
+/** A size in bytes: a plain integer or a number with a unit (512MB, 2GiB, 1.5G). */
+export function parseBytesArg(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new MlxkError("InvalidArgumentError", `--${name} must be a size in bytes, e.g. 2147483648, 512MB or 2GiB (got '${value}')`);
+  return Math.floor(Number(m[1]) * unit);
+}
+
 /** Values of a repeatable string flag (`--x a --x b`, `--x=a`), each also split on commas. */
 export function listArg(rawArgs: readonly string[], name: string): string[] {
   const out: string[] = [];

@@ -1,4 +1,5 @@
 /** `mlxk run <model> [prompt...]`: one answer (streamed or batched), or an interactive chat without a prompt. */
+import { freemem } from "node:os";
 import { defineCommand } from "citty";
 import { collect } from "../engine/collect.ts";
 import type { ChatMessage, Engine, GenerateRequest, SamplingParams, ToolCall } from "../engine/types.ts";
@@ -83,9 +84,11 @@ export default defineCommand({
 
     const { ensureMlxRuntime } = await import("../mlx/setup.ts");
     await ensureMlxRuntime({ env: ctx.env, log: (m) => ctx.stderr(`mlxk: ${m}\n`), tty: process.stderr.isTTY && !ctx.json });
-    const { openModel } = await import("../engine/open.ts");
+    const { defaultPromptCacheBytes, openModel } = await import("../engine/open.ts");
     const engine = await openModel(a.model, {
       env: ctx.env,
+      // Interactive chat reuses its own KV between turns (each turn's prompt starts with the last one's).
+      promptCacheBytes: prompt === null ? defaultPromptCacheBytes(freemem()) : 0,
       onProgress: process.stderr.isTTY && !ctx.json ? progressBar(ctx) : undefined,
     });
     try {
@@ -130,7 +133,7 @@ interface Answer {
   reasoning: string;
   toolCalls: ToolCall[];
   finishReason: string;
-  usage: { promptTokens: number; completionTokens: number };
+  usage: { promptTokens: number; completionTokens: number; cachedTokens?: number };
   timings: { prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };
 }
 
@@ -180,7 +183,7 @@ function render(a: Answer, opts: Options): string {
 function verbose(ctx: RunContext, a: Answer): void {
   const t = a.timings;
   ctx.stderr(
-    `Prompt: ${a.usage.promptTokens} tokens, ${t.promptTps.toFixed(2)} tokens/s\n` +
+    `Prompt: ${a.usage.promptTokens} tokens${a.usage.cachedTokens ? ` (${a.usage.cachedTokens} reused from the last turn)` : ""}, ${t.promptTps.toFixed(2)} tokens/s\n` +
       `Generation: ${a.usage.completionTokens} tokens, ${t.generationTps.toFixed(2)} tokens/s\n` +
       `Peak memory: ${(t.peakMemoryBytes / 1e6).toFixed(1)} MB\n`,
   );

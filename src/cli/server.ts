@@ -1,8 +1,9 @@
 /** `mlxk server` (alias `serve`): validate settings and the model, then supervise the OpenAI-compatible worker. */
+import { freemem } from "node:os";
 import { defineCommand } from "citty";
 import { type Env, serverApiKey, serverHost, serverPort, serverWorkerConfig } from "../env.ts";
 import { MlxkError } from "../errors.ts";
-import { jsonArgs, listArg, parseIntArg } from "./args.ts";
+import { jsonArgs, listArg, parseBytesArg, parseIntArg } from "./args.ts";
 import type { CliContext } from "./context.ts";
 
 /** Ollama's default idle time for a model nobody pinned. */
@@ -24,6 +25,8 @@ export default defineCommand({
     "api-key": { type: "string", description: "Require 'Authorization: Bearer <key>' on /v1/* (env MLXK_API_KEY)" },
     cors: { type: "string", description: "Comma-separated origins allowed by CORS, or '*' (default: no CORS headers)" },
     "log-json": { type: "boolean", description: "Log JSON lines to stderr" },
+    "prompt-cache": { type: "boolean", default: true, description: "Reuse the KV of earlier requests' shared prefix (--no-prompt-cache: off)" },
+    "prompt-cache-bytes": { type: "string", description: "Memory for the prompt cache, e.g. 2GiB (default: a quarter of free memory, at most 8 GiB)" },
     ...jsonArgs,
   },
   async run({ args, data, rawArgs }) {
@@ -43,6 +46,10 @@ export default defineCommand({
       .split(",")
       .map((s) => s.trim())
       .filter(Boolean);
+    const cacheBytes = parseBytesArg("prompt-cache-bytes", args["prompt-cache-bytes"]);
+    if (args["prompt-cache"] === false && cacheBytes !== undefined) throw new MlxkError("InvalidArgumentError", "--no-prompt-cache and --prompt-cache-bytes contradict each other: give one");
+    const { defaultPromptCacheBytes } = await import("../engine/open.ts");
+    const promptCacheBytes = args["prompt-cache"] === false ? 0 : (cacheBytes ?? defaultPromptCacheBytes(freemem()));
     if (host.trim() === "") throw new MlxkError("InvalidArgumentError", "--host must not be empty");
     let model: string | null = null;
     if (args.model !== undefined) {
@@ -82,6 +89,7 @@ export default defineCommand({
         allowManage: Boolean(args["allow-manage"]),
         maxModels,
         keepAliveMs,
+        promptCacheBytes,
       },
       env,
       onReady: (info) => {

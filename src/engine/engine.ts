@@ -14,6 +14,7 @@ import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from 
 import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
 import { settle } from "./prepare.ts";
+import { PromptCache } from "./prompt-cache.ts";
 import { forcedToolChoice, type GrammarSpec, grammarFor, nativeSyntax, parametersSchema, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
 import type {
   Engine,
@@ -28,16 +29,22 @@ import type {
   ToolDefinition,
 } from "./types.ts";
 
+type ModelCache = ReturnType<LoadedModel["model"]["makeCache"]>[number];
+
 export class MlxEngine implements Engine {
   readonly info: ModelInfo;
+  /** KV of earlier requests, reused by prompts that start the same way (null: off). */
+  readonly promptCache: PromptCache<ModelCache> | null;
 
   constructor(
     readonly loaded: LoadedModel,
     readonly text: TextPipeline,
     id: string,
     readonly loadMs?: number,
+    opts: { promptCacheBytes?: number } = {},
   ) {
     this.info = { id, modelType: loaded.modelType, contextLength: loaded.contextLength, reasoning: text.reasoningFormat !== null };
+    this.promptCache = (opts.promptCacheBytes ?? 0) > 0 ? new PromptCache(opts.promptCacheBytes!) : null;
   }
 
   /** The prompt text and its token ids, as the model will see them (tools rendered by the chat template). */
@@ -103,10 +110,18 @@ export class MlxEngine implements Engine {
     let finishReason: GenerateDone["finishReason"] = "length";
     let completion = 0;
     const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
+    const hit = this.promptCache?.take(ids) ?? null;
+    const cache = hit?.caches ?? this.loaded.model.makeCache();
+    // Every token the loop hands out; the model has seen the prompt and a prefix of these (the cache's offset).
+    const seen = [...ids];
+    let failed = false;
     const loop = tokenLoop({
       stats,
       model: this.loaded.model,
       prompt: ids,
+      cache,
+      cached: hit?.cached ?? 0,
+      ...(this.promptCache ? { onPrefilled: () => this.promptCache!.snapshot(ids, cache) } : {}),
       maxTokens,
       sampler: onDevice ? undefined : sampler,
       wantLogits: onDevice && wantLogprobs,
@@ -129,6 +144,7 @@ export class MlxEngine implements Engine {
           continue;
         }
         const { token, logits } = r.value;
+        seen.push(token);
         if (this.text.eosTokenIds.has(token)) {
           finishReason = "stop";
           break;
@@ -169,21 +185,27 @@ export class MlxEngine implements Engine {
       const tail = stops.matched === null ? stops.push(detok.flush()).text + stops.flush() : "";
       const end = mergeSteps(output.push(tail), output.flush());
       if (end.text || end.reasoning || end.toolCalls.length > 0) yield chunkOf(end, -1);
+    } catch (e) {
+      failed = true;
+      throw e;
     } finally {
       loop.return(stats);
       constraint?.[Symbol.dispose]();
+      // A step that threw may have left the cache half-updated: never keep it.
+      if (this.promptCache && !failed) this.promptCache.put(seen.slice(0, cache[0]?.offset ?? 0), cache);
+      else for (const c of cache) c[Symbol.dispose]();
     }
     if (finishReason === "stop" && output.calledTools) finishReason = "tool_calls";
     yield {
       type: "done",
       finishReason,
       ...(stops.matched !== null ? { stopSequence: stops.matched } : {}),
-      usage: { promptTokens: ids.length, completionTokens: completion },
+      usage: { promptTokens: ids.length, completionTokens: completion, ...(this.promptCache ? { cachedTokens: hit?.cached ?? 0 } : {}) },
       timings: {
         loadMs: this.loadMs,
         prefillMs: stats.prefillMs,
         decodeMs: stats.decodeMs,
-        promptTps: stats.prefillMs > 0 ? (ids.length / stats.prefillMs) * 1000 : 0,
+        promptTps: stats.prefillMs > 0 ? ((ids.length - (hit?.cached ?? 0)) / stats.prefillMs) * 1000 : 0,
         generationTps: stats.decodeMs > 0 && stats.generated > 1 ? ((stats.generated - 1) / stats.decodeMs) * 1000 : 0,
         peakMemoryBytes: mx.memory.peak(),
       },
@@ -246,6 +268,7 @@ export class MlxEngine implements Engine {
   }
 
   [Symbol.dispose](): void {
+    this.promptCache?.[Symbol.dispose]();
     this.loaded[Symbol.dispose]();
   }
 }
@@ -263,10 +286,10 @@ function chunkOf(step: OutputStep, tokenId: number, logprob?: TokenLogprob & { t
 
 
 /** Load model + text pipeline for a located source. */
-export async function loadEngine(source: ModelSource, opts: LoadOptions = {}): Promise<MlxEngine> {
+export async function loadEngine(source: ModelSource, opts: LoadOptions & { promptCacheBytes?: number } = {}): Promise<MlxEngine> {
   const t0 = performance.now();
   const path = source.path;
   const text = loadTextPipeline(path);
   const loaded = source.kind === "gguf" ? await loadGgufModel(path, opts) : await loadModelDir(path, opts);
-  return new MlxEngine(loaded, text, source.id, performance.now() - t0);
+  return new MlxEngine(loaded, text, source.id, performance.now() - t0, { promptCacheBytes: opts.promptCacheBytes });
 }

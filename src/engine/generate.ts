@@ -28,8 +28,12 @@ export interface TokenLoopOptions {
   deviceMask?: (vocab: number) => Float32Array;
   /** Checked before every step; true stops the loop. */
   shouldStop?: () => boolean;
-  /** Existing cache to continue (tests); default a fresh one that the loop disposes. */
+  /** Existing cache to continue (the caller keeps it); default a fresh one that the loop disposes. */
   cache?: LayerCache[];
+  /** Leading prompt tokens `cache` already holds (a prompt-cache hit): only the rest is prefilled. */
+  cached?: number;
+  /** Called once the cache holds exactly the prompt, before the first decode step (a prompt-cache snapshot). */
+  onPrefilled?: (cache: LayerCache[]) => void;
   /** Filled in as the loop runs (also valid when the consumer stops early). */
   stats?: LoopStats;
   /** Also yield a `{ token: -1, prefilled }` step after each prefill chunk, so an async caller can let its event loop run. */
@@ -109,7 +113,7 @@ export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats,
   // Device arrays still queued when the consumer stops early; freed in `finally`.
   const pending = new Set<mx.Array | null>();
   try {
-    const chunks = prefillChunks(o.model, cache, o.prompt, PREFILL_STEP);
+    const chunks = prefillChunks(o.model, cache, o.cached ? o.prompt.slice(o.cached) : o.prompt, PREFILL_STEP);
     let first: mx.Array;
     for (;;) {
       const r = chunks.next();
@@ -120,6 +124,7 @@ export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats,
       if (o.yieldPrefill) yield { token: -1, prefilled: r.value };
       if (o.shouldStop?.()) return stats;
     }
+    o.onPrefilled?.(cache);
     if (o.sampler) {
       // Host sampling: the next input is only known after reading the logits back.
       const history = [...o.prompt];

@@ -13,6 +13,8 @@ export interface OpenOptions {
   cwd?: string;
   /** Load progress in [0, 1] (weights read so far). */
   onProgress?: (fraction: number) => void;
+  /** Bytes for the prompt cache (src/engine/prompt-cache.ts); 0 or absent = off. */
+  promptCacheBytes?: number;
 }
 
 /** What the loader needs of a reference. */
@@ -30,5 +32,10 @@ export async function openModel(spec: string | ModelRef, opts: OpenOptions = {})
   const avail = mlxAvailability(opts.env ?? process.env);
   if (!avail.available) throw new MlxkError("mlx_unavailable", `MLX is not available on this machine: ${avail.reason}`);
   const { loadEngine } = await import("./engine.ts");
-  return loadEngine(ref, { env: opts.env, onProgress: opts.onProgress });
+  return loadEngine(ref, { env: opts.env, onProgress: opts.onProgress, promptCacheBytes: opts.promptCacheBytes });
+}
+
+/** Default prompt-cache budget: a quarter of the memory free now, at most 8 GiB. */
+export function defaultPromptCacheBytes(freeBytes: number): number {
+  return Math.max(0, Math.min(Math.floor(freeBytes / 4), 8 * 1024 ** 3));
 }

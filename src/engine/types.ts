@@ -129,7 +129,8 @@ export interface GenerateDone {
   finishReason: "stop" | "length" | "cancelled" | "tool_calls";
   /** The stop string that ended generation (finishReason "stop"); absent when EOS or nothing stopped it. */
   stopSequence?: string;
-  usage: { promptTokens: number; completionTokens: number };
+  /** cachedTokens: leading prompt tokens reused from the prompt cache (not prefilled again). */
+  usage: { promptTokens: number; completionTokens: number; cachedTokens?: number };
   timings: { loadMs?: number; prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };
 }
 

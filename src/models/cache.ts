@@ -46,6 +46,11 @@ abstract class CacheBuffers implements Disposable {
     return this.keys ? [this.keys, this.values!] : [];
   }
 
+  /** Give `dst` this cache's buffers under new handles (a clone; MLX copies a shared buffer on first write). */
+  protected cloneInto(dst: CacheBuffers): void {
+    if (this.keys) dst.setBuffers(this.keys.retain(), this.values!.retain());
+  }
+
   [Symbol.dispose](): void {
     this.keys?.dispose();
     this.values?.dispose();
@@ -53,11 +58,26 @@ abstract class CacheBuffers implements Disposable {
   }
 }
 
-export class StandardKVCache extends CacheBuffers implements KVCache {
+export class StandardKVCache extends CacheBuffers implements KVCache, ReusableCache {
   #offset = 0;
+  readonly trimmable = true;
 
   get offset(): number {
     return this.#offset;
+  }
+
+  clone(): StandardKVCache {
+    const c = new StandardKVCache();
+    this.cloneInto(c);
+    c.#offset = this.#offset;
+    return c;
+  }
+
+  /** Positions past the offset are never read (updateAndFetch slices to it), so trimming is moving it back. */
+  trim(n: number): number {
+    const d = Math.max(0, Math.min(n, this.#offset));
+    this.#offset -= d;
+    return d;
   }
 
   makeMask(L: number): Mask {
@@ -102,14 +122,29 @@ export class StandardKVCache extends CacheBuffers implements KVCache {
  * Sliding-window cache (keep = 0): holds the last `maxSize` positions. Decode writes into a ring buffer
  * (attention is order-independent once rope is applied); prefill appends in temporal order and trims.
  */
-export class RotatingKVCache extends CacheBuffers implements KVCache {
+export class RotatingKVCache extends CacheBuffers implements KVCache, ReusableCache {
   #offset = 0;
   /** Next write position in the ring; equals the buffer length while it is in temporal order. */
   #idx = 0;
   #ordered = true;
+  /** Positions that left the window are gone: only the whole cache can be reused (by a longer prompt). */
+  readonly trimmable = false;
 
   constructor(readonly maxSize: number) {
     super();
+  }
+
+  clone(): RotatingKVCache {
+    const c = new RotatingKVCache(this.maxSize);
+    this.cloneInto(c);
+    c.#offset = this.#offset;
+    c.#idx = this.#idx;
+    c.#ordered = this.#ordered;
+    return c;
+  }
+
+  trim(): number {
+    return 0;
   }
 
   get offset(): number {
@@ -189,4 +224,22 @@ export class RotatingKVCache extends CacheBuffers implements KVCache {
     if (n === this.keys!.shape[2]) return [this.keys!, this.values!];
     return [mx.slice(this.keys!, [0, 0, 0, 0], [B, H, n, Dk]), mx.slice(this.values!, [0, 0, 0, 0], [B, H, n, Dv])];
   }
+}
+
+/**
+ * What the prompt cache (src/engine/prompt-cache.ts) needs of a layer cache to keep it across requests: a
+ * clone sharing the buffers (the kept entry never changes), and, where the cache holds every position,
+ * trimming back to a shorter prefix. A cache kind without these (e.g. a recurrent state) is never reused.
+ */
+export interface ReusableCache {
+  clone(): ReusableCache;
+  /** True when trim(n) leaves exactly the cache of the first offset − n tokens. */
+  readonly trimmable: boolean;
+  /** Drop the last n positions (trimmable caches only); returns how many were dropped. */
+  trim(n: number): number;
+}
+
+export function isReusable(c: unknown): c is ReusableCache {
+  const r = c as Partial<ReusableCache>;
+  return typeof r.clone === "function" && typeof r.trim === "function" && typeof r.trimmable === "boolean";
 }

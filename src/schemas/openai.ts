@@ -83,6 +83,8 @@ export const UsageSchema = v.strictObject({
   prompt_tokens: v.pipe(v.number(), v.integer(), v.minValue(0)),
   completion_tokens: v.pipe(v.number(), v.integer(), v.minValue(0)),
   total_tokens: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  /** As OpenAI reports prompt caching: leading prompt tokens reused, not prefilled again. */
+  prompt_tokens_details: v.optional(v.strictObject({ cached_tokens: v.pipe(v.number(), v.integer(), v.minValue(0)) })),
 });
 
 const TopLogprob = v.strictObject({ token: v.string(), logprob: v.number(), bytes: v.nullable(v.array(v.number())) });

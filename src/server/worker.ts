@@ -21,6 +21,8 @@ export const WorkerConfigSchema = v.strictObject({
   cors: v.array(v.string()),
   logJson: v.boolean(),
   maxQueue: v.optional(v.number()),
+  /** Bytes for the prompt cache; 0 or absent = off. */
+  promptCacheBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
   /** Names clients may use for `model` (--served-model-name); the first is reported. */
   servedNames: v.optional(v.array(v.string()), []),
   allowSwitch: v.optional(v.boolean(), false),
@@ -62,7 +64,7 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
   }
   const manager = new ModelManager({
     resolve: (spec) => resolveTarget(spec, { env, allowPaths: config.allowPaths }),
-    load: (t) => loadTarget(t, { env }),
+    load: (t) => loadTarget(t, { env, promptCacheBytes: config.promptCacheBytes }),
     freeMemory: freemem,
     maxQueue: config.maxQueue,
     pinned,

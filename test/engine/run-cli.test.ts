@@ -73,6 +73,19 @@ describe("mlxk run", () => {
     expect(r.stdout).toContain("Goodbye!");
   });
 
+  test("interactive chat reuses its own KV between turns (--verbose says how many prompt tokens)", async () => {
+    const r = await run(["run", tiny, "--temperature", "0", "--max-tokens", "4", "--verbose"], {
+      readLines: async function* () {
+        yield* ["Hello", "And again", "/exit"];
+      },
+    });
+    expect(r.code).toBe(0);
+    const reused = [...r.stderr.matchAll(/Prompt: (\d+) tokens(?: \((\d+) reused from the last turn\))?/g)];
+    expect(reused.length).toBe(2);
+    expect(reused[0]![2]).toBeUndefined();
+    expect(Number(reused[1]![2])).toBeGreaterThan(Number(reused[0]![1]) - 2);
+  });
+
   test("a cache name resolves through the HF cache (short name → mlx-community/…)", async () => {
     const hub = makeTempHub();
     try {

@@ -9,7 +9,7 @@ import OpenAI from "openai";
 import { createApp } from "../../src/server/app.ts";
 import { ModelManager } from "../../src/server/model-manager.ts";
 import { listRunnable, loadTarget, resolveTarget } from "../../src/server/models-source.ts";
-import { addRepo, type FileContent, makeTempHub, type TempHub } from "../support/hf-cache.ts";
+import { addRepo, dirFiles, makeTempHub, type TempHub } from "../support/hf-cache.ts";
 import { smollm2Gguf } from "../support/smollm2.ts";
 import { writeTinyModel } from "../support/tiny-models.ts";
 
@@ -24,9 +24,7 @@ let posts = 0;
 beforeAll(async () => {
   hub = makeTempHub();
   const dir = writeTinyModel("llama", join(hub.root, "tiny-src"));
-  const files: Record<string, FileContent> = {};
-  for (const f of new Bun.Glob("*").scanSync({ cwd: dir })) files[f] = new Uint8Array(await Bun.file(join(dir, f)).arrayBuffer());
-  addRepo(hub.hubDir, { name: TINY, files });
+  addRepo(hub.hubDir, { name: TINY, files: dirFiles(dir) });
   // a workspace (mlx-knife's MLXK_WORKSPACE_HOME) holding a copy of the same tiny model
   const wsHome = join(hub.root, "workspaces");
   writeTinyModel("llama", join(wsHome, WORKSPACE));

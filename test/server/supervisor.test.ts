@@ -187,6 +187,17 @@ describe("mlxk server supervisor", () => {
     expect((JSON.parse(out) as { error: { type: string } }).error.type).toBe("InvalidArgumentError");
   });
 
+  test("bad prompt-cache flags are usage errors that name the flag", async () => {
+    for (const args of [["--prompt-cache-bytes", "lots"], ["--no-prompt-cache", "--prompt-cache-bytes", "1GiB"]]) {
+      const p = Bun.spawn([process.execPath, BIN, "server", "--port", "0", ...args, "--json"], { env: { ...process.env, HF_HUB_CACHE: hub }, stdout: "pipe", stderr: "pipe" });
+      const out = await new Response(p.stdout as ReadableStream).text();
+      expect(await p.exited).toBe(2);
+      const err = (JSON.parse(out) as { error: { type: string; message: string } }).error;
+      expect(err.type).toBe("InvalidArgumentError");
+      expect(err.message).toContain("--prompt-cache-bytes");
+    }
+  });
+
   test("a port already taken is a startup failure, not a restart loop", async () => {
     const blocker = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
     try {

@@ -13,7 +13,7 @@
  *   blobNameFor(rel, content)             the blob file name huggingface_hub would use
  */
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
@@ -184,4 +184,11 @@ export function addRepo(hubDir: string, spec: RepoSpec): { repoDir: string; snap
   }
   if (spec.mtime) utimesSync(snapshotDir, spec.mtime, spec.mtime);
   return { repoDir, snapshotDir, revision };
+}
+
+/** Every file of a model dir (e.g. a tiny fixture model), as addRepo takes them. */
+export function dirFiles(dir: string): Record<string, FileContent> {
+  const files: Record<string, FileContent> = {};
+  for (const f of new Bun.Glob("*").scanSync({ cwd: dir })) files[f] = new Uint8Array(readFileSync(join(dir, f)));
+  return files;
 }

@@ -149,10 +149,15 @@ export function fromCompletionRequest(body: CompletionRequest): { input: Generat
   return { input: { prompt }, plan };
 }
 
-export type Usage = { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+export type Usage = { prompt_tokens: number; completion_tokens: number; total_tokens: number; prompt_tokens_details?: { cached_tokens: number } };
 
 export function toUsage(u: GenerateDone["usage"]): Usage {
-  return { prompt_tokens: u.promptTokens, completion_tokens: u.completionTokens, total_tokens: u.promptTokens + u.completionTokens };
+  return {
+    prompt_tokens: u.promptTokens,
+    completion_tokens: u.completionTokens,
+    total_tokens: u.promptTokens + u.completionTokens,
+    ...(u.cachedTokens !== undefined ? { prompt_tokens_details: { cached_tokens: u.cachedTokens } } : {}),
+  };
 }
 
 /** The engine's "cancelled" never reaches a client (it is gone); anything else maps 1:1. */
