@@ -104,7 +104,8 @@ describe.skipIf(npmSkip !== null)("npm install ./mlxk.tgz ./mlxk-<platform>.tgz"
 
   test("server + one chat", async () => {
     const gguf = await smollm2Gguf();
-    const proc = Bun.spawn([bin(npmDir), "server", "--port", "0", "--json"], { cwd: npmDir, env: baseEnv, stdout: "pipe", stderr: "pipe" });
+    // a request naming a file needs --allow-paths (client model ids are cache/workspace names by default)
+    const proc = Bun.spawn([bin(npmDir), "server", "--port", "0", "--json", "--allow-paths"], { cwd: npmDir, env: baseEnv, stdout: "pipe", stderr: "pipe" });
     try {
       const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
       let line = "";
