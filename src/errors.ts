@@ -41,6 +41,10 @@ export const ERROR_TYPES = {
   payload_too_large: 413,
   queue_full: 503,
   server_shutdown: 503,
+  /** The client went away before the answer (nginx's 499): logged as such, never as a client error. */
+  client_closed_request: 499,
+  /** --request-timeout ran out (contract name from mlx-knife's server). */
+  gateway_timeout: 504,
   InternalError: 500,
 } as const;
 

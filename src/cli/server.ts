@@ -12,6 +12,8 @@ export default defineCommand({
     host: { type: "string", description: "Address to bind (env MLXK_HOST)" },
     port: { type: "string", description: "Port to bind, 0 = any free port (env MLXK_PORT)" },
     "max-tokens": { type: "string", description: "Default max_tokens when a request names none (else half the context)" },
+    "max-tokens-cap": { type: "string", description: "Refuse requests asking for more max_tokens than this (400); also caps the default" },
+    "request-timeout": { type: "string", description: "Seconds one request may take, queue wait included (then 504 / an error frame)" },
     "api-key": { type: "string", description: "Require 'Authorization: Bearer <key>' on /v1/* (env MLXK_API_KEY)" },
     cors: { type: "string", description: "Comma-separated origins allowed by CORS, or '*' (default: no CORS headers)" },
     "log-json": { type: "boolean", description: "Log JSON lines to stderr" },
@@ -29,6 +31,11 @@ export default defineCommand({
     const host = args.host ?? serverHost(env) ?? "127.0.0.1";
     const port = parseIntArg(args.port !== undefined ? "port" : "port (MLXK_PORT)", args.port ?? serverPort(env) ?? "8000", 0, 65535)!;
     const maxTokens = parseIntArg("max-tokens", args["max-tokens"], 1) ?? null;
+    const maxTokensCap = parseIntArg("max-tokens-cap", args["max-tokens-cap"], 1) ?? null;
+    const requestTimeoutS = parseIntArg("request-timeout", args["request-timeout"], 1, 86_400) ?? null;
+    if (maxTokens !== null && maxTokensCap !== null && maxTokens > maxTokensCap) {
+      throw new MlxkError("InvalidArgumentError", `--max-tokens (${maxTokens}) must not exceed --max-tokens-cap (${maxTokensCap})`);
+    }
     const apiKey = args["api-key"] ?? serverApiKey(env) ?? null;
     const cors = (args.cors ?? "")
       .split(",")
@@ -44,7 +51,7 @@ export default defineCommand({
     const { supervise } = await import("../server/supervisor.ts");
     let fatal: string | null = null;
     const code = await supervise({
-      config: { host, port, model, maxTokens, apiKey, cors, logJson: Boolean(args["log-json"]) },
+      config: { host, port, model, maxTokens, apiKey, cors, logJson: Boolean(args["log-json"]), maxTokensCap, requestTimeoutS },
       env,
       onReady: (info) => {
         const url = `http://${info.host.includes(":") ? `[${info.host}]` : info.host}:${info.port}`;

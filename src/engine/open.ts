@@ -40,9 +40,12 @@ export function locateModel(spec: string, opts: { env?: Env; cwd?: string } = {}
   }
   const r = resolveModel(spec, { hubDir: hubCacheDir(env), cwd: opts.cwd, env });
   const report: HealthReport = r.kind === "cache" ? repoHealth(r.repoDir, { name: r.name, hash: r.hash }) : dirHealth(r.dir, { name: r.name });
-  if (!report.healthy) throw new MlxkError("execution_error", `Model '${r.name}' is not healthy: ${report.reason}`);
+  // `code` lets the server answer these as the client's problem (4xx): another model name fixes them
+  if (!report.healthy) throw new MlxkError("execution_error", `Model '${r.name}' is not healthy: ${report.reason}`, { extra: { code: "model_unhealthy" } });
   if (!report.runtime_compatible) {
-    throw new MlxkError("unsupported_model", `Model '${r.name}' is not compatible: ${report.runtime_reason ?? "unknown reason"}`);
+    throw new MlxkError("unsupported_model", `Model '${r.name}' is not compatible: ${report.runtime_reason ?? "unknown reason"}`, {
+      extra: { code: "model_not_supported" },
+    });
   }
   return { kind: "dir", dir: report.snapshotDir!, id: r.name };
 }

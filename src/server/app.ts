@@ -34,6 +34,9 @@ export function createApp(deps: AppDeps) {
     listModels: deps.listModels,
     maxBodyBytes: deps.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES,
     maxTokens: deps.maxTokens,
+    maxTokensCap: deps.maxTokensCap,
+    requestTimeoutMs: deps.requestTimeoutMs,
+    shutdown: deps.shutdown,
     log: deps.log ?? (() => {}),
     fingerprint: `fp_mlxk_${CLI_VERSION.replace(/\W/g, "")}`,
   };

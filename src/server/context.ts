@@ -18,11 +18,20 @@ export interface AppDeps {
   maxBodyBytes?: number;
   /** Server default for max_tokens when a request names none (else half the context). */
   maxTokens?: number;
+  /** Largest max_tokens a request may ask for (--max-tokens-cap); more is a 400, none means the cap. */
+  maxTokensCap?: number;
+  /** Wall-clock limit of one request, queue wait included (--request-timeout); then 504 or an error frame. */
+  requestTimeoutMs?: number;
+  /** Aborted when the server shuts down: running answers end with a server_shutdown error (frame). */
+  shutdown?: AbortSignal;
   log?: Logger;
 }
 
 export interface RouteContext extends Required<Pick<AppDeps, "manager" | "listModels" | "maxBodyBytes">> {
   maxTokens: number | undefined;
+  maxTokensCap?: number;
+  requestTimeoutMs?: number;
+  shutdown?: AbortSignal;
   log: Logger;
   fingerprint: string;
 }

@@ -77,5 +77,5 @@ export class SerialQueue {
 }
 
 function abortError(): MlxkError {
-  return new MlxkError("validation_error", "Request cancelled by the client", { extra: { code: "client_closed_request" } });
+  return new MlxkError("client_closed_request", "Request cancelled by the client", { extra: { code: "client_closed_request" } });
 }

@@ -21,6 +21,8 @@ export const WorkerConfigSchema = v.strictObject({
   cors: v.array(v.string()),
   logJson: v.boolean(),
   maxQueue: v.optional(v.number()),
+  maxTokensCap: v.optional(v.nullable(v.number())),
+  requestTimeoutS: v.optional(v.nullable(v.number())),
 });
 export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema>;
 
@@ -46,8 +48,12 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
     freeMemory: freemem,
     maxQueue: config.maxQueue,
   });
+  const shutdown = new AbortController();
   const app = createApp({
     manager,
+    maxTokensCap: config.maxTokensCap ?? undefined,
+    requestTimeoutMs: config.requestTimeoutS ? config.requestTimeoutS * 1000 : undefined,
+    shutdown: shutdown.signal,
     listModels: () => listRunnable({ env }),
     apiKey: config.apiKey ?? undefined,
     cors: config.cors,
@@ -88,6 +94,10 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
     manager.close();
     const deadline = Date.now() + DRAIN_MS;
     while (manager.queue.active && Date.now() < deadline) await Bun.sleep(20);
+    // what still runs is cut off with an error frame / 503, not a silently closed socket
+    shutdown.abort();
+    const flushBy = Date.now() + 500;
+    while (manager.queue.active && Date.now() < flushBy) await Bun.sleep(10);
     void server.stop(true);
     manager.dispose();
     process.exit(0);

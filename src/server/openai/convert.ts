@@ -16,6 +16,7 @@ import type {
 } from "../../schemas/openai.ts";
 import { DEFAULT_SAMPLING } from "../../generate/sample.ts";
 import { badRequest } from "../errors.ts";
+import { rejectUnhonoured } from "./unhonoured.ts";
 
 /** What the route needs besides the engine request: how to shape the answer. */
 export interface Plan {
@@ -103,6 +104,7 @@ function messageText(m: ChatMessageIn, i: number): string {
 /** Chat request → engine input + plan. Throws a 400 MlxkError naming the offending field. */
 export function fromChatRequest(body: ChatCompletionRequest): { input: GenerateRequest["input"]; plan: Plan } {
   rejectUnsupportedCommon(body);
+  rejectUnhonoured(body);
   if (body.tools != null && body.tools.length > 0) throw badRequest("Parameter 'tools' is not supported: function calling is not available", "tools");
   if (body.tool_choice != null && body.tool_choice !== "none") {
     throw badRequest("Parameter 'tool_choice' is not supported: function calling is not available", "tool_choice");

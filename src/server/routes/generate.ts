@@ -31,6 +31,37 @@ interface Run {
   started: number;
   /** Runs once: frees the queue slot and stops generation. */
   close: () => void;
+  /** The error for a generation stopped from outside (timeout, shutdown, client gone). */
+  stopped: () => MlxkError;
+  reason: () => StopReason;
+}
+
+/** Why generation was stopped from outside the engine; null while nobody stopped it. */
+type StopReason = "client" | "timeout" | "shutdown" | null;
+
+function timeoutError(ms: number): MlxkError {
+  return new MlxkError("gateway_timeout", `The request ran longer than the server's limit of ${ms / 1000} s (--request-timeout)`, {
+    extra: { code: "request_timeout" },
+  });
+}
+
+/** The error a stopped request ends with (the client-gone case is never seen by anyone but the log). */
+function stoppedError(reason: StopReason, ctx: RouteContext): MlxkError {
+  if (reason === "timeout") return timeoutError(ctx.requestTimeoutMs ?? 0);
+  if (reason === "shutdown") return new MlxkError("server_shutdown", "Server is shutting down: the answer was cut off", { extra: { code: "server_shutdown" } });
+  return cancelledByClient();
+}
+
+/** max_tokens after the server's defaults and --max-tokens-cap; asking past the cap is a 400 naming the field. */
+function effectiveMaxTokens(ctx: RouteContext, asked: number | null, contextLength: number): number {
+  const cap = ctx.maxTokensCap;
+  if (asked !== null && cap !== undefined && asked > cap) {
+    throw new MlxkError("validation_error", `max_tokens ${asked} exceeds this server's limit of ${cap} (--max-tokens-cap)`, {
+      extra: { param: "max_tokens", code: "invalid_value" },
+    });
+  }
+  const fallback = ctx.maxTokens ?? (contextLength > 0 ? Math.floor(contextLength / 2) : 2048);
+  return asked ?? (cap !== undefined ? Math.min(cap, fallback) : fallback);
 }
 
 /** Entry point of both completion routes. Errors before the first byte become proper HTTP errors. */
@@ -41,21 +72,35 @@ export async function generateResponse(
 ): Promise<Response> {
   const target = ctx.manager.resolve(opts.model);
   const abort = new AbortController();
-  const onClientGone = () => abort.abort();
+  let reason: StopReason = null;
+  const stopFor = (r: Exclude<StopReason, null>) => {
+    reason ??= r;
+    abort.abort();
+  };
+  const onClientGone = () => stopFor("client");
+  const onShutdown = () => stopFor("shutdown");
   request.signal.addEventListener("abort", onClientGone, { once: true });
+  ctx.shutdown?.addEventListener("abort", onShutdown, { once: true });
+  const timer = ctx.requestTimeoutMs ? setTimeout(() => stopFor("timeout"), ctx.requestTimeoutMs) : null;
+  const detach = () => {
+    if (timer) clearTimeout(timer);
+    request.signal.removeEventListener("abort", onClientGone);
+    ctx.shutdown?.removeEventListener("abort", onShutdown);
+  };
   const started = performance.now();
   let lease: Lease;
   try {
-    lease = await ctx.manager.lease(target, request.signal);
+    // the wait in the queue counts against --request-timeout too
+    lease = await ctx.manager.lease(target, abort.signal);
   } catch (e) {
-    request.signal.removeEventListener("abort", onClientGone);
-    throw e;
+    detach();
+    throw reason === "timeout" || reason === "shutdown" ? stoppedError(reason, ctx) : e;
   }
   let closed = false;
   const close = () => {
     if (closed) return;
     closed = true;
-    request.signal.removeEventListener("abort", onClientGone);
+    detach();
     abort.abort();
     lease.release();
   };
@@ -68,7 +113,7 @@ export async function generateResponse(
         extra: { param: opts.shape === "chat" ? "messages" : "prompt", code: "context_length_exceeded" },
       });
     }
-    const maxTokens = opts.plan.maxTokens ?? ctx.maxTokens ?? (contextLength > 0 ? Math.floor(contextLength / 2) : 2048);
+    const maxTokens = effectiveMaxTokens(ctx, opts.plan.maxTokens, contextLength);
     const req: GenerateRequest = {
       input: opts.input,
       maxTokens,
@@ -78,7 +123,7 @@ export async function generateResponse(
       signal: abort.signal,
     };
     const meta = newMeta(opts.shape === "chat" ? "chatcmpl" : "cmpl", lease.target.id, ctx.fingerprint);
-    const run: Run = { lease, req, abort, meta, started, close };
+    const run: Run = { lease, req, abort, meta, started, close, stopped: () => stoppedError(reason, ctx), reason: () => reason };
     if (!opts.plan.stream) {
       try {
         return await collect(ctx, run, opts.shape);
@@ -87,7 +132,7 @@ export async function generateResponse(
       }
     }
     const gen = opts.shape === "chat" ? chatStream(ctx, run, opts.plan) : textStream(ctx, run, opts.plan);
-    return sseResponse(gen, { onCancel: () => abort.abort(), onClose: close });
+    return sseResponse(gen, { onCancel: () => stopFor("client"), onClose: close });
   } catch (e) {
     close();
     throw e;
@@ -112,7 +157,7 @@ function logDone(ctx: RouteContext, run: Run, done: GenerateDone, stream: boolea
 }
 
 function cancelledByClient(): MlxkError {
-  return new MlxkError("validation_error", "Request cancelled by the client", { extra: { code: "client_closed_request" } });
+  return new MlxkError("client_closed_request", "Request cancelled by the client", { extra: { code: "client_closed_request" } });
 }
 
 async function collect(ctx: RouteContext, run: Run, shape: Shape): Promise<Response> {
@@ -137,7 +182,7 @@ async function collect(ctx: RouteContext, run: Run, shape: Shape): Promise<Respo
   }
   if (!done) throw new MlxkError("execution_error", "Generation ended without a result");
   logDone(ctx, run, done, false);
-  if (done.finishReason === "cancelled") throw cancelledByClient();
+  if (done.finishReason === "cancelled") throw run.stopped();
   const usage = toUsage(done.usage);
   const finishReason = toFinishReason(done.finishReason);
   const logprobs = run.req.topLogprobs !== undefined ? lps : null;
@@ -157,7 +202,11 @@ async function* chatStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenera
   for await (const ev of run.lease.engine.generate(run.req)) {
     if (ev.type === "done") {
       logDone(ctx, run, ev, true);
-      if (ev.finishReason === "cancelled") return;
+      // the client is gone: nothing to send; a timeout or shutdown still tells the client why it ends
+      if (ev.finishReason === "cancelled") {
+        if (run.reason() === "client" || run.reason() === null) return;
+        throw run.stopped();
+      }
       yield chatChunk(run.meta, { delta: {}, finishReason: toFinishReason(ev.finishReason), includeUsage });
       if (includeUsage) yield chatUsageChunk(run.meta, toUsage(ev.usage));
       return;
@@ -180,7 +229,11 @@ async function* textStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenera
   for await (const ev of run.lease.engine.generate(run.req)) {
     if (ev.type === "done") {
       logDone(ctx, run, ev, true);
-      if (ev.finishReason === "cancelled") return;
+      // the client is gone: nothing to send; a timeout or shutdown still tells the client why it ends
+      if (ev.finishReason === "cancelled") {
+        if (run.reason() === "client" || run.reason() === null) return;
+        throw run.stopped();
+      }
       yield toTextCompletion(run.meta, { text: "", finishReason: toFinishReason(ev.finishReason), usage: null, logprobs: null }, { chunk: true, includeUsage });
       if (includeUsage) yield textUsageChunk(run.meta, toUsage(ev.usage));
       return;

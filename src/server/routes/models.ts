@@ -3,6 +3,7 @@ import { Elysia } from "elysia";
 import { MlxkError } from "../../errors.ts";
 import type { ModelObject } from "../../schemas/openai.ts";
 import type { RouteContext } from "../context.ts";
+import { targetFacts } from "../model-facts.ts";
 
 /** The loaded model first (it answers fastest), then the rest alphabetically, each id once. */
 function ordered(ctx: RouteContext): ModelObject[] {
@@ -10,7 +11,10 @@ function ordered(ctx: RouteContext): ModelObject[] {
   const loaded = ctx.manager.loaded;
   const first = loaded ? all.filter((m) => m.id === loaded.id) : [];
   const rest = all.filter((m) => m.id !== loaded?.id).sort((a, b) => a.id.localeCompare(b.id));
-  if (loaded && first.length === 0) first.push({ id: loaded.id, object: "model", created: 0, owned_by: "local", context_length: loaded.contextLength });
+  if (loaded && first.length === 0) {
+    const facts = targetFacts(loaded);
+    first.push({ id: loaded.id, object: "model", created: facts.created, owned_by: "local", context_length: facts.contextLength });
+  }
   return [...first, ...rest];
 }
 
