@@ -23,6 +23,8 @@ const COMMANDS: Record<string, CommandEntry> = {
   rm: { description: "Delete a model or one revision from the cache", load: async () => (await import("./rm.ts")).default },
   run: { description: "Generate text with a model (interactive chat without a prompt)", load: async () => (await import("./run.ts")).default, variadic: true },
   server: { description: "Serve models over an OpenAI-compatible API (alias: serve)", load: async () => (await import("./server.ts")).default },
+  ps: { description: "List the running mlxk servers (pid, port, model, uptime, requests)", load: async () => (await import("./ps.ts")).default },
+  stop: { description: "Stop a running mlxk server (by pid or port)", load: async () => (await import("./stop.ts")).default },
 };
 const ALIASES: Record<string, string> = { serve: "server" };
 

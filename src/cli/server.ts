@@ -55,7 +55,8 @@ export default defineCommand({
       env,
       onReady: (info) => {
         const url = `http://${info.host.includes(":") ? `[${info.host}]` : info.host}:${info.port}`;
-        const data = { status: "listening", url, host: info.host, port: info.port, model: info.model, pid: info.pid };
+        // pid is the supervisor's (ours): the process to signal; killing the worker only restarts it
+        const data = { status: "listening", url, host: info.host, port: info.port, model: info.model, pid: process.pid, worker_pid: info.pid };
         if (ctx.json) ctx.stdout(`${JSON.stringify({ status: "success", command: "server", data, error: null })}\n`);
         else ctx.stdout(`mlxk server listening on ${url}${info.model ? ` (loading ${info.model})` : " (models load on first request)"}\n`);
       },
