@@ -1,6 +1,7 @@
 /** Shared citty arg fragments and the strict argument check citty lacks (it ignores unknown flags). */
 import type { ArgsDef } from "citty";
 import { MlxkError } from "../errors.ts";
+import { didYouMean } from "./suggest.ts";
 
 export const jsonArgs = {
   json: { type: "boolean", description: "Print the result as a JSON envelope on stdout" },
@@ -49,7 +50,10 @@ export function checkArgs(def: ArgsDef, rawArgs: string[], opts: { variadic?: bo
     if (GLOBAL_FLAGS.has(name)) continue;
     let kind = flags.get(name);
     if (kind === undefined && name.startsWith("no-") && flags.get(name.slice(3)) === "boolean") kind = "boolean";
-    if (kind === undefined) throw new MlxkError("CommandError", `Unknown option '${tok.split("=")[0]}'. Run with --help to see the options.`);
+    if (kind === undefined) {
+      const hint = didYouMean(name, [...flags.keys()].filter((f) => f.length > 1), (f) => `--${f}`);
+      throw new MlxkError("CommandError", `Unknown option '${tok.split("=")[0]}'.${hint} Run with --help to see the options.`);
+    }
     if (kind === "boolean" && eq >= 0) throw new MlxkError("CommandError", `Option '--${name}' takes no value.`);
     if (kind === "string" && eq < 0) {
       const next = rawArgs[i + 1];

@@ -1,11 +1,13 @@
 /** Entry point: global flags, command dispatch, and the only place that turns errors into exit codes. */
-import { type CommandDef, renderUsage, runCommand } from "citty";
+import { type CommandDef, runCommand } from "citty";
 import { totalmem } from "node:os";
 import { debug } from "../env.ts";
 import { MlxkError, toMlxkError } from "../errors.ts";
 import { CLI_VERSION, JSON_API_SPEC_VERSION } from "../version.ts";
 import { checkArgs } from "./args.ts";
-import { type CliContext, printError, printSuccess, processContext } from "./context.ts";
+import { type CliContext, guardProcessOutput, printError, printSuccess, processContext } from "./context.ts";
+import { renderHelp } from "./help.ts";
+import { didYouMean } from "./suggest.ts";
 
 interface CommandEntry {
   description: string;
@@ -38,7 +40,8 @@ function usage(): string {
     "Commands:",
     ...rows,
     "",
-    "Run 'mlxk <command> --help' for the options of a command.",
+    "Run 'mlxk help <command>' (or 'mlxk <command> --help') for the options of a command.",
+    "Quick start: mlxk pull mlx-community/Llama-3.2-1B-Instruct-4bit; mlxk run Llama-3.2-1B \"Hello\"; mlxk server --model Llama-3.2-1B",
   ].join("\n");
 }
 
@@ -55,6 +58,7 @@ function printVersion(ctx: CliContext): void {
 /** Run the CLI with `argv` (without the program name); returns the exit code. */
 export async function runCli(argv: string[], ctxIn?: CliContext): Promise<number> {
   const json = argv.includes("--json");
+  if (!ctxIn) guardProcessOutput(debug(process.env));
   const ctx = ctxIn ?? processContext(json);
   ctx.json = json;
   const idx = argv.findIndex((a) => !a.startsWith("-"));
@@ -75,18 +79,29 @@ export async function runCli(argv: string[], ctxIn?: CliContext): Promise<number
       ctx.stdout(`${usage()}\n`);
       return globals.includes("--help") || globals.includes("-h") ? 0 : 2;
     }
-    const name = argv[idx]!;
+    let name = argv[idx]!;
+    let rest = argv.slice(idx + 1);
+    // `mlxk help` = `mlxk --help`; `mlxk help <cmd>` = `mlxk <cmd> --help`
+    if (name === "help") {
+      const topic = rest.find((a) => !a.startsWith("-"));
+      if (topic === undefined) {
+        ctx.stdout(`${usage()}\n`);
+        return 0;
+      }
+      name = topic;
+      rest = ["--help"];
+    }
     command = ALIASES[name] ?? name;
     const entry = COMMANDS[command];
     if (!entry) {
       const c = command;
       command = null;
-      throw new MlxkError("CommandError", `Unknown command '${c}'. Commands: ${Object.keys(COMMANDS).join(", ")}.`);
+      const hint = didYouMean(c, [...Object.keys(COMMANDS), ...Object.keys(ALIASES)], (n) => `mlxk ${n}`);
+      throw new MlxkError("CommandError", `Unknown command '${c}'.${hint} Commands: ${Object.keys(COMMANDS).join(", ")}.`);
     }
-    const rest = argv.slice(idx + 1);
     const cmd = await entry.load();
     if (rest.includes("--help") || rest.includes("-h")) {
-      ctx.stdout(`${await renderUsage(cmd)}\n`);
+      ctx.stdout(await renderHelp(cmd, command, { variadic: entry.variadic }));
       return 0;
     }
     const def = typeof cmd.args === "function" ? await cmd.args() : await cmd.args;

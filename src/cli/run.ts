@@ -47,7 +47,23 @@ interface Options {
   stop?: readonly string[];
 }
 
-export default defineCommand({
+const NOTES = `Prompt:
+  mlxk run <model> "Hello there"        one answer (streamed on a terminal, printed at the end otherwise)
+  mlxk run <model> --prompt "Hello"     the same; --prompt wins over words
+  echo "Hello" | mlxk run <model>       a piped stdin is the prompt
+  mlxk run <model> - "Summarise this"   stdin first, then the words (e.g. < notes.txt)
+  mlxk run <model>                      interactive chat (on a terminal)
+  An empty prompt or empty stdin is a usage error (exit 2).
+
+Chat commands: /help, /clear (forget the conversation), /system <text>, /exit (also Ctrl-D).
+Keys: ←/→, Home/End, Ctrl-A/E/K/U/W edit the line; ↑/↓ browse the history (kept in
+$XDG_STATE_HOME/mlxk/chat_history); pasted text of any length stays one message; Ctrl-C stops an answer.
+Answers in chat stop at --max-tokens (default 1024 there) with a note; old turns that no longer fit the
+context are dropped, with a note.
+
+Exit codes: 0 ok, 1 error, 2 usage error, 130 interrupted (Ctrl-C).`;
+
+export default Object.assign(defineCommand({
   meta: { name: "run", description: "Generate text with a model (interactive chat without a prompt)" },
   args,
   async run({ args: a, data }) {
@@ -74,6 +90,11 @@ export default defineCommand({
     const prompt = await promptFrom(ctx, a.prompt, words);
     if (prompt === null && ctx.json) throw new MlxkError("CommandError", "Interactive chat cannot print JSON; give a prompt with --json.");
 
+    // Ctrl-C while the model loads: leave with 130 at once (answer() takes over once generation starts)
+    const offLoad = (ctx.onInterrupt ?? processInterrupt)(() => {
+      ctx.stderr("\nInterrupted.\n");
+      process.exit(130);
+    });
     const { openModel } = await import("../engine/open.ts");
     const engine = await openModel(a.model, {
       env: ctx.env,
@@ -81,13 +102,15 @@ export default defineCommand({
     });
     try {
       if (opts.verbose && engine.loadMs !== undefined) ctx.stderr(`Loaded ${engine.info.id} in ${(engine.loadMs / 1000).toFixed(2)}s\n`);
-      if (prompt === null) await chat(ctx, engine, opts);
-      else await single(ctx, engine, a.model, prompt, opts);
+      // answer() and chat() install their own handler synchronously, before the first await: no gap
+      if (prompt === null) await chat(ctx, engine, opts, offLoad);
+      else await single(ctx, engine, a.model, prompt, opts, offLoad);
     } finally {
+      offLoad();
       engine[Symbol.dispose]();
     }
   },
-});
+}), { notes: NOTES });
 
 /** Positional words or --prompt; `-` (or a piped stdin with no prompt) reads stdin first. null = interactive. */
 async function promptFrom(ctx: RunContext, flag: string | undefined, words: string[]): Promise<string | null> {
@@ -96,8 +119,12 @@ async function promptFrom(ctx: RunContext, flag: string | undefined, words: stri
   if (dash || (rest === undefined && !ctx.stdinIsTTY)) {
     // `echo … |` ends the text with a newline the user never meant as part of the prompt.
     const stdin = (ctx.readStdin ? await ctx.readStdin() : await Bun.stdin.text()).replace(/\s+$/, "");
-    return rest === undefined ? stdin : stdin === "" ? rest : `${stdin}\n\n${rest}`;
+    const text = rest === undefined ? stdin : stdin === "" ? rest : `${stdin}\n\n${rest}`;
+    // an empty answer to an empty question would look like success to a script
+    if (text.trim() === "") throw new MlxkError("CommandError", "Empty prompt: stdin was empty. Give the prompt as words, --prompt, or on stdin.");
+    return text;
   }
+  if (rest !== undefined && rest.trim() === "") throw new MlxkError("CommandError", "Empty prompt. Give the prompt as words, --prompt, or on stdin.");
   return rest ?? null;
 }
 
@@ -176,12 +203,16 @@ function verbose(ctx: RunContext, a: Answer): void {
   );
 }
 
-async function single(ctx: RunContext, engine: Engine, spec: string, prompt: string, opts: Options): Promise<void> {
+async function single(ctx: RunContext, engine: Engine, spec: string, prompt: string, opts: Options, offLoad: () => void): Promise<void> {
   const input: GenerateRequest["input"] = opts.chatTemplate
     ? { messages: messagesFor(opts.system, [{ role: "user", content: prompt }]) }
     : { prompt: opts.system ? `${opts.system}\n\n${prompt}` : prompt };
-  const a = await answer(ctx, engine, input, opts, opts.stream);
+  const pending = answer(ctx, engine, input, opts, opts.stream);
+  offLoad();
+  const a = await pending;
   if (opts.stream && !ctx.json) ctx.stdout("\n");
+  // Ctrl-C: the partial answer is printed, and the exit status tells a script it is partial
+  if (a.finishReason === "cancelled") ctx.exitCode = 130;
   if (opts.verbose) verbose(ctx, a);
   printSuccess(
     ctx,
@@ -215,7 +246,7 @@ const HELP = [
   "Ctrl-C stops the current answer.",
 ].join("\n");
 
-async function chat(ctx: RunContext, engine: Engine, opts: Options): Promise<void> {
+async function chat(ctx: RunContext, engine: Engine, opts: Options, offLoad: () => void): Promise<void> {
   let system = opts.system;
   let history: ChatMessage[] = [];
   const stream = opts.stream;
@@ -230,6 +261,7 @@ async function chat(ctx: RunContext, engine: Engine, opts: Options): Promise<voi
   const off = (ctx.onInterrupt ?? processInterrupt)(() => {
     if (!generating) quit();
   });
+  offLoad();
   try {
     for (;;) {
       ctx.stdout("\nYou: ");

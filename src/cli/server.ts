@@ -5,7 +5,20 @@ import { MlxkError } from "../errors.ts";
 import { jsonArgs, parseIntArg } from "./args.ts";
 import type { CliContext } from "./context.ts";
 
-export default defineCommand({
+const NOTES = `Endpoints (OpenAI-compatible; 'Authorization: Bearer <key>' on /v1/* with --api-key):
+  GET  /health                 200 when ready, 503 while a model loads
+  GET  /v1/models              runnable models (GET /v1/models/{org/name}: one)
+  POST /v1/chat/completions    chat (stream: true for server-sent events)
+  POST /v1/completions         raw text completion (no chat template)
+Requests that ask for what the server cannot honour are refused with a 400 naming the field.
+
+Examples:
+  mlxk server --model Llama-3.2-1B --port 8000
+  curl -s localhost:8000/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{"model":"Llama-3.2-1B","messages":[{"role":"user","content":"Hello"}]}'
+  mlxk ps; mlxk stop 8000      list / stop running servers`;
+
+export default Object.assign(defineCommand({
   meta: { name: "server", description: "Serve cached models over an OpenAI-compatible HTTP API" },
   args: {
     model: { type: "string", description: "Model to load at startup (else the first request's model loads)" },
@@ -67,4 +80,4 @@ export default defineCommand({
     });
     if (code !== 0) throw new MlxkError("execution_error", fatal ?? `Server worker exited with code ${code}`);
   },
-});
+}), { notes: NOTES });
