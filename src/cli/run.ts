@@ -1,19 +1,14 @@
 /** `mlxk run <model> [prompt...]`: one answer (streamed or batched), or an interactive chat without a prompt. */
 import { defineCommand } from "citty";
-import type { ChatMessage, Engine, GenerateRequest, SamplingParams } from "../engine/types.ts";
+import type { Engine, GenerateRequest } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
 import { noColor } from "../env.ts";
-import { CHAT_STOP_STRINGS } from "../generate/stop.ts";
+import { type Options, type RunContext, answer, messagesFor, processInterrupt, render, verbose } from "./answer.ts";
 import { jsonArgs, modelArg, parseFloatArg, parseIntArg } from "./args.ts";
-import { type CliContext, printSuccess } from "./context.ts";
+import { chat } from "./chat.ts";
+import { printSuccess } from "./context.ts";
 
-/** Tests (and embedders) may supply stdin; otherwise the process's stdin is used. */
-export type RunContext = CliContext & {
-  readStdin?: () => Promise<string>;
-  readLines?: () => AsyncIterable<string>;
-  /** Ctrl-C hook: called with a handler while a generation runs; returns an unsubscribe function. */
-  onInterrupt?: (handler: () => void) => () => void;
-};
+export type { RunContext } from "./answer.ts";
 
 const args = {
   ...modelArg,
@@ -32,20 +27,6 @@ const args = {
   verbose: { type: "boolean", description: "Print load time, tokens/s and peak memory to stderr" },
   ...jsonArgs,
 } as const;
-
-interface Options {
-  system?: string;
-  chatTemplate: boolean;
-  stream: boolean;
-  reasoning: boolean;
-  /** Streamed reasoning is shown dimmed (a TTY without NO_COLOR). */
-  dim: boolean;
-  maxTokens?: number;
-  sampling: SamplingParams;
-  verbose: boolean;
-  /** Stop strings (interactive chat adds the mlx-knife chat stops). */
-  stop?: readonly string[];
-}
 
 const NOTES = `Prompt:
   mlxk run <model> "Hello there"        one answer (streamed on a terminal, printed at the end otherwise)
@@ -139,70 +120,6 @@ function progressBar(ctx: RunContext): (fraction: number) => void {
   };
 }
 
-function messagesFor(system: string | undefined, history: ChatMessage[]): ChatMessage[] {
-  return system ? [{ role: "system", content: system }, ...history] : history;
-}
-
-interface Answer {
-  text: string;
-  reasoning: string;
-  finishReason: string;
-  usage: { promptTokens: number; completionTokens: number };
-  timings: { prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };
-}
-
-/** Run one generation, streaming answer (and reasoning) text to stdout when `stream`. */
-async function answer(ctx: RunContext, engine: Engine, input: GenerateRequest["input"], opts: Options, stream: boolean): Promise<Answer> {
-  const budget = engine.info.contextLength - engine.countPromptTokens(input);
-  if (budget <= 0) throw new MlxkError("InvalidArgumentError", `The prompt fills the whole context (${engine.info.contextLength} tokens)`);
-  const ac = new AbortController();
-  const off = (ctx.onInterrupt ?? processInterrupt)(() => ac.abort());
-  const out: Answer = { text: "", reasoning: "", finishReason: "stop", usage: { promptTokens: 0, completionTokens: 0 }, timings: { prefillMs: 0, decodeMs: 0, promptTps: 0, generationTps: 0, peakMemoryBytes: 0 } };
-  let phase: "none" | "reasoning" | "answer" = "none";
-  try {
-    const req: GenerateRequest = { input, maxTokens: Math.min(opts.maxTokens ?? budget, budget), sampling: opts.sampling, signal: ac.signal, stop: opts.stop ? [...opts.stop] : undefined };
-    for await (const ev of engine.generate(req)) {
-      if (ev.type === "done") {
-        out.finishReason = ev.finishReason;
-        out.usage = ev.usage;
-        out.timings = ev.timings;
-        break;
-      }
-      out.text += ev.text;
-      out.reasoning += ev.reasoning;
-      if (!stream) continue;
-      if (ev.reasoning && opts.reasoning) {
-        if (phase === "none") ctx.stdout("**[Reasoning]**\n\n");
-        phase = "reasoning";
-        ctx.stdout(opts.dim ? `\x1b[2m${ev.reasoning}\x1b[22m` : ev.reasoning);
-      }
-      if (ev.text) {
-        if (phase === "reasoning") ctx.stdout("\n\n---\n\n**[Answer]**\n\n");
-        phase = "answer";
-        ctx.stdout(ev.text);
-      }
-    }
-  } finally {
-    off();
-  }
-  if (stream && out.finishReason === "cancelled") ctx.stdout("\n[Generation interrupted by user]");
-  return out;
-}
-
-function render(a: Answer, opts: Options): string {
-  if (!opts.reasoning || a.reasoning.trim() === "") return a.text;
-  return `**[Reasoning]**\n\n${a.reasoning.trim()}\n\n---\n\n**[Answer]**\n\n${a.text.trimStart()}`;
-}
-
-function verbose(ctx: RunContext, a: Answer): void {
-  const t = a.timings;
-  ctx.stderr(
-    `Prompt: ${a.usage.promptTokens} tokens, ${t.promptTps.toFixed(2)} tokens/s\n` +
-      `Generation: ${a.usage.completionTokens} tokens, ${t.generationTps.toFixed(2)} tokens/s\n` +
-      `Peak memory: ${(t.peakMemoryBytes / 1e6).toFixed(1)} MB\n`,
-  );
-}
-
 async function single(ctx: RunContext, engine: Engine, spec: string, prompt: string, opts: Options, offLoad: () => void): Promise<void> {
   const input: GenerateRequest["input"] = opts.chatTemplate
     ? { messages: messagesFor(opts.system, [{ role: "user", content: prompt }]) }
@@ -236,122 +153,3 @@ async function single(ctx: RunContext, engine: Engine, spec: string, prompt: str
   );
 }
 
-const HELP = [
-  "Commands:",
-  "  /help            show this help",
-  "  /clear           forget the conversation",
-  "  /system <text>   set the system prompt (empty: remove it)",
-  "  /exit            leave (also: exit, quit, q)",
-  'Multi-line input: end a line with \\ to continue, or wrap the text in """.',
-  "Ctrl-C stops the current answer.",
-].join("\n");
-
-async function chat(ctx: RunContext, engine: Engine, opts: Options, offLoad: () => void): Promise<void> {
-  let system = opts.system;
-  let history: ChatMessage[] = [];
-  const stream = opts.stream;
-  ctx.stdout(`Starting interactive chat with ${engine.info.id}. Type /help for commands, /exit to leave.\n`);
-  const lines = (ctx.readLines ?? stdinLines)()[Symbol.asyncIterator]();
-  // Ctrl-C while an answer streams stops that answer (handled in answer()); at the prompt it ends the chat.
-  let generating = false;
-  let quit: () => void = () => {};
-  const interrupted = new Promise<null>((resolve) => {
-    quit = () => resolve(null);
-  });
-  const off = (ctx.onInterrupt ?? processInterrupt)(() => {
-    if (!generating) quit();
-  });
-  offLoad();
-  try {
-    for (;;) {
-      ctx.stdout("\nYou: ");
-      const text = await Promise.race([readMessage(lines, ctx), interrupted]);
-      if (text === null) break;
-      const t = text.trim();
-      if (t === "") continue;
-      if (["exit", "quit", "q", "/exit", "/quit"].includes(t)) break;
-      if (t === "/help") {
-        ctx.stdout(`${HELP}\n`);
-        continue;
-      }
-      if (t === "/clear") {
-        history = [];
-        ctx.stdout("Conversation cleared.\n");
-        continue;
-      }
-      if (t === "/system" || t.startsWith("/system ")) {
-        system = t.slice(7).trim() || undefined;
-        ctx.stdout(system ? "System prompt set.\n" : "System prompt removed.\n");
-        continue;
-      }
-      if (t.startsWith("/")) {
-        ctx.stdout(`Unknown command '${t.split(/\s/)[0]}'. Type /help.\n`);
-        continue;
-      }
-      history.push({ role: "user", content: text });
-      const input: GenerateRequest["input"] = opts.chatTemplate
-        ? { messages: messagesFor(system, history) }
-        : { prompt: fallbackTranscript(system, history) };
-      ctx.stdout("\nAssistant: ");
-      generating = true;
-      try {
-        const a = await answer(ctx, engine, input, { ...opts, stop: CHAT_STOP_STRINGS }, stream);
-        if (!stream) ctx.stdout(render(a, opts));
-        ctx.stdout("\n");
-        if (opts.verbose) verbose(ctx, a);
-        history.push({ role: "assistant", content: a.text });
-      } catch (e) {
-        history.pop();
-        ctx.stdout(`\n[ERROR] ${e instanceof Error ? e.message : String(e)}\n`);
-      } finally {
-        generating = false;
-      }
-    }
-  } finally {
-    off();
-  }
-  ctx.stdout("\nGoodbye!\n");
-}
-
-/** Without a chat template: a plain transcript the model can continue. */
-function fallbackTranscript(system: string | undefined, history: ChatMessage[]): string {
-  const parts = system ? [`System: ${system}`] : [];
-  for (const m of history) parts.push(`${m.role === "user" ? "Human" : "Assistant"}: ${m.content}`);
-  return `${parts.join("\n\n")}\n\nAssistant: `;
-}
-
-/** One user message: a line, lines joined by trailing `\`, or a `"""` block. null at end of input. */
-async function readMessage(lines: AsyncIterator<string>, ctx: RunContext): Promise<string | null> {
-  const first = await lines.next();
-  if (first.done) return null;
-  let line = first.value;
-  if (line.trim() === '"""') {
-    const block: string[] = [];
-    for (;;) {
-      const n = await lines.next();
-      if (n.done || n.value.trim() === '"""') break;
-      block.push(n.value);
-    }
-    return block.join("\n");
-  }
-  const parts: string[] = [];
-  while (line.endsWith("\\")) {
-    parts.push(line.slice(0, -1));
-    ctx.stdout("... ");
-    const n = await lines.next();
-    if (n.done) break;
-    line = n.value;
-  }
-  if (!line.endsWith("\\")) parts.push(line);
-  return parts.join("\n");
-}
-
-async function* stdinLines(): AsyncIterable<string> {
-  for await (const line of console) yield line;
-}
-
-function processInterrupt(handler: () => void): () => void {
-  const h = () => handler();
-  process.on("SIGINT", h);
-  return () => void process.off("SIGINT", h);
-}
