@@ -26,9 +26,12 @@ function tinyModel(name: string, maxPositions: number): string {
 
 beforeAll(() => {
   if (!HAVE_TMUX) return;
+  // a session that lives as long as the suite: tmux's server exits with its last session, and a session
+  // started while it shuts down gets lost
+  tmux("new-session", "-d", "-s", "keeper", "sleep 600");
   model = tinyModel("m", 1_000_000);
   smallCtx = tinyModel("small", 160);
-});
+}, 60000);
 afterAll(() => {
   if (HAVE_TMUX) Bun.spawnSync(["tmux", "-L", socket, "kill-server"]);
   rmSync(dir, { recursive: true, force: true });
@@ -36,6 +39,7 @@ afterAll(() => {
 
 function tmux(...args: string[]): string {
   const r = Bun.spawnSync(["tmux", "-L", socket, ...args]);
+  if (r.exitCode !== 0 && args[0] === "new-session") throw new Error(`tmux ${args[0]} failed: ${r.stderr.toString()}`);
   return r.stdout.toString();
 }
 
