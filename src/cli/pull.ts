@@ -80,7 +80,8 @@ export default defineCommand({
       controller.abort();
     };
     process.on("SIGINT", onSigint);
-    const showProgress = !ctx.json && ctx.stdoutIsTTY && !progressDisabled(ctx.env);
+    // the bar redraws with ANSI codes on stderr: only where stderr is a terminal too
+    const showProgress = !ctx.json && ctx.stdoutIsTTY && Boolean(process.stderr.isTTY) && !progressDisabled(ctx.env);
     const run = async (forceResume: boolean): Promise<PullData> => {
       const progress = new PullProgress();
       const stop = showProgress ? progressDisplay(ctx, progress) : () => {};
