@@ -337,6 +337,8 @@ export function layout(prompt: string, cont: string, text: string, cursor: numbe
 export interface TerminalIO {
   write: (s: string) => void;
   columns: () => number;
+  /** Screen height: a message taller than the screen is shown as the window of rows around the cursor. */
+  rows?: () => number;
   setRaw: (on: boolean) => void;
   onData: (cb: (chunk: string) => void) => () => void;
 }
@@ -345,6 +347,7 @@ export function processTerminal(): TerminalIO {
   return {
     write: (s) => void process.stdout.write(s),
     columns: () => process.stdout.columns || 80,
+    rows: () => process.stdout.rows || 24,
     setRaw: (on) => {
       process.stdin.setRawMode?.(on);
       if (on) process.stdin.resume();
@@ -409,7 +412,11 @@ export class LineEditor {
     const state = new EditorState(this.history);
     let drawn = { row: 0, rows: 1 };
     const draw = () => {
-      const l = layout(prompt, cont, state.text, state.cursor, this.io.columns());
+      const full = layout(prompt, cont, state.text, state.cursor, this.io.columns());
+      // the cursor cannot move above the top of the screen: redraw only a screenful around the cursor
+      const height = Math.max(3, (this.io.rows?.() ?? 1e9) - 1);
+      const start = full.rows.length > height ? Math.min(Math.max(0, full.row - height + 1), full.rows.length - height) : 0;
+      const l = start > 0 || full.rows.length > height ? { rows: full.rows.slice(start, start + height), row: full.row - start, col: full.col } : full;
       let out = drawn.row > 0 ? `\x1b[${drawn.row}A` : "";
       out += `\r\x1b[J${l.rows.join("\r\n")}`;
       const up = l.rows.length - 1 - l.row;

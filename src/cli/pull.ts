@@ -75,8 +75,13 @@ export default defineCommand({
     const exclude = repeated(rawArgs, "exclude");
     const controller = new AbortController();
     // first Ctrl-C cancels every request and lets the partial files close cleanly; a second one leaves at once
+    let pulling = false;
     const onSigint = () => {
-      if (controller.signal.aborted) process.exit(130);
+      // at the resume question (nothing to cancel) or on a second Ctrl-C: leave at once
+      if (controller.signal.aborted || !pulling) {
+        ctx.stderr("\nInterrupted.\n");
+        process.exit(130);
+      }
       controller.abort();
     };
     process.on("SIGINT", onSigint);
@@ -85,6 +90,7 @@ export default defineCommand({
     const run = async (forceResume: boolean): Promise<PullData> => {
       const progress = new PullProgress();
       const stop = showProgress ? progressDisplay(ctx, progress) : () => {};
+      pulling = true;
       try {
         return await pull({
           spec,
@@ -97,6 +103,7 @@ export default defineCommand({
           progress,
         });
       } finally {
+        pulling = false;
         stop();
       }
     };
