@@ -160,7 +160,11 @@ export class HubClient {
   private readonly libFetch = (async (input: string | URL | Request, init?: RequestInit) => {
     const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
     const headers = { ...(init?.headers as Record<string, string> | undefined), ...this.headersFor(url) };
-    const res = await this.exchange(url, { ...init, headers }, { timeoutMs: this.metaTimeoutMs, readBody: true, what: "model info" });
+    const res = await this.exchange(url, { ...init, headers }, {
+      timeoutMs: this.metaTimeoutMs,
+      readBody: true,
+      what: url.includes("/tree/") ? "file list" : url.includes("/paths-info/") ? "file info" : "model info",
+    });
     if (!res.ok) this.lastError = { status: res.status, code: res.headers.get("X-Error-Code"), message: res.headers.get("X-Error-Message") };
     return res;
   }) as typeof fetch;
