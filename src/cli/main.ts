@@ -105,7 +105,7 @@ export async function runCli(argv: string[], ctxIn?: CliContext): Promise<number
       return 0;
     }
     const def = typeof cmd.args === "function" ? await cmd.args() : await cmd.args;
-    checkArgs(def ?? {}, rest, { variadic: entry.variadic });
+    checkArgs(def ?? {}, rest, { variadic: entry.variadic, command });
     await runCommand(cmd, { rawArgs: rest, data: ctx });
     return ctx.exitCode;
   } catch (e) {
