@@ -13,6 +13,8 @@ export interface CliContext {
   stderr: (text: string) => void;
   stdoutIsTTY: boolean;
   stdinIsTTY: boolean;
+  /** Progress bars and their ANSI codes go to stderr only where it is a terminal; unset: as stdout. */
+  stderrIsTTY?: boolean;
   /** Ask a yes/no question on the terminal; resolves `fallback` when the user just hits Enter. */
   ask: (question: string, fallback: boolean) => Promise<boolean>;
   /** Set by output helpers; becomes the process exit code. */
@@ -27,6 +29,7 @@ export function processContext(json: boolean): CliContext {
     stderr: (t) => void process.stderr.write(t),
     stdoutIsTTY: Boolean(process.stdout.isTTY),
     stdinIsTTY: Boolean(process.stdin.isTTY),
+    stderrIsTTY: Boolean(process.stderr.isTTY),
     ask: askOnTerminal,
     exitCode: 0,
   };

@@ -86,7 +86,7 @@ export default defineCommand({
     };
     process.on("SIGINT", onSigint);
     // the bar redraws with ANSI codes on stderr: only where stderr is a terminal too
-    const showProgress = !ctx.json && ctx.stdoutIsTTY && Boolean(process.stderr.isTTY) && !progressDisabled(ctx.env);
+    const showProgress = !ctx.json && ctx.stdoutIsTTY && (ctx.stderrIsTTY ?? true) && !progressDisabled(ctx.env);
     const run = async (forceResume: boolean): Promise<PullData> => {
       const progress = new PullProgress();
       const stop = showProgress ? progressDisplay(ctx, progress) : () => {};
