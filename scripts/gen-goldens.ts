@@ -1,34 +1,38 @@
 /**
- * Regenerate test/fixtures/goldens/tiny-models.json: build every tiny fixture model with the TS
- * builder, run mlx-lm on it (Python venv .cache/py-ref, created here if missing) and store its
- * logits and greedy tokens. Usage: bun scripts/gen-goldens.ts
+ * Regenerate the golden fixtures: build every tiny model with the TS generator, then
+ *   - mlx-lm 0.32.2 on the MLX layout (v4 spelling)      → test/fixtures/goldens/tiny-models.json
+ *   - transformers (torch f32) on the transformers layout → test/fixtures/goldens/transformers.json, and the
+ *     config.json transformers 5 writes for each model    → test/fixtures/configs/<name>.json
+ * Python venv .cache/py-ref (mlx, mlx-lm, torch, transformers; never a product dependency).
+ * Usage: bun scripts/gen-goldens.ts
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { GOLDEN_PROMPT, GOLDEN_STEPS, TINY_MODELS, writeTinyModel } from "../test/support/tiny-models.ts";
+import { GOLDEN_PROMPT, GOLDEN_STEPS, QUANTIZED, TINY_MODELS, writeTinyModel } from "../test/support/tiny-models.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const VENV = join(ROOT, ".cache", "py-ref");
-const PY = join(VENV, "bin", "python");
+const PY = join(ROOT, ".cache", "py-ref", "bin", "python");
 
 function sh(cmd: string[]): void {
   const p = Bun.spawnSync(cmd, { stdout: "inherit", stderr: "inherit" });
   if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} failed with ${p.exitCode}`);
 }
 
-if (!existsSync(PY)) {
-  sh(["python3", "-m", "venv", VENV]);
-  sh([PY, "-m", "pip", "install", "--disable-pip-version-check", "mlx[cpu]==0.32.4", "mlx-lm==0.32.2"]);
-}
+if (!existsSync(PY)) throw new Error(`${PY} missing: create the venv with mlx[cpu]==0.32.4 mlx-lm==0.32.2 torch transformers`);
 
+const only = process.argv.slice(2);
+const names = only.length > 0 ? TINY_MODELS.filter((n) => only.includes(n)) : TINY_MODELS;
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-goldens-"));
 try {
-  const specs = TINY_MODELS.map((n) => `${n}=${writeTinyModel(n, join(tmp, n))}`);
   const outDir = join(ROOT, "test", "fixtures", "goldens");
   mkdirSync(outDir, { recursive: true });
-  sh([PY, join(ROOT, "scripts", "gen-goldens.py"), join(outDir, "tiny-models.json"), GOLDEN_PROMPT.join(","), String(GOLDEN_STEPS), ...specs]);
-  console.log(`wrote ${join(outDir, "tiny-models.json")}`);
+  const prompt = GOLDEN_PROMPT.join(",");
+  const mlx = names.map((n) => `${n}=${writeTinyModel(n, join(tmp, "mlx", n))}`);
+  sh([PY, join(ROOT, "scripts", "gen-goldens.py"), join(outDir, "tiny-models.json"), prompt, String(GOLDEN_STEPS), ...mlx]);
+  const hf = names.filter((n) => !QUANTIZED.has(n)).map((n) => `${n}=${writeTinyModel(n, join(tmp, "hf", n), { layout: "hf" })}`);
+  sh([PY, join(ROOT, "scripts", "gen-goldens-hf.py"), join(outDir, "transformers.json"), join(ROOT, "test", "fixtures", "configs"), prompt, String(GOLDEN_STEPS), ...hf]);
+  console.log(`wrote goldens in ${outDir}`);
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }

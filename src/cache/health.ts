@@ -14,6 +14,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SUPPORTED_MODEL_TYPES, isSupportedModelType } from "../models/supported.ts";
 import { type Detection, detectModel } from "./detect.ts";
+import { readSafetensorsHeader } from "./safetensors.ts";
 import { isCommitHash, selectSnapshot } from "./layout.ts";
 import { type SnapshotView, isLfsPointer, isObject, openSnapshot } from "./snapshot.ts";
 
@@ -167,10 +168,37 @@ export function checkIntegrity(view: SnapshotView, opts: { vision: boolean; inco
 const LEGACY_RE = /^(weights\.\d+\.safetensors|pytorch_model-\d{5}(-of-\d{5})?\.safetensors)$/;
 const MODERN_RE = /^(model\.safetensors|model-\d{5}-of-\d{5}\.safetensors)$/;
 
+const FLOAT_DTYPES = new Set(["F32", "F16", "BF16"]);
+
+/**
+ * A transformers-saved checkpoint (`save_pretrained`: float safetensors at the top level) mlxk loads as
+ * mlx-lm does, renaming weights in the architecture's sanitize; null when it can, else why not. mlx-knife
+ * refuses every PyTorch-framework repo; mlxk refuses only what it cannot load: .bin-only weights, quantized
+ * transformers formats (GPTQ/AWQ/bitsandbytes/FP8…, except gpt-oss's MXFP4) and non-float tensors.
+ */
+function transformersCheckpointProblem(view: SnapshotView): string | null {
+  const shards = view.files.filter((f) => !f.rel.includes("/") && f.rel.endsWith(".safetensors"));
+  if (shards.length === 0) return "PyTorch .bin weights are not supported (mlxk needs safetensors; convert with mlx_lm.convert)";
+  const qc = view.readObject("config.json")?.quantization_config;
+  const method = isObject(qc) && typeof qc.quant_method === "string" ? qc.quant_method : qc ? "unknown" : null;
+  if (method !== null && method !== "mxfp4") return `transformers quantization '${method}' is not supported (convert with mlx_lm.convert)`;
+  try {
+    const h = readSafetensorsHeader(shards[0]!.path);
+    const bad = Object.entries(h.tensors).find(([, t]) => !FLOAT_DTYPES.has(t.dtype) && !(method === "mxfp4" && t.dtype === "U8"));
+    if (bad) return `tensor '${bad[0]}' has dtype ${bad[1].dtype}; mlxk loads float (F32/F16/BF16) transformers checkpoints`;
+  } catch (e) {
+    return `unreadable safetensors header: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  return null;
+}
+
 /** Can mlxk's own runtime load it? Gates in order; the first failing one is the reason. */
 export function checkRuntime(view: SnapshotView, d: Detection): RuntimeResult {
   const no = (reason: string): RuntimeResult => ({ runtime_compatible: false, reason });
-  if (d.framework !== "MLX") return no(`Incompatible framework: ${d.framework}`);
+  if (d.framework === "PyTorch") {
+    const problem = transformersCheckpointProblem(view);
+    if (problem) return no(`Incompatible framework: PyTorch (${problem})`);
+  } else if (d.framework !== "MLX") return no(`Incompatible framework: ${d.framework}`);
   const names = view.files.filter((f) => !f.rel.includes("/")).map((f) => f.rel);
   if (names.some((n) => LEGACY_RE.test(n)) && !names.some((n) => MODERN_RE.test(n))) {
     return no("Legacy weight format (weights.NN.safetensors) is not supported; convert the model with a current mlx-lm");

@@ -154,7 +154,7 @@ function mergeDeltas(a: { reasoning: string; answer: string }, b: { reasoning: s
 /** Load model + text pipeline for a located source. */
 export async function loadEngine(source: ModelSource, opts: LoadOptions = {}): Promise<MlxEngine> {
   const t0 = performance.now();
-  const path = source.kind === "gguf" ? source.path : source.dir;
+  const path = source.path;
   const text = loadTextPipeline(path);
   const loaded = source.kind === "gguf" ? await loadGgufModel(path, opts) : await loadModelDir(path, opts);
   return new MlxEngine(loaded, text, source.id, performance.now() - t0);

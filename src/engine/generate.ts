@@ -6,7 +6,7 @@
  */
 import * as mx from "../mlx/index.ts";
 import type { LanguageModel } from "../models/base.ts";
-import type { KVCache } from "./kv-cache.ts";
+import type { KVCache } from "../models/cache.ts";
 
 export const PREFILL_STEP = 512;
 

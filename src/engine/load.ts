@@ -104,7 +104,7 @@ async function build(config: Record<string, unknown>, tensors: Map<string, mx.Ar
   }
   const streams: mx.Stream[] = [];
   try {
-    const parsed = parseConfig(mod.configSchema, config, modelType!);
+    const parsed = parseConfig(mod.configSchema, config, modelType!, mod.configOptions);
     const w0 = mod.sanitize ? mod.sanitize(tensors, parsed) : tensors;
     castFloats(w0, dtypeOf(opts));
     const store = new WeightStore(w0, QuantConfig.from(config));

@@ -5,7 +5,8 @@
 import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import type { KVCache } from "../engine/kv-cache.ts";
+import type { KVCache } from "./cache.ts";
+import { type NormalizeOptions, normalizeConfig } from "./config.ts";
 import { Embedding, Linear, type QuantParams } from "./layers.ts";
 
 /** A loaded language model: hidden states from token ids, then logits from hidden states. */
@@ -20,7 +21,9 @@ export interface LanguageModel extends Disposable {
 }
 
 export interface ModelModule {
-  /** valibot schema of config.json for this architecture (a looseObject with defaults). */
+  /** What the config normaliser (config.ts) accepts for this architecture; it runs before the schema. */
+  configOptions?: NormalizeOptions;
+  /** valibot schema of the normalised config.json for this architecture (a looseObject with defaults). */
   configSchema: v.GenericSchema<unknown, Record<string, unknown>>;
   /** Rename / drop checkpoint tensors into the names the model reads (HF key names). */
   sanitize?(weights: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array>;
@@ -34,9 +37,13 @@ export interface ModelContext {
   streams: mx.Stream[];
 }
 
-/** Parse config.json with a model's schema; the error names the failing key path. */
-export function parseConfig<T>(schema: v.GenericSchema<unknown, T>, raw: unknown, modelType: string): T {
-  const r = v.safeParse(schema, raw);
+/**
+ * Normalise config.json (both transformers spellings, config.ts), then parse it with a model's schema;
+ * the error names the failing key path.
+ */
+export function parseConfig<T>(schema: v.GenericSchema<unknown, T>, raw: unknown, modelType: string, opts: NormalizeOptions = {}): T {
+  const norm = typeof raw === "object" && raw !== null && !Array.isArray(raw) ? normalizeConfig(raw as Record<string, unknown>, opts) : raw;
+  const r = v.safeParse(schema, norm);
   if (r.success) return r.output;
   const issue = r.issues[0];
   const path = issue ? v.getDotPath(issue) : null;
@@ -47,7 +54,8 @@ export function parseConfig<T>(schema: v.GenericSchema<unknown, T>, raw: unknown
 export const num = (d?: number) => (d === undefined ? v.number() : v.optional(v.number(), d));
 export const int = (d?: number) => (d === undefined ? v.pipe(v.number(), v.integer()) : v.optional(v.pipe(v.number(), v.integer()), d));
 export const bool = (d: boolean) => v.optional(v.boolean(), d);
-export const ropeScaling = v.optional(v.nullable(v.looseObject({ type: v.optional(v.string()), rope_type: v.optional(v.string()) })), null);
+/** A rope scaling block as config.ts leaves it (canonical rope_type, required keys checked), or null. */
+export const ropeScaling = v.optional(v.nullable(v.looseObject({ rope_type: v.string() })), null);
 
 const QuantEntry = v.looseObject({ group_size: v.optional(v.number()), bits: v.optional(v.number()), mode: v.optional(v.string()) });
 type QuantEntry = v.InferOutput<typeof QuantEntry>;
@@ -69,7 +77,9 @@ export class QuantConfig {
     if (!top.success) throw new MlxkError("execution_error", "Invalid config.json: quantization");
     const defaults = toParams(top.output, { groupSize: 64, bits: 4, mode: "affine" });
     const overrides = new Map<string, QuantParams | false>();
-    for (const [k, val] of Object.entries(rec)) {
+    for (const [k0, val] of Object.entries(rec)) {
+      // multimodal wrappers key their overrides by the checkpoint name; the model reads them without the wrapper prefix
+      const k = k0.replace(/^model\.language_model\./, "model.").replace(/^language_model\./, "");
       if (val === false) overrides.set(k, false);
       else if (typeof val === "object" && val !== null) {
         const e = v.safeParse(QuantEntry, val);

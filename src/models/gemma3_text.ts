@@ -1,28 +1,63 @@
-// Gemma 3 (text); must agree with mlx-lm models/gemma3_text.py. RMSNorm scales by (1 + weight), four
+// Gemma 3 (text); agrees with mlx-lm 0.32.2 models/gemma3_text.py, except that layer_types and per-layer-type
+// rope blocks (transformers 5) are read where mlx-lm only knows sliding_window_pattern / rope_local_base_freq.
+// RMSNorm scales by (1 + weight), four
 // norms per block, GELU-gated MLP, q/k norms, and local sliding-window layers with their own rope base.
 import * as v from "valibot";
-import { type KVCache, RotatingKVCache, StandardKVCache } from "../engine/kv-cache.ts";
+import { type KVCache, RotatingKVCache, StandardKVCache } from "./cache.ts";
 import * as mx from "../mlx/index.ts";
+import { Attention } from "./attention.ts";
 import { int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
-import { attend, type Embedding, heads, initializeRope, type Linear, type Rope, SplitLinear, Streams } from "./layers.ts";
+import type { NormalizeOptions } from "./config.ts";
+import type { Embedding, Linear } from "./layers.ts";
+import { SplitLinear, Streams } from "./layers.ts";
+import { initializeRope, type RopeLayer } from "./rope.ts";
+import { dropUnused } from "./transformer.ts";
 
-export const configSchema = v.looseObject({
-  hidden_size: int(1152),
-  num_hidden_layers: int(26),
-  intermediate_size: int(6912),
-  num_attention_heads: int(4),
-  head_dim: int(256),
-  rms_norm_eps: num(1e-6),
-  vocab_size: int(262144),
-  num_key_value_heads: int(1),
-  rope_theta: num(1000000),
-  rope_local_base_freq: num(10000),
-  query_pre_attn_scalar: num(256),
-  sliding_window: int(512),
-  sliding_window_pattern: int(6),
-  max_position_embeddings: int(32768),
-  rope_scaling: ropeScaling,
-});
+export const configOptions: NormalizeOptions = {
+  slidingWindowPattern: true,
+  perLayerRope: true,
+  activations: ["gelu_pytorch_tanh"],
+  ropeTypes: ["default", "linear"],
+};
+
+const layerRope = v.object({ rope_theta: v.optional(v.number()), rope_scaling: ropeScaling });
+
+export const configSchema = v.pipe(
+  v.looseObject({
+    hidden_size: int(1152),
+    num_hidden_layers: int(26),
+    intermediate_size: int(6912),
+    num_attention_heads: int(4),
+    head_dim: int(256),
+    rms_norm_eps: num(1e-6),
+    vocab_size: int(262144),
+    num_key_value_heads: int(1),
+    rope_theta: num(1000000),
+    rope_local_base_freq: num(10000),
+    rope_by_layer_type: v.optional(v.record(v.string(), layerRope)),
+    query_pre_attn_scalar: num(256),
+    sliding_window: int(512),
+    sliding_window_pattern: int(6),
+    layer_types: v.optional(v.array(v.string())),
+    max_position_embeddings: int(32768),
+    rope_scaling: ropeScaling,
+    // Gemma 2's soft-capping: Gemma 3 checkpoints set none; one that does would run wrong, so refuse it.
+    final_logit_softcapping: v.optional(v.null()),
+    attn_logit_softcapping: v.optional(v.null()),
+  }),
+  v.transform((c) => {
+    const layer_types =
+      c.layer_types ?? Array.from({ length: c.num_hidden_layers }, (_, i) => ((i + 1) % c.sliding_window_pattern === 0 ? "full_attention" : "sliding_attention"));
+    const full = c.rope_by_layer_type?.full_attention;
+    const local = c.rope_by_layer_type?.sliding_attention;
+    return {
+      ...c,
+      layer_types,
+      global_rope: { theta: full?.rope_theta ?? c.rope_theta, scaling: full ? full.rope_scaling : c.rope_scaling },
+      local_rope: { theta: local?.rope_theta ?? c.rope_local_base_freq, scaling: local?.rope_scaling ?? null },
+    };
+  }),
+);
 type Gemma3Config = v.InferOutput<typeof configSchema>;
 
 export function contextLength(c: Record<string, unknown>): number {
@@ -52,15 +87,10 @@ class Norms {
 }
 
 class TransformerBlock {
-  readonly q_proj!: Linear;
-  readonly k_proj!: Linear;
-  readonly v_proj!: Linear;
-  readonly o_proj!: Linear;
+  readonly self_attn: Attention;
   readonly gate_proj!: Linear;
   readonly up_proj!: Linear;
   readonly down_proj!: Linear;
-  readonly q_norm: mx.Array;
-  readonly k_norm: mx.Array;
   readonly input_layernorm: mx.Array;
   readonly post_attention_layernorm: mx.Array;
   readonly pre_feedforward_layernorm: mx.Array;
@@ -71,14 +101,21 @@ class TransformerBlock {
     n: Norms,
     p: string,
     readonly c: Gemma3Config,
-    readonly rope: Rope,
+    rope: RopeLayer,
     readonly sliding: boolean,
     readonly streams: Streams,
   ) {
-    for (const k of ["q_proj", "k_proj", "v_proj", "o_proj"] as const) this[k] = w.linear(`${p}.self_attn.${k}`);
+    this.self_attn = new Attention(w, `${p}.self_attn`, {
+      heads: c.num_attention_heads,
+      kvHeads: c.num_key_value_heads,
+      headDim: c.head_dim,
+      scale: c.query_pre_attn_scalar ** -0.5,
+      rope,
+      qNorm: n.take(`${p}.self_attn.q_norm.weight`),
+      kNorm: n.take(`${p}.self_attn.k_norm.weight`),
+      normEps: c.rms_norm_eps,
+    });
     for (const k of ["gate_proj", "up_proj", "down_proj"] as const) this[k] = w.linear(`${p}.mlp.${k}`);
-    this.q_norm = n.take(`${p}.self_attn.q_norm.weight`);
-    this.k_norm = n.take(`${p}.self_attn.k_norm.weight`);
     this.input_layernorm = n.take(`${p}.input_layernorm.weight`);
     this.post_attention_layernorm = n.take(`${p}.post_attention_layernorm.weight`);
     this.pre_feedforward_layernorm = n.take(`${p}.pre_feedforward_layernorm.weight`);
@@ -90,16 +127,7 @@ class TransformerBlock {
   }
 
   attention(x: mx.Array, cache: KVCache): mx.Array {
-    const c = this.c;
-    const [q0, [k0, v0]] = this.streams.pair(
-      () => this.q_proj.forward(x),
-      () => [this.k_proj.forward(x), this.v_proj.forward(x)] as const,
-    );
-    const offset = cache.offset;
-    const q = this.rope.forward(this.#norm(heads(q0, c.num_attention_heads), this.q_norm), offset);
-    const k = this.rope.forward(this.#norm(heads(k0, c.num_key_value_heads), this.k_norm), offset);
-    const o = attend({ q, k, v: heads(v0, c.num_key_value_heads), cache, scale: c.query_pre_attn_scalar ** -0.5 });
-    return this.o_proj.forward(o);
+    return this.self_attn.forward(x, cache, this.streams);
   }
 
   mlp(x: mx.Array): mx.Array {
@@ -123,7 +151,7 @@ export class Model implements LanguageModel {
   readonly layers: TransformerBlock[];
   readonly norm: mx.Array;
   readonly lm_head: SplitLinear;
-  readonly #ropes: Rope[];
+  readonly #ropes: RopeLayer[];
   readonly #norms: Norms;
   readonly #embedScale: number;
 
@@ -133,13 +161,13 @@ export class Model implements LanguageModel {
     ctx: ModelContext,
   ) {
     const streams = new Streams(ctx.streams);
-    const local = initializeRope({ dims: c.head_dim, base: c.rope_local_base_freq });
-    const global = initializeRope({ dims: c.head_dim, base: c.rope_theta, scaling: c.rope_scaling, maxPositionEmbeddings: c.max_position_embeddings });
+    const local = initializeRope({ dims: c.head_dim, base: c.local_rope.theta, scaling: c.local_rope.scaling as never, maxPositionEmbeddings: c.max_position_embeddings });
+    const global = initializeRope({ dims: c.head_dim, base: c.global_rope.theta, scaling: c.global_rope.scaling as never, maxPositionEmbeddings: c.max_position_embeddings });
     this.#ropes = [local, global];
     this.#norms = new Norms(w, c.rms_norm_eps);
     this.embed_tokens = w.embedding("model.embed_tokens");
     this.layers = Array.from({ length: c.num_hidden_layers }, (_, i) => {
-      const sliding = (i + 1) % c.sliding_window_pattern !== 0;
+      const sliding = c.layer_types[i] === "sliding_attention";
       return new TransformerBlock(w, this.#norms, `model.layers.${i}`, c, sliding ? local : global, sliding, streams);
     });
     this.norm = this.#norms.take("model.norm.weight");
@@ -178,4 +206,8 @@ export class Model implements LanguageModel {
 
 export function createModel(config: Record<string, unknown>, w: WeightStore, ctx: ModelContext): LanguageModel {
   return new Model(config as Gemma3Config, w, ctx);
+}
+
+export function sanitize(w: Map<string, mx.Array>): Map<string, mx.Array> {
+  return dropUnused(w, false);
 }

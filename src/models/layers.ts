@@ -1,11 +1,10 @@
 /**
- * Building blocks shared by the model files: (quantized) Linear and Embedding, RMSNorm, RoPE variants,
- * attention over a KV cache, and running two independent ops on two CPU streams.
+ * Building blocks shared by the model files: (quantized) Linear and Embedding, RMSNorm, attention over a
+ * KV cache, the decoder skeleton, and running two independent ops on two CPU streams (rope: rope.ts).
  */
-import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastQuantizedMatmul, fastRmsNorm, fastRope, fastScaledDotProductAttention, fastSwiglu } from "../mlx/kernels.ts";
-import type { KVCache } from "../engine/kv-cache.ts";
+import { fastQuantizedMatmul, fastRmsNorm, fastScaledDotProductAttention, fastSwiglu } from "../mlx/kernels.ts";
+import type { KVCache } from "./cache.ts";
 
 export type QuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
 export interface QuantParams {
@@ -147,101 +146,6 @@ export function rmsNorm(x: mx.Array, weight: mx.Array, eps: number): mx.Array {
 
 export function swiglu(gate: mx.Array, up: mx.Array): mx.Array {
   return fastSwiglu(gate, up);
-}
-
-/** Rotary embedding: plain (`base`, `scale`) or with explicit per-dimension frequencies. */
-export class Rope {
-  readonly #freqs: mx.Array | null;
-  constructor(
-    readonly dims: number,
-    readonly opts: { traditional?: boolean; base?: number; scale?: number; freqs?: Float32Array; inputScale?: number },
-  ) {
-    this.#freqs = opts.freqs ? mx.keep(mx.array(opts.freqs, { shape: [opts.freqs.length], dtype: mx.Dtype.float32 })) : null;
-  }
-
-  forward(x0: mx.Array, offset: number): mx.Array {
-    let x = x0;
-    const s = this.opts.inputScale ?? 1;
-    if (s !== 1) {
-      // Scale only the rotated features (yarn's attention factor).
-      const D = x.shape.at(-1)!;
-      const rot = mx.multiply(mx.sliceAxis(x, -1, 0, this.dims), s);
-      x = this.dims === D ? rot : mx.concatenate([rot, mx.sliceAxis(x, -1, this.dims, D)], -1);
-    }
-    return fastRope(x, {
-      dims: this.dims,
-      traditional: this.opts.traditional ?? false,
-      base: this.#freqs ? undefined : (this.opts.base ?? 10000),
-      scale: this.opts.scale ?? 1,
-      offset,
-      freqs: this.#freqs,
-    });
-  }
-
-  dispose(): void {
-    this.#freqs?.dispose();
-  }
-}
-
-export interface RopeConfig {
-  dims: number;
-  base: number;
-  traditional?: boolean;
-  scaling?: Record<string, unknown> | null;
-  maxPositionEmbeddings?: number;
-}
-
-/** The rope variants of HF `rope_scaling`: default, linear, llama3, yarn (others are refused by name). */
-export function initializeRope(c: RopeConfig): Rope {
-  const type = String(c.scaling?.type ?? c.scaling?.rope_type ?? "default");
-  const traditional = c.traditional ?? false;
-  if (type === "default" || type === "linear") {
-    const factor = type === "linear" ? Number(c.scaling?.factor ?? 1) : 1;
-    return new Rope(c.dims, { traditional, base: c.base, scale: 1 / factor });
-  }
-  if (type === "llama3") {
-    const s = c.scaling!;
-    const factor = Number(s.factor);
-    const low = Number(s.low_freq_factor ?? 1);
-    const high = Number(s.high_freq_factor ?? 4);
-    const old = Number(s.original_max_position_embeddings ?? 8192);
-    const freqs = new Float32Array(c.dims / 2);
-    for (let i = 0; i < freqs.length; i++) {
-      const f = Math.fround(c.base ** Math.fround((2 * i) / c.dims));
-      const wavelen = 2 * Math.PI * f;
-      let out = wavelen > old / low ? f * factor : f;
-      if (wavelen > old / high && wavelen < old / low) {
-        const smooth = (old / wavelen - low) / (high - low);
-        out = out / ((1 - smooth) / factor + smooth);
-      }
-      freqs[i] = out;
-    }
-    return new Rope(c.dims, { traditional, freqs });
-  }
-  if (type === "yarn") return yarnRope(c);
-  throw new MlxkError("unsupported_model", `rope_scaling type '${type}' is not supported`);
-}
-
-function yarnRope(c: RopeConfig): Rope {
-  const s = c.scaling!;
-  const factor = Number(s.factor ?? 1);
-  const orig = Number(s.original_max_position_embeddings ?? 4096);
-  const betaFast = Number(s.beta_fast ?? 32);
-  const betaSlow = Number(s.beta_slow ?? 1);
-  const mscale = (scale: number, m: number) => (scale <= 1 ? 1 : 0.1 * m * Math.log(scale) + 1);
-  const correction = (rot: number) => (c.dims * Math.log(orig / (rot * 2 * Math.PI))) / (2 * Math.log(c.base));
-  const low = Math.max(Math.floor(correction(betaFast)), 0);
-  let high = Math.min(Math.ceil(correction(betaSlow)), c.dims - 1);
-  if (low === high) high += 0.001;
-  const freqs = new Float32Array(c.dims / 2);
-  for (let i = 0; i < freqs.length; i++) {
-    const extra = Math.fround(c.base ** Math.fround((2 * i) / c.dims));
-    const inter = factor * extra;
-    const mask = 1 - Math.min(1, Math.max(0, (i - low) / (high - low)));
-    freqs[i] = (inter * extra) / (inter * mask + extra * (1 - mask));
-  }
-  const inputScale = mscale(factor, Number(s.mscale ?? 1)) / mscale(factor, Number(s.mscale_all_dim ?? 0));
-  return new Rope(c.dims, { traditional: c.traditional, freqs, inputScale });
 }
 
 /** Attention of q [B,Hq,L,D] over the cache after appending k, v [B,Hkv,L,D]; returns [B,L,Hq*D]. */

@@ -1,10 +1,13 @@
-// Phi-3 / Phi-3.5 / Phi-4-mini; must agree with mlx-lm models/phi3.py. Fused qkv_proj and gate_up_proj,
-// partial rotary embedding, and "longrope"/"su" scaled rope.
+// Phi-3 / Phi-3.5 / Phi-4-mini; agrees with mlx-lm 0.32.2 models/phi3.py. Fused qkv_proj and gate_up_proj,
+// partial rotary embedding, "longrope"/"su" scaled rope (short factors inside the original context, as
+// transformers does; mlx-lm always uses the long ones, see rope.ts).
 import * as v from "valibot";
-import { type KVCache, StandardKVCache } from "../engine/kv-cache.ts";
+import { type KVCache, StandardKVCache } from "./cache.ts";
 import * as mx from "../mlx/index.ts";
-import { bool, int, type LanguageModel, type ModelContext, num, type WeightStore } from "./base.ts";
-import { attend, DecoderModel, type Embedding, heads, type Linear, rmsNorm, Rope, SplitLinear, Streams, swiglu } from "./layers.ts";
+import { bool, int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
+import { attend, DecoderModel, type Embedding, heads, type Linear, rmsNorm, SplitLinear, Streams, swiglu } from "./layers.ts";
+import { initializeRope, type RopeLayer } from "./rope.ts";
+import { dropUnused } from "./transformer.ts";
 
 export const configSchema = v.pipe(
   v.looseObject({
@@ -17,18 +20,7 @@ export const configSchema = v.pipe(
     vocab_size: int(),
     rope_theta: num(10000),
     rope_traditional: bool(false),
-    rope_scaling: v.optional(
-      v.nullable(
-        v.looseObject({
-          type: v.optional(v.string()),
-          factor: v.optional(v.number()),
-          short_factor: v.optional(v.union([v.number(), v.array(v.number())])),
-          long_factor: v.optional(v.union([v.number(), v.array(v.number())])),
-          long_mscale: v.optional(v.number()),
-        }),
-      ),
-      null,
-    ),
+    rope_scaling: ropeScaling,
     partial_rotary_factor: num(1),
     max_position_embeddings: int(131072),
     original_max_position_embeddings: int(4096),
@@ -43,56 +35,17 @@ export function contextLength(c: Record<string, unknown>): number {
 }
 
 export function sanitize(w: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array> {
-  if (config.tie_word_embeddings === true) {
-    for (const s of ["weight", "scales", "biases"]) {
-      w.get(`lm_head.${s}`)?.dispose();
-      w.delete(`lm_head.${s}`);
-    }
-  }
-  return w;
+  return dropUnused(w, config.tie_word_embeddings === true);
 }
 
-/** Su / longrope: the long-context factors scale the frequencies, and the rotated features get an attention factor. */
-class SuScaledRope {
-  readonly #rope: Rope;
-  readonly #scale: number;
-  constructor(
-    readonly dims: number,
-    c: Phi3Config,
-  ) {
-    const s = c.rope_scaling!;
-    const long = s.long_factor ?? 1;
-    const freqs = new Float32Array(dims / 2);
-    for (let i = 0; i < freqs.length; i++) {
-      const base = Math.fround(c.rope_theta ** Math.fround((2 * i) / dims));
-      freqs[i] = (Array.isArray(long) ? long[i]! : long) * base;
-    }
-    this.#rope = new Rope(dims, { freqs });
-    const factor = c.max_position_embeddings / c.original_max_position_embeddings;
-    this.#scale = s.long_mscale ?? (factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(c.original_max_position_embeddings)));
-  }
-
-  forward(x: mx.Array, offset: number): mx.Array {
-    let y = x;
-    if (this.#scale !== 1) {
-      const D = x.shape.at(-1)!;
-      const rot = mx.multiply(mx.sliceAxis(x, -1, 0, this.dims), this.#scale);
-      y = this.dims === D ? rot : mx.concatenate([rot, mx.sliceAxis(x, -1, this.dims, D)], -1);
-    }
-    return this.#rope.forward(y, offset);
-  }
-
-  dispose(): void {
-    this.#rope.dispose();
-  }
-}
-
-function makeRope(c: Phi3Config, headDim: number): Rope | SuScaledRope {
-  const dims = Math.floor(headDim * c.partial_rotary_factor);
-  const type = c.rope_scaling?.type;
-  if (type === "longrope" || type === "su") return new SuScaledRope(dims, c);
-  const scale = type === "linear" ? 1 / (c.rope_scaling?.factor ?? 1) : 1;
-  return new Rope(dims, { traditional: c.rope_traditional, base: c.rope_theta, scale });
+function makeRope(c: Phi3Config, headDim: number): RopeLayer {
+  return initializeRope({
+    dims: Math.floor(headDim * c.partial_rotary_factor),
+    base: c.rope_theta,
+    traditional: c.rope_traditional,
+    scaling: c.rope_scaling as never,
+    maxPositionEmbeddings: c.max_position_embeddings,
+  });
 }
 
 class TransformerBlock {
@@ -107,7 +60,7 @@ class TransformerBlock {
     w: WeightStore,
     p: string,
     readonly c: Phi3Config,
-    readonly rope: Rope | SuScaledRope,
+    readonly rope: RopeLayer,
     readonly headDim: number,
   ) {
     this.qkv_proj = w.linear(`${p}.self_attn.qkv_proj`);
@@ -152,7 +105,7 @@ export class Model extends DecoderModel implements LanguageModel {
   readonly layers: TransformerBlock[];
   readonly norm: mx.Array;
   readonly lm_head: SplitLinear;
-  readonly rope: Rope | SuScaledRope;
+  readonly rope: RopeLayer;
   readonly streams: Streams;
   readonly normEps: number;
 

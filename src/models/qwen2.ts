@@ -1,35 +1,35 @@
-// Qwen2 / Qwen2.5; must agree with mlx-lm models/qwen2.py. The block is llama's (q/k/v carry biases,
-// which the weight store picks up); only the config defaults differ.
+// Qwen2 / Qwen2.5; agrees with mlx-lm 0.32.2 models/qwen2.py: llama's block (q/k/v biases come with the
+// weights), rope base 1e6. Unlike mlx-lm, `use_sliding_window: true` is honoured as transformers does
+// (layers from max_window_layers on attend within sliding_window) instead of being ignored.
 import * as v from "valibot";
-import { bool, int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
-import { configSchema as llamaSchema, Model, sanitize } from "./llama.ts";
+import { bool, int, type LanguageModel, type ModelContext, type WeightStore } from "./base.ts";
+import { Decoder } from "./transformer.ts";
+import { derived, type LlamaConfig, llamaFields, llamaSpec } from "./llama.ts";
+
+export { configOptions, sanitize } from "./llama.ts";
 
 export const configSchema = v.pipe(
   v.looseObject({
-    hidden_size: int(),
-    num_hidden_layers: int(),
-    intermediate_size: int(),
-    num_attention_heads: int(),
+    ...llamaFields({ rope_theta: 1000000, max_position_embeddings: 32768 }),
     num_key_value_heads: int(),
-    rms_norm_eps: num(1e-6),
-    vocab_size: int(),
-    max_position_embeddings: int(32768),
-    rope_theta: num(1000000),
-    rope_traditional: bool(false),
-    rope_scaling: ropeScaling,
-    tie_word_embeddings: bool(true),
+    use_sliding_window: bool(false),
+    max_window_layers: v.optional(int()),
   }),
-  // Sliding-window settings of HF Qwen2 configs are ignored, as in mlx-lm.
-  v.transform((c) => ({ ...c, layer_types: null, sliding_window: null, head_dim: null })),
-  v.transform((c) => v.parse(llamaSchema, c)),
+  v.transform((c) => derived({ ...c, head_dim: undefined, layer_types: qwenLayerTypes(c) })),
 );
 
-export { sanitize };
+/** transformers' Qwen rule: with use_sliding_window, layers from max_window_layers on are sliding. */
+export function qwenLayerTypes(c: { layer_types?: string[]; use_sliding_window: boolean; sliding_window?: number | null; max_window_layers?: number; num_hidden_layers: number }): string[] {
+  if (c.layer_types) return c.layer_types;
+  const swa = c.use_sliding_window && c.sliding_window;
+  const mwl = c.max_window_layers ?? c.num_hidden_layers;
+  return Array.from({ length: c.num_hidden_layers }, (_, i) => (swa && i >= mwl ? "sliding_attention" : "full_attention"));
+}
 
 export function contextLength(c: Record<string, unknown>): number {
   return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : 32768;
 }
 
 export function createModel(config: Record<string, unknown>, w: WeightStore, ctx: ModelContext): LanguageModel {
-  return new Model(config as v.InferOutput<typeof llamaSchema>, w, ctx);
+  return new Decoder(llamaSpec(config as LlamaConfig), w, ctx);
 }

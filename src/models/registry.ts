@@ -16,6 +16,13 @@ const MODELS: Record<string, Loader> = {
   phi3: () => import("./phi3.ts"),
   gemma3_text: () => import("./gemma3_text.ts"),
   gpt_oss: () => import("./gpt_oss.ts"),
+  gemma3: () => import("./gemma3.ts"),
+  qwen3_moe: () => import("./qwen3_moe.ts"),
+  mistral3: () => import("./mistral3.ts"),
+  ministral3: () => import("./ministral3.ts"),
+  smollm3: () => import("./smollm3.ts"),
+  granite: () => import("./granite.ts"),
+  olmo2: () => import("./olmo2.ts"),
 };
 
 /** Every `model_type` in the registry, sorted. */

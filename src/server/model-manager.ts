@@ -3,21 +3,13 @@
  * single-threaded), and a request for another model switches it inside its turn, after a memory check,
  * so a switch never races a running generation.
  */
+import type { ModelRef } from "../cache/ref.ts";
 import type { Engine } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
 import { SerialQueue } from "./queue.ts";
 
-/** A model the server can load: what clients call it and what the loader opens. */
-export interface ModelTarget {
-  /** Id reported to clients: `org/name` for cached models, the absolute path for paths and GGUF files. */
-  id: string;
-  /** Snapshot dir, model dir or GGUF file handed to the loader. */
-  path: string;
-  /** Bytes of weight files: the base of the memory estimate. */
-  weightBytes: number;
-  /** From config.json when known (listing); the loaded engine's info is authoritative. */
-  contextLength: number | null;
-}
+/** A model the server can load: its one reference (src/cache/ref.ts), resolved once. */
+export type ModelTarget = ModelRef;
 
 export type EngineLoader = (target: ModelTarget) => Promise<Engine>;
 
@@ -64,8 +56,10 @@ export class ModelManager {
     return this.current?.target ?? null;
   }
 
-  /** Resolve before queueing so an unknown model is a 404 at once, not after the wait. */
+  /** Resolve before queueing so an unknown model is a 404 at once, not after the wait; the resident model by its id is not resolved again. */
   resolve(spec: string): ModelTarget {
+    const cur = this.current?.target;
+    if (cur && spec === cur.id) return cur;
     return this.opts.resolve(spec);
   }
 

@@ -2,54 +2,28 @@
  * The real model source of the server: cache-backed resolution (the CLI's resolver, GGUF paths included)
  * and the runnable-model listing of GET /v1/models. Kept apart from app.ts so tests can inject their own.
  */
-import { readFileSync, statSync } from "node:fs";
-import { basename, join } from "node:path";
+import { basename } from "node:path";
 import { contextLength } from "../cache/detect.ts";
 import { listRepoNames } from "../cache/layout.ts";
 import type { HealthReport } from "../cache/health.ts";
 import { cacheModel } from "../cache/scan.ts";
 import { listWorkspaces, workspaceModel } from "../cache/workspace.ts";
-import { locateModel } from "../engine/open.ts";
+import { resolveRef } from "../cache/ref.ts";
 import type { Engine } from "../engine/types.ts";
 import { type Env, hubCacheDir, workspaceHome } from "../env.ts";
 import type { ModelObject as CliModel } from "../schemas/cli-output.ts";
 import type { ModelObject } from "../schemas/openai.ts";
 import type { ModelTarget } from "./model-manager.ts";
 
-function fileSize(p: string): number {
-  try {
-    return statSync(p).size;
-  } catch {
-    return 0;
-  }
-}
-
-/** Sum of the weight files (safetensors) in a model dir: what loading will occupy, roughly. */
-function weightBytes(dir: string): number {
-  let total = 0;
-  for (const f of new Bun.Glob("*.safetensors").scanSync({ cwd: dir, followSymlinks: true })) total += fileSize(join(dir, f));
-  return total;
-}
-
-function configContext(dir: string): number | null {
-  try {
-    return contextLength(JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>);
-  } catch {
-    return null;
-  }
-}
-
 /** Resolve a request's `model` like the CLI does; throws model_not_found / ambiguous_match / unsupported_model. */
 export function resolveTarget(spec: string, opts: { env?: Env; cwd?: string } = {}): ModelTarget {
-  const src = locateModel(spec, opts);
-  if (src.kind === "gguf") return { id: src.id, path: src.path, weightBytes: fileSize(src.path), contextLength: null };
-  return { id: src.id, path: src.dir, weightBytes: weightBytes(src.dir), contextLength: configContext(src.dir) };
+  return resolveRef(spec, opts);
 }
 
-/** Load a resolved target through the engine's public entry (MLX availability checked there). */
+/** Load a resolved target by its reference (never by re-resolving its path: a snapshot path loses the repo name). */
 export async function loadTarget(target: ModelTarget, opts: { env?: Env } = {}): Promise<Engine> {
   const { openModel } = await import("../engine/open.ts");
-  return openModel(target.path, { env: opts.env });
+  return openModel(target, { env: opts.env });
 }
 
 /** Models a client can run: healthy, runtime compatible, text generators (not embedders/audio); cache, then workspaces. */

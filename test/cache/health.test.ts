@@ -192,7 +192,25 @@ describe("runtime compatibility (contract §4.2)", () => {
       "config.json": { json: { model_type: "gpt2" } },
       "model.safetensors": safetensorsBytes({ w: { dtype: "F32", shape: [2] } }, { format: "pt" }),
     });
-    expect(h.runtime_reason).toBe("Incompatible framework: PyTorch");
+    // a transformers checkpoint is judged by what mlxk can load, not by its framework (mlx-knife refuses it)
+    expect(h.detection?.framework).toBe("PyTorch");
+    expect(h.runtime_reason).toContain("model_type 'gpt2' is not supported");
+  });
+
+  test("transformers-saved float safetensors of a supported architecture run (framework stays PyTorch)", () => {
+    const st = (dtype: string) => safetensorsBytes({ "model.embed_tokens.weight": { dtype, shape: [2] } }, { format: "pt" });
+    for (const dtype of ["F32", "F16", "BF16"]) {
+      const h = health(`someone/Llama-tiny-${dtype}`, { "config.json": { json: { model_type: "llama" } }, "model.safetensors": st(dtype) });
+      expect(h.detection?.framework).toBe("PyTorch");
+      expect(h).toMatchObject({ healthy: true, runtime_compatible: true, runtime_reason: null });
+    }
+    const int8 = health("someone/Llama-int8", { "config.json": { json: { model_type: "llama" } }, "model.safetensors": st("I8") });
+    expect(int8.runtime_reason).toContain("dtype I8");
+    const gptq = health("someone/Llama-gptq", {
+      "config.json": { json: { model_type: "llama", quantization_config: { quant_method: "gptq", bits: 4 } } },
+      "model.safetensors": st("F16"),
+    });
+    expect(gptq.runtime_reason).toContain("transformers quantization 'gptq' is not supported");
   });
 
   test("unquantized MLX export outside mlx-community is recognised by safetensors metadata", () => {

@@ -54,7 +54,7 @@ describe("tiny llama through the text pipeline", () => {
 
   test("raw prompt → the golden greedy tokens, streamed", async () => {
     const dir = writeTinyModel("llama", join(tmp, "llama"));
-    using engine = await loadEngine({ kind: "dir", dir, id: "tiny" });
+    using engine = await loadEngine({ kind: "dir", path: dir, id: "tiny" });
     // The byte-level tokenizer maps "Hello tiny model" to the golden prompt's byte ids.
     expect(engine.countPromptTokens({ prompt: "Hello tiny model" })).toBe(16);
     const r = await collect(engine.generate({ input: { prompt: "Hello tiny model" }, maxTokens: 32, sampling: greedy }));
@@ -65,7 +65,7 @@ describe("tiny llama through the text pipeline", () => {
 
   test("same seed, same sampled tokens; an aborted request ends 'cancelled'", async () => {
     const dir = writeTinyModel("llama", join(tmp, "llama"));
-    using engine = await loadEngine({ kind: "dir", dir, id: "tiny" });
+    using engine = await loadEngine({ kind: "dir", path: dir, id: "tiny" });
     const sampling = { temperature: 0.8, topP: 0.9, topK: 50, minP: 0.01, repetitionPenalty: 1.1, repetitionContextSize: 20, seed: 7 };
     const a = await collect(engine.generate({ input: { prompt: "Hello" }, maxTokens: 12, sampling }));
     const b = await collect(engine.generate({ input: { prompt: "Hello" }, maxTokens: 12, sampling }));
@@ -75,7 +75,8 @@ describe("tiny llama through the text pipeline", () => {
     let done: GenerateEvent | undefined;
     for await (const ev of engine.generate({ input: { prompt: "Hello" }, maxTokens: 30, sampling, signal: ac.signal })) {
       if (ev.type === "done") done = ev;
-      else if (++n === 3) ac.abort();
+      // the held-back tail of the detokenizer (tokenId -1) may follow the last token
+      else if (ev.tokenId >= 0 && ++n === 3) ac.abort();
     }
     expect(n).toBe(3);
     expect(done?.type === "done" && done.finishReason).toBe("cancelled");
@@ -102,7 +103,7 @@ describe("long prompts", () => {
   });
 
   test("a prompt that fills the context is refused with a clear error, not an empty answer", async () => {
-    using engine = await loadEngine({ kind: "dir", dir: writeTinyModel("llama", join(tmp, "llama-ctx")), id: "tiny" });
+    using engine = await loadEngine({ kind: "dir", path: writeTinyModel("llama", join(tmp, "llama-ctx")), id: "tiny" });
     const prompt = "x".repeat(engine.info.contextLength + 5);
     await expect(collect(engine.generate({ input: { prompt }, maxTokens: 4, sampling: greedy }))).rejects.toThrow(/context is \d+ tokens/);
   });

@@ -11,7 +11,7 @@ import { tokenLoop } from "../../src/engine/generate.ts";
 import { loadGgufModel, loadModelDir, type LoadedModel } from "../../src/engine/load.ts";
 import { kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
 import { smollm2Gguf } from "../support/smollm2.ts";
-import { GOLDEN_PROMPT, type TinyName, writeTinyModel } from "../support/tiny-models.ts";
+import { GOLDEN_PROMPT, TINY_MODELS, type TinyName, writeTinyModel } from "../support/tiny-models.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-kgreedy-"));
 afterAll(() => {
@@ -28,7 +28,7 @@ function greedy(m: LoadedModel, prompt: readonly number[], n: number, kernels: b
   }
 }
 
-const ARCHS: TinyName[] = ["llama", "llama_q4", "qwen2", "qwen2_q4", "qwen3", "phi3", "gemma3_text", "gpt_oss", "gpt_oss_mxfp4"];
+const ARCHS: readonly TinyName[] = TINY_MODELS;
 
 describe.skipIf(kernelInfo().level === "none")("greedy tokens with kernels on = off", () => {
   test.each(ARCHS)("%s, 48 tokens", async (name) => {

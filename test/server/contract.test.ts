@@ -155,7 +155,7 @@ describe("shutdown", () => {
 describe("/v1/models for a model given by path", () => {
   test("a loaded GGUF reports its context length from the header and its file time as created", async () => {
     const gguf = await smollm2Gguf();
-    const facts = targetFacts({ id: gguf, path: gguf, weightBytes: 1, contextLength: null });
+    const facts = targetFacts({ id: gguf, kind: "gguf", path: gguf, hash: null, detection: null, weightBytes: 1, contextLength: null });
     expect(facts.contextLength).toBe(8192); // SmolLM2's llama.context_length
     expect(facts.created).toBeGreaterThan(1_600_000_000);
   });
@@ -163,7 +163,7 @@ describe("/v1/models for a model given by path", () => {
   test("listed first with created and context_length (not 0 / null)", async () => {
     const gguf = await smollm2Gguf();
     const manager = new ModelManager({
-      resolve: (s) => ({ id: s, path: s, weightBytes: 1, contextLength: null }),
+      resolve: (s) => ({ id: s, kind: "gguf" as const, path: s, hash: null, detection: null, weightBytes: 1, contextLength: null }),
       load: async (t) => new ScriptEngine(t.id),
       freeMemory: () => 1e12,
     });

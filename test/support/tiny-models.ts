@@ -1,33 +1,12 @@
 /**
  * Tiny random-weight models, one per architecture, written deterministically from a seeded PRNG:
- * config.json + model*.safetensors (+ a byte-level tokenizer.json with a ChatML template).
- * The same bytes feed our engine and mlx-lm (scripts/gen-goldens.ts), so logits can be compared.
+ * config.json + model*.safetensors (+ a byte-level tokenizer.json with a ChatML template). Each model is a
+ * config plus an architecture description (ARCHS); tensor names and shapes follow from them, in two layouts
+ * (MLX-converted, transformers-saved) and two config spellings (transformers 4 / mlx-lm, transformers 5).
+ * The same weights feed our engine, mlx-lm and transformers (scripts/gen-goldens.ts), so logits compare.
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-
-export type TinyName =
-  | "llama"
-  | "llama_q4"
-  | "qwen2"
-  | "qwen2_q4"
-  | "qwen3"
-  | "phi3"
-  | "gemma3_text"
-  | "gpt_oss"
-  | "gpt_oss_mxfp4";
-
-export const TINY_MODELS: readonly TinyName[] = [
-  "llama",
-  "llama_q4",
-  "qwen2",
-  "qwen2_q4",
-  "qwen3",
-  "phi3",
-  "gemma3_text",
-  "gpt_oss",
-  "gpt_oss_mxfp4",
-];
 
 /** Prompt token ids the goldens were computed for (all < 256, so plain byte tokens). */
 export const GOLDEN_PROMPT: readonly number[] = [72, 101, 108, 108, 111, 32, 116, 105, 110, 121, 32, 109, 111, 100, 101, 108];
@@ -36,11 +15,11 @@ export const GOLDEN_STEPS = 32;
 const H = 64; // hidden size: a multiple of 32 so every group size used here divides it
 const VOCAB = 272; // 256 byte tokens + specials + padding
 
-type Dtype = "F32" | "U32" | "U8";
+type Dtype = "F32" | "F16" | "BF16" | "U32" | "U8";
 interface Tensor {
   dtype: Dtype;
   shape: number[];
-  data: Float32Array | Uint32Array | Uint8Array;
+  data: Float32Array | Uint32Array | Uint8Array | Uint16Array;
 }
 type Tensors = Record<string, Tensor>;
 
@@ -59,31 +38,39 @@ function prng(seed: number): () => number {
 class Gen {
   private rnd: () => number;
   readonly t: Tensors = {};
-  constructor(seed: number) {
+  constructor(
+    seed: number,
+    /** Round every float to this precision (so a 16-bit transformers layout holds exactly the same values). */
+    readonly round: ((x: number) => number) | null = null,
+  ) {
     this.rnd = prng(seed);
   }
-  /** Uniform in [-a, a]; scale chosen per tensor so activations stay O(1). */
-  uniform(shape: number[], a: number): Float32Array {
+  /** Uniform in [-a, a] (+ base); scale chosen per tensor so activations stay O(1). */
+  uniform(shape: number[], a: number, base = 0): Float32Array {
     const n = shape.reduce((x, y) => x * y, 1);
     const out = new Float32Array(n);
-    for (let i = 0; i < n; i++) out[i] = (this.rnd() * 2 - 1) * a;
+    for (let i = 0; i < n; i++) out[i] = (this.rnd() * 2 - 1) * a + base;
+    if (this.round) for (let i = 0; i < n; i++) out[i] = this.round(out[i]!);
     return out;
   }
   float(name: string, shape: number[], a: number, base = 0): void {
-    const data = this.uniform(shape, a);
-    if (base !== 0) for (let i = 0; i < data.length; i++) data[i]! += base;
-    this.t[name] = { dtype: "F32", shape, data };
+    this.t[name] = { dtype: "F32", shape, data: this.uniform(shape, a, base) };
   }
-  /** A Linear with Kaiming-like scale; quantized when `q` is set. */
-  linear(prefix: string, out: number, inp: number, opts: { bias?: boolean; q?: Quant }): void {
-    const w = this.uniform([out, inp], Math.sqrt(3 / inp));
-    if (opts.q) Object.assign(this.t, quantize(prefix, w, [out, inp], opts.q, this.rnd));
-    else this.t[`${prefix}.weight`] = { dtype: "F32", shape: [out, inp], data: w };
-    if (opts.bias) this.float(`${prefix}.bias`, [out], 0.1);
+  /** A Linear (or stacked experts when `shape` has 3 dims) with Kaiming-like scale; quantized when `q` is set. */
+  linear(prefix: string, shape: number[], opts: { bias?: boolean; q?: Quant } = {}): void {
+    const w = this.uniform(shape, Math.sqrt(3 / shape.at(-1)!));
+    if (opts.q) Object.assign(this.t, quantize(prefix, w, shape, opts.q, opts.q.mode === "mxfp4" ? prngFrom(this.rnd) : this.rnd));
+    else this.t[`${prefix}.weight`] = { dtype: "F32", shape, data: w };
+    if (opts.bias) this.float(`${prefix}.bias`, shape.slice(0, -1), 0.1);
   }
   norm(name: string, dim: number, base = 1): void {
     this.float(`${name}.weight`, [dim], 0.2, base);
   }
+}
+
+/** A second stream of randomness (mxfp4 codes). */
+function prngFrom(r: () => number): () => number {
+  return prng(Math.floor(r() * 2 ** 31));
 }
 
 interface Quant {
@@ -140,14 +127,14 @@ function quantize(prefix: string, w: Float32Array, shape: number[], q: Quant, rn
 }
 
 /** Write tensors as safetensors; with `shards > 1` also the index file mlx-lm and HF use. */
-export function writeSafetensors(dir: string, tensors: Tensors, shards = 1): void {
+export function writeSafetensors(dir: string, tensors: Tensors, shards = 1, format = "mlx"): void {
   const names = Object.keys(tensors).sort();
   const per = Math.ceil(names.length / shards);
   const weightMap: Record<string, string> = {};
   for (let s = 0; s < shards; s++) {
     const part = names.slice(s * per, (s + 1) * per);
     const file = shards === 1 ? "model.safetensors" : `model-${String(s + 1).padStart(5, "0")}-of-${String(shards).padStart(5, "0")}.safetensors`;
-    const header: Record<string, unknown> = { __metadata__: { format: "mlx" } };
+    const header: Record<string, unknown> = { __metadata__: { format } };
     let off = 0;
     for (const n of part) {
       const t = tensors[n]!;
@@ -177,199 +164,338 @@ export function writeSafetensors(dir: string, tensors: Tensors, shards = 1): voi
 const Q4: Quant = { mode: "affine", bits: 4, groupSize: 32 };
 const MXFP4: Quant = { mode: "mxfp4", bits: 4, groupSize: 32 };
 
-interface Built {
+/**
+ * How an architecture lays out its tensors, in words the generator turns into names and shapes from the
+ * config (hidden_size, heads, head_dim, intermediate sizes, experts): adding an architecture is a config
+ * and one of these, not a list of tensor names.
+ */
+interface ArchDesc {
+  /** config.json as mlx-lm and transformers 4 spell it (the v5 spelling is what transformers writes from it). */
   config: Record<string, unknown>;
-  tensors: Tensors;
+  attn?: { fused?: boolean; bias?: "qkv" | "all"; qkNorm?: "head" | "full"; sinks?: boolean };
+  mlp?: "dense" | "fused" | "moe" | "gpt_oss_moe";
+  /** Per-layer norm names (default llama's two). */
+  norms?: string[];
+  /** Norm weights around this (gemma stores offsets from 1, so 0). */
+  normBase?: number;
+  /** Scale of the embedding table (tied heads echo the input when it dominates). */
+  embedScale?: number;
+  /** Multimodal wrapper: the text model sits under language_model. */
+  wrapper?: boolean;
+  quant?: Quant;
+  /** Quantize only the experts (and everything else float). */
+  expertQuant?: Quant;
   shards?: number;
+  /** Dtype of the transformers layout (values rounded to it in every layout). */
+  hfDtype?: "F32" | "F16" | "BF16";
+  /** Extra tensors the transformers layout carries that no model reads (inv_freq buffers, a vision tower). */
+  hfExtras?: Record<string, number[]>;
 }
 
-function attention(g: Gen, p: string, o: { heads: number; kv: number; hd: number; bias?: boolean; oBias?: boolean; q?: Quant }): void {
-  g.linear(`${p}.q_proj`, o.heads * o.hd, H, { bias: o.bias, q: o.q });
-  g.linear(`${p}.k_proj`, o.kv * o.hd, H, { bias: o.bias, q: o.q });
-  g.linear(`${p}.v_proj`, o.kv * o.hd, H, { bias: o.bias, q: o.q });
-  g.linear(`${p}.o_proj`, H, o.heads * o.hd, { bias: o.oBias, q: o.q });
-}
+const base = (modelType: string, o: Record<string, unknown> = {}): Record<string, unknown> => ({
+  model_type: modelType,
+  hidden_size: H,
+  num_hidden_layers: 2,
+  intermediate_size: 128,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-5,
+  vocab_size: VOCAB,
+  max_position_embeddings: 512,
+  hidden_act: "silu",
+  ...o,
+});
 
-function llamaLike(name: TinyName, seed: number): Built {
-  const q = name.endsWith("_q4") ? Q4 : undefined;
-  const qwen2 = name.startsWith("qwen2");
-  const qwen3 = name === "qwen3";
-  const g = new Gen(seed);
-  const layers = 2;
-  const [heads, kv, hd, ff] = [4, 2, qwen3 ? 32 : 16, 128];
-  const tied = name !== "llama";
-  // Tied heads echo the input token when embeddings dominate the residual stream; keep them small.
-  g.float("model.embed_tokens.weight", [VOCAB, H], tied ? 0.15 : 1);
-  if (q) Object.assign(g.t, quantize("model.embed_tokens", g.t["model.embed_tokens.weight"]!.data as Float32Array, [VOCAB, H], q, () => 0));
-  for (let i = 0; i < layers; i++) {
-    const p = `model.layers.${i}`;
-    attention(g, `${p}.self_attn`, { heads, kv, hd, bias: qwen2, q });
-    if (qwen3) {
-      g.norm(`${p}.self_attn.q_norm`, hd);
-      g.norm(`${p}.self_attn.k_norm`, hd);
-    }
-    g.linear(`${p}.mlp.gate_proj`, ff, H, { q });
-    g.linear(`${p}.mlp.up_proj`, ff, H, { q });
-    g.linear(`${p}.mlp.down_proj`, H, ff, { q });
-    g.norm(`${p}.input_layernorm`, H);
-    g.norm(`${p}.post_attention_layernorm`, H);
-  }
-  g.norm("model.norm", H);
-  if (!tied) g.linear("lm_head", VOCAB, H, { q });
-  const config: Record<string, unknown> = {
-    model_type: qwen2 ? "qwen2" : qwen3 ? "qwen3" : "llama",
-    hidden_size: H,
-    num_hidden_layers: layers,
-    intermediate_size: ff,
-    num_attention_heads: heads,
-    num_key_value_heads: kv,
-    rms_norm_eps: 1e-5,
-    vocab_size: VOCAB,
-    max_position_embeddings: 512,
-    rope_theta: qwen2 ? 1000000 : 10000,
-    tie_word_embeddings: tied,
-    some_unused_key: { ignored: true },
-  };
-  if (qwen3) config.head_dim = hd;
-  if (q) config.quantization = { group_size: 32, bits: 4, mode: "affine" };
-  // Shard one model so the index path is exercised.
-  return { config, tensors: g.t, shards: name === "qwen2" ? 2 : 1 };
-}
-
-function phi3(seed: number): Built {
-  const g = new Gen(seed);
-  const [heads, kv, hd, ff, layers] = [4, 2, 16, 96, 2];
-  g.float("model.embed_tokens.weight", [VOCAB, H], 1);
-  for (let i = 0; i < layers; i++) {
-    const p = `model.layers.${i}`;
-    g.linear(`${p}.self_attn.qkv_proj`, (heads + 2 * kv) * hd, H, {});
-    g.linear(`${p}.self_attn.o_proj`, H, heads * hd, {});
-    g.linear(`${p}.mlp.gate_up_proj`, 2 * ff, H, {});
-    g.linear(`${p}.mlp.down_proj`, H, ff, {});
-    g.norm(`${p}.input_layernorm`, H);
-    g.norm(`${p}.post_attention_layernorm`, H);
-  }
-  g.norm("model.norm", H);
-  g.linear("lm_head", VOCAB, H, {});
-  const short = Array.from({ length: hd / 4 }, (_, i) => 1 + i * 0.05);
-  const long = Array.from({ length: hd / 4 }, (_, i) => 1 + i * 0.3);
-  const config = {
-    model_type: "phi3",
-    hidden_size: H,
-    num_hidden_layers: layers,
-    intermediate_size: ff,
-    num_attention_heads: heads,
-    num_key_value_heads: kv,
-    rms_norm_eps: 1e-5,
-    vocab_size: VOCAB,
-    rope_theta: 10000,
-    partial_rotary_factor: 0.5,
-    max_position_embeddings: 4096,
-    original_max_position_embeddings: 1024,
-    rope_scaling: { type: "longrope", short_factor: short, long_factor: long },
-    tie_word_embeddings: false,
-  };
-  return { config, tensors: g.t };
-}
-
-function gemma3(seed: number): Built {
-  const g = new Gen(seed);
-  const [heads, kv, hd, ff, layers] = [4, 1, 32, 128, 3];
-  g.float("model.embed_tokens.weight", [VOCAB, H], 0.03);
-  for (let i = 0; i < layers; i++) {
-    const p = `model.layers.${i}`;
-    attention(g, `${p}.self_attn`, { heads, kv, hd });
-    g.norm(`${p}.self_attn.q_norm`, hd, 0);
-    g.norm(`${p}.self_attn.k_norm`, hd, 0);
-    g.linear(`${p}.mlp.gate_proj`, ff, H, {});
-    g.linear(`${p}.mlp.up_proj`, ff, H, {});
-    g.linear(`${p}.mlp.down_proj`, H, ff, {});
-    for (const n of ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"]) {
-      g.norm(`${p}.${n}`, H, 0);
-    }
-  }
-  g.norm("model.norm", H, 0);
-  const config = {
-    model_type: "gemma3_text",
-    hidden_size: H,
-    num_hidden_layers: layers,
-    intermediate_size: ff,
-    num_attention_heads: heads,
-    num_key_value_heads: kv,
-    head_dim: hd,
+const GEMMA_NORMS = ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"];
+const gemmaText = (o: Record<string, unknown> = {}) =>
+  base("gemma3_text", {
+    num_hidden_layers: 3,
+    num_key_value_heads: 1,
+    head_dim: 32,
     rms_norm_eps: 1e-6,
-    vocab_size: VOCAB,
     rope_theta: 1000000,
     rope_local_base_freq: 10000,
-    query_pre_attn_scalar: hd,
+    query_pre_attn_scalar: 32,
     sliding_window: 8,
     sliding_window_pattern: 3,
-    max_position_embeddings: 512,
-  };
-  return { config, tensors: g.t };
+    hidden_activation: "gelu_pytorch_tanh",
+    hidden_act: undefined,
+    ...o,
+  });
+const gemmaDesc = { attn: { qkNorm: "head" as const }, norms: GEMMA_NORMS, normBase: 0, embedScale: 0.03 };
+const TINY_VISION = { hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, image_size: 32, patch_size: 16 };
+const mistralText = (o: Record<string, unknown> = {}) => base("mistral", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, ...o });
+const ministral = (o: Record<string, unknown> = {}) =>
+  base("ministral3", {
+    head_dim: 16,
+    tie_word_embeddings: false,
+    rope_parameters: { rope_type: "yarn", rope_theta: 1000000, factor: 2, original_max_position_embeddings: 8, beta_fast: 32, beta_slow: 1, llama_4_scaling_beta: 0.1, mscale: 1, mscale_all_dim: 1 },
+    ...o,
+  });
+
+const qwen3Moe = (o: Record<string, unknown>) =>
+  base("qwen3_moe", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, num_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 32, decoder_sparse_step: 1, ...o });
+
+const ARCHS = {
+  llama: { config: base("llama", { rope_theta: 10000, tie_word_embeddings: false }), hfExtras: { "model.layers.0.self_attn.rotary_emb.inv_freq": [8] } },
+  llama_q4: { config: base("llama", { tie_word_embeddings: true }), quant: Q4, embedScale: 0.15 },
+  llama3: {
+    config: base("llama", { tie_word_embeddings: false, rope_theta: 500000, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } }),
+    hfDtype: "BF16",
+  },
+  qwen2: { config: base("qwen2", { rope_theta: 1000000, tie_word_embeddings: true }), attn: { bias: "qkv" }, embedScale: 0.15, shards: 2, hfDtype: "F16" },
+  qwen2_q4: { config: base("qwen2", { rope_theta: 1000000, tie_word_embeddings: true }), attn: { bias: "qkv" }, embedScale: 0.15, quant: Q4 },
+  qwen3: { config: base("qwen3", { head_dim: 32, rope_theta: 1000000, tie_word_embeddings: true }), attn: { qkNorm: "head" }, embedScale: 0.15 },
+  qwen3_moe: { config: qwen3Moe({ norm_topk_prob: true, mlp_only_layers: [1] }), attn: { qkNorm: "head" }, mlp: "moe" },
+  qwen3_moe_q4: { config: qwen3Moe({ norm_topk_prob: false, mlp_only_layers: [] }), attn: { qkNorm: "head" }, mlp: "moe", quant: Q4 },
+  phi3: {
+    config: base("phi3", {
+      intermediate_size: 96,
+      rope_theta: 10000,
+      partial_rotary_factor: 0.5,
+      max_position_embeddings: 4096,
+      original_max_position_embeddings: 1024,
+      rope_scaling: { type: "longrope", short_factor: [1, 1.05, 1.1, 1.15], long_factor: [1, 1.3, 1.6, 1.9] },
+      tie_word_embeddings: false,
+    }),
+    attn: { fused: true },
+    mlp: "fused",
+  },
+  gemma3_text: { config: gemmaText(), ...gemmaDesc },
+  gemma3: {
+    config: { model_type: "gemma3", text_config: gemmaText(), vision_config: { model_type: "siglip_vision_model", ...TINY_VISION }, mm_tokens_per_image: 4, image_token_index: 262 },
+    ...gemmaDesc,
+    wrapper: true,
+    hfExtras: { "model.vision_tower.vision_model.post_layernorm.weight": [16] },
+  },
+  mistral3: {
+    config: { model_type: "mistral3", text_config: mistralText(), vision_config: { model_type: "pixtral", ...TINY_VISION, head_dim: 8 }, image_token_index: 262 },
+    wrapper: true,
+    hfExtras: { "model.multi_modal_projector.linear_1.weight": [64, 16] },
+  },
+  ministral3: { config: ministral(), hfDtype: "BF16" },
+  smollm3: { config: base("smollm3", { num_hidden_layers: 4, rope_theta: 2000000, no_rope_layer_interval: 2, tie_word_embeddings: true }), embedScale: 0.15 },
+  granite: {
+    config: base("granite", {
+      tie_word_embeddings: false,
+      rope_theta: 10000,
+      attention_multiplier: 0.2,
+      embedding_multiplier: 2,
+      residual_multiplier: 0.5,
+      logits_scaling: 1.5,
+      attention_bias: false,
+      mlp_bias: false,
+    }),
+  },
+  olmo2: { config: base("olmo2", { rope_theta: 500000, tie_word_embeddings: false }), attn: { qkNorm: "full" }, norms: ["post_attention_layernorm", "post_feedforward_layernorm"] },
+  gpt_oss: {
+    config: base("gpt_oss", {
+      intermediate_size: 64,
+      head_dim: 16,
+      num_local_experts: 4,
+      num_experts_per_tok: 2,
+      rope_theta: 150000,
+      rope_scaling: { rope_type: "yarn", factor: 4, beta_fast: 32, beta_slow: 1, original_max_position_embeddings: 16, truncate: false },
+      sliding_window: 8,
+      layer_types: ["sliding_attention", "full_attention"],
+      tie_word_embeddings: false,
+      attention_bias: true,
+    }),
+    attn: { bias: "all", sinks: true },
+    mlp: "gpt_oss_moe",
+  },
+  gpt_oss_mxfp4: {
+    config: base("gpt_oss", {
+      intermediate_size: 64,
+      head_dim: 16,
+      num_local_experts: 4,
+      num_experts_per_tok: 2,
+      rope_theta: 150000,
+      sliding_window: 8,
+      layer_types: ["sliding_attention", "full_attention"],
+      tie_word_embeddings: false,
+    }),
+    attn: { bias: "all", sinks: true },
+    mlp: "gpt_oss_moe",
+    expertQuant: MXFP4,
+  },
+} satisfies Record<string, ArchDesc>;
+
+export type TinyName = keyof typeof ARCHS;
+export const TINY_MODELS = Object.keys(ARCHS) as TinyName[];
+/** Models whose weights are quantized: MLX layout only (transformers has no such checkpoint). */
+export const QUANTIZED: ReadonlySet<TinyName> = new Set(TINY_MODELS.filter((n) => "quant" in ARCHS[n] || "expertQuant" in ARCHS[n]));
+
+/** The text config of a (possibly wrapped) description. */
+function textConfig(d: ArchDesc): Record<string, unknown> {
+  return (d.wrapper ? d.config.text_config : d.config) as Record<string, unknown>;
 }
 
-function gptOss(seed: number, q?: Quant): Built {
-  const g = new Gen(seed);
-  const [heads, kv, hd, ff, layers, experts] = [4, 2, 16, 64, 2, 4];
-  g.float("model.embed_tokens.weight", [VOCAB, H], 1);
+/** Tensors in the MLX layout (mlx-lm's names after sanitize; quantized where the description says). */
+function buildMlx(d: ArchDesc, seed: number): Tensors {
+  const c = textConfig(d);
+  const round = d.hfDtype === "BF16" ? toBf16 : d.hfDtype === "F16" ? toF16 : null;
+  const g = new Gen(seed, round);
+  const h = c.hidden_size as number;
+  const heads = c.num_attention_heads as number;
+  const kv = (c.num_key_value_heads as number | undefined) ?? heads;
+  const hd = (c.head_dim as number | undefined) ?? h / heads;
+  const ff = c.intermediate_size as number;
+  const E = (c.num_experts ?? c.num_local_experts) as number;
+  const moeFf = (c.moe_intermediate_size as number | undefined) ?? ff;
+  const q = d.quant;
+  const a = d.attn ?? {};
+  const tied = c.tie_word_embeddings === true || (c.tie_word_embeddings === undefined && c.model_type === "gemma3_text");
+  g.linear("model.embed_tokens", [VOCAB, h], { q });
+  // the generator's linear() scales by fan-in; embeddings want their own scale
+  if (!q) g.float("model.embed_tokens.weight", [VOCAB, h], d.embedScale ?? 1);
+  const layers = c.num_hidden_layers as number;
+  const onlyDense = (c.mlp_only_layers as number[] | undefined) ?? [];
   for (let i = 0; i < layers; i++) {
     const p = `model.layers.${i}`;
-    attention(g, `${p}.self_attn`, { heads, kv, hd, bias: true, oBias: true });
-    g.float(`${p}.self_attn.sinks`, [heads], 1);
-    g.linear(`${p}.mlp.router`, experts, H, { bias: true });
-    for (const [n, out, inp] of [["gate_proj", ff, H], ["up_proj", ff, H], ["down_proj", H, ff]] as const) {
-      const e = `${p}.mlp.experts.${n}`;
-      const w = g.uniform([experts, out, inp], Math.sqrt(3 / inp));
-      if (q) Object.assign(g.t, quantize(e, w, [experts, out, inp], q, prngFor(g)));
-      else g.t[`${e}.weight`] = { dtype: "F32", shape: [experts, out, inp], data: w };
-      g.float(`${e}.bias`, [experts, out], 0.1);
+    const qkvBias = a.bias !== undefined;
+    if (a.fused) g.linear(`${p}.self_attn.qkv_proj`, [(heads + 2 * kv) * hd, h], { q });
+    else {
+      g.linear(`${p}.self_attn.q_proj`, [heads * hd, h], { bias: qkvBias, q });
+      g.linear(`${p}.self_attn.k_proj`, [kv * hd, h], { bias: qkvBias, q });
+      g.linear(`${p}.self_attn.v_proj`, [kv * hd, h], { bias: qkvBias, q });
     }
-    g.norm(`${p}.input_layernorm`, H);
-    g.norm(`${p}.post_attention_layernorm`, H);
+    g.linear(`${p}.self_attn.o_proj`, [h, heads * hd], { bias: a.bias === "all", q });
+    if (a.qkNorm) {
+      const nb = d.normBase ?? 1;
+      g.norm(`${p}.self_attn.q_norm`, a.qkNorm === "head" ? hd : heads * hd, nb);
+      g.norm(`${p}.self_attn.k_norm`, a.qkNorm === "head" ? hd : kv * hd, nb);
+    }
+    if (a.sinks) g.float(`${p}.self_attn.sinks`, [heads], 1);
+    const mlp = d.mlp === "moe" && onlyDense.includes(i) ? "dense" : (d.mlp ?? "dense");
+    if (mlp === "dense") {
+      g.linear(`${p}.mlp.gate_proj`, [ff, h], { q });
+      g.linear(`${p}.mlp.up_proj`, [ff, h], { q });
+      g.linear(`${p}.mlp.down_proj`, [h, ff], { q });
+    } else if (mlp === "fused") {
+      g.linear(`${p}.mlp.gate_up_proj`, [2 * ff, h], { q });
+      g.linear(`${p}.mlp.down_proj`, [h, ff], { q });
+    } else if (mlp === "moe") {
+      g.linear(`${p}.mlp.gate`, [E, h], { q });
+      g.linear(`${p}.mlp.switch_mlp.gate_proj`, [E, moeFf, h], { q });
+      g.linear(`${p}.mlp.switch_mlp.up_proj`, [E, moeFf, h], { q });
+      g.linear(`${p}.mlp.switch_mlp.down_proj`, [E, h, moeFf], { q });
+    } else {
+      g.linear(`${p}.mlp.router`, [E, h], { bias: true });
+      const eq = d.expertQuant;
+      g.linear(`${p}.mlp.experts.gate_proj`, [E, ff, h], { bias: true, q: eq });
+      g.linear(`${p}.mlp.experts.up_proj`, [E, ff, h], { bias: true, q: eq });
+      g.linear(`${p}.mlp.experts.down_proj`, [E, h, ff], { bias: true, q: eq });
+    }
+    for (const n of d.norms ?? ["input_layernorm", "post_attention_layernorm"]) g.norm(`${p}.${n}`, h, d.normBase ?? 1);
   }
-  g.norm("model.norm", H);
-  g.linear("lm_head", VOCAB, H, {});
-  const config: Record<string, unknown> = {
-    model_type: "gpt_oss",
-    hidden_size: H,
-    num_hidden_layers: layers,
-    intermediate_size: ff,
-    num_attention_heads: heads,
-    num_key_value_heads: kv,
-    head_dim: hd,
-    num_local_experts: experts,
-    num_experts_per_tok: 2,
-    rms_norm_eps: 1e-5,
-    vocab_size: VOCAB,
-    rope_theta: 150000,
-    sliding_window: 8,
-    layer_types: ["sliding_attention", "full_attention"],
+  g.norm("model.norm", h, d.normBase ?? 1);
+  if (!tied) g.linear("lm_head", [VOCAB, h], { q });
+  if (!d.wrapper) return g.t;
+  return Object.fromEntries(Object.entries(g.t).map(([k, t]) => [`language_model.${k}`, t]));
+}
+
+/** An f32 [rows, cols] view of a tensor as [.., cols, rows] (transposed last two axes). */
+function transpose2(t: Tensor): Tensor {
+  const shape = [...t.shape];
+  const [r, c] = [shape.at(-2)!, shape.at(-1)!];
+  const batch = t.data.length / (r * c);
+  const src = t.data as Float32Array;
+  const out = new Float32Array(src.length);
+  for (let b = 0; b < batch; b++) for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[b * r * c + j * r + i] = src[b * r * c + i * c + j]!;
+  shape.splice(-2, 2, c, r);
+  return { dtype: "F32", shape, data: out };
+}
+
+/** Interleave two [.., n] f32 tensors along the last axis (gpt-oss stores gate at even, up at odd columns). */
+function interleave(x: Tensor, y: Tensor): Tensor {
+  const n = x.shape.at(-1)!;
+  const rows = x.data.length / n;
+  const out = new Float32Array(2 * x.data.length);
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < n; j++) {
+      out[r * 2 * n + 2 * j] = x.data[r * n + j]!;
+      out[r * 2 * n + 2 * j + 1] = y.data[r * n + j]!;
+    }
+  }
+  return { dtype: "F32", shape: [...x.shape.slice(0, -1), 2 * n], data: out };
+}
+
+/** The same weights as `save_pretrained` of transformers 5 names and lays them out. */
+function toHf(d: ArchDesc, mlx: Tensors): Tensors {
+  const out: Tensors = {};
+  const put = (k: string, t: Tensor) => {
+    out[k] = t;
   };
-  if (q) config.quantization = { group_size: 32, bits: 4, mode: "mxfp4" };
-  return { config, tensors: g.t };
-}
-
-/** A second stream of randomness derived from the generator, for the mxfp4 codes. */
-function prngFor(g: Gen): () => number {
-  const s = g.uniform([1], 1)[0]!;
-  return prng(Math.floor((s + 1) * 1e9));
-}
-
-function build(name: TinyName): Built {
-  const seed = 1000 + TINY_MODELS.indexOf(name);
-  switch (name) {
-    case "phi3":
-      return phi3(seed);
-    case "gemma3_text":
-      return gemma3(seed);
-    case "gpt_oss":
-      return gptOss(seed);
-    case "gpt_oss_mxfp4":
-      return gptOss(seed, MXFP4);
-    default:
-      return llamaLike(name, seed);
+  for (const [k0, t] of Object.entries(mlx)) {
+    let k = k0;
+    if (d.wrapper) k = k.startsWith("language_model.model.") ? `model.language_model.${k.slice("language_model.model.".length)}` : k.slice("language_model.".length);
+    const sw = /^(.*)\.mlp\.switch_mlp\.(gate_proj|up_proj|down_proj)\.weight$/.exec(k);
+    if (sw) {
+      const [E, o, i] = t.shape as [number, number, number];
+      for (let e = 0; e < E; e++) put(`${sw[1]}.mlp.experts.${e}.${sw[2]}.weight`, { dtype: "F32", shape: [o, i], data: (t.data as Float32Array).slice(e * o * i, (e + 1) * o * i) });
+      continue;
+    }
+    const ex = /^(.*)\.mlp\.experts\.(gate_proj|up_proj|down_proj)\.(weight|bias)$/.exec(k);
+    if (ex) {
+      const [, p, n, part] = ex;
+      if (n === "up_proj") continue;
+      if (n === "down_proj") put(part === "weight" ? `${p}.mlp.experts.down_proj` : `${p}.mlp.experts.down_proj_bias`, part === "weight" ? transpose2(t) : t);
+      else {
+        const up = mlx[k0.replace("gate_proj", "up_proj")]!;
+        put(part === "weight" ? `${p}.mlp.experts.gate_up_proj` : `${p}.mlp.experts.gate_up_proj_bias`, part === "weight" ? interleave(transpose2(t), transpose2(up)) : interleave(t, up));
+      }
+      continue;
+    }
+    put(k, t);
   }
+  for (const [k, shape] of Object.entries(d.hfExtras ?? {})) put(k, { dtype: "F32", shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(0.5) });
+  const dt = d.hfDtype ?? "F32";
+  if (dt === "F32") return out;
+  const conv = dt === "BF16" ? bf16Bits : f16Bits;
+  return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, { dtype: dt, shape: t.shape, data: Uint16Array.from(t.data as Float32Array, conv) }]));
+}
+
+/** f32 → bf16 bits, round to nearest even. */
+function bf16Bits(x: number): number {
+  const u = new Uint32Array(new Float32Array([x]).buffer)[0]!;
+  return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
+}
+function toBf16(x: number): number {
+  return new Float32Array(new Uint32Array([bf16Bits(x) << 16]).buffer)[0]!;
+}
+/** f32 → f16 bits (normal range and subnormals, round to nearest even; our weights stay far from overflow). */
+function f16Bits(x: number): number {
+  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
+  const a = Math.abs(x);
+  if (a === 0) return sign;
+  let e = Math.floor(Math.log2(a));
+  if (e < -14) return sign | Math.round(a / 2 ** -24);
+  let m = a / 2 ** e - 1;
+  let mi = Math.round(m * 1024);
+  const frac = m * 1024 - Math.floor(m * 1024);
+  if (frac === 0.5 && Math.floor(m * 1024) % 2 === 0) mi = Math.floor(m * 1024);
+  if (mi === 1024) {
+    mi = 0;
+    e += 1;
+  }
+  m = mi;
+  return sign | ((e + 15) << 10) | m;
+}
+function toF16(x: number): number {
+  const b = f16Bits(x);
+  const s = b & 0x8000 ? -1 : 1;
+  const e = (b >> 10) & 0x1f;
+  const m = b & 0x3ff;
+  return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** v4 config as written for mlx-lm: quantization block for quantized models. */
+function mlxConfig(d: ArchDesc): Record<string, unknown> {
+  const c = JSON.parse(JSON.stringify(d.config)) as Record<string, unknown>;
+  if (d.quant) c.quantization = { group_size: d.quant.groupSize, bits: d.quant.bits, mode: d.quant.mode };
+  if (d.expertQuant) c.quantization = { group_size: d.expertQuant.groupSize, bits: d.expertQuant.bits, mode: d.expertQuant.mode };
+  return c;
 }
 
 const CHATML =
@@ -413,12 +539,38 @@ function tokenizerJson(): unknown {
   };
 }
 
-/** Write tiny model `name` into `dir` (created if needed); returns `dir`. Same name → same bytes. */
-export function writeTinyModel(name: TinyName, dir: string): string {
+export interface TinyOptions {
+  /** "mlx": as mlx_lm.convert writes it (default); "hf": as transformers' save_pretrained writes it. */
+  layout?: "mlx" | "hf";
+  /** "v4": config.json spelled as transformers 4 / mlx-lm read it (default); "v5": as transformers 5 writes it. */
+  spelling?: "v4" | "v5";
+}
+
+const CONFIGS = join(import.meta.dir, "../fixtures/configs");
+
+/** The config.json transformers 5 wrote for this model (scripts/gen-goldens-hf.py), committed as a fixture. */
+export function v5Config(name: TinyName): Record<string, unknown> {
+  const f = join(CONFIGS, `${name}.json`);
+  if (!existsSync(f)) throw new Error(`No transformers 5 config for ${name}: run bun scripts/gen-goldens.ts`);
+  return JSON.parse(readFileSync(f, "utf8")) as Record<string, unknown>;
+}
+
+/** The v4 (mlx-lm) config of `name`, as the golden scripts feed it to mlx-lm and transformers. */
+export function tinyConfig(name: TinyName): Record<string, unknown> {
+  return { eos_token_id: 258, bos_token_id: 256, pad_token_id: 256, ...mlxConfig(ARCHS[name]) };
+}
+
+/** Write tiny model `name` into `dir` (created if needed); returns `dir`. Same name and options → same bytes. */
+export function writeTinyModel(name: TinyName, dir: string, opts: TinyOptions = {}): string {
   mkdirSync(dir, { recursive: true });
-  const b = build(name);
-  writeFileSync(join(dir, "config.json"), JSON.stringify({ ...b.config, eos_token_id: 258 }, null, 2));
-  writeSafetensors(dir, b.tensors, b.shards ?? 1);
+  const d: ArchDesc = ARCHS[name];
+  const layout = opts.layout ?? "mlx";
+  if (layout === "hf" && QUANTIZED.has(name)) throw new Error(`${name} is quantized: there is no transformers layout`);
+  const mlx = buildMlx(d, 1000 + TINY_MODELS.indexOf(name));
+  const config = opts.spelling === "v5" ? v5Config(name) : tinyConfig(name);
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  if (layout === "hf") writeSafetensors(dir, toHf(d, mlx), d.shards ?? 1, "pt");
+  else writeSafetensors(dir, mlx, d.shards ?? 1);
   writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizerJson()));
   writeFileSync(
     join(dir, "tokenizer_config.json"),

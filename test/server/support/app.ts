@@ -21,7 +21,7 @@ export function makeApp(
   const loads: string[] = [];
   const resolve = (spec: string): ModelTarget => {
     if (!(spec in engines)) throw new MlxkError("model_not_found", `No model found matching '${spec}'`);
-    return { id: spec, path: `/models/${spec}`, weightBytes: opts.weightBytes ?? 1000, contextLength: 4096 };
+    return { id: spec, kind: "dir", path: `/models/${spec}`, hash: null, detection: null, weightBytes: opts.weightBytes ?? 1000, contextLength: 4096 };
   };
   const manager = new ModelManager({
     resolve,

@@ -1,0 +1,97 @@
+/**
+ * One model reference: a user's model name resolved ONCE (resolver + health gates) into everything the
+ * CLI (`run`) and the server need to open it and to describe it. Whatever the server lists, it opens by
+ * its ModelRef; nothing re-resolves a name (or a snapshot path) per request.
+ *
+ * Exports: ModelRef, ggufPath(spec, opts), resolveRef(spec, opts), weightBytes(dir), refFromHealth(...)
+ */
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { homedir } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { type Env, hubCacheDir } from "../env.ts";
+import { MlxkError } from "../errors.ts";
+import { contextLength, type Detection } from "./detect.ts";
+import { dirHealth, type HealthReport, repoHealth } from "./health.ts";
+import { resolveModel } from "./resolve.ts";
+
+export interface ModelRef {
+  /** Name clients and the CLI show: `org/name` for cached models, the absolute path for dirs and GGUF files. */
+  id: string;
+  /** "dir": a model directory (snapshot, workspace, path) with config.json + safetensors; "gguf": one file. */
+  kind: "dir" | "gguf";
+  /** Snapshot dir, model dir or GGUF file the loader opens. */
+  path: string;
+  /** Snapshot commit hash of a cached model, else null. */
+  hash: string | null;
+  /** What the files say (framework, kind, capabilities, config model_type); null for a bare GGUF file. */
+  detection: Detection | null;
+  /** Bytes of the weight files: the base of the server's memory estimate. */
+  weightBytes: number;
+  /** From config.json when known; the loaded engine's info is authoritative. */
+  contextLength: number | null;
+}
+
+function fileSize(p: string): number {
+  try {
+    return statSync(p).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Sum of the safetensors files of a model dir (symlinks into blobs followed). */
+export function weightBytes(dir: string): number {
+  let total = 0;
+  try {
+    for (const f of readdirSync(dir)) if (f.endsWith(".safetensors")) total += fileSize(join(dir, f));
+  } catch {
+    return 0;
+  }
+  return total;
+}
+
+/** A `.gguf` file path (absolute, relative or ~/) names a GGUF model. */
+export function ggufPath(spec: string, opts: { cwd?: string; env?: Env } = {}): string | null {
+  if (!spec.toLowerCase().endsWith(".gguf")) return null;
+  const home = opts.env?.HOME || homedir();
+  const raw = spec.startsWith("~/") ? resolve(home, spec.slice(2)) : spec;
+  const p = isAbsolute(raw) ? raw : resolve(opts.cwd ?? process.cwd(), raw);
+  return existsSync(p) && statSync(p).isFile() ? p : null;
+}
+
+/** The reference for a model whose health was checked (throws when it cannot run). */
+export function refFromHealth(id: string, report: HealthReport): ModelRef {
+  // `code` lets the server answer these as the client's problem (4xx): another model name fixes them
+  if (!report.healthy) throw new MlxkError("execution_error", `Model '${id}' is not healthy: ${report.reason}`, { extra: { code: "model_unhealthy" } });
+  if (!report.runtime_compatible) {
+    throw new MlxkError("unsupported_model", `Model '${id}' is not compatible: ${report.runtime_reason ?? "unknown reason"}`, {
+      extra: { code: "model_not_supported" },
+    });
+  }
+  const dir = report.snapshotDir!;
+  return {
+    id,
+    kind: "dir",
+    path: dir,
+    hash: report.hash,
+    detection: report.detection,
+    weightBytes: weightBytes(dir),
+    contextLength: contextLength(report.view?.readObject("config.json") ?? null),
+  };
+}
+
+/**
+ * Resolve `spec` (GGUF file, path, workspace or cache name) and check the model's health.
+ * Throws MlxkError model_not_found / ambiguous_match / execution_error (unhealthy) / unsupported_model.
+ */
+export function resolveRef(spec: string, opts: { env?: Env; cwd?: string } = {}): ModelRef {
+  const env = opts.env ?? process.env;
+  const gguf = ggufPath(spec, opts);
+  if (gguf) return { id: gguf, kind: "gguf", path: gguf, hash: null, detection: null, weightBytes: fileSize(gguf), contextLength: null };
+  if (spec.toLowerCase().endsWith(".gguf") && (spec.includes("/") || spec.startsWith("~"))) {
+    throw new MlxkError("model_not_found", `No GGUF file at '${spec}'`);
+  }
+  const r = resolveModel(spec, { hubDir: hubCacheDir(env), cwd: opts.cwd, env });
+  const report = r.kind === "cache" ? repoHealth(r.repoDir, { name: r.name, hash: r.hash }) : dirHealth(r.dir, { name: r.name });
+  return refFromHealth(r.name, report);
+}
