@@ -78,7 +78,7 @@ async function mlxDirFrom(gguf: string, dir: string): Promise<string> {
 }
 
 /** Qwen2.5-0.5B shapes (hidden 896, 24 layers, 14/2 heads, FF 4864, vocab 151936, tied) as a Q4_1 llama GGUF. */
-async function qwenShapedGguf(smollm2: string): Promise<string> {
+export async function qwenShapedGguf(smollm2: string): Promise<string> {
   const path = join(CACHE, "qwen05-shaped.Q4_1.gguf");
   if (existsSync(path)) return path;
   const { readGguf } = await import("../src/gguf/reader.ts");
@@ -280,4 +280,4 @@ async function main(): Promise<void> {
   void readFileSync;
 }
 
-await main();
+if (import.meta.main) await main();

@@ -13,6 +13,7 @@ export const ERROR_TYPES = {
   CommandError: 400,
   InvalidArgumentError: 400,
   validation_error: 400,
+  context_length_exceeded: 400,
   // cache operations
   cache_not_found: 404,
   workspace_model: 400,

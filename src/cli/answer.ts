@@ -1,7 +1,8 @@
 /** What one-shot `run` and the chat share: options, one generation with streamed output, and its rendering. */
-import type { ChatMessage, Engine, GenerateRequest, SamplingParams } from "../engine/types.ts";
-import { MlxkError } from "../errors.ts";
+import { collect } from "../engine/collect.ts";
+import type { ChatMessage, Engine, GenerateRequest, SamplingParams, ToolCall } from "../engine/types.ts";
 import type { CliContext } from "./context.ts";
+import type { StructuredFields } from "./run-structured.ts";
 
 /** Tests (and embedders) may supply stdin; otherwise the process's stdin is used. */
 export type RunContext = CliContext & {
@@ -23,6 +24,8 @@ export interface Options {
   verbose: boolean;
   /** Stop strings (interactive chat adds the mlx-knife chat stops). */
   stop?: readonly string[];
+  /** --tools / --tool-choice / --json-schema. */
+  structured: StructuredFields;
 }
 
 export function messagesFor(system: string | undefined, history: ChatMessage[]): ChatMessage[] {
@@ -32,6 +35,7 @@ export function messagesFor(system: string | undefined, history: ChatMessage[]):
 export interface Answer {
   text: string;
   reasoning: string;
+  toolCalls: ToolCall[];
   finishReason: string;
   usage: { promptTokens: number; completionTokens: number };
   timings: { prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };
@@ -39,39 +43,40 @@ export interface Answer {
 
 /** Run one generation, streaming answer (and reasoning) text to stdout when `stream`. */
 export async function answer(ctx: RunContext, engine: Engine, input: GenerateRequest["input"], opts: Options, stream: boolean): Promise<Answer> {
-  const budget = engine.info.contextLength - engine.countPromptTokens(input);
-  if (budget <= 0) throw new MlxkError("InvalidArgumentError", `The prompt fills the whole context (${engine.info.contextLength} tokens)`);
   const ac = new AbortController();
+  const prepared = engine.prepare({
+    input,
+    ...(opts.maxTokens !== undefined ? { maxTokens: opts.maxTokens } : {}),
+    sampling: opts.sampling,
+    signal: ac.signal,
+    stop: opts.stop ? [...opts.stop] : undefined,
+    ...opts.structured,
+  });
+  // registered before the first await: a Ctrl-C from here on stops this answer
   const off = (ctx.onInterrupt ?? processInterrupt)(() => ac.abort());
-  const out: Answer = { text: "", reasoning: "", finishReason: "stop", usage: { promptTokens: 0, completionTokens: 0 }, timings: { prefillMs: 0, decodeMs: 0, promptTps: 0, generationTps: 0, peakMemoryBytes: 0 } };
   let phase: "none" | "reasoning" | "answer" = "none";
+  let a: Awaited<ReturnType<typeof collect>>;
   try {
-    const req: GenerateRequest = { input, maxTokens: Math.min(opts.maxTokens ?? budget, budget), sampling: opts.sampling, signal: ac.signal, stop: opts.stop ? [...opts.stop] : undefined };
-    for await (const ev of engine.generate(req)) {
-      if (ev.type === "done") {
-        out.finishReason = ev.finishReason;
-        out.usage = ev.usage;
-        out.timings = ev.timings;
-        break;
-      }
-      out.text += ev.text;
-      out.reasoning += ev.reasoning;
-      if (!stream) continue;
-      if (ev.reasoning && opts.reasoning) {
-        if (phase === "none") ctx.stdout("**[Reasoning]**\n\n");
-        phase = "reasoning";
-        const r = ctx.stdoutIsTTY ? forTerminal(ev.reasoning) : ev.reasoning;
-        ctx.stdout(opts.dim ? `\x1b[2m${r}\x1b[22m` : r);
-      }
-      if (ev.text) {
-        if (phase === "reasoning") ctx.stdout("\n\n---\n\n**[Answer]**\n\n");
-        phase = "answer";
-        ctx.stdout(ctx.stdoutIsTTY ? forTerminal(ev.text) : ev.text);
-      }
-    }
+    a = await collect(engine.generate(prepared), {
+      onChunk: (ev) => {
+        if (!stream) return;
+        if (ev.reasoning && opts.reasoning) {
+          if (phase === "none") ctx.stdout("**[Reasoning]**\n\n");
+          phase = "reasoning";
+          const r = ctx.stdoutIsTTY ? forTerminal(ev.reasoning) : ev.reasoning;
+          ctx.stdout(opts.dim ? `\x1b[2m${r}\x1b[22m` : r);
+        }
+        if (ev.text) {
+          if (phase === "reasoning") ctx.stdout("\n\n---\n\n**[Answer]**\n\n");
+          phase = "answer";
+          ctx.stdout(ctx.stdoutIsTTY ? forTerminal(ev.text) : ev.text);
+        }
+      },
+    });
   } finally {
     off();
   }
+  const out: Answer = { text: a.text, reasoning: a.reasoning, toolCalls: a.toolCalls, finishReason: a.done.finishReason, usage: a.done.usage, timings: a.done.timings };
   if (stream && out.finishReason === "cancelled") ctx.stdout("\n[Generation interrupted by user]");
   return out;
 }

@@ -7,6 +7,7 @@ import { type Options, type RunContext, answer, messagesFor, processInterrupt, r
 import { jsonArgs, modelArg, parseFloatArg, parseIntArg } from "./args.ts";
 import { chat } from "./chat.ts";
 import { printSuccess } from "./context.ts";
+import { structuredArgs, structuredFields } from "./run-structured.ts";
 
 export type { RunContext } from "./answer.ts";
 
@@ -25,6 +26,7 @@ const args = {
   "repetition-penalty": { type: "string", description: "Penalty for repeated tokens (default 1.1, 1 = off)" },
   seed: { type: "string", description: "Random seed (same seed, same answer)" },
   verbose: { type: "boolean", description: "Print load time, tokens/s and peak memory to stderr" },
+  ...structuredArgs,
   ...jsonArgs,
 } as const;
 
@@ -67,9 +69,11 @@ export default Object.assign(defineCommand({
         seed: parseIntArg("seed", a.seed, 0),
       },
       verbose: Boolean(a.verbose),
+      structured: structuredFields({ tools: a.tools, toolChoice: a["tool-choice"], jsonSchema: a["json-schema"], json: ctx.json, chatTemplate: a["chat-template"] !== false }),
     };
     const prompt = await promptFrom(ctx, a.prompt, words);
     if (prompt === null && ctx.json) throw new MlxkError("CommandError", "Interactive chat cannot print JSON; give a prompt with --json.");
+    if (prompt === null && Object.keys(opts.structured).length > 0) throw new MlxkError("CommandError", "--tools and --json-schema need a prompt (not interactive chat).");
 
     // Ctrl-C while the model loads: leave with 130 at once (answer() takes over once generation starts)
     const offLoad = (ctx.onInterrupt ?? processInterrupt)(() => {
@@ -139,6 +143,7 @@ async function single(ctx: RunContext, engine: Engine, spec: string, prompt: str
       prompt,
       response: a.text,
       reasoning: a.reasoning === "" ? null : a.reasoning,
+      ...(opts.structured.tools ? { tool_calls: a.toolCalls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })) } : {}),
       finish_reason: a.finishReason,
       usage: { prompt_tokens: a.usage.promptTokens, completion_tokens: a.usage.completionTokens },
       timings: {

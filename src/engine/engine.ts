@@ -4,12 +4,29 @@
  * decode fully on the device (pipelined); everything else samples on the host over f32 logits.
  */
 import { fallbackChatFormat, loadTextPipeline, Rng, sampleToken, type SampledToken, type TextPipeline } from "../generate/index.ts";
+import { checkSchema } from "../generate/json-schema-check.ts";
+import { createToolCallParser, detectToolCallFormat, ForcedCallParser, templateRendersTools, type ToolCallFormat } from "../generate/tool-calls/index.ts";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
+import { compileGrammar, createConstraint, type TokenConstraint } from "./constrain.ts";
 import { tokenLoop, type HostSampler } from "./generate.ts";
 import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from "./load.ts";
 import type { ModelSource } from "./open.ts";
-import type { Engine, GenerateEvent, GenerateRequest, ModelInfo, TokenLogprob } from "./types.ts";
+import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
+import { settle } from "./prepare.ts";
+import { forcedToolChoice, type GrammarSpec, grammarFor, nativeSyntax, parametersSchema, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
+import type {
+  Engine,
+  GenerateChunk,
+  GenerateDone,
+  GenerateEvent,
+  GenerateRequest,
+  ModelInfo,
+  PreparedRequest,
+  PrepareOptions,
+  TokenLogprob,
+  ToolDefinition,
+} from "./types.ts";
 
 export class MlxEngine implements Engine {
   readonly info: ModelInfo;
@@ -23,59 +40,82 @@ export class MlxEngine implements Engine {
     this.info = { id, modelType: loaded.modelType, contextLength: loaded.contextLength, reasoning: text.reasoningFormat !== null };
   }
 
-  /** The prompt text and its token ids, as the model will see them. */
-  encode(input: GenerateRequest["input"]): { prompt: string; ids: number[] } {
+  /** The prompt text and its token ids, as the model will see them (tools rendered by the chat template). */
+  encode(input: GenerateRequest["input"], tools?: ToolDefinition[]): { prompt: string; ids: number[] } {
     let prompt: string;
     if ("prompt" in input) prompt = input.prompt;
     else if (input.chatTemplate === false) prompt = fallbackChatFormat(input.messages);
-    else prompt = this.text.applyChatTemplate(input.messages, { kwargs: input.templateKwargs });
+    else {
+      const withTools = tools && tools.length > 0;
+      // A template that never reads `tools` (e.g. SmolLM2's) would drop them: describe them in the system turn instead.
+      const messages = withTools && !templateRendersTools(this.templateSource) ? withToolsPrompt(input.messages, tools) : input.messages;
+      prompt = this.text.applyChatTemplate(messages.map(templateMessage), {
+        kwargs: input.templateKwargs,
+        ...(withTools ? { tools: tools.map(templateTool) } : {}),
+      });
+    }
     return { prompt, ids: this.text.encodePrompt(prompt) };
   }
 
-  countPromptTokens(input: GenerateRequest["input"]): number {
-    return this.encode(input).ids.length;
+  countPromptTokens(input: GenerateRequest["input"], tools?: ToolDefinition[]): number {
+    return this.encode(input, tools).ids.length;
   }
 
-  async *generate(req: GenerateRequest): AsyncGenerator<GenerateEvent, void, undefined> {
-    const { prompt, ids } = this.encode(req.input);
+  prepare(req: GenerateRequest, opts: PrepareOptions = {}): PreparedRequest {
+    if ((req.tools?.length ?? 0) > 0 && req.toolChoice !== "none" && !forcedToolChoice(req) && "messages" in req.input && this.toolFormat === null) {
+      throw new MlxkError(
+        "validation_error",
+        `${this.info.id} has no tool-call format in its chat template, so tool_choice 'auto' cannot be honoured; use tool_choice 'required' or a named function (enforced by constrained decoding)`,
+        { extra: { param: "tools", code: "unsupported_parameter" } },
+      );
+    }
+    this.checkStrictTools(req);
+    const tools = req.toolChoice === "none" ? undefined : req.tools;
+    const { prompt, ids } = this.encode(req.input, tools);
     if (ids.length === 0) {
       const bos = this.text.tokenizer.specialTokenId("bos_token") ?? this.text.tokenizer.specialTokenId("eos_token") ?? 0;
       ids.push(bos);
     }
-    if (ids.length >= this.info.contextLength) {
-      throw new MlxkError("validation_error", `The prompt is ${ids.length} tokens; the model's context is ${this.info.contextLength} tokens. Shorten the prompt or the chat history.`);
-    }
-    const maxTokens = Math.max(0, Math.min(req.maxTokens, this.info.contextLength - ids.length));
+    return settle(req, prompt, ids, this.info.contextLength, opts);
+  }
+
+  async *generate(request: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined> {
+    const p = "prepared" in request ? request : this.prepare(request);
+    const { req, prompt, ids, maxTokens } = p;
     const s = req.sampling;
     const wantLogprobs = req.topLogprobs !== undefined;
-    const onDevice = s.temperature <= 0 && (s.repetitionPenalty <= 0 || s.repetitionPenalty === 1);
+    const constraint = await this.constraintFor(req);
+    // Greedy without penalties stays on the device, masked there under a constraint (logprobs then need the host).
+    const onDevice = s.temperature <= 0 && (s.repetitionPenalty <= 0 || s.repetitionPenalty === 1) && !(constraint && wantLogprobs);
     const rng = new Rng(s.seed);
     let last: SampledToken | null = null;
     const sampler: HostSampler = (logits, history) => {
+      constraint?.mask(logits);
       last = sampleToken(logits, s, rng, { history, logprobs: wantLogprobs, topLogprobs: req.topLogprobs ?? 0 });
       return last.token;
     };
     const detok = this.text.createDetokenizer();
     const stops = this.text.createStopMatcher(req.stop ?? []);
-    const reasoning = this.text.createReasoningParser(prompt);
+    const output = this.outputChain(req, prompt, this.grammar(req));
     const tok = this.text.tokenizer;
     mx.memory.resetPeak();
 
-    let finishReason: "stop" | "length" | "cancelled" = "length";
+    let finishReason: GenerateDone["finishReason"] = "length";
     let completion = 0;
     const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
     const loop = tokenLoop({
       stats,
       model: this.loaded.model,
       prompt: ids,
-      maxTokens: Math.max(1, maxTokens),
+      maxTokens,
       sampler: onDevice ? undefined : sampler,
       wantLogits: onDevice && wantLogprobs,
+      ...(onDevice && constraint ? { deviceMask: (n: number) => constraint.bias(n) } : {}),
       shouldStop: () => req.signal?.aborted === true,
       yieldPrefill: true,
     });
     try {
-      if (maxTokens === 0) throw new StopIteration();
+      if (constraint) await constraint.prepareNext();
       for (;;) {
         if (req.signal?.aborted) {
           finishReason = "cancelled";
@@ -95,7 +135,7 @@ export class MlxEngine implements Engine {
         }
         completion++;
         const stopped = stops.push(detok.add(token));
-        const split = reasoning ? reasoning.push(stopped.text) : { reasoning: "", answer: stopped.text };
+        const step = output.push(stopped.text);
         let logprob: (TokenLogprob & { top: TokenLogprob[] }) | undefined;
         if (wantLogprobs) {
           if (onDevice && logits) last = sampleToken(logits, { ...s, temperature: 0 }, rng, { logprobs: true, topLogprobs: req.topLogprobs ?? 0 });
@@ -108,27 +148,36 @@ export class MlxEngine implements Engine {
             };
           }
         }
-        yield { type: "chunk", text: split.answer, reasoning: split.reasoning, tokenId: token, ...(logprob ? { logprob } : {}) };
+        yield chunkOf(step, token, logprob);
         if (stopped.stop !== null) {
           finishReason = "stop";
           break;
         }
-        // Let timers, signals and I/O run between tokens.
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (constraint) {
+          constraint.accept(token);
+          // The grammar is complete: only an end token may follow, so end here (some vocabularies have none).
+          if (constraint.done) {
+            finishReason = "stop";
+            break;
+          }
+          await constraint.prepareNext();
+        } else {
+          // Let timers, signals and I/O run between tokens.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
       }
       const tail = stops.matched === null ? stops.push(detok.flush()).text + stops.flush() : "";
-      const end = reasoning ? mergeDeltas(reasoning.push(tail), reasoning.flush()) : { reasoning: "", answer: tail };
-      if (end.answer || end.reasoning) yield { type: "chunk", text: end.answer, reasoning: end.reasoning, tokenId: -1 };
-    } catch (e) {
-      if (!(e instanceof StopIteration)) throw e;
+      const end = mergeSteps(output.push(tail), output.flush());
+      if (end.text || end.reasoning || end.toolCalls.length > 0) yield chunkOf(end, -1);
     } finally {
       loop.return(stats);
+      constraint?.[Symbol.dispose]();
     }
-    const gen = completion;
+    if (finishReason === "stop" && output.calledTools) finishReason = "tool_calls";
     yield {
       type: "done",
       finishReason,
-      usage: { promptTokens: ids.length, completionTokens: gen },
+      usage: { promptTokens: ids.length, completionTokens: completion },
       timings: {
         loadMs: this.loadMs,
         prefillMs: stats.prefillMs,
@@ -140,16 +189,77 @@ export class MlxEngine implements Engine {
     };
   }
 
+  /**
+   * `strict: true` promises arguments that validate, also under tool_choice auto: refused (naming the field)
+   * where this model's calls cannot be enforced, and a strict function's schema must be enforceable.
+   */
+  private checkStrictTools(req: GenerateRequest): void {
+    const tools = req.tools ?? [];
+    if (req.toolChoice === "none") return;
+    const auto = !forcedToolChoice(req);
+    tools.forEach((t, i) => {
+      if (t.strict !== true) return;
+      checkSchema(parametersSchema(t), `tools[${i}].function.parameters`);
+      if (auto && this.grammar(req)?.kind !== "tags") {
+        throw new MlxkError("validation_error", `tools[${i}].function.strict: ${this.info.id}'s tool calls cannot be enforced under tool_choice 'auto'; use tool_choice 'required' or a named function`, {
+          extra: { param: `tools[${i}].function.strict`, code: "unsupported_parameter" },
+        });
+      }
+    });
+  }
+
+  /** The grammar a request needs; calls in the family's own syntax where it wraps JSON (see tools.ts NATIVE). */
+  private grammar(req: GenerateRequest): GrammarSpec | null {
+    return grammarFor(req, nativeSyntax(this.toolFormat, this.templateSource));
+  }
+
+  /** reasoning → tool calls → text, as this request needs it. */
+  private outputChain(req: GenerateRequest, prompt: string, grammar: GrammarSpec | null): OutputChain {
+    const forced = forcedToolChoice(req);
+    // Calls forced as bare JSON (no family syntax to wrap them) are read by the forced-call parser.
+    if (forced && grammar?.kind !== "tags") return new OutputChain(null, new ForcedCallParser(forced, req.tools ?? []));
+    // Output that is exactly an enforced JSON value has no reasoning markers in it.
+    const jsonOnly = grammar !== null && grammar.kind !== "tags";
+    const tools = req.tools && req.tools.length > 0 && req.toolChoice !== "none" ? req.tools : null;
+    const reasoning = jsonOnly ? null : this.text.createReasoningParser(prompt, { toolCalls: tools !== null });
+    const parser = tools && !jsonOnly ? createToolCallParser(this.toolFormat, tools) : null;
+    return new OutputChain(reasoning, parser, { parallel: req.parallelToolCalls !== false, harmonyCalls: tools !== null });
+  }
+
+  private get templateSource(): string | null {
+    return this.text.chatTemplates ? Object.values(this.text.chatTemplates).join("\n") : null;
+  }
+
+  get toolFormat(): ToolCallFormat | null {
+    return detectToolCallFormat({ chatTemplate: this.templateSource, hasToken: (t) => this.text.tokenizer.tokenToId(t) !== undefined });
+  }
+
+  async warm(p: PreparedRequest): Promise<void> {
+    const grammar = this.grammar(p.req);
+    if (grammar) await compileGrammar(this.text, grammar);
+  }
+
+  private async constraintFor(req: GenerateRequest): Promise<TokenConstraint | null> {
+    const grammar = this.grammar(req);
+    return grammar ? await createConstraint(this.text, grammar) : null;
+  }
+
   [Symbol.dispose](): void {
     this.loaded[Symbol.dispose]();
   }
 }
 
-class StopIteration extends Error {}
-
-function mergeDeltas(a: { reasoning: string; answer: string }, b: { reasoning: string; answer: string }) {
-  return { reasoning: a.reasoning + b.reasoning, answer: a.answer + b.answer };
+function chunkOf(step: OutputStep, tokenId: number, logprob?: TokenLogprob & { top: TokenLogprob[] }): GenerateChunk {
+  return {
+    type: "chunk",
+    text: step.text,
+    reasoning: step.reasoning,
+    tokenId,
+    ...(logprob ? { logprob } : {}),
+    ...(step.toolCalls.length > 0 ? { toolCalls: step.toolCalls } : {}),
+  };
 }
+
 
 /** Load model + text pipeline for a located source. */
 export async function loadEngine(source: ModelSource, opts: LoadOptions = {}): Promise<MlxEngine> {

@@ -21,6 +21,12 @@ export interface TokenLoopOptions {
   sampler?: HostSampler;
   /** Also return the full f32 logits of each generated step (for logprobs). */
   wantLogits?: boolean;
+  /**
+   * Greedy on the device under a constraint: an additive bias (0 allowed, -inf not) for the logits of the
+   * next token, asked for after the previous token was handed out (so the consumer can advance its grammar
+   * while the device runs the next forward pass). Ignored with a host sampler.
+   */
+  deviceMask?: (vocab: number) => Float32Array;
   /** Checked before every step; true stops the loop. */
   shouldStop?: () => boolean;
   /** Existing cache to continue (tests); default a fresh one that the loop disposes. */
@@ -128,6 +134,31 @@ export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats,
         yield { token, logits: host };
         if (generated >= o.maxTokens || o.shouldStop?.()) break;
         logits = mx.scope(() => lastLogits(o.model, o.model.hidden(idsArray([token]), cache)));
+      }
+    } else if (o.deviceMask) {
+      // Masked greedy: the argmax waits for the mask, but the next forward pass is queued before the
+      // token is read back, so the device computes it while the host advances the grammar.
+      let logits: mx.Array = first;
+      for (;;) {
+        const l = logits;
+        const tok = mx.scope(() => mx.argmax(mx.add(l, mx.array(o.deviceMask!(l.shape[0]!))), -1));
+        l.dispose();
+        pending.delete(l);
+        pending.add(tok);
+        let next: mx.Array | null = null;
+        if (generated + 1 < o.maxTokens) {
+          next = mx.scope(() => lastLogits(o.model, o.model.hidden(mx.reshape(tok, [1, 1]), cache)));
+          pending.add(next);
+          mx.asyncEval([next]);
+        }
+        const token = tok.item();
+        tok.dispose();
+        pending.delete(tok);
+        mark();
+        yield { token };
+        if (next === null || o.shouldStop?.()) break;
+        logits = next;
+        if (generated % 256 === 0) mx.memory.clearCache();
       }
     } else {
       let y = mx.scope(() => ({ tok: mx.argmax(first, -1), logits: o.wantLogits ? first : null }));

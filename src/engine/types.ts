@@ -6,7 +6,36 @@
 export interface ChatMessage {
   role: "system" | "developer" | "user" | "assistant" | "tool";
   content: string;
+  /** assistant: the calls this turn made (rendered through the chat template as HF templates expect). */
+  toolCalls?: ToolCall[];
+  /** tool: the id of the call this message answers. */
+  toolCallId?: string;
+  /** tool: the function's name (some templates print it). */
+  name?: string;
 }
+
+/** A complete function call; `arguments` is the JSON text of the arguments object, as OpenAI sends it. */
+export interface ToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+/** A function the model may call; `parameters` is a JSON Schema for its arguments object. */
+export interface ToolDefinition {
+  name: string;
+  description?: string;
+  parameters: Record<string, unknown>;
+  strict?: boolean;
+}
+
+/** auto: the model decides; none: never call; required: at least one call; {name}: exactly that function. */
+export type ToolChoice = "auto" | "none" | "required" | { name: string };
+
+/** Output the decoder enforces token by token (never "hoped for"). */
+export type OutputConstraint =
+  | { type: "json_object" }
+  | { type: "json_schema"; schema: Record<string, unknown>; name?: string; strict?: boolean };
 
 export interface SamplingParams {
   /** 0 = greedy. @default 0.7 */
@@ -28,8 +57,8 @@ export interface SamplingParams {
 export interface GenerateRequest {
   /** Chat messages rendered with the model's chat template, or a raw prompt used as is. */
   input: { messages: ChatMessage[]; chatTemplate?: boolean; templateKwargs?: Record<string, unknown> } | { prompt: string };
-  /** Upper bound on generated tokens; the engine also stops at the context length. */
-  maxTokens: number;
+  /** Upper bound on generated tokens; undefined = the caller's default (see PrepareOptions). Never past the context. */
+  maxTokens?: number;
   sampling: SamplingParams;
   /** Stop strings: generation ends before the first occurrence, which is never emitted. */
   stop?: string[];
@@ -37,6 +66,30 @@ export interface GenerateRequest {
   topLogprobs?: number;
   /** Aborting stops generation at the next token. */
   signal?: AbortSignal;
+  /** Functions the model may call (rendered into the prompt via the chat template). */
+  tools?: ToolDefinition[];
+  /** @default "auto" when tools are given */
+  toolChoice?: ToolChoice;
+  /** false: at most one call per answer. @default true */
+  parallelToolCalls?: boolean;
+  /** Enforced output format (JSON Schema / any JSON object). */
+  constraint?: OutputConstraint;
+}
+
+/** How prepare() settles an omitted maxTokens (run: the whole remaining context; server: its --max-tokens or context/2). */
+export interface PrepareOptions {
+  defaultMaxTokens?: number;
+}
+
+/** A request after the one front half both run and server use: prompt rendered once, context checked, limit settled. */
+export interface PreparedRequest {
+  readonly prepared: true;
+  req: GenerateRequest;
+  /** The rendered prompt text and its token ids, exactly as the model will see them. */
+  prompt: string;
+  ids: number[];
+  /** Tokens the generation may produce (≥ 1, ≤ context − prompt). */
+  maxTokens: number;
 }
 
 export interface TokenLogprob {
@@ -53,11 +106,27 @@ export interface GenerateChunk {
   reasoning: string;
   tokenId: number;
   logprob?: TokenLogprob & { top: TokenLogprob[] };
+  /**
+   * Tool-call output of this step. A call starts with a delta carrying its `index`, `id` and `name`
+   * (arguments ""), argument text fragments follow with the same index; calls never interleave.
+   */
+  toolCalls?: ToolCallDelta[];
+}
+
+export interface ToolCallDelta {
+  /** 0-based position of the call in this answer. */
+  index: number;
+  /** Set only on the first delta of a call. */
+  id?: string;
+  name?: string;
+  /** A fragment of the arguments JSON text (possibly ""). */
+  arguments: string;
 }
 
 export interface GenerateDone {
   type: "done";
-  finishReason: "stop" | "length" | "cancelled";
+  /** tool_calls: the answer ended with one or more function calls. */
+  finishReason: "stop" | "length" | "cancelled" | "tool_calls";
   usage: { promptTokens: number; completionTokens: number };
   timings: { loadMs?: number; prefillMs: number; decodeMs: number; promptTps: number; generationTps: number; peakMemoryBytes: number };
 }
@@ -77,6 +146,18 @@ export interface ModelInfo {
 export interface Engine extends Disposable {
   readonly info: ModelInfo;
   /** Count the tokens of a request's rendered prompt (for usage and context checks). */
-  countPromptTokens(input: GenerateRequest["input"]): number;
-  generate(req: GenerateRequest): AsyncGenerator<GenerateEvent, void, undefined>;
+  countPromptTokens(input: GenerateRequest["input"], tools?: ToolDefinition[]): number;
+  /**
+   * The front half of every generation: render the prompt once, check it fits the context (else
+   * MlxkError `context_length_exceeded` naming both sizes), settle max tokens, validate tools and the
+   * constraint (a 400 naming what cannot be enforced).
+   */
+  prepare(req: GenerateRequest, opts?: PrepareOptions): PreparedRequest;
+  /**
+   * Builds what a prepared request needs before the first byte goes out (the constraint's grammar, cached),
+   * so a schema the grammar engine rejects is still a request error, not a failed stream. Optional.
+   */
+  warm?(p: PreparedRequest): Promise<void>;
+  /** Runs a prepared request (a plain one is prepared with default options first). */
+  generate(req: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined>;
 }

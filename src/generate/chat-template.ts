@@ -140,12 +140,40 @@ export function renderChatTemplate(source: string, opts: RenderOptions): string 
   try {
     const env = new Environment();
     for (const [k, v] of Object.entries(context)) env.set(k, v);
-    const result = new Interpreter(env).run(template.parsed);
+    const result = new LenientInterpreter(env).run(template.parsed);
     return String(result.value);
   } catch (e) {
     if (e instanceof MlxkError) throw e;
     throw new MlxkError("execution_error", `Chat template failed: ${(e as Error).message}`, { cause: e });
   }
+}
+
+/**
+ * Python's jinja2 lets a string filter take an undefined value as "" (`param.description|trim` on a
+ * parameter without a description, as the Hermes tool templates write it); @huggingface/jinja throws.
+ * Retry such a filter on an empty string, as jinja2 renders it.
+ */
+class LenientInterpreter extends Interpreter {
+  constructor(private readonly environment: Environment) {
+    super(environment);
+    const self = this as unknown as { applyFilter: (operand: { type?: string }, node: unknown, env: Environment) => unknown };
+    const apply = self.applyFilter.bind(this);
+    self.applyFilter = (operand, node, env) => {
+      try {
+        return apply(operand, node, env);
+      } catch (e) {
+        if (operand?.type !== "UndefinedValue") throw e;
+        return apply(emptyString(this.environment), node, env);
+      }
+    };
+  }
+}
+
+/** The library's runtime value for "" (its value classes are not exported; the environment makes one). */
+function emptyString(env: Environment): { type?: string } {
+  const probe = new Environment(env);
+  probe.set("__mlxk_empty", "");
+  return probe.lookupVariable("__mlxk_empty") as { type?: string };
 }
 
 /** Python's range(stop) / range(start, stop[, step]). */

@@ -14,12 +14,16 @@ export type ReasoningFormat = "think" | "thinking" | "harmony";
 export interface ReasoningDelta {
   reasoning: string;
   answer: string;
+  /** harmony with `toolCalls`: complete `to=functions.NAME` messages (arguments = the message text). */
+  calls?: { name: string; arguments: string }[];
 }
 
 export interface ReasoningParserOptions {
   format: ReasoningFormat;
   /** The prompt already opened the reasoning block (e.g. ends with `<think>\n`). @default false */
   startInReasoning?: boolean;
+  /** harmony: messages addressed `to=functions.NAME` are tool calls, not answer text. @default false */
+  toolCalls?: boolean;
 }
 
 const TAGS: Record<"think" | "thinking", [string, string]> = {
@@ -81,9 +85,15 @@ export class ReasoningParser {
   private header = "";
   /** Drop whitespace at the start of a section ("<think>\n", "</think>\n\n"). */
   private trimStart = true;
+  /** harmony: the function the current message calls, and its text so far. */
+  private callName: string | null = null;
+  private callArgs = "";
+  private readonly toolCalls: boolean;
+  private calls: { name: string; arguments: string }[] = [];
 
   constructor(opts: ReasoningParserOptions) {
     this.format = opts.format;
+    this.toolCalls = opts.toolCalls ?? false;
     this.inReasoning = opts.startInReasoning ?? false;
     this.scanner = new MarkerScanner(opts.format === "harmony" ? HARMONY : TAGS[opts.format]);
   }
@@ -106,6 +116,11 @@ export class ReasoningParser {
     for (const piece of this.scanner.scan(text, final)) {
       if (piece.marker !== null) this.onMarker(piece.marker);
       else this.onText(piece.text, out);
+    }
+    if (final && this.callName !== null) this.endCall();
+    if (this.calls.length > 0) {
+      out.calls = this.calls;
+      this.calls = [];
     }
     return out;
   }
@@ -130,21 +145,35 @@ export class ReasoningParser {
         break;
       case "<|message|>": {
         const channel = /<\|channel\|>\s*([A-Za-z_]+)/.exec(this.header)?.[1] ?? "final";
-        this.inReasoning = channel === "analysis";
+        const to = this.toolCalls ? /\bto=functions\.([^\s<]+)/.exec(this.header)?.[1] : undefined;
+        this.callName = to ?? null;
+        this.callArgs = "";
+        this.inReasoning = to === undefined && channel === "analysis";
         this.inHeader = false;
         this.trimStart = true;
         break;
       }
       default: // <|end|>, <|return|>, <|call|>: message over; the next text is headerless answer unless a header follows
+        if (this.callName !== null) this.endCall();
         this.inReasoning = false;
         this.inHeader = false;
         this.trimStart = true;
     }
   }
 
+  private endCall(): void {
+    this.calls.push({ name: this.callName!, arguments: this.callArgs.trim() });
+    this.callName = null;
+    this.callArgs = "";
+  }
+
   private onText(t: string, out: ReasoningDelta): void {
     if (this.inHeader) {
       this.header += t;
+      return;
+    }
+    if (this.callName !== null) {
+      this.callArgs += t;
       return;
     }
     if (this.trimStart) {

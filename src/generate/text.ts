@@ -129,10 +129,10 @@ export class TextPipeline {
   }
 
   /** A reasoning parser for output following `prompt`, or null when the model has no reasoning markers. */
-  createReasoningParser(prompt: string): ReasoningParser | null {
+  createReasoningParser(prompt: string, opts: { toolCalls?: boolean } = {}): ReasoningParser | null {
     const format = this.reasoningFormat;
     if (format === null) return null;
-    return new ReasoningParser({ format, startInReasoning: promptOpensReasoning(prompt, format) });
+    return new ReasoningParser({ format, startInReasoning: promptOpensReasoning(prompt, format), toolCalls: opts.toolCalls });
   }
 }
 

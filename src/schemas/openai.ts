@@ -59,6 +59,7 @@ export const ChatCompletionRequestSchema = v.looseObject({
   top_logprobs: nullish(int(0, 20)),
   tools: nullish(v.array(v.unknown())),
   tool_choice: nullish(v.unknown()),
+  parallel_tool_calls: nullish(v.boolean("must be a boolean")),
   response_format: nullish(v.looseObject({ type: v.string() })),
   chat_template_kwargs: nullish(v.record(v.string(), v.unknown())),
 });
@@ -90,6 +91,22 @@ export const ChatLogprobsSchema = v.strictObject({
 });
 
 const FinishReason = v.picklist(["stop", "length"]);
+const ChatFinishReason = v.picklist(["stop", "length", "tool_calls"]);
+
+/** A complete call in a chat response: arguments are the JSON text of the arguments object. */
+const ToolCallSchema = v.strictObject({
+  id: v.string(),
+  type: v.literal("function"),
+  function: v.strictObject({ name: v.string(), arguments: v.string() }),
+});
+
+/** A streamed call delta: index always; id, type and name only in a call's first delta. */
+const ToolCallDeltaSchema = v.strictObject({
+  index: v.pipe(v.number(), v.integer(), v.minValue(0)),
+  id: v.optional(v.string()),
+  type: v.optional(v.literal("function")),
+  function: v.strictObject({ name: v.optional(v.string()), arguments: v.string() }),
+});
 
 /** Fields every completion response and chunk carries besides its id and object. */
 const responseFields = {
@@ -110,9 +127,10 @@ export const ChatCompletionSchema = v.strictObject({
         content: v.nullable(v.string()),
         refusal: v.null(),
         reasoning_content: v.optional(v.string()),
+        tool_calls: v.optional(v.array(ToolCallSchema)),
       }),
       logprobs: v.nullable(ChatLogprobsSchema),
-      finish_reason: FinishReason,
+      finish_reason: ChatFinishReason,
     }),
   ]),
   usage: UsageSchema,
@@ -130,11 +148,12 @@ export const ChatCompletionChunkSchema = v.strictObject({
         index: v.literal(0),
         delta: v.strictObject({
           role: v.optional(v.literal("assistant")),
-          content: v.optional(v.string()),
+          content: v.optional(v.nullable(v.string())),
           reasoning_content: v.optional(v.string()),
+          tool_calls: v.optional(v.array(ToolCallDeltaSchema)),
         }),
         logprobs: v.nullable(v.strictObject({ content: ChatLogprobsSchema.entries.content, refusal: v.null() })),
-        finish_reason: v.nullable(FinishReason),
+        finish_reason: v.nullable(ChatFinishReason),
       }),
     ]),
   ]),

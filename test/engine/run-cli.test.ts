@@ -153,3 +153,46 @@ describe("mlxk run", () => {
     expect(r.stderr).toContain("--temperature");
   });
 });
+
+describe("mlxk run: --json-schema and --tools", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mlxk-run-structured-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const schemaFile = join(dir, "schema.json");
+  writeFileSync(schemaFile, JSON.stringify({ type: "object", properties: { pick: { enum: ["red", "green"] }, ok: { type: "boolean" } }, required: ["pick", "ok"] }));
+  const toolsFile = join(dir, "tools.json");
+  writeFileSync(toolsFile, JSON.stringify([{ type: "function", function: { name: "paint", parameters: { type: "object", properties: { color: { enum: ["red", "blue"] } }, required: ["color"] } } }]));
+
+  test("--json-schema: the answer is JSON that validates, even from a random model", async () => {
+    const r = await run(["run", tiny, "Pick", "--temperature", "0", "--max-tokens", "40", "--json-schema", schemaFile, "--json"]);
+    expect(r.code).toBe(0);
+    const env = JSON.parse(r.stdout);
+    const value = JSON.parse(env.data.response);
+    expect(["red", "green"]).toContain(value.pick);
+    expect(typeof value.ok).toBe("boolean");
+    expect(Object.keys(value).sort()).toEqual(["ok", "pick"]);
+  });
+
+  test("--tools with a named --tool-choice returns data.tool_calls and finish_reason tool_calls", async () => {
+    const r = await run(["run", tiny, "Paint it", "--temperature", "0", "--max-tokens", "20", "--tools", toolsFile, "--tool-choice", "paint", "--json"]);
+    expect(r.code).toBe(0);
+    const env = JSON.parse(r.stdout);
+    expect(env.data.finish_reason).toBe("tool_calls");
+    expect(env.data.tool_calls).toHaveLength(1);
+    expect(env.data.tool_calls[0].function.name).toBe("paint");
+    expect(["red", "blue"]).toContain(JSON.parse(env.data.tool_calls[0].function.arguments).color);
+  });
+
+  test("usage errors name the flag", async () => {
+    const noJson = await run(["run", tiny, "x", "--tools", toolsFile]);
+    expect(noJson.code).toBe(2);
+    expect(noJson.stderr + noJson.stdout).toContain("--tools needs --json");
+    const missing = await run(["run", tiny, "x", "--json-schema", join(dir, "nope.json"), "--json"]);
+    expect(missing.code).toBe(2);
+    expect(missing.stdout).toContain("--json-schema");
+    const bad = join(dir, "bad.json");
+    writeFileSync(bad, JSON.stringify({ type: "object", properties: { a: { type: "string" } }, not: {} }));
+    const unenforceable = await run(["run", tiny, "x", "--json-schema", bad, "--json"]);
+    expect(unenforceable.code).toBe(1);
+    expect(unenforceable.stdout).toContain("not");
+  });
+});

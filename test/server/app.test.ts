@@ -103,8 +103,34 @@ describe("chat completions", () => {
       { role: "developer", content: "be brief" },
       { role: "user", content: "a\nb" },
       { role: "assistant", content: "" },
-      { role: "tool", content: "42" },
+      { role: "tool", content: "42", toolCallId: "x" },
     ]);
+  });
+
+  test("tool calls: message.tool_calls (content null) and per-call stream deltas with distinct indexes", async () => {
+    const calls = [
+      { name: "get_weather", arguments: '{"city": "Paris"}' },
+      { name: "get_time", arguments: '{"tz": "CET"}' },
+    ];
+    const tools = [
+      { type: "function", function: { name: "get_weather", parameters: { type: "object" } } },
+      { type: "function", function: { name: "get_time", parameters: { type: "object" } } },
+    ];
+    const { app } = makeApp({ [M]: () => new ScriptEngine(M, { eosAfter: 0, calls }) });
+    const body = check(ChatCompletionSchema, await (await post(app, "/v1/chat/completions", chat({ tools }))).json());
+    expect(body.choices[0].finish_reason).toBe("tool_calls");
+    expect(body.choices[0].message.content).toBeNull();
+    expect(body.choices[0].message.tool_calls).toEqual([
+      { id: "call_0", type: "function", function: calls[0]! },
+      { id: "call_1", type: "function", function: calls[1]! },
+    ]);
+    const ev = (await sseEvents(await post(app, "/v1/chat/completions", chat({ tools, stream: true })))).slice(0, -1).map((c) => check(ChatCompletionChunkSchema, c));
+    const deltas = ev.flatMap((c) => c.choices[0]?.delta.tool_calls ?? []);
+    expect(deltas[0]).toEqual({ index: 0, id: "call_0", type: "function", function: { name: "get_weather", arguments: "" } });
+    expect(deltas[1]).toEqual({ index: 0, function: { arguments: '{"city":' } });
+    expect(deltas[3]).toEqual({ index: 1, id: "call_1", type: "function", function: { name: "get_time", arguments: "" } });
+    for (const i of [0, 1]) expect(deltas.filter((d) => d.index === i).map((d) => d.function.arguments).join("")).toBe(calls[i]!.arguments);
+    expect(ev.at(-1)!.choices[0]).toMatchObject({ delta: {}, finish_reason: "tool_calls" });
   });
 
   test("stop is honoured without streaming and never emitted", async () => {
@@ -199,14 +225,16 @@ describe("errors", () => {
     { name: "max_tokens type", body: chat({ max_tokens: "ten" }), status: 400, param: "max_tokens" },
     { name: "max_tokens zero", body: chat({ max_tokens: 0 }), status: 400, param: "max_tokens" },
     { name: "n > 1", body: chat({ n: 2 }), status: 400, param: "n", code: "unsupported_parameter" },
-    { name: "tools", body: chat({ tools: [{ type: "function", function: { name: "f" } }] }), status: 400, param: "tools" },
+    { name: "tools: type other than function", body: chat({ tools: [{ type: "code_interpreter" }] }), status: 400, param: "tools[0].type" },
+    { name: "tool_choice names an unknown function", body: chat({ tools: [{ type: "function", function: { name: "f" } }], tool_choice: { type: "function", function: { name: "g" } } }), status: 400, param: "tool_choice" },
     {
       name: "image part",
       body: chat({ messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "data:x" } }] }] }),
       status: 400,
       param: "messages[0].content[0].type",
     },
-    { name: "json mode", body: chat({ response_format: { type: "json_object" } }), status: 400, param: "response_format.type" },
+    { name: "response_format type unknown", body: chat({ response_format: { type: "xml" } }), status: 400, param: "response_format.type" },
+    { name: "json_schema keyword that cannot be enforced", body: chat({ response_format: { type: "json_schema", json_schema: { name: "x", schema: { type: "object", not: {} } } } }), status: 400, param: "response_format.json_schema.schema.not" },
     { name: "top_logprobs without logprobs", body: chat({ top_logprobs: 2 }), status: 400, param: "top_logprobs" },
     { name: "top_logprobs range", body: chat({ logprobs: true, top_logprobs: 21 }), status: 400, param: "top_logprobs" },
     { name: "presence_penalty", body: chat({ presence_penalty: 0.5 }), status: 400, param: "presence_penalty" },

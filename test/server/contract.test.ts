@@ -104,7 +104,7 @@ describe("per-request ceilings", () => {
     expect(e.message).toContain("--max-tokens-cap");
     const none = await post(app, "/v1/chat/completions", chat());
     expect(none.status).toBe(200);
-    expect(engine.requests.at(-1)!.maxTokens).toBe(5);
+    expect(engine.prepared.at(-1)!.maxTokens).toBe(5);
   });
 
   test("--request-timeout: a non-streamed answer that runs too long is a 504", async () => {

@@ -62,7 +62,7 @@ describe("fromChatRequest", () => {
     { name: "frequency_penalty", body: { frequency_penalty: 1 }, param: "frequency_penalty" },
     { name: "logit_bias", body: { logit_bias: { "1": 5 } }, param: "logit_bias" },
     { name: "tool_choice auto", body: { tool_choice: "auto" }, param: "tool_choice" },
-    { name: "assistant tool_calls", body: { messages: [{ role: "assistant", content: null, tool_calls: [{ id: "x" }] }] }, param: "messages[0].tool_calls" },
+    { name: "assistant tool_calls", body: { messages: [{ role: "assistant", content: null, tool_calls: [{ id: "x" }] }] }, param: "messages[0].tool_calls[0]" },
     { name: "user null content", body: { messages: [{ role: "user", content: null }] }, param: "messages[0].content" },
     { name: "audio part", body: { messages: [{ role: "user", content: [{ type: "text", text: "a" }, { type: "input_audio" }] }] }, param: "messages[0].content[1].type" },
     { name: "text part without text", body: { messages: [{ role: "user", content: [{ type: "text" }] }] }, param: "messages[0].content[0].text" },

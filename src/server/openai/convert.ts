@@ -3,7 +3,7 @@
  * No HTTP, no engine calls: request → GenerateRequest parts, engine events → response bodies and chunks.
  * Anything a request asks for that we cannot honour is a 400 naming the field, never silently dropped.
  */
-import type { ChatMessage, GenerateDone, GenerateRequest, SamplingParams, TokenLogprob } from "../../engine/types.ts";
+import type { ChatMessage, GenerateDone, GenerateRequest, SamplingParams, TokenLogprob, ToolCall } from "../../engine/types.ts";
 import type * as v from "valibot";
 import type {
   CompletionLogprobsSchema,
@@ -17,6 +17,9 @@ import type {
 import { DEFAULT_SAMPLING } from "../../generate/sample.ts";
 import { badRequest } from "../errors.ts";
 import { rejectUnhonoured } from "./unhonoured.ts";
+import { type OpenAIToolCall, parseMessageToolCalls, type ToolFields, toolFields, toOpenAIToolCalls } from "./tools.ts";
+
+export { chatDelta } from "./tools.ts";
 
 /** What the route needs besides the engine request: how to shape the answer. */
 export interface Plan {
@@ -28,6 +31,8 @@ export interface Plan {
   topLogprobs: number | undefined;
   stream: boolean;
   includeUsage: boolean;
+  /** tools, tool_choice, parallel_tool_calls, response_format (chat only). */
+  tools?: ToolFields;
 }
 
 type Common = Pick<
@@ -83,11 +88,12 @@ function commonPlan(body: Common, maxTokens: number | null | undefined): Omit<Pl
 
 function messageText(m: ChatMessageIn, i: number): string {
   if (m.content == null) {
-    if (m.role === "assistant" && m.tool_calls == null) return "";
-    if (m.role === "assistant") throw badRequest(`messages[${i}].tool_calls: tool calls are not supported by this server`, `messages[${i}].tool_calls`);
+    if (m.role === "assistant") return "";
     throw badRequest(`messages[${i}].content is required for role '${m.role}'`, `messages[${i}].content`, "missing_required_parameter");
   }
-  if (m.tool_calls != null) throw badRequest(`messages[${i}].tool_calls: tool calls are not supported by this server`, `messages[${i}].tool_calls`);
+  if (m.tool_calls != null && m.role !== "assistant") {
+    throw badRequest(`messages[${i}].tool_calls is only allowed on assistant messages`, `messages[${i}].tool_calls`, "invalid_value");
+  }
   if (typeof m.content === "string") return m.content;
   const texts: string[] = [];
   m.content.forEach((part, j) => {
@@ -101,24 +107,30 @@ function messageText(m: ChatMessageIn, i: number): string {
   return texts.join("\n");
 }
 
+function chatMessage(m: ChatMessageIn, i: number): ChatMessage {
+  const msg: ChatMessage = { role: m.role, content: messageText(m, i) };
+  if (m.role === "assistant" && m.tool_calls != null) msg.toolCalls = parseMessageToolCalls(m.tool_calls, i);
+  if (m.role === "tool") {
+    if (m.tool_call_id === undefined) throw badRequest(`messages[${i}].tool_call_id is required for role 'tool'`, `messages[${i}].tool_call_id`, "missing_required_parameter");
+    msg.toolCallId = m.tool_call_id;
+  }
+  if (m.name !== undefined) msg.name = m.name;
+  return msg;
+}
+
 /** Chat request → engine input + plan. Throws a 400 MlxkError naming the offending field. */
 export function fromChatRequest(body: ChatCompletionRequest): { input: GenerateRequest["input"]; plan: Plan } {
   rejectUnsupportedCommon(body);
   rejectUnhonoured(body);
-  if (body.tools != null && body.tools.length > 0) throw badRequest("Parameter 'tools' is not supported: function calling is not available", "tools");
-  if (body.tool_choice != null && body.tool_choice !== "none") {
-    throw badRequest("Parameter 'tool_choice' is not supported: function calling is not available", "tool_choice");
-  }
-  if (body.response_format != null && body.response_format.type !== "text") {
-    throw badRequest(`response_format.type '${body.response_format.type}' is not supported (only 'text')`, "response_format.type");
-  }
+  const tools = toolFields(body);
   if (body.top_logprobs != null && body.logprobs !== true) {
     throw badRequest("Parameter 'top_logprobs' requires 'logprobs': true", "top_logprobs", "invalid_value");
   }
-  const messages: ChatMessage[] = body.messages.map((m, i) => ({ role: m.role, content: messageText(m, i) }));
+  const messages: ChatMessage[] = body.messages.map((m, i) => chatMessage(m, i));
   const plan: Plan = {
     ...commonPlan(body, body.max_completion_tokens ?? body.max_tokens),
     topLogprobs: body.logprobs === true ? (body.top_logprobs ?? 0) : undefined,
+    tools,
   };
   const input: GenerateRequest["input"] = body.chat_template_kwargs ? { messages, templateKwargs: body.chat_template_kwargs } : { messages };
   return { input, plan };
@@ -146,8 +158,8 @@ export function toUsage(u: GenerateDone["usage"]): Usage {
 }
 
 /** The engine's "cancelled" never reaches a client (it is gone); anything else maps 1:1. */
-export function toFinishReason(r: GenerateDone["finishReason"]): "stop" | "length" {
-  return r === "length" ? "length" : "stop";
+export function toFinishReason(r: GenerateDone["finishReason"]): "stop" | "length" | "tool_calls" {
+  return r === "length" ? "length" : r === "tool_calls" ? "tool_calls" : "stop";
 }
 
 function bytesOf(s: string): number[] {
@@ -200,8 +212,9 @@ export function newMeta(prefix: "chatcmpl" | "cmpl", model: string, fingerprint:
 
 export function toChatCompletion(
   meta: ResponseMeta,
-  out: { text: string; reasoning: string; finishReason: "stop" | "length"; usage: Usage; logprobs: TokenLp[] | null },
+  out: { text: string; reasoning: string; toolCalls?: ToolCall[]; finishReason: "stop" | "length" | "tool_calls"; usage: Usage; logprobs: TokenLp[] | null },
 ): ChatCompletion {
+  const calls: OpenAIToolCall[] = out.toolCalls && out.toolCalls.length > 0 ? toOpenAIToolCalls(out.toolCalls) : [];
   return {
     id: meta.id,
     object: "chat.completion",
@@ -211,7 +224,14 @@ export function toChatCompletion(
     choices: [
       {
         index: 0,
-        message: { role: "assistant", content: out.text, refusal: null, ...(out.reasoning ? { reasoning_content: out.reasoning } : {}) },
+        message: {
+          role: "assistant",
+          // OpenAI sends null content next to tool calls when the model said nothing else.
+          content: calls.length > 0 && out.text.trim() === "" ? null : out.text,
+          refusal: null,
+          ...(out.reasoning ? { reasoning_content: out.reasoning } : {}),
+          ...(calls.length > 0 ? { tool_calls: calls } : {}),
+        },
         logprobs: out.logprobs ? toChatLogprobs(out.logprobs) : null,
         finish_reason: out.finishReason,
       },
@@ -225,7 +245,7 @@ type Delta = ChatCompletionChunk["choices"] extends infer C ? (C extends [infer 
 /** One chat stream chunk; `usage: null` on every chunk only when the client asked for a usage chunk. */
 export function chatChunk(
   meta: ResponseMeta,
-  part: { delta: Delta; finishReason?: "stop" | "length" | null; logprobs?: TokenLp[] | null; includeUsage: boolean },
+  part: { delta: Delta; finishReason?: "stop" | "length" | "tool_calls" | null; logprobs?: TokenLp[] | null; includeUsage: boolean },
 ): ChatCompletionChunk {
   return {
     id: meta.id,

@@ -10,9 +10,9 @@ function present(v: unknown): boolean {
 
 /** Throws a 400 naming the first field that asks for something the server cannot do. */
 export function rejectUnhonoured(body: Record<string, unknown>): void {
-  if (present(body.functions)) throw badRequest("Parameter 'functions' (legacy function calling) is not supported by this server", "functions");
+  if (present(body.functions)) throw badRequest("Parameter 'functions' (legacy function calling) is not supported: send 'tools' instead", "functions");
   if (present(body.function_call) && body.function_call !== "none") {
-    throw badRequest("Parameter 'function_call' (legacy function calling) is not supported by this server", "function_call");
+    throw badRequest("Parameter 'function_call' (legacy function calling) is not supported: send 'tool_choice' instead", "function_call");
   }
   if (present(body.audio)) throw badRequest("Parameter 'audio' is not supported: this server answers with text only", "audio");
   const modalities = body.modalities;

@@ -2,7 +2,8 @@
  * The part chat and text completions share: lease the model, check the prompt fits, run the engine and
  * either collect the answer or stream it. The lease is held until the last token is out (or the client left).
  */
-import type { GenerateChunk, GenerateDone, GenerateRequest } from "../../engine/types.ts";
+import { Answer, chunksOf, collect as collectAnswer } from "../../engine/collect.ts";
+import type { GenerateChunk, GenerateDone, GenerateRequest, PreparedRequest } from "../../engine/types.ts";
 import { MlxkError } from "../../errors.ts";
 import { type RouteContext, tick } from "../context.ts";
 import type { Lease } from "../model-manager.ts";
@@ -18,6 +19,7 @@ import {
   toFinishReason,
   toTextCompletion,
   toUsage,
+  chatDelta,
 } from "../openai/convert.ts";
 import { sseResponse } from "../openai/sse.ts";
 
@@ -25,7 +27,7 @@ export type Shape = "chat" | "text";
 
 interface Run {
   lease: Lease;
-  req: GenerateRequest;
+  req: PreparedRequest;
   abort: AbortController;
   meta: ResponseMeta;
   started: number;
@@ -52,8 +54,11 @@ function stoppedError(reason: StopReason, ctx: RouteContext): MlxkError {
   return cancelledByClient();
 }
 
-/** max_tokens after the server's defaults and --max-tokens-cap; asking past the cap is a 400 naming the field. */
-function effectiveMaxTokens(ctx: RouteContext, asked: number | null, contextLength: number): number {
+/**
+ * The default max_tokens under --max-tokens-cap (the server default, else half the context, capped); asking past
+ * the cap is a 400 naming the field, never silently shortened.
+ */
+function defaultMaxTokens(ctx: RouteContext, asked: number | null, contextLength: number): number {
   const cap = ctx.maxTokensCap;
   if (asked !== null && cap !== undefined && asked > cap) {
     throw new MlxkError("validation_error", `max_tokens ${asked} exceeds this server's limit of ${cap} (--max-tokens-cap)`, {
@@ -61,7 +66,7 @@ function effectiveMaxTokens(ctx: RouteContext, asked: number | null, contextLeng
     });
   }
   const fallback = ctx.maxTokens ?? (contextLength > 0 ? Math.floor(contextLength / 2) : 2048);
-  return asked ?? (cap !== undefined ? Math.min(cap, fallback) : fallback);
+  return cap !== undefined ? Math.min(cap, fallback) : fallback;
 }
 
 /** Entry point of both completion routes. Errors before the first byte become proper HTTP errors. */
@@ -107,21 +112,19 @@ export async function generateResponse(
   try {
     const engine = lease.engine;
     const contextLength = engine.info.contextLength;
-    const promptTokens = engine.countPromptTokens(opts.input);
-    if (contextLength > 0 && promptTokens >= contextLength) {
-      throw new MlxkError("validation_error", `The prompt is ${promptTokens} tokens; the model's context is ${contextLength} tokens`, {
-        extra: { param: opts.shape === "chat" ? "messages" : "prompt", code: "context_length_exceeded" },
-      });
-    }
-    const maxTokens = effectiveMaxTokens(ctx, opts.plan.maxTokens, contextLength);
-    const req: GenerateRequest = {
-      input: opts.input,
-      maxTokens,
-      sampling: opts.plan.sampling,
-      ...(opts.plan.stop.length > 0 ? { stop: opts.plan.stop } : {}),
-      ...(opts.plan.topLogprobs !== undefined ? { topLogprobs: opts.plan.topLogprobs } : {}),
-      signal: abort.signal,
-    };
+    const req = engine.prepare(
+      {
+        input: opts.input,
+        ...(opts.plan.maxTokens !== null ? { maxTokens: opts.plan.maxTokens } : {}),
+        sampling: opts.plan.sampling,
+        ...(opts.plan.stop.length > 0 ? { stop: opts.plan.stop } : {}),
+        ...(opts.plan.topLogprobs !== undefined ? { topLogprobs: opts.plan.topLogprobs } : {}),
+        ...opts.plan.tools,
+        signal: abort.signal,
+      },
+      { defaultMaxTokens: defaultMaxTokens(ctx, opts.plan.maxTokens, contextLength) },
+    );
+    await engine.warm?.(req);
     const meta = newMeta(opts.shape === "chat" ? "chatcmpl" : "cmpl", lease.target.id, ctx.fingerprint);
     const run: Run = { lease, req, abort, meta, started, close, stopped: () => stoppedError(reason, ctx), reason: () => reason };
     if (!opts.plan.stream) {
@@ -137,6 +140,11 @@ export async function generateResponse(
     close();
     throw e;
   }
+}
+
+/** Raw completions take no tools, so never end in tool_calls. */
+function textFinish(r: GenerateDone["finishReason"]): "stop" | "length" {
+  return r === "length" ? "length" : "stop";
 }
 
 function tokenLp(c: GenerateChunk): TokenLp | null {
@@ -161,90 +169,63 @@ function cancelledByClient(): MlxkError {
 }
 
 async function collect(ctx: RouteContext, run: Run, shape: Shape): Promise<Response> {
-  let text = "";
-  let reasoning = "";
-  const lps: TokenLp[] = [];
-  let done: GenerateDone | null = null;
-  for await (const ev of run.lease.engine.generate(run.req)) {
-    if (ev.type === "done") {
-      done = ev;
-      break;
-    }
-    // Raw completions have no reasoning field: the text stays as the model wrote it.
-    if (shape === "text") text += ev.reasoning + ev.text;
-    else {
-      text += ev.text;
-      reasoning += ev.reasoning;
-    }
-    const lp = tokenLp(ev);
-    if (lp) lps.push(lp);
-    await tick();
-  }
-  if (!done) throw new MlxkError("execution_error", "Generation ended without a result");
+  const a = await collectAnswer(run.lease.engine.generate(run.req), { between: tick });
+  const done = a.done;
   logDone(ctx, run, done, false);
   if (done.finishReason === "cancelled") throw run.stopped();
   const usage = toUsage(done.usage);
   const finishReason = toFinishReason(done.finishReason);
-  const logprobs = run.req.topLogprobs !== undefined ? lps : null;
+  const logprobs = run.req.req.topLogprobs !== undefined ? a.logprobs : null;
   const body =
     shape === "chat"
-      ? toChatCompletion(run.meta, { text, reasoning, finishReason, usage, logprobs })
-      : toTextCompletion(run.meta, { text, finishReason, usage, logprobs });
+      ? toChatCompletion(run.meta, { text: a.text, reasoning: a.reasoning, toolCalls: a.toolCalls, finishReason, usage, logprobs })
+      : // Raw completions have no reasoning field: the text stays as the model wrote it.
+        toTextCompletion(run.meta, { text: a.reasoning + a.text, finishReason: textFinish(done.finishReason), usage, logprobs });
   return Response.json(body);
 }
 
 async function* chatStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenerator<unknown, void, undefined> {
   const includeUsage = plan.includeUsage;
-  const wantLp = run.req.topLogprobs !== undefined;
+  const wantLp = run.req.req.topLogprobs !== undefined;
   yield chatChunk(run.meta, { delta: { role: "assistant", content: "" }, includeUsage });
   // let the headers and the role chunk go out before prefill occupies the thread
   await tick();
-  for await (const ev of run.lease.engine.generate(run.req)) {
-    if (ev.type === "done") {
-      logDone(ctx, run, ev, true);
-      // the client is gone: nothing to send; a timeout or shutdown still tells the client why it ends
-      if (ev.finishReason === "cancelled") {
-        if (run.reason() === "client" || run.reason() === null) return;
-        throw run.stopped();
-      }
-      yield chatChunk(run.meta, { delta: {}, finishReason: toFinishReason(ev.finishReason), includeUsage });
-      if (includeUsage) yield chatUsageChunk(run.meta, toUsage(ev.usage));
-      return;
-    }
+  const a = new Answer();
+  for await (const ev of chunksOf(run.lease.engine.generate(run.req), a, tick)) {
     const lp = wantLp ? tokenLp(ev) : null;
-    if (ev.text !== "" || ev.reasoning !== "" || lp) {
-      const delta = { ...(ev.reasoning !== "" ? { reasoning_content: ev.reasoning } : {}), ...(ev.text !== "" || !ev.reasoning ? { content: ev.text } : {}) };
-      yield chatChunk(run.meta, { delta, logprobs: lp ? [lp] : null, includeUsage });
-    }
-    await tick();
+    const delta = chatDelta(ev);
+    if (delta || lp) yield chatChunk(run.meta, { delta: delta ?? { content: "" }, logprobs: lp ? [lp] : null, includeUsage });
   }
-  throw new MlxkError("execution_error", "Generation ended without a result");
+  logDone(ctx, run, a.done, true);
+  // the client is gone: nothing to send; a timeout or shutdown still tells the client why it ends
+  if (a.done.finishReason === "cancelled") {
+    if (run.reason() === "client" || run.reason() === null) return;
+    throw run.stopped();
+  }
+  yield chatChunk(run.meta, { delta: {}, finishReason: toFinishReason(a.done.finishReason), includeUsage });
+  if (includeUsage) yield chatUsageChunk(run.meta, toUsage(a.done.usage));
 }
 
 async function* textStream(ctx: RouteContext, run: Run, plan: Plan): AsyncGenerator<unknown, void, undefined> {
   const includeUsage = plan.includeUsage;
-  const wantLp = run.req.topLogprobs !== undefined;
+  const wantLp = run.req.req.topLogprobs !== undefined;
   let offset = 0;
   await tick(); // headers out before prefill occupies the thread
-  for await (const ev of run.lease.engine.generate(run.req)) {
-    if (ev.type === "done") {
-      logDone(ctx, run, ev, true);
-      // the client is gone: nothing to send; a timeout or shutdown still tells the client why it ends
-      if (ev.finishReason === "cancelled") {
-        if (run.reason() === "client" || run.reason() === null) return;
-        throw run.stopped();
-      }
-      yield toTextCompletion(run.meta, { text: "", finishReason: toFinishReason(ev.finishReason), usage: null, logprobs: null }, { chunk: true, includeUsage });
-      if (includeUsage) yield textUsageChunk(run.meta, toUsage(ev.usage));
-      return;
-    }
+  const a = new Answer();
+  for await (const ev of chunksOf(run.lease.engine.generate(run.req), a, tick)) {
     const lp = wantLp ? tokenLp(ev) : null;
     const text = ev.reasoning + ev.text;
     if (text !== "" || lp) {
       yield toTextCompletion(run.meta, { text, finishReason: null, usage: null, logprobs: lp ? [lp] : null, offset }, { chunk: true, includeUsage });
       offset += text.length;
     }
-    await tick();
   }
-  throw new MlxkError("execution_error", "Generation ended without a result");
+  logDone(ctx, run, a.done, true);
+  // the client is gone: nothing to send; a timeout or shutdown still tells the client why it ends
+  if (a.done.finishReason === "cancelled") {
+    if (run.reason() === "client" || run.reason() === null) return;
+    throw run.stopped();
+  }
+  yield toTextCompletion(run.meta, { text: "", finishReason: textFinish(a.done.finishReason), usage: null, logprobs: null }, { chunk: true, includeUsage });
+  if (includeUsage) yield textUsageChunk(run.meta, toUsage(a.done.usage));
 }

@@ -3,7 +3,8 @@
  * mid-stream, precise pacing). It implements the engine contract honestly: stop strings never emitted,
  * maxTokens → "length", abort → "cancelled" at the next token.
  */
-import type { Engine, GenerateEvent, GenerateRequest, ModelInfo } from "../../../src/engine/types.ts";
+import { settle } from "../../../src/engine/prepare.ts";
+import type { Engine, GenerateEvent, GenerateRequest, ModelInfo, PreparedRequest, PrepareOptions } from "../../../src/engine/types.ts";
 
 export interface ScriptOptions {
   /** Words emitted one per token, cycling. */
@@ -17,6 +18,8 @@ export interface ScriptOptions {
   /** Reasoning words emitted before the answer. */
   reasoning?: string[];
   contextLength?: number;
+  /** After `eosAfter` words: these calls (a start delta, then the arguments in 2 fragments each), finish "tool_calls". */
+  calls?: { name: string; arguments: string }[];
 }
 
 export class ScriptEngine implements Engine {
@@ -25,6 +28,7 @@ export class ScriptEngine implements Engine {
   generating = 0;
   maxConcurrent = 0;
   requests: GenerateRequest[] = [];
+  prepared: PreparedRequest[] = [];
 
   constructor(
     id: string,
@@ -38,8 +42,16 @@ export class ScriptEngine implements Engine {
     return text.split(/\s+/).filter(Boolean).length + 1;
   }
 
-  async *generate(req: GenerateRequest): AsyncGenerator<GenerateEvent, void, undefined> {
+  prepare(req: GenerateRequest, opts: PrepareOptions = {}): PreparedRequest {
+    const n = this.countPromptTokens(req.input);
+    return settle(req, "", Array.from({ length: n }, (_, i) => i), this.info.contextLength, opts);
+  }
+
+  async *generate(request: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined> {
+    const p = "prepared" in request ? request : this.prepare(request);
+    const req = p.req;
     this.requests.push(req);
+    this.prepared.push(p);
     this.generating++;
     this.maxConcurrent = Math.max(this.maxConcurrent, this.generating);
     try {
@@ -48,7 +60,7 @@ export class ScriptEngine implements Engine {
       const promptTokens = this.countPromptTokens(req.input);
       let out = "";
       let n = 0;
-      const done = (finishReason: "stop" | "length" | "cancelled"): GenerateEvent => ({
+      const done = (finishReason: "stop" | "length" | "cancelled" | "tool_calls"): GenerateEvent => ({
         type: "done",
         finishReason,
         usage: { promptTokens, completionTokens: n },
@@ -59,8 +71,17 @@ export class ScriptEngine implements Engine {
         if (this.opts.delayMs) await Bun.sleep(this.opts.delayMs);
         if (req.signal?.aborted) return yield done("cancelled");
         if (this.opts.failAfter !== undefined && n >= this.opts.failAfter) throw new Error("scripted failure");
-        if (n >= req.maxTokens) return yield done("length");
-        if (this.opts.eosAfter !== undefined && n >= this.opts.eosAfter) return yield done("stop");
+        if (n >= p.maxTokens) return yield done("length");
+        if (this.opts.eosAfter !== undefined && n >= this.opts.eosAfter) {
+          const calls = this.opts.calls ?? [];
+          for (const [index, c] of calls.entries()) {
+            const half = Math.floor(c.arguments.length / 2);
+            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, id: `call_${index}`, name: c.name, arguments: "" }] };
+            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, arguments: c.arguments.slice(0, half) }] };
+            yield { type: "chunk", text: "", reasoning: "", tokenId: ++n, toolCalls: [{ index, arguments: c.arguments.slice(half) }] };
+          }
+          return yield done(calls.length > 0 ? "tool_calls" : "stop");
+        }
         const reasoning = n < think.length ? `${think[n]} ` : "";
         const text = n < think.length ? "" : `${words[(n - think.length) % words.length]} `;
         n++;
