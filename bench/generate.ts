@@ -16,7 +16,7 @@ const CACHE = join(ROOT, ".cache", "bench");
 const PY = join(ROOT, ".cache", "py-ref", "bin", "python");
 const LLAMA_DIR = join(ROOT, ".cache", "llama-bench");
 
-interface Result {
+export interface Result {
   prefill_tps: number;
   decode_tps: number;
   peak_rss_mb: number;
@@ -158,7 +158,7 @@ export async function qwenShapedGguf(smollm2: string): Promise<string> {
 }
 
 // ---------- references ----------
-const MLX_LM_SCRIPT = `
+export const MLX_LM_SCRIPT = `
 import sys, time, json, resource
 import mlx.core as mx
 from pathlib import Path
@@ -195,7 +195,7 @@ console.log(JSON.stringify({ prefill_tps: ids.length / ((tFirst - t0) / 1000), d
 process.exit(0);
 `;
 
-function runJson(cmd: string[], cwd = ROOT, env: Record<string, string> = {}): Result {
+export function runJson(cmd: string[], cwd = ROOT, env: Record<string, string> = {}): Result {
   const p = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const out = p.stdout.toString().trim().split("\n").at(-1) ?? "";
   if (p.exitCode !== 0 || !out.startsWith("{")) throw new Error(`${cmd.slice(0, 3).join(" ")} failed (${p.exitCode}): ${p.stderr.toString().slice(-1500)}`);
@@ -280,4 +280,5 @@ async function main(): Promise<void> {
   void readFileSync;
 }
 
+// Only as a script: bench/hybrid.ts imports the mlx-lm runner from here.
 if (import.meta.main) await main();

@@ -5,6 +5,7 @@ For each model: float32 logits of every prompt position (no cache) and the greed
 from mlx_lm.generate.generate_step (KV cache, prefill + decode), as mlx-lm itself runs it.
 """
 import json
+import os
 import sys
 
 import mlx.core as mx
@@ -15,6 +16,10 @@ out_path, prompt_s, steps_s, *models = sys.argv[1:]
 prompt = [int(t) for t in prompt_s.split(",")]
 steps = int(steps_s)
 result = {"mlx": mx.__version__, "prompt": prompt, "models": {}}
+# a subset of models (bun scripts/gen-goldens.ts <name>...) updates their entries and keeps the others
+if os.environ.get("MLXK_GOLDENS_MERGE") == "1" and os.path.exists(out_path):
+    with open(out_path) as f:
+        result["models"] = json.load(f)["models"]
 for spec in models:
     name, path = spec.split("=", 1)
     from pathlib import Path

@@ -5,6 +5,7 @@
  * Exports: Framework, detectFramework(view, name), detectKind(view, name), detectCapabilities(view, name, kind),
  *          classifyEmbedder(config, name), contextLength(config), VISION_MODEL_TYPES, detectModel(view, name)
  */
+import { defaultVariant, inspectGguf, isGgufModelFile, variantHasChatTemplate, variantModelType } from "./gguf.ts";
 import { parseSafetensorsHeader, readSafetensorsHeaderBytes } from "./safetensors.ts";
 import { isObject, type SnapshotView } from "./snapshot.ts";
 
@@ -59,7 +60,7 @@ export function detectFramework(view: SnapshotView, name: string): Framework {
   if (readmeSaysMlx(view)) return "MLX";
   const config = view.readObject("config.json");
   if (config && "quantization" in config) return "MLX";
-  if (view.files.some((f) => f.rel.toLowerCase().endsWith(".gguf"))) return "GGUF";
+  if (view.files.some((f) => isGgufModelFile(f.rel))) return "GGUF";
   if (safetensorsSaysMlx(view)) return "MLX";
   const torchish = view.files.some((f) => {
     const base = f.rel.slice(f.rel.lastIndexOf("/") + 1);
@@ -189,11 +190,14 @@ export interface Detection {
 /** `chatTemplate: false`: for health only, where chat vs base changes nothing (see detectKind). */
 export function detectModel(view: SnapshotView, name: string, opts: { chatTemplate?: boolean } = {}): Detection {
   const config = view.readObject("config.json");
-  const kind = detectKind(view, name, opts);
-  return {
-    framework: detectFramework(view, name),
-    kind,
-    capabilities: detectCapabilities(view, name, kind),
-    configModelType: typeof config?.model_type === "string" ? config.model_type : null,
-  };
+  const framework = detectFramework(view, name);
+  let kind = detectKind(view, name, opts);
+  let configModelType = typeof config?.model_type === "string" ? config.model_type : null;
+  if (framework === "GGUF") {
+    // the GGUF header is the config: architecture and chat template of the variant a bare name opens
+    const v = defaultVariant(inspectGguf(view));
+    if (kind === "base" && variantHasChatTemplate(v)) kind = "chat";
+    configModelType = (v && variantModelType(v)) ?? configModelType;
+  }
+  return { framework, kind, capabilities: detectCapabilities(view, name, kind), configModelType };
 }

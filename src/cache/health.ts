@@ -14,6 +14,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { SUPPORTED_MODEL_TYPES, isSupportedModelType } from "../models/supported.ts";
 import { type Detection, detectModel } from "./detect.ts";
+import { defaultVariant, ggufIntegrity, inspectGguf, variantRuntime } from "./gguf.ts";
 import { readSafetensorsHeader } from "./safetensors.ts";
 import { isCommitHash, selectSnapshot } from "./layout.ts";
 import { type SnapshotView, isLfsPointer, isObject, openSnapshot } from "./snapshot.ts";
@@ -128,7 +129,7 @@ function checkAuxiliary(view: SnapshotView, vision: boolean): string | null {
 }
 
 /** Integrity of one snapshot/model dir. `incompleteBlobs` are the repo's `blobs/*.incomplete` (cache only). */
-export function checkIntegrity(view: SnapshotView, opts: { vision: boolean; incompleteBlobs?: string[] }): IntegrityResult {
+export function checkIntegrity(view: SnapshotView, opts: { vision: boolean; incompleteBlobs?: string[]; gguf?: boolean }): IntegrityResult {
   const fail = (reason: string): IntegrityResult => ({ healthy: false, reason });
   // Interrupted downloads first: they explain the missing/empty files the later rules would report.
   const inc = opts.incompleteBlobs ?? [];
@@ -137,6 +138,8 @@ export function checkIntegrity(view: SnapshotView, opts: { vision: boolean; inco
   }
   const markers = view.files.filter((f) => PARTIAL_RE.test(f.rel)).map((f) => f.rel);
   if (markers.length > 0) return fail(`Partial download marker detected: ${list(markers)}`);
+  // A GGUF file carries its config and tokenizer: its own rules replace the config/index/tokenizer ones.
+  if (opts.gguf) return checkGgufRepo(view);
   const cfg = checkConfig(view);
   if (cfg) return fail(cfg);
   const dangling = view.files.filter((f) => f.size < 0).map((f) => f.rel);
@@ -163,6 +166,16 @@ export function checkIntegrity(view: SnapshotView, opts: { vision: boolean; inco
   const aux = checkAuxiliary(view, opts.vision);
   if (aux) return fail(aux);
   return { healthy: true, reason: indexed ? "Multi-file model complete" : "Model is healthy" };
+}
+
+function checkGgufRepo(view: SnapshotView): IntegrityResult {
+  const r = ggufIntegrity(view);
+  if (r) return { healthy: false, reason: r };
+  const dangling = view.files.filter((f) => f.size < 0).map((f) => f.rel);
+  if (dangling.length > 0) return { healthy: false, reason: `Files point to missing blobs: ${list(dangling)}` };
+  const pointers = view.files.filter((f) => isLfsPointer(view, f)).map((f) => f.rel);
+  if (pointers.length > 0) return { healthy: false, reason: `LFS pointers instead of files: ${list(pointers)}` };
+  return { healthy: true, reason: "Model is healthy" };
 }
 
 const LEGACY_RE = /^(weights\.\d+\.safetensors|pytorch_model-\d{5}(-of-\d{5})?\.safetensors)$/;
@@ -195,6 +208,12 @@ function transformersCheckpointProblem(view: SnapshotView): string | null {
 /** Can mlxk's own runtime load it? Gates in order; the first failing one is the reason. */
 export function checkRuntime(view: SnapshotView, d: Detection): RuntimeResult {
   const no = (reason: string): RuntimeResult => ({ runtime_compatible: false, reason });
+  if (d.framework === "GGUF") {
+    // the variant a bare name opens; `name:QUANT` is checked again for that variant when it is opened
+    const v = defaultVariant(inspectGguf(view));
+    const why = v ? variantRuntime(v) : "No GGUF model file found";
+    return why ? no(why) : { runtime_compatible: true, reason: null };
+  }
   if (d.framework === "PyTorch") {
     const problem = transformersCheckpointProblem(view);
     if (problem) return no(`Incompatible framework: PyTorch (${problem})`);
@@ -235,7 +254,11 @@ function fromView(
   const { name, incomplete, hash, mtimeMs } = o;
   // chat vs base never changes integrity or runtime gates, so health alone skips the chat-template files
   const detection = detectModel(view, name, { chatTemplate: !o.healthOnly });
-  const integrity = checkIntegrity(view, { vision: detection.capabilities.includes("vision"), incompleteBlobs: incomplete });
+  const integrity = checkIntegrity(view, {
+    vision: detection.capabilities.includes("vision"),
+    incompleteBlobs: incomplete,
+    gguf: detection.framework === "GGUF",
+  });
   const runtime = integrity.healthy ? checkRuntime(view, detection) : { runtime_compatible: false, reason: null };
   return {
     healthy: integrity.healthy,

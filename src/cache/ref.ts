@@ -9,10 +9,12 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { type Env, hubCacheDir } from "../env.ts";
+import { readGguf } from "../gguf/reader.ts";
 import { MlxkError } from "../errors.ts";
 import { contextLength, type Detection } from "./detect.ts";
-import { dirHealth, type HealthReport, repoHealth } from "./health.ts";
-import { resolveModel } from "./resolve.ts";
+import { chooseVariant, inspectGguf, splitSiblings, variantContextLength, variantLoadedBytes, variantIntegrity, variantRuntime } from "./gguf.ts";
+import { dirHealth, type HealthReport, incompleteBlobs, repoHealth } from "./health.ts";
+import { type Resolved, resolveModel } from "./resolve.ts";
 
 export interface ModelRef {
   /** Name clients and the CLI show: `org/name` for cached models, the absolute path for dirs and GGUF files. */
@@ -29,6 +31,13 @@ export interface ModelRef {
   weightBytes: number;
   /** From config.json when known; the loaded engine's info is authoritative. */
   contextLength: number | null;
+}
+
+/** Loaded size of one GGUF file from its header (variantLoadedBytes' rates); throws on an unreadable header. */
+function loadedBytes(path: string): number {
+  const header = readGguf(path, { skipArrays: true });
+  const part = { file: { rel: path, path, size: fileSize(path), target: null }, header, error: null };
+  return variantLoadedBytes({ label: "", rel: path, parts: [part], total: 1, bytes: part.file.size });
 }
 
 function fileSize(p: string): number {
@@ -87,11 +96,45 @@ export function refFromHealth(id: string, report: HealthReport): ModelRef {
 export function resolveRef(spec: string, opts: { env?: Env; cwd?: string } = {}): ModelRef {
   const env = opts.env ?? process.env;
   const gguf = ggufPath(spec, opts);
-  if (gguf) return { id: gguf, kind: "gguf", path: gguf, hash: null, detection: null, weightBytes: fileSize(gguf), contextLength: null };
+  if (gguf) {
+    // a split set's first part loads every part: the memory estimate counts them all, at their loaded size
+    let bytes = fileSize(gguf);
+    try {
+      bytes = splitSiblings(gguf).reduce((n, p) => n + loadedBytes(p), 0);
+    } catch {
+      // a missing part or an unreadable header: the loader names it
+    }
+    return { id: gguf, kind: "gguf", path: gguf, hash: null, detection: null, weightBytes: bytes, contextLength: null };
+  }
   if (spec.toLowerCase().endsWith(".gguf") && (spec.includes("/") || spec.startsWith("~"))) {
     throw new MlxkError("model_not_found", `No GGUF file at '${spec}'`);
   }
   const r = resolveModel(spec, { hubDir: hubCacheDir(env), cwd: opts.cwd, env });
   const report = r.kind === "cache" ? repoHealth(r.repoDir, { name: r.name, hash: r.hash }) : dirHealth(r.dir, { name: r.name });
+  if (report.view && report.detection?.framework === "GGUF") return ggufRef(r, report);
+  if (r.quant) throw new MlxkError("ValidationError", `':${r.quant}' selects a GGUF quant, but '${r.name}' is not a GGUF model`);
   return refFromHealth(r.name, report);
+}
+
+/**
+ * A GGUF repo runs one file (or split set): `name:QUANT` names it, else the default (src/cache/gguf.ts). Only
+ * that variant's files and no unfinished download must be sound, so a broken Q8_0 never blocks a good Q4_1.
+ */
+function ggufRef(r: Resolved, report: HealthReport): ModelRef {
+  if (r.kind === "cache" && incompleteBlobs(r.repoDir).length > 0) throw new MlxkError("execution_error", `Model '${r.name}' is not healthy: ${report.reason}`);
+  const v = chooseVariant(inspectGguf(report.view!), r.quant ?? null, r.name);
+  const id = r.quant ? `${r.name}:${v.label}` : r.name;
+  const broken = variantIntegrity(v);
+  if (broken) throw new MlxkError("execution_error", `Model '${id}' is not healthy: ${broken}`);
+  const why = variantRuntime(v);
+  if (why) throw new MlxkError("unsupported_model", `Model '${id}' is not compatible: ${why}`);
+  return {
+    id,
+    kind: "gguf",
+    path: v.parts[0]!.file.path,
+    hash: report.hash,
+    detection: report.detection,
+    weightBytes: variantLoadedBytes(v),
+    contextLength: variantContextLength(v),
+  };
 }

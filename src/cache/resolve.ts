@@ -1,25 +1,28 @@
 /**
  * The one model-name resolver of mlxk (list/health/show/rm/pull/run/server all use it).
  *
- * Grammar: `spec := path | name ["@" rev]`, split on the LAST `@`.
+ * Grammar: `spec := path | name ["@" rev] [":" quant]`, split on the LAST `@`; `quant` picks the file of a
+ * GGUF repo (`org/name-GGUF:Q4_1`, see gguf.ts; HF names never hold a `:`).
  *   workspace  (bare name, no `@`) a child of MLXK_WORKSPACE_HOME: exact name, else the only substring hit
  *         (several → ambiguous_match); see workspace.ts.
- *   path  starts with `/`, `./`, `../`, `~/` or is `.`/`..`: a local dir that must hold config.json.
+ *   path  starts with `/`, `./`, `../`, `~/` or is `.`/`..`: a local dir that must hold config.json or .gguf files
+ *         (`./dir:Q4_1` picks a quant of the latter).
  *   name  `org/name` exact → `name` as `mlx-community/name` when that is cached → case-insensitive exact →
  *         case-insensitive substring of `org/name`. Several hits → `ambiguous_match` (error.matches);
  *         none → `model_not_found`.
  *   rev   a snapshot hash prefix (or a branch in refs/, e.g. `main`); resolved to the full snapshot dir name.
  * Names are refused (ValidationError) if they could leave the cache dir: `..`, `--`, `\`, control chars, leading `/`.
  *
- * Exports: parseSpec(spec), validateName(name), isExplicitPath(spec), findCandidates(names, base),
+ * Exports: parseSpec(spec), splitQuant(spec), validateName(name), isExplicitPath(spec), findCandidates(names, base),
  *          resolveModel(spec, { hubDir, cwd?, env? }) → Resolved, ResolvedCache, ResolvedPath, MatchKind
  */
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { MlxkError } from "../errors.ts";
 import { workspaceHome } from "../env.ts";
 import { isSafeModelName, listRepoNames, listSnapshots, readRefs, repoDirFor } from "./layout.ts";
+import { isGgufModelFile } from "./gguf.ts";
 import { resolveWorkspace } from "./workspace.ts";
 
 export interface ParsedSpec {
@@ -34,6 +37,16 @@ export function parseSpec(spec: string): ParsedSpec {
   if (at < 0) return { base: s, rev: null };
   const rev = s.slice(at + 1);
   return { base: s.slice(0, at), rev: rev === "" ? null : rev };
+}
+
+/** `org/name:Q4_1` → { rest: "org/name", quant: "Q4_1" }; no `:` (or nothing usable after it) → quant null. */
+export function splitQuant(spec: string): { rest: string; quant: string | null } {
+  const at = spec.lastIndexOf(":");
+  if (at <= 0) return { rest: spec, quant: null };
+  const quant = spec.slice(at + 1);
+  // a quant label may be a path inside the repo (the same quant in two folders); never `..`
+  if (!/^[A-Za-z0-9_.\/-]{1,128}$/.test(quant) || quant.split("/").includes("..")) return { rest: spec, quant: null };
+  return { rest: spec.slice(0, at), quant };
 }
 
 export function isExplicitPath(spec: string): boolean {
@@ -58,6 +71,8 @@ export interface ResolvedCache {
   hash: string | null;
   /** How the name was found; anything but "exact" counts as a fuzzy match for rm's confirmation rule. */
   match: MatchKind;
+  /** `:QUANT` of the spec (GGUF repos), null when none. */
+  quant?: string | null;
 }
 
 export interface ResolvedPath {
@@ -69,6 +84,8 @@ export interface ResolvedPath {
   match: "exact";
   /** True when found by name in MLXK_WORKSPACE_HOME. */
   workspace?: boolean;
+  /** `:QUANT` of a local GGUF dir, null when none. */
+  quant?: string | null;
 }
 
 export type Resolved = ResolvedCache | ResolvedPath;
@@ -93,17 +110,22 @@ function snapshotsForRev(repoDir: string, rev: string): string[] {
   return snaps.filter((h) => h.toLowerCase().startsWith(lower)).sort();
 }
 
-function resolvePath(spec: string, opts: { cwd?: string; env?: Record<string, string | undefined> }): ResolvedPath {
+function resolveHome(spec: string, opts: { cwd?: string; env?: Record<string, string | undefined> }): string {
   const home = opts.env?.HOME || homedir();
   const raw = spec.startsWith("~/") ? join(home, spec.slice(2)) : spec;
-  const dir = isAbsolute(raw) ? resolve(raw) : resolve(opts.cwd ?? process.cwd(), raw);
+  return isAbsolute(raw) ? resolve(raw) : resolve(opts.cwd ?? process.cwd(), raw);
+}
+
+function resolvePath(spec: string, opts: { cwd?: string; env?: Record<string, string | undefined> }): ResolvedPath {
+  const dir = resolveHome(spec, opts);
   let ok = false;
   try {
-    ok = statSync(dir).isDirectory() && existsSync(join(dir, "config.json"));
+    // a model dir: config.json, or GGUF model files (as LM Studio and llama.cpp users keep them)
+    ok = statSync(dir).isDirectory() && (existsSync(join(dir, "config.json")) || readdirSync(dir).some(isGgufModelFile));
   } catch {
     ok = false;
   }
-  if (!ok) throw new MlxkError("model_not_found", `No model found at '${spec}' (a model directory needs a config.json)`);
+  if (!ok) throw new MlxkError("model_not_found", `No model found at '${spec}' (a model directory needs a config.json or .gguf files)`);
   return { kind: "path", name: dir, dir, hash: null, match: "exact" };
 }
 
@@ -117,7 +139,20 @@ export function resolveModel(
 ): Resolved {
   const trimmed = spec.trim();
   if (trimmed === "") throw new MlxkError("model_not_found", "No model found matching '' (empty name)");
-  if (isExplicitPath(trimmed)) return resolvePath(trimmed, opts);
+  const { rest, quant } = splitQuant(trimmed);
+  if (isExplicitPath(trimmed)) {
+    // `./dir:Q4_1`: a quant of a local GGUF dir, unless the whole spec is itself a path that exists
+    if (quant === null || existsSync(resolveHome(trimmed, opts))) return resolvePath(trimmed, opts);
+    return { ...resolvePath(rest, opts), quant };
+  }
+  const r = resolveName(rest, opts);
+  return quant === null ? r : { ...r, quant };
+}
+
+function resolveName(
+  trimmed: string,
+  opts: { hubDir: string; cwd?: string; env?: Record<string, string | undefined>; names?: readonly string[] },
+): Resolved {
   const { base, rev } = parseSpec(trimmed);
   if (rev === null) {
     // workspaces win over the cache for bare names (mlx-knife's order); checked before validateName, which only guards cache paths

@@ -11,6 +11,7 @@ import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import type { ModelObject } from "../schemas/cli-output.ts";
 import { contextLength, detectModel } from "./detect.ts";
+import { defaultVariant, inspectGguf, isGgufModelFile, variantContextLength } from "./gguf.ts";
 import { type HealthReport, dirHealth, repoHealth } from "./health.ts";
 import { listRepoNames, repoDirFor } from "./layout.ts";
 import { isExplicitPath } from "./resolve.ts";
@@ -36,7 +37,7 @@ export function modelObjectFrom(report: HealthReport, opts: { name: string; cach
     framework: d.framework,
     model_type: d.kind,
     capabilities: d.capabilities,
-    context_length: contextLength(view.readObject("config.json")),
+    context_length: d.framework === "GGUF" ? variantContextLength(defaultVariant(inspectGguf(view))) : contextLength(view.readObject("config.json")),
     health: report.healthy ? "healthy" : "unhealthy",
     runtime_compatible: report.runtime_compatible,
     reason,
@@ -69,11 +70,18 @@ export function dirModel(dir: string, opts: { display_name?: string | null } = {
   return { model: modelObjectFrom(report, { name: dir, cached: false, display_name: opts.display_name }), report };
 }
 
-/** Explicit path pattern: that model dir, else its children holding config.json, else basename-prefix siblings. */
+/** Explicit path pattern: that model dir, else its children holding config.json or .gguf files, else basename-prefix siblings. */
 function listPath(pattern: string, cwd: string): ModelObject[] {
   const abs = isAbsolute(pattern) ? resolve(pattern) : resolve(cwd, pattern);
   const show = (dir: string): string => (isAbsolute(pattern) ? dir : relative(cwd, dir) || ".");
-  const isModel = (d: string): boolean => existsSync(join(d, "config.json"));
+  const isModel = (d: string): boolean => {
+    if (existsSync(join(d, "config.json"))) return true;
+    try {
+      return statSync(d).isDirectory() && readdirSync(d).some(isGgufModelFile);
+    } catch {
+      return false;
+    }
+  };
   let dirs: string[];
   if (isModel(abs)) dirs = [abs];
   else {

@@ -5,7 +5,10 @@
  *          countParameters(tensors, quantization)
  */
 import { MlxkError } from "../errors.ts";
-import type { ShowData, ShowFile, ShowMetadata } from "../schemas/cli-output.ts";
+import { ggufModelConfig } from "../gguf/config.ts";
+import type { ModelObject, ShowData, ShowFile, ShowMetadata } from "../schemas/cli-output.ts";
+import { chooseVariant, inspectGguf, variantContextLength } from "./gguf.ts";
+import { ggufShowBlock, ggufShowMetadata } from "./gguf-show.ts";
 import { contextLength } from "./detect.ts";
 import type { Resolved } from "./resolve.ts";
 import { type TensorInfo, readSafetensorsHeader } from "./safetensors.ts";
@@ -101,6 +104,31 @@ export function modelMetadata(view: SnapshotView): ShowMetadata | null {
 
 export type ShowMode = "metadata" | "files" | "config";
 
+function fileList(view: SnapshotView): ShowFile[] {
+  return view.files
+    .map((f) => ({ name: f.rel, size: formatSize(Math.max(0, f.size)), size_bytes: Math.max(0, f.size), type: fileType(f.rel) }))
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** A GGUF repo: metadata and config from the header of the selected quant (`name:QUANT`, else the default). */
+function showGguf(resolved: Resolved, model: ModelObject, view: SnapshotView, mode: ShowMode): ShowData {
+  const ins = inspectGguf(view);
+  const chosen = chooseVariant(ins, resolved.quant ?? null, resolved.name);
+  const header = chosen.parts[0]?.header ?? null;
+  const m: ModelObject = { ...model, context_length: variantContextLength(chosen) ?? model.context_length, quantization: null };
+  const data: ShowData = { model: m, workspace_metadata: null, gguf: ggufShowBlock(ins, chosen) };
+  if (mode === "files") {
+    data.files = fileList(view);
+    data.metadata = null;
+  } else if (mode === "config") {
+    data.config = header ? ggufModelConfig(header) : null;
+    data.metadata = null;
+  } else {
+    data.metadata = ggufShowMetadata(chosen);
+  }
+  return data;
+}
+
 export function showModel(resolved: Resolved, opts: { hubDir: string; mode: ShowMode }): ShowData {
   const { model, report, sentinel } =
     resolved.kind === "path" ? workspaceModel(resolved.dir) : { ...cacheModel(opts.hubDir, resolved.name, { hash: resolved.hash }), sentinel: null };
@@ -108,13 +136,13 @@ export function showModel(resolved: Resolved, opts: { hubDir: string; mode: Show
     throw new MlxkError("snapshots_not_found", `${resolved.name}: ${report.reason}`);
   }
   const view = report.view!;
+  if (report.detection?.framework === "GGUF") return showGguf(resolved, model, view, opts.mode);
+  if (resolved.quant) throw new MlxkError("ValidationError", `':${resolved.quant}' selects a GGUF quant, but '${resolved.name}' is not a GGUF repo`);
   const config = view.readObject("config.json");
   const quantization = config && isObject(config.quantization) ? config.quantization : null;
   const data: ShowData = { model: { ...model, quantization }, workspace_metadata: sentinel };
   if (opts.mode === "files") {
-    data.files = view.files
-      .map((f) => ({ name: f.rel, size: formatSize(Math.max(0, f.size)), size_bytes: Math.max(0, f.size), type: fileType(f.rel) }))
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    data.files = fileList(view);
     data.metadata = null;
   } else if (opts.mode === "config") {
     data.config = config;

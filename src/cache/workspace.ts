@@ -127,11 +127,12 @@ export function resolveWorkspace(home: string | null | undefined, spec: string):
   return null;
 }
 
-/** dirHealth with the workspace rule first: no config.json → "No config.json found in workspace". */
+/** dirHealth with the workspace rule first: no config.json (and no GGUF files) → "No config.json found in workspace". */
 export function workspaceHealth(dir: string, sentinel: Sentinel | null = readSentinel(dir)): HealthReport {
   // the sentinel's source repo feeds the name-based detection rules (e.g. mlx-community → MLX)
   const report = dirHealth(dir, { name: str(sentinel?.source_repo) ?? dir });
-  if (!existsSync(join(dir, "config.json"))) {
+  // a dir of GGUF files carries its config in the files (gguf.ts rules)
+  if (!existsSync(join(dir, "config.json")) && report.detection?.framework !== "GGUF") {
     return { ...report, healthy: false, reason: "No config.json found in workspace", runtime_compatible: false, runtime_reason: null };
   }
   return report;

@@ -8,7 +8,7 @@ export const jsonArgs = {
 } as const satisfies ArgsDef;
 
 export const modelArg = {
-  model: { type: "positional", description: "Model name (org/name, short name, substring, name@hash or path)", required: true },
+  model: { type: "positional", description: "Model name (org/name, short name, substring, name@hash, GGUF repo name:QUANT, or path)", required: true },
 } as const satisfies ArgsDef;
 
 const GLOBAL_FLAGS = new Set(["json", "help", "h"]);

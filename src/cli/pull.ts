@@ -60,7 +60,7 @@ function human(d: PullData): string {
 export default defineCommand({
   meta: { name: "pull", description: "Download a model from the Hugging Face Hub into the cache (resumable)" },
   args: {
-    model: { ...modelArg.model, description: "Repo id org/name[@revision] (a bare name is mlx-community/name when that is cached)" },
+    model: { ...modelArg.model, description: "Repo id org/name[@revision][:QUANT] (a bare name is mlx-community/name when that is cached; :QUANT = one GGUF quant)" },
     "force-resume": { type: "boolean", description: "Resume into an existing but incomplete model without asking" },
     include: { type: "string", description: "Only files matching this glob (repeatable)" },
     exclude: { type: "string", description: "Skip files matching this glob (repeatable)" },

@@ -46,6 +46,12 @@ export default defineCommand({
     if (resolved.kind === "path") {
       throw new MlxkError("workspace_model", `Cannot delete workspace model. Use: rm -rf ${resolved.dir}`, { data: base(spec) });
     }
+    if (resolved.quant) {
+      // rm deletes whole snapshots; deleting one quant's blobs would leave a repo the Hub no longer matches
+      throw new MlxkError("ValidationError", `rm removes a whole model; ':${resolved.quant}' cannot remove one GGUF quant. Use: mlxk rm ${resolved.name}`, {
+        data: base(spec),
+      });
+    }
     const plan = planRemoval({ hubDir, name: resolved.name, hash: resolved.hash });
     const label = plan.hash ? `${resolved.name}@${plan.hash}` : resolved.name;
     const what = plan.scope === "revision" ? `revision ${plan.hash}` : "the whole model";

@@ -5,8 +5,7 @@
  * and queued (asyncEval) before step n's token is read back.
  */
 import * as mx from "../mlx/index.ts";
-import type { LanguageModel } from "../models/base.ts";
-import type { KVCache } from "../models/cache.ts";
+import type { LanguageModel, LayerCache } from "../models/base.ts";
 
 export const PREFILL_STEP = 512;
 
@@ -30,7 +29,7 @@ export interface TokenLoopOptions {
   /** Checked before every step; true stops the loop. */
   shouldStop?: () => boolean;
   /** Existing cache to continue (tests); default a fresh one that the loop disposes. */
-  cache?: KVCache[];
+  cache?: LayerCache[];
   /** Filled in as the loop runs (also valid when the consumer stops early). */
   stats?: LoopStats;
   /** Also yield a `{ token: -1, prefilled }` step after each prefill chunk, so an async caller can let its event loop run. */
@@ -65,7 +64,7 @@ function lastLogits(model: LanguageModel, h: mx.Array): mx.Array {
 }
 
 /** Prefill chunk by chunk, yielding the tokens done after each full chunk; returns the last token's logits [V]. */
-function* prefillChunks(model: LanguageModel, cache: KVCache[], prompt: readonly number[], step: number): Generator<number, mx.Array, undefined> {
+function* prefillChunks(model: LanguageModel, cache: LayerCache[], prompt: readonly number[], step: number): Generator<number, mx.Array, undefined> {
   let pos = 0;
   while (prompt.length - pos > step) {
     mx.scope(() => {
@@ -80,7 +79,7 @@ function* prefillChunks(model: LanguageModel, cache: KVCache[], prompt: readonly
 }
 
 /** Run the prompt through the model; returns the logits [V] after its last token (caller disposes). */
-export function prefill(model: LanguageModel, cache: KVCache[], prompt: readonly number[], step = PREFILL_STEP): mx.Array {
+export function prefill(model: LanguageModel, cache: LayerCache[], prompt: readonly number[], step = PREFILL_STEP): mx.Array {
   const chunks = prefillChunks(model, cache, prompt, step);
   for (;;) {
     const r = chunks.next();

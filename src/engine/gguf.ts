@@ -1,30 +1,66 @@
 /**
- * A llama-family GGUF file as an MLX model: MLX loads Q4_0/Q4_1/Q8_0 as affine-quantized triples
- * (group 32; Q4_1 = scale·q + min is exactly affine), F16/F32 as floats. Tensor names are mapped to
- * HF names, the q/k rows llama.cpp's converter permuted for its rope layout are put back, and
- * config.json is built from the `llama.*` metadata.
+ * A GGUF file (or split set) as an MLX model, undoing what llama.cpp's convert_hf_to_gguf.py did:
+ * - tensor names back to HF names (per architecture: gemma3's four norms, phi3's fused qkv / gate_up, qwen3's
+ *   q/k norms, qwen3moe's stacked experts);
+ * - llama/mistral only: the q/k rows its converter permuted for llama.cpp's rope layout are put back (a pure
+ *   row permutation, so it applies to packed quantized rows too); qwen2/qwen3/gemma3/phi3 use NEOX rope, unpermuted;
+ * - gemma3: every norm weight was stored as HF value + 1 (llama.cpp's norm has no built-in +1), so 1 is subtracted;
+ * - phi3: longrope factors stored as `rope_factors_long/short` tensors go back into config.rope_scaling.
+ * Files of F32/F16/Q4_0/Q4_1/Q8_0 tensors are read by MLX (Q4_0/Q4_1/Q8_0 as affine triples, group 32; Q4_1 =
+ * scale·q + min is exactly affine); any other file by our reader (gguf-tensors.ts), which maps every block type
+ * onto the same affine layouts; config.json comes from the metadata (src/gguf/config.ts).
+ *
+ * Exports: hfName(name, arch?), unpermute(a, nHead), ggufToModel(path)
  */
+import { splitSiblings } from "../cache/gguf.ts";
 import { MlxkError } from "../errors.ts";
+import { GGUF_ARCHS, ggufModelConfig, ggufRuntimeProblem } from "../gguf/config.ts";
+import { metaString, readGguf } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
+import { loadTensors } from "./gguf-tensors.ts";
+
+/**
+ * Files of only these types go through MLX's C++ reader (fast, exact for them). Any other type sends the whole
+ * file to our reader: MLX refuses Q5_*, decodes Q4_K wrongly and Q6_K/BF16 lossily, and would first build fp16
+ * copies of every K tensor (a 7B Q4_K_M would need ~14 GB for that alone).
+ */
+const MLX_READS: ReadonlySet<string> = new Set(["F32", "F16", "Q4_0", "Q4_1", "Q8_0"]);
 
 const LAYER_NAMES: Record<string, string> = {
   attn_norm: "input_layernorm",
   attn_q: "self_attn.q_proj",
   attn_k: "self_attn.k_proj",
   attn_v: "self_attn.v_proj",
+  attn_qkv: "self_attn.qkv_proj",
   attn_output: "self_attn.o_proj",
+  attn_q_norm: "self_attn.q_norm",
+  attn_k_norm: "self_attn.k_norm",
   ffn_norm: "post_attention_layernorm",
   ffn_gate: "mlp.gate_proj",
   ffn_up: "mlp.up_proj",
   ffn_down: "mlp.down_proj",
+  ffn_gate_inp: "mlp.gate",
+  ffn_gate_exps: "mlp.switch_mlp.gate_proj",
+  ffn_up_exps: "mlp.switch_mlp.up_proj",
+  ffn_down_exps: "mlp.switch_mlp.down_proj",
+};
+/** Where an architecture's names differ from the llama ones above. */
+const ARCH_NAMES: Record<string, Record<string, string>> = {
+  gemma3: {
+    post_attention_norm: "post_attention_layernorm",
+    ffn_norm: "pre_feedforward_layernorm",
+    post_ffw_norm: "post_feedforward_layernorm",
+  },
+  // phi3 keeps HF's fused gate_up_proj as one `ffn_up` (gate = first half, as HF and mlx-lm split it)
+  phi3: { ffn_up: "mlp.gate_up_proj" },
 };
 const TOP_NAMES: Record<string, string> = { token_embd: "model.embed_tokens", output_norm: "model.norm", output: "lm_head" };
 
 /** `blk.3.attn_q.scales` → `model.layers.3.self_attn.q_proj.scales`; null for tensors we don't use. */
-export function hfName(name: string): string | null {
+export function hfName(name: string, arch = "llama"): string | null {
   const m = /^blk\.(\d+)\.([a-z_]+)\.(weight|scales|biases|bias)$/.exec(name);
   if (m) {
-    const mapped = LAYER_NAMES[m[2]!];
+    const mapped = ARCH_NAMES[arch]?.[m[2]!] ?? LAYER_NAMES[m[2]!];
     return mapped ? `model.layers.${m[1]}.${mapped}.${m[3]}` : null;
   }
   const t = /^([a-z_]+)\.(weight|scales|biases|bias)$/.exec(name);
@@ -39,68 +75,75 @@ export function unpermute(a: mx.Array, nHead: number): mx.Array {
   return mx.contiguous(mx.reshape(mx.swapaxes(r, 1, 2), [rows, cols]));
 }
 
-function meta(md: Map<string, mx.GgufValue>, key: string): number | undefined {
-  const v = md.get(key);
-  return typeof v === "number" ? v : undefined;
+function hostFloats(a: mx.Array): number[] {
+  using f = a.astype(mx.Dtype.float32);
+  return Array.from(f.toTypedArray() as Float32Array);
 }
 
-/** Tensors (HF names, owned by the caller) and a config.json for a llama-architecture GGUF. */
+/** Tensors (HF names, owned by the caller) and a config.json for a GGUF file (all parts of a split set). */
 export function ggufToModel(path: string): { config: Record<string, unknown>; tensors: Map<string, mx.Array> } {
-  const f = mx.loadGguf(path);
-  const arch = f.metadata.get("general.architecture");
-  if (arch !== "llama" && arch !== "mistral") {
-    mx.disposeAll(f.weights);
-    throw new MlxkError("unsupported_model", `GGUF architecture '${String(arch)}' is not supported (supported: llama)`);
-  }
-  const md = f.metadata;
-  const p = `${arch}.`;
-  const heads = meta(md, `${p}attention.head_count`)!;
-  const kvHeads = meta(md, `${p}attention.head_count_kv`) ?? heads;
-  const tokens = md.get("tokenizer.ggml.tokens");
-  const hidden = meta(md, `${p}embedding_length`)!;
-  const config: Record<string, unknown> = {
-    model_type: "llama",
-    hidden_size: hidden,
-    num_hidden_layers: meta(md, `${p}block_count`),
-    intermediate_size: meta(md, `${p}feed_forward_length`),
-    num_attention_heads: heads,
-    num_key_value_heads: kvHeads,
-    rms_norm_eps: meta(md, `${p}attention.layer_norm_rms_epsilon`) ?? 1e-5,
-    rope_theta: meta(md, `${p}rope.freq_base`) ?? 10000,
-    max_position_embeddings: meta(md, `${p}context_length`) ?? 4096,
-    vocab_size: meta(md, `${p}vocab_size`) ?? (Array.isArray(tokens) ? tokens.length : undefined),
-    tie_word_embeddings: !f.weights.has("output.weight"),
-  };
-  const keyLen = meta(md, `${p}attention.key_length`);
-  if (keyLen !== undefined && keyLen !== hidden / heads) config.head_dim = keyLen;
+  const parts = splitSiblings(path);
+  const headers = parts.map((p) => readGguf(p));
+  const header = headers[0]!;
+  const arch = metaString(header, "general.architecture") ?? "";
+  const problem = ggufRuntimeProblem(header, headers.flatMap((h) => h.tensors.map((t) => t.typeName)));
+  if (problem) throw new MlxkError("unsupported_model", problem);
+  if (!GGUF_ARCHS[arch]) throw new MlxkError("unsupported_model", `GGUF architecture '${arch}' is not supported`);
+  const config = ggufModelConfig(header);
+  const heads = config.num_attention_heads as number;
+  const kvHeads = (config.num_key_value_heads as number | undefined) ?? heads;
+  const permuted = arch === "llama" || arch === "mistral";
   const tensors = new Map<string, mx.Array>();
-  const overrides: Record<string, unknown> = {};
+  const raw = new Map<string, mx.Array>();
   try {
-    for (const [name, a] of f.weights) {
-      const hf = hfName(name);
+    parts.forEach((p, i) => {
+      const infos = headers[i]!.tensors;
+      if (!infos.every((t) => MLX_READS.has(t.typeName))) {
+        for (const [k, a] of loadTensors(p, infos)) raw.set(k, a);
+        return;
+      }
+      for (const [k, a] of mx.loadGguf(p).weights) raw.set(k, a);
+    });
+    const long = raw.get("rope_factors_long.weight");
+    const short = raw.get("rope_factors_short.weight");
+    if (arch === "phi3" && long && short) {
+      config.rope_scaling = { type: "longrope", long_factor: hostFloats(long), short_factor: hostFloats(short) };
+    }
+    for (const [name, a] of raw) {
+      const hf = hfName(name, arch);
       if (hf === null) {
         a.dispose();
         continue;
       }
       let t = a;
-      if (/\.self_attn\.(q|k)_proj\.(weight|scales|biases)$/.test(hf)) {
+      if (permuted && /\.self_attn\.(q|k)_proj\.(weight|scales|biases)$/.test(hf)) {
         t = mx.keep(unpermute(a, hf.includes(".q_proj.") ? heads : kvHeads));
+        a.dispose();
+      } else if (arch === "gemma3" && /norm\.weight$/.test(hf)) {
+        t = mx.keep(mx.subtract(a, 1));
         a.dispose();
       }
       tensors.set(hf, t);
     }
-    // Q8_0 tensors next to Q4 ones: record their bits as per-module overrides.
+    raw.clear();
+    if (arch === "qwen3moe") {
+      // llama.cpp has no mlp_only_layers key: a layer without a router is a dense one
+      const layers = (config.num_hidden_layers as number | undefined) ?? 0;
+      config.mlp_only_layers = Array.from({ length: layers }, (_, i) => i).filter((i) => !tensors.has(`model.layers.${i}.mlp.gate.weight`));
+    }
+    // Quantized modules: bits from the packed width (Q8_0 embeddings next to Q4 matrices are common).
+    const overrides: Record<string, unknown> = {};
     for (const [k, s] of tensors) {
       if (!k.endsWith(".scales")) continue;
       const base = k.slice(0, -".scales".length);
-      const bits = tensors.get(`${base}.weight`)!.shape[1]! / s.shape[1]!;
+      const bits = tensors.get(`${base}.weight`)!.shape.at(-1)! / s.shape.at(-1)!;
       overrides[base] = { group_size: 32, bits };
     }
+    if (Object.keys(overrides).length > 0) config.quantization = { group_size: 32, bits: 4, ...overrides };
   } catch (e) {
-    mx.disposeAll(f.weights);
+    mx.disposeAll(raw);
     mx.disposeAll(tensors);
     throw e;
   }
-  if (Object.keys(overrides).length > 0) config.quantization = { group_size: 32, bits: 4, ...overrides };
   return { config, tensors };
 }

@@ -59,10 +59,10 @@ export function weightFiles(dir: string): string[] {
 }
 
 /** Cast float tensors to `dtype` (uint8 fp scales and packed weights stay as they are). */
-function castFloats(w: Map<string, mx.Array>, dtype: mx.Dtype | null): void {
+function castFloats(w: Map<string, mx.Array>, dtype: mx.Dtype | null, keep?: (key: string) => boolean): void {
   if (dtype === null) return;
   for (const [k, a] of w) {
-    if (mx.isFloating(a.dtype) && a.dtype !== dtype) {
+    if (mx.isFloating(a.dtype) && a.dtype !== dtype && keep?.(k) !== false) {
       w.set(k, mx.keep(a.astype(dtype)));
       a.dispose();
     }
@@ -106,7 +106,7 @@ async function build(config: Record<string, unknown>, tensors: Map<string, mx.Ar
   try {
     const parsed = parseConfig(mod.configSchema, config, modelType!, mod.configOptions);
     const w0 = mod.sanitize ? mod.sanitize(tensors, parsed) : tensors;
-    castFloats(w0, dtypeOf(opts));
+    castFloats(w0, dtypeOf(opts), mod.castPredicate);
     const store = new WeightStore(w0, QuantConfig.from(config));
     const n = streamCount(opts);
     if (n > 1) streams.push(...cpuStreams(n));

@@ -55,6 +55,8 @@ export interface GgufMetadataEntry {
   /** Element type when `type` is ARRAY. */
   arrayType?: GgufValueType;
   value: GgufValue;
+  /** Element count of an ARRAY; with `skipArrays` the elements themselves are not kept (value is empty). */
+  length?: number;
 }
 
 /** ggml tensor types with their block geometry (elements per block, bytes per block). */
@@ -224,6 +226,19 @@ class Cursor {
         throw corrupt(this.path, `unknown metadata value type ${type}`);
     }
   }
+  /** Move past `n` bytes without keeping them. */
+  skip(n: number): void {
+    while (n > 0) {
+      const step = Math.min(n, CHUNK);
+      this.ensure(step);
+      this.pos += step;
+      n -= step;
+    }
+  }
+  /** Move past a string without decoding it. */
+  skipString(): void {
+    this.skip(this.size("string length"));
+  }
   /** Copy `count` fixed-size elements into a fresh typed array (copy: the chunk buffer is reused). */
   typed<T>(count: number, width: number, make: (b: ArrayBuffer) => T): T {
     const bytes = count * width;
@@ -239,7 +254,8 @@ function narrow(v: bigint): number | bigint {
 }
 
 function corrupt(path: string, why: string): MlxkError {
-  return new MlxkError("unsupported_model", `Not a readable GGUF file: ${path} (${why})`);
+  // detail = the bare reason, for health messages that name the file themselves
+  return new MlxkError("unsupported_model", `Not a readable GGUF file: ${path} (${why})`, { detail: why });
 }
 
 function readArray(c: Cursor, path: string): { arrayType: GgufValueType; value: GgufArray } {
@@ -286,8 +302,25 @@ function readArray(c: Cursor, path: string): { arrayType: GgufValueType; value: 
   }
 }
 
-/** Read the header, metadata and tensor infos of a GGUF file. Throws MlxkError(unsupported_model) on a bad file. */
-export function readGguf(path: string): GgufFile {
+const WIDTH: Partial<Record<number, number>> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+
+/** Walk past an array's elements (vocabularies of 150k strings cost most of a header read), keeping only its length. */
+function skipArray(c: Cursor, path: string): { arrayType: GgufValueType; length: number } {
+  const t = c.u32() as GgufValueType;
+  const n = c.size("array length");
+  const w = WIDTH[t];
+  if (w !== undefined) c.skip(n * w);
+  else if (t === GgufValueType.STRING) for (let i = 0; i < n; i++) c.skipString();
+  else if (t === GgufValueType.ARRAY) for (let i = 0; i < n; i++) skipArray(c, path);
+  else throw corrupt(path, `unknown array element type ${t}`);
+  return { arrayType: t, length: n };
+}
+
+/**
+ * Read the header, metadata and tensor infos of a GGUF file. Throws MlxkError(unsupported_model) on a bad file.
+ * `skipArrays`: array values are walked but not kept (only `length`): for health and listings.
+ */
+export function readGguf(path: string, opts: { skipArrays?: boolean } = {}): GgufFile {
   const fd = openSync(path, "r");
   try {
     const c = new Cursor(fd, path);
@@ -300,9 +333,12 @@ export function readGguf(path: string): GgufFile {
     for (let i = 0; i < kvCount; i++) {
       const key = c.string();
       const type = c.u32() as GgufValueType;
-      if (type === GgufValueType.ARRAY) {
+      if (type === GgufValueType.ARRAY && opts.skipArrays) {
+        const { arrayType, length } = skipArray(c, path);
+        metadata.set(key, { type, arrayType, value: [], length });
+      } else if (type === GgufValueType.ARRAY) {
         const { arrayType, value } = readArray(c, path);
-        metadata.set(key, { type, arrayType, value });
+        metadata.set(key, { type, arrayType, value, length: (value as ArrayLike<unknown>).length });
       } else {
         metadata.set(key, { type, value: c.scalar(type) });
       }
@@ -344,6 +380,11 @@ export function metaNumber(f: GgufFile, key: string): number | undefined {
 export function metaBool(f: GgufFile, key: string): boolean | undefined {
   const v = f.metadata.get(key)?.value;
   return typeof v === "boolean" ? v : undefined;
+}
+
+/** Element count of an array entry (also when read with `skipArrays`). */
+export function metaArrayLength(f: GgufFile, key: string): number | undefined {
+  return f.metadata.get(key)?.length;
 }
 
 export function metaStrings(f: GgufFile, key: string): string[] | undefined {

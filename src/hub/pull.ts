@@ -5,7 +5,10 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { repoHealth } from "../cache/health.ts";
+import { chooseVariant, inspectGguf, isGgufModelFile, quantOfFile, variantIntegrity } from "../cache/gguf.ts";
 import { readRefs, repoDirFor, walkFiles } from "../cache/layout.ts";
+import { splitQuant } from "../cache/resolve.ts";
+import type { SnapshotView } from "../cache/snapshot.ts";
 import { type Env, hubCacheDir, hubDownloadTimeoutMs, hubEndpoint, hubEtagTimeoutMs, hubOffline } from "../env.ts";
 import { MlxkError, toMlxkError } from "../errors.ts";
 import type { PullData } from "../schemas/pull.ts";
@@ -82,8 +85,39 @@ export function checkedEndpoint(env: Env): string {
   return endpoint;
 }
 
+/**
+ * `org/name-GGUF:Q4_K_M`: the repo's files minus the `.gguf` model files of other quants (README, configs and
+ * that quant's file or split parts stay). No file of that quant is an error listing the quants the repo has.
+ */
+function filterQuant(files: { path: string }[], quant: string, repoId: string): Set<string> {
+  const q = quant.toUpperCase();
+  const label = (p: string) => (quantOfFile(p) ?? "").toUpperCase();
+  const stem = (p: string) => p.replace(/(-\d{5}-of-\d{5})?\.gguf$/i, "").toUpperCase();
+  const models = files.filter((f) => isGgufModelFile(f.path));
+  const hits = models.filter((f) => label(f.path) === q || label(f.path).replace(/^UD-/, "") === q || stem(f.path) === q);
+  if (hits.length === 0) {
+    const available = [...new Set(models.map((f) => quantOfFile(f.path) ?? stem(f.path)))];
+    throw new MlxkError(
+      "model_not_found",
+      models.length === 0 ? `'${repoId}' has no GGUF files: ':${quant}' selects a GGUF quant` : `'${repoId}' has no GGUF quant '${quant}' (available: ${available.join(", ")})`,
+      { extra: { available_quants: available } },
+    );
+  }
+  const keep = new Set(hits.map((f) => f.path));
+  return new Set(files.filter((f) => !f.path.toLowerCase().endsWith(".gguf") || keep.has(f.path)).map((f) => f.path));
+}
+
+function quantComplete(view: SnapshotView, quant: string, repoId: string): boolean {
+  try {
+    return variantIntegrity(chooseVariant(inspectGguf(view), quant, repoId)) === null;
+  } catch {
+    return false;
+  }
+}
+
 export async function pull(opts: PullOptions): Promise<PullData> {
-  const { repoId: requested, revision } = parseRepoSpec(opts.spec);
+  const { rest, quant } = splitQuant(opts.spec.trim());
+  const { repoId: requested, revision } = parseRepoSpec(rest);
   if (hubOffline(opts.env)) {
     throw new MlxkError("offline", "HF_HUB_OFFLINE is set: pull needs the Hub. Unset HF_HUB_OFFLINE to download.", {
       data: { ...skeleton(requested, null), download_status: "error", message: "offline" },
@@ -109,8 +143,12 @@ export async function pull(opts: PullOptions): Promise<PullData> {
         health: report.healthy ? ("healthy" as const) : ("unhealthy" as const),
         health_reason: report.reason,
       };
-      if (report.healthy) return { ...base, download_status: "already_exists", message: `Already in cache: ${report.snapshotDir}` };
-      if (!opts.forceResume) {
+      // `:QUANT`: done when that quant's files are complete (another quant's state does not matter), else added below
+      const quantDone = quant !== null && report.view !== null && quantComplete(report.view, quant, repoId);
+      if (quantDone || (quant === null && report.healthy)) {
+        return { ...base, download_status: "already_exists", message: `Already in cache: ${report.snapshotDir}` };
+      }
+      if (quant === null && !opts.forceResume) {
         return {
           ...base,
           download_status: "requires_confirmation",
@@ -153,6 +191,15 @@ export async function pull(opts: PullOptions): Promise<PullData> {
     return fail(e, t === "access_denied" || t === "gated" ? "access_denied" : t === "model_not_found" ? "failed" : "error");
   }
   const wanted = new Set(filterPaths(remote.files.map((f) => f.path), opts.include, opts.exclude));
+  if (quant !== null) {
+    let ofQuant: Set<string>;
+    try {
+      ofQuant = filterQuant(remote.files, quant, repoId);
+    } catch (e) {
+      return fail(e, "failed");
+    }
+    for (const p of [...wanted]) if (!ofQuant.has(p)) wanted.delete(p);
+  }
   const files = remote.files.filter((f) => wanted.has(f.path));
   if (files.length === 0) {
     const why = remote.files.length === 0 ? `'${repoId}' has no files` : "no file matches --include/--exclude";

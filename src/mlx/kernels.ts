@@ -4,11 +4,13 @@
  * `fastQuantizedMatmul` (quantizedMatmul), `fastRmsNorm`, `fastRope`, `fastScaledDotProductAttention`
  * (mx.fast.*), `fastSwiglu` (multiply(silu(gate), up)). They use our kernels when the shim has them, the CPU supports them and MLXK_KERNELS is not 0;
  * the shim itself falls back to MLX's op for GPU streams and unsupported cases, so callers never branch.
+ * `kernelGatedDelta` / `kernelConvSilu` (Gated DeltaNet) have no MLX twin here: they return null when the
+ * kernels cannot run (off, unavailable, not float32) and the model falls back to its MLX-op path.
  */
-import { dlopen, FFIType } from "bun:ffi";
+import { dlopen, FFIType, ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
-import type { Array } from "./array.ts";
-import { mlxAvailability, OUT_PTR } from "./ffi.ts";
+import { Array, Dtype } from "./array.ts";
+import { fail, mlxAvailability, OUT_PTR } from "./ffi.ts";
 import { multiply, result, silu } from "./ops.ts";
 import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
@@ -25,6 +27,8 @@ const DEFS = {
   mlxk_kernel_rope: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, I, P, P, P], returns: I },
   mlxk_kernel_sdpa: { args: [P, P, P, P, FFIType.f32, I, P, P, P], returns: I },
   mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
+  mlxk_kernel_gated_delta: { args: [P, P, P, P, P, P, P, P], returns: I },
+  mlxk_kernel_conv_silu: { args: [P, P, P, P], returns: I },
 } as const;
 type KernelLib = ReturnType<typeof dlopen<typeof DEFS>>;
 type KernelSymbols = KernelLib["symbols"];
@@ -149,4 +153,31 @@ export function fastSwiglu(gate: Array, up: Array): Array {
   const s = kernelsEnabled() ? symbols() : null;
   if (!s) return multiply(silu(gate), up);
   return result(s.mlxk_kernel_swiglu(OUT_PTR as never, gate.handle as never, up.handle as never, S() as never), "swiglu");
+}
+
+// Two output handles (gated delta: y, state); own buffer, so OUT_PTR users are never clobbered.
+const OUTS = new Uint32Array(new ArrayBuffer(16));
+const OUTS_PTR = ptr(OUTS);
+const f32 = (...as: Array[]) => as.every((a) => a.dtype === Dtype.float32);
+
+/**
+ * The gated delta rule over T tokens (models/gated_delta.ts gatedDeltaOps) in one primitive:
+ * q, k [B,T,Hk,Dk], v [B,T,Hv,Dv], g, beta [B,T,Hv], state [B,Hv,Dv,Dk] → [y, new state]; null when the
+ * kernels cannot run (the caller uses MLX's ops).
+ */
+export function kernelGatedDelta(q: Array, k: Array, v: Array, g: Array, beta: Array, state: Array): [Array, Array] | null {
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s || !s.mlxk_kernel_gated_delta || !f32(q, k, v, g, beta, state)) return null;
+  const rc = s.mlxk_kernel_gated_delta(OUTS_PTR as never, q.handle as never, k.handle as never, v.handle as never, g.handle as never,
+    beta.handle as never, state.handle as never, S() as never);
+  if (rc !== 0) fail("gated_delta");
+  const at = (i: number) => OUTS[2 * i]! + OUTS[2 * i + 1]! * 4294967296;
+  return [new Array(at(0)), new Array(at(1))];
+}
+
+/** silu(depthwise causal conv): x [B, L, C], weight [C, K, 1] → [B, L-K+1, C]; null when the kernels cannot run. */
+export function kernelConvSilu(x: Array, w: Array): Array | null {
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s || !s.mlxk_kernel_conv_silu || !f32(x, w)) return null;
+  return result(s.mlxk_kernel_conv_silu(OUT_PTR as never, x.handle as never, w.handle as never, S() as never), "conv_silu");
 }

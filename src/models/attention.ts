@@ -4,6 +4,7 @@
  * queries and keys — per head (qwen3, gemma3) or over the whole projection (olmo2) — rope, optional
  * learned sinks (gpt_oss), SDPA over the layer's KV cache.
  */
+import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
 import type { KVCache } from "./cache.ts";
@@ -44,6 +45,15 @@ export class Attention {
     this.k_proj = w.linear(`${prefix}.k_proj`);
     this.v_proj = w.linear(`${prefix}.v_proj`);
     this.o_proj = w.linear(`${prefix}.o_proj`);
+    // A config that disagrees with the weights (a default where the config left a key out) would reshape the
+    // projections into other heads and run wrong without an error: refuse it.
+    const want = (l: Linear, n: number, what: string) => {
+      if (l.outDims !== n * o.headDim) {
+        throw new MlxkError("unsupported_model", `${prefix}.${what}: ${l.outDims} outputs in the weights, the config says ${n} heads × head_dim ${o.headDim}`);
+      }
+    };
+    want(this.q_proj, o.heads, "q_proj");
+    want(this.k_proj, o.kvHeads, "k_proj");
   }
 
   forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array {

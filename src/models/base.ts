@@ -5,17 +5,26 @@
 import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import type { KVCache } from "./cache.ts";
 import { type NormalizeOptions, normalizeConfig } from "./config.ts";
 import { Embedding, Linear, type QuantParams } from "./layers.ts";
+
+/**
+ * What the token loop needs of any layer's cache, whatever its kind (a KV cache for attention, a
+ * recurrent-state cache for linear-attention layers): the arrays to materialise after a prefill chunk.
+ */
+export interface LayerCache extends Disposable {
+  /** Tokens seen so far. */
+  readonly offset: number;
+  state(): mx.Array[];
+}
 
 /** A loaded language model: hidden states from token ids, then logits from hidden states. */
 export interface LanguageModel extends Disposable {
   readonly numLayers: number;
-  /** One cache per layer (rotating caches for sliding-window layers). */
-  makeCache(): KVCache[];
-  /** Token ids [1, L] → final-normed hidden states [1, L, H]; updates `cache`. */
-  hidden(inputs: mx.Array, cache: KVCache[]): mx.Array;
+  /** One cache per layer (rotating caches for sliding-window layers, recurrent state for linear attention). */
+  makeCache(): LayerCache[];
+  /** Token ids [1, L] → final-normed hidden states [1, L, H]; updates `cache` (the ones makeCache made). */
+  hidden(inputs: mx.Array, cache: LayerCache[]): mx.Array;
   /** Hidden states [..., H] → logits [..., V] (f32). */
   logits(h: mx.Array): mx.Array;
 }
@@ -27,6 +36,8 @@ export interface ModelModule {
   configSchema: v.GenericSchema<unknown, Record<string, unknown>>;
   /** Rename / drop checkpoint tensors into the names the model reads (HF key names). */
   sanitize?(weights: Map<string, mx.Array>, config: Record<string, unknown>): Map<string, mx.Array>;
+  /** mlx-lm's cast_predicate: false keeps a float tensor in its checkpoint dtype instead of the compute dtype. */
+  castPredicate?(key: string): boolean;
   createModel(config: Record<string, unknown>, weights: WeightStore, ctx: ModelContext): LanguageModel;
   /** Context length the model was trained for (bounds max tokens). */
   contextLength(config: Record<string, unknown>): number;
@@ -78,12 +89,13 @@ export class QuantConfig {
     const defaults = toParams(top.output, { groupSize: 64, bits: 4, mode: "affine" });
     const overrides = new Map<string, QuantParams | false>();
     for (const [k0, val] of Object.entries(rec)) {
-      // multimodal wrappers key their overrides by the checkpoint name; the model reads them without the wrapper prefix
+      // multimodal wrappers key their overrides by the checkpoint name; most models read them without the wrapper
+      // prefix, qwen3_5 / gemma4 keep mlx-lm's `language_model.model.` names: both keys are set.
       const k = k0.replace(/^model\.language_model\./, "model.").replace(/^language_model\./, "");
-      if (val === false) overrides.set(k, false);
+      if (val === false) overrides.set(k, false).set(k0, false);
       else if (typeof val === "object" && val !== null) {
         const e = v.safeParse(QuantEntry, val);
-        if (e.success) overrides.set(k, toParams(e.output, defaults));
+        if (e.success) overrides.set(k, toParams(e.output, defaults)).set(k0, toParams(e.output, defaults));
       }
     }
     return new QuantConfig(defaults, overrides);

@@ -15,7 +15,8 @@
  */
 import { MlxkError } from "../errors.ts";
 
-export const ROPE_TYPES = ["default", "linear", "dynamic", "yarn", "llama3", "longrope"] as const;
+// "proportional" (gemma4's full layers): only the first partial_rotary_factor of the head's frequencies rotate.
+export const ROPE_TYPES = ["default", "linear", "dynamic", "yarn", "llama3", "longrope", "proportional"] as const;
 export type RopeType = (typeof ROPE_TYPES)[number];
 
 /** A rope scaling block with its canonical `rope_type`; other keys as the config wrote them. */
@@ -92,7 +93,7 @@ function ropeBlock(block: Obj | null, key: string, top: Obj, allowed: readonly R
     if (!check(s[k])) throw invalid(`${key}.${k}`, `${what} (rope_type ${type})`);
   };
   const isNum = (v: unknown) => typeof v === "number";
-  if (type !== "longrope") need("factor", isNum, "expected a number");
+  if (type !== "longrope" && type !== "proportional") need("factor", isNum, "expected a number");
   if (type === "longrope") {
     const arr = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "number");
     need("short_factor", arr, "expected a list of numbers");
@@ -134,7 +135,9 @@ function normalizeRope(c: Obj, opts: NormalizeOptions): void {
   const b = ropeBlock(block, key, c, allowed);
   if (b.rope_theta !== undefined) c.rope_theta = b.rope_theta;
   if (b.partial_rotary_factor !== undefined) c.partial_rotary_factor = b.partial_rotary_factor;
-  c.rope_scaling = b.rope_scaling;
+  // No rope block at all: left absent, so an architecture whose transformers default is a scaled rope (gpt-oss) applies it.
+  if (block === null) delete c.rope_scaling;
+  else c.rope_scaling = b.rope_scaling;
   if (opts.perLayerRope) {
     // v4 gemma3: the scaling is the global layers'; local layers use rope_local_base_freq unscaled.
     c.rope_by_layer_type = {

@@ -24,23 +24,27 @@ const layerRope = v.object({ rope_theta: v.optional(v.number()), rope_scaling: r
 
 export const configSchema = v.pipe(
   v.looseObject({
-    hidden_size: int(1152),
+    // transformers' Gemma3TextConfig defaults (mlx-lm's are the 1B model's): the text_config of Google's
+    // Gemma 3 wrapper configs leaves out what equals them (heads, KV heads, vocab_size, …)
+    hidden_size: int(2304),
     num_hidden_layers: int(26),
-    intermediate_size: int(6912),
-    num_attention_heads: int(4),
+    intermediate_size: int(9216),
+    num_attention_heads: int(8),
     head_dim: int(256),
     rms_norm_eps: num(1e-6),
-    vocab_size: int(262144),
-    num_key_value_heads: int(1),
+    vocab_size: int(262208),
+    num_key_value_heads: int(4),
     rope_theta: num(1000000),
     rope_local_base_freq: num(10000),
     rope_by_layer_type: v.optional(v.record(v.string(), layerRope)),
     query_pre_attn_scalar: num(256),
-    sliding_window: int(512),
+    sliding_window: int(4096),
     sliding_window_pattern: int(6),
     layer_types: v.optional(v.array(v.string())),
-    max_position_embeddings: int(32768),
+    max_position_embeddings: int(131072),
     rope_scaling: ropeScaling,
+    // EmbeddingGemma's bidirectional attention is not a causal LM
+    use_bidirectional_attention: v.optional(v.nullable(v.literal(false))),
     // Gemma 2's soft-capping: Gemma 3 checkpoints set none; one that does would run wrong, so refuse it.
     final_logit_softcapping: v.optional(v.null()),
     attn_logit_softcapping: v.optional(v.null()),
@@ -61,7 +65,7 @@ export const configSchema = v.pipe(
 type Gemma3Config = v.InferOutput<typeof configSchema>;
 
 export function contextLength(c: Record<string, unknown>): number {
-  return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : 32768;
+  return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : 131072;
 }
 
 /** The value as bfloat16 would hold it (round to nearest even), as mlx-lm builds the embedding scale. */

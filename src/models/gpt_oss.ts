@@ -5,7 +5,7 @@ import * as v from "valibot";
 import { type KVCache, RotatingKVCache, StandardKVCache } from "./cache.ts";
 import * as mx from "../mlx/index.ts";
 import { Attention } from "./attention.ts";
-import { int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
+import { int, type LanguageModel, type ModelContext, num, type WeightStore } from "./base.ts";
 import { DecoderModel, type Embedding, type Linear, rmsNorm, SplitLinear, Streams } from "./layers.ts";
 import { initializeRope, type RopeLayer } from "./rope.ts";
 import { combine, SwitchGLU, sliceRows, topKSoftmax } from "./switch_layers.ts";
@@ -24,7 +24,15 @@ export const configSchema = v.pipe(
     num_key_value_heads: int(8),
     sliding_window: int(128),
     rope_theta: num(150000),
-    rope_scaling: ropeScaling,
+    // transformers' GptOssConfig default (mlx-lm falls back to plain rope when a config omits it)
+    rope_scaling: v.optional(v.nullable(v.looseObject({ rope_type: v.string() })), {
+      rope_type: "yarn",
+      factor: 32,
+      beta_fast: 32,
+      beta_slow: 1,
+      truncate: false,
+      original_max_position_embeddings: 4096,
+    }),
     max_position_embeddings: int(131072),
     layer_types: v.optional(v.nullable(v.array(v.string())), null),
   }),

@@ -1,4 +1,5 @@
-// Llama (also Mistral, SmolLM2); agrees with mlx-lm 0.32.2 models/llama.py. The shared decoder is
+// Llama (also Mistral, SmolLM2); agrees with mlx-lm 0.32.2 models/llama.py, except that Mistral's sliding
+// window is honoured as transformers does. The shared decoder is
 // transformer.ts; this file holds the llama config (both transformers spellings via config.ts) and the
 // pieces the llama-derived families reuse.
 import * as v from "valibot";
@@ -43,7 +44,21 @@ export function derived<T extends LlamaFields>(c: T) {
 export type LlamaConfig = ReturnType<typeof derived<LlamaFields>>;
 
 export const configOptions: NormalizeOptions = { activations: ["silu"] };
-export const configSchema = v.pipe(v.looseObject(llamaFields()), v.transform(derived));
+export const configSchema = v.pipe(
+  v.looseObject(llamaFields()),
+  v.transform((c) => derived(mistralWindow(c))),
+);
+
+/**
+ * transformers' Mistral slides every layer over sliding_window (default 4096; null = full attention); mlx-lm's
+ * llama ignores it, which changes the answer past the window. Other model types pass through.
+ */
+export function mistralWindow<T extends LlamaFields>(c: T): T {
+  if ((c as { model_type?: unknown }).model_type !== "mistral") return c;
+  const sliding_window = c.sliding_window === undefined ? 4096 : c.sliding_window;
+  const slide = !c.layer_types && typeof sliding_window === "number";
+  return { ...c, sliding_window, layer_types: slide ? Array.from({ length: c.num_hidden_layers }, () => "sliding_attention") : c.layer_types };
+}
 
 export function contextLength(c: Record<string, unknown>): number {
   return typeof c.max_position_embeddings === "number" ? c.max_position_embeddings : 4096;

@@ -4,7 +4,7 @@
 import * as v from "valibot";
 import * as mx from "../mlx/index.ts";
 import { bool, int, type LanguageModel, type ModelContext, num, type WeightStore } from "./base.ts";
-import { derived, type LlamaConfig, llamaFields, llamaSpec } from "./llama.ts";
+import { derived, type LlamaConfig, llamaFields, llamaSpec, mistralWindow } from "./llama.ts";
 import { Decoder } from "./transformer.ts";
 
 export { configOptions, sanitize } from "./llama.ts";
@@ -30,7 +30,8 @@ export const configSchema = v.pipe(
       c.original_max_position_embeddings ??
       c.max_position_embeddings ??
       262144;
-    return { ...derived(c), llama4_beta: beta, llama4_original: orig };
+    // mistral3's text model may be plain mistral (this schema serves both)
+    return { ...derived(mistralWindow(c)), llama4_beta: beta, llama4_original: orig };
   }),
 );
 type Ministral3Config = LlamaConfig & { llama4_beta: number; llama4_original: number };

@@ -23,6 +23,16 @@ const MODELS: Record<string, Loader> = {
   smollm3: () => import("./smollm3.ts"),
   granite: () => import("./granite.ts"),
   olmo2: () => import("./olmo2.ts"),
+  qwen3_5: () => import("./qwen3_5.ts"),
+  // transformers' text-only Qwen3_5ForCausalLM checkpoints (mlx-lm has no row for them).
+  qwen3_5_text: () => import("./qwen3_5.ts"),
+  qwen3_5_moe: () => import("./qwen3_5_moe.ts"),
+  qwen3_5_moe_text: () => import("./qwen3_5_moe.ts"),
+  qwen3_next: () => import("./qwen3_next.ts"),
+  lfm2: () => import("./lfm2.ts"),
+  glm4_moe: () => import("./glm4_moe.ts"),
+  gemma4: () => import("./gemma4.ts"),
+  gemma4_text: () => import("./gemma4_text.ts"),
 };
 
 /** Every `model_type` in the registry, sorted. */

@@ -121,6 +121,8 @@ export interface RopeInit {
   /** Normalised scaling block; null = default rope. */
   scaling?: RopeScaling | null;
   maxPositionEmbeddings?: number;
+  /** Proportional rope only: `dims` is the whole head and this share of its frequencies rotates. */
+  partialRotaryFactor?: number;
 }
 
 const num = (v: unknown, d: number): number => (typeof v === "number" ? v : d);
@@ -147,7 +149,22 @@ export function initializeRope(c: RopeInit): RopeLayer {
       const scale = typeof s!.attention_factor === "number" ? s!.attention_factor : factor <= 1 ? 1 : Math.sqrt(1 + Math.log(factor) / Math.log(orig));
       return new LongRope(c.dims, c.base, s!.short_factor as number[], s!.long_factor as number[], orig, scale);
     }
+    case "proportional":
+      return proportionalRope(c, s!);
   }
+}
+
+/**
+ * gemma4's proportional rope (mlx-lm ProportionalRoPE, transformers _compute_proportional_rope_parameters):
+ * frequencies factor·base^(2i/D) for the first partial·D/2 pairs of the whole head D, the rest never rotate
+ * (infinite wavelength).
+ */
+function proportionalRope(c: RopeInit, s: RopeScaling): Rope {
+  const rotated = Math.floor(c.dims * (c.partialRotaryFactor ?? 1));
+  const factor = num(s.factor, 1);
+  const base = baseFreqs(c.dims, c.base);
+  const freqs = base.map((f, i) => (i < rotated / 2 ? factor * f : Number.POSITIVE_INFINITY));
+  return new Rope(c.dims, { traditional: c.traditional, freqs });
 }
 
 function llama3Rope(c: RopeInit, s: RopeScaling): Rope {

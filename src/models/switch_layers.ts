@@ -6,6 +6,7 @@
  */
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
+import { fastQuantizedMatmul, kernelsEnabled } from "../mlx/kernels.ts";
 import type { Linear } from "./layers.ts";
 
 /** Expert weights [E, out, in] (float or quantized), optional per-expert bias [E, out]: a Linear per expert. */
@@ -41,6 +42,7 @@ export class SwitchGLU {
   }
 
   forward(x: mx.Array, indices: mx.Array): mx.Array {
+    if (this.gate_proj.l.q && kernelsEnabled()) return this.#perExpert(x, indices);
     let xe = mx.expandDims(x, [-2, -3]);
     // Many tokens (prefill): visit the experts in order, as mlx-lm does, so each expert's weights are read once.
     const sort = indices.size >= 64;
@@ -60,6 +62,48 @@ export class SwitchGLU {
     if (inv) y = mx.reshape(mx.take(y, inv, 0), [...indices.shape, 1, y.shape.at(-1)!]);
     return mx.squeeze(y, -2);
   }
+
+  /**
+   * Quantized experts with our kernels: read the routing on the host, then one quantized matmul per used expert
+   * over its tokens (the project's qmm kernel; MLX's gather_qmm is several times slower on the CPU), outputs put
+   * back in token order. Same math as the gather path. The host read stalls decode's pipelining once per MoE
+   * layer, which still measured 3–5× faster per token than gather_qmm (bench/moe.ts, BENCHMARKS.md).
+   */
+  #perExpert(x: mx.Array, indices: mx.Array): mx.Array {
+    const k = indices.shape.at(-1)!;
+    const H = x.shape.at(-1)!;
+    const flat = indices.astype(mx.Dtype.int32).toInt32Array();
+    const byExpert = new Map<number, number[]>();
+    flat.forEach((e, pos) => {
+      let l = byExpert.get(e);
+      if (!l) byExpert.set(e, (l = []));
+      l.push(pos);
+    });
+    const x2 = mx.reshape(x, [-1, H]);
+    const outs: mx.Array[] = [];
+    const order: number[] = [];
+    for (const [e, positions] of [...byExpert].sort((a, b) => a[0] - b[0])) {
+      const rows = mx.array(Int32Array.from(positions, (p) => Math.floor(p / k)), { shape: [positions.length], dtype: mx.Dtype.int32 });
+      const xe = mx.take(x2, rows, 0);
+      const gate = expertLinear(this.gate_proj.l, e, xe);
+      const up = expertLinear(this.up_proj.l, e, xe);
+      outs.push(expertLinear(this.down_proj.l, e, this.activation(gate, up)));
+      order.push(...positions);
+    }
+    const inv = new Int32Array(order.length);
+    order.forEach((pos, i) => {
+      inv[pos] = i;
+    });
+    const y = mx.take(mx.concatenate(outs, 0), mx.array(inv, { shape: [inv.length], dtype: mx.Dtype.int32 }), 0);
+    return mx.reshape(y, [...indices.shape, H]);
+  }
+}
+
+/** Expert `e` of stacked (quantized) weights applied to x [n, in] → [n, out]. */
+function expertLinear(l: Linear, e: number, x: mx.Array): mx.Array {
+  const row = (a: mx.Array) => mx.squeeze(mx.sliceAxis(a, 0, e, e + 1), 0);
+  const y = fastQuantizedMatmul(x, row(l.weight), row(l.scales!), l.biases ? row(l.biases) : null, { ...l.q!, transpose: true });
+  return l.bias ? mx.add(y, row(l.bias)) : y;
 }
 
 /** Indices of the k largest entries along the last axis (order unspecified, as argpartition gives them). */

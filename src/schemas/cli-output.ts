@@ -89,6 +89,35 @@ export const ShowFileSchema = v.strictObject({
 });
 export type ShowFile = v.InferOutput<typeof ShowFileSchema>;
 
+/** mlxk addition (`show` of a GGUF repo): one quant (file or split set) of the repo. */
+export const GgufQuantSchema = v.strictObject({
+  quant: v.pipe(v.string(), v.description("what `name:QUANT` selects: the quant in the file name, else the file stem")),
+  files: v.array(v.string()),
+  parts: v.pipe(int0, v.description("declared parts of a split set (-00001-of-0000N); 1 for a single file")),
+  size_bytes: int0,
+  healthy: v.boolean(),
+  reason: v.nullable(v.string()),
+  runtime_compatible: v.boolean(),
+  runtime_reason: v.nullable(v.string()),
+  default: v.pipe(v.boolean(), v.description("the quant the bare name opens")),
+  selected: v.pipe(v.boolean(), v.description("the quant this output describes")),
+});
+
+/** mlxk addition: the GGUF header facts of the selected quant and every quant of the repo. */
+export const GgufShowSchema = v.strictObject({
+  file: v.string(),
+  quant: v.string(),
+  version: v.nullable(int0),
+  name: v.nullable(v.string()),
+  architecture: v.nullable(v.string()),
+  tokenizer: v.pipe(v.nullable(v.string()), v.description("tokenizer.ggml.model (gpt2, llama…)")),
+  chat_template: v.boolean(),
+  tensor_count: v.nullable(int0),
+  tensor_types: v.record(v.string(), int0),
+  quants: v.array(GgufQuantSchema),
+});
+export type GgufShow = v.InferOutput<typeof GgufShowSchema>;
+
 export const ShowDataSchema = v.strictObject({
   model: ModelObjectSchema,
   /** The workspace's `.mlxk_workspace.json` as found; null for cache models and dirs without a valid one. */
@@ -96,6 +125,8 @@ export const ShowDataSchema = v.strictObject({
   metadata: v.optional(v.nullable(ShowMetadataSchema)),
   files: v.optional(v.array(ShowFileSchema)),
   config: v.optional(v.nullable(v.record(v.string(), v.unknown()))),
+  /** mlxk addition, GGUF repos only. `--config` of a GGUF repo prints the config mlxk derives from its header. */
+  gguf: v.optional(GgufShowSchema),
 });
 export type ShowData = v.InferOutput<typeof ShowDataSchema>;
 

@@ -71,7 +71,8 @@ export class ModelManager {
     try {
       if (this.closed) throw shuttingDown();
       const engine = await this.ensure(target);
-      return { engine, target: this.current!.target, release };
+      // the requested target: two ids naming the same file (`org/x-GGUF` and `org/x-GGUF:Q4_1`) share the model, each keeps its name
+      return { engine, target, release };
     } catch (e) {
       release();
       throw e;

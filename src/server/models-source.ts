@@ -4,6 +4,7 @@
  */
 import { basename } from "node:path";
 import { contextLength } from "../cache/detect.ts";
+import { inspectGguf, variantContextLength, variantIntegrity, variantRuntime } from "../cache/gguf.ts";
 import { listRepoNames } from "../cache/layout.ts";
 import type { HealthReport } from "../cache/health.ts";
 import { cacheModel } from "../cache/scan.ts";
@@ -40,8 +41,19 @@ export function listRunnable(opts: { env?: Env } = {}): ModelObject[] {
       object: "model",
       created: Math.floor(Date.parse(model.last_modified) / 1000),
       owned_by: ownedBy,
-      context_length: contextLength(report.view?.readObject("config.json") ?? null),
+      context_length: model.context_length ?? contextLength(report.view?.readObject("config.json") ?? null),
     });
+    // a GGUF repo with several quants: each runnable one is also listed as `name:QUANT` (the bare name opens the default)
+    if (model.framework === "GGUF" && model.cached && report.view) {
+      const variants = inspectGguf(report.view).variants;
+      if (variants.length > 1) {
+        const first = out[out.length - 1]!;
+        for (const g of variants) {
+          if (variantIntegrity(g) !== null || variantRuntime(g) !== null) continue;
+          out.push({ ...first, id: `${id}:${g.label}`, context_length: variantContextLength(g) });
+        }
+      }
+    }
   };
   for (const name of listRepoNames(hubDir)) {
     try {

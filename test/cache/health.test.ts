@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { repoHealth } from "../../src/cache/health.ts";
 import { repoDirFor } from "../../src/cache/layout.ts";
 import { type FileContent, type TempHub, addRepo, lfsPointer, makeTempHub, mlxModelFiles, revisionFor, safetensorsBytes } from "../support/hf-cache.ts";
+import { ggufFile } from "../support/gguf-repos.ts";
 
 let hub: TempHub;
 beforeEach(() => {
@@ -182,9 +183,11 @@ describe("integrity rules (contract §4.1)", () => {
 });
 
 describe("runtime compatibility (contract §4.2)", () => {
-  test("GGUF repo", () => {
-    const h = health("TheBloke/Llama-2-7B-Chat-GGUF", { "config.json": { json: { model_type: "llama" } }, "llama-2-7b-chat.Q4_0.gguf": "GGUF-bytes" });
-    expect(h).toMatchObject({ healthy: true, runtime_compatible: false, runtime_reason: "Incompatible framework: GGUF" });
+  test("GGUF repo: runnable when mlxk loads its architecture and tensor types (more in gguf.test.ts)", () => {
+    const h = health("TheBloke/Llama-2-7B-Chat-GGUF", { "config.json": { json: { model_type: "llama" } }, "llama-2-7b-chat.Q4_0.gguf": ggufFile() });
+    expect(h).toMatchObject({ healthy: true, runtime_compatible: true, runtime_reason: null });
+    const star = health("TheBloke/starcoder-GGUF", { "starcoder.Q4_0.gguf": ggufFile({ arch: "starcoder" }) });
+    expect(star).toMatchObject({ healthy: true, runtime_compatible: false });
   });
 
   test("PyTorch repo", () => {
@@ -257,7 +260,8 @@ describe("runtime compatibility (contract §4.2)", () => {
 
   test("integrity failure wins over runtime reasons", () => {
     const h = health("org/x-GGUF", { "llama.gguf": "x" });
-    expect(h).toMatchObject({ healthy: false, reason: "config.json missing", runtime_compatible: false, runtime_reason: null });
+    expect(h).toMatchObject({ healthy: false, runtime_compatible: false, runtime_reason: null });
+    expect(h.reason).toStartWith("GGUF file llama.gguf: unexpected end of file");
   });
 });
 

@@ -5,6 +5,7 @@ import * as v from "valibot";
 import { EnvelopeSchema } from "../../src/schemas/envelope.ts";
 import { HealthDataSchema, ListDataSchema, ShowDataSchema } from "../../src/schemas/cli-output.ts";
 import { runCliCapture } from "../support/cli.ts";
+import { ggufFile } from "../support/gguf-repos.ts";
 import { type TempHub, addRepo, lfsPointer, makeTempHub, mlxModelFiles, revisionFor, safetensorsBytes } from "../support/hf-cache.ts";
 
 const W = safetensorsBytes({ w: { dtype: "F16", shape: [8] } });
@@ -30,7 +31,8 @@ function buildZoo(hub: TempHub): void {
   addRepo(d, { name: "mlx-community/LfsPointer-4bit", files: { ...mlxModelFiles(), "model.safetensors": lfsPointer("weights") } });
   addRepo(d, { name: "mlx-community/Partial-4bit", files: mlxModelFiles(), incomplete: ["b".repeat(64)] });
   addRepo(d, { name: "mlx-community/BadConfig-4bit", files: { ...mlxModelFiles(), "config.json": "invalid json {" } });
-  addRepo(d, { name: "TheBloke/Llama-2-7B-Chat-GGUF", files: { "config.json": { json: { model_type: "llama" } }, "llama-2-7b-chat.Q4_0.gguf": "GGUF" } });
+  addRepo(d, { name: "TheBloke/Llama-2-7B-Chat-GGUF", files: { "config.json": { json: { model_type: "llama" } }, "llama-2-7b-chat.Q4_0.gguf": ggufFile() } });
+  addRepo(d, { name: "TheBloke/starcoder-GGUF", files: { "starcoder.Q4_0.gguf": ggufFile({ arch: "starcoder", chatTemplate: null }) } });
   addRepo(d, {
     name: "microsoft/DialoGPT-small",
     files: { "config.json": { json: { model_type: "gpt2" } }, "model.safetensors": safetensorsBytes({ w: { dtype: "F32", shape: [2] } }, { format: "pt" }) },
@@ -63,7 +65,7 @@ describe("list", () => {
     expect(r.code).toBe(0);
     const env = envelope(r.stdout);
     const data = v.parse(ListDataSchema, env.data);
-    expect(data.count).toBe(14);
+    expect(data.count).toBe(15);
     const names = data.models.map((m) => m.name);
     expect(names).toEqual([...names].sort());
     const by = Object.fromEntries(data.models.map((m) => [m.name, m]));
@@ -86,7 +88,16 @@ describe("list", () => {
     expect(by["mlx-community/LfsPointer-4bit"]!.reason).toBe("LFS pointers instead of files: model.safetensors");
     expect(by["mlx-community/Partial-4bit"]!.reason).toStartWith("Download incomplete");
     expect(by["mlx-community/BadConfig-4bit"]!.reason).toBe("config.json contains invalid JSON");
-    expect(by["TheBloke/Llama-2-7B-Chat-GGUF"]).toMatchObject({ framework: "GGUF", health: "healthy", runtime_compatible: false, reason: "Incompatible framework: GGUF" });
+    expect(by["TheBloke/Llama-2-7B-Chat-GGUF"]).toMatchObject({
+      framework: "GGUF",
+      model_type: "chat",
+      context_length: 4096,
+      health: "healthy",
+      runtime_compatible: true,
+      reason: null,
+    });
+    expect(by["TheBloke/starcoder-GGUF"]).toMatchObject({ framework: "GGUF", model_type: "base", health: "healthy", runtime_compatible: false });
+    expect(by["TheBloke/starcoder-GGUF"]!.reason).toStartWith("GGUF architecture 'starcoder' is not supported by mlxk");
     expect(by["microsoft/DialoGPT-small"]).toMatchObject({ framework: "PyTorch", runtime_compatible: false });
     expect(by["org/tokenizer-only"]).toMatchObject({ health: "unhealthy", reason: "config.json missing" });
     expect(by["mlx-community/Multi-4bit"]).toMatchObject({ hash: OLD, health: "healthy" });
@@ -107,9 +118,10 @@ describe("list", () => {
     const lines = r.stdout.split("\n");
     expect(lines[0]).toMatch(/^Name +\| Hash +\| Size +\| Modified +\| Src +\| Type$/);
     expect(lines[1]).toMatch(/^-+(-\+-+)+$/);
-    expect(r.stdout).toContain("Llama-3.2-1B-Instruct-4bit | ");
+    expect(r.stdout).toMatch(/^Llama-3.2-1B-Instruct-4bit +\| /m);
     expect(r.stdout).not.toContain("mlx-community/");
-    expect(r.stdout).not.toContain("GGUF");
+    expect(r.stdout).toContain("TheBloke/Llama-2-7B-Chat-GGUF");
+    expect(r.stdout).not.toContain("starcoder-GGUF");
     expect(r.stdout).not.toContain("BadConfig");
   });
 
@@ -123,7 +135,8 @@ describe("list", () => {
 
   test("human: --health compact column marks healthy* and unhealthy", async () => {
     const r = await cli(["list", "--all", "--health"]);
-    expect(r.stdout).toMatch(/Llama-2-7B-Chat-GGUF .*\| healthy\*$/m);
+    expect(r.stdout).toMatch(/starcoder-GGUF .*\| healthy\*$/m);
+    expect(r.stdout).toMatch(/Llama-2-7B-Chat-GGUF .*\| healthy$/m);
     expect(r.stdout).toMatch(/BadConfig-4bit .*\| unhealthy$/m);
   });
 
@@ -176,15 +189,15 @@ describe("health", () => {
     const r = await cli(["health", "--json"]);
     expect(r.code).toBe(0);
     const data = v.parse(HealthDataSchema, envelope(r.stdout).data);
-    expect(data.summary).toEqual({ total: 14, healthy_count: data.healthy.length, unhealthy_count: data.unhealthy.length });
+    expect(data.summary).toEqual({ total: 15, healthy_count: data.healthy.length, unhealthy_count: data.unhealthy.length });
     expect(data.unhealthy.map((e) => e.name)).toContain("mlx-community/BadConfig-4bit");
     const gguf = data.healthy.find((e) => e.name === "TheBloke/Llama-2-7B-Chat-GGUF");
     expect(gguf).toEqual({
       name: "TheBloke/Llama-2-7B-Chat-GGUF",
       status: "healthy",
       reason: "Model is healthy",
-      runtime_compatible: false,
-      runtime_reason: "Incompatible framework: GGUF",
+      runtime_compatible: true,
+      runtime_reason: null,
     });
   });
 
@@ -198,7 +211,7 @@ describe("health", () => {
 
   test("human output: summary line and one line per model", async () => {
     const r = await cli(["health"]);
-    expect(r.stdout).toMatch(/^Summary: total 14, healthy \d+, unhealthy \d+\n/);
+    expect(r.stdout).toMatch(/^Summary: total 15, healthy \d+, unhealthy \d+\n/);
     expect(r.stdout).toContain("unhealthy mlx-community/BadConfig-4bit — config.json contains invalid JSON");
     const one = await cli(["health", "Sharded"]);
     expect(one.stdout).toBe("healthy   mlx-community/Qwen3-Sharded-4bit — Multi-file model complete\n");
@@ -279,9 +292,9 @@ describe("show", () => {
     expect(r.stdout).toContain(`Model: mlx-community/Llama-3.2-1B-Instruct-4bit@${revisionFor("mlx-community/Llama-3.2-1B-Instruct-4bit").slice(0, 7)}\n`);
     expect(r.stdout).toContain("Quantization: 4-bit (group_size=32)\n");
     expect(r.stdout).toContain("Health: healthy\n");
-    const g = await cli(["show", "Llama-2-7B-Chat-GGUF"]);
+    const g = await cli(["show", "starcoder-GGUF"]);
     expect(g.stdout).toContain("Health: healthy (files OK, runtime incompatible)\n");
-    expect(g.stdout).toContain("Reason: Incompatible framework: GGUF\n");
+    expect(g.stdout).toContain("Reason: GGUF architecture 'starcoder' is not supported by mlxk");
   });
 
   test("errors: not found, ambiguous, bad hash, missing argument", async () => {

@@ -86,6 +86,20 @@ describe("mlxk run", () => {
     }
   });
 
+  test("a transformers-saved checkpoint (multimodal wrapper, transformers 5 config) runs by its cache name", async () => {
+    const hub = makeTempHub();
+    try {
+      const dir = writeTinyModel("gemma3", join(tmp, "gemma3-hf"), { layout: "hf", spelling: "v5" });
+      const files = Object.fromEntries(readdirSync(dir).map((f) => [f, new Uint8Array(readFileSync(join(dir, f)))]));
+      addRepo(hub.hubDir, { name: "google/tiny-gemma-3-it", files: { ...files, "preprocessor_config.json": { json: { image_processor_type: "Tiny" } } } });
+      const r = await run(["run", "google/tiny-gemma-3-it", "Hello", "--temperature", "0", "--max-tokens", "3", "--json"], { env: hub.env });
+      expect(r.code).toBe(0);
+      expect(JSON.parse(r.stdout).data.model).toBe("google/tiny-gemma-3-it");
+    } finally {
+      hub.cleanup();
+    }
+  });
+
   test("a thinking model: reasoning is split out, shown first, and hidden with --no-reasoning", async () => {
     const dir = writeTinyModel("qwen2_q4", join(tmp, "thinking"));
     const cfg = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"));

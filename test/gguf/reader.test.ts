@@ -200,3 +200,21 @@ describe("ggufModelConfig", () => {
     expect(cfg.rms_norm_eps as number).toBeCloseTo(1e-5, 9);
   }, 300_000);
 });
+
+describe("readGguf skipArrays", () => {
+  test("same scalars and tensors, arrays keep only their length", async () => {
+    const p = await smollm2Gguf();
+    const full = readGguf(p);
+    const lean = readGguf(p, { skipArrays: true });
+    expect(lean.tensors).toEqual(full.tensors);
+    expect(lean.dataOffset).toBe(full.dataOffset);
+    for (const [k, e] of full.metadata) {
+      const l = lean.metadata.get(k)!;
+      if (e.type === 9) {
+        expect(l.length).toBe((e.value as ArrayLike<unknown>).length);
+        expect((l.value as unknown[]).length).toBe(0);
+      } else expect(l.value).toEqual(e.value);
+    }
+    expect(lean.metadata.get("tokenizer.ggml.tokens")!.length).toBe(49152);
+  });
+});

@@ -8,6 +8,7 @@ import { PullDataSchema } from "../../src/schemas/pull.ts";
 import { LoopbackHub } from "../helpers/loopback-hub.ts";
 import { modelRepoFiles } from "../helpers/model-repo.ts";
 import { runCliCapture } from "../support/cli.ts";
+import { ggufFile } from "../support/gguf-repos.ts";
 import { type TempHub, addRepo, makeTempHub, mlxModelFiles } from "../support/hf-cache.ts";
 
 let hub: LoopbackHub;
@@ -22,6 +23,12 @@ beforeAll(async () => {
   await hub.addRepo("org/private", modelRepoFiles({ seed: 2 }), { private: true });
   await hub.addRepo("org/gated", modelRepoFiles({ seed: 3 }), { gated: "manual" });
   await hub.addRepo("org/forbidden", modelRepoFiles({ seed: 4 }), { forceStatus: 403 });
+  // a GGUF repo as QuantFactory/bartowski publish them: no config.json, two quants
+  await hub.addRepo("org/Tiny-GGUF", [
+    { path: "README.md", content: "---\nlicense: apache-2.0\n---\n" },
+    { path: "Tiny.Q4_0.gguf", content: ggufFile() },
+    { path: "Tiny.Q8_0.gguf", content: ggufFile({ type: "Q8_0" }) },
+  ]);
   hub.grant("org/private", TOKEN);
   hub.tokens.add("hf_validButNotGranted0001");
 });
@@ -115,6 +122,33 @@ describe("pull: public repo", () => {
     // no weights: the model is there but not healthy, and pull says so
     expect(r.data!.health).toBe("unhealthy");
     expect(hub.requests.some((q) => q.path.endsWith("model.safetensors"))).toBe(false);
+  });
+
+  test("a GGUF repo (no config.json) is healthy after the download; --include picks one quant", async () => {
+    const r = await pullJson(["org/Tiny-GGUF"]);
+    expect(r.code).toBe(0);
+    expect(r.data).toMatchObject({ download_status: "success", files: 3, health: "healthy" });
+    cache.cleanup();
+    cache = makeTempHub();
+    const one = await pullJson(["org/Tiny-GGUF", "--include", "*Q8_0.gguf"], { ...env, ...cache.env });
+    expect(one.data).toMatchObject({ files: 1, health: "healthy" });
+  });
+
+  test("org/name-GGUF:QUANT downloads only that quant (plus the repo's other files), adds another later, refuses an unknown one", async () => {
+    const q8 = await pullJson(["org/Tiny-GGUF:q8_0"]);
+    expect(q8.code).toBe(0);
+    expect(q8.data).toMatchObject({ download_status: "success", files: 2, health: "healthy" });
+    const snap = q8.data!.local_dir!;
+    expect(readdirSync(snap).sort()).toEqual(["README.md", "Tiny.Q8_0.gguf"]);
+    expect((await pullJson(["org/Tiny-GGUF:Q8_0"])).data!.download_status).toBe("already_exists");
+    const q4 = await pullJson(["org/Tiny-GGUF:Q4_0"]);
+    expect(q4.data).toMatchObject({ download_status: "success", files: 2, health: "healthy" });
+    expect(readdirSync(snap).sort()).toEqual(["README.md", "Tiny.Q4_0.gguf", "Tiny.Q8_0.gguf"]);
+    const bad = await pullJson(["org/Tiny-GGUF:Q2_K"]);
+    expect(bad.code).toBe(1);
+    expect(bad.envelope.error?.message).toBe("'org/Tiny-GGUF' has no GGUF quant 'Q2_K' (available: Q4_0, Q8_0)");
+    const notGguf = await pullJson(["org/tiny:Q4_0"]);
+    expect(notGguf.envelope.error?.message).toBe("'org/tiny' has no GGUF files: ':Q4_0' selects a GGUF quant");
   });
 
   test("an include that matches nothing is an error before anything is written", async () => {

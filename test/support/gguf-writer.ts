@@ -10,7 +10,8 @@ type NumType = Exclude<keyof typeof VT, "string" | "array">;
 
 export type GgufMeta = string | string[] | { type: NumType; value: number | number[] };
 
-export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q8_0: 8 } as const;
+/** Q4_K/Q6_K blocks come from test/support/kquants.ts; Q3_K only for headers (mlxk refuses it). */
+export const GGML = { F32: 0, F16: 1, Q4_0: 2, Q4_1: 3, Q5_0: 6, Q5_1: 7, Q8_0: 8, Q3_K: 11, Q4_K: 12, Q5_K: 13, Q6_K: 14, IQ4_NL: 20, IQ4_XS: 23, BF16: 30 } as const;
 export type GgmlType = keyof typeof GGML;
 
 export interface GgufTensor {
@@ -164,6 +165,30 @@ export function q4_1Block(d: number, m: number, q: readonly number[]): Uint8Arra
   const qs = new Uint8Array(16);
   for (let j = 0; j < 16; j++) qs[j] = (q[j]! & 15) | ((q[j + 16]! & 15) << 4);
   return join([f16(d), f16(m), qs]);
+}
+
+/** Q5_0 block of 32: f16 d, u32 fifth bits (bit j = value j), 16 bytes of low nibbles as Q4_0; value = (q-16)·d. */
+export function q5_0Block(d: number, q: readonly number[]): Uint8Array {
+  return join([f16(d), q5High(q), q5Low(q)]);
+}
+
+/** Q5_1 block of 32: f16 d, f16 m, u32 fifth bits, 16 bytes of low nibbles; value = q·d + m. */
+export function q5_1Block(d: number, m: number, q: readonly number[]): Uint8Array {
+  return join([f16(d), f16(m), q5High(q), q5Low(q)]);
+}
+
+function q5High(q: readonly number[]): Uint8Array {
+  let qh = 0;
+  for (let j = 0; j < 32; j++) qh |= ((q[j]! >> 4) & 1) << j;
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, qh >>> 0, true);
+  return b;
+}
+
+function q5Low(q: readonly number[]): Uint8Array {
+  const qs = new Uint8Array(16);
+  for (let j = 0; j < 16; j++) qs[j] = (q[j]! & 15) | ((q[j + 16]! & 15) << 4);
+  return qs;
 }
 
 /** Q8_0 block of 32: f16 d, 32 int8; value = q·d. */

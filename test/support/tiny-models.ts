@@ -12,16 +12,16 @@ import { join } from "node:path";
 export const GOLDEN_PROMPT: readonly number[] = [72, 101, 108, 108, 111, 32, 116, 105, 110, 121, 32, 109, 111, 100, 101, 108];
 export const GOLDEN_STEPS = 32;
 
-const H = 64; // hidden size: a multiple of 32 so every group size used here divides it
-const VOCAB = 272; // 256 byte tokens + specials + padding
+export const H = 64; // hidden size: a multiple of 32 so every group size used here divides it
+export const VOCAB = 272; // 256 byte tokens + specials + padding
 
 type Dtype = "F32" | "F16" | "BF16" | "U32" | "U8";
-interface Tensor {
+export interface Tensor {
   dtype: Dtype;
   shape: number[];
   data: Float32Array | Uint32Array | Uint8Array | Uint16Array;
 }
-type Tensors = Record<string, Tensor>;
+export type Tensors = Record<string, Tensor>;
 
 /** mulberry32: tiny, fast, and identical on every platform. */
 function prng(seed: number): () => number {
@@ -35,7 +35,7 @@ function prng(seed: number): () => number {
   };
 }
 
-class Gen {
+export class Gen {
   private rnd: () => number;
   readonly t: Tensors = {};
   constructor(
@@ -73,14 +73,14 @@ function prngFrom(r: () => number): () => number {
   return prng(Math.floor(r() * 2 ** 31));
 }
 
-interface Quant {
+export interface Quant {
   mode: "affine" | "mxfp4";
   bits: number;
   groupSize: number;
 }
 
 /** MLX's packed layout: values LSB-first in uint32 words along the last axis. */
-function quantize(prefix: string, w: Float32Array, shape: number[], q: Quant, rnd: () => number): Tensors {
+export function quantize(prefix: string, w: Float32Array, shape: number[], q: Quant, rnd: () => number): Tensors {
   const [rows, cols] = [shape.slice(0, -1).reduce((a, b) => a * b, 1), shape.at(-1)!];
   const per = 32 / q.bits;
   const packed = new Uint32Array((rows * cols) / per);
@@ -161,7 +161,7 @@ export function writeSafetensors(dir: string, tensors: Tensors, shards = 1, form
   }
 }
 
-const Q4: Quant = { mode: "affine", bits: 4, groupSize: 32 };
+export const Q4: Quant = { mode: "affine", bits: 4, groupSize: 32 };
 const MXFP4: Quant = { mode: "mxfp4", bits: 4, groupSize: 32 };
 
 /**
@@ -243,6 +243,9 @@ const ARCHS = {
     config: base("llama", { tie_word_embeddings: false, rope_theta: 500000, rope_scaling: { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } }),
     hfDtype: "BF16",
   },
+  llama_linear: { config: base("llama", { tie_word_embeddings: false, rope_theta: 10000, rope_scaling: { type: "linear", factor: 4 } }) },
+  // max_position_embeddings below the golden sequence, so the NTK base grows while decoding
+  llama_dynamic: { config: base("llama", { tie_word_embeddings: false, rope_theta: 10000, max_position_embeddings: 20, rope_scaling: { type: "dynamic", factor: 2 } }) },
   qwen2: { config: base("qwen2", { rope_theta: 1000000, tie_word_embeddings: true }), attn: { bias: "qkv" }, embedScale: 0.15, shards: 2, hfDtype: "F16" },
   qwen2_q4: { config: base("qwen2", { rope_theta: 1000000, tie_word_embeddings: true }), attn: { bias: "qkv" }, embedScale: 0.15, quant: Q4 },
   qwen3: { config: base("qwen3", { head_dim: 32, rope_theta: 1000000, tie_word_embeddings: true }), attn: { qkNorm: "head" }, embedScale: 0.15 },
@@ -319,12 +322,17 @@ const ARCHS = {
     mlp: "gpt_oss_moe",
     expertQuant: MXFP4,
   },
+  // appended, so the seeds of the models above stay as they are
+  mistral_swa: { config: base("mistral", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, sliding_window: 8 }) },
 } satisfies Record<string, ArchDesc>;
 
 export type TinyName = keyof typeof ARCHS;
 export const TINY_MODELS = Object.keys(ARCHS) as TinyName[];
 /** Models whose weights are quantized: MLX layout only (transformers has no such checkpoint). */
 export const QUANTIZED: ReadonlySet<TinyName> = new Set(TINY_MODELS.filter((n) => "quant" in ARCHS[n] || "expertQuant" in ARCHS[n]));
+
+/** Quantized models transformers also ships (gpt-oss's MXFP4 experts): they have a transformers layout too. */
+export const HF_QUANTIZED: ReadonlySet<TinyName> = new Set<TinyName>(["gpt_oss_mxfp4"]);
 
 /** The text config of a (possibly wrapped) description. */
 function textConfig(d: ArchDesc): Record<string, unknown> {
@@ -421,8 +429,52 @@ function interleave(x: Tensor, y: Tensor): Tensor {
   return { dtype: "F32", shape: [...x.shape.slice(0, -1), 2 * n], data: out };
 }
 
+/** Rows of a and b alternating (a's row i → 2i, b's → 2i+1); `rowLen` elements per row. */
+function interleaveRows<T extends Uint8Array | Float32Array>(a: T, b: T, rowLen: number): T {
+  const out = new (a.constructor as new (n: number) => T)(a.length * 2);
+  for (let r = 0; r < a.length / rowLen; r++) {
+    out.set(a.subarray(r * rowLen, (r + 1) * rowLen), 2 * r * rowLen);
+    out.set(b.subarray(r * rowLen, (r + 1) * rowLen), (2 * r + 1) * rowLen);
+  }
+  return out;
+}
+
+/**
+ * gpt-oss as OpenAI ships it (transformers' MXFP4 layout): fused, row-interleaved gate_up_proj `_blocks`
+ * [E, 2I, H/32, 16] / `_scales` [E, 2I, H/32] / `_bias`, and down_proj likewise.
+ */
+function toHfMxfp4(mlx: Tensors): Tensors {
+  const out: Tensors = {};
+  const bytes = (t: Tensor) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+  for (const [k, t] of Object.entries(mlx)) {
+    const m = /^(.*)\.mlp\.experts\.(gate_proj|up_proj|down_proj)\.(weight|scales|bias)$/.exec(k);
+    if (!m) {
+      out[k] = t;
+      continue;
+    }
+    const [, p, n, part] = m;
+    if (n === "up_proj") continue;
+    const src = (nm: string) => mlx[`${p}.mlp.experts.${nm}.${part}`]!;
+    const fused = n === "gate_proj";
+    const name = fused ? "gate_up_proj" : "down_proj";
+    const [E, rows] = t.shape as [number, number];
+    if (part === "bias") {
+      const data = fused ? interleaveRows(src("gate_proj").data as Float32Array, src("up_proj").data as Float32Array, 1) : (t.data as Float32Array);
+      out[`${p}.mlp.experts.${name}_bias`] = { dtype: "F32", shape: [E, fused ? 2 * rows : rows], data };
+      continue;
+    }
+    const rowBytes = t.data.byteLength / (E * rows);
+    const data = fused ? interleaveRows(bytes(src("gate_proj")), bytes(src("up_proj")), rowBytes) : bytes(t);
+    const R = fused ? 2 * rows : rows;
+    if (part === "weight") out[`${p}.mlp.experts.${name}_blocks`] = { dtype: "U8", shape: [E, R, rowBytes / 16, 16], data };
+    else out[`${p}.mlp.experts.${name}_scales`] = { dtype: "U8", shape: [E, R, rowBytes], data };
+  }
+  return out;
+}
+
 /** The same weights as `save_pretrained` of transformers 5 names and lays them out. */
 function toHf(d: ArchDesc, mlx: Tensors): Tensors {
+  if (d.expertQuant?.mode === "mxfp4") return toHfMxfp4(mlx);
   const out: Tensors = {};
   const put = (k: string, t: Tensor) => {
     out[k] = t;
@@ -561,20 +613,40 @@ export function tinyConfig(name: TinyName): Record<string, unknown> {
 }
 
 /** Write tiny model `name` into `dir` (created if needed); returns `dir`. Same name and options → same bytes. */
-export function writeTinyModel(name: TinyName, dir: string, opts: TinyOptions = {}): string {
+/**
+ * Write a model built elsewhere (test/support/tiny-hybrid.ts: architectures the description table does not
+ * cover) with the same byte tokenizer; `format` "pt" for transformers layouts. Returns `dir`.
+ */
+export function writeBuilt(b: { config: Record<string, unknown>; tensors: Tensors; shards?: number }, dir: string, format = "mlx"): string {
   mkdirSync(dir, { recursive: true });
-  const d: ArchDesc = ARCHS[name];
-  const layout = opts.layout ?? "mlx";
-  if (layout === "hf" && QUANTIZED.has(name)) throw new Error(`${name} is quantized: there is no transformers layout`);
-  const mlx = buildMlx(d, 1000 + TINY_MODELS.indexOf(name));
-  const config = opts.spelling === "v5" ? v5Config(name) : tinyConfig(name);
-  writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
-  if (layout === "hf") writeSafetensors(dir, toHf(d, mlx), d.shards ?? 1, "pt");
-  else writeSafetensors(dir, mlx, d.shards ?? 1);
+  writeFileSync(join(dir, "config.json"), JSON.stringify({ eos_token_id: 258, bos_token_id: 256, pad_token_id: 256, ...b.config }, null, 2));
+  writeSafetensors(dir, b.tensors, b.shards ?? 1, format);
+  writeTokenizer(dir);
+  return dir;
+}
+
+function writeTokenizer(dir: string): void {
   writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(tokenizerJson()));
   writeFileSync(
     join(dir, "tokenizer_config.json"),
     JSON.stringify({ chat_template: CHATML, eos_token: "<|im_end|>", bos_token: null, pad_token: "<|endoftext|>", add_bos_token: false }, null, 2),
   );
+}
+
+export function writeTinyModel(name: TinyName, dir: string, opts: TinyOptions = {}): string {
+  mkdirSync(dir, { recursive: true });
+  const d: ArchDesc = ARCHS[name];
+  const layout = opts.layout ?? "mlx";
+  if (layout === "hf" && QUANTIZED.has(name) && !HF_QUANTIZED.has(name)) throw new Error(`${name} is quantized: there is no transformers layout`);
+  const mlx = buildMlx(d, 1000 + TINY_MODELS.indexOf(name));
+  let config = opts.spelling === "v5" ? v5Config(name) : tinyConfig(name);
+  if (layout === "hf" && HF_QUANTIZED.has(name)) {
+    const { quantization: _q, ...rest } = config;
+    config = { ...rest, quantization_config: { quant_method: "mxfp4", modules_to_not_convert: ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"] } };
+  }
+  writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  if (layout === "hf") writeSafetensors(dir, toHf(d, mlx), d.shards ?? 1, "pt");
+  else writeSafetensors(dir, mlx, d.shards ?? 1);
+  writeTokenizer(dir);
   return dir;
 }

@@ -30,4 +30,12 @@ MLXK_API int mlxk_kernel_sdpa(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_
 /* silu(gate)·up, float32 on CPU (else MLX's multiply(silu(gate), up)). */
 MLXK_API int mlxk_kernel_swiglu(mlxk_array* out, mlxk_array gate, mlxk_array up, mlxk_stream s);
 
+/* Gated DeltaNet (gated_delta.cpp), float32 on CPU only (callers use MLX ops otherwise):
+   the gated delta rule over T tokens, q, k [B,T,Hk,Dk], v [B,T,Hv,Dv], g, beta [B,T,Hv], state [B,Hv,Dv,Dk]
+   → outs[0] y [B,T,Hv,Dv], outs[1] the new state; and silu(depthwise causal conv) of x [B,L,C] with
+   weight [C,K,1] → [B,L-K+1,C]. */
+MLXK_API int mlxk_kernel_gated_delta(mlxk_array* outs, mlxk_array q, mlxk_array k, mlxk_array v, mlxk_array g,
+                                     mlxk_array beta, mlxk_array state, mlxk_stream s);
+MLXK_API int mlxk_kernel_conv_silu(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_stream s);
+
 #endif

@@ -84,6 +84,7 @@ export function renderShow(d: ShowData, now?: number): string {
   if (q) lines.push(`Quantization: ${q}`);
   lines.push(`Size: ${formatSize(m.size_bytes)}`, `Modified: ${relativeTime(m.last_modified, now)}`, `Health: ${health}`);
   if (m.reason) lines.push(`Reason: ${m.reason}`);
+  if (d.gguf) lines.push(...ggufLines(d.gguf));
   if (d.files) {
     lines.push("", "Files:");
     const w = Math.max(0, ...d.files.map((f) => f.name.length));
@@ -121,6 +122,23 @@ export function renderShow(d: ShowData, now?: number): string {
     for (const [k, v] of rows) lines.push(`  ${`${k}:`.padEnd(15)} ${v}`);
   }
   return lines.join("\n");
+}
+
+/** The GGUF block of `show`: the selected file and every quant of the repo with its state. */
+function ggufLines(g: NonNullable<ShowData["gguf"]>): string[] {
+  const lines = ["", "GGUF:", `  File:            ${g.file} (${g.quant}, GGUF v${g.version ?? "?"})`];
+  if (g.name) lines.push(`  Name:            ${g.name}`);
+  lines.push(`  Chat template:   ${g.chat_template ? "yes" : "no"}`);
+  if (g.tokenizer) lines.push(`  Tokenizer:       ${g.tokenizer}`);
+  const types = Object.entries(g.tensor_types).map(([t, n]) => `${t}×${n}`);
+  if (types.length) lines.push(`  Tensor types:    ${types.join(", ")}`);
+  lines.push("  Quants (name:QUANT; * = default):");
+  for (const q of g.quants) {
+    const state = !q.healthy ? `unhealthy: ${q.reason}` : q.runtime_compatible ? "runnable" : `not runnable: ${q.runtime_reason}`;
+    const parts = q.parts > 1 ? `, ${q.parts} parts` : "";
+    lines.push(`    ${(q.quant + (q.default ? "*" : "")).padEnd(12)} ${formatSize(q.size_bytes).padStart(8)}${parts}  ${truncate(state, 90)}`);
+  }
+  return lines;
 }
 
 /** 1234567 → `1.23M`, 7.6e9 → `7.62B`. */

@@ -1,0 +1,48 @@
+/**
+ * The recurrent-state cache of linear-attention layers, as mlx-lm keeps it (models/cache.py ArraysCache,
+ * mlx-lm 0.32.2): a fixed number of slots (Gated DeltaNet: [0] the last K-1 conv inputs, [1] the SSM
+ * state), replaced whole each step. Slots outlive the step's scope: they are `keep()`-ed here and the
+ * previous array is freed on replacement.
+ */
+import * as mx from "../mlx/index.ts";
+import type { LayerCache } from "./base.ts";
+
+export class ArraysCache implements LayerCache {
+  readonly #slots: (mx.Array | null)[];
+  #offset = 0;
+
+  constructor(size: number) {
+    this.#slots = Array.from({ length: size }, () => null);
+  }
+
+  get offset(): number {
+    return this.#offset;
+  }
+
+  get(i: number): mx.Array | null {
+    return this.#slots[i] ?? null;
+  }
+
+  /** Replace slot i (the old array is freed; the new one is owned by the cache). */
+  set(i: number, a: mx.Array): void {
+    const old = this.#slots[i];
+    this.#slots[i] = mx.keep(a);
+    if (old && old !== a) old.dispose();
+  }
+
+  /** Count `n` more tokens (mlx-lm's advance; no padding, so only the offset moves). */
+  advance(n: number): void {
+    this.#offset += n;
+  }
+
+  state(): mx.Array[] {
+    return this.#slots.filter((a): a is mx.Array => a !== null);
+  }
+
+  [Symbol.dispose](): void {
+    for (let i = 0; i < this.#slots.length; i++) {
+      this.#slots[i]?.dispose();
+      this.#slots[i] = null;
+    }
+  }
+}
