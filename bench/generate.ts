@@ -280,5 +280,5 @@ async function main(): Promise<void> {
   void readFileSync;
 }
 
-// Only as a script: bench/hybrid.ts imports the mlx-lm runner from here.
+// Only as a script: bench/moe.ts and bench/hybrid.ts import the prompt ids and the mlx-lm runner from here.
 if (import.meta.main) await main();

@@ -8,21 +8,11 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { MLX_LM_SCRIPT as MLX_LM, promptIds } from "./generate.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const PY = join(ROOT, ".cache", "py-ref", "bin", "python");
 const DIR = join(ROOT, ".cache", "bench", "qwen3moe-shaped-4bit");
-
-/** Seeded prompt ids (the same rule as bench/generate.ts). */
-function promptIds(n: number): number[] {
-  let s = 12345;
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    out.push(200 + (s % 40000));
-  }
-  return out;
-}
 
 const arg = (name: string, fallback: string) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -46,22 +36,6 @@ path = Path(sys.argv[1]); path.mkdir(parents=True, exist_ok=True)
 save_model(path, model)
 cfg["quantization"] = {"group_size": 64, "bits": 4, "mode": "affine"}
 save_config(cfg, path / "config.json")
-`;
-
-const MLX_LM = `
-import sys, time, json, resource
-import mlx.core as mx
-from pathlib import Path
-from mlx_lm.utils import load_model
-from mlx_lm.generate import generate_step
-path, ids, n_gen = sys.argv[1], [int(t) for t in sys.argv[2].split(",")], int(sys.argv[3])
-model, _ = load_model(Path(path))
-t0 = time.perf_counter(); t_first = None; n = 0
-for tok, _ in generate_step(mx.array(ids), model, max_tokens=n_gen, sampler=lambda x: mx.argmax(x, axis=-1)):
-    n += 1
-    if t_first is None: t_first = time.perf_counter()
-t_end = time.perf_counter()
-print(json.dumps({"prefill_tps": len(ids) / (t_first - t0), "decode_tps": (n - 1) / (t_end - t_first)}))
 `;
 
 interface R {

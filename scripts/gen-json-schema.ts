@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type * as v from "valibot";
 import { HealthDataSchema, ListDataSchema, ModelObjectSchema, RmDataSchema, ShowDataSchema } from "../src/schemas/cli-output.ts";
 import { EnvelopeSchema, VersionDataSchema } from "../src/schemas/envelope.ts";
+import { DoctorDataSchema } from "../src/schemas/doctor.ts";
 import { PullDataSchema } from "../src/schemas/pull.ts";
 import { JSON_API_SPEC_VERSION } from "../src/version.ts";
 
@@ -22,6 +23,7 @@ const COMMAND_DATA: Record<string, AnySchema> = {
   show: ShowDataSchema,
   rm: RmDataSchema,
   pull: PullDataSchema,
+  doctor: DoctorDataSchema,
 };
 
 /** Shared shapes emitted once under `definitions` and referenced by `$ref`. */

@@ -63,6 +63,12 @@ export function mlxDir(env: Env = process.env): string | undefined {
   return get(env, "MLX_DIR");
 }
 
+/** Per-user data dir for the MLX runtime set up on first use: $XDG_DATA_HOME/mlxk > ~/.local/share/mlxk. */
+export function mlxkDataDir(env: Env = process.env): string {
+  const xdg = get(env, "XDG_DATA_HOME");
+  return join(xdg ? expandHome(xdg, env) : join(userHome(env), ".local", "share"), "mlxk");
+}
+
 export function mlxShimPath(env: Env = process.env): string | undefined {
   return get(env, "MLXK_SHIM");
 }
@@ -86,6 +92,17 @@ export function debug(env: Env = process.env): boolean {
 
 export function noColor(env: Env = process.env): boolean {
   return get(env, "NO_COLOR") !== undefined;
+}
+
+/**
+ * Whether to color output going to a stream: FORCE_COLOR (any value but 0/false) forces it on, even into a pipe;
+ * else NO_COLOR (https://no-color.org) or TERM=dumb turn it off; else only on a terminal.
+ */
+export function useColor(env: Env, isTTY: boolean): boolean {
+  const force = get(env, "FORCE_COLOR");
+  if (force !== undefined) return !["0", "false"].includes(force.toLowerCase());
+  if (noColor(env) || get(env, "TERM") === "dumb") return false;
+  return isTTY;
 }
 
 /** Token file path override (huggingface_hub's HF_TOKEN_PATH); default is `<HF_HOME>/token`. */

@@ -17,7 +17,7 @@ export interface Options {
   chatTemplate: boolean;
   stream: boolean;
   reasoning: boolean;
-  /** Streamed reasoning is shown dimmed (a TTY without NO_COLOR). */
+  /** Reasoning is shown dimmed (a TTY without NO_COLOR, or FORCE_COLOR). */
   dim: boolean;
   maxTokens?: number;
   sampling: SamplingParams;

@@ -6,6 +6,7 @@ import { MlxkError, toMlxkError } from "../errors.ts";
 import { CLI_VERSION, JSON_API_SPEC_VERSION } from "../version.ts";
 import { checkArgs } from "./args.ts";
 import { type CliContext, guardProcessOutput, printError, printSuccess, processContext } from "./context.ts";
+import { EXAMPLES, examplesBlock, TOP_EXAMPLES } from "./examples.ts";
 import { renderHelp } from "./help.ts";
 import { didYouMean } from "./suggest.ts";
 
@@ -17,7 +18,7 @@ interface CommandEntry {
 }
 
 /** One row per command (one file each in src/cli/), loaded lazily so `mlxk list` never loads the MLX runtime. */
-const COMMANDS: Record<string, CommandEntry> = {
+export const COMMANDS: Record<string, CommandEntry> = {
   pull: { description: "Download a model from the Hugging Face Hub into the cache", load: async () => (await import("./pull.ts")).default },
   list: { description: "List the models in the Hugging Face cache", load: async () => (await import("./list.ts")).default },
   health: { description: "Check model files (integrity and runtime compatibility)", load: async () => (await import("./health.ts")).default },
@@ -27,6 +28,15 @@ const COMMANDS: Record<string, CommandEntry> = {
   server: { description: "Serve models over an OpenAI-compatible API (alias: serve)", load: async () => (await import("./server.ts")).default },
   ps: { description: "List the running mlxk servers (pid, port, model, uptime, requests)", load: async () => (await import("./ps.ts")).default },
   stop: { description: "Stop a running mlxk server (by pid or port)", load: async () => (await import("./stop.ts")).default },
+  doctor: { description: "Check the MLX runtime: backend, versions, paths, what is missing", load: async () => (await import("./doctor.ts")).default },
+  completion: {
+    description: "Print a shell completion script (bash, zsh, fish)",
+    load: async () => {
+      const m = await import("./completion.ts");
+      m.useCommands(COMMANDS);
+      return m.default;
+    },
+  },
 };
 const ALIASES: Record<string, string> = { serve: "server" };
 
@@ -42,6 +52,8 @@ function usage(): string {
     "",
     "Run 'mlxk help <command>' (or 'mlxk <command> --help') for the options of a command.",
     "Quick start: mlxk pull mlx-community/Llama-3.2-1B-Instruct-4bit; mlxk run Llama-3.2-1B \"Hello\"; mlxk server --model Llama-3.2-1B",
+    "",
+    examplesBlock(TOP_EXAMPLES).trim(),
   ].join("\n");
 }
 
@@ -101,7 +113,7 @@ export async function runCli(argv: string[], ctxIn?: CliContext): Promise<number
     }
     const cmd = await entry.load();
     if (rest.includes("--help") || rest.includes("-h")) {
-      ctx.stdout(await renderHelp(cmd, command, { variadic: entry.variadic }));
+      ctx.stdout(`${await renderHelp(cmd, command, { variadic: entry.variadic })}${examplesBlock(EXAMPLES[command])}`);
       return 0;
     }
     const def = typeof cmd.args === "function" ? await cmd.args() : await cmd.args;

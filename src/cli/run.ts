@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import type { Engine, GenerateRequest } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
-import { noColor } from "../env.ts";
+import { useColor } from "../env.ts";
 import { type Options, type RunContext, answer, messagesFor, processInterrupt, render, verbose } from "./answer.ts";
 import { jsonArgs, modelArg, parseFloatArg, parseIntArg } from "./args.ts";
 import { chat } from "./chat.ts";
@@ -57,7 +57,7 @@ export default Object.assign(defineCommand({
       chatTemplate: a["chat-template"] !== false,
       stream: a.stream !== false && !ctx.json && ctx.stdoutIsTTY,
       reasoning: a.reasoning !== false,
-      dim: ctx.stdoutIsTTY && !noColor(ctx.env),
+      dim: useColor(ctx.env, ctx.stdoutIsTTY),
       maxTokens: parseIntArg("max-tokens", a["max-tokens"], 1),
       sampling: {
         temperature: parseFloatArg("temperature", a.temperature, 0, 10) ?? 0.7,
@@ -80,6 +80,8 @@ export default Object.assign(defineCommand({
       ctx.stderr("\nInterrupted.\n");
       process.exit(130);
     });
+    const { ensureMlxRuntime } = await import("../mlx/setup.ts");
+    await ensureMlxRuntime({ env: ctx.env, log: (m) => ctx.stderr(`mlxk: ${m}\n`), tty: process.stderr.isTTY && !ctx.json });
     const { openModel } = await import("../engine/open.ts");
     const engine = await openModel(a.model, {
       env: ctx.env,

@@ -61,6 +61,8 @@ export default Object.assign(defineCommand({
       const { resolveTarget } = await import("../server/models-source.ts");
       model = resolveTarget(args.model, { env }).id;
     }
+    const { ensureMlxRuntime } = await import("../mlx/setup.ts");
+    await ensureMlxRuntime({ env, log: (m) => ctx.stderr(`mlxk: ${m}\n`), tty: process.stderr.isTTY && !ctx.json });
     const { supervise } = await import("../server/supervisor.ts");
     let fatal: string | null = null;
     const code = await supervise({

@@ -166,17 +166,19 @@ export interface MlxAvailability {
 
 let symbols: Symbols | null = null;
 let loadError: string | null = null;
+let loadFailed = false;
 
 function explainMissing(env: Env): string {
   const status = readInstallStatus();
   if (status && !status.ok && status.reason) return `MLX runtime not installed: ${status.reason}`;
-  return `MLX shim not found (looked in ${shimCandidates(env).join(", ")}); run \`npm install\` (or \`bun scripts/install-mlx.ts\`) to build it`;
+  return `MLX shim not found (looked in ${shimCandidates(env).join(", ")}); \`mlxk run\`/\`mlxk server\` set it up on first use, \`mlxk doctor\` shows what is missing`;
 }
 
 function tryLoad(env: Env): Symbols | null {
-  if (symbols || loadError) return symbols;
+  if (symbols || loadFailed) return symbols;
   const shim = findShim(env);
   if (!shim) {
+    // not sticky: a first-use setup (src/mlx/setup.ts) may put one there later in this process
     loadError = explainMissing(env);
     return null;
   }
@@ -186,6 +188,7 @@ function tryLoad(env: Env): Symbols | null {
   } catch (e) {
     const status = readInstallStatus();
     const hint = status && !status.ok && status.reason ? ` (installer: ${status.reason})` : "";
+    loadFailed = true;
     loadError = `cannot load ${shim}: ${e instanceof Error ? e.message : String(e)}${hint}`;
   }
   return symbols;

@@ -3,9 +3,10 @@
  * status file the installer leaves behind. Shared by scripts/install-mlx.ts, the FFI loader and the
  * benchmarks; touches no native code.
  */
-import { cpSync, existsSync, mkdirSync, readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { type Env, mlxDir, mlxShimPath } from "../env.ts";
+import { createHash } from "node:crypto";
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
+import { type Env, mlxDir, mlxkDataDir, mlxShimPath } from "../env.ts";
 
 export const MLX_VERSION = "0.32.4";
 
@@ -89,18 +90,99 @@ export function readInstallStatus(root = REPO_ROOT): InstallStatus | null {
   }
 }
 
-/** Candidate shim paths in search order: MLXK_SHIM, mlx-c/build/ of the repo, lib/ beside a compiled executable. */
-export function shimCandidates(env: Env = process.env, root = REPO_ROOT): string[] {
-  const out: string[] = [];
+/** Inside a `bun build --compile` executable (modules live in Bun's virtual /$bunfs). */
+export const IS_COMPILED = import.meta.dir.startsWith("/$bunfs") || import.meta.dir.startsWith("B:\\~BUN");
+
+/** Where a shim was found; `mlxk doctor` reports it. */
+export type ShimSource = "MLXK_SHIM" | "repo" | "platform-package" | "executable" | "user";
+
+export interface ShimCandidate {
+  path: string;
+  source: ShimSource;
+}
+
+/** The optional-dependency package with a prebuilt runtime for this machine (esbuild's pattern). */
+export const PLATFORM_PACKAGE = `mlxk-${process.platform}-${process.arch}`;
+
+/** Folder of the installed platform package, or null (not installed, or inside a compiled executable). */
+export function platformPackageDir(root = REPO_ROOT): string | null {
+  try {
+    return dirname(Bun.resolveSync(`${PLATFORM_PACKAGE}/package.json`, root));
+  } catch {
+    return null;
+  }
+}
+
+/** Per-user runtime set up on first use: $XDG_DATA_HOME/mlxk/<mlx-version>/ in the sidecar layout. */
+export const userRuntimeDir = (env: Env = process.env): string => join(mlxkDataDir(env), MLX_VERSION);
+
+/**
+ * Where the mlx-c/ sources are: the package (or checkout), else share/ beside a compiled executable whose
+ * release archive has no prebuilt runtime (darwin-arm64 built off a Mac); null when there are none.
+ */
+export function sourceRoot(): string | null {
+  if (existsSync(join(REPO_ROOT, "mlx-c", "VERSION"))) return REPO_ROOT;
+  if (IS_COMPILED) {
+    const share = join(dirname(realExecPath()), "share");
+    if (existsSync(join(share, "mlx-c", "VERSION"))) return share;
+  }
+  return null;
+}
+
+/** Every file under mlx-c/src and mlx-c/include (recursive), plus VERSION: the shim's inputs. */
+export function shimSources(root = sourceRoot() ?? REPO_ROOT): string[] {
+  const dir = join(root, "mlx-c");
+  const files = (sub: string): string[] =>
+    readdirSync(join(dir, sub), { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => join(e.parentPath, e.name))
+      .sort();
+  return [...files("src"), ...files("include"), join(dir, "VERSION")];
+}
+
+/**
+ * The user runtime's shim is named after a hash of its sources, so two mlxk versions sharing one MLX
+ * version never load each other's shim. Null without sources (a compiled executable with lib/ instead).
+ */
+export function userShimPath(env: Env = process.env, root: string | null = sourceRoot()): string | null {
+  if (!root || !existsSync(join(root, "mlx-c", "VERSION"))) return null;
+  const h = createHash("sha256");
+  for (const f of shimSources(root)) h.update(f.slice(root.length)).update(readFileSync(f));
+  return join(userRuntimeDir(env), `libmlxk-${h.digest("hex").slice(0, 12)}.${LIB_SUFFIX}`);
+}
+
+/** Candidate shims in search order: MLXK_SHIM, the repo's mlx-c/build/, the platform package, lib/ beside a compiled executable, the user runtime. */
+export function shimCandidateList(env: Env = process.env, root = REPO_ROOT): ShimCandidate[] {
   const explicit = mlxShimPath(env);
-  if (explicit) return [resolve(explicit)];
-  out.push(join(shimBuildDir(root), SHIM_NAME));
-  out.push(join(dirname(process.execPath), "lib", SHIM_NAME));
+  if (explicit) return [{ path: resolve(explicit), source: "MLXK_SHIM" }];
+  const out: ShimCandidate[] = [{ path: join(shimBuildDir(root), SHIM_NAME), source: "repo" }];
+  const pkg = platformPackageDir(root);
+  if (pkg) out.push({ path: join(pkg, "lib", SHIM_NAME), source: "platform-package" });
+  // realpath: the executable may be reached through a symlink (install.sh, Homebrew link it into a bin/)
+  if (IS_COMPILED) out.push({ path: join(dirname(realExecPath()), "lib", SHIM_NAME), source: "executable" });
+  const user = userShimPath(env, root === REPO_ROOT ? sourceRoot() : root);
+  if (user) out.push({ path: user, source: "user" });
   return out;
 }
 
+function realExecPath(): string {
+  try {
+    return realpathSync(process.execPath);
+  } catch {
+    return process.execPath;
+  }
+}
+
+export function shimCandidates(env: Env = process.env, root = REPO_ROOT): string[] {
+  return shimCandidateList(env, root).map((c) => c.path);
+}
+
+export function findShimCandidate(env: Env = process.env, root = REPO_ROOT): ShimCandidate | null {
+  return shimCandidateList(env, root).find((c) => existsSync(c.path)) ?? null;
+}
+
 export function findShim(env: Env = process.env, root = REPO_ROOT): string | null {
-  return shimCandidates(env, root).find((p) => existsSync(p)) ?? null;
+  return findShimCandidate(env, root)?.path ?? null;
 }
 
 /**
@@ -112,11 +194,16 @@ export function findShim(env: Env = process.env, root = REPO_ROOT): string | nul
 export function copyRuntimeSidecar(libDir: string, env: Env = process.env, root = REPO_ROOT): string {
   const shim = findShim(env, root);
   if (!shim) throw new Error("MLX shim not built; run `npm install` first");
+  return copySidecar(shim, mlxRoot(env, root), libDir);
+}
+
+/** The same layout from an explicit shim and MLX root (also another platform's, for release archives). */
+export function copySidecar(shim: string, mlxRootDir: string, libDir: string): string {
   mkdirSync(join(libDir, "mlx"), { recursive: true });
-  const dest = join(libDir, SHIM_NAME);
+  const dest = join(libDir, basename(shim).replace(/^libmlxk-[0-9a-f]+\./, "libmlxk."));
   cpSync(shim, dest);
-  cpSync(join(mlxRoot(env, root), "lib"), join(libDir, "mlx", "lib"), { recursive: true });
-  const blas = join(mlxRoot(env, root), "..", "mlx_cpu.libs");
+  cpSync(join(mlxRootDir, "lib"), join(libDir, "mlx", "lib"), { recursive: true });
+  const blas = join(mlxRootDir, "..", "mlx_cpu.libs");
   if (existsSync(blas)) cpSync(blas, join(libDir, "mlx_cpu.libs"), { recursive: true });
   return dest;
 }

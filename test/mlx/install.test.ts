@@ -10,7 +10,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 /** A copy of the files the installer needs, so its .mlx/ and mlx-c/build/ land in a temp repo. */
 function tempRepo(): string {
   const root = join(tmp, "repo");
-  for (const f of ["scripts/install-mlx.ts", "src/env.ts", "src/mlx/paths.ts", "mlx-c/VERSION"]) {
+  for (const f of ["scripts/install-mlx.ts", "src/env.ts", "src/mlx/paths.ts", "src/mlx/install.ts", "mlx-c/VERSION"]) {
     mkdirSync(join(root, f, ".."), { recursive: true });
     cpSync(join(REPO_ROOT, f), join(root, f));
   }

@@ -27,6 +27,7 @@ export const KNOWN_MLX_LM_DIFFERENCES: Partial<Record<TinyName, string>> = {
   phi3: "longrope: mlx-lm always applies long_factor; transformers uses short_factor within original_max_position_embeddings",
   gemma3: "mlx-lm's gemma3 wrapper reads vocab_size from the top level, not text_config, and fails to load",
   mistral_swa: "mistral's sliding_window: transformers slides every layer over it; mlx-lm's llama ignores it",
+  gpt_oss: "yarn with truncate: false: mlx-lm rounds the correction range anyway (logits off by ~1e-2 here)",
   gpt_oss_mxfp4: "a config without rope_scaling: transformers' gpt-oss default is yarn (factor 32); mlx-lm uses plain rope",
 };
 

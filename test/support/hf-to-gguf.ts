@@ -5,10 +5,9 @@
  * plus a reference HF dir holding exactly the values the GGUF decodes to (F16 rounding, Q8_0/Q4_0/Q4_1
  * blocks quantized as ggml does), so GGUF and safetensors loads of "the same model" can be compared exactly.
  *
- * Exports: GgufQuant, tinyGguf(name, dir, { type, split? }) → { ggufPaths, refDir }, encodeTinyGguf(...), readSafetensorsDir(dir),
- *          writeHfQwen3Moe(dir, { round16? })
+ * Exports: GgufQuant, tinyGguf(name, dir, { type, split? }) → { ggufPaths, refDir }, encodeTinyGguf(...), readSafetensorsDir(dir)
  */
-import { copyFileSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   concatBytes,
@@ -36,6 +35,7 @@ import {
   quantizeQ5K,
   quantizeQ6K,
 } from "./kquants.ts";
+import { seededTensors } from "./hf-tiny.ts";
 import { type TinyName, writeSafetensors, writeTinyModel } from "./tiny-models.ts";
 
 /**
@@ -148,50 +148,32 @@ function encode(w: Float32Array, type: TensorQuant): { data: Uint8Array; decoded
       const d16 = f16r(d);
       q.forEach((qi, j) => (decoded[b + j] = qi * d16));
       blocks.push(q8_0Block(d, q));
-    } else if (type === "Q5_0") {
+    } else if (type === "Q5_0" || type === "Q4_0") {
+      // ggml's quantize_row_q{4,5}_0: d from the signed value of largest magnitude, codes offset by half the range
+      const half = type === "Q5_0" ? 16 : 8;
       let max = 0;
       for (const v of x) if (Math.abs(v) > Math.abs(max)) max = v;
-      const d = max / -16;
+      const d = max / -half;
       const id = d === 0 ? 0 : 1 / d;
-      const q = Array.from(x, (v) => Math.min(31, Math.trunc(v * id + 16.5)));
+      const q = Array.from(x, (v) => Math.min(2 * half - 1, Math.trunc(v * id + half + 0.5)));
       const d16 = f16r(d);
-      q.forEach((qi, j) => (decoded[b + j] = (qi - 16) * d16));
-      blocks.push(q5_0Block(d, q));
-    } else if (type === "Q5_1") {
-      let lo = Infinity;
-      let hi = -Infinity;
-      for (const v of x) {
-        lo = Math.min(lo, v);
-        hi = Math.max(hi, v);
-      }
-      const d = (hi - lo) / 31;
-      const id = d === 0 ? 0 : 1 / d;
-      const q = Array.from(x, (v) => Math.min(31, Math.trunc((v - lo) * id + 0.5)));
-      const [d16, m16] = [f16r(d), f16r(lo)];
-      q.forEach((qi, j) => (decoded[b + j] = qi * d16 + m16));
-      blocks.push(q5_1Block(d, lo, q));
-    } else if (type === "Q4_0") {
-      let max = 0;
-      for (const v of x) if (Math.abs(v) > Math.abs(max)) max = v;
-      const d = max / -8;
-      const id = d === 0 ? 0 : 1 / d;
-      const q = Array.from(x, (v) => Math.min(15, Math.trunc(v * id + 8.5)));
-      const d16 = f16r(d);
-      q.forEach((qi, j) => (decoded[b + j] = (qi - 8) * d16));
-      blocks.push(q4_0Block(d, q));
+      q.forEach((qi, j) => (decoded[b + j] = (qi - half) * d16));
+      blocks.push(type === "Q5_0" ? q5_0Block(d, q) : q4_0Block(d, q));
     } else {
+      // Q4_1 / Q5_1: scale and min per block
+      const top = type === "Q5_1" ? 31 : 15;
       let lo = Infinity;
       let hi = -Infinity;
       for (const v of x) {
         lo = Math.min(lo, v);
         hi = Math.max(hi, v);
       }
-      const d = (hi - lo) / 15;
+      const d = (hi - lo) / top;
       const id = d === 0 ? 0 : 1 / d;
-      const q = Array.from(x, (v) => Math.min(15, Math.trunc((v - lo) * id + 0.5)));
+      const q = Array.from(x, (v) => Math.min(top, Math.trunc((v - lo) * id + 0.5)));
       const [d16, m16] = [f16r(d), f16r(lo)];
       q.forEach((qi, j) => (decoded[b + j] = qi * d16 + m16));
-      blocks.push(q4_1Block(d, lo, q));
+      blocks.push(type === "Q5_1" ? q5_1Block(d, lo, q) : q4_1Block(d, lo, q));
     }
   }
   return { data: concatBytes(blocks), decoded };
@@ -323,22 +305,6 @@ export function encodeTinyGguf(name: TinyName | "wide_llama", srcDir: string, ty
   return { metadata, tensors, reference };
 }
 
-/** F32 tensors from a seeded LCG, uniform in ±scale (+ base); `round16`: 2-D+ tensors rounded to fp16. */
-function seededTensors(seed: number, round16 = false) {
-  let a = seed;
-  const rnd = () => {
-    a = (a * 1103515245 + 12345) % 2147483648;
-    return a / 2147483648;
-  };
-  const t: Record<string, StTensor> = {};
-  const put = (name: string, shape: number[], scale: number, base = 0) => {
-    const n = shape.reduce((x, y) => x * y, 1);
-    const data = Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * scale + base);
-    t[name] = { dtype: "F32", shape, data: round16 && shape.length >= 2 ? Float32Array.from(data, f16r) : data };
-  };
-  return { t, put };
-}
-
 /**
  * A llama with rows of 256 (hidden 256, FFN 512), so K-quants (super-blocks of 256) apply; the tiny models'
  * hidden size 64 is below one block. Seeded, same bytes every time.
@@ -378,64 +344,6 @@ function writeWideLlama(dir: string): string {
   };
   writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
   writeSafetensors(dir, t as never, 1);
-  return dir;
-}
-
-/**
- * A tiny Qwen3-MoE as transformers saves it (experts per expert, `architectures` set, every layer sparse: llama.cpp's
- * converter has no dense-layer form for qwen3moe), seeded. `round16`: floats of 2-D+ tensors rounded to fp16, what
- * an F16 GGUF of it holds. The source of test/fixtures/gguf/tiny-qwen3_moe.llamacpp.F16.gguf.
- */
-export function writeHfQwen3Moe(dir: string, opts: { round16?: boolean } = {}): string {
-  writeTinyModel("llama", dir); // tokenizer files; config and weights are replaced below
-  rmSync(join(dir, "model.safetensors"), { force: true });
-  const [H, V, L, heads, kv, hd, E, F] = [64, 272, 2, 4, 2, 16, 4, 32];
-  const { t, put } = seededTensors(777, opts.round16);
-  put("model.embed_tokens.weight", [V, H], 1);
-  put("lm_head.weight", [V, H], Math.sqrt(3 / H));
-  put("model.norm.weight", [H], 0.2, 1);
-  for (let i = 0; i < L; i++) {
-    const p = `model.layers.${i}`;
-    put(`${p}.self_attn.q_proj.weight`, [heads * hd, H], Math.sqrt(3 / H));
-    put(`${p}.self_attn.k_proj.weight`, [kv * hd, H], Math.sqrt(3 / H));
-    put(`${p}.self_attn.v_proj.weight`, [kv * hd, H], Math.sqrt(3 / H));
-    put(`${p}.self_attn.o_proj.weight`, [H, heads * hd], Math.sqrt(3 / (heads * hd)));
-    put(`${p}.self_attn.q_norm.weight`, [hd], 0.2, 1);
-    put(`${p}.self_attn.k_norm.weight`, [hd], 0.2, 1);
-    put(`${p}.mlp.gate.weight`, [E, H], Math.sqrt(3 / H));
-    for (let e = 0; e < E; e++) {
-      put(`${p}.mlp.experts.${e}.gate_proj.weight`, [F, H], Math.sqrt(3 / H));
-      put(`${p}.mlp.experts.${e}.up_proj.weight`, [F, H], Math.sqrt(3 / H));
-      put(`${p}.mlp.experts.${e}.down_proj.weight`, [H, F], Math.sqrt(3 / F));
-    }
-    put(`${p}.input_layernorm.weight`, [H], 0.2, 1);
-    put(`${p}.post_attention_layernorm.weight`, [H], 0.2, 1);
-  }
-  const config = {
-    architectures: ["Qwen3MoeForCausalLM"],
-    model_type: "qwen3_moe",
-    hidden_size: H,
-    intermediate_size: 128,
-    moe_intermediate_size: F,
-    num_hidden_layers: L,
-    num_attention_heads: heads,
-    num_key_value_heads: kv,
-    head_dim: hd,
-    num_experts: E,
-    num_experts_per_tok: 2,
-    norm_topk_prob: true,
-    decoder_sparse_step: 1,
-    mlp_only_layers: [],
-    rms_norm_eps: 1e-6,
-    rope_theta: 1000000,
-    vocab_size: V,
-    max_position_embeddings: 512,
-    tie_word_embeddings: false,
-    eos_token_id: 258,
-    hidden_act: "silu",
-  };
-  writeFileSync(join(dir, "config.json"), JSON.stringify(config, null, 2));
-  writeSafetensors(dir, t as never, 1, "pt");
   return dir;
 }
 

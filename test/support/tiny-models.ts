@@ -236,6 +236,19 @@ const ministral = (o: Record<string, unknown> = {}) =>
 const qwen3Moe = (o: Record<string, unknown>) =>
   base("qwen3_moe", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, num_experts: 4, num_experts_per_tok: 2, moe_intermediate_size: 32, decoder_sparse_step: 1, ...o });
 
+const gptOss = (o: Record<string, unknown> = {}) =>
+  base("gpt_oss", {
+    intermediate_size: 64,
+    head_dim: 16,
+    num_local_experts: 4,
+    num_experts_per_tok: 2,
+    rope_theta: 150000,
+    sliding_window: 8,
+    layer_types: ["sliding_attention", "full_attention"],
+    tie_word_embeddings: false,
+    ...o,
+  });
+
 const ARCHS = {
   llama: { config: base("llama", { rope_theta: 10000, tie_word_embeddings: false }), hfExtras: { "model.layers.0.self_attn.rotary_emb.inv_freq": [8] } },
   llama_q4: { config: base("llama", { tie_word_embeddings: true }), quant: Q4, embedScale: 0.15 },
@@ -292,36 +305,13 @@ const ARCHS = {
   },
   olmo2: { config: base("olmo2", { rope_theta: 500000, tie_word_embeddings: false }), attn: { qkNorm: "full" }, norms: ["post_attention_layernorm", "post_feedforward_layernorm"] },
   gpt_oss: {
-    config: base("gpt_oss", {
-      intermediate_size: 64,
-      head_dim: 16,
-      num_local_experts: 4,
-      num_experts_per_tok: 2,
-      rope_theta: 150000,
-      rope_scaling: { rope_type: "yarn", factor: 4, beta_fast: 32, beta_slow: 1, original_max_position_embeddings: 16, truncate: false },
-      sliding_window: 8,
-      layer_types: ["sliding_attention", "full_attention"],
-      tie_word_embeddings: false,
-      attention_bias: true,
-    }),
+    // gpt-oss's real yarn block: with truncate false the correction range is not rounded (mlx-lm rounds it)
+    config: gptOss({ rope_scaling: { rope_type: "yarn", factor: 32, beta_fast: 32, beta_slow: 1, original_max_position_embeddings: 4096, truncate: false }, attention_bias: true }),
     attn: { bias: "all", sinks: true },
     mlp: "gpt_oss_moe",
   },
-  gpt_oss_mxfp4: {
-    config: base("gpt_oss", {
-      intermediate_size: 64,
-      head_dim: 16,
-      num_local_experts: 4,
-      num_experts_per_tok: 2,
-      rope_theta: 150000,
-      sliding_window: 8,
-      layer_types: ["sliding_attention", "full_attention"],
-      tie_word_embeddings: false,
-    }),
-    attn: { bias: "all", sinks: true },
-    mlp: "gpt_oss_moe",
-    expertQuant: MXFP4,
-  },
+  // no rope block: transformers' gpt-oss default (yarn) applies
+  gpt_oss_mxfp4: { config: gptOss(), attn: { bias: "all", sinks: true }, mlp: "gpt_oss_moe", expertQuant: MXFP4 },
   // appended, so the seeds of the models above stay as they are
   mistral_swa: { config: base("mistral", { head_dim: 16, rope_theta: 1000000, tie_word_embeddings: false, sliding_window: 8 }) },
 } satisfies Record<string, ArchDesc>;
