@@ -144,3 +144,25 @@ export function workspaceHome(env: Env = process.env): string | undefined {
   const v = get(env, "MLXK_WORKSPACE_HOME");
   return v ? expandHome(v, env) : undefined;
 }
+
+function seconds(env: Env, name: string, fallback: number): number {
+  const v = get(env, name);
+  const n = v === undefined ? Number.NaN : Number(v.trim());
+  return Number.isFinite(n) && n > 0 ? n : fallback;
+}
+
+/** HF_HUB_ETAG_TIMEOUT (s, default 10 as in huggingface_hub): how long a metadata call may take to answer. */
+export function hubEtagTimeoutMs(env: Env = process.env): number {
+  return seconds(env, "HF_HUB_ETAG_TIMEOUT", 10) * 1000;
+}
+
+/** HF_HUB_DOWNLOAD_TIMEOUT (s, default 10 as in huggingface_hub): longest wait for the first or next bytes of a file. */
+export function hubDownloadTimeoutMs(env: Env = process.env): number {
+  return seconds(env, "HF_HUB_DOWNLOAD_TIMEOUT", 10) * 1000;
+}
+
+/** XDG_STATE_HOME/mlxk (default ~/.local/state/mlxk): chat history and the running-server registry. */
+export function stateDir(env: Env = process.env): string {
+  const xdg = get(env, "XDG_STATE_HOME");
+  return join(xdg ? expandHome(xdg, env) : join(userHome(env), ".local", "state"), "mlxk");
+}

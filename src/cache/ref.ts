@@ -70,7 +70,8 @@ export function ggufPath(spec: string, opts: { cwd?: string; env?: Env } = {}): 
 
 /** The reference for a model whose health was checked (throws when it cannot run). */
 export function refFromHealth(id: string, report: HealthReport, purpose: "generate" | "embed" = "generate"): ModelRef {
-  if (!report.healthy) throw new MlxkError("execution_error", `Model '${id}' is not healthy: ${report.reason}`);
+  // `code` lets the server answer these as the client's problem (4xx): another model name fixes them
+  if (!report.healthy) throw new MlxkError("execution_error", `Model '${id}' is not healthy: ${report.reason}`, { extra: { code: "model_unhealthy" } });
   // the wrong kind of model is the caller's mistake (400), named before any runtime reason
   const embedder = report.detection?.kind === "embedding";
   if (purpose === "generate" && embedder) {
@@ -80,7 +81,9 @@ export function refFromHealth(id: string, report: HealthReport, purpose: "genera
     throw new MlxkError("capability_mismatch", `'${id}' is a ${report.detection?.kind ?? "text"} model, not an embedding model: use 'mlxk run' or the chat/completions APIs.`, { extra: { param: "model" } });
   }
   if (!report.runtime_compatible) {
-    throw new MlxkError("unsupported_model", `Model '${id}' is not compatible: ${report.runtime_reason ?? "unknown reason"}`);
+    throw new MlxkError("unsupported_model", `Model '${id}' is not compatible: ${report.runtime_reason ?? "unknown reason"}`, {
+      extra: { code: "model_not_supported" },
+    });
   }
   const dir = report.snapshotDir!;
   return {

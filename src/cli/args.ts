@@ -1,6 +1,7 @@
 /** Shared citty arg fragments and the strict argument check citty lacks (it ignores unknown flags). */
 import type { ArgsDef } from "citty";
 import { MlxkError } from "../errors.ts";
+import { didYouMean } from "./suggest.ts";
 
 export const jsonArgs = {
   json: { type: "boolean", description: "Print the result as a JSON envelope on stdout" },
@@ -20,7 +21,8 @@ function kebab(name: string): string {
  * Reject unknown flags, values given to boolean flags and surplus positionals before citty parses,
  * so a typo never runs a command with the wrong settings.
  */
-export function checkArgs(def: ArgsDef, rawArgs: string[], opts: { variadic?: boolean } = {}): void {
+export function checkArgs(def: ArgsDef, rawArgs: string[], opts: { variadic?: boolean; command?: string } = {}): void {
+  const help = opts.command ? `'mlxk ${opts.command} --help'` : "with --help";
   const flags = new Map<string, "boolean" | "string">();
   let positionals = 0;
   for (const [name, arg] of Object.entries(def)) {
@@ -49,7 +51,10 @@ export function checkArgs(def: ArgsDef, rawArgs: string[], opts: { variadic?: bo
     if (GLOBAL_FLAGS.has(name)) continue;
     let kind = flags.get(name);
     if (kind === undefined && name.startsWith("no-") && flags.get(name.slice(3)) === "boolean") kind = "boolean";
-    if (kind === undefined) throw new MlxkError("CommandError", `Unknown option '${tok.split("=")[0]}'. Run with --help to see the options.`);
+    if (kind === undefined) {
+      const hint = didYouMean(name, [...flags.keys()].filter((f) => f.length > 1), (f) => `--${f}`);
+      throw new MlxkError("CommandError", `Unknown option '${tok.split("=")[0]}'.${hint} Run ${help} to see the options.`);
+    }
     if (kind === "boolean" && eq >= 0) throw new MlxkError("CommandError", `Option '--${name}' takes no value.`);
     if (kind === "string" && eq < 0) {
       const next = rawArgs[i + 1];
@@ -58,7 +63,7 @@ export function checkArgs(def: ArgsDef, rawArgs: string[], opts: { variadic?: bo
     }
   }
   if (!opts.variadic && seenPositionals > positionals) {
-    throw new MlxkError("CommandError", `Too many arguments (expected at most ${positionals}). Run with --help to see the usage.`);
+    throw new MlxkError("CommandError", `Too many arguments (expected at most ${positionals}). Run ${help} to see the usage.`);
   }
 }
 

@@ -13,6 +13,8 @@ export interface CliContext {
   stderr: (text: string) => void;
   stdoutIsTTY: boolean;
   stdinIsTTY: boolean;
+  /** Progress bars and their ANSI codes go to stderr only where it is a terminal; unset: as stdout. */
+  stderrIsTTY?: boolean;
   /** Ask a yes/no question on the terminal; resolves `fallback` when the user just hits Enter. */
   ask: (question: string, fallback: boolean) => Promise<boolean>;
   /** Set by output helpers; becomes the process exit code. */
@@ -27,10 +29,48 @@ export function processContext(json: boolean): CliContext {
     stderr: (t) => void process.stderr.write(t),
     stdoutIsTTY: Boolean(process.stdout.isTTY),
     stdinIsTTY: Boolean(process.stdin.isTTY),
+    stderrIsTTY: Boolean(process.stderr.isTTY),
     ask: askOnTerminal,
     exitCode: 0,
   };
   return ctx;
+}
+
+let guarded = false;
+
+/**
+ * A closed pipe (`mlxk list | head -1`) or a full disk under `> file` must end in one line and a non-zero exit,
+ * not a stack trace: stream write errors arrive as 'error' events, so handle them on the process streams.
+ */
+export function guardProcessOutput(debugOn: boolean): void {
+  if (guarded) return;
+  guarded = true;
+  const fail = (e: NodeJS.ErrnoException) => {
+    const why =
+      e.code === "EPIPE" ? "output closed before mlxk finished writing (EPIPE)" : e.code === "ENOSPC" ? "cannot write the output: no space left on device (ENOSPC)" : `cannot write the output: ${e.message}`;
+    try {
+      process.stderr.write(`mlxk: Error: ${why}\n`);
+    } catch {
+      // stderr is gone too
+    }
+    process.exit(1);
+  };
+  process.stdout.on("error", fail);
+  process.stderr.on("error", () => process.exit(1));
+  if (!debugOn) {
+    const last = (e: unknown) => {
+      const err = e as NodeJS.ErrnoException;
+      if (err?.code === "EPIPE" || err?.code === "ENOSPC") return fail(err);
+      try {
+        process.stderr.write(`mlxk: Error: ${err instanceof Error ? err.message : String(e)} (set MLXK_DEBUG=1 for the stack trace)\n`);
+      } catch {
+        // nothing left to report to
+      }
+      process.exit(1);
+    };
+    process.on("uncaughtException", last);
+    process.on("unhandledRejection", last);
+  }
 }
 
 async function askOnTerminal(question: string, fallback: boolean): Promise<boolean> {

@@ -54,6 +54,7 @@ export default defineCommand({
   args: {
     model: { type: "positional", description: "Model name (org/name, short name, substring, name@hash or path)", required: false },
     verify: { type: "boolean", description: "Also re-hash every blob against its content hash (reads all weights)" },
+    strict: { type: "boolean", description: "Exit 1 when any checked model is unhealthy or corrupt (for scripts and CI)" },
     ...jsonArgs,
   },
   async run({ args, data }) {
@@ -118,5 +119,10 @@ export default defineCommand({
     };
     if (args.verify) out.verified = true;
     printSuccess(ctx, "health", out, () => renderHealth(out));
+    // mlx-knife exits 0 whatever it finds; --strict makes the finding the exit status (the report is unchanged)
+    if (args.strict && unhealthy.length > 0) {
+      ctx.exitCode = 1;
+      if (!ctx.json) ctx.stderr(`health: ${unhealthy.length} of ${entries.length} model(s) unhealthy\n`);
+    }
   },
 });

@@ -19,8 +19,9 @@ export default defineCommand({
   },
   async run({ args, data }) {
     const ctx = data as CliContext;
+    const hubDir = hubCacheDir(ctx.env);
     const { models } = await listModelsParallel({
-      hubDir: hubCacheDir(ctx.env),
+      hubDir,
       pattern: args.pattern ?? null,
       workers: scanWorkers(ctx.env),
       workspaceHome: workspaceHome(ctx.env),
@@ -28,5 +29,11 @@ export default defineCommand({
     const mem = totalmem();
     const out: ListData = { models, count: models.length, system: mem > 0 ? { memory_total_bytes: mem } : null };
     printSuccess(ctx, "list", out, () => renderList(models, { all: args.all, health: args.health, verbose: args.verbose }));
+    // a first-time user's empty table: say where we looked and how to fill it (stderr: stdout stays the table)
+    if (!ctx.json && models.length === 0 && !args.pattern) {
+      ctx.stderr(`No models in ${hubDir} (HF_HUB_CACHE / HF_HOME). Get one: mlxk pull mlx-community/Llama-3.2-1B-Instruct-4bit\n`);
+    } else if (!ctx.json && !args.all && models.length > 0 && !models.some((m) => m.health === "healthy" && m.runtime_compatible)) {
+      ctx.stderr(`${models.length} model(s) found but none is healthy and runnable here; 'mlxk list --all' shows them, 'mlxk health' says why.\n`);
+    }
   },
 });

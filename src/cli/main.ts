@@ -1,12 +1,14 @@
 /** Entry point: global flags, command dispatch, and the only place that turns errors into exit codes. */
-import { type CommandDef, renderUsage, runCommand } from "citty";
+import { type CommandDef, runCommand } from "citty";
 import { totalmem } from "node:os";
 import { debug } from "../env.ts";
 import { MlxkError, toMlxkError } from "../errors.ts";
 import { CLI_VERSION, JSON_API_SPEC_VERSION } from "../version.ts";
 import { checkArgs } from "./args.ts";
-import { examplesBlock, helpText, TOP_EXAMPLES } from "./examples.ts";
-import { type CliContext, printError, printSuccess, processContext } from "./context.ts";
+import { type CliContext, guardProcessOutput, printError, printSuccess, processContext } from "./context.ts";
+import { EXAMPLES, examplesBlock, TOP_EXAMPLES } from "./examples.ts";
+import { renderHelp } from "./help.ts";
+import { didYouMean } from "./suggest.ts";
 
 interface CommandEntry {
   description: string;
@@ -28,6 +30,8 @@ export const COMMANDS: Record<string, CommandEntry> = {
   convert: { description: "Quantize, cast or repair a model into a new workspace", load: async () => (await import("./convert.ts")).default },
   push: { description: "Upload a workspace to a private Hugging Face repo", load: async () => (await import("./push.ts")).default },
   clone: { description: "Copy a model into a new workspace dir (from the cache, else the Hub)", load: async () => (await import("./clone.ts")).default },
+  ps: { description: "List the running mlxk servers (pid, port, model, uptime, requests)", load: async () => (await import("./ps.ts")).default },
+  stop: { description: "Stop a running mlxk server (by pid or port)", load: async () => (await import("./stop.ts")).default },
   doctor: { description: "Check the MLX runtime: backend, versions, paths, what is missing", load: async () => (await import("./doctor.ts")).default },
   completion: {
     description: "Print a shell completion script (bash, zsh, fish)",
@@ -50,7 +54,8 @@ function usage(): string {
     "Commands:",
     ...rows,
     "",
-    "Run 'mlxk <command> --help' for the options of a command.",
+    "Run 'mlxk help <command>' (or 'mlxk <command> --help') for the options of a command.",
+    "Quick start: mlxk pull mlx-community/Llama-3.2-1B-Instruct-4bit; mlxk run Llama-3.2-1B \"Hello\"; mlxk server --model Llama-3.2-1B",
     "",
     examplesBlock(TOP_EXAMPLES).trim(),
   ].join("\n");
@@ -69,6 +74,7 @@ function printVersion(ctx: CliContext): void {
 /** Run the CLI with `argv` (without the program name); returns the exit code. */
 export async function runCli(argv: string[], ctxIn?: CliContext): Promise<number> {
   const json = argv.includes("--json");
+  if (!ctxIn) guardProcessOutput(debug(process.env));
   const ctx = ctxIn ?? processContext(json);
   ctx.json = json;
   const idx = argv.findIndex((a) => !a.startsWith("-"));
@@ -89,22 +95,33 @@ export async function runCli(argv: string[], ctxIn?: CliContext): Promise<number
       ctx.stdout(`${usage()}\n`);
       return globals.includes("--help") || globals.includes("-h") ? 0 : 2;
     }
-    const name = argv[idx]!;
+    let name = argv[idx]!;
+    let rest = argv.slice(idx + 1);
+    // `mlxk help` = `mlxk --help`; `mlxk help <cmd>` = `mlxk <cmd> --help`
+    if (name === "help") {
+      const topic = rest.find((a) => !a.startsWith("-"));
+      if (topic === undefined) {
+        ctx.stdout(`${usage()}\n`);
+        return 0;
+      }
+      name = topic;
+      rest = ["--help"];
+    }
     command = ALIASES[name] ?? name;
     const entry = COMMANDS[command];
     if (!entry) {
       const c = command;
       command = null;
-      throw new MlxkError("CommandError", `Unknown command '${c}'. Commands: ${Object.keys(COMMANDS).join(", ")}.`);
+      const hint = didYouMean(c, [...Object.keys(COMMANDS), ...Object.keys(ALIASES)], (n) => `mlxk ${n}`);
+      throw new MlxkError("CommandError", `Unknown command '${c}'.${hint} Commands: ${Object.keys(COMMANDS).join(", ")}.`);
     }
-    const rest = argv.slice(idx + 1);
     const cmd = await entry.load();
     if (rest.includes("--help") || rest.includes("-h")) {
-      ctx.stdout(helpText(await renderUsage(cmd), command, ctx.env, ctx.stdoutIsTTY));
+      ctx.stdout(`${await renderHelp(cmd, command, { variadic: entry.variadic })}${examplesBlock(EXAMPLES[command])}`);
       return 0;
     }
     const def = typeof cmd.args === "function" ? await cmd.args() : await cmd.args;
-    checkArgs(def ?? {}, rest, { variadic: entry.variadic });
+    checkArgs(def ?? {}, rest, { variadic: entry.variadic, command });
     await runCommand(cmd, { rawArgs: rest, data: ctx });
     return ctx.exitCode;
   } catch (e) {

@@ -1,6 +1,6 @@
 /** `mlxk pull org/name[@revision]`: download a model into the Hugging Face cache. */
 import { defineCommand } from "citty";
-import { progressDisabled } from "../env.ts";
+import { hubEndpoint, progressDisabled } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import { PullProgress, pull } from "../hub/pull.ts";
 import { formatBytes, renderProgress } from "../hub/progress.ts";
@@ -20,11 +20,23 @@ function repeated(rawArgs: string[], name: string): string[] {
   return out;
 }
 
+/** A word as a POSIX shell reads it back (the resume command is meant to be pasted). */
+function shellQuote(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
+}
+
+/** The command that continues this pull: same repo@revision and the same file selection. */
+export function resumeCommand(spec: string, include: string[], exclude: string[]): string {
+  const parts = ["mlxk", "pull", shellQuote(spec), ...include.flatMap((g) => ["--include", shellQuote(g)]), ...exclude.flatMap((g) => ["--exclude", shellQuote(g)]), "--force-resume"];
+  return parts.join(" ");
+}
+
 /** Redraws the progress lines on stderr in place. */
 function progressDisplay(ctx: CliContext, progress: PullProgress): () => void {
   let drawn = 0;
+  const endpoint = hubEndpoint(ctx.env);
   const draw = (final: boolean) => {
-    const lines = final ? [] : renderProgress(progress, Date.now(), { columns: process.stderr.columns });
+    const lines = final ? [] : renderProgress(progress, Date.now(), { columns: process.stderr.columns, endpoint });
     let out = drawn > 0 ? `\x1b[${drawn}F` : "";
     for (let i = 0; i < Math.max(lines.length, drawn); i++) out += `\x1b[2K${lines[i] ?? ""}\n`;
     // move back over blank lines left from a taller previous frame
@@ -59,25 +71,39 @@ export default defineCommand({
     const ctx = data as CliContext;
     const spec = String(args.model);
     const workers = parseIntArg("workers", args.workers as string | undefined, 1, 64);
+    const include = repeated(rawArgs, "include");
+    const exclude = repeated(rawArgs, "exclude");
     const controller = new AbortController();
-    const onSigint = () => controller.abort();
+    // first Ctrl-C cancels every request and lets the partial files close cleanly; a second one leaves at once
+    let pulling = false;
+    const onSigint = () => {
+      // at the resume question (nothing to cancel) or on a second Ctrl-C: leave at once
+      if (controller.signal.aborted || !pulling) {
+        ctx.stderr("\nInterrupted.\n");
+        process.exit(130);
+      }
+      controller.abort();
+    };
     process.on("SIGINT", onSigint);
-    const showProgress = !ctx.json && ctx.stdoutIsTTY && !progressDisabled(ctx.env);
+    // the bar redraws with ANSI codes on stderr: only where stderr is a terminal too
+    const showProgress = !ctx.json && ctx.stdoutIsTTY && (ctx.stderrIsTTY ?? true) && !progressDisabled(ctx.env);
     const run = async (forceResume: boolean): Promise<PullData> => {
       const progress = new PullProgress();
       const stop = showProgress ? progressDisplay(ctx, progress) : () => {};
+      pulling = true;
       try {
         return await pull({
           spec,
           env: ctx.env,
-          include: repeated(rawArgs, "include"),
-          exclude: repeated(rawArgs, "exclude"),
+          include,
+          exclude,
           workers,
           forceResume,
           signal: controller.signal,
           progress,
         });
       } finally {
+        pulling = false;
         stop();
       }
     };
@@ -97,7 +123,7 @@ export default defineCommand({
       printSuccess(ctx, "pull", result, () => human(result));
     } catch (e) {
       if (!controller.signal.aborted) throw e;
-      const err = new MlxkError("download_failed", `Download interrupted. Partial files are kept; run 'mlxk pull ${spec} --force-resume' to resume.`, {
+      const err = new MlxkError("download_failed", `Download interrupted. Partial files are kept; run '${resumeCommand(spec, include, exclude)}' to resume.`, {
         data: e instanceof MlxkError ? e.data : null,
       });
       printError(ctx, "pull", err);

@@ -9,7 +9,24 @@ import type { CliContext } from "./context.ts";
 /** Ollama's default idle time for a model nobody pinned. */
 const DEFAULT_KEEP_ALIVE_MS = 5 * 60_000;
 
-export default defineCommand({
+const NOTES = `Endpoints (OpenAI-compatible; 'Authorization: Bearer <key>' on /v1/* with --api-key):
+  GET  /health                 200 when ready, 503 while a model loads
+  GET  /v1/models              runnable models (GET /v1/models/{org/name}: one)
+  POST /v1/chat/completions    chat (stream: true for server-sent events)
+  POST /v1/completions         raw text completion (no chat template)
+  POST /v1/embeddings          vectors from an embedding model
+  POST /v1/responses           OpenAI Responses (stateless)
+  POST /v1/messages            Anthropic Messages (+ /v1/messages/count_tokens)
+  /api/*                       Ollama's API (tags, show, ps, chat, generate, embed, version)
+Requests that ask for what the server cannot honour are refused with a 400 naming the field.
+
+Examples:
+  mlxk server --model Llama-3.2-1B --port 8000
+  curl -s localhost:8000/v1/chat/completions -H 'content-type: application/json' \\
+    -d '{"model":"Llama-3.2-1B","messages":[{"role":"user","content":"Hello"}]}'
+  mlxk ps; mlxk stop 8000      list / stop running servers`;
+
+export default Object.assign(defineCommand({
   meta: { name: "server", description: "Serve cached models over the OpenAI (chat, Responses), Anthropic Messages and Ollama HTTP APIs" },
   args: {
     model: { type: "string", description: "The model to serve, loaded at startup; requests may omit 'model' (else the first request's model loads)" },
@@ -22,6 +39,8 @@ export default defineCommand({
     host: { type: "string", description: "Address to bind (env MLXK_HOST)" },
     port: { type: "string", description: "Port to bind, 0 = any free port (env MLXK_PORT)" },
     "max-tokens": { type: "string", description: "Default max_tokens when a request names none (else half the context)" },
+    "max-tokens-cap": { type: "string", valueHint: "n", description: "Refuse requests asking for more max_tokens than this (400); also caps the default" },
+    "request-timeout": { type: "string", valueHint: "seconds", description: "Seconds one request may take, queue wait included (then 504 / an error frame)" },
     "api-key": { type: "string", description: "Require 'Authorization: Bearer <key>' on /v1/* (env MLXK_API_KEY)" },
     cors: { type: "string", description: "Comma-separated origins allowed by CORS, or '*' (default: no CORS headers)" },
     "log-json": { type: "boolean", description: "Log JSON lines to stderr" },
@@ -41,6 +60,11 @@ export default defineCommand({
     const host = args.host ?? serverHost(env) ?? "127.0.0.1";
     const port = parseIntArg(args.port !== undefined ? "port" : "port (MLXK_PORT)", args.port ?? serverPort(env) ?? "8000", 0, 65535)!;
     const maxTokens = parseIntArg("max-tokens", args["max-tokens"], 1) ?? null;
+    const maxTokensCap = parseIntArg("max-tokens-cap", args["max-tokens-cap"], 1) ?? null;
+    const requestTimeoutS = parseIntArg("request-timeout", args["request-timeout"], 1, 86_400) ?? null;
+    if (maxTokens !== null && maxTokensCap !== null && maxTokens > maxTokensCap) {
+      throw new MlxkError("InvalidArgumentError", `--max-tokens (${maxTokens}) must not exceed --max-tokens-cap (${maxTokensCap})`);
+    }
     const apiKey = args["api-key"] ?? serverApiKey(env) ?? null;
     const cors = (args.cors ?? "")
       .split(",")
@@ -90,11 +114,14 @@ export default defineCommand({
         maxModels,
         keepAliveMs,
         promptCacheBytes,
+        maxTokensCap,
+        requestTimeoutS,
       },
       env,
       onReady: (info) => {
         const url = `http://${info.host.includes(":") ? `[${info.host}]` : info.host}:${info.port}`;
-        const data = { status: "listening", url, host: info.host, port: info.port, model: info.model, served_names: servedNames, pid: info.pid };
+        // pid is the supervisor's (ours): the process to signal; killing the worker only restarts it
+        const data = { status: "listening", url, host: info.host, port: info.port, model: info.model, served_names: servedNames, pid: process.pid, worker_pid: info.pid };
         if (ctx.json) ctx.stdout(`${JSON.stringify({ status: "success", command: "server", data, error: null })}\n`);
         else ctx.stdout(`mlxk server listening on ${url}${info.model ? ` (loading ${info.model})` : " (models load on first request)"}\n`);
       },
@@ -105,4 +132,4 @@ export default defineCommand({
     });
     if (code !== 0) throw new MlxkError("execution_error", fatal ?? `Server worker exited with code ${code}`);
   },
-});
+}), { notes: NOTES });

@@ -29,6 +29,16 @@ export interface HubClientOptions {
   endpoint: string;
   token?: string;
   fetch?: typeof fetch;
+  /** Cancels every request (Ctrl-C); a cancelled request throws an `interrupted` download_failed. */
+  signal?: AbortSignal;
+  /** Deadline for a metadata answer, headers and body (HF_HUB_ETAG_TIMEOUT). @default 10000 */
+  metaTimeoutMs?: number;
+  /** Deadline for the headers of a file request (HF_HUB_DOWNLOAD_TIMEOUT). @default 10000 */
+  downloadTimeoutMs?: number;
+  /** Attempts per request on timeouts, dropped connections, 429 and 5xx. @default 3 */
+  attempts?: number;
+  /** Told before each retry (the CLI shows it). */
+  onRetry?: (message: string) => void;
 }
 
 interface ErrorHeaders {
@@ -38,6 +48,31 @@ interface ErrorHeaders {
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const BACKOFF_MS = [500, 1000, 2000, 4000];
+
+export function interrupted(cause?: unknown): MlxkError {
+  return new MlxkError("download_failed", "Download interrupted", { cause, extra: { interrupted: true } });
+}
+
+/** A sleep that ends early (rejecting) when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(interrupted());
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(interrupted());
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+function seconds(ms: number): string {
+  return `${Math.round(ms / 100) / 10} s`;
+}
 
 function encodePath(p: string): string {
   return p.split("/").map(encodeURIComponent).join("/");
@@ -55,12 +90,64 @@ export class HubClient {
   private readonly token?: string;
   private readonly baseFetch: typeof fetch;
   private lastError: ErrorHeaders | null = null;
+  private readonly signal?: AbortSignal;
+  private readonly metaTimeoutMs: number;
+  private readonly downloadTimeoutMs: number;
+  private readonly attempts: number;
+  private readonly onRetry: (message: string) => void;
 
   constructor(opts: HubClientOptions) {
     this.endpoint = opts.endpoint.replace(/\/+$/, "");
     this.origin = new URL(this.endpoint).origin;
     this.token = opts.token;
     this.baseFetch = opts.fetch ?? fetch;
+    this.signal = opts.signal;
+    this.metaTimeoutMs = opts.metaTimeoutMs ?? 10_000;
+    this.downloadTimeoutMs = opts.downloadTimeoutMs ?? 10_000;
+    this.attempts = Math.max(1, opts.attempts ?? 3);
+    this.onRetry = opts.onRetry ?? (() => {});
+  }
+
+  /**
+   * One HTTP exchange under a deadline, retried with backoff on timeouts, network errors, 429 and 5xx.
+   * With `readBody` the deadline covers the whole (small, metadata) body and the answer comes back buffered;
+   * otherwise it covers the headers and the body stays streaming under `signal` alone.
+   */
+  private async exchange(url: string, init: RequestInit, o: { timeoutMs: number; readBody: boolean; signal?: AbortSignal; what: string }): Promise<Response> {
+    const outer = o.signal ?? this.signal;
+    for (let attempt = 1; ; attempt++) {
+      if (outer?.aborted) throw interrupted();
+      const deadline = new AbortController();
+      const timer = setTimeout(() => deadline.abort(), o.timeoutMs);
+      const signal = outer ? AbortSignal.any([outer, deadline.signal]) : deadline.signal;
+      let why: string;
+      let failure: MlxkError;
+      try {
+        const res = await this.baseFetch(url, { ...init, signal });
+        const transient = res.status === 429 || res.status >= 500;
+        if (!transient || attempt >= this.attempts) {
+          if (!o.readBody) return res;
+          const body = await res.arrayBuffer();
+          return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+        }
+        await res.body?.cancel();
+        why = `the Hub answered HTTP ${res.status}`;
+        failure = new MlxkError("download_failed", `The Hub answered HTTP ${res.status} for ${o.what}.`, { retryable: true });
+      } catch (e) {
+        if (outer?.aborted) throw interrupted(e);
+        if (e instanceof MlxkError) throw e;
+        why = deadline.signal.aborted ? `no answer within ${seconds(o.timeoutMs)}` : `connection failed (${e instanceof Error ? e.message : String(e)})`;
+        failure = deadline.signal.aborted
+          ? new MlxkError("download_failed", `The Hub at ${this.endpoint} did not answer within ${seconds(o.timeoutMs)} (${o.what}, ${attempt} attempts). Check the network or raise ${o.readBody ? "HF_HUB_ETAG_TIMEOUT" : "HF_HUB_DOWNLOAD_TIMEOUT"}.`, { retryable: true, cause: e })
+          : this.networkError(e);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (attempt >= this.attempts) throw failure;
+      const wait = BACKOFF_MS[Math.min(attempt - 1, BACKOFF_MS.length - 1)]!;
+      this.onRetry(`${why}; retrying in ${seconds(wait)} (attempt ${attempt + 1} of ${this.attempts})`);
+      await sleep(wait, outer);
+    }
   }
 
   private headersFor(url: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -73,7 +160,11 @@ export class HubClient {
   private readonly libFetch = (async (input: string | URL | Request, init?: RequestInit) => {
     const url = typeof input === "string" ? input : input instanceof URL ? input.href : input.url;
     const headers = { ...(init?.headers as Record<string, string> | undefined), ...this.headersFor(url) };
-    const res = await this.baseFetch(url, { ...init, headers });
+    const res = await this.exchange(url, { ...init, headers }, {
+      timeoutMs: this.metaTimeoutMs,
+      readBody: true,
+      what: url.includes("/tree/") ? "file list" : url.includes("/paths-info/") ? "file info" : "model info",
+    });
     if (!res.ok) this.lastError = { status: res.status, code: res.headers.get("X-Error-Code"), message: res.headers.get("X-Error-Message") };
     return res;
   }) as typeof fetch;
@@ -129,7 +220,7 @@ export class HubClient {
     // model info is public for gated repos; only a file request tells whether we were let in
     const probe = files.find((f) => f.path === "config.json") ?? files[0];
     if (gated && probe) {
-      const res = await this.request("HEAD", repoId, commit, probe.path, 0, undefined);
+      const res = await this.request("HEAD", repoId, commit, probe.path, 0, this.signal);
       await res.body?.cancel();
     }
     return { repoId, commit, gated, private: Boolean(info.private), files };
@@ -141,7 +232,7 @@ export class HubClient {
       const headers = this.lastError ?? { status: e.statusCode, code: null, message: null };
       return this.errorFor(repoId, { ...headers, status: e.statusCode });
     }
-    if (e instanceof Error && e.name === "AbortError") return new MlxkError("download_failed", "Download interrupted", { cause: e });
+    if (this.signal?.aborted || (e instanceof Error && e.name === "AbortError")) return interrupted(e);
     return this.networkError(e);
   }
 
@@ -154,13 +245,12 @@ export class HubClient {
     for (let hop = 0; hop < 6; hop++) {
       const extra: Record<string, string> = { "Accept-Encoding": "identity" };
       if (start > 0) extra.Range = `bytes=${start}-`;
-      let res: Response;
-      try {
-        res = await this.baseFetch(url, { method, headers: this.headersFor(url, extra), redirect: "manual", signal });
-      } catch (e) {
-        if (signal?.aborted) throw new MlxkError("download_failed", "Download interrupted", { cause: e });
-        throw this.networkError(e);
-      }
+      const res = await this.exchange(url, { method, headers: this.headersFor(url, extra), redirect: "manual" }, {
+        timeoutMs: method === "HEAD" ? this.metaTimeoutMs : this.downloadTimeoutMs,
+        readBody: method === "HEAD",
+        signal: signal ?? this.signal,
+        what: path,
+      });
       if (REDIRECTS.has(res.status)) {
         const loc = res.headers.get("Location");
         await res.body?.cancel();

@@ -6,12 +6,16 @@
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readSync, renameSync, rmdirSync, statSync, symlinkSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { MlxkError, toMlxkError } from "../errors.ts";
-import type { HubClient, RemoteFile } from "./client.ts";
+import { type HubClient, type RemoteFile, interrupted } from "./client.ts";
 import { withFileLock } from "./lock.ts";
 import { isCommitSha } from "./repo-id.ts";
 
 /** Live counters a caller may render while the download runs (the engine never prints). */
 export class PullProgress {
+  /** "contacting" until the file list is known (the display must not show 0/0 files as 100%). */
+  phase: "contacting" | "downloading" = "contacting";
+  /** Latest retry note from the client (shown under the bar), or null. */
+  note: string | null = null;
   totalBytes = 0;
   /** Bytes present, whether downloaded now or found complete/partial on disk. */
   doneBytes = 0;
@@ -37,6 +41,8 @@ export interface SnapshotDownload {
   workers: number;
   signal?: AbortSignal;
   progress?: PullProgress;
+  /** Longest silence between two pieces of a file before the connection counts as dropped (HF_HUB_DOWNLOAD_TIMEOUT). @default 10000 */
+  readTimeoutMs?: number;
 }
 
 export interface SnapshotResult {
@@ -48,10 +54,6 @@ const MAX_STALLED_RETRIES = 5;
 
 export function repoFolderName(repoId: string): string {
   return `models--${repoId.split("/").join("--")}`;
-}
-
-function interrupted(cause?: unknown): MlxkError {
-  return new MlxkError("download_failed", "Download interrupted", { cause, extra: { interrupted: true } });
 }
 
 function newHasher(f: RemoteFile): Bun.CryptoHasher {
@@ -104,7 +106,9 @@ async function fetchBlob(opts: SnapshotDownload, f: RemoteFile, blobsDir: string
     let stalled = 0;
     while (have < f.size) {
       if (signal.aborted) throw interrupted();
-      const res = await opts.client.request("GET", opts.repoId, opts.commit, f.path, have, signal);
+      // a stalled body (the Hub stops sending) aborts only this attempt; the loop below resumes from `have`
+      const attempt = new AbortController();
+      const res = await opts.client.request("GET", opts.repoId, opts.commit, f.path, have, AbortSignal.any([signal, attempt.signal]));
       const range = res.headers.get("Content-Range");
       const continues = res.status === 206 && range !== null && range.startsWith(`bytes ${have}-`);
       if (have > 0 && !continues) {
@@ -120,14 +124,19 @@ async function fetchBlob(opts: SnapshotDownload, f: RemoteFile, blobsDir: string
         }
       }
       const before = have;
+      const readTimeout = opts.readTimeoutMs ?? 10_000;
+      let watchdog = setTimeout(() => attempt.abort(), readTimeout);
       try {
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          clearTimeout(watchdog);
+          watchdog = setTimeout(() => attempt.abort(), readTimeout);
           if (have + chunk.length > f.size) throw new MlxkError("download_failed", `The Hub sent more than ${f.size} bytes for '${f.path}'.`);
           writeAll(fd, chunk);
           hasher.update(chunk);
           have += chunk.length;
           live.done = have;
           if (progress) {
+            progress.note = null;
             progress.doneBytes += chunk.length;
             progress.downloadedBytes += chunk.length;
           }
@@ -135,13 +144,16 @@ async function fetchBlob(opts: SnapshotDownload, f: RemoteFile, blobsDir: string
       } catch (e) {
         if (signal.aborted) throw interrupted(e);
         if (e instanceof MlxkError || !(e instanceof Error) || ((e as NodeJS.ErrnoException).syscall === "write")) throw e;
-        // a dropped connection: retry from where we are, as long as the retries make progress
+        // a dropped or stalled connection: retry from where we are, as long as the retries make progress
+      } finally {
+        clearTimeout(watchdog);
       }
       if (have < f.size) {
         stalled = have > before ? 0 : stalled + 1;
         if (stalled > MAX_STALLED_RETRIES) {
           throw new MlxkError("download_failed", `Connection lost while downloading '${f.path}' (${have} of ${f.size} bytes). Run pull again to resume.`, { retryable: true });
         }
+        if (signal.aborted) throw interrupted();
         await Bun.sleep(Math.min(200 * 2 ** stalled, 3000));
       }
     }
@@ -217,6 +229,7 @@ export async function downloadSnapshot(opts: SnapshotDownload): Promise<Snapshot
   const blobs = [...new Map(opts.files.map((f) => [f.blobId, f])).values()];
   progress.totalBytes = blobs.reduce((s, f) => s + f.size, 0);
   progress.totalFiles = blobs.length;
+  progress.phase = "downloading";
   let next = 0;
   let firstError: unknown = null;
   const worker = async () => {

@@ -34,8 +34,13 @@ function shorten(path: string, max: number): string {
 }
 
 /** One overall line (bytes, speed, ETA) and one line per file being downloaded. */
-export function renderProgress(p: PullProgress, now: number, opts: { columns?: number; maxFiles?: number } = {}): string[] {
+export function renderProgress(p: PullProgress, now: number, opts: { columns?: number; maxFiles?: number; endpoint?: string } = {}): string[] {
   const columns = Math.max(60, opts.columns ?? 80);
+  const note = p.note ? [`  ${p.note}`.slice(0, columns - 1)] : [];
+  if (p.phase === "contacting") {
+    const waited = Math.floor((now - p.startedAt) / 1000);
+    return [`Contacting the Hub${opts.endpoint ? ` at ${opts.endpoint}` : ""}… ${waited > 0 ? `(${waited} s)` : ""}`.trimEnd().slice(0, columns - 1), ...note];
+  }
   const elapsed = Math.max(0.001, (now - p.startedAt) / 1000);
   const speed = p.downloadedBytes / elapsed;
   const left = p.totalBytes - p.doneBytes;
@@ -47,5 +52,5 @@ export function renderProgress(p: PullProgress, now: number, opts: { columns?: n
   for (const [path, f] of active) {
     lines.push(`  ${shorten(path, nameWidth)} ${bar(f.done, f.size, 12)} ${formatBytes(f.done)} / ${formatBytes(f.size)}`.slice(0, columns - 1));
   }
-  return lines;
+  return [...lines, ...note];
 }

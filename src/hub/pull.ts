@@ -9,7 +9,7 @@ import { chooseVariant, inspectGguf, isGgufModelFile, quantOfFile, variantIntegr
 import { readRefs, repoDirFor, walkFiles } from "../cache/layout.ts";
 import { splitQuant } from "../cache/resolve.ts";
 import type { SnapshotView } from "../cache/snapshot.ts";
-import { type Env, hubCacheDir, hubEndpoint, hubOffline } from "../env.ts";
+import { type Env, hubCacheDir, hubDownloadTimeoutMs, hubEndpoint, hubEtagTimeoutMs, hubOffline } from "../env.ts";
 import { MlxkError, toMlxkError } from "../errors.ts";
 import type { PullData } from "../schemas/pull.ts";
 import { HubClient } from "./client.ts";
@@ -68,6 +68,21 @@ export function localSnapshotHash(repoDir: string, revision: string | null): str
   if (isCommitSha(revision)) return existsSync(join(repoDir, "snapshots", revision)) ? revision : null;
   const ref = readRefs(repoDir)[revision];
   return ref && existsSync(join(repoDir, "snapshots", ref)) ? ref : null;
+}
+
+/** HF_ENDPOINT must be an http(s) URL; say which variable is wrong instead of failing inside fetch. */
+export function checkedEndpoint(env: Env): string {
+  const endpoint = hubEndpoint(env);
+  let url: URL | null = null;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    url = null;
+  }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.host === "") {
+    throw new MlxkError("InvalidArgumentError", `HF_ENDPOINT is not an http(s) URL: '${endpoint}'. Unset it to use https://huggingface.co, or set it like HF_ENDPOINT=https://hf-mirror.example.`);
+  }
+  return endpoint;
 }
 
 /**
@@ -143,8 +158,20 @@ export async function pull(opts: PullOptions): Promise<PullData> {
     }
   }
 
+  const endpoint = checkedEndpoint(opts.env);
   const token = resolveToken(opts.env);
-  const client = new HubClient({ endpoint: hubEndpoint(opts.env), token, fetch: opts.fetch });
+  const progress = opts.progress ?? new PullProgress();
+  const client = new HubClient({
+    endpoint,
+    token,
+    fetch: opts.fetch,
+    signal: opts.signal,
+    metaTimeoutMs: hubEtagTimeoutMs(opts.env),
+    downloadTimeoutMs: hubDownloadTimeoutMs(opts.env),
+    onRetry: (m) => {
+      progress.note = m;
+    },
+  });
   const fail = (e: unknown, status: PullData["download_status"]): never => {
     const err = toMlxkError(e);
     const message = redact(err.message, token);
@@ -191,7 +218,8 @@ export async function pull(opts: PullOptions): Promise<PullData> {
       allFiles: remote.files,
       workers: opts.workers ?? DEFAULT_WORKERS,
       signal: opts.signal,
-      progress: opts.progress,
+      progress,
+      readTimeoutMs: hubDownloadTimeoutMs(opts.env),
     });
   } catch (e) {
     return fail(e, "failed");

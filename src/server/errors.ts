@@ -31,11 +31,20 @@ export interface HttpError {
   headers: Record<string, string>;
 }
 
+/**
+ * A model the client named that cannot run here (unhealthy files, an architecture or GGUF we do not support)
+ * is the request's problem, fixed by naming another model: 400 with `param: "model"`, not a 5xx that SDKs retry.
+ */
+function isModelProblem(err: MlxkError): boolean {
+  return err.type === "unsupported_model" || err.extra.code === "model_unhealthy";
+}
+
 export function toHttpError(e: unknown): HttpError {
   const err = toMlxkError(e);
-  const status = err.httpStatus;
-  const param = typeof err.extra.param === "string" ? err.extra.param : null;
-  const code = typeof err.extra.code === "string" ? err.extra.code : err.type;
+  const modelProblem = isModelProblem(err);
+  const status = modelProblem ? 400 : err.httpStatus;
+  const param = typeof err.extra.param === "string" ? err.extra.param : modelProblem ? "model" : null;
+  const code = typeof err.extra.code === "string" ? err.extra.code : err.type === "unsupported_model" ? "model_not_supported" : err.type;
   const headers: Record<string, string> = { "x-should-retry": retryable(err) ? "true" : "false" };
   if (err.type === "queue_full") headers["retry-after"] = String(QUEUE_RETRY_AFTER_S);
   // Internal errors keep their message (it is ours, not a stack) so users can report it.

@@ -6,6 +6,7 @@
  */
 import { join } from "node:path";
 import type { Env } from "../env.ts";
+import { removeEntry } from "./registry.ts";
 import { EXIT_STARTUP_FAILED, type WorkerConfig, type WorkerMessage } from "./worker.ts";
 
 export interface SupervisorEvents {
@@ -47,7 +48,7 @@ export function supervise(opts: SupervisorOptions): Promise<number> {
   const windowMs = opts.restartWindowMs ?? 60_000;
   const killAfterMs = opts.killAfterMs ?? 5000;
   const note = opts.onNote ?? (() => {});
-  let config = opts.config;
+  let config = { ...opts.config, startedAt: opts.config.startedAt ?? new Date().toISOString() };
   const workerEnv = () => ({ ...(opts.env ?? process.env), MLXK_SERVER_WORKER: JSON.stringify(config) });
 
   return new Promise<number>((resolveExit) => {
@@ -61,6 +62,9 @@ export function supervise(opts: SupervisorOptions): Promise<number> {
     const finish = (code: number) => {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
+      process.off("SIGHUP", onSignal);
+      clearInterval(parentWatch);
+      removeEntry(opts.env ?? process.env, process.pid);
       if (killTimer) clearTimeout(killTimer);
       if (restartTimer) clearTimeout(restartTimer);
       resolveExit(code);
@@ -131,6 +135,16 @@ export function supervise(opts: SupervisorOptions): Promise<number> {
 
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+    // a closed terminal (SIGHUP) or a parent that died without passing its signal on (npx, a shell wrapper,
+    // a process manager) must not leave the server running: we are reparented, and stop as if signalled
+    process.on("SIGHUP", onSignal);
+    const ppid = process.ppid;
+    const parentWatch = setInterval(() => {
+      if (process.ppid !== ppid && !stopping) {
+        note("parent process exited: stopping");
+        onSignal("SIGTERM");
+      }
+    }, 500);
     start();
   });
 }

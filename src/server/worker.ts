@@ -11,6 +11,7 @@ import { createApp } from "./app.ts";
 import { makeLogger } from "./log.ts";
 import { ModelManager, type ModelTarget } from "./model-manager.ts";
 import { cacheManagement, listRunnable, loadTarget, refusePath, resolveTarget, runtimeStatus } from "./models-source.ts";
+import { removeEntry, writeEntry } from "./registry.ts";
 
 export const WorkerConfigSchema = v.strictObject({
   host: v.string(),
@@ -31,6 +32,10 @@ export const WorkerConfigSchema = v.strictObject({
   maxModels: v.optional(v.nullable(v.number()), null),
   /** Idle TTL of models other than the pinned one; null = never. */
   keepAliveMs: v.optional(v.nullable(v.number()), null),
+  maxTokensCap: v.optional(v.nullable(v.number())),
+  requestTimeoutS: v.optional(v.nullable(v.number())),
+  /** When the supervisor started (ISO): the uptime `mlxk ps` shows survives worker restarts. */
+  startedAt: v.optional(v.string()),
 });
 export type WorkerConfig = v.InferOutput<typeof WorkerConfigSchema>;
 
@@ -78,8 +83,12 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
       setTimeout(() => process.exit(EXIT_BACKEND_POISONED), 200).unref();
     },
   });
+  const shutdown = new AbortController();
   const app = createApp({
     manager,
+    maxTokensCap: config.maxTokensCap ?? undefined,
+    requestTimeoutMs: config.requestTimeoutS ? config.requestTimeoutS * 1000 : undefined,
+    shutdown: shutdown.signal,
     listModels: () => listRunnable({ env }),
     runtime: () => runtimeStatus(env),
     manage: config.allowManage ? cacheManagement(env) : undefined,
@@ -94,6 +103,19 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
     log,
   });
 
+  // the registry entry (`mlxk ps`) is keyed by the supervisor, the process users signal
+  const supervisorPid = process.ppid;
+  let requests = 0;
+  let registryTimer: ReturnType<typeof setTimeout> | null = null;
+  let publish = (): void => {};
+  const countRequest = () => {
+    requests++;
+    registryTimer ??= setTimeout(() => {
+      registryTimer = null;
+      publish();
+    }, 250);
+  };
+
   let server: ReturnType<typeof Bun.serve>;
   try {
     server = Bun.serve({
@@ -105,6 +127,7 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
         const t0 = performance.now();
         const res = await app.handle(req);
         const url = new URL(req.url);
+        if (url.pathname !== "/health") countRequest();
         log("info", `${req.method} ${url.pathname} ${res.status}`, { ms: Math.round(performance.now() - t0) });
         return res;
       },
@@ -116,6 +139,16 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
     process.exit(EXIT_STARTUP_FAILED);
   }
   const port = server.port ?? config.port;
+  const startedAt = config.startedAt ?? new Date().toISOString();
+  const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+  publish = () => {
+    try {
+      writeEntry(env, { pid: supervisorPid, worker_pid: process.pid, host: config.host, port, url, model: manager.loaded?.id ?? config.model, started_at: startedAt, requests });
+    } catch {
+      // an unwritable state dir only hides this server from `mlxk ps`
+    }
+  };
+  publish();
   send({ type: "ready", host: config.host, port, model: config.model, pid: process.pid });
 
   let stopping = false;
@@ -127,8 +160,14 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
     manager.close();
     const deadline = Date.now() + DRAIN_MS;
     while (manager.queue.active && Date.now() < deadline) await Bun.sleep(20);
+    // what still runs is cut off with an error frame / 503, not a silently closed socket
+    shutdown.abort();
+    const flushBy = Date.now() + 500;
+    while (manager.queue.active && Date.now() < flushBy) await Bun.sleep(10);
     void server.stop(true);
     manager.dispose();
+    if (registryTimer) clearTimeout(registryTimer);
+    removeEntry(env, supervisorPid);
     process.exit(0);
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
@@ -143,6 +182,7 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
     try {
       const t = await manager.preload(pinned!);
       log("info", "model loaded", { model: t.id });
+      publish();
       send({ type: "loaded", model: t.id });
     } catch (e) {
       const message = `Model '${config.model}' failed to load: ${e instanceof Error ? e.message : String(e)}`;

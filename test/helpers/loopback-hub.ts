@@ -32,8 +32,19 @@ export interface Fault {
   status?: number;
   /** Send the body in small pieces with a pause, so a test can interrupt a download mid-file. */
   throttle?: { chunk: number; delayMs: number };
+  /** Accept the request and never answer it (a Hub behind a black-holing proxy). */
+  hang?: boolean;
+  /** Send this many body bytes, then go silent without closing (a stalled transfer). */
+  stallAfter?: number;
   /** Apply to this many requests, then clear (default: all). */
   times?: number;
+}
+
+/** Key of a fault on a repo's API calls (model info, tree listing): `hub.fault(repo, API_FAULT, …)`. */
+export const API_FAULT = "@api";
+
+function never(): Promise<Response> {
+  return new Promise<Response>(() => {});
 }
 
 export interface LoggedRequest {
@@ -107,8 +118,9 @@ export class LoopbackHub {
 
   static async start(): Promise<LoopbackHub> {
     const h = new LoopbackHub();
-    h.cdn = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => h.handleCdn(req) });
-    h.hub = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req) => h.handleHub(req) });
+    // idleTimeout 0: a `hang` fault must stay silent until the client gives up, not until Bun's 10 s idle close
+    h.cdn = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: (req) => h.handleCdn(req) });
+    h.hub = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: (req) => h.handleHub(req) });
     return h;
   }
 
@@ -278,6 +290,9 @@ export class LoopbackHub {
     // /api/models/{id}[/revision/{rev} | /tree/{rev}[/path] | /paths-info/{rev}]; id has 1 or 2 segments
     const kw = rest.findIndex((s, i) => i > 0 && ["revision", "tree", "paths-info"].includes(s));
     const id = (kw < 0 ? rest : rest.slice(0, kw)).join("/");
+    const fault = this.takeFault(id, API_FAULT);
+    if (fault?.hang) return never();
+    if (fault?.status) return this.error(fault.status, null, `Injected status ${fault.status}`);
     const a = this.access(req, id);
     if ("res" in a) return a.res;
     const repo = a.repo;
@@ -361,7 +376,7 @@ export class LoopbackHub {
     return f;
   }
 
-  private handleResolve(req: Request, id: string, rev: string, path: string): Response {
+  private handleResolve(req: Request, id: string, rev: string, path: string): Response | Promise<Response> {
     const a = this.access(req, id);
     if ("res" in a) return a.res;
     const repo = a.repo;
@@ -388,7 +403,7 @@ export class LoopbackHub {
     return this.serveFile(req, repo.id, file, { ...common, ETag: `"${file.gitOid}"` });
   }
 
-  private handleCdn(req: Request): Response {
+  private handleCdn(req: Request): Response | Promise<Response> {
     const url = new URL(req.url);
     this.log("cdn", req, url);
     const m = /^\/repos\/([^/]+)\/([0-9a-f]{64})$/.exec(url.pathname);
@@ -403,8 +418,9 @@ export class LoopbackHub {
   }
 
   /** Serve (a Range of) one file, applying any fault registered for it. */
-  private serveFile(req: Request, repo: string, f: StoredFile, headers: Record<string, string>): Response {
+  private serveFile(req: Request, repo: string, f: StoredFile, headers: Record<string, string>): Response | Promise<Response> {
     const fault = req.method === "GET" ? this.takeFault(repo, f.path) : undefined;
+    if (fault?.hang) return never();
     if (fault?.status) return this.error(fault.status, null, `Injected status ${fault.status}`);
     let start = 0;
     let end = f.size; // exclusive
@@ -438,12 +454,14 @@ function faultyBody(whole: Uint8Array, start: number, end: number, fault: Fault)
     type: "direct",
     async pull(c: ReadableStreamDirectController) {
       while (pos < end) {
+        if (fault.stallAfter !== undefined && sent >= fault.stallAfter) await never();
         if (fault.dropAfter !== undefined && sent >= fault.dropAfter) {
           // throwing from a direct stream makes Bun reset the socket: the client sees a dropped connection
           throw new Error("loopback hub: injected connection drop");
         }
         let n = Math.min(piece, end - pos);
         if (fault.dropAfter !== undefined) n = Math.min(n, fault.dropAfter - sent);
+        if (fault.stallAfter !== undefined) n = Math.min(n, fault.stallAfter - sent);
         const chunk = whole.slice(pos, pos + n);
         if (fault.corruptAt !== undefined && fault.corruptAt >= pos && fault.corruptAt < pos + n) {
           chunk[fault.corruptAt - pos]! ^= 0xff;

@@ -54,6 +54,7 @@ describe("progress text", () => {
     p.doneBytes = 1_000_000;
     p.downloadedBytes = 1_000_000;
     p.totalFiles = 3;
+    p.phase = "downloading";
     p.finishedFiles = 1;
     p.active.set("model.safetensors", { size: 1_500_000, done: 500_000 });
     const lines = renderProgress(p, p.startedAt + 2000, { columns: 120 });

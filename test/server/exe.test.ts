@@ -52,7 +52,8 @@ test("compiled executable: server with a model, chat, worker restart, SIGTERM", 
     if (r.done) throw new Error(`no startup line: ${out} ${err}`);
     out += new TextDecoder().decode(r.value);
   }
-  const { port, pid } = (JSON.parse(out) as { data: { port: number; pid: number } }).data;
+  // pid is the supervisor's (the process to signal); the worker it restarts is worker_pid
+  const { port, worker_pid: pid } = (JSON.parse(out) as { data: { port: number; worker_pid: number } }).data;
   // the worker is the executable itself, not a bun script
   expect(readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0]).toBe(exe);
   const ask = () =>

@@ -13,11 +13,18 @@ import { writeTinyModel } from "../support/tiny-models.ts";
 const ROOT = resolve(import.meta.dir, "..", "..");
 const BIN = join(ROOT, "bin", "mlxk");
 const hub = mkdtempSync(join(tmpdir(), "mlxk-sup-"));
-afterAll(() => rmSync(hub, { recursive: true, force: true }));
+// the per-user server registry (`mlxk ps`) of these tests' servers
+const state = mkdtempSync(join(tmpdir(), "mlxk-state-"));
+afterAll(() => {
+  rmSync(hub, { recursive: true, force: true });
+  rmSync(state, { recursive: true, force: true });
+});
 
 interface Started {
   proc: ReturnType<typeof Bun.spawn>;
   port: number;
+  /** The supervisor's pid, as `server --json` reports it. */
+  pid: number;
   workerPid: number;
   stderr: () => string;
 }
@@ -40,9 +47,10 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, maxMs
   }
 }
 
-async function start(args: string[] = [], env: Record<string, string> = {}): Promise<Started> {
-  const proc = Bun.spawn([process.execPath, BIN, "server", "--port", "0", "--json", ...args], {
-    env: { ...process.env, HF_HUB_CACHE: hub, MLXK_API_KEY: "", ...env },
+async function start(args: string[] = [], env: Record<string, string> = {}, wrap?: (cmd: string[]) => string[]): Promise<Started> {
+  const cmd = [process.execPath, BIN, "server", "--port", "0", "--json", ...args];
+  const proc = Bun.spawn(wrap ? wrap(cmd) : cmd, {
+    env: { ...process.env, HF_HUB_CACHE: hub, MLXK_API_KEY: "", XDG_STATE_HOME: state, ...env },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -58,11 +66,14 @@ async function start(args: string[] = [], env: Record<string, string> = {}): Pro
     out += new TextDecoder().decode(r.value);
   }
   reader.releaseLock();
-  const line = JSON.parse(out.split("\n")[0]!) as { status: string; command: string; data: { port: number; pid: number; host: string; url: string } };
+  const line = JSON.parse(out.split("\n")[0]!) as { status: string; command: string; data: { port: number; pid: number; worker_pid: number; host: string; url: string } };
   expect(line.status).toBe("success");
   expect(line.command).toBe("server");
   expect(line.data.host).toBe("127.0.0.1");
-  return { proc, port: line.data.port, workerPid: line.data.pid, stderr: () => err };
+  // pid is the supervisor (the process to signal), not the worker it restarts
+  if (!wrap) expect(line.data.pid).toBe(proc.pid);
+  expect(line.data.worker_pid).not.toBe(line.data.pid);
+  return { proc, port: line.data.port, pid: line.data.pid, workerPid: line.data.worker_pid, stderr: () => err };
 }
 
 /** The worker answers /health (its cache is empty, so the answer is an honest 503 "no_models"). */
@@ -213,4 +224,59 @@ describe("mlxk server supervisor", () => {
       blocker.stop(true);
     }
   });
+});
+
+describe("process control: ps, stop, dying with the parent", () => {
+  const cli = async (args: string[]) => {
+    const p = Bun.spawn([process.execPath, BIN, ...args], { env: { ...process.env, XDG_STATE_HOME: state }, stdout: "pipe", stderr: "pipe" });
+    const out = await new Response(p.stdout as ReadableStream).text();
+    return { code: await p.exited, out, json: () => JSON.parse(out) };
+  };
+
+  test("mlxk ps lists the server (supervisor pid, port, requests); mlxk stop <port> stops it and ps forgets it", async () => {
+    const s = await start();
+    await fetch(`http://127.0.0.1:${s.port}/v1/models`);
+    await fetch(`http://127.0.0.1:${s.port}/v1/models`);
+    await until(async () => (await cli(["ps", "--json"])).json().data.servers[0]?.requests === 2, "request count in the registry");
+    const ps = (await cli(["ps", "--json"])).json().data;
+    expect(ps.count).toBe(1);
+    expect(ps.servers[0]).toMatchObject({ pid: s.pid, worker_pid: s.workerPid, port: s.port, model: null, requests: 2 });
+    expect(ps.servers[0].uptime_s).toBeGreaterThanOrEqual(0);
+    const human = await cli(["ps"]);
+    expect(human.out).toMatch(/PID\s+\| PORT\s+\| MODEL/);
+    expect(human.out).toContain(String(s.port));
+    const stop = await cli(["stop", String(s.port), "--json"]);
+    expect(stop.code).toBe(0);
+    expect(stop.json().data.stopped).toEqual([{ pid: s.pid, port: s.port, model: null }]);
+    expect(await s.proc.exited).toBe(0);
+    expect(alive(s.workerPid)).toBe(false);
+    expect((await cli(["ps", "--json"])).json().data.count).toBe(0);
+    expect((await cli(["stop", "--json"])).json().data.count).toBe(0);
+    expect((await cli(["stop", "12345", "--json"])).json().error.type).toBe("model_not_found");
+  }, 30000);
+
+  test("stop with several servers and no pid/port is ambiguous; a pid not in the registry is refused", async () => {
+    const a = await start();
+    const b = await start();
+    const amb = await cli(["stop", "--json"]);
+    expect(amb.code).toBe(1);
+    expect(amb.json().error.type).toBe("ambiguous_match");
+    const nope = await cli(["stop", String(process.pid), "--json"]);
+    expect(nope.json().error.type).toBe("model_not_found");
+    expect(alive(process.pid)).toBe(true);
+    const all = await cli(["stop", "--all", "--json"]);
+    expect(all.json().data.count).toBe(2);
+    expect(await a.proc.exited).toBe(0);
+    expect(await b.proc.exited).toBe(0);
+  }, 30000);
+
+  test("SIGTERM to a wrapper that does not pass it on (npx, sh -c) still stops the server", async () => {
+    // the trailing `true` keeps sh from exec'ing: it stays the parent, as npm's wrapper does
+    const s = await start([], {}, (cmd) => ["sh", "-c", '"$@"; true', "sh", ...cmd]);
+    expect(await healthy(s.port)).toBe(true);
+    s.proc.kill("SIGTERM");
+    await s.proc.exited;
+    await until(() => !alive(s.pid) && !alive(s.workerPid), "server to die with its parent");
+    await until(() => portFree(s.port), "port to be free");
+  }, 30000);
 });

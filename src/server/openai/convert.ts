@@ -16,6 +16,7 @@ import type {
 } from "../../schemas/openai.ts";
 import { DEFAULT_SAMPLING } from "../../generate/sample.ts";
 import { badRequest } from "../errors.ts";
+import { rejectUnhonoured } from "./unhonoured.ts";
 import { type OpenAIToolCall, parseMessageToolCalls, type ToolFields, toolFields, toOpenAIToolCalls } from "./tools.ts";
 
 export { chatDelta } from "./tools.ts";
@@ -120,6 +121,7 @@ function chatMessage(m: ChatMessageIn, i: number): ChatMessage {
 /** Chat request → engine input + plan. Throws a 400 MlxkError naming the offending field. */
 export function fromChatRequest(body: ChatCompletionRequest): { input: GenerateRequest["input"]; plan: Plan } {
   rejectUnsupportedCommon(body);
+  rejectUnhonoured(body);
   const tools = toolFields(body);
   if (body.top_logprobs != null && body.logprobs !== true) {
     throw badRequest("Parameter 'top_logprobs' requires 'logprobs': true", "top_logprobs", "invalid_value");
