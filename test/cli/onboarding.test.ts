@@ -165,8 +165,8 @@ describe("exit codes for scripts", () => {
 
 describe("error types", () => {
   test("one convention: the contract's names verbatim, everything mlxk adds in snake_case", () => {
-    // mlx-knife's own names (docs/reference/mlxk-contract.md §2.4, §2.5), PascalCase ones included
-    const contract = new Set(["ValidationError", "CommandError", "InvalidArgumentError", "InternalError"]);
+    // mlx-knife's own names (mlxk-contract.md §2.4, §2.5; clone/convert in §1.2), PascalCase ones included
+    const contract = new Set(["ValidationError", "CommandError", "InvalidArgumentError", "InternalError", "InvalidTargetError", "CloneFailedError", "HealthCheckFailed"]);
     for (const t of Object.keys(ERROR_TYPES)) {
       if (contract.has(t)) continue;
       expect(t).toMatch(/^[a-z]+(_[a-z]+)*$/);
