@@ -9,6 +9,7 @@ import { createApp } from "../../src/server/app.ts";
 import { ModelManager } from "../../src/server/model-manager.ts";
 import { listRunnable, loadTarget, resolveTarget } from "../../src/server/models-source.ts";
 import { addRepo, type FileContent, makeTempHub, type TempHub } from "../support/hf-cache.ts";
+import { cosine } from "../support/vectors.ts";
 import { serve, type Served } from "./support/serve.ts";
 
 const FIX = join(import.meta.dir, "..", "fixtures", "embeddings");
@@ -16,18 +17,6 @@ let hub: TempHub;
 let s: Served;
 let manager: ModelManager;
 const golden = JSON.parse(readFileSync(join(FIX, "bert.golden.json"), "utf8")) as { texts: string[]; embeddings: number[][] };
-
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0;
-  let aa = 0;
-  let bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i]! * b[i]!;
-    aa += a[i]! * a[i]!;
-    bb += b[i]! * b[i]!;
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 beforeAll(async () => {
   hub = makeTempHub();
