@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { prefill, tokenLoop } from "../../src/engine/generate.ts";
 import { loadModelDir } from "../../src/engine/load.ts";
-import * as mx from "../../src/mlx/index.ts";
+import { maxAbsDiff, promptLogits } from "../support/gguf-compare.ts";
 import { HF_MODELS, HF_WRAPPERS, HYBRID_MODELS, writeHfModel, writeHybridModel } from "../support/tiny-hybrid.ts";
 import { GOLDEN_PROMPT, GOLDEN_STEPS } from "../support/tiny-models.ts";
 
@@ -43,11 +43,6 @@ const CASES: (readonly [string, (dir: string) => string, Goldens["models"][strin
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-golden-hybrid-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 describe.each(CASES)("%s matches its reference", (name, write, golden) => {
   const dir = () => write(join(tmp, name.replace(/[^\w]+/g, "_")));
@@ -55,12 +50,7 @@ describe.each(CASES)("%s matches its reference", (name, write, golden) => {
   test.each([1, 2])("logits of the prompt (streams=%d)", async (streams) => {
     expect(mlxGoldens.prompt).toEqual([...GOLDEN_PROMPT]);
     using m = await loadModelDir(dir(), { dtype: "float32", streams });
-    const cache = m.model.makeCache();
-    const logits = mx.scope(() => {
-      const ids = mx.array(Int32Array.from(GOLDEN_PROMPT), { shape: [1, GOLDEN_PROMPT.length], dtype: mx.Dtype.int32 });
-      return m.model.logits(m.model.hidden(ids, cache)).toFloat32Array();
-    });
-    for (const c of cache) c[Symbol.dispose]();
+    const logits = promptLogits(m);
     const V = golden.logits[0]!.length;
     expect(logits.length).toBe(GOLDEN_PROMPT.length * V);
     expect(maxAbsDiff(logits, golden.logits.flat())).toBeLessThan(1e-3);

@@ -13,7 +13,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tokenLoop } from "../../src/engine/generate.ts";
 import { loadModelDir } from "../../src/engine/load.ts";
-import * as mx from "../../src/mlx/index.ts";
+import { maxAbsDiff, promptLogits } from "../support/gguf-compare.ts";
 import { GOLDEN_PROMPT, GOLDEN_STEPS, HF_QUANTIZED, QUANTIZED, TINY_MODELS, type TinyName, type TinyOptions, writeTinyModel } from "../support/tiny-models.ts";
 
 type Golden = { logits: number[][]; greedy: number[] } | { error: string };
@@ -34,11 +34,6 @@ export const KNOWN_MLX_LM_DIFFERENCES: Partial<Record<TinyName, string>> = {
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-golden-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 function reference(name: TinyName): { logits: number[][]; greedy: number[] } {
   const g = hf.models[name] ?? mlxLm.models[name];
@@ -81,12 +76,7 @@ describe.each(TINY_MODELS)("%s matches its reference", (name) => {
 
     test.each(label === "mlx/v4" ? [1, 2] : [1])("logits of the prompt (streams=%d)", async (streams) => {
       using m = await loadModelDir(dir(), { dtype: "float32", streams });
-      const cache = m.model.makeCache();
-      const logits = mx.scope(() => {
-        const ids = mx.array(Int32Array.from(GOLDEN_PROMPT), { shape: [1, GOLDEN_PROMPT.length], dtype: mx.Dtype.int32 });
-        return m.model.logits(m.model.hidden(ids, cache)).toFloat32Array();
-      });
-      for (const c of cache) c[Symbol.dispose]();
+      const logits = promptLogits(m);
       const V = golden.logits[0]!.length;
       expect(logits.length).toBe(GOLDEN_PROMPT.length * V);
       expect(maxAbsDiff(logits, golden.logits.flat())).toBeLessThan(1e-3);
