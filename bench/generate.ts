@@ -42,22 +42,27 @@ export function promptIds(n: number): number[] {
 }
 
 // ---------- worker: our engine ----------
-async function runOurs(gguf: string, nPrompt: number, nGen: number, streams: number): Promise<Result> {
-  const { loadGgufModel } = await import("../src/engine/load.ts");
+/** Greedy decode of `prompt` + `nGen` tokens through the real token loop: prefill and decode tok/s, peak RSS. */
+export async function timeGreedy(model: import("../src/models/base.ts").LanguageModel, prompt: number[], nGen: number): Promise<Result> {
   const { tokenLoop } = await import("../src/engine/generate.ts");
-  using m = await loadGgufModel(gguf, { dtype: "float32", streams });
+  const { kernelInfo } = await import("../src/mlx/kernels.ts");
   const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
-  for (const _ of tokenLoop({ model: m.model, prompt: promptIds(nPrompt), maxTokens: nGen, stats })) {
+  for (const _ of tokenLoop({ model, prompt, maxTokens: nGen, stats })) {
     // greedy on device; every token is consumed
   }
-  const { kernelInfo } = await import("../src/mlx/kernels.ts");
   const k = kernelInfo();
   return {
-    prefill_tps: (nPrompt / stats.prefillMs) * 1000,
+    prefill_tps: (prompt.length / stats.prefillMs) * 1000,
     decode_tps: ((stats.generated - 1) / stats.decodeMs) * 1000,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     kernels: k.enabled ? k.level : "off",
   };
+}
+
+async function runOurs(gguf: string, nPrompt: number, nGen: number, streams: number): Promise<Result> {
+  const { loadGgufModel } = await import("../src/engine/load.ts");
+  using m = await loadGgufModel(gguf, { dtype: "float32", streams });
+  return await timeGreedy(m.model, promptIds(nPrompt), nGen);
 }
 
 // ---------- model preparation ----------

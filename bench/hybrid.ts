@@ -10,7 +10,7 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { MLX_LM_SCRIPT, promptIds, type Result, runJson } from "./generate.ts";
+import { MLX_LM_SCRIPT, promptIds, type Result, runJson, timeGreedy } from "./generate.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const CACHE = join(ROOT, ".cache", "bench");
@@ -47,20 +47,8 @@ save_model(path, model)
 
 async function worker(dir: string, nPrompt: number, nGen: number): Promise<Result> {
   const { loadModelDir } = await import("../src/engine/load.ts");
-  const { tokenLoop } = await import("../src/engine/generate.ts");
-  const { kernelInfo } = await import("../src/mlx/kernels.ts");
   using m = await loadModelDir(dir, { dtype: "float32", streams: 1 });
-  const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
-  for (const _ of tokenLoop({ model: m.model, prompt: ids(nPrompt), maxTokens: nGen, stats })) {
-    // greedy on device; every token consumed
-  }
-  const k = kernelInfo();
-  return {
-    prefill_tps: (nPrompt / stats.prefillMs) * 1000,
-    decode_tps: ((stats.generated - 1) / stats.decodeMs) * 1000,
-    peak_rss_mb: process.resourceUsage().maxRSS / 1024,
-    kernels: k.enabled ? k.level : "off",
-  };
+  return await timeGreedy(m.model, ids(nPrompt), nGen);
 }
 
 async function main(): Promise<void> {

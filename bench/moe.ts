@@ -8,7 +8,7 @@
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { MLX_LM_SCRIPT as MLX_LM, promptIds } from "./generate.ts";
+import { MLX_LM_SCRIPT as MLX_LM, promptIds, timeGreedy } from "./generate.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const PY = join(ROOT, ".cache", "py-ref", "bin", "python");
@@ -45,13 +45,8 @@ interface R {
 
 async function ours(nPrompt: number, nGen: number): Promise<R> {
   const { loadModelDir } = await import("../src/engine/load.ts");
-  const { tokenLoop } = await import("../src/engine/generate.ts");
   using m = await loadModelDir(DIR, { dtype: "float32" });
-  const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
-  for (const _ of tokenLoop({ model: m.model, prompt: promptIds(nPrompt).map((t) => t % 32768), maxTokens: nGen, stats })) {
-    // greedy on device
-  }
-  return { prefill_tps: (nPrompt / stats.prefillMs) * 1000, decode_tps: ((stats.generated - 1) / stats.decodeMs) * 1000 };
+  return await timeGreedy(m.model, promptIds(nPrompt).map((t) => t % 32768), nGen);
 }
 
 function runJson(cmd: string[]): R {
