@@ -46,6 +46,7 @@ export default Object.assign(defineCommand({
     "log-json": { type: "boolean", description: "Log JSON lines to stderr" },
     "prompt-cache": { type: "boolean", default: true, description: "Reuse the KV of earlier requests' shared prefix (--no-prompt-cache: off)" },
     "prompt-cache-bytes": { type: "string", description: "Memory for the prompt cache, e.g. 2GiB (default: a quarter of free memory, at most 8 GiB)" },
+    parallel: { type: "string", valueHint: "n", description: "Requests decoded together (continuous batching; default 8, fewer when memory is short; 1 = one at a time)" },
     ...jsonArgs,
   },
   async run({ args, data, rawArgs }) {
@@ -74,6 +75,9 @@ export default Object.assign(defineCommand({
     if (args["prompt-cache"] === false && cacheBytes !== undefined) throw new MlxkError("InvalidArgumentError", "--no-prompt-cache and --prompt-cache-bytes contradict each other: give one");
     const { defaultPromptCacheBytes } = await import("../engine/open.ts");
     const promptCacheBytes = args["prompt-cache"] === false ? 0 : (cacheBytes ?? defaultPromptCacheBytes(freemem()));
+    const { defaultKvBudgetBytes, defaultParallel } = await import("../engine/open.ts");
+    const parallel = parseIntArg("parallel", args.parallel, 1, 256) ?? defaultParallel(freemem());
+    const kvBudgetBytes = defaultKvBudgetBytes(freemem(), promptCacheBytes);
     if (host.trim() === "") throw new MlxkError("InvalidArgumentError", "--host must not be empty");
     let model: string | null = null;
     if (args.model !== undefined) {
@@ -114,6 +118,8 @@ export default Object.assign(defineCommand({
         maxModels,
         keepAliveMs,
         promptCacheBytes,
+        parallel,
+        kvBudgetBytes,
         maxTokensCap,
         requestTimeoutS,
       },

@@ -9,7 +9,10 @@ import { createToolCallParser, detectToolCallFormat, ForcedCallParser, templateR
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { compileGrammar, createConstraint, type TokenConstraint } from "./constrain.ts";
+import { Decoder } from "../models/transformer.ts";
+import { batchRefusal, MlxBatcher, type MlxJoin } from "./batch.ts";
 import { tokenLoop, type HostSampler } from "./generate.ts";
+import { Scheduler } from "./scheduler.ts";
 import { type LoadedModel, loadGgufModel, loadModelDir, type LoadOptions } from "./load.ts";
 import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
@@ -31,20 +34,63 @@ import type {
 
 type ModelCache = ReturnType<LoadedModel["model"]["makeCache"]>[number];
 
+export interface EngineOptions {
+  promptCacheBytes?: number;
+  /** Requests decoded at once (continuous batching); 1 or absent = one at a time. */
+  parallel?: number;
+  /** Bytes the running requests' KV may reserve in total (admission); absent = unbounded. */
+  kvBudgetBytes?: number;
+  /** Free memory now (os.freemem): a request whose KV does not fit is refused before it starts. */
+  freeMemory?: () => number;
+}
+
 export class MlxEngine implements Engine {
   readonly info: ModelInfo;
   /** KV of earlier requests, reused by prompts that start the same way (null: off). */
   readonly promptCache: PromptCache<ModelCache> | null;
+
+  /** Continuous batching (null: one request at a time); see batching for why it is off. */
+  readonly #scheduler: Scheduler<MlxJoin> | null = null;
+  readonly #batcher: MlxBatcher | null = null;
+  /** Asked-for batch size and, when the model cannot batch, why it runs one request at a time. */
+  readonly batching: { parallel: number; refusal: string | null };
 
   constructor(
     readonly loaded: LoadedModel,
     readonly text: TextPipeline,
     id: string,
     readonly loadMs?: number,
-    opts: { promptCacheBytes?: number } = {},
+    opts: EngineOptions = {},
   ) {
     this.info = { id, modelType: loaded.modelType, contextLength: loaded.contextLength, reasoning: text.reasoningFormat !== null };
     this.promptCache = (opts.promptCacheBytes ?? 0) > 0 ? new PromptCache(opts.promptCacheBytes!) : null;
+    const parallel = Math.max(1, Math.floor(opts.parallel ?? 1));
+    const refusal = parallel > 1 ? batchRefusal(loaded.model, loaded.modelType) : null;
+    this.batching = { parallel, refusal };
+    if (parallel > 1 && refusal === null) {
+      this.#batcher = new MlxBatcher(loaded.model);
+      this.#scheduler = new Scheduler(this.#batcher, { parallel, kvBudgetBytes: opts.kvBudgetBytes, freeMemory: opts.freeMemory });
+    }
+  }
+
+  /** Requests decoded at once (1 = one at a time). */
+  get parallel(): number {
+    return this.#scheduler?.parallel ?? 1;
+  }
+
+  /** KV bytes one token takes in every layer (f32 keys and values). */
+  get kvBytesPerToken(): number {
+    const m = this.loaded.model;
+    return m instanceof Decoder ? m.s.numLayers * m.s.kvHeads * m.s.headDim * 2 * 4 : 0;
+  }
+
+  /**
+   * Reserve KV memory for a prepared request before its first byte (batching only): 503 queue_full when the
+   * running requests leave no room. Returns the release (call it when the request ends).
+   */
+  reserve(p: PreparedRequest): () => void {
+    if (!this.#scheduler) return () => {};
+    return this.#scheduler.admit((p.ids.length + p.maxTokens) * this.kvBytesPerToken);
   }
 
   /** The prompt text and its token ids, as the model will see them (tools rendered by the chat template). */
@@ -115,7 +161,27 @@ export class MlxEngine implements Engine {
     // Every token the loop hands out; the model has seen the prompt and a prefix of these (the cache's offset).
     const seen = [...ids];
     let failed = false;
-    const loop = tokenLoop({
+    const batched = this.#scheduler !== null;
+    const row = batched
+      ? this.#scheduler!.join(
+          this.#batcher!.newcomer(
+            {
+              prompt: ids,
+              cache,
+              cached: hit?.cached ?? 0,
+              policy: { sampler: onDevice ? undefined : sampler, wantLogits: onDevice && wantLogprobs, ...(onDevice && constraint ? { deviceMask: (n: number) => constraint.bias(n) } : {}) },
+              ...(this.promptCache ? { onPrefilled: () => this.promptCache!.snapshot(ids, cache) } : {}),
+            },
+            // the row's KV when it leaves the batch: kept as the solo path keeps it
+            (kv) => {
+              if (this.promptCache && !failed) this.promptCache.put(seen.slice(0, kv[0]?.offset ?? 0), kv);
+              else for (const c of kv) c[Symbol.dispose]();
+            },
+          ),
+          { maxTokens, signal: req.signal, stats },
+        )
+      : null;
+    const loop = row ? null : tokenLoop({
       stats,
       model: this.loaded.model,
       prompt: ids,
@@ -136,9 +202,13 @@ export class MlxEngine implements Engine {
           finishReason = "cancelled";
           break;
         }
-        const r = loop.next();
-        if (r.done) break;
-        if (r.value.prefilled !== undefined) {
+        const r = row ? await row.next() : loop!.next();
+        if (r.done) {
+          // a batched row ends when its signal aborts
+          if (row && req.signal?.aborted) finishReason = "cancelled";
+          break;
+        }
+        if ("prefilled" in r.value && r.value.prefilled !== undefined) {
           // A long prompt: keep /health, signals and disconnects responsive between prefill chunks.
           await new Promise<void>((resolve) => setImmediate(resolve));
           continue;
@@ -189,11 +259,17 @@ export class MlxEngine implements Engine {
       failed = true;
       throw e;
     } finally {
-      loop.return(stats);
-      constraint?.[Symbol.dispose]();
-      // A step that threw may have left the cache half-updated: never keep it.
-      if (this.promptCache && !failed) this.promptCache.put(seen.slice(0, cache[0]?.offset ?? 0), cache);
-      else for (const c of cache) c[Symbol.dispose]();
+      if (row) {
+        // the scheduler owns the cache now: it comes back through the leave callback
+        await row.return();
+        constraint?.[Symbol.dispose]();
+      } else {
+        loop!.return(stats);
+        constraint?.[Symbol.dispose]();
+        // A step that threw may have left the cache half-updated: never keep it.
+        if (this.promptCache && !failed) this.promptCache.put(seen.slice(0, cache[0]?.offset ?? 0), cache);
+        else for (const c of cache) c[Symbol.dispose]();
+      }
     }
     if (finishReason === "stop" && output.calledTools) finishReason = "tool_calls";
     yield {
@@ -268,6 +344,8 @@ export class MlxEngine implements Engine {
   }
 
   [Symbol.dispose](): void {
+    this.#scheduler?.[Symbol.dispose]();
+    this.#batcher?.[Symbol.dispose]();
     this.promptCache?.[Symbol.dispose]();
     this.loaded[Symbol.dispose]();
   }
@@ -286,10 +364,11 @@ function chunkOf(step: OutputStep, tokenId: number, logprob?: TokenLogprob & { t
 
 
 /** Load model + text pipeline for a located source. */
-export async function loadEngine(source: ModelSource, opts: LoadOptions & { promptCacheBytes?: number } = {}): Promise<MlxEngine> {
+export async function loadEngine(source: ModelSource, opts: LoadOptions & EngineOptions = {}): Promise<MlxEngine> {
   const t0 = performance.now();
   const path = source.path;
   const text = loadTextPipeline(path);
   const loaded = source.kind === "gguf" ? await loadGgufModel(path, opts) : await loadModelDir(path, opts);
-  return new MlxEngine(loaded, text, source.id, performance.now() - t0, { promptCacheBytes: opts.promptCacheBytes });
+  const { promptCacheBytes, parallel, kvBudgetBytes, freeMemory } = opts;
+  return new MlxEngine(loaded, text, source.id, performance.now() - t0, { promptCacheBytes, parallel, kvBudgetBytes, freeMemory });
 }

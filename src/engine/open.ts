@@ -15,6 +15,12 @@ export interface OpenOptions {
   onProgress?: (fraction: number) => void;
   /** Bytes for the prompt cache (src/engine/prompt-cache.ts); 0 or absent = off. */
   promptCacheBytes?: number;
+  /** Requests decoded at once (continuous batching, src/engine/scheduler.ts); 1 or absent = one at a time. */
+  parallel?: number;
+  /** Bytes the running requests' KV may reserve together; absent = unbounded (free memory still checked). */
+  kvBudgetBytes?: number;
+  /** Free memory now (os.freemem) for the admission check. */
+  freeMemory?: () => number;
 }
 
 /** What the loader needs of a reference. */
@@ -32,7 +38,18 @@ export async function openModel(spec: string | ModelRef, opts: OpenOptions = {})
   const avail = mlxAvailability(opts.env ?? process.env);
   if (!avail.available) throw new MlxkError("mlx_unavailable", `MLX is not available on this machine: ${avail.reason}`);
   const { loadEngine } = await import("./engine.ts");
-  return loadEngine(ref, { env: opts.env, onProgress: opts.onProgress, promptCacheBytes: opts.promptCacheBytes });
+  const { promptCacheBytes, parallel, kvBudgetBytes, freeMemory } = opts;
+  return loadEngine(ref, { env: opts.env, onProgress: opts.onProgress, promptCacheBytes, parallel, kvBudgetBytes, freeMemory });
+}
+
+/** Default batch size: 8, fewer when free memory is short (each running request's KV needs room). */
+export function defaultParallel(freeBytes: number): number {
+  return Math.max(1, Math.min(8, Math.floor(freeBytes / (512 * 1024 ** 2))));
+}
+
+/** Default KV budget of the running requests: half the memory free now, less what the prompt cache may take. */
+export function defaultKvBudgetBytes(freeBytes: number, promptCacheBytes: number): number {
+  return Math.max(256 * 1024 ** 2, Math.floor(freeBytes / 2) - promptCacheBytes);
 }
 
 /** Default prompt-cache budget: a quarter of the memory free now, at most 8 GiB. */

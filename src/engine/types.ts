@@ -161,6 +161,13 @@ export interface Engine extends Disposable {
    * so a schema the grammar engine rejects is still a request error, not a failed stream. Optional.
    */
   warm?(p: PreparedRequest): Promise<void>;
+  /** Requests this engine decodes at once (continuous batching); absent or 1 = one at a time. */
+  readonly parallel?: number;
+  /**
+   * Reserve what a prepared request needs to run beside the others (its KV memory) before the first byte;
+   * throws queue_full (503 + retry-after) when it does not fit now. Returns the release. Optional.
+   */
+  reserve?(p: PreparedRequest): () => void;
   /** Runs a prepared request (a plain one is prepared with default options first). */
   generate(req: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined>;
 }

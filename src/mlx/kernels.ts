@@ -9,7 +9,7 @@
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
-import { Array, Dtype } from "./array.ts";
+import { Array, array, Dtype } from "./array.ts";
 import { fail, mlxAvailability, OUT_PTR } from "./ffi.ts";
 import { matmul, multiply, result, silu } from "./ops.ts";
 import { swapaxes } from "./shape.ts";
@@ -27,6 +27,8 @@ const DEFS = {
   mlxk_kernel_rms_norm: { args: [P, P, P, FFIType.f32, P], returns: I },
   mlxk_kernel_rope: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, I, P, P, P], returns: I },
   mlxk_kernel_sdpa: { args: [P, P, P, P, FFIType.f32, I, P, P, P], returns: I },
+  mlxk_kernel_rope_rows: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, P, I, P, P], returns: I },
+  mlxk_kernel_sdpa_rows: { args: [P, P, P, P, FFIType.f32, P, I, P], returns: I },
   mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
   mlxk_fast_linear: { args: [P, P, P, P], returns: I },
   mlxk_kernel_gated_delta: { args: [P, P, P, P, P, P, P, P], returns: I },
@@ -147,6 +149,54 @@ export function fastScaledDotProductAttention(q: Array, k: Array, v: Array, o: m
     s.mlxk_kernel_sdpa(OUT_PTR as never, q.handle as never, k.handle as never, v.handle as never, o.scale, mode,
       (typeof m === "object" && m !== null ? m.handle : 0) as never, (o.sinks?.handle ?? 0) as never, S() as never),
     "fast.scaled_dot_product_attention",
+  );
+}
+
+/**
+ * Rope of a decode batch x [B, H, L, D]: batch entry b at its own position offsets[b], each entry exactly as
+ * fastRope rotates it alone (MLX's rope with an offset array where our kernels cannot run).
+ */
+export function fastRopeRows(x: Array, o: Omit<mxfast.RopeOptions, "offset">, offsets: readonly number[]): Array {
+  if (o.base === undefined && !o.freqs) throw new TypeError("fast.rope: give base or freqs");
+  const s = symbols();
+  const offs = Int32Array.from(offsets);
+  if (!s || !kernelsEnabled()) {
+    const off = array(offs, { shape: [offs.length], dtype: Dtype.int32 });
+    try {
+      return mxfast.rope(x, { ...o, offset: off });
+    } finally {
+      off.dispose();
+    }
+  }
+  return result(
+    s.mlxk_kernel_rope_rows(OUT_PTR as never, x.handle as never, o.dims, o.traditional ?? false, o.base !== undefined,
+      o.base ?? 0, o.scale ?? 1, ptr(offs) as never, offs.length, (o.freqs?.handle ?? 0) as never, S() as never),
+    "fast.rope_rows",
+  );
+}
+
+/**
+ * Attention of a decode batch, q [B, Hq, 1, D] over a left-padded cache k, v [B, Hkv, Lk, D]: entry b sees keys
+ * [starts[b], Lk), computed exactly as fastScaledDotProductAttention computes that entry alone (a masked MLX
+ * attention where our kernels cannot run).
+ */
+export function fastSdpaRows(q: Array, k: Array, v: Array, scale: number, starts: readonly number[]): Array {
+  const s = kernelsEnabled() ? symbols() : null;
+  const st = Int32Array.from(starts);
+  if (!s) {
+    const Lk = k.shape[2]!;
+    const keep = new Uint8Array(starts.length * Lk);
+    starts.forEach((b, i) => keep.fill(1, i * Lk + b, (i + 1) * Lk));
+    const mask = array(keep, { shape: [starts.length, 1, 1, Lk], dtype: Dtype.bool });
+    try {
+      return mxfast.scaledDotProductAttention(q, k, v, { scale, mask });
+    } finally {
+      mask.dispose();
+    }
+  }
+  return result(
+    s.mlxk_kernel_sdpa_rows(OUT_PTR as never, q.handle as never, k.handle as never, v.handle as never, scale, ptr(st) as never, st.length, S() as never),
+    "fast.sdpa_rows",
   );
 }
 

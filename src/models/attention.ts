@@ -7,6 +7,7 @@
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
+import { isRowsCache } from "./batch_cache.ts";
 import type { KVCache } from "./cache.ts";
 import { attend, heads, type Linear, rmsNorm, Streams } from "./layers.ts";
 import type { RopeLayer } from "./rope.ts";
@@ -56,6 +57,11 @@ export class Attention {
     want(this.k_proj, o.kvHeads, "k_proj");
   }
 
+  /** Whether a decode batch can run through this layer with every row computed as alone. */
+  get batchable(): boolean {
+    return !this.o.sinks && !this.o.queryScale && (this.o.rope === null || typeof this.o.rope.forwardRows === "function");
+  }
+
   forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array {
     const o = this.o;
     let [q0, [k0, v0]] = streams.pair(
@@ -71,7 +77,12 @@ export class Attention {
     if (!full && o.qNorm) q = rmsNorm(q, o.qNorm, eps);
     if (!full && o.kNorm) k = rmsNorm(k, o.kNorm, eps);
     const offset = cache.offset;
-    if (o.rope) {
+    // a decode batch: every row at its own position (src/models/batch_cache.ts)
+    const rows = isRowsCache(cache) ? cache.rowOffsets : null;
+    if (o.rope && rows) {
+      q = o.rope.forwardRows!(q, rows);
+      k = o.rope.forwardRows!(k, rows);
+    } else if (o.rope) {
       q = o.rope.forward(q, offset);
       k = o.rope.forward(k, offset);
     }

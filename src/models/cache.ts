@@ -66,6 +66,14 @@ export class StandardKVCache extends CacheBuffers implements KVCache, ReusableCa
     return this.#offset;
   }
 
+  /** A cache holding exactly `keys`, `values` [B, H, L, D] (takes them over), e.g. one row of a decode batch. */
+  static fromArrays(keys: mx.Array, values: mx.Array): StandardKVCache {
+    const c = new StandardKVCache();
+    c.setBuffers(keys, values);
+    c.#offset = keys.shape[2]!;
+    return c;
+  }
+
   clone(): StandardKVCache {
     const c = new StandardKVCache();
     this.cloneInto(c);

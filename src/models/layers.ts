@@ -3,7 +3,8 @@
  * KV cache, the decoder skeleton, and running two independent ops on two CPU streams (rope: rope.ts).
  */
 import * as mx from "../mlx/index.ts";
-import { fastLinear, fastQuantizedMatmul, fastRmsNorm, fastScaledDotProductAttention, fastSwiglu } from "../mlx/kernels.ts";
+import { fastLinear, fastQuantizedMatmul, fastRmsNorm, fastScaledDotProductAttention, fastSdpaRows, fastSwiglu } from "../mlx/kernels.ts";
+import { isRowsCache } from "./batch_cache.ts";
 import type { KVCache } from "./cache.ts";
 
 export type QuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
@@ -160,7 +161,10 @@ export function attend(opts: {
   const L = opts.q.shape[2]!;
   const mask = opts.cache.makeMask(L);
   const [keys, values] = opts.cache.updateAndFetch(opts.k, opts.v);
-  const o = fastScaledDotProductAttention(opts.q, keys, values, { scale: opts.scale, mask: mask ?? null, sinks: opts.sinks ?? null });
+  // a decode batch (src/models/batch_cache.ts): each row attends from its own first key
+  const o = isRowsCache(opts.cache)
+    ? fastSdpaRows(opts.q, keys, values, opts.scale, opts.cache.rowStarts)
+    : fastScaledDotProductAttention(opts.q, keys, values, { scale: opts.scale, mask: mask ?? null, sinks: opts.sinks ?? null });
   const B = o.shape[0]!;
   return mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1]);
 }

@@ -7,13 +7,18 @@
  */
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastRope } from "../mlx/kernels.ts";
+import { fastRope, fastRopeRows } from "../mlx/kernels.ts";
 import type { RopeScaling } from "./config.ts";
 
 /** What attention calls: rotate the first `dims` features of x [B, H, L, D] at position `offset`. */
 export interface RopeLayer {
   readonly dims: number;
   forward(x: mx.Array, offset: number): mx.Array;
+  /**
+   * A decode batch x [B, H, 1, D], entry b at position offsets[b], each exactly as forward rotates it alone.
+   * Absent where the rotation depends on the sequence length (dynamic NTK, longrope): such models do not batch.
+   */
+  forwardRows?(x: mx.Array, offsets: readonly number[]): mx.Array;
   dispose(): void;
 }
 
@@ -47,14 +52,21 @@ export class Rope implements RopeLayer {
   }
 
   forward(x: mx.Array, offset: number): mx.Array {
-    return fastRope(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), {
+    return fastRope(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), { ...this.#options(), offset });
+  }
+
+  forwardRows(x: mx.Array, offsets: readonly number[]): mx.Array {
+    return fastRopeRows(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), this.#options(), offsets);
+  }
+
+  #options() {
+    return {
       dims: this.dims,
       traditional: this.opts.traditional ?? false,
       base: this.#freqs ? undefined : (this.opts.base ?? 10000),
       scale: this.opts.scale ?? 1,
-      offset,
       freqs: this.#freqs,
-    });
+    };
   }
 
   dispose(): void {

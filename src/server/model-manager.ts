@@ -214,7 +214,11 @@ export class ModelManager {
   async lease(spec: string | null | undefined | Resolved, signal?: AbortSignal): Promise<Lease> {
     const resolved = typeof spec === "object" && spec !== null ? spec : this.resolve(spec);
     if (this.closed) throw shuttingDown();
-    const releaseQueue = await this.queue.acquire(signal);
+    // a resident model that batches runs up to its --parallel requests together; anything else takes the turn alone
+    const path = resolved.target.path;
+    const slots = this.residents.get(path)?.engine.parallel ?? 1;
+    const share = slots > 1 ? { key: path, slots, ok: () => this.residents.has(path) } : undefined;
+    const releaseQueue = await this.queue.acquire(signal, share);
     let r: Resident;
     try {
       if (this.closed) throw shuttingDown();

@@ -87,9 +87,13 @@ export function templateTraits(t: string | null): { tools: boolean; thinking: bo
 }
 
 /** Load a resolved target by its reference (never by re-resolving its path: a snapshot path loses the repo name). */
-export async function loadTarget(target: ModelTarget, opts: { env?: Env; promptCacheBytes?: number } = {}): Promise<Engine> {
+export async function loadTarget(
+  target: ModelTarget,
+  opts: Pick<import("../engine/open.ts").OpenOptions, "env" | "promptCacheBytes" | "parallel" | "kvBudgetBytes" | "freeMemory"> = {},
+): Promise<Engine> {
   const { openModel } = await import("../engine/open.ts");
-  return openModel(target, { env: opts.env, promptCacheBytes: opts.promptCacheBytes });
+  const { env, promptCacheBytes, parallel, kvBudgetBytes, freeMemory } = opts;
+  return openModel(target, { env, promptCacheBytes, parallel, kvBudgetBytes, freeMemory });
 }
 
 /** Models a client can use: healthy, runtime compatible, text generators and embedders (not audio); cache, then workspaces. */

@@ -97,11 +97,13 @@ export async function openRun(ctx: RouteContext, request: Request, spec: RunSpec
   }
   let closed = false;
   let failure: unknown;
+  let unreserve: (() => void) | null = null;
   const close = (opts: ReleaseOptions = {}) => {
     if (closed) return;
     closed = true;
     detach();
     abort.abort();
+    unreserve?.();
     lease.release({ keepAliveMs: spec.keepAliveMs, ...opts, ...(failure !== undefined ? { error: failure } : {}) });
   };
   try {
@@ -133,6 +135,8 @@ export async function openRun(ctx: RouteContext, request: Request, spec: RunSpec
       }
       req.maxTokens = Math.max(1, Math.min(req.maxTokens, spec.contextLimit - promptTokens));
     }
+    // the KV memory this request needs beside the running ones, or a 503 now (never an out-of-memory crash later)
+    unreserve = engine.reserve?.(req) ?? null;
     async function* events(): AsyncGenerator<GenerateEvent, void, undefined> {
       await tick(); // headers and any first frame go out before prefill occupies the thread
       let end: GenerateDone | null = null;

@@ -24,6 +24,10 @@ export const WorkerConfigSchema = v.strictObject({
   maxQueue: v.optional(v.number()),
   /** Bytes for the prompt cache; 0 or absent = off. */
   promptCacheBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  /** Requests decoded at once (continuous batching); 1 or absent = one at a time. */
+  parallel: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1))),
+  /** Bytes the running requests' KV may reserve together (admission; 503 beyond). */
+  kvBudgetBytes: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0))),
   /** Names clients may use for `model` (--served-model-name); the first is reported. */
   servedNames: v.optional(v.array(v.string()), []),
   allowSwitch: v.optional(v.boolean(), false),
@@ -69,7 +73,14 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
   }
   const manager = new ModelManager({
     resolve: (spec) => resolveTarget(spec, { env, allowPaths: config.allowPaths }),
-    load: (t) => loadTarget(t, { env, promptCacheBytes: config.promptCacheBytes }),
+    load: async (t) => {
+      const engine = await loadTarget(t, { env, promptCacheBytes: config.promptCacheBytes, parallel: config.parallel, kvBudgetBytes: config.kvBudgetBytes, freeMemory: freemem });
+      const b = (engine as { batching?: { parallel: number; refusal: string | null } }).batching;
+      // a model that cannot batch runs one request at a time: say why, once
+      if (b && b.parallel > 1 && b.refusal) log("warn", `${t.id}: one request at a time (--parallel ${b.parallel} not used): ${b.refusal}`);
+      else if (b && b.parallel > 1) log("info", `${t.id}: continuous batching of up to ${b.parallel} requests`);
+      return engine;
+    },
     freeMemory: freemem,
     maxQueue: config.maxQueue,
     pinned,

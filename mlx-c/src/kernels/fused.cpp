@@ -236,8 +236,9 @@ class FastRMSNorm : public UnaryPrimitive {
 
 class FastRoPE : public UnaryPrimitive {
  public:
-  FastRoPE(Stream s, int dims, bool traditional, float base, float scale, int offset)
-      : UnaryPrimitive(s), dims_(dims), trad_(traditional), base_(base), scale_(scale), offset_(offset) {}
+  FastRoPE(Stream s, int dims, bool traditional, float base, float scale, int offset, std::vector<int> row_offsets = {})
+      : UnaryPrimitive(s), dims_(dims), trad_(traditional), base_(base), scale_(scale), offset_(offset),
+        row_offsets_(std::move(row_offsets)) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
     auto& enc = begin_eval(stream(), inputs, out);
@@ -247,27 +248,35 @@ class FastRoPE : public UnaryPrimitive {
     float* y = out.data<float>();
     const int D = out.shape(-1), L = out.ndim() >= 2 ? out.shape(-2) : 1;
     // Capture values, not `this`: MLX may release the primitive once the graph is evaluated.
-    enc.dispatch([dims = dims_, trad = trad_, base = base_, scale = scale_, offset = offset_, x = std::move(x), freqs, y,
-                  D, L, copies = std::move(copies)]() {
+    // Per-batch offsets (a decode batch, B = row_offsets.size()): batch b is rotated at its own position.
+    std::vector<int> offs = row_offsets_.empty() ? std::vector<int>{offset_} : row_offsets_;
+    const size_t rows_per_b = x.off.size() / offs.size();
+    enc.dispatch([dims = dims_, trad = trad_, base = base_, scale = scale_, offs = std::move(offs), rows_per_b, x = std::move(x),
+                  freqs, y, D, L, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
       const int half = dims / 2;
       // Same formula as MLX's composite: inv_freq = exp(-i·ln(base)/half) (or 1/freqs), θ = (offset+l)·scale·inv_freq.
-      std::vector<float> cs(static_cast<size_t>(L) * half), sn(cs.size());
+      const size_t nb = offs.size();
+      std::vector<float> cs(nb * L * half), sn(cs.size());
       const float k = static_cast<float>(std::log(static_cast<double>(base)) / half);
-      for (int l = 0; l < L; l++) {
-        const float pos = static_cast<float>(offset + l) * scale;
-        for (int i = 0; i < half; i++) {
-          const float inv = freqs ? 1.0f / freqs[i] : std::exp(static_cast<float>(-i) * k);
-          const float th = pos * inv;
-          cs[static_cast<size_t>(l) * half + i] = std::cos(th);
-          sn[static_cast<size_t>(l) * half + i] = std::sin(th);
+      for (size_t b = 0; b < nb; b++) {
+        for (int l = 0; l < L; l++) {
+          const float pos = static_cast<float>(offs[b] + l) * scale;
+          const size_t at = (b * L + l) * half;
+          for (int i = 0; i < half; i++) {
+            const float inv = freqs ? 1.0f / freqs[i] : std::exp(static_cast<float>(-i) * k);
+            const float th = pos * inv;
+            cs[at + i] = std::cos(th);
+            sn[at + i] = std::sin(th);
+          }
         }
       }
       for_rows(x.off.size(), static_cast<double>(x.off.size()) * D, [&](size_t r) {
         const float* xr = x.row(r);
         float* yr = y + r * D;
-        const float* c = cs.data() + (r % L) * half;
-        const float* s = sn.data() + (r % L) * half;
+        const size_t at = ((r / rows_per_b) * L + (r % L)) * half;
+        const float* c = cs.data() + at;
+        const float* s = sn.data() + at;
         for (int i = 0; i < half; i++) {
           const int i1 = trad ? 2 * i : i, i2 = trad ? 2 * i + 1 : i + half;
           const float a = xr[i1], b = xr[i2];
@@ -286,13 +295,15 @@ class FastRoPE : public UnaryPrimitive {
   bool trad_;
   float base_, scale_;
   int offset_;
+  std::vector<int> row_offsets_;
 };
 
 // ----------------------------------------------------------------------------------------- attention
 
 class FastSDPA : public UnaryPrimitive {
  public:
-  FastSDPA(Stream s, float scale, bool causal) : UnaryPrimitive(s), scale_(scale), causal_(causal) {}
+  FastSDPA(Stream s, float scale, bool causal, std::vector<int> starts = {})
+      : UnaryPrimitive(s), scale_(scale), causal_(causal), starts_(std::move(starts)) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
     auto& enc = begin_eval(stream(), inputs, out);
@@ -306,7 +317,9 @@ class FastSDPA : public UnaryPrimitive {
     const bool avx2 = use_avx2();
     const float scale = scale_;
     const bool causal = causal_;
-    enc.dispatch([=, q = std::move(q), copies = std::move(copies)]() {
+    // A decode batch: batch b attends to keys [starts[b], Lk) (left padding before), indexed from 0 as if alone.
+    std::vector<int> starts = starts_;
+    enc.dispatch([=, q = std::move(q), starts = std::move(starts), copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
       const int group = Hq / Hkv;
       const double work = static_cast<double>(q.off.size()) * Lk * (D + Dv);
@@ -314,10 +327,11 @@ class FastSDPA : public UnaryPrimitive {
         const int l = static_cast<int>(r % Lq);
         const size_t bh = r / Lq;
         const size_t b = bh / Hq, h = bh % Hq;
-        const float* kb = k.at(b, h / group, 0);
-        const float* vb = v.at(b, h / group, 0);
+        const int s0 = starts.empty() ? 0 : starts[b];
+        const float* kb = k.at(b, h / group, s0);
+        const float* vb = v.at(b, h / group, s0);
         // MLX's causal mask is aligned to the end: query l sees keys up to (Lk - Lq) + l.
-        const int n = causal ? std::clamp(Lk - Lq + l + 1, 0, Lk) : Lk;
+        const int n = causal ? std::clamp(Lk - Lq + l + 1, 0, Lk) : Lk - s0;
         thread_local std::vector<float> sc;
         sc.resize(static_cast<size_t>(std::max(n, 1)));
         const float* qr = q.row(r);
@@ -359,6 +373,7 @@ class FastSDPA : public UnaryPrimitive {
  private:
   float scale_;
   bool causal_;
+  std::vector<int> starts_;
 };
 
 // -------------------------------------------------------------------------------------------- SwiGLU
@@ -435,6 +450,51 @@ MLXK_API int mlxk_kernel_rope(mlxk_array* out, mlxk_array x, int dims, bool trad
   if (f) in.push_back(*f);
   return put(out, array(a.shape(), float32, std::make_shared<FastRoPE>(st, dims, traditional, b.value_or(1.f), scale, offset),
                         std::move(in)));
+  MLXK_END
+}
+
+MLXK_API int mlxk_kernel_rope_rows(mlxk_array* out, mlxk_array x, int dims, bool traditional, bool has_base, float base,
+                                   float scale, const int32_t* offsets, int n, mlxk_array freqs, mlxk_stream s) {
+  MLXK_TRY Stream st = to_stream(S(s));
+  const array& a = A(x);
+  auto f = OA(freqs);
+  std::optional<float> b = has_base ? std::optional<float>(base) : std::nullopt;
+  const bool ok = kernel_stream(st) && a.dtype() == float32 && a.ndim() == 4 && n == a.shape(0) && n > 0 && dims > 0 &&
+                  dims % 2 == 0 && dims <= a.shape(-1) && (b.has_value() != f.has_value()) &&
+                  (!f || (f->dtype() == float32 && f->ndim() == 1 && f->shape(0) == dims / 2));
+  if (!ok) {
+    // MLX's rope takes one offset per batch entry as an array
+    array off(offsets, Shape{n}, int32);
+    return put(out, fast::rope(a, dims, traditional, b, scale, off, f, st));
+  }
+  std::vector<array> in{a};
+  if (f) in.push_back(*f);
+  return put(out, array(a.shape(), float32,
+                        std::make_shared<FastRoPE>(st, dims, traditional, b.value_or(1.f), scale, 0, std::vector<int>(offsets, offsets + n)),
+                        std::move(in)));
+  MLXK_END
+}
+
+MLXK_API int mlxk_kernel_sdpa_rows(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale,
+                                   const int32_t* starts, int n, mlxk_stream s) {
+  MLXK_TRY Stream st = to_stream(S(s));
+  const array &qa = A(q), &ka = A(k), &va = A(v);
+  bool ok = kernel_stream(st) && qa.dtype() == float32 && ka.dtype() == float32 && va.dtype() == float32 &&
+            qa.ndim() == 4 && ka.ndim() == 4 && va.ndim() == 4 && qa.shape(0) == n && ka.shape(0) == n &&
+            va.shape(0) == n && qa.shape(2) == 1 && ka.shape(1) == va.shape(1) && ka.shape(1) > 0 &&
+            qa.shape(1) % ka.shape(1) == 0 && ka.shape(2) == va.shape(2) && qa.shape(3) == ka.shape(3);
+  for (int i = 0; ok && i < n; i++) ok = starts[i] >= 0 && starts[i] < ka.shape(2);
+  if (!ok) {
+    // keys before a row's start are padding: masked out for MLX's attention
+    const int Lk = ka.shape(2);
+    array st_arr(starts, Shape{n, 1, 1, 1}, int32);
+    array pos = arange(0, Lk, int32, st);
+    array mask = greater_equal(reshape(pos, {1, 1, 1, Lk}, st), st_arr, st);
+    return put(out, fast::scaled_dot_product_attention(qa, ka, va, scale, "array", mask, std::nullopt, false, st));
+  }
+  Shape shape{qa.shape(0), qa.shape(1), qa.shape(2), va.shape(3)};
+  return put(out, array(std::move(shape), float32,
+                        std::make_shared<FastSDPA>(st, scale, false, std::vector<int>(starts, starts + n)), {qa, ka, va}));
   MLXK_END
 }
 

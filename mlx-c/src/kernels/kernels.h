@@ -27,6 +27,12 @@ MLXK_API int mlxk_kernel_rope(mlxk_array* out, mlxk_array x, int dims, bool trad
                               float scale, int offset, mlxk_array offset_arr, mlxk_array freqs, mlxk_stream s);
 MLXK_API int mlxk_kernel_sdpa(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale, int mask_mode,
                               mlxk_array mask, mlxk_array sinks, mlxk_stream s);
+/* A decode batch (q [B,H,1,D]): rope with one position per batch entry (offsets[B]), and attention where
+   entry b sees keys [starts[b], Lk) of its left-padded cache. Each entry is computed exactly as alone. */
+MLXK_API int mlxk_kernel_rope_rows(mlxk_array* out, mlxk_array x, int dims, bool traditional, bool has_base, float base,
+                                   float scale, const int32_t* offsets, int n, mlxk_array freqs, mlxk_stream s);
+MLXK_API int mlxk_kernel_sdpa_rows(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale,
+                                   const int32_t* starts, int n, mlxk_stream s);
 /* x · wᵀ for float32 x [..., K] and w [N, K] on CPU (else MLX's matmul(x, swapaxes(w))). */
 MLXK_API int mlxk_fast_linear(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_stream s);
 /* silu(gate)·up, float32 on CPU (else MLX's multiply(silu(gate), up)). */

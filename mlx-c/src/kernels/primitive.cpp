@@ -44,6 +44,8 @@ class FastQuantizedMatmul : public UnaryPrimitive {
     p.N = w.shape(0);
     p.gs = gs_;
     p.fmt = fmt_;
+    // [B, 1, K] with B > 1 is a decode batch (prefill is [1, L, K]): rows are computed as if alone.
+    p.independent_rows = p.M > 1 && x.ndim() >= 3 && x.shape(-2) == 1;
     // Input buffers stay alive until the dispatched task ran (MLX's CPU eval holds them), so raw pointers are safe.
     enc.dispatch([p, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();

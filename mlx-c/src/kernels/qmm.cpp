@@ -174,6 +174,23 @@ MLXK_AVX2 void rows_avx2(const QmmProblem& p, const float* xp, int n) {
   }
 }
 
+// A decode column's result: the group sums tot, plus the affine bias as bias·Σx(group) (shared by the one-row
+// and the batch kernels so both round alike).
+template <QFormat F>
+MLXK_AVX2 inline float finish_col(const QmmProblem& p, __m256 tot, const float* xsum, int n) {
+  float r = hsum(tot);
+  if constexpr (F != QFormat::Mxfp4) {
+    const int G = p.K / p.gs;
+    const float* b = p.biases + static_cast<size_t>(n) * G;
+    __m256 bacc = _mm256_setzero_ps();
+    int g = 0;
+    for (; g + 8 <= G; g += 8) bacc = _mm256_fmadd_ps(_mm256_loadu_ps(b + g), _mm256_loadu_ps(xsum + g), bacc);
+    r += hsum(bacc);
+    for (; g < G; g++) r += b[g] * xsum[g];
+  }
+  return r;
+}
+
 // Decode (one row of x): dot the raw codes with x per group and scale once per group, adding the affine
 // bias as bias·Σx(group) at the end — half the FMAs of dequantising every weight (10–20% faster measured).
 // Two columns at a time share the x loads and give the out-of-order core independent accumulator chains.
@@ -213,17 +230,58 @@ MLXK_AVX2 void cols_avx2(const QmmProblem& p, const float* xp, const float* xsum
     }
   }
 #pragma GCC unroll 2
-  for (int c = 0; c < C; c++) {
-    float r = hsum(tot[c]);
-    if constexpr (F != QFormat::Mxfp4) {
-      const float* b = p.biases + static_cast<size_t>(n + c) * G;
-      __m256 bacc = _mm256_setzero_ps();
-      int g = 0;
-      for (; g + 8 <= G; g += 8) bacc = _mm256_fmadd_ps(_mm256_loadu_ps(b + g), _mm256_loadu_ps(xsum + g), bacc);
-      r += hsum(bacc);
-      for (; g < G; g++) r += b[g] * xsum[g];
+  for (int c = 0; c < C; c++) p.out[n + c] = finish_col<F>(p, tot[c], xsum, n + c);
+}
+
+// Decode batch: R rows against one weight column, each unpacked chunk shared by the rows, every row's
+// arithmetic exactly that of cols_avx2 (same chains, same order), so a row's result is bit-identical to
+// decoding it alone while the unpacking (the compute bound part) is paid once for R rows.
+template <QFormat F, int R>
+MLXK_AVX2 void cols_rows_avx2(const QmmProblem& p, const float* xp, const float* xsum, int r0, int n) {
+  const int K = p.K, gs = p.gs, G = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
+  const uint8_t* w = p.w + static_cast<size_t>(n) * row_bytes;
+  __m256 tot[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) tot[r] = _mm256_setzero_ps();
+  for (int g = 0; g < G; g++) {
+    __m256 ga[R][2];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) ga[r][0] = ga[r][1] = _mm256_setzero_ps();
+    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
+      __m256 q[4];
+      unpack32<F>(w, k0, q);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; r++) {
+        const float* xr = xp + static_cast<size_t>(r0 + r) * K + k0;
+        ga[r][0] = _mm256_fmadd_ps(q[0], _mm256_loadu_ps(xr), ga[r][0]);
+        ga[r][1] = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xr + 8), ga[r][1]);
+        ga[r][0] = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xr + 16), ga[r][0]);
+        ga[r][1] = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xr + 24), ga[r][1]);
+      }
     }
-    p.out[n + c] = r;
+    const size_t gi = static_cast<size_t>(n) * G + g;
+    const __m256 sv = _mm256_set1_ps(F == QFormat::Mxfp4 ? 0.5f * e8m0(p.escale[gi]) : p.scales[gi]);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) tot[r] = _mm256_fmadd_ps(_mm256_add_ps(ga[r][0], ga[r][1]), sv, tot[r]);
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+    p.out[static_cast<size_t>(r0 + r) * p.N + n] = finish_col<F>(p, tot[r], xsum + static_cast<size_t>(r0 + r) * G, n);
+}
+
+// Decode batch over columns [c0, c1): rows in blocks of 4 (the accumulators fit the 16 ymm registers).
+template <QFormat F>
+void batch_cols_avx2(const QmmProblem& p, const float* xp, const float* xsum, int c0, int c1) {
+  for (int n = c0; n < c1; n++) {
+    int r = 0;
+    for (; r + 4 <= p.M; r += 4) cols_rows_avx2<F, 4>(p, xp, xsum, r, n);
+    switch (p.M - r) {
+      case 3: cols_rows_avx2<F, 3>(p, xp, xsum, r, n); break;
+      case 2: cols_rows_avx2<F, 2>(p, xp, xsum, r, n); break;
+      case 1: cols_rows_avx2<F, 1>(p, xp, xsum, r, n); break;
+      default: break;
+    }
   }
 }
 
@@ -267,7 +325,7 @@ void tile_avx2(const QmmProblem& p, const float* xp, const float* xsum, int r0, 
 struct Job {
   const QmmProblem* p;
   const float* xp; // x in the order the chosen path reads it
-  const float* xsum; // M == 1: Σx per group (the decode path), else null
+  const float* xsum; // decode path (M == 1 or independent rows): Σx per group of each row [M, G], else null
   bool avx2;
   int row_block, col_chunk, n_col_chunks;
 };
@@ -279,6 +337,14 @@ void run_task(void* ctx, int i) {
   const int r0 = rb * j.row_block, r1 = std::min(p.M, r0 + j.row_block);
   const int c0 = cc * j.col_chunk, c1 = std::min(p.N, c0 + j.col_chunk);
 #ifdef MLXK_X86
+  if (j.avx2 && p.independent_rows) {
+    // Batched decode: every row with the one-row arithmetic, the weights unpacked once for all rows.
+    switch (p.fmt) {
+      case QFormat::Affine4: batch_cols_avx2<QFormat::Affine4>(p, j.xp, j.xsum, c0, c1); return;
+      case QFormat::Affine8: batch_cols_avx2<QFormat::Affine8>(p, j.xp, j.xsum, c0, c1); return;
+      case QFormat::Mxfp4: batch_cols_avx2<QFormat::Mxfp4>(p, j.xp, j.xsum, c0, c1); return;
+    }
+  }
   if (j.avx2) {
     switch (p.fmt) {
       case QFormat::Affine4: tile_avx2<QFormat::Affine4>(p, j.xp, j.xsum, r0, r1, c0, c1); return;
@@ -326,12 +392,18 @@ void qmm(const QmmProblem& p) {
     j.xp = xbuf.data();
   }
   thread_local std::vector<float> xsum;
-  if (j.avx2 && p.M == 1) {
+  const int xrows = p.M == 1 ? 1 : (p.independent_rows ? p.M : 0);
+  if (j.avx2 && xrows > 0) {
     const int G = p.K / p.gs;
-    xsum.assign(static_cast<size_t>(G), 0.f);
-    for (int g = 0; g < G; g++)
-      for (int k = g * p.gs; k < (g + 1) * p.gs; k++) xsum[g] += p.x[k];
+    xsum.assign(static_cast<size_t>(G) * xrows, 0.f);
+    for (int r = 0; r < xrows; r++) {
+      const float* xr = p.x + static_cast<size_t>(r) * p.K;
+      for (int g = 0; g < G; g++)
+        for (int k = g * p.gs; k < (g + 1) * p.gs; k++) xsum[static_cast<size_t>(r) * G + g] += xr[k];
+    }
     j.xsum = xsum.data();
+    // all rows in one task per column chunk, so the chunk's weights are read from memory once per step
+    if (p.independent_rows) j.row_block = p.M;
   }
 #endif
   const int threads = pool_threads();

@@ -17,6 +17,9 @@ struct QmmProblem {
   float* out;            // [M, N]
   int M, K, N, gs;
   QFormat fmt;
+  // The M rows are separate sequences decoding one token each (a batch): every row is computed exactly as a
+  // one-row problem would be (bit-identical to decoding it alone), the weights still read once for all rows.
+  bool independent_rows = false;
 };
 
 // 0 = no kernels on this architecture, 1 = portable scalar kernels, 2 = AVX2/FMA kernels.

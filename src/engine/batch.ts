@@ -1,0 +1,256 @@
+/**
+ * The model side of continuous batching (the scheduler, scheduler.ts, owns the lifecycle): a newcomer is
+ * prefilled on its own cache in the same chunks as a solo run, then its KV joins the batch's left-padded
+ * buffers (src/models/batch_cache.ts) and every decode step runs all rows through the model at once. Each row
+ * keeps its own way of choosing tokens (greedy on the device, a constraint's bias, a host sampler). A row is
+ * computed exactly as alone (row-independent kernels), so batched greedy output is the solo output.
+ */
+import { kernelInfo } from "../mlx/kernels.ts";
+import * as mx from "../mlx/index.ts";
+import type { LanguageModel, LayerCache } from "../models/base.ts";
+import { BatchKVCache } from "../models/batch_cache.ts";
+import { StandardKVCache } from "../models/cache.ts";
+import { Decoder, DenseMlp } from "../models/transformer.ts";
+import { type HostSampler, PREFILL_STEP } from "./generate.ts";
+import type { Batcher, RowToken } from "./scheduler.ts";
+
+/** Why this model cannot decode a batch with every row as alone; null when it can. */
+export function batchRefusal(model: LanguageModel, modelType: string): string | null {
+  const k = kernelInfo();
+  if (!k.enabled) return "our CPU kernels are off (MLXK_KERNELS=0 or unavailable); only they compute every row of a batch exactly as alone";
+  if (!(model instanceof Decoder)) return `${modelType} does not use the shared decoder (its caches or attention are not row-batched yet)`;
+  const caches = model.makeCache();
+  try {
+    if (!caches.every((c) => c instanceof StandardKVCache)) return `${modelType} has sliding-window layers (rotating caches are not row-batched yet)`;
+  } finally {
+    for (const c of caches) c[Symbol.dispose]();
+  }
+  if (!model.layers.every((l) => l.self_attn.batchable)) return `${modelType}'s attention depends on the sequence length (rope scaling, sinks or query scaling)`;
+  if (!model.layers.every((l) => l.mlp instanceof DenseMlp)) return `${modelType} routes tokens to experts (MoE is not row-batched yet)`;
+  return null;
+}
+
+/** How one row chooses its next token from its logits [V]. */
+export interface RowPolicy {
+  /** Host sampling over f32 logits; absent = greedy on the device. */
+  sampler?: HostSampler;
+  /** Greedy under a constraint: additive bias for the next token (asked after the previous one was handed out). */
+  deviceMask?: (vocab: number) => Float32Array;
+  /** Hand out the f32 logits with each token (logprobs). */
+  wantLogits?: boolean;
+}
+
+export interface BatchRow {
+  prompt: readonly number[];
+  /** The row's own cache for prefill (a prompt-cache hit or fresh); the batch takes it over. */
+  cache: LayerCache[];
+  /** Leading prompt tokens the cache already holds. */
+  cached: number;
+  policy: RowPolicy;
+  /** Called once the row's cache holds exactly the prompt (a prompt-cache snapshot), before it joins. */
+  onPrefilled?: (cache: LayerCache[]) => void;
+}
+
+
+/** A row in prefill: feeds one chunk at a time; the last chunk gives the first token. */
+export class Prefill {
+  #pos: number;
+  readonly history: number[];
+  constructor(
+    readonly row: BatchRow,
+    private readonly model: LanguageModel,
+  ) {
+    this.#pos = row.cached;
+    this.history = [...row.prompt];
+  }
+
+  /** One chunk; returns the first token once the whole prompt is in, else null. */
+  chunk(): RowToken | null {
+    const { prompt, cache } = this.row;
+    if (prompt.length - this.#pos > PREFILL_STEP) {
+      mx.scope(() => {
+        this.model.hidden(ids([prompt.slice(this.#pos, this.#pos + PREFILL_STEP)]), cache);
+        mx.eval(cache.flatMap((c) => c.state()));
+      });
+      mx.memory.clearCache();
+      this.#pos += PREFILL_STEP;
+      return null;
+    }
+    const logits = mx.scope(() => {
+      const h = this.model.hidden(ids([prompt.slice(this.#pos)]), cache);
+      const L = h.shape[1]!;
+      return mx.reshape(this.model.logits(L === 1 ? h : mx.sliceAxis(h, 1, L - 1, L)), [1, -1]).astype(mx.Dtype.float32);
+    });
+    this.#pos = prompt.length;
+    try {
+      const [t] = choose(logits, [this.row.policy], [this.history]);
+      if (t instanceof Error) throw t;
+      this.row.onPrefilled?.(cache);
+      return t!;
+    } finally {
+      logits.dispose();
+    }
+  }
+}
+
+/** The running rows' shared caches, one BatchKVCache per layer. */
+export class DecodeBatch implements Disposable {
+  #layers: BatchKVCache[] = [];
+  #rows: { policy: RowPolicy; history: number[] }[] = [];
+
+  constructor(private readonly model: LanguageModel) {}
+
+  get size(): number {
+    return this.#rows.length;
+  }
+
+  /** Bytes of the batch's KV buffers. */
+  get nbytes(): number {
+    return this.#layers.reduce((n, c) => n + c.nbytes, 0);
+  }
+
+  /**
+   * The new membership: `keep[i]` true keeps running row i; `add` are prefilled rows (their caches taken
+   * over and freed). Rebuilds the buffers once.
+   */
+  rebuild(keep: readonly boolean[], add: readonly { cache: LayerCache[]; policy: RowPolicy; history: number[] }[]): void {
+    const L = this.model.numLayers;
+    const next: BatchKVCache[] = [];
+    for (let l = 0; l < L; l++) {
+      const rows = [
+        ...this.#rows.flatMap((_, i) => (keep[i] ? [this.#layers[l]!.row(i)] : [])),
+        ...add.map((a) => {
+          const c = a.cache[l] as StandardKVCache;
+          const [k, v] = c.state() as [mx.Array, mx.Array];
+          const [, H, , Dk] = k.shape as [number, number, number, number];
+          return { keys: mx.slice(k, [0, 0, 0, 0], [1, H, c.offset, Dk]), values: mx.slice(v, [0, 0, 0, 0], [1, H, c.offset, v.shape[3]!]) };
+        }),
+      ];
+      next.push(mx.scope(() => BatchKVCache.build(rows)));
+    }
+    for (const c of this.#layers) c[Symbol.dispose]();
+    for (const a of add) for (const c of a.cache) c[Symbol.dispose]();
+    this.#layers = next;
+    this.#rows = [...this.#rows.filter((_, i) => keep[i]), ...add.map((a) => ({ policy: a.policy, history: a.history }))];
+    mx.memory.clearCache();
+  }
+
+  /** Row i as caches of its own (compact copies), e.g. for the prompt cache. */
+  extract(i: number): StandardKVCache[] {
+    return this.#layers.map((c) => c.extract(i));
+  }
+
+  /** One decode step: `last[i]` is row i's previous token; each row gets its next token, or the error it hit. */
+  step(last: readonly number[]): (RowToken | Error)[] {
+    const logits = mx.scope(() => {
+      const h = this.model.hidden(ids(last.map((t) => [t])), this.#layers);
+      return mx.reshape(this.model.logits(h), [last.length, -1]).astype(mx.Dtype.float32);
+    });
+    try {
+      last.forEach((t, i) => this.#rows[i]!.history.push(t));
+      return choose(logits, this.#rows.map((r) => r.policy), this.#rows.map((r) => r.history));
+    } finally {
+      logits.dispose();
+    }
+  }
+
+  [Symbol.dispose](): void {
+    for (const c of this.#layers) c[Symbol.dispose]();
+    this.#layers = [];
+    this.#rows = [];
+  }
+}
+
+function ids(rows: readonly (readonly number[])[]): mx.Array {
+  return mx.array(Int32Array.from(rows.flat()), { shape: [rows.length, rows[0]!.length], dtype: mx.Dtype.int32 });
+}
+
+/**
+ * Each row's token from logits [B, V]: greedy rows by one argmax on the device (masked rows with their bias
+ * added), host rows by their sampler. A row whose policy throws gets the error; the others are unaffected.
+ */
+function choose(logits: mx.Array, policies: readonly RowPolicy[], histories: readonly number[][]): (RowToken | Error)[] {
+  const V = logits.shape[1]!;
+  const out: (RowToken | Error)[] = new Array(policies.length);
+  const needHost = policies.some((p) => p.sampler || p.wantLogits);
+  const host = needHost ? logits.toFloat32Array() : null;
+  const bias = new Float32Array(policies.length * V);
+  let masked = false;
+  policies.forEach((p, i) => {
+    if (p.sampler || !p.deviceMask) return;
+    try {
+      bias.set(p.deviceMask(V), i * V);
+      masked = true;
+    } catch (e) {
+      out[i] = e instanceof Error ? e : new Error(String(e));
+    }
+  });
+  const am = mx.scope(() => mx.argmax(masked ? mx.add(logits, mx.array(bias, { shape: [policies.length, V] })) : logits, -1));
+  let greedy: Int32Array;
+  try {
+    greedy = am.toInt32Array();
+  } finally {
+    am.dispose();
+  }
+  policies.forEach((p, i) => {
+    if (out[i]) return;
+    const row = host ? host.subarray(i * V, (i + 1) * V) : undefined;
+    try {
+      if (p.sampler) out[i] = { token: p.sampler(Float32Array.from(row!), histories[i]!), logits: Float32Array.from(row!) };
+      else out[i] = p.wantLogits ? { token: greedy[i]!, logits: Float32Array.from(row!) } : { token: greedy[i]! };
+    } catch (e) {
+      out[i] = e instanceof Error ? e : new Error(String(e));
+    }
+  });
+  return out;
+}
+
+/** A newcomer as the MLX batcher carries it. */
+export interface MlxJoin {
+  prefill: Prefill;
+  /** The row's KV when it ends normally (its own caches; the receiver owns them), e.g. into the prompt cache. */
+  onLeave?: (caches: LayerCache[]) => void;
+}
+
+/** The Batcher (scheduler.ts) over an MLX model. */
+export class MlxBatcher implements Batcher<MlxJoin>, Disposable {
+  readonly #batch: DecodeBatch;
+
+  constructor(private readonly model: LanguageModel) {
+    this.#batch = new DecodeBatch(model);
+  }
+
+  /** A newcomer's state for Scheduler.join. */
+  newcomer(row: BatchRow, onLeave?: MlxJoin["onLeave"]): MlxJoin {
+    return { prefill: new Prefill(row, this.model), onLeave };
+  }
+
+  prefill(j: MlxJoin): RowToken | null {
+    return j.prefill.chunk();
+  }
+
+  rebuild(keep: readonly boolean[], add: readonly MlxJoin[]): void {
+    this.#batch.rebuild(
+      keep,
+      add.map((a) => ({ cache: a.prefill.row.cache, policy: a.prefill.row.policy, history: a.prefill.history })),
+    );
+  }
+
+  step(last: readonly number[]): (RowToken | Error)[] {
+    return this.#batch.step(last);
+  }
+
+  leave(i: number, j: MlxJoin): void {
+    if (j.onLeave) j.onLeave(this.#batch.extract(i));
+  }
+
+  discard(j: MlxJoin, finished: boolean): void {
+    const caches = j.prefill.row.cache;
+    if (finished && j.onLeave) j.onLeave(caches);
+    else for (const c of caches) c[Symbol.dispose]();
+  }
+
+  [Symbol.dispose](): void {
+    this.#batch[Symbol.dispose]();
+  }
+}

@@ -1,0 +1,341 @@
+/**
+ * Continuous batching: one loop owns the model's decode batch. Requests join between decode steps (their
+ * prompt prefilled chunk by chunk, one chunk between two steps, so running streams keep flowing) and leave
+ * when done, cancelled, failed or disconnected; each row's consumer (the engine's per-request pipeline:
+ * sampler, stops, detokenizer, parsers, constraint) reads its tokens through a RowStream. A step runs once
+ * every running row's consumer has taken its previous token (a constraint's mask for the next token depends
+ * on it); consumers run at engine speed (the server pushes into the response stream), so nobody waits on a
+ * slow client. KV memory is reserved before admission: a request that does not fit is refused with 503.
+ *
+ * The model side is a Batcher (src/engine/batch.ts over MLX; tests script a fake one).
+ */
+import { MlxkError } from "../errors.ts";
+import type { LoopStats } from "./generate.ts";
+
+export interface RowToken {
+  token: number;
+  logits?: Float32Array;
+}
+
+/** What the scheduler needs of the model. `J` is a newcomer's model-side state (its prompt, cache, policy). */
+export interface Batcher<J> {
+  /** One prefill chunk of a newcomer; its first token once the whole prompt is in, else null. Throws: that row fails. */
+  prefill(j: J): RowToken | null;
+  /** Between steps: keep running row i iff keep[i], then append the prefilled newcomers `add` (in order). */
+  rebuild(keep: readonly boolean[], add: readonly J[]): void;
+  /** One decode step: last[i] is row i's previous token; each row's next token or its own error. */
+  step(last: readonly number[]): (RowToken | Error)[];
+  /** Running row i leaves normally: its KV for whoever keeps it (the prompt cache); called before rebuild. */
+  leave?(i: number, j: J): void;
+  /** A newcomer that never joined the batch (finished at its first token, cancelled, failed): free or keep it. */
+  discard(j: J, finished: boolean): void;
+}
+
+export interface SchedulerOptions {
+  /** Rows decoded at once. */
+  parallel: number;
+  /** Bytes KV reservations may total (admit); undefined = unbounded. */
+  kvBudgetBytes?: number;
+  /** Free memory now (os.freemem); admission also needs this much beyond the request's KV. */
+  freeMemory?: () => number;
+}
+
+export interface JoinOptions {
+  maxTokens: number;
+  signal?: AbortSignal;
+  stats?: LoopStats;
+}
+
+type State = "waiting" | "prefill" | "running" | "done";
+
+class Row<J> {
+  state: State = "waiting";
+  generated = 0;
+  last = -1;
+  readonly queue: RowToken[] = [];
+  waiter: { resolve: (r: IteratorResult<RowToken, undefined>) => void; reject: (e: unknown) => void } | null = null;
+  error: unknown = null;
+  /** The consumer is gone (it returned, or its signal aborted). */
+  closed = false;
+  readonly t0 = performance.now();
+  tDecode = 0;
+  constructor(
+    readonly j: J,
+    readonly o: JoinOptions,
+  ) {}
+
+  /** Waiting for its next token with nothing buffered: a step may run for it. */
+  get ready(): boolean {
+    return this.closed || (this.waiter !== null && this.queue.length === 0);
+  }
+
+  deliver(t: RowToken): void {
+    this.generated++;
+    this.last = t.token;
+    const s = this.o.stats;
+    if (s) {
+      if (this.generated === 1) {
+        s.prefillMs = performance.now() - this.t0;
+        this.tDecode = performance.now();
+      }
+      s.generated = this.generated;
+      s.decodeMs = performance.now() - this.tDecode;
+    }
+    if (this.closed) return;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve({ value: t, done: false });
+    } else this.queue.push(t);
+  }
+
+  /** The row ends (normally or with an error): a waiting consumer hears it now. */
+  finish(error?: unknown): void {
+    this.state = "done";
+    if (error !== undefined) this.error = error;
+    const w = this.waiter;
+    this.waiter = null;
+    if (!w) return;
+    if (this.error !== null && !this.closed) w.reject(this.error);
+    else w.resolve({ value: undefined, done: true });
+  }
+}
+
+/** A row's tokens, for its consumer. `return()` leaves the batch (cancel, stop string, disconnect). */
+export interface RowStream extends AsyncIterator<RowToken, undefined> {
+  next(): Promise<IteratorResult<RowToken, undefined>>;
+  return(): Promise<IteratorResult<RowToken, undefined>>;
+}
+
+export class Scheduler<J> implements Disposable {
+  readonly #rows: Row<J>[] = [];
+  /** Running rows in batch order. */
+  #running: Row<J>[] = [];
+  #loop: Promise<void> | null = null;
+  #wake: (() => void) | null = null;
+  #reserved = 0;
+  #disposed = false;
+
+  constructor(
+    private readonly batcher: Batcher<J>,
+    readonly opts: SchedulerOptions,
+  ) {}
+
+  get parallel(): number {
+    return this.opts.parallel;
+  }
+
+  /** Rows in the scheduler now (running, prefilling, waiting). */
+  get active(): number {
+    return this.#rows.length;
+  }
+
+  /** Rows in the decode batch now. */
+  get batchSize(): number {
+    return this.#running.length;
+  }
+
+  /** Resolves once the loop has nothing left to do (every row left the batch). */
+  idle(): Promise<void> {
+    return this.#loop ?? Promise.resolve();
+  }
+
+  get reservedBytes(): number {
+    return this.#reserved;
+  }
+
+  /**
+   * Reserve `bytes` of KV for a request before it starts (its whole prompt + answer); throws queue_full
+   * (503 with retry-after) when the budget or the free memory cannot hold it. Returns the release.
+   */
+  admit(bytes: number): () => void {
+    const budget = this.opts.kvBudgetBytes;
+    const free = this.opts.freeMemory?.();
+    if ((budget !== undefined && this.#reserved + bytes > budget && this.#reserved > 0) || (free !== undefined && bytes > free)) {
+      const mb = (n: number) => `${Math.round(n / 2 ** 20)} MiB`;
+      throw new MlxkError(
+        "queue_full",
+        `Server busy: this request needs about ${mb(bytes)} of KV cache and ${mb(Math.max(0, (budget ?? Infinity) - this.#reserved))} is left for running requests (free memory ${free === undefined ? "unknown" : mb(free)}). Retry shortly, or ask for fewer tokens.`,
+        { retryable: true, extra: { code: "kv_cache_full" } },
+      );
+    }
+    this.#reserved += bytes;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.#reserved -= bytes;
+    };
+  }
+
+  /** Add a request; its tokens come from the returned stream. */
+  join(j: J, o: JoinOptions): RowStream {
+    if (this.#disposed) throw new MlxkError("server_shutdown", "The model is being unloaded");
+    const row = new Row(j, o);
+    this.#rows.push(row);
+    const onAbort = () => this.#close(row);
+    o.signal?.addEventListener("abort", onAbort, { once: true });
+    if (o.signal?.aborted) this.#close(row);
+    this.#kick();
+    const stream: RowStream = {
+      next: () => {
+        const t = row.queue.shift();
+        if (t) return Promise.resolve({ value: t, done: false });
+        if (row.state === "done" || row.closed) {
+          if (row.error !== null && !row.closed) return Promise.reject(row.error);
+          return Promise.resolve({ value: undefined, done: true });
+        }
+        return new Promise((resolve, reject) => {
+          row.waiter = { resolve, reject };
+          this.#kick();
+        });
+      },
+      return: () => {
+        o.signal?.removeEventListener("abort", onAbort);
+        this.#close(row);
+        return Promise.resolve({ value: undefined, done: true });
+      },
+    };
+    return stream;
+  }
+
+  #close(row: Row<J>): void {
+    if (row.closed) return;
+    row.closed = true;
+    const w = row.waiter;
+    row.waiter = null;
+    w?.resolve({ value: undefined, done: true });
+    this.#kick();
+  }
+
+  #kick(): void {
+    const w = this.#wake;
+    this.#wake = null;
+    w?.();
+    if (!this.#loop && this.#rows.length > 0) {
+      this.#loop = this.#run().finally(() => {
+        this.#loop = null;
+        if (this.#rows.length > 0 && !this.#disposed) this.#kick();
+      });
+    }
+  }
+
+  async #run(): Promise<void> {
+    while (this.#rows.length > 0 && !this.#disposed) {
+      const progressed = this.#iterate();
+      if (progressed) await new Promise<void>((r) => setImmediate(r));
+      else await new Promise<void>((r) => (this.#wake = r));
+    }
+  }
+
+  /** One round: membership changes, one prefill chunk, one decode step. False when nothing could run. */
+  #iterate(): boolean {
+    let progressed = false;
+    // newcomers that were closed before joining the batch
+    for (const r of [...this.#rows]) {
+      if ((r.state === "waiting" || r.state === "prefill") && r.closed) {
+        this.#drop(r);
+        if (r.state === "prefill") this.batcher.discard(r.j, false);
+        r.finish();
+        progressed = true;
+      }
+    }
+    const joined: Row<J>[] = [];
+    // one prefill chunk for the first newcomer while the batch has room
+    const next = this.#rows.find((r) => r.state === "prefill") ?? this.#rows.find((r) => r.state === "waiting");
+    if (next && this.#running.filter((r) => !r.closed && r.state === "running").length < this.opts.parallel) {
+      next.state = "prefill";
+      progressed = true;
+      let first: RowToken | null = null;
+      try {
+        first = this.batcher.prefill(next.j);
+      } catch (e) {
+        this.#drop(next);
+        this.batcher.discard(next.j, false);
+        next.finish(e);
+      }
+      if (first) {
+        next.deliver(first);
+        if (next.generated >= next.o.maxTokens || next.closed) {
+          this.#drop(next);
+          this.batcher.discard(next.j, !next.closed);
+          next.finish();
+        } else joined.push(next);
+      }
+    }
+    // leavers: finished or closed running rows
+    const keep = this.#running.map((r) => !r.closed && r.state === "running");
+    if (joined.length > 0 || keep.some((k) => !k)) {
+      this.#running.forEach((r, i) => {
+        if (keep[i]) return;
+        if (r.error === null) this.batcher.leave?.(i, r.j);
+        this.#drop(r);
+        r.finish();
+      });
+      try {
+        this.batcher.rebuild(keep, joined.map((r) => r.j));
+      } catch (e) {
+        this.#failAll(e, joined);
+        return true;
+      }
+      for (const r of joined) r.state = "running";
+      this.#running = [...this.#running.filter((_, i) => keep[i]), ...joined];
+      progressed = true;
+    }
+    // a decode step once every running row's consumer took its token and asks for the next
+    if (this.#running.length > 0 && this.#running.every((r) => r.ready && !r.closed)) {
+      let out: (RowToken | Error)[];
+      try {
+        out = this.batcher.step(this.#running.map((r) => r.last));
+      } catch (e) {
+        this.#failAll(e, []);
+        return true;
+      }
+      this.#running.forEach((r, i) => {
+        const t = out[i]!;
+        if (t instanceof Error) {
+          r.error = t;
+          r.state = "done";
+          // leaves at the next round (rebuild), told now
+          const w = r.waiter;
+          r.waiter = null;
+          w?.reject(t);
+          return;
+        }
+        r.deliver(t);
+        if (r.generated >= r.o.maxTokens) r.state = "done";
+      });
+      // rows that ended leave at the next round; their consumers hear it once they drained the queue
+      for (const r of this.#running) if (r.state === "done") r.finish();
+      progressed = true;
+    }
+    return progressed;
+  }
+
+  /** A failure of the whole batch (the model step): every running row and the joiners get it. */
+  #failAll(e: unknown, joined: Row<J>[]): void {
+    for (const r of [...this.#running, ...joined]) {
+      this.#drop(r);
+      r.finish(e);
+    }
+    this.#running = [];
+    try {
+      this.batcher.rebuild([], []);
+    } catch {
+      // the batch is gone either way
+    }
+  }
+
+  #drop(r: Row<J>): void {
+    const i = this.#rows.indexOf(r);
+    if (i >= 0) this.#rows.splice(i, 1);
+  }
+
+  [Symbol.dispose](): void {
+    this.#disposed = true;
+    for (const r of this.#rows) r.finish(new MlxkError("server_shutdown", "The model was unloaded"));
+    this.#rows.length = 0;
+    this.#running = [];
+    this.#wake?.();
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Batched decode through our kernels: every row of a batch must come out bit-identical to the same row run
+ * alone (that is what keeps batched greedy output equal to solo output): quantized matmul of [B, 1, K] rows
+ * (all formats, the AVX2 and the scalar path), rope with one offset per row, and attention where each row sees
+ * keys from its own start in a left-padded cache. Without our kernels the MLX fallbacks must still be right.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import * as mx from "../../src/mlx/index.ts";
+import { fastQuantizedMatmul, fastRope, fastRopeRows, fastScaledDotProductAttention, fastSdpaRows, forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
+import type { QuantMode } from "../../src/mlx/quant.ts";
+
+const info = kernelInfo();
+afterAll(() => {
+  setKernelsEnabled(null);
+  forceScalarKernels(false);
+});
+
+let seed = 11;
+const normal = (shape: number[], scale = 1) => mx.random.normal({ shape, scale, key: mx.random.key(seed++) });
+
+function rowsOf(a: mx.Array, B: number): Float32Array[] {
+  const all = a.toFloat32Array();
+  const n = all.length / B;
+  return Array.from({ length: B }, (_, b) => all.slice(b * n, (b + 1) * n));
+}
+
+describe.skipIf(info.level === "none")("quantized matmul: a decode batch row equals the row alone", () => {
+  const cases: { mode: QuantMode; bits: number; gs: number; K: number; N: number }[] = [
+    { mode: "affine", bits: 4, gs: 32, K: 576, N: 200 },
+    { mode: "affine", bits: 4, gs: 64, K: 256, N: 96 },
+    { mode: "affine", bits: 8, gs: 64, K: 320, N: 130 },
+    { mode: "mxfp4", bits: 4, gs: 32, K: 256, N: 72 },
+  ];
+  for (const scalar of [false, true]) {
+    for (const c of cases) {
+      for (const B of [2, 5, 8]) {
+        test(`${c.mode} ${c.bits}-bit gs ${c.gs}, B=${B}${scalar ? " (scalar path)" : ""}`, () => {
+          forceScalarKernels(scalar);
+          try {
+            const w = normal([c.N, c.K], 0.2);
+            const q = mx.quantize(w, { groupSize: c.gs, bits: c.bits, mode: c.mode });
+            const x = normal([B, 1, c.K]);
+            const o = { groupSize: c.gs, bits: c.bits, mode: c.mode, transpose: true };
+            const batched = rowsOf(fastQuantizedMatmul(x, q.wq, q.scales, q.biases, o), B);
+            for (let b = 0; b < B; b++) {
+              const alone = fastQuantizedMatmul(mx.sliceAxis(x, 0, b, b + 1), q.wq, q.scales, q.biases, o).toFloat32Array();
+              expect(batched[b]).toEqual(alone);
+            }
+          } finally {
+            forceScalarKernels(false);
+          }
+        });
+      }
+    }
+  }
+});
+
+describe("rope and attention of a decode batch", () => {
+  const H = 4, Hkv = 2, D = 32;
+  const offsets = [5, 0, 17, 9];
+  const B = offsets.length;
+
+  for (const kernels of [true, false]) {
+    const label = kernels ? "our kernels" : "MLX fallback";
+    test.skipIf(kernels && info.level === "none")(`rope: row b rotated at offsets[b] as alone (${label})`, () => {
+      setKernelsEnabled(kernels);
+      try {
+        const x = normal([B, H, 1, D]);
+        for (const o of [{ dims: D, base: 10000, traditional: false }, { dims: 16, base: 500000, traditional: true, scale: 0.5 }]) {
+          const got = rowsOf(fastRopeRows(x, o, offsets), B);
+          offsets.forEach((off, b) => {
+            const alone = fastRope(mx.sliceAxis(x, 0, b, b + 1), { ...o, offset: off }).toFloat32Array();
+            if (kernels) expect(got[b]).toEqual(alone);
+            else got[b]!.forEach((v, i) => expect(v).toBeCloseTo(alone[i]!, 5));
+          });
+        }
+      } finally {
+        setKernelsEnabled(null);
+      }
+    });
+
+    test.skipIf(kernels && info.level === "none")(`attention: row b sees keys [starts[b], Lk) as alone (${label})`, () => {
+      setKernelsEnabled(kernels);
+      try {
+        const Lk = 20;
+        const starts = [0, 7, 19, 3];
+        const q = normal([B, H, 1, D]);
+        const k = normal([B, Hkv, Lk, D]);
+        const v = normal([B, Hkv, Lk, D]);
+        const got = rowsOf(fastSdpaRows(q, k, v, 0.125, starts), B);
+        starts.forEach((s, b) => {
+          const one = (a: mx.Array) => mx.slice(a, [b, 0, s, 0], [b + 1, a.shape[1]!, Lk, D]);
+          const alone = fastScaledDotProductAttention(mx.sliceAxis(q, 0, b, b + 1), one(k), one(v), { scale: 0.125, mask: null }).toFloat32Array();
+          if (kernels) expect(got[b]).toEqual(alone);
+          else got[b]!.forEach((x, i) => expect(x).toBeCloseTo(alone[i]!, 5));
+        });
+      } finally {
+        setKernelsEnabled(null);
+      }
+    });
+  }
+});
