@@ -73,6 +73,11 @@ export class MlxEngine implements Engine {
     }
   }
 
+  /** The most requests one decode step has run together (0 without batching). */
+  get batchPeak(): number {
+    return this.#scheduler?.peak ?? 0;
+  }
+
   /** Requests decoded at once (1 = one at a time). */
   get parallel(): number {
     return this.#scheduler?.parallel ?? 1;

@@ -115,6 +115,7 @@ export class Scheduler<J> implements Disposable {
   #wake: (() => void) | null = null;
   #reserved = 0;
   #disposed = false;
+  #peak = 0;
 
   constructor(
     private readonly batcher: Batcher<J>,
@@ -128,6 +129,11 @@ export class Scheduler<J> implements Disposable {
   /** Rows in the scheduler now (running, prefilling, waiting). */
   get active(): number {
     return this.#rows.length;
+  }
+
+  /** The most rows a step has decoded together so far. */
+  get peak(): number {
+    return this.#peak;
   }
 
   /** Rows in the decode batch now. */
@@ -285,6 +291,7 @@ export class Scheduler<J> implements Disposable {
     // a decode step once every running row's consumer took its token and asks for the next
     if (this.#running.length > 0 && this.#running.every((r) => r.ready && !r.closed)) {
       let out: (RowToken | Error)[];
+      this.#peak = Math.max(this.#peak, this.#running.length);
       try {
         out = this.batcher.step(this.#running.map((r) => r.last));
       } catch (e) {

@@ -1,0 +1,139 @@
+/**
+ * Continuous batching over a real port with the `openai` SDK: concurrent greedy requests (streamed and not)
+ * answer exactly what each answers alone on a --parallel 1 server, for a tiny random llama (float and 4-bit)
+ * and the real SmolLM2 GGUF; the requests really shared the batch; a model that cannot batch (sliding window)
+ * says why and still answers right one at a time; KV admission refuses with 503 + retry-after when full.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { freemem } from "node:os";
+import { join } from "node:path";
+import OpenAI from "openai";
+import type { MlxEngine } from "../../src/engine/engine.ts";
+import { kernelInfo } from "../../src/mlx/kernels.ts";
+import { createApp } from "../../src/server/app.ts";
+import { ModelManager } from "../../src/server/model-manager.ts";
+import { loadTarget, resolveTarget } from "../../src/server/models-source.ts";
+import { addRepo, dirFiles, makeTempHub, type TempHub } from "../support/hf-cache.ts";
+import { smollm2Gguf } from "../support/smollm2.ts";
+import { type TinyName, writeTinyModel } from "../support/tiny-models.ts";
+import { serve, type Served } from "./support/serve.ts";
+
+let hub: TempHub;
+const opened: { s: Served; manager: ModelManager }[] = [];
+const kernels = kernelInfo().enabled;
+
+function server(env: Record<string, string | undefined>, o: { parallel: number; kvBudgetBytes?: number; pinned?: string }) {
+  const manager = new ModelManager({
+    resolve: (spec) => resolveTarget(spec, { env, allowPaths: true }),
+    load: (t) => loadTarget(t, { env, parallel: o.parallel, kvBudgetBytes: o.kvBudgetBytes, freeMemory: freemem }),
+    freeMemory: freemem,
+    ...(o.pinned ? { pinned: resolveTarget(o.pinned, { env, allowPaths: true }) } : {}),
+  });
+  const s = serve(createApp({ manager, listModels: () => [] }));
+  opened.push({ s, manager });
+  return { manager, client: new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "x", maxRetries: 0 }), url: s.url };
+}
+
+const TINY: TinyName[] = ["llama", "llama_q4"];
+beforeAll(() => {
+  hub = makeTempHub();
+  for (const n of [...TINY, "mistral_swa" as const]) addRepo(hub.hubDir, { name: `mlx-community/tiny-${n}`, files: dirFiles(writeTinyModel(n, join(hub.root, n))) });
+});
+
+afterAll(() => {
+  for (const o of opened) {
+    o.s.stop();
+    o.manager.close();
+    o.manager.dispose();
+  }
+  hub?.cleanup();
+});
+
+const PROMPTS = ["Hello tiny model", "abc", "The quick brown fox jumps over the lazy", "x", "Once upon a time", "0123456789"];
+
+/** Each prompt's greedy completion; `stream` alternates so both paths share the batch. */
+async function answers(client: OpenAI, model: string, prompts: string[], maxTokens: number[], concurrent: boolean): Promise<string[]> {
+  const one = async (p: string, i: number) => {
+    const base = { model, temperature: 0, max_tokens: maxTokens[i % maxTokens.length]!, messages: [{ role: "user" as const, content: p }] };
+    if (i % 2 === 0) return (await client.chat.completions.create(base)).choices[0]!.message.content ?? "";
+    let text = "";
+    for await (const c of await client.chat.completions.create({ ...base, stream: true })) text += c.choices[0]?.delta.content ?? "";
+    return text;
+  };
+  if (concurrent) return Promise.all(prompts.map(one));
+  const out: string[] = [];
+  for (const [i, p] of prompts.entries()) out.push(await one(p, i));
+  return out;
+}
+
+function engineOf(manager: ModelManager, id: string): MlxEngine {
+  return manager.residentEngine(id) as MlxEngine;
+}
+
+describe.skipIf(!kernels)("concurrent greedy requests answer as alone", () => {
+  for (const n of TINY) {
+    test(`tiny ${n}: 6 concurrent requests (4 in the batch) equal their solo answers`, async () => {
+      const env = { ...process.env, HF_HUB_CACHE: hub.hubDir };
+      const model = `mlx-community/tiny-${n}`;
+      const solo = server(env, { parallel: 1 });
+      const batched = server(env, { parallel: 4 });
+      // different lengths, so rows leave while others run and newcomers join a running batch
+      const lengths = [24, 9, 17, 3, 30, 12];
+      const want = await answers(solo.client, model, PROMPTS, lengths, false);
+      const got = await answers(batched.client, model, PROMPTS, lengths, true);
+      expect(got).toEqual(want);
+      const e = engineOf(batched.manager, model);
+      expect(e.parallel).toBe(4);
+      expect(e.batchPeak).toBeGreaterThan(1);
+      expect(e.batchPeak).toBeLessThanOrEqual(4);
+      expect(engineOf(solo.manager, model).parallel).toBe(1);
+    }, 60_000);
+  }
+
+  test("SmolLM2 (real GGUF): 4 concurrent greedy requests equal their solo answers", async () => {
+    const gguf = await smollm2Gguf();
+    const env = { ...process.env };
+    const solo = server(env, { parallel: 1, pinned: gguf });
+    const batched = server(env, { parallel: 4, pinned: gguf });
+    const qs = ["What is the capital of France?", "Name three colors.", "Write a haiku about the sea.", "What is 2+2?"];
+    const want = await answers(solo.client, "", qs, [20, 12, 28, 8], false);
+    const got = await answers(batched.client, "", qs, [20, 12, 28, 8], true);
+    expect(got).toEqual(want);
+    expect(want[0]!.toLowerCase()).toContain("paris");
+    expect(engineOf(batched.manager, batched.manager.pinned!.id).batchPeak).toBeGreaterThan(1);
+  }, 180_000);
+});
+
+test("a sliding-window model runs one request at a time, says why, and answers right", async () => {
+  const env = { ...process.env, HF_HUB_CACHE: hub.hubDir };
+  const model = "mlx-community/tiny-mistral_swa";
+  const solo = server(env, { parallel: 1 });
+  const batched = server(env, { parallel: 4 });
+  const want = await answers(solo.client, model, PROMPTS.slice(0, 3), [12], false);
+  expect(await answers(batched.client, model, PROMPTS.slice(0, 3), [12], true)).toEqual(want);
+  const e = engineOf(batched.manager, model);
+  expect(e.parallel).toBe(1);
+  expect(e.batching.refusal).toMatch(kernels ? /sliding-window/ : /kernels/);
+}, 60_000);
+
+test.skipIf(!kernels)("KV admission: a request that does not fit beside the running ones is a 503 with retry-after", async () => {
+  const env = { ...process.env, HF_HUB_CACHE: hub.hubDir };
+  const model = "mlx-community/tiny-llama_q4";
+  // room for one request of ~300 tokens of KV (tiny llama: 2 layers × 2 KV heads × 16 dims × 2 × 4 bytes = 512 B/token)
+  const { client, url, manager } = server(env, { parallel: 4, kvBudgetBytes: 300 * 512 });
+  const ask = { model, temperature: 0, max_tokens: 200, messages: [{ role: "user" as const, content: "abc" }] };
+  await client.chat.completions.create({ ...ask, max_tokens: 1 });
+  // a running request's reservation (deterministic: no race with how fast the tiny model finishes)
+  const e = engineOf(manager, model);
+  const running = e.reserve(e.prepare({ input: { prompt: "Hello tiny model" }, maxTokens: 200, sampling: { temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, repetitionContextSize: 20 } }));
+  const res = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(ask) });
+  expect(res.status).toBe(503);
+  expect(res.headers.get("retry-after")).not.toBeNull();
+  const body = (await res.json()) as { error: { message: string; code: string } };
+  expect(body.error.code).toBe("kv_cache_full");
+  expect(body.error.message).toContain("KV cache");
+  running();
+  // once the running request is done, the same request fits
+  const ok = await client.chat.completions.create(ask);
+  expect(ok.choices[0]!.finish_reason).toBeDefined();
+}, 60_000);
