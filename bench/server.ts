@@ -2,6 +2,9 @@
  * Server overhead benchmark: the same greedy generation run directly on the engine and streamed through the
  * server over a real port (same process, same model, same run), then 8 concurrent clients × 10 requests.
  * Usage: bun bench/server.ts [--model SPEC] [--tokens N] [--rounds R]   (default model: SmolLM2 GGUF)
+ * Continuous batching: bun bench/server.ts --clients 1,2,4,8 [--tokens N] [--requests R]: aggregate completion
+ * tok/s and TTFT p50/p95 of N concurrent streaming clients on a --parallel 8 server and on a --parallel 1 server
+ * (one request at a time), both in this run; ratios against one client on the --parallel 1 server.
  * Prints a Markdown table for BENCHMARKS.md.
  */
 import { freemem } from "node:os";
@@ -91,12 +94,102 @@ function pct(xs: number[], p: number): number {
 const CLIENTS = 8;
 const PER_CLIENT = 10;
 
+interface ClientsResult {
+  tokens: number;
+  wallMs: number;
+  ttfts: number[];
+  failures: number;
+}
+
+/** `n` concurrent streaming clients, each sending `requests` requests one after another. */
+async function streamingClients(url: string, n: number, requests: number): Promise<ClientsResult> {
+  const ttfts: number[] = [];
+  let tokens = 0;
+  let failures = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: n }, async (_, c) => {
+      for (let i = 0; i < requests; i++) {
+        const m = [{ role: "user", content: `${messages[0]!.content} (client ${c}, request ${i})` }];
+        const body = { model: spec, messages: m, max_tokens: TOKENS, temperature: 0, stream: true, stream_options: { include_usage: true } };
+        const t = performance.now();
+        const res = await fetch(`${url}/v1/chat/completions`, { method: "POST", body: JSON.stringify(body), headers: { "content-type": "application/json" } });
+        if (res.status !== 200) {
+          failures++;
+          await res.arrayBuffer();
+          continue;
+        }
+        let first = 0;
+        for await (const d of readSse(res.body!)) {
+          if (d === "[DONE]") break;
+          const ch = JSON.parse(d) as { choices: { delta: { content?: string } }[]; usage?: { completion_tokens: number } | null };
+          if (ch.usage) tokens += ch.usage.completion_tokens;
+          if (first === 0 && ch.choices[0]?.delta.content) first = performance.now();
+        }
+        ttfts.push(first - t);
+      }
+    }),
+  );
+  return { tokens, wallMs: performance.now() - t0, ttfts, failures };
+}
+
 if (CLIENT_URL) {
   // client side runs in its own process so its SSE parsing does not compete with the engine's thread
   const mode = arg("mode");
   if (mode === "stream") console.log(JSON.stringify(await viaServer(CLIENT_URL)));
+  else if (mode === "clients") console.log(JSON.stringify(await streamingClients(CLIENT_URL, Number(arg("n")), Number(arg("requests") ?? 2))));
   else console.log(JSON.stringify(await concurrent(CLIENT_URL)));
   process.exit(0);
+}
+
+const CLIENT_COUNTS = arg("clients");
+if (CLIENT_COUNTS) {
+  await batchingBench(CLIENT_COUNTS.split(",").map(Number));
+  process.exit(0);
+}
+
+/** Aggregate tok/s and TTFT for each client count on a batching and a one-at-a-time server (same process, same run). */
+async function batchingBench(counts: number[]): Promise<void> {
+  const requests = Number(arg("requests") ?? 2);
+  const servers = [8, 1].map((parallel) => {
+    const m = new ModelManager({ resolve: (x) => resolveTarget(x), load: (t) => loadTarget(t, { parallel, freeMemory: freemem }), freeMemory: freemem, maxQueue: 64 });
+    const a = createApp({ manager: m, listModels: () => [] });
+    const srv = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: (r) => a.handle(r) });
+    return { parallel, manager: m, srv, url: `http://127.0.0.1:${srv.port}` };
+  });
+  const run = async (url: string, n: number): Promise<ClientsResult> => {
+    const p = Bun.spawn([process.execPath, import.meta.path, "--client", url, "--mode", "clients", "--n", String(n), "--requests", String(requests), "--model", spec, "--tokens", String(TOKENS)], {
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    const out = await new Response(p.stdout).text();
+    if ((await p.exited) !== 0) throw new Error(`bench client failed: ${out}`);
+    return JSON.parse(out) as ClientsResult;
+  };
+  for (const sv of servers) await run(sv.url, 1); // load + warm-up
+  const rows: { n: number; batched: ClientsResult; serial: ClientsResult }[] = [];
+  for (const n of counts) {
+    // interleaved so load drift hits both servers alike
+    const batched = await run(servers[0]!.url, n);
+    const serial = await run(servers[1]!.url, n);
+    rows.push({ n, batched, serial });
+  }
+  const agg = (r: ClientsResult) => (r.tokens * 1000) / r.wallMs;
+  const ref = agg(rows.find((r) => r.n === 1)?.serial ?? rows[0]!.serial);
+  const f = (x: number, d = 1) => x.toFixed(d);
+  const peak = (servers[0]!.manager.residentEngine(servers[0]!.manager.resident[0]!.id) as { batchPeak?: number }).batchPeak;
+  console.log(`model: ${spec}, ${TOKENS} tokens greedy per request, ${requests} requests per client, streaming; ${navigator.hardwareConcurrency} CPUs; largest batch ${peak}\n`);
+  console.log("| clients | --parallel 8: aggregate tok/s | vs 1 client serial | TTFT p50 / p95 ms | --parallel 1: aggregate tok/s | vs 1 client serial | TTFT p50 / p95 ms |");
+  console.log("|---|---|---|---|---|---|---|");
+  for (const r of rows) {
+    const cell = (x: ClientsResult) => `${f(agg(x))} | ${f(agg(x) / ref, 2)}× | ${f(pct(x.ttfts, 50), 0)} / ${f(pct(x.ttfts, 95), 0)}${x.failures ? ` (${x.failures} failed)` : ""}`;
+    console.log(`| ${r.n} | ${cell(r.batched)} | ${cell(r.serial)} |`);
+  }
+  for (const sv of servers) {
+    sv.srv.stop(true);
+    sv.manager.close();
+    sv.manager.dispose();
+  }
 }
 
 async function concurrent(url: string): Promise<{ latencies: number[]; failures: number; wallMs: number }> {
