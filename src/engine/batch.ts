@@ -64,6 +64,11 @@ export class Prefill {
     this.history = [...row.prompt];
   }
 
+  /** Prompt tokens the next chunk processes. */
+  get nextChunk(): number {
+    return Math.min(PREFILL_STEP, this.row.prompt.length - this.#pos);
+  }
+
   /** One chunk; returns the first token once the whole prompt is in, else null. */
   chunk(): RowToken | null {
     const { prompt, cache } = this.row;
@@ -114,24 +119,25 @@ export class DecodeBatch implements Disposable {
    * over and freed). Rebuilds the buffers once.
    */
   rebuild(keep: readonly boolean[], add: readonly { cache: LayerCache[]; policy: RowPolicy; history: number[] }[]): void {
-    const L = this.model.numLayers;
-    const next: BatchKVCache[] = [];
-    for (let l = 0; l < L; l++) {
-      const rows = [
-        ...this.#rows.flatMap((_, i) => (keep[i] ? [this.#layers[l]!.row(i)] : [])),
-        ...add.map((a) => {
+    const kept = keep.flatMap((k, i) => (k && i < this.#rows.length ? [i] : []));
+    const next = Array.from({ length: this.model.numLayers }, (_, l) =>
+      BatchKVCache.compose(
+        this.#layers[l] ?? null,
+        kept,
+        add.map((a) => {
           const c = a.cache[l] as StandardKVCache;
           const [k, v] = c.state() as [mx.Array, mx.Array];
           const [, H, , Dk] = k.shape as [number, number, number, number];
           return { keys: mx.slice(k, [0, 0, 0, 0], [1, H, c.offset, Dk]), values: mx.slice(v, [0, 0, 0, 0], [1, H, c.offset, v.shape[3]!]) };
         }),
-      ];
-      next.push(mx.scope(() => BatchKVCache.build(rows)));
-    }
+      ),
+    );
+    // every layer at once, before the old buffers and the newcomers' caches go
+    mx.eval(next.flatMap((c) => c.state()));
     for (const c of this.#layers) c[Symbol.dispose]();
     for (const a of add) for (const c of a.cache) c[Symbol.dispose]();
     this.#layers = next;
-    this.#rows = [...this.#rows.filter((_, i) => keep[i]), ...add.map((a) => ({ policy: a.policy, history: a.history }))];
+    this.#rows = [...kept.map((i) => this.#rows[i]!), ...add.map((a) => ({ policy: a.policy, history: a.history }))];
     mx.memory.clearCache();
   }
 
@@ -227,6 +233,10 @@ export class MlxBatcher implements Batcher<MlxJoin>, Disposable {
 
   prefill(j: MlxJoin): RowToken | null {
     return j.prefill.chunk();
+  }
+
+  prefillTokens(j: MlxJoin): number {
+    return j.prefill.nextChunk;
   }
 
   rebuild(keep: readonly boolean[], add: readonly MlxJoin[]): void {

@@ -25,6 +25,8 @@ export interface Batcher<J> {
   rebuild(keep: readonly boolean[], add: readonly J[]): void;
   /** One decode step: last[i] is row i's previous token; each row's next token or its own error. */
   step(last: readonly number[]): (RowToken | Error)[];
+  /** Prompt tokens the next prefill chunk of j processes (for the per-round prefill budget); absent = a whole round. */
+  prefillTokens?(j: J): number;
   /** Running row i leaves normally: its KV for whoever keeps it (the prompt cache); called before rebuild. */
   leave?(i: number, j: J): void;
   /** A newcomer that never joined the batch (finished at its first token, cancelled, failed): free or keep it. */
@@ -36,6 +38,8 @@ export interface SchedulerOptions {
   parallel: number;
   /** Bytes KV reservations may total (admit); undefined = unbounded. */
   kvBudgetBytes?: number;
+  /** Prompt tokens prefilled per round between two decode steps. @default 512 */
+  prefillTokens?: number;
   /** Free memory now (os.freemem); admission also needs this much beyond the request's KV. */
   freeMemory?: () => number;
 }
@@ -227,6 +231,8 @@ export class Scheduler<J> implements Disposable {
   }
 
   async #run(): Promise<void> {
+    // rows joining in the same turn start together
+    await Promise.resolve();
     while (this.#rows.length > 0 && !this.#disposed) {
       const progressed = this.#iterate();
       if (progressed) await new Promise<void>((r) => setImmediate(r));
@@ -241,15 +247,20 @@ export class Scheduler<J> implements Disposable {
     for (const r of [...this.#rows]) {
       if ((r.state === "waiting" || r.state === "prefill") && r.closed) {
         this.#drop(r);
-        if (r.state === "prefill") this.batcher.discard(r.j, false);
+        this.batcher.discard(r.j, false);
         r.finish();
         progressed = true;
       }
     }
     const joined: Row<J>[] = [];
-    // one prefill chunk for the first newcomer while the batch has room
-    const next = this.#rows.find((r) => r.state === "prefill") ?? this.#rows.find((r) => r.state === "waiting");
-    if (next && this.#running.filter((r) => !r.closed && r.state === "running").length < this.opts.parallel) {
+    // prefill chunks for newcomers in arrival order while the batch has room: about one chunk's worth of tokens
+    // per round (several short prompts join together, a long one takes rounds), so running rows keep stepping
+    let budget = this.opts.prefillTokens ?? 512;
+    let room = this.opts.parallel - this.#running.filter((r) => !r.closed && r.state === "running").length;
+    for (const next of this.#rows.filter((r) => r.state === "prefill" || r.state === "waiting")) {
+      if (budget <= 0 || room <= 0) break;
+      budget -= this.batcher.prefillTokens?.(next.j) ?? budget;
+      room--;
       next.state = "prefill";
       progressed = true;
       let first: RowToken | null = null;
@@ -259,15 +270,15 @@ export class Scheduler<J> implements Disposable {
         this.#drop(next);
         this.batcher.discard(next.j, false);
         next.finish(e);
+        continue;
       }
-      if (first) {
-        next.deliver(first);
-        if (next.generated >= next.o.maxTokens || next.closed) {
-          this.#drop(next);
-          this.batcher.discard(next.j, !next.closed);
-          next.finish();
-        } else joined.push(next);
-      }
+      if (!first) break; // a long prompt: its next chunk in the next round
+      next.deliver(first);
+      if (next.generated >= next.o.maxTokens || next.closed) {
+        this.#drop(next);
+        this.batcher.discard(next.j, !next.closed);
+        next.finish();
+      } else joined.push(next);
     }
     // leavers: finished or closed running rows
     const keep = this.#running.map((r) => !r.closed && r.state === "running");

@@ -35,29 +35,61 @@ export class BatchKVCache implements KVCache, RowsCache {
   #idx = 0;
   #starts: number[] = [];
 
-  /** The buffers for `rows` (in order), right-aligned at the longest; evaluated, so the inputs may be freed. */
+  /** The buffers for `rows` (in order), right-aligned at the longest (not evaluated: see compose). */
   static build(rows: readonly RowKV[]): BatchKVCache {
+    return BatchKVCache.compose(null, [], rows);
+  }
+
+  /**
+   * The next membership: the rows `keep` (indices into `prev`, in order) then `add`, right-aligned at the
+   * longest. Every kept value is copied once (a gather of the kept rows; new rows written into a zeroed
+   * buffer); nothing is evaluated here, so the caller evaluates all layers at once. `prev` is left as it was.
+   */
+  static compose(prev: BatchKVCache | null, keep: readonly number[], add: readonly RowKV[]): BatchKVCache {
     const c = new BatchKVCache();
-    if (rows.length === 0) return c;
-    const idx = Math.max(...rows.map((r) => r.keys.shape[2]!));
-    // room for the next STEP tokens without regrowing
-    const cap = (Math.floor(idx / STEP) + 1) * STEP;
-    const pad = (a: mx.Array, left: number, right: number) => {
-      const [, H, , D] = a.shape as [number, number, number, number];
-      const parts = [...(left > 0 ? [mx.zeros([1, H, left, D], a.dtype)] : []), a, ...(right > 0 ? [mx.zeros([1, H, right, D], a.dtype)] : [])];
-      return parts.length === 1 ? a : mx.concatenate(parts, 2);
-    };
+    const keptLens = prev ? keep.map((i) => prev.#idx - prev.#starts[i]!) : [];
+    const addLens = add.map((r) => r.keys.shape[2]!);
+    const B = keptLens.length + addLens.length;
+    if (B === 0) return c;
+    const keptMax = keptLens.length > 0 ? Math.max(...keptLens) : 0;
+    const idx = Math.max(keptMax, ...addLens);
     const both = mx.scope(() => {
-      const ks = rows.map((r) => pad(r.keys, idx - r.keys.shape[2]!, cap - idx));
-      const vs = rows.map((r) => pad(r.values, idx - r.values.shape[2]!, cap - idx));
-      return [ks.length === 1 ? mx.contiguous(ks[0]!) : mx.concatenate(ks, 0), vs.length === 1 ? mx.contiguous(vs[0]!) : mx.concatenate(vs, 0)] as const;
+      const one = (buf: mx.Array | null, rows: mx.Array[]): mx.Array => {
+        // the kept rows' live span, gathered (one copy)
+        let kept: mx.Array | null = null;
+        if (prev && buf && keep.length > 0) {
+          const [Bp, H, , D] = buf.shape as [number, number, number, number];
+          const span = mx.slice(buf, [0, 0, prev.#idx - keptMax, 0], [Bp, H, add.length === 0 ? buf.shape[2]! : prev.#idx, D]);
+          const same = keep.length === Bp && keep.every((k, n) => k === n);
+          kept = same ? span : mx.take(span, mx.array(Int32Array.from(keep), { shape: [keep.length], dtype: mx.Dtype.int32 }), 0);
+          // only rows leaving: the gathered buffer keeps the old capacity after the write position
+          if (add.length === 0) return same ? mx.contiguous(kept) : kept;
+        }
+        const like = rows[0] ?? buf!;
+        const [, H, , D] = like.shape as [number, number, number, number];
+        const cap = (Math.floor(idx / STEP) + 1) * STEP;
+        let out = mx.zeros([B, H, cap, D], like.dtype);
+        // each write in place: the previous handle goes at once, so MLX may donate its buffer to the next
+        const write = (a: mx.Array, start: number[], stop: number[]) => {
+          const next = mx.sliceUpdate(out, a, start, stop);
+          out.dispose();
+          out = next;
+        };
+        if (kept) write(kept, [0, 0, idx - keptMax, 0], [keep.length, H, idx, D]);
+        rows.forEach((r, n) => {
+          const b = keep.length + n;
+          write(r, [b, 0, idx - r.shape[2]!, 0], [b + 1, H, idx, D]);
+        });
+        return out;
+      };
+      return [one(prev ? prev.#keys : null, add.map((r) => r.keys)), one(prev ? prev.#values : null, add.map((r) => r.values))] as const;
     });
     mx.keep([...both]);
-    mx.eval([...both]);
     c.#keys = both[0];
     c.#values = both[1];
+    // only rows leaving: the buffer starts at the kept span, so the write position is the longest kept row
     c.#idx = idx;
-    c.#starts = rows.map((r) => idx - r.keys.shape[2]!);
+    c.#starts = [...keptLens.map((l) => idx - l), ...addLens.map((l) => idx - l)];
     return c;
   }
 

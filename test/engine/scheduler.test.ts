@@ -100,6 +100,18 @@ describe("scheduler", () => {
     expect(b.log).toContain("step a,b");
   });
 
+  test("short prompts arriving together are prefilled in one round and join in one rebuild", async () => {
+    const b = new (class extends FakeBatcher {
+      prefillTokens(): number {
+        return 100;
+      }
+    })();
+    const s = new Scheduler(b, { parallel: 8, prefillTokens: 512 });
+    const outs = await Promise.all(["a", "b", "c"].map((n) => drain(s.join(fake(n), { maxTokens: 3 }))));
+    expect(outs).toEqual([[100, 101, 102], [100, 101, 102], [100, 101, 102]]);
+    expect(b.log.slice(0, 4)).toEqual(["prefill a", "prefill b", "prefill c", "batch a,b,c"]);
+  });
+
   test("the batch never exceeds --parallel; the rest waits its turn", async () => {
     const b = new FakeBatcher();
     const s = new Scheduler(b, { parallel: 2 });

@@ -56,3 +56,30 @@ test("the buffer grows past its capacity; extract gives a standalone cache of th
   expect(K.shape).toEqual([1, H, 14, D]);
   expect(one.offset).toBe(14);
 });
+
+test("membership changes: rows leave (the padding shrinks) and join (longer or shorter), each row kept exactly", () => {
+  const rows = [3, 9, 5].map((L) => ({ keys: kv(L), values: kv(L) }));
+  using c = BatchKVCache.build(rows);
+  const want = (b: number) => c.row(b).keys.toFloat32Array();
+  const w0 = want(0);
+  const w2 = want(2);
+  // the longest row leaves: the others keep their values, the write position drops to the longest left
+  using gone = BatchKVCache.compose(c, [0, 2], []);
+  expect(gone.rowOffsets).toEqual([3, 5]);
+  expect(gone.offset).toBe(5);
+  expect(gone.row(0).keys.toFloat32Array()).toEqual(w0);
+  expect(gone.row(1).keys.toFloat32Array()).toEqual(w2);
+  gone.updateAndFetch(kv(1, 2), kv(1, 2));
+  expect(gone.rowOffsets).toEqual([4, 6]);
+  // a longer newcomer joins: everything is right-aligned at its length
+  const late = { keys: kv(12), values: kv(12) };
+  using joined = BatchKVCache.compose(c, [2, 0], [late]);
+  expect(joined.rowOffsets).toEqual([5, 3, 12]);
+  expect(joined.rowStarts).toEqual([7, 9, 0]);
+  expect(joined.row(0).keys.toFloat32Array()).toEqual(w2);
+  expect(joined.row(1).keys.toFloat32Array()).toEqual(w0);
+  expect(joined.row(2).values.toFloat32Array()).toEqual(late.values.toFloat32Array());
+  // the source is left as it was
+  expect(c.rowOffsets).toEqual([3, 9, 5]);
+  expect(c.row(0).keys.toFloat32Array()).toEqual(w0);
+});
