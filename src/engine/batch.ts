@@ -87,14 +87,10 @@ export class Prefill {
       return mx.reshape(this.model.logits(L === 1 ? h : mx.sliceAxis(h, 1, L - 1, L)), [1, -1]).astype(mx.Dtype.float32);
     });
     this.#pos = prompt.length;
-    try {
-      const [t] = choose(logits, [this.row.policy], [this.history]);
-      if (t instanceof Error) throw t;
-      this.row.onPrefilled?.(cache);
-      return t!;
-    } finally {
-      logits.dispose();
-    }
+    const [t] = collectChoice(launchChoice(logits, [this.row.policy], [this.history]));
+    if (t instanceof Error) throw t;
+    this.row.onPrefilled?.(cache);
+    return t!;
   }
 }
 
@@ -148,16 +144,21 @@ export class DecodeBatch implements Disposable {
 
   /** One decode step: `last[i]` is row i's previous token; each row gets its next token, or the error it hit. */
   step(last: readonly number[]): (RowToken | Error)[] {
+    return this.collect(this.launch(last));
+  }
+
+  /** Queue a decode step on the device (returns at once); collect reads its tokens. */
+  launch(last: readonly number[]): PendingStep {
     const logits = mx.scope(() => {
       const h = this.model.hidden(ids(last.map((t) => [t])), this.#layers);
       return mx.reshape(this.model.logits(h), [last.length, -1]).astype(mx.Dtype.float32);
     });
-    try {
-      last.forEach((t, i) => this.#rows[i]!.history.push(t));
-      return choose(logits, this.#rows.map((r) => r.policy), this.#rows.map((r) => r.history));
-    } finally {
-      logits.dispose();
-    }
+    last.forEach((t, i) => this.#rows[i]!.history.push(t));
+    return launchChoice(logits, this.#rows.map((r) => r.policy), this.#rows.map((r) => r.history));
+  }
+
+  collect(p: PendingStep): (RowToken | Error)[] {
+    return collectChoice(p);
   }
 
   [Symbol.dispose](): void {
@@ -171,15 +172,22 @@ function ids(rows: readonly (readonly number[])[]): mx.Array {
   return mx.array(Int32Array.from(rows.flat()), { shape: [rows.length, rows[0]!.length], dtype: mx.Dtype.int32 });
 }
 
+/** A step queued on the device: its logits, the greedy argmax, and the rows whose mask already failed. */
+export interface PendingStep {
+  logits: mx.Array;
+  argmax: mx.Array;
+  policies: readonly RowPolicy[];
+  histories: readonly number[][];
+  errors: (Error | undefined)[];
+}
+
 /**
- * Each row's token from logits [B, V]: greedy rows by one argmax on the device (masked rows with their bias
- * added), host rows by their sampler. A row whose policy throws gets the error; the others are unaffected.
+ * Queue each row's choice over logits [B, V]: one argmax on the device for the greedy rows (masked rows with their
+ * bias added), evaluated asynchronously with the logits when a host sampler or logprobs need them.
  */
-function choose(logits: mx.Array, policies: readonly RowPolicy[], histories: readonly number[][]): (RowToken | Error)[] {
+function launchChoice(logits: mx.Array, policies: readonly RowPolicy[], histories: readonly number[][]): PendingStep {
   const V = logits.shape[1]!;
-  const out: (RowToken | Error)[] = new Array(policies.length);
-  const needHost = policies.some((p) => p.sampler || p.wantLogits);
-  const host = needHost ? logits.toFloat32Array() : null;
+  const errors: (Error | undefined)[] = new Array(policies.length);
   const bias = new Float32Array(policies.length * V);
   let masked = false;
   policies.forEach((p, i) => {
@@ -188,27 +196,37 @@ function choose(logits: mx.Array, policies: readonly RowPolicy[], histories: rea
       bias.set(p.deviceMask(V), i * V);
       masked = true;
     } catch (e) {
-      out[i] = e instanceof Error ? e : new Error(String(e));
+      errors[i] = e instanceof Error ? e : new Error(String(e));
     }
   });
-  const am = mx.scope(() => mx.argmax(masked ? mx.add(logits, mx.array(bias, { shape: [policies.length, V] })) : logits, -1));
-  let greedy: Int32Array;
+  const argmax = mx.scope(() => mx.argmax(masked ? mx.add(logits, mx.array(bias, { shape: [policies.length, V] })) : logits, -1));
+  const needHost = policies.some((p) => p.sampler || p.wantLogits);
+  mx.asyncEval(needHost ? [argmax, logits] : [argmax]);
+  return { logits, argmax, policies, histories, errors };
+}
+
+/** Wait for a queued choice: greedy rows take the argmax, host rows their sampler; a row whose policy throws gets the error. */
+function collectChoice(p: PendingStep): (RowToken | Error)[] {
+  const { policies, histories } = p;
   try {
-    greedy = am.toInt32Array();
+    const V = p.logits.shape[1]!;
+    const greedy = p.argmax.toInt32Array();
+    const host = policies.some((q) => q.sampler || q.wantLogits) ? p.logits.toFloat32Array() : null;
+    return policies.map((q, i) => {
+      const failed = p.errors[i];
+      if (failed) return failed;
+      const row = () => Float32Array.from(host!.subarray(i * V, (i + 1) * V));
+      try {
+        if (q.sampler) return { token: q.sampler(row(), histories[i]!), logits: row() };
+        return q.wantLogits ? { token: greedy[i]!, logits: row() } : { token: greedy[i]! };
+      } catch (e) {
+        return e instanceof Error ? e : new Error(String(e));
+      }
+    });
   } finally {
-    am.dispose();
+    p.argmax.dispose();
+    p.logits.dispose();
   }
-  policies.forEach((p, i) => {
-    if (out[i]) return;
-    const row = host ? host.subarray(i * V, (i + 1) * V) : undefined;
-    try {
-      if (p.sampler) out[i] = { token: p.sampler(Float32Array.from(row!), histories[i]!), logits: Float32Array.from(row!) };
-      else out[i] = p.wantLogits ? { token: greedy[i]!, logits: Float32Array.from(row!) } : { token: greedy[i]! };
-    } catch (e) {
-      out[i] = e instanceof Error ? e : new Error(String(e));
-    }
-  });
-  return out;
 }
 
 /** A newcomer as the MLX batcher carries it. */
@@ -248,6 +266,14 @@ export class MlxBatcher implements Batcher<MlxJoin>, Disposable {
 
   step(last: readonly number[]): (RowToken | Error)[] {
     return this.#batch.step(last);
+  }
+
+  launch(last: readonly number[]): PendingStep {
+    return this.#batch.launch(last);
+  }
+
+  collect(p: unknown): (RowToken | Error)[] {
+    return this.#batch.collect(p as PendingStep);
   }
 
   leave(i: number, j: MlxJoin): void {

@@ -9,6 +9,7 @@ import { createToolCallParser, detectToolCallFormat, ForcedCallParser, templateR
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { compileGrammar, createConstraint, type TokenConstraint } from "./constrain.ts";
+import type { StandardKVCache } from "../models/cache.ts";
 import { Decoder } from "../models/transformer.ts";
 import { batchRefusal, MlxBatcher, type MlxJoin } from "./batch.ts";
 import { tokenLoop, type HostSampler } from "./generate.ts";
@@ -179,11 +180,15 @@ export class MlxEngine implements Engine {
             },
             // the row's KV when it leaves the batch: kept as the solo path keeps it
             (kv) => {
+              // a row may have run a token ahead of this consumer: keep only the KV of tokens it handed out
+              const n = kv[0]?.offset ?? 0;
+              if (n > seen.length) for (const c of kv) (c as StandardKVCache).trim(n - seen.length);
               if (this.promptCache && !failed) this.promptCache.put(seen.slice(0, kv[0]?.offset ?? 0), kv);
               else for (const c of kv) c[Symbol.dispose]();
             },
           ),
-          { maxTokens, signal: req.signal, stats },
+          // a constraint's mask follows the grammar, a host sampler reports through this consumer: such rows wait for it
+          { maxTokens, signal: req.signal, stats, lockstep: !onDevice || constraint !== null },
         )
       : null;
     const loop = row ? null : tokenLoop({

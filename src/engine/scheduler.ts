@@ -25,6 +25,12 @@ export interface Batcher<J> {
   rebuild(keep: readonly boolean[], add: readonly J[]): void;
   /** One decode step: last[i] is row i's previous token; each row's next token or its own error. */
   step(last: readonly number[]): (RowToken | Error)[];
+  /**
+   * The same step in two halves, so the consumers run while the model computes: launch queues the work and
+   * returns at once, collect waits for it. Optional (step is used without them).
+   */
+  launch?(last: readonly number[]): unknown;
+  collect?(pending: unknown): (RowToken | Error)[];
   /** Prompt tokens the next prefill chunk of j processes (for the per-round prefill budget); absent = a whole round. */
   prefillTokens?(j: J): number;
   /** Running row i leaves normally: its KV for whoever keeps it (the prompt cache); called before rebuild. */
@@ -46,6 +52,11 @@ export interface SchedulerOptions {
 
 export interface JoinOptions {
   maxTokens: number;
+  /**
+   * The row's next step needs its consumer to have taken the previous token (a constraint's mask follows the
+   * grammar). Other rows may run one token ahead of their consumer (buffered), as the solo loop pipelines.
+   */
+  lockstep?: boolean;
   signal?: AbortSignal;
   stats?: LoopStats;
 }
@@ -71,6 +82,11 @@ class Row<J> {
   /** Waiting for its next token with nothing buffered: a step may run for it. */
   get ready(): boolean {
     return this.closed || (this.waiter !== null && this.queue.length === 0);
+  }
+
+  /** A step may run for this row now: lockstep rows once their consumer asks, others at most one token ahead. */
+  get canStep(): boolean {
+    return !this.closed && this.state === "running" && (this.o.lockstep ? this.ready : this.queue.length === 0);
   }
 
   deliver(t: RowToken): void {
@@ -235,7 +251,8 @@ export class Scheduler<J> implements Disposable {
     await Promise.resolve();
     while (this.#rows.length > 0 && !this.#disposed) {
       const progressed = this.#iterate();
-      if (progressed) await new Promise<void>((r) => setImmediate(r));
+      if (this.#running.length > 0 && this.#running.every((r) => r.canStep)) await this.#step();
+      else if (progressed) await new Promise<void>((r) => setImmediate(r));
       else await new Promise<void>((r) => (this.#wake = r));
     }
   }
@@ -299,35 +316,45 @@ export class Scheduler<J> implements Disposable {
       this.#running = [...this.#running.filter((_, i) => keep[i]), ...joined];
       progressed = true;
     }
-    // a decode step once every running row's consumer took its token and asks for the next
-    if (this.#running.length > 0 && this.#running.every((r) => r.ready && !r.closed)) {
-      let out: (RowToken | Error)[];
-      this.#peak = Math.max(this.#peak, this.#running.length);
-      try {
-        out = this.batcher.step(this.#running.map((r) => r.last));
-      } catch (e) {
-        this.#failAll(e, []);
-        return true;
-      }
-      this.#running.forEach((r, i) => {
-        const t = out[i]!;
-        if (t instanceof Error) {
-          r.error = t;
-          r.state = "done";
-          // leaves at the next round (rebuild), told now
-          const w = r.waiter;
-          r.waiter = null;
-          w?.reject(t);
-          return;
-        }
-        r.deliver(t);
-        if (r.generated >= r.o.maxTokens) r.state = "done";
-      });
-      // rows that ended leave at the next round; their consumers hear it once they drained the queue
-      for (const r of this.#running) if (r.state === "done") r.finish();
-      progressed = true;
-    }
     return progressed;
+  }
+
+  /** One decode step for the running rows; with launch/collect the consumers run while it computes. */
+  async #step(): Promise<void> {
+    const rows = [...this.#running];
+    const last = rows.map((r) => r.last);
+    this.#peak = Math.max(this.#peak, rows.length);
+    let out: (RowToken | Error)[];
+    try {
+      if (this.batcher.launch && this.batcher.collect) {
+        const pending = this.batcher.launch(last);
+        await new Promise<void>((r) => setImmediate(r));
+        out = this.batcher.collect(pending);
+      } else {
+        out = this.batcher.step(last);
+        await new Promise<void>((r) => setImmediate(r));
+      }
+    } catch (e) {
+      this.#failAll(e, []);
+      return;
+    }
+    if (this.#disposed) return;
+    rows.forEach((r, i) => {
+      const t = out[i]!;
+      if (t instanceof Error) {
+        r.error = t;
+        r.state = "done";
+        // leaves at the next round (rebuild), told now
+        const w = r.waiter;
+        r.waiter = null;
+        w?.reject(t);
+        return;
+      }
+      r.deliver(t);
+      if (r.generated >= r.o.maxTokens) r.state = "done";
+    });
+    // rows that ended leave at the next round; their consumers hear it once they drained the queue
+    for (const r of rows) if (r.state === "done") r.finish();
   }
 
   /** A failure of the whole batch (the model step): every running row and the joiners get it. */
