@@ -161,6 +161,16 @@ export class DecodeBatch implements Disposable {
     return collectChoice(p);
   }
 
+  /** Queue the step after `p` with its greedy tokens (still on the device) as input: greedy rows only. */
+  launchNext(p: PendingStep): PendingStep {
+    const B = p.policies.length;
+    const logits = mx.scope(() => {
+      const h = this.model.hidden(mx.reshape(p.argmax, [B, 1]), this.#layers);
+      return mx.reshape(this.model.logits(h), [B, -1]).astype(mx.Dtype.float32);
+    });
+    return launchChoice(logits, this.#rows.map((r) => r.policy), this.#rows.map((r) => r.history));
+  }
+
   [Symbol.dispose](): void {
     for (const c of this.#layers) c[Symbol.dispose]();
     this.#layers = [];
@@ -274,6 +284,10 @@ export class MlxBatcher implements Batcher<MlxJoin>, Disposable {
 
   collect(p: unknown): (RowToken | Error)[] {
     return this.#batch.collect(p as PendingStep);
+  }
+
+  launchNext(p: unknown): PendingStep {
+    return this.#batch.launchNext(p as PendingStep);
   }
 
   leave(i: number, j: MlxJoin): void {

@@ -31,6 +31,11 @@ export interface Batcher<J> {
    */
   launch?(last: readonly number[]): unknown;
   collect?(pending: unknown): (RowToken | Error)[];
+  /**
+   * Queue the step after `pending` with its greedy tokens as input, before they are read back (the solo loop's
+   * pipelining: the next graph is built while the device computes). Only for rows that are all greedy.
+   */
+  launchNext?(pending: unknown): unknown;
   /** Prompt tokens the next prefill chunk of j processes (for the per-round prefill budget); absent = a whole round. */
   prefillTokens?(j: J): number;
   /** Running row i leaves normally: its KV for whoever keeps it (the prompt cache); called before rebuild. */
@@ -89,6 +94,11 @@ class Row<J> {
     return !this.closed && this.state === "running" && (this.o.lockstep ? this.ready : this.queue.length === 0);
   }
 
+  /** The step after the one in flight may be queued for it (greedy, its consumer at most a token behind, tokens left). */
+  get canStepAhead(): boolean {
+    return !this.closed && this.state === "running" && !this.o.lockstep && this.queue.length === 0 && this.generated + 2 < this.o.maxTokens;
+  }
+
   deliver(t: RowToken): void {
     this.generated++;
     this.last = t.token;
@@ -136,6 +146,8 @@ export class Scheduler<J> implements Disposable {
   #reserved = 0;
   #disposed = false;
   #peak = 0;
+  /** A pipelined step queued on the device, not read back yet. */
+  #inflight: { rows: Row<J>[]; pending: unknown } | null = null;
 
   constructor(
     private readonly batcher: Batcher<J>,
@@ -250,6 +262,15 @@ export class Scheduler<J> implements Disposable {
     // rows joining in the same turn start together
     await Promise.resolve();
     while (this.#rows.length > 0 && !this.#disposed) {
+      // a step in flight while the membership stays: queue the next one before reading it (pipelined)
+      if (this.#inflight && !this.#membershipDue() && this.batcher.launchNext && this.#inflight.rows.every((r) => r.canStepAhead)) {
+        await this.#pipelined();
+        continue;
+      }
+      if (this.#inflight) {
+        await this.#land(this.#inflight, null);
+        continue;
+      }
       const progressed = this.#iterate();
       if (this.#running.length > 0 && this.#running.every((r) => r.canStep)) await this.#step();
       else if (progressed) await new Promise<void>((r) => setImmediate(r));
@@ -319,6 +340,12 @@ export class Scheduler<J> implements Disposable {
     return progressed;
   }
 
+  /** Rows must join or leave before the next step (newcomers waiting with room, running rows that ended). */
+  #membershipDue(): boolean {
+    if (this.#running.some((r) => r.closed || r.state !== "running")) return true;
+    return this.#running.length < this.opts.parallel && this.#rows.some((r) => r.state === "waiting" || r.state === "prefill");
+  }
+
   /** One decode step for the running rows; with launch/collect the consumers run while it computes. */
   async #step(): Promise<void> {
     const rows = [...this.#running];
@@ -328,6 +355,11 @@ export class Scheduler<J> implements Disposable {
     try {
       if (this.batcher.launch && this.batcher.collect) {
         const pending = this.batcher.launch(last);
+        // greedy rows: keep it in flight, the next round queues the step after it before reading it
+        if (this.batcher.launchNext && rows.every((r) => !r.o.lockstep)) {
+          this.#inflight = { rows, pending };
+          return;
+        }
         await new Promise<void>((r) => setImmediate(r));
         out = this.batcher.collect(pending);
       } else {
@@ -338,8 +370,51 @@ export class Scheduler<J> implements Disposable {
       this.#failAll(e, []);
       return;
     }
+    this.#deliver(rows, out);
+  }
+
+  /** Queue the step after the one in flight, then read the one in flight while the device computes. */
+  async #pipelined(): Promise<void> {
+    const cur = this.#inflight!;
+    let next: unknown;
+    try {
+      next = this.batcher.launchNext!(cur.pending);
+    } catch (e) {
+      this.#inflight = null;
+      this.#failAll(e, []);
+      return;
+    }
+    await this.#land(cur, { rows: cur.rows, pending: next });
+  }
+
+  /** Read the step in flight and hand its tokens out; `then` becomes the step in flight. */
+  async #land(cur: { rows: Row<J>[]; pending: unknown }, then: { rows: Row<J>[]; pending: unknown } | null): Promise<void> {
+    this.#inflight = then;
+    await new Promise<void>((r) => setImmediate(r));
+    let out: (RowToken | Error)[];
+    try {
+      out = this.batcher.collect!(cur.pending);
+    } catch (e) {
+      if (then) {
+        try {
+          this.batcher.collect!(then.pending);
+        } catch {
+          // the batch failed already
+        }
+      }
+      this.#inflight = null;
+      this.#failAll(e, []);
+      return;
+    }
+    this.#peak = Math.max(this.#peak, cur.rows.length);
+    this.#deliver(cur.rows, out);
+  }
+
+  #deliver(rows: Row<J>[], out: (RowToken | Error)[]): void {
     if (this.#disposed) return;
     rows.forEach((r, i) => {
+      // a step queued ahead may come back for a row that ended meanwhile
+      if (r.state !== "running") return;
       const t = out[i]!;
       if (t instanceof Error) {
         r.error = t;
