@@ -118,7 +118,7 @@ const DTYPES: readonly DtypePolicy[] = ["float32", "float16", "bfloat16", "auto"
 
 function parseDtypePolicy(name: string): DtypePolicy {
   if (!(DTYPES as readonly string[]).includes(name)) {
-    throw new MlxkError("InvalidArgumentError", `MLXK_DTYPE must be float32, float16, bfloat16 or auto (got '${name}')`);
+    throw new MlxkError("InvalidArgumentError", `MLXK_DTYPE must be float32, float16, bfloat16, auto or half (got '${name}')`);
   }
   return name as DtypePolicy;
 }
