@@ -1,5 +1,4 @@
 /** `mlxk server` (alias `serve`): validate settings and the model, then supervise the OpenAI-compatible worker. */
-import { freemem } from "node:os";
 import { defineCommand } from "citty";
 import { type Env, serverApiKey, serverHost, serverPort, serverWorkerConfig } from "../env.ts";
 import { MlxkError } from "../errors.ts";
@@ -73,11 +72,10 @@ export default Object.assign(defineCommand({
       .filter(Boolean);
     const cacheBytes = parseBytesArg("prompt-cache-bytes", args["prompt-cache-bytes"]);
     if (args["prompt-cache"] === false && cacheBytes !== undefined) throw new MlxkError("InvalidArgumentError", "--no-prompt-cache and --prompt-cache-bytes contradict each other: give one");
-    const { defaultPromptCacheBytes } = await import("../engine/open.ts");
-    const promptCacheBytes = args["prompt-cache"] === false ? 0 : (cacheBytes ?? defaultPromptCacheBytes(freemem()));
-    const { defaultKvBudgetBytes, defaultParallel } = await import("../engine/open.ts");
-    const parallel = parseIntArg("parallel", args.parallel, 1, 256) ?? defaultParallel(freemem());
-    const kvBudgetBytes = defaultKvBudgetBytes(freemem(), promptCacheBytes);
+    // unset: the worker sizes it from the free memory of the device it runs models on
+    const promptCacheBytes = args["prompt-cache"] === false ? 0 : cacheBytes;
+    // unset: the worker takes 8, fewer when the device's free memory is short
+    const parallel = parseIntArg("parallel", args.parallel, 1, 256);
     if (host.trim() === "") throw new MlxkError("InvalidArgumentError", "--host must not be empty");
     let model: string | null = null;
     if (args.model !== undefined) {
@@ -119,7 +117,6 @@ export default Object.assign(defineCommand({
         keepAliveMs,
         promptCacheBytes,
         parallel,
-        kvBudgetBytes,
         maxTokensCap,
         requestTimeoutS,
       },

@@ -5,6 +5,7 @@
  * keeps its own way of choosing tokens (greedy on the device, a constraint's bias, a host sampler). A row is
  * computed exactly as alone (row-independent kernels), so batched greedy output is the solo output.
  */
+import { layerOps } from "../mlx/backend.ts";
 import { kernelInfo } from "../mlx/kernels.ts";
 import * as mx from "../mlx/index.ts";
 import type { LanguageModel, LayerCache } from "../models/base.ts";
@@ -16,8 +17,9 @@ import type { Batcher, RowToken } from "./scheduler.ts";
 
 /** Why this model cannot decode a batch with every row as alone; null when it can. */
 export function batchRefusal(model: LanguageModel, modelType: string): string | null {
-  const k = kernelInfo();
-  if (!k.enabled) return "our CPU kernels are off (MLXK_KERNELS=0 or unavailable); only they compute every row of a batch exactly as alone";
+  if (layerOps().name !== "ours" || !kernelInfo().enabled) {
+    return "the backend does not run our CPU kernels (a GPU, MLXK_KERNELS=0, or unavailable); only they compute every row of a batch exactly as alone";
+  }
   if (!(model instanceof Decoder)) return `${modelType} does not use the shared decoder (its caches or attention are not row-batched yet)`;
   const caches = model.makeCache();
   try {

@@ -7,58 +7,29 @@
  * `kernelGatedDelta` / `kernelConvSilu` (Gated DeltaNet) have no MLX twin here: they return null when the
  * kernels cannot run (off, unavailable, not float32) and the model falls back to its MLX-op path.
  */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import { Array, array, Dtype } from "./array.ts";
-import { fail, mlxAvailability, OUT_PTR } from "./ffi.ts";
+import { fail, lib, mlxAvailability, OUT_PTR, type Symbols } from "./ffi.ts";
 import { matmul, multiply, result, silu } from "./ops.ts";
 import { swapaxes } from "./shape.ts";
 import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { currentStream as S } from "./stream.ts";
 
-const P = FFIType.ptr;
-const I = FFIType.i32;
-const DEFS = {
-  mlxk_kernels_available: { args: [], returns: I },
-  mlxk_kernels_threads: { args: [], returns: I },
-  mlxk_kernels_force_scalar: { args: [I], returns: I },
-  mlxk_fast_quantized_matmul: { args: [P, P, P, P, P, FFIType.bool, I, I, I, P], returns: I },
-  mlxk_kernel_rms_norm: { args: [P, P, P, FFIType.f32, P], returns: I },
-  mlxk_kernel_rope: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, I, P, P, P], returns: I },
-  mlxk_kernel_sdpa: { args: [P, P, P, P, FFIType.f32, I, P, P, P], returns: I },
-  mlxk_kernel_rope_rows: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, P, I, P, P], returns: I },
-  mlxk_kernel_sdpa_rows: { args: [P, P, P, P, FFIType.f32, P, I, P], returns: I },
-  mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
-  mlxk_fast_linear: { args: [P, P, P, P], returns: I },
-  mlxk_kernel_gated_delta: { args: [P, P, P, P, P, P, P, P], returns: I },
-  mlxk_kernel_conv_silu: { args: [P, P, P, P], returns: I },
-} as const;
-type KernelLib = ReturnType<typeof dlopen<typeof DEFS>>;
-type KernelSymbols = KernelLib["symbols"];
-
 const MODES: Record<QuantMode, number> = { affine: 0, mxfp4: 1, nvfp4: 2, mxfp8: 3 };
 
-// undefined = not probed yet; null = this shim/CPU has no kernels.
-let syms: KernelSymbols | null | undefined;
-// Held for the process lifetime: the symbols' trampolines belong to the library object.
-let libRef: KernelLib | null = null;
+// undefined = not probed yet; null = MLX is missing or this CPU has no kernels. The symbols are ffi.ts's one table.
+let syms: Symbols | null | undefined;
 let override: boolean | null = null;
 let fromEnv: boolean | undefined;
 
-function symbols(): KernelSymbols | null {
+function symbols(): Symbols | null {
   if (syms !== undefined) return syms;
-  const av = mlxAvailability();
   syms = null;
-  if (!av.available || !av.shim) return syms;
-  try {
-    // Same library as ffi.ts (dlopen returns the loaded handle); an older shim without kernels just lacks the symbols.
-    libRef = dlopen(av.shim, DEFS);
-    const s = libRef.symbols;
-    if (s.mlxk_kernels_available() > 0) syms = s;
-  } catch {
-    syms = null;
-  }
+  if (!mlxAvailability().available) return syms;
+  const s = lib();
+  if (s.mlxk_kernels_available() > 0) syms = s;
   return syms;
 }
 
@@ -152,6 +123,29 @@ export function fastScaledDotProductAttention(q: Array, k: Array, v: Array, o: m
   );
 }
 
+/** MLX's rope with one offset per batch entry (the fallback of fastRopeRows; GPU). */
+export function mlxRopeRows(x: Array, o: Omit<mxfast.RopeOptions, "offset">, offsets: readonly number[]): Array {
+  const off = array(Int32Array.from(offsets), { shape: [offsets.length], dtype: Dtype.int32 });
+  try {
+    return mxfast.rope(x, { ...o, offset: off });
+  } finally {
+    off.dispose();
+  }
+}
+
+/** MLX's attention with the padding before each row's start masked out (the fallback of fastSdpaRows; GPU). */
+export function mlxSdpaRows(q: Array, k: Array, v: Array, scale: number, starts: readonly number[]): Array {
+  const Lk = k.shape[2]!;
+  const keep = new Uint8Array(starts.length * Lk);
+  starts.forEach((b, i) => keep.fill(1, i * Lk + b, (i + 1) * Lk));
+  const mask = array(keep, { shape: [starts.length, 1, 1, Lk], dtype: Dtype.bool });
+  try {
+    return mxfast.scaledDotProductAttention(q, k, v, { scale, mask });
+  } finally {
+    mask.dispose();
+  }
+}
+
 /**
  * Rope of a decode batch x [B, H, L, D]: batch entry b at its own position offsets[b], each entry exactly as
  * fastRope rotates it alone (MLX's rope with an offset array where our kernels cannot run).
@@ -160,14 +154,7 @@ export function fastRopeRows(x: Array, o: Omit<mxfast.RopeOptions, "offset">, of
   if (o.base === undefined && !o.freqs) throw new TypeError("fast.rope: give base or freqs");
   const s = symbols();
   const offs = Int32Array.from(offsets);
-  if (!s || !kernelsEnabled()) {
-    const off = array(offs, { shape: [offs.length], dtype: Dtype.int32 });
-    try {
-      return mxfast.rope(x, { ...o, offset: off });
-    } finally {
-      off.dispose();
-    }
-  }
+  if (!s || !kernelsEnabled()) return mlxRopeRows(x, o, offsets);
   return result(
     s.mlxk_kernel_rope_rows(OUT_PTR as never, x.handle as never, o.dims, o.traditional ?? false, o.base !== undefined,
       o.base ?? 0, o.scale ?? 1, ptr(offs) as never, offs.length, (o.freqs?.handle ?? 0) as never, S() as never),
@@ -183,17 +170,7 @@ export function fastRopeRows(x: Array, o: Omit<mxfast.RopeOptions, "offset">, of
 export function fastSdpaRows(q: Array, k: Array, v: Array, scale: number, starts: readonly number[]): Array {
   const s = kernelsEnabled() ? symbols() : null;
   const st = Int32Array.from(starts);
-  if (!s) {
-    const Lk = k.shape[2]!;
-    const keep = new Uint8Array(starts.length * Lk);
-    starts.forEach((b, i) => keep.fill(1, i * Lk + b, (i + 1) * Lk));
-    const mask = array(keep, { shape: [starts.length, 1, 1, Lk], dtype: Dtype.bool });
-    try {
-      return mxfast.scaledDotProductAttention(q, k, v, { scale, mask });
-    } finally {
-      mask.dispose();
-    }
-  }
+  if (!s) return mlxSdpaRows(q, k, v, scale, starts);
   return result(
     s.mlxk_kernel_sdpa_rows(OUT_PTR as never, q.handle as never, k.handle as never, v.handle as never, scale, ptr(st) as never, st.length, S() as never),
     "fast.sdpa_rows",
@@ -213,7 +190,7 @@ export function fastSwiglu(gate: Array, up: Array): Array {
  */
 export function fastLinear(x: Array, w: Array): Array {
   const s = kernelsEnabled() ? symbols() : null;
-  if (!s || !("mlxk_fast_linear" in s)) return matmul(x, swapaxes(w, -1, -2));
+  if (!s) return matmul(x, swapaxes(w, -1, -2));
   return result(s.mlxk_fast_linear(OUT_PTR as never, x.handle as never, w.handle as never, S() as never), "fast_linear");
 }
 
@@ -229,7 +206,7 @@ const f32 = (...as: Array[]) => as.every((a) => a.dtype === Dtype.float32);
  */
 export function kernelGatedDelta(q: Array, k: Array, v: Array, g: Array, beta: Array, state: Array): [Array, Array] | null {
   const s = kernelsEnabled() ? symbols() : null;
-  if (!s || !s.mlxk_kernel_gated_delta || !f32(q, k, v, g, beta, state)) return null;
+  if (!s || !f32(q, k, v, g, beta, state)) return null;
   const rc = s.mlxk_kernel_gated_delta(OUTS_PTR as never, q.handle as never, k.handle as never, v.handle as never, g.handle as never,
     beta.handle as never, state.handle as never, S() as never);
   if (rc !== 0) fail("gated_delta");
@@ -240,6 +217,6 @@ export function kernelGatedDelta(q: Array, k: Array, v: Array, g: Array, beta: A
 /** silu(depthwise causal conv): x [B, L, C], weight [C, K, 1] → [B, L-K+1, C]; null when the kernels cannot run. */
 export function kernelConvSilu(x: Array, w: Array): Array | null {
   const s = kernelsEnabled() ? symbols() : null;
-  if (!s || !s.mlxk_kernel_conv_silu || !f32(x, w)) return null;
+  if (!s || !f32(x, w)) return null;
   return result(s.mlxk_kernel_conv_silu(OUT_PTR as never, x.handle as never, w.handle as never, S() as never), "conv_silu");
 }

@@ -7,8 +7,9 @@
  */
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastRope, fastRopeRows } from "../mlx/kernels.ts";
 import type { RopeScaling } from "./config.ts";
+import { layerOps } from "../mlx/backend.ts";
+import { rope as applyRope } from "./layers.ts";
 
 /** What attention calls: rotate the first `dims` features of x [B, H, L, D] at position `offset`. */
 export interface RopeLayer {
@@ -52,11 +53,11 @@ export class Rope implements RopeLayer {
   }
 
   forward(x: mx.Array, offset: number): mx.Array {
-    return fastRope(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), { ...this.#options(), offset });
+    return applyRope(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), { ...this.#options(), offset });
   }
 
   forwardRows(x: mx.Array, offsets: readonly number[]): mx.Array {
-    return fastRopeRows(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), this.#options(), offsets);
+    return layerOps().ropeRows(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), this.#options(), offsets);
   }
 
   #options() {
@@ -87,7 +88,7 @@ class DynamicNtkRope implements RopeLayer {
   forward(x: mx.Array, offset: number): mx.Array {
     const seq = Math.max(x.shape.at(-2)! + offset, this.maxPos);
     const base = this.base * ((this.factor * seq) / this.maxPos - (this.factor - 1)) ** (this.dims / (this.dims - 2));
-    return fastRope(x, { dims: this.dims, traditional: this.traditional, base, scale: 1, offset });
+    return applyRope(x, { dims: this.dims, traditional: this.traditional, base, scale: 1, offset });
   }
 
   dispose(): void {}
@@ -116,7 +117,7 @@ class LongRope implements RopeLayer {
   forward(x: mx.Array, offset: number): mx.Array {
     const seq = offset + x.shape.at(-2)!;
     const freqs = seq > this.original ? this.#long : this.#short;
-    return fastRope(scaleRotated(x, this.dims, this.scale), { dims: this.dims, traditional: false, scale: 1, offset, freqs });
+    return applyRope(scaleRotated(x, this.dims, this.scale), { dims: this.dims, traditional: false, scale: 1, offset, freqs });
   }
 
   dispose(): void {

@@ -3,10 +3,11 @@
  * It runs only under the supervisor (src/server/supervisor.ts) and exits when the supervisor goes away
  * (IPC disconnect, or its parent pid changing), so a killed supervisor never leaves an orphan holding the port.
  */
-import { freemem } from "node:os";
 import * as v from "valibot";
 import { type Env, serverWorkerConfig } from "../env.ts";
+import { defaultKvBudgetBytes, defaultParallel, defaultPromptCacheBytes } from "../engine/open.ts";
 import { MlxkError } from "../errors.ts";
+import { deviceFreeMemory } from "../mlx/backend.ts";
 import { createApp } from "./app.ts";
 import { makeLogger } from "./log.ts";
 import { ModelManager, type ModelTarget } from "./model-manager.ts";
@@ -74,14 +75,23 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
   const manager = new ModelManager({
     resolve: (spec) => resolveTarget(spec, { env, allowPaths: config.allowPaths }),
     load: async (t) => {
-      const engine = await loadTarget(t, { env, promptCacheBytes: config.promptCacheBytes, parallel: config.parallel, kvBudgetBytes: config.kvBudgetBytes, freeMemory: freemem });
+      const free = deviceFreeMemory(env);
+      const promptCacheBytes = config.promptCacheBytes ?? defaultPromptCacheBytes(free);
+      const engine = await loadTarget(t, {
+        env,
+        promptCacheBytes,
+        parallel: config.parallel ?? defaultParallel(free),
+        kvBudgetBytes: config.kvBudgetBytes ?? defaultKvBudgetBytes(free, promptCacheBytes),
+        freeMemory: () => deviceFreeMemory(env),
+      });
       const b = (engine as { batching?: { parallel: number; refusal: string | null } }).batching;
       // a model that cannot batch runs one request at a time: say why, once
       if (b && b.parallel > 1 && b.refusal) log("warn", `${t.id}: one request at a time (--parallel ${b.parallel} not used): ${b.refusal}`);
       else if (b && b.parallel > 1) log("info", `${t.id}: continuous batching of up to ${b.parallel} requests`);
       return engine;
     },
-    freeMemory: freemem,
+    // the device's free memory (GPU memory on CUDA), not only the host's
+    freeMemory: () => deviceFreeMemory(env),
     maxQueue: config.maxQueue,
     pinned,
     aliases: config.servedNames,
