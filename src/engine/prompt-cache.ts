@@ -3,8 +3,11 @@
  * request that starts with tokens already seen (an agent loop's system prompt and history, a chat's
  * earlier turns) prefills only the rest. As mlx-lm's LRUPromptCache: a hit hands out a clone (the entry
  * stays, MLX copies shared buffers on the first write); a cache that holds every position is trimmed to
- * the shared prefix, one that cannot be trimmed (sliding window) is reused only when its whole key is a
- * prefix of the new prompt, and a model with any layer cache that cannot be cloned is never reused.
+ * the shared prefix. One that cannot be trimmed (a sliding window, the recurrent state of a hybrid model)
+ * is reused only when its whole key is a prefix of the new prompt, so the engine keeps snapshots of it at
+ * the message boundaries of each chat (snapshot(), src/engine/boundaries.ts) and a request resumes from the
+ * deepest one its prompt passes through. Snapshots are entries like any other: counted in bytes, evicted
+ * least recently used first. A model with any layer cache that cannot be cloned is never reused.
  */
 import * as mx from "../mlx/index.ts";
 import { isReusable, type ReusableCache } from "../models/cache.ts";
@@ -147,7 +150,15 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
    */
   snapshot(tokens: readonly number[], caches: readonly C[]): void {
     if (!caches.every(isReusable) || caches.every((c) => (c as unknown as ReusableCache).trimmable)) return;
+    // The same tokens give the same state: an entry already there only counts as used.
+    const there = this.#nodeAt(tokens)?.entry;
+    if (there) return this.#touch(there);
     this.put(tokens, caches.map((c) => (c as unknown as ReusableCache).clone() as unknown as C));
+  }
+
+  /** The token sequences held, in LRU order (least recently used first): for tests and diagnostics. */
+  keys(): number[][] {
+    return [...this.#lru.keys()].map((e) => [...e.key]);
   }
 
   /** Free every entry. */
@@ -157,6 +168,15 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
 
   [Symbol.dispose](): void {
     this.clear();
+  }
+
+  #nodeAt(tokens: readonly number[]): TrieNode<C> | null {
+    let node: TrieNode<C> | undefined = this.#root;
+    for (const t of tokens) {
+      node = node.children.get(t);
+      if (!node) return null;
+    }
+    return node;
   }
 
   /** The shortest trimmable entry at or below `node` (fewest positions to copy), or null. */
