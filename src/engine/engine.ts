@@ -107,6 +107,10 @@ export class MlxEngine implements Engine {
     return settle(req, prompt, ids, this.info.contextLength, opts);
   }
 
+  cachedPrefix(p: PreparedRequest): number | undefined {
+    return this.promptCache?.peek(p.ids);
+  }
+
   async *generate(request: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined> {
     const p = "prepared" in request ? request : this.prepare(request);
     const { req, prompt, ids, maxTokens } = p;

@@ -73,6 +73,22 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
    * left to prefill (its logits start the generation). Null when nothing is reusable.
    */
   take(prompt: readonly number[]): CacheHit<C> | null {
+    const found = this.#lookup(prompt);
+    if (!found) return null;
+    const { entry, cached } = found;
+    this.#touch(entry);
+    const caches = entry.caches.map((c) => (c as unknown as ReusableCache).clone() as unknown as C);
+    const drop = entry.key.length - cached;
+    if (drop > 0) for (const c of caches) (c as unknown as ReusableCache).trim(drop);
+    return { caches, cached };
+  }
+
+  /** How many leading tokens of `prompt` take() would reuse now (0: none); changes nothing. */
+  peek(prompt: readonly number[]): number {
+    return this.#lookup(prompt)?.cached ?? 0;
+  }
+
+  #lookup(prompt: readonly number[]): { entry: Entry<C>; cached: number } | null {
     const limit = prompt.length - 1;
     // Walk the trie along the prompt: entries on the path are exact prefixes; below the deepest node reached,
     // a trimmable entry shares `depth` tokens.
@@ -91,12 +107,7 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
     const entry = below ?? exact;
     if (!entry) return null;
     const cached = below ? shared : entry.key.length;
-    if (cached <= 0) return null;
-    this.#touch(entry);
-    const caches = entry.caches.map((c) => (c as unknown as ReusableCache).clone() as unknown as C);
-    const drop = entry.key.length - cached;
-    if (drop > 0) for (const c of caches) (c as unknown as ReusableCache).trim(drop);
-    return { caches, cached };
+    return cached > 0 ? { entry, cached } : null;
   }
 
   /**

@@ -161,6 +161,11 @@ export interface Engine extends Disposable {
    * so a schema the grammar engine rejects is still a request error, not a failed stream. Optional.
    */
   warm?(p: PreparedRequest): Promise<void>;
+  /**
+   * Leading prompt tokens the prompt cache would reuse if the request ran now (what a surface announces before
+   * generation starts; `done.usage.cachedTokens` is the exact figure). Undefined: no prompt cache. Optional.
+   */
+  cachedPrefix?(p: PreparedRequest): number | undefined;
   /** Runs a prepared request (a plain one is prepared with default options first). */
   generate(req: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined>;
 }
