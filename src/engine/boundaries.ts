@@ -3,14 +3,19 @@
  * snapshot of caches it cannot trim (sliding windows, recurrent states), so the next turn of the chat, or
  * another chat with the same system prompt, resumes there. Found as mlx-lm's server finds its system-prompt
  * segment: render a prefix of the message list and take the tokens it shares with the whole prompt (a
- * boundary is never a position the whole prompt does not pass through, whatever the template does).
+ * boundary is never a position the whole prompt does not pass through, whatever the template does). Where the
+ * prefix's text starts the prompt's text and the prompt's tokens end with the tokens of the rest (the usual case:
+ * a special token opens the next turn), only that short rest is tokenized.
  */
 
 /** The chat as its template renders it (prefixes included). */
 export interface ChatRendering<M> {
   messages: readonly M[];
   render(messages: readonly M[], addGenerationPrompt: boolean): string;
+  /** The prompt's tokens for a whole rendering (BOS rule included). */
   encode(text: string): number[];
+  /** Tokens of a piece of the prompt after its start (no BOS or other added tokens). */
+  encodeRest(text: string): number[];
   /** A message with this role and empty content (closes a system-only prefix, as mlx-lm does). */
   emptyUser: M;
   role(m: M): string;
@@ -27,18 +32,25 @@ function sharedPrefix(a: readonly number[], b: readonly number[]): number {
 }
 
 /**
- * Boundaries in `ids` (the whole prompt) past `floor` (tokens already cached), ascending: the end of the
+ * Boundaries in `ids` (the tokens of `prompt`) past `floor` (tokens already cached), ascending: the end of the
  * system prompt and of the last MAX_MESSAGE_BOUNDARIES messages. A prefix the template refuses to render
  * (e.g. one that ends on an assistant turn) gives no boundary.
  */
-export function messageBoundaries<M>(chat: ChatRendering<M>, ids: readonly number[], floor: number): number[] {
+export function messageBoundaries<M>(chat: ChatRendering<M>, prompt: string, ids: readonly number[], floor: number): number[] {
   const out = new Set<number>();
   const at = (messages: readonly M[]): number => {
+    let text: string;
     try {
-      return sharedPrefix(chat.encode(chat.render(messages, false)), ids);
+      text = chat.render(messages, false);
     } catch {
       return 0;
     }
+    if (text.length > 0 && prompt.startsWith(text)) {
+      const rest = chat.encodeRest(prompt.slice(text.length));
+      const b = ids.length - rest.length;
+      if (b > 0 && rest.every((t, i) => ids[b + i] === t)) return b;
+    }
+    return sharedPrefix(chat.encode(text), ids);
   };
   const keep = (b: number) => {
     if (b > floor && b < ids.length) out.add(b);

@@ -61,7 +61,8 @@ export class MlxEngine implements Engine {
   private chat(input: GenerateRequest["input"], tools?: ToolDefinition[]): ChatRendering<ChatMessage> | null {
     if ("prompt" in input) return null;
     const encode = (t: string) => this.text.encodePrompt(t);
-    const base = { emptyUser: { role: "user", content: "" } as ChatMessage, role: (m: ChatMessage) => m.role, encode };
+    const encodeRest = (t: string) => this.text.tokenizer.encode(t, { addSpecialTokens: false });
+    const base = { emptyUser: { role: "user", content: "" } as ChatMessage, role: (m: ChatMessage) => m.role, encode, encodeRest };
     if (input.chatTemplate === false) return { ...base, messages: input.messages, render: (m) => fallbackChatFormat(m) };
     const withTools = tools && tools.length > 0;
     // A template that never reads `tools` (e.g. SmolLM2's) would drop them: describe them in the system turn instead.
@@ -82,7 +83,7 @@ export class MlxEngine implements Engine {
   private snapshotMarks(p: PreparedRequest, cache: readonly ModelCache[], cached: number): number[] {
     if (!this.promptCache || !cache.every(isReusable) || cache.every((c) => (c as unknown as ReusableCache).trimmable)) return [];
     const chat = this.chat(p.req.input, p.req.toolChoice === "none" ? undefined : p.req.tools);
-    return chat ? messageBoundaries(chat, p.ids, cached) : [];
+    return chat ? messageBoundaries(chat, p.prompt, p.ids, cached) : [];
   }
 
   countPromptTokens(input: GenerateRequest["input"], tools?: ToolDefinition[]): number {

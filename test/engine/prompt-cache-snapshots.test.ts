@@ -1,6 +1,7 @@
 /**
  * Message-boundary snapshots for caches that cannot be trimmed: the recurrent state of hybrid models
- * (qwen3_5, lfm2, qwen3_next) and sliding windows (gemma3_text), against a trimmable model (llama). A chat's
+ * (qwen3_5, lfm2, qwen3_next) and sliding windows (gemma4, gemma3_text, gpt_oss, mistral), against a trimmable
+ * model (llama). A chat's
  * next turn whose history renders the answer differently from the tokens generated (an edited answer), and
  * a new chat with the same system prompt, resume from the deepest boundary they pass through and give the
  * tokens of a cold run (greedy and seeded sampling). Boundaries come from the chat template (real families'
@@ -40,7 +41,10 @@ const models: [TinyName | HybridName, "tiny" | "hybrid", boolean][] = [
   ["qwen3_5", "hybrid", false],
   ["lfm2", "hybrid", false],
   ["qwen3_next", "hybrid", false],
+  ["gemma4", "hybrid", false],
   ["gemma3_text", "tiny", false],
+  ["gpt_oss", "tiny", false],
+  ["mistral_swa", "tiny", false],
   ["llama", "tiny", true],
 ];
 
@@ -129,8 +133,10 @@ describe("message boundaries from real chat templates", () => {
         renderChatTemplate(source, { messages: [...m], addGenerationPrompt, bosToken: "<s>", eosToken: "</s>", kwargs: { date_string: "26 Jul 2024" } });
       const prompt = render(messages, true);
       const ids = bytes(prompt);
-      const chat = { messages, render, encode: bytes, emptyUser: { role: "user", content: "" } as ChatMessage, role: (m: ChatMessage) => m.role };
-      const marks = messageBoundaries(chat, ids, 0);
+      const chat = { messages, render, encode: bytes, encodeRest: bytes, emptyUser: { role: "user", content: "" } as ChatMessage, role: (m: ChatMessage) => m.role };
+      const marks = messageBoundaries(chat, prompt, ids, 0);
+      // The same boundaries when every prefix is tokenized whole (no text-prefix shortcut).
+      expect(messageBoundaries({ ...chat, encodeRest: () => [-1] }, prompt, ids, 0)).toEqual(marks);
       // Every boundary is a strict prefix of the prompt's tokens, ascending.
       expect(marks.length).toBeGreaterThanOrEqual(2);
       expect(marks).toEqual([...marks].sort((x, y) => x - y));
@@ -143,7 +149,7 @@ describe("message boundaries from real chat templates", () => {
       const last = render(messages, false) === prompt ? /4\.(<\/s>)?$/ : /And 3\+3\?(<\|im_end\|>|<turn\|>|<end_of_turn>|<\|eot_id\|>|<\|end\|>)?$/;
       expect(text(marks.at(-1)!).trimEnd()).toMatch(last);
       // Past the cached part only.
-      expect(messageBoundaries(chat, ids, marks.at(-1)!)).toEqual([]);
+      expect(messageBoundaries(chat, prompt, ids, marks.at(-1)!)).toEqual([]);
     });
   }
 });
