@@ -21,6 +21,12 @@ export interface ChatRendering<M> {
   role(m: M): string;
 }
 
+/** A position in the prompt's tokens where a message ends; `system`: the end of the system prompt. */
+export interface Boundary {
+  at: number;
+  system: boolean;
+}
+
 /** The deepest message boundaries kept per request, besides the end of the system prompt. */
 export const MAX_MESSAGE_BOUNDARIES = 3;
 
@@ -36,8 +42,8 @@ function sharedPrefix(a: readonly number[], b: readonly number[]): number {
  * system prompt and of the last MAX_MESSAGE_BOUNDARIES messages. A prefix the template refuses to render
  * (e.g. one that ends on an assistant turn) gives no boundary.
  */
-export function messageBoundaries<M>(chat: ChatRendering<M>, prompt: string, ids: readonly number[], floor: number): number[] {
-  const out = new Set<number>();
+export function messageBoundaries<M>(chat: ChatRendering<M>, prompt: string, ids: readonly number[], floor: number): Boundary[] {
+  const out = new Map<number, boolean>();
   const at = (messages: readonly M[]): number => {
     let text: string;
     try {
@@ -52,9 +58,7 @@ export function messageBoundaries<M>(chat: ChatRendering<M>, prompt: string, ids
     }
     return sharedPrefix(chat.encode(text), ids);
   };
-  const keep = (b: number) => {
-    if (b > floor && b < ids.length) out.add(b);
-  };
+
   const msgs = chat.messages;
   let system = 0;
   while (system < msgs.length && chat.role(msgs[system]!) === "system") system++;
@@ -63,12 +67,15 @@ export function messageBoundaries<M>(chat: ChatRendering<M>, prompt: string, ids
     // Shorter prefixes end earlier: nothing below the cached part is worth rendering.
     if (b <= floor && b > 0) break;
     if (b > floor && b < ids.length && !out.has(b)) {
-      out.add(b);
+      out.set(b, false);
       found++;
     }
   }
   // The system prompt closed by an empty user turn: its shared part reaches into the first user turn's header
   // (and is the only system boundary of templates that fold the system prompt into that turn, as gemma's do).
-  if (system > 0) keep(at([...msgs.slice(0, system), chat.emptyUser]) || at(msgs.slice(0, system)));
-  return [...out].sort((a, b) => a - b);
+  if (system > 0) {
+    const b = at([...msgs.slice(0, system), chat.emptyUser]) || at(msgs.slice(0, system));
+    if (b > floor && b < ids.length) out.set(b, true);
+  }
+  return [...out].map(([at, system]) => ({ at, system })).sort((a, b) => a.at - b.at);
 }

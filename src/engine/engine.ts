@@ -15,7 +15,7 @@ import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
 import { settle } from "./prepare.ts";
 import { PromptCache } from "./prompt-cache.ts";
-import { type ChatRendering, messageBoundaries } from "./boundaries.ts";
+import { type Boundary, type ChatRendering, messageBoundaries } from "./boundaries.ts";
 import { isReusable, type ReusableCache } from "../models/cache.ts";
 import { forcedToolChoice, type GrammarSpec, grammarFor, nativeSyntax, parametersSchema, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
 import type {
@@ -80,7 +80,7 @@ export class MlxEngine implements Engine {
    * Where prefill stops to keep a prompt-cache snapshot: the message boundaries past the cached part, for a
    * chat whose layer caches can be cloned but not all trimmed (a trimmable cache trims back to any prefix).
    */
-  private snapshotMarks(p: PreparedRequest, cache: readonly ModelCache[], cached: number): number[] {
+  private snapshotMarks(p: PreparedRequest, cache: readonly ModelCache[], cached: number): Boundary[] {
     if (!this.promptCache || !cache.every(isReusable) || cache.every((c) => (c as unknown as ReusableCache).trimmable)) return [];
     const chat = this.chat(p.req.input, p.req.toolChoice === "none" ? undefined : p.req.tools);
     return chat ? messageBoundaries(chat, p.prompt, p.ids, cached) : [];
@@ -149,7 +149,11 @@ export class MlxEngine implements Engine {
       cache,
       cached: hit?.cached ?? 0,
       ...(this.promptCache
-        ? { marks, onMark: (n: number) => this.promptCache!.snapshot(ids.slice(0, n), cache), onPrefilled: () => this.promptCache!.snapshot(ids, cache) }
+        ? {
+            marks: marks.map((b) => b.at),
+            onMark: (n: number) => this.promptCache!.snapshot(ids.slice(0, n), cache, { system: marks.some((b) => b.at === n && b.system) }),
+            onPrefilled: () => this.promptCache!.snapshot(ids, cache),
+          }
         : {}),
       maxTokens,
       sampler: onDevice ? undefined : sampler,

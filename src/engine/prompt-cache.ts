@@ -25,6 +25,8 @@ interface Entry<C extends AnyLayerCache> {
   bytes: number;
   /** Every layer can be trimmed to a shorter prefix. */
   trimmable: boolean;
+  /** A system-prompt snapshot: what other chats share, evicted last (mlx-lm's eviction tiers). */
+  system: boolean;
 }
 
 interface TrieNode<C extends AnyLayerCache> {
@@ -61,6 +63,7 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
   /** Least recently used first (Map keeps insertion order; a use re-inserts). */
   readonly #lru = new Map<Entry<C>, true>();
   #bytes = 0;
+  #systemEntries = 0;
 
   constructor(readonly maxBytes: number) {}
 
@@ -115,7 +118,7 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
    * offsets must equal its length). Takes ownership: stored, or disposed when it cannot be kept (a layer
    * cache that is not reusable, larger than the whole budget).
    */
-  put(tokens: readonly number[], caches: C[]): boolean {
+  put(tokens: readonly number[], caches: C[], opts: { system?: boolean } = {}): boolean {
     const n = caches[0]?.offset ?? 0;
     const ok = n > 0 && n === tokens.length && caches.every((c) => isReusable(c) && c.offset === n);
     if (!ok) {
@@ -142,14 +145,17 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
       if (trimmable && node.entry?.trimmable) replaced.push(node.entry);
     }
     if (node.entry && !replaced.includes(node.entry)) replaced.push(node.entry);
-    const entry: Entry<C> = { key: [...tokens], node, caches, bytes, trimmable };
+    const system = opts.system === true || node.entry?.system === true;
+    const entry: Entry<C> = { key: [...tokens], node, caches, bytes, trimmable, system };
     node.entry = entry;
     this.#lru.set(entry, true);
     this.#bytes += bytes;
+    if (system) this.#systemEntries++;
     for (const e of replaced) this.#evict(e);
-    for (const old of this.#lru.keys()) {
-      if (this.#bytes <= this.maxBytes) break;
-      if (old !== entry) this.#evict(old);
+    while (this.#bytes > this.maxBytes) {
+      const victim = this.#victim(entry);
+      if (!victim) break;
+      this.#evict(victim);
     }
     return true;
   }
@@ -159,12 +165,22 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
    * message boundary a later prompt can extend even where the rendered answer differs from the generated
    * tokens. Trimmable caches need no snapshot (the final entry trims back to any prefix).
    */
-  snapshot(tokens: readonly number[], caches: readonly C[]): void {
+  snapshot(tokens: readonly number[], caches: readonly C[], opts: { system?: boolean } = {}): void {
     if (!caches.every(isReusable) || caches.every((c) => (c as unknown as ReusableCache).trimmable)) return;
     // The same tokens give the same state: an entry already there only counts as used.
     const there = this.#nodeAt(tokens)?.entry;
-    if (there) return this.#touch(there);
-    this.put(tokens, caches.map((c) => (c as unknown as ReusableCache).clone() as unknown as C));
+    if (there) {
+      if (opts.system && !there.system) {
+        there.system = true;
+        this.#systemEntries++;
+      }
+      return this.#touch(there);
+    }
+    this.put(
+      tokens,
+      caches.map((c) => (c as unknown as ReusableCache).clone() as unknown as C),
+      opts,
+    );
   }
 
   /** The token sequences held, in LRU order (least recently used first): for tests and diagnostics. */
@@ -202,6 +218,23 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
     return best;
   }
 
+  /**
+   * The entry to evict next (never `keep`): the least recently used of the other entries while they are at least
+   * as many as the system-prompt snapshots, else of those (mlx-lm's CacheOrder, with two tiers), so chats
+   * sharing a system prompt keep it.
+   */
+  #victim(keep: Entry<C>): Entry<C> | null {
+    const others = this.#lru.size - this.#systemEntries;
+    const system = others < this.#systemEntries;
+    let first: Entry<C> | null = null;
+    for (const e of this.#lru.keys()) {
+      if (e === keep) continue;
+      if (e.system === system) return e;
+      first ??= e;
+    }
+    return first;
+  }
+
   #touch(e: Entry<C>): void {
     this.#lru.delete(e);
     this.#lru.set(e, true);
@@ -209,6 +242,7 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
 
   #evict(e: Entry<C>): void {
     if (!this.#lru.delete(e)) return;
+    if (e.system) this.#systemEntries--;
     this.#bytes -= e.bytes;
     for (const c of e.caches) c[Symbol.dispose]();
     if (e.node.entry === e) e.node.entry = null;

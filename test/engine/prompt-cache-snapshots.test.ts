@@ -134,9 +134,11 @@ describe("message boundaries from real chat templates", () => {
       const prompt = render(messages, true);
       const ids = bytes(prompt);
       const chat = { messages, render, encode: bytes, encodeRest: bytes, emptyUser: { role: "user", content: "" } as ChatMessage, role: (m: ChatMessage) => m.role };
-      const marks = messageBoundaries(chat, prompt, ids, 0);
+      const found = messageBoundaries(chat, prompt, ids, 0);
+      expect(found.filter((b) => b.system)).toEqual([found[0]!]);
+      const marks = found.map((b) => b.at);
       // The same boundaries when every prefix is tokenized whole (no text-prefix shortcut).
-      expect(messageBoundaries({ ...chat, encodeRest: () => [-1] }, prompt, ids, 0)).toEqual(marks);
+      expect(messageBoundaries({ ...chat, encodeRest: () => [-1] }, prompt, ids, 0)).toEqual(found);
       // Every boundary is a strict prefix of the prompt's tokens, ascending.
       expect(marks.length).toBeGreaterThanOrEqual(2);
       expect(marks).toEqual([...marks].sort((x, y) => x - y));

@@ -225,6 +225,17 @@ describe("snapshots of caches that cannot be trimmed", () => {
       expect(pc.stats.bytes).toBe(Math.min(i, 3) * bytes);
     }
     expect(pc.keys()).toEqual([range(0, 8), range(0, 9), range(0, 10)]);
+    // A system-prompt snapshot outlives the others (mlx-lm's tiers): the rest go first while they are as many.
+    const other = recurrent(1);
+    pc.snapshot([7], [other], { system: true });
+    expect(pc.keys()).toEqual([range(0, 9), range(0, 10), [7]]);
+    for (let i = 11; i <= 13; i++) {
+      live.advance(1);
+      pc.snapshot(range(0, i), [live]);
+    }
+    expect(pc.keys()).toEqual([[7], range(0, 12), range(0, 13)]);
+    expect(pc.stats.bytes).toBe(3 * bytes);
+    other[Symbol.dispose]();
     live[Symbol.dispose]();
     pc.clear();
     mx.synchronize();
