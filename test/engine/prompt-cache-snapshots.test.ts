@@ -13,7 +13,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { messageBoundaries } from "../../src/engine/boundaries.ts";
 import { loadEngine, type MlxEngine } from "../../src/engine/engine.ts";
-import type { ChatMessage, GenerateEvent, GenerateRequest, SamplingParams } from "../../src/engine/types.ts";
+import { collect } from "../../src/engine/collect.ts";
+import type { ChatMessage, GenerateDone, SamplingParams } from "../../src/engine/types.ts";
 import { renderChatTemplate } from "../../src/generate/chat-template.ts";
 import * as mx from "../../src/mlx/index.ts";
 import { type HybridName, writeHybridModel } from "../support/tiny-hybrid.ts";
@@ -24,17 +25,10 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const greedy: SamplingParams = { temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, repetitionContextSize: 20 };
 const seeded: SamplingParams = { temperature: 0.8, topP: 0.95, topK: 0, minP: 0, repetitionPenalty: 1.1, repetitionContextSize: 20, seed: 7 };
 
-type Done = Extract<GenerateEvent, { type: "done" }>;
-async function run(engine: MlxEngine, messages: ChatMessage[], sampling: SamplingParams): Promise<{ ids: number[]; text: string; done: Done }> {
-  const req: GenerateRequest = { input: { messages }, maxTokens: 8, sampling };
+async function run(engine: MlxEngine, messages: ChatMessage[], sampling: SamplingParams): Promise<{ ids: number[]; text: string; done: GenerateDone }> {
   const ids: number[] = [];
-  let text = "";
-  for await (const ev of engine.generate(req)) {
-    if (ev.type === "done") return { ids, text, done: ev };
-    if (ev.tokenId >= 0) ids.push(ev.tokenId);
-    text += ev.text;
-  }
-  throw new Error("no done event");
+  const answer = await collect(engine.generate({ input: { messages }, maxTokens: 8, sampling }), { onChunk: (c) => c.tokenId >= 0 && ids.push(c.tokenId) });
+  return { ids, text: answer.text, done: answer.done };
 }
 
 const models: [TinyName | HybridName, "tiny" | "hybrid", boolean][] = [
