@@ -79,3 +79,26 @@ export function messageBoundaries<M>(chat: ChatRendering<M>, prompt: string, ids
   }
   return [...out].map(([at, system]) => ({ at, system })).sort((a, b) => a.at - b.at);
 }
+
+/**
+ * The last few renderings of message-list prefixes, by their input: a chat's boundaries render the same
+ * prefixes every turn, and some templates take tens of ms (gemma-4's).
+ */
+export class RenderMemo {
+  /** Least recently used first. */
+  readonly #texts = new Map<string, string>();
+
+  constructor(readonly size: number) {}
+
+  get(key: string, render: () => string): string {
+    const hit = this.#texts.get(key);
+    this.#texts.delete(key);
+    const text = hit ?? render();
+    this.#texts.set(key, text);
+    for (const k of this.#texts.keys()) {
+      if (this.#texts.size <= this.size) break;
+      this.#texts.delete(k);
+    }
+    return text;
+  }
+}

@@ -15,7 +15,7 @@ import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
 import { settle } from "./prepare.ts";
 import { PromptCache } from "./prompt-cache.ts";
-import { type Boundary, type ChatRendering, messageBoundaries } from "./boundaries.ts";
+import { type Boundary, type ChatRendering, messageBoundaries, RenderMemo } from "./boundaries.ts";
 import { isReusable, type ReusableCache } from "../models/cache.ts";
 import { forcedToolChoice, type GrammarSpec, grammarFor, nativeSyntax, parametersSchema, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
 import type {
@@ -38,6 +38,8 @@ export class MlxEngine implements Engine {
   readonly info: ModelInfo;
   /** KV of earlier requests, reused by prompts that start the same way (null: off). */
   readonly promptCache: PromptCache<ModelCache> | null;
+  /** Renderings of message-list prefixes (the message boundaries of the prompt cache). */
+  readonly #renders = new RenderMemo(16);
 
   constructor(
     readonly loaded: LoadedModel,
@@ -67,12 +69,16 @@ export class MlxEngine implements Engine {
     const withTools = tools && tools.length > 0;
     // A template that never reads `tools` (e.g. SmolLM2's) would drop them: describe them in the system turn instead.
     const messages = withTools && !templateRendersTools(this.templateSource) ? withToolsPrompt(input.messages, tools) : input.messages;
-    const render = (m: readonly ChatMessage[], addGenerationPrompt: boolean) =>
-      this.text.applyChatTemplate(m.map(templateMessage), {
-        kwargs: input.templateKwargs,
-        addGenerationPrompt,
-        ...(withTools ? { tools: tools.map(templateTool) } : {}),
-      });
+    const render = (m: readonly ChatMessage[], addGenerationPrompt: boolean) => {
+      const make = () =>
+        this.text.applyChatTemplate(m.map(templateMessage), {
+          kwargs: input.templateKwargs,
+          addGenerationPrompt,
+          ...(withTools ? { tools: tools.map(templateTool) } : {}),
+        });
+      // Never the prompt itself from the memo (a template may read the date); a boundary is checked against the prompt's tokens.
+      return addGenerationPrompt ? make() : this.#renders.get(JSON.stringify([m, input.templateKwargs ?? null, withTools ? tools : null]), make);
+    };
     return { ...base, messages, render };
   }
 

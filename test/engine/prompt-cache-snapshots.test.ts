@@ -11,7 +11,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { messageBoundaries } from "../../src/engine/boundaries.ts";
+import { messageBoundaries, RenderMemo } from "../../src/engine/boundaries.ts";
 import { loadEngine, type MlxEngine } from "../../src/engine/engine.ts";
 import { collect } from "../../src/engine/collect.ts";
 import type { ChatMessage, GenerateDone, SamplingParams } from "../../src/engine/types.ts";
@@ -148,4 +148,16 @@ describe("message boundaries from real chat templates", () => {
       expect(messageBoundaries(chat, prompt, ids, marks.at(-1)!)).toEqual([]);
     });
   }
+});
+
+test("prefix renderings are memoized, the least recently used dropped first", () => {
+  const memo = new RenderMemo(2);
+  let renders = 0;
+  const r = (t: string) => () => `${t}${++renders}`;
+  expect(memo.get("a", r("a"))).toBe("a1");
+  expect(memo.get("b", r("b"))).toBe("b2");
+  expect(memo.get("a", r("a"))).toBe("a1"); // a is now the most recent
+  expect(memo.get("c", r("c"))).toBe("c3"); // b goes
+  expect(memo.get("a", r("a"))).toBe("a1");
+  expect(memo.get("b", r("b"))).toBe("b4");
 });
