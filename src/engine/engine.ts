@@ -19,8 +19,11 @@ import type { ModelSource } from "./open.ts";
 import { mergeSteps, OutputChain, type OutputStep } from "./output.ts";
 import { settle } from "./prepare.ts";
 import { PromptCache } from "./prompt-cache.ts";
+import { type Boundary, type ChatRendering, messageBoundaries, RenderMemo } from "./boundaries.ts";
+import { isReusable, type ReusableCache } from "../models/cache.ts";
 import { forcedToolChoice, type GrammarSpec, grammarFor, nativeSyntax, parametersSchema, templateMessage, templateTool, withToolsPrompt } from "./tools.ts";
 import type {
+  ChatMessage,
   Engine,
   GenerateChunk,
   GenerateDone,
@@ -49,6 +52,8 @@ export class MlxEngine implements Engine {
   readonly info: ModelInfo;
   /** KV of earlier requests, reused by prompts that start the same way (null: off). */
   readonly promptCache: PromptCache<ModelCache> | null;
+  /** Renderings of message-list prefixes (the message boundaries of the prompt cache). */
+  readonly #renders = new RenderMemo(16);
 
   /** Continuous batching (null: one request at a time); see batching for why it is off. */
   readonly #scheduler: Scheduler<MlxJoin> | null = null;
@@ -101,19 +106,42 @@ export class MlxEngine implements Engine {
 
   /** The prompt text and its token ids, as the model will see them (tools rendered by the chat template). */
   encode(input: GenerateRequest["input"], tools?: ToolDefinition[]): { prompt: string; ids: number[] } {
-    let prompt: string;
-    if ("prompt" in input) prompt = input.prompt;
-    else if (input.chatTemplate === false) prompt = fallbackChatFormat(input.messages);
-    else {
-      const withTools = tools && tools.length > 0;
-      // A template that never reads `tools` (e.g. SmolLM2's) would drop them: describe them in the system turn instead.
-      const messages = withTools && !templateRendersTools(this.templateSource) ? withToolsPrompt(input.messages, tools) : input.messages;
-      prompt = this.text.applyChatTemplate(messages.map(templateMessage), {
-        kwargs: input.templateKwargs,
-        ...(withTools ? { tools: tools.map(templateTool) } : {}),
-      });
-    }
+    const chat = this.chat(input, tools);
+    const prompt = chat ? chat.render(chat.messages, true) : (input as { prompt: string }).prompt;
     return { prompt, ids: this.text.encodePrompt(prompt) };
+  }
+
+  /** A chat input as the template sees it, with a renderer for any prefix of it (null for a plain prompt). */
+  private chat(input: GenerateRequest["input"], tools?: ToolDefinition[]): ChatRendering<ChatMessage> | null {
+    if ("prompt" in input) return null;
+    const encode = (t: string) => this.text.encodePrompt(t);
+    const encodeRest = (t: string) => this.text.tokenizer.encode(t, { addSpecialTokens: false });
+    const base = { emptyUser: { role: "user", content: "" } as ChatMessage, role: (m: ChatMessage) => m.role, encode, encodeRest };
+    if (input.chatTemplate === false) return { ...base, messages: input.messages, render: (m) => fallbackChatFormat(m) };
+    const withTools = tools && tools.length > 0;
+    // A template that never reads `tools` (e.g. SmolLM2's) would drop them: describe them in the system turn instead.
+    const messages = withTools && !templateRendersTools(this.templateSource) ? withToolsPrompt(input.messages, tools) : input.messages;
+    const render = (m: readonly ChatMessage[], addGenerationPrompt: boolean) => {
+      const make = () =>
+        this.text.applyChatTemplate(m.map(templateMessage), {
+          kwargs: input.templateKwargs,
+          addGenerationPrompt,
+          ...(withTools ? { tools: tools.map(templateTool) } : {}),
+        });
+      // Never the prompt itself from the memo (a template may read the date); a boundary is checked against the prompt's tokens.
+      return addGenerationPrompt ? make() : this.#renders.get(JSON.stringify([m, input.templateKwargs ?? null, withTools ? tools : null]), make);
+    };
+    return { ...base, messages, render };
+  }
+
+  /**
+   * Where prefill stops to keep a prompt-cache snapshot: the message boundaries past the cached part, for a
+   * chat whose layer caches can be cloned but not all trimmed (a trimmable cache trims back to any prefix).
+   */
+  private snapshotMarks(p: PreparedRequest, cache: readonly ModelCache[], cached: number): Boundary[] {
+    if (!this.promptCache || !cache.every(isReusable) || cache.every((c) => (c as unknown as ReusableCache).trimmable)) return [];
+    const chat = this.chat(p.req.input, p.req.toolChoice === "none" ? undefined : p.req.tools);
+    return chat ? messageBoundaries(chat, p.prompt, p.ids, cached) : [];
   }
 
   countPromptTokens(input: GenerateRequest["input"], tools?: ToolDefinition[]): number {
@@ -136,6 +164,10 @@ export class MlxEngine implements Engine {
       ids.push(bos);
     }
     return settle(req, prompt, ids, this.info.contextLength, opts);
+  }
+
+  cachedPrefix(p: PreparedRequest): number | undefined {
+    return this.promptCache?.peek(p.ids);
   }
 
   async *generate(request: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined> {
@@ -164,6 +196,7 @@ export class MlxEngine implements Engine {
     const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
     const hit = this.promptCache?.take(ids) ?? null;
     const cache = hit?.caches ?? this.loaded.model.makeCache();
+    const marks = this.snapshotMarks(p, cache, hit?.cached ?? 0);
     // Every token the loop hands out; the model has seen the prompt and a prefix of these (the cache's offset).
     const seen = [...ids];
     let failed = false;
@@ -197,7 +230,13 @@ export class MlxEngine implements Engine {
       prompt: ids,
       cache,
       cached: hit?.cached ?? 0,
-      ...(this.promptCache ? { onPrefilled: () => this.promptCache!.snapshot(ids, cache) } : {}),
+      ...(this.promptCache
+        ? {
+            marks: marks.map((b) => b.at),
+            onMark: (n: number) => this.promptCache!.snapshot(ids.slice(0, n), cache, { system: marks.some((b) => b.at === n && b.system) }),
+            onPrefilled: () => this.promptCache!.snapshot(ids, cache),
+          }
+        : {}),
       maxTokens,
       sampler: onDevice ? undefined : sampler,
       wantLogits: onDevice && wantLogprobs,

@@ -32,6 +32,12 @@ export interface TokenLoopOptions {
   cache?: LayerCache[];
   /** Leading prompt tokens `cache` already holds (a prompt-cache hit): only the rest is prefilled. */
   cached?: number;
+  /**
+   * Prompt positions (absolute, past `cached`) where prefill pauses and `onMark` sees the cache holding exactly
+   * that many prompt tokens: the message boundaries where a prompt-cache snapshot is kept.
+   */
+  marks?: readonly number[];
+  onMark?: (tokens: number, cache: LayerCache[]) => void;
   /** Called once the cache holds exactly the prompt, before the first decode step (a prompt-cache snapshot). */
   onPrefilled?: (cache: LayerCache[]) => void;
   /** Filled in as the loop runs (also valid when the consumer stops early). */
@@ -67,16 +73,31 @@ function lastLogits(model: LanguageModel, h: mx.Array): mx.Array {
   return mx.reshape(model.logits(last), [-1]).astype(mx.Dtype.float32);
 }
 
-/** Prefill chunk by chunk, yielding the tokens done after each full chunk; returns the last token's logits [V]. */
-function* prefillChunks(model: LanguageModel, cache: LayerCache[], prompt: readonly number[], step: number): Generator<number, mx.Array, undefined> {
+/**
+ * Prefill chunk by chunk (a chunk also ends at each of `marks`, where `onMark` sees the evaluated cache),
+ * yielding the tokens done after each chunk; returns the last token's logits [V].
+ */
+function* prefillChunks(
+  model: LanguageModel,
+  cache: LayerCache[],
+  prompt: readonly number[],
+  step: number,
+  marks: readonly number[] = [],
+  onMark?: (tokens: number) => void,
+): Generator<number, mx.Array, undefined> {
+  const stops = [...new Set(marks)].filter((m) => m > 0 && m < prompt.length).sort((a, b) => a - b);
   let pos = 0;
-  while (prompt.length - pos > step) {
+  for (;;) {
+    const mark = stops.find((m) => m > pos);
+    const end = Math.min(pos + step, mark ?? Number.POSITIVE_INFINITY);
+    if (end >= prompt.length) break;
     mx.scope(() => {
-      model.hidden(idsArray(prompt.slice(pos, pos + step)), cache);
+      model.hidden(idsArray(prompt.slice(pos, end)), cache);
       mx.eval(cache.flatMap((c) => c.state()));
     });
     mx.memory.clearCache();
-    pos += step;
+    pos = end;
+    if (pos === mark) onMark?.(pos);
     yield pos;
   }
   return mx.scope(() => lastLogits(model, model.hidden(idsArray(prompt.slice(pos)), cache)));
@@ -113,7 +134,15 @@ export function* tokenLoop(o: TokenLoopOptions): Generator<TokenStep, LoopStats,
   // Device arrays still queued when the consumer stops early; freed in `finally`.
   const pending = new Set<mx.Array | null>();
   try {
-    const chunks = prefillChunks(o.model, cache, o.cached ? o.prompt.slice(o.cached) : o.prompt, PREFILL_STEP);
+    const skip = o.cached ?? 0;
+    const chunks = prefillChunks(
+      o.model,
+      cache,
+      skip ? o.prompt.slice(skip) : o.prompt,
+      PREFILL_STEP,
+      (o.marks ?? []).map((m) => m - skip),
+      (n) => o.onMark?.(n + skip, cache),
+    );
     let first: mx.Array;
     for (;;) {
       const r = chunks.next();

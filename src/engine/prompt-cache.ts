@@ -3,8 +3,11 @@
  * request that starts with tokens already seen (an agent loop's system prompt and history, a chat's
  * earlier turns) prefills only the rest. As mlx-lm's LRUPromptCache: a hit hands out a clone (the entry
  * stays, MLX copies shared buffers on the first write); a cache that holds every position is trimmed to
- * the shared prefix, one that cannot be trimmed (sliding window) is reused only when its whole key is a
- * prefix of the new prompt, and a model with any layer cache that cannot be cloned is never reused.
+ * the shared prefix. One that cannot be trimmed (a sliding window, the recurrent state of a hybrid model)
+ * is reused only when its whole key is a prefix of the new prompt, so the engine keeps snapshots of it at
+ * the message boundaries of each chat (snapshot(), src/engine/boundaries.ts) and a request resumes from the
+ * deepest one its prompt passes through. Snapshots are entries like any other: counted in bytes, evicted
+ * least recently used first. A model with any layer cache that cannot be cloned is never reused.
  */
 import * as mx from "../mlx/index.ts";
 import { isReusable, type ReusableCache } from "../models/cache.ts";
@@ -22,6 +25,8 @@ interface Entry<C extends AnyLayerCache> {
   bytes: number;
   /** Every layer can be trimmed to a shorter prefix. */
   trimmable: boolean;
+  /** A system-prompt snapshot: what other chats share, evicted last (mlx-lm's eviction tiers). */
+  system: boolean;
 }
 
 interface TrieNode<C extends AnyLayerCache> {
@@ -58,6 +63,7 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
   /** Least recently used first (Map keeps insertion order; a use re-inserts). */
   readonly #lru = new Map<Entry<C>, true>();
   #bytes = 0;
+  #systemEntries = 0;
 
   constructor(readonly maxBytes: number) {}
 
@@ -70,6 +76,22 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
    * left to prefill (its logits start the generation). Null when nothing is reusable.
    */
   take(prompt: readonly number[]): CacheHit<C> | null {
+    const found = this.#lookup(prompt);
+    if (!found) return null;
+    const { entry, cached } = found;
+    this.#touch(entry);
+    const caches = entry.caches.map((c) => (c as unknown as ReusableCache).clone() as unknown as C);
+    const drop = entry.key.length - cached;
+    if (drop > 0) for (const c of caches) (c as unknown as ReusableCache).trim(drop);
+    return { caches, cached };
+  }
+
+  /** How many leading tokens of `prompt` take() would reuse now (0: none); changes nothing. */
+  peek(prompt: readonly number[]): number {
+    return this.#lookup(prompt)?.cached ?? 0;
+  }
+
+  #lookup(prompt: readonly number[]): { entry: Entry<C>; cached: number } | null {
     const limit = prompt.length - 1;
     // Walk the trie along the prompt: entries on the path are exact prefixes; below the deepest node reached,
     // a trimmable entry shares `depth` tokens.
@@ -88,12 +110,7 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
     const entry = below ?? exact;
     if (!entry) return null;
     const cached = below ? shared : entry.key.length;
-    if (cached <= 0) return null;
-    this.#touch(entry);
-    const caches = entry.caches.map((c) => (c as unknown as ReusableCache).clone() as unknown as C);
-    const drop = entry.key.length - cached;
-    if (drop > 0) for (const c of caches) (c as unknown as ReusableCache).trim(drop);
-    return { caches, cached };
+    return cached > 0 ? { entry, cached } : null;
   }
 
   /**
@@ -101,7 +118,7 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
    * offsets must equal its length). Takes ownership: stored, or disposed when it cannot be kept (a layer
    * cache that is not reusable, larger than the whole budget).
    */
-  put(tokens: readonly number[], caches: C[]): boolean {
+  put(tokens: readonly number[], caches: C[], opts: { system?: boolean } = {}): boolean {
     const n = caches[0]?.offset ?? 0;
     const ok = n > 0 && n === tokens.length && caches.every((c) => isReusable(c) && c.offset === n);
     if (!ok) {
@@ -128,14 +145,17 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
       if (trimmable && node.entry?.trimmable) replaced.push(node.entry);
     }
     if (node.entry && !replaced.includes(node.entry)) replaced.push(node.entry);
-    const entry: Entry<C> = { key: [...tokens], node, caches, bytes, trimmable };
+    const system = opts.system === true || node.entry?.system === true;
+    const entry: Entry<C> = { key: [...tokens], node, caches, bytes, trimmable, system };
     node.entry = entry;
     this.#lru.set(entry, true);
     this.#bytes += bytes;
+    if (system) this.#systemEntries++;
     for (const e of replaced) this.#evict(e);
-    for (const old of this.#lru.keys()) {
-      if (this.#bytes <= this.maxBytes) break;
-      if (old !== entry) this.#evict(old);
+    while (this.#bytes > this.maxBytes) {
+      const victim = this.#victim(entry);
+      if (!victim) break;
+      this.#evict(victim);
     }
     return true;
   }
@@ -145,9 +165,27 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
    * message boundary a later prompt can extend even where the rendered answer differs from the generated
    * tokens. Trimmable caches need no snapshot (the final entry trims back to any prefix).
    */
-  snapshot(tokens: readonly number[], caches: readonly C[]): void {
+  snapshot(tokens: readonly number[], caches: readonly C[], opts: { system?: boolean } = {}): void {
     if (!caches.every(isReusable) || caches.every((c) => (c as unknown as ReusableCache).trimmable)) return;
-    this.put(tokens, caches.map((c) => (c as unknown as ReusableCache).clone() as unknown as C));
+    // The same tokens give the same state: an entry already there only counts as used.
+    const there = this.#nodeAt(tokens)?.entry;
+    if (there) {
+      if (opts.system && !there.system) {
+        there.system = true;
+        this.#systemEntries++;
+      }
+      return this.#touch(there);
+    }
+    this.put(
+      tokens,
+      caches.map((c) => (c as unknown as ReusableCache).clone() as unknown as C),
+      opts,
+    );
+  }
+
+  /** The token sequences held, in LRU order (least recently used first): for tests and diagnostics. */
+  keys(): number[][] {
+    return [...this.#lru.keys()].map((e) => [...e.key]);
   }
 
   /** Free every entry. */
@@ -157,6 +195,15 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
 
   [Symbol.dispose](): void {
     this.clear();
+  }
+
+  #nodeAt(tokens: readonly number[]): TrieNode<C> | null {
+    let node: TrieNode<C> | undefined = this.#root;
+    for (const t of tokens) {
+      node = node.children.get(t);
+      if (!node) return null;
+    }
+    return node;
   }
 
   /** The shortest trimmable entry at or below `node` (fewest positions to copy), or null. */
@@ -171,6 +218,23 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
     return best;
   }
 
+  /**
+   * The entry to evict next (never `keep`): the least recently used of the other entries while they are at least
+   * as many as the system-prompt snapshots, else of those (mlx-lm's CacheOrder, with two tiers), so chats
+   * sharing a system prompt keep it.
+   */
+  #victim(keep: Entry<C>): Entry<C> | null {
+    const others = this.#lru.size - this.#systemEntries;
+    const system = others < this.#systemEntries;
+    let first: Entry<C> | null = null;
+    for (const e of this.#lru.keys()) {
+      if (e === keep) continue;
+      if (e.system === system) return e;
+      first ??= e;
+    }
+    return first;
+  }
+
   #touch(e: Entry<C>): void {
     this.#lru.delete(e);
     this.#lru.set(e, true);
@@ -178,6 +242,7 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
 
   #evict(e: Entry<C>): void {
     if (!this.#lru.delete(e)) return;
+    if (e.system) this.#systemEntries--;
     this.#bytes -= e.bytes;
     for (const c of e.caches) c[Symbol.dispose]();
     if (e.node.entry === e) e.node.entry = null;

@@ -168,6 +168,11 @@ export interface Engine extends Disposable {
    * throws queue_full (503 + retry-after) when it does not fit now. Returns the release. Optional.
    */
   reserve?(p: PreparedRequest): () => void;
+  /**
+   * Leading prompt tokens the prompt cache would reuse if the request ran now (what a surface announces before
+   * generation starts; `done.usage.cachedTokens` is the exact figure). Undefined: no prompt cache. Optional.
+   */
+  cachedPrefix?(p: PreparedRequest): number | undefined;
   /** Runs a prepared request (a plain one is prepared with default options first). */
   generate(req: GenerateRequest | PreparedRequest): AsyncGenerator<GenerateEvent, void, undefined>;
 }

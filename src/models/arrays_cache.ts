@@ -2,12 +2,16 @@
  * The recurrent-state cache of linear-attention layers, as mlx-lm keeps it (models/cache.py ArraysCache,
  * mlx-lm 0.32.2): a fixed number of slots (Gated DeltaNet: [0] the last K-1 conv inputs, [1] the SSM
  * state), replaced whole each step. Slots outlive the step's scope: they are `keep()`-ed here and the
- * previous array is freed on replacement.
+ * previous array is freed on replacement. A recurrent state cannot be rewound, so the prompt cache keeps
+ * clones of it at message boundaries (src/engine/prompt-cache.ts snapshot) instead of trimming it.
  */
 import * as mx from "../mlx/index.ts";
 import type { LayerCache } from "./base.ts";
+import type { ReusableCache } from "./cache.ts";
 
-export class ArraysCache implements LayerCache {
+export class ArraysCache implements LayerCache, ReusableCache {
+  /** The state after n tokens cannot be turned back into the state after fewer. */
+  readonly trimmable = false;
   readonly #slots: (mx.Array | null)[];
   #offset = 0;
 
@@ -17,6 +21,20 @@ export class ArraysCache implements LayerCache {
 
   get offset(): number {
     return this.#offset;
+  }
+
+  /** The same slots under new handles: every step replaces a slot whole, so the clone never sees a later write. */
+  clone(): ArraysCache {
+    const c = new ArraysCache(this.#slots.length);
+    this.#slots.forEach((a, i) => {
+      c.#slots[i] = a ? a.retain() : null;
+    });
+    c.#offset = this.#offset;
+    return c;
+  }
+
+  trim(): number {
+    return 0;
   }
 
   get(i: number): mx.Array | null {

@@ -36,6 +36,8 @@ export interface Run {
   /** Prompt rendered once, context checked, token limit settled (engine.prepare). */
   req: PreparedRequest;
   promptTokens: number;
+  /** Prompt tokens the prompt cache holds for this request as it starts (undefined: cache off); the done event has the exact count. */
+  cachedTokens?: number;
   started: number;
   /** The engine's events; a failure is reported to the manager (poisoned-backend rule). */
   events: () => AsyncGenerator<GenerateEvent, void, undefined>;
@@ -158,7 +160,8 @@ export async function openRun(ctx: RouteContext, request: Request, spec: RunSpec
       if (end.finishReason === "cancelled" && (reason === "timeout" || reason === "shutdown")) throw stoppedError(reason, ctx);
       yield end;
     }
-    return { lease, req, promptTokens, started, events, abort: () => stopFor("client"), close };
+    const cachedTokens = engine.cachedPrefix?.(req);
+    return { lease, req, promptTokens, ...(cachedTokens !== undefined ? { cachedTokens } : {}), started, events, abort: () => stopFor("client"), close };
   } catch (e) {
     close();
     throw e;

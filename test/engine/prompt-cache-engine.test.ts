@@ -1,8 +1,8 @@
 /**
  * The prefix cache through the engine: a full hit (the next turn extends the last) and a partial hit (a
  * shared prefix, then a different branch) give exactly the tokens of a cold run, greedy on the device and
- * seeded sampling on the host, for a full-attention model, a sliding-window one (reused only on an exact
- * prefix) and the real SmolLM2 chat; `cachedTokens` reports the reuse; the KV is freed on dispose.
+ * seeded sampling on the host, for a full-attention model, sliding-window and hybrid ones (reused only on
+ * an exact prefix) and the real SmolLM2 chat; `cachedTokens` reports the reuse; the KV is freed on dispose.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -72,13 +72,10 @@ describe.each(["llama", "qwen3", "gemma3_text"] as TinyName[])("tiny %s", (name)
   }
 });
 
-describe.each([
-  ["qwen3_5", false],
-  ["lfm2", false],
-  ["gemma4", true],
-] as [HybridName, boolean][])("hybrid %s", (name, kept) => {
-  // Recurrent states (Gated DeltaNet, short conv) cannot be cloned: never kept. gemma4's full + sliding layers: exact prefixes only.
-  test(kept ? "reused only on exact prefixes, tokens as cold" : "never reused (recurrent state), tokens as cold", async () => {
+describe.each(["qwen3_5", "lfm2", "gemma4"] as HybridName[])("hybrid %s", (name) => {
+  // Recurrent states (Gated DeltaNet, short conv) and gemma4's sliding layers cannot be trimmed: exact prefixes only
+  // (message-boundary snapshots of chats: prompt-cache-snapshots.test.ts).
+  test("reused only on exact prefixes, tokens as cold", async () => {
     const dir = writeHybridModel(name, join(tmp, name));
     using warm = await loadEngine({ kind: "dir", path: dir, id: name }, { promptCacheBytes: 1 << 30 });
     using cold = await loadEngine({ kind: "dir", path: dir, id: name });
@@ -87,9 +84,9 @@ describe.each([
       const w = await run(warm, prompt(p, greedy, 8));
       const c = await run(cold, prompt(p, greedy, 8));
       expect(w.ids).toEqual(c.ids);
-      expect(w.done.usage.cachedTokens).toBe(kept && p.includes("more") ? "Hello tiny model".length : 0);
+      expect(w.done.usage.cachedTokens).toBe(p.includes("more") ? "Hello tiny model".length : 0);
     }
-    expect(warm.promptCache!.stats.entries > 0).toBe(kept);
+    expect(warm.promptCache!.stats.entries).toBeGreaterThan(0);
   }, 60_000);
 });
 

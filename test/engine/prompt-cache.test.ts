@@ -1,11 +1,12 @@
 /**
  * The prefix cache (src/engine/prompt-cache.ts): trie lookups (exact prefix, trimmed shared prefix, one
- * token always left to prefill), the byte-bounded LRU, caches that cannot be trimmed or cloned, and that
- * evicted KV is freed (MLX active memory back to its baseline).
+ * token always left to prefill), the byte-bounded LRU, caches that cannot be trimmed or cloned, snapshots of
+ * recurrent states (ArraysCache) and sliding windows, and that evicted KV is freed (MLX active memory back to its baseline).
  */
 import { describe, expect, test } from "bun:test";
 import { PromptCache } from "../../src/engine/prompt-cache.ts";
 import * as mx from "../../src/mlx/index.ts";
+import { ArraysCache } from "../../src/models/arrays_cache.ts";
 import { type KVCache, RotatingKVCache, StandardKVCache } from "../../src/models/cache.ts";
 
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
@@ -85,7 +86,7 @@ describe("trie lookups", () => {
     expect(pc.take([...range(100, 105), 7])).toBeNull();
   });
 
-  test("a cache kind that cannot be cloned (a recurrent state) is never kept", () => {
+  test("a cache kind that cannot be cloned is never kept", () => {
     using pc = new PromptCache<KVCache>(1 << 30);
     let disposed = 0;
     const recurrent = { offset: 3, state: () => [], [Symbol.dispose]: () => void disposed++ };
@@ -149,6 +150,93 @@ describe("byte-bounded LRU", () => {
       expect(pc.stats.bytes).toBeLessThanOrEqual(pc.maxBytes);
     }
     expect(pc.stats.entries).toBe(3);
+    pc.clear();
+    mx.synchronize();
+    expect(mx.memory.active()).toBe(active0);
+  });
+});
+
+/** A one-slot recurrent state after n tokens: the slot holds [n] (so a read-back shows which state it is). */
+function recurrent(n: number): ArraysCache {
+  const c = new ArraysCache(1);
+  mx.scope(() => c.set(0, mx.full([1, 64], n, mx.Dtype.float32)));
+  c.advance(n);
+  return c;
+}
+const slot = (c: ArraysCache) => mx.scope(() => c.get(0)!.toFloat32Array()[0]);
+
+describe("snapshots of caches that cannot be trimmed", () => {
+  test("a recurrent state is kept as a clone; later steps of the live cache leave the snapshot as it was", () => {
+    using pc = new PromptCache<ArraysCache>(1 << 30);
+    using live = recurrent(4);
+    pc.snapshot(range(0, 4), [live]);
+    // The live cache goes on (its slot is replaced, as every layer step does).
+    mx.scope(() => live.set(0, mx.full([1, 64], 99, mx.Dtype.float32)));
+    live.advance(3);
+    pc.snapshot(range(0, 7), [live]);
+    expect(pc.stats.entries).toBe(2);
+    // The deepest snapshot that is a prefix of the prompt, never one that is not.
+    const deep = pc.take([...range(0, 7), 50])!;
+    expect([deep.cached, slot(deep.caches[0]!)]).toEqual([7, 99]);
+    disposeAll(deep.caches);
+    const mid = pc.take([...range(0, 5), 50])!;
+    expect([mid.cached, mid.caches[0]!.offset, slot(mid.caches[0]!)]).toEqual([4, 4, 4]);
+    disposeAll(mid.caches);
+    expect(pc.take([0, 1, 2, 50])).toBeNull();
+    // A snapshot of tokens already held only counts as a use.
+    const before = pc.stats.bytes;
+    pc.snapshot(range(0, 4), [live]);
+    expect(pc.stats).toEqual({ entries: 2, bytes: before, maxBytes: 1 << 30 });
+    expect(pc.keys().at(-1)).toEqual(range(0, 4));
+  });
+
+  test("a sliding-window snapshot resumes as the cache it was taken from would have", () => {
+    using pc = new PromptCache<KVCache>(1 << 30);
+    const [live, fresh] = caches(6, () => new RotatingKVCache(4));
+    pc.snapshot(range(0, 6), [live!]);
+    heldKeys(live!); // the live cache moves on
+    heldKeys(live!);
+    const hit = pc.take([...range(0, 6), 9])!;
+    expect(hit.cached).toBe(6);
+    expect(heldKeys(hit.caches[0]!)).toEqual(heldKeys(fresh!));
+    disposeAll([...hit.caches, live!, fresh!]);
+  });
+
+  test("trimmable caches need no snapshot", () => {
+    using pc = new PromptCache<KVCache>(1 << 30);
+    const cs = caches(4);
+    pc.snapshot(range(0, 4), cs);
+    expect(pc.stats.entries).toBe(0);
+    disposeAll(cs);
+  });
+
+  test("snapshots count in bytes, are evicted least recently used first, and are freed", () => {
+    mx.synchronize();
+    const active0 = mx.memory.active();
+    const one = recurrent(1);
+    const bytes = one.state().reduce((s, a) => s + a.nbytes, 0);
+    one[Symbol.dispose]();
+    const pc = new PromptCache<ArraysCache>(bytes * 3);
+    const live = recurrent(0);
+    for (let i = 1; i <= 10; i++) {
+      mx.scope(() => live.set(0, mx.full([1, 64], i, mx.Dtype.float32)));
+      live.advance(1);
+      pc.snapshot(range(0, i), [live]);
+      expect(pc.stats.bytes).toBe(Math.min(i, 3) * bytes);
+    }
+    expect(pc.keys()).toEqual([range(0, 8), range(0, 9), range(0, 10)]);
+    // A system-prompt snapshot outlives the others (mlx-lm's tiers): the rest go first while they are as many.
+    const other = recurrent(1);
+    pc.snapshot([7], [other], { system: true });
+    expect(pc.keys()).toEqual([range(0, 9), range(0, 10), [7]]);
+    for (let i = 11; i <= 13; i++) {
+      live.advance(1);
+      pc.snapshot(range(0, i), [live]);
+    }
+    expect(pc.keys()).toEqual([[7], range(0, 12), range(0, 13)]);
+    expect(pc.stats.bytes).toBe(3 * bytes);
+    other[Symbol.dispose]();
+    live[Symbol.dispose]();
     pc.clear();
     mx.synchronize();
     expect(mx.memory.active()).toBe(active0);

@@ -197,8 +197,17 @@ export interface Usage {
   cache_read_input_tokens: number;
 }
 
+/**
+ * Anthropic's split of the prompt: `input_tokens` are the ones prefilled, `cache_read_input_tokens` the ones
+ * reused from the prompt cache (the three input fields add up to the prompt). `cache_creation_input_tokens` is 0:
+ * the cache keeps KV on its own (no cache_control breakpoints, nothing written at a client's request).
+ */
 export function toUsage(u: GenerateDone["usage"]): Usage {
-  return { input_tokens: u.promptTokens, output_tokens: u.completionTokens, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 };
+  return { ...inputUsage(u.promptTokens, u.cachedTokens), output_tokens: u.completionTokens };
+}
+
+function inputUsage(promptTokens: number, cached = 0): Omit<Usage, "output_tokens"> {
+  return { input_tokens: promptTokens - cached, cache_creation_input_tokens: 0, cache_read_input_tokens: cached };
 }
 
 export type ContentBlock =
@@ -257,6 +266,8 @@ export class MessageEvents {
     private readonly id: string,
     private readonly model: string,
     private readonly promptTokens: number,
+    /** What the prompt cache holds for this prompt as the stream opens; message_delta carries the exact count. */
+    private readonly cachedTokens?: number,
   ) {}
 
   start(): StreamEvent[] {
@@ -269,7 +280,7 @@ export class MessageEvents {
       content: [],
       stop_reason: null,
       stop_sequence: null,
-      usage: { input_tokens: promptTokens, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 },
+      usage: { ...inputUsage(promptTokens, this.cachedTokens), output_tokens: 0 },
     };
     return [{ type: "message_start", message }, { type: "ping" }];
   }
@@ -322,7 +333,8 @@ export class MessageEvents {
     // an answer with neither text nor calls still has its (empty) text block
     const out = this.open === "text" || this.calls > 0 ? [] : this.openBlock("text");
     out.push(...this.closeBlock());
-    out.push({ type: "message_delta", delta: toStopReason(done), usage: { output_tokens: done.usage.completionTokens } });
+    // The usage totals of the whole message (the SDKs overwrite message_start's with them).
+    out.push({ type: "message_delta", delta: toStopReason(done), usage: toUsage(done.usage) });
     out.push({ type: "message_stop" });
     return out;
   }

@@ -21,7 +21,7 @@ export function anthropicRoutes(ctx: RouteContext) {
       },
       streamed: () =>
         streamResponse(
-          machineEvents(ctx, run, new MessageEvents(id, run.lease.name, run.promptTokens), { id, surface: "messages" }),
+          machineEvents(ctx, run, new MessageEvents(id, run.lease.name, run.promptTokens, run.cachedTokens), { id, surface: "messages" }),
           { contentType: "text/event-stream; charset=utf-8", frame: namedEventFrame, error: (e) => namedEventFrame(toAnthropicError(e).body) },
           { onCancel: run.abort, onClose: () => run.close() },
         ),

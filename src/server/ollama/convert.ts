@@ -290,7 +290,9 @@ export function doneStats(d: GenerateDone, totalMs: number) {
     done_reason: doneReason(d),
     total_duration: Math.round(totalMs * NS_PER_MS),
     load_duration: 0,
+    // The whole prompt, cached part included (Ollama's semantics); the part reused from the prompt cache apart.
     prompt_eval_count: d.usage.promptTokens,
+    ...(d.usage.cachedTokens !== undefined ? { prompt_eval_cached_count: d.usage.cachedTokens } : {}),
     prompt_eval_duration: Math.round(d.timings.prefillMs * NS_PER_MS),
     eval_count: d.usage.completionTokens,
     eval_duration: Math.round(d.timings.decodeMs * NS_PER_MS),

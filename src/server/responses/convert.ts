@@ -281,7 +281,8 @@ export interface ResponseUsage {
 export function toResponseUsage(u: GenerateDone["usage"], reasoningTokens: number): ResponseUsage {
   return {
     input_tokens: u.promptTokens,
-    input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 },
+    // cache_write_tokens: 0, the prompt cache keeps KV on its own (nothing is written at a client's request).
+    input_tokens_details: { cached_tokens: u.cachedTokens ?? 0, cache_write_tokens: 0 },
     output_tokens: u.completionTokens,
     output_tokens_details: { reasoning_tokens: reasoningTokens },
     total_tokens: u.promptTokens + u.completionTokens,
