@@ -71,7 +71,7 @@ async function mlxDirFrom(gguf: string, dir: string): Promise<string> {
   if (existsSync(join(dir, "config.json"))) return dir;
   const mx = await import("../src/mlx/index.ts");
   const { ggufToModel } = await import("../src/engine/gguf.ts");
-  const { config, tensors } = ggufToModel(gguf);
+  const { config, tensors } = ggufToModel(gguf, { packed: false });
   mkdirSync(dir, { recursive: true });
   const out = new Map<string, InstanceType<typeof mx.Array>>();
   for (const [k, a] of tensors) out.set(k, mx.isFloating(a.dtype) ? a.astype(mx.Dtype.float32) : a);

@@ -4,9 +4,12 @@
  */
 import * as mx from "../mlx/index.ts";
 import { fastLinear, fastQuantizedMatmul, fastRmsNorm, fastScaledDotProductAttention, fastSwiglu } from "../mlx/kernels.ts";
+import { isKQuantMode, type KQuantMode, kquantDequantize, kquantMatmul } from "../mlx/kquant.ts";
 import type { KVCache } from "./cache.ts";
 
-export type QuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
+/** MLX's modes, and GGUF K-quant blocks kept as the file has them (weight = uint8 rows of blocks, no scales). */
+export type MlxQuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
+export type QuantMode = MlxQuantMode | KQuantMode;
 export interface QuantParams {
   groupSize: number;
   bits: number;
@@ -21,7 +24,7 @@ export interface LinearParts {
   q?: QuantParams | null;
 }
 
-/** y = x W^T (+ b); W either float or MLX-quantized (packed uint32 + scales [+ biases]). */
+/** y = x W^T (+ b); W float, MLX-quantized (packed uint32 + scales [+ biases]) or GGUF K-quant blocks (uint8). */
 export class Linear {
   readonly weight: mx.Array;
   readonly bias: mx.Array | null;
@@ -43,9 +46,12 @@ export class Linear {
   }
 
   forward(x: mx.Array): mx.Array {
-    const y = this.q
-      ? fastQuantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...this.q })
-      : fastLinear(x, this.weight);
+    const q = this.q;
+    const y = !q
+      ? fastLinear(x, this.weight)
+      : isKQuantMode(q.mode)
+        ? kquantMatmul(x, this.weight, q.mode)
+        : fastQuantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...q, mode: q.mode });
     return this.bias ? mx.add(y, this.bias) : y;
   }
 
@@ -87,9 +93,10 @@ export class Embedding {
   forward(ids: mx.Array): mx.Array {
     if (!this.q) return mx.take(this.weight, ids, 0);
     const w = mx.take(this.weight, ids, 0);
+    if (isKQuantMode(this.q.mode)) return kquantDequantize(w, this.q.mode);
     const s = mx.take(this.scales!, ids, 0);
     const b = this.biases ? mx.take(this.biases, ids, 0) : null;
-    return mx.dequantize(w, s, b, { ...this.q, dtype: this.scales!.dtype === mx.Dtype.uint8 ? mx.Dtype.float32 : this.scales!.dtype });
+    return mx.dequantize(w, s, b, { ...this.q, mode: this.q.mode, dtype: this.scales!.dtype === mx.Dtype.uint8 ? mx.Dtype.float32 : this.scales!.dtype });
   }
 
   asLinear(): Linear {
