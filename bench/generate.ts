@@ -8,7 +8,7 @@
  * Usage: bun bench/generate.ts [--prompt 512] [--gen 128] [--rounds 2] [--only smollm2|qwen05] [--all-variants]
  *        [--skip-mlx-lm] [--skip-llama]
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -22,6 +22,8 @@ export interface Result {
   peak_rss_mb: number;
   /** Our runs: whether the AVX2 kernels were in use (a shim/TS mismatch silently falls back to MLX's ops). */
   kernels?: string;
+  /** The greedy tokens generated (bench/llama.ts compares engines on them). */
+  tokens?: number[];
 }
 
 function arg(name: string, fallback: string): string {
@@ -47,15 +49,15 @@ export async function timeGreedy(model: import("../src/models/base.ts").Language
   const { tokenLoop } = await import("../src/engine/generate.ts");
   const { kernelInfo } = await import("../src/mlx/kernels.ts");
   const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
-  for (const _ of tokenLoop({ model, prompt, maxTokens: nGen, stats })) {
-    // greedy on device; every token is consumed
-  }
+  const tokens: number[] = [];
+  for (const step of tokenLoop({ model, prompt, maxTokens: nGen, stats })) tokens.push(step.token);
   const k = kernelInfo();
   return {
     prefill_tps: (prompt.length / stats.prefillMs) * 1000,
     decode_tps: ((stats.generated - 1) / stats.decodeMs) * 1000,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     kernels: k.enabled ? k.level : "off",
+    tokens,
   };
 }
 
@@ -82,14 +84,34 @@ async function mlxDirFrom(gguf: string, dir: string): Promise<string> {
   return dir;
 }
 
+/** A llama-architecture layout for shapedGguf: hidden, layers, heads, KV heads, FF width, vocab (tied embeddings). */
+export interface GgufShape {
+  file: string;
+  name: string;
+  H: number;
+  L: number;
+  NH: number;
+  KV: number;
+  FF: number;
+  V: number;
+}
+
+export const QWEN05_SHAPE: GgufShape = { file: "qwen05-shaped.Q4_1.gguf", name: "qwen2.5-0.5b-shaped-random", H: 896, L: 24, NH: 14, KV: 2, FF: 4864, V: 151936 };
+export const QWEN15_SHAPE: GgufShape = { file: "qwen15-shaped.Q4_1.gguf", name: "qwen2.5-1.5b-shaped-random", H: 1536, L: 28, NH: 12, KV: 2, FF: 8960, V: 151936 };
+
 /** Qwen2.5-0.5B shapes (hidden 896, 24 layers, 14/2 heads, FF 4864, vocab 151936, tied) as a Q4_1 llama GGUF. */
-export async function qwenShapedGguf(smollm2: string): Promise<string> {
-  const path = join(CACHE, "qwen05-shaped.Q4_1.gguf");
+export function qwenShapedGguf(smollm2: string): Promise<string> {
+  return shapedGguf(smollm2, QWEN05_SHAPE);
+}
+
+/** Random Q4_1 weights in `shape` as a llama GGUF under .cache/bench (SmolLM2's tokenizer, padded to V); cached. */
+export async function shapedGguf(smollm2: string, shape: GgufShape): Promise<string> {
+  const path = join(CACHE, shape.file);
   if (existsSync(path)) return path;
   const { readGguf } = await import("../src/gguf/reader.ts");
   const { encodeGguf } = await import("../test/support/gguf-writer.ts");
   const src = readGguf(smollm2);
-  const [H, L, NH, KV, FF, V] = [896, 24, 14, 2, 4864, 151936];
+  const { H, L, NH, KV, FF, V } = shape;
   const D = H / NH;
   let seed = 7;
   const rnd = () => {
@@ -138,7 +160,7 @@ export async function qwenShapedGguf(smollm2: string): Promise<string> {
   const u32 = (value: number) => ({ type: "u32" as const, value });
   const meta = {
     "general.architecture": "llama",
-    "general.name": "qwen2.5-0.5b-shaped-random",
+    "general.name": shape.name,
     "llama.block_count": u32(L),
     "llama.context_length": u32(32768),
     "llama.embedding_length": u32(H),
@@ -158,7 +180,9 @@ export async function qwenShapedGguf(smollm2: string): Promise<string> {
     "tokenizer.ggml.eos_token_id": u32(Number(src.metadata.get("tokenizer.ggml.eos_token_id")!.value)),
   };
   mkdirSync(CACHE, { recursive: true });
-  writeFileSync(path, encodeGguf(meta, tensors));
+  // Written under a temporary name first: a run killed mid-write must not leave a truncated "cached" file.
+  writeFileSync(`${path}.tmp`, encodeGguf(meta, tensors));
+  renameSync(`${path}.tmp`, path);
   return path;
 }
 
