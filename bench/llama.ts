@@ -4,18 +4,19 @@
  * best ISA at run time) with 1 AND 2 threads, interleaved rounds (order reversed each round), median per engine.
  * The ratio is mlxk's median over llama.cpp's best thread setting, per metric. Each run is its own process.
  *
- * Rows: the real SmolLM2-135M Q4_1, a Qwen2.5-1.5B-shaped random Q4_1 (generated once under .cache/bench);
- * more rows (MoE, Q4_K_M) go in MODELS below.
+ * Rows: the real SmolLM2-135M Q4_1, a Qwen2.5-1.5B-shaped random Q4_1, a Qwen3-0.6B-shaped random Q4_K_M and a
+ * Qwen3-30B-A3B-like random Q4_K_M MoE (bench/kquant-models.ts), generated once under .cache/bench.
  *
  * node-llama-cpp lives outside the project (a reference, never a dependency):
  *   npm install --prefix /work/main/.cache/llama-ref node-llama-cpp@3.22.1   (or --llama-dir DIR)
  *
- * Usage: bun bench/llama.ts [--prompt 658] [--gen 128] [--rounds 3] [--only smollm2,qwen15]
+ * Usage: bun bench/llama.ts [--prompt 658] [--gen 128] [--rounds 3] [--only smollm2,qwen15,q4km,moe]
  *        [--mlxk-threads 1,2]   (extra mlxk rows pinned with MLXK_THREADS, besides the default policy)
  *        [--env K=V,K=V]        (extra environment for the default mlxk row, e.g. MLXK_INT8_ACT=1)
  */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { qwen3MoeShapedQ4KM, qwen3ShapedQ4KM } from "./kquant-models.ts";
 import { promptIds, QWEN15_SHAPE, type Result, runJson, shapedGguf, timeGreedy } from "./generate.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -36,6 +37,9 @@ interface BenchModel {
 export const MODELS: BenchModel[] = [
   { key: "smollm2", name: "SmolLM2-135M-Instruct Q4_1 (real)", gguf: async (smol) => smol },
   { key: "qwen15", name: "Qwen2.5-1.5B-shaped random Q4_1", gguf: (smol) => shapedGguf(smol, QWEN15_SHAPE) },
+  // K-quants packed (bench/kquant-models.ts): every matrix Q4_K/Q6_K; the MoE's experts through the gather kernel
+  { key: "q4km", name: "Qwen3-0.6B-shaped random Q4_K_M", gguf: (smol) => qwen3ShapedQ4KM(smol) },
+  { key: "moe", name: "Qwen3-30B-A3B-like MoE (64 experts, top 8) random Q4_K_M", gguf: (smol) => qwen3MoeShapedQ4KM(smol) },
 ];
 
 // Greedy through the llama.cpp context; the first token marks the end of prefill (as in our timeGreedy).
