@@ -6,7 +6,8 @@
  * - `kquantDequantize(w, type)`: those rows as float32 (llama.cpp's dequantize_row_q*_K), for embeddings.
  * - `kernelGatherQmm(...)`: gather_qmm over stacked experts (MLX affine/mxfp4 or K-quant), or null when the
  *   kernels are off or do not take the case (callers keep MLX's gather_qmm).
- * All three are CPU ops; the GGUF loader widens K-quants on load where they cannot run (kquantPackable()).
+ * - `kquantInt8(on)`: the opt-in int8-activation path (MLXK_INT8_ACT=1), as llama.cpp computes K-quant dots.
+ * All are CPU ops; the GGUF loader widens K-quants on load where they cannot run (kquantPackable()).
  */
 import { dlopen, FFIType } from "bun:ffi";
 import { Array } from "./array.ts";
@@ -30,6 +31,7 @@ const DEFS = {
   mlxk_kquant_matmul: { args: [P, P, P, I, I, P], returns: I },
   mlxk_kquant_dequantize: { args: [P, P, I, P], returns: I },
   mlxk_kernel_gather_qmm: { args: [P, P, P, P, P, P, I, I, I, I, P], returns: I },
+  mlxk_kquant_int8: { args: [I], returns: I },
 } as const;
 type Lib = ReturnType<typeof dlopen<typeof DEFS>>;
 let lib: Lib | null | undefined;
@@ -67,6 +69,15 @@ export function kquantMatmul(x: Array, w: Array, mode: KQuantMode): Array {
 
 export function kquantDequantize(w: Array, mode: KQuantMode): Array {
   return result(need().mlxk_kquant_dequantize(OUT_PTR as never, w.handle as never, KTYPES[mode], S() as never), "kquant_dequantize");
+}
+
+/**
+ * The opt-in int8-activation path of the K-quant kernels (MLXK_INT8_ACT=1 sets it at start): x rounded to int8
+ * per 256 values as llama.cpp's q8_K, integer dot products. `on` null only reads it. Returns the previous setting.
+ */
+export function kquantInt8(on: boolean | null = null): boolean {
+  const s = symbols();
+  return s ? s.mlxk_kquant_int8(on === null ? -1 : on ? 1 : 0) === 1 : false;
 }
 
 const QMODES: Record<string, number> = { affine: 0, mxfp4: 1 };

@@ -3,14 +3,15 @@
  * - dequantization of Q4_K/Q5_K/Q6_K blocks is exactly ggml's (test/support/kquants.ts, which matches gguf-py
  *   0.17.1), on quantized rows and on random bytes (every scale/min bit pattern);
  * - x·Wᵀ through the AVX2 path, the scalar path and the kernels-off path (per-call dequantization + MLX matmul)
- *   agrees with an f64 reference within f32 rounding on odd shapes (decode M = 1 and prefill tiles);
+ *   agrees with an f64 reference within f32 rounding on odd shapes (decode M = 1 and prefill tiles); the opt-in
+ *   int8-activation path (llama.cpp's q8_K) within 8-bit rounding;
  * - kernelGatherQmm equals MLX's gather_qmm (affine 4/8-bit, mxfp4) and a reference for K-quant experts, with x
  *   shared by the k slots (gate/up) or one row per slot (down), unused experts, prefill-sized token counts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import * as mx from "../../src/mlx/index.ts";
 import { forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
-import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantMatmul } from "../../src/mlx/kquant.ts";
+import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantInt8, kquantMatmul } from "../../src/mlx/kquant.ts";
 import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
 
 afterAll(() => {
@@ -104,6 +105,26 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
         }
       }
     }
+  });
+
+  test.skipIf(kernelInfo().level !== "avx2").each(MODES)("%s: opt-in int8 activations (q8_K, MLXK_INT8_ACT=1) within 8-bit rounding of f64", (mode) => {
+    const [q, dq] = CODECS[mode];
+    const prev = kquantInt8(true);
+    try {
+      for (const [M, N, K] of SHAPES) {
+        const bytes = q(floats(N * K));
+        const x = floats(M * K);
+        const { y, mag } = reference(x, dq(bytes), M, N, K);
+        const got = mx.scope(() => kquantMatmul(mx.array(x, { shape: [M, K] }), weights(mode, bytes, N), mode).toFloat32Array());
+        const err = maxAbs(got, y);
+        // x rounded to 1/254 of its block's max: errors are ~1% of an output's size, far above f32 rounding
+        expect(err).toBeLessThan(2e-3 * mag);
+        if (N * M > 100) expect(err).toBeGreaterThan(1e-5 * mag); // the int8 path really ran
+      }
+    } finally {
+      kquantInt8(prev);
+    }
+    expect(kquantInt8()).toBe(prev);
   });
 
   test("leading axes of x are kept; a wrong K is refused with a message", () => {

@@ -6,6 +6,9 @@
 #include "kquant.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -193,12 +196,14 @@ MLXK_KQ_AVX2 void dot_rows(const KqProblem& p, const float* x, const float* xs16
   const int nb = p.K / 256, bb = kq_block_bytes(T);
   const uint8_t* w[C];
   __m256 acc[C][2], bacc[C];
+  #pragma GCC unroll 8
   for (int c = 0; c < C; c++) {
     w[c] = p.w + static_cast<size_t>(n + c) * nb * bb;
     acc[c][0] = acc[c][1] = bacc[c] = _mm256_setzero_ps();
   }
   alignas(32) float A[C][16], B[C][16];
   for (int blk = 0; blk < nb; blk++) {
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++) {
       const uint8_t* b = w[c] + static_cast<size_t>(blk) * bb;
       block_params<T>(b, A[c], B[c]);
@@ -207,9 +212,11 @@ MLXK_KQ_AVX2 void dot_rows(const KqProblem& p, const float* x, const float* xs16
       bacc[c] = _mm256_fmadd_ps(_mm256_load_ps(B[c] + 8), _mm256_loadu_ps(xs + 8), bacc[c]);
     }
     const float* xb = x + blk * 256;
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
       const __m256 x0 = _mm256_loadu_ps(xb + 32 * j), x1 = _mm256_loadu_ps(xb + 32 * j + 8);
       const __m256 x2 = _mm256_loadu_ps(xb + 32 * j + 16), x3 = _mm256_loadu_ps(xb + 32 * j + 24);
+      #pragma GCC unroll 8
       for (int c = 0; c < C; c++) {
         __m256 f[4];
         to_floats(codes<T>(w[c] + static_cast<size_t>(blk) * bb, j), f);
@@ -220,6 +227,7 @@ MLXK_KQ_AVX2 void dot_rows(const KqProblem& p, const float* x, const float* xs16
       }
     }
   }
+  #pragma GCC unroll 8
   for (int c = 0; c < C; c++) p.out[n + c] = hsum(_mm256_add_ps(_mm256_add_ps(acc[c][0], acc[c][1]), bacc[c]));
 }
 
@@ -231,10 +239,12 @@ MLXK_KQ_AVX2 void deq_row_avx2(const uint8_t* w, float* y, int K) {
   for (int blk = 0; blk < K / 256; blk++) {
     const uint8_t* b = w + static_cast<size_t>(blk) * bb;
     block_params<T>(b, A, B);
+    #pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
       __m256 f[4];
       to_floats(codes<T>(b, j), f);
       float* out = y + blk * 256 + 32 * j;
+      #pragma GCC unroll 8
       for (int q = 0; q < 4; q++) {
         const int s = 2 * j + (q >> 1);
         _mm256_storeu_ps(out + 8 * q, _mm256_fmadd_ps(f[q], _mm256_set1_ps(A[s]), _mm256_set1_ps(B[s])));
@@ -247,13 +257,17 @@ MLXK_KQ_AVX2 void deq_row_avx2(const uint8_t* w, float* y, int K) {
 template <int C, int R>
 MLXK_KQ_AVX2 void tile(const float* const* wr, const float* x, int K, float* out, int ldo) {
   __m256 acc[R][C];
+  #pragma GCC unroll 8
   for (int r = 0; r < R; r++)
     for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
   for (int k = 0; k < K; k += 8) {
     __m256 wv[C];
+    #pragma GCC unroll 8
     for (int c = 0; c < C; c++) wv[c] = _mm256_loadu_ps(wr[c] + k);
+    #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
       const __m256 xv = _mm256_loadu_ps(x + static_cast<size_t>(r) * K + k);
+      #pragma GCC unroll 8
       for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(wv[c], xv, acc[r][c]);
     }
   }
@@ -289,6 +303,111 @@ MLXK_KQ_AVX2 void prefill_avx2(const KqProblem& p, int r0, int r1, int c0, int c
   }
 }
 
+// ---- opt-in int8 activations (q8_K)
+
+// x rows → int8 per 256 values: q = round(x / d), d = max|x| / 127; bsums = Σq per 16 values.
+struct Q8 {
+  std::vector<int8_t> q;
+  std::vector<float> d;
+  std::vector<int32_t> bsums;
+};
+
+void quantize_q8(const float* x, int rows, int K, Q8& o) {
+  const int nb = K / 256;
+  o.q.resize(static_cast<size_t>(rows) * K);
+  o.d.resize(static_cast<size_t>(rows) * nb);
+  o.bsums.resize(static_cast<size_t>(rows) * nb * 16);
+  for (size_t b = 0; b < static_cast<size_t>(rows) * nb; b++) {
+    const float* xb = x + b * 256;
+    float amax = 0.f;
+    for (int i = 0; i < 256; i++) amax = std::max(amax, std::fabs(xb[i]));
+    const float d = amax / 127.f, id = amax > 0.f ? 127.f / amax : 0.f;
+    o.d[b] = d;
+    int8_t* q = o.q.data() + b * 256;
+    for (int i = 0; i < 256; i++) q[i] = static_cast<int8_t>(std::lrintf(std::min(127.f, std::max(-127.f, xb[i] * id))));
+    for (int g = 0; g < 16; g++) {
+      int s = 0;
+      for (int i = 0; i < 16; i++) s += q[16 * g + i];
+      o.bsums[b * 16 + g] = s;
+    }
+  }
+}
+
+// Integer scales and mins per 16 values of one block, and the float factors: value = dA·S·code − dB·M.
+template <KType T>
+inline void int_params(const uint8_t* b, int16_t* S, int16_t* M, float& dA, float& dB) {
+  if constexpr (T == KType::Q6K) {
+    dA = h2f(b + 208);
+    dB = dA;
+    for (int i = 0; i < 16; i++) {
+      S[i] = static_cast<int8_t>(b[192 + i]);
+      M[i] = static_cast<int16_t>(32 * S[i]); // code − 32
+    }
+  } else {
+    dA = h2f(b);
+    dB = h2f(b + 2);
+    int sc, m;
+    for (int j = 0; j < 8; j++) {
+      scale_min_k4(j, b + 4, sc, m);
+      S[2 * j] = S[2 * j + 1] = static_cast<int16_t>(sc);
+      M[2 * j] = M[2 * j + 1] = static_cast<int16_t>(m);
+    }
+  }
+}
+
+// R int8 x rows (stride K) against weight row n: out[r·ldo] = Σ blocks dx·(dA·Σ S·(c·q) − dB·Σ M·bsum).
+template <KType T, int R>
+MLXK_KQ_AVX2 void dot_q8(const KqProblem& p, const Q8& x, int r0, int n) {
+  const int nb = p.K / 256, bb = kq_block_bytes(T);
+  const uint8_t* w = p.w + static_cast<size_t>(n) * nb * bb;
+  float acc[R] = {};
+  alignas(32) int16_t S[16], M[16];
+  for (int blk = 0; blk < nb; blk++) {
+    const uint8_t* b = w + static_cast<size_t>(blk) * bb;
+    float dA, dB;
+    int_params<T>(b, S, M, dA, dB);
+    __m256i isum[R];
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
+    #pragma GCC unroll 8
+    for (int j = 0; j < 8; j++) {
+      const __m256i c = codes<T>(b, j);
+      const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(S[2 * j + 1]), _mm_set1_epi16(S[2 * j]));
+      #pragma GCC unroll 8
+      for (int r = 0; r < R; r++) {
+        const size_t xb = (static_cast<size_t>(r0 + r) * nb + blk) * 256 + 32 * j;
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + xb));
+        isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(c, q), sv));
+      }
+    }
+    const __m256i mv = _mm256_load_si256(reinterpret_cast<const __m256i*>(M));
+    #pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const size_t bi = static_cast<size_t>(r0 + r) * nb + blk;
+      const __m256i bs = _mm256_packs_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums.data() + bi * 16)),
+                                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums.data() + bi * 16 + 8)));
+      // packs interleaves 128-bit lanes: bsums order [0..3, 8..11, 4..7, 12..15]; permute back before pairing with M
+      const __m256i bso = _mm256_permute4x64_epi64(bs, 0xD8);
+      const __m256i mm = _mm256_madd_epi16(bso, mv);
+      __m128i t = _mm_add_epi32(_mm256_castsi256_si128(isum[r]), _mm256_extracti128_si256(isum[r], 1));
+      __m128i u = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
+      t = _mm_hadd_epi32(_mm_hadd_epi32(t, u), _mm_setzero_si128()); // [Σisum, Σmins, 0, 0] after two hadds
+      const float si = static_cast<float>(_mm_cvtsi128_si32(t)), sm = static_cast<float>(_mm_extract_epi32(t, 1));
+      acc[r] += x.d[bi] * (dA * si - dB * sm);
+    }
+  }
+  for (int r = 0; r < R; r++) p.out[static_cast<size_t>(r0 + r) * p.ldo + n] = acc[r];
+}
+
+template <KType T>
+MLXK_KQ_AVX2 void tile_q8(const KqProblem& p, const Q8& x, int r0, int r1, int c0, int c1) {
+  for (int n = c0; n < c1; n++) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) dot_q8<T, 4>(p, x, r, n);
+    for (; r < r1; r++) dot_q8<T, 1>(p, x, r, n);
+  }
+}
+
 template <KType T>
 MLXK_KQ_AVX2 void decode_avx2(const KqProblem& p, const float* xs16, int r, int c0, int c1) {
   KqProblem q = p;
@@ -318,6 +437,7 @@ void tile_scalar(const KqProblem& p, int r0, int r1, int c0, int c1) {
 struct Job {
   const KqProblem* p;
   const float* xs16; // decode: Σx per 16 values of the one x row; else null
+  const void* q8;    // int8 activations (opt-in): the quantized x rows; else null
   bool avx2;
   int row_block, col_chunk, n_col_chunks;
 };
@@ -329,6 +449,14 @@ void run_task(void* ctx, int i) {
   const int r0 = rb * j.row_block, r1 = std::min(p.M, r0 + j.row_block);
   const int c0 = cc * j.col_chunk, c1 = std::min(p.N, c0 + j.col_chunk);
 #ifdef MLXK_KQ_X86
+  if (j.avx2 && j.q8) {
+    const Q8& x = *static_cast<const Q8*>(j.q8);
+    switch (p.t) {
+      case KType::Q4K: tile_q8<KType::Q4K>(p, x, r0, r1, c0, c1); return;
+      case KType::Q5K: tile_q8<KType::Q5K>(p, x, r0, r1, c0, c1); return;
+      case KType::Q6K: tile_q8<KType::Q6K>(p, x, r0, r1, c0, c1); return;
+    }
+  }
   if (j.avx2) {
     if (j.xs16) {
       switch (p.t) {
@@ -347,7 +475,25 @@ void run_task(void* ctx, int i) {
   tile_scalar(p, r0, r1, c0, c1);
 }
 
+std::atomic<int> g_int8{-1}; // -1: not read from the environment yet
+
 } // namespace
+
+bool kq_int8_active() {
+  int v = g_int8.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* e = std::getenv("MLXK_INT8_ACT");
+    v = e != nullptr && e[0] == '1' ? 1 : 0;
+    g_int8.store(v);
+  }
+  return v == 1;
+}
+
+bool kq_set_int8(bool on) {
+  const bool prev = kq_int8_active();
+  g_int8.store(on ? 1 : 0);
+  return prev;
+}
 
 int kq_block_bytes(KType t) {
   switch (t) {
@@ -369,8 +515,15 @@ void kq_dequant_rows(KType t, const uint8_t* w, float* out, size_t rows, int K) 
 
 void kqmm(const KqProblem& p) {
   if (p.M <= 0 || p.N <= 0) return;
-  Job j{&p, nullptr, avx2_active(), 64, 0, 0};
+  Job j{&p, nullptr, nullptr, avx2_active(), 64, 0, 0};
   thread_local std::vector<float> xs16;
+#ifdef MLXK_KQ_X86
+  thread_local Q8 q8;
+  if (j.avx2 && kq_int8_active()) {
+    quantize_q8(p.x, p.M, p.K, q8);
+    j.q8 = &q8;
+  } else
+#endif
   if (j.avx2 && p.M == 1) {
     xs16.assign(static_cast<size_t>(p.K / 16), 0.f);
     for (int g = 0; g < p.K / 16; g++)

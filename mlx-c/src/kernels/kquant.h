@@ -28,6 +28,12 @@ bool kq_supported(int K);
 // Runs the whole problem on the kernel pool (or inline when small). Blocking; call from the MLX stream thread.
 void kqmm(const KqProblem& p);
 
+// Opt-in int8 activations (AVX2): x rounded to int8 per 256 values (llama.cpp's q8_K: one scale, sums per 16) and
+// integer dot products with the codes, as llama.cpp's ggml_vec_dot_q*_K_q8_K does. Off unless MLXK_INT8_ACT=1 or
+// kq_set_int8(1); the default path keeps x in float32. kq_set_int8 returns the previous setting.
+bool kq_int8_active();
+bool kq_set_int8(bool on);
+
 // Rows [0, rows) of K values each → float32, exactly as llama.cpp dequantizes them (portable scalar code).
 void kq_dequant_rows(KType t, const uint8_t* w, float* out, size_t rows, int K);
 

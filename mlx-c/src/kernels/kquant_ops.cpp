@@ -151,3 +151,10 @@ MLXK_API int mlxk_kquant_dequantize(mlxk_array* out, mlxk_array w, int type, mlx
   MLXK_TRY return put(out, kquant_dequantize(A(w), ktype(type), to_stream(S(s))));
   MLXK_END
 }
+
+/* Opt-in int8 activations for K-quant matmuls (MLXK_INT8_ACT=1): on = 1/0 sets it, on < 0 queries; returns the
+   previous (or current) setting. */
+MLXK_API int mlxk_kquant_int8(int on) {
+  if (on < 0) return kern::kq_int8_active() ? 1 : 0;
+  return kern::kq_set_int8(on != 0) ? 1 : 0;
+}
