@@ -9,7 +9,11 @@
  * Blocks are drawn from a pool that test/support/kquants.ts's quantizer made from uniform values, rescaled per
  * tensor (d and dmin scale every value of a block exactly), so they are valid K-quant encodings, fast to write.
  *
- * Exports: qwen3ShapedQ4KM(smollm2), qwen3MoeShapedQ4KM(smollm2) → path (cached under .cache/bench/)
+ * - SmolLM2-135M-Instruct with its real weights, ffn_down re-encoded as Q4_K_M does (Q6_K on the "more bits"
+ *   layers, Q4_K elsewhere; its other matrices have 576-wide rows, where Q4_K_M falls back to 32-blocks anyway, so
+ *   they keep the file's Q4_1/Q8_0): a real model whose greedy path has clear margins, for the llama.cpp agreement.
+ *
+ * Exports: qwen3ShapedQ4KM(smollm2), qwen3MoeShapedQ4KM(smollm2), smollm2Q4K(smollm2) → path (under .cache/bench/)
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -204,9 +208,59 @@ export function qwen3MoeShapedQ4KM(smollm2: string): Promise<string> {
   );
 }
 
+const META_TYPES = ["u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64"] as const;
+
+/** Q4_1 blocks (f16 d, f16 m, 16 bytes of nibbles: low = values 0..15, high = 16..31) → floats. */
+function q41Floats(b: Uint8Array): Float32Array {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  const y = new Float32Array((b.length / 20) * 32);
+  for (let k = 0; k < b.length / 20; k++) {
+    const d = dv.getFloat16(k * 20, true);
+    const m = dv.getFloat16(k * 20 + 2, true);
+    for (let j = 0; j < 16; j++) {
+      const q = b[k * 20 + 4 + j]!;
+      y[k * 32 + j] = d * (q & 15) + m;
+      y[k * 32 + j + 16] = d * (q >> 4) + m;
+    }
+  }
+  return y;
+}
+
+export async function smollm2Q4K(smollm2: string): Promise<string> {
+  const path = join(CACHE, "SmolLM2-135M-Instruct.ffn_down-Q4_K_M.gguf");
+  if (existsSync(path)) return path;
+  const { readGguf } = await import("../src/gguf/reader.ts");
+  const { readTensorBytes } = await import("../src/engine/gguf-kquants.ts");
+  const { encodeGguf } = await import("../test/support/gguf-writer.ts");
+  const { quantizeQ4K, quantizeQ6K } = await import("../test/support/kquants.ts");
+  const h = readGguf(smollm2);
+  const meta: Record<string, unknown> = {};
+  for (const [k, e] of h.metadata) {
+    const t = META_TYPES[e.type]!;
+    if (t === "string") meta[k] = String(e.value);
+    else if (t === "array") {
+      const at = META_TYPES[e.arrayType!]!;
+      meta[k] = at === "string" ? [...(e.value as string[])] : { type: at, value: Array.from(e.value as ArrayLike<number>, Number) };
+    } else meta[k] = { type: t, value: Number(e.value) };
+  }
+  const L = Number(h.metadata.get("llama.block_count")!.value);
+  const tensors = h.tensors.map((t) => {
+    const data = readTensorBytes(smollm2, t.fileOffset, t.byteSize!);
+    const m = /^blk\.(\d+)\.ffn_down\.weight$/.exec(t.name);
+    if (!m || t.typeName !== "Q4_1") return { name: t.name, shape: t.shape, type: t.typeName, data };
+    const type: KType = moreBits(Number(m[1]), L) ? "Q6_K" : "Q4_K";
+    const x = q41Floats(data);
+    return { name: t.name, shape: t.shape, type, data: type === "Q6_K" ? quantizeQ6K(x) : quantizeQ4K(x) };
+  });
+  mkdirSync(CACHE, { recursive: true });
+  writeFileSync(path, encodeGguf(meta as never, tensors as never));
+  return path;
+}
+
 if (import.meta.main) {
   const { smollm2Gguf } = await import("../test/support/smollm2.ts");
   const smol = await smollm2Gguf();
   console.log(await qwen3ShapedQ4KM(smol));
   console.log(await qwen3MoeShapedQ4KM(smol));
+  console.log(await smollm2Q4K(smol));
 }
