@@ -130,23 +130,45 @@ void deq_row_scalar(KType t, const uint8_t* w, float* y, int K) {
 // ---------------------------------------------------------------- AVX2/FMA
 
 #ifdef MLXK_KQ_X86
-// Per 16 values of one block: value = A·code + B.
+// The 6-bit scales and mins of a Q4_K/Q5_K block as 8 + 8 bytes (llama.cpp's kmask unpacking of the 12 bytes).
+inline void unpack_scales(const uint8_t* q, uint8_t out[16]) {
+  uint32_t u[4];
+  std::memcpy(u, q, 12);
+  constexpr uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+  u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+  const uint32_t mins_lo = u[1] & m1;
+  u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+  u[2] = mins_lo;
+  u[0] &= m1;
+  std::memcpy(out, u, 16); // scales 0..7, mins 0..7
+}
+
+// Per 16 values of one block: value = A·code + B (vectorised: this runs once per block per row).
 template <KType T>
-inline void block_params(const uint8_t* b, float* A, float* B) {
+MLXK_KQ_AVX2 inline void block_params(const uint8_t* b, float* A, float* B) {
   if constexpr (T == KType::Q6K) {
-    const float d = h2f(b + 208);
-    for (int i = 0; i < 16; i++) {
-      A[i] = d * static_cast<int8_t>(b[192 + i]);
-      B[i] = -32.f * A[i];
-    }
+    const __m256 d = _mm256_set1_ps(h2f(b + 208));
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
+    const __m256 a0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+    const __m256 a1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
+    const __m256 k = _mm256_set1_ps(-32.f);
+    _mm256_store_ps(A, a0);
+    _mm256_store_ps(A + 8, a1);
+    _mm256_store_ps(B, _mm256_mul_ps(k, a0));
+    _mm256_store_ps(B + 8, _mm256_mul_ps(k, a1));
   } else {
-    const float d = h2f(b), min = h2f(b + 2);
-    int sc, m;
-    for (int j = 0; j < 8; j++) {
-      scale_min_k4(j, b + 4, sc, m);
-      A[2 * j] = A[2 * j + 1] = d * sc;
-      B[2 * j] = B[2 * j + 1] = -(min * m);
-    }
+    alignas(16) uint8_t sm[16];
+    unpack_scales(b + 4, sm);
+    const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
+    const __m256 a = _mm256_mul_ps(_mm256_set1_ps(h2f(b)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)));
+    const __m256 m = _mm256_mul_ps(_mm256_set1_ps(-h2f(b + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))));
+    // per 32 → per 16: each value twice, in order
+    const __m256 alo = _mm256_unpacklo_ps(a, a), ahi = _mm256_unpackhi_ps(a, a);
+    const __m256 mlo = _mm256_unpacklo_ps(m, m), mhi = _mm256_unpackhi_ps(m, m);
+    _mm256_store_ps(A, _mm256_permute2f128_ps(alo, ahi, 0x20));
+    _mm256_store_ps(A + 8, _mm256_permute2f128_ps(alo, ahi, 0x31));
+    _mm256_store_ps(B, _mm256_permute2f128_ps(mlo, mhi, 0x20));
+    _mm256_store_ps(B + 8, _mm256_permute2f128_ps(mlo, mhi, 0x31));
   }
 }
 
@@ -346,11 +368,11 @@ inline void int_params(const uint8_t* b, int16_t* S, int16_t* M, float& dA, floa
   } else {
     dA = h2f(b);
     dB = h2f(b + 2);
-    int sc, m;
+    uint8_t sm[16];
+    unpack_scales(b + 4, sm);
     for (int j = 0; j < 8; j++) {
-      scale_min_k4(j, b + 4, sc, m);
-      S[2 * j] = S[2 * j + 1] = static_cast<int16_t>(sc);
-      M[2 * j] = M[2 * j + 1] = static_cast<int16_t>(m);
+      S[2 * j] = S[2 * j + 1] = sm[j];
+      M[2 * j] = M[2 * j + 1] = sm[8 + j];
     }
   }
 }
