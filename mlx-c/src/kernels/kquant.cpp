@@ -382,20 +382,22 @@ template <KType T, int R>
 MLXK_KQ_AVX2 void dot_q8(const KqProblem& p, const Q8& x, int r0, int n) {
   const int nb = p.K / 256, bb = kq_block_bytes(T);
   const uint8_t* w = p.w + static_cast<size_t>(n) * nb * bb;
-  float acc[R] = {};
+  __m256 acc[R], accm[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) acc[r] = accm[r] = _mm256_setzero_ps();
   alignas(32) int16_t S[16], M[16];
   for (int blk = 0; blk < nb; blk++) {
     const uint8_t* b = w + static_cast<size_t>(blk) * bb;
     float dA, dB;
     int_params<T>(b, S, M, dA, dB);
     __m256i isum[R];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++) isum[r] = _mm256_setzero_si256();
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int j = 0; j < 8; j++) {
       const __m256i c = codes<T>(b, j);
       const __m256i sv = _mm256_set_m128i(_mm_set1_epi16(S[2 * j + 1]), _mm_set1_epi16(S[2 * j]));
-      #pragma GCC unroll 8
+#pragma GCC unroll 8
       for (int r = 0; r < R; r++) {
         const size_t xb = (static_cast<size_t>(r0 + r) * nb + blk) * 256 + 32 * j;
         const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + xb));
@@ -403,22 +405,21 @@ MLXK_KQ_AVX2 void dot_q8(const KqProblem& p, const Q8& x, int r0, int n) {
       }
     }
     const __m256i mv = _mm256_load_si256(reinterpret_cast<const __m256i*>(M));
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
       const size_t bi = static_cast<size_t>(r0 + r) * nb + blk;
       const __m256i bs = _mm256_packs_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums.data() + bi * 16)),
                                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums.data() + bi * 16 + 8)));
       // packs interleaves 128-bit lanes: bsums order [0..3, 8..11, 4..7, 12..15]; permute back before pairing with M
-      const __m256i bso = _mm256_permute4x64_epi64(bs, 0xD8);
-      const __m256i mm = _mm256_madd_epi16(bso, mv);
-      __m128i t = _mm_add_epi32(_mm256_castsi256_si128(isum[r]), _mm256_extracti128_si256(isum[r], 1));
-      __m128i u = _mm_add_epi32(_mm256_castsi256_si128(mm), _mm256_extracti128_si256(mm, 1));
-      t = _mm_hadd_epi32(_mm_hadd_epi32(t, u), _mm_setzero_si128()); // [Σisum, Σmins, 0, 0] after two hadds
-      const float si = static_cast<float>(_mm_cvtsi128_si32(t)), sm = static_cast<float>(_mm_extract_epi32(t, 1));
-      acc[r] += x.d[bi] * (dA * si - dB * sm);
+      const __m256i mm = _mm256_madd_epi16(_mm256_permute4x64_epi64(bs, 0xD8), mv);
+      const float dx = x.d[bi];
+      // vector accumulators per row; one horizontal sum at the end (llama.cpp's order of work)
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r]), _mm256_set1_ps(dx * dA), acc[r]);
+      accm[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mm), _mm256_set1_ps(dx * dB), accm[r]);
     }
   }
-  for (int r = 0; r < R; r++) p.out[static_cast<size_t>(r0 + r) * p.ldo + n] = acc[r];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++) p.out[static_cast<size_t>(r0 + r) * p.ldo + n] = hsum(_mm256_sub_ps(acc[r], accm[r]));
 }
 
 template <KType T>
