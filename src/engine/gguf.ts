@@ -12,14 +12,14 @@
  * kernels, quantization mode q4_k/q5_k/q6_k per module) wherever those kernels run; config.json comes from the
  * metadata (src/gguf/config.ts).
  *
- * Exports: hfName(name, arch?), unpermute(a, nHead), ggufToModel(path, { packed? })
+ * Exports: hfName(name, arch?), unpermute(a, nHead), kquantsPacked(settings), ggufToModel(path, { packed? })
  */
 import { splitSiblings } from "../cache/gguf.ts";
 import { MlxkError } from "../errors.ts";
 import { GGUF_ARCHS, ggufModelConfig, ggufRuntimeProblem } from "../gguf/config.ts";
 import { metaString, readGguf } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
-import { kernelsEnabled } from "../mlx/kernels.ts";
+import { type BackendSettings, deviceFacts, planBackend } from "../mlx/backend.ts";
 import { kquantPackable } from "../mlx/kquant.ts";
 import { K_PACKED, loadTensors } from "./gguf-tensors.ts";
 
@@ -84,9 +84,14 @@ function hostFloats(a: mx.Array): number[] {
   return Array.from(f.toTypedArray() as Float32Array);
 }
 
+/** Whether K-quants stay packed for a load with these settings: the backend profile runs our CPU kernels. */
+export function kquantsPacked(s: BackendSettings = {}): boolean {
+  return kquantPackable() && planBackend(deviceFacts(s.env), s).kernels === "ours";
+}
+
 /**
  * Tensors (HF names, owned by the caller) and a config.json for a GGUF file (all parts of a split set).
- * `packed`: keep K-quants as blocks (default: wherever our kernels run; false for MLX layouts only, e.g. to save an MLX dir).
+ * `packed`: keep K-quants as blocks (default: kquantsPacked(); false for MLX layouts only, e.g. to save an MLX dir).
  */
 export function ggufToModel(path: string, o: { packed?: boolean } = {}): { config: Record<string, unknown>; tensors: Map<string, mx.Array> } {
   const parts = splitSiblings(path);
@@ -103,7 +108,7 @@ export function ggufToModel(path: string, o: { packed?: boolean } = {}): { confi
   const tensors = new Map<string, mx.Array>();
   const raw = new Map<string, mx.Array>();
   // K-quants stay packed where our kernels run (MLXK_KERNELS=0 at load keeps the widened MLX layouts)
-  const packed = o.packed ?? (kquantPackable() && kernelsEnabled());
+  const packed = o.packed ?? kquantsPacked();
   const kmodes = new Map<string, string>(); // HF module → q4_k | q5_k | q6_k
   const rawMode = new Map<string, string>();
   if (packed) for (const h of headers) for (const t of h.tensors) if (K_PACKED[t.typeName]) rawMode.set(t.name, K_PACKED[t.typeName]!);

@@ -60,9 +60,10 @@ function need(): Lib["symbols"] {
   return s;
 }
 
-export function kquantMatmul(x: Array, w: Array, mode: KQuantMode): Array {
+/** `kernels` false: the exact float weights per call and MLX's matmul (the MLX-ops profile, kernels switched off). */
+export function kquantMatmul(x: Array, w: Array, mode: KQuantMode, kernels = kernelsEnabled()): Array {
   return result(
-    need().mlxk_kquant_matmul(OUT_PTR as never, x.handle as never, w.handle as never, KTYPES[mode], kernelsEnabled() ? 1 : 0, S() as never),
+    need().mlxk_kquant_matmul(OUT_PTR as never, x.handle as never, w.handle as never, KTYPES[mode], kernels ? 1 : 0, S() as never),
     "kquant_matmul",
   );
 }
@@ -86,14 +87,13 @@ const QMODES: Record<string, number> = { affine: 0, mxfp4: 1 };
  * x [R, K] (R = tokens, each used by all k slots, or tokens·k), indices [..., k] → [..., k, N] through our
  * kernel; null when kernels are off or the case is not one it takes.
  */
-export function kernelGatherQmm(
-  x: Array,
-  w: Array,
-  scales: Array | null,
-  biases: Array | null,
-  indices: Array,
-  q: { groupSize: number; bits: number; mode: string },
-): Array | null {
+export interface GatherQuant {
+  groupSize: number;
+  bits: number;
+  mode: string;
+}
+
+export function kernelGatherQmm(x: Array, w: Array, scales: Array | null, biases: Array | null, indices: Array, q: GatherQuant): Array | null {
   const s = kernelsEnabled() ? symbols() : null;
   if (!s) return null;
   const kt = isKQuantMode(q.mode) ? KTYPES[q.mode] : -1;

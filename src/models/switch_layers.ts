@@ -6,8 +6,8 @@
  */
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
-import { kernelsEnabled } from "../mlx/kernels.ts";
-import { isKQuantMode, kernelGatherQmm, kquantDequantize } from "../mlx/kquant.ts";
+import { layerOps } from "../mlx/backend.ts";
+import { isKQuantMode, kquantDequantize } from "../mlx/kquant.ts";
 import type { Linear, MlxQuantMode } from "./layers.ts";
 
 /** Expert weights [E, out, in] (float, quantized or K-quant blocks), optional per-expert bias [E, out]: a Linear per expert. */
@@ -38,7 +38,7 @@ export class SwitchLinear {
    */
   rows(x: mx.Array, indices: mx.Array): mx.Array {
     const { weight, scales, biases, bias, q } = this.l;
-    let y = q ? kernelGatherQmm(x, weight, scales, biases, indices, q) : null;
+    let y = q ? layerOps().gatherQmm(x, weight, scales, biases, indices, q) : null;
     if (!y) {
       const [T, k] = indices.shape as [number, number];
       const xe = x.shape[0] === T ? mx.reshape(x, [T, 1, 1, -1]) : mx.reshape(x, [T, k, 1, -1]);
@@ -65,7 +65,7 @@ export class SwitchGLU {
   }
 
   forward(x: mx.Array, indices: mx.Array): mx.Array {
-    if (this.gate_proj.l.q && kernelsEnabled()) return this.#kernels(x, indices);
+    if (this.gate_proj.l.q && layerOps().gatherKernel) return this.#kernels(x, indices);
     let xe = mx.expandDims(x, [-2, -3]);
     // Many tokens (prefill): visit the experts in order, as mlx-lm does, so each expert's weights are read once.
     const sort = indices.size >= 64;
