@@ -557,12 +557,8 @@ void kqmm(const KqProblem& p) {
   j.col_chunk = std::clamp(p.N / (threads * 8), 8, 64);
   j.n_col_chunks = (p.N + j.col_chunk - 1) / j.col_chunk;
   const int tasks = ((p.M + j.row_block - 1) / j.row_block) * j.n_col_chunks;
-  const double macs = static_cast<double>(p.M) * p.N * p.K;
-  if (macs < 65536.0 || threads == 1) {
-    for (int i = 0; i < tasks; i++) run_task(&j, i);
-  } else {
-    parallel_for(tasks, run_task, &j);
-  }
+  // the pool's thread policy (pool.h): small ops inline, MLXK_THREADS pins it
+  parallel_for_work(tasks, run_task, &j, static_cast<double>(p.M) * p.N * p.K);
 }
 
 } // namespace mlxk::kern
