@@ -29,6 +29,8 @@ const CODECS: Record<KQuantMode, [(x: Float32Array) => Uint8Array, (b: Uint8Arra
   q6_k: [quantizeQ6K, dequantizeQ6K],
 };
 const MODES = Object.keys(CODECS) as KQuantMode[];
+/** The K-quant kernels' vector path (AVX2; also what runs on AVX-512 machines) is available. */
+const vector = () => kernelInfo().level === "avx2" || kernelInfo().level === "avx512";
 
 /** Random block bytes with finite fp16 d/dmin (exponent kept small), so every other bit pattern is exercised. */
 function randomBlocks(mode: KQuantMode, blocks: number): Uint8Array {
@@ -92,7 +94,7 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
       const x = floats(M * K);
       const { y, mag } = reference(x, dq(bytes), M, N, K);
       for (const path of ["avx2", "scalar", "off"] as const) {
-        if (path === "avx2" && kernelInfo().level !== "avx2") continue;
+        if (path === "avx2" && !vector()) continue;
         forceScalarKernels(path === "scalar");
         setKernelsEnabled(path !== "off");
         try {
@@ -107,7 +109,7 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
     }
   });
 
-  test.skipIf(kernelInfo().level !== "avx2").each(MODES)("%s: opt-in int8 activations (q8_K, MLXK_INT8_ACT=1) within 8-bit rounding of f64", (mode) => {
+  test.skipIf(!vector()).each(MODES)("%s: opt-in int8 activations (q8_K, MLXK_INT8_ACT=1) within 8-bit rounding of f64", (mode) => {
     const [q, dq] = CODECS[mode];
     const prev = kquantInt8(true);
     try {
@@ -205,6 +207,52 @@ describe.skipIf(kernelInfo().level === "none")("gather_qmm kernel (MoE experts)"
       });
     } finally {
       setKernelsEnabled(null);
+    }
+  });
+});
+
+describe.skipIf(kernelInfo().level === "none")("SwitchGLU with K-quant experts", () => {
+  test("gather kernel = kernels off (experts dequantized per call, MLX's gather_mm), decode and prefill routing", async () => {
+    const { QuantConfig, WeightStore } = await import("../../src/models/base.ts");
+    const { SwitchGLU } = await import("../../src/models/switch_layers.ts");
+    const E = 5;
+    const H = 256;
+    const I = 512;
+    const parts: [string, KQuantMode, number, number][] = [
+      ["gate_proj", "q4_k", I, H],
+      ["up_proj", "q5_k", I, H],
+      ["down_proj", "q6_k", H, I],
+    ];
+    const map = new Map<string, mx.Array>();
+    const quantization: Record<string, unknown> = { group_size: 64, bits: 4 };
+    for (const [name, mode, n, k] of parts) {
+      const bytes = CODECS[mode][0](floats(E * n * k, 1 / Math.sqrt(k)));
+      map.set(`e.${name}.weight`, mx.keep(mx.fromBytes(bytes, [E, n, bytes.length / (E * n)], mx.Dtype.uint8)));
+      quantization[`e.${name}`] = { group_size: 256, bits: 4, mode };
+    }
+    const store = new WeightStore(map, QuantConfig.from({ quantization }));
+    const glu = new SwitchGLU(store, "e", (g, u) => mx.multiply(mx.silu(g), u));
+    try {
+      for (const T of [1, 37]) {
+        const x = floats(T * H);
+        const idx = Int32Array.from({ length: T * 2 }, (_, i) => (i * 3 + (i >> 1)) % E);
+        const run = (on: boolean) => {
+          setKernelsEnabled(on);
+          try {
+            return mx.scope(() =>
+              glu.forward(mx.array(x, { shape: [1, T, H] }), mx.array(idx, { shape: [1, T, 2], dtype: mx.Dtype.int32 })).toFloat32Array(),
+            );
+          } finally {
+            setKernelsEnabled(null);
+          }
+        };
+        const on = run(true);
+        const off = run(false);
+        expect(on.length).toBe(T * 2 * H);
+        expect(maxAbs(on, off)).toBeLessThan(1e-4);
+      }
+    } finally {
+      mx.disposeAll(store.all());
     }
   });
 });
