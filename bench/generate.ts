@@ -8,7 +8,7 @@
  * Usage: bun bench/generate.ts [--prompt 512] [--gen 128] [--rounds 2] [--only smollm2|qwen05] [--all-variants]
  *        [--skip-mlx-lm] [--skip-llama]
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -22,6 +22,8 @@ export interface Result {
   peak_rss_mb: number;
   /** Our runs: whether the AVX2 kernels were in use (a shim/TS mismatch silently falls back to MLX's ops). */
   kernels?: string;
+  /** The greedy tokens generated (bench/llama.ts compares engines on them). */
+  tokens?: number[];
 }
 
 function arg(name: string, fallback: string): string {
@@ -47,15 +49,15 @@ export async function timeGreedy(model: import("../src/models/base.ts").Language
   const { tokenLoop } = await import("../src/engine/generate.ts");
   const { kernelInfo } = await import("../src/mlx/kernels.ts");
   const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
-  for (const _ of tokenLoop({ model, prompt, maxTokens: nGen, stats })) {
-    // greedy on device; every token is consumed
-  }
+  const tokens: number[] = [];
+  for (const step of tokenLoop({ model, prompt, maxTokens: nGen, stats })) tokens.push(step.token);
   const k = kernelInfo();
   return {
     prefill_tps: (prompt.length / stats.prefillMs) * 1000,
     decode_tps: ((stats.generated - 1) / stats.decodeMs) * 1000,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
     kernels: k.enabled ? k.level : "off",
+    tokens,
   };
 }
 
@@ -71,7 +73,7 @@ async function mlxDirFrom(gguf: string, dir: string): Promise<string> {
   if (existsSync(join(dir, "config.json"))) return dir;
   const mx = await import("../src/mlx/index.ts");
   const { ggufToModel } = await import("../src/engine/gguf.ts");
-  const { config, tensors } = ggufToModel(gguf);
+  const { config, tensors } = ggufToModel(gguf, { packed: false });
   mkdirSync(dir, { recursive: true });
   const out = new Map<string, InstanceType<typeof mx.Array>>();
   for (const [k, a] of tensors) out.set(k, mx.isFloating(a.dtype) ? a.astype(mx.Dtype.float32) : a);
@@ -82,13 +84,8 @@ async function mlxDirFrom(gguf: string, dir: string): Promise<string> {
   return dir;
 }
 
-/** Qwen2.5-0.5B shapes (hidden 896, 24 layers, 14/2 heads, FF 4864, vocab 151936, tied) as a Q4_1 llama GGUF. */
-export async function qwenShapedGguf(smollm2: string): Promise<string> {
-  return shapedGguf(smollm2, { file: "qwen05-shaped.Q4_1.gguf", name: "qwen2.5-0.5b-shaped-random", H: 896, L: 24, NH: 14, KV: 2, FF: 4864, V: 151936 });
-}
-
-/** Shapes of a random llama-architecture model (SmolLM2's tokenizer, padded to V). */
-export interface ModelShape {
+/** A llama-architecture layout for shapedGguf: hidden, layers, heads, KV heads, FF width, vocab (tied embeddings). */
+export interface GgufShape {
   file: string;
   name: string;
   H: number;
@@ -100,9 +97,18 @@ export interface ModelShape {
   /** Every layer reuses the first layer's random blocks: a 7B-shaped file without generating 4 GB of randomness. */
   shareLayers?: boolean;
 }
+export type ModelShape = GgufShape;
 
-/** A random Q4_1 llama GGUF of the given shapes, written once under .cache/bench/. */
-export async function shapedGguf(smollm2: string, shape: ModelShape): Promise<string> {
+export const QWEN05_SHAPE: GgufShape = { file: "qwen05-shaped.Q4_1.gguf", name: "qwen2.5-0.5b-shaped-random", H: 896, L: 24, NH: 14, KV: 2, FF: 4864, V: 151936 };
+export const QWEN15_SHAPE: GgufShape = { file: "qwen15-shaped.Q4_1.gguf", name: "qwen2.5-1.5b-shaped-random", H: 1536, L: 28, NH: 12, KV: 2, FF: 8960, V: 151936 };
+
+/** Qwen2.5-0.5B shapes (hidden 896, 24 layers, 14/2 heads, FF 4864, vocab 151936, tied) as a Q4_1 llama GGUF. */
+export function qwenShapedGguf(smollm2: string): Promise<string> {
+  return shapedGguf(smollm2, QWEN05_SHAPE);
+}
+
+/** Random Q4_1 weights in `shape` as a llama GGUF under .cache/bench (SmolLM2's tokenizer, padded to V); cached. */
+export async function shapedGguf(smollm2: string, shape: GgufShape): Promise<string> {
   const path = join(CACHE, shape.file);
   if (existsSync(path)) return path;
   const { readGguf } = await import("../src/gguf/reader.ts");

@@ -6,16 +6,23 @@
  *   Q5_0 (q−16)·d, Q5_1 q·d+m, Q5_K d·sc·q − dmin·m, Q8_0 q·d, and IQ4_NL/IQ4_XS d·kvalues[q] (the codebook is
  *   integers in −127..113) → 8-bit codes (MLX has no 5-bit layout we rely on; 8 bits hold them exactly);
  * Q6_K (scales per 16 values, below MLX's smallest group) is decoded to float32 as ggml does; F32/F16/BF16 as they are.
+ * With `packed` (our CPU kernels run here), Q4_K/Q5_K/Q6_K instead stay the file's blocks, one uint8 row of blocks
+ * per output row (src/mlx/kquant.ts runs them), so resident weight bytes equal file bytes.
  *
- * Exports: TS_TENSOR_TYPES, loadTensors(path, tensors) → Map<name, Array> (`x.weight` + `x.scales`/`x.biases`)
+ * Exports: TS_TENSOR_TYPES, K_PACKED, loadTensors(path, tensors, { packed }) → Map<name, Array> (`x.weight` +
+ *          `x.scales`/`x.biases`)
  */
 import type { GgufTensorInfo } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
+import { KQUANT_BLOCK_BYTES, type KQuantMode } from "../mlx/kquant.ts";
 import { halves, pack4, q4kToAffine, readTensorBytes } from "./gguf-kquants.ts";
 
 export const TS_TENSOR_TYPES: ReadonlySet<string> = new Set([
   "F32", "F16", "BF16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS",
 ]);
+
+/** GGUF K-quant types that can stay packed, with the layer mode that runs them. */
+export const K_PACKED: Readonly<Record<string, KQuantMode>> = { Q4_K: "q4_k", Q5_K: "q5_k", Q6_K: "q6_k" };
 
 const HALF = halves();
 function half(b: Uint8Array, o: number): number {
@@ -183,9 +190,14 @@ function q6k(b: Uint8Array, n: number): Float32Array {
 }
 
 /** One tensor as MLX arrays: `.weight` (+ `.scales`/`.biases` when it stays quantized), keyed by full name. */
-function loadOne(path: string, t: GgufTensorInfo): Map<string, mx.Array> {
+function loadOne(path: string, t: GgufTensorInfo, packed: boolean): Map<string, mx.Array> {
   const bytes = readTensorBytes(path, t.fileOffset, t.byteSize!);
   const n = t.shape.reduce((a, b) => a * b, 1);
+  const km = K_PACKED[t.typeName];
+  if (packed && km) {
+    const cols = t.shape.at(-1)!;
+    return new Map([[t.name, mx.fromBytes(bytes, [...t.shape.slice(0, -1), (cols / 256) * KQUANT_BLOCK_BYTES[km]], mx.Dtype.uint8)]]);
+  }
   const stem = t.name.replace(/\.weight$/, "");
   const named = (m: Map<string, mx.Array>) => new Map([...m].map(([k, a]) => [`${stem}.${k}`, a]));
   switch (t.typeName) {
@@ -214,11 +226,11 @@ function loadOne(path: string, t: GgufTensorInfo): Map<string, mx.Array> {
   }
 }
 
-/** Every tensor of one GGUF file (types in TS_TENSOR_TYPES, checked by the caller). */
-export function loadTensors(path: string, tensors: readonly GgufTensorInfo[]): Map<string, mx.Array> {
+/** Every tensor of one GGUF file (types in TS_TENSOR_TYPES, checked by the caller); `packed`: K-quants as blocks. */
+export function loadTensors(path: string, tensors: readonly GgufTensorInfo[], o: { packed?: boolean } = {}): Map<string, mx.Array> {
   const out = new Map<string, mx.Array>();
   try {
-    for (const t of tensors) for (const [k, a] of loadOne(path, t)) out.set(k, a);
+    for (const t of tensors) for (const [k, a] of loadOne(path, t, o.packed ?? false)) out.set(k, a);
   } catch (e) {
     mx.disposeAll(out);
     throw e;

@@ -8,16 +8,20 @@
  * - phi3: longrope factors stored as `rope_factors_long/short` tensors go back into config.rope_scaling.
  * Files of F32/F16/Q4_0/Q4_1/Q8_0 tensors are read by MLX (Q4_0/Q4_1/Q8_0 as affine triples, group 32; Q4_1 =
  * scale·q + min is exactly affine); any other file by our reader (gguf-tensors.ts), which maps every block type
- * onto the same affine layouts; config.json comes from the metadata (src/gguf/config.ts).
+ * onto the same affine layouts — except Q4_K/Q5_K/Q6_K, which stay packed (the file's blocks, run by our CPU
+ * kernels, quantization mode q4_k/q5_k/q6_k per module) wherever those kernels run; config.json comes from the
+ * metadata (src/gguf/config.ts).
  *
- * Exports: hfName(name, arch?), unpermute(a, nHead), ggufToModel(path)
+ * Exports: hfName(name, arch?), unpermute(a, nHead), kquantsPacked(settings), ggufToModel(path, { packed? })
  */
 import { splitSiblings } from "../cache/gguf.ts";
 import { MlxkError } from "../errors.ts";
 import { GGUF_ARCHS, ggufModelConfig, ggufRuntimeProblem } from "../gguf/config.ts";
 import { metaString, readGguf } from "../gguf/reader.ts";
 import * as mx from "../mlx/index.ts";
-import { loadTensors } from "./gguf-tensors.ts";
+import { type BackendSettings, deviceFacts, planBackend } from "../mlx/backend.ts";
+import { kquantPackable } from "../mlx/kquant.ts";
+import { K_PACKED, loadTensors } from "./gguf-tensors.ts";
 
 /**
  * Files of only these types go through MLX's C++ reader (fast, exact for them). Any other type sends the whole
@@ -80,8 +84,16 @@ function hostFloats(a: mx.Array): number[] {
   return Array.from(f.toTypedArray() as Float32Array);
 }
 
-/** Tensors (HF names, owned by the caller) and a config.json for a GGUF file (all parts of a split set). */
-export function ggufToModel(path: string): { config: Record<string, unknown>; tensors: Map<string, mx.Array> } {
+/** Whether K-quants stay packed for a load with these settings: the backend profile runs our CPU kernels. */
+export function kquantsPacked(s: BackendSettings = {}): boolean {
+  return kquantPackable() && planBackend(deviceFacts(s.env), s).kernels === "ours";
+}
+
+/**
+ * Tensors (HF names, owned by the caller) and a config.json for a GGUF file (all parts of a split set).
+ * `packed`: keep K-quants as blocks (default: kquantsPacked(); false for MLX layouts only, e.g. to save an MLX dir).
+ */
+export function ggufToModel(path: string, o: { packed?: boolean } = {}): { config: Record<string, unknown>; tensors: Map<string, mx.Array> } {
   const parts = splitSiblings(path);
   const headers = parts.map((p) => readGguf(p));
   const header = headers[0]!;
@@ -95,11 +107,16 @@ export function ggufToModel(path: string): { config: Record<string, unknown>; te
   const permuted = arch === "llama" || arch === "mistral";
   const tensors = new Map<string, mx.Array>();
   const raw = new Map<string, mx.Array>();
+  // K-quants stay packed where our kernels run (MLXK_KERNELS=0 at load keeps the widened MLX layouts)
+  const packed = o.packed ?? kquantsPacked();
+  const kmodes = new Map<string, string>(); // HF module → q4_k | q5_k | q6_k
+  const rawMode = new Map<string, string>();
+  if (packed) for (const h of headers) for (const t of h.tensors) if (K_PACKED[t.typeName]) rawMode.set(t.name, K_PACKED[t.typeName]!);
   try {
     parts.forEach((p, i) => {
       const infos = headers[i]!.tensors;
       if (!infos.every((t) => MLX_READS.has(t.typeName))) {
-        for (const [k, a] of loadTensors(p, infos)) raw.set(k, a);
+        for (const [k, a] of loadTensors(p, infos, { packed })) raw.set(k, a);
         return;
       }
       for (const [k, a] of mx.loadGguf(p).weights) raw.set(k, a);
@@ -124,6 +141,8 @@ export function ggufToModel(path: string): { config: Record<string, unknown>; te
         a.dispose();
       }
       tensors.set(hf, t);
+      const km = rawMode.get(name);
+      if (km) kmodes.set(hf.replace(/\.weight$/, ""), km);
     }
     raw.clear();
     if (arch === "qwen3moe") {
@@ -139,6 +158,7 @@ export function ggufToModel(path: string): { config: Record<string, unknown>; te
       const bits = tensors.get(`${base}.weight`)!.shape.at(-1)! / s.shape.at(-1)!;
       overrides[base] = { group_size: 32, bits };
     }
+    for (const [base, mode] of kmodes) overrides[base] = { group_size: 256, bits: mode === "q4_k" ? 4 : mode === "q5_k" ? 5 : 6, mode };
     if (Object.keys(overrides).length > 0) config.quantization = { group_size: 32, bits: 4, ...overrides };
   } catch (e) {
     mx.disposeAll(raw);

@@ -143,7 +143,8 @@ export async function loadModelDir(dir: string, opts: LoadOptions = {}): Promise
 
 /** Load a GGUF file's tensors as a model (see gguf.ts for the mapping). */
 export async function loadGgufModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
-  const { ggufToModel } = await import("./gguf.ts");
-  const { config, tensors } = ggufToModel(path);
+  const { ggufToModel, kquantsPacked } = await import("./gguf.ts");
+  // K-quants stay packed where the backend profile will run our CPU kernels (else widened to MLX layouts)
+  const { config, tensors } = ggufToModel(path, { packed: kquantsPacked({ env: opts.env, dtype: opts.dtype, streams: opts.streams }) });
   return build(config, tensors, opts);
 }

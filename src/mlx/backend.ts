@@ -28,6 +28,7 @@ import {
   kernelInfo,
   kernelsEnabled,
 } from "./kernels.ts";
+import { type GatherQuant, type KQuantMode, kernelGatherQmm, kquantMatmul } from "./kquant.ts";
 import { matmul, multiply, silu } from "./ops.ts";
 import { type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { swapaxes } from "./shape.ts";
@@ -58,8 +59,12 @@ export interface LayerOps {
   gatedDelta(q: Array, k: Array, v: Array, g: Array, beta: Array, state: Array): [Array, Array] | null;
   /** silu(depthwise causal conv), or null (the model composes it). */
   convSilu(x: Array, w: Array): Array | null;
-  /** Quantized MoE experts: route on the host and run one matmul per used expert (CPU) instead of gather_qmm. */
-  readonly hostRoutedExperts: boolean;
+  /** x · dequant(w)ᵀ for GGUF K-quant blocks w (uint8 rows, kquant.ts); CPU only (elsewhere the loader widens them). */
+  kquantMatmul(x: Array, w: Array, mode: KQuantMode): Array;
+  /** Quantized MoE experts through our gather kernel → [T, k, N], or null (the caller keeps MLX's gather_qmm). */
+  gatherQmm(x: Array, w: Array, scales: Array | null, biases: Array | null, indices: Array, q: GatherQuant): Array | null;
+  /** Whether quantized MoE layers take the gatherQmm path (our kernels, switched on). */
+  readonly gatherKernel: boolean;
 }
 
 /** MLX's own ops: the GPU profile, and the CPU one when our kernels are off or unavailable. */
@@ -75,7 +80,9 @@ export const mlxOps: LayerOps = {
   swiglu: (g, u) => multiply(silu(g), u),
   gatedDelta: () => null,
   convSilu: () => null,
-  hostRoutedExperts: false,
+  kquantMatmul: (x, w, mode) => kquantMatmul(x, w, mode, false),
+  gatherQmm: () => null,
+  gatherKernel: false,
 };
 
 /** Our CPU kernels (kernels.ts); each falls back to MLX's op itself when the in-process switch turns them off. */
@@ -91,7 +98,9 @@ export const kernelOps: LayerOps = {
   swiglu: fastSwiglu,
   gatedDelta: kernelGatedDelta,
   convSilu: kernelConvSilu,
-  get hostRoutedExperts() {
+  kquantMatmul: (x, w, mode) => kquantMatmul(x, w, mode),
+  gatherQmm: kernelGatherQmm,
+  get gatherKernel() {
     return kernelsEnabled();
   },
 };

@@ -7,7 +7,7 @@
  * `kernelGatedDelta` / `kernelConvSilu` (Gated DeltaNet) have no MLX twin here: they return null when the
  * kernels cannot run (off, unavailable, not float32) and the model falls back to its MLX-op path.
  */
-import { ptr } from "bun:ffi";
+import { dlopen, FFIType, ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import { Array, array, Dtype } from "./array.ts";
 import { fail, lib, mlxAvailability, OUT_PTR, type Symbols } from "./ffi.ts";
@@ -16,6 +16,33 @@ import { swapaxes } from "./shape.ts";
 import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { currentStream as S } from "./stream.ts";
+
+const P = FFIType.ptr;
+const I = FFIType.i32;
+// ISA / int8 / thread-policy controls, bound separately: a shim built before them still runs its kernels
+// (bench/llama.ts --baseline-shim times one).
+const CONTROL_DEFS = {
+  mlxk_kernels_isa: { args: [], returns: I },
+  mlxk_kernels_set_isa: { args: [I], returns: I },
+  mlxk_kernels_int8: { args: [I], returns: I },
+  mlxk_kernels_threads_for: { args: [FFIType.f64], returns: I },
+  mlxk_kernels_set_threads: { args: [I], returns: I },
+} as const;
+type ControlLib = ReturnType<typeof dlopen<typeof CONTROL_DEFS>>;
+let controlRef: ControlLib | null | undefined;
+
+function controls(): ControlLib["symbols"] | null {
+  if (controlRef !== undefined) return controlRef?.symbols ?? null;
+  controlRef = null;
+  const av = mlxAvailability();
+  if (symbols() === null || !av.shim) return null;
+  try {
+    controlRef = dlopen(av.shim, CONTROL_DEFS);
+  } catch {
+    controlRef = null;
+  }
+  return controlRef?.symbols ?? null;
+}
 
 const MODES: Record<QuantMode, number> = { affine: 0, mxfp4: 1, nvfp4: 2, mxfp8: 3 };
 
@@ -33,23 +60,66 @@ function symbols(): Symbols | null {
   return syms;
 }
 
+/** Kernel ISA levels, lowest first ("none": MLX's ops are used). */
+export type KernelIsa = "none" | "scalar" | "avx2" | "avx512";
+const ISAS: readonly KernelIsa[] = ["none", "scalar", "avx2", "avx512"];
+
 export interface KernelInfo {
-  /** "avx2" (AVX2/FMA), "scalar" (x86 without AVX2) or "none" (MLX's ops are used). */
-  level: "avx2" | "scalar" | "none";
+  /** Best ISA of this CPU: "avx512" (AVX-512 F/BW/VL/DQ quantized matmul, AVX2 elsewhere), "avx2" (AVX2/FMA),
+   * "scalar" (x86 without AVX2) or "none". */
+  level: KernelIsa;
+  /** The ISA in use: `level` capped by MLXK_ISA (or forceIsa). */
+  isa: KernelIsa;
+  /** Whether the opt-in int8-activation path (MLXK_INT8_ACT=1, AVX-512 VNNI) runs affine 4-bit matmuls. */
+  int8: boolean;
   /** Whether fastQuantizedMatmul currently routes to the kernels (level ≠ none and not disabled). */
   enabled: boolean;
-  /** Threads of the kernel pool (0 when unavailable). */
+  /** Threads of the kernel pool (0 when unavailable); MLXK_THREADS pins it. */
   threads: number;
 }
 
 export function kernelInfo(env: Env = process.env): KernelInfo {
   const s = symbols();
+  const c = controls();
   const lvl = s ? s.mlxk_kernels_available() : 0;
   return {
-    level: lvl === 2 ? "avx2" : lvl === 1 ? "scalar" : "none",
+    level: ISAS[lvl] ?? "none",
+    isa: ISAS[c ? c.mlxk_kernels_isa() : lvl] ?? "none",
+    int8: c !== null && c.mlxk_kernels_int8(-1) === 1,
     enabled: s !== null && kernelsEnabled(env),
     threads: s ? s.mlxk_kernels_threads() : 0,
   };
+}
+
+/** Tests: run the kernels at `isa` (capped at what the CPU has; null = back to MLXK_ISA / the best). Returns the previous ISA. */
+export function forceIsa(isa: Exclude<KernelIsa, "none"> | null): KernelIsa {
+  const s = controls();
+  if (!s) return "none";
+  return ISAS[s.mlxk_kernels_set_isa(isa === null ? 0 : ISAS.indexOf(isa))] ?? "none";
+}
+
+/** Whether this CPU has the int8-activation path (AVX-512 VNNI). */
+export function int8Available(): boolean {
+  const s = controls();
+  return s !== null && s.mlxk_kernels_int8(-1) >= 0;
+}
+
+/** Tests and benchmarks: switch the int8-activation path (MLXK_INT8_ACT=1 sets it at start). Returns the previous setting. */
+export function setInt8Activations(on: boolean): boolean {
+  const s = controls();
+  return s ? s.mlxk_kernels_int8(on ? 1 : 0) === 1 : false;
+}
+
+/** The kernel thread policy: threads an op of `work` multiply-adds gets (1 = inline). */
+export function kernelThreadsFor(work: number): number {
+  const s = controls();
+  return s ? s.mlxk_kernels_threads_for(work) : 0;
+}
+
+/** Tests: pin every op to n threads (0 = back to MLXK_THREADS / the policy). Returns the previous pin. */
+export function pinKernelThreads(n: number): number {
+  const s = controls();
+  return s ? s.mlxk_kernels_set_threads(n) : 0;
 }
 
 /** MLXK_KERNELS (read once) unless setKernelsEnabled overrode it. */

@@ -6,6 +6,7 @@ import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import { type BackendProfile, defaultBackend } from "../mlx/backend.ts";
 import * as mx from "../mlx/index.ts";
+import { isKQuantMode } from "../mlx/kquant.ts";
 import { type NormalizeOptions, normalizeConfig } from "./config.ts";
 import { Embedding, Fanout, Linear, type Projection, projection, type QuantParams } from "./layers.ts";
 
@@ -102,6 +103,12 @@ export class QuantConfig {
     return new QuantConfig(defaults, overrides);
   }
 
+  /** The K-quant override of the module at `path` (GGUF blocks kept packed: a weight and no scales), or null. */
+  kquant(path: string): QuantParams | null {
+    const o = this.overrides.get(path);
+    return o && isKQuantMode(o.mode) ? o : null;
+  }
+
   /** Params for the module at `path`, inferred from the packed shapes where the config is silent. */
   paramsFor(path: string, weight: mx.Array, scales: mx.Array): QuantParams {
     const o = this.overrides.get(path);
@@ -153,8 +160,11 @@ export class WeightStore {
     return this.has(key) ? this.get(key) : null;
   }
 
-  #quantized(prefix: string): { weight: mx.Array; scales: mx.Array; biases: mx.Array | null; q: QuantParams } | null {
-    if (!this.has(`${prefix}.scales`)) return null;
+  #quantized(prefix: string): { weight: mx.Array; scales: mx.Array | null; biases: mx.Array | null; q: QuantParams } | null {
+    if (!this.has(`${prefix}.scales`)) {
+      const kq = this.has(`${prefix}.weight`) ? (this.#quant?.kquant(prefix) ?? null) : null;
+      return kq ? { weight: this.get(`${prefix}.weight`), scales: null, biases: null, q: kq } : null;
+    }
     const weight = this.get(`${prefix}.weight`);
     const scales = this.get(`${prefix}.scales`);
     const q = (this.#quant ?? new QuantConfig({ groupSize: 64, bits: 4, mode: "affine" }, new Map())).paramsFor(prefix, weight, scales);

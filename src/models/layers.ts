@@ -6,10 +6,13 @@
  */
 import * as mx from "../mlx/index.ts";
 import { type BackendProfile, layerOps } from "../mlx/backend.ts";
+import { isKQuantMode, type KQuantMode, kquantDequantize } from "../mlx/kquant.ts";
 import { isRowsCache } from "./batch_cache.ts";
 import type { KVCache } from "./cache.ts";
 
-export type QuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
+/** MLX's modes, and GGUF K-quant blocks kept as the file has them (weight = uint8 rows of blocks, no scales). */
+export type MlxQuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
+export type QuantMode = MlxQuantMode | KQuantMode;
 export interface QuantParams {
   groupSize: number;
   bits: number;
@@ -24,7 +27,7 @@ export interface LinearParts {
   q?: QuantParams | null;
 }
 
-/** y = x W^T (+ b); W either float or MLX-quantized (packed uint32 + scales [+ biases]). */
+/** y = x W^T (+ b); W float, MLX-quantized (packed uint32 + scales [+ biases]) or GGUF K-quant blocks (uint8). */
 export class Linear {
   readonly weight: mx.Array;
   readonly bias: mx.Array | null;
@@ -47,7 +50,12 @@ export class Linear {
 
   forward(x: mx.Array): mx.Array {
     const ops = layerOps();
-    const y = this.q ? ops.quantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...this.q }) : ops.linear(x, this.weight);
+    const q = this.q;
+    const y = !q
+      ? ops.linear(x, this.weight)
+      : isKQuantMode(q.mode)
+        ? ops.kquantMatmul(x, this.weight, q.mode)
+        : ops.quantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...q, mode: q.mode });
     return this.bias ? mx.add(y, this.bias) : y;
   }
 
@@ -89,9 +97,10 @@ export class Embedding {
   forward(ids: mx.Array): mx.Array {
     if (!this.q) return mx.take(this.weight, ids, 0);
     const w = mx.take(this.weight, ids, 0);
+    if (isKQuantMode(this.q.mode)) return kquantDequantize(w, this.q.mode);
     const s = mx.take(this.scales!, ids, 0);
     const b = this.biases ? mx.take(this.biases, ids, 0) : null;
-    return mx.dequantize(w, s, b, { ...this.q, dtype: this.scales!.dtype === mx.Dtype.uint8 ? mx.Dtype.float32 : this.scales!.dtype });
+    return mx.dequantize(w, s, b, { ...this.q, mode: this.q.mode, dtype: this.scales!.dtype === mx.Dtype.uint8 ? mx.Dtype.float32 : this.scales!.dtype });
   }
 
   asLinear(): Linear {

@@ -1,15 +1,16 @@
 /**
  * Mixture-of-experts pieces shared by gpt_oss, qwen3_moe (and qwen3_5_moe): expert weights stacked as
- * [E, out, in] applied per token to its chosen experts (gather_mm / gather_qmm), the SwitchGLU of
+ * [E, out, in] applied per token to its chosen experts (our gather kernel, else MLX's gather_mm / gather_qmm), the SwitchGLU of
  * mlx-lm 0.32.2 models/switch_layers.py, and the two routers (softmax-then-top-k as Qwen/Mixtral write
  * it, top-k-then-softmax as gpt-oss does). Also the checkpoint renames every MoE family needs.
  */
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
 import { layerOps } from "../mlx/backend.ts";
-import type { Linear } from "./layers.ts";
+import { isKQuantMode, kquantDequantize } from "../mlx/kquant.ts";
+import type { Linear, MlxQuantMode } from "./layers.ts";
 
-/** Expert weights [E, out, in] (float or quantized), optional per-expert bias [E, out]: a Linear per expert. */
+/** Expert weights [E, out, in] (float, quantized or K-quant blocks), optional per-expert bias [E, out]: a Linear per expert. */
 export class SwitchLinear {
   readonly l: Linear;
   constructor(w: WeightStore, prefix: string) {
@@ -19,10 +20,32 @@ export class SwitchLinear {
   /** x [..., 1|k, 1, in] with indices [..., k] → [..., k, 1, out]; `sorted`: indices ascending (one row per index). */
   forward(x: mx.Array, indices: mx.Array, sorted = false): mx.Array {
     const { weight, scales, biases, bias, q } = this.l;
-    const y = q
-      ? mx.gatherQmm(x, weight, scales!, biases, { ...q, transpose: true, rhsIndices: indices, sortedIndices: sorted })
-      : mx.gatherMm(x, mx.swapaxes(weight, -1, -2), { rhsIndices: indices, sortedIndices: sorted });
+    let y: mx.Array;
+    if (q && isKQuantMode(q.mode)) {
+      // kernels off: the experts' exact float weights each call, then MLX's gather_mm (correct, not fast)
+      y = mx.gatherMm(x, mx.swapaxes(kquantDequantize(weight, q.mode), -1, -2), { rhsIndices: indices, sortedIndices: sorted });
+    } else if (q) {
+      y = mx.gatherQmm(x, weight, scales!, biases, { ...q, mode: q.mode as MlxQuantMode, transpose: true, rhsIndices: indices, sortedIndices: sorted });
+    } else {
+      y = mx.gatherMm(x, mx.swapaxes(weight, -1, -2), { rhsIndices: indices, sortedIndices: sorted });
+    }
     return bias ? mx.add(y, mx.expandDims(mx.take(bias, indices, 0), -2)) : y;
+  }
+
+  /**
+   * x [R, in] (R = tokens, or tokens·k with one row per slot), indices [T, k] → [T, k, out]: our gather kernel
+   * where it runs (the routing is read inside the kernel, each used expert's rows read once), else forward().
+   */
+  rows(x: mx.Array, indices: mx.Array): mx.Array {
+    const { weight, scales, biases, bias, q } = this.l;
+    let y = q ? layerOps().gatherQmm(x, weight, scales, biases, indices, q) : null;
+    if (!y) {
+      const [T, k] = indices.shape as [number, number];
+      const xe = x.shape[0] === T ? mx.reshape(x, [T, 1, 1, -1]) : mx.reshape(x, [T, k, 1, -1]);
+      return mx.squeeze(this.forward(xe, indices), -2);
+    }
+    if (bias) y = mx.add(y, mx.take(bias, indices, 0));
+    return y;
   }
 }
 
@@ -42,7 +65,7 @@ export class SwitchGLU {
   }
 
   forward(x: mx.Array, indices: mx.Array): mx.Array {
-    if (this.gate_proj.l.q && layerOps().hostRoutedExperts) return this.#perExpert(x, indices);
+    if (this.gate_proj.l.q && layerOps().gatherKernel) return this.#kernels(x, indices);
     let xe = mx.expandDims(x, [-2, -3]);
     // Many tokens (prefill): visit the experts in order, as mlx-lm does, so each expert's weights are read once.
     const sort = indices.size >= 64;
@@ -64,46 +87,20 @@ export class SwitchGLU {
   }
 
   /**
-   * Quantized experts with our kernels: read the routing on the host, then one quantized matmul per used expert
-   * over its tokens (the project's qmm kernel; MLX's gather_qmm is several times slower on the CPU), outputs put
-   * back in token order. Same math as the gather path. The host read stalls decode's pipelining once per MoE
-   * layer, which still measured 3–5× faster per token than gather_qmm (bench/moe.ts, BENCHMARKS.md).
+   * Quantized experts through our gather kernel (mlx-c/src/kernels/gather.cpp): tokens grouped by expert inside
+   * the kernel, so there is no host read of the routing and no per-expert graph nodes. Same math as the MLX path.
    */
-  #perExpert(x: mx.Array, indices: mx.Array): mx.Array {
-    const k = indices.shape.at(-1)!;
+  #kernels(x: mx.Array, indices: mx.Array): mx.Array {
     const H = x.shape.at(-1)!;
-    const flat = indices.astype(mx.Dtype.int32).toInt32Array();
-    const byExpert = new Map<number, number[]>();
-    flat.forEach((e, pos) => {
-      let l = byExpert.get(e);
-      if (!l) byExpert.set(e, (l = []));
-      l.push(pos);
-    });
+    const k = indices.shape.at(-1)!;
     const x2 = mx.reshape(x, [-1, H]);
-    const outs: mx.Array[] = [];
-    const order: number[] = [];
-    for (const [e, positions] of [...byExpert].sort((a, b) => a[0] - b[0])) {
-      const rows = mx.array(Int32Array.from(positions, (p) => Math.floor(p / k)), { shape: [positions.length], dtype: mx.Dtype.int32 });
-      const xe = mx.take(x2, rows, 0);
-      const gate = expertLinear(this.gate_proj.l, e, xe);
-      const up = expertLinear(this.up_proj.l, e, xe);
-      outs.push(expertLinear(this.down_proj.l, e, this.activation(gate, up)));
-      order.push(...positions);
-    }
-    const inv = new Int32Array(order.length);
-    order.forEach((pos, i) => {
-      inv[pos] = i;
-    });
-    const y = mx.take(mx.concatenate(outs, 0), mx.array(inv, { shape: [inv.length], dtype: mx.Dtype.int32 }), 0);
-    return mx.reshape(y, [...indices.shape, H]);
+    const idx = mx.reshape(indices, [-1, k]);
+    const gate = this.gate_proj.rows(x2, idx);
+    const up = this.up_proj.rows(x2, idx);
+    const act = this.activation(gate, up);
+    const y = this.down_proj.rows(mx.reshape(act, [-1, act.shape.at(-1)!]), idx);
+    return mx.reshape(y, [...indices.shape, y.shape.at(-1)!]);
   }
-}
-
-/** Expert `e` of stacked (quantized) weights applied to x [n, in] → [n, out]. */
-function expertLinear(l: Linear, e: number, x: mx.Array): mx.Array {
-  const row = (a: mx.Array) => mx.squeeze(mx.sliceAxis(a, 0, e, e + 1), 0);
-  const y = layerOps().quantizedMatmul(x, row(l.weight), row(l.scales!), l.biases ? row(l.biases) : null, { ...l.q!, transpose: true });
-  return l.bias ? mx.add(y, row(l.bias)) : y;
 }
 
 /** Indices of the k largest entries along the last axis (order unspecified, as argpartition gives them). */

@@ -18,6 +18,7 @@ import { weightFiles } from "../engine/load.ts";
 import { type Env, hubCacheDir, workspaceHome } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import type * as MX from "../mlx/index.ts";
+import type { MlxQuantMode } from "../models/layers.ts";
 import type { ConvertData } from "../schemas/workspace.ts";
 import { CLI_VERSION } from "../version.ts";
 import { copyInto, newStats } from "./copy.ts";
@@ -229,7 +230,7 @@ async function writeWeights(src: Source, config: Record<string, unknown>, out: s
         const params = q.paramsFor(p, wq, scales);
         const fdtype = scales.dtype === mx.Dtype.uint8 ? mx.Dtype.bfloat16 : scales.dtype;
         const biases = w.get(`${p}.biases`) ?? null;
-        w.set(`${p}.weight`, derive(mx.dequantize(wq, scales, biases, { ...params, dtype: fdtype }), [wq, scales, biases]));
+        w.set(`${p}.weight`, derive(mx.dequantize(wq, scales, biases, { ...params, mode: params.mode as MlxQuantMode, dtype: fdtype }), [wq, scales, biases]));
         w.delete(sk);
         w.delete(`${p}.biases`);
       }

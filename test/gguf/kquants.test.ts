@@ -2,13 +2,19 @@
  * K- and IQ4-quant decoding against ggml's reference dequantizers (test/support/kquants.ts, identical to
  * llama.cpp's gguf-py 0.17.1 on these blocks, checked once outside the suite): our Q4_K → MLX affine repack, Q5_K codes and Q6_K decode are exact, MLX's own Q6_K
  * decode is right to fp16 rounding, and MLX 0.32.4's own Q4_K decode is wrong — why mlxk reads these itself. When that last
- * test fails, MLX has fixed its reader.
+ * test fails, MLX has fixed its reader. Where our kernels run, Q4_K/Q5_K/Q6_K stay packed (the file's bytes) and
+ * give the same logits and greedy tokens as the widened layouts, with kernels on and off.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { q4kToAffine } from "../../src/engine/gguf-kquants.ts";
+import { loadGgufModel } from "../../src/engine/load.ts";
+import { setKernelsEnabled } from "../../src/mlx/kernels.ts";
+import { kquantPackable } from "../../src/mlx/kquant.ts";
+import { expectSameModel } from "../support/gguf-compare.ts";
+import { tinyGguf } from "../support/hf-to-gguf.ts";
 import * as mx from "../../src/mlx/index.ts";
 import { encodeGguf } from "../support/gguf-writer.ts";
 import {
@@ -103,4 +109,39 @@ describe("K-quants", () => {
     const bytes = quantizeQ4K(x);
     expect(maxAbsDiff(mlxDecode("Q4_K", bytes), dequantizeQ4K(bytes))).toBeGreaterThan(0.01);
   });
+});
+
+describe.skipIf(!kquantPackable())("K-quants stay packed (our kernels)", () => {
+  test("Q4_K_M file: Q4_K/Q6_K tensors are the file's bytes (uint8 blocks, modes q4_k/q6_k), nothing widened", async () => {
+    const { ggufPaths } = tinyGguf("wide_llama", join(tmp, "packed-q4km"), { type: "Q4_K_M" });
+    const { ggufToModel } = await import("../../src/engine/gguf.ts");
+    const { readGguf } = await import("../../src/gguf/reader.ts");
+    const infos = readGguf(ggufPaths[0]!).tensors;
+    const kBytes = infos.filter((t) => t.typeName.endsWith("_K")).reduce((a, t) => a + t.byteSize!, 0);
+    const { config, tensors } = ggufToModel(ggufPaths[0]!);
+    try {
+      const q = config.quantization as Record<string, { mode?: string }>;
+      const packed = [...tensors].filter(([, a]) => a.dtype === mx.Dtype.uint8);
+      expect(packed.length).toBeGreaterThan(0);
+      expect(packed.reduce((a, [, t]) => a + t.nbytes, 0)).toBe(kBytes);
+      for (const [k] of packed) expect(q[k.replace(/\.weight$/, "")]?.mode).toMatch(/^q[46]_k$/);
+      expect([...tensors.keys()].some((k) => k.endsWith(".scales"))).toBe(false);
+    } finally {
+      mx.disposeAll(tensors);
+    }
+  });
+
+  test.each(["Q4_K_M", "Q5_K_M"] as const)("%s: packed = widened (logits, 32 greedy tokens), and packed with kernels off", async (type) => {
+    const { ggufPaths } = tinyGguf("wide_llama", join(tmp, `packed-${type}`), { type });
+    using packed = await loadGgufModel(ggufPaths[0]!, { dtype: "float32" });
+    setKernelsEnabled(false); // MLXK_KERNELS=0 at load: K-quants widened to MLX layouts
+    using widened = await loadGgufModel(ggufPaths[0]!, { dtype: "float32" }).finally(() => setKernelsEnabled(null));
+    expectSameModel(packed, widened); // packed through our kernels
+    setKernelsEnabled(false);
+    try {
+      expectSameModel(packed, widened); // packed with kernels off: dequantized per call
+    } finally {
+      setKernelsEnabled(null);
+    }
+  }, 60_000);
 });

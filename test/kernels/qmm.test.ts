@@ -1,25 +1,12 @@
 /**
  * Our quantized-matmul kernel against MLX's own op on random inputs: both must sit within f32 rounding
- * of an f64 reference computed here from MLX's dequantized weights (|err| ≤ K·2⁻²⁴·Σ|x·w|, the classic
+ * of an f64 reference (test/support/qmm-check.ts) over MLX's dequantized weights (|err| ≤ K·2⁻²⁴·Σ|x·w|, the classic
  * bound for a K-term f32 dot product). int8 activation quantization would be ~100× outside it.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import {
-  type Array,
-  astype,
-  contiguous,
-  Dtype,
-  dequantize,
-  quantize,
-  quantizedMatmul,
-  random,
-  reshape,
-  scope,
-  slice,
-  transpose,
-} from "../../src/mlx/index.ts";
+import { type Array, astype, contiguous, Dtype, quantize, quantizedMatmul, random, reshape, scope, slice, transpose } from "../../src/mlx/index.ts";
 import { fastQuantizedMatmul, forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
-import type { QuantMode } from "../../src/mlx/quant.ts";
+import { check, FORMATS, inputs, worstRatio } from "../support/qmm-check.ts";
 
 const info = kernelInfo();
 afterAll(() => {
@@ -27,68 +14,7 @@ afterAll(() => {
   forceScalarKernels(false);
 });
 
-interface Case {
-  mode: QuantMode;
-  bits: number;
-  gs: number;
-  M: number;
-  K: number;
-  N: number;
-}
-
-let seed = 1;
-function inputs(c: Case): { x: Array; wq: Array; scales: Array; biases: Array | null; wdq: Float32Array } {
-  const x = random.normal({ shape: [c.M, c.K], key: random.key(seed++) });
-  const w = random.normal({ shape: [c.N, c.K], scale: 0.2, key: random.key(seed++) });
-  const q = quantize(w, { groupSize: c.gs, bits: c.bits, mode: c.mode });
-  const wdq = dequantize(q.wq, q.scales, q.biases, { groupSize: c.gs, bits: c.bits, mode: c.mode }).toFloat32Array();
-  return { x, ...q, wdq };
-}
-
-/** Max of |got-ref| / bound over all outputs; ≤ 1 means within f32 rounding. */
-function worstRatio(xs: Float32Array, wdq: Float32Array, got: Float32Array, c: Case): number {
-  let worst = 0;
-  const eps = 2 ** -24;
-  for (let m = 0; m < c.M; m++) {
-    for (let n = 0; n < c.N; n++) {
-      let ref = 0;
-      let mag = 0;
-      for (let k = 0; k < c.K; k++) {
-        const p = xs[m * c.K + k]! * wdq[n * c.K + k]!;
-        ref += p;
-        mag += Math.abs(p);
-      }
-      const bound = c.K * eps * mag + 1e-30;
-      worst = Math.max(worst, Math.abs(got[m * c.N + n]! - ref) / bound);
-    }
-  }
-  return worst;
-}
-
-function check(c: Case): void {
-  scope(() => {
-    const { x, wq, scales, biases, wdq } = inputs(c);
-    const o = { groupSize: c.gs, bits: c.bits, mode: c.mode };
-    const xs = x.toFloat32Array();
-    const mine = fastQuantizedMatmul(x, wq, scales, biases, o);
-    expect(mine.shape).toEqual([c.M, c.N]);
-    expect(mine.dtype).toBe(Dtype.float32);
-    const theirs = quantizedMatmul(x, wq, scales, biases, o).toFloat32Array();
-    const got = mine.toFloat32Array();
-    expect(worstRatio(xs, wdq, theirs, c)).toBeLessThanOrEqual(1);
-    expect(worstRatio(xs, wdq, got, c)).toBeLessThanOrEqual(1);
-  });
-}
-
-const formats: { mode: QuantMode; bits: number; gs: number }[] = [
-  { mode: "affine", bits: 4, gs: 32 },
-  { mode: "affine", bits: 4, gs: 64 },
-  { mode: "affine", bits: 4, gs: 128 },
-  { mode: "affine", bits: 8, gs: 32 },
-  { mode: "affine", bits: 8, gs: 64 },
-  { mode: "affine", bits: 8, gs: 128 },
-  { mode: "mxfp4", bits: 4, gs: 32 },
-];
+const formats = FORMATS;
 
 describe.skipIf(info.level === "none")(`fastQuantizedMatmul (${info.level}, ${info.threads} threads)`, () => {
   for (const f of formats) {

@@ -56,7 +56,7 @@ test("a GPU profile runs MLX's ops and computes in order; a CPU profile our kern
   expect(gpu.target(Dtype.float32)).toBe(Dtype.bfloat16);
   const order: string[] = [];
   expect(gpu.pair(() => order.push("a"), () => order.push("b"))).toEqual([1, 2]);
-  expect(mlxOps.hostRoutedExperts).toBe(false);
+  expect(mlxOps.gatherKernel).toBe(false);
   const c = makeBackend(planBackend(cpu, env()));
   expect(c.ops).toBe(kernelOps);
   expect(c.target(Dtype.bfloat16)).toBe(Dtype.float32);

@@ -83,10 +83,10 @@ void for_rows(size_t n, double work, F&& fn) {
     size_t n;
     int chunks;
   } ctx{&fn, n, chunks};
-  kern::parallel_for(chunks, [](void* c, int t) {
+  kern::parallel_for_work(chunks, [](void* c, int t) {
     auto& x = *static_cast<Ctx*>(c);
     for (size_t i = x.n * t / x.chunks; i < x.n * (t + 1) / x.chunks; i++) (*x.fn)(i);
-  }, &ctx);
+  }, &ctx, work);
 }
 
 #ifdef MLXK_X86

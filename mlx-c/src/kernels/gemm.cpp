@@ -145,7 +145,8 @@ void run_task(void* ctx, int i) {
 }
 
 void gemm(const GemmProblem& p) {
-  kern::parallel_for((p.N + kPanel - 1) / kPanel, run_task, const_cast<GemmProblem*>(&p));
+  kern::parallel_for_work((p.N + kPanel - 1) / kPanel, run_task, const_cast<GemmProblem*>(&p),
+                          static_cast<double>(p.M) * p.N * p.K);
 }
 
 class FastLinear : public UnaryPrimitive {

@@ -8,12 +8,23 @@
 
 #include "mlxk.h"
 
-/* 0 = no kernels on this architecture (always MLX ops), 1 = scalar kernels, 2 = AVX2/FMA kernels. */
+/* Best ISA level of this CPU: 0 = no kernels on this architecture (always MLX ops), 1 = scalar kernels,
+   2 = AVX2/FMA kernels, 3 = AVX-512 (quantized matmul; the other kernels use AVX2 there). */
 MLXK_API int mlxk_kernels_available(void);
-/* Threads the kernel pool uses (including the MLX stream thread that calls it). */
+/* Threads the kernel pool uses (including the MLX stream thread that calls it); MLXK_THREADS pins it. */
 MLXK_API int mlxk_kernels_threads(void);
 /* Tests only: 1 forces the scalar path on AVX2 machines; returns the previous setting. */
 MLXK_API int mlxk_kernels_force_scalar(int on);
+/* The ISA level in use (MLXK_ISA=scalar|avx2|avx512 caps it) and the override (0 = back to the default);
+   set returns the previous level. */
+MLXK_API int mlxk_kernels_isa(void);
+MLXK_API int mlxk_kernels_set_isa(int level);
+/* int8-activation path (affine 4-bit, AVX-512 VNNI, opt-in: MLXK_INT8_ACT=1): on < 0 queries (-1 = the CPU
+   lacks VNNI, else 0/1 whether it is on); on = 0/1 switches it and returns the previous setting. */
+MLXK_API int mlxk_kernels_int8(int on);
+/* Thread policy: the threads an op of `work` multiply-adds gets, and a test override (0 = policy). */
+MLXK_API int mlxk_kernels_threads_for(double work);
+MLXK_API int mlxk_kernels_set_threads(int n);
 
 /* Same arguments and result as mlxk_quantized_matmul. */
 MLXK_API int mlxk_fast_quantized_matmul(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_array scales,

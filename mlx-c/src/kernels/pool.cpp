@@ -6,8 +6,10 @@
 #include <sched.h>
 #endif
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <mutex>
 #include <stdexcept>
@@ -36,6 +38,22 @@ int usable_cores() {
   if (n <= 0) n = static_cast<int>(std::thread::hardware_concurrency());
   return n < 1 ? 1 : (n > 64 ? 64 : n);
 }
+
+// MLXK_THREADS=N (1..64) pins the pool size and every op's thread count; 0 when unset or invalid.
+int env_threads() {
+  const char* v = std::getenv("MLXK_THREADS");
+  if (v == nullptr || *v == 0) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return (end != nullptr && *end == 0 && n >= 1 && n <= 64) ? static_cast<int>(n) : 0;
+}
+
+// Thread policy thresholds in multiply-adds (≈ 1 ns each on one core with AVX2). Below kSplitWork an op is a
+// few µs: waking a helper and joining it costs about that much, so it runs inline. Up to kBusyWork the split
+// only pays when a helper starts at once; when recent helpers came late (the cores are busy with other
+// processes), such ops run inline too. Above kBusyWork splitting wins even with a late helper.
+constexpr double kSplitWork = 1 << 18;
+constexpr double kBusyWork = 1 << 23;
 
 // How long an idle worker keeps polling before it sleeps: within a decode step matmuls come every few µs.
 constexpr int kPollMicros = 200;
@@ -85,25 +103,34 @@ class Pool {
       std::lock_guard<std::mutex> lk(mu_);
       cv_.notify_all();
     }
-    work(g);
+    const int mine = work(g);
     for (int s = 0; done_.load(std::memory_order_acquire) != n; s++) {
       if (s < kYieldAfter) MLXK_PAUSE();
       else std::this_thread::yield();
     }
+    // Share of tasks the helpers took (0..1), averaged over recent jobs: low means they start late.
+    const float helped = 1.0f - static_cast<float>(mine) / static_cast<float>(n);
+    help_.store(0.9f * help_.load(std::memory_order_relaxed) + 0.1f * helped, std::memory_order_relaxed);
   }
 
+  // Recent helpers' share of the tasks (an even split on 2 threads gives 0.5; starts there).
+  float helper_share() const { return help_.load(std::memory_order_relaxed); }
+
  private:
-  // Claims and runs tasks of job g until none are left; returns when the ticket moved to another job.
-  void work(uint32_t g) {
+  // Claims and runs tasks of job g until none are left; returns (with the count it ran) when the ticket
+  // moved to another job.
+  int work(uint32_t g) {
+    int ran = 0;
     uint64_t t = ticket_.load(std::memory_order_acquire);
     for (;;) {
-      if ((t >> 40) != (g & 0xffffffu)) return;
+      if ((t >> 40) != (g & 0xffffffu)) return ran;
       // The task count travels in the ticket itself, so a stale reader can never claim past the end.
-      if ((t & 0xfffffu) >= ((t >> 20) & 0xfffffu)) return;
+      if ((t & 0xfffffu) >= ((t >> 20) & 0xfffffu)) return ran;
       int i = static_cast<int>(t & 0xfffffu);
       if (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) continue;
       fn_.load(std::memory_order_relaxed)(ctx_.load(std::memory_order_relaxed), i);
       done_.fetch_add(1, std::memory_order_release);
+      ran++;
       t = ticket_.load(std::memory_order_acquire);
     }
   }
@@ -152,13 +179,16 @@ class Pool {
   std::atomic<TaskFn> fn_{nullptr};
   std::atomic<void*> ctx_{nullptr};
   std::atomic<int> done_{0};
+  std::atomic<float> help_{0.5f};
 };
 
 Pool& pool() {
   // Leaked on purpose: joining threads from a static destructor at exit can deadlock with MLX's own teardown.
-  static Pool* p = new Pool(usable_cores());
+  static Pool* p = new Pool(env_threads() > 0 ? env_threads() : usable_cores());
   return *p;
 }
+
+std::atomic<int> g_override{0};
 
 } // namespace
 
@@ -166,7 +196,35 @@ int pool_threads() {
   return pool().threads();
 }
 
+int set_threads_override(int n) {
+  return g_override.exchange(std::max(0, n));
+}
+
+int threads_for(double work) {
+  Pool& p = pool();
+  const int all = p.threads();
+  const int pin = g_override.load(std::memory_order_relaxed);
+  if (pin > 0) return std::min(pin, all);
+  if (all == 1 || work < kSplitWork) return 1;
+  static const bool pinned = env_threads() > 0;
+  if (pinned || work >= kBusyWork) return all;
+  // Helpers that took under half of their even share of recent jobs' tasks are arriving late. Every 16th
+  // such op still goes out, so the estimate recovers when the other cores free up.
+  static std::atomic<unsigned> probe{0};
+  const float even = static_cast<float>(all - 1) / static_cast<float>(all);
+  if (p.helper_share() < 0.5f * even && (probe.fetch_add(1, std::memory_order_relaxed) & 15) != 0) return 1;
+  return all;
+}
+
 void parallel_for(int n, TaskFn fn, void* ctx) {
+  pool().run(n, fn, ctx);
+}
+
+void parallel_for_work(int n, TaskFn fn, void* ctx, double work) {
+  if (threads_for(work) == 1) {
+    for (int i = 0; i < n; i++) fn(ctx, i);
+    return;
+  }
   pool().run(n, fn, ctx);
 }
 

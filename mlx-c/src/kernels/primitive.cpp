@@ -139,6 +139,27 @@ MLXK_API int mlxk_kernels_force_scalar(int on) {
   return kern::set_force_scalar(on != 0) ? 1 : 0;
 }
 
+MLXK_API int mlxk_kernels_isa(void) {
+  return kern::active_isa();
+}
+
+MLXK_API int mlxk_kernels_set_isa(int level) {
+  return kern::set_isa(level);
+}
+
+MLXK_API int mlxk_kernels_int8(int on) {
+  if (on < 0) return kern::int8_available() ? (kern::int8_active() ? 1 : 0) : -1;
+  return kern::set_int8(on != 0) ? 1 : 0;
+}
+
+MLXK_API int mlxk_kernels_set_threads(int n) {
+  return kern::set_threads_override(n);
+}
+
+MLXK_API int mlxk_kernels_threads_for(double work) {
+  return kern::threads_for(work);
+}
+
 MLXK_API int mlxk_fast_quantized_matmul(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_array scales,
                                         mlxk_array biases, bool transpose, int group_size, int bits, int mode,
                                         mlxk_stream s) {

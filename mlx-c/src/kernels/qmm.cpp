@@ -5,10 +5,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "pool.h"
+#include "qmm_isa.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -22,8 +25,6 @@
 namespace mlxk::kern {
 namespace {
 
-std::atomic<bool> g_force_scalar{false};
-
 bool cpu_has_avx2() {
 #ifdef MLXK_X86
   static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -33,24 +34,61 @@ bool cpu_has_avx2() {
 #endif
 }
 
+bool cpu_has_avx512() {
+#ifdef MLXK_X86
+  static const bool v = cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+  return v;
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_vnni() {
+#ifdef MLXK_X86
+  static const bool v = cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+  return v;
+#else
+  return false;
+#endif
+}
+
+int best_isa() {
+#ifdef MLXK_X86
+  return cpu_has_avx512() ? kIsaAvx512 : (cpu_has_avx2() ? kIsaAvx2 : kIsaScalar);
+#else
+  return 0;
+#endif
+}
+
+// MLXK_ISA=scalar|avx2|avx512 caps the ISA (never above what the CPU has); unset or unknown = the best.
+int default_isa() {
+  const int best = best_isa();
+  const char* v = std::getenv("MLXK_ISA");
+  if (v == nullptr || best == 0) return best;
+  const std::string s(v);
+  const int want = s == "scalar" ? kIsaScalar : s == "avx2" ? kIsaAvx2 : s == "avx512" ? kIsaAvx512 : best;
+  return std::min(want, best);
+}
+
+std::atomic<int> g_isa{-1};
+std::atomic<int> g_int8{-1};
+
+int isa() {
+  int v = g_isa.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = default_isa();
+    g_isa.store(v, std::memory_order_relaxed);
+  }
+  return v;
+}
+
 bool use_avx2() {
-  return cpu_has_avx2() && !g_force_scalar.load(std::memory_order_relaxed);
+  return isa() >= kIsaAvx2;
 }
 
 // E2M1 code → value (sign is bit 3).
 constexpr float kFp4[16] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f, -0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
-
-// E8M0 exponent → 2^(e-127); e = 0 is the subnormal 2^-127, e = 255 is NaN, as the OCP MX spec defines.
-inline float e8m0(uint8_t e) {
-  uint32_t bits = e == 0 ? 0x00400000u : (e == 255 ? 0x7fc00000u : static_cast<uint32_t>(e) << 23);
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-int bits_of(QFormat f) {
-  return f == QFormat::Affine8 ? 8 : 4;
-}
 
 // ---------------------------------------------------------------- scalar fallback (natural x order)
 
@@ -326,7 +364,8 @@ struct Job {
   const QmmProblem* p;
   const float* xp; // x in the order the chosen path reads it
   const float* xsum; // decode path (M == 1 or independent rows): Σx per group of each row [M, G], else null
-  bool avx2;
+  const Int8X* x8; // the int8-activation path's x, else null
+  int isa;
   int row_block, col_chunk, n_col_chunks;
 };
 
@@ -337,15 +376,26 @@ void run_task(void* ctx, int i) {
   const int r0 = rb * j.row_block, r1 = std::min(p.M, r0 + j.row_block);
   const int c0 = cc * j.col_chunk, c1 = std::min(p.N, c0 + j.col_chunk);
 #ifdef MLXK_X86
-  if (j.avx2 && p.independent_rows) {
-    // Batched decode: every row with the one-row arithmetic, the weights unpacked once for all rows.
-    switch (p.fmt) {
-      case QFormat::Affine4: batch_cols_avx2<QFormat::Affine4>(p, j.xp, j.xsum, c0, c1); return;
-      case QFormat::Affine8: batch_cols_avx2<QFormat::Affine8>(p, j.xp, j.xsum, c0, c1); return;
-      case QFormat::Mxfp4: batch_cols_avx2<QFormat::Mxfp4>(p, j.xp, j.xsum, c0, c1); return;
+  if (j.x8 != nullptr) return tile_vnni(p, *j.x8, r0, r1, c0, c1);
+  if (p.independent_rows && j.xsum != nullptr) {
+    const int G = p.K / p.gs;
+    if (j.isa >= kIsaAvx512) {
+      // Batched decode on AVX-512: each row through exactly the one-row path (bit-equal to running alone);
+      // the column chunk's weights stay in cache between rows.
+      for (int r = r0; r < r1; r++) tile_avx512(p, j.xp, j.xsum + static_cast<size_t>(r) * G, r, r + 1, c0, c1);
+      return;
+    }
+    if (j.isa >= kIsaAvx2) {
+      // Batched decode: every row with the one-row arithmetic, the weights unpacked once for all rows.
+      switch (p.fmt) {
+        case QFormat::Affine4: batch_cols_avx2<QFormat::Affine4>(p, j.xp, j.xsum, c0, c1); return;
+        case QFormat::Affine8: batch_cols_avx2<QFormat::Affine8>(p, j.xp, j.xsum, c0, c1); return;
+        case QFormat::Mxfp4: batch_cols_avx2<QFormat::Mxfp4>(p, j.xp, j.xsum, c0, c1); return;
+      }
     }
   }
-  if (j.avx2) {
+  if (j.isa >= kIsaAvx512) return tile_avx512(p, j.xp, j.xsum, r0, r1, c0, c1);
+  if (j.isa >= kIsaAvx2) {
     switch (p.fmt) {
       case QFormat::Affine4: tile_avx2<QFormat::Affine4>(p, j.xp, j.xsum, r0, r1, c0, c1); return;
       case QFormat::Affine8: tile_avx2<QFormat::Affine8>(p, j.xp, j.xsum, r0, r1, c0, c1); return;
@@ -360,11 +410,37 @@ void run_task(void* ctx, int i) {
 } // namespace
 
 int kernels_level() {
-#ifdef MLXK_X86
-  return cpu_has_avx2() ? 2 : 1;
-#else
-  return 0;
-#endif
+  return best_isa();
+}
+
+int active_isa() {
+  return isa();
+}
+
+int set_isa(int level) {
+  const int prev = isa();
+  g_isa.store(level <= 0 ? default_isa() : std::min(level, best_isa()), std::memory_order_relaxed);
+  return prev;
+}
+
+bool int8_available() {
+  return cpu_has_vnni();
+}
+
+bool int8_active() {
+  int v = g_int8.load(std::memory_order_relaxed);
+  if (v < 0) {
+    const char* e = std::getenv("MLXK_INT8_ACT");
+    v = e != nullptr && std::string(e) == "1" ? 1 : 0;
+    g_int8.store(v, std::memory_order_relaxed);
+  }
+  return v == 1 && cpu_has_vnni() && isa() >= kIsaAvx512;
+}
+
+bool set_int8(bool on) {
+  const bool prev = int8_active();
+  g_int8.store(on ? 1 : 0, std::memory_order_relaxed);
+  return prev;
 }
 
 bool avx2_active() {
@@ -372,7 +448,7 @@ bool avx2_active() {
 }
 
 bool set_force_scalar(bool on) {
-  return g_force_scalar.exchange(on);
+  return set_isa(on ? kIsaScalar : 0) == kIsaScalar;
 }
 
 bool qmm_supported(QFormat fmt, int gs, int K) {
@@ -382,28 +458,46 @@ bool qmm_supported(QFormat fmt, int gs, int K) {
 
 void qmm(const QmmProblem& p) {
   if (p.M <= 0 || p.N <= 0) return;
-  Job j{&p, p.x, nullptr, use_avx2(), 64, 0, 0};
+  Job j{&p, p.x, nullptr, nullptr, isa(), 64, 0, 0};
 #ifdef MLXK_X86
   // Scratch for the reordered x lives on the calling (MLX stream) thread and is reused across calls.
   thread_local std::vector<float> xbuf;
-  if (j.avx2 && p.fmt != QFormat::Affine8) {
-    xbuf.resize(static_cast<size_t>(p.M) * p.K);
-    permute_x_nibbles(p.x, xbuf.data(), p.M, p.K);
-    j.xp = xbuf.data();
-  }
   thread_local std::vector<float> xsum;
-  const int xrows = p.M == 1 ? 1 : (p.independent_rows ? p.M : 0);
-  if (j.avx2 && xrows > 0) {
-    const int G = p.K / p.gs;
-    xsum.assign(static_cast<size_t>(G) * xrows, 0.f);
-    for (int r = 0; r < xrows; r++) {
-      const float* xr = p.x + static_cast<size_t>(r) * p.K;
-      for (int g = 0; g < G; g++)
-        for (int k = g * p.gs; k < (g + 1) * p.gs; k++) xsum[static_cast<size_t>(r) * G + g] += xr[k];
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<float> xd;
+  thread_local std::vector<float> xe;
+  Int8X x8{};
+  if (p.fmt == QFormat::Affine4 && int8_active()) {
+    x8.Kp = (p.K + 127) / 128 * 128;
+    xq.resize(static_cast<size_t>(p.M) * x8.Kp);
+    xd.resize(static_cast<size_t>(p.M) * (x8.Kp / 8));
+    xsum.resize(static_cast<size_t>(p.M) * (p.K / p.gs));
+    xe.resize(xsum.size());
+    quantize_x_int8(p.x, p.M, p.K, p.gs, xq.data(), xd.data(), xsum.data(), xe.data());
+    x8.q = xq.data();
+    x8.d16 = xd.data();
+    x8.xsum = xsum.data();
+    x8.xerr = xe.data();
+    j.x8 = &x8;
+  } else {
+    if (j.isa >= kIsaAvx2 && p.fmt != QFormat::Affine8) {
+      xbuf.resize(static_cast<size_t>(p.M) * p.K);
+      permute_x_nibbles(p.x, xbuf.data(), p.M, p.K);
+      j.xp = xbuf.data();
     }
-    j.xsum = xsum.data();
-    // all rows in one task per column chunk, so the chunk's weights are read from memory once per step
-    if (p.independent_rows) j.row_block = p.M;
+    const int xrows = p.M == 1 ? 1 : (p.independent_rows ? p.M : 0);
+    if (j.isa >= kIsaAvx2 && xrows > 0) {
+      const int G = p.K / p.gs;
+      xsum.assign(static_cast<size_t>(G) * xrows, 0.f);
+      for (int r = 0; r < xrows; r++) {
+        const float* xr = p.x + static_cast<size_t>(r) * p.K;
+        for (int g = 0; g < G; g++)
+          for (int k = g * p.gs; k < (g + 1) * p.gs; k++) xsum[static_cast<size_t>(r) * G + g] += xr[k];
+      }
+      j.xsum = xsum.data();
+      // all rows in one task per column chunk, so the chunk's weights are read from memory once per step
+      if (p.independent_rows) j.row_block = p.M;
+    }
   }
 #endif
   const int threads = pool_threads();
@@ -412,12 +506,7 @@ void qmm(const QmmProblem& p) {
   j.n_col_chunks = (p.N + j.col_chunk - 1) / j.col_chunk;
   const int n_row_blocks = (p.M + j.row_block - 1) / j.row_block;
   const int tasks = n_row_blocks * j.n_col_chunks;
-  const double macs = static_cast<double>(p.M) * p.N * p.K;
-  if (macs < 65536.0 || threads == 1) {
-    for (int i = 0; i < tasks; i++) run_task(&j, i);
-  } else {
-    parallel_for(tasks, run_task, &j);
-  }
+  parallel_for_work(tasks, run_task, &j, static_cast<double>(p.M) * p.N * p.K);
 }
 
 } // namespace mlxk::kern

@@ -22,11 +22,27 @@ struct QmmProblem {
   bool independent_rows = false;
 };
 
-// 0 = no kernels on this architecture, 1 = portable scalar kernels, 2 = AVX2/FMA kernels.
+// ISA levels of the kernels.
+constexpr int kIsaScalar = 1, kIsaAvx2 = 2, kIsaAvx512 = 3;
+
+// The best level this CPU runs: 0 = no kernels on this architecture, 1 = portable scalar kernels,
+// 2 = AVX2/FMA, 3 = AVX-512 F/BW/VL/DQ (quantized matmul; the other kernels use AVX2 there).
 int kernels_level();
+
+// The level in use: MLXK_ISA=scalar|avx2|avx512 caps it, set_isa overrides it (tests).
+int active_isa();
+
+// Sets the level in use (capped at kernels_level(); 0 = back to the MLXK_ISA default); returns the previous one.
+int set_isa(int level);
 
 // Forces the scalar path even where AVX2 exists (tests compare both); returns the previous setting.
 bool set_force_scalar(bool on);
+
+// The opt-in int8-activation path for affine 4-bit (AVX-512 VNNI): whether the CPU has it, whether it is on
+// (MLXK_INT8_ACT=1 or set_int8, and the ISA in use is avx512), and the switch (returns the previous setting).
+bool int8_available();
+bool int8_active();
+bool set_int8(bool on);
 
 // Whether the AVX2 path runs now (CPU support and not forced scalar).
 bool avx2_active();

@@ -49,17 +49,29 @@ int main(int argc, char** argv) {
   cases.push_back(make(1, 576, 1536, 64, QFormat::Affine4, 1));
   cases.push_back(make(9, 384, 200, 32, QFormat::Affine8, 2));
   cases.push_back(make(3, 256, 300, 32, QFormat::Mxfp4, 3));
-  for (auto& c : cases) c.ref = run(c);
+  cases.push_back(make(17, 640, 130, 128, QFormat::Affine4, 4));
   int bad = 0;
-  auto worker = [&](int id) {
-    for (int r = 0; r < reps; r++) {
-      const Case& c = cases[(r + id) % cases.size()];
-      if (std::memcmp(run(c).data(), c.ref.data(), c.ref.size() * sizeof(float)) != 0) __atomic_add_fetch(&bad, 1, __ATOMIC_RELAXED);
-    }
-  };
-  std::thread a(worker, 0), b(worker, 1);
-  a.join();
-  b.join();
-  std::printf("pool threads %d, %d runs per caller, mismatches %d\n", pool_threads(), reps, bad);
+  // Every ISA this CPU has, plus the int8-activation path where VNNI exists: references first, then two
+  // concurrent callers comparing bit for bit.
+  struct Mode { int isa; bool int8; };
+  std::vector<Mode> modes;
+  for (int isa = kIsaScalar; isa <= kernels_level(); isa++) modes.push_back({isa, false});
+  if (int8_available()) modes.push_back({kIsaAvx512, true});
+  for (const Mode& m : modes) {
+    set_isa(m.isa);
+    set_int8(m.int8);
+    for (auto& c : cases) c.ref = run(c);
+    auto worker = [&](int id) {
+      for (int r = 0; r < reps; r++) {
+        const Case& c = cases[(r + id) % cases.size()];
+        if (std::memcmp(run(c).data(), c.ref.data(), c.ref.size() * sizeof(float)) != 0) __atomic_add_fetch(&bad, 1, __ATOMIC_RELAXED);
+      }
+    };
+    std::thread a(worker, 0), b(worker, 1);
+    a.join();
+    b.join();
+    std::printf("isa %d int8 %d: pool threads %d, %d runs per caller\n", m.isa, m.int8 ? 1 : 0, pool_threads(), reps);
+  }
+  std::printf("mismatches %d\n", bad);
   return bad == 0 ? 0 : 1;
 }

@@ -7,5 +7,5 @@ here=$(cd "$(dirname "$0")" && pwd)
 src="$here/../../../mlx-c/src/kernels"
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-${CXX:-g++} -std=c++20 -O1 -g -fsanitize=thread -I"$src" "$here/pool-stress.cpp" "$src/qmm.cpp" "$src/pool.cpp" -o "$out/pool-stress" -lpthread
+${CXX:-g++} -std=c++20 -O1 -g -fsanitize=thread -I"$src" "$here/pool-stress.cpp" "$src/qmm.cpp" "$src/qmm_avx512.cpp" "$src/pool.cpp" -o "$out/pool-stress" -lpthread
 TSAN_OPTIONS="halt_on_error=1 exitcode=66" "$out/pool-stress" "${1:-100}"

@@ -1,0 +1,48 @@
+/**
+ * Where a decode step's time goes (issue #17 item 1): building the graph in TypeScript (FFI calls), MLX's
+ * evaluation of it (our kernels + MLX's scheduling), and reading the token back. Greedy, one token per step,
+ * synchronous (no pipelining), so the parts add up; prints ms per token for each part and the graph size.
+ *
+ *   bun bench/decode-profile.ts [--model path.gguf] [--prompt 658] [--steps 64]
+ */
+import * as mx from "../src/mlx/index.ts";
+import { loadGgufModel } from "../src/engine/load.ts";
+import { prefill } from "../src/engine/generate.ts";
+import { promptIds } from "./generate.ts";
+import { smollm2Gguf } from "../test/support/smollm2.ts";
+
+const arg = (n: string, f: string) => {
+  const i = process.argv.indexOf(`--${n}`);
+  return i >= 0 ? process.argv[i + 1]! : f;
+};
+const steps = Number(arg("steps", "64"));
+using m = await loadGgufModel(arg("model", "") || (await smollm2Gguf()), { dtype: "float32" });
+const cache = m.model.makeCache();
+let logits = prefill(m.model, cache, promptIds(Number(arg("prompt", "658"))));
+let tok = mx.scope(() => mx.argmax(logits, -1));
+mx.eval([tok]);
+logits.dispose();
+let build = 0, run = 0, read = 0;
+for (let i = 0; i < steps; i++) {
+  const t0 = performance.now();
+  const id = tok.item();
+  tok.dispose();
+  const t1 = performance.now();
+  const next = mx.scope(() => {
+    const h = m.model.hidden(mx.array(Int32Array.from([id]), { shape: [1, 1], dtype: mx.Dtype.int32 }), cache);
+    return mx.argmax(mx.reshape(m.model.logits(h), [-1]), -1);
+  });
+  const t2 = performance.now();
+  mx.eval([next]);
+  const t3 = performance.now();
+  tok = next;
+  if (i >= 4) {
+    read += t1 - t0;
+    build += t2 - t1;
+    run += t3 - t2;
+  }
+}
+const n = steps - 4;
+console.log(JSON.stringify({ build_ms: build / n, eval_ms: run / n, read_ms: read / n, total_ms: (build + run + read) / n }));
+for (const c of cache) c[Symbol.dispose]();
+tok.dispose();

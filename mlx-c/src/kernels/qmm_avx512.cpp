@@ -1,0 +1,289 @@
+// AVX-512 quantized-matmul tiles, compiled for any x86-64 and picked at run time (qmm.cpp checks the CPU):
+//  - f32: the AVX2 tiles' algorithm on 16-float vectors (one 32-weight chunk = two vectors), up to 16 rows
+//    of x per unpacked chunk (32 zmm registers);
+//  - int8 activations (opt-in, Affine4): x rounded to int8 per 32-element block, u4 codes × s8 x summed by
+//    vpdpbusd (64 products per instruction), rescaled per block in f32 — llama.cpp's Q4×Q8 scheme.
+#include <algorithm>
+#include <cmath>
+
+#include "qmm_isa.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MLXK_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define MLXK_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+#endif
+
+namespace mlxk::kern {
+
+void quantize_x_int8(const float* x, int M, int K, int gs, int8_t* q, float* d16, float* xsum, float* xerr) {
+  const int Kp = (K + 127) / 128 * 128, G = K / gs;
+  for (int m = 0; m < M; m++) {
+    const float* xr = x + static_cast<size_t>(m) * K;
+    int8_t* qr = q + static_cast<size_t>(m) * Kp;
+    float* dr = d16 + static_cast<size_t>(m) * (Kp / 8);
+    for (int b = 0; b < Kp / 32; b++) {
+      const int c = b / 4, j = b % 4;
+      int8_t* even = qr + c * 128 + j * 16;
+      int8_t* odd = even + 64;
+      float amax = 0.f;
+      if (b * 32 < K)
+        for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(xr[b * 32 + i]));
+      const float dd = amax / 127.f, inv = amax > 0.f ? 127.f / amax : 0.f;
+      for (int i = 0; i < 16; i++) {
+        even[i] = b * 32 < K ? static_cast<int8_t>(std::nearbyint(xr[b * 32 + 2 * i] * inv)) : 0;
+        odd[i] = b * 32 < K ? static_cast<int8_t>(std::nearbyint(xr[b * 32 + 2 * i + 1] * inv)) : 0;
+      }
+      for (int l = 0; l < 4; l++) dr[c * 16 + j * 4 + l] = dd;
+    }
+    float* sr = xsum + static_cast<size_t>(m) * G;
+    float* er = xerr + static_cast<size_t>(m) * G;
+    for (int g = 0; g < G; g++) {
+      float s = 0.f, e = 0.f;
+      for (int k = g * gs; k < (g + 1) * gs; k++) {
+        const int b = k / 32, c = b / 4, j = b % 4, i = k % 32;
+        const int8_t v = qr[c * 128 + (i & 1) * 64 + j * 16 + i / 2];
+        s += xr[k];
+        e += static_cast<float>(v) * dr[c * 16 + j * 4] - xr[k];
+      }
+      sr[g] = s;
+      er[g] = 7.5f * e;
+    }
+  }
+}
+
+#if defined(__x86_64__)
+namespace {
+
+// Unpacks 32 weights from element k0 into two vectors (4-bit: [even | odd] elements, as x is permuted).
+template <QFormat F>
+MLXK_512 inline void unpack32(const uint8_t* w, int k0, __m512 q[2]) {
+  if constexpr (F == QFormat::Affine8) {
+    q[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k0))));
+    q[1] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k0 + 16))));
+  } else {
+    const __m128i m4 = _mm_set1_epi8(0x0f);
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k0 / 2));
+    __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+    if constexpr (F == QFormat::Mxfp4) {
+      // Doubled E2M1 values fit int8; the 0.5 goes into the scale.
+      const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+      q[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_shuffle_epi8(lut, lo)));
+      q[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_shuffle_epi8(lut, hi)));
+    } else {
+      q[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo));
+      q[1] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi));
+    }
+  }
+}
+
+template <QFormat F>
+inline float scale_of(const QmmProblem& p, size_t gi) {
+  return F == QFormat::Mxfp4 ? 0.5f * e8m0(p.escale[gi]) : p.scales[gi];
+}
+
+// Σ_g b[g]·xsum[g] (the affine bias term of one output).
+MLXK_512 inline float bias_dot(const float* b, const float* xsum, int G) {
+  __m512 acc = _mm512_setzero_ps();
+  int g = 0;
+  for (; g + 16 <= G; g += 16) acc = _mm512_fmadd_ps(_mm512_loadu_ps(b + g), _mm512_loadu_ps(xsum + g), acc);
+  if (g < G) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (G - g)) - 1);
+    acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, b + g), _mm512_maskz_loadu_ps(m, xsum + g), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+// Decode (one row of x): raw codes · x per group, scaled once per group, bias as bias·Σx (as cols_avx2).
+template <QFormat F, int C>
+MLXK_512 void cols512(const QmmProblem& p, const float* xp, const float* xsum, int n) {
+  const int K = p.K, gs = p.gs, G = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
+  const uint8_t* w[C];
+  __m512 tot[C];
+#pragma GCC unroll 2
+  for (int c = 0; c < C; c++) {
+    w[c] = p.w + static_cast<size_t>(n + c) * row_bytes;
+    tot[c] = _mm512_setzero_ps();
+  }
+  for (int g = 0; g < G; g++) {
+    __m512 ga[C][2];
+#pragma GCC unroll 2
+    for (int c = 0; c < C; c++) ga[c][0] = ga[c][1] = _mm512_setzero_ps();
+    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
+      const __m512 x0 = _mm512_loadu_ps(xp + k0), x1 = _mm512_loadu_ps(xp + k0 + 16);
+#pragma GCC unroll 2
+      for (int c = 0; c < C; c++) {
+        __m512 q[2];
+        unpack32<F>(w[c], k0, q);
+        ga[c][0] = _mm512_fmadd_ps(q[0], x0, ga[c][0]);
+        ga[c][1] = _mm512_fmadd_ps(q[1], x1, ga[c][1]);
+      }
+    }
+#pragma GCC unroll 2
+    for (int c = 0; c < C; c++)
+      tot[c] = _mm512_fmadd_ps(_mm512_add_ps(ga[c][0], ga[c][1]), _mm512_set1_ps(scale_of<F>(p, static_cast<size_t>(n + c) * G + g)), tot[c]);
+  }
+#pragma GCC unroll 2
+  for (int c = 0; c < C; c++) {
+    float r = _mm512_reduce_add_ps(tot[c]);
+    if constexpr (F != QFormat::Mxfp4) r += bias_dot(p.biases + static_cast<size_t>(n + c) * G, xsum, G);
+    p.out[n + c] = r;
+  }
+}
+
+// R rows of x against weight row n: each chunk dequantised once (s·q + b), FMA'd into every row.
+template <QFormat F, int R>
+MLXK_512 void rows512(const QmmProblem& p, const float* xp, int n) {
+  constexpr int NA = R <= 2 ? 2 : 1;
+  const int K = p.K, gs = p.gs, G = K / gs;
+  const uint8_t* w = p.w + static_cast<size_t>(n) * K * bits_of(F) / 8;
+  __m512 acc[R][NA];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int a = 0; a < NA; a++) acc[r][a] = _mm512_setzero_ps();
+  for (int g = 0; g < G; g++) {
+    const size_t gi = static_cast<size_t>(n) * G + g;
+    const __m512 s = _mm512_set1_ps(scale_of<F>(p, gi));
+    const __m512 b = F == QFormat::Mxfp4 ? _mm512_setzero_ps() : _mm512_set1_ps(p.biases[gi]);
+    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
+      __m512 q[2];
+      unpack32<F>(w, k0, q);
+      if constexpr (F == QFormat::Mxfp4) {
+        q[0] = _mm512_mul_ps(q[0], s);
+        q[1] = _mm512_mul_ps(q[1], s);
+      } else {
+        q[0] = _mm512_fmadd_ps(q[0], s, b);
+        q[1] = _mm512_fmadd_ps(q[1], s, b);
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) {
+        const float* xr = xp + static_cast<size_t>(r) * K + k0;
+        acc[r][0] = _mm512_fmadd_ps(q[0], _mm512_loadu_ps(xr), acc[r][0]);
+        acc[r][NA - 1] = _mm512_fmadd_ps(q[1], _mm512_loadu_ps(xr + 16), acc[r][NA - 1]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++) p.out[static_cast<size_t>(r) * p.N + n] = _mm512_reduce_add_ps(NA == 2 ? _mm512_add_ps(acc[r][0], acc[r][NA - 1]) : acc[r][0]);
+}
+
+constexpr int kRows512 = 16;
+
+template <QFormat F, int R>
+MLXK_512 void rows_block(const QmmProblem& p, const float* xr, int c0, int c1) {
+  for (int n = c0; n < c1; n++) rows512<F, R>(p, xr, n);
+}
+
+template <QFormat F>
+MLXK_512 void tile_f32(const QmmProblem& p, const float* xp, const float* xsum, int r0, int r1, int c0, int c1) {
+  if (xsum != nullptr && r1 - r0 == 1) {
+    QmmProblem q = p;
+    q.out = p.out + static_cast<size_t>(r0) * p.N;
+    const float* xr = xp + static_cast<size_t>(r0) * p.K;
+    int n = c0;
+    if constexpr (F != QFormat::Affine8)
+      for (; n + 2 <= c1; n += 2) cols512<F, 2>(q, xr, xsum, n);
+    for (; n < c1; n++) cols512<F, 1>(q, xr, xsum, n);
+    return;
+  }
+  using Fn = void (*)(const QmmProblem&, const float*, int, int);
+  static constexpr Fn by_rows[kRows512] = {
+      rows_block<F, 1>, rows_block<F, 2>, rows_block<F, 3>, rows_block<F, 4>, rows_block<F, 5>, rows_block<F, 6>,
+      rows_block<F, 7>, rows_block<F, 8>, rows_block<F, 9>, rows_block<F, 10>, rows_block<F, 11>, rows_block<F, 12>,
+      rows_block<F, 13>, rows_block<F, 14>, rows_block<F, 15>, rows_block<F, 16>};
+  for (int r = r0; r < r1; r += kRows512) {
+    const int R = std::min(kRows512, r1 - r);
+    QmmProblem q = p;
+    q.out = p.out + static_cast<size_t>(r) * p.N;
+    by_rows[R - 1](q, xp + static_cast<size_t>(r) * p.K, c0, c1);
+  }
+}
+
+// ------------------------------------------------------------------------------------ int8 activations
+
+// Lane l of a 128-weight chunk belongs to block l/4; its group's scale is element (l/4)·32/gs of the
+// chunk's scales (loaded from group c·128/gs on).
+MLXK_VNNI inline __m512i group_index(int gs) {
+  alignas(64) int idx[16];
+  for (int l = 0; l < 16; l++) idx[l] = (l / 4) * 32 / gs;
+  return _mm512_load_si512(idx);
+}
+
+// One weight row's 64-byte chunk c (128 codes; fewer bytes valid in a tail chunk) as low/high nibbles.
+MLXK_VNNI inline void codes(const uint8_t* w, int c, __mmask64 m, __m512i& lo, __m512i& hi) {
+  const __m512i v = _mm512_maskz_loadu_epi8(m, w + static_cast<size_t>(c) * 64);
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  lo = _mm512_and_si512(v, m4);
+  hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+}
+
+// Weight scales of chunk c spread over its 16 lanes.
+MLXK_VNNI inline __m512 chunk_scales(const float* s, int c, int per, int G, __m512i gidx) {
+  const int g0 = c * per, cnt = std::min(per, G - g0);
+  const __m128 v = _mm_maskz_loadu_ps(static_cast<__mmask8>((1u << cnt) - 1), s + g0);
+  return _mm512_permutexvar_ps(gidx, _mm512_castps128_ps512(v));
+}
+
+template <int R>
+MLXK_VNNI void rows_vnni(const QmmProblem& p, const Int8X& x, int r0, int n, __m512i gidx) {
+  const int K = p.K, G = K / p.gs, per = std::max(1, 128 / p.gs), chunks = x.Kp / 128;
+  const uint8_t* w = p.w + static_cast<size_t>(n) * (K / 2);
+  const float* s = p.scales + static_cast<size_t>(n) * G;
+  __m512 acc[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+  for (int c = 0; c < chunks; c++) {
+    const int valid = std::min(64, (K - c * 128) / 2);
+    const __mmask64 m = valid == 64 ? ~0ULL : ((1ULL << valid) - 1);
+    __m512i lo, hi;
+    codes(w, c, m, lo, hi);
+    const __m512 sw = chunk_scales(s, c, per, G, gidx);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; r++) {
+      const int8_t* xq = x.q + static_cast<size_t>(r0 + r) * x.Kp + c * 128;
+      __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(xq));
+      t = _mm512_dpbusd_epi32(t, hi, _mm512_loadu_si512(xq + 64));
+      const __m512 dx = _mm512_loadu_ps(x.d16 + static_cast<size_t>(r0 + r) * (x.Kp / 8) + c * 16);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(t), _mm512_mul_ps(sw, dx), acc[r]);
+    }
+  }
+  const float* b = p.biases + static_cast<size_t>(n) * G;
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++) {
+    const size_t xr = static_cast<size_t>(r0 + r) * G;
+    p.out[static_cast<size_t>(r0 + r) * p.N + n] =
+        _mm512_reduce_add_ps(acc[r]) + bias_dot(b, x.xsum + xr, G) - bias_dot(s, x.xerr + xr, G);
+  }
+}
+
+template <int R>
+MLXK_VNNI void vnni_block(const QmmProblem& p, const Int8X& x, int r, int c0, int c1, __m512i gidx) {
+  for (int n = c0; n < c1; n++) rows_vnni<R>(p, x, r, n, gidx);
+}
+
+} // namespace
+
+MLXK_512 void tile_avx512(const QmmProblem& p, const float* xp, const float* xsum, int r0, int r1, int c0, int c1) {
+  switch (p.fmt) {
+    case QFormat::Affine4: return tile_f32<QFormat::Affine4>(p, xp, xsum, r0, r1, c0, c1);
+    case QFormat::Affine8: return tile_f32<QFormat::Affine8>(p, xp, xsum, r0, r1, c0, c1);
+    case QFormat::Mxfp4: return tile_f32<QFormat::Mxfp4>(p, xp, xsum, r0, r1, c0, c1);
+  }
+}
+
+MLXK_VNNI void tile_vnni(const QmmProblem& p, const Int8X& x, int r0, int r1, int c0, int c1) {
+  const __m512i gidx = group_index(p.gs);
+  using Fn = void (*)(const QmmProblem&, const Int8X&, int, int, int, __m512i);
+  static constexpr Fn by_rows[8] = {vnni_block<1>, vnni_block<2>, vnni_block<3>, vnni_block<4>,
+                                    vnni_block<5>, vnni_block<6>, vnni_block<7>, vnni_block<8>};
+  for (int r = r0; r < r1; r += 8) by_rows[std::min(8, r1 - r) - 1](p, x, r, c0, c1, gidx);
+}
+
+#else
+void tile_avx512(const QmmProblem&, const float*, const float*, int, int, int, int) {}
+void tile_vnni(const QmmProblem&, const Int8X&, int, int, int, int) {}
+#endif
+
+} // namespace mlxk::kern

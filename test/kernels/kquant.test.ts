@@ -1,0 +1,258 @@
+/**
+ * Packed K-quant kernels (mlx-c/src/kernels/kquant*.cpp) and the MoE gather kernel (gather.cpp):
+ * - dequantization of Q4_K/Q5_K/Q6_K blocks is exactly ggml's (test/support/kquants.ts, which matches gguf-py
+ *   0.17.1), on quantized rows and on random bytes (every scale/min bit pattern);
+ * - x·Wᵀ through the AVX2 path, the scalar path and the kernels-off path (per-call dequantization + MLX matmul)
+ *   agrees with an f64 reference within f32 rounding on odd shapes (decode M = 1 and prefill tiles); the opt-in
+ *   int8-activation path (llama.cpp's q8_K) within 8-bit rounding;
+ * - kernelGatherQmm equals MLX's gather_qmm (affine 4/8-bit, mxfp4) and a reference for K-quant experts, with x
+ *   shared by the k slots (gate/up) or one row per slot (down), unused experts, prefill-sized token counts.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import * as mx from "../../src/mlx/index.ts";
+import { forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
+import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantInt8, kquantMatmul } from "../../src/mlx/kquant.ts";
+import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
+
+afterAll(() => {
+  setKernelsEnabled(null);
+  forceScalarKernels(false);
+});
+
+let seed = 17;
+const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+const floats = (n: number, scale = 1) => Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * scale);
+
+const CODECS: Record<KQuantMode, [(x: Float32Array) => Uint8Array, (b: Uint8Array) => Float32Array]> = {
+  q4_k: [quantizeQ4K, dequantizeQ4K],
+  q5_k: [quantizeQ5K, dequantizeQ5K],
+  q6_k: [quantizeQ6K, dequantizeQ6K],
+};
+const MODES = Object.keys(CODECS) as KQuantMode[];
+/** The K-quant kernels' vector path (AVX2; also what runs on AVX-512 machines) is available. */
+const vector = () => kernelInfo().level === "avx2" || kernelInfo().level === "avx512";
+
+/** Random block bytes with finite fp16 d/dmin (exponent kept small), so every other bit pattern is exercised. */
+function randomBlocks(mode: KQuantMode, blocks: number): Uint8Array {
+  const bb = KQUANT_BLOCK_BYTES[mode];
+  const b = Uint8Array.from({ length: blocks * bb }, () => Math.floor(rnd() * 256));
+  for (let i = 0; i < blocks; i++) {
+    const halves = mode === "q6_k" ? [i * bb + 208] : [i * bb, i * bb + 2];
+    for (const o of halves) b[o + 1] = (b[o + 1]! & 0x83) | 0x2c;
+  }
+  return b;
+}
+
+function weights(mode: KQuantMode, bytes: Uint8Array, rows: number): mx.Array {
+  return mx.fromBytes(bytes, [rows, bytes.length / rows], mx.Dtype.uint8);
+}
+
+function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+  return d;
+}
+
+/** x [M,K] · w [N,K]ᵀ in f64, and Σ|x||w| per output (the scale f32 rounding errors grow with). */
+function reference(x: Float32Array, w: Float32Array, M: number, N: number, K: number): { y: Float64Array; mag: number } {
+  const y = new Float64Array(M * N);
+  let mag = 0;
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      let a = 0;
+      for (let k = 0; k < K; k++) {
+        s += x[m * K + k]! * w[n * K + k]!;
+        a += Math.abs(x[m * K + k]! * w[n * K + k]!);
+      }
+      y[m * N + n] = s;
+      mag = Math.max(mag, a);
+    }
+  return { y, mag };
+}
+
+describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
+  test.each(MODES)("%s: dequantization is exactly ggml's (quantized rows and random bytes)", (mode) => {
+    const [q, dq] = CODECS[mode];
+    for (const bytes of [q(floats(7 * 768)), randomBlocks(mode, 7 * 3)]) {
+      const got = mx.scope(() => kquantDequantize(weights(mode, bytes, 7), mode).toFloat32Array());
+      expect(got.length).toBe(7 * 768);
+      expect(maxAbs(got, dq(bytes))).toBe(0);
+    }
+  });
+
+  const SHAPES: [number, number, number][] = [
+    [1, 1, 256],
+    [1, 33, 1280],
+    [3, 5, 512],
+    [70, 37, 768],
+  ];
+  test.each(MODES)("%s: x·Wᵀ (AVX2, scalar, kernels off) within f32 rounding of f64 on odd shapes", (mode) => {
+    const [q, dq] = CODECS[mode];
+    for (const [M, N, K] of SHAPES) {
+      const bytes = q(floats(N * K));
+      const x = floats(M * K);
+      const { y, mag } = reference(x, dq(bytes), M, N, K);
+      for (const path of ["avx2", "scalar", "off"] as const) {
+        if (path === "avx2" && !vector()) continue;
+        forceScalarKernels(path === "scalar");
+        setKernelsEnabled(path !== "off");
+        try {
+          const got = mx.scope(() => kquantMatmul(mx.array(x, { shape: [M, K] }), weights(mode, bytes, N), mode).toFloat32Array());
+          expect(got.length).toBe(M * N);
+          expect(maxAbs(got, y)).toBeLessThan(2e-6 * mag + 1e-6);
+        } finally {
+          forceScalarKernels(false);
+          setKernelsEnabled(null);
+        }
+      }
+    }
+  });
+
+  test.skipIf(!vector()).each(MODES)("%s: opt-in int8 activations (q8_K, MLXK_INT8_ACT=1) within 8-bit rounding of f64", (mode) => {
+    const [q, dq] = CODECS[mode];
+    const prev = kquantInt8(true);
+    try {
+      for (const [M, N, K] of SHAPES) {
+        const bytes = q(floats(N * K));
+        const x = floats(M * K);
+        const { y, mag } = reference(x, dq(bytes), M, N, K);
+        const got = mx.scope(() => kquantMatmul(mx.array(x, { shape: [M, K] }), weights(mode, bytes, N), mode).toFloat32Array());
+        const err = maxAbs(got, y);
+        // x rounded to 1/254 of its block's max: errors are ~1% of an output's size, far above f32 rounding
+        expect(err).toBeLessThan(2e-3 * mag);
+        if (N * M > 100) expect(err).toBeGreaterThan(1e-5 * mag); // the int8 path really ran
+      }
+    } finally {
+      kquantInt8(prev);
+    }
+    expect(kquantInt8()).toBe(prev);
+  });
+
+  test("leading axes of x are kept; a wrong K is refused with a message", () => {
+    const bytes = quantizeQ4K(floats(3 * 256));
+    mx.scope(() => {
+      const w = weights("q4_k", bytes, 3);
+      expect(kquantMatmul(mx.array(floats(2 * 5 * 256), { shape: [2, 5, 256] }), w, "q4_k").shape).toEqual([2, 5, 3]);
+      expect(() => kquantMatmul(mx.array(floats(512), { shape: [1, 512] }), w, "q4_k")).toThrow(/last axis/);
+    });
+  });
+});
+
+describe.skipIf(kernelInfo().level === "none")("gather_qmm kernel (MoE experts)", () => {
+  const E = 7;
+  const N = 45;
+  const K = 256;
+  const wf = floats(E * N * K);
+
+  function routing(T: number, k: number): Int32Array {
+    // expert 6 never chosen: unused experts must cost nothing and break nothing
+    return Int32Array.from({ length: T * k }, () => Math.floor(rnd() * (E - 1)));
+  }
+
+  test.each([
+    ["affine", 4, 64],
+    ["affine", 8, 32],
+    ["mxfp4", 4, 32],
+  ] as const)("%s %i-bit (group %i): equal to MLX's gather_qmm, shared and per-slot x, decode and prefill", (mode, bits, gs) => {
+    mx.scope(() => {
+      const q = mx.quantize(mx.array(wf, { shape: [E, N, K] }), { groupSize: gs, bits, mode });
+      for (const [T, k] of [[1, 4], [3, 2], [70, 3]] as const) {
+        const idx = mx.array(routing(T, k), { shape: [T, k], dtype: mx.Dtype.int32 });
+        for (const perSlot of [false, true]) {
+          const R = perSlot ? T * k : T;
+          const x = mx.array(floats(R * K), { shape: [R, K] });
+          const got = kernelGatherQmm(x, q.wq, q.scales, q.biases, idx, { groupSize: gs, bits, mode });
+          expect(got).not.toBeNull();
+          const xe = mx.reshape(x, perSlot ? [T, k, 1, K] : [T, 1, 1, K]);
+          const ref = mx.squeeze(mx.gatherQmm(xe, q.wq, q.scales, q.biases, { groupSize: gs, bits, mode, transpose: true, rhsIndices: idx }), -2);
+          expect(got!.shape).toEqual([T, k, N]);
+          expect(maxAbs(got!.toFloat32Array(), ref.toFloat32Array())).toBeLessThan(5e-5);
+        }
+      }
+    });
+  });
+
+  test.each(MODES)("%s experts: equal to x · dequant(w[e])ᵀ per (token, slot)", (mode) => {
+    const [quant, dq] = CODECS[mode];
+    const bytes = quant(wf);
+    const ref = dq(bytes);
+    const T = 9;
+    const k = 3;
+    const route = routing(T, k);
+    const x = floats(T * K);
+    mx.scope(() => {
+      const w = mx.fromBytes(bytes, [E, N, bytes.length / (E * N)], mx.Dtype.uint8);
+      const got = kernelGatherQmm(mx.array(x, { shape: [T, K] }), w, null, null, mx.array(route, { shape: [T, k], dtype: mx.Dtype.int32 }), {
+        groupSize: 256,
+        bits: 4,
+        mode,
+      })!.toFloat32Array();
+      for (let p = 0; p < T * k; p++) {
+        const t = Math.floor(p / k);
+        const e = route[p]!;
+        const { y, mag } = reference(x.subarray(t * K, (t + 1) * K), ref.subarray(e * N * K, (e + 1) * N * K), 1, N, K);
+        expect(maxAbs(got.subarray(p * N, (p + 1) * N), y)).toBeLessThan(2e-6 * mag + 1e-6);
+      }
+    });
+  });
+
+  test("kernels off: null, so the caller keeps MLX's gather_qmm", () => {
+    setKernelsEnabled(false);
+    try {
+      mx.scope(() => {
+        const q = mx.quantize(mx.array(wf, { shape: [E, N, K] }), { groupSize: 64, bits: 4 });
+        const idx = mx.array(new Int32Array([0, 1]), { shape: [1, 2], dtype: mx.Dtype.int32 });
+        expect(kernelGatherQmm(mx.array(floats(K), { shape: [1, K] }), q.wq, q.scales, q.biases, idx, { groupSize: 64, bits: 4, mode: "affine" })).toBeNull();
+      });
+    } finally {
+      setKernelsEnabled(null);
+    }
+  });
+});
+
+describe.skipIf(kernelInfo().level === "none")("SwitchGLU with K-quant experts", () => {
+  test("gather kernel = kernels off (experts dequantized per call, MLX's gather_mm), decode and prefill routing", async () => {
+    const { QuantConfig, WeightStore } = await import("../../src/models/base.ts");
+    const { SwitchGLU } = await import("../../src/models/switch_layers.ts");
+    const E = 5;
+    const H = 256;
+    const I = 512;
+    const parts: [string, KQuantMode, number, number][] = [
+      ["gate_proj", "q4_k", I, H],
+      ["up_proj", "q5_k", I, H],
+      ["down_proj", "q6_k", H, I],
+    ];
+    const map = new Map<string, mx.Array>();
+    const quantization: Record<string, unknown> = { group_size: 64, bits: 4 };
+    for (const [name, mode, n, k] of parts) {
+      const bytes = CODECS[mode][0](floats(E * n * k, 1 / Math.sqrt(k)));
+      map.set(`e.${name}.weight`, mx.keep(mx.fromBytes(bytes, [E, n, bytes.length / (E * n)], mx.Dtype.uint8)));
+      quantization[`e.${name}`] = { group_size: 256, bits: 4, mode };
+    }
+    const store = new WeightStore(map, QuantConfig.from({ quantization }));
+    const glu = new SwitchGLU(store, "e", (g, u) => mx.multiply(mx.silu(g), u));
+    try {
+      for (const T of [1, 37]) {
+        const x = floats(T * H);
+        const idx = Int32Array.from({ length: T * 2 }, (_, i) => (i * 3 + (i >> 1)) % E);
+        const run = (on: boolean) => {
+          setKernelsEnabled(on);
+          try {
+            return mx.scope(() =>
+              glu.forward(mx.array(x, { shape: [1, T, H] }), mx.array(idx, { shape: [1, T, 2], dtype: mx.Dtype.int32 })).toFloat32Array(),
+            );
+          } finally {
+            setKernelsEnabled(null);
+          }
+        };
+        const on = run(true);
+        const off = run(false);
+        expect(on.length).toBe(T * 2 * H);
+        expect(maxAbs(on, off)).toBeLessThan(1e-4);
+      }
+    } finally {
+      mx.disposeAll(store.all());
+    }
+  });
+});
