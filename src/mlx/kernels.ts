@@ -42,6 +42,7 @@ const CONTROL_DEFS = {
   mlxk_kernels_int8: { args: [I], returns: I },
   mlxk_kernels_threads_for: { args: [FFIType.f64], returns: I },
   mlxk_kernels_set_threads: { args: [I], returns: I },
+  mlxk_kernels_qmm_profile: { args: [P], returns: FFIType.void },
 } as const;
 type ControlLib = ReturnType<typeof dlopen<typeof CONTROL_DEFS>>;
 let controlRef: ControlLib | null | undefined;
@@ -138,6 +139,14 @@ export function setInt8Activations(on: boolean): boolean {
 export function kernelThreadsFor(work: number): number {
   const s = controls();
   return s ? s.mlxk_kernels_threads_for(work) : 0;
+}
+
+/** With MLXK_KERNEL_PROFILE=1: calls, wall ms and multiply-adds of the quantized matmul so far (zeros otherwise). */
+export function qmmProfile(): { calls: number; ms: number; macs: number } {
+  const s = controls();
+  const out = new Float64Array(3);
+  if (s) s.mlxk_kernels_qmm_profile(ptr(out) as never);
+  return { calls: out[0]!, ms: out[1]!, macs: out[2]! };
 }
 
 /** Tests: pin every op to n threads (0 = back to MLXK_THREADS / the policy). Returns the previous pin. */
