@@ -10,79 +10,54 @@
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import { Array, Dtype } from "./array.ts";
-import { fail, mlxAvailability, OUT_PTR } from "./ffi.ts";
+import { fail, lib, mlxAvailability, OUT_PTR, type Symbols } from "./ffi.ts";
 import { matmul, multiply, result, silu } from "./ops.ts";
 import { swapaxes } from "./shape.ts";
 import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { currentStream as S } from "./stream.ts";
 
-const P = FFIType.ptr;
-const I = FFIType.i32;
-const DEFS = {
-  mlxk_kernels_available: { args: [], returns: I },
-  mlxk_kernels_threads: { args: [], returns: I },
-  mlxk_kernels_force_scalar: { args: [I], returns: I },
-  mlxk_fast_quantized_matmul: { args: [P, P, P, P, P, FFIType.bool, I, I, I, P], returns: I },
-  mlxk_kernel_rms_norm: { args: [P, P, P, FFIType.f32, P], returns: I },
-  mlxk_kernel_rope: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, I, P, P, P], returns: I },
-  mlxk_kernel_sdpa: { args: [P, P, P, P, FFIType.f32, I, P, P, P], returns: I },
-  mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
-  mlxk_fast_linear: { args: [P, P, P, P], returns: I },
-  mlxk_kernel_gated_delta: { args: [P, P, P, P, P, P, P, P], returns: I },
-  mlxk_kernel_conv_silu: { args: [P, P, P, P], returns: I },
-} as const;
-type KernelLib = ReturnType<typeof dlopen<typeof DEFS>>;
-type KernelSymbols = KernelLib["symbols"];
-// ISA / int8 / thread-policy controls, bound separately: a shim built before them still runs its kernels
-// (bench/llama.ts --baseline-shim times one).
+const MODES: Record<QuantMode, number> = { affine: 0, mxfp4: 1, nvfp4: 2, mxfp8: 3 };
+
+// undefined = not probed yet; null = MLX is missing or this CPU has no kernels. The symbols are ffi.ts's one table.
+let syms: Symbols | null | undefined;
+let override: boolean | null = null;
+let fromEnv: boolean | undefined;
+
+function symbols(): Symbols | null {
+  if (syms !== undefined) return syms;
+  syms = null;
+  if (!mlxAvailability().available) return syms;
+  const s = lib();
+  if (s.mlxk_kernels_available() > 0) syms = s;
+  return syms;
+}
+
+// ISA / int8 / thread-policy controls, bound apart from ffi.ts's table: a shim built before them still loads
+// and runs its kernels (bench/llama.ts --baseline-shim times one), it just has no controls.
 const CONTROL_DEFS = {
-  mlxk_kernels_isa: { args: [], returns: I },
-  mlxk_kernels_set_isa: { args: [I], returns: I },
-  mlxk_kernels_int8: { args: [I], returns: I },
-  mlxk_kernels_threads_for: { args: [FFIType.f64], returns: I },
-  mlxk_kernels_set_threads: { args: [I], returns: I },
-  mlxk_kernels_qmm_profile: { args: [P], returns: FFIType.void },
+  mlxk_kernels_isa: { args: [], returns: FFIType.i32 },
+  mlxk_kernels_set_isa: { args: [FFIType.i32], returns: FFIType.i32 },
+  mlxk_kernels_int8: { args: [FFIType.i32], returns: FFIType.i32 },
+  mlxk_kernels_threads_for: { args: [FFIType.f64], returns: FFIType.i32 },
+  mlxk_kernels_set_threads: { args: [FFIType.i32], returns: FFIType.i32 },
+  mlxk_kernels_qmm_profile: { args: [FFIType.ptr], returns: FFIType.void },
 } as const;
 type ControlLib = ReturnType<typeof dlopen<typeof CONTROL_DEFS>>;
+// Held for the process lifetime: the symbols' trampolines belong to the library object.
 let controlRef: ControlLib | null | undefined;
 
 function controls(): ControlLib["symbols"] | null {
   if (controlRef !== undefined) return controlRef?.symbols ?? null;
   controlRef = null;
-  const av = mlxAvailability();
-  if (symbols() === null || !av.shim) return null;
+  const shim = mlxAvailability().shim;
+  if (symbols() === null || !shim) return null;
   try {
-    controlRef = dlopen(av.shim, CONTROL_DEFS);
+    controlRef = dlopen(shim, CONTROL_DEFS);
   } catch {
     controlRef = null;
   }
   return controlRef?.symbols ?? null;
-}
-
-const MODES: Record<QuantMode, number> = { affine: 0, mxfp4: 1, nvfp4: 2, mxfp8: 3 };
-
-// undefined = not probed yet; null = this shim/CPU has no kernels.
-let syms: KernelSymbols | null | undefined;
-// Held for the process lifetime: the symbols' trampolines belong to the library object.
-let libRef: KernelLib | null = null;
-let override: boolean | null = null;
-let fromEnv: boolean | undefined;
-
-function symbols(): KernelSymbols | null {
-  if (syms !== undefined) return syms;
-  const av = mlxAvailability();
-  syms = null;
-  if (!av.available || !av.shim) return syms;
-  try {
-    // Same library as ffi.ts (dlopen returns the loaded handle); an older shim without kernels just lacks the symbols.
-    libRef = dlopen(av.shim, DEFS);
-    const s = libRef.symbols;
-    if (s.mlxk_kernels_available() > 0) syms = s;
-  } catch {
-    syms = null;
-  }
-  return syms;
 }
 
 /** Kernel ISA levels, lowest first ("none": MLX's ops are used). */
@@ -239,7 +214,7 @@ export function fastSwiglu(gate: Array, up: Array): Array {
  */
 export function fastLinear(x: Array, w: Array): Array {
   const s = kernelsEnabled() ? symbols() : null;
-  if (!s || !("mlxk_fast_linear" in s)) return matmul(x, swapaxes(w, -1, -2));
+  if (!s) return matmul(x, swapaxes(w, -1, -2));
   return result(s.mlxk_fast_linear(OUT_PTR as never, x.handle as never, w.handle as never, S() as never), "fast_linear");
 }
 
@@ -255,7 +230,7 @@ const f32 = (...as: Array[]) => as.every((a) => a.dtype === Dtype.float32);
  */
 export function kernelGatedDelta(q: Array, k: Array, v: Array, g: Array, beta: Array, state: Array): [Array, Array] | null {
   const s = kernelsEnabled() ? symbols() : null;
-  if (!s || !s.mlxk_kernel_gated_delta || !f32(q, k, v, g, beta, state)) return null;
+  if (!s || !f32(q, k, v, g, beta, state)) return null;
   const rc = s.mlxk_kernel_gated_delta(OUTS_PTR as never, q.handle as never, k.handle as never, v.handle as never, g.handle as never,
     beta.handle as never, state.handle as never, S() as never);
   if (rc !== 0) fail("gated_delta");
@@ -266,6 +241,6 @@ export function kernelGatedDelta(q: Array, k: Array, v: Array, g: Array, beta: A
 /** silu(depthwise causal conv): x [B, L, C], weight [C, K, 1] → [B, L-K+1, C]; null when the kernels cannot run. */
 export function kernelConvSilu(x: Array, w: Array): Array | null {
   const s = kernelsEnabled() ? symbols() : null;
-  if (!s || !s.mlxk_kernel_conv_silu || !f32(x, w)) return null;
+  if (!s || !f32(x, w)) return null;
   return result(s.mlxk_kernel_conv_silu(OUT_PTR as never, x.handle as never, w.handle as never, S() as never), "conv_silu");
 }
