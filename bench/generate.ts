@@ -8,7 +8,7 @@
  * Usage: bun bench/generate.ts [--prompt 512] [--gen 128] [--rounds 2] [--only smollm2|qwen05] [--all-variants]
  *        [--skip-mlx-lm] [--skip-llama]
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");
@@ -84,8 +84,16 @@ async function mlxDirFrom(gguf: string, dir: string): Promise<string> {
   return dir;
 }
 
-/** A llama-architecture layout for shapedGguf: hidden, layers, heads, KV heads, FF width, vocab (tied embeddings). */
-export interface GgufShape {
+/** Qwen2.5-0.5B shapes (hidden 896, 24 layers, 14/2 heads, FF 4864, vocab 151936, tied) as a Q4_1 llama GGUF. */
+export async function qwenShapedGguf(smollm2: string): Promise<string> {
+  return shapedGguf(smollm2, { file: "qwen05-shaped.Q4_1.gguf", name: "qwen2.5-0.5b-shaped-random", H: 896, L: 24, NH: 14, KV: 2, FF: 4864, V: 151936 });
+}
+
+/** Qwen2.5-1.5B shapes (hidden 1536, 28 layers, 12/2 heads, FF 8960, vocab 151936, tied): bench/llama.ts. */
+export const QWEN15_SHAPE = { file: "qwen15-shaped.Q4_1.gguf", name: "qwen2.5-1.5b-shaped-random", H: 1536, L: 28, NH: 12, KV: 2, FF: 8960, V: 151936 };
+
+/** Shapes of a random llama-architecture model (SmolLM2's tokenizer, padded to V). */
+export interface ModelShape {
   file: string;
   name: string;
   H: number;
@@ -94,22 +102,16 @@ export interface GgufShape {
   KV: number;
   FF: number;
   V: number;
+  /** Every layer reuses the first layer's random blocks: a 7B-shaped file without generating 4 GB of randomness. */
+  shareLayers?: boolean;
 }
 
-export const QWEN05_SHAPE: GgufShape = { file: "qwen05-shaped.Q4_1.gguf", name: "qwen2.5-0.5b-shaped-random", H: 896, L: 24, NH: 14, KV: 2, FF: 4864, V: 151936 };
-export const QWEN15_SHAPE: GgufShape = { file: "qwen15-shaped.Q4_1.gguf", name: "qwen2.5-1.5b-shaped-random", H: 1536, L: 28, NH: 12, KV: 2, FF: 8960, V: 151936 };
-
-/** Qwen2.5-0.5B shapes (hidden 896, 24 layers, 14/2 heads, FF 4864, vocab 151936, tied) as a Q4_1 llama GGUF. */
-export function qwenShapedGguf(smollm2: string): Promise<string> {
-  return shapedGguf(smollm2, QWEN05_SHAPE);
-}
-
-/** Random Q4_1 weights in `shape` as a llama GGUF under .cache/bench (SmolLM2's tokenizer, padded to V); cached. */
-export async function shapedGguf(smollm2: string, shape: GgufShape): Promise<string> {
+/** A random Q4_1 llama GGUF of the given shapes, written once under .cache/bench/. */
+export async function shapedGguf(smollm2: string, shape: ModelShape): Promise<string> {
   const path = join(CACHE, shape.file);
   if (existsSync(path)) return path;
   const { readGguf } = await import("../src/gguf/reader.ts");
-  const { encodeGguf } = await import("../test/support/gguf-writer.ts");
+  const { writeGguf } = await import("../test/support/gguf-writer.ts");
   const src = readGguf(smollm2);
   const { H, L, NH, KV, FF, V } = shape;
   const D = H / NH;
@@ -135,18 +137,25 @@ export async function shapedGguf(smollm2: string, shape: GgufShape): Promise<str
     { name: "token_embd.weight", shape: [V, H], type: "Q4_1", data: q41(V, H) },
     { name: "output_norm.weight", shape: [H], type: "F32", data: ones(H) },
   ];
+  const first = new Map<string, Uint8Array>();
+  const q41Layer = (key: string, rows: number, cols: number): Uint8Array => {
+    if (!shape.shareLayers) return q41(rows, cols);
+    let d = first.get(key);
+    if (!d) first.set(key, (d = q41(rows, cols)));
+    return d;
+  };
   for (let i = 0; i < L; i++) {
     const p = `blk.${i}`;
     tensors.push(
       { name: `${p}.attn_norm.weight`, shape: [H], type: "F32", data: ones(H) },
       { name: `${p}.ffn_norm.weight`, shape: [H], type: "F32", data: ones(H) },
-      { name: `${p}.attn_q.weight`, shape: [NH * D, H], type: "Q4_1", data: q41(NH * D, H) },
-      { name: `${p}.attn_k.weight`, shape: [KV * D, H], type: "Q4_1", data: q41(KV * D, H) },
-      { name: `${p}.attn_v.weight`, shape: [KV * D, H], type: "Q4_1", data: q41(KV * D, H) },
-      { name: `${p}.attn_output.weight`, shape: [H, NH * D], type: "Q4_1", data: q41(H, NH * D) },
-      { name: `${p}.ffn_gate.weight`, shape: [FF, H], type: "Q4_1", data: q41(FF, H) },
-      { name: `${p}.ffn_up.weight`, shape: [FF, H], type: "Q4_1", data: q41(FF, H) },
-      { name: `${p}.ffn_down.weight`, shape: [H, FF], type: "Q4_1", data: q41(H, FF) },
+      { name: `${p}.attn_q.weight`, shape: [NH * D, H], type: "Q4_1", data: q41Layer("attn_q", NH * D, H) },
+      { name: `${p}.attn_k.weight`, shape: [KV * D, H], type: "Q4_1", data: q41Layer("attn_k", KV * D, H) },
+      { name: `${p}.attn_v.weight`, shape: [KV * D, H], type: "Q4_1", data: q41Layer("attn_v", KV * D, H) },
+      { name: `${p}.attn_output.weight`, shape: [H, NH * D], type: "Q4_1", data: q41Layer("attn_output", H, NH * D) },
+      { name: `${p}.ffn_gate.weight`, shape: [FF, H], type: "Q4_1", data: q41Layer("ffn_gate", FF, H) },
+      { name: `${p}.ffn_up.weight`, shape: [FF, H], type: "Q4_1", data: q41Layer("ffn_up", FF, H) },
+      { name: `${p}.ffn_down.weight`, shape: [H, FF], type: "Q4_1", data: q41Layer("ffn_down", H, FF) },
     );
   }
   // SmolLM2's tokenizer padded with placeholder pieces to the Qwen vocabulary size.
@@ -180,9 +189,7 @@ export async function shapedGguf(smollm2: string, shape: GgufShape): Promise<str
     "tokenizer.ggml.eos_token_id": u32(Number(src.metadata.get("tokenizer.ggml.eos_token_id")!.value)),
   };
   mkdirSync(CACHE, { recursive: true });
-  // Written under a temporary name first: a run killed mid-write must not leave a truncated "cached" file.
-  writeFileSync(`${path}.tmp`, encodeGguf(meta, tensors));
-  renameSync(`${path}.tmp`, path);
+  writeGguf(path, meta, tensors);
   return path;
 }
 
