@@ -1,13 +1,15 @@
 /**
  * Where a decode step's time goes (issue #17 item 1): building the graph in TypeScript (FFI calls), MLX's
  * evaluation of it (our kernels + MLX's scheduling), and reading the token back. Greedy, one token per step,
- * synchronous (no pipelining), so the parts add up; prints ms per token for each part and the graph size.
+ * synchronous (no pipelining), so the parts add up; prints ms per token for each part, and with
+ * MLXK_KERNEL_PROFILE=1 how much of the evaluation our quantized-matmul kernel took (calls and GMAC/s).
  *
- *   bun bench/decode-profile.ts [--model path.gguf] [--prompt 658] [--steps 64]
+ *   MLXK_KERNEL_PROFILE=1 bun bench/decode-profile.ts [--model path.gguf] [--prompt 658] [--steps 64]
  */
 import * as mx from "../src/mlx/index.ts";
 import { loadGgufModel } from "../src/engine/load.ts";
 import { prefill } from "../src/engine/generate.ts";
+import { kernelInfo, qmmProfile } from "../src/mlx/kernels.ts";
 import { promptIds } from "./generate.ts";
 import { smollm2Gguf } from "../test/support/smollm2.ts";
 
@@ -23,6 +25,7 @@ let tok = mx.scope(() => mx.argmax(logits, -1));
 mx.eval([tok]);
 logits.dispose();
 let build = 0, run = 0, read = 0;
+let q0 = qmmProfile();
 for (let i = 0; i < steps; i++) {
   const t0 = performance.now();
   const id = tok.item();
@@ -36,6 +39,7 @@ for (let i = 0; i < steps; i++) {
   mx.eval([next]);
   const t3 = performance.now();
   tok = next;
+  if (i === 3) q0 = qmmProfile();
   if (i >= 4) {
     read += t1 - t0;
     build += t2 - t1;
@@ -43,6 +47,16 @@ for (let i = 0; i < steps; i++) {
   }
 }
 const n = steps - 4;
-console.log(JSON.stringify({ build_ms: build / n, eval_ms: run / n, read_ms: read / n, total_ms: (build + run + read) / n }));
+const q1 = qmmProfile();
+const qmm = { calls: (q1.calls - q0.calls) / n, ms: (q1.ms - q0.ms) / n, gmacs: (q1.macs - q0.macs) / (q1.ms - q0.ms) / 1e6 };
+const k = kernelInfo();
+console.log(JSON.stringify({
+  kernels: `${k.isa}${k.int8 ? "+int8" : ""}/${k.threads}t`,
+  build_ms: build / n,
+  eval_ms: run / n,
+  read_ms: read / n,
+  total_ms: (build + run + read) / n,
+  ...(q1.calls > 0 ? { qmm_calls: qmm.calls, qmm_ms: qmm.ms, qmm_gmac_s: qmm.gmacs, eval_other_ms: run / n - qmm.ms } : {}),
+}));
 for (const c of cache) c[Symbol.dispose]();
 tok.dispose();

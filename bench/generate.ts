@@ -8,7 +8,7 @@
  * Usage: bun bench/generate.ts [--prompt 512] [--gen 128] [--rounds 2] [--only smollm2|qwen05] [--all-variants]
  *        [--skip-mlx-lm] [--skip-llama]
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 const ROOT = resolve(import.meta.dir, "..");

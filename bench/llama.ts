@@ -11,11 +11,13 @@
  *   npm install --prefix /work/main/.cache/llama-ref node-llama-cpp@3.22.1   (or --llama-dir DIR)
  *
  * Usage: bun bench/llama.ts [--prompt 658] [--gen 128] [--rounds 3] [--only smollm2,qwen15,q4km,moe]
- *        [--mlxk-threads 1,2]   (extra mlxk rows pinned with MLXK_THREADS, besides the default policy)
- *        [--env K=V,K=V]        (extra environment for the default mlxk row, e.g. MLXK_INT8_ACT=1)
+ *        [--int8]                  (an extra mlxk row with the opt-in int8 activations, MLXK_INT8_ACT=1)
+ *        [--mlxk-threads 1,2]      (extra mlxk rows pinned with MLXK_THREADS, besides the default policy)
+ *        [--env K=V,K=V]           (extra environment for the default mlxk row)
+ *        [--baseline-shim PATH]    (an extra mlxk row on another build of libmlxk.so, e.g. before a change)
  */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { qwen3MoeShapedQ4KM, qwen3ShapedQ4KM } from "./kquant-models.ts";
 import { promptIds, QWEN15_SHAPE, type Result, runJson, shapedGguf, timeGreedy } from "./generate.ts";
 
@@ -70,7 +72,7 @@ async function worker(): Promise<void> {
   const r = await timeGreedy(m.model, ids, Number(arg("gen", "128")));
   const { kernelInfo } = await import("../src/mlx/kernels.ts");
   const k = kernelInfo();
-  console.log(JSON.stringify({ ...r, kernels: `${r.kernels}/${k.threads}t` }));
+  console.log(JSON.stringify({ ...r, kernels: k.enabled ? `${k.isa}${k.int8 ? "+int8" : ""}/${k.threads}t` : "off" }));
 }
 
 const median = (xs: number[]) => {
@@ -92,17 +94,21 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   writeFileSync(join(llamaDir, "mlxk-bench.mjs"), LLAMA_SCRIPT);
-  // A private copy of the shim: a rebuild of mlx-c/build during the run cannot change the workers mid-way.
+  // A private copy of the shim (per worktree: .cache may be shared; two levels below the root so its
+  // $ORIGIN runpath finds libmlx): a rebuild of mlx-c/build during the run cannot change the workers mid-way.
   const { findShim } = await import("../src/mlx/paths.ts");
-  const shim = join(ROOT, ".cache", "shim-bench-llama", "libmlxk.so");
-  mkdirSync(join(ROOT, ".cache", "shim-bench-llama"), { recursive: true });
+  const shimDir = join(ROOT, ".cache", `shim-llama-${basename(ROOT)}`);
+  mkdirSync(shimDir, { recursive: true });
+  const shim = join(shimDir, "libmlxk.so");
   copyFileSync(findShim()!, shim);
+  const baseline = arg("baseline-shim", "");
+  const baseShim = join(shimDir, "baseline.so");
+  if (baseline) copyFileSync(baseline, baseShim);
   const nPrompt = Number(arg("prompt", "658"));
   const nGen = Number(arg("gen", "128"));
   const rounds = Number(arg("rounds", "3"));
   const only = arg("only", "").split(",").filter(Boolean);
   const pins = arg("mlxk-threads", "").split(",").filter(Boolean);
-  const extraEnv = Object.fromEntries(arg("env", "").split(",").filter(Boolean).map((kv) => kv.split("=", 2) as [string, string]));
   const { smollm2Gguf } = await import("../test/support/smollm2.ts");
   const smol = await smollm2Gguf();
   const ids = promptIds(nPrompt).join(",");
@@ -111,9 +117,10 @@ async function main(): Promise<void> {
     const gguf = await m.gguf(smol);
     const self = [process.execPath, join(ROOT, "bench", "llama.ts"), "--worker", "--model", gguf, "--prompt", String(nPrompt), "--gen", String(nGen)];
     const env = { MLXK_SHIM: shim };
-    const label = Object.keys(extraEnv).length ? ` (${arg("env", "")})` : "";
-    const variants: [string, () => Result][] = [[`mlxk${label}`, () => runJson(self, ROOT, { ...env, ...extraEnv })]];
-    for (const t of pins) variants.push([`mlxk MLXK_THREADS=${t}${label}`, () => runJson(self, ROOT, { ...env, ...extraEnv, MLXK_THREADS: t })]);
+    const variants: [string, () => Result][] = [["mlxk", () => runJson(self, ROOT, env)]];
+    if (process.argv.includes("--int8")) variants.push(["mlxk MLXK_INT8_ACT=1", () => runJson(self, ROOT, { ...env, MLXK_INT8_ACT: "1" })]);
+    for (const t of pins) variants.push([`mlxk MLXK_THREADS=${t}`, () => runJson(self, ROOT, { ...env, MLXK_THREADS: t })]);
+    if (baseline) variants.push(["mlxk (baseline shim)", () => runJson(self, ROOT, { MLXK_SHIM: baseShim })]);
     for (const t of ["1", "2"]) variants.push([`llama.cpp ${t} thread${t === "1" ? "" : "s"}`, () => runJson(["node", join(llamaDir, "mlxk-bench.mjs"), gguf, ids, String(nGen), t], llamaDir)]);
     const results = new Map<string, Result[]>();
     for (let r = 0; r < rounds; r++) {

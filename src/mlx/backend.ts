@@ -25,6 +25,7 @@ import {
   mlxSdpaRows,
   kernelConvSilu,
   kernelGatedDelta,
+  type KernelIsa,
   kernelInfo,
   kernelsEnabled,
 } from "./kernels.ts";
@@ -114,6 +115,18 @@ export interface DeviceFacts {
   kernelsAvailable: boolean;
   /** MLXK_KERNELS (or the in-process switch) leaves them on. */
   kernelsEnabled: boolean;
+  /** The kernels' ISA in use (the CPU's best, capped by MLXK_ISA), the opt-in int8 activations
+   * (MLXK_INT8_ACT=1) and the pool's threads (MLXK_THREADS, else the usable cores); absent: unknown. */
+  kernelIsa?: KernelIsa;
+  kernelInt8?: boolean;
+  kernelThreads?: number;
+}
+
+/** How our CPU kernels run under a plan: ISA, int8 activations, threads (the pool; each op picks 1..threads). */
+export interface CpuKernelPlan {
+  isa: KernelIsa;
+  int8: boolean;
+  threads: number;
 }
 
 export interface BackendSettings {
@@ -130,6 +143,8 @@ export interface BackendPlan {
   /** CPU streams big projections are split over (always 1 on a GPU). */
   streams: number;
   kernels: KernelChoice;
+  /** With our kernels: their ISA, int8 activations and threads (null with MLX's ops). */
+  cpuKernels: CpuKernelPlan | null;
   /** Why this device, in words (doctor, --version --json). */
   reason: string;
 }
@@ -182,7 +197,9 @@ export function planBackend(facts: DeviceFacts, s: BackendSettings = {}): Backen
     const raw = s.streams ?? Number(engineStreams(env) ?? fallback);
     streams = Number.isInteger(raw) && raw >= 1 ? Math.min(raw, 2) : fallback;
   }
-  return { device, dtype, streams, kernels, reason };
+  const cpuKernels: CpuKernelPlan | null =
+    kernels === "ours" ? { isa: facts.kernelIsa ?? "avx2", int8: facts.kernelInt8 ?? false, threads: facts.kernelThreads ?? 1 } : null;
+  return { device, dtype, streams, kernels, cpuKernels, reason };
 }
 
 /** The dtype a float tensor stored as `stored` is computed in (null: keep it). */
@@ -218,7 +235,15 @@ export function makeBackend(plan: BackendPlan, streams: readonly Stream[] = []):
 export function deviceFacts(env: Env = process.env): DeviceFacts {
   const k = kernelInfo(env);
   // a CUDA build says "available" even with no visible device: count them
-  return { gpu: deviceAvailable("gpu") && deviceCount("gpu") > 0, platform: process.platform, kernelsAvailable: k.level !== "none", kernelsEnabled: k.enabled };
+  return {
+    gpu: deviceAvailable("gpu") && deviceCount("gpu") > 0,
+    platform: process.platform,
+    kernelsAvailable: k.level !== "none",
+    kernelsEnabled: k.enabled,
+    kernelIsa: k.isa,
+    kernelInt8: k.int8,
+    kernelThreads: k.threads,
+  };
 }
 
 // MLX CPU streams are worker threads that live as long as the process: make them once and reuse them.
@@ -240,7 +265,7 @@ export function loadBackend(s: BackendSettings = {}): BackendProfile {
 
 /** The last loaded profile, else the CPU default (our kernels, one stream) without touching MLX's device. */
 export function defaultBackend(): BackendProfile {
-  return active ?? makeBackend({ device: "cpu", dtype: "float32", streams: 1, kernels: "ours", reason: "default" });
+  return active ?? makeBackend({ device: "cpu", dtype: "float32", streams: 1, kernels: "ours", cpuKernels: null, reason: "default" });
 }
 
 /** The profile of the last load in this process, or null before any. */

@@ -17,33 +17,6 @@ import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { currentStream as S } from "./stream.ts";
 
-const P = FFIType.ptr;
-const I = FFIType.i32;
-// ISA / int8 / thread-policy controls, bound separately: a shim built before them still runs its kernels
-// (bench/llama.ts --baseline-shim times one).
-const CONTROL_DEFS = {
-  mlxk_kernels_isa: { args: [], returns: I },
-  mlxk_kernels_set_isa: { args: [I], returns: I },
-  mlxk_kernels_int8: { args: [I], returns: I },
-  mlxk_kernels_threads_for: { args: [FFIType.f64], returns: I },
-  mlxk_kernels_set_threads: { args: [I], returns: I },
-} as const;
-type ControlLib = ReturnType<typeof dlopen<typeof CONTROL_DEFS>>;
-let controlRef: ControlLib | null | undefined;
-
-function controls(): ControlLib["symbols"] | null {
-  if (controlRef !== undefined) return controlRef?.symbols ?? null;
-  controlRef = null;
-  const av = mlxAvailability();
-  if (symbols() === null || !av.shim) return null;
-  try {
-    controlRef = dlopen(av.shim, CONTROL_DEFS);
-  } catch {
-    controlRef = null;
-  }
-  return controlRef?.symbols ?? null;
-}
-
 const MODES: Record<QuantMode, number> = { affine: 0, mxfp4: 1, nvfp4: 2, mxfp8: 3 };
 
 // undefined = not probed yet; null = MLX is missing or this CPU has no kernels. The symbols are ffi.ts's one table.
@@ -58,6 +31,33 @@ function symbols(): Symbols | null {
   const s = lib();
   if (s.mlxk_kernels_available() > 0) syms = s;
   return syms;
+}
+
+// ISA / int8 / thread-policy controls, bound apart from ffi.ts's table: a shim built before them still loads
+// and runs its kernels (bench/llama.ts --baseline-shim times one), it just has no controls.
+const CONTROL_DEFS = {
+  mlxk_kernels_isa: { args: [], returns: FFIType.i32 },
+  mlxk_kernels_set_isa: { args: [FFIType.i32], returns: FFIType.i32 },
+  mlxk_kernels_int8: { args: [FFIType.i32], returns: FFIType.i32 },
+  mlxk_kernels_threads_for: { args: [FFIType.f64], returns: FFIType.i32 },
+  mlxk_kernels_set_threads: { args: [FFIType.i32], returns: FFIType.i32 },
+  mlxk_kernels_qmm_profile: { args: [FFIType.ptr], returns: FFIType.void },
+} as const;
+type ControlLib = ReturnType<typeof dlopen<typeof CONTROL_DEFS>>;
+// Held for the process lifetime: the symbols' trampolines belong to the library object.
+let controlRef: ControlLib | null | undefined;
+
+function controls(): ControlLib["symbols"] | null {
+  if (controlRef !== undefined) return controlRef?.symbols ?? null;
+  controlRef = null;
+  const shim = mlxAvailability().shim;
+  if (symbols() === null || !shim) return null;
+  try {
+    controlRef = dlopen(shim, CONTROL_DEFS);
+  } catch {
+    controlRef = null;
+  }
+  return controlRef?.symbols ?? null;
 }
 
 /** Kernel ISA levels, lowest first ("none": MLX's ops are used). */
@@ -114,6 +114,14 @@ export function setInt8Activations(on: boolean): boolean {
 export function kernelThreadsFor(work: number): number {
   const s = controls();
   return s ? s.mlxk_kernels_threads_for(work) : 0;
+}
+
+/** With MLXK_KERNEL_PROFILE=1: calls, wall ms and multiply-adds of the quantized matmul so far (zeros otherwise). */
+export function qmmProfile(): { calls: number; ms: number; macs: number } {
+  const s = controls();
+  const out = new Float64Array(3);
+  if (s) s.mlxk_kernels_qmm_profile(ptr(out) as never);
+  return { calls: out[0]!, ms: out[1]!, macs: out[2]! };
 }
 
 /** Tests: pin every op to n threads (0 = back to MLXK_THREADS / the policy). Returns the previous pin. */

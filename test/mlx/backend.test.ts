@@ -17,7 +17,14 @@ const env = (e: Record<string, string> = {}) => ({ env: e });
 
 describe("planBackend", () => {
   test("CPU: float32, our kernels, one stream (two without kernels or with them off)", () => {
-    expect(planBackend(cpu, env())).toEqual({ device: "cpu", dtype: "float32", streams: 1, kernels: "ours", reason: "the installed MLX has no GPU device" });
+    expect(planBackend(cpu, env())).toEqual({
+      device: "cpu",
+      dtype: "float32",
+      streams: 1,
+      kernels: "ours",
+      cpuKernels: { isa: "avx2", int8: false, threads: 1 },
+      reason: "the installed MLX has no GPU device",
+    });
     expect(planBackend({ ...cpu, kernelsAvailable: false }, env())).toMatchObject({ kernels: "mlx", streams: 2 });
     expect(planBackend({ ...cpu, kernelsEnabled: false }, env())).toMatchObject({ kernels: "mlx", streams: 2 });
     expect(planBackend(cpu, env({ MLXK_STREAMS: "2" }))).toMatchObject({ streams: 2 });
@@ -25,8 +32,14 @@ describe("planBackend", () => {
     expect(planBackend(cpu, env({ MLXK_STREAMS: "9" }))).toMatchObject({ streams: 2 });
   });
 
+  test("our kernels' ISA, int8 activations and threads come from the facts (MLXK_ISA / MLXK_INT8_ACT / MLXK_THREADS)", () => {
+    const facts = { ...cpu, kernelIsa: "avx512" as const, kernelInt8: true, kernelThreads: 2 };
+    expect(planBackend(facts, env()).cpuKernels).toEqual({ isa: "avx512", int8: true, threads: 2 });
+    expect(planBackend({ ...facts, kernelsEnabled: false }, env()).cpuKernels).toBeNull();
+  });
+
   test("a CUDA or Metal GPU: half precision, MLX's own ops, no CPU streams", () => {
-    expect(planBackend(cuda, env())).toEqual({ device: "cuda", dtype: "half", streams: 1, kernels: "mlx", reason: "the installed MLX has a cuda GPU" });
+    expect(planBackend(cuda, env())).toEqual({ device: "cuda", dtype: "half", streams: 1, kernels: "mlx", cpuKernels: null, reason: "the installed MLX has a cuda GPU" });
     expect(planBackend(metal, env({ MLXK_STREAMS: "2" }))).toMatchObject({ device: "metal", dtype: "half", streams: 1, kernels: "mlx" });
     expect(planBackend(cuda, env({ MLXK_DTYPE: "float32" }))).toMatchObject({ device: "cuda", dtype: "float32" });
   });

@@ -25,6 +25,8 @@ MLXK_API int mlxk_kernels_int8(int on);
 /* Thread policy: the threads an op of `work` multiply-adds gets, and a test override (0 = policy). */
 MLXK_API int mlxk_kernels_threads_for(double work);
 MLXK_API int mlxk_kernels_set_threads(int n);
+/* With MLXK_KERNEL_PROFILE=1: out3 = [calls, total ms, multiply-adds] of the quantized matmul so far. */
+MLXK_API void mlxk_kernels_qmm_profile(double* out3);
 
 /* Same arguments and result as mlxk_quantized_matmul. */
 MLXK_API int mlxk_fast_quantized_matmul(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_array scales,

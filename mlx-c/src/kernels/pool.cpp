@@ -49,11 +49,12 @@ int env_threads() {
 }
 
 // Thread policy thresholds in multiply-adds (≈ 1 ns each on one core with AVX2). Below kSplitWork an op is a
-// few µs: waking a helper and joining it costs about that much, so it runs inline. Up to kBusyWork the split
-// only pays when a helper starts at once; when recent helpers came late (the cores are busy with other
-// processes), such ops run inline too. Above kBusyWork splitting wins even with a late helper.
+// few µs: waking a helper and joining it costs about that much, so it runs inline. Up to kBusyWork (decode
+// matmuls of models up to a few B parameters) the split only pays when helpers keep up; when recent helpers
+// came late (the cores are busy with other processes: a helper that claimed a task and lost its core holds
+// the op up for a time slice), such ops run inline too. Above it (prefill) splitting wins anyway.
 constexpr double kSplitWork = 1 << 18;
-constexpr double kBusyWork = 1 << 23;
+constexpr double kBusyWork = 1 << 26;
 
 // How long an idle worker keeps polling before it sleeps: within a decode step matmuls come every few µs.
 constexpr int kPollMicros = 200;
@@ -103,18 +104,23 @@ class Pool {
       std::lock_guard<std::mutex> lk(mu_);
       cv_.notify_all();
     }
-    const int mine = work(g);
+    const auto t0 = std::chrono::steady_clock::now();
+    work(g);
+    const auto t1 = std::chrono::steady_clock::now();
     for (int s = 0; done_.load(std::memory_order_acquire) != n; s++) {
       if (s < kYieldAfter) MLXK_PAUSE();
       else std::this_thread::yield();
     }
-    // Share of tasks the helpers took (0..1), averaged over recent jobs: low means they start late.
-    const float helped = 1.0f - static_cast<float>(mine) / static_cast<float>(n);
-    help_.store(0.9f * help_.load(std::memory_order_relaxed) + 0.1f * helped, std::memory_order_relaxed);
+    // Share of the job's time the caller spent waiting for helpers after its own tasks ran out, averaged
+    // over recent jobs: high means a helper claimed a task and then lost its core (other processes).
+    const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+    const float w = total > 0 ? static_cast<float>(waited / total) : 0.f;
+    wait_.store(0.9f * wait_.load(std::memory_order_relaxed) + 0.1f * w, std::memory_order_relaxed);
   }
 
-  // Recent helpers' share of the tasks (an even split on 2 threads gives 0.5; starts there).
-  float helper_share() const { return help_.load(std::memory_order_relaxed); }
+  // Recent jobs' share of time spent waiting for late helpers (0 = they finish with the caller).
+  float helper_wait() const { return wait_.load(std::memory_order_relaxed); }
 
  private:
   // Claims and runs tasks of job g until none are left; returns (with the count it ran) when the ticket
@@ -179,7 +185,7 @@ class Pool {
   std::atomic<TaskFn> fn_{nullptr};
   std::atomic<void*> ctx_{nullptr};
   std::atomic<int> done_{0};
-  std::atomic<float> help_{0.5f};
+  std::atomic<float> wait_{0.f};
 };
 
 Pool& pool() {
@@ -208,11 +214,11 @@ int threads_for(double work) {
   if (all == 1 || work < kSplitWork) return 1;
   static const bool pinned = env_threads() > 0;
   if (pinned || work >= kBusyWork) return all;
-  // Helpers that took under half of their even share of recent jobs' tasks are arriving late. Every 16th
-  // such op still goes out, so the estimate recovers when the other cores free up.
+  // When the caller of recent jobs spent over a quarter of their time waiting for a helper, the split
+  // costs more than it saves. Every 16th such op still goes out, so the estimate recovers when the
+  // other cores free up.
   static std::atomic<unsigned> probe{0};
-  const float even = static_cast<float>(all - 1) / static_cast<float>(all);
-  if (p.helper_share() < 0.5f * even && (probe.fetch_add(1, std::memory_order_relaxed) & 15) != 0) return 1;
+  if (p.helper_wait() > 0.25f && (probe.fetch_add(1, std::memory_order_relaxed) & 15) != 0) return 1;
   return all;
 }
 

@@ -156,6 +156,10 @@ MLXK_API int mlxk_kernels_set_threads(int n) {
   return kern::set_threads_override(n);
 }
 
+MLXK_API void mlxk_kernels_qmm_profile(double* out3) {
+  kern::qmm_profile(out3);
+}
+
 MLXK_API int mlxk_kernels_threads_for(double work) {
   return kern::threads_for(work);
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -456,7 +457,36 @@ bool qmm_supported(QFormat fmt, int gs, int K) {
   return (gs == 32 || gs == 64 || gs == 128) && K > 0 && K % gs == 0;
 }
 
+namespace {
+// MLXK_KERNEL_PROFILE=1: calls, wall time and multiply-adds of every qmm (bench/decode-profile.ts reads them).
+const bool kProfile = [] {
+  const char* v = std::getenv("MLXK_KERNEL_PROFILE");
+  return v != nullptr && std::string(v) == "1";
+}();
+std::atomic<uint64_t> g_prof_calls{0}, g_prof_ns{0};
+std::atomic<double> g_prof_macs{0};
+} // namespace
+
+void qmm_profile(double out[3]) {
+  out[0] = static_cast<double>(g_prof_calls.load());
+  out[1] = static_cast<double>(g_prof_ns.load()) * 1e-6;
+  out[2] = g_prof_macs.load();
+}
+
+void qmm_run(const QmmProblem& p);
+
 void qmm(const QmmProblem& p) {
+  if (!kProfile) return qmm_run(p);
+  const auto t0 = std::chrono::steady_clock::now();
+  qmm_run(p);
+  g_prof_ns.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count()));
+  g_prof_calls.fetch_add(1);
+  double m = g_prof_macs.load();
+  while (!g_prof_macs.compare_exchange_weak(m, m + static_cast<double>(p.M) * p.N * p.K)) {
+  }
+}
+
+void qmm_run(const QmmProblem& p) {
   if (p.M <= 0 || p.N <= 0) return;
   Job j{&p, p.x, nullptr, nullptr, isa(), 64, 0, 0};
 #ifdef MLXK_X86

@@ -53,4 +53,7 @@ bool qmm_supported(QFormat fmt, int gs, int K);
 // Runs the whole problem on the kernel pool. Blocking; call from the MLX stream thread.
 void qmm(const QmmProblem& p);
 
+// With MLXK_KERNEL_PROFILE=1: [calls, total ms, multiply-adds] of qmm so far (zeros otherwise).
+void qmm_profile(double out[3]);
+
 } // namespace mlxk::kern
