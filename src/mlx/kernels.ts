@@ -11,7 +11,7 @@ import { dlopen, FFIType, ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import { Array, Dtype } from "./array.ts";
 import { fail, mlxAvailability, OUT_PTR } from "./ffi.ts";
-import { matmul, multiply, result, silu } from "./ops.ts";
+import { add, gelu, geluApprox, matmul, multiply, relu, result, silu } from "./ops.ts";
 import { swapaxes } from "./shape.ts";
 import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
@@ -28,6 +28,7 @@ const DEFS = {
   mlxk_kernel_rope: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, I, P, P, P], returns: I },
   mlxk_kernel_sdpa: { args: [P, P, P, P, FFIType.f32, I, P, P, P], returns: I },
   mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
+  mlxk_kernel_bias_act: { args: [P, P, P, I, P], returns: I },
   mlxk_fast_linear: { args: [P, P, P, P], returns: I },
   mlxk_kernel_gated_delta: { args: [P, P, P, P, P, P, P, P], returns: I },
   mlxk_kernel_conv_silu: { args: [P, P, P, P], returns: I },
@@ -155,6 +156,22 @@ export function fastSwiglu(gate: Array, up: Array): Array {
   const s = kernelsEnabled() ? symbols() : null;
   if (!s) return multiply(silu(gate), up);
   return result(s.mlxk_kernel_swiglu(OUT_PTR as never, gate.handle as never, up.handle as never, S() as never), "swiglu");
+}
+
+/** Activations fastBiasAct fuses (transformers' ACT2FN names: gelu = erf, gelu_tanh = gelu_new/gelu_pytorch_tanh). */
+export type BiasAct = "identity" | "gelu" | "gelu_tanh" | "relu" | "silu";
+const ACTS: Record<BiasAct, number> = { identity: 0, gelu: 1, gelu_tanh: 2, relu: 3, silu: 4 };
+
+/** act(x + bias) in one pass (encoder MLPs: MLX's CPU erf-GELU is the slow part there); MLX's ops otherwise. */
+export function fastBiasAct(x: Array, bias: Array | null, act: BiasAct): Array {
+  const code = ACTS[act];
+  if (code === undefined) throw new TypeError(`unknown activation '${act}'`);
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s || !("mlxk_kernel_bias_act" in s)) {
+    const y = bias ? add(x, bias) : x;
+    return act === "gelu" ? gelu(y) : act === "gelu_tanh" ? geluApprox(y) : act === "relu" ? relu(y) : act === "silu" ? silu(y) : y;
+  }
+  return result(s.mlxk_kernel_bias_act(OUT_PTR as never, x.handle as never, (bias?.handle ?? 0) as never, code, S() as never), "bias_act");
 }
 
 /**

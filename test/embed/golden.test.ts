@@ -6,7 +6,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Embedder } from "../../src/embed/embedder.ts";
+import { Embedder, planBatches } from "../../src/embed/embedder.ts";
 import { cosine } from "../support/vectors.ts";
 
 const FIX = join(import.meta.dir, "..", "fixtures", "embeddings");
@@ -44,10 +44,25 @@ describe.each(NAMES)("%s vs sentence-transformers", (name) => {
     expect(g.texts.map((t) => e.tokenize(t, false))).toEqual(g.token_ids);
     expectClose(e.embed(g.texts).vectors, g.embeddings);
     expectClose(e.embed([g.texts[2]!], { batchSize: 1 }).vectors, [g.single]);
-    // batching never changes a vector: batch of 2 vs all at once
+    // batching never changes a vector: batch of 2 vs all at once, all in one padded pass, one length per pass
     const two = e.embed(g.texts, { batchSize: 2 }).vectors;
     expectClose(two, g.embeddings);
+    expectClose(e.embed(g.texts, { passCostTokens: 1e9 }).vectors, g.embeddings);
+    expectClose(e.embed(g.texts, { passCostTokens: 0 }).vectors, g.embeddings);
   });
+});
+
+test("planBatches: one length per pass when passes are free, one padded pass when they are dear, limits kept", () => {
+  const L = [12, 12, 11, 9, 9, 9, 4];
+  expect(planBatches(L, 64, 16384, 0)).toEqual([[0, 2], [2, 3], [3, 6], [6, 7]]);
+  expect(planBatches(L, 64, 16384, 1e9)).toEqual([[0, 7]]);
+  // at most 3 rows: three passes, and of those the split that pads least
+  expect(planBatches(L, 3, 16384, 1e9)).toEqual([[0, 3], [3, 6], [6, 7]]);
+  // the default cost (8 tokens a pass) pads 11 → 12 and 4 → 9, but not the 9s to 12 (9 tokens)
+  expect(planBatches(L, 64, 16384)).toEqual([[0, 3], [3, 7]]);
+  // a token budget smaller than two rows still lets a single long row through
+  expect(planBatches([300, 200], 64, 256, 1e9)).toEqual([[0, 1], [1, 2]]);
+  expect(planBatches([], 8, 100)).toEqual([]);
 });
 
 test("qwen3 embedding: query prompt and a custom instruction", async () => {
