@@ -26,7 +26,24 @@ import { parseConfig, QuantConfig, WeightStore } from "../models/base.ts";
 import type { KVCache, Mask } from "../models/cache.ts";
 import type { EncoderModel } from "../models/encoder.ts";
 import { isEmbeddingModelType, loadEncoderModule } from "../models/registry.ts";
+import { EmbedHead, l2Normalize, loadHead } from "./head.ts";
 import { type EmbedRecipe, readEmbedRecipe } from "./st-config.ts";
+
+/**
+ * Task prefixes a model family documents but its sentence-transformers files may not carry (nomic-embed-text:
+ * `search_query: ` / `search_document: `; sentence-transformers writes empty query/document prompts by default).
+ */
+const FAMILY_PROMPTS: Record<string, Record<string, string>> = {
+  nomic_bert: { query: "search_query: ", document: "search_document: " },
+};
+
+function withModelPrompts(r: EmbedRecipe, modelType: string): EmbedRecipe {
+  const fam = FAMILY_PROMPTS[modelType];
+  if (!fam) return r;
+  const prompts = { ...r.prompts };
+  for (const [k, p] of Object.entries(fam)) if (!prompts[k]) prompts[k] = p;
+  return { ...r, prompts };
+}
 
 /** A text, or token ids of this model's own tokenizer (used as given: no special tokens added). */
 export type EmbedInput = string | number[];
@@ -139,11 +156,11 @@ export class Embedder implements Disposable {
     private readonly specials: { before: number; after: number },
     private readonly forwardFn: (ids: mx.Array, mask: mx.Array | null) => mx.Array,
     private readonly owned: () => void,
-    dims: number,
+    private readonly head: EmbedHead,
     positions: number,
     private readonly padId: number,
   ) {
-    this.dims = dims;
+    this.dims = head.dims;
     this.maxTokens = Math.min(positions, recipe.maxSeqLength ?? positions);
   }
 
@@ -156,7 +173,7 @@ export class Embedder implements Disposable {
     if (!encoder && !decoder) {
       throw new MlxkError("capability_mismatch", `'${opts.name}' is not an embedding model (model_type '${mt || "?"}'); use a sentence-transformers encoder (bert, xlm-roberta, modernbert) or a Qwen3-Embedding model`);
     }
-    const recipe = readEmbedRecipe(dir, { decoder });
+    const recipe = withModelPrompts(readEmbedRecipe(dir, { decoder }), mt);
     if (!existsSync(join(dir, "tokenizer.json"))) throw new MlxkError("unsupported_model", `${dir} has no tokenizer.json`);
     const tokJson = readJson(join(dir, "tokenizer.json"));
     const tokCfg = existsSync(join(dir, "tokenizer_config.json")) ? readJson(join(dir, "tokenizer_config.json")) : {};
@@ -185,8 +202,18 @@ export class Embedder implements Disposable {
         const enc: EncoderModel = mx.scope(() => mod.createEncoder(parsed, store));
         store.disposeUnused();
         mx.eval(store.all());
-        const dims = Number(parsed.hidden_size);
-        return new Embedder(mt, "encoder", recipe, tokenizer, specials, (ids, mask) => enc.forward(ids, mask), () => mx.disposeAll(store.all()), dims, mod.maxPositions(parsed), padId);
+        let head: EmbedHead;
+        try {
+          head = loadHead(recipe, Number(parsed.hidden_size));
+        } catch (e) {
+          mx.disposeAll(store.all());
+          throw e;
+        }
+        const owned = () => {
+          mx.disposeAll(store.all());
+          head[Symbol.dispose]();
+        };
+        return new Embedder(mt, "encoder", recipe, tokenizer, specials, (ids, mask) => enc.forward(ids, mask), owned, head, mod.maxPositions(parsed), padId);
       } catch (e) {
         mx.disposeAll(tensors);
         throw e;
@@ -198,7 +225,18 @@ export class Embedder implements Disposable {
     const lm: LoadedModel = await build({ ...config, tie_word_embeddings: bare ? true : config.tie_word_embeddings }, named, { env: opts.env, dtype: "float32" });
     const caches = Array.from({ length: lm.model.numLayers }, () => new PassThroughCache());
     const fwd = (ids: mx.Array) => lm.model.hidden(ids, caches);
-    return new Embedder(mt, "decoder", recipe, tokenizer, specials, fwd, () => lm[Symbol.dispose](), Number(lm.config.hidden_size), lm.contextLength, padId);
+    let head: EmbedHead;
+    try {
+      head = loadHead(recipe, Number(lm.config.hidden_size));
+    } catch (e) {
+      lm[Symbol.dispose]();
+      throw e;
+    }
+    const owned = () => {
+      lm[Symbol.dispose]();
+      head[Symbol.dispose]();
+    };
+    return new Embedder(mt, "decoder", recipe, tokenizer, specials, fwd, owned, head, lm.contextLength, padId);
   }
 
   /** Token ids of one text (with the tokenizer's special tokens), cut or refused when too long. */
@@ -261,11 +299,11 @@ export class Embedder implements Disposable {
       const maskA = mx.array(mask, { shape: [B, L] });
       const padded = rows.some((r) => r.length < L);
       const h = this.forwardFn(idsA, padded ? maskA : null).astype(mx.Dtype.float32);
-      let pooled = this.pool(h, maskA, mx.array(lens, { shape: [B] }), skip);
-      if (dims !== null && dims < this.dims) pooled = mx.sliceAxis(pooled, 1, 0, dims);
-      if (this.recipe.normalize) {
-        const norm = mx.sqrt(mx.sum(mx.square(pooled), -1, true));
-        pooled = mx.divide(pooled, mx.maximum(norm, 1e-12));
+      let pooled = this.head.apply(this.pool(h, maskA, mx.array(lens, { shape: [B] }), skip));
+      // Matryoshka: cut, and normalise again what the model normalises
+      if (dims !== null && dims < this.dims) {
+        pooled = mx.sliceAxis(pooled, 1, 0, dims);
+        if (this.recipe.normalize) pooled = l2Normalize(pooled);
       }
       const flat = pooled.eval().toFloat32Array();
       const D = pooled.shape[1]!;
