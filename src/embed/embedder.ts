@@ -21,6 +21,7 @@ import { MlxkError } from "../errors.ts";
 import { build, weightFiles } from "../engine/load.ts";
 import type { LoadedModel } from "../engine/load.ts";
 import { TextTokenizer } from "../generate/tokenizer.ts";
+import { loadBackend } from "../mlx/backend.ts";
 import * as mx from "../mlx/index.ts";
 import { parseConfig, QuantConfig, WeightStore } from "../models/base.ts";
 import type { KVCache, Mask } from "../models/cache.ts";
@@ -198,7 +199,7 @@ export class Embedder implements Disposable {
             a.dispose();
           }
         }
-        const store = new WeightStore(w0, QuantConfig.from(config));
+        const store = new WeightStore(w0, QuantConfig.from(config), loadBackend({ env: opts.env, dtype: "float32" }));
         const enc: EncoderModel = mx.scope(() => mod.createEncoder(parsed, store));
         store.disposeUnused();
         mx.eval(store.all());

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastLinear } from "../mlx/kernels.ts";
+import { layerOps } from "../mlx/backend.ts";
 import type { DenseActivation, EmbedRecipe } from "./st-config.ts";
 
 type Step = { kind: "dense"; weight: mx.Array; bias: mx.Array | null; act: DenseActivation } | { kind: "normalize" };
@@ -39,7 +39,7 @@ export class EmbedHead implements Disposable {
     for (const s of this.steps) {
       if (s.kind === "normalize") x = l2Normalize(x);
       else {
-        const y = fastLinear(x, s.weight);
+        const y = layerOps().linear(x, s.weight);
         x = ACT[s.act](s.bias ? mx.add(y, s.bias) : y);
       }
     }

@@ -5,8 +5,7 @@ import * as v from "valibot";
 import * as mx from "../mlx/index.ts";
 import { int, num, type WeightStore } from "./base.ts";
 import { type EncoderModel, activation, denseAct, encoderAttention, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
-import type { BiasAct } from "../mlx/kernels.ts";
-import type { Linear, Embedding } from "./layers.ts";
+import type { BiasAct, Embedding, Linear } from "./layers.ts";
 import { heads } from "./layers.ts";
 
 export const configSchema = v.looseObject({

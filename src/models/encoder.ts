@@ -9,9 +9,8 @@
 import type * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { type BiasAct, fastBiasAct, fastScaledDotProductAttention } from "../mlx/kernels.ts";
 import type { WeightStore } from "./base.ts";
-import { Linear } from "./layers.ts";
+import { type BiasAct, biasAct, Linear, sdpa } from "./layers.ts";
 import type { NormalizeOptions } from "./config.ts";
 
 export interface EncoderModel {
@@ -74,13 +73,13 @@ export function denseAct(l: Linear, x: mx.Array, act: BiasAct): mx.Array {
     u = l.bias ? new Linear({ weight: l.weight, scales: l.scales, biases: l.biases, q: l.q }) : l;
     unbiased.set(l, u);
   }
-  return fastBiasAct(u.forward(x), l.bias, act);
+  return biasAct(u.forward(x), l.bias, act);
 }
 
 /** Attention of q, k, v [B, H, L, D] under a key mask (or none) → [B, L, H·D]. */
 export function encoderAttention(q: mx.Array, k: mx.Array, v: mx.Array, scale: number, mask: mx.Array | null): mx.Array {
   const [B, , L] = q.shape as [number, number, number];
-  const o = fastScaledDotProductAttention(q, k, v, { scale, mask });
+  const o = sdpa(q, k, v, { scale, mask });
   return mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1]);
 }
 

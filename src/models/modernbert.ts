@@ -7,8 +7,7 @@ import * as mx from "../mlx/index.ts";
 import { int, num, type WeightStore } from "./base.ts";
 import type { NormalizeOptions } from "./config.ts";
 import { type EncoderModel, activation, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
-import { type BiasAct, fastBiasAct, fastRope, fastScaledDotProductAttention } from "../mlx/kernels.ts";
-import type { Embedding, Linear } from "./layers.ts";
+import { type BiasAct, biasAct, type Embedding, type Linear, rope, sdpa } from "./layers.ts";
 
 const RopeEntry = v.looseObject({ rope_theta: v.optional(v.number()) });
 
@@ -120,12 +119,12 @@ export class ModernBertEncoder implements EncoderModel {
       const qkv = mx.transpose(mx.reshape(l.wqkv.forward(a), [B, L, 3, nh, hd]), [2, 0, 3, 1, 4]);
       const [q0, k0, vv] = mx.split(qkv, 3, 0).map((t) => mx.squeeze(t, 0)) as [mx.Array, mx.Array, mx.Array];
       const base = l.sliding ? c.sliding_theta : c.full_theta;
-      const q = fastRope(q0, { dims: hd, traditional: false, base });
-      const k = fastRope(k0, { dims: hd, traditional: false, base });
-      const o = fastScaledDotProductAttention(q, k, vv, { scale: hd ** -0.5, mask: l.sliding && L > c.local_attention / 2 ? local : global });
+      const q = rope(q0, { dims: hd, traditional: false, base });
+      const k = rope(k0, { dims: hd, traditional: false, base });
+      const o = sdpa(q, k, vv, { scale: hd ** -0.5, mask: l.sliding && L > c.local_attention / 2 ? local : global });
       x = mx.add(x, l.wo.forward(mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1])));
       const [inp, gate] = mx.split(l.wi.forward(this.norm(x, l.mlpNorm, l.mlpNormB)), 2, -1) as [mx.Array, mx.Array];
-      x = mx.add(x, l.mlpOut.forward(mx.multiply(fastBiasAct(inp, null, this.act), gate)));
+      x = mx.add(x, l.mlpOut.forward(mx.multiply(biasAct(inp, null, this.act), gate)));
     }
     return this.norm(x, this.finalNorm, this.finalNormB);
   }

@@ -9,11 +9,10 @@
 import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastRope, fastSwiglu } from "../mlx/kernels.ts";
 import { type WeightStore } from "./base.ts";
 import type { NormalizeOptions } from "./config.ts";
 import { type EncoderModel, encoderAttention, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
-import type { Embedding, Linear } from "./layers.ts";
+import { type Embedding, type Linear, rope, swiglu } from "./layers.ts";
 
 const n = (d?: number) => v.optional(v.nullable(v.number()), d ?? null);
 
@@ -170,13 +169,13 @@ export class NomicBertEncoder implements EncoderModel {
     if (this.tokenType) x = mx.add(x, mx.sliceAxis(this.tokenType, 0, 0, 1));
     x = layerNorm(x, this.embNorm[0], this.embNorm[1], c.eps);
     const m = mask ? keyMask(mask, x.dtype) : null;
-    const rope = { dims: this.ropeDims, traditional: c.rotary_emb_interleaved === true, base: c.theta };
+    const ro = { dims: this.ropeDims, traditional: c.rotary_emb_interleaved === true, base: c.theta };
     for (const l of this.layers) {
       const qkv = mx.transpose(mx.reshape(l.wqkv.forward(x), [B, L, 3, nh, hd]), [2, 0, 3, 1, 4]);
       const [q0, k0, vv] = mx.split(qkv, 3, 0).map((t) => mx.squeeze(t, 0)) as [mx.Array, mx.Array, mx.Array];
-      const o = encoderAttention(fastRope(q0, rope), fastRope(k0, rope), vv, hd ** -0.5, m);
+      const o = encoderAttention(rope(q0, ro), rope(k0, ro), vv, hd ** -0.5, m);
       const h = layerNorm(mx.add(x, l.out.forward(o)), l.norm1[0], l.norm1[1], c.eps);
-      const f = l.down.forward(fastSwiglu(l.gate.forward(h), l.up.forward(h)));
+      const f = l.down.forward(swiglu(l.gate.forward(h), l.up.forward(h)));
       x = layerNorm(mx.add(h, f), l.norm2[0], l.norm2[1], c.eps);
     }
     return x;
