@@ -1,8 +1,9 @@
 """Reference side of bench/embed.ts: random BERT-base- and Qwen3-Embedding-0.6B-shaped sentence-transformers models
-(made once), and sentence-transformers (torch CPU, float32, all cores) embeddings/s on the same weights.
+(made once), and sentence-transformers (torch CPU, float32, the thread count given) embeddings/s on the same weights.
 
   make <dir>                      write bert_base/ and qwen3_06b/ under <dir> (tokenizers from test/fixtures/embeddings)
-  measure <model_dir> <texts.json> <batch>...   JSON {batch: embeddings_per_s} plus the first vector
+  measure <model_dir> <texts.json> <threads> <batch>...   JSON {batch: embeddings_per_s} (wall and per CPU-second) plus the first vector,
+                                  torch.set_num_threads(threads)
 """
 import json, os, shutil, sys, time
 import torch
@@ -29,21 +30,23 @@ def make(out):
         shutil.rmtree(tmp)
         print("made", name)
 
-def measure(model_dir, texts_path, batches):
+def measure(model_dir, texts_path, threads, batches):
     from sentence_transformers import SentenceTransformer
+    torch.set_num_threads(threads)
     st = SentenceTransformer(model_dir, device="cpu")
     st.eval()
     texts = json.load(open(texts_path))
-    out = {"threads": torch.get_num_threads(), "rates": {}}
+    out = {"threads": torch.get_num_threads(), "rates": {}, "cpu_rates": {}}
     with torch.inference_mode():
         for b in batches:
             batch = texts[:b]
             st.encode(batch, batch_size=b)  # warm-up
             reps = max(1, 8 // b) if b < 64 else 1
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(reps):
                 v = st.encode(batch, batch_size=b, convert_to_numpy=True)
             out["rates"][str(b)] = reps * b / (time.perf_counter() - t0)
+            out["cpu_rates"][str(b)] = reps * b / (time.process_time() - c0)
             if b == batches[-1]:
                 out["first"] = [float(x) for x in v[0]]
     print(json.dumps(out))
@@ -51,4 +54,4 @@ def measure(model_dir, texts_path, batches):
 if sys.argv[1] == "make":
     make(sys.argv[2])
 else:
-    measure(sys.argv[2], sys.argv[3], [int(x) for x in sys.argv[4:]])
+    measure(sys.argv[2], sys.argv[3], int(sys.argv[4]), [int(x) for x in sys.argv[5:]])

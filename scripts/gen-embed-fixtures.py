@@ -1,7 +1,9 @@
 """Tiny random embedding checkpoints, saved exactly as transformers / sentence-transformers save them, plus golden
 vectors from sentence-transformers (torch CPU, float32). Run with the reference venv:
 
-    /work/main/.cache/py-ref/bin/python scripts/gen-embed-fixtures.py test/fixtures/embeddings
+    /work/main/.cache/py-ref/bin/python scripts/gen-embed-fixtures.py test/fixtures/embeddings [name...]
+
+With names, only those fixtures are (re)written (the others keep their bytes).
 
 The tests read the committed output and need no Python. Every model gets its own small trained tokenizer (WordPiece
 for BERT, Unigram for XLM-R, byte-level BPE for ModernBERT and Qwen3) so the tokenizer path is compared too.
@@ -14,6 +16,8 @@ from transformers import (BertConfig, BertModel, BertTokenizerFast, XLMRobertaCo
 from sentence_transformers import SentenceTransformer, models as st_models
 
 OUT = sys.argv[1]
+ONLY = set(sys.argv[2:])
+want = lambda *names: not ONLY or any(n in ONLY for n in names)
 CORPUS = [
     "The quick brown fox jumps over the lazy dog.", "A man is eating food.", "A man is riding a horse.",
     "Embeddings map text to vectors so that similar meanings land close together.", "What is the capital of France?",
@@ -51,7 +55,7 @@ def bytebpe(specials, template, **kw):
     t.post_processor = template(t)
     return PreTrainedTokenizerFast(tokenizer_object=t, **kw)
 
-def save(name, st, golden_extra=None, prompts=None):
+def save(name, st, golden_extra=None, prompts=None, named_prompts=None):
     d = os.path.join(OUT, name)
     shutil.rmtree(d, ignore_errors=True)
     st.save(d, safe_serialization=True)
@@ -72,22 +76,28 @@ def save(name, st, golden_extra=None, prompts=None):
             instr = "Instruct: Find the animal\nQuery:"
             g["instruct"] = instr
             g["instruct_embeddings"] = [[round(float(x), 7) for x in row] for row in st2.encode(QUERIES, prompt=instr, convert_to_numpy=True)]
+        for key, prompt in (named_prompts or {}).items():
+            g[f"{key}_prompt"] = prompt
+            g[f"{key}_embeddings"] = [[round(float(x), 7) for x in row] for row in st2.encode(QUERIES, prompt=prompt, convert_to_numpy=True)]
+        if named_prompts:
+            g["queries"] = QUERIES
     json.dump(g, open(os.path.join(OUT, f"{name}.golden.json"), "w"), indent=0)
     print(name, "dims", len(g["embeddings"][0]), "files", sorted(os.listdir(d)))
 
-def st_from(model_dir, pooling, normalize, max_len=64, prompts=None, padding_side=None):
+def st_from(model_dir, pooling, normalize, max_len=64, prompts=None, padding_side=None, dense=None):
     tr = st_models.Transformer(model_dir, max_seq_length=max_len, tokenizer_args={"padding_side": padding_side} if padding_side else {})
     mods = [tr, st_models.Pooling(tr.get_word_embedding_dimension(), pooling_mode=pooling)]
+    if dense: mods.append(dense(tr.get_word_embedding_dimension()))
     if normalize: mods.append(st_models.Normalize())
     return SentenceTransformer(modules=mods, device="cpu", prompts=prompts)
 
-def build(name, model, tok, pooling, normalize, prompts=None, padding_side=None):
+def build(name, model, tok, pooling, normalize, prompts=None, padding_side=None, dense=None, named_prompts=None):
     tmp = os.path.join(OUT, f"_{name}_hf")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    st = st_from(tmp, pooling, normalize, prompts=prompts, padding_side=padding_side)
-    save(name, st, prompts=prompts)
+    st = st_from(tmp, pooling, normalize, prompts=prompts, padding_side=padding_side, dense=dense)
+    save(name, st, prompts=prompts, named_prompts=named_prompts)
     shutil.rmtree(tmp)
 
 torch.manual_seed(0)
@@ -95,21 +105,22 @@ os.makedirs(OUT, exist_ok=True)
 
 tok = wordpiece()
 cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=128, type_vocab_size=2)
-build("bert", BertModel(cfg, add_pooling_layer=True).eval(), tok, "mean", True)
+bert = BertModel(cfg, add_pooling_layer=True).eval()
+if want("bert"): build("bert", bert, tok, "mean", True)
 torch.manual_seed(1)
-build("bert_cls", BertModel(cfg, add_pooling_layer=False).eval(), tok, "cls", False)
+if want("bert_cls"): build("bert_cls", BertModel(cfg, add_pooling_layer=False).eval(), tok, "cls", False)
 
 torch.manual_seed(2)
 tok = unigram()
 cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=130, type_vocab_size=1, pad_token_id=1, bos_token_id=0, eos_token_id=2)
-build("xlm_roberta", XLMRobertaModel(cfg, add_pooling_layer=False).eval(), tok, "mean", True)
+if want("xlm_roberta"): build("xlm_roberta", XLMRobertaModel(cfg, add_pooling_layer=False).eval(), tok, "mean", True)
 
 torch.manual_seed(3)
 tok = bytebpe(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], lambda t: processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]),
               pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
 cfg = ModernBertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=48, max_position_embeddings=128,
                        local_attention=4, global_attn_every_n_layers=3, pad_token_id=0, cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3)
-build("modernbert", ModernBertModel(cfg).eval(), tok, "mean", True)
+if want("modernbert"): build("modernbert", ModernBertModel(cfg).eval(), tok, "mean", True)
 
 torch.manual_seed(4)
 tok = bytebpe(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], lambda t: processors.TemplateProcessing(single="$A <|endoftext|>", pair="$A <|endoftext|> $B:1 <|endoftext|>:1", special_tokens=[("<|endoftext|>", 0)]),
@@ -117,4 +128,49 @@ tok = bytebpe(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], lambda t: process
 cfg = Qwen3Config(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16, intermediate_size=64,
                   max_position_embeddings=256, rms_norm_eps=1e-6, tie_word_embeddings=True)
 prompts = {"query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:", "document": ""}
-build("qwen3_embedding", Qwen3Model(cfg).eval(), tok, "lasttoken", True, prompts=prompts, padding_side="left")
+if want("qwen3_embedding"): build("qwen3_embedding", Qwen3Model(cfg).eval(), tok, "lasttoken", True, prompts=prompts, padding_side="left")
+
+# sentence-transformers Dense after pooling (a projection to 16 dims with Tanh, as BGE/GTE-style heads and static
+# embedders add), then Normalize
+torch.manual_seed(5)
+if want("bert_dense"):
+    build("bert_dense", bert, wordpiece(), "cls", True, dense=lambda d: st_models.Dense(d, 16, activation_function=torch.nn.Tanh()))
+
+# NomicBERT (transformers 5 NomicBertModel) with nomic's task prefixes; the tiny config keeps the ST files free of
+# prompts, as the Hub repos are, so the prefixes come from mlxk's own table
+torch.manual_seed(6)
+if want("nomic_bert", "nomic_bert_remote"):
+    from transformers import NomicBertConfig, NomicBertModel
+    from safetensors.torch import save_file
+    tok = wordpiece()
+    cfg = NomicBertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                          max_position_embeddings=128, type_vocab_size=2, rope_parameters={"rope_type": "default", "rope_theta": 1000.0})
+    nomic = NomicBertModel(cfg).eval()
+    build("nomic_bert", nomic, tok, "mean", True, named_prompts={"query": "search_query: ", "document": "search_document: "})
+    # the same weights as the Hub's trust_remote_code repos spell them (GPT-2 config names, fused Wqkv, fc11/fc12/fc2)
+    src, dst = os.path.join(OUT, "nomic_bert"), os.path.join(OUT, "nomic_bert_remote")
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst)
+    sd = nomic.state_dict()
+    out = {"embeddings.word_embeddings.weight": sd["embeddings.word_embeddings.weight"],
+           "embeddings.token_type_embeddings.weight": sd["embeddings.token_type_embeddings.weight"],
+           "emb_ln.weight": sd["embeddings.LayerNorm.weight"], "emb_ln.bias": sd["embeddings.LayerNorm.bias"]}
+    for i in range(cfg.num_hidden_layers):
+        p, q = f"layers.{i}.", f"encoder.layers.{i}."
+        out[q + "attn.Wqkv.weight"] = torch.cat([sd[p + f"self_attn.{x}_proj.weight"] for x in "qkv"], 0)
+        out[q + "attn.out_proj.weight"] = sd[p + "self_attn.o_proj.weight"]
+        for a, b in (("up_proj", "fc11"), ("gate_proj", "fc12"), ("down_proj", "fc2")):
+            out[q + f"mlp.{b}.weight"] = sd[p + f"mlp.{a}.weight"]
+        for a, b in (("post_attention_layernorm", "norm1"), ("post_mlp_layernorm", "norm2")):
+            out[q + f"{b}.weight"], out[q + f"{b}.bias"] = sd[p + f"{a}.weight"], sd[p + f"{a}.bias"]
+    save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    json.dump({"architectures": ["NomicBertModel"], "auto_map": {"AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
+               "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel"}, "model_type": "nomic_bert",
+               "activation_function": "swiglu", "bos_token_id": None, "eos_token_id": None, "n_embd": 32, "n_head": 4, "n_inner": 48,
+               "n_layer": 2, "n_positions": 128, "layer_norm_epsilon": 1e-12, "vocab_size": cfg.vocab_size, "type_vocab_size": 2,
+               "rotary_emb_base": 1000, "rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "rotary_emb_scale_base": None,
+               "rotary_scaling_factor": None, "qkv_proj_bias": False, "mlp_fc1_bias": False, "mlp_fc2_bias": False, "prenorm": False,
+               "causal": False, "fused_bias_fc": True, "fused_dropout_add_ln": True, "use_flash_attn": True, "use_xentropy": True,
+               "max_trained_positions": 2048, "pad_vocab_size_multiple": 64, "torch_dtype": "float32", "transformers_version": "4.34.0"},
+              open(os.path.join(dst, "config.json"), "w"), indent=2)
+    print("nomic_bert_remote", sorted(os.listdir(dst)))

@@ -43,6 +43,7 @@ export default defineCommand({
     text: { type: "positional", description: "Texts to embed (each argument one text); '-' reads one text from stdin", required: false },
     batch: { type: "boolean", description: "Read JSONL from stdin: embed each line's \"text\", pass the other fields through" },
     query: { type: "boolean", description: "Retrieval query: prepend the model's query prompt" },
+    document: { type: "boolean", description: "Document to retrieve: prepend the model's document prompt, where it has one (nomic: search_document: )" },
     instruct: { type: "string", description: "Retrieval query with this task instruction (decoder embedders, Qwen3-Embedding style)" },
     dimensions: { type: "string", description: "Truncate to N dimensions (Matryoshka models only)" },
     truncate: { type: "boolean", description: "Cut texts longer than the model's limit instead of refusing them" },
@@ -67,7 +68,8 @@ export default defineCommand({
     if (dimensions !== null && !e.recipe.matryoshka) {
       throw new MlxkError("InvalidArgumentError", `--dimensions: '${opened.model}' is not a Matryoshka model (its card does not say so); it outputs ${e.dims} dimensions`);
     }
-    const prompt = queryPrompt(e, { query: Boolean(args.query), instruct: args.instruct as string | undefined });
+    if (args.query && args.document) throw new MlxkError("InvalidArgumentError", "--query and --document exclude each other");
+    const prompt = queryPrompt(e, { query: Boolean(args.query), document: Boolean(args.document), instruct: args.instruct as string | undefined });
     const { vectors } = e.embed(
       items.map((i) => i.text),
       { prompt, truncate: Boolean(args.truncate), dimensions },

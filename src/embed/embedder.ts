@@ -6,8 +6,13 @@
  * Decoders are batched with right padding: under the causal mask a real token never sees a pad, so each row equals
  * its unbatched run, and the last real token is gathered per row. (Qwen3-Embedding's reference pads left and pools
  * position −1; RoPE scores depend only on relative positions, so both give the same vectors — the goldens check it.)
+ * They run without a KV cache: nothing is decoded after the one forward pass.
  *
- * Exports: Embedder.load(dir, { name, env }), Embedder#embed(inputs, opts) → EmbedResult, EmbedInput
+ * Inputs are sorted by length and cut into forward passes by planBatches: padded tokens cost compute, every pass
+ * costs a fixed overhead, so short inputs of one length share a pass with no padding (and no attention mask) at all.
+ *
+ * Exports: Embedder.load(dir, { name, env }), Embedder#embed(inputs, opts) → EmbedResult, EmbedInput,
+ *          planBatches(lengths, maxRows, maxTokens, passCost)
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -16,11 +21,30 @@ import { MlxkError } from "../errors.ts";
 import { build, weightFiles } from "../engine/load.ts";
 import type { LoadedModel } from "../engine/load.ts";
 import { TextTokenizer } from "../generate/tokenizer.ts";
+import { loadBackend } from "../mlx/backend.ts";
 import * as mx from "../mlx/index.ts";
 import { parseConfig, QuantConfig, WeightStore } from "../models/base.ts";
+import type { KVCache, Mask } from "../models/cache.ts";
 import type { EncoderModel } from "../models/encoder.ts";
 import { isEmbeddingModelType, loadEncoderModule } from "../models/registry.ts";
+import { EmbedHead, l2Normalize, loadHead } from "./head.ts";
 import { type EmbedRecipe, readEmbedRecipe } from "./st-config.ts";
+
+/**
+ * Task prefixes a model family documents but its sentence-transformers files may not carry (nomic-embed-text:
+ * `search_query: ` / `search_document: `; sentence-transformers writes empty query/document prompts by default).
+ */
+const FAMILY_PROMPTS: Record<string, Record<string, string>> = {
+  nomic_bert: { query: "search_query: ", document: "search_document: " },
+};
+
+function withModelPrompts(r: EmbedRecipe, modelType: string): EmbedRecipe {
+  const fam = FAMILY_PROMPTS[modelType];
+  if (!fam) return r;
+  const prompts = { ...r.prompts };
+  for (const [k, p] of Object.entries(fam)) if (!prompts[k]) prompts[k] = p;
+  return { ...r, prompts };
+}
 
 /** A text, or token ids of this model's own tokenizer (used as given: no special tokens added). */
 export type EmbedInput = string | number[];
@@ -34,6 +58,11 @@ export interface EmbedOptions {
   dimensions?: number | null;
   /** Sequences per forward pass (default 32). */
   batchSize?: number;
+  /**
+   * A forward pass's fixed cost in padded-token equivalents for planBatches (default 8). Tests set it to force
+   * one padded pass (large) or passes of one length each (0).
+   */
+  passCostTokens?: number;
 }
 
 export interface EmbedResult {
@@ -45,6 +74,49 @@ export interface EmbedResult {
 const BATCH = 32;
 /** Padded tokens per forward pass: keeps the attention scores of long batches within a few hundred MB. */
 const MAX_BATCH_TOKENS = 16_384;
+/** A forward pass's fixed cost (graph, weight reads, per-op dispatch) in padded-token equivalents. */
+const PASS_COST_TOKENS = 8;
+
+/**
+ * Cut lengths sorted longest first into runs [start, end) — each padded to its first length, at most maxRows rows
+ * and maxTokens padded tokens — minimising padded tokens plus passCost per run (exact, O(n·maxRows)).
+ */
+export function planBatches(lengths: number[], maxRows: number, maxTokens: number, passCost = PASS_COST_TOKENS): Array<[number, number]> {
+  const n = lengths.length;
+  const best = new Float64Array(n + 1).fill(Infinity);
+  const from = new Int32Array(n + 1);
+  best[0] = 0;
+  for (let i = 1; i <= n; i++) {
+    for (let j = i - 1; j >= 0 && i - j <= maxRows; j--) {
+      const padded = (i - j) * lengths[j]!;
+      if (padded > maxTokens && i - j > 1) break;
+      const c = best[j]! + passCost + padded;
+      // on a tie the longer run wins: fewer passes
+      if (c <= best[i]!) {
+        best[i] = c;
+        from[i] = j;
+      }
+    }
+  }
+  const runs: Array<[number, number]> = [];
+  for (let i = n; i > 0; i = from[i]!) runs.push([from[i]!, i]);
+  return runs.reverse();
+}
+
+/** Decoders embed in one forward pass: keys and values are attended as computed, never stored. */
+class PassThroughCache implements KVCache {
+  readonly offset = 0;
+  makeMask(L: number): Mask {
+    return L > 1 ? "causal" : undefined;
+  }
+  updateAndFetch(k: mx.Array, v: mx.Array): [mx.Array, mx.Array] {
+    return [k, v];
+  }
+  state(): mx.Array[] {
+    return [];
+  }
+  [Symbol.dispose](): void {}
+}
 
 function readJson(path: string): Record<string, unknown> {
   try {
@@ -83,13 +155,13 @@ export class Embedder implements Disposable {
     readonly recipe: EmbedRecipe,
     private readonly tokenizer: TextTokenizer,
     private readonly specials: { before: number; after: number },
-    private readonly forwardFn: (ids: mx.Array, mask: mx.Array) => mx.Array,
+    private readonly forwardFn: (ids: mx.Array, mask: mx.Array | null) => mx.Array,
     private readonly owned: () => void,
-    dims: number,
+    private readonly head: EmbedHead,
     positions: number,
     private readonly padId: number,
   ) {
-    this.dims = dims;
+    this.dims = head.dims;
     this.maxTokens = Math.min(positions, recipe.maxSeqLength ?? positions);
   }
 
@@ -102,7 +174,7 @@ export class Embedder implements Disposable {
     if (!encoder && !decoder) {
       throw new MlxkError("capability_mismatch", `'${opts.name}' is not an embedding model (model_type '${mt || "?"}'); use a sentence-transformers encoder (bert, xlm-roberta, modernbert) or a Qwen3-Embedding model`);
     }
-    const recipe = readEmbedRecipe(dir, { decoder });
+    const recipe = withModelPrompts(readEmbedRecipe(dir, { decoder }), mt);
     if (!existsSync(join(dir, "tokenizer.json"))) throw new MlxkError("unsupported_model", `${dir} has no tokenizer.json`);
     const tokJson = readJson(join(dir, "tokenizer.json"));
     const tokCfg = existsSync(join(dir, "tokenizer_config.json")) ? readJson(join(dir, "tokenizer_config.json")) : {};
@@ -127,12 +199,22 @@ export class Embedder implements Disposable {
             a.dispose();
           }
         }
-        const store = new WeightStore(w0, QuantConfig.from(config));
+        const store = new WeightStore(w0, QuantConfig.from(config), loadBackend({ env: opts.env, dtype: "float32" }));
         const enc: EncoderModel = mx.scope(() => mod.createEncoder(parsed, store));
         store.disposeUnused();
         mx.eval(store.all());
-        const dims = Number(parsed.hidden_size);
-        return new Embedder(mt, "encoder", recipe, tokenizer, specials, (ids, mask) => enc.forward(ids, mask), () => mx.disposeAll(store.all()), dims, mod.maxPositions(parsed), padId);
+        let head: EmbedHead;
+        try {
+          head = loadHead(recipe, Number(parsed.hidden_size));
+        } catch (e) {
+          mx.disposeAll(store.all());
+          throw e;
+        }
+        const owned = () => {
+          mx.disposeAll(store.all());
+          head[Symbol.dispose]();
+        };
+        return new Embedder(mt, "encoder", recipe, tokenizer, specials, (ids, mask) => enc.forward(ids, mask), owned, head, mod.maxPositions(parsed), padId);
       } catch (e) {
         mx.disposeAll(tensors);
         throw e;
@@ -142,8 +224,20 @@ export class Embedder implements Disposable {
     const bare = ![...tensors.keys()].some((k) => k.startsWith("model."));
     const named = bare ? new Map([...tensors].map(([k, a]) => [`model.${k}`, a])) : tensors;
     const lm: LoadedModel = await build({ ...config, tie_word_embeddings: bare ? true : config.tie_word_embeddings }, named, { env: opts.env, dtype: "float32" });
-    const fwd = (ids: mx.Array) => lm.model.hidden(ids, lm.model.makeCache());
-    return new Embedder(mt, "decoder", recipe, tokenizer, specials, fwd, () => lm[Symbol.dispose](), Number(lm.config.hidden_size), lm.contextLength, padId);
+    const caches = Array.from({ length: lm.model.numLayers }, () => new PassThroughCache());
+    const fwd = (ids: mx.Array) => lm.model.hidden(ids, caches);
+    let head: EmbedHead;
+    try {
+      head = loadHead(recipe, Number(lm.config.hidden_size));
+    } catch (e) {
+      lm[Symbol.dispose]();
+      throw e;
+    }
+    const owned = () => {
+      lm[Symbol.dispose]();
+      head[Symbol.dispose]();
+    };
+    return new Embedder(mt, "decoder", recipe, tokenizer, specials, fwd, owned, head, lm.contextLength, padId);
   }
 
   /** Token ids of one text (with the tokenizer's special tokens), cut or refused when too long. */
@@ -181,15 +275,12 @@ export class Embedder implements Disposable {
     const order = seqs.map((_, i) => i).sort((a, b) => seqs[b]!.length - seqs[a]!.length);
     const vectors: Float32Array[] = new Array(seqs.length);
     const batch = Math.max(1, opts.batchSize ?? BATCH);
-    for (let s = 0; s < order.length; ) {
-      const L = seqs[order[s]!]!.length;
-      const n = Math.max(1, Math.min(batch, Math.floor(MAX_BATCH_TOKENS / L), order.length - s));
-      const idx = order.slice(s, s + n);
-      const out = this.runBatch(idx.map((i) => seqs[i]!), L, skip, d);
+    for (const [s, e] of planBatches(order.map((i) => seqs[i]!.length), batch, MAX_BATCH_TOKENS, opts.passCostTokens)) {
+      const idx = order.slice(s, e);
+      const out = this.runBatch(idx.map((i) => seqs[i]!), seqs[idx[0]!]!.length, skip, d);
       idx.forEach((i, j) => {
         vectors[i] = out[j]!;
       });
-      s += n;
     }
     return { vectors, promptTokens: seqs.reduce((a, q) => a + q.length, 0) };
   }
@@ -207,12 +298,13 @@ export class Embedder implements Disposable {
     return mx.scope(() => {
       const idsA = mx.array(ids, { shape: [B, L] });
       const maskA = mx.array(mask, { shape: [B, L] });
-      const h = this.forwardFn(idsA, maskA).astype(mx.Dtype.float32);
-      let pooled = this.pool(h, maskA, mx.array(lens, { shape: [B] }), skip);
-      if (dims !== null && dims < this.dims) pooled = mx.sliceAxis(pooled, 1, 0, dims);
-      if (this.recipe.normalize) {
-        const norm = mx.sqrt(mx.sum(mx.square(pooled), -1, true));
-        pooled = mx.divide(pooled, mx.maximum(norm, 1e-12));
+      const padded = rows.some((r) => r.length < L);
+      const h = this.forwardFn(idsA, padded ? maskA : null).astype(mx.Dtype.float32);
+      let pooled = this.head.apply(this.pool(h, maskA, mx.array(lens, { shape: [B] }), skip));
+      // Matryoshka: cut, and normalise again what the model normalises
+      if (dims !== null && dims < this.dims) {
+        pooled = mx.sliceAxis(pooled, 1, 0, dims);
+        if (this.recipe.normalize) pooled = l2Normalize(pooled);
       }
       const flat = pooled.eval().toFloat32Array();
       const D = pooled.shape[1]!;

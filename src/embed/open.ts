@@ -38,13 +38,15 @@ export async function openEmbedder(spec: string, opts: { env?: Env; cwd?: string
 
 /**
  * The prompt for retrieval queries: `instruct` becomes Qwen3-Embedding's `Instruct: …\nQuery:` (decoders only);
- * `query` takes the model's own `query` prompt from config_sentence_transformers.json.
+ * `query` takes the model's own `query` prompt from config_sentence_transformers.json; `document` its `document`
+ * prompt where it has a non-empty one (nomic-embed-text: `search_document: `), else none.
  */
-export function queryPrompt(e: Embedder, o: { query?: boolean; instruct?: string | null }): string | null {
+export function queryPrompt(e: Embedder, o: { query?: boolean; document?: boolean; instruct?: string | null }): string | null {
   if (o.instruct !== undefined && o.instruct !== null) {
     if (e.kind !== "decoder") throw new MlxkError("InvalidArgumentError", "--instruct / instruct needs a decoder embedder (Qwen3-Embedding style); encoders take their own query prompt via --query / input_type", { extra: { param: "instruct" } });
     return `Instruct: ${o.instruct}\nQuery:`;
   }
+  if (o.document && !o.query) return e.recipe.prompts.document || null;
   if (!o.query) return null;
   const p = e.recipe.prompts.query;
   if (p !== undefined) return p;

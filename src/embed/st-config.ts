@@ -4,10 +4,12 @@
  * sentence-transformers 5+ `pooling_mode` string), a Normalize module, `sentence_bert_config.json` /
  * `tokenizer_config.json` (max length) and `config_sentence_transformers.json` (prompts). Without those files we do
  * what sentence-transformers does with a plain transformers model (mean pooling, no normalisation) for encoders and
- * what Qwen3-Embedding documents (last token, L2-normalised) for decoders. A module we cannot run (Dense, a second
- * Transformer, …) is refused by name rather than skipped.
+ * what Qwen3-Embedding documents (last token, L2-normalised) for decoders. After pooling, `Dense` projections
+ * (`N_Dense/config.json` + safetensors: in/out features, bias, a torch activation) and `Normalize` run in the order
+ * modules.json lists them. A module we cannot run (a second Transformer, LayerNorm, CNN, …) is refused by name
+ * rather than skipped.
  *
- * Exports: EmbedRecipe, Pooling, readEmbedRecipe(dir, { decoder })
+ * Exports: EmbedRecipe, Pooling, PostStep, DenseActivation, readEmbedRecipe(dir, { decoder })
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -15,9 +17,28 @@ import { MlxkError } from "../errors.ts";
 
 export type Pooling = "cls" | "mean" | "max" | "lasttoken" | "mean_sqrt_len_tokens";
 
+/** The torch activations a sentence-transformers Dense module names (class path) that we run. */
+export type DenseActivation = "identity" | "tanh" | "relu" | "sigmoid" | "gelu" | "silu";
+const DENSE_ACTS: Record<string, DenseActivation> = {
+  "torch.nn.modules.linear.Identity": "identity",
+  "torch.nn.modules.activation.Tanh": "tanh",
+  "torch.nn.modules.activation.ReLU": "relu",
+  "torch.nn.modules.activation.Sigmoid": "sigmoid",
+  "torch.nn.modules.activation.GELU": "gelu",
+  "torch.nn.modules.activation.SiLU": "silu",
+};
+
+/** What runs on the pooled vector, in modules.json order. */
+export type PostStep =
+  | { kind: "dense"; dir: string; inFeatures: number; outFeatures: number; bias: boolean; activation: DenseActivation }
+  | { kind: "normalize" };
+
 export interface EmbedRecipe {
   pooling: Pooling;
+  /** The output is L2-normalised (a Normalize module, or the decoder default). */
   normalize: boolean;
+  /** Dense / Normalize modules after pooling, in order. */
+  post: PostStep[];
   /** Longest tokenized input (specials included); null = the position table decides. */
   maxSeqLength: number | null;
   prompts: Record<string, string>;
@@ -63,12 +84,28 @@ function poolingOf(cfg: Record<string, unknown>, where: string): { pooling: Pool
   return { pooling: p, includePrompt };
 }
 
-function moduleKind(type: string): "transformer" | "pooling" | "normalize" | null {
+function moduleKind(type: string): "transformer" | "pooling" | "normalize" | "dense" | null {
   const last = type.slice(type.lastIndexOf(".") + 1);
   if (last === "Transformer") return "transformer";
   if (last === "Pooling") return "pooling";
   if (last === "Normalize") return "normalize";
+  if (last === "Dense") return "dense";
   return null;
+}
+
+function denseStep(dir: string, m: Record<string, unknown>, i: number): PostStep {
+  const where = join(dir, String(m.path ?? ""));
+  const cfg = readJson(join(where, "config.json"));
+  if (!cfg) throw new MlxkError("unsupported_model", `modules.json: module ${i} (Dense) has no ${join(where, "config.json")}`);
+  const { in_features: inF, out_features: outF } = cfg;
+  if (!Number.isInteger(inF) || !Number.isInteger(outF)) throw new MlxkError("unsupported_model", `${join(where, "config.json")}: in_features / out_features missing`);
+  const actName = typeof cfg.activation_function === "string" ? cfg.activation_function : "torch.nn.modules.activation.Tanh";
+  const activation = DENSE_ACTS[actName];
+  if (!activation) throw new MlxkError("unsupported_model", `modules.json: module ${i} (Dense) uses activation ${actName}; supported: ${Object.keys(DENSE_ACTS).join(", ")}`);
+  if (!existsSync(join(where, "model.safetensors"))) {
+    throw new MlxkError("unsupported_model", `modules.json: module ${i} (Dense) has no ${join(where, "model.safetensors")}${existsSync(join(where, "pytorch_model.bin")) ? " (only pytorch_model.bin, a pickle mlxk does not read; re-save it with safe_serialization=True)" : ""}`);
+  }
+  return { kind: "dense", dir: where, inFeatures: inF as number, outFeatures: outF as number, bias: cfg.bias !== false, activation };
 }
 
 /** README mentions Matryoshka / MRL, or the ST config pins a truncate_dim: the vectors are meant to be cut. */
@@ -97,15 +134,16 @@ export function readEmbedRecipe(dir: string, opts: { decoder: boolean }): EmbedR
   };
   const modules = existsSync(join(dir, "modules.json")) ? JSON.parse(readFileSync(join(dir, "modules.json"), "utf8")) : null;
   if (!Array.isArray(modules)) {
-    return { ...base, pooling: opts.decoder ? "lasttoken" : "mean", normalize: opts.decoder, includePrompt: true, source: "default" };
+    return { ...base, pooling: opts.decoder ? "lasttoken" : "mean", normalize: opts.decoder, post: opts.decoder ? [{ kind: "normalize" }] : [], includePrompt: true, source: "default" };
   }
   let pooling: { pooling: Pooling; includePrompt: boolean } | null = null;
-  let normalize = false;
+  const post: PostStep[] = [];
   modules.forEach((m: Record<string, unknown>, i: number) => {
     const type = String(m.type ?? "");
     const kind = moduleKind(type);
-    if (kind === null || (kind === "transformer" && i !== 0) || (kind !== "transformer" && i === 0)) {
-      throw new MlxkError("unsupported_model", `modules.json: module ${i} (${type}) is not supported; mlxk runs Transformer → Pooling → [Normalize]`);
+    const misplaced = (kind === "transformer") !== (i === 0) || (kind === "pooling" && pooling !== null) || ((kind === "dense" || kind === "normalize") && pooling === null);
+    if (kind === null || misplaced) {
+      throw new MlxkError("unsupported_model", `modules.json: module ${i} (${type}) is not supported${misplaced ? " there" : ""}; mlxk runs Transformer → Pooling → [Dense | Normalize]…`);
     }
     if (kind === "pooling") {
       const path = join(dir, String(m.path ?? ""), "config.json");
@@ -113,9 +151,12 @@ export function readEmbedRecipe(dir: string, opts: { decoder: boolean }): EmbedR
       if (!cfg) throw new MlxkError("unsupported_model", `modules.json names a Pooling module but ${path} is missing`);
       pooling = poolingOf(cfg, path);
     }
-    if (kind === "normalize") normalize = true;
+    if (kind === "normalize") post.push({ kind: "normalize" });
+    if (kind === "dense") post.push(denseStep(dir, m, i));
   });
   if (!pooling) throw new MlxkError("unsupported_model", "modules.json has no Pooling module");
   const p = pooling as { pooling: Pooling; includePrompt: boolean };
-  return { ...base, pooling: p.pooling, includePrompt: p.includePrompt, normalize, source: "sentence-transformers" };
+  // a Dense after the last Normalize leaves the output unnormalised
+  const normalize = post.length > 0 && post.at(-1)!.kind === "normalize";
+  return { ...base, pooling: p.pooling, includePrompt: p.includePrompt, normalize, post, source: "sentence-transformers" };
 }

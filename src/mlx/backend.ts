@@ -13,6 +13,8 @@ import { MlxkError } from "../errors.ts";
 import { type Array, Dtype } from "./array.ts";
 import * as mxfast from "./fast.ts";
 import {
+  type BiasAct,
+  fastBiasAct,
   fastLinear,
   fastQuantizedMatmul,
   fastRmsNorm,
@@ -28,6 +30,7 @@ import {
   type KernelIsa,
   kernelInfo,
   kernelsEnabled,
+  mlxBiasAct,
 } from "./kernels.ts";
 import { type GatherQuant, type KQuantMode, kernelGatherQmm, kquantMatmul } from "./kquant.ts";
 import { matmul, multiply, silu } from "./ops.ts";
@@ -37,6 +40,7 @@ import { mlxAvailability } from "./ffi.ts";
 import { deviceInfo, memory, type RawDeviceInfo } from "./runtime.ts";
 import { deviceAvailable, deviceCount, newStream, setDefaultDevice, type Stream, withStream } from "./stream.ts";
 
+export type { BiasAct };
 export type DeviceKind = "cpu" | "cuda" | "metal";
 export type KernelChoice = "ours" | "mlx";
 /** A fixed dtype, "auto" (keep the checkpoint's) or "half" (GPU default: float32 tensors → bfloat16, half ones kept). */
@@ -56,6 +60,8 @@ export interface LayerOps {
   sdpaRows(q: Array, k: Array, v: Array, scale: number, starts: readonly number[]): Array;
   /** silu(gate) · up. */
   swiglu(gate: Array, up: Array): Array;
+  /** act(x + bias) (an encoder MLP's epilogue; bias null = none). */
+  biasAct(x: Array, bias: Array | null, act: BiasAct): Array;
   /** The gated delta rule in one primitive, or null where this implementation has none (the model composes it). */
   gatedDelta(q: Array, k: Array, v: Array, g: Array, beta: Array, state: Array): [Array, Array] | null;
   /** silu(depthwise causal conv), or null (the model composes it). */
@@ -79,6 +85,7 @@ export const mlxOps: LayerOps = {
   ropeRows: mlxRopeRows,
   sdpaRows: mlxSdpaRows,
   swiglu: (g, u) => multiply(silu(g), u),
+  biasAct: mlxBiasAct,
   gatedDelta: () => null,
   convSilu: () => null,
   kquantMatmul: (x, w, mode) => kquantMatmul(x, w, mode, false),
@@ -97,6 +104,7 @@ export const kernelOps: LayerOps = {
   ropeRows: fastRopeRows,
   sdpaRows: fastSdpaRows,
   swiglu: fastSwiglu,
+  biasAct: fastBiasAct,
   gatedDelta: kernelGatedDelta,
   convSilu: kernelConvSilu,
   kquantMatmul: (x, w, mode) => kquantMatmul(x, w, mode),

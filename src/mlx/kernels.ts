@@ -11,7 +11,7 @@ import { dlopen, FFIType, ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import { Array, array, Dtype } from "./array.ts";
 import { fail, lib, mlxAvailability, OUT_PTR, type Symbols } from "./ffi.ts";
-import { matmul, multiply, result, silu } from "./ops.ts";
+import { add, gelu, geluApprox, matmul, multiply, relu, result, silu } from "./ops.ts";
 import { swapaxes } from "./shape.ts";
 import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
@@ -260,6 +260,25 @@ export function fastSwiglu(gate: Array, up: Array): Array {
   const s = kernelsEnabled() ? symbols() : null;
   if (!s) return multiply(silu(gate), up);
   return result(s.mlxk_kernel_swiglu(OUT_PTR as never, gate.handle as never, up.handle as never, S() as never), "swiglu");
+}
+
+/** Activations fastBiasAct fuses (transformers' ACT2FN names: gelu = erf, gelu_tanh = gelu_new/gelu_pytorch_tanh). */
+export type BiasAct = "identity" | "gelu" | "gelu_tanh" | "relu" | "silu";
+const ACTS: Record<BiasAct, number> = { identity: 0, gelu: 1, gelu_tanh: 2, relu: 3, silu: 4 };
+
+/** act(x + bias) from MLX's ops. */
+export function mlxBiasAct(x: Array, bias: Array | null, act: BiasAct): Array {
+  const y = bias ? add(x, bias) : x;
+  return act === "gelu" ? gelu(y) : act === "gelu_tanh" ? geluApprox(y) : act === "relu" ? relu(y) : act === "silu" ? silu(y) : y;
+}
+
+/** act(x + bias) in one pass (encoder MLPs: MLX's CPU erf-GELU is the slow part there); MLX's ops otherwise. */
+export function fastBiasAct(x: Array, bias: Array | null, act: BiasAct): Array {
+  const code = ACTS[act];
+  if (code === undefined) throw new TypeError(`unknown activation '${act}'`);
+  const s = kernelsEnabled() ? symbols() : null;
+  if (!s) return mlxBiasAct(x, bias, act);
+  return result(s.mlxk_kernel_bias_act(OUT_PTR as never, x.handle as never, (bias?.handle ?? 0) as never, code, S() as never), "bias_act");
 }
 
 /**

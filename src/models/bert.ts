@@ -4,8 +4,8 @@
 import * as v from "valibot";
 import * as mx from "../mlx/index.ts";
 import { int, num, type WeightStore } from "./base.ts";
-import { type EncoderModel, activation, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
-import type { Linear, Embedding } from "./layers.ts";
+import { type EncoderModel, activation, denseAct, encoderAttention, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
+import type { BiasAct, Embedding, Linear } from "./layers.ts";
 import { heads } from "./layers.ts";
 
 export const configSchema = v.looseObject({
@@ -64,7 +64,7 @@ export class BertEncoder implements EncoderModel {
   readonly tokenType: mx.Array | null;
   readonly embNorm: [mx.Array, mx.Array];
   readonly layers: Layer[];
-  readonly act: (x: mx.Array) => mx.Array;
+  readonly act: BiasAct;
 
   constructor(
     readonly c: BertConfig,
@@ -80,30 +80,30 @@ export class BertEncoder implements EncoderModel {
     this.act = activation(c.hidden_act);
   }
 
-  private positionIds(mask: mx.Array): mx.Array {
-    const L = mask.shape[1]!;
+  private positionIds(ids: mx.Array, mask: mx.Array | null): mx.Array {
+    const L = ids.shape[1]!;
     if (this.positions === "absolute") return mx.arange(0, L, 1, mx.Dtype.int32);
     const pad = this.c.pad_token_id ?? 1;
+    if (!mask) return mx.arange(pad + 1, pad + 1 + L, 1, mx.Dtype.int32);
     return mx.add(mx.multiply(mx.cumsum(mask, 1), mask), pad).astype(mx.Dtype.int32);
   }
 
-  forward(ids: mx.Array, mask: mx.Array): mx.Array {
+  forward(ids: mx.Array, mask: mx.Array | null): mx.Array {
     const c = this.c;
-    let x = mx.add(this.word.forward(ids), this.position.forward(this.positionIds(mask)));
+    let x = mx.add(this.word.forward(ids), this.position.forward(this.positionIds(ids, mask)));
     // single-segment input: token type 0 everywhere
     if (this.tokenType) x = mx.add(x, mx.sliceAxis(this.tokenType, 0, 0, 1));
     x = layerNorm(x, this.embNorm[0], this.embNorm[1], c.layer_norm_eps);
-    const m = keyMask(mask, x.dtype);
+    const m = mask ? keyMask(mask, x.dtype) : null;
     const nh = c.num_attention_heads;
     const scale = (c.hidden_size / nh) ** -0.5;
-    const [B, L] = ids.shape as [number, number];
     for (const l of this.layers) {
       const q = heads(l.query.forward(x), nh);
       const k = heads(l.key.forward(x), nh);
       const vv = heads(l.value.forward(x), nh);
-      const o = mx.reshape(mx.transpose(mx.fast.scaledDotProductAttention(q, k, vv, { scale, mask: m }), [0, 2, 1, 3]), [B, L, -1]);
+      const o = encoderAttention(q, k, vv, scale, m);
       const h = layerNorm(mx.add(l.attnOut.forward(o), x), l.attnNorm[0], l.attnNorm[1], c.layer_norm_eps);
-      const f = l.out.forward(this.act(l.inter.forward(h)));
+      const f = l.out.forward(denseAct(l.inter, h, this.act));
       x = layerNorm(mx.add(f, h), l.outNorm[0], l.outNorm[1], c.layer_norm_eps);
     }
     return x;

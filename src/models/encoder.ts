@@ -4,17 +4,21 @@
  * once (no KV cache): token ids [B, L] plus a 0/1 mask [B, L] → hidden states [B, L, H].
  *
  * Exports: EncoderModel, EncoderModule, keyMask(mask, dtype), layerNorm(x, w, b, eps), activation(name),
- *          stripPrefixes(weights, prefixes)
+ *          denseAct(linear, x, act), encoderAttention(q, k, v, scale, mask), stripPrefixes(weights, prefixes)
  */
 import type * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
+import { type BiasAct, biasAct, Linear, sdpa } from "./layers.ts";
 import type { NormalizeOptions } from "./config.ts";
 
 export interface EncoderModel {
-  /** ids int32 [B, L], mask int32 [B, L] (1 = token, 0 = padding) → hidden states [B, L, H]. */
-  forward(ids: mx.Array, mask: mx.Array): mx.Array;
+  /**
+   * ids int32 [B, L], mask int32 [B, L] (1 = token, 0 = padding) → hidden states [B, L, H]. A null mask says no
+   * row is padded (the embedder groups inputs of one length), so attention needs no mask at all.
+   */
+  forward(ids: mx.Array, mask: mx.Array | null): mx.Array;
 }
 
 export interface EncoderModule {
@@ -41,23 +45,42 @@ export function layerNorm(x: mx.Array, w: mx.Array | null, b: mx.Array | null, e
   return mx.fast.layerNorm(x, w, b, eps);
 }
 
-/** transformers' ACT2FN names the BERT family uses. */
-export function activation(name: string): (x: mx.Array) => mx.Array {
+/** transformers' ACT2FN names the BERT family uses, as the activations fastBiasAct fuses. */
+export function activation(name: string): BiasAct {
   switch (name) {
     case "gelu":
-      return mx.gelu;
+      return "gelu";
     case "gelu_new":
     case "gelu_pytorch_tanh":
     case "gelu_fast":
-      return mx.geluApprox;
+      return "gelu_tanh";
     case "relu":
-      return mx.relu;
+      return "relu";
     case "silu":
     case "swish":
-      return mx.silu;
+      return "silu";
     default:
       throw new MlxkError("unsupported_model", `hidden activation '${name}' is not supported (gelu, gelu_new, gelu_pytorch_tanh, relu, silu)`);
   }
+}
+
+const unbiased = new WeakMap<Linear, Linear>();
+
+/** act(x·Wᵀ + b): the matmul, then bias and activation in one fused pass (not three over the intermediate). */
+export function denseAct(l: Linear, x: mx.Array, act: BiasAct): mx.Array {
+  let u = unbiased.get(l);
+  if (!u) {
+    u = l.bias ? new Linear({ weight: l.weight, scales: l.scales, biases: l.biases, q: l.q }) : l;
+    unbiased.set(l, u);
+  }
+  return biasAct(u.forward(x), l.bias, act);
+}
+
+/** Attention of q, k, v [B, H, L, D] under a key mask (or none) → [B, L, H·D]. */
+export function encoderAttention(q: mx.Array, k: mx.Array, v: mx.Array, scale: number, mask: mx.Array | null): mx.Array {
+  const [B, , L] = q.shape as [number, number, number];
+  const o = sdpa(q, k, v, { scale, mask });
+  return mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1]);
 }
 
 /**

@@ -5,9 +5,11 @@
  * (src/mlx/backend.ts), made at load: model files only call these.
  */
 import * as mx from "../mlx/index.ts";
-import { type BackendProfile, layerOps } from "../mlx/backend.ts";
+import { type BackendProfile, type BiasAct, layerOps } from "../mlx/backend.ts";
 import { isKQuantMode, type KQuantMode, kquantDequantize } from "../mlx/kquant.ts";
 import { isRowsCache } from "./batch_cache.ts";
+
+export type { BiasAct };
 import type { KVCache } from "./cache.ts";
 
 /** MLX's modes, and GGUF K-quant blocks kept as the file has them (weight = uint8 rows of blocks, no scales). */
@@ -174,6 +176,11 @@ export function rmsNorm(x: mx.Array, weight: mx.Array | null, eps: number): mx.A
 /** silu(gate) · up. */
 export function swiglu(gate: mx.Array, up: mx.Array): mx.Array {
   return layerOps().swiglu(gate, up);
+}
+
+/** act(x + bias) in one pass where the backend fuses it (encoder MLPs: erf-GELU). */
+export function biasAct(x: mx.Array, bias: mx.Array | null, act: BiasAct): mx.Array {
+  return layerOps().biasAct(x, bias, act);
 }
 
 /** Rotary embedding of the first `o.dims` features of x (the rope layers in rope.ts build the options). */

@@ -7,7 +7,7 @@ import * as mx from "../mlx/index.ts";
 import { int, num, type WeightStore } from "./base.ts";
 import type { NormalizeOptions } from "./config.ts";
 import { type EncoderModel, activation, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
-import type { Embedding, Linear } from "./layers.ts";
+import { type BiasAct, biasAct, type Embedding, type Linear, rope, sdpa } from "./layers.ts";
 
 const RopeEntry = v.looseObject({ rope_theta: v.optional(v.number()) });
 
@@ -81,7 +81,7 @@ export class ModernBertEncoder implements EncoderModel {
   readonly embNorm: mx.Array;
   readonly finalNorm: mx.Array;
   readonly layers: Layer[];
-  readonly act: (x: mx.Array) => mx.Array;
+  readonly act: BiasAct;
   readonly embNormB: mx.Array | null;
   readonly finalNormB: mx.Array | null;
 
@@ -102,29 +102,29 @@ export class ModernBertEncoder implements EncoderModel {
     return layerNorm(x, weight, this.c.norm_bias ? bias : null, this.c.norm_eps);
   }
 
-  forward(ids: mx.Array, mask: mx.Array): mx.Array {
+  forward(ids: mx.Array, mask: mx.Array | null): mx.Array {
     const c = this.c;
     const [B, L] = ids.shape as [number, number];
     const nh = c.num_attention_heads;
     const hd = c.hidden_size / nh;
     let x = this.norm(this.tok.forward(ids), this.embNorm, this.embNormB);
-    const global = keyMask(mask, x.dtype);
+    const global = mask ? keyMask(mask, x.dtype) : null;
     // local layers also hide keys farther than half the window
     const pos = mx.arange(0, L, 1, mx.Dtype.int32);
     const dist = mx.abs(mx.subtract(mx.reshape(pos, [L, 1]), mx.reshape(pos, [1, L])));
     const far = mx.multiply(mx.greater(dist, Math.floor(c.local_attention / 2)).astype(x.dtype), -1e9);
-    const local = mx.add(global, mx.reshape(far, [1, 1, L, L]));
+    const local = global ? mx.add(global, mx.reshape(far, [1, 1, L, L])) : mx.reshape(far, [1, 1, L, L]);
     for (const l of this.layers) {
       const a = l.attnNorm ? this.norm(x, l.attnNorm, l.attnNormB) : x;
       const qkv = mx.transpose(mx.reshape(l.wqkv.forward(a), [B, L, 3, nh, hd]), [2, 0, 3, 1, 4]);
       const [q0, k0, vv] = mx.split(qkv, 3, 0).map((t) => mx.squeeze(t, 0)) as [mx.Array, mx.Array, mx.Array];
       const base = l.sliding ? c.sliding_theta : c.full_theta;
-      const q = mx.fast.rope(q0, { dims: hd, traditional: false, base });
-      const k = mx.fast.rope(k0, { dims: hd, traditional: false, base });
-      const o = mx.fast.scaledDotProductAttention(q, k, vv, { scale: hd ** -0.5, mask: l.sliding ? local : global });
+      const q = rope(q0, { dims: hd, traditional: false, base });
+      const k = rope(k0, { dims: hd, traditional: false, base });
+      const o = sdpa(q, k, vv, { scale: hd ** -0.5, mask: l.sliding && L > c.local_attention / 2 ? local : global });
       x = mx.add(x, l.wo.forward(mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1])));
       const [inp, gate] = mx.split(l.wi.forward(this.norm(x, l.mlpNorm, l.mlpNormB)), 2, -1) as [mx.Array, mx.Array];
-      x = mx.add(x, l.mlpOut.forward(mx.multiply(this.act(inp), gate)));
+      x = mx.add(x, l.mlpOut.forward(mx.multiply(biasAct(inp, null, this.act), gate)));
     }
     return this.norm(x, this.finalNorm, this.finalNormB);
   }

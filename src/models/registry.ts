@@ -61,6 +61,7 @@ const ENCODERS: Record<string, EncoderLoader> = {
   bert: () => import("./bert.ts"),
   "xlm-roberta": () => import("./xlm_roberta.ts"),
   modernbert: () => import("./modernbert.ts"),
+  nomic_bert: () => import("./nomic_bert.ts"),
 };
 const DECODER_EMBEDDERS: ReadonlySet<string> = new Set(["qwen3"]);
 

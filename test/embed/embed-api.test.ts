@@ -33,6 +33,7 @@ beforeAll(async () => {
   hub = makeTempHub();
   bertRev = addRepo(hub.hubDir, { name: "org/bge-tiny", files: await filesOf(join(FIX, "bert")) }).revision;
   addRepo(hub.hubDir, { name: "org/qwen3-embedding-tiny", files: await filesOf(join(FIX, "qwen3_embedding")) });
+  addRepo(hub.hubDir, { name: "org/nomic-embed-tiny", files: await filesOf(join(FIX, "nomic_bert_remote")) });
   addRepo(hub.hubDir, { name: "org/mrl-tiny", files: { ...(await filesOf(join(FIX, "bert"))), "README.md": "---\ntags: [sentence-transformers]\n---\nTrained with Matryoshka loss.\n" } });
   addRepo(hub.hubDir, { name: "org/tiny-llama", files: await filesOf(writeTinyModel("llama", join(hub.root, "llama-src"))) });
   env = { ...hub.env, HF_HUB_CACHE: hub.hubDir, PATH: process.env.PATH ?? "/usr/bin:/bin" };
@@ -91,6 +92,17 @@ describe("mlxk embed", () => {
     cut.json().data.records.forEach((r: any, i: number) => expect(cosine(r.embedding, g.query_embeddings[i])).toBeGreaterThanOrEqual(0.9999));
     const enc = await runCliCapture(["embed", "bge-tiny", "x", "--instruct", "y", "--json"], { env });
     expect(enc.json().error.type).toBe("InvalidArgumentError");
+  });
+
+  test("--query / --document on nomic_bert: nomic's search_query: / search_document: prefixes", async () => {
+    const g = golden("nomic_bert");
+    const q = await runCliCapture(["embed", "nomic-embed-tiny", ...g.queries, "--query", "--json"], { env });
+    expect(q.code).toBe(0);
+    q.json().data.records.forEach((r: any, i: number) => expect(cosine(r.embedding, g.query_embeddings[i])).toBeGreaterThanOrEqual(0.9999));
+    const d = await runCliCapture(["embed", "nomic-embed-tiny", ...g.queries, "--document", "--json"], { env });
+    d.json().data.records.forEach((r: any, i: number) => expect(cosine(r.embedding, g.document_embeddings[i])).toBeGreaterThanOrEqual(0.9999));
+    const both = await runCliCapture(["embed", "nomic-embed-tiny", "x", "--query", "--document", "--json"], { env });
+    expect(both.json().error).toMatchObject({ type: "InvalidArgumentError", message: expect.stringContaining("exclude each other") });
   });
 
   test("wrong kind of model, Matryoshka gate, nothing to embed", async () => {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../common.h"
+#include "gemm512.h"
 #include "inputs.h"
 #include "kernels.h"
 #include "pool.h"
@@ -145,6 +146,7 @@ void run_task(void* ctx, int i) {
 }
 
 void gemm(const GemmProblem& p) {
+  if (gemm512::available()) return gemm512::run(p.x, p.w, p.out, p.M, p.K, p.N);
   kern::parallel_for_work((p.N + kPanel - 1) / kPanel, run_task, const_cast<GemmProblem*>(&p),
                           static_cast<double>(p.M) * p.N * p.K);
 }

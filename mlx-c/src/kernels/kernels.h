@@ -50,6 +50,9 @@ MLXK_API int mlxk_kernel_sdpa_rows(mlxk_array* out, mlxk_array q, mlxk_array k, 
 MLXK_API int mlxk_fast_linear(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_stream s);
 /* silu(gate)·up, float32 on CPU (else MLX's multiply(silu(gate), up)). */
 MLXK_API int mlxk_kernel_swiglu(mlxk_array* out, mlxk_array gate, mlxk_array up, mlxk_stream s);
+/* act(x + bias) over the last axis (encoder.cpp), bias [N] optional; act 0 identity, 1 GELU (erf), 2 GELU (tanh),
+   3 ReLU, 4 SiLU. Float32 on CPU; else MLX's ops. */
+MLXK_API int mlxk_kernel_bias_act(mlxk_array* out, mlxk_array x, mlxk_array bias, int act, mlxk_stream s);
 
 /* Gated DeltaNet (gated_delta.cpp), float32 on CPU only (callers use MLX ops otherwise):
    the gated delta rule over T tokens, q, k [B,T,Hk,Dk], v [B,T,Hv,Dv], g, beta [B,T,Hv], state [B,Hv,Dv,Dk]

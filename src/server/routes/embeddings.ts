@@ -43,7 +43,7 @@ export function embeddingRoutes(ctx: RouteContext, resident: ResidentEmbedder) {
         throw badRequest(`'dimensions': '${opened.model}' is not a Matryoshka model; it only outputs ${e.dims} dimensions`, "dimensions", "invalid_value");
       }
       if (body.instruct !== undefined && body.input_type === "document") throw badRequest("'instruct' applies to queries; drop it or set input_type to 'query'", "instruct", "invalid_value");
-      const prompt = queryPrompt(e, { query: body.input_type === "query", instruct: body.instruct ?? null });
+      const prompt = queryPrompt(e, { query: body.input_type === "query", document: body.input_type === "document", instruct: body.instruct ?? null });
       const { vectors, promptTokens } = e.embed(inputs, { prompt, truncate: body.truncate === true, dimensions: body.dimensions ?? null });
       return Response.json(toEmbeddingResponse(vectors, { model: body.model, format: body.encoding_format, promptTokens }));
     } catch (err) {
