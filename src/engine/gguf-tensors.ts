@@ -184,7 +184,27 @@ function q6k(b: Uint8Array, n: number): Float32Array {
 
 /** One tensor as MLX arrays: `.weight` (+ `.scales`/`.biases` when it stays quantized), keyed by full name. */
 function loadOne(path: string, t: GgufTensorInfo): Map<string, mx.Array> {
-  const bytes = readTensorBytes(path, t.fileOffset, t.byteSize!);
+  return convert(readTensorBytes(path, t.fileOffset, t.byteSize!), t);
+}
+
+/**
+ * What loadOne would return for `t`, as lazy zeros that are never evaluated (no bytes read or allocated): a
+ * pipeline rank builds the layers it does not run from these. Shapes/dtypes come from converting one zero row.
+ */
+export function placeholderTensors(t: GgufTensorInfo): Map<string, mx.Array> {
+  const cols = t.shape.at(-1)!;
+  const rows = t.shape.reduce((a, b) => a * b, 1) / cols;
+  const lead = t.shape.slice(0, -1);
+  const one = convert(new Uint8Array(t.byteSize! / rows), { ...t, shape: [1, cols] });
+  const out = new Map<string, mx.Array>();
+  for (const [k, a] of one) {
+    out.set(k, mx.zeros([...lead, ...a.shape.slice(1)], a.dtype));
+    a.dispose();
+  }
+  return out;
+}
+
+function convert(bytes: Uint8Array, t: GgufTensorInfo): Map<string, mx.Array> {
   const n = t.shape.reduce((a, b) => a * b, 1);
   const stem = t.name.replace(/\.weight$/, "");
   const named = (m: Map<string, mx.Array>) => new Map([...m].map(([k, a]) => [`${stem}.${k}`, a]));
@@ -214,11 +234,11 @@ function loadOne(path: string, t: GgufTensorInfo): Map<string, mx.Array> {
   }
 }
 
-/** Every tensor of one GGUF file (types in TS_TENSOR_TYPES, checked by the caller). */
-export function loadTensors(path: string, tensors: readonly GgufTensorInfo[]): Map<string, mx.Array> {
+/** Every tensor of one GGUF file (types in TS_TENSOR_TYPES, checked by the caller); `read` false = a placeholder. */
+export function loadTensors(path: string, tensors: readonly GgufTensorInfo[], read: (t: GgufTensorInfo) => boolean = () => true): Map<string, mx.Array> {
   const out = new Map<string, mx.Array>();
   try {
-    for (const t of tensors) for (const [k, a] of loadOne(path, t)) out.set(k, a);
+    for (const t of tensors) for (const [k, a] of read(t) ? loadOne(path, t) : placeholderTensors(t)) out.set(k, a);
   } catch (e) {
     mx.disposeAll(out);
     throw e;

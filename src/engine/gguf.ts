@@ -81,7 +81,11 @@ function hostFloats(a: mx.Array): number[] {
 }
 
 /** Tensors (HF names, owned by the caller) and a config.json for a GGUF file (all parts of a split set). */
-export function ggufToModel(path: string): { config: Record<string, unknown>; tensors: Map<string, mx.Array> } {
+export function ggufToModel(
+  path: string,
+  /** Given the config: which HF keys to read (a pipeline rank's slice; the rest become placeholders), null = all. */
+  keepFor?: (config: Record<string, unknown>) => ((key: string) => boolean) | null,
+): { config: Record<string, unknown>; tensors: Map<string, mx.Array> } {
   const parts = splitSiblings(path);
   const headers = parts.map((p) => readGguf(p));
   const header = headers[0]!;
@@ -93,13 +97,21 @@ export function ggufToModel(path: string): { config: Record<string, unknown>; te
   const heads = config.num_attention_heads as number;
   const kvHeads = (config.num_key_value_heads as number | undefined) ?? heads;
   const permuted = arch === "llama" || arch === "mistral";
+  const keep = keepFor?.(config) ?? null;
   const tensors = new Map<string, mx.Array>();
   const raw = new Map<string, mx.Array>();
   try {
     parts.forEach((p, i) => {
       const infos = headers[i]!.tensors;
-      if (!infos.every((t) => MLX_READS.has(t.typeName))) {
-        for (const [k, a] of loadTensors(p, infos)) raw.set(k, a);
+      if (keep || !infos.every((t) => MLX_READS.has(t.typeName))) {
+        // MLX's reader reads every tensor: a slice goes through ours, which reads only what it keeps
+        const read = keep
+          ? (t: { name: string }) => {
+              const hf = hfName(t.name, arch);
+              return hf === null || keep(hf); // unmapped extras (phi3's rope factors) are read on every rank
+            }
+          : undefined;
+        for (const [k, a] of loadTensors(p, infos, read)) raw.set(k, a);
         return;
       }
       for (const [k, a] of mx.loadGguf(p).weights) raw.set(k, a);

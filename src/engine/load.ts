@@ -11,6 +11,8 @@ import * as mx from "../mlx/index.ts";
 import { kernelInfo } from "../mlx/kernels.ts";
 import { type LanguageModel, type ModelModule, parseConfig, QuantConfig, WeightStore } from "../models/base.ts";
 import { loadModelModule } from "../models/registry.ts";
+import { attachPipeline, type RankPlan, rankPlanFor, reportLoad, type StepState } from "../distributed/pipeline.ts";
+import type { Group } from "../mlx/distributed.ts";
 
 export interface LoadOptions {
   env?: Env;
@@ -19,6 +21,8 @@ export interface LoadOptions {
   /** CPU streams for split matmuls; default from MLXK_STREAMS, else 1 with our AVX2 kernels and 2 without. */
   streams?: number;
   onProgress?: (fraction: number) => void;
+  /** This rank's pipeline slice; default from the launched world (src/distributed/pipeline.ts), null = whole model. */
+  rank?: RankPlan | null;
 }
 
 export interface LoadedModel extends Disposable {
@@ -28,6 +32,8 @@ export interface LoadedModel extends Disposable {
   config: Record<string, unknown>;
   contextLength: number;
   streams: mx.Stream[];
+  /** Set on a pipeline follower rank: what `follow()` needs to serve rank 0. */
+  follower?: { step: StepState; group: Group };
 }
 
 function dtypeOf(opts: LoadOptions): mx.Dtype | null {
@@ -110,11 +116,18 @@ export async function build(config: Record<string, unknown>, tensors: Map<string
     const store = new WeightStore(w0, QuantConfig.from(config));
     const n = streamCount(opts);
     if (n > 1) streams.push(...cpuStreams(n));
-    const model = mx.scope(() => mod.createModel(parsed, store, { streams }));
+    const built = mx.scope(() => mod.createModel(parsed, store, { streams }));
     store.disposeUnused();
-    materialize(store.all(), opts.onProgress);
+    // under `mlxk launch`: this rank materialises only its pipeline slice (the rest stays lazy, never read)
+    const plan = opts.rank === undefined ? rankPlanFor(config) : opts.rank;
+    const mine = plan ? store.entries().filter(([k]) => plan.keep(k)).map(([, a]) => a) : store.all();
+    materialize(mine, opts.onProgress);
+    const staged = plan ? attachPipeline(built, plan) : null;
+    if (plan) reportLoad(plan, mine.reduce((s, a) => s + a.nbytes, 0));
+    const model = staged?.model ?? built;
     return {
       model,
+      ...(staged && plan ? { follower: plan.group.rank > 0 ? { step: staged.step, group: plan.group } : undefined } : {}),
       modelType: modelType!,
       config: parsed,
       contextLength: mod.contextLength(parsed),
@@ -163,6 +176,10 @@ export async function loadModelDir(dir: string, opts: LoadOptions = {}): Promise
 /** Load a GGUF file's tensors as a model (see gguf.ts for the mapping). */
 export async function loadGgufModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const { ggufToModel } = await import("./gguf.ts");
-  const { config, tensors } = ggufToModel(path);
+  const { config, tensors } = ggufToModel(path, (c) => {
+    const plan = opts.rank === undefined ? rankPlanFor(c) : opts.rank;
+    opts = { ...opts, rank: plan };
+    return plan ? plan.keep : null;
+  });
   return build(config, tensors, opts);
 }

@@ -32,7 +32,10 @@ export async function openModel(spec: string | ModelRef, opts: OpenOptions = {})
   const avail = mlxAvailability(opts.env ?? process.env);
   if (!avail.available) throw new MlxkError("mlx_unavailable", `MLX is not available on this machine: ${avail.reason}`);
   const { loadEngine } = await import("./engine.ts");
-  return loadEngine(ref, { env: opts.env, onProgress: opts.onProgress, promptCacheBytes: opts.promptCacheBytes });
+  // a pipeline group mirrors one cache per sequence on every rank: no prompt-cache trimming/cloning there
+  const { currentWorld } = await import("../distributed/world.ts");
+  const promptCacheBytes = currentWorld() ? 0 : opts.promptCacheBytes;
+  return loadEngine(ref, { env: opts.env, onProgress: opts.onProgress, promptCacheBytes });
 }
 
 /** Default prompt-cache budget: a quarter of the memory free now, at most 8 GiB. */
