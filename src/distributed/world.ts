@@ -17,6 +17,8 @@ export const LAUNCH_ENV = {
   mode: "MLXK_LAUNCH_MODE",
   /** A file each rank writes its slice and resident weight bytes to, as JSON lines (tests, benchmarks). */
   report: "MLXK_LAUNCH_REPORT",
+  /** The launcher's pid: a rank dies with it (no orphans). */
+  parent: "MLXK_LAUNCH_PARENT",
 } as const;
 
 export interface LaunchInfo {
@@ -42,6 +44,7 @@ export async function joinWorld(env: Env = process.env): Promise<Group | null> {
   if (world !== undefined) return world;
   const info = launchInfo(env);
   if (!info) return (world = null);
+  if (env[LAUNCH_ENV.parent]) (await import("../mlx/process.ts")).dieWithParent();
   const { init } = await import("../mlx/distributed.ts");
   try {
     world = init("ring", true);

@@ -33,8 +33,8 @@ export async function openModel(spec: string | ModelRef, opts: OpenOptions = {})
   if (!avail.available) throw new MlxkError("mlx_unavailable", `MLX is not available on this machine: ${avail.reason}`);
   const { loadEngine } = await import("./engine.ts");
   // a pipeline group mirrors one cache per sequence on every rank: no prompt-cache trimming/cloning there
-  const { currentWorld } = await import("../distributed/world.ts");
-  const promptCacheBytes = currentWorld() ? 0 : opts.promptCacheBytes;
+  const { joinWorld } = await import("../distributed/world.ts");
+  const promptCacheBytes = (await joinWorld(opts.env ?? process.env)) ? 0 : opts.promptCacheBytes;
   return loadEngine(ref, { env: opts.env, onProgress: opts.onProgress, promptCacheBytes });
 }
 
