@@ -26,10 +26,8 @@ export interface Hostfile {
 }
 
 const HostEntry = v.object({ ssh: v.string(), ips: v.optional(v.array(v.string()), []), rdma: v.optional(v.unknown()) });
-const HostfileSchema = v.union([
-  v.array(HostEntry),
-  v.object({ backend: v.optional(v.string(), ""), envs: v.optional(v.array(v.string()), []), hosts: v.array(HostEntry) }),
-]);
+const HostList = v.array(HostEntry);
+const HostObject = v.object({ backend: v.optional(v.string(), ""), envs: v.optional(v.array(v.string()), []), hosts: HostList });
 
 export const LOCAL_HOSTS: ReadonlySet<string> = new Set(["127.0.0.1", "localhost", "::1"]);
 export const isLocal = (h: Host): boolean => LOCAL_HOSTS.has(h.ssh);
@@ -52,7 +50,8 @@ export function parseHostfile(text: string, name = "hostfile"): Hostfile {
   } catch (e) {
     throw new MlxkError("InvalidArgumentError", `${name} is not JSON: ${e instanceof Error ? e.message : String(e)}`);
   }
-  const r = v.safeParse(HostfileSchema, raw);
+  // the two spellings are told apart first, so an error names the failing entry
+  const r = Array.isArray(raw) ? v.safeParse(HostList, raw) : v.safeParse(HostObject, raw);
   if (!r.success) {
     const path = v.getDotPath(r.issues[0]!);
     throw new MlxkError("InvalidArgumentError", `${name}: ${path ?? "(root)"}: ${r.issues[0]!.message} (expected MLX's hostfile: [{"ssh": "host", "ips": ["10.0.0.1"]}, …])`);

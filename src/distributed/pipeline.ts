@@ -24,8 +24,12 @@ export interface Slice {
   end: number;
 }
 
-/** Contiguous layer ranges proportional to `weights` (one per rank, in rank order), each at least one layer. */
-export function splitLayers(numLayers: number, weights: readonly number[]): Slice[] {
+/**
+ * Contiguous layer ranges proportional to `weights` (one per rank, in rank order), each at least one layer.
+ * `canCut(c)` false: layers c-1 and c must stay on one rank (a KV-shared layer and its source); such a cut
+ * moves to the nearest allowed one.
+ */
+export function splitLayers(numLayers: number, weights: readonly number[], canCut: (c: number) => boolean = () => true): Slice[] {
   const k = weights.length;
   if (numLayers < k) throw new MlxkError("InvalidArgumentError", `a model with ${numLayers} layers cannot be split over ${k} ranks`);
   if (weights.some((w) => !(w > 0))) throw new MlxkError("InvalidArgumentError", "every split weight must be positive");
@@ -37,6 +41,14 @@ export function splitLayers(numLayers: number, weights: readonly number[]): Slic
     cum += weights[i]!;
     let end = i === k - 1 ? numLayers : Math.round((numLayers * cum) / total);
     end = Math.min(Math.max(end, start + 1), numLayers - (k - 1 - i));
+    if (i < k - 1 && !canCut(end)) {
+      const ok = (c: number) => c > start && c <= numLayers - (k - 1 - i) && canCut(c);
+      let d = 1;
+      while (!ok(end - d) && !ok(end + d) && d < numLayers) d++;
+      if (ok(end - d)) end -= d;
+      else if (ok(end + d)) end += d;
+      else throw new MlxkError("InvalidArgumentError", `this model's layers cannot be split over ${k} ranks (its KV-shared layers must stay with their source)`);
+    }
     out.push({ start, end });
     start = end;
   }
@@ -76,7 +88,7 @@ export interface RankPlan {
 }
 
 /** This rank's share of a `numLayers`-layer model (a collective: every rank calls it at the same point). */
-export function planRank(group: Group, info: LaunchInfo, numLayers: number, modelType: string): RankPlan {
+export function planRank(group: Group, info: LaunchInfo, numLayers: number, modelType: string, canCut?: (c: number) => boolean): RankPlan {
   const parsed = parseSplit(info.split, group.size);
   let weights: number[];
   if (parsed === "memory") {
@@ -84,7 +96,7 @@ export function planRank(group: Group, info: LaunchInfo, numLayers: number, mode
     const mine = mx.array(Int32Array.from([Math.max(1, Math.floor(freemem() / 2 ** 20))]), { shape: [1], dtype: mx.Dtype.int32 });
     weights = [...mx.distributed.allGather(mine, group).toInt32Array()];
   } else weights = parsed;
-  const slices = splitLayers(numLayers, weights);
+  const slices = splitLayers(numLayers, weights, canCut);
   const slice = slices[group.rank]!;
   const top = group.rank === 0 || FOLLOWERS_EMBED.has(modelType);
   return {
@@ -100,14 +112,22 @@ export function planRank(group: Group, info: LaunchInfo, numLayers: number, mode
   };
 }
 
-/** The plan for loading a model of `config` in this process, or null outside `mlxk launch` / in tensor mode. */
-export function rankPlanFor(config: Record<string, unknown>): RankPlan | null {
+/**
+ * The plan for loading a model of `config` in this process, or null outside `mlxk launch` / in tensor mode.
+ * Given the (still lazy) model, cuts that would separate a KV-shared layer from its source are avoided.
+ */
+export function rankPlanFor(config: Record<string, unknown>, model?: LanguageModel): RankPlan | null {
   const group = currentWorld();
   const info = launchInfo();
   if (!group || !info || info.mode !== "pipeline") return null;
   const n = config.num_hidden_layers ?? (config.text_config as Record<string, unknown> | undefined)?.num_hidden_layers;
   if (typeof n !== "number") throw new MlxkError("unsupported_model", "pipeline parallel needs num_hidden_layers in config.json");
-  return planRank(group, info, n, String(config.model_type));
+  let canCut: ((c: number) => boolean) | undefined;
+  if (model) {
+    const src = layersOf(model).map((l, i) => l.spec?.kvSource ?? i);
+    canCut = (c) => src.every((s, i) => i < c || s >= c);
+  }
+  return planRank(group, info, n, String(config.model_type), canCut);
 }
 
 const OP = { FORWARD: 1, NEW: 2, FREE: 3, SHUTDOWN: 4 } as const;

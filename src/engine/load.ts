@@ -119,7 +119,7 @@ export async function build(config: Record<string, unknown>, tensors: Map<string
     const built = mx.scope(() => mod.createModel(parsed, store, { streams }));
     store.disposeUnused();
     // under `mlxk launch`: this rank materialises only its pipeline slice (the rest stays lazy, never read)
-    const plan = opts.rank === undefined ? rankPlanFor(config) : opts.rank;
+    const plan = opts.rank === undefined ? rankPlanFor(config, built) : opts.rank;
     const mine = plan ? store.entries().filter(([k]) => plan.keep(k)).map(([, a]) => a) : store.all();
     materialize(mine, opts.onProgress);
     const staged = plan ? attachPipeline(built, plan) : null;
