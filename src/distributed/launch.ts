@@ -111,7 +111,17 @@ async function placement(o: LaunchOptions, model: string, self: string[], err: (
     return { ok: p.exitCode === 0, out: p.stdout.toString(), err: p.stderr.toString() };
   };
   for (const h of byHost.values()) {
-    const healthy = () => {
+    const healthy = async () => {
+      if (isLocal(h)) {
+        // this machine's cache: the resolution (and health refusal) `run`/`server` themselves apply
+        try {
+          const { locateModel } = await import("../engine/open.ts");
+          locateModel(model, { env: { ...process.env, ...o.env }, cwd: o.cwd });
+          return null;
+        } catch (e) {
+          return e instanceof Error ? e.message : String(e);
+        }
+      }
       const r = run(h, ["health", model, "--json"]);
       try {
         const j = JSON.parse(r.out) as { status?: string; data?: { summary?: { healthy_count?: number; unhealthy_count?: number } }; error?: { message?: string } };
@@ -121,12 +131,12 @@ async function placement(o: LaunchOptions, model: string, self: string[], err: (
         return r.err.trim() || `mlxk health did not answer on ${h.ssh}`;
       }
     };
-    let why = healthy();
+    let why = await healthy();
     if (why && o.sync && !isLocal(h)) {
       err(`mlxk launch: pulling ${model} on ${h.ssh}…\n`);
       const r = run(h, ["pull", model]);
       if (!r.ok) throw new MlxkError("execution_error", `--sync: pulling ${model} on ${h.ssh} failed: ${r.err.trim() || "no message"}`);
-      why = healthy();
+      why = await healthy();
     }
     if (why) {
       const ranks = o.hosts.filter((x) => x.ssh === h.ssh).map((x) => x.rank);
@@ -242,7 +252,10 @@ export async function launch(o: LaunchOptions): Promise<number> {
       if (r.exit) return;
       r.exit = { code, signal };
       if (!ending) {
-        if (rank0 && code === 0) teardown(0, grace);
+        // a follower exits 0 only on rank 0's shutdown message: rank 0 is finishing too
+        if (code === 0 && !rank0) {
+          // nothing to do
+        } else if (rank0 && code === 0) teardown(0, grace);
         else {
           err(`mlxk launch: ${describeExit(r)}; stopping the other ranks\n`);
           teardown(rank0 ? (code ?? 1) || 1 : 1);

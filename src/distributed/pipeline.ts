@@ -279,7 +279,7 @@ export function attachPipeline(model: LanguageModel, plan: RankPlan): { model: L
 /** Append this rank's slice and resident bytes to the launch report file (JSON lines), when asked for. */
 export function reportLoad(plan: RankPlan, weightBytes: number): void {
   if (!plan.info.report) return;
-  const line = { rank: plan.group.rank, size: plan.group.size, start: plan.slice.start, end: plan.slice.end, weightBytes, activeBytes: mx.memory.active() };
+  const line = { rank: plan.group.rank, size: plan.group.size, pid: process.pid, start: plan.slice.start, end: plan.slice.end, weightBytes, activeBytes: mx.memory.active() };
   appendFileSync(plan.info.report, `${JSON.stringify(line)}\n`);
 }
 
