@@ -3,6 +3,7 @@
  * the command normally does (its model load takes its pipeline slice), while ranks > 0 load only their slice and
  * serve rank 0 (pipeline.ts `follow`) instead of running the command. Outside launch this does nothing.
  */
+import { appendFileSync } from "node:fs";
 import type { Env } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import { joinWorld, launchInfo } from "./world.ts";
@@ -27,6 +28,10 @@ export async function followLaunched(spec: string, env: Env = process.env): Prom
     if (!loaded.follower) throw new MlxkError("execution_error", `rank ${group.rank}: the model did not load as a pipeline stage`);
     const { follow } = await import("./pipeline.ts");
     follow(loaded.model, loaded.follower.step, loaded.follower.group);
+    if (info.report) {
+      const { memory } = await import("../mlx/index.ts");
+      appendFileSync(info.report, `${JSON.stringify({ rank: group.rank, pid: process.pid, peakBytes: memory.peak() })}\n`);
+    }
   } finally {
     loaded[Symbol.dispose]();
   }
