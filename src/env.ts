@@ -127,6 +127,11 @@ export function kernelsEnabled(env: Env = process.env): boolean {
   return v === undefined || !["0", "false", "no", "off"].includes(v.toLowerCase());
 }
 
+/** MLXK_BACKEND: cpu, cuda or metal; overrides the installer's wheel choice and, at run time, the device models run on. */
+export function backendOverride(env: Env = process.env): string | undefined {
+  return get(env, "MLXK_BACKEND");
+}
+
 /** Set by the server supervisor for its worker process: the worker's settings as JSON (internal). */
 export function serverWorkerConfig(env: Env = process.env): string | undefined {
   return get(env, "MLXK_SERVER_WORKER");

@@ -1,14 +1,15 @@
 /**
  * Loading weights into a LanguageModel: an MLX/HF model dir (config.json + safetensors shards) or a
  * llama-family GGUF file (tensor names mapped to HF names, q/k rows un-permuted, config from metadata).
- * Float tensors (weights, quantization scales/biases, norms) are cast to the compute dtype at load.
+ * Float tensors (weights, quantization scales/biases, norms) are cast to the compute dtype at load. The
+ * backend profile (device, dtype, streams, kernels: src/mlx/backend.ts) is chosen here, once per load.
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { computeDtype, type Env, engineStreams } from "../env.ts";
+import { type Env } from "../env.ts";
 import { MlxkError } from "../errors.ts";
+import { type BackendProfile, loadBackend } from "../mlx/backend.ts";
 import * as mx from "../mlx/index.ts";
-import { kernelInfo } from "../mlx/kernels.ts";
 import { type LanguageModel, type ModelModule, parseConfig, QuantConfig, WeightStore } from "../models/base.ts";
 import { loadModelModule } from "../models/registry.ts";
 import { attachPipeline, type RankPlan, rankPlanFor, reportLoad, type StepState } from "../distributed/pipeline.ts";
@@ -16,8 +17,11 @@ import type { Group } from "../mlx/distributed.ts";
 
 export interface LoadOptions {
   env?: Env;
-  /** Compute dtype; default from MLXK_DTYPE, else float32. "auto" keeps the checkpoint's float dtype. */
-  dtype?: "float32" | "float16" | "bfloat16" | "auto";
+  /**
+   * Compute dtype; default from MLXK_DTYPE, else float32 on the CPU and "half" on a GPU (float32 tensors to
+   * bfloat16, bfloat16/float16 checkpoints kept). "auto" keeps the checkpoint's float dtype.
+   */
+  dtype?: "float32" | "float16" | "bfloat16" | "auto" | "half";
   /** CPU streams for split matmuls; default from MLXK_STREAMS, else 1 with our AVX2 kernels and 2 without. */
   streams?: number;
   onProgress?: (fraction: number) => void;
@@ -31,25 +35,10 @@ export interface LoadedModel extends Disposable {
   /** Parsed config (schema defaults applied). */
   config: Record<string, unknown>;
   contextLength: number;
-  streams: mx.Stream[];
+  /** What it runs on (device, dtype, streams, kernels). */
+  backend: BackendProfile;
   /** Set on a pipeline follower rank: what `follow()` needs to serve rank 0. */
   follower?: { step: StepState; group: Group };
-}
-
-function dtypeOf(opts: LoadOptions): mx.Dtype | null {
-  const name = opts.dtype ?? computeDtype(opts.env ?? process.env) ?? "float32";
-  if (name === "auto") return null;
-  if (name !== "float32" && name !== "float16" && name !== "bfloat16") {
-    throw new MlxkError("InvalidArgumentError", `MLXK_DTYPE must be float32, float16, bfloat16 or auto (got '${name}')`);
-  }
-  return mx.Dtype[name];
-}
-
-/** Our AVX2 kernels already spread each matmul over the cores, so a second stream only competes with them. */
-function streamCount(opts: LoadOptions): number {
-  const fallback = kernelInfo(opts.env ?? process.env).enabled ? 1 : 2;
-  const raw = opts.streams ?? Number(engineStreams(opts.env ?? process.env) ?? fallback);
-  return Number.isInteger(raw) && raw >= 1 ? Math.min(raw, 2) : fallback;
 }
 
 /** Safetensors files of a model dir: the index's shards, else every model*.safetensors. */
@@ -64,11 +53,12 @@ export function weightFiles(dir: string): string[] {
   return files.map((f) => join(dir, f));
 }
 
-/** Cast float tensors to `dtype` (uint8 fp scales and packed weights stay as they are). */
-function castFloats(w: Map<string, mx.Array>, dtype: mx.Dtype | null, keep?: (key: string) => boolean): void {
-  if (dtype === null) return;
+/** Cast float tensors to the backend's compute dtype (uint8 fp scales and packed weights stay as they are). */
+function castFloats(w: Map<string, mx.Array>, backend: BackendProfile, keep?: (key: string) => boolean): void {
   for (const [k, a] of w) {
-    if (mx.isFloating(a.dtype) && a.dtype !== dtype && keep?.(k) !== false) {
+    if (!mx.isFloating(a.dtype)) continue;
+    const dtype = backend.target(a.dtype);
+    if (dtype !== null && a.dtype !== dtype && keep?.(k) !== false) {
       w.set(k, mx.keep(a.astype(dtype)));
       a.dispose();
     }
@@ -108,15 +98,13 @@ export async function build(config: Record<string, unknown>, tensors: Map<string
     mx.disposeAll(tensors);
     throw e;
   }
-  const streams: mx.Stream[] = [];
   try {
+    const backend = loadBackend({ env: opts.env, dtype: opts.dtype, streams: opts.streams });
     const parsed = parseConfig(mod.configSchema, config, modelType!, mod.configOptions);
     const w0 = mod.sanitize ? mod.sanitize(tensors, parsed) : tensors;
-    castFloats(w0, dtypeOf(opts), mod.castPredicate);
-    const store = new WeightStore(w0, QuantConfig.from(config));
-    const n = streamCount(opts);
-    if (n > 1) streams.push(...cpuStreams(n));
-    const built = mx.scope(() => mod.createModel(parsed, store, { streams }));
+    castFloats(w0, backend, mod.castPredicate);
+    const store = new WeightStore(w0, QuantConfig.from(config), backend);
+    const built = mx.scope(() => mod.createModel(parsed, store, { backend }));
     store.disposeUnused();
     // under `mlxk launch`: this rank materialises only its pipeline slice (the rest stays lazy, never read)
     const plan = opts.rank === undefined ? rankPlanFor(config, built) : opts.rank;
@@ -131,7 +119,7 @@ export async function build(config: Record<string, unknown>, tensors: Map<string
       modelType: modelType!,
       config: parsed,
       contextLength: mod.contextLength(parsed),
-      streams,
+      backend,
       [Symbol.dispose]() {
         model[Symbol.dispose]();
         mx.disposeAll(store.all());
@@ -141,13 +129,6 @@ export async function build(config: Record<string, unknown>, tensors: Map<string
     mx.disposeAll(tensors);
     throw e;
   }
-}
-
-/** MLX CPU streams are worker threads that live as long as the process: make them once and reuse them. */
-let streamPool: mx.Stream[] = [];
-function cpuStreams(n: number): mx.Stream[] {
-  while (streamPool.length < n) streamPool = [...streamPool, mx.newStream("cpu")];
-  return streamPool.slice(0, n);
 }
 
 /** Load an MLX / HF model directory. */

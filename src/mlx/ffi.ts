@@ -124,6 +124,17 @@ const DEFS = {
   mlxk_fast_layer_norm: { args: [P, P, P, P, F, P], returns: I },
   mlxk_fast_rope: { args: [P, P, I, B, B, F, F, I, P, P, P], returns: I },
   mlxk_fast_sdpa: { args: [P, P, P, P, F, I, P, P, P], returns: I },
+  // kernels/*.cpp: our CPU kernels as MLX primitives (kernels.ts)
+  mlxk_kernels_available: { args: [], returns: I }, mlxk_kernels_threads: { args: [], returns: I },
+  mlxk_kernels_force_scalar: { args: [I], returns: I },
+  mlxk_fast_quantized_matmul: { args: [P, P, P, P, P, B, I, I, I, P], returns: I },
+  mlxk_kernel_rms_norm: { args: [P, P, P, F, P], returns: I },
+  mlxk_kernel_rope: { args: [P, P, I, B, B, F, F, I, P, P, P], returns: I },
+  mlxk_kernel_sdpa: { args: [P, P, P, P, F, I, P, P, P], returns: I },
+  mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
+  mlxk_fast_linear: { args: [P, P, P, P], returns: I },
+  mlxk_kernel_gated_delta: { args: [P, P, P, P, P, P, P, P], returns: I },
+  mlxk_kernel_conv_silu: { args: [P, P, P, P], returns: I },
   // io.cpp
   mlxk_load_safetensors: { args: [P, P, P], returns: I },
   mlxk_load_gguf: { args: [P, P, P], returns: I },

@@ -7,56 +7,29 @@
  * `kernelGatedDelta` / `kernelConvSilu` (Gated DeltaNet) have no MLX twin here: they return null when the
  * kernels cannot run (off, unavailable, not float32) and the model falls back to its MLX-op path.
  */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import { Array, Dtype } from "./array.ts";
-import { fail, mlxAvailability, OUT_PTR } from "./ffi.ts";
+import { fail, lib, mlxAvailability, OUT_PTR, type Symbols } from "./ffi.ts";
 import { matmul, multiply, result, silu } from "./ops.ts";
 import { swapaxes } from "./shape.ts";
 import * as mxfast from "./fast.ts";
 import { type QuantMode, type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { currentStream as S } from "./stream.ts";
 
-const P = FFIType.ptr;
-const I = FFIType.i32;
-const DEFS = {
-  mlxk_kernels_available: { args: [], returns: I },
-  mlxk_kernels_threads: { args: [], returns: I },
-  mlxk_kernels_force_scalar: { args: [I], returns: I },
-  mlxk_fast_quantized_matmul: { args: [P, P, P, P, P, FFIType.bool, I, I, I, P], returns: I },
-  mlxk_kernel_rms_norm: { args: [P, P, P, FFIType.f32, P], returns: I },
-  mlxk_kernel_rope: { args: [P, P, I, FFIType.bool, FFIType.bool, FFIType.f32, FFIType.f32, I, P, P, P], returns: I },
-  mlxk_kernel_sdpa: { args: [P, P, P, P, FFIType.f32, I, P, P, P], returns: I },
-  mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
-  mlxk_fast_linear: { args: [P, P, P, P], returns: I },
-  mlxk_kernel_gated_delta: { args: [P, P, P, P, P, P, P, P], returns: I },
-  mlxk_kernel_conv_silu: { args: [P, P, P, P], returns: I },
-} as const;
-type KernelLib = ReturnType<typeof dlopen<typeof DEFS>>;
-type KernelSymbols = KernelLib["symbols"];
-
 const MODES: Record<QuantMode, number> = { affine: 0, mxfp4: 1, nvfp4: 2, mxfp8: 3 };
 
-// undefined = not probed yet; null = this shim/CPU has no kernels.
-let syms: KernelSymbols | null | undefined;
-// Held for the process lifetime: the symbols' trampolines belong to the library object.
-let libRef: KernelLib | null = null;
+// undefined = not probed yet; null = MLX is missing or this CPU has no kernels. The symbols are ffi.ts's one table.
+let syms: Symbols | null | undefined;
 let override: boolean | null = null;
 let fromEnv: boolean | undefined;
 
-function symbols(): KernelSymbols | null {
+function symbols(): Symbols | null {
   if (syms !== undefined) return syms;
-  const av = mlxAvailability();
   syms = null;
-  if (!av.available || !av.shim) return syms;
-  try {
-    // Same library as ffi.ts (dlopen returns the loaded handle); an older shim without kernels just lacks the symbols.
-    libRef = dlopen(av.shim, DEFS);
-    const s = libRef.symbols;
-    if (s.mlxk_kernels_available() > 0) syms = s;
-  } catch {
-    syms = null;
-  }
+  if (!mlxAvailability().available) return syms;
+  const s = lib();
+  if (s.mlxk_kernels_available() > 0) syms = s;
   return syms;
 }
 
@@ -163,7 +136,7 @@ export function fastSwiglu(gate: Array, up: Array): Array {
  */
 export function fastLinear(x: Array, w: Array): Array {
   const s = kernelsEnabled() ? symbols() : null;
-  if (!s || !("mlxk_fast_linear" in s)) return matmul(x, swapaxes(w, -1, -2));
+  if (!s) return matmul(x, swapaxes(w, -1, -2));
   return result(s.mlxk_fast_linear(OUT_PTR as never, x.handle as never, w.handle as never, S() as never), "fast_linear");
 }
 
@@ -179,7 +152,7 @@ const f32 = (...as: Array[]) => as.every((a) => a.dtype === Dtype.float32);
  */
 export function kernelGatedDelta(q: Array, k: Array, v: Array, g: Array, beta: Array, state: Array): [Array, Array] | null {
   const s = kernelsEnabled() ? symbols() : null;
-  if (!s || !s.mlxk_kernel_gated_delta || !f32(q, k, v, g, beta, state)) return null;
+  if (!s || !f32(q, k, v, g, beta, state)) return null;
   const rc = s.mlxk_kernel_gated_delta(OUTS_PTR as never, q.handle as never, k.handle as never, v.handle as never, g.handle as never,
     beta.handle as never, state.handle as never, S() as never);
   if (rc !== 0) fail("gated_delta");
@@ -190,6 +163,6 @@ export function kernelGatedDelta(q: Array, k: Array, v: Array, g: Array, beta: A
 /** silu(depthwise causal conv): x [B, L, C], weight [C, K, 1] → [B, L-K+1, C]; null when the kernels cannot run. */
 export function kernelConvSilu(x: Array, w: Array): Array | null {
   const s = kernelsEnabled() ? symbols() : null;
-  if (!s || !s.mlxk_kernel_conv_silu || !f32(x, w)) return null;
+  if (!s || !f32(x, w)) return null;
   return result(s.mlxk_kernel_conv_silu(OUT_PTR as never, x.handle as never, w.handle as never, S() as never), "conv_silu");
 }

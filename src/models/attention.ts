@@ -8,7 +8,7 @@ import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
 import type { KVCache } from "./cache.ts";
-import { attend, heads, type Linear, rmsNorm, Streams } from "./layers.ts";
+import { attend, type Fanout, heads, type Linear, rmsNorm } from "./layers.ts";
 import type { RopeLayer } from "./rope.ts";
 
 export interface AttentionOptions {
@@ -35,6 +35,7 @@ export class Attention {
   readonly k_proj: Linear;
   readonly v_proj: Linear;
   readonly o_proj: Linear;
+  readonly #qkv: Fanout;
 
   constructor(
     w: WeightStore,
@@ -45,6 +46,7 @@ export class Attention {
     this.k_proj = w.linear(`${prefix}.k_proj`);
     this.v_proj = w.linear(`${prefix}.v_proj`);
     this.o_proj = w.linear(`${prefix}.o_proj`);
+    this.#qkv = w.fanout([this.q_proj, this.k_proj, this.v_proj]);
     // A config that disagrees with the weights (a default where the config left a key out) would reshape the
     // projections into other heads and run wrong without an error: refuse it.
     const want = (l: Linear, n: number, what: string) => {
@@ -56,12 +58,9 @@ export class Attention {
     want(this.k_proj, o.kvHeads, "k_proj");
   }
 
-  forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array {
+  forward(x: mx.Array, cache: KVCache): mx.Array {
     const o = this.o;
-    let [q0, [k0, v0]] = streams.pair(
-      () => this.q_proj.forward(x),
-      () => [this.k_proj.forward(x), this.v_proj.forward(x)] as const,
-    );
+    let [q0, k0, v0] = this.#qkv.forward(x) as [mx.Array, mx.Array, mx.Array];
     const eps = o.normEps ?? 1e-6;
     const full = o.qkNormScope === "full";
     if (full && o.qNorm) q0 = rmsNorm(q0, o.qNorm, eps);

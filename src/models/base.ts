@@ -4,9 +4,10 @@
  */
 import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
+import { type BackendProfile, defaultBackend } from "../mlx/backend.ts";
 import * as mx from "../mlx/index.ts";
 import { type NormalizeOptions, normalizeConfig } from "./config.ts";
-import { Embedding, Linear, type QuantParams } from "./layers.ts";
+import { Embedding, Fanout, Linear, type Projection, projection, type QuantParams } from "./layers.ts";
 
 /**
  * What the token loop needs of any layer's cache, whatever its kind (a KV cache for attention, a
@@ -44,8 +45,8 @@ export interface ModelModule {
 }
 
 export interface ModelContext {
-  /** Streams for splitting big matmuls (1 = no splitting). */
-  streams: mx.Stream[];
+  /** Device, dtype, streams and kernels chosen at load (src/mlx/backend.ts); the weight store builds layers from it. */
+  backend: BackendProfile;
 }
 
 /**
@@ -128,7 +129,11 @@ export class WeightStore {
   readonly #quant: QuantConfig | null;
   readonly #used = new Set<string>();
 
-  constructor(map: Map<string, mx.Array>, quant: QuantConfig | null) {
+  constructor(
+    map: Map<string, mx.Array>,
+    quant: QuantConfig | null,
+    readonly backend: BackendProfile = defaultBackend(),
+  ) {
     this.#map = map;
     this.#quant = quant;
   }
@@ -162,6 +167,16 @@ export class WeightStore {
     const qz = this.#quantized(prefix);
     if (qz) return new Linear({ weight: qz.weight, scales: qz.scales, biases: qz.biases, q: qz.q, bias });
     return new Linear({ weight: this.get(`${prefix}.weight`), bias });
+  }
+
+  /** Linears of one input the backend may run side by side (q/k/v, gate/up); outputs in this order. */
+  fanout(linears: readonly Linear[]): Fanout {
+    return new Fanout(linears, this.backend);
+  }
+
+  /** A big projection (the output head) as the backend runs it. */
+  projection(l: Linear): Projection {
+    return projection(l, this.backend);
   }
 
   embedding(prefix: string): Embedding {

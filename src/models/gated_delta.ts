@@ -1,14 +1,14 @@
 // The gated delta rule of Gated DeltaNet layers; must agree with mlx-lm 0.32.2 models/gated_delta.py
 // (normalize_qk, compute_g, gated_delta_ops, gated_delta_update). The CPU path of mlx-lm is the
 // sequential op loop below; the depthwise causal conv the layers run before it lives here too. Both run
-// as one CPU kernel each when available (mlx-c/src/kernels/gated_delta.cpp; MLXK_KERNELS=0 keeps the ops).
+// as one fused op each where the backend profile has one (our CPU kernels; MLXK_KERNELS=0 keeps the ops).
 import * as mx from "../mlx/index.ts";
-import { fastRmsNorm, kernelConvSilu, kernelGatedDelta } from "../mlx/kernels.ts";
+import { fusedConvSilu, fusedGatedDelta, rmsNorm } from "./layers.ts";
 
 /** L2-normalise q/k (eps added to Σx²) and fold the Dk^-0.5 readout scale into q, as mlx-lm does with rms_norm. */
 export function normalizeQk(q: mx.Array, k: mx.Array, invScale: number, eps: number): [mx.Array, mx.Array] {
   const rmsEps = eps * invScale ** 2;
-  return [mx.multiply(fastRmsNorm(q, null, rmsEps), invScale ** 2), mx.multiply(fastRmsNorm(k, null, rmsEps), invScale)];
+  return [mx.multiply(rmsNorm(q, null, rmsEps), invScale ** 2), mx.multiply(rmsNorm(k, null, rmsEps), invScale)];
 }
 
 /** Per-head decay g = exp(-exp(A_log) · softplus(a + dt_bias)), float32. */
@@ -76,7 +76,7 @@ export function gatedDeltaUpdate(o: {
   const [B, , , Dk] = o.q.shape as [number, number, number, number];
   const [, , Hv, Dv] = o.v.shape as [number, number, number, number];
   const state = o.state ?? mx.zeros([B, Hv, Dv, Dk], mx.Dtype.float32);
-  return kernelGatedDelta(o.q, o.k, o.v, g, beta, state) ?? gatedDeltaOps(o.q, o.k, o.v, g, beta, state);
+  return fusedGatedDelta(o.q, o.k, o.v, g, beta, state) ?? gatedDeltaOps(o.q, o.k, o.v, g, beta, state);
 }
 
 /**
@@ -97,5 +97,5 @@ export function depthwiseConv1d(x: mx.Array, weight: mx.Array): mx.Array {
 
 /** silu(depthwiseConv1d(x, weight)): the kernel when it can run, else MLX's ops. */
 export function convSilu(x: mx.Array, weight: mx.Array): mx.Array {
-  return kernelConvSilu(x, weight) ?? mx.silu(depthwiseConv1d(x, weight));
+  return fusedConvSilu(x, weight) ?? mx.silu(depthwiseConv1d(x, weight));
 }

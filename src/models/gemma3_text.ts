@@ -9,7 +9,7 @@ import { Attention } from "./attention.ts";
 import { int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
 import type { NormalizeOptions } from "./config.ts";
 import type { Embedding, Linear } from "./layers.ts";
-import { SplitLinear, Streams } from "./layers.ts";
+import { type Fanout, type Projection, rmsNorm } from "./layers.ts";
 import { initializeRope, type RopeLayer } from "./rope.ts";
 import { dropUnused } from "./transformer.ts";
 
@@ -99,6 +99,7 @@ class TransformerBlock {
   readonly post_attention_layernorm: mx.Array;
   readonly pre_feedforward_layernorm: mx.Array;
   readonly post_feedforward_layernorm: mx.Array;
+  readonly #gateUp: Fanout;
 
   constructor(
     w: WeightStore,
@@ -107,7 +108,6 @@ class TransformerBlock {
     readonly c: Gemma3Config,
     rope: RopeLayer,
     readonly sliding: boolean,
-    readonly streams: Streams,
   ) {
     this.self_attn = new Attention(w, `${p}.self_attn`, {
       heads: c.num_attention_heads,
@@ -120,6 +120,7 @@ class TransformerBlock {
       normEps: c.rms_norm_eps,
     });
     for (const k of ["gate_proj", "up_proj", "down_proj"] as const) this[k] = w.linear(`${p}.mlp.${k}`);
+    this.#gateUp = w.fanout([this.gate_proj, this.up_proj]);
     this.input_layernorm = n.take(`${p}.input_layernorm.weight`);
     this.post_attention_layernorm = n.take(`${p}.post_attention_layernorm.weight`);
     this.pre_feedforward_layernorm = n.take(`${p}.pre_feedforward_layernorm.weight`);
@@ -127,18 +128,15 @@ class TransformerBlock {
   }
 
   #norm(x: mx.Array, w: mx.Array): mx.Array {
-    return mx.fast.rmsNorm(x, w, this.c.rms_norm_eps);
+    return rmsNorm(x, w, this.c.rms_norm_eps);
   }
 
   attention(x: mx.Array, cache: KVCache): mx.Array {
-    return this.self_attn.forward(x, cache, this.streams);
+    return this.self_attn.forward(x, cache);
   }
 
   mlp(x: mx.Array): mx.Array {
-    const [g, u] = this.streams.pair(
-      () => this.gate_proj.forward(x),
-      () => this.up_proj.forward(x),
-    );
+    const [g, u] = this.#gateUp.forward(x) as [mx.Array, mx.Array];
     return this.down_proj.forward(mx.multiply(mx.geluApprox(g), u));
   }
 
@@ -154,7 +152,7 @@ export class Model implements LanguageModel {
   readonly embed_tokens: Embedding;
   readonly layers: TransformerBlock[];
   readonly norm: mx.Array;
-  readonly lm_head: SplitLinear;
+  readonly lm_head: Projection;
   readonly #ropes: RopeLayer[];
   readonly #norms: Norms;
   readonly #embedScale: number;
@@ -162,9 +160,8 @@ export class Model implements LanguageModel {
   constructor(
     readonly c: Gemma3Config,
     w: WeightStore,
-    ctx: ModelContext,
+    _ctx: ModelContext,
   ) {
-    const streams = new Streams(ctx.streams);
     const local = initializeRope({ dims: c.head_dim, base: c.local_rope.theta, scaling: c.local_rope.scaling as never, maxPositionEmbeddings: c.max_position_embeddings });
     const global = initializeRope({ dims: c.head_dim, base: c.global_rope.theta, scaling: c.global_rope.scaling as never, maxPositionEmbeddings: c.max_position_embeddings });
     this.#ropes = [local, global];
@@ -172,11 +169,11 @@ export class Model implements LanguageModel {
     this.embed_tokens = w.embedding("model.embed_tokens");
     this.layers = Array.from({ length: c.num_hidden_layers }, (_, i) => {
       const sliding = c.layer_types[i] === "sliding_attention";
-      return new TransformerBlock(w, this.#norms, `model.layers.${i}`, c, sliding ? local : global, sliding, streams);
+      return new TransformerBlock(w, this.#norms, `model.layers.${i}`, c, sliding ? local : global, sliding);
     });
     this.norm = this.#norms.take("model.norm.weight");
     const head = w.has("lm_head.weight") ? w.linear("lm_head") : this.embed_tokens.asLinear();
-    this.lm_head = new SplitLinear(head, streams);
+    this.lm_head = w.projection(head);
     this.#embedScale = toBf16(Math.sqrt(c.hidden_size));
   }
 
@@ -194,7 +191,7 @@ export class Model implements LanguageModel {
     this.layers.forEach((layer, i) => {
       h = layer.forward(h, cache[i]!);
     });
-    return mx.fast.rmsNorm(h, this.norm, this.c.rms_norm_eps);
+    return rmsNorm(h, this.norm, this.c.rms_norm_eps);
   }
 
   logits(h: mx.Array): mx.Array {

@@ -15,11 +15,10 @@
 import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastRmsNorm, fastScaledDotProductAttention } from "../mlx/kernels.ts";
 import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, type WeightStore } from "./base.ts";
 import { type KVCache, RotatingKVCache, StandardKVCache } from "./cache.ts";
 import type { LayerRope, NormalizeOptions, RopeScaling } from "./config.ts";
-import { type Embedding, type Linear, rmsNorm, SplitLinear, Streams } from "./layers.ts";
+import { type Embedding, type Fanout, type Linear, type Projection, rmsNorm, sdpa } from "./layers.ts";
 import { combine, splitFusedExperts, SwitchGLU, topK } from "./switch_layers.ts";
 import { initializeRope, type RopeLayer as Rope } from "./rope.ts";
 
@@ -185,7 +184,7 @@ class Attention {
       const v0 = this.v_proj ? mx.reshape(this.v_proj.forward(x), [B, L, kvHeads, D]) : k0;
       const offset = c.offset;
       const k = this.rope.forward(mx.transpose(rmsNorm(k0, this.k_norm!, eps), [0, 2, 1, 3]), offset);
-      const vals = mx.transpose(fastRmsNorm(v0, null, eps), [0, 2, 1, 3]);
+      const vals = mx.transpose(rmsNorm(v0, null, eps), [0, 2, 1, 3]);
       const mask = c.makeMask(L);
       const [keys, values] = c.updateAndFetch(k, vals);
       kv = { keys, values, mask, offset };
@@ -193,7 +192,7 @@ class Attention {
       kv = shared!;
     }
     const q = this.rope.forward(mx.transpose(rmsNorm(mx.reshape(this.q_proj.forward(x), [B, L, -1, D]), this.q_norm, eps), [0, 2, 1, 3]), kv.offset);
-    const o = fastScaledDotProductAttention(q, kv.keys, kv.values, { scale: 1, mask: kv.mask ?? null });
+    const o = sdpa(q, kv.keys, kv.values, { scale: 1, mask: kv.mask ?? null });
     return [this.o_proj.forward(mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1])), kv];
   }
 }
@@ -254,6 +253,7 @@ class DecoderLayer {
   readonly per_layer_projection: Linear | null;
   readonly post_per_layer_input_norm: mx.Array | null;
   readonly layer_scalar: mx.Array | null;
+  readonly #gateUp: Fanout;
 
   constructor(
     w: WeightStore,
@@ -262,12 +262,12 @@ class DecoderLayer {
     own: boolean,
     readonly c: Gemma4Config,
     rope: Rope,
-    readonly streams: Streams,
   ) {
     this.self_attn = new Attention(w, `${p}.self_attn`, spec, own, c, rope);
     this.gate_proj = w.linear(`${p}.mlp.gate_proj`);
     this.up_proj = w.linear(`${p}.mlp.up_proj`);
     this.down_proj = w.linear(`${p}.mlp.down_proj`);
+    this.#gateUp = w.fanout([this.gate_proj, this.up_proj]);
     this.norms = {
       input: w.get(`${p}.input_layernorm.weight`),
       postAttn: w.get(`${p}.post_attention_layernorm.weight`),
@@ -287,10 +287,7 @@ class DecoderLayer {
     const [a, kv] = this.self_attn.forward(rmsNorm(x, this.norms.input, eps), cache, shared);
     let h = mx.add(x, rmsNorm(a, this.norms.postAttn, eps));
     const n = rmsNorm(h, this.norms.preFf, eps);
-    const [g, u] = this.streams.pair(
-      () => this.gate_proj.forward(n),
-      () => this.up_proj.forward(n),
-    );
+    const [g, u] = this.#gateUp.forward(n) as [mx.Array, mx.Array];
     let f = this.down_proj.forward(geglu(g, u));
     if (this.moe) f = mx.add(rmsNorm(f, this.moe.postMlp, eps), this.moe.forward(h));
     h = mx.add(h, rmsNorm(f, this.norms.postFf, eps));
@@ -310,18 +307,17 @@ export class Model implements LanguageModel {
   readonly per_layer_projection_norm: mx.Array | null;
   readonly layers: DecoderLayer[];
   readonly norm: mx.Array;
-  readonly lm_head: SplitLinear;
+  readonly lm_head: Projection;
   readonly #ropes: Rope[] = [];
 
   /** `prefix`: where the text model's weights sit ("model" for gemma4_text, "language_model.model" in the wrapper). */
   constructor(
     readonly c: Gemma4Config,
     w: WeightStore,
-    ctx: ModelContext,
+    _ctx: ModelContext,
     prefix = "model",
     headKey = "lm_head",
   ) {
-    const streams = new Streams(ctx.streams);
     const ropeFor = new Map<string, Rope>();
     const rope = (s: LayerSpec): Rope => {
       const key = `${s.type}:${s.headDim}`;
@@ -338,10 +334,10 @@ export class Model implements LanguageModel {
     this.embed_tokens_per_layer = ple ? w.embedding(`${prefix}.embed_tokens_per_layer`) : null;
     this.per_layer_model_projection = ple ? w.linear(`${prefix}.per_layer_model_projection`) : null;
     this.per_layer_projection_norm = ple ? w.get(`${prefix}.per_layer_projection_norm.weight`) : null;
-    this.layers = c.layers.map((s, i) => new DecoderLayer(w, `${prefix}.layers.${i}`, s, s.kvSource === i, c, rope(s), streams));
+    this.layers = c.layers.map((s, i) => new DecoderLayer(w, `${prefix}.layers.${i}`, s, s.kvSource === i, c, rope(s)));
     this.norm = w.get(`${prefix}.norm.weight`);
     const head = c.tie_word_embeddings || !w.has(`${headKey}.weight`) ? this.embed_tokens.asLinear() : w.linear(headKey);
-    this.lm_head = new SplitLinear(head, streams);
+    this.lm_head = w.projection(head);
   }
 
   get numLayers(): number {

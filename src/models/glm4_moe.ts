@@ -9,7 +9,6 @@ import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { bool, int, type LanguageModel, type ModelContext, num, type WeightStore } from "./base.ts";
-import type { Streams } from "./layers.ts";
 import { swiglu } from "./layers.ts";
 import { derived, type LlamaConfig, llamaFields, llamaSpec } from "./llama.ts";
 import { combine, splitFusedExperts, stackExperts, SwitchGLU } from "./switch_layers.ts";
@@ -95,10 +94,10 @@ class MoE implements Mlp {
     this.switch_mlp = new SwitchGLU(w, `${p}.switch_mlp`, swiglu);
     this.shared_experts = c.n_shared_experts ? new DenseMlp(w, `${p}.shared_experts`) : null;
   }
-  forward(x: mx.Array, streams: Streams): mx.Array {
+  forward(x: mx.Array): mx.Array {
     const { indices, weights } = groupExpertSelect(mx.matmul(x, mx.swapaxes(this.gate, -1, -2)), this.e_score_correction_bias, this.c);
     const y = combine(this.switch_mlp.forward(x, indices), weights);
-    return this.shared_experts ? mx.add(y, this.shared_experts.forward(x, streams)) : y;
+    return this.shared_experts ? mx.add(y, this.shared_experts.forward(x)) : y;
   }
 }
 

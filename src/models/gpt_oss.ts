@@ -6,7 +6,7 @@ import { type KVCache, RotatingKVCache, StandardKVCache } from "./cache.ts";
 import * as mx from "../mlx/index.ts";
 import { Attention } from "./attention.ts";
 import { int, type LanguageModel, type ModelContext, num, type WeightStore } from "./base.ts";
-import { DecoderModel, type Embedding, type Linear, rmsNorm, SplitLinear, Streams } from "./layers.ts";
+import { DecoderModel, type Embedding, type Linear, type Projection, rmsNorm } from "./layers.ts";
 import { initializeRope, type RopeLayer } from "./rope.ts";
 import { combine, SwitchGLU, sliceRows, topKSoftmax } from "./switch_layers.ts";
 
@@ -132,8 +132,8 @@ class TransformerBlock {
     return combine(this.experts.forward(x, indices), weights);
   }
 
-  forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array {
-    const h = mx.add(x, this.self_attn.forward(rmsNorm(x, this.input_layernorm, this.c.rms_norm_eps), cache, streams));
+  forward(x: mx.Array, cache: KVCache): mx.Array {
+    const h = mx.add(x, this.self_attn.forward(rmsNorm(x, this.input_layernorm, this.c.rms_norm_eps), cache));
     return mx.add(h, this.moe(rmsNorm(h, this.post_attention_layernorm, this.c.rms_norm_eps)));
   }
 }
@@ -142,24 +142,22 @@ export class Model extends DecoderModel implements LanguageModel {
   readonly embed_tokens: Embedding;
   readonly layers: TransformerBlock[];
   readonly norm: mx.Array;
-  readonly lm_head: SplitLinear;
+  readonly lm_head: Projection;
   readonly rope: RopeLayer;
-  readonly streams: Streams;
   readonly normEps: number;
 
   constructor(
     readonly c: GptOssConfig,
     w: WeightStore,
-    ctx: ModelContext,
+    _ctx: ModelContext,
   ) {
     super();
     this.normEps = c.rms_norm_eps;
-    this.streams = new Streams(ctx.streams);
     this.rope = initializeRope({ dims: c.head_dim, base: c.rope_theta, scaling: c.rope_scaling as never, maxPositionEmbeddings: c.max_position_embeddings });
     this.embed_tokens = w.embedding("model.embed_tokens");
     this.layers = c.layer_types.map((t, i) => new TransformerBlock(w, `model.layers.${i}`, c, this.rope, t === "sliding_attention"));
     this.norm = w.get("model.norm.weight");
-    this.lm_head = new SplitLinear(w.linear("lm_head"), this.streams);
+    this.lm_head = w.projection(w.linear("lm_head"));
   }
 
   makeCache(): KVCache[] {

@@ -11,7 +11,7 @@ import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num,
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import type { RopeScaling } from "./config.ts";
 import { convSilu, gatedDeltaUpdate, normalizeQk } from "./gated_delta.ts";
-import { attend, DecoderModel, type Embedding, type Linear, rmsNorm, SplitLinear, Streams, swiglu } from "./layers.ts";
+import { attend, DecoderModel, type Embedding, type Fanout, type Linear, type Projection, rmsNorm, swiglu } from "./layers.ts";
 import { DenseMlp } from "./transformer.ts";
 import { initializeRope, type RopeLayer as Rope } from "./rope.ts";
 import { combine, softmaxTopK, SwitchGLU } from "./switch_layers.ts";
@@ -110,6 +110,7 @@ export class Qwen3NextAttention {
   readonly o_proj: Linear;
   readonly q_norm: mx.Array;
   readonly k_norm: mx.Array;
+  readonly #qkv: Fanout;
 
   constructor(
     w: WeightStore,
@@ -121,17 +122,15 @@ export class Qwen3NextAttention {
     this.k_proj = w.linear(`${p}.k_proj`);
     this.v_proj = w.linear(`${p}.v_proj`);
     this.o_proj = w.linear(`${p}.o_proj`);
+    this.#qkv = w.fanout([this.q_proj, this.k_proj, this.v_proj]);
     this.q_norm = w.get(`${p}.q_norm.weight`);
     this.k_norm = w.get(`${p}.k_norm.weight`);
   }
 
-  forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array {
+  forward(x: mx.Array, cache: KVCache): mx.Array {
     const { num_attention_heads: H, num_key_value_heads: Hkv, head_dim: D, rms_norm_eps: eps } = this.c;
     const [B, L] = x.shape as [number, number];
-    const [qg, [k0, v0]] = streams.pair(
-      () => this.q_proj.forward(x),
-      () => [this.k_proj.forward(x), this.v_proj.forward(x)] as const,
-    );
+    const [qg, k0, v0] = this.#qkv.forward(x) as [mx.Array, mx.Array, mx.Array];
     // Each head's q_proj rows are [queries (D) | gate (D)].
     const [queries, gate] = mx.split(mx.reshape(qg, [B, L, H, 2 * D]), 2, -1) as [mx.Array, mx.Array];
     const offset = cache.offset;
@@ -171,10 +170,10 @@ export class Qwen3NextSparseMoeBlock {
     this.shared_expert_gate = w.linear(`${p}.shared_expert_gate`);
   }
 
-  forward(x: mx.Array, streams: Streams): mx.Array {
+  forward(x: mx.Array): mx.Array {
     const { indices, weights } = softmaxTopK(this.gate.forward(x), this.c.num_experts_per_tok, this.c.norm_topk_prob);
     const y = combine(this.switch_mlp.forward(x, indices), weights);
-    const shared = mx.multiply(mx.sigmoid(this.shared_expert_gate.forward(x)), this.shared_expert.forward(x, streams));
+    const shared = mx.multiply(mx.sigmoid(this.shared_expert_gate.forward(x)), this.shared_expert.forward(x));
     return mx.add(y, shared);
   }
 }
@@ -256,7 +255,7 @@ class GatedDeltaNet {
 
 /** What a decoder layer's feed-forward part is: the dense MLP, or qwen3_5_moe's sparse MoE block. */
 export interface FeedForward {
-  forward(x: mx.Array, streams: Streams): mx.Array;
+  forward(x: mx.Array): mx.Array;
 }
 
 class DecoderLayer {
@@ -280,11 +279,11 @@ class DecoderLayer {
     this.post_attention_layernorm = w.get(`${p}.post_attention_layernorm.weight`);
   }
 
-  forward(x: mx.Array, cache: LayerCache, streams: Streams): mx.Array {
+  forward(x: mx.Array, cache: LayerCache): mx.Array {
     const n = rmsNorm(x, this.input_layernorm, this.c.rms_norm_eps);
-    const r = this.linear_attn ? this.linear_attn.forward(n, cache as ArraysCache) : this.self_attn!.forward(n, cache as KVCache, streams);
+    const r = this.linear_attn ? this.linear_attn.forward(n, cache as ArraysCache) : this.self_attn!.forward(n, cache as KVCache);
     const h = mx.add(x, r);
-    return mx.add(h, this.mlp.forward(rmsNorm(h, this.post_attention_layernorm, this.c.rms_norm_eps), streams));
+    return mx.add(h, this.mlp.forward(rmsNorm(h, this.post_attention_layernorm, this.c.rms_norm_eps)));
   }
 }
 
@@ -302,20 +301,18 @@ export class HybridModel extends DecoderModel implements LanguageModel {
   readonly embed_tokens: Embedding;
   readonly layers: DecoderLayer[];
   readonly norm: mx.Array;
-  readonly lm_head: SplitLinear;
+  readonly lm_head: Projection;
   readonly rope: Rope;
-  readonly streams: Streams;
   readonly normEps: number;
 
   constructor(
     readonly c: HybridConfig,
     w: WeightStore,
-    ctx: ModelContext,
+    _ctx: ModelContext,
     o: HybridOptions,
   ) {
     super();
     this.normEps = c.rms_norm_eps;
-    this.streams = new Streams(ctx.streams);
     this.rope = initializeRope({
       dims: Math.floor(c.head_dim * c.partial_rotary_factor),
       base: c.rope_theta,
@@ -331,7 +328,7 @@ export class HybridModel extends DecoderModel implements LanguageModel {
     });
     this.norm = w.get(`${m}.norm.weight`);
     const head = c.tie_word_embeddings ? this.embed_tokens.asLinear() : w.linear(o.headKey);
-    this.lm_head = new SplitLinear(head, this.streams);
+    this.lm_head = w.projection(head);
   }
 
   makeCache(): LayerCache[] {

@@ -1,9 +1,11 @@
 /**
- * Building blocks shared by the model files: (quantized) Linear and Embedding, RMSNorm, attention over a
- * KV cache, the decoder skeleton, and running two independent ops on two CPU streams (rope: rope.ts).
+ * Building blocks shared by the model files: (quantized) Linear and Embedding, projections of one input that
+ * may run side by side, RMSNorm, attention over a KV cache and the decoder skeleton (rope: rope.ts). What
+ * runs underneath (our CPU kernels or MLX's own ops, one CPU stream or two) is the backend profile's choice
+ * (src/mlx/backend.ts), made at load: model files only call these.
  */
 import * as mx from "../mlx/index.ts";
-import { fastLinear, fastQuantizedMatmul, fastRmsNorm, fastScaledDotProductAttention, fastSwiglu } from "../mlx/kernels.ts";
+import { type BackendProfile, layerOps } from "../mlx/backend.ts";
 import type { KVCache } from "./cache.ts";
 
 export type QuantMode = "affine" | "mxfp4" | "nvfp4" | "mxfp8";
@@ -43,9 +45,8 @@ export class Linear {
   }
 
   forward(x: mx.Array): mx.Array {
-    const y = this.q
-      ? fastQuantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...this.q })
-      : fastLinear(x, this.weight);
+    const ops = layerOps();
+    const y = this.q ? ops.quantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...this.q }) : ops.linear(x, this.weight);
     return this.bias ? mx.add(y, this.bias) : y;
   }
 
@@ -97,55 +98,92 @@ export class Embedding {
   }
 }
 
-/** The two streams a model may split work over; with one stream everything runs on the current one. */
-export class Streams {
-  constructor(readonly list: mx.Stream[]) {}
-
-  get parallel(): boolean {
-    return this.list.length > 1;
-  }
-
-  /** Build `a` on stream 0 and `b` on stream 1, so the two CPU workers compute them at the same time. */
-  pair<A, B>(a: () => A, b: () => B): [A, B] {
-    if (!this.parallel) return [a(), b()];
-    return [mx.withStream(this.list[0]!, a), mx.withStream(this.list[1]!, b)];
-  }
+/** What a model's output head (or any big projection) is: a Linear, possibly split by the backend. */
+export interface Projection {
+  forward(x: mx.Array): mx.Array;
+  /** Arrays this projection owns beyond the weight store's (split halves), freed with the model. */
+  owned(): mx.Array[];
 }
 
-/** A Linear whose output rows are split in two halves computed on two streams. */
-export class SplitLinear {
-  readonly #parts: [Linear, Linear] | null;
+/** A Linear whose output rows are split in two halves the backend computes side by side (two CPU streams). */
+class SplitLinear implements Projection {
+  readonly #parts: [Linear, Linear];
   constructor(
-    readonly full: Linear,
-    readonly streams: Streams,
+    full: Linear,
+    readonly backend: BackendProfile,
   ) {
     const n = full.outDims;
-    this.#parts = streams.parallel && n >= 1024 ? [full.rows(0, n >> 1), full.rows(n >> 1, n)] : null;
+    this.#parts = [full.rows(0, n >> 1), full.rows(n >> 1, n)];
   }
 
   forward(x: mx.Array): mx.Array {
-    if (!this.#parts) return this.full.forward(x);
     const [p0, p1] = this.#parts;
-    const [a, b] = this.streams.pair(
+    const [a, b] = this.backend.pair(
       () => p0.forward(x),
       () => p1.forward(x),
     );
     return mx.concatenate([a, b], -1);
   }
 
-  /** Arrays this split owns (the halves; the full weight belongs to the weight store). */
   owned(): mx.Array[] {
-    if (!this.#parts) return [];
     return this.#parts.flatMap((l) => [l.weight, l.scales, l.biases, l.bias].filter((a): a is mx.Array => a !== null));
   }
 }
 
-export function rmsNorm(x: mx.Array, weight: mx.Array, eps: number): mx.Array {
-  return fastRmsNorm(x, weight, eps);
+/** `l` as the backend runs a large projection: split over two CPU streams when it has them and `l` is wide. */
+export function projection(l: Linear, backend: BackendProfile): Projection {
+  if (backend.parallel && l.outDims >= 1024) return new SplitLinear(l, backend);
+  return { forward: (x) => l.forward(x), owned: () => [] };
 }
 
+/**
+ * Linears applied to the same input (q/k/v, gate/up): the backend may compute the first and the rest side by
+ * side. `forward` returns the outputs in the order given.
+ */
+export class Fanout {
+  constructor(
+    readonly linears: readonly Linear[],
+    readonly backend: BackendProfile,
+  ) {}
+
+  forward(x: mx.Array): mx.Array[] {
+    const [first, ...rest] = this.linears;
+    const [a, b] = this.backend.pair(
+      () => first!.forward(x),
+      () => rest.map((l) => l.forward(x)),
+    );
+    return [a, ...b];
+  }
+}
+
+/** x / sqrt(mean(x², -1) + eps) · weight (null weight = 1). */
+export function rmsNorm(x: mx.Array, weight: mx.Array | null, eps: number): mx.Array {
+  return layerOps().rmsNorm(x, weight, eps);
+}
+
+/** silu(gate) · up. */
 export function swiglu(gate: mx.Array, up: mx.Array): mx.Array {
-  return fastSwiglu(gate, up);
+  return layerOps().swiglu(gate, up);
+}
+
+/** Rotary embedding of the first `o.dims` features of x (the rope layers in rope.ts build the options). */
+export function rope(x: mx.Array, o: mx.RopeOptions): mx.Array {
+  return layerOps().rope(x, o);
+}
+
+/** The gated delta rule as one fused op, or null where the backend has none (gated_delta.ts composes it). */
+export function fusedGatedDelta(q: mx.Array, k: mx.Array, v: mx.Array, g: mx.Array, beta: mx.Array, state: mx.Array): [mx.Array, mx.Array] | null {
+  return layerOps().gatedDelta(q, k, v, g, beta, state);
+}
+
+/** silu(depthwise causal conv) as one fused op, or null where the backend has none. */
+export function fusedConvSilu(x: mx.Array, w: mx.Array): mx.Array | null {
+  return layerOps().convSilu(x, w);
+}
+
+/** Scaled dot-product attention of q [B,Hq,L,D] over keys/values [B,Hkv,S,D] → [B,Hq,L,D]. */
+export function sdpa(q: mx.Array, k: mx.Array, v: mx.Array, o: mx.SdpaOptions): mx.Array {
+  return layerOps().sdpa(q, k, v, o);
 }
 
 /** Attention of q [B,Hq,L,D] over the cache after appending k, v [B,Hkv,L,D]; returns [B,L,Hq*D]. */
@@ -160,7 +198,7 @@ export function attend(opts: {
   const L = opts.q.shape[2]!;
   const mask = opts.cache.makeMask(L);
   const [keys, values] = opts.cache.updateAndFetch(opts.k, opts.v);
-  const o = fastScaledDotProductAttention(opts.q, keys, values, { scale: opts.scale, mask: mask ?? null, sinks: opts.sinks ?? null });
+  const o = sdpa(opts.q, keys, values, { scale: opts.scale, mask: mask ?? null, sinks: opts.sinks ?? null });
   const B = o.shape[0]!;
   return mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1]);
 }
@@ -171,9 +209,9 @@ export function heads(x: mx.Array, n: number): mx.Array {
   return mx.transpose(mx.reshape(x, [B, L, n, -1]), [0, 2, 1, 3]);
 }
 
-/** A transformer block as the decoder loop calls it (blocks that don't split work over streams ignore them). */
+/** A transformer block as the decoder loop calls it. */
 export interface DecoderBlock {
-  forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array;
+  forward(x: mx.Array, cache: KVCache): mx.Array;
 }
 
 /**
@@ -184,9 +222,8 @@ export abstract class DecoderModel {
   abstract readonly embed_tokens: Embedding;
   abstract readonly layers: DecoderBlock[];
   abstract readonly norm: mx.Array;
-  abstract readonly lm_head: SplitLinear;
+  abstract readonly lm_head: Projection;
   protected abstract readonly rope: { dispose(): void };
-  protected abstract readonly streams: Streams;
   protected abstract readonly normEps: number;
 
   get numLayers(): number {
@@ -196,7 +233,7 @@ export abstract class DecoderModel {
   hidden(inputs: mx.Array, cache: KVCache[]): mx.Array {
     let h = this.embed_tokens.forward(inputs);
     this.layers.forEach((layer, i) => {
-      h = layer.forward(h, cache[i]!, this.streams);
+      h = layer.forward(h, cache[i]!);
     });
     return rmsNorm(h, this.norm, this.normEps);
   }

@@ -15,7 +15,7 @@ import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num,
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import type { NormalizeOptions } from "./config.ts";
 import { depthwiseConv1d } from "./gated_delta.ts";
-import { attend, DecoderModel, type Embedding, heads, type Linear, rmsNorm, SplitLinear, Streams, swiglu } from "./layers.ts";
+import { attend, DecoderModel, type Embedding, type Fanout, heads, type Linear, type Projection, rmsNorm, swiglu } from "./layers.ts";
 import { initializeRope, type RopeLayer } from "./rope.ts";
 
 export const configOptions: NormalizeOptions = { layerTypes: ["conv", "full_attention"], ropeTypes: ["default"] };
@@ -84,6 +84,7 @@ class Attention {
   readonly out_proj: Linear;
   readonly q_layernorm: mx.Array;
   readonly k_layernorm: mx.Array;
+  readonly #qkv: Fanout;
   constructor(
     w: WeightStore,
     p: string,
@@ -94,15 +95,13 @@ class Attention {
     this.k_proj = w.linear(`${p}.k_proj`);
     this.v_proj = w.linear(`${p}.v_proj`);
     this.out_proj = w.linear(`${p}.out_proj`);
+    this.#qkv = w.fanout([this.q_proj, this.k_proj, this.v_proj]);
     this.q_layernorm = w.get(`${p}.q_layernorm.weight`);
     this.k_layernorm = w.get(`${p}.k_layernorm.weight`);
   }
-  forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array {
+  forward(x: mx.Array, cache: KVCache): mx.Array {
     const c = this.c;
-    const [q0, [k0, v0]] = streams.pair(
-      () => this.q_proj.forward(x),
-      () => [this.k_proj.forward(x), this.v_proj.forward(x)] as const,
-    );
+    const [q0, k0, v0] = this.#qkv.forward(x) as [mx.Array, mx.Array, mx.Array];
     const offset = cache.offset;
     const q = this.rope.forward(rmsNorm(heads(q0, c.num_attention_heads), this.q_layernorm, c.norm_eps), offset);
     const k = this.rope.forward(rmsNorm(heads(k0, c.num_key_value_heads), this.k_layernorm, c.norm_eps), offset);
@@ -148,6 +147,7 @@ class DecoderLayer {
   readonly w2: Linear;
   readonly operator_norm: mx.Array;
   readonly ffn_norm: mx.Array;
+  readonly #gateUp: Fanout;
   constructor(
     w: WeightStore,
     p: string,
@@ -160,18 +160,16 @@ class DecoderLayer {
     this.w1 = w.linear(`${p}.feed_forward.w1`);
     this.w3 = w.linear(`${p}.feed_forward.w3`);
     this.w2 = w.linear(`${p}.feed_forward.w2`);
+    this.#gateUp = w.fanout([this.w1, this.w3]);
     this.operator_norm = w.get(`${p}.operator_norm.weight`);
     this.ffn_norm = w.get(`${p}.ffn_norm.weight`);
   }
-  forward(x: mx.Array, cache: LayerCache, streams: Streams): mx.Array {
+  forward(x: mx.Array, cache: LayerCache): mx.Array {
     const n = rmsNorm(x, this.operator_norm, this.c.norm_eps);
-    const r = this.self_attn ? this.self_attn.forward(n, cache as KVCache, streams) : this.conv!.forward(n, cache as ArraysCache);
+    const r = this.self_attn ? this.self_attn.forward(n, cache as KVCache) : this.conv!.forward(n, cache as ArraysCache);
     const h = mx.add(x, r);
     const f = rmsNorm(h, this.ffn_norm, this.c.norm_eps);
-    const [g, u] = streams.pair(
-      () => this.w1.forward(f),
-      () => this.w3.forward(f),
-    );
+    const [g, u] = this.#gateUp.forward(f) as [mx.Array, mx.Array];
     return mx.add(h, this.w2.forward(swiglu(g, u)));
   }
 }
@@ -181,25 +179,23 @@ export class Model extends DecoderModel implements LanguageModel {
   readonly layers: DecoderLayer[];
   /** The final norm (`model.embedding_norm` in the checkpoint). */
   readonly norm: mx.Array;
-  readonly lm_head: SplitLinear;
+  readonly lm_head: Projection;
   readonly rope: RopeLayer;
-  readonly streams: Streams;
   readonly normEps: number;
 
   constructor(
     readonly c: Lfm2Config,
     w: WeightStore,
-    ctx: ModelContext,
+    _ctx: ModelContext,
   ) {
     super();
     this.normEps = c.norm_eps;
-    this.streams = new Streams(ctx.streams);
     this.rope = initializeRope({ dims: c.hidden_size / c.num_attention_heads, base: c.rope_theta });
     this.embed_tokens = w.embedding("model.embed_tokens");
     this.layers = c.layer_types.map((t, i) => new DecoderLayer(w, `model.layers.${i}`, c, t === "full_attention", this.rope));
     this.norm = w.get("model.embedding_norm.weight");
     const head = !c.tie_word_embeddings && w.has("lm_head.weight") ? w.linear("lm_head") : this.embed_tokens.asLinear();
-    this.lm_head = new SplitLinear(head, this.streams);
+    this.lm_head = w.projection(head);
   }
 
   makeCache(): LayerCache[] {

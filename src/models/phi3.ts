@@ -5,7 +5,7 @@ import * as v from "valibot";
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import * as mx from "../mlx/index.ts";
 import { bool, int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
-import { attend, DecoderModel, type Embedding, heads, type Linear, rmsNorm, SplitLinear, Streams, swiglu } from "./layers.ts";
+import { attend, DecoderModel, type Embedding, heads, type Linear, type Projection, rmsNorm, swiglu } from "./layers.ts";
 import { initializeRope, type RopeLayer } from "./rope.ts";
 import { dropUnused } from "./transformer.ts";
 
@@ -104,26 +104,24 @@ export class Model extends DecoderModel implements LanguageModel {
   readonly embed_tokens: Embedding;
   readonly layers: TransformerBlock[];
   readonly norm: mx.Array;
-  readonly lm_head: SplitLinear;
+  readonly lm_head: Projection;
   readonly rope: RopeLayer;
-  readonly streams: Streams;
   readonly normEps: number;
 
   constructor(
     readonly c: Phi3Config,
     w: WeightStore,
-    ctx: ModelContext,
+    _ctx: ModelContext,
   ) {
     super();
     this.normEps = c.rms_norm_eps;
-    this.streams = new Streams(ctx.streams);
     const headDim = c.hidden_size / c.num_attention_heads;
     this.rope = makeRope(c, headDim);
     this.embed_tokens = w.embedding("model.embed_tokens");
     this.layers = Array.from({ length: c.num_hidden_layers }, (_, i) => new TransformerBlock(w, `model.layers.${i}`, c, this.rope, headDim));
     this.norm = w.get("model.norm.weight");
     const head = c.tie_word_embeddings ? this.embed_tokens.asLinear() : w.linear("lm_head");
-    this.lm_head = new SplitLinear(head, this.streams);
+    this.lm_head = w.projection(head);
   }
 
   makeCache(): KVCache[] {

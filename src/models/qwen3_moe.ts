@@ -5,7 +5,7 @@
 import * as v from "valibot";
 import type * as mx from "../mlx/index.ts";
 import { bool, int, type LanguageModel, type ModelContext, type WeightStore } from "./base.ts";
-import type { Linear, Streams } from "./layers.ts";
+import type { Linear } from "./layers.ts";
 import { swiglu } from "./layers.ts";
 import { derived, type LlamaConfig, llamaFields, llamaSpec } from "./llama.ts";
 import { combine, softmaxTopK, splitFusedExperts, stackExperts, SwitchGLU } from "./switch_layers.ts";
@@ -59,7 +59,7 @@ class SparseMoe implements Mlp {
     this.gate = w.linear(`${p}.gate`);
     this.switch_mlp = new SwitchGLU(w, `${p}.switch_mlp`, swiglu);
   }
-  forward(x: mx.Array, _streams: Streams): mx.Array {
+  forward(x: mx.Array): mx.Array {
     const { indices, weights } = softmaxTopK(this.gate.forward(x), this.c.num_experts_per_tok, this.c.norm_topk_prob);
     return combine(this.switch_mlp.forward(x, indices), weights);
   }

@@ -7,8 +7,8 @@
  */
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
-import { fastRope } from "../mlx/kernels.ts";
 import type { RopeScaling } from "./config.ts";
+import { rope as applyRope } from "./layers.ts";
 
 /** What attention calls: rotate the first `dims` features of x [B, H, L, D] at position `offset`. */
 export interface RopeLayer {
@@ -47,7 +47,7 @@ export class Rope implements RopeLayer {
   }
 
   forward(x: mx.Array, offset: number): mx.Array {
-    return fastRope(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), {
+    return applyRope(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), {
       dims: this.dims,
       traditional: this.opts.traditional ?? false,
       base: this.#freqs ? undefined : (this.opts.base ?? 10000),
@@ -75,7 +75,7 @@ class DynamicNtkRope implements RopeLayer {
   forward(x: mx.Array, offset: number): mx.Array {
     const seq = Math.max(x.shape.at(-2)! + offset, this.maxPos);
     const base = this.base * ((this.factor * seq) / this.maxPos - (this.factor - 1)) ** (this.dims / (this.dims - 2));
-    return fastRope(x, { dims: this.dims, traditional: this.traditional, base, scale: 1, offset });
+    return applyRope(x, { dims: this.dims, traditional: this.traditional, base, scale: 1, offset });
   }
 
   dispose(): void {}
@@ -104,7 +104,7 @@ class LongRope implements RopeLayer {
   forward(x: mx.Array, offset: number): mx.Array {
     const seq = offset + x.shape.at(-2)!;
     const freqs = seq > this.original ? this.#long : this.#short;
-    return fastRope(scaleRotated(x, this.dims, this.scale), { dims: this.dims, traditional: false, scale: 1, offset, freqs });
+    return applyRope(scaleRotated(x, this.dims, this.scale), { dims: this.dims, traditional: false, scale: 1, offset, freqs });
   }
 
   dispose(): void {

@@ -6,7 +6,7 @@
  */
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
-import { fastQuantizedMatmul, kernelsEnabled } from "../mlx/kernels.ts";
+import { layerOps } from "../mlx/backend.ts";
 import type { Linear } from "./layers.ts";
 
 /** Expert weights [E, out, in] (float or quantized), optional per-expert bias [E, out]: a Linear per expert. */
@@ -42,7 +42,7 @@ export class SwitchGLU {
   }
 
   forward(x: mx.Array, indices: mx.Array): mx.Array {
-    if (this.gate_proj.l.q && kernelsEnabled()) return this.#perExpert(x, indices);
+    if (this.gate_proj.l.q && layerOps().hostRoutedExperts) return this.#perExpert(x, indices);
     let xe = mx.expandDims(x, [-2, -3]);
     // Many tokens (prefill): visit the experts in order, as mlx-lm does, so each expert's weights are read once.
     const sort = indices.size >= 64;
@@ -102,7 +102,7 @@ export class SwitchGLU {
 /** Expert `e` of stacked (quantized) weights applied to x [n, in] → [n, out]. */
 function expertLinear(l: Linear, e: number, x: mx.Array): mx.Array {
   const row = (a: mx.Array) => mx.squeeze(mx.sliceAxis(a, 0, e, e + 1), 0);
-  const y = fastQuantizedMatmul(x, row(l.weight), row(l.scales!), l.biases ? row(l.biases) : null, { ...l.q!, transpose: true });
+  const y = layerOps().quantizedMatmul(x, row(l.weight), row(l.scales!), l.biases ? row(l.biases) : null, { ...l.q!, transpose: true });
   return l.bias ? mx.add(y, row(l.bias)) : y;
 }
 

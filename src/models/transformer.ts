@@ -8,11 +8,11 @@ import * as mx from "../mlx/index.ts";
 import { Attention } from "./attention.ts";
 import type { LanguageModel, ModelContext, WeightStore } from "./base.ts";
 import { type KVCache, RotatingKVCache, StandardKVCache } from "./cache.ts";
-import { DecoderModel, type Embedding, type Linear, rmsNorm, SplitLinear, Streams, swiglu } from "./layers.ts";
+import { DecoderModel, type Embedding, type Fanout, type Linear, type Projection, rmsNorm, swiglu } from "./layers.ts";
 import type { RopeLayer } from "./rope.ts";
 
 export interface Mlp {
-  forward(x: mx.Array, streams: Streams): mx.Array;
+  forward(x: mx.Array): mx.Array;
 }
 
 /** gate/up/down SwiGLU MLP (llama.py MLP). */
@@ -20,16 +20,15 @@ export class DenseMlp implements Mlp {
   readonly gate_proj: Linear;
   readonly up_proj: Linear;
   readonly down_proj: Linear;
+  readonly #gateUp: Fanout;
   constructor(w: WeightStore, p: string) {
     this.gate_proj = w.linear(`${p}.gate_proj`);
     this.up_proj = w.linear(`${p}.up_proj`);
     this.down_proj = w.linear(`${p}.down_proj`);
+    this.#gateUp = w.fanout([this.gate_proj, this.up_proj]);
   }
-  forward(x: mx.Array, streams: Streams): mx.Array {
-    const [g, u] = streams.pair(
-      () => this.gate_proj.forward(x),
-      () => this.up_proj.forward(x),
-    );
+  forward(x: mx.Array): mx.Array {
+    const [g, u] = this.#gateUp.forward(x) as [mx.Array, mx.Array];
     return this.down_proj.forward(swiglu(g, u));
   }
 }
@@ -94,17 +93,17 @@ class Block {
     this.sliding = s.layerTypes[i] === "sliding_attention";
   }
 
-  forward(x: mx.Array, cache: KVCache, streams: Streams): mx.Array {
+  forward(x: mx.Array, cache: KVCache): mx.Array {
     const s = this.s;
     const eps = s.normEps;
     const rm = s.residualMultiplier ?? 1;
     const res = (h: mx.Array, r: mx.Array) => mx.add(h, rm === 1 ? r : mx.multiply(r, mx.scalar(rm, r.dtype)));
     if (s.postNorms) {
-      const h = res(x, rmsNorm(this.self_attn.forward(x, cache, streams), this.norm1, eps));
-      return res(h, rmsNorm(this.mlp.forward(h, streams), this.norm2, eps));
+      const h = res(x, rmsNorm(this.self_attn.forward(x, cache), this.norm1, eps));
+      return res(h, rmsNorm(this.mlp.forward(h), this.norm2, eps));
     }
-    const h = res(x, this.self_attn.forward(rmsNorm(x, this.norm1, eps), cache, streams));
-    return res(h, this.mlp.forward(rmsNorm(h, this.norm2, eps), streams));
+    const h = res(x, this.self_attn.forward(rmsNorm(x, this.norm1, eps), cache));
+    return res(h, this.mlp.forward(rmsNorm(h, this.norm2, eps)));
   }
 }
 
@@ -112,25 +111,23 @@ export class Decoder extends DecoderModel implements LanguageModel {
   readonly embed_tokens: Embedding;
   readonly layers: Block[];
   readonly norm: mx.Array;
-  readonly lm_head: SplitLinear;
+  readonly lm_head: Projection;
   readonly rope: { dispose(): void };
-  readonly streams: Streams;
   readonly normEps: number;
 
   constructor(
     readonly s: DecoderSpec,
     w: WeightStore,
-    ctx: ModelContext,
+    _ctx: ModelContext,
   ) {
     super();
     this.normEps = s.normEps;
-    this.streams = new Streams(ctx.streams);
     this.rope = { dispose: () => s.ropes.forEach((r) => r.dispose()) };
     this.embed_tokens = w.embedding("model.embed_tokens");
     this.layers = Array.from({ length: s.numLayers }, (_, i) => new Block(w, `model.layers.${i}`, s, i));
     this.norm = w.get("model.norm.weight");
     const head = s.tieWordEmbeddings ? this.embed_tokens.asLinear() : w.linear("lm_head");
-    this.lm_head = new SplitLinear(head, this.streams);
+    this.lm_head = w.projection(head);
   }
 
   override hidden(inputs: mx.Array, cache: KVCache[]): mx.Array {
@@ -138,7 +135,7 @@ export class Decoder extends DecoderModel implements LanguageModel {
     let h = this.embed_tokens.forward(inputs);
     if (em !== 1) h = mx.multiply(h, mx.scalar(em, h.dtype));
     this.layers.forEach((layer, i) => {
-      h = layer.forward(h, cache[i]!, this.streams);
+      h = layer.forward(h, cache[i]!);
     });
     return rmsNorm(h, this.norm, this.normEps);
   }

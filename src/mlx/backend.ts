@@ -1,0 +1,225 @@
+/**
+ * The backend profile: which device a model runs on (cpu, cuda, metal), its compute dtype, the CPU streams
+ * and which implementation of the layer ops runs (our CPU kernels, or MLX's own ops), chosen once at load
+ * and handed to the model through its load context. Model files call layer functions (models/layers.ts)
+ * and never name a device, a stream or a kernel.
+ *
+ * The choice itself (`planBackend`) is a pure function of the device facts and settings, so every branch is
+ * testable on a CPU-only machine with injected facts; `loadBackend` reads the facts from MLX and makes it real.
+ */
+import { type Env, backendOverride, computeDtype, engineStreams } from "../env.ts";
+import { MlxkError } from "../errors.ts";
+import { type Array, Dtype } from "./array.ts";
+import * as mxfast from "./fast.ts";
+import {
+  fastLinear,
+  fastQuantizedMatmul,
+  fastRmsNorm,
+  fastRope,
+  fastScaledDotProductAttention,
+  fastSwiglu,
+  kernelConvSilu,
+  kernelGatedDelta,
+  kernelInfo,
+  kernelsEnabled,
+} from "./kernels.ts";
+import { matmul, multiply, silu } from "./ops.ts";
+import { type QuantOptions, quantizedMatmul } from "./quant.ts";
+import { swapaxes } from "./shape.ts";
+import { deviceAvailable, newStream, setDefaultDevice, type Stream, withStream } from "./stream.ts";
+
+export type DeviceKind = "cpu" | "cuda" | "metal";
+export type KernelChoice = "ours" | "mlx";
+/** A fixed dtype, "auto" (keep the checkpoint's) or "half" (GPU default: float32 tensors → bfloat16, half ones kept). */
+export type DtypePolicy = "float32" | "float16" | "bfloat16" | "auto" | "half";
+
+/** The ops the layer functions run; one table per implementation. */
+export interface LayerOps {
+  readonly name: KernelChoice;
+  /** x [..., K] · wᵀ for a float weight w [N, K]. */
+  linear(x: Array, w: Array): Array;
+  quantizedMatmul(x: Array, wq: Array, scales: Array, biases: Array | null, o: QuantOptions & { transpose?: boolean }): Array;
+  rmsNorm(x: Array, weight: Array | null, eps: number): Array;
+  rope(x: Array, o: mxfast.RopeOptions): Array;
+  sdpa(q: Array, k: Array, v: Array, o: mxfast.SdpaOptions): Array;
+  /** silu(gate) · up. */
+  swiglu(gate: Array, up: Array): Array;
+  /** The gated delta rule in one primitive, or null where this implementation has none (the model composes it). */
+  gatedDelta(q: Array, k: Array, v: Array, g: Array, beta: Array, state: Array): [Array, Array] | null;
+  /** silu(depthwise causal conv), or null (the model composes it). */
+  convSilu(x: Array, w: Array): Array | null;
+  /** Quantized MoE experts: route on the host and run one matmul per used expert (CPU) instead of gather_qmm. */
+  readonly hostRoutedExperts: boolean;
+}
+
+/** MLX's own ops: the GPU profile, and the CPU one when our kernels are off or unavailable. */
+export const mlxOps: LayerOps = {
+  name: "mlx",
+  linear: (x, w) => matmul(x, swapaxes(w, -1, -2)),
+  quantizedMatmul: (x, wq, s, b, o) => quantizedMatmul(x, wq, s, b, o),
+  rmsNorm: (x, w, eps) => mxfast.rmsNorm(x, w, eps),
+  rope: (x, o) => mxfast.rope(x, o),
+  sdpa: (q, k, v, o) => mxfast.scaledDotProductAttention(q, k, v, o),
+  swiglu: (g, u) => multiply(silu(g), u),
+  gatedDelta: () => null,
+  convSilu: () => null,
+  hostRoutedExperts: false,
+};
+
+/** Our CPU kernels (kernels.ts); each falls back to MLX's op itself when the in-process switch turns them off. */
+export const kernelOps: LayerOps = {
+  name: "ours",
+  linear: fastLinear,
+  quantizedMatmul: fastQuantizedMatmul,
+  rmsNorm: fastRmsNorm,
+  rope: fastRope,
+  sdpa: fastScaledDotProductAttention,
+  swiglu: fastSwiglu,
+  gatedDelta: kernelGatedDelta,
+  convSilu: kernelConvSilu,
+  get hostRoutedExperts() {
+    return kernelsEnabled();
+  },
+};
+
+/** What the choice depends on, read from MLX and the process (injected in tests). */
+export interface DeviceFacts {
+  /** The installed MLX build has a usable GPU device. */
+  gpu: boolean;
+  platform: string;
+  /** Our CPU kernels can run here (the shim has them, the CPU supports them). */
+  kernelsAvailable: boolean;
+  /** MLXK_KERNELS (or the in-process switch) leaves them on. */
+  kernelsEnabled: boolean;
+}
+
+export interface BackendSettings {
+  env?: Env;
+  /** Overrides MLXK_DTYPE. */
+  dtype?: DtypePolicy;
+  /** CPU streams (1 or 2); overrides MLXK_STREAMS. */
+  streams?: number;
+}
+
+export interface BackendPlan {
+  device: DeviceKind;
+  dtype: DtypePolicy;
+  /** CPU streams big projections are split over (always 1 on a GPU). */
+  streams: number;
+  kernels: KernelChoice;
+  /** Why this device, in words (doctor, --version --json). */
+  reason: string;
+}
+
+const DTYPES: readonly DtypePolicy[] = ["float32", "float16", "bfloat16", "auto", "half"];
+
+function parseDtypePolicy(name: string): DtypePolicy {
+  if (!(DTYPES as readonly string[]).includes(name)) {
+    throw new MlxkError("InvalidArgumentError", `MLXK_DTYPE must be float32, float16, bfloat16 or auto (got '${name}')`);
+  }
+  return name as DtypePolicy;
+}
+
+/** The GPU kind MLX's GPU device is on this platform (Metal on macOS, CUDA elsewhere). */
+export const gpuKind = (platform: string): DeviceKind => (platform === "darwin" ? "metal" : "cuda");
+
+/** Pick the device, dtype, streams and kernels (pure). */
+export function planBackend(facts: DeviceFacts, s: BackendSettings = {}): BackendPlan {
+  const env = s.env ?? process.env;
+  const want = backendOverride(env)?.trim().toLowerCase();
+  if (want !== undefined && want !== "" && want !== "cpu" && want !== "cuda" && want !== "metal") {
+    throw new MlxkError("InvalidArgumentError", `MLXK_BACKEND must be cpu, cuda or metal (got '${want}')`);
+  }
+  let device: DeviceKind;
+  let reason: string;
+  if (want === "cpu") {
+    device = "cpu";
+    reason = "MLXK_BACKEND=cpu";
+  } else if (want === "cuda" || want === "metal") {
+    if (!facts.gpu || gpuKind(facts.platform) !== want) {
+      const have = facts.gpu ? `a ${gpuKind(facts.platform)} GPU` : "no GPU device (CPU build of MLX, or no device present)";
+      throw new MlxkError("mlx_unavailable", `MLXK_BACKEND=${want}, but the installed MLX has ${have}; reinstall with \`MLXK_BACKEND=${want} bun scripts/install-mlx.ts\` or unset MLXK_BACKEND`);
+    }
+    device = want;
+    reason = `MLXK_BACKEND=${want}`;
+  } else if (facts.gpu) {
+    device = gpuKind(facts.platform);
+    reason = `the installed MLX has a ${device} GPU`;
+  } else {
+    device = "cpu";
+    reason = "the installed MLX has no GPU device";
+  }
+  const dtypeName = s.dtype ?? computeDtype(env);
+  const dtype = dtypeName !== undefined ? parseDtypePolicy(dtypeName) : device === "cpu" ? "float32" : "half";
+  const kernels: KernelChoice = device === "cpu" && facts.kernelsAvailable && facts.kernelsEnabled ? "ours" : "mlx";
+  let streams = 1;
+  if (device === "cpu") {
+    // Our kernels already spread each matmul over the cores, so a second stream only competes with them.
+    const fallback = kernels === "ours" ? 1 : 2;
+    const raw = s.streams ?? Number(engineStreams(env) ?? fallback);
+    streams = Number.isInteger(raw) && raw >= 1 ? Math.min(raw, 2) : fallback;
+  }
+  return { device, dtype, streams, kernels, reason };
+}
+
+/** The dtype a float tensor stored as `stored` is computed in (null: keep it). */
+export function targetDtype(policy: DtypePolicy, stored: Dtype): Dtype | null {
+  if (policy === "auto") return null;
+  if (policy === "half") return stored === Dtype.float32 ? Dtype.bfloat16 : null;
+  return Dtype[policy];
+}
+
+export interface BackendProfile extends BackendPlan {
+  readonly ops: LayerOps;
+  /** Whether `pair` runs its two halves at the same time (two CPU streams). */
+  readonly parallel: boolean;
+  /** Build `a` and `b`, at the same time where the device gains from it. */
+  pair<A, B>(a: () => A, b: () => B): [A, B];
+  /** Compute dtype of a float tensor stored as `stored` (null: keep). */
+  target(stored: Dtype): Dtype | null;
+}
+
+/** A profile from a plan; `streams` are the CPU streams to pair over (plan.streams of them, or none). */
+export function makeBackend(plan: BackendPlan, streams: readonly Stream[] = []): BackendProfile {
+  const two = streams.length > 1 ? ([streams[0]!, streams[1]!] as const) : null;
+  return {
+    ...plan,
+    ops: plan.kernels === "ours" ? kernelOps : mlxOps,
+    parallel: two !== null,
+    pair: two ? (a, b) => [withStream(two[0], a), withStream(two[1], b)] : (a, b) => [a(), b()],
+    target: (stored) => targetDtype(plan.dtype, stored),
+  };
+}
+
+/** The facts of this process's MLX. */
+export function deviceFacts(env: Env = process.env): DeviceFacts {
+  const k = kernelInfo(env);
+  return { gpu: deviceAvailable("gpu"), platform: process.platform, kernelsAvailable: k.level !== "none", kernelsEnabled: k.enabled };
+}
+
+// MLX CPU streams are worker threads that live as long as the process: make them once and reuse them.
+let streamPool: Stream[] = [];
+function cpuStreams(n: number): Stream[] {
+  while (streamPool.length < n) streamPool = [...streamPool, newStream("cpu")];
+  return streamPool.slice(0, n);
+}
+
+let active: BackendProfile | null = null;
+
+/** Choose the profile for a load and make it the process's (MLX's default device is process-wide too). */
+export function loadBackend(s: BackendSettings = {}): BackendProfile {
+  const plan = planBackend(deviceFacts(s.env), s);
+  setDefaultDevice(plan.device === "cpu" ? "cpu" : "gpu");
+  active = makeBackend(plan, plan.streams > 1 ? cpuStreams(plan.streams) : []);
+  return active;
+}
+
+/** The last loaded profile, else the CPU default (our kernels, one stream) without touching MLX's device. */
+export function defaultBackend(): BackendProfile {
+  return active ?? makeBackend({ device: "cpu", dtype: "float32", streams: 1, kernels: "ours", reason: "default" });
+}
+
+/** The layer ops of the last loaded profile (our CPU kernels before any load, as the CPU default). */
+export function layerOps(): LayerOps {
+  return active?.ops ?? kernelOps;
+}

@@ -1,0 +1,70 @@
+/**
+ * The backend profile (src/mlx/backend.ts): the device / dtype / streams / kernel choice from injected device
+ * facts (so the GPU branches run on this CPU-only machine), the dtype policy, and that model files leave
+ * streams and kernels to it.
+ */
+import { describe, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type DeviceFacts, kernelOps, makeBackend, mlxOps, planBackend, targetDtype } from "../../src/mlx/backend.ts";
+import { Dtype } from "../../src/mlx/array.ts";
+
+const cpu: DeviceFacts = { gpu: false, platform: "linux", kernelsAvailable: true, kernelsEnabled: true };
+const cuda: DeviceFacts = { gpu: true, platform: "linux", kernelsAvailable: true, kernelsEnabled: true };
+const metal: DeviceFacts = { gpu: true, platform: "darwin", kernelsAvailable: false, kernelsEnabled: true };
+const env = (e: Record<string, string> = {}) => ({ env: e });
+
+describe("planBackend", () => {
+  test("CPU: float32, our kernels, one stream (two without kernels or with them off)", () => {
+    expect(planBackend(cpu, env())).toEqual({ device: "cpu", dtype: "float32", streams: 1, kernels: "ours", reason: "the installed MLX has no GPU device" });
+    expect(planBackend({ ...cpu, kernelsAvailable: false }, env())).toMatchObject({ kernels: "mlx", streams: 2 });
+    expect(planBackend({ ...cpu, kernelsEnabled: false }, env())).toMatchObject({ kernels: "mlx", streams: 2 });
+    expect(planBackend(cpu, env({ MLXK_STREAMS: "2" }))).toMatchObject({ streams: 2 });
+    expect(planBackend(cpu, { env: { MLXK_STREAMS: "2" }, streams: 1 })).toMatchObject({ streams: 1 });
+    expect(planBackend(cpu, env({ MLXK_STREAMS: "9" }))).toMatchObject({ streams: 2 });
+  });
+
+  test("a CUDA or Metal GPU: half precision, MLX's own ops, no CPU streams", () => {
+    expect(planBackend(cuda, env())).toEqual({ device: "cuda", dtype: "half", streams: 1, kernels: "mlx", reason: "the installed MLX has a cuda GPU" });
+    expect(planBackend(metal, env({ MLXK_STREAMS: "2" }))).toMatchObject({ device: "metal", dtype: "half", streams: 1, kernels: "mlx" });
+    expect(planBackend(cuda, env({ MLXK_DTYPE: "float32" }))).toMatchObject({ device: "cuda", dtype: "float32" });
+  });
+
+  test("MLXK_BACKEND overrides the device; a GPU the build lacks is refused clearly", () => {
+    expect(planBackend(cuda, env({ MLXK_BACKEND: "cpu" }))).toMatchObject({ device: "cpu", dtype: "float32", kernels: "ours", reason: "MLXK_BACKEND=cpu" });
+    expect(planBackend(cuda, env({ MLXK_BACKEND: "CUDA" }))).toMatchObject({ device: "cuda", reason: "MLXK_BACKEND=cuda" });
+    expect(() => planBackend(cpu, env({ MLXK_BACKEND: "cuda" }))).toThrow(/MLXK_BACKEND=cuda, but the installed MLX has no GPU device/);
+    expect(() => planBackend(cuda, env({ MLXK_BACKEND: "metal" }))).toThrow(/has a cuda GPU/);
+    expect(() => planBackend(cpu, env({ MLXK_BACKEND: "rocm" }))).toThrow(/MLXK_BACKEND must be cpu, cuda or metal \(got 'rocm'\)/);
+    expect(() => planBackend(cpu, env({ MLXK_DTYPE: "int8" }))).toThrow(/MLXK_DTYPE must be/);
+  });
+});
+
+test("dtype policy: the GPU default narrows float32 to bfloat16 and never widens a half checkpoint", () => {
+  expect(targetDtype("half", Dtype.float32)).toBe(Dtype.bfloat16);
+  expect(targetDtype("half", Dtype.bfloat16)).toBeNull();
+  expect(targetDtype("half", Dtype.float16)).toBeNull();
+  expect(targetDtype("float32", Dtype.bfloat16)).toBe(Dtype.float32);
+  expect(targetDtype("auto", Dtype.float16)).toBeNull();
+});
+
+test("a GPU profile runs MLX's ops and computes in order; a CPU profile our kernels", () => {
+  const gpu = makeBackend(planBackend(cuda, env()));
+  expect(gpu.ops).toBe(mlxOps);
+  expect(gpu.parallel).toBe(false);
+  expect(gpu.target(Dtype.float32)).toBe(Dtype.bfloat16);
+  const order: string[] = [];
+  expect(gpu.pair(() => order.push("a"), () => order.push("b"))).toEqual([1, 2]);
+  expect(mlxOps.hostRoutedExperts).toBe(false);
+  const c = makeBackend(planBackend(cpu, env()));
+  expect(c.ops).toBe(kernelOps);
+  expect(c.target(Dtype.bfloat16)).toBe(Dtype.float32);
+});
+
+test("model files leave CPU streams and kernels to the backend profile", () => {
+  const dir = join(import.meta.dir, "../../src/models");
+  const offenders = readdirSync(dir)
+    .filter((f) => f.endsWith(".ts"))
+    .filter((f) => /mlx\/kernels\.ts|withStream|newStream|\bStreams\b|\bstreams\.pair\b/.test(readFileSync(join(dir, f), "utf8")));
+  expect(offenders).toEqual([]);
+});
