@@ -8,11 +8,6 @@ const NOTES = `Every rank runs the command after '--' with its own slice of the 
 parallel over MLX's ring backend, TCP): no rank holds the whole model. Rank 0 owns the terminal or the HTTP
 server; the others follow it. A rank that dies stops the launch (non-zero exit naming the rank).
 
-Examples:
-  mlxk launch -n 2 -- run Llama-3.2-1B "Hello"                two local ranks (loopback)
-  mlxk launch -n 3 --split 2,1,1 -- server --model Qwen3-4B    three ranks, rank 0 takes half the layers
-  mlxk launch --hosts 10.0.0.1,10.0.0.2 -- run Qwen3-4B "Hi"   one rank per host, started over ssh
-  mlxk launch --hostfile hosts.json --sync -- server --model Qwen3-4B
 Hostfile (MLX's format): [{"ssh": "mac1", "ips": ["10.0.0.1"]}, {"ssh": "mac2", "ips": ["10.0.0.2"]}]
 Environment every rank gets: MLX_RANK, MLX_HOSTFILE (the ring's ip:port list), MLXK_LAUNCH=1,
 MLXK_LAUNCH_SPLIT, MLXK_LAUNCH_MODE, plus --env K=V and the hostfile's "envs"; --verbose adds MLX_RING_VERBOSE=1.`;
