@@ -13,13 +13,13 @@ Environment every rank gets: MLX_RANK, MLX_HOSTFILE (the ring's ip:port list), M
 MLXK_LAUNCH_SPLIT, MLXK_LAUNCH_MODE, plus --env K=V and the hostfile's "envs"; --verbose adds MLX_RING_VERBOSE=1.`;
 
 export default Object.assign(defineCommand({
-  meta: { name: "launch", description: "Run one model over several MLX processes or hosts (pipeline parallel, ring backend)" },
+  meta: { name: "launch", description: "Run one model over several MLX processes or hosts (pipeline or tensor parallel, ring backend)" },
   args: {
     n: { type: "string", alias: "repeat-hosts", description: "Ranks per host (default 1; with no hosts: N local ranks on loopback)" },
     hosts: { type: "string", description: "Comma-separated hosts, one rank each (IPs, or names with a hostfile's ips); 127.0.0.1 = local" },
     hostfile: { type: "string", description: "MLX hostfile (JSON: [{\"ssh\": host, \"ips\": [ip]}] or {\"hosts\": …, \"envs\": […]})" },
     split: { type: "string", description: "How layers are shared: layers (even, default), memory (by each rank's free memory), or weights like 2,1" },
-    "tensor-parallel": { type: "boolean", description: "Shard every layer over the ranks instead (llama/qwen2/qwen3/qwen3_moe; not available yet)" },
+    "tensor-parallel": { type: "boolean", description: "Shard every layer over the ranks instead (llama/qwen2/qwen3/qwen3_moe; all_sum per layer)" },
     env: { type: "string", description: "K=V set on every rank (repeatable or comma-separated)" },
     sync: { type: "boolean", description: "Pull the model on hosts whose cache lacks it before starting" },
     "remote-mlxk": { type: "string", description: "The mlxk command on remote hosts (default: mlxk on their PATH)" },

@@ -19,13 +19,12 @@ export async function followLaunched(spec: string, env: Env = process.env): Prom
   if (!avail.available) throw new MlxkError("mlx_unavailable", `MLX is not available on rank ${info.rank}: ${avail.reason}`);
   const group = await joinWorld(env);
   if (!group || group.rank === 0) return false;
-  if (info.mode !== "pipeline") throw new MlxkError("InvalidArgumentError", `launch mode '${info.mode}' is not available`);
   const { locateModel } = await import("../engine/open.ts");
   const ref = locateModel(spec, { env });
   const { loadGgufModel, loadModelDir } = await import("../engine/load.ts");
   const loaded = ref.kind === "gguf" ? await loadGgufModel(ref.path, { env }) : await loadModelDir(ref.path, { env });
   try {
-    if (!loaded.follower) throw new MlxkError("execution_error", `rank ${group.rank}: the model did not load as a pipeline stage`);
+    if (!loaded.follower) throw new MlxkError("execution_error", `rank ${group.rank}: the model did not load as a distributed stage`);
     const { follow } = await import("./pipeline.ts");
     follow(loaded.model, loaded.follower.step, loaded.follower.group);
     if (info.report) {

@@ -155,7 +155,6 @@ export async function launch(o: LaunchOptions): Promise<number> {
   const model = modelOf(o.args);
   if (!model) throw new MlxkError("CommandError", cmd === "run" ? "mlxk launch -- run needs a model" : "mlxk launch -- server needs --model (every rank loads it at start)");
   if (o.hosts.length < 2) throw new MlxkError("InvalidArgumentError", "mlxk launch needs at least 2 ranks (-n 2, or two hosts)");
-  if (o.mode !== "pipeline") throw new MlxkError("InvalidArgumentError", "--tensor-parallel is not available yet: pipeline parallel (the default) runs every architecture");
   const self = selfCommand();
   await placement(o, model, self, err);
 

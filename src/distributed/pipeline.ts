@@ -210,9 +210,13 @@ class PipelineHead implements LanguageModel {
   #next = 1;
   #closed = false;
 
-  constructor(inner: LanguageModel, group: Group) {
+  readonly #evalHidden: boolean;
+
+  /** evalHidden: evaluate each forward at once (tensor parallel: its last all_sum must run in step with the others'). */
+  constructor(inner: LanguageModel, group: Group, evalHidden = false) {
     this.#inner = inner;
     this.#group = group;
+    this.#evalHidden = evalHidden;
   }
 
   get numLayers(): number {
@@ -250,7 +254,9 @@ class PipelineHead implements LanguageModel {
     const L = inputs.shape[1]!;
     this.#control(OP.FORWARD, L, id);
     mx.scope(() => this.#send(mx.contiguous(inputs.astype(mx.Dtype.int32))));
-    return this.#inner.hidden(inputs, cache);
+    const h = this.#inner.hidden(inputs, cache);
+    if (this.#evalHidden) mx.eval([h]);
+    return h;
   }
 
   logits(h: mx.Array): mx.Array {
@@ -274,6 +280,11 @@ class PipelineHead implements LanguageModel {
 export function attachPipeline(model: LanguageModel, plan: RankPlan): { model: LanguageModel; step: StepState } {
   const step = installSlice(model, plan);
   return { model: plan.group.rank === 0 ? new PipelineHead(model, plan.group) : model, step };
+}
+
+/** The same for a tensor-parallel model whose collectives are already in place (tensor.ts). */
+export function attachTensorStage(model: LanguageModel, group: Group, step: StepState): { model: LanguageModel; step: StepState } {
+  return { model: group.rank === 0 ? new PipelineHead(model, group, true) : model, step };
 }
 
 /** Append this rank's slice and resident bytes to the launch report file (JSON lines), when asked for. */

@@ -12,7 +12,8 @@ import { type BackendProfile, loadBackend } from "../mlx/backend.ts";
 import * as mx from "../mlx/index.ts";
 import { type LanguageModel, type ModelModule, parseConfig, QuantConfig, WeightStore } from "../models/base.ts";
 import { loadModelModule } from "../models/registry.ts";
-import { attachPipeline, type RankPlan, rankPlanFor, reportLoad, type StepState } from "../distributed/pipeline.ts";
+import { attachPipeline, attachTensorStage, type RankPlan, rankPlanFor, reportLoad, type StepState } from "../distributed/pipeline.ts";
+import { attachTensorParallel, tensorPlanFor } from "../distributed/tensor.ts";
 import type { Group } from "../mlx/distributed.ts";
 
 export interface LoadOptions {
@@ -100,17 +101,23 @@ export async function build(config: Record<string, unknown>, tensors: Map<string
   }
   try {
     const backend = loadBackend({ env: opts.env, dtype: opts.dtype, streams: opts.streams });
-    const parsed = parseConfig(mod.configSchema, config, modelType!, mod.configOptions);
+    // under `mlxk launch --tensor-parallel`: this rank's shard of every layer, built with its share of the heads
+    const tp = opts.rank === undefined ? tensorPlanFor(config) : null;
+    let parsed = parseConfig(mod.configSchema, config, modelType!, mod.configOptions);
     const w0 = mod.sanitize ? mod.sanitize(tensors, parsed) : tensors;
+    if (tp) {
+      tp.shard(w0);
+      parsed = tp.config(parsed);
+    }
     castFloats(w0, backend, mod.castPredicate);
     const store = new WeightStore(w0, QuantConfig.from(config), backend);
     const built = mx.scope(() => mod.createModel(parsed, store, { backend }));
     store.disposeUnused();
     // under `mlxk launch`: this rank materialises only its pipeline slice (the rest stays lazy, never read)
-    const plan = opts.rank === undefined ? rankPlanFor(config, built) : opts.rank;
+    const plan = tp ? tp.plan : opts.rank === undefined ? rankPlanFor(config, built) : opts.rank;
     const mine = plan ? store.entries().filter(([k]) => plan.keep(k)).map(([, a]) => a) : store.all();
     materialize(mine, opts.onProgress);
-    const staged = plan ? attachPipeline(built, plan) : null;
+    const staged = tp ? attachTensorStage(built, tp.plan.group, attachTensorParallel(built, tp.plan.group)) : plan ? attachPipeline(built, plan) : null;
     if (plan) reportLoad(plan, mine.reduce((s, a) => s + a.nbytes, 0));
     const model = staged?.model ?? built;
     return {
@@ -159,7 +166,7 @@ export async function loadGgufModel(path: string, opts: LoadOptions = {}): Promi
   const { ggufToModel } = await import("./gguf.ts");
   const { config, tensors } = ggufToModel(path, (c) => {
     const plan = opts.rank === undefined ? rankPlanFor(c) : opts.rank;
-    opts = { ...opts, rank: plan };
+    if (plan) opts = { ...opts, rank: plan };
     return plan ? plan.keep : null;
   });
   return build(config, tensors, opts);

@@ -51,7 +51,7 @@ interface Report {
 const readLines = <T>(f: string): T[] => (existsSync(f) ? readFileSync(f, "utf8").trim().split("\n").filter(Boolean).map((l) => JSON.parse(l) as T) : []);
 
 /** `n` harness ranks over one loopback ring, each loading `dirs` in turn; rank 0's tokens per model. */
-async function pipeline(n: number, dirs: string[], name: string) {
+async function pipeline(n: number, dirs: string[], name: string, mode: "pipeline" | "tensor" = "pipeline", split = "layers") {
   const ports = await freePorts(n);
   const ring = join(tmp, `${name}.ring.json`);
   writeFileSync(ring, ringHostfile(Array.from({ length: n }, (_, rank) => ({ rank, ssh: "127.0.0.1", ips: ["127.0.0.1"] })), ports));
@@ -59,7 +59,7 @@ async function pipeline(n: number, dirs: string[], name: string) {
   const report = join(tmp, `${name}.report.jsonl`);
   const procs = Array.from({ length: n }, (_, r) =>
     Bun.spawn([process.execPath, HARNESS, ...dirs], {
-      env: { ...process.env, MLX_RANK: String(r), MLX_HOSTFILE: ring, MLXK_LAUNCH: "1", PIPE_OUT: out, PIPE_STEPS: String(STEPS), MLXK_LAUNCH_REPORT: report },
+      env: { ...process.env, MLX_RANK: String(r), MLX_HOSTFILE: ring, MLXK_LAUNCH: "1", MLXK_LAUNCH_MODE: mode, MLXK_LAUNCH_SPLIT: split, PIPE_OUT: out, PIPE_STEPS: String(STEPS), MLXK_LAUNCH_REPORT: report },
       stdout: "ignore",
       stderr: "pipe",
     }),
@@ -111,6 +111,38 @@ const alive = (pid: number) => {
     return false;
   }
 };
+
+describe.skipIf(noMlx)("--split", () => {
+  test("weights 3,1 and by free memory (gathered over the ring): the slices follow, the tokens do not change", async () => {
+    const dir = join(tmp, "smollm3");
+    const want = await reference(dir);
+    const weighted = await pipeline(2, [dir], "split-weights", "pipeline", "3,1");
+    expect(weighted.reports.map((r) => [r.rank, r.start, r.end]).sort()).toEqual([[0, 0, 3], [1, 3, 4]]);
+    expect(weighted.tokens.get(dir)).toEqual(want);
+    const memory = await pipeline(2, [dir], "split-memory", "pipeline", "memory");
+    const [a, b] = [0, 1].map((r) => memory.reports.find((x) => x.rank === r)!);
+    expect([a!.start, b!.end, b!.start]).toEqual([0, 4, a!.end]);
+    expect(memory.tokens.get(dir)).toEqual(want);
+  }, 60_000);
+});
+
+describe.skipIf(noMlx)("tensor parallel on loopback", () => {
+  test("2 ranks: llama, qwen2, qwen3, qwen3_moe (float and quantized) equal the single process", async () => {
+    const tp = ["llama", "llama_q4", "qwen2", "qwen2_q4", "qwen3", "qwen3_moe"].map((n) => join(tmp, n));
+    const { tokens, reports } = await pipeline(2, tp, "tensor", "tensor");
+    for (const dir of tp) expect({ dir, tokens: tokens.get(dir) }).toEqual({ dir, tokens: await reference(dir) });
+    expect(reports.every((r) => r.start === 0 && r.end > 0)).toBe(true);
+  }, 60_000);
+
+  test("refusals name the reason: other architectures, and shards a quantization group cannot split", async () => {
+    const r = await cli(["launch", "-n", "2", "--tensor-parallel", "--", "run", join(tmp, "phi3"), "hi", "--max-tokens", "2"]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain("--tensor-parallel shards llama, qwen2, qwen3 and qwen3_moe (this model is 'phi3')");
+    const q = await cli(["launch", "-n", "2", "--tensor-parallel", "--", "run", join(tmp, "qwen3_moe_q4"), "hi", "--max-tokens", "2"]);
+    expect(q.code).not.toBe(0);
+    expect(q.stderr).toMatch(/switch_mlp\.down_proj\.\w+ \(1 along axis -1\) does not split over 2 ranks/);
+  }, 60_000);
+});
 
 describe.skipIf(noMlx)("mlxk launch", () => {
   test("launch -n 2 -- run SmolLM2: the single-process answer; each rank resident ≈ its share", async () => {
