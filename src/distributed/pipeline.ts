@@ -228,7 +228,7 @@ class PipelineHead implements LanguageModel {
   }
 
   #control(op: number, L: number, id: number): void {
-    if (this.#closed) throw new MlxkError("execution_error", "the distributed group was shut down");
+    if (this.#closed) throw new MlxkError("execution_error", "the distributed group is gone (a rank was lost or it was shut down)");
     mx.scope(() => this.#send(header(op, L, id)));
   }
 
@@ -252,11 +252,22 @@ class PipelineHead implements LanguageModel {
     const id = this.#ids.get(cache);
     if (id === undefined) throw new MlxkError("execution_error", "pipeline parallel: a cache that makeCache did not make");
     const L = inputs.shape[1]!;
-    this.#control(OP.FORWARD, L, id);
-    mx.scope(() => this.#send(mx.contiguous(inputs.astype(mx.Dtype.int32))));
-    const h = this.#inner.hidden(inputs, cache);
-    if (this.#evalHidden) mx.eval([h]);
-    return h;
+    try {
+      this.#control(OP.FORWARD, L, id);
+      mx.scope(() => this.#send(mx.contiguous(inputs.astype(mx.Dtype.int32))));
+      const h = this.#inner.hidden(inputs, cache);
+      if (this.#evalHidden) mx.eval([h]);
+      return h;
+    } catch (e) {
+      // MLX's ring fails the pending exchange when a neighbour is gone: this request ends with that error, and
+      // the group is unusable from here on (launch is stopping every rank)
+      this.#closed = true;
+      // ... and this rank leaves soon after (the answer carrying the error goes out first), so a server's
+      // /health fails and launch stops the group instead of serving a group that cannot compute
+      setTimeout(() => process.exit(1), 1000).unref();
+      const msg = e instanceof Error ? e.message : String(e);
+      throw new MlxkError("execution_error", `the distributed group lost a rank: ${msg}`);
+    }
   }
 
   logits(h: mx.Array): mx.Array {
