@@ -188,10 +188,10 @@ describe.skipIf(noMlx)("mlxk launch", () => {
     expect(tooMany.stderr).toContain("2 layers cannot be split over 3 ranks");
   }, 60_000);
 
-  test("launch -- server answers the openai SDK; a killed rank ends the launch naming it, with no process left", async () => {
-    const dir = join(tmp, "qwen3");
+  test("launch -- server answers the openai SDK; a rank killed mid-stream ends that stream with an error and the launch naming the rank, with no process left", async () => {
+    const gguf = await smollm2Gguf();
     const report = join(tmp, "server.report.jsonl");
-    const p = Bun.spawn([...MLXK, "launch", "-n", "2", "--", "server", "--model", dir, "--port", "0", "--json"], {
+    const p = Bun.spawn([...MLXK, "launch", "-n", "2", "--", "server", "--model", gguf, "--port", "0", "--json"], {
       env: { ...process.env, MLXK_LAUNCH_REPORT: report },
       stdout: "pipe",
       stderr: "pipe",
@@ -206,23 +206,32 @@ describe.skipIf(noMlx)("mlxk launch", () => {
         text += new TextDecoder().decode(value);
       }
       const url = (JSON.parse(text.split("\n")[0]!) as { data: { url: string } }).data.url;
-      const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "none" });
-      const r = await client.chat.completions.create({ model: dir, messages: [{ role: "user", content: "Hi" }], max_tokens: 6, temperature: 0 });
+      const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "none", maxRetries: 0 });
+      const messages = [{ role: "user" as const, content: "What is the capital of France?" }];
+      const r = await client.chat.completions.create({ model: gguf, messages, max_tokens: 8, temperature: 0 });
       expect(r.usage?.completion_tokens).toBeGreaterThan(0);
-      expect(r.choices[0]!.finish_reason).toMatch(/length|stop/);
-      const stream = await client.chat.completions.create({ model: dir, messages: [{ role: "user", content: "Hi" }], max_tokens: 6, temperature: 0, stream: true });
-      let streamed = "";
-      for await (const c of stream) streamed += c.choices[0]?.delta?.content ?? "";
-      expect(streamed).toBe(r.choices[0]!.message.content ?? "");
+      const single = await cli(["run", gguf, "What is the capital of France?", "--temperature", "0", "--max-tokens", "8", "--json"]);
+      expect(r.choices[0]!.message.content).toBe(JSON.parse(single.stdout).data.response);
 
-      const ranks = readLines<Report>(report);
-      const follower = ranks.find((x) => x.rank === 1)!;
-      process.kill(follower.pid, "SIGKILL");
+      const follower = readLines<Report>(report).find((x) => x.rank === 1)!;
+      const stream = await client.chat.completions.create({ model: gguf, messages: [{ role: "user", content: "Tell me a long story." }], max_tokens: 400, temperature: 0, stream: true });
+      let chunks = 0;
+      const failure = await (async () => {
+        try {
+          for await (const _ of stream) if (chunks++ === 0) process.kill(follower.pid, "SIGKILL");
+          return "the stream ended normally";
+        } catch (e) {
+          return e instanceof Error ? e.message : String(e);
+        }
+      })();
+      expect(failure).toContain("the distributed group lost a rank");
+      expect(chunks).toBeLessThan(400);
       const code = await p.exited;
       const stderr = await new Response(p.stderr).text();
       expect(code).not.toBe(0);
       expect(stderr).toContain("rank 1 was killed by SIGKILL");
-      expect(ranks.map((x) => alive(x.pid))).toEqual([false, false]);
+      const pids = readLines<Report>(report).map((x) => x.pid);
+      expect(pids.map(alive)).toEqual(pids.map(() => false));
       expect(await fetch(`${url}/health`).then((x) => x.status).catch(() => "down")).toBe("down");
     } finally {
       p.kill("SIGKILL");
