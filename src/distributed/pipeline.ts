@@ -17,7 +17,8 @@ import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import type { Group } from "../mlx/distributed.ts";
 import type { LanguageModel, LayerCache } from "../models/base.ts";
-import { currentWorld, type LaunchInfo, launchInfo } from "./world.ts";
+import { waitReadable } from "../mlx/process.ts";
+import { currentWorld, type LaunchInfo, launchInfo, leftSocketFd } from "./world.ts";
 
 export interface Slice {
   start: number;
@@ -132,6 +133,13 @@ export function rankPlanFor(config: Record<string, unknown>, model?: LanguageMod
 
 const OP = { FORWARD: 1, NEW: 2, FREE: 3, SHUTDOWN: 4 } as const;
 
+let leftFd: number | null | undefined;
+/** Wait in the kernel until the left neighbour's next bytes arrive (MLX's own recv would spin a core meanwhile). */
+function awaitLeft(): void {
+  if (leftFd === undefined) leftFd = leftSocketFd();
+  if (leftFd !== null) waitReadable(leftFd);
+}
+
 type Forward = (...args: unknown[]) => unknown;
 interface Layer {
   forward: Forward;
@@ -141,6 +149,8 @@ interface Layer {
 /** Where a follower's slice leaves its output until the step is evaluated. */
 export interface StepState {
   pending: mx.Array | null;
+  /** Tensor parallel: the step starts computing at once (its collectives come later). */
+  noWait?: boolean;
 }
 
 function layersOf(model: LanguageModel): Layer[] {
@@ -190,6 +200,7 @@ function installSlice(model: LanguageModel, plan: RankPlan): StepState {
       // Evaluated here, in order, so a step whose result the caller never reads (a prefill chunk) still
       // completes its exchange.
       mx.eval([sent]);
+      awaitLeft();
       const back = mx.distributed.recvLike(first(r), group.left, group);
       mx.eval([back]);
       return withFirst(r, back);
@@ -308,6 +319,7 @@ export function reportLoad(plan: RankPlan, weightBytes: number): void {
 /** Receive a control message (and pass it on down the chain); returns its [op, L, cacheId]. */
 function recvForward(group: Group, shape: number[]): Int32Array {
   return mx.scope(() => {
+    awaitLeft();
     const got = mx.distributed.recv(shape, mx.Dtype.int32, group.left, group);
     mx.eval([got]);
     if (group.rank < group.size - 1) mx.eval([mx.distributed.send(got, group.right, group)]);
@@ -336,6 +348,8 @@ export function follow(model: LanguageModel, step: StepState, group: Group): voi
           step.pending = null;
           model.hidden(mx.array(ids, { shape: [1, L], dtype: mx.Dtype.int32 }), cache);
           if (!step.pending) throw new MlxkError("execution_error", "pipeline: this rank's slice produced nothing to send");
+          // pipeline: the left neighbour's hidden state comes after it has computed (tensor parallel: no wait)
+          if (!step.noWait) awaitLeft();
           mx.eval([step.pending, ...cache.flatMap((c) => c.state())]);
           step.pending = null;
         });

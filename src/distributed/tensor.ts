@@ -89,7 +89,7 @@ export function attachTensorParallel(model: LanguageModel, group: Group): StepSt
       sub.forward = (...args: unknown[]) => mx.distributed.allSum(f(...args), group);
     }
   }
-  const step: StepState = { pending: null };
+  const step: StepState = { pending: null, noWait: true };
   const hidden = model.hidden.bind(model);
   model.hidden = (inputs, cache) => {
     const h = hidden(inputs, cache);

@@ -3,6 +3,7 @@
  * MLX's ring backend reads) and MLXK_LAUNCH_* (our plan: split, mode). Joined once per process, on first use,
  * on the thread that runs MLX. Outside launch there is no world (null) and nothing changes.
  */
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 import type { Env } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import type { Group } from "../mlx/distributed.ts";
@@ -57,4 +58,44 @@ export async function joinWorld(env: Env = process.env): Promise<Group | null> {
 /** The group already joined (null outside launch or before joinWorld). */
 export function currentWorld(): Group | null {
   return world && world.size > 1 ? world : null;
+}
+
+/**
+ * The fd of this rank's ring socket from its left neighbour (the connection accepted on this rank's own port):
+ * everything a rank receives while it waits comes on it. Linux only (/proc); null when it cannot be found.
+ */
+export function leftSocketFd(env: Env = process.env): number | null {
+  try {
+    const info = launchInfo(env);
+    if (!info || !env.MLX_HOSTFILE) return null;
+    const nodes = JSON.parse(readFileSync(env.MLX_HOSTFILE, "utf8")) as string[][];
+    const port = Number(nodes[info.rank]![0]!.split(":").at(-1));
+    const inodes = new Set<string>();
+    for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+      let text = "";
+      try {
+        text = readFileSync(table, "utf8");
+      } catch {
+        continue;
+      }
+      for (const line of text.split("\n").slice(1)) {
+        const f = line.trim().split(/\s+/);
+        // local_address ip:PORT (hex), state 01 = ESTABLISHED, inode column 9
+        if (f.length > 9 && parseInt(f[1]!.split(":")[1]!, 16) === port && f[3] === "01") inodes.add(f[9]!);
+      }
+    }
+    for (const fd of readdirSync("/proc/self/fd")) {
+      let target = "";
+      try {
+        target = readlinkSync(`/proc/self/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m && inodes.has(m[1]!)) return Number(fd);
+    }
+  } catch {
+    // no /proc: ranks wait in MLX's recv
+  }
+  return null;
 }
