@@ -344,12 +344,13 @@ export function follow(model: LanguageModel, step: StepState, group: Group): voi
         const cache = caches.get(id);
         if (!cache) throw new MlxkError("execution_error", `pipeline: rank 0 ran cache ${id}, which this rank does not have`);
         const ids = recvForward(group, [1, L]);
+        // pipeline: the left neighbour's hidden state comes once it has computed; wait for it before building the
+        // step (a model may read values back while building it, e.g. MoE routing). Tensor parallel: no wait.
+        if (!step.noWait) awaitLeft();
         mx.scope(() => {
           step.pending = null;
           model.hidden(mx.array(ids, { shape: [1, L], dtype: mx.Dtype.int32 }), cache);
           if (!step.pending) throw new MlxkError("execution_error", "pipeline: this rank's slice produced nothing to send");
-          // pipeline: the left neighbour's hidden state comes after it has computed (tensor parallel: no wait)
-          if (!step.noWait) awaitLeft();
           mx.eval([step.pending, ...cache.flatMap((c) => c.state())]);
           step.pending = null;
         });
