@@ -84,12 +84,31 @@ async function mlxDirFrom(gguf: string, dir: string): Promise<string> {
 
 /** Qwen2.5-0.5B shapes (hidden 896, 24 layers, 14/2 heads, FF 4864, vocab 151936, tied) as a Q4_1 llama GGUF. */
 export async function qwenShapedGguf(smollm2: string): Promise<string> {
-  const path = join(CACHE, "qwen05-shaped.Q4_1.gguf");
+  return shapedGguf(smollm2, { file: "qwen05-shaped.Q4_1.gguf", name: "qwen2.5-0.5b-shaped-random", H: 896, L: 24, NH: 14, KV: 2, FF: 4864, V: 151936 });
+}
+
+/** Shapes of a random llama-architecture model (SmolLM2's tokenizer, padded to V). */
+export interface ModelShape {
+  file: string;
+  name: string;
+  H: number;
+  L: number;
+  NH: number;
+  KV: number;
+  FF: number;
+  V: number;
+  /** Every layer reuses the first layer's random blocks: a 7B-shaped file without generating 4 GB of randomness. */
+  shareLayers?: boolean;
+}
+
+/** A random Q4_1 llama GGUF of the given shapes, written once under .cache/bench/. */
+export async function shapedGguf(smollm2: string, shape: ModelShape): Promise<string> {
+  const path = join(CACHE, shape.file);
   if (existsSync(path)) return path;
   const { readGguf } = await import("../src/gguf/reader.ts");
-  const { encodeGguf } = await import("../test/support/gguf-writer.ts");
+  const { writeGguf } = await import("../test/support/gguf-writer.ts");
   const src = readGguf(smollm2);
-  const [H, L, NH, KV, FF, V] = [896, 24, 14, 2, 4864, 151936];
+  const { H, L, NH, KV, FF, V } = shape;
   const D = H / NH;
   let seed = 7;
   const rnd = () => {
@@ -113,18 +132,25 @@ export async function qwenShapedGguf(smollm2: string): Promise<string> {
     { name: "token_embd.weight", shape: [V, H], type: "Q4_1", data: q41(V, H) },
     { name: "output_norm.weight", shape: [H], type: "F32", data: ones(H) },
   ];
+  const first = new Map<string, Uint8Array>();
+  const q41Layer = (key: string, rows: number, cols: number): Uint8Array => {
+    if (!shape.shareLayers) return q41(rows, cols);
+    let d = first.get(key);
+    if (!d) first.set(key, (d = q41(rows, cols)));
+    return d;
+  };
   for (let i = 0; i < L; i++) {
     const p = `blk.${i}`;
     tensors.push(
       { name: `${p}.attn_norm.weight`, shape: [H], type: "F32", data: ones(H) },
       { name: `${p}.ffn_norm.weight`, shape: [H], type: "F32", data: ones(H) },
-      { name: `${p}.attn_q.weight`, shape: [NH * D, H], type: "Q4_1", data: q41(NH * D, H) },
-      { name: `${p}.attn_k.weight`, shape: [KV * D, H], type: "Q4_1", data: q41(KV * D, H) },
-      { name: `${p}.attn_v.weight`, shape: [KV * D, H], type: "Q4_1", data: q41(KV * D, H) },
-      { name: `${p}.attn_output.weight`, shape: [H, NH * D], type: "Q4_1", data: q41(H, NH * D) },
-      { name: `${p}.ffn_gate.weight`, shape: [FF, H], type: "Q4_1", data: q41(FF, H) },
-      { name: `${p}.ffn_up.weight`, shape: [FF, H], type: "Q4_1", data: q41(FF, H) },
-      { name: `${p}.ffn_down.weight`, shape: [H, FF], type: "Q4_1", data: q41(H, FF) },
+      { name: `${p}.attn_q.weight`, shape: [NH * D, H], type: "Q4_1", data: q41Layer("attn_q", NH * D, H) },
+      { name: `${p}.attn_k.weight`, shape: [KV * D, H], type: "Q4_1", data: q41Layer("attn_k", KV * D, H) },
+      { name: `${p}.attn_v.weight`, shape: [KV * D, H], type: "Q4_1", data: q41Layer("attn_v", KV * D, H) },
+      { name: `${p}.attn_output.weight`, shape: [H, NH * D], type: "Q4_1", data: q41Layer("attn_output", H, NH * D) },
+      { name: `${p}.ffn_gate.weight`, shape: [FF, H], type: "Q4_1", data: q41Layer("ffn_gate", FF, H) },
+      { name: `${p}.ffn_up.weight`, shape: [FF, H], type: "Q4_1", data: q41Layer("ffn_up", FF, H) },
+      { name: `${p}.ffn_down.weight`, shape: [H, FF], type: "Q4_1", data: q41Layer("ffn_down", H, FF) },
     );
   }
   // SmolLM2's tokenizer padded with placeholder pieces to the Qwen vocabulary size.
@@ -138,7 +164,7 @@ export async function qwenShapedGguf(smollm2: string): Promise<string> {
   const u32 = (value: number) => ({ type: "u32" as const, value });
   const meta = {
     "general.architecture": "llama",
-    "general.name": "qwen2.5-0.5b-shaped-random",
+    "general.name": shape.name,
     "llama.block_count": u32(L),
     "llama.context_length": u32(32768),
     "llama.embedding_length": u32(H),
@@ -158,7 +184,7 @@ export async function qwenShapedGguf(smollm2: string): Promise<string> {
     "tokenizer.ggml.eos_token_id": u32(Number(src.metadata.get("tokenizer.ggml.eos_token_id")!.value)),
   };
   mkdirSync(CACHE, { recursive: true });
-  writeFileSync(path, encodeGguf(meta, tensors));
+  writeGguf(path, meta, tensors);
   return path;
 }
 

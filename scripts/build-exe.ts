@@ -70,7 +70,7 @@ async function runtimeFor(t: Target, libDir: string): Promise<string | null> {
   if (t.os === "darwin") return "linking the shim for macOS needs Apple's SDK (build on a Mac: same command)";
   const cxx = findCompiler({ ...process.env, CXX: "aarch64-linux-gnu-g++" });
   if (cxx !== "aarch64-linux-gnu-g++") return "no aarch64-linux-gnu-g++ (Debian/Ubuntu: apt install g++-aarch64-linux-gnu)";
-  const pin = WHEEL_PINS.find((p) => p.platform === "manylinux_2_35_aarch64")!;
+  const pin = WHEEL_PINS.find((p) => p.package === "mlx-cpu" && p.platform === "manylinux_2_35_aarch64")!;
   const dir = join(dist, "runtime", name(t));
   try {
     const r = await installRuntime(

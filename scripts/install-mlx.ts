@@ -8,6 +8,10 @@
  * It never fails the install: on any problem it prints ONE message saying what to install, records the reason
  * in .mlx/status.json (read by the runtime and `mlxk doctor`) and exits 0, so commands without inference work.
  *
+ * The wheel follows the machine (src/mlx/wheel-select.ts): mlx-metal on macOS arm64, mlx-cuda-12/13 with the CUDA
+ * runtime wheels on Linux with an NVIDIA driver, else mlx-cpu; MLXK_BACKEND=cpu|cuda|metal overrides, and a CUDA
+ * setup that fails falls back to mlx-cpu with one message. The choice and its reason land in .mlx/status.json.
+ *
  * Usage: bun scripts/install-mlx.ts [--force]     (MLX_DIR=<dir with lib/ and include/> to use an existing MLX)
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -36,8 +40,8 @@ async function main(): Promise<void> {
   try {
     const layout = checkout ? repoLayout() : userLayout();
     const r = await installRuntime(layout, { force, log });
-    writeStatus({ ok: true, mlxVersion: r.mlxVersion, mlxRoot: r.mlxRoot, shim: r.shim, wheel: r.wheel });
-    if (r.did) log(`MLX ${r.mlxVersion} ready (${((performance.now() - t0) / 1000).toFixed(1)} s): ${checkout ? relative(REPO_ROOT, r.shim) : r.shim}`);
+    writeStatus({ ok: true, mlxVersion: r.mlxVersion, mlxRoot: r.mlxRoot, shim: r.shim, wheel: r.wheel, backend: r.backend ?? undefined, backendReason: r.backendReason });
+    if (r.did) log(`MLX ${r.mlxVersion} (${r.backend ?? "MLX_DIR"}: ${r.backendReason}) ready (${((performance.now() - t0) / 1000).toFixed(1)} s): ${checkout ? relative(REPO_ROOT, r.shim) : r.shim}`);
   } catch (e) {
     const reason = e instanceof InstallError ? e.message : `unexpected error: ${e instanceof Error ? e.stack : String(e)}`;
     writeStatus({ ok: false, reason });

@@ -111,7 +111,7 @@ export function hfTokenPath(env: Env = process.env): string {
   return p ? expandHome(p, env) : join(hfHome(env), "token");
 }
 
-/** Compute dtype for float weights and activations: float32 (default; bf16/fp16 are emulated and ~7× slower on CPU), float16, bfloat16 or auto (keep the checkpoint's). */
+/** Compute dtype for float weights and activations: float32 (CPU default; bf16/fp16 are emulated and ~7× slower on CPU), float16, bfloat16, auto (keep the checkpoint's) or half (GPU default, src/mlx/backend.ts). */
 export function computeDtype(env: Env = process.env): string | undefined {
   return get(env, "MLXK_DTYPE");
 }

@@ -53,6 +53,12 @@ MLXK_API int mlxk_async_eval(const mlxk_array* arrs, int n);
 MLXK_API int mlxk_default_device_type(void);
 MLXK_API int mlxk_set_default_device(int type);
 MLXK_API int mlxk_device_available(int type);
+MLXK_API int mlxk_device_count(int type);
+/* MLX's device_info(device 0 of `type`): a numeric entry (-1 when absent) or a string entry (NULL when absent;
+ * valid until the next call on this thread). Keys: device_name, architecture, memory_size / total_memory,
+ * free_memory (CUDA, fresh per call), max_recommended_working_set_size (Metal). */
+MLXK_API double mlxk_device_info_number(int type, const char* key);
+MLXK_API const char* mlxk_device_info_string(int type, const char* key);
 MLXK_API int mlxk_stream_default(mlxk_stream* out, int device_type);
 MLXK_API int mlxk_stream_new(mlxk_stream* out, int device_type);
 MLXK_API void mlxk_stream_free(mlxk_stream s);

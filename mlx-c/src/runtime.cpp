@@ -86,6 +86,44 @@ MLXK_API int mlxk_device_available(int type) {
   }
 }
 
+MLXK_API int mlxk_device_count(int type) {
+  try {
+    return device_count(device_type(type));
+  } catch (...) {
+    return 0;
+  }
+}
+
+namespace {
+// MLX's device_info (CUDA reads free memory fresh from NVML on each call); -1 / NULL when the key is absent.
+const std::variant<std::string, size_t>* info_entry(int type, const char* key) {
+  const auto& info = device_info(Device(mlxk::device_type(type), 0));
+  auto it = info.find(key ? key : "");
+  return it == info.end() ? nullptr : &it->second;
+}
+thread_local std::string info_string;
+} // namespace
+
+MLXK_API double mlxk_device_info_number(int type, const char* key) {
+  try {
+    const auto* e = info_entry(type, key);
+    if (!e || !std::holds_alternative<size_t>(*e)) return -1;
+    return static_cast<double>(std::get<size_t>(*e));
+  } catch (...) {
+    return -1;
+  }
+}
+MLXK_API const char* mlxk_device_info_string(int type, const char* key) {
+  try {
+    const auto* e = info_entry(type, key);
+    if (!e || !std::holds_alternative<std::string>(*e)) return nullptr;
+    info_string = std::get<std::string>(*e);
+    return info_string.c_str();
+  } catch (...) {
+    return nullptr;
+  }
+}
+
 MLXK_API int mlxk_stream_default(mlxk_stream* out, int device_type) {
   MLXK_TRY * out = new Stream(default_stream(Device(mlxk::device_type(device_type))));
   return 0;

@@ -3,6 +3,7 @@ import { type CommandDef, runCommand } from "citty";
 import { totalmem } from "node:os";
 import { debug } from "../env.ts";
 import { MlxkError, toMlxkError } from "../errors.ts";
+import { installedBackend } from "../mlx/paths.ts";
 import { CLI_VERSION, JSON_API_SPEC_VERSION } from "../version.ts";
 import { checkArgs } from "./args.ts";
 import { type CliContext, guardProcessOutput, printError, printSuccess, processContext } from "./context.ts";
@@ -64,10 +65,17 @@ function usage(): string {
 
 function printVersion(ctx: CliContext): void {
   const mem = totalmem();
+  // what the installer recorded: reading it loads no MLX, so --version stays instant
+  const b = installedBackend(ctx.env);
   printSuccess(
     ctx,
     "version",
-    { cli_version: CLI_VERSION, json_api_spec_version: JSON_API_SPEC_VERSION, system: mem > 0 ? { memory_total_bytes: mem } : null },
+    {
+      cli_version: CLI_VERSION,
+      json_api_spec_version: JSON_API_SPEC_VERSION,
+      system: mem > 0 ? { memory_total_bytes: mem } : null,
+      backend: b ? { device: b.backend, reason: b.reason, wheel: b.wheel } : null,
+    },
     () => `mlxk ${CLI_VERSION}`,
   );
 }

@@ -1,5 +1,4 @@
 /** `mlxk run <model> [prompt...]`: one answer (streamed or batched), or an interactive chat without a prompt. */
-import { freemem } from "node:os";
 import { defineCommand } from "citty";
 import type { Engine, GenerateRequest } from "../engine/types.ts";
 import { MlxkError } from "../errors.ts";
@@ -86,14 +85,17 @@ export default Object.assign(defineCommand({
     const { ensureMlxRuntime } = await import("../mlx/setup.ts");
     await ensureMlxRuntime({ env: ctx.env, log: (m) => ctx.stderr(`mlxk: ${m}\n`), tty: process.stderr.isTTY && !ctx.json });
     const { defaultPromptCacheBytes, openModel } = await import("../engine/open.ts");
+    const { activeBackend, describeBackend, deviceFreeMemory, deviceMemory } = await import("../mlx/backend.ts");
     const engine = await openModel(a.model, {
       env: ctx.env,
       // Interactive chat reuses its own KV between turns (each turn's prompt starts with the last one's).
-      promptCacheBytes: prompt === null ? defaultPromptCacheBytes(freemem()) : 0,
+      promptCacheBytes: prompt === null ? defaultPromptCacheBytes(deviceFreeMemory(ctx.env)) : 0,
       onProgress: process.stderr.isTTY && !ctx.json ? progressBar(ctx) : undefined,
     });
     try {
       if (opts.verbose && engine.loadMs !== undefined) ctx.stderr(`Loaded ${engine.info.id} in ${(engine.loadMs / 1000).toFixed(2)}s\n`);
+      const backend = activeBackend();
+      if (opts.verbose && backend) ctx.stderr(`${describeBackend(backend, deviceMemory(ctx.env))}\n`);
       // answer() and chat() install their own handler synchronously, before the first await: no gap
       if (prompt === null) await chat(ctx, engine, opts, offLoad);
       else await single(ctx, engine, a.model, prompt, opts, offLoad);

@@ -1,5 +1,4 @@
 /** `mlxk server` (alias `serve`): validate settings and the model, then supervise the OpenAI-compatible worker. */
-import { freemem } from "node:os";
 import { defineCommand } from "citty";
 import { type Env, serverApiKey, serverHost, serverPort, serverWorkerConfig } from "../env.ts";
 import { MlxkError } from "../errors.ts";
@@ -85,8 +84,8 @@ export default Object.assign(defineCommand({
       .filter(Boolean);
     const cacheBytes = parseBytesArg("prompt-cache-bytes", args["prompt-cache-bytes"]);
     if (args["prompt-cache"] === false && cacheBytes !== undefined) throw new MlxkError("InvalidArgumentError", "--no-prompt-cache and --prompt-cache-bytes contradict each other: give one");
-    const { defaultPromptCacheBytes } = await import("../engine/open.ts");
-    const promptCacheBytes = args["prompt-cache"] === false ? 0 : (cacheBytes ?? defaultPromptCacheBytes(freemem()));
+    // unset: the worker sizes it from the free memory of the device it runs models on
+    const promptCacheBytes = args["prompt-cache"] === false ? 0 : cacheBytes;
     if (host.trim() === "") throw new MlxkError("InvalidArgumentError", "--host must not be empty");
     let model: string | null = null;
     if (args.model !== undefined) {

@@ -7,6 +7,7 @@
  * The choice itself (`planBackend`) is a pure function of the device facts and settings, so every branch is
  * testable on a CPU-only machine with injected facts; `loadBackend` reads the facts from MLX and makes it real.
  */
+import { freemem, totalmem } from "node:os";
 import { type Env, backendOverride, computeDtype, engineStreams } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import { type Array, Dtype } from "./array.ts";
@@ -26,7 +27,9 @@ import {
 import { matmul, multiply, silu } from "./ops.ts";
 import { type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { swapaxes } from "./shape.ts";
-import { deviceAvailable, newStream, setDefaultDevice, type Stream, withStream } from "./stream.ts";
+import { mlxAvailability } from "./ffi.ts";
+import { deviceInfo, memory, type RawDeviceInfo } from "./runtime.ts";
+import { deviceAvailable, deviceCount, newStream, setDefaultDevice, type Stream, withStream } from "./stream.ts";
 
 export type DeviceKind = "cpu" | "cuda" | "metal";
 export type KernelChoice = "ours" | "mlx";
@@ -115,7 +118,7 @@ const DTYPES: readonly DtypePolicy[] = ["float32", "float16", "bfloat16", "auto"
 
 function parseDtypePolicy(name: string): DtypePolicy {
   if (!(DTYPES as readonly string[]).includes(name)) {
-    throw new MlxkError("InvalidArgumentError", `MLXK_DTYPE must be float32, float16, bfloat16 or auto (got '${name}')`);
+    throw new MlxkError("InvalidArgumentError", `MLXK_DTYPE must be float32, float16, bfloat16, auto or half (got '${name}')`);
   }
   return name as DtypePolicy;
 }
@@ -194,7 +197,8 @@ export function makeBackend(plan: BackendPlan, streams: readonly Stream[] = []):
 /** The facts of this process's MLX. */
 export function deviceFacts(env: Env = process.env): DeviceFacts {
   const k = kernelInfo(env);
-  return { gpu: deviceAvailable("gpu"), platform: process.platform, kernelsAvailable: k.level !== "none", kernelsEnabled: k.enabled };
+  // a CUDA build says "available" even with no visible device: count them
+  return { gpu: deviceAvailable("gpu") && deviceCount("gpu") > 0, platform: process.platform, kernelsAvailable: k.level !== "none", kernelsEnabled: k.enabled };
 }
 
 // MLX CPU streams are worker threads that live as long as the process: make them once and reuse them.
@@ -219,7 +223,73 @@ export function defaultBackend(): BackendProfile {
   return active ?? makeBackend({ device: "cpu", dtype: "float32", streams: 1, kernels: "ours", reason: "default" });
 }
 
+/** The profile of the last load in this process, or null before any. */
+export function activeBackend(): BackendProfile | null {
+  return active;
+}
+
 /** The layer ops of the last loaded profile (our CPU kernels before any load, as the CPU default). */
 export function layerOps(): LayerOps {
   return active?.ops ?? kernelOps;
+}
+
+/** The memory models on a device can use, in bytes. */
+export interface DeviceMemory {
+  device: DeviceKind;
+  name: string | null;
+  totalBytes: number;
+  freeBytes: number;
+}
+
+/**
+ * Device memory from MLX's device facts (pure): CUDA reports the card's total and free memory (NVML, all
+ * processes); Metal shares host RAM, bounded by the GPU's recommended working set less what MLX holds; the
+ * CPU has the host's RAM.
+ */
+export function memoryOf(device: DeviceKind, info: RawDeviceInfo | null, host: { total: number; free: number }, mlxActive: number): DeviceMemory {
+  const name = info?.name ?? null;
+  if (device === "cuda" && info?.totalBytes) {
+    return { device, name, totalBytes: info.totalBytes, freeBytes: info.freeBytes ?? Math.max(0, info.totalBytes - mlxActive) };
+  }
+  if (device === "metal" && info) {
+    const total = info.recommendedBytes ?? info.totalBytes ?? host.total;
+    return { device, name, totalBytes: total, freeBytes: Math.max(0, Math.min(host.free, total - mlxActive)) };
+  }
+  return { device, name, totalBytes: host.total, freeBytes: host.free };
+}
+
+/** The device models run on here: the loaded profile's, else what a load would pick (cpu when MLX is missing). */
+export function currentDevice(env: Env = process.env): DeviceKind {
+  if (active) return active.device;
+  try {
+    return mlxAvailability(env).available ? planBackend(deviceFacts(env), { env }).device : "cpu";
+  } catch {
+    return "cpu";
+  }
+}
+
+/** Memory of the device models run on (host RAM when MLX cannot be loaded). */
+export function deviceMemory(env: Env = process.env): DeviceMemory {
+  const host = { total: totalmem(), free: freemem() };
+  const device = currentDevice(env);
+  if (device === "cpu") {
+    let name: string | null = null;
+    try {
+      if (mlxAvailability(env).available) name = deviceInfo("cpu").name;
+    } catch {}
+    return { ...memoryOf("cpu", null, host, 0), name };
+  }
+  return memoryOf(device, deviceInfo("gpu"), host, memory.active());
+}
+
+/** Free bytes on the device models run on (the server's memory checks, the prompt cache budget). */
+export function deviceFreeMemory(env: Env = process.env): number {
+  return deviceMemory(env).freeBytes;
+}
+
+/** One line for `run --verbose`: device, dtype, kernels and memory. */
+export function describeBackend(p: BackendProfile, m: DeviceMemory): string {
+  const gb = (n: number) => `${(n / 1024 ** 3).toFixed(1)} GB`;
+  const what = p.device === "cpu" ? `cpu${m.name ? ` (${m.name})` : ""}, ${p.kernels === "ours" ? "our kernels" : "MLX ops"}, ${p.streams} stream${p.streams > 1 ? "s" : ""}` : `${p.device}${m.name ? ` (${m.name})` : ""}`;
+  return `Device: ${what}, compute ${p.dtype}; memory ${gb(m.freeBytes)} free of ${gb(m.totalBytes)}`;
 }

@@ -5,9 +5,9 @@ import type { DoctorData } from "../schemas/doctor.ts";
 import { CLI_VERSION } from "../version.ts";
 import { mlxAvailability } from "./ffi.ts";
 import { findCompiler, findPython } from "./install.ts";
-import { findShimCandidate, IS_COMPILED, MLX_VERSION, PLATFORM_PACKAGE, platformPackageDir, readInstallStatus, shimCandidateList, sourceRoot, statusFile, userRuntimeDir } from "./paths.ts";
+import { findShimCandidate, installedBackend, IS_COMPILED, MLX_VERSION, PLATFORM_PACKAGE, platformPackageDir, readInstallStatus, shimCandidateList, sourceRoot, statusFile, userRuntimeDir } from "./paths.ts";
 import { shimVersion } from "./runtime.ts";
-import { deviceAvailable } from "./stream.ts";
+import { deviceMemory } from "./backend.ts";
 
 /** The MLX 0.32.4 Linux wheels are manylinux_2_35: older glibc cannot load libmlx. */
 const MIN_GLIBC = [2, 35];
@@ -34,11 +34,14 @@ export function diagnose(env: Env = process.env): DoctorData {
   const pip = canSetUp ? findPython(env) : null;
   const cxx = canSetUp ? findCompiler(env) : null;
   const missing: string[] = [];
-  let backend: "cpu" | "metal" | null = null;
+  let backend: "cpu" | "cuda" | "metal" | null = null;
+  let device: DoctorData["runtime"]["device"] = null;
   const glibc = glibcVersion();
   if (glibcTooOld(glibc)) missing.push(`glibc >= ${MIN_GLIBC.join(".")} (this system has ${glibc}; the MLX ${MLX_VERSION} wheels are manylinux_2_35)`);
   if (avail.available) {
-    backend = deviceAvailable("gpu") ? "metal" : "cpu";
+    const m = deviceMemory(env);
+    backend = m.device;
+    device = { name: m.name, memory_total_bytes: m.totalBytes, memory_free_bytes: m.freeBytes };
   } else {
     if (!found) {
       missing.push(
@@ -65,6 +68,8 @@ export function diagnose(env: Env = process.env): DoctorData {
       mlx_version: avail.mlxVersion ?? null,
       shim_version: avail.available ? shimVersion() : null,
       backend,
+      backend_reason: installedBackend(env)?.reason ?? null,
+      device,
       reason: avail.available ? null : (avail.reason ?? "unknown"),
     },
     paths: {

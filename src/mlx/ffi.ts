@@ -37,6 +37,8 @@ const DEFS = {
   mlxk_eval: { args: [P, I], returns: I }, mlxk_async_eval: { args: [P, I], returns: I },
   mlxk_default_device_type: { args: [], returns: I }, mlxk_set_default_device: { args: [I], returns: I },
   mlxk_device_available: { args: [I], returns: I },
+  mlxk_device_count: { args: [I], returns: I },
+  mlxk_device_info_number: { args: [I, P], returns: D }, mlxk_device_info_string: { args: [I, P], returns: P },
   mlxk_stream_default: { args: [P, I], returns: I }, mlxk_stream_new: { args: [P, I], returns: I },
   mlxk_stream_free: { args: [P], returns: V }, mlxk_stream_index: { args: [P], returns: I },
   mlxk_stream_device_type: { args: [P], returns: I }, mlxk_set_default_stream: { args: [P], returns: I },

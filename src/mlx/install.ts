@@ -1,16 +1,20 @@
 /**
- * Sets the MLX runtime up: fetch the pinned MLX wheel from PyPI with pip (mlx-cpu on Linux, mlx-metal on
- * macOS arm64), check its sha256, unpack it keeping its layout, and build our C shim (mlx-c/) against it.
+ * Sets the MLX runtime up: fetch the pinned MLX wheel from PyPI with pip (wheel-select.ts: mlx-metal on macOS
+ * arm64, mlx-cuda-12/13 plus the CUDA runtime wheels on Linux with an NVIDIA driver, mlx-cpu otherwise), check
+ * its sha256, unpack it keeping its layout, and build our C shim (mlx-c/) against it. A CUDA setup that fails
+ * falls back to mlx-cpu with one message.
  * Work that is already current is skipped. Two layouts: the repo's (.mlx/wheel + mlx-c/build, for
  * `npm install` in a checkout) and the per-user one ($XDG_DATA_HOME/mlxk/<mlx-version>/, first use of a
  * packaged mlxk). Throws InstallError with one message saying what to install; touches no FFI.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { type Env, mlxDir, mlxkDataDir } from "../env.ts";
 import {
+  type BackendMarker,
+  backendMarkerFile,
   LIB_SUFFIX,
   MLX_VERSION,
   mlxRoot,
@@ -22,10 +26,10 @@ import {
   shimSources,
   userRuntimeDir,
   userShimPath,
-  WHEEL_PINS,
   type WheelPin,
   wheelDir,
 } from "./paths.ts";
+import { type Backend, chooseWheel, probeHost, type WheelChoice, WheelChoiceError } from "./wheel-select.ts";
 
 export class InstallError extends Error {}
 
@@ -72,6 +76,8 @@ export interface InstallOptions {
   tty?: boolean;
   /** Cross builds (release archives): another platform's wheel and compiler; no load test then. */
   pin?: WheelPin;
+  /** The wheel to install (default: chooseWheel on this host's facts and MLXK_BACKEND). */
+  choice?: WheelChoice;
   cxx?: string;
 }
 
@@ -80,6 +86,9 @@ export interface InstallResult {
   mlxRoot: string;
   shim: string;
   wheel?: string;
+  /** The device the installed MLX serves and why (null with MLX_DIR: whatever that build has). */
+  backend: Backend | null;
+  backendReason: string;
   /** False when everything was already current. */
   did: boolean;
 }
@@ -103,24 +112,14 @@ function tail(s: string, lines = 15): string {
   return s.trim().split("\n").slice(-lines).join("\n");
 }
 
-/** Which wheel this machine needs; the macOS tag follows the running macOS major version. */
-export function pickWheel(env: Env = process.env): WheelPin {
-  const { platform, arch } = process;
-  let tag: string | undefined;
-  if (platform === "linux" && arch === "x64") tag = "manylinux_2_35_x86_64";
-  else if (platform === "linux" && arch === "arm64") tag = "manylinux_2_35_aarch64";
-  else if (platform === "darwin" && arch === "arm64") {
-    const major = Number.parseInt(run(["sw_vers", "-productVersion"], env).stdout.trim().split(".")[0] ?? "", 10);
-    tag = major >= 26 ? "macosx_26_0_arm64" : major >= 15 ? "macosx_15_0_arm64" : "macosx_14_0_arm64";
+/** Which wheel this machine needs (wheel-select.ts on this host's facts; MLXK_BACKEND overrides). */
+export function pickWheel(env: Env = process.env): WheelChoice {
+  try {
+    return chooseWheel(probeHost(env), env);
+  } catch (e) {
+    if (e instanceof WheelChoiceError) throw new InstallError(e.message);
+    throw e;
   }
-  const pin = WHEEL_PINS.find((p) => p.platform === tag);
-  if (!pin) {
-    throw new InstallError(
-      `no MLX wheel for ${platform}/${arch}: MLX ${MLX_VERSION} ships for Linux x86-64/aarch64 (glibc >= 2.35) and macOS arm64 ≥ 14. ` +
-        "Set MLX_DIR to an MLX install (a dir with lib/ and include/) to use your own build.",
-    );
-  }
-  return pin;
 }
 
 function sha256(file: string): string {
@@ -201,6 +200,38 @@ function ensureWheel(l: RuntimeLayout, pin: WheelPin, o: Required<InstallOptions
   renameSync(tmp, l.wheelDir);
   writeFileSync(markerPath(l), JSON.stringify({ file: pin.file, sha256: pin.sha256 } satisfies WheelMarker, null, 2));
   if (!l.keepDownload) rmSync(target, { force: true });
+  return true;
+}
+
+const runtimeMarker = (l: RuntimeLayout): string => join(l.wheelDir, "cuda-runtime.json");
+
+/**
+ * The CUDA libraries libmlx links against (cuBLAS, cuDNN, NCCL, …), from PyPI with their dependencies, unpacked
+ * beside mlx/ where libmlx's RPATH looks ($ORIGIN/../../nvidia/<lib>/lib). pip resolves the versions MLX's
+ * wheel metadata allows; the MLX wheel itself stays sha256-pinned.
+ */
+function ensureCudaRuntime(l: RuntimeLayout, choice: WheelChoice, o: Required<InstallOptions>): boolean {
+  if (choice.runtime.length === 0) return false;
+  try {
+    if (JSON.stringify(JSON.parse(readFileSync(runtimeMarker(l), "utf8"))) === JSON.stringify(choice.runtime)) return false;
+  } catch {}
+  const py = python(o.env);
+  const dl = join(l.downloadDir, `cuda-runtime-${choice.pin.package}`);
+  rmSync(dl, { recursive: true, force: true });
+  mkdirSync(dl, { recursive: true });
+  o.log(`downloading the CUDA runtime for ${choice.pin.package} from PyPI (${choice.runtime.length} packages and their dependencies, several GB)…`);
+  const args = [py, "-m", "pip", "download", "--only-binary=:all:", "--platform", choice.pin.platform, "--disable-pip-version-check", "-d", dl, ...choice.runtime];
+  const r = o.tty ? (() => {
+    const p = Bun.spawnSync(args, { stdout: "inherit", stderr: "inherit", env: o.env });
+    return { code: p.exitCode ?? 1, stdout: "", stderr: "(pip's output is above)" };
+  })() : run([...args.slice(0, 3), "-q", ...args.slice(3)], o.env);
+  if (r.code !== 0) throw new InstallError(`pip could not download the CUDA runtime (${choice.runtime.join(" ")}):\n${tail(r.stderr || r.stdout)}`);
+  for (const f of readdirSync(dl).filter((n) => n.endsWith(".whl"))) {
+    const u = run([py, "-m", "zipfile", "-e", join(dl, f), l.wheelDir], o.env);
+    if (u.code !== 0) throw new InstallError(`could not unpack ${f}:\n${tail(u.stderr)}`);
+  }
+  rmSync(dl, { recursive: true, force: true });
+  writeFileSync(runtimeMarker(l), JSON.stringify(choice.runtime));
   return true;
 }
 
@@ -299,34 +330,80 @@ async function ensureShim(l: RuntimeLayout, root: string, custom: boolean, o: Re
   return true;
 }
 
-/** Load the fresh shim in a child process: catches glibc/ABI problems now instead of at first inference. */
-function smokeTest(shim: string, env: Env): string {
-  const code = `const {dlopen,CString}=require("bun:ffi");const l=dlopen(${JSON.stringify(shim)},{mlxk_mlx_version:{args:[],returns:"ptr"}});console.log(new CString(l.symbols.mlxk_mlx_version()).toString())`;
+/**
+ * Load the fresh shim in a child process: catches glibc/ABI problems (and, for a GPU build, missing CUDA
+ * libraries or no visible device) now instead of at first inference. Returns MLX's version and whether it has a GPU.
+ */
+function smokeTest(shim: string, env: Env): { version: string; gpu: boolean } {
+  const code = `const {dlopen,CString}=require("bun:ffi");const l=dlopen(${JSON.stringify(shim)},{mlxk_mlx_version:{args:[],returns:"ptr"},mlxk_device_count:{args:["i32"],returns:"i32"}});console.log(new CString(l.symbols.mlxk_mlx_version()).toString()+" "+l.symbols.mlxk_device_count(1))`;
   // BUN_BE_BUN: a compiled mlxk executable then acts as the bun CLI (for -e)
   const r = run([process.execPath, "-e", code], { ...env, BUN_BE_BUN: "1" });
   if (r.code !== 0) throw new InstallError(`the built shim does not load:\n${tail(r.stderr)}`);
-  return r.stdout.trim();
+  const [version = "", gpu] = r.stdout.trim().split(" ");
+  return { version, gpu: Number(gpu) > 0 };
+}
+
+/** Run `attempt` with a CUDA choice; when it fails, say so once and run it again with the CPU wheel. */
+export async function withCpuFallback<R>(
+  choice: WheelChoice,
+  cpu: () => WheelChoice,
+  attempt: (c: WheelChoice) => Promise<R>,
+  log: (msg: string) => void,
+): Promise<{ result: R; choice: WheelChoice }> {
+  try {
+    return { result: await attempt(choice), choice };
+  } catch (e) {
+    if (choice.backend !== "cuda" || !(e instanceof InstallError)) throw e;
+    // the first line, and the next when it only introduces it ("…does not load:" + the loader's error)
+    const lines = e.message.split("\n").map((l) => l.trim()).filter(Boolean);
+    const why = lines[0]?.endsWith(":") && lines[1] ? `${lines[0]} ${lines[1]}` : (lines[0] ?? "unknown error");
+    log(`CUDA setup failed (${why}); installing the CPU build (mlx-cpu) instead. Fix the cause and rerun \`bun scripts/install-mlx.ts\`, or set MLXK_BACKEND=cpu to stop trying.`);
+    const c = cpu();
+    const fallback = { ...c, reason: `CUDA setup failed (${why}); fell back to CPU` };
+    return { result: await attempt(fallback), choice: fallback };
+  }
 }
 
 /** Fetch, verify, unpack and build into `layout`; throws InstallError. */
 export async function installRuntime(layout: RuntimeLayout, opts: InstallOptions = {}): Promise<InstallResult> {
   const o = { env: process.env, force: false, log: () => {}, tty: false, ...opts } as Required<InstallOptions>;
   const custom = mlxDir(o.env);
-  let root = mlxRoot(o.env);
-  let wheel: string | undefined;
-  let did = false;
   if (custom) {
+    const root = mlxRoot(o.env);
     for (const need of [join(root, "lib", `libmlx.${LIB_SUFFIX}`), join(root, "include", "mlx", "mlx.h")]) {
       if (!existsSync(need)) throw new InstallError(`MLX_DIR=${custom} has no ${relative(root, need)} (expected an MLX install such as site-packages/mlx).`);
     }
-  } else {
-    const pin = o.pin ?? pickWheel(o.env);
-    wheel = pin.file;
-    did = ensureWheel(layout, pin, o);
-    root = join(layout.wheelDir, "mlx");
+    mkdirSync(dirname(layout.shim), { recursive: true });
+    const did = await ensureShim(layout, root, true, o);
+    const smoke = smokeTest(layout.shim, o.env);
+    const backend: Backend = smoke.gpu ? (process.platform === "darwin" ? "metal" : "cuda") : "cpu";
+    return { mlxVersion: smoke.version, mlxRoot: root, shim: layout.shim, backend, backendReason: `MLX_DIR=${custom}`, did };
   }
-  mkdirSync(dirname(layout.shim), { recursive: true });
-  did = (await ensureShim(layout, root, Boolean(custom), { ...o, force: o.force || did })) || did;
-  const mlxVersion = o.pin ? MLX_VERSION : smokeTest(layout.shim, o.env);
-  return { mlxVersion, mlxRoot: root, shim: layout.shim, wheel, did };
+  if (opts.pin) {
+    // a cross build for a release archive: that platform's CPU/Metal wheel, not loadable here
+    const choice: WheelChoice = { backend: opts.pin.package === "mlx-metal" ? "metal" : "cpu", pin: opts.pin, runtime: [], reason: "release build" };
+    const did = ensureWheel(layout, opts.pin, o);
+    const root = join(layout.wheelDir, "mlx");
+    mkdirSync(dirname(layout.shim), { recursive: true });
+    const built = await ensureShim(layout, root, false, { ...o, force: o.force || did });
+    return { mlxVersion: MLX_VERSION, mlxRoot: root, shim: layout.shim, wheel: opts.pin.file, backend: choice.backend, backendReason: choice.reason, did: did || built };
+  }
+  const first = opts.choice ?? pickWheel(o.env);
+  const attempt = async (c: WheelChoice): Promise<InstallResult> => {
+    let did = ensureWheel(layout, c.pin, o);
+    did = ensureCudaRuntime(layout, c, o) || did;
+    const root = join(layout.wheelDir, "mlx");
+    mkdirSync(dirname(layout.shim), { recursive: true });
+    did = (await ensureShim(layout, root, false, { ...o, force: o.force || did })) || did;
+    const smoke = smokeTest(layout.shim, o.env);
+    if (c.backend === "cuda" && !smoke.gpu) throw new InstallError("the CUDA build of MLX loads but sees no GPU device");
+    return { mlxVersion: smoke.version, mlxRoot: root, shim: layout.shim, wheel: c.pin.file, backend: c.backend, backendReason: c.reason, did };
+  };
+  const cpuChoice = () => pickWheel({ ...o.env, MLXK_BACKEND: "cpu" });
+  const r = (await withCpuFallback(first, cpuChoice, attempt, o.log)).result;
+  if (r.backend) {
+    const m: BackendMarker = { backend: r.backend, reason: r.backendReason, wheel: r.wheel ?? null };
+    writeFileSync(backendMarkerFile(layout.wheelDir), JSON.stringify(m, null, 2));
+  }
+  return r;
 }

@@ -14,7 +14,7 @@ export const MLX_VERSION = "0.32.4";
 export const REPO_ROOT = resolve(import.meta.dir, "../..");
 
 export interface WheelPin {
-  package: "mlx-cpu" | "mlx-metal";
+  package: "mlx-cpu" | "mlx-metal" | "mlx-cuda-12" | "mlx-cuda-13";
   platform: string;
   file: string;
   sha256: string;
@@ -52,6 +52,30 @@ export const WHEEL_PINS: readonly WheelPin[] = [
     file: "mlx_metal-0.32.4-py3-none-macosx_26_0_arm64.whl",
     sha256: "514df92d41a286895d2564b4b18f4da45096bd7a4a0c47e1042f345ad5a7f936",
   },
+  {
+    package: "mlx-cuda-12",
+    platform: "manylinux_2_35_x86_64",
+    file: "mlx_cuda_12-0.32.4-py3-none-manylinux_2_35_x86_64.whl",
+    sha256: "f385c7af7c1f63a9d6ce3e442e1c9ba881c881bcb45c6534ff8155b359da47e5",
+  },
+  {
+    package: "mlx-cuda-12",
+    platform: "manylinux_2_35_aarch64",
+    file: "mlx_cuda_12-0.32.4-py3-none-manylinux_2_35_aarch64.whl",
+    sha256: "cea869b007c809013c369819d485e3b534f3ecc261199b4c655ef92a21f73f28",
+  },
+  {
+    package: "mlx-cuda-13",
+    platform: "manylinux_2_35_x86_64",
+    file: "mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_x86_64.whl",
+    sha256: "94cb48fba73e5ee39467e51c35c51c691123359ca17bafd1a24cf92ad6732bee",
+  },
+  {
+    package: "mlx-cuda-13",
+    platform: "manylinux_2_35_aarch64",
+    file: "mlx_cuda_13-0.32.4-py3-none-manylinux_2_35_aarch64.whl",
+    sha256: "cf8a67b49cebff85cd98b1d118c09f6c8ee966b899a914c50cc74d614b25616e",
+  },
 ];
 
 export const LIB_SUFFIX = process.platform === "darwin" ? "dylib" : "so";
@@ -77,6 +101,9 @@ export interface InstallStatus {
   mlxRoot?: string;
   shim?: string;
   wheel?: string;
+  /** The device the installed MLX serves (cpu, cuda, metal) and why that wheel was chosen. */
+  backend?: "cpu" | "cuda" | "metal";
+  backendReason?: string;
   updatedAt?: string;
 }
 
@@ -88,6 +115,28 @@ export function readInstallStatus(root = REPO_ROOT): InstallStatus | null {
   } catch {
     return null;
   }
+}
+
+/** What an install left beside the unpacked wheel: the backend it serves and why (read by `--version`, doctor). */
+export interface BackendMarker {
+  backend: "cpu" | "cuda" | "metal";
+  reason: string;
+  wheel: string | null;
+}
+
+export const backendMarkerFile = (dir: string): string => join(dir, "backend.json");
+
+/** The installed backend: the repo's status.json, else the marker in the repo wheel or the per-user runtime. */
+export function installedBackend(env: Env = process.env, root = REPO_ROOT): BackendMarker | null {
+  const st = readInstallStatus(root);
+  if (st?.ok && st.backend) return { backend: st.backend, reason: st.backendReason ?? "", wheel: st.wheel ?? null };
+  for (const dir of [wheelDir(root), userRuntimeDir(env)]) {
+    try {
+      const m = JSON.parse(readFileSync(backendMarkerFile(dir), "utf8")) as BackendMarker;
+      if (m && (m.backend === "cpu" || m.backend === "cuda" || m.backend === "metal")) return m;
+    } catch {}
+  }
+  return null;
 }
 
 /** Inside a `bun build --compile` executable (modules live in Bun's virtual /$bunfs). */

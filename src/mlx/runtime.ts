@@ -1,6 +1,6 @@
 /** Evaluation, memory accounting and versions. */
 import type { Array } from "./array.ts";
-import { fail, handles, lib, readCString } from "./ffi.ts";
+import { cstr, fail, handles, lib, readCString } from "./ffi.ts";
 
 function flatArrays(xs: readonly (Array | readonly Array[])[]): number[] {
   const hs: number[] = [];
@@ -48,3 +48,34 @@ export const memory = {
   setWiredLimit: (bytes: number): number => lib().mlxk_set_wired_limit(bytes),
   clearCache: (): void => lib().mlxk_clear_cache(),
 };
+
+/** What MLX's device_info says about device 0 of a kind (null = the backend does not report it). */
+export interface RawDeviceInfo {
+  name: string | null;
+  architecture: string | null;
+  /** total_memory (CUDA) or memory_size (Metal, CPU). */
+  totalBytes: number | null;
+  /** CUDA only: read fresh from NVML on every call. */
+  freeBytes: number | null;
+  /** Metal only: the GPU's recommended working set. */
+  recommendedBytes: number | null;
+  count: number;
+}
+
+export function deviceInfo(kind: "cpu" | "gpu"): RawDeviceInfo {
+  const t = kind === "gpu" ? 1 : 0;
+  const s = lib();
+  const num = (k: string) => {
+    const v = s.mlxk_device_info_number(t, cstr(k) as never);
+    return v >= 0 ? v : null;
+  };
+  const str = (k: string) => readCString(s.mlxk_device_info_string(t, cstr(k) as never) as number | null);
+  return {
+    name: str("device_name"),
+    architecture: str("architecture"),
+    totalBytes: num("total_memory") ?? num("memory_size"),
+    freeBytes: num("free_memory"),
+    recommendedBytes: num("max_recommended_working_set_size"),
+    count: s.mlxk_device_count(t),
+  };
+}

@@ -83,3 +83,8 @@ export function setDefaultDevice(d: DeviceType): void {
 export function deviceAvailable(d: DeviceType): boolean {
   return lib().mlxk_device_available(DEV[d]) === 1;
 }
+
+/** Devices of a kind MLX can use (a CUDA build reports 0 GPUs when no device is visible). */
+export function deviceCount(d: DeviceType): number {
+  return Math.max(0, lib().mlxk_device_count(DEV[d]));
+}

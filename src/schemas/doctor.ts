@@ -15,7 +15,12 @@ export const DoctorDataSchema = v.strictObject({
     shim: v.nullable(path),
     mlx_version: v.nullable(v.string()),
     shim_version: v.nullable(v.string()),
-    backend: v.nullable(v.picklist(["cpu", "metal"])),
+    backend: v.nullable(v.picklist(["cpu", "cuda", "metal"])),
+    backend_reason: v.pipe(v.nullable(v.string()), v.description("why the installer chose this MLX build (from .mlx/status.json or the runtime's backend.json)")),
+    device: v.pipe(
+      v.nullable(v.strictObject({ name: v.nullable(v.string()), memory_total_bytes: v.number(), memory_free_bytes: v.number() })),
+      v.description("the device models run on and its memory; null when MLX cannot load"),
+    ),
     reason: v.nullable(v.pipe(v.string(), v.description("why MLX cannot be used; null when available"))),
   }),
   paths: v.strictObject({

@@ -201,7 +201,16 @@ export const ModelObjectSchema = v.strictObject({
 });
 export type ModelObject = v.InferOutput<typeof ModelObjectSchema>;
 
-export const ModelListSchema = v.strictObject({ object: v.literal("list"), data: v.array(ModelObjectSchema) });
+/** mlxk: the device the server runs models on and its memory (GPU memory on CUDA), beside the list. */
+export const DeviceReportSchema = v.strictObject({
+  backend: v.picklist(["cpu", "cuda", "metal"]),
+  name: v.nullable(v.string()),
+  memory_total_bytes: v.pipe(v.number(), v.minValue(0)),
+  memory_free_bytes: v.pipe(v.number(), v.minValue(0)),
+});
+export type DeviceReport = v.InferOutput<typeof DeviceReportSchema>;
+
+export const ModelListSchema = v.strictObject({ object: v.literal("list"), data: v.array(ModelObjectSchema), device: v.optional(DeviceReportSchema) });
 
 export const ErrorBodySchema = v.strictObject({
   error: v.strictObject({ message: v.string(), type: v.string(), param: v.nullable(v.string()), code: v.nullable(v.string()) }),

@@ -1,7 +1,7 @@
 /** What every route family gets from createApp: the model manager, the model list and the server settings. */
 import { MlxkError } from "../errors.ts";
 import type { PullProgress } from "../hub/download.ts";
-import type { ModelObject } from "../schemas/openai.ts";
+import type { DeviceReport, ModelObject } from "../schemas/openai.ts";
 import type { PullData } from "../schemas/pull.ts";
 import type { ModelManager } from "./model-manager.ts";
 
@@ -31,8 +31,15 @@ export interface AppDeps {
   openEmbedder?: (spec: string) => Promise<import("../embed/open.ts").OpenedEmbedder>;
   /** Pull and delete over HTTP (Ollama's /api/pull, /api/delete); absent = refused with 403 (`--allow-manage`). */
   manage?: ModelManagement;
-  /** Whether MLX can run here (health is 503 when not); absent = assume it can. */
-  runtime?: () => { available: boolean; reason?: string };
+  /** Whether MLX can run here (health is 503 when not) and on which device; absent = assume it can. */
+  runtime?: () => RuntimeStatus;
+}
+
+export interface RuntimeStatus {
+  available: boolean;
+  reason?: string;
+  /** The device models run on, with its memory (GET /v1/models reports it). */
+  device?: DeviceReport;
 }
 
 export interface ModelManagement {
@@ -48,7 +55,7 @@ export interface RouteContext extends Required<Pick<AppDeps, "manager" | "listMo
   maxTokensCap?: number;
   requestTimeoutMs?: number;
   shutdown?: AbortSignal;
-  runtime: () => { available: boolean; reason?: string };
+  runtime: () => RuntimeStatus;
   log: Logger;
   fingerprint: string;
 }

@@ -17,10 +17,11 @@ import type { Engine } from "../engine/types.ts";
 import { type Env, hubCacheDir, workspaceHome } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 // the library itself is opened on the first availability check, not at import
+import { deviceMemory } from "../mlx/backend.ts";
 import { mlxAvailability } from "../mlx/ffi.ts";
 import type { ModelObject as CliModel } from "../schemas/cli-output.ts";
 import type { ModelObject } from "../schemas/openai.ts";
-import type { ModelManagement } from "./context.ts";
+import type { ModelManagement, RuntimeStatus } from "./context.ts";
 import type { ModelTarget } from "./model-manager.ts";
 
 function readConfig(dir: string): Record<string, unknown> | null {
@@ -140,9 +141,11 @@ export function listRunnable(opts: { env?: Env } = {}): ModelObject[] {
 }
 
 /** Whether MLX can be loaded here (GET /health is 503 when not). */
-export function runtimeStatus(env: Env): { available: boolean; reason?: string } {
+export function runtimeStatus(env: Env): RuntimeStatus {
   const a = mlxAvailability(env);
-  return a.available ? { available: true } : { available: false, reason: a.reason };
+  if (!a.available) return { available: false, reason: a.reason };
+  const m = deviceMemory(env);
+  return { available: true, device: { backend: m.device, name: m.name, memory_total_bytes: m.totalBytes, memory_free_bytes: m.freeBytes } };
 }
 
 /** Pull and delete for Ollama's /api/pull and /api/delete (`--allow-manage`): the CLI's cores, exact names only for delete. */

@@ -3,10 +3,11 @@
  * It runs only under the supervisor (src/server/supervisor.ts) and exits when the supervisor goes away
  * (IPC disconnect, or its parent pid changing), so a killed supervisor never leaves an orphan holding the port.
  */
-import { freemem } from "node:os";
 import * as v from "valibot";
 import { type Env, serverWorkerConfig } from "../env.ts";
+import { defaultPromptCacheBytes } from "../engine/open.ts";
 import { MlxkError } from "../errors.ts";
+import { deviceFreeMemory } from "../mlx/backend.ts";
 import { createApp } from "./app.ts";
 import { makeLogger } from "./log.ts";
 import { ModelManager, type ModelTarget } from "./model-manager.ts";
@@ -69,8 +70,9 @@ export async function runWorker(config: WorkerConfig, env: Env = process.env): P
   }
   const manager = new ModelManager({
     resolve: (spec) => resolveTarget(spec, { env, allowPaths: config.allowPaths }),
-    load: (t) => loadTarget(t, { env, promptCacheBytes: config.promptCacheBytes }),
-    freeMemory: freemem,
+    load: (t) => loadTarget(t, { env, promptCacheBytes: config.promptCacheBytes ?? defaultPromptCacheBytes(deviceFreeMemory(env)) }),
+    // the device's free memory (GPU memory on CUDA), not only the host's
+    freeMemory: () => deviceFreeMemory(env),
     maxQueue: config.maxQueue,
     pinned,
     aliases: config.servedNames,

@@ -84,6 +84,8 @@ describe("mlxk run", () => {
     expect(reused.length).toBe(2);
     expect(reused[0]![2]).toBeUndefined();
     expect(Number(reused[1]![2])).toBeGreaterThan(Number(reused[0]![1]) - 2);
+    // the backend profile's device line: device, kernels, compute dtype and the device's memory
+    expect(r.stderr).toMatch(/Device: cpu[^\n]*, compute float32; memory \d+\.\d GB free of \d+\.\d GB/);
   });
 
   test("a cache name resolves through the HF cache (short name → mlx-community/…)", async () => {

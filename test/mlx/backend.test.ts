@@ -6,7 +6,8 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type DeviceFacts, kernelOps, makeBackend, mlxOps, planBackend, targetDtype } from "../../src/mlx/backend.ts";
+import { type DeviceFacts, describeBackend, deviceMemory, kernelOps, makeBackend, memoryOf, mlxOps, planBackend, targetDtype } from "../../src/mlx/backend.ts";
+import type { RawDeviceInfo } from "../../src/mlx/runtime.ts";
 import { Dtype } from "../../src/mlx/array.ts";
 
 const cpu: DeviceFacts = { gpu: false, platform: "linux", kernelsAvailable: true, kernelsEnabled: true };
@@ -67,4 +68,38 @@ test("model files leave CPU streams and kernels to the backend profile", () => {
     .filter((f) => f.endsWith(".ts"))
     .filter((f) => /mlx\/kernels\.ts|withStream|newStream|\bStreams\b|\bstreams\.pair\b/.test(readFileSync(join(dir, f), "utf8")));
   expect(offenders).toEqual([]);
+});
+
+describe("device memory", () => {
+  const GB = 1024 ** 3;
+  const host = { total: 64 * GB, free: 40 * GB };
+  const info = (o: Partial<RawDeviceInfo>): RawDeviceInfo => ({ name: null, architecture: null, totalBytes: null, freeBytes: null, recommendedBytes: null, count: 1, ...o });
+
+  test("CUDA: the card's memory as NVML reports it, not the host's", () => {
+    const m = memoryOf("cuda", info({ name: "NVIDIA H200", totalBytes: 140 * GB, freeBytes: 130 * GB }), host, 5 * GB);
+    expect(m).toEqual({ device: "cuda", name: "NVIDIA H200", totalBytes: 140 * GB, freeBytes: 130 * GB });
+    // no free figure: total less what MLX holds
+    expect(memoryOf("cuda", info({ totalBytes: 80 * GB }), host, 10 * GB).freeBytes).toBe(70 * GB);
+  });
+
+  test("Metal: the recommended working set, less what MLX holds, bounded by free host RAM", () => {
+    const m = memoryOf("metal", info({ name: "Apple M3 Max", totalBytes: 64 * GB, recommendedBytes: 48 * GB }), host, 20 * GB);
+    expect(m).toEqual({ device: "metal", name: "Apple M3 Max", totalBytes: 48 * GB, freeBytes: 28 * GB });
+    expect(memoryOf("metal", info({ recommendedBytes: 48 * GB }), { total: 64 * GB, free: 8 * GB }, 0).freeBytes).toBe(8 * GB);
+  });
+
+  test("CPU: host RAM; this machine reports its own", () => {
+    expect(memoryOf("cpu", null, host, 0)).toEqual({ device: "cpu", name: null, totalBytes: 64 * GB, freeBytes: 40 * GB });
+    const here = deviceMemory();
+    expect(here.device).toBe("cpu");
+    expect(here.totalBytes).toBeGreaterThan(0);
+    expect(here.freeBytes).toBeLessThanOrEqual(here.totalBytes);
+  });
+
+  test("run --verbose line names device, dtype, kernels and memory", () => {
+    const gpu = makeBackend(planBackend(cuda, env()));
+    expect(describeBackend(gpu, { device: "cuda", name: "NVIDIA H200", totalBytes: 140 * GB, freeBytes: 130 * GB })).toBe("Device: cuda (NVIDIA H200), compute half; memory 130.0 GB free of 140.0 GB");
+    const c = makeBackend(planBackend(cpu, env()));
+    expect(describeBackend(c, { device: "cpu", name: "AMD EPYC", totalBytes: 24 * GB, freeBytes: 20 * GB })).toBe("Device: cpu (AMD EPYC), our kernels, 1 stream, compute float32; memory 20.0 GB free of 24.0 GB");
+  });
 });

@@ -8,19 +8,15 @@
  * otherwise (KNOWN_MLX_LM_DIFFERENCES, also in the README).
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tokenLoop } from "../../src/engine/generate.ts";
 import { loadModelDir } from "../../src/engine/load.ts";
 import { maxAbsDiff, promptLogits } from "../support/gguf-compare.ts";
+import { hf, mlxLm, reference } from "../support/goldens.ts";
 import { GOLDEN_PROMPT, GOLDEN_STEPS, HF_QUANTIZED, QUANTIZED, TINY_MODELS, type TinyName, type TinyOptions, writeTinyModel } from "../support/tiny-models.ts";
 
-type Golden = { logits: number[][]; greedy: number[] } | { error: string };
-type Goldens = { prompt: number[]; models: Record<string, Golden> };
-const read = (f: string) => JSON.parse(readFileSync(join(import.meta.dir, "../fixtures/goldens", f), "utf8")) as Goldens;
-const mlxLm = read("tiny-models.json");
-const hf = read("transformers.json");
 
 /** Where mlx-lm 0.32.2 computes otherwise than transformers (transformers is right; README lists them). */
 export const KNOWN_MLX_LM_DIFFERENCES: Partial<Record<TinyName, string>> = {
@@ -34,12 +30,6 @@ export const KNOWN_MLX_LM_DIFFERENCES: Partial<Record<TinyName, string>> = {
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-golden-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-
-function reference(name: TinyName): { logits: number[][]; greedy: number[] } {
-  const g = hf.models[name] ?? mlxLm.models[name];
-  if (!g || "error" in g) throw new Error(`no golden for ${name}`);
-  return g;
-}
 
 test("both references were computed for this prompt", () => {
   expect(mlxLm.prompt).toEqual([...GOLDEN_PROMPT]);

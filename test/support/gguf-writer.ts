@@ -3,7 +3,7 @@
  * tensors in F32, F16, Q4_0, Q4_1 and Q8_0, plus block encoders that take the exact block
  * parameters (scale d, min m, integer codes) so tests know the decoded values exactly.
  */
-import { writeFileSync } from "node:fs";
+import { closeSync, openSync, writeSync } from "node:fs";
 
 const VT = { u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10, i64: 11, f64: 12 } as const;
 type NumType = Exclude<keyof typeof VT, "string" | "array">;
@@ -78,7 +78,8 @@ class Out {
 
 const ALIGN = 32;
 
-export function encodeGguf(metadata: Record<string, GgufMeta>, tensors: GgufTensor[]): Uint8Array {
+/** Header, metadata and tensor infos, padded to the data alignment (the tensor data follows). */
+function ggufHeader(metadata: Record<string, GgufMeta>, tensors: GgufTensor[]): Uint8Array {
   const o = new Out();
   o.bytes(new TextEncoder().encode("GGUF"));
   o.u32(3);
@@ -119,15 +120,29 @@ export function encodeGguf(metadata: Record<string, GgufMeta>, tensors: GgufTens
     o.u64(offsets[i]!);
   });
   o.pad(ALIGN);
-  for (const t of tensors) {
-    o.bytes(t.data);
-    o.pad(ALIGN);
-  }
   return o.concat();
 }
 
+const padding = (n: number): number => (ALIGN - (n % ALIGN)) % ALIGN;
+
+export function encodeGguf(metadata: Record<string, GgufMeta>, tensors: GgufTensor[]): Uint8Array {
+  const parts = [ggufHeader(metadata, tensors)];
+  for (const t of tensors) parts.push(t.data, new Uint8Array(padding(t.data.length)));
+  return join(parts);
+}
+
+/** Streams the tensor data to the file: models of several GB never sit in one buffer. */
 export function writeGguf(path: string, metadata: Record<string, GgufMeta>, tensors: GgufTensor[]): void {
-  writeFileSync(path, encodeGguf(metadata, tensors));
+  const fd = openSync(path, "w");
+  try {
+    writeSync(fd, ggufHeader(metadata, tensors));
+    for (const t of tensors) {
+      writeSync(fd, t.data);
+      writeSync(fd, new Uint8Array(padding(t.data.length)));
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function f16(v: number): Uint8Array {

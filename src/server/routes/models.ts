@@ -35,7 +35,10 @@ export function servableModels(ctx: RouteContext): ModelObject[] {
 
 export function modelRoutes(ctx: RouteContext) {
   return new Elysia({ name: "models" })
-    .get("/v1/models", () => Response.json({ object: "list", data: servableModels(ctx) }))
+    .get("/v1/models", () => {
+      const device = ctx.runtime().device;
+      return Response.json({ object: "list", data: servableModels(ctx), ...(device ? { device } : {}) });
+    })
     .get("/v1/models/*", ({ params }) => {
       let id: string;
       try {
