@@ -217,4 +217,20 @@ MLXK_API const char* mlxk_map_meta_strings_at(mlxk_map m, int i, int j);
 MLXK_API int mlxk_save_safetensors(const char* path, const mlxk_array* arrs, const char* keys, int n,
                                    const char* meta, int n_meta);
 
+/* ---- distributed.cpp: mlx::core::distributed (mlxk_group = heap Group*) ---- */
+typedef void* mlxk_group;
+/* 1 when libmlx has `backend` ("ring", "mpi", "nccl", "jaccl"; NULL/"" = any) usable here, else 0. */
+MLXK_API int mlxk_distributed_is_available(const char* backend);
+/* strict: fail (error returned) when the backend cannot start; else a size-1 group. */
+MLXK_API int mlxk_distributed_init(mlxk_group* out, const char* backend, bool strict);
+MLXK_API void mlxk_group_free(mlxk_group g);
+MLXK_API int mlxk_group_rank(mlxk_group g);
+MLXK_API int mlxk_group_size(mlxk_group g);
+MLXK_API int mlxk_all_sum(mlxk_array* out, mlxk_array x, mlxk_group g, mlxk_stream s);
+MLXK_API int mlxk_all_gather(mlxk_array* out, mlxk_array x, mlxk_group g, mlxk_stream s);
+MLXK_API int mlxk_all_max(mlxk_array* out, mlxk_array x, mlxk_group g, mlxk_stream s);
+MLXK_API int mlxk_send(mlxk_array* out, mlxk_array x, int dst, mlxk_group g, mlxk_stream s);
+MLXK_API int mlxk_recv(mlxk_array* out, const int* shape, int ndim, int dtype, int src, mlxk_group g, mlxk_stream s);
+MLXK_API int mlxk_recv_like(mlxk_array* out, mlxk_array x, int src, mlxk_group g, mlxk_stream s);
+
 #endif

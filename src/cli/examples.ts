@@ -22,6 +22,12 @@ export const EXAMPLES: Record<string, readonly string[]> = {
     "mlxk server --host 0.0.0.0 --api-key secret --cors '*'",
   ],
   doctor: ["mlxk doctor", "mlxk doctor --json | jq '.data.runtime'"],
+  launch: [
+    'mlxk launch -n 2 -- run Qwen3-0.6B-4bit "Hello"',
+    "mlxk launch -n 3 --split 2,1,1 -- server --model Qwen3-0.6B-4bit --port 8080",
+    'mlxk launch --hosts 10.0.0.1,10.0.0.2 -- run Qwen3-0.6B-4bit "Hi"',
+    "mlxk launch --hostfile hosts.json --sync -- server --model Qwen3-0.6B-4bit",
+  ],
   // commands of other branches (new-user: ps/stop; workspaces: clone/convert/push/embed), so --help has examples once merged
   ps: ["mlxk ps", "mlxk ps --json | jq '.data.servers[].port'"],
   stop: ["mlxk stop 8000", "mlxk stop --all"],

@@ -27,6 +27,7 @@ export const COMMANDS: Record<string, CommandEntry> = {
   rm: { description: "Delete a model or one revision from the cache", load: async () => (await import("./rm.ts")).default },
   run: { description: "Generate text with a model (interactive chat without a prompt)", load: async () => (await import("./run.ts")).default, variadic: true },
   server: { description: "Serve models over the OpenAI, Anthropic and Ollama APIs (alias: serve)", load: async () => (await import("./server.ts")).default },
+  launch: { description: "Run one model over several MLX processes or hosts (pipeline parallel)", load: async () => (await import("./launch.ts")).default, variadic: true },
   embed: { description: "Embed texts with an embedding model (JSONL, or --json)", load: async () => (await import("./embed.ts")).default, variadic: true },
   convert: { description: "Quantize, cast or repair a model into a new workspace", load: async () => (await import("./convert.ts")).default },
   push: { description: "Upload a workspace to a private Hugging Face repo", load: async () => (await import("./push.ts")).default },

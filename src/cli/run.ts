@@ -51,6 +51,8 @@ export default Object.assign(defineCommand({
   args,
   async run({ args: a, data }) {
     const ctx = data as RunContext;
+    // under `mlxk launch`, ranks > 0 serve rank 0's pipeline instead of running the command
+    if (await (await import("../distributed/follower.ts")).followLaunched(a.model, ctx.env)) return;
     const words = (a._ ?? []).slice(1).map(String);
     const opts: Options = {
       system: a.system,

@@ -57,6 +57,19 @@ export default Object.assign(defineCommand({
       await new Promise(() => {}); // serve until a signal ends the process
     }
     const env: Env = ctx.env;
+    // under `mlxk launch`: ranks > 0 serve rank 0's pipeline; rank 0 serves one pinned model and never restarts
+    // its worker (a new worker cannot rejoin the ring: the launch ends instead)
+    const { launchInfo } = await import("../distributed/world.ts");
+    const launched = launchInfo(env);
+    if (launched) {
+      if (args.model === undefined) throw new MlxkError("InvalidArgumentError", "under mlxk launch the server needs --model (every rank loads it at start)");
+      if (args["allow-switch"]) throw new MlxkError("InvalidArgumentError", "--allow-switch is not available under mlxk launch: every rank holds a slice of the one --model");
+      if (launched.rank > 0) {
+        const { followLaunched } = await import("../distributed/follower.ts");
+        await followLaunched(args.model, env);
+        return;
+      }
+    }
     const host = args.host ?? serverHost(env) ?? "127.0.0.1";
     const port = parseIntArg(args.port !== undefined ? "port" : "port (MLXK_PORT)", args.port ?? serverPort(env) ?? "8000", 0, 65535)!;
     const maxTokens = parseIntArg("max-tokens", args["max-tokens"], 1) ?? null;
@@ -121,6 +134,7 @@ export default Object.assign(defineCommand({
         requestTimeoutS,
       },
       env,
+      ...(launched ? { maxRestarts: 0 } : {}),
       onReady: (info) => {
         const url = `http://${info.host.includes(":") ? `[${info.host}]` : info.host}:${info.port}`;
         // pid is the supervisor's (ours): the process to signal; killing the worker only restarts it

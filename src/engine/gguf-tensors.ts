@@ -191,7 +191,27 @@ function q6k(b: Uint8Array, n: number): Float32Array {
 
 /** One tensor as MLX arrays: `.weight` (+ `.scales`/`.biases` when it stays quantized), keyed by full name. */
 function loadOne(path: string, t: GgufTensorInfo, packed: boolean): Map<string, mx.Array> {
-  const bytes = readTensorBytes(path, t.fileOffset, t.byteSize!);
+  return convert(readTensorBytes(path, t.fileOffset, t.byteSize!), t, packed);
+}
+
+/**
+ * What loadOne would return for `t`, as lazy zeros that are never evaluated (no bytes read or allocated): a
+ * pipeline rank builds the layers it does not run from these. Shapes/dtypes come from converting one zero row.
+ */
+export function placeholderTensors(t: GgufTensorInfo, packed = false): Map<string, mx.Array> {
+  const cols = t.shape.at(-1)!;
+  const rows = t.shape.reduce((a, b) => a * b, 1) / cols;
+  const lead = t.shape.slice(0, -1);
+  const one = convert(new Uint8Array(t.byteSize! / rows), { ...t, shape: [1, cols] }, packed);
+  const out = new Map<string, mx.Array>();
+  for (const [k, a] of one) {
+    out.set(k, mx.zeros([...lead, ...a.shape.slice(1)], a.dtype));
+    a.dispose();
+  }
+  return out;
+}
+
+function convert(bytes: Uint8Array, t: GgufTensorInfo, packed: boolean): Map<string, mx.Array> {
   const n = t.shape.reduce((a, b) => a * b, 1);
   const km = K_PACKED[t.typeName];
   if (packed && km) {
@@ -226,11 +246,20 @@ function loadOne(path: string, t: GgufTensorInfo, packed: boolean): Map<string, 
   }
 }
 
-/** Every tensor of one GGUF file (types in TS_TENSOR_TYPES, checked by the caller); `packed`: K-quants as blocks. */
-export function loadTensors(path: string, tensors: readonly GgufTensorInfo[], o: { packed?: boolean } = {}): Map<string, mx.Array> {
+/**
+ * Every tensor of one GGUF file (types in TS_TENSOR_TYPES, checked by the caller); `packed`: K-quants as blocks;
+ * `read` false for a tensor = a placeholder (a pipeline rank's other layers).
+ */
+export function loadTensors(
+  path: string,
+  tensors: readonly GgufTensorInfo[],
+  o: { packed?: boolean; read?: (t: GgufTensorInfo) => boolean } = {},
+): Map<string, mx.Array> {
   const out = new Map<string, mx.Array>();
+  const packed = o.packed ?? false;
+  const read = o.read ?? (() => true);
   try {
-    for (const t of tensors) for (const [k, a] of loadOne(path, t, o.packed ?? false)) out.set(k, a);
+    for (const t of tensors) for (const [k, a] of read(t) ? loadOne(path, t, packed) : placeholderTensors(t, packed)) out.set(k, a);
   } catch (e) {
     mx.disposeAll(out);
     throw e;

@@ -92,8 +92,12 @@ export function kquantsPacked(s: BackendSettings = {}): boolean {
 /**
  * Tensors (HF names, owned by the caller) and a config.json for a GGUF file (all parts of a split set).
  * `packed`: keep K-quants as blocks (default: kquantsPacked(); false for MLX layouts only, e.g. to save an MLX dir).
+ * `keepFor`: given the config, which HF keys to read (a pipeline rank's slice; the rest become placeholders), null = all.
  */
-export function ggufToModel(path: string, o: { packed?: boolean } = {}): { config: Record<string, unknown>; tensors: Map<string, mx.Array> } {
+export function ggufToModel(
+  path: string,
+  o: { packed?: boolean; keepFor?: (config: Record<string, unknown>) => ((key: string) => boolean) | null } = {},
+): { config: Record<string, unknown>; tensors: Map<string, mx.Array> } {
   const parts = splitSiblings(path);
   const headers = parts.map((p) => readGguf(p));
   const header = headers[0]!;
@@ -105,6 +109,7 @@ export function ggufToModel(path: string, o: { packed?: boolean } = {}): { confi
   const heads = config.num_attention_heads as number;
   const kvHeads = (config.num_key_value_heads as number | undefined) ?? heads;
   const permuted = arch === "llama" || arch === "mistral";
+  const keep = o.keepFor?.(config) ?? null;
   const tensors = new Map<string, mx.Array>();
   const raw = new Map<string, mx.Array>();
   // K-quants stay packed where our kernels run (MLXK_KERNELS=0 at load keeps the widened MLX layouts)
@@ -115,8 +120,15 @@ export function ggufToModel(path: string, o: { packed?: boolean } = {}): { confi
   try {
     parts.forEach((p, i) => {
       const infos = headers[i]!.tensors;
-      if (!infos.every((t) => MLX_READS.has(t.typeName))) {
-        for (const [k, a] of loadTensors(p, infos, { packed })) raw.set(k, a);
+      if (keep || !infos.every((t) => MLX_READS.has(t.typeName))) {
+        // MLX's reader reads every tensor: a slice goes through ours, which reads only what it keeps
+        const read = keep
+          ? (t: { name: string }) => {
+              const hf = hfName(t.name, arch);
+              return hf === null || keep(hf); // unmapped extras (phi3's rope factors) are read on every rank
+            }
+          : undefined;
+        for (const [k, a] of loadTensors(p, infos, { packed, read })) raw.set(k, a);
         return;
       }
       for (const [k, a] of mx.loadGguf(p).weights) raw.set(k, a);

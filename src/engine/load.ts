@@ -12,6 +12,9 @@ import { type BackendProfile, loadBackend } from "../mlx/backend.ts";
 import * as mx from "../mlx/index.ts";
 import { type LanguageModel, type ModelModule, parseConfig, QuantConfig, WeightStore } from "../models/base.ts";
 import { loadModelModule } from "../models/registry.ts";
+import { attachPipeline, attachTensorStage, type RankPlan, rankPlanFor, reportLoad, type StepState } from "../distributed/pipeline.ts";
+import { attachTensorParallel, tensorPlanFor } from "../distributed/tensor.ts";
+import type { Group } from "../mlx/distributed.ts";
 
 export interface LoadOptions {
   env?: Env;
@@ -23,6 +26,8 @@ export interface LoadOptions {
   /** CPU streams for split matmuls; default from MLXK_STREAMS, else 1 with our AVX2 kernels and 2 without. */
   streams?: number;
   onProgress?: (fraction: number) => void;
+  /** This rank's pipeline slice; default from the launched world (src/distributed/pipeline.ts), null = whole model. */
+  rank?: RankPlan | null;
 }
 
 export interface LoadedModel extends Disposable {
@@ -33,6 +38,8 @@ export interface LoadedModel extends Disposable {
   contextLength: number;
   /** What it runs on (device, dtype, streams, kernels). */
   backend: BackendProfile;
+  /** Set on a pipeline follower rank: what `follow()` needs to serve rank 0. */
+  follower?: { step: StepState; group: Group };
 }
 
 /** Safetensors files of a model dir: the index's shards, else every model*.safetensors. */
@@ -94,15 +101,28 @@ export async function build(config: Record<string, unknown>, tensors: Map<string
   }
   try {
     const backend = loadBackend({ env: opts.env, dtype: opts.dtype, streams: opts.streams });
-    const parsed = parseConfig(mod.configSchema, config, modelType!, mod.configOptions);
+    // under `mlxk launch --tensor-parallel`: this rank's shard of every layer, built with its share of the heads
+    const tp = opts.rank === undefined ? tensorPlanFor(config) : null;
+    let parsed = parseConfig(mod.configSchema, config, modelType!, mod.configOptions);
     const w0 = mod.sanitize ? mod.sanitize(tensors, parsed) : tensors;
+    if (tp) {
+      tp.shard(w0);
+      parsed = tp.config(parsed);
+    }
     castFloats(w0, backend, mod.castPredicate);
     const store = new WeightStore(w0, QuantConfig.from(config), backend);
-    const model = mx.scope(() => mod.createModel(parsed, store, { backend }));
+    const built = mx.scope(() => mod.createModel(parsed, store, { backend }));
     store.disposeUnused();
-    materialize(store.all(), opts.onProgress);
+    // under `mlxk launch`: this rank materialises only its pipeline slice (the rest stays lazy, never read)
+    const plan = tp ? tp.plan : opts.rank === undefined ? rankPlanFor(config, built) : opts.rank;
+    const mine = plan ? store.entries().filter(([k]) => plan.keep(k)).map(([, a]) => a) : store.all();
+    materialize(mine, opts.onProgress);
+    const staged = tp ? attachTensorStage(built, tp.plan.group, attachTensorParallel(built, tp.plan.group)) : plan ? attachPipeline(built, plan) : null;
+    if (plan) reportLoad(plan, mine.reduce((s, a) => s + a.nbytes, 0));
+    const model = staged?.model ?? built;
     return {
       model,
+      ...(staged && plan ? { follower: plan.group.rank > 0 ? { step: staged.step, group: plan.group } : undefined } : {}),
       modelType: modelType!,
       config: parsed,
       contextLength: mod.contextLength(parsed),
@@ -145,6 +165,13 @@ export async function loadModelDir(dir: string, opts: LoadOptions = {}): Promise
 export async function loadGgufModel(path: string, opts: LoadOptions = {}): Promise<LoadedModel> {
   const { ggufToModel, kquantsPacked } = await import("./gguf.ts");
   // K-quants stay packed where the backend profile will run our CPU kernels (else widened to MLX layouts)
-  const { config, tensors } = ggufToModel(path, { packed: kquantsPacked({ env: opts.env, dtype: opts.dtype, streams: opts.streams }) });
+  const { config, tensors } = ggufToModel(path, {
+    packed: kquantsPacked({ env: opts.env, dtype: opts.dtype, streams: opts.streams }),
+    keepFor: (c) => {
+      const plan = opts.rank === undefined ? rankPlanFor(c) : opts.rank;
+      if (plan) opts = { ...opts, rank: plan };
+      return plan ? plan.keep : null;
+    },
+  });
   return build(config, tensors, opts);
 }

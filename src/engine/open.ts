@@ -38,7 +38,13 @@ export async function openModel(spec: string | ModelRef, opts: OpenOptions = {})
   const avail = mlxAvailability(opts.env ?? process.env);
   if (!avail.available) throw new MlxkError("mlx_unavailable", `MLX is not available on this machine: ${avail.reason}`);
   const { loadEngine } = await import("./engine.ts");
-  const { promptCacheBytes, parallel, kvBudgetBytes, freeMemory } = opts;
+  const { kvBudgetBytes, freeMemory } = opts;
+  // a pipeline group mirrors one cache per sequence on every rank: no prompt-cache trimming/cloning and no
+  // batching there
+  const { joinWorld } = await import("../distributed/world.ts");
+  const inWorld = await joinWorld(opts.env ?? process.env);
+  const promptCacheBytes = inWorld ? 0 : opts.promptCacheBytes;
+  const parallel = inWorld ? 1 : opts.parallel;
   return loadEngine(ref, { env: opts.env, onProgress: opts.onProgress, promptCacheBytes, parallel, kvBudgetBytes, freeMemory });
 }
 

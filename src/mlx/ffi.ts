@@ -155,6 +155,18 @@ const DEFS = {
   mlxk_map_meta_strings_size: { args: [P, I], returns: I },
   mlxk_map_meta_strings_at: { args: [P, I, I], returns: P },
   mlxk_save_safetensors: { args: [P, P, P, I, P, I], returns: I },
+  // distributed.cpp
+  mlxk_distributed_is_available: { args: [P], returns: I },
+  mlxk_distributed_init: { args: [P, P, B], returns: I },
+  mlxk_group_free: { args: [P], returns: V },
+  mlxk_group_rank: { args: [P], returns: I },
+  mlxk_group_size: { args: [P], returns: I },
+  mlxk_all_sum: { args: [P, P, P, P], returns: I },
+  mlxk_all_gather: { args: [P, P, P, P], returns: I },
+  mlxk_all_max: { args: [P, P, P, P], returns: I },
+  mlxk_send: { args: [P, P, I, P, P], returns: I },
+  mlxk_recv: { args: [P, P, I, I, I, P, P], returns: I },
+  mlxk_recv_like: { args: [P, P, I, P, P], returns: I },
 } as const;
 
 function load(path: string) {

@@ -40,6 +40,7 @@
 export { Array, array, Dtype, type DtypeName, dtypeName, fromBytes, isFloating, isInteger, itemsize, parseDtype, scalar, type TypedArray } from "./array.ts";
 export { type MlxAvailability, MlxError, mlxAvailability } from "./ffi.ts";
 export * as fast from "./fast.ts";
+export * as distributed from "./distributed.ts";
 export type { RopeOptions, SdpaOptions } from "./fast.ts";
 export { type GgufFile, type GgufValue, loadGguf, loadSafetensors, type SafetensorsFile, saveSafetensors } from "./io.ts";
 export * from "./ops.ts";

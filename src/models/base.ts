@@ -208,6 +208,11 @@ export class WeightStore {
     }
   }
 
+  /** Every tensor held, with its key. */
+  entries(): [string, mx.Array][] {
+    return [...this.#map];
+  }
+
   /** Every tensor held (to dispose the model). */
   all(): mx.Array[] {
     return [...this.#map.values()];
