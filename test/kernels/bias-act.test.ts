@@ -2,22 +2,14 @@
 import { afterAll, expect, test } from "bun:test";
 import { add, type Array, array, gelu, geluApprox, random, relu, scope, silu, transpose } from "../../src/mlx/index.ts";
 import { type BiasAct, fastBiasAct, forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
+import { seededNormal, worst } from "../support/tolerance.ts";
 
 afterAll(() => {
   forceScalarKernels(false);
   setKernelsEnabled(null);
 });
-let seed = 300;
-const rnd = (shape: number[], scale = 1): Array => random.normal({ shape, scale, key: random.key(seed++) });
+const rnd = seededNormal(300);
 
-function worst(a: Array, b: Array, atol: number, rtol: number): number {
-  expect(a.shape).toEqual(b.shape);
-  const x = a.toFloat32Array();
-  const y = b.toFloat32Array();
-  let w = 0;
-  for (let i = 0; i < x.length; i++) w = Math.max(w, Math.abs(x[i]! - y[i]!) / (atol + rtol * Math.abs(y[i]!)));
-  return w;
-}
 
 const MLX: Record<BiasAct, (x: Array) => Array> = { identity: (x) => x, gelu, gelu_tanh: geluApprox, relu, silu };
 

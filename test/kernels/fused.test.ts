@@ -12,22 +12,13 @@ import {
   forceScalarKernels,
   kernelInfo,
 } from "../../src/mlx/kernels.ts";
+import { seededNormal, worst } from "../support/tolerance.ts";
 
 const info = kernelInfo();
 afterAll(() => forceScalarKernels(false));
 
-let seed = 100;
-const rnd = (shape: number[], scale = 1): Array => random.normal({ shape, scale, key: random.key(seed++) });
+const rnd = seededNormal(100);
 
-/** |a-b| ≤ atol + rtol·|b| elementwise; returns the worst ratio (≤ 1 passes). */
-function worst(a: Array, b: Array, atol: number, rtol: number): number {
-  expect(a.shape).toEqual(b.shape);
-  const x = a.toFloat32Array();
-  const y = b.toFloat32Array();
-  let w = 0;
-  for (let i = 0; i < x.length; i++) w = Math.max(w, Math.abs(x[i]! - y[i]!) / (atol + rtol * Math.abs(y[i]!)));
-  return w;
-}
 
 describe.skipIf(info.level === "none")(`fused kernels (${info.level})`, () => {
   for (const scalar of [false, true]) {

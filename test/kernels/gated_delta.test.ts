@@ -15,6 +15,7 @@ import { forceScalarKernels, kernelConvSilu, kernelGatedDelta, kernelInfo, setKe
 import { depthwiseConv1d, gatedDeltaOps, normalizeQk } from "../../src/models/gated_delta.ts";
 import { writeHybridModel } from "../support/tiny-hybrid.ts";
 import { GOLDEN_PROMPT } from "../support/tiny-models.ts";
+import { worst } from "../support/tolerance.ts";
 
 const info = kernelInfo();
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-gdelta-"));
@@ -27,14 +28,6 @@ afterAll(() => {
 let seed = 700;
 const rnd = (shape: number[], scale = 1): Array => random.normal({ shape, scale, key: random.key(seed++) });
 
-function worst(a: Array, b: Array, atol: number, rtol: number): number {
-  expect(a.shape).toEqual(b.shape);
-  const x = a.toFloat32Array();
-  const y = b.toFloat32Array();
-  let w = 0;
-  for (let i = 0; i < x.length; i++) w = Math.max(w, Math.abs(x[i]! - y[i]!) / (atol + rtol * Math.abs(y[i]!)));
-  return w;
-}
 
 describe.skipIf(info.level === "none")(`gated delta kernels (${info.level})`, () => {
   for (const scalar of [false, true]) {
