@@ -132,15 +132,26 @@ async function placement(o: LaunchOptions, model: string, self: string[], err: (
       }
     };
     let why = await healthy();
-    if (why && o.sync && !isLocal(h)) {
+    // --sync fetches on every host lacking the model, this machine too (`-n 2` on loopback reads this cache)
+    if (why && o.sync) {
       err(`mlxk launch: pulling ${model} on ${h.ssh}…\n`);
-      const r = run(h, ["pull", model]);
-      if (!r.ok) throw new MlxkError("execution_error", `--sync: pulling ${model} on ${h.ssh} failed: ${r.err.trim() || "no message"}`);
+      // --json: the pull's progress stays off the launch's output, and a failure comes back as one message
+      const r = run(h, ["pull", model, "--json"]);
+      if (!r.ok) {
+        let msg = "";
+        try {
+          msg = (JSON.parse(r.out) as { error?: { message?: string } }).error?.message ?? "";
+        } catch {
+          msg = r.err.trim().split(/[\r\n]+/).at(-1) ?? "";
+        }
+        throw new MlxkError("execution_error", `--sync: pulling ${model} on ${h.ssh} failed: ${msg || "no message"}`);
+      }
       why = await healthy();
     }
     if (why) {
       const ranks = o.hosts.filter((x) => x.ssh === h.ssh).map((x) => x.rank);
-      const hint = isLocal(h) ? "" : " (--sync pulls it there)";
+      // a Hub id can be pulled; a path cannot
+      const hint = o.sync || /^[./~]/.test(model) ? "" : isLocal(h) ? " (--sync pulls it here)" : " (--sync pulls it there)";
       throw new MlxkError("model_not_found", `rank ${ranks.join(", ")} (${h.ssh}) cannot load ${model}: ${why}${hint}`);
     }
   }
