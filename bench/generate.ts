@@ -212,25 +212,40 @@ print(json.dumps({"prefill_tps": len(ids) / (t_first - t0), "decode_tps": (n - 1
   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 `;
 
-const LLAMA_SCRIPT = `
+// The one node-llama-cpp greedy child of every benchmark: argv = GGUF path, prompt ids (comma list), tokens to
+// generate, threads (0 = llama.cpp's default), gpu (cpu | cuda | metal). The first token marks the end of prefill
+// (as in timeGreedy).
+const LLAMA_GREEDY_JS = `
 import { getLlama } from "node-llama-cpp";
-const [path, idsArg, nGen] = process.argv.slice(2);
+const [path, idsArg, nGen, threadsArg = "0", gpu = "cpu"] = process.argv.slice(2);
 const ids = idsArg.split(",").map(Number);
-const llama = await getLlama({ gpu: false });
-const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-const ctx = await model.createContext({ contextSize: 1024, threads: 2, batchSize: 512 });
+const threads = Number(threadsArg);
+const llama = await getLlama(gpu === "cpu" ? { gpu: false } : { gpu, build: "never" });
+const model = await llama.loadModel({ modelPath: path, gpuLayers: gpu === "cpu" ? 0 : "max" });
+const ctx = await model.createContext({ contextSize: 1024, batchSize: 512, ...(threads > 0 ? { threads } : {}) });
 const seq = ctx.getSequence();
-const t0 = performance.now(); let tFirst = 0; let n = 0;
+const t0 = performance.now(); let tFirst = 0; let n = 0; const tokens = [];
 for await (const tok of seq.evaluate(ids, { temperature: 0 })) {
-  n++;
+  n++; tokens.push(tok);
   if (n === 1) tFirst = performance.now();
   if (n >= Number(nGen)) break;
 }
 const tEnd = performance.now();
 console.log(JSON.stringify({ prefill_tps: ids.length / ((tFirst - t0) / 1000), decode_tps: (n - 1) / ((tEnd - tFirst) / 1000),
-  peak_rss_mb: process.resourceUsage().maxRSS / 1024 }));
+  peak_rss_mb: process.resourceUsage().maxRSS / 1024, tokens,
+  kernels: llama.gpu ? String(llama.gpu) : llama.buildType + "/" + (llama.cpuMathCores ?? "") }));
 process.exit(0);
 `;
+
+/**
+ * Writes the greedy child into `dir` (node resolves node-llama-cpp from the script's own folder) and returns the
+ * command that runs it on a GGUF (run it with runJson(cmd, dir)).
+ */
+export function llamaGreedyCommand(dir: string): (gguf: string, ids: string, nGen: number, o?: { threads?: number; gpu?: string }) => string[] {
+  const script = join(dir, "mlxk-greedy.mjs");
+  writeFileSync(script, LLAMA_GREEDY_JS);
+  return (gguf, ids, nGen, o = {}) => ["node", script, gguf, ids, String(nGen), String(o.threads ?? 0), o.gpu ?? "cpu"];
+}
 
 export function runJson(cmd: string[], cwd = ROOT, env: Record<string, string> = {}): Result {
   const p = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
@@ -261,7 +276,7 @@ async function main(): Promise<void> {
   if (only !== "qwen05") models.push({ name: "SmolLM2-135M-Instruct Q4_1", gguf: smol });
   if (only !== "smollm2") models.push({ name: "Qwen2.5-0.5B-shaped random Q4_1", gguf: await qwenShapedGguf(smol) });
   const ids = promptIds(nPrompt).join(",");
-  if (!has("skip-llama")) writeFileSync(join(LLAMA_DIR, "bench.mjs"), LLAMA_SCRIPT);
+  const llamaCmd = has("skip-llama") ? null : llamaGreedyCommand(LLAMA_DIR);
   const rows: string[] = [];
   const fmt = (r: Result) => `${r.prefill_tps.toFixed(1)} | ${r.decode_tps.toFixed(2)} | ${r.peak_rss_mb.toFixed(0)}`;
   const rounds = Number(arg("rounds", "2"));
@@ -285,8 +300,8 @@ async function main(): Promise<void> {
       const dir = await mlxDirFrom(m.gguf, join(CACHE, `${m.name.split(" ")[0]}-mlx-f32`));
       variants.push([REF, () => runJson([PY, "-c", MLX_LM_SCRIPT, dir, ids, String(nGen)])]);
     }
-    if (!has("skip-llama") && existsSync(join(LLAMA_DIR, "node_modules", "node-llama-cpp"))) {
-      variants.push(["llama.cpp (node-llama-cpp 3.21.1, 2 threads)", () => runJson(["node", join(LLAMA_DIR, "bench.mjs"), m.gguf, ids, String(nGen)], LLAMA_DIR)]);
+    if (llamaCmd && existsSync(join(LLAMA_DIR, "node_modules", "node-llama-cpp"))) {
+      variants.push(["llama.cpp (node-llama-cpp 3.21.1, 2 threads)", () => runJson(llamaCmd(m.gguf, ids, nGen, { threads: 2 }), LLAMA_DIR)]);
     }
     // Rounds interleave every engine (order reversed each round) and keep each one's best: the VM is shared.
     const results = new Map<string, Result>();

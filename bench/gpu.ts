@@ -10,9 +10,9 @@
  *                         [--llama-dir /work/main/.cache/llama-ref] [--allow-cpu]
  * Without a GPU it refuses (exit 2) unless --allow-cpu (both engines on the CPU: a dry run of the script).
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { promptIds, type Result, runJson, shapedGguf, timeGreedy } from "./generate.ts";
+import { llamaGreedyCommand, promptIds, type Result, runJson, shapedGguf, timeGreedy } from "./generate.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const arg = (name: string, fallback: string): string => {
@@ -21,25 +21,6 @@ const arg = (name: string, fallback: string): string => {
 };
 const has = (name: string) => process.argv.includes(`--${name}`);
 
-const LLAMA_SCRIPT = `
-import { getLlama } from "node-llama-cpp";
-const [path, idsArg, nGen, gpu] = process.argv.slice(2);
-const ids = idsArg.split(",").map(Number);
-const llama = await getLlama({ gpu: gpu === "cpu" ? false : gpu, build: "never" });
-const model = await llama.loadModel({ modelPath: path, gpuLayers: gpu === "cpu" ? 0 : "max" });
-const ctx = await model.createContext({ contextSize: 1024, batchSize: 512 });
-const seq = ctx.getSequence();
-const t0 = performance.now(); let tFirst = 0; let n = 0;
-for await (const tok of seq.evaluate(ids, { temperature: 0 })) {
-  n++;
-  if (n === 1) tFirst = performance.now();
-  if (n >= Number(nGen)) break;
-}
-const tEnd = performance.now();
-console.log(JSON.stringify({ prefill_tps: ids.length / ((tFirst - t0) / 1000), decode_tps: (n - 1) / ((tEnd - tFirst) / 1000),
-  peak_rss_mb: process.resourceUsage().maxRSS / 1024, kernels: llama.gpu || "cpu" }));
-process.exit(0);
-`;
 
 async function worker(): Promise<void> {
   const { loadGgufModel } = await import("../src/engine/load.ts");
@@ -62,7 +43,7 @@ async function main(): Promise<void> {
     console.error(`bench/gpu.ts: node-llama-cpp not found under ${llamaDir} (npm install --prefix ${llamaDir} node-llama-cpp@3.22.1)`);
     process.exit(2);
   }
-  writeFileSync(join(llamaDir, "bench-gpu.mjs"), LLAMA_SCRIPT);
+  const llamaCmd = llamaGreedyCommand(llamaDir);
   const nPrompt = Number(arg("prompt", "512"));
   const nGen = Number(arg("gen", "128"));
   const rounds = Number(arg("rounds", "2"));
@@ -87,7 +68,7 @@ async function main(): Promise<void> {
     const ref = `llama.cpp (node-llama-cpp 3.22.1, ${llamaGpu}${llamaGpu === "cpu" ? "" : ", all layers"})`;
     const variants: [string, () => Result][] = [
       [ours, () => runJson([process.execPath, join(ROOT, "bench", "gpu.ts"), "--worker", "--model", gguf, "--prompt", String(nPrompt), "--gen", String(nGen)])],
-      [ref, () => runJson(["node", join(llamaDir, "bench-gpu.mjs"), gguf, ids, String(nGen), llamaGpu], llamaDir)],
+      [ref, () => runJson(llamaCmd(gguf, ids, nGen, { gpu: llamaGpu }), llamaDir)],
     ];
     const results = new Map<string, Result>();
     for (let r = 0; r < rounds; r++) {

@@ -5,13 +5,14 @@
  * Usage: bun bench/kernels.e2e.ts [--rounds 3] [--decode 128] [--prompt 512] [--baseline-prompt 64] [--streams 1] [--llama] [--llama-threads 2] [--mlx-lm] [--json]
  * References run as their own processes after ours (llama.cpp and mlx_lm need the .cache/ installs of bench/generate.ts).
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { prefill, tokenLoop } from "../src/engine/generate.ts";
 import { loadGgufModel } from "../src/engine/load.ts";
 import * as mx from "../src/mlx/index.ts";
 import { kernelInfo, setKernelsEnabled } from "../src/mlx/kernels.ts";
 import { smollm2Gguf } from "../test/support/smollm2.ts";
+import { llamaGreedyCommand } from "./generate.ts";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -104,29 +105,10 @@ function reference(cmd: (ids: string) => string[], cwd: string): Ref {
 // llama.cpp: node-llama-cpp 3.21.1 as installed by bench/generate.ts under .cache/llama-bench (same GGUF, run by node).
 const LLAMA_DIR = join(ROOT, ".cache", "llama-bench");
 const llamaThreads = Number(arg("llama-threads", "2"));
-const LLAMA_JS = `
-import { getLlama } from "node-llama-cpp";
-const [path, idsArg, nGen, threads] = process.argv.slice(2);
-const ids = idsArg.split(",").map(Number);
-const llama = await getLlama({ gpu: false });
-const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-const ctx = await model.createContext({ contextSize: 1024, threads: Number(threads), batchSize: 512 });
-const seq = ctx.getSequence();
-const t0 = performance.now();
-let t1 = 0, n = 0;
-for await (const tok of seq.evaluate(ids, { temperature: 0 })) {
-  if (++n === 1) t1 = performance.now();
-  if (n >= Number(nGen)) break;
-}
-const t2 = performance.now();
-console.log(JSON.stringify({ prefill_tps: ids.length / ((t1 - t0) / 1000), decode_tps: (n - 1) / ((t2 - t1) / 1000) }));
-process.exit(0);
-`;
 function llamaCpp(): Ref | null {
   if (!existsSync(join(LLAMA_DIR, "node_modules", "node-llama-cpp"))) return null;
-  const script = join(LLAMA_DIR, "kernels-e2e.mjs");
-  writeFileSync(script, LLAMA_JS);
-  return reference((i) => ["node", script, path, i, String(nDecode), String(llamaThreads)], LLAMA_DIR);
+  const llamaCmd = llamaGreedyCommand(LLAMA_DIR);
+  return reference((i) => llamaCmd(path, i, nDecode, { threads: llamaThreads }), LLAMA_DIR);
 }
 
 // mlx_lm (Python reference venv) on the MLX conversion of the same GGUF that bench/generate.ts writes.

@@ -19,7 +19,7 @@
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { qwen3MoeShapedQ4KM, qwen3ShapedQ4KM } from "./kquant-models.ts";
-import { promptIds, QWEN15_SHAPE, type Result, runJson, shapedGguf, timeGreedy } from "./generate.ts";
+import { llamaGreedyCommand, promptIds, QWEN15_SHAPE, type Result, runJson, shapedGguf, timeGreedy } from "./generate.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const CACHE = join(ROOT, ".cache", "bench");
@@ -44,26 +44,6 @@ export const MODELS: BenchModel[] = [
   { key: "moe", name: "Qwen3-30B-A3B-like MoE (64 experts, top 8) random Q4_K_M", gguf: (smol) => qwen3MoeShapedQ4KM(smol) },
 ];
 
-// Greedy through the llama.cpp context; the first token marks the end of prefill (as in our timeGreedy).
-const LLAMA_SCRIPT = `
-import { getLlama } from "node-llama-cpp";
-const [path, idsArg, nGen, threads] = process.argv.slice(2);
-const ids = idsArg.split(",").map(Number);
-const llama = await getLlama({ gpu: false });
-const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-const ctx = await model.createContext({ contextSize: 1024, threads: Number(threads), batchSize: 512 });
-const seq = ctx.getSequence();
-const t0 = performance.now(); let tFirst = 0; let n = 0; const tokens = [];
-for await (const tok of seq.evaluate(ids, { temperature: 0 })) {
-  n++; tokens.push(tok);
-  if (n === 1) tFirst = performance.now();
-  if (n >= Number(nGen)) break;
-}
-const tEnd = performance.now();
-console.log(JSON.stringify({ prefill_tps: ids.length / ((tFirst - t0) / 1000), decode_tps: (n - 1) / ((tEnd - tFirst) / 1000),
-  peak_rss_mb: process.resourceUsage().maxRSS / 1024, tokens, kernels: llama.buildType + "/" + (llama.cpuMathCores ?? "") }));
-process.exit(0);
-`;
 
 async function worker(): Promise<void> {
   const { loadGgufModel } = await import("../src/engine/load.ts");
@@ -93,7 +73,7 @@ async function main(): Promise<void> {
     console.error(`node-llama-cpp not found under ${llamaDir}: npm install --prefix ${llamaDir} node-llama-cpp@3.22.1`);
     process.exit(2);
   }
-  writeFileSync(join(llamaDir, "mlxk-bench.mjs"), LLAMA_SCRIPT);
+  const llamaCmd = llamaGreedyCommand(llamaDir);
   // A private copy of the shim (per worktree: .cache may be shared; two levels below the root so its
   // $ORIGIN runpath finds libmlx): a rebuild of mlx-c/build during the run cannot change the workers mid-way.
   const { findShim } = await import("../src/mlx/paths.ts");
@@ -121,7 +101,7 @@ async function main(): Promise<void> {
     if (process.argv.includes("--int8")) variants.push(["mlxk MLXK_INT8_ACT=1", () => runJson(self, ROOT, { ...env, MLXK_INT8_ACT: "1" })]);
     for (const t of pins) variants.push([`mlxk MLXK_THREADS=${t}`, () => runJson(self, ROOT, { ...env, MLXK_THREADS: t })]);
     if (baseline) variants.push(["mlxk (baseline shim)", () => runJson(self, ROOT, { MLXK_SHIM: baseShim })]);
-    for (const t of ["1", "2"]) variants.push([`llama.cpp ${t} thread${t === "1" ? "" : "s"}`, () => runJson(["node", join(llamaDir, "mlxk-bench.mjs"), gguf, ids, String(nGen), t], llamaDir)]);
+    for (const t of ["1", "2"]) variants.push([`llama.cpp ${t} thread${t === "1" ? "" : "s"}`, () => runJson(llamaCmd(gguf, ids, nGen, { threads: Number(t) }), llamaDir)]);
     const results = new Map<string, Result[]>();
     for (let r = 0; r < rounds; r++) {
       for (const [name, fn] of r % 2 === 0 ? variants : [...variants].reverse()) {
