@@ -9,9 +9,7 @@ import { layerOps } from "../mlx/backend.ts";
 import { kernelInfo } from "../mlx/kernels.ts";
 import * as mx from "../mlx/index.ts";
 import type { LanguageModel, LayerCache } from "../models/base.ts";
-import { BatchKVCache } from "../models/batch_cache.ts";
-import { StandardKVCache } from "../models/cache.ts";
-import { Decoder, DenseMlp } from "../models/transformer.ts";
+import { type BatchLayerCache, composeLayer, layerBatchRefusal } from "../models/batch_layers.ts";
 import { type HostSampler, PREFILL_STEP } from "./generate.ts";
 import type { Batcher, RowToken } from "./scheduler.ts";
 
@@ -20,16 +18,18 @@ export function batchRefusal(model: LanguageModel, modelType: string): string | 
   if (layerOps().name !== "ours" || !kernelInfo().enabled) {
     return "the backend does not run our CPU kernels (a GPU, MLXK_KERNELS=0, or unavailable); only they compute every row of a batch exactly as alone";
   }
-  if (!(model instanceof Decoder)) return `${modelType} does not use the shared decoder (its caches or attention are not row-batched yet)`;
   const caches = model.makeCache();
   try {
-    if (!caches.every((c) => c instanceof StandardKVCache)) return `${modelType} has sliding-window layers (rotating caches are not row-batched yet)`;
+    for (const c of caches) {
+      const why = layerBatchRefusal(c);
+      if (why) return `${modelType} has ${why}`;
+    }
   } finally {
     for (const c of caches) c[Symbol.dispose]();
   }
-  if (!model.layers.every((l) => l.self_attn.batchable)) return `${modelType}'s attention depends on the sequence length (rope scaling, sinks or query scaling)`;
-  if (!model.layers.every((l) => l.mlp instanceof DenseMlp)) return `${modelType} routes tokens to experts (MoE is not row-batched yet)`;
-  return null;
+  if (!model.batchRefusal) return `${modelType} does not run a decode batch yet (its layers take one sequence at a time)`;
+  const why = model.batchRefusal();
+  return why === null ? null : `${modelType}: ${why}`;
 }
 
 /** How one row chooses its next token from its logits [V]. */
@@ -96,9 +96,9 @@ export class Prefill {
   }
 }
 
-/** The running rows' shared caches, one BatchKVCache per layer. */
+/** The running rows' shared caches, one per layer (src/models/batch_layers.ts). */
 export class DecodeBatch implements Disposable {
-  #layers: BatchKVCache[] = [];
+  #layers: BatchLayerCache[] = [];
   #rows: { policy: RowPolicy; history: number[] }[] = [];
 
   constructor(private readonly model: LanguageModel) {}
@@ -119,15 +119,10 @@ export class DecodeBatch implements Disposable {
   rebuild(keep: readonly boolean[], add: readonly { cache: LayerCache[]; policy: RowPolicy; history: number[] }[]): void {
     const kept = keep.flatMap((k, i) => (k && i < this.#rows.length ? [i] : []));
     const next = Array.from({ length: this.model.numLayers }, (_, l) =>
-      BatchKVCache.compose(
+      composeLayer(
         this.#layers[l] ?? null,
         kept,
-        add.map((a) => {
-          const c = a.cache[l] as StandardKVCache;
-          const [k, v] = c.state() as [mx.Array, mx.Array];
-          const [, H, , Dk] = k.shape as [number, number, number, number];
-          return { keys: mx.slice(k, [0, 0, 0, 0], [1, H, c.offset, Dk]), values: mx.slice(v, [0, 0, 0, 0], [1, H, c.offset, v.shape[3]!]) };
-        }),
+        add.map((a) => a.cache[l]!),
       ),
     );
     // every layer at once, before the old buffers and the newcomers' caches go
@@ -140,7 +135,7 @@ export class DecodeBatch implements Disposable {
   }
 
   /** Row i as caches of its own (compact copies), e.g. for the prompt cache. */
-  extract(i: number): StandardKVCache[] {
+  extract(i: number): LayerCache[] {
     return this.#layers.map((c) => c.extract(i));
   }
 

@@ -23,6 +23,11 @@ export class ArraysCache implements LayerCache, ReusableCache {
     return this.#offset;
   }
 
+  /** Number of slots. */
+  get size(): number {
+    return this.#slots.length;
+  }
+
   /** The same slots under new handles: every step replaces a slot whole, so the clone never sees a later write. */
   clone(): ArraysCache {
     const c = new ArraysCache(this.#slots.length);

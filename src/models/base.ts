@@ -29,6 +29,11 @@ export interface LanguageModel extends Disposable {
   hidden(inputs: mx.Array, cache: LayerCache[]): mx.Array;
   /** Hidden states [..., H] → logits [..., V] (f32). */
   logits(h: mx.Array): mx.Array;
+  /**
+   * Continuous batching (src/engine/batch.ts): why a decode batch [B, 1] over batch caches cannot run through
+   * this model with every row computed as alone; null when it can. Absent: the model takes one sequence only.
+   */
+  batchRefusal?(): string | null;
 }
 
 export interface ModelModule {

@@ -7,6 +7,7 @@
  */
 import * as mx from "../mlx/index.ts";
 import { type KVCache, type Mask, StandardKVCache } from "./cache.ts";
+import type { RopeLayer } from "./rope.ts";
 
 const STEP = 256;
 
@@ -20,6 +21,16 @@ export interface RowsCache {
 
 export function isRowsCache(c: unknown): c is RowsCache & KVCache {
   return Array.isArray((c as Partial<RowsCache>).rowStarts);
+}
+
+/** x [B, H, L, D] rotated at the cache's position: each row at its own in a decode batch. */
+export function ropeAt(rope: RopeLayer, x: mx.Array, cache: KVCache): mx.Array {
+  return isRowsCache(cache) ? rope.forwardRows!(x, cache.rowOffsets) : rope.forward(x, cache.offset);
+}
+
+/** Why this rope cannot rotate a decode batch row by row (its angles depend on the sequence length); null when it can. */
+export function ropeBatchRefusal(rope: RopeLayer | null): string | null {
+  return rope === null || typeof rope.forwardRows === "function" ? null : "its rope scaling depends on the sequence length";
 }
 
 /** One row's keys and values [1, H, len, D] (views are fine: build copies them). */

@@ -7,6 +7,7 @@ import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { ArraysCache } from "./arrays_cache.ts";
+import { ropeAt, ropeBatchRefusal } from "./batch_cache.ts";
 import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import type { RopeScaling } from "./config.ts";
@@ -133,9 +134,9 @@ export class Qwen3NextAttention {
     const [qg, k0, v0] = this.#qkv.forward(x) as [mx.Array, mx.Array, mx.Array];
     // Each head's q_proj rows are [queries (D) | gate (D)].
     const [queries, gate] = mx.split(mx.reshape(qg, [B, L, H, 2 * D]), 2, -1) as [mx.Array, mx.Array];
-    const offset = cache.offset;
-    const q = this.rope.forward(mx.transpose(rmsNorm(queries, this.q_norm, eps), [0, 2, 1, 3]), offset);
-    const k = this.rope.forward(mx.transpose(rmsNorm(mx.reshape(k0, [B, L, Hkv, D]), this.k_norm, eps), [0, 2, 1, 3]), offset);
+    // a decode batch: each row at its own position (src/models/batch_cache.ts)
+    const q = ropeAt(this.rope, mx.transpose(rmsNorm(queries, this.q_norm, eps), [0, 2, 1, 3]), cache);
+    const k = ropeAt(this.rope, mx.transpose(rmsNorm(mx.reshape(k0, [B, L, Hkv, D]), this.k_norm, eps), [0, 2, 1, 3]), cache);
     const v = mx.transpose(mx.reshape(v0, [B, L, Hkv, D]), [0, 2, 1, 3]);
     const o = attend({ q, k, v, cache, scale: D ** -0.5 });
     return this.o_proj.forward(mx.multiply(o, mx.sigmoid(mx.reshape(gate, [B, L, H * D]))));
@@ -329,6 +330,11 @@ export class HybridModel extends DecoderModel implements LanguageModel {
     this.norm = w.get(`${m}.norm.weight`);
     const head = c.tie_word_embeddings ? this.embed_tokens.asLinear() : w.linear(o.headKey);
     this.lm_head = w.projection(head);
+  }
+
+  /** Rows of a decode batch are independent sequences in every layer (the recurrent ones stack their states). */
+  batchRefusal(): string | null {
+    return ropeBatchRefusal(this.rope);
   }
 
   makeCache(): LayerCache[] {

@@ -11,6 +11,7 @@ import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { ArraysCache } from "./arrays_cache.ts";
+import { ropeAt, ropeBatchRefusal } from "./batch_cache.ts";
 import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, type WeightStore } from "./base.ts";
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import type { NormalizeOptions } from "./config.ts";
@@ -102,9 +103,9 @@ class Attention {
   forward(x: mx.Array, cache: KVCache): mx.Array {
     const c = this.c;
     const [q0, k0, v0] = this.#qkv.forward(x) as [mx.Array, mx.Array, mx.Array];
-    const offset = cache.offset;
-    const q = this.rope.forward(rmsNorm(heads(q0, c.num_attention_heads), this.q_layernorm, c.norm_eps), offset);
-    const k = this.rope.forward(rmsNorm(heads(k0, c.num_key_value_heads), this.k_layernorm, c.norm_eps), offset);
+    // a decode batch: each row at its own position (src/models/batch_cache.ts)
+    const q = ropeAt(this.rope, rmsNorm(heads(q0, c.num_attention_heads), this.q_layernorm, c.norm_eps), cache);
+    const k = ropeAt(this.rope, rmsNorm(heads(k0, c.num_key_value_heads), this.k_layernorm, c.norm_eps), cache);
     const o = attend({ q, k, v: heads(v0, c.num_key_value_heads), cache, scale: (c.hidden_size / c.num_attention_heads) ** -0.5 });
     return this.out_proj.forward(o);
   }
@@ -196,6 +197,11 @@ export class Model extends DecoderModel implements LanguageModel {
     this.norm = w.get("model.embedding_norm.weight");
     const head = !c.tie_word_embeddings && w.has("lm_head.weight") ? w.linear("lm_head") : this.embed_tokens.asLinear();
     this.lm_head = w.projection(head);
+  }
+
+  /** Rows of a decode batch are independent sequences in every layer (the conv layers stack their states). */
+  batchRefusal(): string | null {
+    return ropeBatchRefusal(this.rope);
   }
 
   makeCache(): LayerCache[] {

@@ -65,6 +65,18 @@ export class SwitchGLU {
   }
 
   forward(x: mx.Array, indices: mx.Array): mx.Array {
+    // x [B, L, H] with B > 1 is a decode batch (src/engine/batch.ts): each sequence through the experts on its
+    // own, so a row meets exactly the kernels (one row per expert) and the ordering it meets alone. Two rows on
+    // one expert in one call would take the multi-row matmul, whose sums round differently.
+    const B = x.ndim >= 3 ? x.shape[0]! : 1;
+    if (B > 1) {
+      const rows = Array.from({ length: B }, (_, b) => this.#one(mx.sliceAxis(x, 0, b, b + 1), mx.sliceAxis(indices, 0, b, b + 1)));
+      return mx.concatenate(rows, 0);
+    }
+    return this.#one(x, indices);
+  }
+
+  #one(x: mx.Array, indices: mx.Array): mx.Array {
     if (this.gate_proj.l.q && layerOps().gatherKernel) return this.#kernels(x, indices);
     let xe = mx.expandDims(x, [-2, -3]);
     // Many tokens (prefill): visit the experts in order, as mlx-lm does, so each expert's weights are read once.

@@ -146,6 +146,11 @@ export class Decoder extends DecoderModel implements LanguageModel {
     return ls === 1 ? y : mx.divide(y, mx.scalar(ls, y.dtype));
   }
 
+  batchRefusal(): string | null {
+    if (this.layers.every((l) => l.self_attn.batchable)) return null;
+    return "its attention depends on the sequence length (rope scaling, sinks or query scaling)";
+  }
+
   makeCache(): KVCache[] {
     return this.layers.map((l) => (l.sliding && this.s.slidingWindow ? new RotatingKVCache(this.s.slidingWindow) : new StandardKVCache()));
   }

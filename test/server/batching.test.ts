@@ -1,7 +1,7 @@
 /**
  * Continuous batching over a real port with the `openai` SDK: concurrent greedy requests (streamed and not)
- * answer exactly what each answers alone on a --parallel 1 server, for a tiny random llama (float and 4-bit)
- * and the real SmolLM2 GGUF; the requests really shared the batch; a model that cannot batch (sliding window)
+ * answer exactly what each answers alone on a --parallel 1 server, for a tiny random llama (float and 4-bit),
+ * MoE (qwen3_moe), hybrid MoE (qwen3_5_moe: Gated DeltaNet + experts), lfm2 (short conv) and the real SmolLM2 GGUF; the requests really shared the batch; a model that cannot batch (sliding window)
  * says why and still answers right one at a time; KV admission refuses with 503 + retry-after when full.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
@@ -15,6 +15,7 @@ import { ModelManager } from "../../src/server/model-manager.ts";
 import { loadTarget, resolveTarget } from "../../src/server/models-source.ts";
 import { addRepo, dirFiles, makeTempHub, type TempHub } from "../support/hf-cache.ts";
 import { smollm2Gguf } from "../support/smollm2.ts";
+import { type HybridName, writeHybridModel } from "../support/tiny-hybrid.ts";
 import { type TinyName, writeTinyModel } from "../support/tiny-models.ts";
 import { serve, type Served } from "./support/serve.ts";
 
@@ -34,10 +35,15 @@ function server(env: Record<string, string | undefined>, o: { parallel: number; 
   return { manager, client: new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "x", maxRetries: 0 }), url: s.url };
 }
 
-const TINY: TinyName[] = ["llama", "llama_q4"];
+const DENSE: TinyName[] = ["llama", "llama_q4"];
+// MoE (per-row expert routing), hybrid + MoE (Gated DeltaNet state per row), short-conv state per row
+const MOE: TinyName[] = ["qwen3_moe_q4"];
+const HYBRID: HybridName[] = ["qwen3_5_moe_q4", "lfm2"];
+const TINY = [...DENSE, ...MOE, ...HYBRID];
 beforeAll(() => {
   hub = makeTempHub();
-  for (const n of [...TINY, "mistral_swa" as const]) addRepo(hub.hubDir, { name: `mlx-community/tiny-${n}`, files: dirFiles(writeTinyModel(n, join(hub.root, n))) });
+  for (const n of [...DENSE, ...MOE, "mistral_swa" as const]) addRepo(hub.hubDir, { name: `mlx-community/tiny-${n}`, files: dirFiles(writeTinyModel(n, join(hub.root, n))) });
+  for (const n of HYBRID) addRepo(hub.hubDir, { name: `mlx-community/tiny-${n}`, files: dirFiles(writeHybridModel(n, join(hub.root, n))) });
 });
 
 afterAll(() => {

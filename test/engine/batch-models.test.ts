@@ -1,0 +1,64 @@
+/**
+ * Continuous batching beyond plain-KV dense models: for MoE (per-row expert routing), hybrid / recurrent
+ * (Gated DeltaNet state and lfm2's conv state stacked per row) and dense control models, every row of a decode
+ * batch gets bit-identical logits to the same request run alone through the solo token loop, while rows of
+ * different prompt lengths join a running batch and leave it at different steps.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { batchRefusal, MlxBatcher } from "../../src/engine/batch.ts";
+import { tokenLoop } from "../../src/engine/generate.ts";
+import { loadModelDir } from "../../src/engine/load.ts";
+import { Scheduler } from "../../src/engine/scheduler.ts";
+import { kernelInfo } from "../../src/mlx/kernels.ts";
+import { type HybridName, writeHybridModel } from "../support/tiny-hybrid.ts";
+import { type TinyName, writeTinyModel } from "../support/tiny-models.ts";
+
+const tmp = mkdtempSync(join(tmpdir(), "mlxk-batch-models-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const TINY: TinyName[] = ["llama_q4", "qwen3_moe", "qwen3_moe_q4"];
+const HYBRID: HybridName[] = ["glm4_moe_q4", "qwen3_5", "qwen3_5_q4", "qwen3_5_moe_q4", "qwen3_next_q4", "lfm2", "lfm2_q4"];
+
+// different prompt lengths and answer lengths: with 3 rows at once the 4th joins a running batch
+const PROMPTS = [
+  [72, 101, 108, 108, 111],
+  [84, 104, 101, 32, 113, 117, 105, 99, 107, 32, 98],
+  [120, 121],
+  [48, 49, 50, 51, 52, 53, 54, 55],
+];
+const MAX = [6, 10, 3, 7];
+
+function dirOf(name: TinyName | HybridName): string {
+  const dir = join(tmp, name);
+  return (TINY as string[]).includes(name) ? writeTinyModel(name as TinyName, dir) : writeHybridModel(name as HybridName, dir);
+}
+
+describe.skipIf(!kernelInfo().enabled)("a decode batch row equals the request alone", () => {
+  for (const name of [...TINY, ...HYBRID]) {
+    test(`${name}: 4 requests through 3 batch rows, logits bit-identical to solo`, async () => {
+      using m = await loadModelDir(dirOf(name));
+      expect(batchRefusal(m.model, name)).toBeNull();
+      const solo = PROMPTS.map((prompt, i) => [...tokenLoop({ model: m.model, prompt, maxTokens: MAX[i]!, wantLogits: true })]);
+      using batcher = new MlxBatcher(m.model);
+      using sched = new Scheduler(batcher, { parallel: 3 });
+      const streams = PROMPTS.map((prompt, i) =>
+        sched.join(batcher.newcomer({ prompt, cache: m.model.makeCache(), cached: 0, policy: { wantLogits: true } }), { maxTokens: MAX[i]! }),
+      );
+      const got = await Promise.all(
+        streams.map(async (s) => {
+          const out: { token: number; logits?: Float32Array }[] = [];
+          for (let r = await s.next(); !r.done; r = await s.next()) out.push(r.value);
+          return out;
+        }),
+      );
+      expect(sched.peak).toBe(3);
+      got.forEach((rows, i) => {
+        expect(rows.map((r) => r.token)).toEqual(solo[i]!.map((r) => r.token));
+        rows.forEach((r, t) => expect(r.logits).toEqual(solo[i]![t]!.logits!));
+      });
+    }, 60_000);
+  }
+});
