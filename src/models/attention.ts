@@ -61,7 +61,7 @@ export class Attention {
 
   /** Whether a decode batch can run through this layer with every row computed as alone. */
   get batchable(): boolean {
-    return !this.o.sinks && !this.o.queryScale && (this.o.rope === null || typeof this.o.rope.forwardRows === "function");
+    return !this.o.queryScale && (this.o.rope === null || typeof this.o.rope.forwardRows === "function");
   }
 
   forward(x: mx.Array, cache: KVCache): mx.Array {

@@ -1,6 +1,7 @@
 /**
  * A decode batch's cache of one layer, whatever the layer's kind: attention KV (BatchKVCache, rows
- * left-padded) or recurrent state (BatchArraysCache, rows stacked). The batch (src/engine/batch.ts) composes
+ * left-padded), sliding-window KV (BatchRotatingKVCache, a ring per row) or recurrent state (BatchArraysCache,
+ * rows stacked). The batch (src/engine/batch.ts) composes
  * each layer from the running rows it keeps and the newcomers' own caches, and gives a leaving row back as a
  * cache of the kind the model made, so the prompt cache stores it as it would a solo run's.
  */
@@ -8,15 +9,16 @@ import type { LayerCache } from "./base.ts";
 import { ArraysCache } from "./arrays_cache.ts";
 import { BatchArraysCache } from "./batch_arrays_cache.ts";
 import { BatchKVCache } from "./batch_cache.ts";
+import { BatchRotatingKVCache } from "./batch_rows_cache.ts";
 import { RotatingKVCache, StandardKVCache } from "./cache.ts";
 import * as mx from "../mlx/index.ts";
 
-export type BatchLayerCache = BatchKVCache | BatchArraysCache;
+export type BatchLayerCache = BatchKVCache | BatchArraysCache | BatchRotatingKVCache;
 
 /** Why a layer with this (fresh) cache cannot join a decode batch; null when it can. */
 export function layerBatchRefusal(c: LayerCache): string | null {
-  if (c instanceof StandardKVCache || c instanceof ArraysCache) return null;
-  return c instanceof RotatingKVCache ? "sliding-window layers (rotating caches are not row-batched yet)" : `layers with a ${c.constructor.name} (not row-batched)`;
+  if (c instanceof StandardKVCache || c instanceof ArraysCache || c instanceof RotatingKVCache) return null;
+  return `layers with a ${c.constructor.name} (not row-batched)`;
 }
 
 /**
@@ -25,6 +27,9 @@ export function layerBatchRefusal(c: LayerCache): string | null {
  */
 export function composeLayer(prev: BatchLayerCache | null, keep: readonly number[], add: readonly LayerCache[]): BatchLayerCache {
   const first = prev ?? add[0];
+  if (first instanceof BatchRotatingKVCache || first instanceof RotatingKVCache) {
+    return BatchRotatingKVCache.compose(prev as BatchRotatingKVCache | null, keep, add.map((a) => a as RotatingKVCache));
+  }
   if (first instanceof BatchArraysCache || first instanceof ArraysCache) {
     return BatchArraysCache.compose(prev as BatchArraysCache | null, keep, add.map((a) => a as ArraysCache));
   }

@@ -160,6 +160,11 @@ export class Model extends DecoderModel implements LanguageModel {
     this.lm_head = w.projection(w.linear("lm_head"));
   }
 
+  batchRefusal(): string | null {
+    if (this.layers.every((l) => l.self_attn.batchable)) return null;
+    return "its attention depends on the sequence length (rope scaling)";
+  }
+
   makeCache(): KVCache[] {
     return this.layers.map((l) => (l.sliding ? new RotatingKVCache(this.c.sliding_window) : new StandardKVCache()));
   }

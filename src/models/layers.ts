@@ -8,6 +8,7 @@ import * as mx from "../mlx/index.ts";
 import { type BackendProfile, type BiasAct, layerOps } from "../mlx/backend.ts";
 import { isKQuantMode, type KQuantMode, kquantDequantize } from "../mlx/kquant.ts";
 import { isRowsCache } from "./batch_cache.ts";
+import { isPerRowCache } from "./batch_rows_cache.ts";
 
 export type { BiasAct };
 import type { KVCache } from "./cache.ts";
@@ -214,7 +215,23 @@ export function attend(opts: {
 }): mx.Array {
   const L = opts.q.shape[2]!;
   const mask = opts.cache.makeMask(L);
+  if (isPerRowCache(opts.cache)) {
+    // sliding-window rows of a decode batch (src/models/batch_rows_cache.ts): the solo call per row
+    const each = opts.cache.attendEach(opts.q, opts.k, opts.v, (q, k, v) => sdpa(q, k, v, { scale: opts.scale, mask: null, sinks: opts.sinks ?? null }));
+    return mx.reshape(mx.transpose(each, [0, 2, 1, 3]), [each.shape[0]!, L, -1]);
+  }
   const [keys, values] = opts.cache.updateAndFetch(opts.k, opts.v);
+  if (isRowsCache(opts.cache) && opts.sinks) {
+    // learned sinks (gpt_oss): the batch's row attention has none, so each row takes the solo call on its keys
+    const [B, H, S, D] = keys.shape as [number, number, number, number];
+    const starts = opts.cache.rowStarts;
+    const rows = Array.from({ length: B }, (_, b) => {
+      const kv = (a: mx.Array) => mx.slice(a, [b, 0, starts[b]!, 0], [b + 1, H, S, a.shape[3] ?? D]);
+      return sdpa(mx.sliceAxis(opts.q, 0, b, b + 1), kv(keys), kv(values), { scale: opts.scale, mask: null, sinks: opts.sinks! });
+    });
+    const each = B === 1 ? rows[0]! : mx.concatenate(rows, 0);
+    return mx.reshape(mx.transpose(each, [0, 2, 1, 3]), [B, L, -1]);
+  }
   // a decode batch (src/models/batch_cache.ts): each row attends from its own first key
   const o = isRowsCache(opts.cache)
     ? layerOps().sdpaRows(opts.q, keys, values, opts.scale, opts.cache.rowStarts)

@@ -148,7 +148,7 @@ export class Decoder extends DecoderModel implements LanguageModel {
 
   batchRefusal(): string | null {
     if (this.layers.every((l) => l.self_attn.batchable)) return null;
-    return "its attention depends on the sequence length (rope scaling, sinks or query scaling)";
+    return "its attention depends on the sequence length (rope scaling or query scaling)";
   }
 
   makeCache(): KVCache[] {

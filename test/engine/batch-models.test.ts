@@ -19,7 +19,7 @@ import { type TinyName, writeTinyModel } from "../support/tiny-models.ts";
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-batch-models-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const TINY: TinyName[] = ["llama_q4", "qwen3_moe", "qwen3_moe_q4"];
+const TINY: TinyName[] = ["llama_q4", "qwen3_moe", "qwen3_moe_q4", "mistral_swa", "gemma3_text", "gemma3", "gpt_oss", "gpt_oss_mxfp4"];
 const HYBRID: HybridName[] = ["glm4_moe_q4", "qwen3_5", "qwen3_5_q4", "qwen3_5_moe_q4", "qwen3_next_q4", "lfm2", "lfm2_q4"];
 
 // different prompt lengths and answer lengths: with 3 rows at once the 4th joins a running batch

@@ -1,8 +1,10 @@
 /**
  * Continuous batching over a real port with the `openai` SDK: concurrent greedy requests (streamed and not)
  * answer exactly what each answers alone on a --parallel 1 server, for a tiny random llama (float and 4-bit),
- * MoE (qwen3_moe), hybrid MoE (qwen3_5_moe: Gated DeltaNet + experts), lfm2 (short conv) and the real SmolLM2 GGUF; the requests really shared the batch; a model that cannot batch (sliding window)
- * says why and still answers right one at a time; KV admission refuses with 503 + retry-after when full.
+ * MoE (qwen3_moe), sliding windows (mistral, gemma3_text, gpt_oss with sinks and experts), hybrid MoE
+ * (qwen3_5_moe: Gated DeltaNet + experts), lfm2 (short conv) and the real SmolLM2 GGUF; the requests really
+ * shared the batch; a model that cannot batch (ministral3's position-scaled queries) says why and still
+ * answers right one at a time; KV admission refuses with 503 + retry-after when full.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { freemem } from "node:os";
@@ -38,11 +40,13 @@ function server(env: Record<string, string | undefined>, o: { parallel: number; 
 const DENSE: TinyName[] = ["llama", "llama_q4"];
 // MoE (per-row expert routing), hybrid + MoE (Gated DeltaNet state per row), short-conv state per row
 const MOE: TinyName[] = ["qwen3_moe_q4"];
+// sliding windows: every layer (mistral), 2 of 3 layers (gemma3_text), MoE + sinks + sliding (gpt_oss)
+const SLIDING: TinyName[] = ["mistral_swa", "gemma3_text", "gpt_oss_mxfp4"];
 const HYBRID: HybridName[] = ["qwen3_5_moe_q4", "lfm2"];
-const TINY = [...DENSE, ...MOE, ...HYBRID];
+const TINY = [...DENSE, ...MOE, ...SLIDING, ...HYBRID];
 beforeAll(() => {
   hub = makeTempHub();
-  for (const n of [...DENSE, ...MOE, "mistral_swa" as const]) addRepo(hub.hubDir, { name: `mlx-community/tiny-${n}`, files: dirFiles(writeTinyModel(n, join(hub.root, n))) });
+  for (const n of [...DENSE, ...MOE, ...SLIDING, "ministral3" as const]) addRepo(hub.hubDir, { name: `mlx-community/tiny-${n}`, files: dirFiles(writeTinyModel(n, join(hub.root, n))) });
   for (const n of HYBRID) addRepo(hub.hubDir, { name: `mlx-community/tiny-${n}`, files: dirFiles(writeHybridModel(n, join(hub.root, n))) });
 });
 
@@ -110,16 +114,16 @@ describe.skipIf(!kernels)("concurrent greedy requests answer as alone", () => {
   }, 180_000);
 });
 
-test("a sliding-window model runs one request at a time, says why, and answers right", async () => {
+test("a model whose queries scale with the position (ministral3) runs one request at a time, says why, and answers right", async () => {
   const env = { ...process.env, HF_HUB_CACHE: hub.hubDir };
-  const model = "mlx-community/tiny-mistral_swa";
+  const model = "mlx-community/tiny-ministral3";
   const solo = server(env, { parallel: 1 });
   const batched = server(env, { parallel: 4 });
   const want = await answers(solo.client, model, PROMPTS.slice(0, 3), [12], false);
   expect(await answers(batched.client, model, PROMPTS.slice(0, 3), [12], true)).toEqual(want);
   const e = engineOf(batched.manager, model);
   expect(e.parallel).toBe(1);
-  expect(e.batching.refusal).toMatch(kernels ? /sliding-window/ : /kernels/);
+  expect(e.batching.refusal).toMatch(kernels ? /query scaling/ : /kernels/);
 }, 60_000);
 
 test.skipIf(!kernels)("KV admission: a request that does not fit beside the running ones is a 503 with retry-after", async () => {
