@@ -209,7 +209,8 @@ export class MlxEngine implements Engine {
               cache,
               cached: hit?.cached ?? 0,
               policy: { sampler: onDevice ? undefined : sampler, wantLogits: onDevice && wantLogprobs, ...(onDevice && constraint ? { deviceMask: (n: number) => constraint.bias(n) } : {}) },
-              ...(this.promptCache ? { onPrefilled: () => this.promptCache!.snapshot(ids, cache) } : {}),
+              // the prompt's KV in the trie while the row decodes: a request arriving meanwhile reuses its prefix
+              ...(this.promptCache ? { onPrefilled: () => this.promptCache!.share(ids, cache) } : {}),
             },
             // the row's KV when it leaves the batch: kept as the solo path keeps it
             (kv) => {

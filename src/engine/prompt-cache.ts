@@ -1,5 +1,5 @@
 /**
- * The prefix cache: the KV of finished requests, kept in a token trie under an LRU bounded in bytes, so a
+ * The prefix cache: the KV of finished requests (and the prompts of running batch rows), kept in a token trie under an LRU bounded in bytes, so a
  * request that starts with tokens already seen (an agent loop's system prompt and history, a chat's
  * earlier turns) prefills only the rest. As mlx-lm's LRUPromptCache: a hit hands out a clone (the entry
  * stays, MLX copies shared buffers on the first write); a cache that holds every position is trimmed to
@@ -167,6 +167,19 @@ export class PromptCache<C extends AnyLayerCache = AnyLayerCache> implements Dis
    */
   snapshot(tokens: readonly number[], caches: readonly C[], opts: { system?: boolean } = {}): void {
     if (!caches.every(isReusable) || caches.every((c) => (c as unknown as ReusableCache).trimmable)) return;
+    this.#keepClone(tokens, caches, opts);
+  }
+
+  /**
+   * Keep a clone of a running request's prompt KV, trimmable or not (a decode batch computes on its own copy):
+   * a request arriving while it decodes reuses the shared prefix (its system prompt) at once instead of when
+   * it leaves. The entry the request leaves with later extends this one, which it then replaces.
+   */
+  share(tokens: readonly number[], caches: readonly C[]): void {
+    if (caches.every(isReusable)) this.#keepClone(tokens, caches, {});
+  }
+
+  #keepClone(tokens: readonly number[], caches: readonly C[], opts: { system?: boolean }): void {
     // The same tokens give the same state: an entry already there only counts as used.
     const there = this.#nodeAt(tokens)?.entry;
     if (there) {

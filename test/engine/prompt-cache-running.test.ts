@@ -1,0 +1,64 @@
+/**
+ * Running requests' KV in the prefix cache: with continuous batching, a request that arrives while another
+ * with the same start (a shared system prompt) is still decoding reuses that prefix at once, not only after
+ * the other one leaves; both answer exactly as cold runs. Dense (trimmable: any shared prefix, new) and hybrid
+ * (recurrent state: only a prompt the running one's prompt is a prefix of; its prompt snapshot did that before).
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadEngine, type MlxEngine } from "../../src/engine/engine.ts";
+import type { GenerateEvent, GenerateRequest, SamplingParams } from "../../src/engine/types.ts";
+import { kernelInfo } from "../../src/mlx/kernels.ts";
+import { writeHybridModel } from "../support/tiny-hybrid.ts";
+import { writeTinyModel } from "../support/tiny-models.ts";
+
+const tmp = mkdtempSync(join(tmpdir(), "mlxk-pcache-running-"));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const greedy: SamplingParams = { temperature: 0, topP: 1, topK: 0, minP: 0, repetitionPenalty: 1, repetitionContextSize: 20 };
+type Done = Extract<GenerateEvent, { type: "done" }>;
+
+/** Run a request; `onFirst` fires once its first token is out (it is decoding in the batch from then on). */
+async function run(engine: MlxEngine, req: GenerateRequest, onFirst?: () => void): Promise<{ ids: number[]; done: Done }> {
+  const ids: number[] = [];
+  for await (const ev of engine.generate(req)) {
+    if (ev.type === "done") return { ids, done: ev };
+    if (ev.tokenId >= 0 && ids.push(ev.tokenId) === 1) onFirst?.();
+  }
+  throw new Error("no done event");
+}
+
+const SYSTEM = "You are a terse assistant. Answer in one line. ";
+const req = (p: string, maxTokens: number): GenerateRequest => ({ input: { prompt: p }, maxTokens, sampling: greedy });
+
+describe.skipIf(!kernelInfo().enabled)("a request reuses the prompt KV of one still running", () => {
+  const cases = [
+    { name: "llama_q4 (trimmable)", dir: () => writeTinyModel("llama_q4", join(tmp, "llama_q4")), b: `${SYSTEM}Second question?`, cached: SYSTEM.length },
+    // a recurrent state is reused only whole: B extends A's prompt
+    { name: "qwen3_5_q4 (recurrent)", dir: () => writeHybridModel("qwen3_5_q4", join(tmp, "qwen3_5_q4")), b: `${SYSTEM}First question? And more.`, cached: `${SYSTEM}First question?`.length },
+  ];
+  for (const c of cases) {
+    test(c.name, async () => {
+      const dir = c.dir();
+      using cold = await loadEngine({ kind: "dir", path: dir, id: "cold" }, { promptCacheBytes: 0 });
+      using warm = await loadEngine({ kind: "dir", path: dir, id: "warm" }, { promptCacheBytes: 1 << 30, parallel: 4 });
+      expect(warm.parallel).toBe(4);
+      const a = req(`${SYSTEM}First question?`, 120);
+      const b = req(c.b, 8);
+      let aTokens = 0;
+      let started!: () => void;
+      const aRunning = new Promise<void>((r) => (started = r));
+      const aRun = run(warm, a, started).then((r) => ((aTokens = r.ids.length), r));
+      await aRunning;
+      const bRun = await run(warm, b);
+      // A was still decoding when B finished (rows step together; A has 120 tokens to go, B 8)
+      expect(aTokens).toBe(0);
+      expect(bRun.done.usage.cachedTokens).toBeGreaterThanOrEqual(c.cached);
+      const aDone = await aRun;
+      expect(aDone.ids.length).toBe(120);
+      expect(bRun.ids).toEqual((await run(cold, b)).ids);
+      expect(aDone.ids).toEqual((await run(cold, a)).ids);
+    }, 60_000);
+  }
+});
