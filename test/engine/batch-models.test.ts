@@ -54,6 +54,7 @@ describe.skipIf(!kernelInfo().enabled)("a decode batch row equals the request al
           return out;
         }),
       );
+      await sched.idle();
       expect(sched.peak).toBe(3);
       got.forEach((rows, i) => {
         expect(rows.map((r) => r.token)).toEqual(solo[i]!.map((r) => r.token));
