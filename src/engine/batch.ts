@@ -18,6 +18,7 @@ export function batchRefusal(model: LanguageModel, modelType: string): string | 
   if (layerOps().name !== "ours" || !kernelInfo().enabled) {
     return "the backend does not run our CPU kernels (a GPU, MLXK_KERNELS=0, or unavailable); only they compute every row of a batch exactly as alone";
   }
+  if (!model.rowBatched) return `${modelType} does not run a decode batch yet (its layers take one sequence at a time)`;
   const caches = model.makeCache();
   try {
     for (const c of caches) {
@@ -27,9 +28,7 @@ export function batchRefusal(model: LanguageModel, modelType: string): string | 
   } finally {
     for (const c of caches) c[Symbol.dispose]();
   }
-  if (!model.batchRefusal) return `${modelType} does not run a decode batch yet (its layers take one sequence at a time)`;
-  const why = model.batchRefusal();
-  return why === null ? null : `${modelType}: ${why}`;
+  return null;
 }
 
 /** How one row chooses its next token from its logits [V]. */

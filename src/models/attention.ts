@@ -7,7 +7,7 @@
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
-import { isRowsCache } from "./batch_cache.ts";
+import { eachRow, isRowsCache, ropeAt } from "./batch_cache.ts";
 import type { KVCache } from "./cache.ts";
 import { attend, type Fanout, heads, type Linear, rmsNorm } from "./layers.ts";
 import type { RopeLayer } from "./rope.ts";
@@ -59,11 +59,6 @@ export class Attention {
     want(this.k_proj, o.kvHeads, "k_proj");
   }
 
-  /** Whether a decode batch can run through this layer with every row computed as alone. */
-  get batchable(): boolean {
-    return !this.o.queryScale && (this.o.rope === null || typeof this.o.rope.forwardRows === "function");
-  }
-
   forward(x: mx.Array, cache: KVCache): mx.Array {
     const o = this.o;
     let [q0, k0, v0] = this.#qkv.forward(x) as [mx.Array, mx.Array, mx.Array];
@@ -75,19 +70,20 @@ export class Attention {
     let k = heads(k0, o.kvHeads);
     if (!full && o.qNorm) q = rmsNorm(q, o.qNorm, eps);
     if (!full && o.kNorm) k = rmsNorm(k, o.kNorm, eps);
-    const offset = cache.offset;
     // a decode batch: every row at its own position (src/models/batch_cache.ts)
-    const rows = isRowsCache(cache) ? cache.rowOffsets : null;
-    if (o.rope && rows) {
-      q = o.rope.forwardRows!(q, rows);
-      k = o.rope.forwardRows!(k, rows);
-    } else if (o.rope) {
-      q = o.rope.forward(q, offset);
-      k = o.rope.forward(k, offset);
+    if (o.rope) {
+      q = ropeAt(o.rope, q, cache);
+      k = ropeAt(o.rope, k, cache);
     }
-    const qs = o.queryScale?.(offset, q.shape[2]!);
-    if (qs) q = mx.multiply(q, qs.astype(q.dtype));
+    const qs = o.queryScale;
+    if (qs && isRowsCache(cache)) q = eachRow(q, cache.rowOffsets, (qb, off) => scaled(qb, qs(off, 1)));
+    else if (qs) q = scaled(q, qs(cache.offset, q.shape[2]!));
     const out = attend({ q, k, v: heads(v0, o.kvHeads), cache, scale: o.scale, sinks: o.sinks ?? null });
     return this.o_proj.forward(out);
   }
+}
+
+/** q times a per-position multiplier [L, 1] (none: q). */
+function scaled(q: mx.Array, s: mx.Array | null): mx.Array {
+  return s ? mx.multiply(q, s.astype(q.dtype)) : q;
 }

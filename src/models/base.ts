@@ -30,10 +30,10 @@ export interface LanguageModel extends Disposable {
   /** Hidden states [..., H] → logits [..., V] (f32). */
   logits(h: mx.Array): mx.Array;
   /**
-   * Continuous batching (src/engine/batch.ts): why a decode batch [B, 1] over batch caches cannot run through
-   * this model with every row computed as alone; null when it can. Absent: the model takes one sequence only.
+   * Continuous batching (src/engine/batch.ts): a decode batch [B, 1] over batch caches (src/models/batch_layers.ts)
+   * runs through this model with every row computed exactly as alone. Absent: one sequence at a time only.
    */
-  batchRefusal?(): string | null;
+  readonly rowBatched?: boolean;
 }
 
 export interface ModelModule {

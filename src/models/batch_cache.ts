@@ -23,14 +23,22 @@ export function isRowsCache(c: unknown): c is RowsCache & KVCache {
   return Array.isArray((c as Partial<RowsCache>).rowStarts);
 }
 
-/** x [B, H, L, D] rotated at the cache's position: each row at its own in a decode batch. */
+/**
+ * x [B, H, L, D] rotated at the cache's position: in a decode batch each row at its own, in one op where the rope
+ * has one (forwardRows), else row by row with the solo call (a rope whose angles depend on the sequence length:
+ * dynamic NTK, longrope).
+ */
 export function ropeAt(rope: RopeLayer, x: mx.Array, cache: KVCache): mx.Array {
-  return isRowsCache(cache) ? rope.forwardRows!(x, cache.rowOffsets) : rope.forward(x, cache.offset);
+  if (!isRowsCache(cache)) return rope.forward(x, cache.offset);
+  const offsets = cache.rowOffsets;
+  if (rope.forwardRows) return rope.forwardRows(x, offsets);
+  return eachRow(x, offsets, (xb, off) => rope.forward(xb, off));
 }
 
-/** Why this rope cannot rotate a decode batch row by row (its angles depend on the sequence length); null when it can. */
-export function ropeBatchRefusal(rope: RopeLayer | null): string | null {
-  return rope === null || typeof rope.forwardRows === "function" ? null : "its rope scaling depends on the sequence length";
+/** fn(row b of x, offsets[b]) for every row, concatenated back along axis 0. */
+export function eachRow(x: mx.Array, offsets: readonly number[], fn: (xb: mx.Array, offset: number) => mx.Array): mx.Array {
+  if (offsets.length === 1) return fn(x, offsets[0]!);
+  return mx.concatenate(offsets.map((off, b) => fn(mx.sliceAxis(x, 0, b, b + 1), off)), 0);
 }
 
 /** One row's keys and values [1, H, len, D] (views are fine: build copies them). */

@@ -181,10 +181,8 @@ export class Model implements LanguageModel {
     return this.layers.length;
   }
 
-  batchRefusal(): string | null {
-    if (this.layers.every((l) => l.self_attn.batchable)) return null;
-    return "its attention depends on the sequence length (rope scaling)";
-  }
+  /** A decode batch runs through every layer with each row computed as alone (src/engine/batch.ts). */
+  readonly rowBatched = true;
 
   makeCache(): KVCache[] {
     return this.layers.map((l) => (l.sliding ? new RotatingKVCache(this.c.sliding_window) : new StandardKVCache()));

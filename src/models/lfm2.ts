@@ -11,7 +11,7 @@ import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { ArraysCache } from "./arrays_cache.ts";
-import { ropeAt, ropeBatchRefusal } from "./batch_cache.ts";
+import { ropeAt } from "./batch_cache.ts";
 import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, type WeightStore } from "./base.ts";
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import type { NormalizeOptions } from "./config.ts";
@@ -199,10 +199,8 @@ export class Model extends DecoderModel implements LanguageModel {
     this.lm_head = w.projection(head);
   }
 
-  /** Rows of a decode batch are independent sequences in every layer (the conv layers stack their states). */
-  batchRefusal(): string | null {
-    return ropeBatchRefusal(this.rope);
-  }
+  /** A decode batch runs through every layer with each row computed as alone (src/engine/batch.ts). */
+  readonly rowBatched = true;
 
   makeCache(): LayerCache[] {
     return this.layers.map((l) => (l.isAttention ? new StandardKVCache() : new ArraysCache(1)));

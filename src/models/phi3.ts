@@ -2,6 +2,7 @@
 // partial rotary embedding, "longrope"/"su" scaled rope (short factors inside the original context, as
 // transformers does; mlx-lm always uses the long ones, see rope.ts).
 import * as v from "valibot";
+import { ropeAt } from "./batch_cache.ts";
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import * as mx from "../mlx/index.ts";
 import { bool, int, type LanguageModel, type ModelContext, num, ropeScaling, type WeightStore } from "./base.ts";
@@ -79,9 +80,9 @@ class TransformerBlock {
     const q0 = mx.sliceAxis(qkv, -1, 0, qPos);
     const k0 = mx.sliceAxis(qkv, -1, qPos, qPos + kvDim);
     const v0 = mx.sliceAxis(qkv, -1, qPos + kvDim, qPos + 2 * kvDim);
-    const offset = cache.offset;
-    const q = this.rope.forward(heads(q0, c.num_attention_heads), offset);
-    const k = this.rope.forward(heads(k0, c.num_key_value_heads), offset);
+    // a decode batch: each row at its own position (src/models/batch_cache.ts)
+    const q = ropeAt(this.rope, heads(q0, c.num_attention_heads), cache);
+    const k = ropeAt(this.rope, heads(k0, c.num_key_value_heads), cache);
     const o = attend({ q, k, v: heads(v0, c.num_key_value_heads), cache, scale: this.headDim ** -0.5 });
     return this.o_proj.forward(o);
   }
@@ -123,6 +124,9 @@ export class Model extends DecoderModel implements LanguageModel {
     const head = c.tie_word_embeddings ? this.embed_tokens.asLinear() : w.linear("lm_head");
     this.lm_head = w.projection(head);
   }
+
+  /** A decode batch runs through every layer with each row computed as alone (src/engine/batch.ts). */
+  readonly rowBatched = true;
 
   makeCache(): KVCache[] {
     return this.layers.map(() => new StandardKVCache());

@@ -146,10 +146,8 @@ export class Decoder extends DecoderModel implements LanguageModel {
     return ls === 1 ? y : mx.divide(y, mx.scalar(ls, y.dtype));
   }
 
-  batchRefusal(): string | null {
-    if (this.layers.every((l) => l.self_attn.batchable)) return null;
-    return "its attention depends on the sequence length (rope scaling or query scaling)";
-  }
+  /** A decode batch runs through every layer with each row computed as alone (src/engine/batch.ts). */
+  readonly rowBatched = true;
 
   makeCache(): KVCache[] {
     return this.layers.map((l) => (l.sliding && this.s.slidingWindow ? new RotatingKVCache(this.s.slidingWindow) : new StandardKVCache()));

@@ -1,8 +1,9 @@
 /**
- * Continuous batching beyond plain-KV dense models: for MoE (per-row expert routing), hybrid / recurrent
- * (Gated DeltaNet state and lfm2's conv state stacked per row) and dense control models, every row of a decode
- * batch gets bit-identical logits to the same request run alone through the solo token loop, while rows of
- * different prompt lengths join a running batch and leave it at different steps.
+ * Continuous batching for every family: dense (ropes that depend on the sequence length and position-scaled
+ * queries applied row by row), MoE (per-row expert routing), sliding windows (a ring per row, gpt_oss's sinks),
+ * hybrid / recurrent (Gated DeltaNet state and lfm2's conv state stacked per row): every row of a decode batch
+ * gets bit-identical logits to the same request run alone through the solo token loop, while rows of different
+ * prompt lengths join a running batch and leave it at different steps.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -19,7 +20,7 @@ import { type TinyName, writeTinyModel } from "../support/tiny-models.ts";
 const tmp = mkdtempSync(join(tmpdir(), "mlxk-batch-models-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-const TINY: TinyName[] = ["llama_q4", "qwen3_moe", "qwen3_moe_q4", "mistral_swa", "gemma3_text", "gemma3", "gpt_oss", "gpt_oss_mxfp4"];
+const TINY: TinyName[] = ["llama_q4", "qwen2_q4", "olmo2", "granite", "smollm3", "phi3", "llama_dynamic", "ministral3", "mistral3", "qwen3_moe", "qwen3_moe_q4", "mistral_swa", "gemma3_text", "gemma3", "gpt_oss", "gpt_oss_mxfp4"];
 const HYBRID: HybridName[] = ["glm4_moe_q4", "qwen3_5", "qwen3_5_q4", "qwen3_5_moe_q4", "qwen3_next_q4", "lfm2", "lfm2_q4"];
 
 // different prompt lengths and answer lengths: with 3 rows at once the 4th joins a running batch
