@@ -117,7 +117,8 @@ export class DecodeBatch implements Disposable {
    */
   rebuild(keep: readonly boolean[], add: readonly { cache: LayerCache[]; policy: RowPolicy; history: number[] }[]): void {
     const kept = keep.flatMap((k, i) => (k && i < this.#rows.length ? [i] : []));
-    const next = Array.from({ length: this.model.numLayers }, (_, l) =>
+    // one per layer cache (fewer than the layers where layers share KV: gemma4)
+    const next = Array.from({ length: add[0]?.cache.length ?? this.#layers.length }, (_, l) =>
       composeLayer(
         this.#layers[l] ?? null,
         kept,

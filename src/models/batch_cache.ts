@@ -29,8 +29,11 @@ export function isRowsCache(c: unknown): c is RowsCache & KVCache {
  * dynamic NTK, longrope).
  */
 export function ropeAt(rope: RopeLayer, x: mx.Array, cache: KVCache): mx.Array {
-  if (!isRowsCache(cache)) return rope.forward(x, cache.offset);
-  const offsets = cache.rowOffsets;
+  return isRowsCache(cache) ? ropeRows(rope, x, cache.rowOffsets) : rope.forward(x, cache.offset);
+}
+
+/** x [B, H, L, D] with row b rotated at offsets[b] (see ropeAt). */
+export function ropeRows(rope: RopeLayer, x: mx.Array, offsets: readonly number[]): mx.Array {
   if (rope.forwardRows) return rope.forwardRows(x, offsets);
   return eachRow(x, offsets, (xb, off) => rope.forward(xb, off));
 }

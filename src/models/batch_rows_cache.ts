@@ -67,14 +67,21 @@ export class BatchRotatingKVCache implements KVCache, RowsCache, PerRowCache {
 
   /** q, k, v [B, H, 1, D]: row b writes its k, v into its ring and attends over it → [B, Hq, 1, D]. */
   attendEach(q: mx.Array, k: mx.Array, v: mx.Array, attend: RowAttention): mx.Array {
+    return this.update(k, v).attend(q, attend);
+  }
+
+  /** Write row b's k, v [B, H, 1, D] into its ring; the rows' keys and values to attend to (with one query or more). */
+  update(k: mx.Array, v: mx.Array): { attend(q: mx.Array, attend: RowAttention): mx.Array } {
     const B = this.#rows.length;
-    if (q.shape[0] !== B || q.shape[2] !== 1) throw new Error(`BatchRotatingKVCache: expected [${B}, H, 1, D], got [${q.shape.join(", ")}]`);
+    if (k.shape[0] !== B || k.shape[2] !== 1) throw new Error(`BatchRotatingKVCache: expected [${B}, H, 1, D], got [${k.shape.join(", ")}]`);
     const row = (a: mx.Array, b: number) => (B === 1 ? a : mx.sliceAxis(a, 0, b, b + 1));
-    const out = this.#rows.map((r, b) => {
-      const [K, V] = r.updateAndFetch(row(k, b), row(v, b));
-      return attend(row(q, b), K, V);
-    });
-    return B === 1 ? out[0]! : mx.concatenate(out, 0);
+    const kv = this.#rows.map((r, b) => r.updateAndFetch(row(k, b), row(v, b)));
+    return {
+      attend: (q, attend) => {
+        const out = kv.map(([K, V], b) => attend(row(q, b), K, V));
+        return B === 1 ? out[0]! : mx.concatenate(out, 0);
+      },
+    };
   }
 
   /** Row b as a cache of its own (a clone sharing its buffers; MLX copies on the next write). */

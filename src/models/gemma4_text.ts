@@ -16,6 +16,9 @@ import * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { bool, int, type LanguageModel, type LayerCache, type ModelContext, num, type WeightStore } from "./base.ts";
+import { layerOps } from "../mlx/backend.ts";
+import { isRowsCache, ropeAt, ropeRows, type RowsCache } from "./batch_cache.ts";
+import { type BatchRotatingKVCache, isPerRowCache } from "./batch_rows_cache.ts";
 import { type KVCache, RotatingKVCache, StandardKVCache } from "./cache.ts";
 import type { LayerRope, NormalizeOptions, RopeScaling } from "./config.ts";
 import { type Embedding, type Fanout, type Linear, type Projection, rmsNorm, sdpa } from "./layers.ts";
@@ -142,10 +145,33 @@ export function sanitize(w: Map<string, mx.Array>, config: Record<string, unknow
 
 /** The K/V a layer attends to, shared with the KV-shared layers after it. */
 interface SharedKv {
-  keys: mx.Array;
-  values: mx.Array;
-  mask: "causal" | mx.Array | undefined;
-  offset: number;
+  /** Rotate queries [B, H, L, D] at the positions of the new tokens (each row at its own in a decode batch). */
+  rotate(rope: Rope, q: mx.Array): mx.Array;
+  /** Attention of q over the K/V (scale 1) → [B, H, L, D]. */
+  attend(q: mx.Array): mx.Array;
+}
+
+/**
+ * Append k, v [B, Hkv, L, D] to the cache and keep what its queries attend to: alone, the keys with the mask; in a
+ * decode batch each row from its own first key (src/models/batch_cache.ts), or per row in its own sliding-window
+ * ring (src/models/batch_rows_cache.ts), every row with the call it gets alone.
+ */
+function updateShared(c: KVCache, k: mx.Array, v: mx.Array, L: number): SharedKv {
+  if (isPerRowCache(c)) {
+    const offsets = [...(c as unknown as RowsCache).rowOffsets];
+    const rows = (c as unknown as BatchRotatingKVCache).update(k, v);
+    return { rotate: (rope, q) => ropeRows(rope, q, offsets), attend: (q) => rows.attend(q, (qb, K, V) => sdpa(qb, K, V, { scale: 1, mask: null })) };
+  }
+  if (isRowsCache(c)) {
+    const offsets = [...c.rowOffsets];
+    const starts = [...c.rowStarts];
+    const [keys, values] = c.updateAndFetch(k, v);
+    return { rotate: (rope, q) => ropeRows(rope, q, offsets), attend: (q) => layerOps().sdpaRows(q, keys, values, 1, starts) };
+  }
+  const offset = c.offset;
+  const mask = c.makeMask(L);
+  const [keys, values] = c.updateAndFetch(k, v);
+  return { rotate: (rope, q) => rope.forward(q, offset), attend: (q) => sdpa(q, keys, values, { scale: 1, mask: mask ?? null }) };
 }
 
 class Attention {
@@ -182,17 +208,15 @@ class Attention {
       const c = cache!;
       const k0 = mx.reshape(this.k_proj!.forward(x), [B, L, kvHeads, D]);
       const v0 = this.v_proj ? mx.reshape(this.v_proj.forward(x), [B, L, kvHeads, D]) : k0;
-      const offset = c.offset;
-      const k = this.rope.forward(mx.transpose(rmsNorm(k0, this.k_norm!, eps), [0, 2, 1, 3]), offset);
+      // a decode batch: each row at its own position (src/models/batch_cache.ts)
+      const k = ropeAt(this.rope, mx.transpose(rmsNorm(k0, this.k_norm!, eps), [0, 2, 1, 3]), c);
       const vals = mx.transpose(rmsNorm(v0, null, eps), [0, 2, 1, 3]);
-      const mask = c.makeMask(L);
-      const [keys, values] = c.updateAndFetch(k, vals);
-      kv = { keys, values, mask, offset };
+      kv = updateShared(c, k, vals, L);
     } else {
       kv = shared!;
     }
-    const q = this.rope.forward(mx.transpose(rmsNorm(mx.reshape(this.q_proj.forward(x), [B, L, -1, D]), this.q_norm, eps), [0, 2, 1, 3]), kv.offset);
-    const o = sdpa(q, kv.keys, kv.values, { scale: 1, mask: kv.mask ?? null });
+    const q = kv.rotate(this.rope, mx.transpose(rmsNorm(mx.reshape(this.q_proj.forward(x), [B, L, -1, D]), this.q_norm, eps), [0, 2, 1, 3]));
+    const o = kv.attend(q);
     return [this.o_proj.forward(mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1])), kv];
   }
 }
@@ -343,6 +367,9 @@ export class Model implements LanguageModel {
   get numLayers(): number {
     return this.layers.length;
   }
+
+  /** A decode batch runs through every layer with each row computed as alone (src/engine/batch.ts). */
+  readonly rowBatched = true;
 
   /** Caches only for the layers that own K/V (KV-shared layers read their source's). */
   makeCache(): LayerCache[] {

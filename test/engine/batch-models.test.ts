@@ -1,7 +1,8 @@
 /**
  * Continuous batching for every family: dense (ropes that depend on the sequence length and position-scaled
  * queries applied row by row), MoE (per-row expert routing), sliding windows (a ring per row, gpt_oss's sinks),
- * hybrid / recurrent (Gated DeltaNet state and lfm2's conv state stacked per row): every row of a decode batch
+ * hybrid / recurrent (Gated DeltaNet state and lfm2's conv state stacked per row), gemma4 (KV-shared layers):
+ * every row of a decode batch
  * gets bit-identical logits to the same request run alone through the solo token loop, while rows of different
  * prompt lengths join a running batch and leave it at different steps.
  */
@@ -21,7 +22,7 @@ const tmp = mkdtempSync(join(tmpdir(), "mlxk-batch-models-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const TINY: TinyName[] = ["llama_q4", "qwen2_q4", "olmo2", "granite", "smollm3", "phi3", "llama_dynamic", "ministral3", "mistral3", "qwen3_moe", "qwen3_moe_q4", "mistral_swa", "gemma3_text", "gemma3", "gpt_oss", "gpt_oss_mxfp4"];
-const HYBRID: HybridName[] = ["glm4_moe_q4", "qwen3_5", "qwen3_5_q4", "qwen3_5_moe_q4", "qwen3_next_q4", "lfm2", "lfm2_q4"];
+const HYBRID: HybridName[] = ["gemma4_text", "gemma4", "gemma4_q4", "gemma4_moe", "gemma4_moe_q4", "glm4_moe_q4", "qwen3_5", "qwen3_5_q4", "qwen3_5_moe_q4", "qwen3_next_q4", "lfm2", "lfm2_q4"];
 
 // different prompt lengths and answer lengths: with 3 rows at once the 4th joins a running batch
 const PROMPTS = [
@@ -63,4 +64,19 @@ describe.skipIf(!kernelInfo().enabled)("a decode batch row equals the request al
       });
     }, 60_000);
   }
+
+  test("a model that does not declare row batching, or a layer cache of another kind, is refused with the reason", async () => {
+    using m = await loadModelDir(dirOf("llama_q4"));
+    const unbatched = Object.create(m.model, { rowBatched: { value: undefined } }) as typeof m.model;
+    expect(batchRefusal(unbatched, "x")).toMatch(/x does not run a decode batch/);
+    class OtherCache {
+      readonly offset = 0;
+      state() {
+        return [];
+      }
+      [Symbol.dispose]() {}
+    }
+    const other = Object.create(m.model, { makeCache: { value: () => [new OtherCache()] } }) as typeof m.model;
+    expect(batchRefusal(other, "y")).toMatch(/y has layers with a OtherCache/);
+  });
 });
