@@ -2,9 +2,8 @@
  * Continuous batching for every family: dense (ropes that depend on the sequence length and position-scaled
  * queries applied row by row), MoE (per-row expert routing), sliding windows (a ring per row, gpt_oss's sinks),
  * hybrid / recurrent (Gated DeltaNet state and lfm2's conv state stacked per row), gemma4 (KV-shared layers):
- * every row of a decode batch
- * gets bit-identical logits to the same request run alone through the solo token loop, while rows of different
- * prompt lengths join a running batch and leave it at different steps.
+ * every row of a decode batch gets bit-identical logits to the same request run alone through the solo token
+ * loop, while rows of different prompt lengths join a running batch and leave it at different steps.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
