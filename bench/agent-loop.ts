@@ -19,6 +19,7 @@ import { createApp } from "../src/server/app.ts";
 import { ModelManager } from "../src/server/model-manager.ts";
 import { loadTarget, resolveTarget } from "../src/server/models-source.ts";
 import { readSse } from "../src/server/openai/sse.ts";
+import { PY_SAVE_Q4, qwen35PyConfig } from "./generate.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const CACHE = join(ROOT, ".cache", "bench");
@@ -40,24 +41,14 @@ from mlx_lm.utils import save_model
 path, kind, vocab = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 if kind == "hybrid":
   from mlx_lm.models import qwen3_5 as arch
-  cfg = {"model_type": "qwen3_5", "hidden_size": 1024, "num_hidden_layers": 12, "intermediate_size": 3584,
-    "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 256, "rms_norm_eps": 1e-6, "vocab_size": vocab,
-    "max_position_embeddings": 32768, "linear_num_key_heads": 16, "linear_num_value_heads": 16,
-    "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "full_attention_interval": 4,
-    "tie_word_embeddings": True,
-    "rope_parameters": {"rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25, "mrope_section": [11, 11, 10]}}
+  cfg = ${qwen35PyConfig("12", "vocab")}
 else:
   from mlx_lm.models import gemma3_text as arch
   cfg = {"model_type": "gemma3_text", "hidden_size": 1152, "num_hidden_layers": 12, "intermediate_size": 6912,
     "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 256, "rms_norm_eps": 1e-6, "vocab_size": vocab,
     "sliding_window": 512, "sliding_window_pattern": 6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
     "query_pre_attn_scalar": 256, "max_position_embeddings": 32768}
-mx.random.seed(0)
-model = arch.Model(arch.ModelArgs.from_dict(cfg))
-nn.quantize(model, group_size=64, bits=4)
-cfg["quantization"] = {"group_size": 64, "bits": 4, "mode": "affine"}
-save_model(path, model)
-(path / "config.json").write_text(json.dumps(cfg, indent=2))
+${PY_SAVE_Q4}
 `;
 
 /** A random model of `kind` with the byte tokenizer, made once. */

@@ -195,6 +195,25 @@ export async function shapedGguf(smollm2: string, shape: GgufShape): Promise<str
 }
 
 // ---------- references ----------
+/** Python dict text of the Qwen3.5-0.8B layer sizes (hybrid: Gated DeltaNet + every 4th layer full attention) for
+ * the random models the benches make with mlx-lm; `layers` and `vocab` are Python expressions. */
+export function qwen35PyConfig(layers: string, vocab: string): string {
+  return `{"model_type": "qwen3_5", "hidden_size": 1024, "num_hidden_layers": ${layers}, "intermediate_size": 3584,
+  "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 256, "rms_norm_eps": 1e-6, "vocab_size": ${vocab},
+  "max_position_embeddings": 32768, "linear_num_key_heads": 16, "linear_num_value_heads": 16,
+  "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "full_attention_interval": 4,
+  "tie_word_embeddings": True,
+  "rope_parameters": {"rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25, "mrope_section": [11, 11, 10]}}`;
+}
+
+/** Python lines that build `arch`'s model from `cfg`, quantize it to 4-bit group 64 and save both under `path`. */
+export const PY_SAVE_Q4 = `mx.random.seed(0)
+model = arch.Model(arch.ModelArgs.from_dict(cfg))
+nn.quantize(model, group_size=64, bits=4)
+cfg["quantization"] = {"group_size": 64, "bits": 4, "mode": "affine"}
+save_model(path, model)
+(path / "config.json").write_text(json.dumps(cfg, indent=2))`;
+
 export const MLX_LM_SCRIPT = `
 import sys, time, json, resource
 import mlx.core as mx

@@ -10,7 +10,7 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { MLX_LM_SCRIPT, promptIds, type Result, runJson, timeGreedy } from "./generate.ts";
+import { MLX_LM_SCRIPT, PY_SAVE_Q4, promptIds, qwen35PyConfig, type Result, runJson, timeGreedy } from "./generate.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const CACHE = join(ROOT, ".cache", "bench");
@@ -28,21 +28,11 @@ const MAKE_SCRIPT = `
 import sys, json
 import mlx.core as mx, mlx.nn as nn
 from pathlib import Path
-from mlx_lm.models import qwen3_5
+from mlx_lm.models import qwen3_5 as arch
 from mlx_lm.utils import save_model
 path, layers = Path(sys.argv[1]), int(sys.argv[2])
-cfg = {"model_type": "qwen3_5", "hidden_size": 1024, "num_hidden_layers": layers, "intermediate_size": 3584,
-  "num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 256, "rms_norm_eps": 1e-6, "vocab_size": ${VOCAB},
-  "max_position_embeddings": 32768, "linear_num_key_heads": 16, "linear_num_value_heads": 16,
-  "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "full_attention_interval": 4,
-  "tie_word_embeddings": True,
-  "rope_parameters": {"rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25, "mrope_section": [11, 11, 10]}}
-mx.random.seed(0)
-model = qwen3_5.Model(qwen3_5.ModelArgs.from_dict(cfg))
-nn.quantize(model, group_size=64, bits=4)
-cfg["quantization"] = {"group_size": 64, "bits": 4, "mode": "affine"}
-save_model(path, model)
-(path / "config.json").write_text(json.dumps(cfg, indent=2))
+cfg = ${qwen35PyConfig("layers", String(VOCAB))}
+${PY_SAVE_Q4}
 `;
 
 async function worker(dir: string, nPrompt: number, nGen: number): Promise<Result> {
