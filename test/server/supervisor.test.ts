@@ -80,7 +80,9 @@ async function start(args: string[] = [], env: Record<string, string> = {}, wrap
 async function healthy(port: number): Promise<boolean> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/health`);
-    return res.status === 200 || ((await res.json()) as { status?: string }).status === "no_models";
+    // read every body: an unread response left for the GC may close the pooled connection a later request uses
+    const body = (await res.json()) as { status?: string };
+    return res.status === 200 || body.status === "no_models";
   } catch {
     return false;
   }
@@ -144,24 +146,39 @@ describe("mlxk server supervisor", () => {
   }, 90000);
 
   test("a second signal kills a busy worker at once", async () => {
-    // a long prompt on a long-context model keeps the worker in prefill, whatever the random weights generate
+    // a long prompt on a long-context model keeps the worker in prefill far past the drain (tens of seconds), whatever the random weights generate
     const model = writeTinyModel("llama", join(hub, "..", `${hub.split("/").pop()}-tiny2`));
     const cfgPath = join(model, "config.json");
     writeFileSync(cfgPath, JSON.stringify({ ...JSON.parse(readFileSync(cfgPath, "utf8")), max_position_embeddings: 1_000_000 }));
     const s = await start(["--model", model]);
     await until(() => healthy(s.port), "model loaded");
-    // stream: the headers arrive once the request holds the model, before its (long) prefill starts
     const res = await fetch(`http://127.0.0.1:${s.port}/v1/chat/completions`, {
       method: "POST",
-      body: JSON.stringify({ model, messages: [{ role: "user", content: "ab ".repeat(3000) }], max_tokens: 1, stream: true }),
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "ab ".repeat(12000) }], max_tokens: 1, stream: true }),
     });
     expect(res.status).toBe(200);
+    // the first frame goes out once the request holds the model, before its prefill. The body is read to the end
+    // below: a response nobody holds may be collected, and Bun then closes the connection, which the worker rightly
+    // takes for a client that left (the request ends at once and the drain has nothing to wait for)
+    const frames = readSse(res.body!);
+    const first = await frames.next();
+    expect((JSON.parse(first.value as string) as { choices: { delta: { role?: string } }[] }).choices[0]!.delta.role).toBe("assistant");
     s.proc.kill("SIGINT");
-    await until(() => s.stderr().includes("SIGINT: stopping"), "first signal handled");
+    // the worker's own line: it is draining, with the request still running
+    await until(() => s.stderr().includes("stopping (SIGTERM)"), "worker draining");
     s.proc.kill("SIGTERM");
     expect(await s.proc.exited).toBe(0);
     await until(() => !alive(s.workerPid), "worker killed");
     expect(s.stderr()).toContain("killing the worker now");
+    // killed in prefill: the request never ended on its own, and the stream stops without [DONE]
+    expect(s.stderr()).not.toContain("completion model=");
+    const rest: string[] = [];
+    try {
+      for await (const d of frames) rest.push(d);
+    } catch {
+      // the connection died with the worker
+    }
+    expect(rest).not.toContain("[DONE]");
     rmSync(model, { recursive: true, force: true });
   }, 60000);
 
