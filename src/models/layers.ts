@@ -43,7 +43,8 @@ export class Linear {
    * frees it with the weight (WeightStore). Null: never packed.
    */
   packOnUse: ((pack: mx.Array) => void) | null = null;
-  #pack: mx.Array | null = null;
+  // shared with withoutBias() views, so one weight is packed once
+  #slot: { pack: mx.Array | null } = { pack: null };
 
   constructor(p: LinearParts) {
     this.weight = p.weight;
@@ -70,13 +71,21 @@ export class Linear {
   }
 
   private packFor(ops: ReturnType<typeof layerOps>): mx.Array | null {
-    if (this.#pack || !this.packOnUse) return this.#pack;
+    if (this.#slot.pack || !this.packOnUse) return this.#slot.pack;
     const p = ops.packLinear(this.weight);
     if (!p) return null;
-    this.#pack = mx.keep(p);
+    this.#slot.pack = mx.keep(p);
     mx.eval([p]);
     this.packOnUse(p);
     return p;
+  }
+
+  /** This Linear without its bias (the caller adds it, fused): same weight, and the same pack. */
+  withoutBias(): Linear {
+    const u = new Linear({ weight: this.weight, scales: this.scales, biases: this.biases, q: this.q });
+    u.packOnUse = this.packOnUse;
+    u.#slot = this.#slot;
+    return u;
   }
 
   /** Rows [start, stop) of the output as their own Linear (contiguous copies, evaluated). */

@@ -95,10 +95,13 @@ test.skipIf(none)("Linear.packOnUse: packed once on first use, owned by the Weig
   const pack = store.all()[1]!;
   expect(pack.shape).toEqual([2, 32, 32]);
   const y2 = lin.forward(x);
+  // the bias-free view the encoder MLPs use reads the same pack
+  const y3 = lin.withoutBias().forward(x);
   expect(store.all()).toHaveLength(2);
+  expect(bits(y3)).toEqual(bits(y1));
   expect(maxRel(y1, matmul(x, swapaxes(w, -1, -2)))).toBeLessThanOrEqual(1);
   expect(bits(y2)).toEqual(bits(y1));
-  disposeAll([x, y1, y2]);
+  disposeAll([x, y1, y2, y3]);
   disposeAll(store.all());
   expect(pack.disposed).toBe(true);
   // without the option a Linear never packs
