@@ -199,7 +199,8 @@ export class Embedder implements Disposable {
             a.dispose();
           }
         }
-        const store = new WeightStore(w0, QuantConfig.from(config), loadBackend({ env: opts.env, dtype: "float32" }));
+        // every call embeds whole texts (many rows): float Linears pack their weights for the packed GEMM
+        const store = new WeightStore(w0, QuantConfig.from(config), loadBackend({ env: opts.env, dtype: "float32" }), { packLinears: true });
         const enc: EncoderModel = mx.scope(() => mod.createEncoder(parsed, store));
         store.disposeUnused();
         mx.eval(store.all());
@@ -223,7 +224,7 @@ export class Embedder implements Disposable {
     // Qwen3-Embedding repos hold the bare Qwen3Model (no `model.` prefix, no lm_head): name the keys as the LM file reads them
     const bare = ![...tensors.keys()].some((k) => k.startsWith("model."));
     const named = bare ? new Map([...tensors].map(([k, a]) => [`model.${k}`, a])) : tensors;
-    const lm: LoadedModel = await build({ ...config, tie_word_embeddings: bare ? true : config.tie_word_embeddings }, named, { env: opts.env, dtype: "float32" });
+    const lm: LoadedModel = await build({ ...config, tie_word_embeddings: bare ? true : config.tie_word_embeddings }, named, { env: opts.env, dtype: "float32", packLinears: true });
     const caches = Array.from({ length: lm.model.numLayers }, () => new PassThroughCache());
     const fwd = (ids: mx.Array) => lm.model.hidden(ids, caches);
     let head: EmbedHead;

@@ -28,6 +28,8 @@ export interface LoadOptions {
   onProgress?: (fraction: number) => void;
   /** This rank's pipeline slice; default from the launched world (src/distributed/pipeline.ts), null = whole model. */
   rank?: RankPlan | null;
+  /** Float Linears pack their weights on first use for the packed GEMM (embedders: many rows per call). */
+  packLinears?: boolean;
 }
 
 export interface LoadedModel extends Disposable {
@@ -110,7 +112,7 @@ export async function build(config: Record<string, unknown>, tensors: Map<string
       parsed = tp.config(parsed);
     }
     castFloats(w0, backend, mod.castPredicate);
-    const store = new WeightStore(w0, QuantConfig.from(config), backend);
+    const store = new WeightStore(w0, QuantConfig.from(config), backend, { packLinears: opts.packLinears });
     const built = mx.scope(() => mod.createModel(parsed, store, { backend }));
     store.disposeUnused();
     // under `mlxk launch`: this rank materialises only its pipeline slice (the rest stays lazy, never read)

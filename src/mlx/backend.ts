@@ -16,6 +16,7 @@ import {
   type BiasAct,
   fastBiasAct,
   fastLinear,
+  packLinear,
   fastQuantizedMatmul,
   fastRmsNorm,
   fastRope,
@@ -49,8 +50,10 @@ export type DtypePolicy = "float32" | "float16" | "bfloat16" | "auto" | "half";
 /** The ops the layer functions run; one table per implementation. */
 export interface LayerOps {
   readonly name: KernelChoice;
-  /** x [..., K] · wᵀ for a float weight w [N, K]. */
-  linear(x: Array, w: Array): Array;
+  /** x [..., K] · wᵀ for a float weight w [N, K]; `pack` (from packLinear, may be null) is a faster layout of w. */
+  linear(x: Array, w: Array, pack?: Array | null): Array;
+  /** w's pack for `linear` (the caller owns it), or null where this implementation has none. */
+  packLinear(w: Array): Array | null;
   quantizedMatmul(x: Array, wq: Array, scales: Array, biases: Array | null, o: QuantOptions & { transpose?: boolean }): Array;
   rmsNorm(x: Array, weight: Array | null, eps: number): Array;
   rope(x: Array, o: mxfast.RopeOptions): Array;
@@ -78,6 +81,7 @@ export interface LayerOps {
 export const mlxOps: LayerOps = {
   name: "mlx",
   linear: (x, w) => matmul(x, swapaxes(w, -1, -2)),
+  packLinear: () => null,
   quantizedMatmul: (x, wq, s, b, o) => quantizedMatmul(x, wq, s, b, o),
   rmsNorm: (x, w, eps) => mxfast.rmsNorm(x, w, eps),
   rope: (x, o) => mxfast.rope(x, o),
@@ -97,6 +101,7 @@ export const mlxOps: LayerOps = {
 export const kernelOps: LayerOps = {
   name: "ours",
   linear: fastLinear,
+  packLinear,
   quantizedMatmul: fastQuantizedMatmul,
   rmsNorm: fastRmsNorm,
   rope: fastRope,

@@ -42,6 +42,8 @@ const CONTROL_DEFS = {
   mlxk_kernels_threads_for: { args: [FFIType.f64], returns: FFIType.i32 },
   mlxk_kernels_set_threads: { args: [FFIType.i32], returns: FFIType.i32 },
   mlxk_kernels_qmm_profile: { args: [FFIType.ptr], returns: FFIType.void },
+  mlxk_linear_pack: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  mlxk_fast_linear_packed: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 } as const;
 type ControlLib = ReturnType<typeof dlopen<typeof CONTROL_DEFS>>;
 // Held for the process lifetime: the symbols' trampolines belong to the library object.
@@ -282,13 +284,27 @@ export function fastBiasAct(x: Array, bias: Array | null, act: BiasAct): Array {
 }
 
 /**
- * Drop-in for matmul(x, swapaxes(w, -1, -2)) with float32 x [..., K] and w [N, K] (a float Linear): our AVX2
- * kernel, where MLX's CPU matmul runs through its wheel's reference BLAS. Other dtypes and GPU fall back to MLX.
+ * Drop-in for matmul(x, swapaxes(w, -1, -2)) with float32 x [..., K] and w [N, K] (a float Linear): our AVX2 /
+ * AVX-512 kernels, where MLX's CPU matmul runs through its wheel's reference BLAS. Other dtypes and GPU fall back
+ * to MLX. With `pack` (packLinear(w)), inputs of many rows run the packed outer-product kernel (gemm_packed.cpp).
  */
-export function fastLinear(x: Array, w: Array): Array {
+export function fastLinear(x: Array, w: Array, pack: Array | null = null): Array {
   const s = kernelsEnabled() ? symbols() : null;
   if (!s) return matmul(x, swapaxes(w, -1, -2));
+  const c = pack ? controls() : null;
+  if (c && pack) return result(c.mlxk_fast_linear_packed(OUT_PTR as never, x.handle as never, w.handle as never, pack.handle as never, S() as never), "fast_linear_packed");
   return result(s.mlxk_fast_linear(OUT_PTR as never, x.handle as never, w.handle as never, S() as never), "fast_linear");
+}
+
+/**
+ * The pack fastLinear reads for w (float32 [N, K]): [ceil(N/32), K, 32], as much memory again as w, lazy like any
+ * op; the caller owns it and frees it with w. Null where the kernels cannot use one (off, no kernels, another
+ * dtype, a shim without the packed kernel).
+ */
+export function packLinear(w: Array): Array | null {
+  const c = kernelsEnabled() && symbols() ? controls() : null;
+  if (!c || w.dtype !== Dtype.float32 || w.shape.length !== 2 || w.size === 0) return null;
+  return result(c.mlxk_linear_pack(OUT_PTR as never, w.handle as never, S() as never), "linear_pack");
 }
 
 // Two output handles (gated delta: y, state); own buffer, so OUT_PTR users are never clobbered.

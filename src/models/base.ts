@@ -140,14 +140,19 @@ export class WeightStore {
   readonly #map: Map<string, mx.Array>;
   readonly #quant: QuantConfig | null;
   readonly #used = new Set<string>();
+  readonly #packs: mx.Array[] = [];
+  readonly #packLinears: boolean;
 
+  /** `packLinears`: float Linears pack their weight on first use (Linear.packOnUse), the packs held here. */
   constructor(
     map: Map<string, mx.Array>,
     quant: QuantConfig | null,
     readonly backend: BackendProfile = defaultBackend(),
+    opts: { packLinears?: boolean } = {},
   ) {
     this.#map = map;
     this.#quant = quant;
+    this.#packLinears = opts.packLinears ?? false;
   }
 
   has(key: string): boolean {
@@ -181,7 +186,9 @@ export class WeightStore {
     const bias = this.opt(`${prefix}.bias`);
     const qz = this.#quantized(prefix);
     if (qz) return new Linear({ weight: qz.weight, scales: qz.scales, biases: qz.biases, q: qz.q, bias });
-    return new Linear({ weight: this.get(`${prefix}.weight`), bias });
+    const l = new Linear({ weight: this.get(`${prefix}.weight`), bias });
+    if (this.#packLinears) l.packOnUse = (p) => this.#packs.push(p);
+    return l;
   }
 
   /** Linears of one input the backend may run side by side (q/k/v, gate/up); outputs in this order. */
@@ -218,8 +225,8 @@ export class WeightStore {
     return [...this.#map];
   }
 
-  /** Every tensor held (to dispose the model). */
+  /** Every tensor held, and the Linears' packs made so far (to dispose the model). */
   all(): mx.Array[] {
-    return [...this.#map.values()];
+    return [...this.#map.values(), ...this.#packs];
   }
 }

@@ -70,7 +70,7 @@ const unbiased = new WeakMap<Linear, Linear>();
 export function denseAct(l: Linear, x: mx.Array, act: BiasAct): mx.Array {
   let u = unbiased.get(l);
   if (!u) {
-    u = l.bias ? new Linear({ weight: l.weight, scales: l.scales, biases: l.biases, q: l.q }) : l;
+    u = l.bias ? l.withoutBias() : l;
     unbiased.set(l, u);
   }
   return biasAct(u.forward(x), l.bias, act);

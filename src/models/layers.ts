@@ -37,6 +37,14 @@ export class Linear {
   readonly scales: mx.Array | null;
   readonly biases: mx.Array | null;
   readonly q: QuantParams | null;
+  /**
+   * Set by loaders whose calls carry many rows (embedders): on first use a float weight is packed for the
+   * backend's packed GEMM (twice the weight's memory) and the pack handed to this callback, which owns it and
+   * frees it with the weight (WeightStore). Null: never packed.
+   */
+  packOnUse: ((pack: mx.Array) => void) | null = null;
+  // shared with withoutBias() views, so one weight is packed once
+  #slot: { pack: mx.Array | null } = { pack: null };
 
   constructor(p: LinearParts) {
     this.weight = p.weight;
@@ -55,11 +63,29 @@ export class Linear {
     const ops = layerOps();
     const q = this.q;
     const y = !q
-      ? ops.linear(x, this.weight)
+      ? ops.linear(x, this.weight, this.packFor(ops))
       : isKQuantMode(q.mode)
         ? ops.kquantMatmul(x, this.weight, q.mode)
         : ops.quantizedMatmul(x, this.weight, this.scales!, this.biases, { transpose: true, ...q, mode: q.mode });
     return this.bias ? mx.add(y, this.bias) : y;
+  }
+
+  private packFor(ops: ReturnType<typeof layerOps>): mx.Array | null {
+    if (this.#slot.pack || !this.packOnUse) return this.#slot.pack;
+    const p = ops.packLinear(this.weight);
+    if (!p) return null;
+    this.#slot.pack = mx.keep(p);
+    mx.eval([p]);
+    this.packOnUse(p);
+    return p;
+  }
+
+  /** This Linear without its bias (the caller adds it, fused): same weight, and the same pack. */
+  withoutBias(): Linear {
+    const u = new Linear({ weight: this.weight, scales: this.scales, biases: this.biases, q: this.q });
+    u.packOnUse = this.packOnUse;
+    u.#slot = this.#slot;
+    return u;
   }
 
   /** Rows [start, stop) of the output as their own Linear (contiguous copies, evaluated). */

@@ -2,15 +2,19 @@
 // scalar fallback, as an MLX custom primitive. MLX's own CPU matmul goes through the reference BLAS its Linux wheel
 // bundles (~1–2 GFLOP/s). Here each task takes 64 output columns, transposes that weight panel once into [K][64]
 // (it stays in L2 while every row of x passes by) and computes 6×16 output tiles with 12 vector accumulators.
+// On AVX-512 CPUs gemm512.cpp runs instead; a caller that holds the weight's pack (PackLinear, made once) gets
+// gemm_packed.cpp for inputs of many rows.
 #include <mlx/backend/cpu/encoder.h>
 #include <mlx/primitives.h>
 #include <mlx/utils.h>
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "../common.h"
 #include "gemm512.h"
+#include "gemm_packed.h"
 #include "inputs.h"
 #include "kernels.h"
 #include "pool.h"
@@ -151,6 +155,7 @@ void gemm(const GemmProblem& p) {
                           static_cast<double>(p.M) * p.N * p.K);
 }
 
+// x · wᵀ; with a third input (the weight's pack, gemm_packed.h) many-row x goes through the packed kernel.
 class FastLinear : public UnaryPrimitive {
  public:
   explicit FastLinear(Stream s) : UnaryPrimitive(s) {}
@@ -167,9 +172,15 @@ class FastLinear : public UnaryPrimitive {
     p.K = x.shape(-1);
     p.M = static_cast<int>(x.size() / p.K);
     p.N = w.shape(0);
-    enc.dispatch([p, copies = std::move(copies)]() {
+    const bool use_pack = inputs.size() > 2 && p.M >= gemm_packed::kMinRows;
+    const float* packed = use_pack ? row_major(inputs[2], enc, copies).data<float>() : nullptr;
+    enc.dispatch([p, packed, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
-      gemm(p);
+      if (packed) {
+        gemm_packed::run(p.x, packed, p.out, p.M, p.K, p.N);
+      } else {
+        gemm(p);
+      }
     });
   }
 
@@ -188,14 +199,61 @@ class FastLinear : public UnaryPrimitive {
   const char* name() const override { return "MlxkFastLinear"; }
 };
 
-array fast_linear(const array& x, const array& w, StreamOrDevice sd) {
+// w [N, K] → its pack [panels(N), K, 32] (gemm_packed.h).
+class PackLinear : public UnaryPrimitive {
+ public:
+  explicit PackLinear(Stream s) : UnaryPrimitive(s) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    auto& enc = begin_eval(stream(), inputs, out);
+    std::vector<StridedCopy> copies;
+    const array w = row_major(inputs[0], enc, copies);
+    const float* src = w.data<float>();
+    float* dst = out.data<float>();
+    const int N = w.shape(0), K = w.shape(1);
+    enc.dispatch([src, dst, N, K, copies = std::move(copies)]() {
+      for (const auto& c : copies) c.run();
+      gemm_packed::pack(src, N, K, dst);
+    });
+  }
+
+  void eval_gpu(const std::vector<array>&, array&) override {
+    throw std::runtime_error("[mlxk] linear pack has no GPU implementation");
+  }
+
+  std::vector<Shape> output_shapes(const std::vector<array>& inputs) override {
+    return {pack_shape(inputs[0])};
+  }
+
+  bool is_equivalent(const Primitive& other) const override { return dynamic_cast<const PackLinear*>(&other) != nullptr; }
+
+  const char* name() const override { return "MlxkPackLinear"; }
+
+  static Shape pack_shape(const array& w) { return {gemm_packed::panels(w.shape(0)), w.shape(1), gemm_packed::kCols}; }
+};
+
+bool kernel_case(const array& x, const array& w, const Stream& st) {
+  return kern::kernels_level() > 0 && st.device == Device::cpu && x.ndim() >= 1 && w.ndim() == 2 &&
+         x.dtype() == float32 && w.dtype() == float32 && x.shape(-1) == w.shape(1) && x.size() > 0;
+}
+
+array fast_linear(const array& x, const array& w, const std::optional<array>& packed, StreamOrDevice sd) {
   Stream st = to_stream(sd);
-  const bool ok = kern::kernels_level() > 0 && st.device == Device::cpu && x.ndim() >= 1 && w.ndim() == 2 &&
-                  x.dtype() == float32 && w.dtype() == float32 && x.shape(-1) == w.shape(1) && x.size() > 0;
-  if (!ok) return matmul(x, swapaxes(w, -1, -2, st), st);
+  if (!kernel_case(x, w, st)) return matmul(x, swapaxes(w, -1, -2, st), st);
   Shape shape = x.shape();
   shape.back() = w.shape(0);
-  return array(std::move(shape), float32, std::make_shared<FastLinear>(st), {x, w});
+  std::vector<array> in{x, w};
+  // a pack of another weight's shape (or dtype) is never read: the caller handed the wrong one
+  if (packed && packed->dtype() == float32 && packed->shape() == PackLinear::pack_shape(w)) in.push_back(*packed);
+  return array(std::move(shape), float32, std::make_shared<FastLinear>(st), std::move(in));
+}
+
+array pack_linear(const array& w, StreamOrDevice sd) {
+  Stream st = to_stream(sd);
+  if (kern::kernels_level() == 0 || st.device != Device::cpu || w.ndim() != 2 || w.dtype() != float32 || w.size() == 0) {
+    throw std::invalid_argument("[mlxk] linear pack: needs a float32 [N, K] weight and the CPU kernels");
+  }
+  return array(PackLinear::pack_shape(w), float32, std::make_shared<PackLinear>(st), {w});
 }
 
 } // namespace
@@ -204,6 +262,16 @@ array fast_linear(const array& x, const array& w, StreamOrDevice sd) {
 using namespace mlxk;
 
 MLXK_API int mlxk_fast_linear(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_stream s) {
-  MLXK_TRY return put(out, fast_linear(A(x), A(w), S(s)));
+  MLXK_TRY return put(out, fast_linear(A(x), A(w), std::nullopt, S(s)));
+  MLXK_END
+}
+
+MLXK_API int mlxk_fast_linear_packed(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_array packed, mlxk_stream s) {
+  MLXK_TRY return put(out, fast_linear(A(x), A(w), OA(packed), S(s)));
+  MLXK_END
+}
+
+MLXK_API int mlxk_linear_pack(mlxk_array* out, mlxk_array w, mlxk_stream s) {
+  MLXK_TRY return put(out, pack_linear(A(w), S(s)));
   MLXK_END
 }

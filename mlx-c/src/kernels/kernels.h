@@ -48,6 +48,11 @@ MLXK_API int mlxk_kernel_sdpa_rows(mlxk_array* out, mlxk_array q, mlxk_array k, 
                                    const int32_t* starts, int n, mlxk_stream s);
 /* x · wᵀ for float32 x [..., K] and w [N, K] on CPU (else MLX's matmul(x, swapaxes(w))). */
 MLXK_API int mlxk_fast_linear(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_stream s);
+/* w's pack for the packed float32 kernel (float32 [N, K] on CPU with kernels, else an error): an array of its own,
+   [ceil(N/32), K, 32], that the caller keeps beside w and frees with it. fast_linear_packed is fast_linear that
+   reads it for inputs of many rows (a pack of another shape is ignored; packed may be null). */
+MLXK_API int mlxk_linear_pack(mlxk_array* out, mlxk_array w, mlxk_stream s);
+MLXK_API int mlxk_fast_linear_packed(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_array packed, mlxk_stream s);
 /* silu(gate)·up, float32 on CPU (else MLX's multiply(silu(gate), up)). */
 MLXK_API int mlxk_kernel_swiglu(mlxk_array* out, mlxk_array gate, mlxk_array up, mlxk_stream s);
 /* act(x + bias) over the last axis (encoder.cpp), bias [N] optional; act 0 identity, 1 GELU (erf), 2 GELU (tanh),

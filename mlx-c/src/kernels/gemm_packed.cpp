@@ -1,0 +1,259 @@
+// Float32 x[M,K] · w[N,K]ᵀ in outer-product form from a weight packed once (the caller keeps the pack):
+// w as 32-column panels [K][32], x repacked per call into 14-row tiles [K][14]. The AVX-512 micro-kernel holds
+// a 14 × 32 output tile in 28 zmm accumulators; each k step loads two weight vectors and broadcasts 14 x values
+// straight from memory into the FMAs (28 FMAs per 2 loads), where gemm512.cpp's dot-product form reads both
+// operands from L2 and ends every output with a horizontal sum. K runs in blocks of 256 so a task's x block
+// stays in L2 and the panel slice in L1; partial sums go through `out` between blocks.
+// Every output is one fused multiply-add chain over k = 0..K-1 in order, whatever the tile or the ISA, so the
+// AVX-512, AVX2 and scalar paths give the same bits (and a row's result does not depend on its neighbours).
+#include "gemm_packed.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "pool.h"
+#include "qmm.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MLXK_GP512 __attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma")))
+#define MLXK_GP256 __attribute__((target("avx2,fma")))
+#endif
+
+namespace mlxk::gemm_packed {
+namespace {
+
+constexpr int kRows = 14;         // x rows per tile
+constexpr int kBlockK = 256;      // k per block
+constexpr int kTilesPerTask = 18; // x tiles per task: 252 rows × 256 k × 4 B ≈ 250 KB of x per block (L2)
+constexpr int kPanelsPerTask = 4; // weight panels per task (128 output columns)
+
+struct Job {
+  const float* xp;  // [tiles][K][kRows], rows past M zero
+  const float* w;   // [panels][K][kCols]
+  float* out;       // [M, N]
+  const float* x;   // [M, K] (for packing x)
+  int M, K, N, tiles, groups;
+};
+
+// One output tile: rows [0, R) × columns [0, nc) of `o` (row stride ldo), k block [0, kc) of a (tile rows
+// interleaved, stride kRows) and b (panel, stride kCols); `first` starts the chains at 0, else at `o`.
+using TileFn = void (*)(const float* a, const float* b, int kc, int R, float* o, int ldo, int nc, bool first);
+
+void tile_scalar(const float* a, const float* b, int kc, int R, float* o, int ldo, int nc, bool first) {
+  for (int r = 0; r < R; r++) {
+    for (int c = 0; c < nc; c++) {
+      float s = first ? 0.f : o[static_cast<size_t>(r) * ldo + c];
+      for (int k = 0; k < kc; k++) s = std::fma(a[k * kRows + r], b[k * kCols + c], s);
+      o[static_cast<size_t>(r) * ldo + c] = s;
+    }
+  }
+}
+
+#ifdef MLXK_GP512
+template <int R>
+MLXK_GP512 void tile512_rows(const float* a, const float* b, int kc, float* o, int ldo, int nc, bool first) {
+  const __mmask16 m0 = nc >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << nc) - 1);
+  const __mmask16 m1 = nc >= 32 ? 0xFFFF : nc <= 16 ? 0 : static_cast<__mmask16>((1u << (nc - 16)) - 1);
+  __m512 c0[R], c1[R];
+#pragma GCC unroll 14
+  for (int r = 0; r < R; r++) {
+    if (first) {
+      c0[r] = c1[r] = _mm512_setzero_ps();
+    } else {
+      c0[r] = _mm512_maskz_loadu_ps(m0, o + static_cast<size_t>(r) * ldo);
+      c1[r] = _mm512_maskz_loadu_ps(m1, o + static_cast<size_t>(r) * ldo + 16);
+    }
+  }
+  for (int k = 0; k < kc; k++, a += kRows, b += kCols) {
+    const __m512 w0 = _mm512_loadu_ps(b), w1 = _mm512_loadu_ps(b + 16);
+#pragma GCC unroll 14
+    for (int r = 0; r < R; r++) {
+      const __m512 v = _mm512_set1_ps(a[r]);
+      c0[r] = _mm512_fmadd_ps(v, w0, c0[r]);
+      c1[r] = _mm512_fmadd_ps(v, w1, c1[r]);
+    }
+  }
+#pragma GCC unroll 14
+  for (int r = 0; r < R; r++) {
+    _mm512_mask_storeu_ps(o + static_cast<size_t>(r) * ldo, m0, c0[r]);
+    _mm512_mask_storeu_ps(o + static_cast<size_t>(r) * ldo + 16, m1, c1[r]);
+  }
+}
+
+template <int... Rs>
+MLXK_GP512 void tile512_dispatch(std::integer_sequence<int, Rs...>, const float* a, const float* b, int kc, int R,
+                                 float* o, int ldo, int nc, bool first) {
+  using Fn = void (*)(const float*, const float*, int, float*, int, int, bool);
+  static constexpr Fn fns[] = {tile512_rows<Rs + 1>...};
+  fns[R - 1](a, b, kc, o, ldo, nc, first);
+}
+
+MLXK_GP512 void tile512(const float* a, const float* b, int kc, int R, float* o, int ldo, int nc, bool first) {
+  tile512_dispatch(std::make_integer_sequence<int, kRows>{}, a, b, kc, R, o, ldo, nc, first);
+}
+#endif
+
+#ifdef MLXK_GP256
+// R (≤ 6) rows × 16 columns: 12 ymm accumulators.
+template <int R>
+MLXK_GP256 void tile256_rows(const float* a, const float* b, int kc, float* o, int ldo, int nc, bool first) {
+  __m256 c0[R], c1[R];
+  alignas(32) float t[16];
+  for (int r = 0; r < R; r++) {
+    if (first) {
+      c0[r] = c1[r] = _mm256_setzero_ps();
+    } else if (nc == 16) {
+      c0[r] = _mm256_loadu_ps(o + static_cast<size_t>(r) * ldo);
+      c1[r] = _mm256_loadu_ps(o + static_cast<size_t>(r) * ldo + 8);
+    } else {
+      for (int c = 0; c < 16; c++) t[c] = c < nc ? o[static_cast<size_t>(r) * ldo + c] : 0.f;
+      c0[r] = _mm256_load_ps(t);
+      c1[r] = _mm256_load_ps(t + 8);
+    }
+  }
+  for (int k = 0; k < kc; k++, a += kRows, b += kCols) {
+    const __m256 w0 = _mm256_loadu_ps(b), w1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+      const __m256 v = _mm256_broadcast_ss(a + r);
+      c0[r] = _mm256_fmadd_ps(v, w0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(v, w1, c1[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    float* d = o + static_cast<size_t>(r) * ldo;
+    if (nc == 16) {
+      _mm256_storeu_ps(d, c0[r]);
+      _mm256_storeu_ps(d + 8, c1[r]);
+    } else {
+      _mm256_store_ps(t, c0[r]);
+      _mm256_store_ps(t + 8, c1[r]);
+      for (int c = 0; c < nc; c++) d[c] = t[c];
+    }
+  }
+}
+
+MLXK_GP256 void tile256(const float* a, const float* b, int kc, int R, float* o, int ldo, int nc, bool first) {
+  for (int h = 0; h < kCols && h < nc; h += 16) {
+    const int hc = std::min(16, nc - h);
+    for (int r0 = 0; r0 < R; r0 += 6) {
+      const float* ar = a + r0;
+      float* orow = o + static_cast<size_t>(r0) * ldo + h;
+      switch (std::min(6, R - r0)) {
+        case 6: tile256_rows<6>(ar, b + h, kc, orow, ldo, hc, first); break;
+        case 5: tile256_rows<5>(ar, b + h, kc, orow, ldo, hc, first); break;
+        case 4: tile256_rows<4>(ar, b + h, kc, orow, ldo, hc, first); break;
+        case 3: tile256_rows<3>(ar, b + h, kc, orow, ldo, hc, first); break;
+        case 2: tile256_rows<2>(ar, b + h, kc, orow, ldo, hc, first); break;
+        default: tile256_rows<1>(ar, b + h, kc, orow, ldo, hc, first); break;
+      }
+    }
+  }
+}
+#endif
+
+bool has_avx512() {
+  static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx512vl");
+  return cpu;
+}
+
+TileFn tile_for_isa() {
+#ifdef MLXK_GP512
+  if (kern::active_isa() >= kern::kIsaAvx512 && has_avx512()) return tile512;
+#endif
+#ifdef MLXK_GP256
+  if (kern::avx2_active()) return tile256;
+#endif
+  return tile_scalar;
+}
+
+struct RunCtx {
+  Job j;
+  TileFn tile;
+};
+
+void pack_x_task(void* ctx, int t) {
+  const Job& j = static_cast<RunCtx*>(ctx)->j;
+  float* dst = const_cast<float*>(j.xp) + static_cast<size_t>(t) * j.K * kRows;
+  for (int r = 0; r < kRows; r++) {
+    const int m = t * kRows + r;
+    const float* src = j.x + static_cast<size_t>(m) * j.K;
+    if (m < j.M) {
+      for (int k = 0; k < j.K; k++) dst[static_cast<size_t>(k) * kRows + r] = src[k];
+    } else {
+      for (int k = 0; k < j.K; k++) dst[static_cast<size_t>(k) * kRows + r] = 0.f;
+    }
+  }
+}
+
+// Task = (panel group, x tile block); tasks of one block come together so the cores share x in L3.
+void gemm_task(void* ctx, int i) {
+  const auto& rc = *static_cast<RunCtx*>(ctx);
+  const Job& j = rc.j;
+  const int g = i % j.groups, tb = i / j.groups;
+  const int p0 = g * kPanelsPerTask, p1 = std::min(panels(j.N), p0 + kPanelsPerTask);
+  const int t0 = tb * kTilesPerTask, t1 = std::min(j.tiles, t0 + kTilesPerTask);
+  for (int k0 = 0; k0 < j.K; k0 += kBlockK) {
+    const int kc = std::min(kBlockK, j.K - k0);
+    for (int p = p0; p < p1; p++) {
+      const float* b = j.w + (static_cast<size_t>(p) * j.K + k0) * kCols;
+      const int nc = std::min(kCols, j.N - p * kCols);
+      for (int t = t0; t < t1; t++) {
+        const float* a = j.xp + (static_cast<size_t>(t) * j.K + k0) * kRows;
+        float* o = j.out + static_cast<size_t>(t) * kRows * j.N + static_cast<size_t>(p) * kCols;
+        rc.tile(a, b, kc, std::min(kRows, j.M - t * kRows), o, j.N, nc, k0 == 0);
+      }
+    }
+  }
+}
+
+struct PackCtx {
+  const float* w;
+  float* dst;
+  int N, K;
+};
+
+void pack_task(void* ctx, int p) {
+  const auto& c = *static_cast<PackCtx*>(ctx);
+  float* d = c.dst + static_cast<size_t>(p) * c.K * kCols;
+  for (int col = 0; col < kCols; col++) {
+    const int n = p * kCols + col;
+    const float* src = c.w + static_cast<size_t>(n) * c.K;
+    if (n < c.N) {
+      for (int k = 0; k < c.K; k++) d[static_cast<size_t>(k) * kCols + col] = src[k];
+    } else {
+      for (int k = 0; k < c.K; k++) d[static_cast<size_t>(k) * kCols + col] = 0.f;
+    }
+  }
+}
+
+} // namespace
+
+void pack(const float* w, int N, int K, float* dst) {
+  PackCtx c{w, dst, N, K};
+  kern::parallel_for_work(panels(N), pack_task, &c, static_cast<double>(N) * K);
+}
+
+void run(const float* x, const float* packed, float* out, int M, int K, int N) {
+  if (M <= 0 || N <= 0) return;
+  if (K <= 0) {
+    std::fill(out, out + static_cast<size_t>(M) * N, 0.f);
+    return;
+  }
+  const int tiles = (M + kRows - 1) / kRows;
+  // x in tile order: reused per calling thread (one per MLX stream), grown only
+  thread_local std::vector<float> xbuf;
+  xbuf.resize(std::max(xbuf.size(), static_cast<size_t>(tiles) * K * kRows));
+  RunCtx rc{{xbuf.data(), packed, out, x, M, K, N, tiles, (panels(N) + kPanelsPerTask - 1) / kPanelsPerTask},
+            tile_for_isa()};
+  kern::parallel_for_work(tiles, pack_x_task, &rc, static_cast<double>(M) * K);
+  const int blocks = (tiles + kTilesPerTask - 1) / kTilesPerTask;
+  kern::parallel_for_work(rc.j.groups * blocks, gemm_task, &rc, static_cast<double>(M) * N * K);
+}
+
+} // namespace mlxk::gemm_packed
