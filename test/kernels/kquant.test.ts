@@ -2,21 +2,24 @@
  * Packed K-quant kernels (mlx-c/src/kernels/kquant*.cpp) and the MoE gather kernel (gather.cpp):
  * - dequantization of Q4_K/Q5_K/Q6_K blocks is exactly ggml's (test/support/kquants.ts, which matches gguf-py
  *   0.17.1), on quantized rows and on random bytes (every scale/min bit pattern);
- * - x·Wᵀ through the AVX2 path, the scalar path and the kernels-off path (per-call dequantization + MLX matmul)
- *   agrees with an f64 reference within f32 rounding on odd shapes (decode M = 1 and prefill tiles); the opt-in
- *   int8-activation path (llama.cpp's q8_K) within 8-bit rounding;
+ * - x·Wᵀ through the AVX-512 path (decode: x split exactly into three bf16 pieces, vdpbf16ps; prefill: dequantized
+ *   panels through gemm512's tiles), the AVX2 path, the scalar path and the kernels-off path (per-call
+ *   dequantization + MLX matmul) agrees with an f64 reference within f32 rounding on odd shapes (decode M = 1 and
+ *   prefill tiles, K up to 4096, activations spanning 2^±20); the opt-in int8-activation path (llama.cpp's q8_K,
+ *   AVX2 and AVX-512 VNNI) within 8-bit rounding;
  * - kernelGatherQmm equals MLX's gather_qmm (affine 4/8-bit, mxfp4) and a reference for K-quant experts, with x
  *   shared by the k slots (gate/up) or one row per slot (down), unused experts, prefill-sized token counts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import * as mx from "../../src/mlx/index.ts";
-import { forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
+import { forceIsa, forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
 import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantInt8, kquantMatmul } from "../../src/mlx/kquant.ts";
 import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
 
 afterAll(() => {
   setKernelsEnabled(null);
   forceScalarKernels(false);
+  forceIsa(null);
 });
 
 let seed = 17;
@@ -29,8 +32,9 @@ const CODECS: Record<KQuantMode, [(x: Float32Array) => Uint8Array, (b: Uint8Arra
   q6_k: [quantizeQ6K, dequantizeQ6K],
 };
 const MODES = Object.keys(CODECS) as KQuantMode[];
-/** The K-quant kernels' vector path (AVX2; also what runs on AVX-512 machines) is available. */
+/** The K-quant kernels' AVX2 path is available; the AVX-512 one (it also needs AVX512_BF16, else AVX2 runs). */
 const vector = () => kernelInfo().level === "avx2" || kernelInfo().level === "avx512";
+const has512 = () => kernelInfo().level === "avx512";
 
 /** Random block bytes with finite fp16 d/dmin (exponent kept small), so every other bit pattern is exercised. */
 function randomBlocks(mode: KQuantMode, blocks: number): Uint8Array {
@@ -86,15 +90,21 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
     [1, 33, 1280],
     [3, 5, 512],
     [70, 37, 768],
+    [1, 19, 4096],
+    [7, 21, 1024],
   ];
-  test.each(MODES)("%s: x·Wᵀ (AVX2, scalar, kernels off) within f32 rounding of f64 on odd shapes", (mode) => {
+  /** Activations of mixed magnitudes (2^-20..2^20): every bf16 piece of the AVX-512 split carries weight. */
+  const wide = (n: number) => Float32Array.from(floats(n), (v, i) => v * 2 ** ((i % 41) - 20));
+  test.each(MODES)("%s: x·Wᵀ (AVX-512, AVX2, scalar, kernels off) within f32 rounding of f64 on odd shapes", (mode) => {
     const [q, dq] = CODECS[mode];
     for (const [M, N, K] of SHAPES) {
       const bytes = q(floats(N * K));
-      const x = floats(M * K);
+      const x = K === 4096 ? wide(M * K) : floats(M * K);
       const { y, mag } = reference(x, dq(bytes), M, N, K);
-      for (const path of ["avx2", "scalar", "off"] as const) {
+      for (const path of ["avx512", "avx2", "scalar", "off"] as const) {
         if (path === "avx2" && !vector()) continue;
+        if (path === "avx512" && !has512()) continue;
+        forceIsa(path === "avx512" ? "avx512" : path === "avx2" ? "avx2" : null);
         forceScalarKernels(path === "scalar");
         setKernelsEnabled(path !== "off");
         try {
@@ -104,6 +114,7 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
         } finally {
           forceScalarKernels(false);
           setKernelsEnabled(null);
+          forceIsa(null);
         }
       }
     }

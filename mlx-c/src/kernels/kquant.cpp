@@ -4,6 +4,7 @@
 // weight row once into a float buffer and FMAs it against a tile of x rows. The scalar path dequantizes exactly
 // as llama.cpp's dequantize_row_q*_K does (same operations, same order).
 #include "kquant.h"
+#include "kquant512.h"
 
 #include <algorithm>
 #include <atomic>
@@ -24,19 +25,6 @@
 namespace mlxk::kern {
 namespace {
 
-inline float h2f(const uint8_t* p) {
-  const uint32_t h = static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8);
-  const uint32_t s = (h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  if (e == 0) {
-    const float v = static_cast<float>(m) * (1.0f / 16777216.0f); // m · 2^-24 (zero or subnormal)
-    return s ? -v : v;
-  }
-  const uint32_t f = e == 31 ? (s | 0x7f800000u | (m << 13)) : (s | ((e + 112) << 23) | (m << 13));
-  float out;
-  std::memcpy(&out, &f, sizeof out);
-  return out;
-}
-
 // ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12 packed bytes.
 inline void scale_min_k4(int j, const uint8_t* q, int& d, int& m) {
   if (j < 4) {
@@ -51,7 +39,7 @@ inline void scale_min_k4(int j, const uint8_t* q, int& d, int& m) {
 // ---------------------------------------------------------------- exact scalar dequantization (llama.cpp's)
 
 void deq_q4k(const uint8_t* b, float* y) {
-  const float d = h2f(b), min = h2f(b + 2);
+  const float d = kq_h2f(b), min = kq_h2f(b + 2);
   const uint8_t* q = b + 16;
   int is = 0, sc, m;
   for (int j = 0; j < 256; j += 64) {
@@ -67,7 +55,7 @@ void deq_q4k(const uint8_t* b, float* y) {
 }
 
 void deq_q5k(const uint8_t* b, float* y) {
-  const float d = h2f(b), min = h2f(b + 2);
+  const float d = kq_h2f(b), min = kq_h2f(b + 2);
   const uint8_t* qh = b + 16;
   const uint8_t* ql = b + 48;
   int is = 0, sc, m;
@@ -87,7 +75,7 @@ void deq_q5k(const uint8_t* b, float* y) {
 }
 
 void deq_q6k(const uint8_t* b, float* y) {
-  const float d = h2f(b + 208);
+  const float d = kq_h2f(b + 208);
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
   const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
@@ -130,24 +118,11 @@ void deq_row_scalar(KType t, const uint8_t* w, float* y, int K) {
 // ---------------------------------------------------------------- AVX2/FMA
 
 #ifdef MLXK_KQ_X86
-// The 6-bit scales and mins of a Q4_K/Q5_K block as 8 + 8 bytes (llama.cpp's kmask unpacking of the 12 bytes).
-inline void unpack_scales(const uint8_t* q, uint8_t out[16]) {
-  uint32_t u[4];
-  std::memcpy(u, q, 12);
-  constexpr uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
-  u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
-  const uint32_t mins_lo = u[1] & m1;
-  u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
-  u[2] = mins_lo;
-  u[0] &= m1;
-  std::memcpy(out, u, 16); // scales 0..7, mins 0..7
-}
-
 // Per 16 values of one block: value = A·code + B (vectorised: this runs once per block per row).
 template <KType T>
 MLXK_KQ_AVX2 inline void block_params(const uint8_t* b, float* A, float* B) {
   if constexpr (T == KType::Q6K) {
-    const __m256 d = _mm256_set1_ps(h2f(b + 208));
+    const __m256 d = _mm256_set1_ps(kq_h2f(b + 208));
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
     const __m256 a0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
     const __m256 a1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
@@ -158,10 +133,10 @@ MLXK_KQ_AVX2 inline void block_params(const uint8_t* b, float* A, float* B) {
     _mm256_store_ps(B + 8, _mm256_mul_ps(k, a1));
   } else {
     alignas(16) uint8_t sm[16];
-    unpack_scales(b + 4, sm);
+    kq_unpack_scales(b + 4, sm);
     const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
-    const __m256 a = _mm256_mul_ps(_mm256_set1_ps(h2f(b)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)));
-    const __m256 m = _mm256_mul_ps(_mm256_set1_ps(-h2f(b + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))));
+    const __m256 a = _mm256_mul_ps(_mm256_set1_ps(kq_h2f(b)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)));
+    const __m256 m = _mm256_mul_ps(_mm256_set1_ps(-kq_h2f(b + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))));
     // per 32 → per 16: each value twice, in order
     const __m256 alo = _mm256_unpacklo_ps(a, a), ahi = _mm256_unpackhi_ps(a, a);
     const __m256 mlo = _mm256_unpacklo_ps(m, m), mhi = _mm256_unpackhi_ps(m, m);
@@ -359,17 +334,17 @@ void quantize_q8(const float* x, int rows, int K, Q8& o) {
 template <KType T>
 inline void int_params(const uint8_t* b, int16_t* S, int16_t* M, float& dA, float& dB) {
   if constexpr (T == KType::Q6K) {
-    dA = h2f(b + 208);
+    dA = kq_h2f(b + 208);
     dB = dA;
     for (int i = 0; i < 16; i++) {
       S[i] = static_cast<int8_t>(b[192 + i]);
       M[i] = static_cast<int16_t>(32 * S[i]); // code − 32
     }
   } else {
-    dA = h2f(b);
-    dB = h2f(b + 2);
+    dA = kq_h2f(b);
+    dB = kq_h2f(b + 2);
     uint8_t sm[16];
-    unpack_scales(b + 4, sm);
+    kq_unpack_scales(b + 4, sm);
     for (int j = 0; j < 8; j++) {
       S[2 * j] = S[2 * j + 1] = sm[j];
       M[2 * j] = M[2 * j + 1] = sm[8 + j];
@@ -459,9 +434,11 @@ void tile_scalar(const KqProblem& p, int r0, int r1, int c0, int c1) {
 
 struct Job {
   const KqProblem* p;
-  const float* xs16; // decode: Σx per 16 values of the one x row; else null
-  const void* q8;    // int8 activations (opt-in): the quantized x rows; else null
-  bool avx2;
+  const float* xs16;     // AVX2 decode: Σx per 16 values of the one x row; else null
+  const void* q8;        // int8 activations (opt-in): the quantized x rows; else null
+  const uint16_t* xw;    // AVX-512 decode: the x row as bf16 pieces (kq512::prep_x); else null
+  const float* xs32;     //   and its Σx per 32
+  bool avx2, k512;
   int row_block, col_chunk, n_col_chunks;
 };
 
@@ -472,6 +449,8 @@ void run_task(void* ctx, int i) {
   const int r0 = rb * j.row_block, r1 = std::min(p.M, r0 + j.row_block);
   const int c0 = cc * j.col_chunk, c1 = std::min(p.N, c0 + j.col_chunk);
 #ifdef MLXK_KQ_X86
+  if (j.xw) return kq512::decode(p, j.xw, j.xs32, p.out + static_cast<size_t>(r0) * p.ldo, c0, c1);
+  if (j.k512 && !j.q8) return kq512::prefill(p, r0, r1, c0, c1);
   if (j.avx2 && j.q8) {
     const Q8& x = *static_cast<const Q8*>(j.q8);
     switch (p.t) {
@@ -531,6 +510,19 @@ bool kq_supported(int K) {
   return K > 0 && K % 256 == 0;
 }
 
+void kq_deq_row(KType t, const uint8_t* w, float* y, int K) {
+#ifdef MLXK_KQ_X86
+  if (avx2_active()) {
+    switch (t) {
+      case KType::Q4K: return deq_row_avx2<KType::Q4K>(w, y, K);
+      case KType::Q5K: return deq_row_avx2<KType::Q5K>(w, y, K);
+      case KType::Q6K: return deq_row_avx2<KType::Q6K>(w, y, K);
+    }
+  }
+#endif
+  deq_row_scalar(t, w, y, K);
+}
+
 void kq_dequant_rows(KType t, const uint8_t* w, float* out, size_t rows, int K) {
   const size_t rb = row_bytes(t, K);
   for (size_t r = 0; r < rows; r++) deq_row_scalar(t, w + r * rb, out + r * static_cast<size_t>(K), K);
@@ -538,8 +530,9 @@ void kq_dequant_rows(KType t, const uint8_t* w, float* out, size_t rows, int K) 
 
 void kqmm(const KqProblem& p) {
   if (p.M <= 0 || p.N <= 0) return;
-  Job j{&p, nullptr, nullptr, avx2_active(), 64, 0, 0};
+  Job j{&p, nullptr, nullptr, nullptr, nullptr, avx2_active(), kq512::available(), 64, 0, 0};
   thread_local std::vector<float> xs16;
+  thread_local std::vector<uint16_t> xw;
 #ifdef MLXK_KQ_X86
   thread_local Q8 q8;
   if (j.avx2 && kq_int8_active()) {
@@ -547,7 +540,13 @@ void kqmm(const KqProblem& p) {
     j.q8 = &q8;
   } else
 #endif
-  if (j.avx2 && p.M == 1) {
+  if (j.k512 && p.M == 1) {
+    xw.resize(static_cast<size_t>(3) * p.K);
+    xs16.resize(static_cast<size_t>(p.K / 32));
+    kq512::prep_x(p.t, p.x, p.K, xw.data(), xs16.data());
+    j.xw = xw.data();
+    j.xs32 = xs16.data();
+  } else if (j.avx2 && p.M == 1) {
     xs16.assign(static_cast<size_t>(p.K / 16), 0.f);
     for (int g = 0; g < p.K / 16; g++)
       for (int k = 16 * g; k < 16 * g + 16; k++) xs16[g] += p.x[k];

@@ -1,0 +1,266 @@
+// AVX-512 K-quant tiles (see kquant512.h). Decode, per 64 values of a block: the codes as 64 bytes (Q4_K/Q5_K:
+// nibble + high bit; Q6_K: nibble + 2 high bits), each 16-bit word's low byte looked up as bf16 (vpermw; the odd
+// bytes after a shift by 8), three vdpbf16ps against the x pieces laid out in that word order, then one FMA with
+// the sub-block scales (Q4_K/Q5_K: value = A·code + B per 32, the B part once per block as B·Σx; Q6_K: the table
+// holds code − 32, value = A·entry per 16).
+#include "kquant512.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "gemm512.h"
+#include "qmm.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define MLXK_KQ512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,avx2,fma")))
+#endif
+
+namespace mlxk::kern {
+void kq_deq_row(KType t, const uint8_t* w, float* y, int K); // kquant.cpp: the fastest exact row dequantization
+
+namespace kq512 {
+
+#if defined(__x86_64__)
+namespace {
+
+inline uint16_t bf16_rne(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+inline float bf16_f(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Value index (0..255 in the block) of word w of the (h, c, odd) code vector: the byte it reads is 2w + odd.
+inline int value_of(KType t, int h, int c, int odd, int w) {
+  const int beta = 2 * w + odd;
+  if (t == KType::Q6K) return 128 * h + 64 * c + beta;
+  return 64 * (2 * h + (beta >> 5)) + 32 * c + (beta & 31);
+}
+
+constexpr size_t kAhead = 2048; // prefetch distance in bytes of one weight row
+
+constexpr int kVec(int h, int c, int odd) { return ((h * 2 + c) * 2 + odd) * 96; } // word offset in a block
+
+// bf16 words of the integers lo..lo+31 (exact: at most 6 significant bits).
+MLXK_KQ512 inline __m512i int_table(int lo) {
+  alignas(64) uint16_t t[32];
+  for (int i = 0; i < 32; i++) t[i] = bf16_rne(static_cast<float>(lo + i));
+  return _mm512_load_si512(t);
+}
+
+// The 64 codes of (half h, vector c) of block b, one byte each.
+template <KType T>
+MLXK_KQ512 inline __m512i code_vec(const uint8_t* b, int h, int c) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  if constexpr (T == KType::Q4K) {
+    const __m512i qs = _mm512_loadu_si512(b + 16 + 64 * h);
+    return c ? _mm512_and_si512(_mm512_srli_epi16(qs, 4), m4) : _mm512_and_si512(qs, m4);
+  } else if constexpr (T == KType::Q5K) {
+    const __m512i qs = _mm512_loadu_si512(b + 48 + 64 * h);
+    const __m512i lo = c ? _mm512_and_si512(_mm512_srli_epi16(qs, 4), m4) : _mm512_and_si512(qs, m4);
+    // qh bit 2j (+1 for high nibbles) of group j = 2h (bytes 0..31) or 2h + 1 (bytes 32..63)
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 16)));
+    const __m512i sh = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(4 * h + c)), _mm256_set1_epi16(static_cast<short>(4 * h + 2 + c)), 1);
+    const __m512i bit = _mm512_and_si512(_mm512_srlv_epi16(qh, sh), _mm512_set1_epi8(1));
+    return _mm512_or_si512(lo, _mm512_slli_epi16(bit, 4));
+  } else {
+    const __m512i ql = _mm512_loadu_si512(b + 64 * h);
+    const __m512i lo = c ? _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4) : _mm512_and_si512(ql, m4);
+    // qh bits 2i..2i+1 (i = 2c for bytes 0..31, 2c + 1 for bytes 32..63)
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + 128 + 32 * h)));
+    const __m512i sh = _mm512_inserti64x4(_mm512_set1_epi16(static_cast<short>(4 * c)), _mm256_set1_epi16(static_cast<short>(4 * c + 2)), 1);
+    const __m512i hi = _mm512_and_si512(_mm512_srlv_epi16(qh, sh), _mm512_set1_epi8(3));
+    return _mm512_or_si512(lo, _mm512_slli_epi16(hi, 4));
+  }
+}
+
+// Per-lane scale index of the (h, c) accumulator: lane i sums bytes 4i..4i+3 of the code vector.
+inline int scale_lane(KType t, int h, int c, int i) {
+  if (t == KType::Q6K) return 8 * h + 4 * c + i / 4;   // per 16 values
+  return 4 * h + 2 * (i >> 3) + c;                      // per 32 values: group 2h + i/8, nibble c
+}
+
+struct ScaleIdx {
+  alignas(64) int32_t v[4][16];
+  explicit ScaleIdx(KType t) {
+    for (int h = 0; h < 2; h++)
+      for (int c = 0; c < 2; c++)
+        for (int i = 0; i < 16; i++) v[h * 2 + c][i] = scale_lane(t, h, c, i);
+  }
+};
+
+// C weight rows from w0 (row stride rb bytes) against the prepared x: out[0..C).
+template <KType T, int C>
+MLXK_KQ512 void dot_rows(const uint8_t* w0, size_t rb, int nb, const uint16_t* xw, const float* xs32, float* out) {
+  constexpr int bb = T == KType::Q4K ? 144 : T == KType::Q5K ? 176 : 210;
+  static const ScaleIdx sidx(T);
+  // Q6_K: entries code − 32 over two tables (codes 0..31, 32..63); Q4_K/Q5_K: the code itself
+  const __m512i tab0 = int_table(T == KType::Q6K ? -32 : 0), tab1 = int_table(0);
+  __m512i si[4];
+  for (int i = 0; i < 4; i++) si[i] = _mm512_load_si512(sidx.v[i]);
+  __m512 acc[C];
+  __m256 bacc[C];
+#pragma GCC unroll 4
+  for (int c = 0; c < C; c++) {
+    acc[c] = _mm512_setzero_ps();
+    bacc[c] = _mm256_setzero_ps();
+  }
+  for (int blk = 0; blk < nb; blk++) {
+    const uint16_t* xb = xw + static_cast<size_t>(blk) * 768;
+    __m512 A[C];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) {
+      const uint8_t* b = w0 + c * rb + static_cast<size_t>(blk) * bb;
+      if constexpr (T == KType::Q6K) {
+        const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
+        A[c] = _mm512_mul_ps(_mm512_set1_ps(kq_h2f(b + 208)), _mm512_cvtepi32_ps(sc));
+      } else {
+        alignas(16) uint8_t sm[16];
+        kq_unpack_scales(b + 4, sm);
+        const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
+        A[c] = _mm512_mul_ps(_mm512_set1_ps(kq_h2f(b)), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)));
+        const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
+        const __m256 B = _mm256_mul_ps(_mm256_set1_ps(-kq_h2f(b + 2)), m);
+        bacc[c] = _mm256_fmadd_ps(B, _mm256_loadu_ps(xs32 + blk * 8), bacc[c]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) {
+      // weights stream past once: fetch ahead (the hardware prefetcher stops at 4 KiB pages)
+      const char* ahead = reinterpret_cast<const char*>(w0 + c * rb + static_cast<size_t>(blk) * bb) + kAhead;
+      for (int l = 0; l < bb; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+#pragma GCC unroll 2
+      for (int cv = 0; cv < 2; cv++) {
+        __m512i code[C];
+        __m512 t[C][3]; // one chain per x piece: the dot products' latency, not their throughput, bounds one chain
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+          code[c] = code_vec<T>(w0 + c * rb + static_cast<size_t>(blk) * bb, h, cv);
+          t[c][0] = t[c][1] = t[c][2] = _mm512_setzero_ps();
+        }
+#pragma GCC unroll 2
+        for (int odd = 0; odd < 2; odd++) {
+          const uint16_t* xp = xb + kVec(h, cv, odd);
+          const __m512bh x0 = (__m512bh)_mm512_loadu_si512(xp);
+          const __m512bh x1 = (__m512bh)_mm512_loadu_si512(xp + 32);
+          const __m512bh x2 = (__m512bh)_mm512_loadu_si512(xp + 64);
+#pragma GCC unroll 4
+          for (int c = 0; c < C; c++) {
+            const __m512i idx = odd ? _mm512_srli_epi16(code[c], 8) : code[c];
+            const __m512bh wv = (__m512bh)(T == KType::Q6K ? _mm512_permutex2var_epi16(tab0, idx, tab1)
+                                                             : _mm512_permutexvar_epi16(idx, tab0));
+            t[c][0] = _mm512_dpbf16_ps(t[c][0], wv, x0);
+            t[c][1] = _mm512_dpbf16_ps(t[c][1], wv, x1);
+            t[c][2] = _mm512_dpbf16_ps(t[c][2], wv, x2);
+          }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++) {
+          const __m512 sum = _mm512_add_ps(_mm512_add_ps(t[c][2], t[c][1]), t[c][0]); // small pieces first
+          acc[c] = _mm512_fmadd_ps(sum, _mm512_permutexvar_ps(si[h * 2 + cv], A[c]), acc[c]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < C; c++) {
+    const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(acc[c]), _mm512_extractf32x8_ps(acc[c], 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 bs = _mm_add_ps(_mm256_castps256_ps128(bacc[c]), _mm256_extractf128_ps(bacc[c], 1));
+    s = _mm_add_ps(s, bs);
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    out[c] = _mm_cvtss_f32(s);
+  }
+}
+
+template <KType T>
+MLXK_KQ512 void decode_t(const KqProblem& p, const uint16_t* xw, const float* xs32, float* out, int c0, int c1) {
+  const int nb = p.K / 256;
+  const size_t rb = static_cast<size_t>(nb) * kq_block_bytes(T);
+  int n = c0;
+  for (; n + 2 <= c1; n += 2) dot_rows<T, 2>(p.w + n * rb, rb, nb, xw, xs32, out + n);
+  for (; n < c1; n++) dot_rows<T, 1>(p.w + n * rb, rb, nb, xw, xs32, out + n);
+}
+
+} // namespace
+
+bool available() {
+  static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx512bf16");
+  return cpu && avx2_active() && active_isa() >= kIsaAvx512;
+}
+
+bool vnni() {
+  return available() && int8_available();
+}
+
+void prep_x(KType t, const float* x, int K, uint16_t* words, float* xs32) {
+  for (int blk = 0; blk < K / 256; blk++) {
+    const float* xb = x + blk * 256;
+    uint16_t* o = words + static_cast<size_t>(blk) * 768;
+    for (int h = 0; h < 2; h++)
+      for (int c = 0; c < 2; c++)
+        for (int odd = 0; odd < 2; odd++)
+          for (int w = 0; w < 32; w++) {
+            // x = hi + mid + lo exactly: each piece takes the next 8 significant bits of the remainder
+            const float v = xb[value_of(t, h, c, odd, w)];
+            const uint16_t hi = bf16_rne(v);
+            const float r1 = v - bf16_f(hi);
+            const uint16_t mid = bf16_rne(r1);
+            const uint16_t lo = bf16_rne(r1 - bf16_f(mid));
+            uint16_t* q = o + kVec(h, c, odd) + w;
+            q[0] = hi;
+            q[32] = mid;
+            q[64] = lo;
+          }
+    for (int s = 0; s < 8; s++) {
+      float a = 0.f;
+      for (int i = 0; i < 32; i++) a += xb[32 * s + i];
+      xs32[blk * 8 + s] = a;
+    }
+  }
+}
+
+void decode(const KqProblem& p, const uint16_t* words, const float* xs32, float* out, int c0, int c1) {
+  switch (p.t) {
+    case KType::Q4K: return decode_t<KType::Q4K>(p, words, xs32, out, c0, c1);
+    case KType::Q5K: return decode_t<KType::Q5K>(p, words, xs32, out, c0, c1);
+    case KType::Q6K: return decode_t<KType::Q6K>(p, words, xs32, out, c0, c1);
+  }
+}
+
+void prefill(const KqProblem& p, int r0, int r1, int c0, int c1) {
+  constexpr int kPanel = 16; // weight rows dequantized at a time (16 · K floats stay in L2 for K ≤ 8192)
+  thread_local std::vector<float> buf;
+  const size_t K = static_cast<size_t>(p.K);
+  buf.resize(kPanel * K);
+  const size_t rb = static_cast<size_t>(p.K / 256) * kq_block_bytes(p.t);
+  for (int n0 = c0; n0 < c1; n0 += kPanel) {
+    const int n1 = std::min(c1, n0 + kPanel);
+    for (int n = n0; n < n1; n++) kq_deq_row(p.t, p.w + n * rb, buf.data() + (n - n0) * K, p.K);
+    gemm512::panel(p.x + r0 * K, buf.data(), p.out + static_cast<size_t>(r0) * p.ldo + n0, r1 - r0, p.K, n1 - n0, p.ldo);
+  }
+}
+
+#else
+bool available() { return false; }
+bool vnni() { return false; }
+void prep_x(KType, const float*, int, uint16_t*, float*) {}
+void decode(const KqProblem&, const uint16_t*, const float*, float*, int, int) {}
+void prefill(const KqProblem&, int, int, int, int) {}
+#endif
+
+} // namespace kq512
+} // namespace mlxk::kern
