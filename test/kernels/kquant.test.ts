@@ -120,7 +120,7 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
     }
   });
 
-  test.skipIf(!vector()).each(MODES)("%s: opt-in int8 activations (q8_K, MLXK_INT8_ACT=1) within 8-bit rounding of f64", (mode) => {
+  test.skipIf(!vector()).each(MODES)("%s: opt-in int8 activations (q8_K, MLXK_INT8_ACT=1; AVX2 and VNNI) within 8-bit rounding of f64", (mode) => {
     const [q, dq] = CODECS[mode];
     const prev = kquantInt8(true);
     try {
@@ -128,11 +128,21 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
         const bytes = q(floats(N * K));
         const x = floats(M * K);
         const { y, mag } = reference(x, dq(bytes), M, N, K);
-        const got = mx.scope(() => kquantMatmul(mx.array(x, { shape: [M, K] }), weights(mode, bytes, N), mode).toFloat32Array());
-        const err = maxAbs(got, y);
-        // x rounded to 1/254 of its block's max: errors are ~1% of an output's size, far above f32 rounding
-        expect(err).toBeLessThan(2e-3 * mag);
-        if (N * M > 100) expect(err).toBeGreaterThan(1e-5 * mag); // the int8 path really ran
+        const outs: Float32Array[] = [];
+        for (const isa of has512() ? (["avx512", "avx2"] as const) : (["avx2"] as const)) {
+          forceIsa(isa);
+          try {
+            outs.push(mx.scope(() => kquantMatmul(mx.array(x, { shape: [M, K] }), weights(mode, bytes, N), mode).toFloat32Array()));
+          } finally {
+            forceIsa(null);
+          }
+          const err = maxAbs(outs.at(-1)!, y);
+          // x rounded to 1/254 of its block's max: errors are ~1% of an output's size, far above f32 rounding
+          expect(err).toBeLessThan(2e-3 * mag);
+          if (N * M > 100) expect(err).toBeGreaterThan(1e-5 * mag); // the int8 path really ran
+        }
+        // VNNI and AVX2 compute the same integer sums: equal up to the f32 accumulation order
+        if (outs.length === 2) expect(maxAbs(outs[0]!, outs[1]!)).toBeLessThan(2e-5 * mag);
       }
     } finally {
       kquantInt8(prev);
@@ -184,28 +194,47 @@ describe.skipIf(kernelInfo().level === "none")("gather_qmm kernel (MoE experts)"
     });
   });
 
-  test.each(MODES)("%s experts: equal to x · dequant(w[e])ᵀ per (token, slot)", (mode) => {
+  test.each(MODES)("%s experts: equal to x · dequant(w[e])ᵀ per (token, slot), every path, shared and per-slot x", (mode) => {
     const [quant, dq] = CODECS[mode];
     const bytes = quant(wf);
     const ref = dq(bytes);
-    const T = 9;
-    const k = 3;
-    const route = routing(T, k);
-    const x = floats(T * K);
-    mx.scope(() => {
-      const w = mx.fromBytes(bytes, [E, N, bytes.length / (E * N)], mx.Dtype.uint8);
-      const got = kernelGatherQmm(mx.array(x, { shape: [T, K] }), w, null, null, mx.array(route, { shape: [T, k], dtype: mx.Dtype.int32 }), {
-        groupSize: 256,
-        bits: 4,
-        mode,
-      })!.toFloat32Array();
-      for (let p = 0; p < T * k; p++) {
-        const t = Math.floor(p / k);
-        const e = route[p]!;
-        const { y, mag } = reference(x.subarray(t * K, (t + 1) * K), ref.subarray(e * N * K, (e + 1) * N * K), 1, N, K);
-        expect(maxAbs(got.subarray(p * N, (p + 1) * N), y)).toBeLessThan(2e-6 * mag + 1e-6);
+    const paths = [
+      ["avx512", false],
+      ["avx2", false],
+      ["avx512", true],
+      ["avx2", true],
+    ] as const;
+    for (const [T, k, perSlot] of [[9, 3, false], [1, 4, false], [1, 4, true], [5, 2, true]] as const) {
+      const route = routing(T, k);
+      const R = perSlot ? T * k : T;
+      const x = floats(R * K);
+      for (const [isa, int8] of paths) {
+        if (isa === "avx512" && !has512()) continue;
+        if (!vector()) continue;
+        forceIsa(isa);
+        const prev = kquantInt8(int8);
+        try {
+          mx.scope(() => {
+            const w = mx.fromBytes(bytes, [E, N, bytes.length / (E * N)], mx.Dtype.uint8);
+            const got = kernelGatherQmm(mx.array(x, { shape: [R, K] }), w, null, null, mx.array(route, { shape: [T, k], dtype: mx.Dtype.int32 }), {
+              groupSize: 256,
+              bits: 4,
+              mode,
+            })!.toFloat32Array();
+            for (let p = 0; p < T * k; p++) {
+              const row = perSlot ? p : Math.floor(p / k);
+              const e = route[p]!;
+              const { y, mag } = reference(x.subarray(row * K, (row + 1) * K), ref.subarray(e * N * K, (e + 1) * N * K), 1, N, K);
+              // int8 activations: within 8-bit rounding (as the matmul test above); f32: within f32 rounding
+              expect(maxAbs(got.subarray(p * N, (p + 1) * N), y)).toBeLessThan(int8 ? 2e-3 * mag : 2e-6 * mag + 1e-6);
+            }
+          });
+        } finally {
+          kquantInt8(prev);
+          forceIsa(null);
+        }
       }
-    });
+    }
   });
 
   test("kernels off: null, so the caller keeps MLX's gather_qmm", () => {

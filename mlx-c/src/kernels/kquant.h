@@ -28,7 +28,11 @@ bool kq_supported(int K);
 // Runs the whole problem on the kernel pool (or inline when small). Blocking; call from the MLX stream thread.
 void kqmm(const KqProblem& p);
 
-// Opt-in int8 activations (AVX2): x rounded to int8 per 256 values (llama.cpp's q8_K: one scale, sums per 16) and
+// Several problems (e.g. the chosen experts of a MoE layer) in one pool call; problems that read the same x
+// rows prepare them once.
+void kqmm_many(const KqProblem* ps, int n);
+
+// Opt-in int8 activations (AVX2, AVX-512 VNNI): x rounded to int8 per 256 values (llama.cpp's q8_K: one scale, sums per 16) and
 // integer dot products with the codes, as llama.cpp's ggml_vec_dot_q*_K_q8_K does. Off unless MLXK_INT8_ACT=1 or
 // kq_set_int8(1); the default path keeps x in float32. kq_set_int8 returns the previous setting.
 bool kq_int8_active();

@@ -17,8 +17,6 @@
 #endif
 
 namespace mlxk::kern {
-void kq_deq_row(KType t, const uint8_t* w, float* y, int K); // kquant.cpp: the fastest exact row dequantization
-
 namespace kq512 {
 
 #if defined(__x86_64__)
@@ -89,10 +87,11 @@ inline int scale_lane(KType t, int h, int c, int i) {
 
 struct ScaleIdx {
   alignas(64) int32_t v[4][16];
+  alignas(64) int16_t w[4][32]; // the same per 16-bit word (both words of lane i)
   explicit ScaleIdx(KType t) {
     for (int h = 0; h < 2; h++)
       for (int c = 0; c < 2; c++)
-        for (int i = 0; i < 16; i++) v[h * 2 + c][i] = scale_lane(t, h, c, i);
+        for (int i = 0; i < 16; i++) w[h * 2 + c][2 * i] = w[h * 2 + c][2 * i + 1] = static_cast<int16_t>(v[h * 2 + c][i] = scale_lane(t, h, c, i));
   }
 };
 
@@ -193,6 +192,103 @@ MLXK_KQ512 void decode_t(const KqProblem& p, const uint16_t* xw, const float* xs
   for (; n < c1; n++) dot_rows<T, 1>(p.w + n * rb, rb, nb, xw, xs32, out + n);
 }
 
+// Opt-in int8: R x rows × C weight rows. Per 64 codes (the decode path's byte order, x permuted to match):
+// vpmaddubsw pairs of code·q (≤ 2·63·127, no saturation), then vpdpwssd with the sub-block's integer scale in
+// both words of each lane (every 4 bytes lie in one sub-block); per block dx·(dA·Σ S·Σ code·q − dB·Σ M·bsum),
+// as llama.cpp's ggml_vec_dot_q*_K_q8_K.
+template <KType T, int R, int C>
+MLXK_KQ512 void q8_tile(const KqProblem& p, const KqQ8& x, int r0, int n0) {
+  constexpr int bb = T == KType::Q4K ? 144 : T == KType::Q5K ? 176 : 210;
+  static const ScaleIdx sidx(T);
+  const int nb = p.K / 256;
+  const size_t rb = static_cast<size_t>(nb) * bb;
+  const uint8_t* w0 = p.w + n0 * rb;
+  __m512i si[4];
+  for (int i = 0; i < 4; i++) si[i] = _mm512_load_si512(sidx.w[i]);
+  const __m512i half = _mm512_set_epi32(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8); // mins per 16
+  __m512 acc[R][C];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) acc[r][c] = _mm512_setzero_ps();
+  for (int blk = 0; blk < nb; blk++) {
+    __m512i S[C], M[C];
+    float dA[C], dB[C];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) {
+      const uint8_t* b = w0 + c * rb + static_cast<size_t>(blk) * bb;
+      const char* ahead = reinterpret_cast<const char*>(b) + kAhead;
+      for (int l = 0; l < bb; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
+      // S: the scales as 16-bit words; M: per 16 values, the mins (32·S for Q6_K's code offset) as int32
+      if constexpr (T == KType::Q6K) {
+        const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
+        S[c] = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc));
+        M[c] = _mm512_slli_epi32(_mm512_cvtepi8_epi32(sc), 5);
+        dA[c] = dB[c] = kq_h2f(b + 208);
+      } else {
+        alignas(16) uint8_t sm[16];
+        kq_unpack_scales(b + 4, sm);
+        const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
+        S[c] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(v));
+        M[c] = _mm512_permutexvar_epi32(half, _mm512_cvtepu8_epi32(v));
+        dA[c] = kq_h2f(b);
+        dB[c] = kq_h2f(b + 2);
+      }
+    }
+    __m512i isum[R][C];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+      for (int c = 0; c < C; c++) isum[r][c] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+      __m512i code[C], sl[C];
+#pragma GCC unroll 4
+      for (int c = 0; c < C; c++) {
+        code[c] = code_vec<T>(w0 + c * rb + static_cast<size_t>(blk) * bb, v >> 1, v & 1);
+        sl[c] = _mm512_permutexvar_epi16(si[v], S[c]);
+      }
+#pragma GCC unroll 4
+      for (int r = 0; r < R; r++) {
+        const __m512i xv = _mm512_loadu_si512(x.q + static_cast<size_t>(r0 + r) * p.K + blk * 256 + v * 64);
+#pragma GCC unroll 4
+        for (int c = 0; c < C; c++)
+          isum[r][c] = _mm512_dpwssd_epi32(isum[r][c], _mm512_maddubs_epi16(code[c], xv), sl[c]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+      const size_t bi = static_cast<size_t>(r0 + r) * nb + blk;
+      const __m512i bs = _mm512_loadu_si512(x.bsums + bi * 16);
+      const float dx = x.d[bi];
+#pragma GCC unroll 4
+      for (int c = 0; c < C; c++) {
+        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][c]), _mm512_set1_ps(dx * dA[c]), acc[r][c]);
+        acc[r][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(bs, M[c])), _mm512_set1_ps(dx * dB[c]), acc[r][c]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) p.out[static_cast<size_t>(r0 + r) * p.ldo + n0 + c] = _mm512_reduce_add_ps(acc[r][c]);
+}
+
+template <KType T>
+MLXK_KQ512 void q8_t(const KqProblem& p, const KqQ8& x, int r0, int r1, int c0, int c1) {
+  int n = c0;
+  for (; n + 2 <= c1; n += 2) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) q8_tile<T, 4, 2>(p, x, r, n);
+    for (; r < r1; r++) q8_tile<T, 1, 2>(p, x, r, n);
+  }
+  for (; n < c1; n++) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) q8_tile<T, 4, 1>(p, x, r, n);
+    for (; r < r1; r++) q8_tile<T, 1, 1>(p, x, r, n);
+  }
+}
+
 } // namespace
 
 bool available() {
@@ -241,6 +337,23 @@ void decode(const KqProblem& p, const uint16_t* words, const float* xs32, float*
   }
 }
 
+void permute_q8(KType t, const int8_t* q, int rows, int K, int8_t* out) {
+  for (size_t blk = 0; blk < static_cast<size_t>(rows) * (K / 256); blk++) {
+    const int8_t* src = q + blk * 256;
+    int8_t* dst = out + blk * 256;
+    for (int v = 0; v < 4; v++)
+      for (int beta = 0; beta < 64; beta++) dst[v * 64 + beta] = src[value_of(t, v >> 1, v & 1, beta & 1, beta >> 1)];
+  }
+}
+
+void tile_q8(const KqProblem& p, const KqQ8& x, int r0, int r1, int c0, int c1) {
+  switch (p.t) {
+    case KType::Q4K: return q8_t<KType::Q4K>(p, x, r0, r1, c0, c1);
+    case KType::Q5K: return q8_t<KType::Q5K>(p, x, r0, r1, c0, c1);
+    case KType::Q6K: return q8_t<KType::Q6K>(p, x, r0, r1, c0, c1);
+  }
+}
+
 void prefill(const KqProblem& p, int r0, int r1, int c0, int c1) {
   constexpr int kPanel = 16; // weight rows dequantized at a time (16 · K floats stay in L2 for K ≤ 8192)
   thread_local std::vector<float> buf;
@@ -260,6 +373,8 @@ bool vnni() { return false; }
 void prep_x(KType, const float*, int, uint16_t*, float*) {}
 void decode(const KqProblem&, const uint16_t*, const float*, float*, int, int) {}
 void prefill(const KqProblem&, int, int, int, int) {}
+void permute_q8(KType, const int8_t*, int, int, int8_t*) {}
+void tile_q8(const KqProblem&, const KqQ8&, int, int, int, int) {}
 #endif
 
 } // namespace kq512

@@ -47,6 +47,14 @@ struct KqQ8 {
   int32_t* bsums;  // [rows][K/16]
 };
 
+// kquant.cpp: the scalar and AVX2 tiles and the shared row work.
+void kq_quantize_q8(const float* x, int rows, int K, const KqQ8& out);
+// AVX2: q8 set = int8 tiles; else xs16 (Σx per 16 of the one x row) set = decode; else the f32 prefill tiles.
+void kq_tile_avx2(const KqProblem& p, const float* xs16, const KqQ8* q8, int r0, int r1, int c0, int c1);
+void kq_tile_scalar(const KqProblem& p, int r0, int r1, int c0, int c1);
+// One weight row → K floats, exactly the dequantized values (AVX2 where it runs, else scalar).
+void kq_deq_row(KType t, const uint8_t* w, float* y, int K);
+
 namespace kq512 {
 
 // The CPU has AVX-512 F/BW/VL/DQ + BF16 and the ISA in use is avx512 (MLXK_ISA / forceIsa cap it).
@@ -63,7 +71,10 @@ void decode(const KqProblem& p, const uint16_t* words, const float* xs32, float*
 // Rows [r0, r1) × columns [c0, c1) of the f32 problem (dequantized weight panels, gemm512 tiles).
 void prefill(const KqProblem& p, int r0, int r1, int c0, int c1);
 
-// Opt-in int8: rows [r0, r1) × columns [c0, c1) with x already in q8_K form (VNNI).
+// Opt-in int8 (VNNI): q8_K codes of x (natural order) → the order the tiles read them for type t.
+void permute_q8(KType t, const int8_t* q, int rows, int K, int8_t* out);
+
+// Rows [r0, r1) × columns [c0, c1) with x in q8_K form, its codes permuted by permute_q8.
 void tile_q8(const KqProblem& p, const KqQ8& x, int r0, int r1, int c0, int c1);
 
 } // namespace kq512
