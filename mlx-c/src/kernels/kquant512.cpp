@@ -28,13 +28,6 @@ inline uint16_t bf16_rne(float f) {
   return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-inline float bf16_f(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
 // Value index (0..255 in the block) of word w of the (h, c, odd) code vector: the byte it reads is 2w + odd.
 inline int value_of(KType t, int h, int c, int odd, int w) {
   const int beta = 2 * w + odd;
@@ -302,30 +295,49 @@ bool vnni() {
   return available() && int8_available();
 }
 
-void prep_x(KType t, const float* x, int K, uint16_t* words, float* xs32) {
+namespace {
+// Position → value index of one block's x in the tiles' word order, per layout (Q4_K/Q5_K, Q6_K).
+struct Perm {
+  int16_t v[2][256];
+  Perm() {
+    for (int l = 0; l < 2; l++)
+      for (int h = 0; h < 2; h++)
+        for (int c = 0; c < 2; c++)
+          for (int odd = 0; odd < 2; odd++)
+            for (int w = 0; w < 32; w++)
+              v[l][((h * 2 + c) * 2 + odd) * 32 + w] = static_cast<int16_t>(value_of(l ? KType::Q6K : KType::Q4K, h, c, odd, w));
+  }
+};
+
+MLXK_KQ512 inline __m512 bf16_lo(__m512i v) { // words 0..15 → floats
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(v)), 16));
+}
+MLXK_KQ512 inline __m512 bf16_hi(__m512i v) { // words 16..31 → floats
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1)), 16));
+}
+} // namespace
+
+MLXK_KQ512 void prep_x(KType t, const float* x, int K, uint16_t* words, float* xs32) {
+  static const Perm perm;
+  const int16_t* pv = perm.v[t == KType::Q6K ? 1 : 0];
+  alignas(64) float tmp[256];
   for (int blk = 0; blk < K / 256; blk++) {
     const float* xb = x + blk * 256;
+    for (int i = 0; i < 256; i++) tmp[i] = xb[pv[i]];
     uint16_t* o = words + static_cast<size_t>(blk) * 768;
-    for (int h = 0; h < 2; h++)
-      for (int c = 0; c < 2; c++)
-        for (int odd = 0; odd < 2; odd++)
-          for (int w = 0; w < 32; w++) {
-            // x = hi + mid + lo exactly: each piece takes the next 8 significant bits of the remainder
-            const float v = xb[value_of(t, h, c, odd, w)];
-            const uint16_t hi = bf16_rne(v);
-            const float r1 = v - bf16_f(hi);
-            const uint16_t mid = bf16_rne(r1);
-            const uint16_t lo = bf16_rne(r1 - bf16_f(mid));
-            uint16_t* q = o + kVec(h, c, odd) + w;
-            q[0] = hi;
-            q[32] = mid;
-            q[64] = lo;
-          }
-    for (int s = 0; s < 8; s++) {
-      float a = 0.f;
-      for (int i = 0; i < 32; i++) a += xb[32 * s + i];
-      xs32[blk * 8 + s] = a;
+    for (int v = 0; v < 8; v++) {
+      // x = hi + mid + lo exactly (RNE to bf16 three times: each piece takes the next 8 significant bits)
+      const __m512 a = _mm512_load_ps(tmp + 32 * v), b = _mm512_load_ps(tmp + 32 * v + 16);
+      const __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+      const __m512 ra = _mm512_sub_ps(a, bf16_lo(hi)), rb = _mm512_sub_ps(b, bf16_hi(hi));
+      const __m512i mid = (__m512i)_mm512_cvtne2ps_pbh(rb, ra);
+      const __m512i lo = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(rb, bf16_hi(mid)), _mm512_sub_ps(ra, bf16_lo(mid)));
+      _mm512_storeu_si512(o + v * 96, hi);
+      _mm512_storeu_si512(o + v * 96 + 32, mid);
+      _mm512_storeu_si512(o + v * 96 + 64, lo);
     }
+    for (int s = 0; s < 8; s++)
+      xs32[blk * 8 + s] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_loadu_ps(xb + 32 * s), _mm512_loadu_ps(xb + 32 * s + 16)));
   }
 }
 
