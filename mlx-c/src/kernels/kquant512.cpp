@@ -286,9 +286,13 @@ MLXK_KQ512 void q8_t(const KqProblem& p, const KqQ8& x, int r0, int r1, int c0, 
 
 bool available() {
   static const bool cpu = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-                          __builtin_cpu_supports("avx512bf16");
+                          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   return cpu && avx2_active() && active_isa() >= kIsaAvx512;
+}
+
+bool bf16() {
+  static const bool cpu = __builtin_cpu_supports("avx512bf16");
+  return cpu && available();
 }
 
 bool vnni() {
@@ -315,9 +319,7 @@ MLXK_KQ512 inline __m512 bf16_lo(__m512i v) { // words 0..15 → floats
 MLXK_KQ512 inline __m512 bf16_hi(__m512i v) { // words 16..31 → floats
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(v, 1)), 16));
 }
-} // namespace
-
-MLXK_KQ512 void prep_x(KType t, const float* x, int K, uint16_t* words, float* xs32) {
+MLXK_KQ512 void prep_x512(KType t, const float* x, int K, uint16_t* words, float* xs32) {
   static const Perm perm;
   const int16_t* pv = perm.v[t == KType::Q6K ? 1 : 0];
   alignas(64) float tmp[256];
@@ -339,6 +341,13 @@ MLXK_KQ512 void prep_x(KType t, const float* x, int K, uint16_t* words, float* x
     for (int s = 0; s < 8; s++)
       xs32[blk * 8 + s] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_loadu_ps(xb + 32 * s), _mm512_loadu_ps(xb + 32 * s + 16)));
   }
+}
+
+} // namespace
+
+// (target attributes stay on internal functions: on an exported one GCC makes a multiversioned function)
+void prep_x(KType t, const float* x, int K, uint16_t* words, float* xs32) {
+  prep_x512(t, x, K, words, xs32);
 }
 
 void decode(const KqProblem& p, const uint16_t* words, const float* xs32, float* out, int c0, int c1) {
@@ -381,6 +390,7 @@ void prefill(const KqProblem& p, int r0, int r1, int c0, int c1) {
 
 #else
 bool available() { return false; }
+bool bf16() { return false; }
 bool vnni() { return false; }
 void prep_x(KType, const float*, int, uint16_t*, float*) {}
 void decode(const KqProblem&, const uint16_t*, const float*, float*, int, int) {}

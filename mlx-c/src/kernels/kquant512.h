@@ -57,9 +57,10 @@ void kq_deq_row(KType t, const uint8_t* w, float* y, int K);
 
 namespace kq512 {
 
-// The CPU has AVX-512 F/BW/VL/DQ + BF16 and the ISA in use is avx512 (MLXK_ISA / forceIsa cap it).
+// The CPU has AVX-512 F/BW/VL/DQ and the ISA in use is avx512 (MLXK_ISA / forceIsa cap it): the f32 prefill.
 bool available();
-// And VNNI, for the int8 path.
+// And AVX512_BF16, for the f32 decode; and VNNI, for the int8 path.
+bool bf16();
 bool vnni();
 
 // Decode x layout: 3·K bf16 words (the pieces in the order the tiles read them) + K/32 floats of Σx per 32.

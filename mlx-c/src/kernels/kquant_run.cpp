@@ -36,8 +36,8 @@ void run_job(const Job& j, int i) {
   if (j.q8_vnni) return kq512::tile_q8(p, j.q8, r0, r1, c0, c1);
   if (j.q8.q) return kq_tile_avx2(p, nullptr, &j.q8, r0, r1, c0, c1);
   if (j.xw) return kq512::decode(p, j.xw, j.xs32, p.out + static_cast<size_t>(r0) * p.ldo, c0, c1);
-  if (j.path == Path::Avx512) return kq512::prefill(p, r0, r1, c0, c1);
-  kq_tile_avx2(p, j.xs16, nullptr, r0, r1, c0, c1);
+  if (j.path == Path::Avx512 && !j.xs16) return kq512::prefill(p, r0, r1, c0, c1);
+  kq_tile_avx2(p, j.xs16, nullptr, r0, r1, c0, c1); // AVX2 decode (also on AVX-512 without BF16) or prefill
 }
 
 struct Many {
@@ -84,7 +84,7 @@ void kqmm(const KqProblem& p) {
 }
 
 void kqmm_many(const KqProblem* ps, int n) {
-  const bool avx2 = avx2_active(), k512 = kq512::available();
+  const bool avx2 = avx2_active(), k512 = kq512::available(), bf16 = kq512::bf16();
   const bool int8 = avx2 && kq_int8_active(), vnni = int8 && kq512::vnni();
   const Path path = !avx2 ? Path::Scalar : k512 ? Path::Avx512 : Path::Avx2;
   thread_local std::vector<Job> jobs;
@@ -102,7 +102,7 @@ void kqmm_many(const KqProblem* ps, int n) {
     const KqProblem& p = ps[k];
     const bool decode = p.M == 1 && path != Path::Scalar;
     if (p.M <= 0 || p.N <= 0 || !(int8 || decode)) continue;
-    const int layout = (vnni || (!int8 && k512)) && p.t == KType::Q6K ? 1 : 0;
+    const int layout = (vnni || (!int8 && bf16)) && p.t == KType::Q6K ? 1 : 0;
     int found = -1;
     for (size_t e = 0; e < preps.size(); e++)
       if (preps[e].x == p.x && preps[e].M == p.M && preps[e].K == p.K && preps[e].layout == layout) found = static_cast<int>(e);
@@ -113,7 +113,7 @@ void kqmm_many(const KqProblem* ps, int n) {
         Q += mk * (vnni ? 2 : 1); // natural codes, then the permuted copy
         F += mk / 256;
         I += mk / 16;
-      } else if (k512) {
+      } else if (bf16) {
         W += 3 * mk;
         F += mk / 32;
       } else {
@@ -134,7 +134,7 @@ void kqmm_many(const KqProblem* ps, int n) {
       const KqQ8 nat{qbuf.data() + e.q, fbuf.data() + e.f, ibuf.data() + e.i};
       kq_quantize_q8(e.x, e.M, e.K, nat);
       if (vnni) kq512::permute_q8(t, nat.q, e.M, e.K, qbuf.data() + e.q + mk);
-    } else if (k512) {
+    } else if (bf16) {
       kq512::prep_x(t, e.x, e.K, wbuf.data() + e.w, fbuf.data() + e.f);
     } else {
       float* xs = fbuf.data() + e.f;
@@ -165,7 +165,7 @@ void kqmm_many(const KqProblem* ps, int n) {
     if (int8) {
       j.q8 = KqQ8{qbuf.data() + e.q + (vnni ? static_cast<size_t>(e.M) * e.K : 0), fbuf.data() + e.f, ibuf.data() + e.i};
       j.q8_vnni = vnni;
-    } else if (k512) {
+    } else if (bf16) {
       j.xw = wbuf.data() + e.w;
       j.xs32 = fbuf.data() + e.f;
     } else {
