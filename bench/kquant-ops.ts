@@ -8,6 +8,7 @@
  * (64 experts, top 8, as the Qwen3-30B-A3B-like row).
  *
  * Usage: bun bench/kquant-ops.ts [--rounds 7] [--threads 1] (MLXK_THREADS-equivalent pin; 0 = the policy)
+ *        [--only head,prefill]  (rows whose label contains one of these words)
  */
 import * as mx from "../src/mlx/index.ts";
 import { forceIsa, kernelInfo, pinKernelThreads } from "../src/mlx/kernels.ts";
@@ -35,6 +36,8 @@ const SHAPES: [string, number, number, number, KQuantMode, number][] = [
   ["moe gate prefill", 256, 1024, 512, "q4_k", 64],
 ];
 
+const only = arg("only", "").split(",").filter(Boolean);
+
 let seed = 5;
 const rnd = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 4294967296;
 
@@ -61,7 +64,7 @@ function setPath(p: Path): void {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 const rows: string[] = [];
-for (const [label, M, K, N, mode, E] of SHAPES) {
+for (const [label, M, K, N, mode, E] of SHAPES.filter(([l]) => only.length === 0 || only.some((w) => l.includes(w)))) {
   mx.scope(() => {
     const rowBytes = (K / 256) * KQUANT_BLOCK_BYTES[mode];
     const w = mx.fromBytes(blocks(mode, (Math.max(E, 1) * N * K) / 256), E ? [E, N, rowBytes] : [N, rowBytes], mx.Dtype.uint8);

@@ -1,6 +1,7 @@
 // ggml K-quant matmul kernels (Q4_K, Q5_K, Q6_K) reading the GGUF blocks as they are in the file:
-// out[M,N] = x[M,K] · dequant(w)[N,K]^T, x in float32 (activations are not quantized), dequantization exactly
-// llama.cpp's dequantize_row_q{4,5,6}_K. Each weight row is K/256 consecutive blocks.
+// out[M,N] = x[M,K] · dequant(w)[N,K]^T, x in float32 (activations not quantized unless MLXK_INT8_ACT=1),
+// dequantization exactly llama.cpp's dequantize_row_q{4,5,6}_K. Each weight row is K/256 consecutive blocks.
+// Files: kquant_run.cpp (driver), kquant.cpp (scalar, AVX2), kquant512.cpp (AVX-512 BF16 / VNNI).
 #pragma once
 
 #include <cstddef>

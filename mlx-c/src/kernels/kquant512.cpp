@@ -35,7 +35,8 @@ inline int value_of(KType t, int h, int c, int odd, int w) {
   return 64 * (2 * h + (beta >> 5)) + 32 * c + (beta & 31);
 }
 
-constexpr size_t kAhead = 2048; // prefetch distance in bytes of one weight row
+// Prefetch distances in bytes of one weight row (measured on Zen 4: the int8 tiles run ~2× faster per byte)
+constexpr size_t kAhead = 2048, kAheadQ8 = 8192;
 
 constexpr int kVec(int h, int c, int odd) { return ((h * 2 + c) * 2 + odd) * 96; } // word offset in a block
 
@@ -210,8 +211,10 @@ MLXK_KQ512 void q8_tile(const KqProblem& p, const KqQ8& x, int r0, int n0) {
 #pragma GCC unroll 4
     for (int c = 0; c < C; c++) {
       const uint8_t* b = w0 + c * rb + static_cast<size_t>(blk) * bb;
-      const char* ahead = reinterpret_cast<const char*>(b) + kAhead;
-      for (int l = 0; l < bb; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
+      if (R == 1) { // decode streams the weights once; prefill re-reads them from cache for every row quad
+        const char* ahead = reinterpret_cast<const char*>(b) + kAheadQ8;
+        for (int l = 0; l < bb; l += 64) _mm_prefetch(ahead + l, _MM_HINT_T0);
+      }
       // S: the scales as 16-bit words; M: per 16 values, the mins (32·S for Q6_K's code offset) as int32
       if constexpr (T == KType::Q6K) {
         const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
