@@ -252,15 +252,23 @@ MLXK_KQ512 void q8_tile(const KqProblem& p, const KqQ8& x, int r0, int n0) {
           isum[r][c] = _mm512_dpwssd_epi32(isum[r][c], _mm512_maddubs_epi16(code[c], xv), sl[c]);
       }
     }
+    // dx·(dA·isum − dB·Σ M·bsum): the weight factors broadcast once per block, x's once per row
+    __m512 dAv[C], dBv[C];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; c++) {
+      dAv[c] = _mm512_set1_ps(dA[c]);
+      dBv[c] = _mm512_set1_ps(dB[c]);
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
       const size_t bi = static_cast<size_t>(r0 + r) * nb + blk;
       const __m512i bs = _mm512_loadu_si512(x.bsums + bi * 16);
-      const float dx = x.d[bi];
+      const __m512 dx = _mm512_set1_ps(x.d[bi]);
 #pragma GCC unroll 4
       for (int c = 0; c < C; c++) {
-        acc[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][c]), _mm512_set1_ps(dx * dA[c]), acc[r][c]);
-        acc[r][c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(bs, M[c])), _mm512_set1_ps(dx * dB[c]), acc[r][c]);
+        const __m512 t = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(_mm512_mullo_epi32(bs, M[c])), dBv[c],
+                                          _mm512_mul_ps(_mm512_cvtepi32_ps(isum[r][c]), dAv[c]));
+        acc[r][c] = _mm512_fmadd_ps(t, dx, acc[r][c]);
       }
     }
   }
