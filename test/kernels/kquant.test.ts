@@ -2,21 +2,24 @@
  * Packed K-quant kernels (mlx-c/src/kernels/kquant*.cpp) and the MoE gather kernel (gather.cpp):
  * - dequantization of Q4_K/Q5_K/Q6_K blocks is exactly ggml's (test/support/kquants.ts, which matches gguf-py
  *   0.17.1), on quantized rows and on random bytes (every scale/min bit pattern);
- * - x·Wᵀ through the AVX2 path, the scalar path and the kernels-off path (per-call dequantization + MLX matmul)
- *   agrees with an f64 reference within f32 rounding on odd shapes (decode M = 1 and prefill tiles); the opt-in
- *   int8-activation path (llama.cpp's q8_K) within 8-bit rounding;
+ * - x·Wᵀ through the AVX-512 path (decode: x split exactly into three bf16 pieces, vdpbf16ps; prefill: dequantized
+ *   panels through gemm512's tiles), the AVX2 path, the scalar path and the kernels-off path (per-call
+ *   dequantization + MLX matmul) agrees with an f64 reference within f32 rounding on odd shapes (decode M = 1 and
+ *   prefill tiles, K up to 4096, activations spanning 2^±20); the opt-in int8-activation path (llama.cpp's q8_K,
+ *   AVX2 and AVX-512 VNNI) within 8-bit rounding;
  * - kernelGatherQmm equals MLX's gather_qmm (affine 4/8-bit, mxfp4) and a reference for K-quant experts, with x
  *   shared by the k slots (gate/up) or one row per slot (down), unused experts, prefill-sized token counts.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import * as mx from "../../src/mlx/index.ts";
-import { forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
+import { forceIsa, forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
 import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantInt8, kquantMatmul } from "../../src/mlx/kquant.ts";
 import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
 
 afterAll(() => {
   setKernelsEnabled(null);
   forceScalarKernels(false);
+  forceIsa(null);
 });
 
 let seed = 17;
@@ -29,8 +32,9 @@ const CODECS: Record<KQuantMode, [(x: Float32Array) => Uint8Array, (b: Uint8Arra
   q6_k: [quantizeQ6K, dequantizeQ6K],
 };
 const MODES = Object.keys(CODECS) as KQuantMode[];
-/** The K-quant kernels' vector path (AVX2; also what runs on AVX-512 machines) is available. */
+/** The K-quant kernels' AVX2 path is available; the AVX-512 one (it also needs AVX512_BF16, else AVX2 runs). */
 const vector = () => kernelInfo().level === "avx2" || kernelInfo().level === "avx512";
+const has512 = () => kernelInfo().level === "avx512";
 
 /** Random block bytes with finite fp16 d/dmin (exponent kept small), so every other bit pattern is exercised. */
 function randomBlocks(mode: KQuantMode, blocks: number): Uint8Array {
@@ -86,15 +90,21 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
     [1, 33, 1280],
     [3, 5, 512],
     [70, 37, 768],
+    [1, 19, 4096],
+    [7, 21, 1024],
   ];
-  test.each(MODES)("%s: x·Wᵀ (AVX2, scalar, kernels off) within f32 rounding of f64 on odd shapes", (mode) => {
+  /** Activations of mixed magnitudes (2^-20..2^20): every bf16 piece of the AVX-512 split carries weight. */
+  const wide = (n: number) => Float32Array.from(floats(n), (v, i) => v * 2 ** ((i % 41) - 20));
+  test.each(MODES)("%s: x·Wᵀ (AVX-512, AVX2, scalar, kernels off) within f32 rounding of f64 on odd shapes", (mode) => {
     const [q, dq] = CODECS[mode];
     for (const [M, N, K] of SHAPES) {
       const bytes = q(floats(N * K));
-      const x = floats(M * K);
+      const x = K === 4096 ? wide(M * K) : floats(M * K);
       const { y, mag } = reference(x, dq(bytes), M, N, K);
-      for (const path of ["avx2", "scalar", "off"] as const) {
+      for (const path of ["avx512", "avx2", "scalar", "off"] as const) {
         if (path === "avx2" && !vector()) continue;
+        if (path === "avx512" && !has512()) continue;
+        forceIsa(path === "avx512" ? "avx512" : path === "avx2" ? "avx2" : null);
         forceScalarKernels(path === "scalar");
         setKernelsEnabled(path !== "off");
         try {
@@ -104,12 +114,13 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
         } finally {
           forceScalarKernels(false);
           setKernelsEnabled(null);
+          forceIsa(null);
         }
       }
     }
   });
 
-  test.skipIf(!vector()).each(MODES)("%s: opt-in int8 activations (q8_K, MLXK_INT8_ACT=1) within 8-bit rounding of f64", (mode) => {
+  test.skipIf(!vector()).each(MODES)("%s: opt-in int8 activations (q8_K, MLXK_INT8_ACT=1; AVX2 and VNNI) within 8-bit rounding of f64", (mode) => {
     const [q, dq] = CODECS[mode];
     const prev = kquantInt8(true);
     try {
@@ -117,11 +128,21 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
         const bytes = q(floats(N * K));
         const x = floats(M * K);
         const { y, mag } = reference(x, dq(bytes), M, N, K);
-        const got = mx.scope(() => kquantMatmul(mx.array(x, { shape: [M, K] }), weights(mode, bytes, N), mode).toFloat32Array());
-        const err = maxAbs(got, y);
-        // x rounded to 1/254 of its block's max: errors are ~1% of an output's size, far above f32 rounding
-        expect(err).toBeLessThan(2e-3 * mag);
-        if (N * M > 100) expect(err).toBeGreaterThan(1e-5 * mag); // the int8 path really ran
+        const outs: Float32Array[] = [];
+        for (const isa of has512() ? (["avx512", "avx2"] as const) : (["avx2"] as const)) {
+          forceIsa(isa);
+          try {
+            outs.push(mx.scope(() => kquantMatmul(mx.array(x, { shape: [M, K] }), weights(mode, bytes, N), mode).toFloat32Array()));
+          } finally {
+            forceIsa(null);
+          }
+          const err = maxAbs(outs.at(-1)!, y);
+          // x rounded to 1/254 of its block's max: errors are ~1% of an output's size, far above f32 rounding
+          expect(err).toBeLessThan(2e-3 * mag);
+          if (N * M > 100) expect(err).toBeGreaterThan(1e-5 * mag); // the int8 path really ran
+        }
+        // VNNI and AVX2 compute the same integer sums: equal up to the f32 accumulation order
+        if (outs.length === 2) expect(maxAbs(outs[0]!, outs[1]!)).toBeLessThan(2e-5 * mag);
       }
     } finally {
       kquantInt8(prev);
@@ -173,28 +194,47 @@ describe.skipIf(kernelInfo().level === "none")("gather_qmm kernel (MoE experts)"
     });
   });
 
-  test.each(MODES)("%s experts: equal to x · dequant(w[e])ᵀ per (token, slot)", (mode) => {
+  test.each(MODES)("%s experts: equal to x · dequant(w[e])ᵀ per (token, slot), every path, shared and per-slot x", (mode) => {
     const [quant, dq] = CODECS[mode];
     const bytes = quant(wf);
     const ref = dq(bytes);
-    const T = 9;
-    const k = 3;
-    const route = routing(T, k);
-    const x = floats(T * K);
-    mx.scope(() => {
-      const w = mx.fromBytes(bytes, [E, N, bytes.length / (E * N)], mx.Dtype.uint8);
-      const got = kernelGatherQmm(mx.array(x, { shape: [T, K] }), w, null, null, mx.array(route, { shape: [T, k], dtype: mx.Dtype.int32 }), {
-        groupSize: 256,
-        bits: 4,
-        mode,
-      })!.toFloat32Array();
-      for (let p = 0; p < T * k; p++) {
-        const t = Math.floor(p / k);
-        const e = route[p]!;
-        const { y, mag } = reference(x.subarray(t * K, (t + 1) * K), ref.subarray(e * N * K, (e + 1) * N * K), 1, N, K);
-        expect(maxAbs(got.subarray(p * N, (p + 1) * N), y)).toBeLessThan(2e-6 * mag + 1e-6);
+    const paths = [
+      ["avx512", false],
+      ["avx2", false],
+      ["avx512", true],
+      ["avx2", true],
+    ] as const;
+    for (const [T, k, perSlot] of [[9, 3, false], [1, 4, false], [1, 4, true], [5, 2, true]] as const) {
+      const route = routing(T, k);
+      const R = perSlot ? T * k : T;
+      const x = floats(R * K);
+      for (const [isa, int8] of paths) {
+        if (isa === "avx512" && !has512()) continue;
+        if (!vector()) continue;
+        forceIsa(isa);
+        const prev = kquantInt8(int8);
+        try {
+          mx.scope(() => {
+            const w = mx.fromBytes(bytes, [E, N, bytes.length / (E * N)], mx.Dtype.uint8);
+            const got = kernelGatherQmm(mx.array(x, { shape: [R, K] }), w, null, null, mx.array(route, { shape: [T, k], dtype: mx.Dtype.int32 }), {
+              groupSize: 256,
+              bits: 4,
+              mode,
+            })!.toFloat32Array();
+            for (let p = 0; p < T * k; p++) {
+              const row = perSlot ? p : Math.floor(p / k);
+              const e = route[p]!;
+              const { y, mag } = reference(x.subarray(row * K, (row + 1) * K), ref.subarray(e * N * K, (e + 1) * N * K), 1, N, K);
+              // int8 activations: within 8-bit rounding (as the matmul test above); f32: within f32 rounding
+              expect(maxAbs(got.subarray(p * N, (p + 1) * N), y)).toBeLessThan(int8 ? 2e-3 * mag : 2e-6 * mag + 1e-6);
+            }
+          });
+        } finally {
+          kquantInt8(prev);
+          forceIsa(null);
+        }
       }
-    });
+    }
   });
 
   test("kernels off: null, so the caller keeps MLX's gather_qmm", () => {

@@ -39,13 +39,8 @@ struct Gather {
   Fmt f;
 };
 
-// One matmul of M rows against expert e: x [M, K] → out [M, N].
+// One matmul of M rows against expert e (MLX affine/mxfp4): x [M, K] → out [M, N].
 void expert_mm(const Gather& g, int e, const float* x, float* out, int M) {
-  if (g.f.kquant) {
-    kern::KqProblem p{x, g.w + g.w_expert * e, out, M, g.K, g.N, g.N, g.f.k};
-    kern::kqmm(p);
-    return;
-  }
   kern::QmmProblem p{};
   p.x = x;
   p.w = g.w + g.w_expert * e;
@@ -79,21 +74,41 @@ void run_gather(const Gather& g) {
   }
   const bool shared = g.R != g.P; // gate/up: one x row per token for all k slots
   auto xrow = [&](int p) { return g.x + static_cast<size_t>(shared ? p / g.k : p) * g.K; };
-  std::vector<float> xb, ob;
+  // Experts with several positions run on gathered copies of their rows; one position reads x and writes out
+  // in place.
+  size_t rows = 0;
+  for (int e = 0; e < g.E; e++)
+    if (count[e] > 1) rows += count[e];
+  thread_local std::vector<float> xb, ob;
+  xb.resize(rows * g.K);
+  ob.resize(rows * g.N);
+  std::vector<kern::KqProblem> kq;
+  size_t off = 0;
   for (int e = 0; e < g.E; e++) {
     const int c = count[e];
     if (c == 0) continue;
     const int* pos = order.data() + start[e];
-    if (c == 1) {
-      expert_mm(g, e, xrow(pos[0]), g.out + static_cast<size_t>(pos[0]) * g.N, 1);
-      continue;
+    const float* x = xrow(pos[0]);
+    float* out = g.out + static_cast<size_t>(pos[0]) * g.N;
+    if (c > 1) {
+      for (int i = 0; i < c; i++) std::memcpy(xb.data() + (off + i) * g.K, xrow(pos[i]), sizeof(float) * g.K);
+      x = xb.data() + off * g.K;
+      out = ob.data() + off * g.N;
+      off += c;
     }
-    xb.resize(static_cast<size_t>(c) * g.K);
-    ob.resize(static_cast<size_t>(c) * g.N);
-    for (int i = 0; i < c; i++) std::memcpy(xb.data() + static_cast<size_t>(i) * g.K, xrow(pos[i]), sizeof(float) * g.K);
-    expert_mm(g, e, xb.data(), ob.data(), c);
+    // K-quant experts: all in one kqmm_many below (one pool call, x prepared once per token row)
+    if (g.f.kquant) kq.push_back(kern::KqProblem{x, g.w + g.w_expert * e, out, c, g.K, g.N, g.N, g.f.k});
+    else expert_mm(g, e, x, out, c);
+  }
+  if (!kq.empty()) kern::kqmm_many(kq.data(), static_cast<int>(kq.size()));
+  off = 0;
+  for (int e = 0; e < g.E; e++) {
+    const int c = count[e];
+    if (c <= 1) continue;
+    const int* pos = order.data() + start[e];
     for (int i = 0; i < c; i++)
-      std::memcpy(g.out + static_cast<size_t>(pos[i]) * g.N, ob.data() + static_cast<size_t>(i) * g.N, sizeof(float) * g.N);
+      std::memcpy(g.out + static_cast<size_t>(pos[i]) * g.N, ob.data() + (off + i) * g.N, sizeof(float) * g.N);
+    off += c;
   }
   for (int i = start[g.E]; i < g.P; i++) std::memset(g.out + static_cast<size_t>(order[i]) * g.N, 0, sizeof(float) * g.N);
 }

@@ -31,7 +31,7 @@ struct Job {
   const float* x;
   const float* w;
   float* out;
-  int M, K, N, block;
+  int M, K, N, block; // N: the out row stride (the problem's N for run)
 };
 
 // [Σa, Σb, Σc, Σd] of four vectors' lanes.
@@ -127,9 +127,18 @@ void run(const float* x, const float* w, float* out, int M, int K, int N) {
   kern::parallel_for((N + kTaskCols - 1) / kTaskCols, task, &j);
 }
 
+void panel(const float* x, const float* w, float* out, int M, int K, int N, int ldo) {
+  const Job j{x, w, out, M, K, ldo, 0};
+  const size_t fit = kBlockBytes / (static_cast<size_t>(std::max(K, 1)) * sizeof(float));
+  const int block = std::max(kRows, static_cast<int>(fit / kRows) * kRows);
+  for (int b0 = 0; b0 < M; b0 += block)
+    for (int n = 0; n < N; n += kOuts) rows(j, b0, std::min(M, b0 + block), n, std::min(kOuts, N - n));
+}
+
 #else
 bool available() { return false; }
 void run(const float*, const float*, float*, int, int, int) {}
+void panel(const float*, const float*, float*, int, int, int, int) {}
 #endif
 
 } // namespace mlxk::gemm512

@@ -9,4 +9,8 @@ bool available();
 // out[M,N] = x[M,K] · w[N,K]ᵀ, row-major, on the kernel pool.
 void run(const float* x, const float* w, float* out, int M, int K, int N);
 
+// out[M,N] (row stride ldo) = x[M,K] · w[N,K]ᵀ on the calling thread, for callers that split the work
+// themselves (kquant512.cpp's prefill over dequantized weight panels).
+void panel(const float* x, const float* w, float* out, int M, int K, int N, int ldo);
+
 } // namespace mlxk::gemm512

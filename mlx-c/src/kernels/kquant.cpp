@@ -1,18 +1,17 @@
-// K-quant matmul straight from the GGUF blocks. Every block type is, per 16 values, value = A·code + B
+// K-quant scalar and AVX2 tiles straight from the GGUF blocks (the driver is kquant_run.cpp, the AVX-512 tiles
+// kquant512.cpp). Every block type is, per 16 values, value = A·code + B
 // (Q4_K/Q5_K: A = d·sc, B = −dmin·m per 32; Q6_K: A = d·sc, B = −32·A per 16), so one loop serves all three:
 // decode (M = 1) dots the raw codes with x per 16 values and adds Σ B·Σx once per block; prefill dequantizes a
 // weight row once into a float buffer and FMAs it against a tile of x rows. The scalar path dequantizes exactly
 // as llama.cpp's dequantize_row_q*_K does (same operations, same order).
 #include "kquant.h"
+#include "kquant512.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <vector>
 
-#include "pool.h"
 #include "qmm.h"
 
 #if defined(__x86_64__)
@@ -23,19 +22,6 @@
 
 namespace mlxk::kern {
 namespace {
-
-inline float h2f(const uint8_t* p) {
-  const uint32_t h = static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8);
-  const uint32_t s = (h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
-  if (e == 0) {
-    const float v = static_cast<float>(m) * (1.0f / 16777216.0f); // m · 2^-24 (zero or subnormal)
-    return s ? -v : v;
-  }
-  const uint32_t f = e == 31 ? (s | 0x7f800000u | (m << 13)) : (s | ((e + 112) << 23) | (m << 13));
-  float out;
-  std::memcpy(&out, &f, sizeof out);
-  return out;
-}
 
 // ggml's get_scale_min_k4: the 6-bit scale and min of sub-block j from the 12 packed bytes.
 inline void scale_min_k4(int j, const uint8_t* q, int& d, int& m) {
@@ -51,7 +37,7 @@ inline void scale_min_k4(int j, const uint8_t* q, int& d, int& m) {
 // ---------------------------------------------------------------- exact scalar dequantization (llama.cpp's)
 
 void deq_q4k(const uint8_t* b, float* y) {
-  const float d = h2f(b), min = h2f(b + 2);
+  const float d = kq_h2f(b), min = kq_h2f(b + 2);
   const uint8_t* q = b + 16;
   int is = 0, sc, m;
   for (int j = 0; j < 256; j += 64) {
@@ -67,7 +53,7 @@ void deq_q4k(const uint8_t* b, float* y) {
 }
 
 void deq_q5k(const uint8_t* b, float* y) {
-  const float d = h2f(b), min = h2f(b + 2);
+  const float d = kq_h2f(b), min = kq_h2f(b + 2);
   const uint8_t* qh = b + 16;
   const uint8_t* ql = b + 48;
   int is = 0, sc, m;
@@ -87,7 +73,7 @@ void deq_q5k(const uint8_t* b, float* y) {
 }
 
 void deq_q6k(const uint8_t* b, float* y) {
-  const float d = h2f(b + 208);
+  const float d = kq_h2f(b + 208);
   const uint8_t* ql = b;
   const uint8_t* qh = b + 128;
   const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
@@ -130,24 +116,11 @@ void deq_row_scalar(KType t, const uint8_t* w, float* y, int K) {
 // ---------------------------------------------------------------- AVX2/FMA
 
 #ifdef MLXK_KQ_X86
-// The 6-bit scales and mins of a Q4_K/Q5_K block as 8 + 8 bytes (llama.cpp's kmask unpacking of the 12 bytes).
-inline void unpack_scales(const uint8_t* q, uint8_t out[16]) {
-  uint32_t u[4];
-  std::memcpy(u, q, 12);
-  constexpr uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
-  u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
-  const uint32_t mins_lo = u[1] & m1;
-  u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
-  u[2] = mins_lo;
-  u[0] &= m1;
-  std::memcpy(out, u, 16); // scales 0..7, mins 0..7
-}
-
 // Per 16 values of one block: value = A·code + B (vectorised: this runs once per block per row).
 template <KType T>
 MLXK_KQ_AVX2 inline void block_params(const uint8_t* b, float* A, float* B) {
   if constexpr (T == KType::Q6K) {
-    const __m256 d = _mm256_set1_ps(h2f(b + 208));
+    const __m256 d = _mm256_set1_ps(kq_h2f(b + 208));
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192));
     const __m256 a0 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
     const __m256 a1 = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8))));
@@ -158,10 +131,10 @@ MLXK_KQ_AVX2 inline void block_params(const uint8_t* b, float* A, float* B) {
     _mm256_store_ps(B + 8, _mm256_mul_ps(k, a1));
   } else {
     alignas(16) uint8_t sm[16];
-    unpack_scales(b + 4, sm);
+    kq_unpack_scales(b + 4, sm);
     const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
-    const __m256 a = _mm256_mul_ps(_mm256_set1_ps(h2f(b)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)));
-    const __m256 m = _mm256_mul_ps(_mm256_set1_ps(-h2f(b + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))));
+    const __m256 a = _mm256_mul_ps(_mm256_set1_ps(kq_h2f(b)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)));
+    const __m256 m = _mm256_mul_ps(_mm256_set1_ps(-kq_h2f(b + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))));
     // per 32 → per 16: each value twice, in order
     const __m256 alo = _mm256_unpacklo_ps(a, a), ahi = _mm256_unpackhi_ps(a, a);
     const __m256 mlo = _mm256_unpacklo_ps(m, m), mhi = _mm256_unpackhi_ps(m, m);
@@ -328,24 +301,15 @@ MLXK_KQ_AVX2 void prefill_avx2(const KqProblem& p, int r0, int r1, int c0, int c
 // ---- opt-in int8 activations (q8_K)
 
 // x rows → int8 per 256 values: q = round(x / d), d = max|x| / 127; bsums = Σq per 16 values.
-struct Q8 {
-  std::vector<int8_t> q;
-  std::vector<float> d;
-  std::vector<int32_t> bsums;
-};
-
-void quantize_q8(const float* x, int rows, int K, Q8& o) {
+void quantize_q8(const float* x, int rows, int K, const KqQ8& o) {
   const int nb = K / 256;
-  o.q.resize(static_cast<size_t>(rows) * K);
-  o.d.resize(static_cast<size_t>(rows) * nb);
-  o.bsums.resize(static_cast<size_t>(rows) * nb * 16);
   for (size_t b = 0; b < static_cast<size_t>(rows) * nb; b++) {
     const float* xb = x + b * 256;
     float amax = 0.f;
     for (int i = 0; i < 256; i++) amax = std::max(amax, std::fabs(xb[i]));
     const float d = amax / 127.f, id = amax > 0.f ? 127.f / amax : 0.f;
     o.d[b] = d;
-    int8_t* q = o.q.data() + b * 256;
+    int8_t* q = o.q + b * 256;
     for (int i = 0; i < 256; i++) q[i] = static_cast<int8_t>(std::lrintf(std::min(127.f, std::max(-127.f, xb[i] * id))));
     for (int g = 0; g < 16; g++) {
       int s = 0;
@@ -359,17 +323,17 @@ void quantize_q8(const float* x, int rows, int K, Q8& o) {
 template <KType T>
 inline void int_params(const uint8_t* b, int16_t* S, int16_t* M, float& dA, float& dB) {
   if constexpr (T == KType::Q6K) {
-    dA = h2f(b + 208);
+    dA = kq_h2f(b + 208);
     dB = dA;
     for (int i = 0; i < 16; i++) {
       S[i] = static_cast<int8_t>(b[192 + i]);
       M[i] = static_cast<int16_t>(32 * S[i]); // code − 32
     }
   } else {
-    dA = h2f(b);
-    dB = h2f(b + 2);
+    dA = kq_h2f(b);
+    dB = kq_h2f(b + 2);
     uint8_t sm[16];
-    unpack_scales(b + 4, sm);
+    kq_unpack_scales(b + 4, sm);
     for (int j = 0; j < 8; j++) {
       S[2 * j] = S[2 * j + 1] = sm[j];
       M[2 * j] = M[2 * j + 1] = sm[8 + j];
@@ -379,7 +343,7 @@ inline void int_params(const uint8_t* b, int16_t* S, int16_t* M, float& dA, floa
 
 // R int8 x rows (stride K) against weight row n: out[r·ldo] = Σ blocks dx·(dA·Σ S·(c·q) − dB·Σ M·bsum).
 template <KType T, int R>
-MLXK_KQ_AVX2 void dot_q8(const KqProblem& p, const Q8& x, int r0, int n) {
+MLXK_KQ_AVX2 void dot_q8(const KqProblem& p, const KqQ8& x, int r0, int n) {
   const int nb = p.K / 256, bb = kq_block_bytes(T);
   const uint8_t* w = p.w + static_cast<size_t>(n) * nb * bb;
   __m256 acc[R], accm[R];
@@ -400,7 +364,7 @@ MLXK_KQ_AVX2 void dot_q8(const KqProblem& p, const Q8& x, int r0, int n) {
 #pragma GCC unroll 8
       for (int r = 0; r < R; r++) {
         const size_t xb = (static_cast<size_t>(r0 + r) * nb + blk) * 256 + 32 * j;
-        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q.data() + xb));
+        const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q + xb));
         isum[r] = _mm256_add_epi32(isum[r], _mm256_madd_epi16(_mm256_maddubs_epi16(c, q), sv));
       }
     }
@@ -408,8 +372,8 @@ MLXK_KQ_AVX2 void dot_q8(const KqProblem& p, const Q8& x, int r0, int n) {
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
       const size_t bi = static_cast<size_t>(r0 + r) * nb + blk;
-      const __m256i bs = _mm256_packs_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums.data() + bi * 16)),
-                                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums.data() + bi * 16 + 8)));
+      const __m256i bs = _mm256_packs_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums + bi * 16)),
+                                            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums + bi * 16 + 8)));
       // packs interleaves 128-bit lanes: bsums order [0..3, 8..11, 4..7, 12..15]; permute back before pairing with M
       const __m256i mm = _mm256_madd_epi16(_mm256_permute4x64_epi64(bs, 0xD8), mv);
       const float dx = x.d[bi];
@@ -423,7 +387,7 @@ MLXK_KQ_AVX2 void dot_q8(const KqProblem& p, const Q8& x, int r0, int n) {
 }
 
 template <KType T>
-MLXK_KQ_AVX2 void tile_q8(const KqProblem& p, const Q8& x, int r0, int r1, int c0, int c1) {
+MLXK_KQ_AVX2 void tile_q8(const KqProblem& p, const KqQ8& x, int r0, int r1, int c0, int c1) {
   for (int n = c0; n < c1; n++) {
     int r = r0;
     for (; r + 4 <= r1; r += 4) dot_q8<T, 4>(p, x, r, n);
@@ -457,66 +421,7 @@ void tile_scalar(const KqProblem& p, int r0, int r1, int c0, int c1) {
   }
 }
 
-struct Job {
-  const KqProblem* p;
-  const float* xs16; // decode: Σx per 16 values of the one x row; else null
-  const void* q8;    // int8 activations (opt-in): the quantized x rows; else null
-  bool avx2;
-  int row_block, col_chunk, n_col_chunks;
-};
-
-void run_task(void* ctx, int i) {
-  const Job& j = *static_cast<const Job*>(ctx);
-  const KqProblem& p = *j.p;
-  const int rb = i / j.n_col_chunks, cc = i % j.n_col_chunks;
-  const int r0 = rb * j.row_block, r1 = std::min(p.M, r0 + j.row_block);
-  const int c0 = cc * j.col_chunk, c1 = std::min(p.N, c0 + j.col_chunk);
-#ifdef MLXK_KQ_X86
-  if (j.avx2 && j.q8) {
-    const Q8& x = *static_cast<const Q8*>(j.q8);
-    switch (p.t) {
-      case KType::Q4K: tile_q8<KType::Q4K>(p, x, r0, r1, c0, c1); return;
-      case KType::Q5K: tile_q8<KType::Q5K>(p, x, r0, r1, c0, c1); return;
-      case KType::Q6K: tile_q8<KType::Q6K>(p, x, r0, r1, c0, c1); return;
-    }
-  }
-  if (j.avx2) {
-    if (j.xs16) {
-      switch (p.t) {
-        case KType::Q4K: decode_avx2<KType::Q4K>(p, j.xs16, r0, c0, c1); return;
-        case KType::Q5K: decode_avx2<KType::Q5K>(p, j.xs16, r0, c0, c1); return;
-        case KType::Q6K: decode_avx2<KType::Q6K>(p, j.xs16, r0, c0, c1); return;
-      }
-    }
-    switch (p.t) {
-      case KType::Q4K: prefill_avx2<KType::Q4K>(p, r0, r1, c0, c1); return;
-      case KType::Q5K: prefill_avx2<KType::Q5K>(p, r0, r1, c0, c1); return;
-      case KType::Q6K: prefill_avx2<KType::Q6K>(p, r0, r1, c0, c1); return;
-    }
-  }
-#endif
-  tile_scalar(p, r0, r1, c0, c1);
-}
-
-std::atomic<int> g_int8{-1}; // -1: not read from the environment yet
-
 } // namespace
-
-bool kq_int8_active() {
-  int v = g_int8.load(std::memory_order_relaxed);
-  if (v < 0) {
-    const char* e = std::getenv("MLXK_INT8_ACT");
-    v = e != nullptr && e[0] == '1' ? 1 : 0;
-    g_int8.store(v);
-  }
-  return v == 1;
-}
-
-bool kq_set_int8(bool on) {
-  const bool prev = kq_int8_active();
-  g_int8.store(on ? 1 : 0);
-  return prev;
-}
 
 int kq_block_bytes(KType t) {
   switch (t) {
@@ -531,34 +436,58 @@ bool kq_supported(int K) {
   return K > 0 && K % 256 == 0;
 }
 
+void kq_deq_row(KType t, const uint8_t* w, float* y, int K) {
+#ifdef MLXK_KQ_X86
+  if (avx2_active()) {
+    switch (t) {
+      case KType::Q4K: return deq_row_avx2<KType::Q4K>(w, y, K);
+      case KType::Q5K: return deq_row_avx2<KType::Q5K>(w, y, K);
+      case KType::Q6K: return deq_row_avx2<KType::Q6K>(w, y, K);
+    }
+  }
+#endif
+  deq_row_scalar(t, w, y, K);
+}
+
 void kq_dequant_rows(KType t, const uint8_t* w, float* out, size_t rows, int K) {
   const size_t rb = row_bytes(t, K);
   for (size_t r = 0; r < rows; r++) deq_row_scalar(t, w + r * rb, out + r * static_cast<size_t>(K), K);
 }
 
-void kqmm(const KqProblem& p) {
-  if (p.M <= 0 || p.N <= 0) return;
-  Job j{&p, nullptr, nullptr, avx2_active(), 64, 0, 0};
-  thread_local std::vector<float> xs16;
+void kq_quantize_q8(const float* x, int rows, int K, const KqQ8& out) {
+  quantize_q8(x, rows, K, out);
+}
+
+void kq_tile_avx2(const KqProblem& p, const float* xs16, const KqQ8* q8, int r0, int r1, int c0, int c1) {
 #ifdef MLXK_KQ_X86
-  thread_local Q8 q8;
-  if (j.avx2 && kq_int8_active()) {
-    quantize_q8(p.x, p.M, p.K, q8);
-    j.q8 = &q8;
-  } else
-#endif
-  if (j.avx2 && p.M == 1) {
-    xs16.assign(static_cast<size_t>(p.K / 16), 0.f);
-    for (int g = 0; g < p.K / 16; g++)
-      for (int k = 16 * g; k < 16 * g + 16; k++) xs16[g] += p.x[k];
-    j.xs16 = xs16.data();
+  if (q8) {
+    switch (p.t) {
+      case KType::Q4K: return tile_q8<KType::Q4K>(p, *q8, r0, r1, c0, c1);
+      case KType::Q5K: return tile_q8<KType::Q5K>(p, *q8, r0, r1, c0, c1);
+      case KType::Q6K: return tile_q8<KType::Q6K>(p, *q8, r0, r1, c0, c1);
+    }
   }
-  const int threads = pool_threads();
-  j.col_chunk = std::clamp(p.N / (threads * 8), 8, 64);
-  j.n_col_chunks = (p.N + j.col_chunk - 1) / j.col_chunk;
-  const int tasks = ((p.M + j.row_block - 1) / j.row_block) * j.n_col_chunks;
-  // the pool's thread policy (pool.h): small ops inline, MLXK_THREADS pins it
-  parallel_for_work(tasks, run_task, &j, static_cast<double>(p.M) * p.N * p.K);
+  if (xs16) {
+    switch (p.t) {
+      case KType::Q4K: return decode_avx2<KType::Q4K>(p, xs16, r0, c0, c1);
+      case KType::Q5K: return decode_avx2<KType::Q5K>(p, xs16, r0, c0, c1);
+      case KType::Q6K: return decode_avx2<KType::Q6K>(p, xs16, r0, c0, c1);
+    }
+  }
+  switch (p.t) {
+    case KType::Q4K: return prefill_avx2<KType::Q4K>(p, r0, r1, c0, c1);
+    case KType::Q5K: return prefill_avx2<KType::Q5K>(p, r0, r1, c0, c1);
+    case KType::Q6K: return prefill_avx2<KType::Q6K>(p, r0, r1, c0, c1);
+  }
+#else
+  (void)xs16;
+  (void)q8;
+  tile_scalar(p, r0, r1, c0, c1);
+#endif
+}
+
+void kq_tile_scalar(const KqProblem& p, int r0, int r1, int c0, int c1) {
+  tile_scalar(p, r0, r1, c0, c1);
 }
 
 } // namespace mlxk::kern
