@@ -1,9 +1,11 @@
 /**
- * Where a batched decode step's time goes (issue #13): building the graph in TypeScript (DecodeBatch.launch),
- * waiting for MLX to evaluate it (our kernels + MLX's scheduling) and reading the tokens back, with each row
- * greedy on the device or through the host sampler with the server's default repetition penalty (1.1 over 20
- * tokens, temperature 0), for batches of 1..8 rows of the same prompt length. Synchronous steps (no
- * pipelining), so the parts add up; with MLXK_KERNEL_PROFILE=1 also the quantized-matmul kernel's share.
+ * Where a batched decode step's time goes (issue #13): DecodeBatch.launch (building the graph in TypeScript,
+ * then asyncEval, which on the CPU returns only when the step is nearly computed) and collect (the rest and the
+ * read-back), for rows greedy on the device, greedy with the server's default repetition penalty (1.1 over 20
+ * tokens) on the device, or the same through the host sampler; batches of 1..8 rows of about the same prompt
+ * length. Synchronous steps (no pipelining), so the parts add up. Also the process's CPU time per step (all
+ * threads: what a step costs whatever else runs on the machine) and, with MLXK_KERNEL_PROFILE=1, the
+ * quantized-matmul kernel's wall time.
  *
  *   MLXK_KERNEL_PROFILE=1 bun bench/batch-profile.ts [--model path.gguf] [--batch 1,8] [--prompt 40] [--steps 24]
  */
@@ -26,6 +28,7 @@ const penalized = { ...DEFAULT_SAMPLING, temperature: 0 };
 
 function policy(kind: string): RowPolicy {
   if (kind === "greedy") return {};
+  if (kind === "penalty") return { penalty: { value: penalized.repetitionPenalty, window: penalized.repetitionContextSize } };
   const rng = new Rng(1);
   return { sampler: (logits, history) => sampleToken(logits, penalized, rng, { history }).token };
 }
@@ -42,6 +45,7 @@ function profile(B: number, kind: string): Record<string, number | string> {
   let last = add.map((a) => a.first);
   let build = 0, wait = 0;
   let q0 = qmmProfile();
+  let c0 = process.cpuUsage();
   for (let i = 0; i < steps; i++) {
     const t0 = performance.now();
     const p = batch.launch(last);
@@ -49,7 +53,10 @@ function profile(B: number, kind: string): Record<string, number | string> {
     const out = batch.collect(p);
     const t2 = performance.now();
     last = out.map((o) => (o instanceof Error ? 0 : o.token));
-    if (i === 3) q0 = qmmProfile();
+    if (i === 3) {
+      q0 = qmmProfile();
+      c0 = process.cpuUsage();
+    }
     if (i >= 4) {
       build += t1 - t0;
       wait += t2 - t1;
@@ -57,13 +64,15 @@ function profile(B: number, kind: string): Record<string, number | string> {
   }
   const n = steps - 4;
   const q1 = qmmProfile();
+  const cpu = process.cpuUsage(c0);
   return {
     B,
     rows: kind,
-    build_ms: +(build / n).toFixed(2),
-    eval_read_ms: +(wait / n).toFixed(2),
+    launch_ms: +(build / n).toFixed(2),
+    collect_ms: +(wait / n).toFixed(2),
     step_ms: +((build + wait) / n).toFixed(2),
     ms_per_row: +((build + wait) / n / B).toFixed(2),
+    cpu_ms_per_row: +((cpu.user + cpu.system) / 1000 / n / B).toFixed(2),
     ...(q1.calls > q0.calls ? { qmm_ms: +((q1.ms - q0.ms) / n).toFixed(2) } : {}),
   };
 }
@@ -72,5 +81,5 @@ const k = kernelInfo();
 console.log(`kernels ${k.isa}/${k.threads}t, prompt ${P}+ tokens, ${steps - 4} steps measured`);
 profile(2, "greedy"); // warm-up
 for (const B of arg("batch", "1,8").split(",").map(Number)) {
-  for (const kind of ["greedy", "penalty"]) console.log(JSON.stringify(profile(B, kind)));
+  for (const kind of ["greedy", "penalty", "host-penalty"]) console.log(JSON.stringify(profile(B, kind)));
 }
