@@ -46,6 +46,7 @@ describe.skipIf(info.level === "none")("quantized matmul: a decode batch row equ
     { mode: "affine", bits: 4, gs: 64, K: 256, N: 96 },
     { mode: "affine", bits: 4, gs: 128, K: 384, N: 37 },
     { mode: "affine", bits: 8, gs: 64, K: 320, N: 131 },
+    { mode: "affine", bits: 8, gs: 32, K: 224, N: 45 },
     { mode: "mxfp4", bits: 4, gs: 32, K: 256, N: 73 },
   ];
   for (const isa of isas) {

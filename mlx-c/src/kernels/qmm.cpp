@@ -236,6 +236,8 @@ struct V8 {
   MLXK_AVX2 static reg set1(float v) { return _mm256_set1_ps(v); }
   MLXK_AVX2 static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   MLXK_AVX2 static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  MLXK_AVX2 static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  MLXK_AVX2 static float reduce(reg a) { return hsum(a); }
   template <QFormat F>
   MLXK_AVX2 static void unpack(const uint8_t* w, int k0, reg q[4]) { unpack32<F>(w, k0, q); }
   template <QFormat F>

@@ -98,6 +98,8 @@ struct V16 {
   MLXK_512 static reg set1(float v) { return _mm512_set1_ps(v); }
   MLXK_512 static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   MLXK_512 static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  MLXK_512 static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  MLXK_512 static float reduce(reg a) { return _mm512_reduce_add_ps(a); }
   template <QFormat F>
   MLXK_512 static void unpack(const uint8_t* w, int k0, reg q[2]) { unpack32<F>(w, k0, q); }
   template <QFormat F>

@@ -90,11 +90,68 @@ MLXK_QMM_TARGET void decode_tile(const QmmProblem& p, const float* xp, const flo
       p.out[static_cast<size_t>(r0 + r) * p.N + n + c] = V::template finish<F>(p, tot[r][c], xsum + static_cast<size_t>(r0 + r) * G, n + c);
 }
 
+// Groups of 32 (one chunk per group: GGUF Q4_0/Q4_1/Q8_0 blocks, mxfp4): scaling each group's sum costs as much
+// as dequantising, so each chunk is dequantised once (s·q + b, shared by the R rows) and FMA'd into each row's
+// two chains: 2 FMAs per row per chunk instead of 3 and an add, and no bias term at the end. Measured with one
+// thread (CPU time, SmolLM2 shapes): 10–20 % faster than decode_tile for one row, ~30 % for 8.
+template <class V, QFormat F, int R, int C>
+MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0, int n) {
+  using reg = typename V::reg;
+  constexpr int J = 32 / V::width;
+  const int K = p.K, G = K / 32;
+  const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
+  const uint8_t* w[C];
+  reg acc[R][C][2];
+#pragma GCC unroll 8
+  for (int c = 0; c < C; c++) w[c] = p.w + static_cast<size_t>(n + c) * row_bytes;
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = V::zero();
+  for (int g = 0; g < G; g++) {
+    reg q[C][J];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) {
+      V::template unpack<F>(w[c], g * 32, q[c]);
+      const size_t gi = static_cast<size_t>(n + c) * G + g;
+      const reg s = V::set1(decode_scale<F>(p, gi));
+      if constexpr (F == QFormat::Mxfp4) {
+#pragma GCC unroll 8
+        for (int j = 0; j < J; j++) q[c][j] = V::mul(q[c][j], s);
+      } else {
+        const reg b = V::set1(p.biases[gi]);
+#pragma GCC unroll 8
+        for (int j = 0; j < J; j++) q[c][j] = V::fmadd(q[c][j], s, b);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const float* xr = xp + static_cast<size_t>(r0 + r) * K + g * 32;
+#pragma GCC unroll 8
+      for (int j = 0; j < J; j++) {
+        const reg xv = V::load(xr + j * V::width);
+#pragma GCC unroll 8
+        for (int c = 0; c < C; c++) acc[r][c][j % 2] = V::fmadd(q[c][j], xv, acc[r][c][j % 2]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) p.out[static_cast<size_t>(r0 + r) * p.N + n + c] = V::reduce(V::add(acc[r][c][0], acc[r][c][1]));
+}
+
 template <class V, QFormat F, int R>
 MLXK_QMM_TARGET void decode_rows(const QmmProblem& p, const float* xp, const float* xsum, int r0, int c0, int c1) {
   int n = c0;
   // Column pairs share the x loads (4-bit rows; 8-bit rows, twice the bytes, measured slower as pairs on large
   // N); more rows in a block leave too few registers for pairs.
+  if (p.gs == 32) {
+    if constexpr (F != QFormat::Affine8 && R <= V::pair_rows)
+      for (; n + 2 <= c1; n += 2) decode_tile32<V, F, R, 2>(p, xp, r0, n);
+    for (; n < c1; n++) decode_tile32<V, F, R, 1>(p, xp, r0, n);
+    return;
+  }
   if constexpr (F != QFormat::Affine8 && R <= V::pair_rows)
     for (; n + 2 <= c1; n += 2) decode_tile<V, F, R, 2>(p, xp, xsum, r0, n);
   for (; n < c1; n++) decode_tile<V, F, R, 1>(p, xp, xsum, r0, n);
