@@ -110,11 +110,47 @@ struct V16 {
   }
 };
 
-// R rows of x against C weight rows from n: each chunk dequantised once (s·q + b), FMA'd into every row; column
-// pairs share each x load between two columns. A row's arithmetic depends on R only through NA (two chains for
-// blocks of 1–2 rows, one from 3), never on C.
-template <QFormat F, int R, int C>
+// R rows of x against weight row n: each chunk dequantised once (s·q + b), FMA'd into every row.
+template <QFormat F, int R>
 MLXK_512 void rows512(const QmmProblem& p, const float* xp, int n) {
+  constexpr int NA = R <= 2 ? 2 : 1;
+  const int K = p.K, gs = p.gs, G = K / gs;
+  const uint8_t* w = p.w + static_cast<size_t>(n) * K * bits_of(F) / 8;
+  __m512 acc[R][NA];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int a = 0; a < NA; a++) acc[r][a] = _mm512_setzero_ps();
+  for (int g = 0; g < G; g++) {
+    const size_t gi = static_cast<size_t>(n) * G + g;
+    const __m512 s = _mm512_set1_ps(decode_scale<F>(p, gi));
+    const __m512 b = F == QFormat::Mxfp4 ? _mm512_setzero_ps() : _mm512_set1_ps(p.biases[gi]);
+    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
+      __m512 q[2];
+      unpack32<F>(w, k0, q);
+      if constexpr (F == QFormat::Mxfp4) {
+        q[0] = _mm512_mul_ps(q[0], s);
+        q[1] = _mm512_mul_ps(q[1], s);
+      } else {
+        q[0] = _mm512_fmadd_ps(q[0], s, b);
+        q[1] = _mm512_fmadd_ps(q[1], s, b);
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) {
+        const float* xr = xp + static_cast<size_t>(r) * K + k0;
+        acc[r][0] = _mm512_fmadd_ps(q[0], _mm512_loadu_ps(xr), acc[r][0]);
+        acc[r][NA - 1] = _mm512_fmadd_ps(q[1], _mm512_loadu_ps(xr + 16), acc[r][NA - 1]);
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++) p.out[static_cast<size_t>(r) * p.N + n] = _mm512_reduce_add_ps(NA == 2 ? _mm512_add_ps(acc[r][0], acc[r][NA - 1]) : acc[r][0]);
+}
+
+// rows512 over C columns from n at once: column pairs share each x load between the two columns; every
+// (row, column) runs exactly rows512's arithmetic for the same R.
+template <QFormat F, int R, int C>
+MLXK_512 void rows512_cols(const QmmProblem& p, const float* xp, int n) {
   constexpr int NA = R <= 2 ? 2 : 1;
   const int K = p.K, gs = p.gs, G = K / gs;
   const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
@@ -165,32 +201,40 @@ MLXK_512 void rows512(const QmmProblem& p, const float* xp, int n) {
       p.out[static_cast<size_t>(r) * p.N + n + c] = _mm512_reduce_add_ps(NA == 2 ? _mm512_add_ps(acc[r][c][0], acc[r][c][NA - 1]) : acc[r][c][0]);
 }
 
-// Rows are blocked by 16 (which rows get two chains: a block of 1–2); a pair of columns holds 2 accumulators
-// per row, so a block runs as sub-blocks of at most 8 rows (each at least 3 rows when the block has 3, so
-// every row's arithmetic stays that of its 16-row block).
-constexpr int kRows512 = 16, kPairRows512 = 8;
+// Rows are blocked by 16 (which rows get two chains: a block of 1–2). Long rows (K ≥ 1024: 16 rows of x are
+// past L1) run column pairs, which halve the x loads; a pair holds 2 accumulators per row, so the block runs as
+// sub-blocks of at most 8 rows (each at least 3 rows when the block has 3, so every row's arithmetic stays that
+// of its 16-row block). Short rows keep single columns over all 16 rows: measured (one thread, SmolLM2 prefill
+// shapes) pairs were ~12 % slower at K = 576 (twice the unpacking per row) and ~20 % faster at K = 1536.
+constexpr int kRows512 = 16, kPairRows512 = 8, kPairMinK = 1024;
 
-template <QFormat F, int R>
+template <QFormat F, int R, int C>
 MLXK_512 void rows_block(const QmmProblem& p, const float* xr, int c0, int c1) {
   int n = c0;
-  for (; n + 2 <= c1; n += 2) rows512<F, R, 2>(p, xr, n);
-  for (; n < c1; n++) rows512<F, R, 1>(p, xr, n);
+  if constexpr (C == 2)
+    for (; n + 2 <= c1; n += 2) rows512_cols<F, R, 2>(p, xr, n);
+  for (; n < c1; n++) rows512<F, R>(p, xr, n);
 }
 
 template <QFormat F>
 MLXK_512 void tile_f32(const QmmProblem& p, const float* xp, const float* xsum, int r0, int r1, int c0, int c1) {
   if (xsum != nullptr) return decode_block<V16, F>(p, xp, xsum, r0, r1, c0, c1);
   using Fn = void (*)(const QmmProblem&, const float*, int, int);
-  static constexpr Fn by_rows[kPairRows512] = {rows_block<F, 1>, rows_block<F, 2>, rows_block<F, 3>, rows_block<F, 4>,
-                                               rows_block<F, 5>, rows_block<F, 6>, rows_block<F, 7>, rows_block<F, 8>};
+  static constexpr Fn singles[kRows512] = {
+      rows_block<F, 1, 1>,  rows_block<F, 2, 1>,  rows_block<F, 3, 1>,  rows_block<F, 4, 1>,  rows_block<F, 5, 1>,  rows_block<F, 6, 1>,
+      rows_block<F, 7, 1>,  rows_block<F, 8, 1>,  rows_block<F, 9, 1>,  rows_block<F, 10, 1>, rows_block<F, 11, 1>, rows_block<F, 12, 1>,
+      rows_block<F, 13, 1>, rows_block<F, 14, 1>, rows_block<F, 15, 1>, rows_block<F, 16, 1>};
+  static constexpr Fn pairs[kPairRows512] = {rows_block<F, 1, 2>, rows_block<F, 2, 2>, rows_block<F, 3, 2>, rows_block<F, 4, 2>,
+                                             rows_block<F, 5, 2>, rows_block<F, 6, 2>, rows_block<F, 7, 2>, rows_block<F, 8, 2>};
+  const bool paired = p.K >= kPairMinK;
   for (int r = r0; r < r1; r += kRows512) {
     const int R0 = std::min(kRows512, r1 - r);
-    const int parts = (R0 + kPairRows512 - 1) / kPairRows512;
+    const int parts = paired ? (R0 + kPairRows512 - 1) / kPairRows512 : 1;
     for (int k = 0, rr = r; k < parts; k++) {
       const int R = (r + R0 - rr) / (parts - k); // near-equal sub-blocks: 16 → 8 + 8, 13 → 6 + 7, 9 → 4 + 5
       QmmProblem q = p;
       q.out = p.out + static_cast<size_t>(rr) * p.N;
-      by_rows[R - 1](q, xp + static_cast<size_t>(rr) * p.K, c0, c1);
+      (paired ? pairs : singles)[R - 1](q, xp + static_cast<size_t>(rr) * p.K, c0, c1);
       rr += R;
     }
   }
