@@ -1,6 +1,7 @@
 // Quantized matmul: dequantise a 32-element chunk of one weight row into 4 float vectors once, then FMA it
-// against up to 4 rows of x (prefill reuses each unpacked block across rows). Work is split into
-// (row block × column chunk) tasks claimed dynamically by the pool threads.
+// against up to 8 rows of x (prefill reuses each unpacked block across rows); decode (one row, or a batch of
+// independent rows) runs the shared template of qmm_decode.h. Work is split into (row block × column chunk)
+// tasks claimed dynamically by the pool threads.
 #include "qmm.h"
 
 #include <algorithm>
@@ -244,7 +245,7 @@ struct V8 {
   MLXK_AVX2 static float finish(const QmmProblem& p, reg tot, const float* xsum, int n) { return finish_col<F>(p, tot, xsum, n); }
 };
 
-// Rows of x sharing each unpacked weight chunk (8 accumulators + 4 weight vectors fit the 16 ymm registers).
+// Prefill: rows of x sharing each unpacked weight chunk (8 accumulators + 4 weight vectors fit the 16 ymm registers).
 constexpr int kMaxRows = MLXK_MAX_ROWS;
 
 template <QFormat F>

@@ -1,6 +1,6 @@
 // AVX-512 quantized-matmul tiles, compiled for any x86-64 and picked at run time (qmm.cpp checks the CPU):
 //  - f32: the AVX2 tiles' algorithm on 16-float vectors (one 32-weight chunk = two vectors), up to 16 rows
-//    of x per unpacked chunk (32 zmm registers);
+//    of x per unpacked chunk in prefill (32 zmm registers), decode through qmm_decode.h (up to 8 rows);
 //  - int8 activations (opt-in, Affine4): x rounded to int8 per 32-element block, u4 codes × s8 x summed by
 //    vpdpbusd (64 products per instruction), rescaled per block in f32 — llama.cpp's Q4×Q8 scheme.
 #include <algorithm>
