@@ -2,12 +2,13 @@
  * Server overhead benchmark: the same greedy generation run directly on the engine and streamed through the
  * server over a real port (same process, same model, same run), then 8 concurrent clients × 10 requests.
  * Usage: bun bench/server.ts [--model SPEC] [--tokens N] [--rounds R]   (default model: SmolLM2 GGUF)
- * Continuous batching: bun bench/server.ts --clients 1,2,4,8 [--tokens N] [--requests R]: aggregate completion
- * tok/s and TTFT p50/p95 of N concurrent streaming clients on a --parallel 8 server and on a --parallel 1 server
- * (one request at a time), both in this run; ratios against one client on the --parallel 1 server.
+ * Continuous batching: bun bench/server.ts --clients 1,2,4,8 [--tokens N] [--requests R] [--rounds K]: aggregate
+ * completion tok/s and TTFT p50/p95 of N concurrent streaming clients on a --parallel 8 server and on a --parallel 1
+ * server (one request at a time), both in this run, K interleaved rounds (default 1); ratios against one client on
+ * the --parallel 1 server of the same round, median over rounds.
  * Prints a Markdown table for BENCHMARKS.md.
  */
-import { freemem } from "node:os";
+import { freemem, loadavg } from "node:os";
 import { smollm2Gguf } from "../test/support/smollm2.ts";
 import type { Engine, GenerateRequest } from "../src/engine/types.ts";
 import { createApp } from "../src/server/app.ts";
@@ -157,32 +158,52 @@ async function batchingBench(counts: number[]): Promise<void> {
     const srv = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: (r) => a.handle(r) });
     return { parallel, manager: m, srv, url: `http://127.0.0.1:${srv.port}` };
   });
-  const run = async (url: string, n: number): Promise<ClientsResult> => {
+  // the serving process's CPU time (engine + HTTP; the clients run in their own process) per completion token:
+  // what a token costs regardless of how busy the machine is
+  const run = async (url: string, n: number): Promise<ClientsResult & { cpuMs: number }> => {
+    const c0 = process.cpuUsage();
     const p = Bun.spawn([process.execPath, import.meta.path, "--client", url, "--mode", "clients", "--n", String(n), "--requests", String(requests), "--model", spec, "--tokens", String(TOKENS)], {
       stdout: "pipe",
       stderr: "inherit",
     });
     const out = await new Response(p.stdout).text();
     if ((await p.exited) !== 0) throw new Error(`bench client failed: ${out}`);
-    return JSON.parse(out) as ClientsResult;
+    return { ...(JSON.parse(out) as ClientsResult), cpuMs: cpuMs(process.cpuUsage(c0)) };
   };
   for (const sv of servers) await run(sv.url, 1); // load + warm-up
-  const rows: { n: number; batched: ClientsResult; serial: ClientsResult }[] = [];
-  for (const n of counts) {
-    // interleaved so load drift hits both servers alike
-    const batched = await run(servers[0]!.url, n);
-    const serial = await run(servers[1]!.url, n);
-    rows.push({ n, batched, serial });
-  }
+  const rounds = Number(arg("rounds") ?? 1);
+  const rows = counts.map((n) => ({ n, batched: [] as (ClientsResult & { cpuMs: number })[], serial: [] as (ClientsResult & { cpuMs: number })[] }));
   const agg = (r: ClientsResult) => (r.tokens * 1000) / r.wallMs;
-  const ref = agg(rows.find((r) => r.n === 1)?.serial ?? rows[0]!.serial);
+  const load: string[] = [loadavg()[0]!.toFixed(1)];
+  for (let k = 0; k < rounds; k++) {
+    for (const r of rows) {
+      // interleaved so load drift hits both servers alike
+      r.batched.push(await run(servers[0]!.url, r.n));
+      r.serial.push(await run(servers[1]!.url, r.n));
+    }
+    load.push(loadavg()[0]!.toFixed(1));
+  }
+  // each round's ratios against that round's 1 client on the --parallel 1 server, then the median over rounds
+  const ref = rows.find((r) => r.n === 1)?.serial ?? rows[0]!.serial;
   const f = (x: number, d = 1) => x.toFixed(d);
   const peak = (servers[0]!.manager.residentEngine(servers[0]!.manager.resident[0]!.id) as { batchPeak?: number }).batchPeak;
-  console.log(`model: ${spec}, ${TOKENS} tokens greedy per request, ${requests} requests per client, streaming; ${navigator.hardwareConcurrency} CPUs; largest batch ${peak}\n`);
-  console.log("| clients | --parallel 8: aggregate tok/s | vs 1 client serial | TTFT p50 / p95 ms | --parallel 1: aggregate tok/s | vs 1 client serial | TTFT p50 / p95 ms |");
-  console.log("|---|---|---|---|---|---|---|");
+  console.log(
+    `model: ${spec}, ${TOKENS} tokens greedy per request, ${requests} requests per client, streaming; ${navigator.hardwareConcurrency} CPUs; largest batch ${peak}; ` +
+      `${rounds} round(s), medians (ratios per round, then the median); load average (1 min) ${load.join(" → ")}\n`,
+  );
+  console.log(
+    "| clients | --parallel 8: aggregate tok/s | vs 1 client serial | TTFT p50 / p95 ms | CPU ms/token | --parallel 1: aggregate tok/s | vs 1 client serial | TTFT p50 / p95 ms | CPU ms/token |",
+  );
+  console.log("|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
-    const cell = (x: ClientsResult) => `${f(agg(x))} | ${f(agg(x) / ref, 2)}× | ${f(pct(x.ttfts, 50), 0)} / ${f(pct(x.ttfts, 95), 0)}${x.failures ? ` (${x.failures} failed)` : ""}`;
+    const cell = (xs: (ClientsResult & { cpuMs: number })[]) => {
+      const ttfts = xs.flatMap((x) => x.ttfts);
+      const failed = xs.reduce((a, x) => a + x.failures, 0);
+      const ratio = median(xs.map((x, k) => agg(x) / agg(ref[k]!)));
+      const range = xs.length > 1 ? ` (${f(Math.min(...xs.map((x, k) => agg(x) / agg(ref[k]!))), 2)}–${f(Math.max(...xs.map((x, k) => agg(x) / agg(ref[k]!))), 2)})` : "";
+      const cpu = median(xs.map((x) => x.cpuMs / x.tokens));
+      return `${f(median(xs.map(agg)))} | ${f(ratio, 2)}×${range} | ${f(pct(ttfts, 50), 0)} / ${f(pct(ttfts, 95), 0)}${failed ? ` (${failed} failed)` : ""} | ${f(cpu, 2)}`;
+    };
     console.log(`| ${r.n} | ${cell(r.batched)} | ${cell(r.serial)} |`);
   }
   for (const sv of servers) {

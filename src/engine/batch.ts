@@ -39,6 +39,12 @@ export interface RowPolicy {
   deviceMask?: (vocab: number) => Float32Array;
   /** Hand out the f32 logits with each token (logprobs). */
   wantLogits?: boolean;
+  /**
+   * Greedy on the device after the repetition penalty over the row's last `window` tokens, with the host
+   * sampler's arithmetic (applyRepetitionPenalty: f64, rounded to f32), so the token is the host's. Unlike a
+   * host sampler it needs no read-back before the next step, so such rows are pipelined like plain greedy ones.
+   */
+  penalty?: { value: number; window: number };
 }
 
 export interface BatchRow {
@@ -88,7 +94,7 @@ export class Prefill {
       return mx.reshape(this.model.logits(L === 1 ? h : mx.sliceAxis(h, 1, L - 1, L)), [1, -1]).astype(mx.Dtype.float32);
     });
     this.#pos = prompt.length;
-    const [t] = collectChoice(launchChoice(logits, [this.row.policy], [this.history]));
+    const [t] = chooseRows(logits, [this.row.policy], [this.history]);
     if (t instanceof Error) throw t;
     this.row.onPrefilled?.(cache);
     return t!;
@@ -150,7 +156,6 @@ export class DecodeBatch implements Disposable {
       const h = this.model.hidden(ids(last.map((t) => [t])), this.#layers);
       return mx.reshape(this.model.logits(h), [last.length, -1]).astype(mx.Dtype.float32);
     });
-    last.forEach((t, i) => this.#rows[i]!.history.push(t));
     return launchChoice(logits, this.#rows.map((r) => r.policy), this.#rows.map((r) => r.history));
   }
 
@@ -165,7 +170,8 @@ export class DecodeBatch implements Disposable {
       const h = this.model.hidden(mx.reshape(p.argmax, [B, 1]), this.#layers);
       return mx.reshape(this.model.logits(h), [B, -1]).astype(mx.Dtype.float32);
     });
-    return launchChoice(logits, this.#rows.map((r) => r.policy), this.#rows.map((r) => r.history));
+    // p's tokens are not in the histories yet (read back after this is queued): the penalty takes them on the device
+    return launchChoice(logits, this.#rows.map((r) => r.policy), this.#rows.map((r) => r.history), p.argmax);
   }
 
   [Symbol.dispose](): void {
@@ -190,26 +196,79 @@ export interface PendingStep {
 
 /**
  * Queue each row's choice over logits [B, V]: one argmax on the device for the greedy rows (masked rows with their
- * bias added), evaluated asynchronously with the logits when a host sampler or logprobs need them.
+ * bias added, penalised rows after their repetition penalty), evaluated asynchronously with the logits when a host
+ * sampler or logprobs need them. `tail` [B]: each row's newest token, still on the device (not in `histories`).
  */
-function launchChoice(logits: mx.Array, policies: readonly RowPolicy[], histories: readonly number[][]): PendingStep {
+function launchChoice(logits: mx.Array, policies: readonly RowPolicy[], histories: readonly number[][], tail?: mx.Array): PendingStep {
   const V = logits.shape[1]!;
   const errors: (Error | undefined)[] = new Array(policies.length);
-  const bias = new Float32Array(policies.length * V);
-  let masked = false;
+  let bias: Float32Array | null = null;
   policies.forEach((p, i) => {
     if (p.sampler || !p.deviceMask) return;
     try {
-      bias.set(p.deviceMask(V), i * V);
-      masked = true;
+      const b = p.deviceMask(V);
+      bias ??= new Float32Array(policies.length * V);
+      bias.set(b, i * V);
     } catch (e) {
       errors[i] = e instanceof Error ? e : new Error(String(e));
     }
   });
-  const argmax = mx.scope(() => mx.argmax(masked ? mx.add(logits, mx.array(bias, { shape: [policies.length, V] })) : logits, -1));
+  const argmax = mx.scope(() => {
+    let l = penalize(logits, policies, histories, tail);
+    if (bias) l = mx.add(l, mx.array(bias, { shape: [policies.length, V] }));
+    return mx.argmax(l, -1);
+  });
   const needHost = policies.some((p) => p.sampler || p.wantLogits);
   mx.asyncEval(needHost ? [argmax, logits] : [argmax]);
   return { logits, argmax, policies, histories, errors };
+}
+
+/** Each row's next token from logits [B, V] (taken over), at once: launch and collect (prefill, tests). */
+export function chooseRows(logits: mx.Array, policies: readonly RowPolicy[], histories: readonly number[][], tail?: mx.Array): (RowToken | Error)[] {
+  return collectChoice(launchChoice(logits, policies, histories, tail));
+}
+
+/**
+ * The repetition penalty of the rows with `penalty`, on the device: each distinct token among a row's last `window`
+ * (a row's tokens gathered [B, W], padded with one of its own), l < 0 ? l·p : l / p in f64 rounded to f32 as the
+ * host sampler computes it, scattered back (a repeated token writes the same value). Other rows pass unchanged.
+ */
+export function penalize(logits: mx.Array, policies: readonly RowPolicy[], histories: readonly number[][], tail?: mx.Array): mx.Array {
+  const rows = policies.map((p) => (!p.sampler && !p.deviceMask && p.penalty && p.penalty.value > 0 && p.penalty.value !== 1 && p.penalty.window > 0 ? p.penalty : null));
+  if (!rows.some((r) => r)) return logits;
+  const B = policies.length;
+  const V = logits.shape[1]!;
+  const onDevice = tail ? 1 : 0;
+  // each row's tokens in the window that the host knows (the newest is `tail` when given)
+  const known = rows.map((r, i) => {
+    if (!r) return [];
+    const h = histories[i]!;
+    return h.slice(Math.max(0, h.length - (r.window - onDevice))).filter((t) => t >= 0 && t < V);
+  });
+  const W = Math.max(1, ...known.map((k) => k.length));
+  const idx = new Int32Array(B * W);
+  const fromTail = new Uint8Array(B * W);
+  const factor = new Float64Array(B).fill(1);
+  rows.forEach((r, i) => {
+    const k = known[i]!;
+    // nothing to penalise (index 0 with factor 1 writes logit 0 back unchanged)
+    if (!r || (k.length === 0 && !tail)) return;
+    factor[i] = r.value;
+    for (let j = 0; j < W; j++) {
+      if (j < k.length) idx[i * W + j] = k[j]!;
+      else if (k.length > 0) idx[i * W + j] = k[0]!;
+      else fromTail[i * W + j] = 1;
+    }
+  });
+  let ix = mx.array(idx, { shape: [B, W], dtype: mx.Dtype.int32 });
+  if (tail) {
+    const t = mx.reshape(tail, [B, 1]).astype(mx.Dtype.int32);
+    ix = mx.concatenate([mx.where(mx.array(fromTail, { shape: [B, W], dtype: mx.Dtype.bool }), t, ix), t], 1);
+  }
+  const g = mx.takeAlongAxis(logits, ix, 1).astype(mx.Dtype.float64);
+  const f = mx.array(factor, { shape: [B, 1], dtype: mx.Dtype.float64 });
+  const pen = mx.where(mx.less(g, 0), mx.multiply(g, f), mx.divide(g, f)).astype(mx.Dtype.float32);
+  return mx.putAlongAxis(logits, ix, pen, 1);
 }
 
 /** Wait for a queued choice: greedy rows take the argmax, host rows their sampler; a row whose policy throws gets the error. */
@@ -224,8 +283,10 @@ function collectChoice(p: PendingStep): (RowToken | Error)[] {
       if (failed) return failed;
       const row = () => Float32Array.from(host!.subarray(i * V, (i + 1) * V));
       try {
-        if (q.sampler) return { token: q.sampler(row(), histories[i]!), logits: row() };
-        return q.wantLogits ? { token: greedy[i]!, logits: row() } : { token: greedy[i]! };
+        const t: RowToken = q.sampler ? { token: q.sampler(row(), histories[i]!), logits: row() } : q.wantLogits ? { token: greedy[i]!, logits: row() } : { token: greedy[i]! };
+        // every token handed out joins the row's history (what the penalty and the samplers look back on)
+        histories[i]!.push(t.token);
+        return t;
       } catch (e) {
         return e instanceof Error ? e : new Error(String(e));
       }

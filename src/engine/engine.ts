@@ -178,6 +178,9 @@ export class MlxEngine implements Engine {
     const constraint = await this.constraintFor(req);
     // Greedy without penalties stays on the device, masked there under a constraint (logprobs then need the host).
     const onDevice = s.temperature <= 0 && (s.repetitionPenalty <= 0 || s.repetitionPenalty === 1) && !(constraint && wantLogprobs);
+    // A batched greedy row with the repetition penalty (the OpenAI default) takes it on the device, computed as
+    // the host sampler does (same tokens), so its step need not wait for the read-back: pipelined like greedy.
+    const penaltyOnDevice = this.#scheduler !== null && s.temperature <= 0 && !onDevice && s.repetitionPenalty > 0 && !constraint && !wantLogprobs;
     const rng = new Rng(s.seed);
     let last: SampledToken | null = null;
     const sampler: HostSampler = (logits, history) => {
@@ -208,7 +211,9 @@ export class MlxEngine implements Engine {
               prompt: ids,
               cache,
               cached: hit?.cached ?? 0,
-              policy: { sampler: onDevice ? undefined : sampler, wantLogits: onDevice && wantLogprobs, ...(onDevice && constraint ? { deviceMask: (n: number) => constraint.bias(n) } : {}) },
+              policy: penaltyOnDevice
+                ? { penalty: { value: s.repetitionPenalty, window: s.repetitionContextSize } }
+                : { sampler: onDevice ? undefined : sampler, wantLogits: onDevice && wantLogprobs, ...(onDevice && constraint ? { deviceMask: (n: number) => constraint.bias(n) } : {}) },
               // the prompt's KV in the trie while the row decodes: a request arriving meanwhile reuses its prefix
               ...(this.promptCache ? { onPrefilled: () => this.promptCache!.share(ids, cache) } : {}),
             },
@@ -222,7 +227,7 @@ export class MlxEngine implements Engine {
             },
           ),
           // a constraint's mask follows the grammar, a host sampler reports through this consumer: such rows wait for it
-          { maxTokens, signal: req.signal, stats, lockstep: !onDevice || constraint !== null },
+          { maxTokens, signal: req.signal, stats, lockstep: !(onDevice || penaltyOnDevice) || constraint !== null },
         )
       : null;
     const loop = row ? null : tokenLoop({

@@ -6,13 +6,28 @@
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import * as mx from "../../src/mlx/index.ts";
-import { fastQuantizedMatmul, fastRope, fastRopeRows, fastScaledDotProductAttention, fastSdpaRows, forceScalarKernels, kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
+import {
+  fastQuantizedMatmul,
+  fastRope,
+  fastRopeRows,
+  fastScaledDotProductAttention,
+  fastSdpaRows,
+  forceIsa,
+  forceScalarKernels,
+  type KernelIsa,
+  kernelInfo,
+  setKernelsEnabled,
+} from "../../src/mlx/kernels.ts";
 import type { QuantMode } from "../../src/mlx/quant.ts";
 
 const info = kernelInfo();
+const ORDER: KernelIsa[] = ["scalar", "avx2", "avx512"];
+// every ISA path this CPU runs (each has its own decode tiles: 4-row blocks on AVX2, 8 on AVX-512)
+const isas = ORDER.slice(0, Math.max(0, ORDER.indexOf(info.level) + 1)) as Exclude<KernelIsa, "none">[];
 afterAll(() => {
   setKernelsEnabled(null);
   forceScalarKernels(false);
+  forceIsa(null);
 });
 
 let seed = 11;
@@ -25,32 +40,36 @@ function rowsOf(a: mx.Array, B: number): Float32Array[] {
 }
 
 describe.skipIf(info.level === "none")("quantized matmul: a decode batch row equals the row alone", () => {
+  // N odd and not a multiple of the column chunk (column pairs leave a single column)
   const cases: { mode: QuantMode; bits: number; gs: number; K: number; N: number }[] = [
-    { mode: "affine", bits: 4, gs: 32, K: 576, N: 200 },
+    { mode: "affine", bits: 4, gs: 32, K: 576, N: 201 },
     { mode: "affine", bits: 4, gs: 64, K: 256, N: 96 },
-    { mode: "affine", bits: 8, gs: 64, K: 320, N: 130 },
-    { mode: "mxfp4", bits: 4, gs: 32, K: 256, N: 72 },
+    { mode: "affine", bits: 4, gs: 128, K: 384, N: 37 },
+    { mode: "affine", bits: 8, gs: 64, K: 320, N: 131 },
+    { mode: "affine", bits: 8, gs: 32, K: 224, N: 45 },
+    { mode: "mxfp4", bits: 4, gs: 32, K: 256, N: 73 },
   ];
-  for (const scalar of [false, true]) {
+  for (const isa of isas) {
     for (const c of cases) {
-      for (const B of [2, 5, 8]) {
-        test(`${c.mode} ${c.bits}-bit gs ${c.gs}, B=${B}${scalar ? " (scalar path)" : ""}`, () => {
-          forceScalarKernels(scalar);
-          try {
-            const w = normal([c.N, c.K], 0.2);
-            const q = mx.quantize(w, { groupSize: c.gs, bits: c.bits, mode: c.mode });
+      // 1..8 rows: every row-block height of both ISAs, and 11 (a full block and a remainder)
+      test(`${isa}: ${c.mode} ${c.bits}-bit gs ${c.gs}, B = 2..8, 11`, () => {
+        forceIsa(isa);
+        try {
+          const w = normal([c.N, c.K], 0.2);
+          const q = mx.quantize(w, { groupSize: c.gs, bits: c.bits, mode: c.mode });
+          const o = { groupSize: c.gs, bits: c.bits, mode: c.mode, transpose: true };
+          for (const B of [2, 3, 4, 5, 6, 7, 8, 11]) {
             const x = normal([B, 1, c.K]);
-            const o = { groupSize: c.gs, bits: c.bits, mode: c.mode, transpose: true };
             const batched = rowsOf(fastQuantizedMatmul(x, q.wq, q.scales, q.biases, o), B);
             for (let b = 0; b < B; b++) {
               const alone = fastQuantizedMatmul(mx.sliceAxis(x, 0, b, b + 1), q.wq, q.scales, q.biases, o).toFloat32Array();
               expect(batched[b]).toEqual(alone);
             }
-          } finally {
-            forceScalarKernels(false);
           }
-        });
-      }
+        } finally {
+          forceIsa(null);
+        }
+      });
     }
   }
 });

@@ -112,6 +112,33 @@ describe.skipIf(!kernels)("concurrent greedy requests answer as alone", () => {
     expect(want[0]!.toLowerCase()).toContain("paris");
     expect(engineOf(batched.manager, batched.manager.pinned!.id).batchPeak).toBeGreaterThan(1);
   }, 180_000);
+
+  test("SmolLM2: 8 requests arriving at once (default repetition penalty, none, 1.3) equal their solo answers", async () => {
+    const gguf = await smollm2Gguf();
+    const env = { ...process.env };
+    const solo = server(env, { parallel: 1, pinned: gguf });
+    const batched = server(env, { parallel: 8, pinned: gguf });
+    const qs = ["Tell me about the moon.", "List four fruits.", "Why is the sky blue?", "Count to ten.", "Describe a cat.", "What is rain?", "Say hello.", "Name a planet."];
+    // the OpenAI default sends the repetition penalty (1.1 over 20 tokens): batched it runs on the device
+    const extra = [{}, { repetition_penalty: 1 }, { repetition_penalty: 1.3 }, {}, { repetition_penalty: 1 }, {}, { repetition_penalty: 1.3 }, {}];
+    const lengths = [32, 20, 28, 16, 40, 24, 12, 36];
+    const one = async (client: OpenAI, i: number) => {
+      const base = { temperature: 0, max_tokens: lengths[i]!, messages: [{ role: "user" as const, content: qs[i]! }], ...extra[i] } as OpenAI.ChatCompletionCreateParamsNonStreaming & { model: string };
+      base.model = "";
+      if (i % 2 === 0) return (await client.chat.completions.create(base)).choices[0]!.message.content ?? "";
+      let text = "";
+      for await (const c of await client.chat.completions.create({ ...base, stream: true })) text += c.choices[0]?.delta.content ?? "";
+      return text;
+    };
+    const want: string[] = [];
+    for (let i = 0; i < qs.length; i++) want.push(await one(solo.client, i));
+    const got = await Promise.all(qs.map((_, i) => one(batched.client, i)));
+    expect(got).toEqual(want);
+    // the penalty changes this answer, so the rows above really ran with it
+    extra[2] = { repetition_penalty: 1 };
+    expect(await one(solo.client, 2)).not.toBe(want[2]!);
+    expect(engineOf(batched.manager, batched.manager.pinned!.id).batchPeak).toBeGreaterThan(4);
+  }, 240_000);
 });
 
 test("without our kernels the server runs one request at a time, says why, and answers right", async () => {

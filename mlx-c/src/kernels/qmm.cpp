@@ -1,6 +1,7 @@
 // Quantized matmul: dequantise a 32-element chunk of one weight row into 4 float vectors once, then FMA it
-// against up to 4 rows of x (prefill reuses each unpacked block across rows). Work is split into
-// (row block × column chunk) tasks claimed dynamically by the pool threads.
+// against up to 8 rows of x (prefill reuses each unpacked block across rows); decode (one row, or a batch of
+// independent rows) runs the shared template of qmm_decode.h. Work is split into (row block × column chunk)
+// tasks claimed dynamically by the pool threads.
 #include "qmm.h"
 
 #include <algorithm>
@@ -18,6 +19,8 @@
 #include <immintrin.h>
 #define MLXK_X86 1
 #define MLXK_AVX2 __attribute__((target("avx2,fma")))
+#define MLXK_QMM_TARGET MLXK_AVX2
+#include "qmm_decode.h"
 #endif
 #ifndef MLXK_MAX_ROWS
 #define MLXK_MAX_ROWS 8
@@ -145,15 +148,9 @@ MLXK_AVX2 inline void unpack32(const uint8_t* w, int k0, __m256 q[4]) {
       q[j] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
     }
   } else {
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k0 / 2));
-    __m128i lo = _mm_and_si128(v, m4);
-    __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+    __m128i lo, hi;
+    nibbles<F>(w, k0, lo, hi);
     if constexpr (F == QFormat::Mxfp4) {
-      // Doubled E2M1 values fit int8; the 0.5 goes into the scale.
-      const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-      lo = _mm_shuffle_epi8(lut, lo);
-      hi = _mm_shuffle_epi8(lut, hi);
       q[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
       q[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(lo, lo)));
       q[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
@@ -230,116 +227,30 @@ MLXK_AVX2 inline float finish_col(const QmmProblem& p, __m256 tot, const float* 
   return r;
 }
 
-// Decode (one row of x): dot the raw codes with x per group and scale once per group, adding the affine
-// bias as bias·Σx(group) at the end — half the FMAs of dequantising every weight (10–20% faster measured).
-// Two columns at a time share the x loads and give the out-of-order core independent accumulator chains.
-template <QFormat F, int C>
-MLXK_AVX2 void cols_avx2(const QmmProblem& p, const float* xp, const float* xsum, int n) {
-  const int K = p.K, gs = p.gs, G = K / gs;
-  const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
-  const uint8_t* w[C];
-  __m256 tot[C];
-#pragma GCC unroll 2
-  for (int c = 0; c < C; c++) {
-    w[c] = p.w + static_cast<size_t>(n + c) * row_bytes;
-    tot[c] = _mm256_setzero_ps();
-  }
-  for (int g = 0; g < G; g++) {
-    __m256 ga[C][2];
-#pragma GCC unroll 2
-    for (int c = 0; c < C; c++) ga[c][0] = ga[c][1] = _mm256_setzero_ps();
-    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
-      const __m256 x0 = _mm256_loadu_ps(xp + k0), x1 = _mm256_loadu_ps(xp + k0 + 8);
-      const __m256 x2 = _mm256_loadu_ps(xp + k0 + 16), x3 = _mm256_loadu_ps(xp + k0 + 24);
-#pragma GCC unroll 2
-      for (int c = 0; c < C; c++) {
-        __m256 q[4];
-        unpack32<F>(w[c], k0, q);
-        ga[c][0] = _mm256_fmadd_ps(q[0], x0, ga[c][0]);
-        ga[c][1] = _mm256_fmadd_ps(q[1], x1, ga[c][1]);
-        ga[c][0] = _mm256_fmadd_ps(q[2], x2, ga[c][0]);
-        ga[c][1] = _mm256_fmadd_ps(q[3], x3, ga[c][1]);
-      }
-    }
-#pragma GCC unroll 2
-    for (int c = 0; c < C; c++) {
-      const size_t gi = static_cast<size_t>(n + c) * G + g;
-      const float s = F == QFormat::Mxfp4 ? 0.5f * e8m0(p.escale[gi]) : p.scales[gi];
-      tot[c] = _mm256_fmadd_ps(_mm256_add_ps(ga[c][0], ga[c][1]), _mm256_set1_ps(s), tot[c]);
-    }
-  }
-#pragma GCC unroll 2
-  for (int c = 0; c < C; c++) p.out[n + c] = finish_col<F>(p, tot[c], xsum, n + c);
-}
+// The AVX2 vector traits of the decode template (qmm_decode.h): 4 ymm per 32-weight chunk; rows in blocks of 4
+// (3 accumulators per row + 4 weight vectors fill the 16 ymm registers), column pairs for one row only.
+struct V8 {
+  using reg = __m256;
+  static constexpr int width = 8, max_rows = 4, pair_rows = 1;
+  MLXK_AVX2 static reg zero() { return _mm256_setzero_ps(); }
+  MLXK_AVX2 static reg load(const float* x) { return _mm256_loadu_ps(x); }
+  MLXK_AVX2 static reg set1(float v) { return _mm256_set1_ps(v); }
+  MLXK_AVX2 static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  MLXK_AVX2 static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  MLXK_AVX2 static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  MLXK_AVX2 static float reduce(reg a) { return hsum(a); }
+  template <QFormat F>
+  MLXK_AVX2 static void unpack(const uint8_t* w, int k0, reg q[4]) { unpack32<F>(w, k0, q); }
+  template <QFormat F>
+  MLXK_AVX2 static float finish(const QmmProblem& p, reg tot, const float* xsum, int n) { return finish_col<F>(p, tot, xsum, n); }
+};
 
-// Decode batch: R rows against one weight column, each unpacked chunk shared by the rows, every row's
-// arithmetic exactly that of cols_avx2 (same chains, same order), so a row's result is bit-identical to
-// decoding it alone while the unpacking (the compute bound part) is paid once for R rows.
-template <QFormat F, int R>
-MLXK_AVX2 void cols_rows_avx2(const QmmProblem& p, const float* xp, const float* xsum, int r0, int n) {
-  const int K = p.K, gs = p.gs, G = K / gs;
-  const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
-  const uint8_t* w = p.w + static_cast<size_t>(n) * row_bytes;
-  __m256 tot[R];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; r++) tot[r] = _mm256_setzero_ps();
-  for (int g = 0; g < G; g++) {
-    __m256 ga[R][2];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) ga[r][0] = ga[r][1] = _mm256_setzero_ps();
-    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
-      __m256 q[4];
-      unpack32<F>(w, k0, q);
-#pragma GCC unroll 8
-      for (int r = 0; r < R; r++) {
-        const float* xr = xp + static_cast<size_t>(r0 + r) * K + k0;
-        ga[r][0] = _mm256_fmadd_ps(q[0], _mm256_loadu_ps(xr), ga[r][0]);
-        ga[r][1] = _mm256_fmadd_ps(q[1], _mm256_loadu_ps(xr + 8), ga[r][1]);
-        ga[r][0] = _mm256_fmadd_ps(q[2], _mm256_loadu_ps(xr + 16), ga[r][0]);
-        ga[r][1] = _mm256_fmadd_ps(q[3], _mm256_loadu_ps(xr + 24), ga[r][1]);
-      }
-    }
-    const size_t gi = static_cast<size_t>(n) * G + g;
-    const __m256 sv = _mm256_set1_ps(F == QFormat::Mxfp4 ? 0.5f * e8m0(p.escale[gi]) : p.scales[gi]);
-#pragma GCC unroll 8
-    for (int r = 0; r < R; r++) tot[r] = _mm256_fmadd_ps(_mm256_add_ps(ga[r][0], ga[r][1]), sv, tot[r]);
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; r++)
-    p.out[static_cast<size_t>(r0 + r) * p.N + n] = finish_col<F>(p, tot[r], xsum + static_cast<size_t>(r0 + r) * G, n);
-}
-
-// Decode batch over columns [c0, c1): rows in blocks of 4 (the accumulators fit the 16 ymm registers).
-template <QFormat F>
-void batch_cols_avx2(const QmmProblem& p, const float* xp, const float* xsum, int c0, int c1) {
-  for (int n = c0; n < c1; n++) {
-    int r = 0;
-    for (; r + 4 <= p.M; r += 4) cols_rows_avx2<F, 4>(p, xp, xsum, r, n);
-    switch (p.M - r) {
-      case 3: cols_rows_avx2<F, 3>(p, xp, xsum, r, n); break;
-      case 2: cols_rows_avx2<F, 2>(p, xp, xsum, r, n); break;
-      case 1: cols_rows_avx2<F, 1>(p, xp, xsum, r, n); break;
-      default: break;
-    }
-  }
-}
-
-// Rows of x sharing each unpacked weight chunk (8 accumulators + 4 weight vectors fit the 16 ymm registers).
+// Prefill: rows of x sharing each unpacked weight chunk (8 accumulators + 4 weight vectors fit the 16 ymm registers).
 constexpr int kMaxRows = MLXK_MAX_ROWS;
 
 template <QFormat F>
 void tile_avx2(const QmmProblem& p, const float* xp, const float* xsum, int r0, int r1, int c0, int c1) {
-  if (xsum != nullptr && r1 - r0 == 1) {
-    QmmProblem q = p;
-    q.out = p.out + static_cast<size_t>(r0) * p.N;
-    const float* xr = xp + static_cast<size_t>(r0) * p.K;
-    int n = c0;
-    // Pairs help 4-bit rows; for 8-bit rows (twice the bytes) pairs measured slower on large N, so singles.
-    if constexpr (F != QFormat::Affine8)
-      for (; n + 2 <= c1; n += 2) cols_avx2<F, 2>(q, xr, xsum, n);
-    for (; n < c1; n++) cols_avx2<F, 1>(q, xr, xsum, n);
-    return;
-  }
+  if (xsum != nullptr) return decode_block<V8, F>(p, xp, xsum, r0, r1, c0, c1);
   for (int r = r0; r < r1; r += kMaxRows) {
     const int R = std::min(kMaxRows, r1 - r);
     const float* xr = xp + static_cast<size_t>(r) * p.K;
@@ -378,23 +289,8 @@ void run_task(void* ctx, int i) {
   const int c0 = cc * j.col_chunk, c1 = std::min(p.N, c0 + j.col_chunk);
 #ifdef MLXK_X86
   if (j.x8 != nullptr) return tile_vnni(p, *j.x8, r0, r1, c0, c1);
-  if (p.independent_rows && j.xsum != nullptr) {
-    const int G = p.K / p.gs;
-    if (j.isa >= kIsaAvx512) {
-      // Batched decode on AVX-512: each row through exactly the one-row path (bit-equal to running alone);
-      // the column chunk's weights stay in cache between rows.
-      for (int r = r0; r < r1; r++) tile_avx512(p, j.xp, j.xsum + static_cast<size_t>(r) * G, r, r + 1, c0, c1);
-      return;
-    }
-    if (j.isa >= kIsaAvx2) {
-      // Batched decode: every row with the one-row arithmetic, the weights unpacked once for all rows.
-      switch (p.fmt) {
-        case QFormat::Affine4: batch_cols_avx2<QFormat::Affine4>(p, j.xp, j.xsum, c0, c1); return;
-        case QFormat::Affine8: batch_cols_avx2<QFormat::Affine8>(p, j.xp, j.xsum, c0, c1); return;
-        case QFormat::Mxfp4: batch_cols_avx2<QFormat::Mxfp4>(p, j.xp, j.xsum, c0, c1); return;
-      }
-    }
-  }
+  // decode (j.xsum set: M == 1 or independent rows): every row with the one-row arithmetic, each unpacked
+  // weight chunk shared by all rows of the task (qmm_decode.h)
   if (j.isa >= kIsaAvx512) return tile_avx512(p, j.xp, j.xsum, r0, r1, c0, c1);
   if (j.isa >= kIsaAvx2) {
     switch (p.fmt) {

@@ -1,6 +1,6 @@
 // AVX-512 quantized-matmul tiles, compiled for any x86-64 and picked at run time (qmm.cpp checks the CPU):
 //  - f32: the AVX2 tiles' algorithm on 16-float vectors (one 32-weight chunk = two vectors), up to 16 rows
-//    of x per unpacked chunk (32 zmm registers);
+//    of x per unpacked chunk in prefill (32 zmm registers), decode through qmm_decode.h (up to 8 rows);
 //  - int8 activations (opt-in, Affine4): x rounded to int8 per 32-element block, u4 codes × s8 x summed by
 //    vpdpbusd (64 products per instruction), rescaled per block in f32 — llama.cpp's Q4×Q8 scheme.
 #include <algorithm>
@@ -12,6 +12,8 @@
 #include <immintrin.h>
 #define MLXK_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define MLXK_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+#define MLXK_QMM_TARGET MLXK_512
+#include "qmm_decode.h"
 #endif
 
 namespace mlxk::kern {
@@ -62,24 +64,16 @@ MLXK_512 inline void unpack32(const uint8_t* w, int k0, __m512 q[2]) {
     q[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k0))));
     q[1] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k0 + 16))));
   } else {
-    const __m128i m4 = _mm_set1_epi8(0x0f);
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + k0 / 2));
-    __m128i lo = _mm_and_si128(v, m4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+    __m128i lo, hi;
+    nibbles<F>(w, k0, lo, hi);
     if constexpr (F == QFormat::Mxfp4) {
-      // Doubled E2M1 values fit int8; the 0.5 goes into the scale.
-      const __m128i lut = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
-      q[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_shuffle_epi8(lut, lo)));
-      q[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_shuffle_epi8(lut, hi)));
+      q[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo));
+      q[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi));
     } else {
       q[0] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(lo));
       q[1] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(hi));
     }
   }
-}
-
-template <QFormat F>
-inline float scale_of(const QmmProblem& p, size_t gi) {
-  return F == QFormat::Mxfp4 ? 0.5f * e8m0(p.escale[gi]) : p.scales[gi];
 }
 
 // Σ_g b[g]·xsum[g] (the affine bias term of one output).
@@ -94,43 +88,27 @@ MLXK_512 inline float bias_dot(const float* b, const float* xsum, int G) {
   return _mm512_reduce_add_ps(acc);
 }
 
-// Decode (one row of x): raw codes · x per group, scaled once per group, bias as bias·Σx (as cols_avx2).
-template <QFormat F, int C>
-MLXK_512 void cols512(const QmmProblem& p, const float* xp, const float* xsum, int n) {
-  const int K = p.K, gs = p.gs, G = K / gs;
-  const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
-  const uint8_t* w[C];
-  __m512 tot[C];
-#pragma GCC unroll 2
-  for (int c = 0; c < C; c++) {
-    w[c] = p.w + static_cast<size_t>(n + c) * row_bytes;
-    tot[c] = _mm512_setzero_ps();
+// The AVX-512 vector traits of the decode template (qmm_decode.h): 2 zmm per 32-weight chunk; up to 8 rows
+// per block (3 accumulators per row + 2 weight vectors in the 32 zmm registers), column pairs up to 4 rows.
+struct V16 {
+  using reg = __m512;
+  static constexpr int width = 16, max_rows = 8, pair_rows = 4;
+  MLXK_512 static reg zero() { return _mm512_setzero_ps(); }
+  MLXK_512 static reg load(const float* x) { return _mm512_loadu_ps(x); }
+  MLXK_512 static reg set1(float v) { return _mm512_set1_ps(v); }
+  MLXK_512 static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  MLXK_512 static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  MLXK_512 static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  MLXK_512 static float reduce(reg a) { return _mm512_reduce_add_ps(a); }
+  template <QFormat F>
+  MLXK_512 static void unpack(const uint8_t* w, int k0, reg q[2]) { unpack32<F>(w, k0, q); }
+  template <QFormat F>
+  MLXK_512 static float finish(const QmmProblem& p, reg tot, const float* xsum, int n) {
+    float r = _mm512_reduce_add_ps(tot);
+    if constexpr (F != QFormat::Mxfp4) r += bias_dot(p.biases + static_cast<size_t>(n) * (p.K / p.gs), xsum, p.K / p.gs);
+    return r;
   }
-  for (int g = 0; g < G; g++) {
-    __m512 ga[C][2];
-#pragma GCC unroll 2
-    for (int c = 0; c < C; c++) ga[c][0] = ga[c][1] = _mm512_setzero_ps();
-    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
-      const __m512 x0 = _mm512_loadu_ps(xp + k0), x1 = _mm512_loadu_ps(xp + k0 + 16);
-#pragma GCC unroll 2
-      for (int c = 0; c < C; c++) {
-        __m512 q[2];
-        unpack32<F>(w[c], k0, q);
-        ga[c][0] = _mm512_fmadd_ps(q[0], x0, ga[c][0]);
-        ga[c][1] = _mm512_fmadd_ps(q[1], x1, ga[c][1]);
-      }
-    }
-#pragma GCC unroll 2
-    for (int c = 0; c < C; c++)
-      tot[c] = _mm512_fmadd_ps(_mm512_add_ps(ga[c][0], ga[c][1]), _mm512_set1_ps(scale_of<F>(p, static_cast<size_t>(n + c) * G + g)), tot[c]);
-  }
-#pragma GCC unroll 2
-  for (int c = 0; c < C; c++) {
-    float r = _mm512_reduce_add_ps(tot[c]);
-    if constexpr (F != QFormat::Mxfp4) r += bias_dot(p.biases + static_cast<size_t>(n + c) * G, xsum, G);
-    p.out[n + c] = r;
-  }
-}
+};
 
 // R rows of x against weight row n: each chunk dequantised once (s·q + b), FMA'd into every row.
 template <QFormat F, int R>
@@ -145,7 +123,7 @@ MLXK_512 void rows512(const QmmProblem& p, const float* xp, int n) {
     for (int a = 0; a < NA; a++) acc[r][a] = _mm512_setzero_ps();
   for (int g = 0; g < G; g++) {
     const size_t gi = static_cast<size_t>(n) * G + g;
-    const __m512 s = _mm512_set1_ps(scale_of<F>(p, gi));
+    const __m512 s = _mm512_set1_ps(decode_scale<F>(p, gi));
     const __m512 b = F == QFormat::Mxfp4 ? _mm512_setzero_ps() : _mm512_set1_ps(p.biases[gi]);
     for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
       __m512 q[2];
@@ -169,35 +147,96 @@ MLXK_512 void rows512(const QmmProblem& p, const float* xp, int n) {
   for (int r = 0; r < R; r++) p.out[static_cast<size_t>(r) * p.N + n] = _mm512_reduce_add_ps(NA == 2 ? _mm512_add_ps(acc[r][0], acc[r][NA - 1]) : acc[r][0]);
 }
 
-constexpr int kRows512 = 16;
+// rows512 over C columns from n at once: column pairs share each x load between the two columns; every
+// (row, column) runs exactly rows512's arithmetic for the same R.
+template <QFormat F, int R, int C>
+MLXK_512 void rows512_cols(const QmmProblem& p, const float* xp, int n) {
+  constexpr int NA = R <= 2 ? 2 : 1;
+  const int K = p.K, gs = p.gs, G = K / gs;
+  const size_t row_bytes = static_cast<size_t>(K) * bits_of(F) / 8;
+  __m512 acc[R][C][NA];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int c = 0; c < C; c++)
+#pragma GCC unroll 2
+      for (int a = 0; a < NA; a++) acc[r][c][a] = _mm512_setzero_ps();
+  for (int g = 0; g < G; g++) {
+    __m512 s[C], b[C];
+#pragma GCC unroll 2
+    for (int c = 0; c < C; c++) {
+      const size_t gi = static_cast<size_t>(n + c) * G + g;
+      s[c] = _mm512_set1_ps(decode_scale<F>(p, gi));
+      b[c] = F == QFormat::Mxfp4 ? _mm512_setzero_ps() : _mm512_set1_ps(p.biases[gi]);
+    }
+    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
+      __m512 q[C][2];
+#pragma GCC unroll 2
+      for (int c = 0; c < C; c++) {
+        unpack32<F>(p.w + static_cast<size_t>(n + c) * row_bytes, k0, q[c]);
+        if constexpr (F == QFormat::Mxfp4) {
+          q[c][0] = _mm512_mul_ps(q[c][0], s[c]);
+          q[c][1] = _mm512_mul_ps(q[c][1], s[c]);
+        } else {
+          q[c][0] = _mm512_fmadd_ps(q[c][0], s[c], b[c]);
+          q[c][1] = _mm512_fmadd_ps(q[c][1], s[c], b[c]);
+        }
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < R; r++) {
+        const float* xr = xp + static_cast<size_t>(r) * K + k0;
+        const __m512 x0 = _mm512_loadu_ps(xr), x1 = _mm512_loadu_ps(xr + 16);
+#pragma GCC unroll 2
+        for (int c = 0; c < C; c++) {
+          acc[r][c][0] = _mm512_fmadd_ps(q[c][0], x0, acc[r][c][0]);
+          acc[r][c][NA - 1] = _mm512_fmadd_ps(q[c][1], x1, acc[r][c][NA - 1]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+    for (int c = 0; c < C; c++)
+      p.out[static_cast<size_t>(r) * p.N + n + c] = _mm512_reduce_add_ps(NA == 2 ? _mm512_add_ps(acc[r][c][0], acc[r][c][NA - 1]) : acc[r][c][0]);
+}
 
-template <QFormat F, int R>
+// Rows are blocked by 16 (which rows get two chains: a block of 1–2). Long rows (K ≥ 1024: 16 rows of x are
+// past L1) run column pairs, which halve the x loads; a pair holds 2 accumulators per row, so the block runs as
+// sub-blocks of at most 8 rows (each at least 3 rows when the block has 3, so every row's arithmetic stays that
+// of its 16-row block). Short rows keep single columns over all 16 rows: measured (one thread, SmolLM2 prefill
+// shapes) pairs were ~12 % slower at K = 576 (twice the unpacking per row) and ~20 % faster at K = 1536.
+constexpr int kRows512 = 16, kPairRows512 = 8, kPairMinK = 1024;
+
+template <QFormat F, int R, int C>
 MLXK_512 void rows_block(const QmmProblem& p, const float* xr, int c0, int c1) {
-  for (int n = c0; n < c1; n++) rows512<F, R>(p, xr, n);
+  int n = c0;
+  if constexpr (C == 2)
+    for (; n + 2 <= c1; n += 2) rows512_cols<F, R, 2>(p, xr, n);
+  for (; n < c1; n++) rows512<F, R>(p, xr, n);
 }
 
 template <QFormat F>
 MLXK_512 void tile_f32(const QmmProblem& p, const float* xp, const float* xsum, int r0, int r1, int c0, int c1) {
-  if (xsum != nullptr && r1 - r0 == 1) {
-    QmmProblem q = p;
-    q.out = p.out + static_cast<size_t>(r0) * p.N;
-    const float* xr = xp + static_cast<size_t>(r0) * p.K;
-    int n = c0;
-    if constexpr (F != QFormat::Affine8)
-      for (; n + 2 <= c1; n += 2) cols512<F, 2>(q, xr, xsum, n);
-    for (; n < c1; n++) cols512<F, 1>(q, xr, xsum, n);
-    return;
-  }
+  if (xsum != nullptr) return decode_block<V16, F>(p, xp, xsum, r0, r1, c0, c1);
   using Fn = void (*)(const QmmProblem&, const float*, int, int);
-  static constexpr Fn by_rows[kRows512] = {
-      rows_block<F, 1>, rows_block<F, 2>, rows_block<F, 3>, rows_block<F, 4>, rows_block<F, 5>, rows_block<F, 6>,
-      rows_block<F, 7>, rows_block<F, 8>, rows_block<F, 9>, rows_block<F, 10>, rows_block<F, 11>, rows_block<F, 12>,
-      rows_block<F, 13>, rows_block<F, 14>, rows_block<F, 15>, rows_block<F, 16>};
+  static constexpr Fn singles[kRows512] = {
+      rows_block<F, 1, 1>,  rows_block<F, 2, 1>,  rows_block<F, 3, 1>,  rows_block<F, 4, 1>,  rows_block<F, 5, 1>,  rows_block<F, 6, 1>,
+      rows_block<F, 7, 1>,  rows_block<F, 8, 1>,  rows_block<F, 9, 1>,  rows_block<F, 10, 1>, rows_block<F, 11, 1>, rows_block<F, 12, 1>,
+      rows_block<F, 13, 1>, rows_block<F, 14, 1>, rows_block<F, 15, 1>, rows_block<F, 16, 1>};
+  static constexpr Fn pairs[kPairRows512] = {rows_block<F, 1, 2>, rows_block<F, 2, 2>, rows_block<F, 3, 2>, rows_block<F, 4, 2>,
+                                             rows_block<F, 5, 2>, rows_block<F, 6, 2>, rows_block<F, 7, 2>, rows_block<F, 8, 2>};
+  const bool paired = p.K >= kPairMinK;
   for (int r = r0; r < r1; r += kRows512) {
-    const int R = std::min(kRows512, r1 - r);
-    QmmProblem q = p;
-    q.out = p.out + static_cast<size_t>(r) * p.N;
-    by_rows[R - 1](q, xp + static_cast<size_t>(r) * p.K, c0, c1);
+    const int R0 = std::min(kRows512, r1 - r);
+    const int parts = paired ? (R0 + kPairRows512 - 1) / kPairRows512 : 1;
+    for (int k = 0, rr = r; k < parts; k++) {
+      const int R = (r + R0 - rr) / (parts - k); // near-equal sub-blocks: 16 → 8 + 8, 13 → 6 + 7, 9 → 4 + 5
+      QmmProblem q = p;
+      q.out = p.out + static_cast<size_t>(rr) * p.N;
+      (paired ? pairs : singles)[R - 1](q, xp + static_cast<size_t>(rr) * p.K, c0, c1);
+      rr += R;
+    }
   }
 }
 
