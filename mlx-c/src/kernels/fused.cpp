@@ -14,6 +14,7 @@
 #include "kernels.h"
 #include "pool.h"
 #include "qmm.h"
+#include "rows.h"
 #include "simd.h"
 
 #if defined(__x86_64__)
@@ -69,25 +70,6 @@ struct View4 {
 View4 view4_of(const array& a, cpu::CommandEncoder& enc, std::vector<StridedCopy>& copies) {
   const array src = a.strides().back() == 1 ? a : row_major(a, enc, copies);
   return {src.data<float>(), {src.strides()[0], src.strides()[1], src.strides()[2]}};
-}
-
-// Runs fn(row) for rows [0, n): inline when the whole job is small, else in chunks on the pool.
-template <class F>
-void for_rows(size_t n, double work, F&& fn) {
-  if (work < 65536.0 || n < 2) {
-    for (size_t i = 0; i < n; i++) fn(i);
-    return;
-  }
-  const int chunks = static_cast<int>(std::min<size_t>(n, 256));
-  struct Ctx {
-    F* fn;
-    size_t n;
-    int chunks;
-  } ctx{&fn, n, chunks};
-  kern::parallel_for_work(chunks, [](void* c, int t) {
-    auto& x = *static_cast<Ctx*>(c);
-    for (size_t i = x.n * t / x.chunks; i < x.n * (t + 1) / x.chunks; i++) (*x.fn)(i);
-  }, &ctx, work);
 }
 
 #ifdef MLXK_X86
@@ -183,6 +165,94 @@ void axpy(float a, const float* x, float* y, int n, bool avx2) {
   for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+} // namespace
+
+namespace rows {
+
+void rms_norm(const float* xr, const float* w, float* yr, int D, float eps, bool avx2) {
+  const float inv = 1.0f / std::sqrt(dot(xr, xr, D, avx2) / static_cast<float>(D) + eps);
+  if (w) for (int i = 0; i < D; i++) yr[i] = xr[i] * inv * w[i];
+  else for (int i = 0; i < D; i++) yr[i] = xr[i] * inv;
+}
+
+// Same formula as MLX's composite: inv_freq = exp(-i·ln(base)/half) (or 1/freqs), θ = (offset+l)·scale·inv_freq.
+void rope_table(const std::vector<int>& offs, int L, int dims, float base, float scale, const float* freqs,
+                std::vector<float>& cs, std::vector<float>& sn) {
+  const int half = dims / 2;
+  const size_t nb = offs.size();
+  cs.resize(nb * L * half);
+  sn.resize(cs.size());
+  const float k = static_cast<float>(std::log(static_cast<double>(base)) / half);
+  for (size_t b = 0; b < nb; b++) {
+    for (int l = 0; l < L; l++) {
+      const float pos = static_cast<float>(offs[b] + l) * scale;
+      const size_t at = (b * L + l) * half;
+      for (int i = 0; i < half; i++) {
+        const float inv = freqs ? 1.0f / freqs[i] : std::exp(static_cast<float>(-i) * k);
+        const float th = pos * inv;
+        cs[at + i] = std::cos(th);
+        sn[at + i] = std::sin(th);
+      }
+    }
+  }
+}
+
+void rope(const float* xr, float* yr, int D, int dims, bool trad, const float* c, const float* s) {
+  const int half = dims / 2;
+  for (int i = 0; i < half; i++) {
+    const int i1 = trad ? 2 * i : i, i2 = trad ? 2 * i + 1 : i + half;
+    const float a = xr[i1], b = xr[i2];
+    yr[i1] = a * c[i] - b * s[i];
+    yr[i2] = a * s[i] + b * c[i];
+  }
+  for (int i = dims; i < D; i++) yr[i] = xr[i];
+}
+
+void attend(const float* qr, const float* kb, int64_t kst, const float* vb, int64_t vst, int n, int D, int Dv, float scale,
+            float* yr, bool avx2) {
+  thread_local std::vector<float> sc;
+  sc.resize(static_cast<size_t>(std::max(n, 1)));
+  float m = -std::numeric_limits<float>::infinity();
+  for (int s = 0; s < n; s++) {
+    sc[s] = dot(qr, kb + s * kst, D, avx2) * scale;
+    m = std::max(m, sc[s]);
+  }
+  float sum = 0.f;
+#ifdef MLXK_X86
+  if (avx2) {
+    sum = exp_shift_sum_avx2(sc.data(), n, m);
+  } else
+#endif
+  {
+    for (int s = 0; s < n; s++) {
+      sc[s] = std::exp(sc[s] - m);
+      sum += sc[s];
+    }
+  }
+#ifdef MLXK_X86
+  if (avx2 && Dv <= 64 && Dv % 8 == 0) {
+    weighted_rows_avx2(sc.data(), vb, vst, n, yr, Dv);
+  } else
+#endif
+  {
+    std::fill(yr, yr + Dv, 0.f);
+    for (int s = 0; s < n; s++) axpy(sc[s], vb + s * vst, yr, Dv, avx2);
+  }
+  const float inv = n > 0 ? 1.0f / sum : 0.f;
+  for (int i = 0; i < Dv; i++) yr[i] *= inv;
+}
+
+void swiglu(const float* g, const float* u, float* y, size_t n, bool avx2) {
+#ifdef MLXK_X86
+  if (avx2) return swiglu_avx2(g, u, y, n);
+#endif
+  for (size_t i = 0; i < n; i++) y[i] = g[i] * u[i] / (1.0f + std::exp(-g[i]));
+}
+
+} // namespace rows
+
+namespace {
+
 // ------------------------------------------------------------------------------------------- RMSNorm
 
 class FastRMSNorm : public UnaryPrimitive {
@@ -200,13 +270,8 @@ class FastRMSNorm : public UnaryPrimitive {
     const bool avx2 = use_avx2();
     enc.dispatch([x = std::move(x), w, y, D, eps, avx2, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
-      for_rows(x.off.size(), static_cast<double>(x.off.size()) * D, [&](size_t r) {
-        const float* xr = x.row(r);
-        float* yr = y + r * D;
-        const float inv = 1.0f / std::sqrt(dot(xr, xr, D, avx2) / static_cast<float>(D) + eps);
-        if (w) for (int i = 0; i < D; i++) yr[i] = xr[i] * inv * w[i];
-        else for (int i = 0; i < D; i++) yr[i] = xr[i] * inv;
-      });
+      rows::for_rows(x.off.size(), static_cast<double>(x.off.size()) * D,
+                     [&](size_t r) { rows::rms_norm(x.row(r), w, y + r * D, D, eps, avx2); });
     });
   }
   void eval_gpu(const std::vector<array>&, array&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }
@@ -239,35 +304,11 @@ class FastRoPE : public UnaryPrimitive {
                   freqs, y, D, L, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
       const int half = dims / 2;
-      // Same formula as MLX's composite: inv_freq = exp(-i·ln(base)/half) (or 1/freqs), θ = (offset+l)·scale·inv_freq.
-      const size_t nb = offs.size();
-      std::vector<float> cs(nb * L * half), sn(cs.size());
-      const float k = static_cast<float>(std::log(static_cast<double>(base)) / half);
-      for (size_t b = 0; b < nb; b++) {
-        for (int l = 0; l < L; l++) {
-          const float pos = static_cast<float>(offs[b] + l) * scale;
-          const size_t at = (b * L + l) * half;
-          for (int i = 0; i < half; i++) {
-            const float inv = freqs ? 1.0f / freqs[i] : std::exp(static_cast<float>(-i) * k);
-            const float th = pos * inv;
-            cs[at + i] = std::cos(th);
-            sn[at + i] = std::sin(th);
-          }
-        }
-      }
-      for_rows(x.off.size(), static_cast<double>(x.off.size()) * D, [&](size_t r) {
-        const float* xr = x.row(r);
-        float* yr = y + r * D;
+      std::vector<float> cs, sn;
+      rows::rope_table(offs, L, dims, base, scale, freqs, cs, sn);
+      rows::for_rows(x.off.size(), static_cast<double>(x.off.size()) * D, [&](size_t r) {
         const size_t at = ((r / rows_per_b) * L + (r % L)) * half;
-        const float* c = cs.data() + at;
-        const float* s = sn.data() + at;
-        for (int i = 0; i < half; i++) {
-          const int i1 = trad ? 2 * i : i, i2 = trad ? 2 * i + 1 : i + half;
-          const float a = xr[i1], b = xr[i2];
-          yr[i1] = a * c[i] - b * s[i];
-          yr[i2] = a * s[i] + b * c[i];
-        }
-        for (int i = dims; i < D; i++) yr[i] = xr[i];
+        rows::rope(x.row(r), y + r * D, D, dims, trad, cs.data() + at, sn.data() + at);
       });
     });
   }
@@ -307,7 +348,7 @@ class FastSDPA : public UnaryPrimitive {
       for (const auto& c : copies) c.run();
       const int group = Hq / Hkv;
       const double work = static_cast<double>(q.off.size()) * Lk * (D + Dv);
-      for_rows(q.off.size(), work, [&](size_t r) {
+      rows::for_rows(q.off.size(), work, [&](size_t r) {
         const int l = static_cast<int>(r % Lq);
         const size_t bh = r / Lq;
         const size_t b = bh / Hq, h = bh % Hq;
@@ -316,38 +357,7 @@ class FastSDPA : public UnaryPrimitive {
         const float* vb = v.at(b, h / group, s0);
         // MLX's causal mask is aligned to the end: query l sees keys up to (Lk - Lq) + l.
         const int n = causal ? std::clamp(Lk - Lq + l + 1, 0, Lk) : Lk - s0;
-        thread_local std::vector<float> sc;
-        sc.resize(static_cast<size_t>(std::max(n, 1)));
-        const float* qr = q.row(r);
-        float m = -std::numeric_limits<float>::infinity();
-        for (int s = 0; s < n; s++) {
-          sc[s] = dot(qr, kb + s * k.st[2], D, avx2) * scale;
-          m = std::max(m, sc[s]);
-        }
-        float sum = 0.f;
-#ifdef MLXK_X86
-        if (avx2) {
-          sum = exp_shift_sum_avx2(sc.data(), n, m);
-        } else
-#endif
-        {
-          for (int s = 0; s < n; s++) {
-            sc[s] = std::exp(sc[s] - m);
-            sum += sc[s];
-          }
-        }
-        float* yr = y + r * Dv;
-#ifdef MLXK_X86
-        if (avx2 && Dv <= 64 && Dv % 8 == 0) {
-          weighted_rows_avx2(sc.data(), vb, v.st[2], n, yr, Dv);
-        } else
-#endif
-        {
-          std::fill(yr, yr + Dv, 0.f);
-          for (int s = 0; s < n; s++) axpy(sc[s], vb + s * v.st[2], yr, Dv, avx2);
-        }
-        const float inv = n > 0 ? 1.0f / sum : 0.f;
-        for (int i = 0; i < Dv; i++) yr[i] *= inv;
+        rows::attend(q.row(r), kb, k.st[2], vb, v.st[2], n, D, Dv, scale, y + r * Dv, avx2);
       });
     });
   }
@@ -377,12 +387,9 @@ class FastSwiGLU : public UnaryPrimitive {
     enc.dispatch([g, u, y, n, avx2, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
       constexpr size_t kBlock = 4096;
-      for_rows((n + kBlock - 1) / kBlock, static_cast<double>(n) * 8, [&](size_t b) {
-        const size_t i0 = b * kBlock, len = std::min(kBlock, n - i0);
-#ifdef MLXK_X86
-        if (avx2) return swiglu_avx2(g + i0, u + i0, y + i0, len);
-#endif
-        for (size_t i = i0; i < i0 + len; i++) y[i] = g[i] * u[i] / (1.0f + std::exp(-g[i]));
+      rows::for_rows((n + kBlock - 1) / kBlock, static_cast<double>(n) * 8, [&](size_t b) {
+        const size_t i0 = b * kBlock;
+        rows::swiglu(g + i0, u + i0, y + i0, std::min(kBlock, n - i0), avx2);
       });
     });
   }

@@ -62,4 +62,13 @@ MLXK_API int mlxk_kernel_gated_delta(mlxk_array* outs, mlxk_array q, mlxk_array 
                                      mlxk_array beta, mlxk_array state, mlxk_stream s);
 MLXK_API int mlxk_kernel_conv_silu(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_stream s);
 
+/* The dense decoder block in two primitives (block.cpp), float32 on CPU. They return 0 with null outputs when
+   they decline (anything not covered: the caller builds the unfused graph). ins are the inputs in order, each
+   quantized Linear as w, scales, biases[, bias]; ic/fc the integer/float settings (layout: src/mlx/block.ts).
+   qkv: x [1,L,Dm], norm → q [1,Hq,L,D], k [1,Hkv,L,D] (rotated), v [1,Hkv,L,Dv].
+   attn_mlp: q, K, V cache buffers [1,Hkv,cap,·] (positions < ic[12] attended), x, o_proj, norm, gate, up, down
+   → the block's output [1,L,Dm]. */
+MLXK_API int mlxk_block_qkv(mlxk_array* outs, const mlxk_array* ins, const int32_t* ic, const float* fc, mlxk_stream s);
+MLXK_API int mlxk_block_attn_mlp(mlxk_array* out, const mlxk_array* ins, const int32_t* ic, const float* fc, mlxk_stream s);
+
 #endif
