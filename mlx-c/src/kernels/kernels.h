@@ -25,6 +25,10 @@ MLXK_API int mlxk_kernels_int8(int on);
 /* Thread policy: the threads an op of `work` multiply-adds gets, and a test override (0 = policy). */
 MLXK_API int mlxk_kernels_threads_for(double work);
 MLXK_API int mlxk_kernels_set_threads(int n);
+/* Cores other processes kept busy lately, as the thread policy sees it (Linux /proc; 0 elsewhere), and a test
+   pin of that value (cores < 0: measure again); pin returns the previous pin (-1: none). */
+MLXK_API float mlxk_kernels_others_load(void);
+MLXK_API float mlxk_kernels_pin_others_load(float cores);
 /* With MLXK_KERNEL_PROFILE=1: out3 = [calls, total ms, multiply-adds] of the quantized matmul so far. */
 MLXK_API void mlxk_kernels_qmm_profile(double* out3);
 
