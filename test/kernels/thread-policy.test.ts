@@ -1,6 +1,6 @@
 /**
- * The kernel thread policy's use of the machine's load (mlx-c/src/kernels/pool.cpp): decode-sized ops run on
- * the cores other processes leave free, big ops on the whole pool, and MLXK_THREADS-style pins win over both.
+ * The kernel thread policy's use of the machine's load (mlx-c/src/kernels/pool.cpp): ops big enough to split
+ * run on the cores other processes leave free, and MLXK_THREADS-style pins win over that.
  * The load is pinned here (pinOthersLoad), so nothing depends on what else runs on the machine.
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -22,11 +22,14 @@ describe.skipIf(info.level === "none")("thread policy under other processes' loa
     expect(l).toBeLessThanOrEqual(info.threads + 0.5);
   });
 
-  test("others keeping every core busy: decode-sized ops inline, prefill-sized ops on the whole pool", () => {
+  test("others keeping every core busy: every op inline; an idle machine: prefill-sized ops on the whole pool", () => {
     pinOthersLoad(info.threads);
     try {
       expect(othersLoad()).toBe(info.threads);
       expect(kernelThreadsFor(DECODE)).toBe(1);
+      expect(kernelThreadsFor(PREFILL)).toBe(1);
+      expect(kernelThreadsFor(10_000)).toBe(1);
+      pinOthersLoad(0);
       expect(kernelThreadsFor(PREFILL)).toBe(info.threads);
       expect(kernelThreadsFor(10_000)).toBe(1);
     } finally {
@@ -45,10 +48,11 @@ describe.skipIf(info.level === "none")("thread policy under other processes' loa
     }
   });
 
-  test.skipIf(info.threads < 4)("a partly busy machine: decode ops get at most the free cores", () => {
+  test.skipIf(info.threads < 4)("a partly busy machine: ops get at most the free cores", () => {
     pinOthersLoad(info.threads - 2);
     try {
       expect(kernelThreadsFor(DECODE)).toBeLessThanOrEqual(2);
+      expect(kernelThreadsFor(PREFILL)).toBe(2);
     } finally {
       pinOthersLoad(null);
     }

@@ -310,13 +310,14 @@ int threads_for(double work) {
   if (pin > 0) return std::min(pin, all);
   if (all == 1 || work < kSplitWork) return 1;
   static const bool pinned = env_threads() > 0;
-  if (pinned || work >= kBusyWork) return all;
-  // Decode-sized ops use the cores other processes leave free (rounded): on a 2-core machine, one thread
-  // once others keep more than half a core busy. A helper sharing its core with another process claims a
-  // task and loses the core for a time slice, and the whole op waits for it (llama.cpp's 2-thread decode
-  // collapses this way here).
+  if (pinned) return all;
+  // Ops use the cores other processes leave free (rounded): on a 2-core machine, one thread once others keep
+  // more than half a core busy. A helper sharing its core with another process claims a task and loses the
+  // core for a time slice, and the whole op waits for it (llama.cpp's 2-thread decode collapses this way
+  // here; prefill too measured ~1.3× faster on one thread with others at 1.2–1.6 cores).
   const int free_cores = static_cast<int>(static_cast<float>(all) - others_load() + 0.5f);
   if (free_cores <= 1) return 1;
+  if (work >= kBusyWork) return std::min(all, free_cores);
   // When the caller of recent jobs spent over a quarter of their time waiting for a helper anyway, the split
   // costs more than it saves. Every 16th such op still goes out, so the estimate recovers when the
   // other cores free up.

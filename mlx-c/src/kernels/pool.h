@@ -13,9 +13,9 @@ using TaskFn = void (*)(void* ctx, int i);
 int pool_threads();
 
 // Threads the policy gives an op of `work` multiply-adds (1 = run inline on the calling thread): MLXK_THREADS
-// pins it; otherwise small ops run on one thread (the hand-off costs more than the split saves), mid-size
-// ops on the cores other processes leave free (others_load_now) and on one while helpers arrive late, big
-// ops on all. See pool.cpp.
+// pins it; otherwise small ops run on one thread (the hand-off costs more than the split saves), others on
+// the cores other processes leave free (others_load_now), mid-size ones on one while helpers arrive late.
+// See pool.cpp.
 int threads_for(double work);
 
 // Cores other processes kept busy recently (Linux /proc/stat less this process's time, sampled every
