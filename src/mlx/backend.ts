@@ -33,6 +33,7 @@ import {
   kernelsEnabled,
   mlxBiasAct,
 } from "./kernels.ts";
+import { blockAttnMlp, blockQkv } from "./block.ts";
 import { type GatherQuant, type KQuantMode, kernelGatherQmm, kquantMatmul } from "./kquant.ts";
 import { matmul, multiply, silu } from "./ops.ts";
 import { type QuantOptions, quantizedMatmul } from "./quant.ts";
@@ -75,6 +76,9 @@ export interface LayerOps {
   gatherQmm(x: Array, w: Array, scales: Array | null, biases: Array | null, indices: Array, q: GatherQuant): Array | null;
   /** Whether quantized MoE layers take the gatherQmm path (our kernels, switched on). */
   readonly gatherKernel: boolean;
+  /** The dense decoder block's two fused halves (block.ts), or null: the model builds the block op by op. */
+  blockQkv: typeof blockQkv;
+  blockAttnMlp: typeof blockAttnMlp;
 }
 
 /** MLX's own ops: the GPU profile, and the CPU one when our kernels are off or unavailable. */
@@ -95,6 +99,8 @@ export const mlxOps: LayerOps = {
   kquantMatmul: (x, w, mode) => kquantMatmul(x, w, mode, false),
   gatherQmm: () => null,
   gatherKernel: false,
+  blockQkv: () => null,
+  blockAttnMlp: () => null,
 };
 
 /** Our CPU kernels (kernels.ts); each falls back to MLX's op itself when the in-process switch turns them off. */
@@ -117,6 +123,8 @@ export const kernelOps: LayerOps = {
   get gatherKernel() {
     return kernelsEnabled();
   },
+  blockQkv,
+  blockAttnMlp,
 };
 
 /** What the choice depends on, read from MLX and the process (injected in tests). */

@@ -45,6 +45,36 @@ const CONTROL_DEFS = {
   mlxk_linear_pack: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   mlxk_fast_linear_packed: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 } as const;
+// Added after CONTROL_DEFS: bound on their own so a shim from before them keeps its other controls.
+const LOAD_DEFS = {
+  mlxk_kernels_others_load: { args: [], returns: FFIType.f32 },
+  mlxk_kernels_pin_others_load: { args: [FFIType.f32], returns: FFIType.f32 },
+} as const;
+let loadRef: ReturnType<typeof dlopen<typeof LOAD_DEFS>> | null | undefined;
+function loadControls() {
+  if (loadRef === undefined) {
+    loadRef = null;
+    const shim = mlxAvailability().shim;
+    if (symbols() !== null && shim) {
+      try {
+        loadRef = dlopen(shim, LOAD_DEFS);
+      } catch {
+        loadRef = null;
+      }
+    }
+  }
+  return loadRef?.symbols ?? null;
+}
+
+/** Cores other processes kept busy lately, as the kernel thread policy sees it (Linux /proc; 0 elsewhere). */
+export function othersLoad(): number {
+  return loadControls()?.mlxk_kernels_others_load() ?? 0;
+}
+
+/** Tests: fix the other processes' load the policy sees (null: measure again). Returns the previous pin (-1: none). */
+export function pinOthersLoad(cores: number | null): number {
+  return loadControls()?.mlxk_kernels_pin_others_load(cores ?? -1) ?? -1;
+}
 type ControlLib = ReturnType<typeof dlopen<typeof CONTROL_DEFS>>;
 // Held for the process lifetime: the symbols' trampolines belong to the library object.
 let controlRef: ControlLib | null | undefined;

@@ -93,6 +93,17 @@ export class StandardKVCache extends CacheBuffers implements KVCache, ReusableCa
   }
 
   updateAndFetch(k: mx.Array, v: mx.Array): [mx.Array, mx.Array] {
+    const [K, V, n] = this.updateBuffers(k, v);
+    const [B, H, cap, Dk] = K.shape as [number, number, number, number];
+    if (n === cap) return [K, V];
+    return [mx.slice(K, [0, 0, 0, 0], [B, H, n, Dk]), mx.slice(V, [0, 0, 0, 0], [B, H, n, V.shape[3]!])];
+  }
+
+  /**
+   * Append k, v [B, H, L, D]; returns the whole buffers and how many leading positions are valid (what
+   * updateAndFetch slices to), for kernels that take the length instead of a sliced view.
+   */
+  updateBuffers(k: mx.Array, v: mx.Array): [mx.Array, mx.Array, number] {
     const prev = this.#offset;
     const L = k.shape[2]!;
     if (this.keys === null || prev + L > this.keys.shape[2]!) {
@@ -118,11 +129,7 @@ export class StandardKVCache extends CacheBuffers implements KVCache, ReusableCa
       mx.sliceUpdate(K, k, [0, 0, prev, 0], [B, H, this.#offset, Dk]),
       mx.sliceUpdate(V, v, [0, 0, prev, 0], [B, H, this.#offset, Dv]),
     );
-    if (this.#offset === this.keys!.shape[2]) return [this.keys!, this.values!];
-    return [
-      mx.slice(this.keys!, [0, 0, 0, 0], [B, H, this.#offset, Dk]),
-      mx.slice(this.values!, [0, 0, 0, 0], [B, H, this.#offset, Dv]),
-    ];
+    return [this.keys!, this.values!, this.#offset];
   }
 }
 

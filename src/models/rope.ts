@@ -9,6 +9,7 @@ import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import type { RopeScaling } from "./config.ts";
 import { layerOps } from "../mlx/backend.ts";
+import type { BlockRope } from "../mlx/block.ts";
 import { rope as applyRope } from "./layers.ts";
 
 /** What attention calls: rotate the first `dims` features of x [B, H, L, D] at position `offset`. */
@@ -20,6 +21,8 @@ export interface RopeLayer {
    * Absent where the rotation depends on the sequence length (dynamic NTK, longrope): such models do not batch.
    */
   forwardRows?(x: mx.Array, offsets: readonly number[]): mx.Array;
+  /** The plain rotation forward applies (no input scaling, position-independent frequencies), for fused kernels. */
+  blockRope?(): BlockRope | null;
   dispose(): void;
 }
 
@@ -58,6 +61,12 @@ export class Rope implements RopeLayer {
 
   forwardRows(x: mx.Array, offsets: readonly number[]): mx.Array {
     return layerOps().ropeRows(scaleRotated(x, this.dims, this.opts.inputScale ?? 1), this.#options(), offsets);
+  }
+
+  blockRope(): BlockRope | null {
+    if ((this.opts.inputScale ?? 1) !== 1) return null;
+    const o = this.#options();
+    return { dims: o.dims, traditional: o.traditional, base: o.base ?? 1, scale: o.scale, freqs: o.freqs };
   }
 
   #options() {

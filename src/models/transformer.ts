@@ -8,6 +8,7 @@ import * as mx from "../mlx/index.ts";
 import { Attention } from "./attention.ts";
 import type { LanguageModel, ModelContext, WeightStore } from "./base.ts";
 import { type KVCache, RotatingKVCache, StandardKVCache } from "./cache.ts";
+import { type FusedParts, fusedBlockForward, fusedParts } from "./fused_block.ts";
 import { DecoderModel, type Embedding, type Fanout, type Linear, type Projection, rmsNorm, swiglu } from "./layers.ts";
 import type { RopeLayer } from "./rope.ts";
 
@@ -93,7 +94,12 @@ class Block {
     this.sliding = s.layerTypes[i] === "sliding_attention";
   }
 
+  #fused: FusedParts | null | undefined;
+
   forward(x: mx.Array, cache: KVCache): mx.Array {
+    if (this.#fused === undefined) this.#fused = fusedParts(this);
+    const f = this.#fused && fusedBlockForward(this, this.#fused, x, cache);
+    if (f) return f;
     const s = this.s;
     const eps = s.normEps;
     const rm = s.residualMultiplier ?? 1;

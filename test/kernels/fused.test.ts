@@ -74,7 +74,7 @@ describe.skipIf(info.level === "none")(`fused kernels (${info.level})`, () => {
       });
     });
 
-    test(`attention: decode over a KV-cache slice, causal prefill (Lq = Lk and Lq < Lk), GQA, D=80${tag}`, () => {
+    test(`attention: decode over a KV-cache slice, causal prefill (Lq = Lk and Lq < Lk), GQA, D=72/80/128${tag}`, () => {
       forceScalarKernels(scalar);
       scope(() => {
         const cacheSlice = (H: number, cap: number, n: number, D: number) => slice(rnd([1, H, cap, D]), [0, 0, 0, 0], [1, H, n, D]);
@@ -84,6 +84,9 @@ describe.skipIf(info.level === "none")(`fused kernels (${info.level})`, () => {
           { q: rnd([1, 4, 5, 64]), k: cacheSlice(2, 256, 20, 64), v: cacheSlice(2, 256, 20, 64), mask: "causal" },
           { q: rnd([2, 4, 3, 80]), k: rnd([2, 4, 9, 80]), v: rnd([2, 4, 9, 48]), mask: null },
           { q: rnd([1, 2, 2, 32]), k: rnd([1, 2, 300, 32]), v: rnd([1, 2, 300, 96]), mask: null },
+          // head_dim 128 (Qwen2.5): keys 4 at a time with a tail, values in 64-column blocks; D=72: a half block
+          { q: rnd([1, 6, 1, 128]), k: cacheSlice(2, 64, 37, 128), v: cacheSlice(2, 64, 37, 128), mask: null },
+          { q: rnd([1, 2, 3, 72]), k: rnd([1, 1, 11, 72]), v: rnd([1, 1, 11, 24]), mask: "causal" },
         ];
         for (const { q, k, v, mask } of cases) {
           const o = { scale: q.shape[3]! ** -0.5, mask };

@@ -14,6 +14,7 @@
 #include "kernels.h"
 #include "pool.h"
 #include "qmm.h"
+#include "rows.h"
 #include "simd.h"
 
 #if defined(__x86_64__)
@@ -71,25 +72,6 @@ View4 view4_of(const array& a, cpu::CommandEncoder& enc, std::vector<StridedCopy
   return {src.data<float>(), {src.strides()[0], src.strides()[1], src.strides()[2]}};
 }
 
-// Runs fn(row) for rows [0, n): inline when the whole job is small, else in chunks on the pool.
-template <class F>
-void for_rows(size_t n, double work, F&& fn) {
-  if (work < 65536.0 || n < 2) {
-    for (size_t i = 0; i < n; i++) fn(i);
-    return;
-  }
-  const int chunks = static_cast<int>(std::min<size_t>(n, 256));
-  struct Ctx {
-    F* fn;
-    size_t n;
-    int chunks;
-  } ctx{&fn, n, chunks};
-  kern::parallel_for_work(chunks, [](void* c, int t) {
-    auto& x = *static_cast<Ctx*>(c);
-    for (size_t i = x.n * t / x.chunks; i < x.n * (t + 1) / x.chunks; i++) (*x.fn)(i);
-  }, &ctx, work);
-}
-
 #ifdef MLXK_X86
 MLXK_AVX2 float dot_avx2(const float* a, const float* b, int n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -124,6 +106,59 @@ MLXK_AVX2 void weighted_rows_avx2(const float* p, const float* vbase, int64_t vs
 #pragma GCC unroll 8
   for (int j = 0; j < 8; j++)
     if (j < nv) _mm256_storeu_ps(y + 8 * j, acc[j]);
+}
+
+// q·k for 4 keys at once (D a multiple of 8): two accumulators per key (8 independent FMA chains instead of a
+// latency-bound 2) and one transposing reduction for all four. A key's sum does not depend on its neighbours,
+// so a tail key (passed with repeated pointers) gets exactly what it would get in a full group.
+MLXK_AVX2 __m128 dot4_avx2(const float* q, const float* k0, const float* k1, const float* k2, const float* k3, int D) {
+  __m256 a[4][2];
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; j++) a[j][0] = a[j][1] = _mm256_setzero_ps();
+  const float* k[4] = {k0, k1, k2, k3};
+  int i = 0;
+  for (; i + 16 <= D; i += 16) {
+    const __m256 q0 = _mm256_loadu_ps(q + i), q1 = _mm256_loadu_ps(q + i + 8);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) {
+      a[j][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k[j] + i), a[j][0]);
+      a[j][1] = _mm256_fmadd_ps(q1, _mm256_loadu_ps(k[j] + i + 8), a[j][1]);
+    }
+  }
+  if (i < D) {
+    const __m256 q0 = _mm256_loadu_ps(q + i);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) a[j][0] = _mm256_fmadd_ps(q0, _mm256_loadu_ps(k[j] + i), a[j][0]);
+  }
+  const __m256 t0 = _mm256_hadd_ps(_mm256_add_ps(a[0][0], a[0][1]), _mm256_add_ps(a[1][0], a[1][1]));
+  const __m256 t1 = _mm256_hadd_ps(_mm256_add_ps(a[2][0], a[2][1]), _mm256_add_ps(a[3][0], a[3][1]));
+  const __m256 t = _mm256_hadd_ps(t0, t1);
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+// sc[s] = (q·k_s)·scale for s < n; returns the maximum.
+MLXK_AVX2 float scores_avx2(const float* q, const float* kb, int64_t kst, int n, int D, float scale, float* sc) {
+  const __m128 vs = _mm_set1_ps(scale);
+  __m128 vm = _mm_set1_ps(-std::numeric_limits<float>::infinity());
+  int s = 0;
+  for (; s + 4 <= n; s += 4) {
+    const float* k = kb + s * kst;
+    const __m128 d = _mm_mul_ps(dot4_avx2(q, k, k + kst, k + 2 * kst, k + 3 * kst, D), vs);
+    _mm_storeu_ps(sc + s, d);
+    vm = _mm_max_ps(vm, d);
+  }
+  float m = std::max(std::max(vm[0], vm[1]), std::max(vm[2], vm[3]));
+  if (s < n) {
+    const float* k[4];
+    for (int j = 0; j < 4; j++) k[j] = kb + std::min(s + j, n - 1) * kst;
+    alignas(16) float d[4];
+    _mm_store_ps(d, _mm_mul_ps(dot4_avx2(q, k[0], k[1], k[2], k[3], D), vs));
+    for (int j = 0; s + j < n; j++) {
+      sc[s + j] = d[j];
+      m = std::max(m, d[j]);
+    }
+  }
+  return m;
 }
 
 // y = silu(g)·u = g·u / (1 + exp(-g)).
@@ -183,6 +218,102 @@ void axpy(float a, const float* x, float* y, int n, bool avx2) {
   for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+} // namespace
+
+namespace rows {
+
+void rms_norm(const float* xr, const float* w, float* yr, int D, float eps, bool avx2) {
+  const float inv = 1.0f / std::sqrt(dot(xr, xr, D, avx2) / static_cast<float>(D) + eps);
+  if (w) for (int i = 0; i < D; i++) yr[i] = xr[i] * inv * w[i];
+  else for (int i = 0; i < D; i++) yr[i] = xr[i] * inv;
+}
+
+// Same formula as MLX's composite: inv_freq = exp(-i·ln(base)/half) (or 1/freqs), θ = (offset+l)·scale·inv_freq.
+void rope_table(const std::vector<int>& offs, int L, int dims, float base, float scale, const float* freqs,
+                std::vector<float>& cs, std::vector<float>& sn) {
+  const int half = dims / 2;
+  const size_t nb = offs.size();
+  cs.resize(nb * L * half);
+  sn.resize(cs.size());
+  const float k = static_cast<float>(std::log(static_cast<double>(base)) / half);
+  for (size_t b = 0; b < nb; b++) {
+    for (int l = 0; l < L; l++) {
+      const float pos = static_cast<float>(offs[b] + l) * scale;
+      const size_t at = (b * L + l) * half;
+      for (int i = 0; i < half; i++) {
+        const float inv = freqs ? 1.0f / freqs[i] : std::exp(static_cast<float>(-i) * k);
+        const float th = pos * inv;
+        cs[at + i] = std::cos(th);
+        sn[at + i] = std::sin(th);
+      }
+    }
+  }
+}
+
+void rope(const float* xr, float* yr, int D, int dims, bool trad, const float* c, const float* s) {
+  const int half = dims / 2;
+  for (int i = 0; i < half; i++) {
+    const int i1 = trad ? 2 * i : i, i2 = trad ? 2 * i + 1 : i + half;
+    const float a = xr[i1], b = xr[i2];
+    yr[i1] = a * c[i] - b * s[i];
+    yr[i2] = a * s[i] + b * c[i];
+  }
+  for (int i = dims; i < D; i++) yr[i] = xr[i];
+}
+
+void attend(const float* qr, const float* kb, int64_t kst, const float* vb, int64_t vst, int n, int D, int Dv, float scale,
+            float* yr, bool avx2) {
+  thread_local std::vector<float> sc;
+  sc.resize(static_cast<size_t>(std::max(n, 1)));
+  float m = -std::numeric_limits<float>::infinity();
+#ifdef MLXK_X86
+  if (avx2 && D % 8 == 0) {
+    m = scores_avx2(qr, kb, kst, n, D, scale, sc.data());
+  } else
+#endif
+  {
+    for (int s = 0; s < n; s++) {
+      sc[s] = dot(qr, kb + s * kst, D, avx2) * scale;
+      m = std::max(m, sc[s]);
+    }
+  }
+  float sum = 0.f;
+#ifdef MLXK_X86
+  if (avx2) {
+    sum = exp_shift_sum_avx2(sc.data(), n, m);
+  } else
+#endif
+  {
+    for (int s = 0; s < n; s++) {
+      sc[s] = std::exp(sc[s] - m);
+      sum += sc[s];
+    }
+  }
+#ifdef MLXK_X86
+  if (avx2 && Dv % 8 == 0) {
+    // 64 columns at a time with the sums in registers (the same FMAs per element as the axpy loop)
+    for (int c = 0; c < Dv; c += 64) weighted_rows_avx2(sc.data(), vb + c, vst, n, yr + c, std::min(64, Dv - c));
+  } else
+#endif
+  {
+    std::fill(yr, yr + Dv, 0.f);
+    for (int s = 0; s < n; s++) axpy(sc[s], vb + s * vst, yr, Dv, avx2);
+  }
+  const float inv = n > 0 ? 1.0f / sum : 0.f;
+  for (int i = 0; i < Dv; i++) yr[i] *= inv;
+}
+
+void swiglu(const float* g, const float* u, float* y, size_t n, bool avx2) {
+#ifdef MLXK_X86
+  if (avx2) return swiglu_avx2(g, u, y, n);
+#endif
+  for (size_t i = 0; i < n; i++) y[i] = g[i] * u[i] / (1.0f + std::exp(-g[i]));
+}
+
+} // namespace rows
+
+namespace {
+
 // ------------------------------------------------------------------------------------------- RMSNorm
 
 class FastRMSNorm : public UnaryPrimitive {
@@ -200,13 +331,8 @@ class FastRMSNorm : public UnaryPrimitive {
     const bool avx2 = use_avx2();
     enc.dispatch([x = std::move(x), w, y, D, eps, avx2, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
-      for_rows(x.off.size(), static_cast<double>(x.off.size()) * D, [&](size_t r) {
-        const float* xr = x.row(r);
-        float* yr = y + r * D;
-        const float inv = 1.0f / std::sqrt(dot(xr, xr, D, avx2) / static_cast<float>(D) + eps);
-        if (w) for (int i = 0; i < D; i++) yr[i] = xr[i] * inv * w[i];
-        else for (int i = 0; i < D; i++) yr[i] = xr[i] * inv;
-      });
+      rows::for_rows(x.off.size(), static_cast<double>(x.off.size()) * D,
+                     [&](size_t r) { rows::rms_norm(x.row(r), w, y + r * D, D, eps, avx2); });
     });
   }
   void eval_gpu(const std::vector<array>&, array&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }
@@ -239,35 +365,11 @@ class FastRoPE : public UnaryPrimitive {
                   freqs, y, D, L, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
       const int half = dims / 2;
-      // Same formula as MLX's composite: inv_freq = exp(-i·ln(base)/half) (or 1/freqs), θ = (offset+l)·scale·inv_freq.
-      const size_t nb = offs.size();
-      std::vector<float> cs(nb * L * half), sn(cs.size());
-      const float k = static_cast<float>(std::log(static_cast<double>(base)) / half);
-      for (size_t b = 0; b < nb; b++) {
-        for (int l = 0; l < L; l++) {
-          const float pos = static_cast<float>(offs[b] + l) * scale;
-          const size_t at = (b * L + l) * half;
-          for (int i = 0; i < half; i++) {
-            const float inv = freqs ? 1.0f / freqs[i] : std::exp(static_cast<float>(-i) * k);
-            const float th = pos * inv;
-            cs[at + i] = std::cos(th);
-            sn[at + i] = std::sin(th);
-          }
-        }
-      }
-      for_rows(x.off.size(), static_cast<double>(x.off.size()) * D, [&](size_t r) {
-        const float* xr = x.row(r);
-        float* yr = y + r * D;
+      std::vector<float> cs, sn;
+      rows::rope_table(offs, L, dims, base, scale, freqs, cs, sn);
+      rows::for_rows(x.off.size(), static_cast<double>(x.off.size()) * D, [&](size_t r) {
         const size_t at = ((r / rows_per_b) * L + (r % L)) * half;
-        const float* c = cs.data() + at;
-        const float* s = sn.data() + at;
-        for (int i = 0; i < half; i++) {
-          const int i1 = trad ? 2 * i : i, i2 = trad ? 2 * i + 1 : i + half;
-          const float a = xr[i1], b = xr[i2];
-          yr[i1] = a * c[i] - b * s[i];
-          yr[i2] = a * s[i] + b * c[i];
-        }
-        for (int i = dims; i < D; i++) yr[i] = xr[i];
+        rows::rope(x.row(r), y + r * D, D, dims, trad, cs.data() + at, sn.data() + at);
       });
     });
   }
@@ -307,7 +409,7 @@ class FastSDPA : public UnaryPrimitive {
       for (const auto& c : copies) c.run();
       const int group = Hq / Hkv;
       const double work = static_cast<double>(q.off.size()) * Lk * (D + Dv);
-      for_rows(q.off.size(), work, [&](size_t r) {
+      rows::for_rows(q.off.size(), work, [&](size_t r) {
         const int l = static_cast<int>(r % Lq);
         const size_t bh = r / Lq;
         const size_t b = bh / Hq, h = bh % Hq;
@@ -316,38 +418,7 @@ class FastSDPA : public UnaryPrimitive {
         const float* vb = v.at(b, h / group, s0);
         // MLX's causal mask is aligned to the end: query l sees keys up to (Lk - Lq) + l.
         const int n = causal ? std::clamp(Lk - Lq + l + 1, 0, Lk) : Lk - s0;
-        thread_local std::vector<float> sc;
-        sc.resize(static_cast<size_t>(std::max(n, 1)));
-        const float* qr = q.row(r);
-        float m = -std::numeric_limits<float>::infinity();
-        for (int s = 0; s < n; s++) {
-          sc[s] = dot(qr, kb + s * k.st[2], D, avx2) * scale;
-          m = std::max(m, sc[s]);
-        }
-        float sum = 0.f;
-#ifdef MLXK_X86
-        if (avx2) {
-          sum = exp_shift_sum_avx2(sc.data(), n, m);
-        } else
-#endif
-        {
-          for (int s = 0; s < n; s++) {
-            sc[s] = std::exp(sc[s] - m);
-            sum += sc[s];
-          }
-        }
-        float* yr = y + r * Dv;
-#ifdef MLXK_X86
-        if (avx2 && Dv <= 64 && Dv % 8 == 0) {
-          weighted_rows_avx2(sc.data(), vb, v.st[2], n, yr, Dv);
-        } else
-#endif
-        {
-          std::fill(yr, yr + Dv, 0.f);
-          for (int s = 0; s < n; s++) axpy(sc[s], vb + s * v.st[2], yr, Dv, avx2);
-        }
-        const float inv = n > 0 ? 1.0f / sum : 0.f;
-        for (int i = 0; i < Dv; i++) yr[i] *= inv;
+        rows::attend(q.row(r), kb, k.st[2], vb, v.st[2], n, D, Dv, scale, y + r * Dv, avx2);
       });
     });
   }
@@ -377,12 +448,9 @@ class FastSwiGLU : public UnaryPrimitive {
     enc.dispatch([g, u, y, n, avx2, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
       constexpr size_t kBlock = 4096;
-      for_rows((n + kBlock - 1) / kBlock, static_cast<double>(n) * 8, [&](size_t b) {
-        const size_t i0 = b * kBlock, len = std::min(kBlock, n - i0);
-#ifdef MLXK_X86
-        if (avx2) return swiglu_avx2(g + i0, u + i0, y + i0, len);
-#endif
-        for (size_t i = i0; i < i0 + len; i++) y[i] = g[i] * u[i] / (1.0f + std::exp(-g[i]));
+      rows::for_rows((n + kBlock - 1) / kBlock, static_cast<double>(n) * 8, [&](size_t b) {
+        const size_t i0 = b * kBlock;
+        rows::swiglu(g + i0, u + i0, y + i0, std::min(kBlock, n - i0), avx2);
       });
     });
   }

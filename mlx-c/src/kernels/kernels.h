@@ -25,6 +25,10 @@ MLXK_API int mlxk_kernels_int8(int on);
 /* Thread policy: the threads an op of `work` multiply-adds gets, and a test override (0 = policy). */
 MLXK_API int mlxk_kernels_threads_for(double work);
 MLXK_API int mlxk_kernels_set_threads(int n);
+/* Cores other processes kept busy lately, as the thread policy sees it (Linux /proc; 0 elsewhere), and a test
+   pin of that value (cores < 0: measure again); pin returns the previous pin (-1: none). */
+MLXK_API float mlxk_kernels_others_load(void);
+MLXK_API float mlxk_kernels_pin_others_load(float cores);
 /* With MLXK_KERNEL_PROFILE=1: out3 = [calls, total ms, multiply-adds] of the quantized matmul so far. */
 MLXK_API void mlxk_kernels_qmm_profile(double* out3);
 
@@ -66,5 +70,14 @@ MLXK_API int mlxk_kernel_bias_act(mlxk_array* out, mlxk_array x, mlxk_array bias
 MLXK_API int mlxk_kernel_gated_delta(mlxk_array* outs, mlxk_array q, mlxk_array k, mlxk_array v, mlxk_array g,
                                      mlxk_array beta, mlxk_array state, mlxk_stream s);
 MLXK_API int mlxk_kernel_conv_silu(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_stream s);
+
+/* The dense decoder block in two primitives (block.cpp), float32 on CPU. They return 0 with null outputs when
+   they decline (anything not covered: the caller builds the unfused graph). ins are the inputs in order, each
+   quantized Linear as w, scales, biases[, bias]; ic/fc the integer/float settings (layout: src/mlx/block.ts).
+   qkv: x [1,L,Dm], norm → q [1,Hq,L,D], k [1,Hkv,L,D] (rotated), v [1,Hkv,L,Dv].
+   attn_mlp: q, K, V cache buffers [1,Hkv,cap,·] (positions < ic[12] attended), x, o_proj, norm, gate, up, down
+   → the block's output [1,L,Dm]. */
+MLXK_API int mlxk_block_qkv(mlxk_array* outs, const mlxk_array* ins, const int32_t* ic, const float* fc, mlxk_stream s);
+MLXK_API int mlxk_block_attn_mlp(mlxk_array* out, const mlxk_array* ins, const int32_t* ic, const float* fc, mlxk_stream s);
 
 #endif

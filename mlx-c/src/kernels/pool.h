@@ -13,9 +13,15 @@ using TaskFn = void (*)(void* ctx, int i);
 int pool_threads();
 
 // Threads the policy gives an op of `work` multiply-adds (1 = run inline on the calling thread): MLXK_THREADS
-// pins it; otherwise small ops run on one thread (the hand-off costs more than the split saves) and mid-size
-// ops too while the other cores are busy (helpers that arrive late only add a wait). See pool.cpp.
+// pins it; otherwise small ops run on one thread (the hand-off costs more than the split saves), others on
+// the cores other processes leave free (others_load_now), mid-size ones on one while helpers arrive late.
+// See pool.cpp.
 int threads_for(double work);
+
+// Cores other processes kept busy recently (Linux /proc/stat less this process's time, sampled every
+// ~100 ms; 0 where unknown), and a test override (< 0 = measure again); set returns the previous override.
+float others_load_now();
+float set_others_load(float cores);
 
 // Runs fn(ctx, 0..n-1) across the pool; the caller works too and returns when every task is done.
 // Concurrent callers (several MLX streams) are serialised, so the pool never oversubscribes.

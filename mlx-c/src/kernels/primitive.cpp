@@ -164,6 +164,14 @@ MLXK_API int mlxk_kernels_threads_for(double work) {
   return kern::threads_for(work);
 }
 
+MLXK_API float mlxk_kernels_others_load(void) {
+  return kern::others_load_now();
+}
+
+MLXK_API float mlxk_kernels_pin_others_load(float cores) {
+  return kern::set_others_load(cores);
+}
+
 MLXK_API int mlxk_fast_quantized_matmul(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_array scales,
                                         mlxk_array biases, bool transpose, int group_size, int bits, int mode,
                                         mlxk_stream s) {

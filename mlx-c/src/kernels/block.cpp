@@ -1,0 +1,310 @@
+// The dense decoder block (llama.py's TransformerBlock with pre-norms) as two MLX primitives, for the CPU:
+//   qkv:      RMSNorm → q/k/v quantized matmuls (+ biases) → rope → q, k, v in the heads layout;
+//   attn-mlp: attention over the KV cache buffers → o_proj → residual → RMSNorm → gate/up → SwiGLU → down
+//             → residual.
+// Between them MLX's own slice_update writes k, v into the cache (in place: MLX donates the buffer, which a
+// multi-output primitive of ours could not get while the previous step is in flight). Unfused, a block is
+// ~27 graph nodes, each costing MLX a few µs of scheduling and TypeScript an FFI call; at decode sizes (a
+// 135M model: ~15 ms/token) that is a third of a step; fused it is 4. Each stage calls the very code the
+// single-op kernels run (qmm.cpp, rows.h) in the same order on the same values, so the result is
+// bit-identical to the unfused graph. Anything this does not cover is declined and the caller builds the graph.
+#include <mlx/backend/cpu/encoder.h>
+#include <mlx/primitives.h>
+
+#include <cstring>
+
+#include "../common.h"
+#include "inputs.h"
+#include "kernels.h"
+#include "qmm.h"
+#include "rows.h"
+
+namespace mlxk {
+namespace {
+using kern::QFormat;
+
+// One quantized Linear: packed weights, f32 scales/biases, optional f32 output bias.
+struct QLin {
+  QFormat fmt;
+  int gs = 0;
+  bool bias = false;
+  int N = 0, K = 0;
+};
+
+// Pointers of one QLin's inputs, resolved at eval.
+struct QLinData {
+  const uint8_t* w;
+  const float* scales;
+  const float* biases;
+  const float* bias;
+};
+
+// y[M, N] = x[M, K] · dequant(w)ᵀ (+ bias): the same kernel call and bias add as Linear.forward's graph.
+void linear(const QLin& l, const QLinData& d, const float* x, int M, float* y) {
+  kern::QmmProblem p{};
+  p.x = x;
+  p.w = d.w;
+  p.scales = d.scales;
+  p.biases = d.biases;
+  p.out = y;
+  p.M = M;
+  p.K = l.K;
+  p.N = l.N;
+  p.gs = l.gs;
+  p.fmt = l.fmt;
+  kern::qmm(p);
+  if (d.bias)
+    for (int r = 0; r < M; r++)
+      for (int n = 0; n < l.N; n++) y[static_cast<size_t>(r) * l.N + n] = y[static_cast<size_t>(r) * l.N + n] + d.bias[n];
+}
+
+// Reads QLin l's inputs starting at inputs[i] (w, scales, biases[, bias]); advances i.
+QLinData lin_data(const QLin& l, const std::vector<array>& in, size_t& i) {
+  QLinData d{reinterpret_cast<const uint8_t*>(in[i].data<uint32_t>()), in[i + 1].data<float>(), in[i + 2].data<float>(), nullptr};
+  i += 3;
+  if (l.bias) d.bias = in[i++].data<float>();
+  return d;
+}
+
+void rms_rows(const float* x, const float* w, float* y, int M, int D, float eps, bool avx2) {
+  rows::for_rows(M, static_cast<double>(M) * D, [&](size_t r) { rows::rms_norm(x + r * D, w, y + r * D, D, eps, avx2); });
+}
+
+// Scratch reused across calls on the stream thread (no allocation per token).
+float* scratch(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
+
+struct QkvCfg {
+  QLin q, k, v;
+  int Hq, Hkv, D, Dv;
+  bool has_rope, trad, has_freqs;
+  int rope_dims;
+  float base, rope_scale;
+  int offset; // position of the first row
+  float eps;
+};
+
+// x [1, L, Dm] → q [1, Hq, L, D], k [1, Hkv, L, D] (both rotated), v [1, Hkv, L, Dv]: what the cache's
+// slice_update and the attention take, in the layout heads() + rope give them.
+class BlockQkv : public Primitive {
+ public:
+  BlockQkv(Stream s, QkvCfg c) : Primitive(s), c_(c) {}
+
+  void eval_cpu(const std::vector<array>& inputs, std::vector<array>& outputs) override {
+    const QkvCfg c = c_;
+    for (auto& o : outputs) o.set_data(allocator::malloc(o.nbytes()));
+    auto& enc = cpu::get_command_encoder(stream());
+    std::vector<StridedCopy> copies;
+    std::vector<array> in;
+    for (const auto& a : inputs) in.push_back(row_major(a, enc, copies));
+    size_t i = 2;
+    const QLinData dq = lin_data(c.q, in, i), dk = lin_data(c.k, in, i), dv = lin_data(c.v, in, i);
+    const float* x = in[0].data<float>();
+    const float* nw = in[1].data<float>();
+    const float* freqs = c.has_freqs ? in[i].data<float>() : nullptr;
+    float *qo = outputs[0].data<float>(), *ko = outputs[1].data<float>(), *vo = outputs[2].data<float>();
+    const int L = inputs[0].shape(1), Dm = inputs[0].shape(2);
+    const bool avx2 = kern::avx2_active();
+    enc.dispatch([c, x, nw, dq, dk, dv, freqs, qo, ko, vo, L, Dm, avx2, copies = std::move(copies)]() {
+      for (const auto& cp : copies) cp.run();
+      thread_local std::vector<float> bn, bq, bk, bv;
+      const int nq = c.Hq * c.D, nk = c.Hkv * c.D, nv = c.Hkv * c.Dv;
+      float* xn = scratch(bn, static_cast<size_t>(L) * Dm);
+      float* q = scratch(bq, static_cast<size_t>(L) * nq);
+      float* k = scratch(bk, static_cast<size_t>(L) * nk);
+      float* v = scratch(bv, static_cast<size_t>(L) * nv);
+      rms_rows(x, nw, xn, L, Dm, c.eps, avx2);
+      linear(c.q, dq, xn, L, q);
+      linear(c.k, dk, xn, L, k);
+      linear(c.v, dv, xn, L, v);
+      std::vector<float> cs, sn;
+      if (c.has_rope) rows::rope_table({c.offset}, L, c.rope_dims, c.base, c.rope_scale, freqs, cs, sn);
+      const int half = c.rope_dims / 2;
+      // [l][h][d] → [h][l][d], rotated at position offset + l
+      auto put_head = [&](const float* src, float* dst, int l, bool rot, int d) {
+        if (rot) rows::rope(src, dst, d, c.rope_dims, c.trad, cs.data() + l * half, sn.data() + l * half);
+        else std::memcpy(dst, src, sizeof(float) * d);
+      };
+      for (int l = 0; l < L; l++) {
+        for (int h = 0; h < c.Hq; h++)
+          put_head(q + static_cast<size_t>(l) * nq + h * c.D, qo + (static_cast<size_t>(h) * L + l) * c.D, l, c.has_rope, c.D);
+        for (int h = 0; h < c.Hkv; h++) {
+          put_head(k + static_cast<size_t>(l) * nk + h * c.D, ko + (static_cast<size_t>(h) * L + l) * c.D, l, c.has_rope, c.D);
+          put_head(v + static_cast<size_t>(l) * nv + h * c.Dv, vo + (static_cast<size_t>(h) * L + l) * c.Dv, l, false, c.Dv);
+        }
+      }
+    });
+  }
+  void eval_gpu(const std::vector<array>&, std::vector<array>&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }
+  const char* name() const override { return "MlxkBlockQkv"; }
+
+ private:
+  QkvCfg c_;
+};
+
+struct AttnMlpCfg {
+  QLin o, gate, up, down;
+  int Lk; // cache positions to attend to (the buffers may be longer)
+  float scale, eps;
+};
+
+// q [1, Hq, L, D] over the cache buffers K [1, Hkv, cap, D], V [1, Hkv, cap, Dv] (positions [0, Lk)) →
+// attention rows → o_proj → + x → RMSNorm → gate/up → SwiGLU → down → + residual: the block's output.
+class BlockAttnMlp : public UnaryPrimitive {
+ public:
+  BlockAttnMlp(Stream s, AttnMlpCfg c) : UnaryPrimitive(s), c_(c) {}
+
+  void eval_cpu(const std::vector<array>& inputs, array& out) override {
+    auto& enc = begin_eval(stream(), inputs, out);
+    const AttnMlpCfg c = c_;
+    std::vector<StridedCopy> copies;
+    std::vector<array> in;
+    for (const auto& a : inputs) in.push_back(row_major(a, enc, copies));
+    const int Hq = inputs[0].shape(1), L = inputs[0].shape(2), D = inputs[0].shape(3);
+    const int Hkv = inputs[1].shape(1), cap = inputs[1].shape(2), Dv = inputs[2].shape(3), Dm = inputs[3].shape(2);
+    size_t i = 4;
+    const QLinData dn = lin_data(c.o, in, i);
+    const float* nw = in[i++].data<float>();
+    const QLinData dg = lin_data(c.gate, in, i), du = lin_data(c.up, in, i), dd = lin_data(c.down, in, i);
+    const float *q = in[0].data<float>(), *K = in[1].data<float>(), *V = in[2].data<float>(), *x = in[3].data<float>();
+    float* y = out.data<float>();
+    const bool avx2 = kern::avx2_active();
+    enc.dispatch([=, copies = std::move(copies)]() {
+      for (const auto& cp : copies) cp.run();
+      thread_local std::vector<float> ba, bo, bh, bn, bg, bu, bs;
+      const size_t nd = static_cast<size_t>(L) * Dm, nf = static_cast<size_t>(L) * c.gate.N;
+      float* a = scratch(ba, static_cast<size_t>(L) * Hq * Dv);
+      // The single-op attention kernel's loop: query l sees keys up to (Lk - L) + l (MLX's end-aligned
+      // causal mask); one new row sees them all. Output rows land in [l][h] order (the graph's transpose).
+      const int group = Hq / Hkv;
+      const bool causal = L > 1;
+      const size_t nrows = static_cast<size_t>(Hq) * L;
+      rows::for_rows(nrows, static_cast<double>(nrows) * c.Lk * (D + Dv), [&](size_t r) {
+        const int l = static_cast<int>(r % L), h = static_cast<int>(r / L);
+        const int n = causal ? std::clamp(c.Lk - L + l + 1, 0, c.Lk) : c.Lk;
+        const size_t kv = static_cast<size_t>(h / group) * cap;
+        rows::attend(q + r * D, K + kv * D, D, V + kv * Dv, Dv, n, D, Dv, c.scale, a + (static_cast<size_t>(l) * Hq + h) * Dv,
+                     avx2);
+      });
+      float* o = scratch(bo, nd);
+      float* h = scratch(bh, nd);
+      float* xn = scratch(bn, nd);
+      float* g = scratch(bg, nf);
+      float* u = scratch(bu, nf);
+      float* s = scratch(bs, nf);
+      linear(c.o, dn, a, L, o);
+      for (size_t j = 0; j < nd; j++) h[j] = x[j] + o[j];
+      rms_rows(h, nw, xn, L, Dm, c.eps, avx2);
+      linear(c.gate, dg, xn, L, g);
+      linear(c.up, du, xn, L, u);
+      // FastSwiGLU's blocks (elementwise, so any split gives the same values)
+      constexpr size_t kBlock = 4096;
+      rows::for_rows((nf + kBlock - 1) / kBlock, static_cast<double>(nf) * 8, [&](size_t b) {
+        rows::swiglu(g + b * kBlock, u + b * kBlock, s + b * kBlock, std::min(kBlock, nf - b * kBlock), avx2);
+      });
+      linear(c.down, dd, s, L, o);
+      for (size_t j = 0; j < nd; j++) y[j] = h[j] + o[j];
+    });
+  }
+  void eval_gpu(const std::vector<array>&, array&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }
+  const char* name() const override { return "MlxkBlockAttnMlp"; }
+
+ private:
+  AttnMlpCfg c_;
+};
+
+// Build-time checks see dtypes and shapes only: layout is known at evaluation (where row_major copies if needed).
+bool is_f32(const array& a) {
+  return a.dtype() == float32;
+}
+
+// A quantized Linear our kernel takes as is (row-contiguous, f32 scales/biases, affine 4/8-bit) with input
+// width K; nullopt otherwise. Reads lin = [w, scales, biases, bias?] from ins at i.
+std::optional<QLin> qlin(const mlxk_array* ins, size_t& i, int bits, int gs, bool has_bias, int K) {
+  if (bits != 4 && bits != 8) return std::nullopt;
+  const array& w = A(ins[i]);
+  if (!ins[i + 1] || !ins[i + 2]) return std::nullopt;
+  const array &sc = A(ins[i + 1]), &bi = A(ins[i + 2]);
+  i += 3;
+  QLin l{bits == 4 ? QFormat::Affine4 : QFormat::Affine8, gs, has_bias, w.ndim() == 2 ? w.shape(0) : 0, K};
+  if (w.ndim() != 2 || w.dtype() != uint32 || !kern::qmm_supported(l.fmt, gs, K)) return std::nullopt;
+  if (static_cast<int64_t>(w.shape(1)) * 32 / bits != K || sc.shape() != Shape{l.N, K / gs} || bi.shape() != sc.shape()) return std::nullopt;
+  if (!is_f32(sc) || !is_f32(bi)) return std::nullopt;
+  if (has_bias) {
+    if (!ins[i]) return std::nullopt;
+    const array& b = A(ins[i++]);
+    if (!is_f32(b) || b.shape() != Shape{l.N}) return std::nullopt;
+  }
+  return l;
+}
+
+bool cpu_kernels(const Stream& st) {
+  return kern::kernels_level() > 0 && st.device == Device::cpu;
+}
+
+std::vector<array> gather(const mlxk_array* ins, size_t n) {
+  std::vector<array> v;
+  for (size_t i = 0; i < n; i++) v.push_back(A(ins[i]));
+  return v;
+}
+
+} // namespace
+} // namespace mlxk
+
+using namespace mlxk;
+
+MLXK_API int mlxk_block_qkv(mlxk_array* outs, const mlxk_array* ins, const int32_t* ic, const float* fc, mlxk_stream s) {
+  MLXK_TRY outs[0] = outs[1] = outs[2] = nullptr;
+  Stream st = to_stream(S(s));
+  const array& x = A(ins[0]);
+  if (!cpu_kernels(st) || !is_f32(x) || x.ndim() != 3 || x.shape(0) != 1 || !ins[1] || !is_f32(A(ins[1])) ||
+      A(ins[1]).shape() != Shape{x.shape(2)})
+    return 0;
+  QkvCfg c{};
+  c.Hq = ic[6], c.Hkv = ic[7], c.D = ic[8], c.Dv = ic[9];
+  c.has_rope = ic[10] != 0, c.trad = ic[11] != 0, c.rope_dims = ic[12], c.has_freqs = ic[13] != 0, c.offset = ic[14];
+  c.eps = fc[0], c.base = fc[1], c.rope_scale = fc[2];
+  const int Dm = x.shape(2), L = x.shape(1);
+  size_t i = 2;
+  auto q = qlin(ins, i, ic[0], ic[1], ic[15] != 0, Dm);
+  auto k = q ? qlin(ins, i, ic[2], ic[3], ic[16] != 0, Dm) : std::nullopt;
+  auto v = k ? qlin(ins, i, ic[4], ic[5], ic[17] != 0, Dm) : std::nullopt;
+  if (!v || c.Hkv <= 0 || c.Hq % c.Hkv != 0 || q->N != c.Hq * c.D || k->N != c.Hkv * c.D || v->N != c.Hkv * c.Dv) return 0;
+  if (c.has_rope && (c.rope_dims <= 0 || c.rope_dims % 2 != 0 || c.rope_dims > c.D || c.offset < 0)) return 0;
+  if (c.has_freqs && (!c.has_rope || !ins[i] || !is_f32(A(ins[i])) || A(ins[i]).shape() != Shape{c.rope_dims / 2})) return 0;
+  c.q = *q, c.k = *k, c.v = *v;
+  auto res = array::make_arrays({Shape{1, c.Hq, L, c.D}, Shape{1, c.Hkv, L, c.D}, Shape{1, c.Hkv, L, c.Dv}},
+                                {float32, float32, float32}, std::make_shared<BlockQkv>(st, c),
+                                gather(ins, i + (c.has_freqs ? 1 : 0)));
+  for (int j = 0; j < 3; j++) outs[j] = new array(std::move(res[j]));
+  return 0;
+  MLXK_END
+}
+
+MLXK_API int mlxk_block_attn_mlp(mlxk_array* out, const mlxk_array* ins, const int32_t* ic, const float* fc, mlxk_stream s) {
+  MLXK_TRY * out = nullptr;
+  Stream st = to_stream(S(s));
+  const array &q = A(ins[0]), &K = A(ins[1]), &V = A(ins[2]), &x = A(ins[3]);
+  if (!cpu_kernels(st) || !is_f32(q) || !is_f32(K) || !is_f32(V) || !is_f32(x) || q.ndim() != 4 || K.ndim() != 4 ||
+      V.ndim() != 4 || x.ndim() != 3 || q.shape(0) != 1 || K.shape(0) != 1 || V.shape(0) != 1 || x.shape(0) != 1)
+    return 0;
+  const int Hq = q.shape(1), L = q.shape(2), D = q.shape(3), Hkv = K.shape(1), Dm = x.shape(2);
+  AttnMlpCfg c{};
+  c.Lk = ic[12], c.scale = fc[0], c.eps = fc[1];
+  if (Hkv <= 0 || Hq % Hkv != 0 || K.shape(3) != D || V.shape(1) != Hkv || V.shape(2) != K.shape(2) || x.shape(1) != L ||
+      c.Lk < L || c.Lk > K.shape(2))
+    return 0;
+  size_t i = 4;
+  auto o = qlin(ins, i, ic[0], ic[1], ic[8] != 0, Hq * V.shape(3));
+  if (!o || o->N != Dm || !ins[i] || !is_f32(A(ins[i])) || A(ins[i]).shape() != Shape{Dm}) return 0;
+  i++;
+  auto g = qlin(ins, i, ic[2], ic[3], ic[9] != 0, Dm);
+  auto u = g ? qlin(ins, i, ic[4], ic[5], ic[10] != 0, Dm) : std::nullopt;
+  auto d = u && u->N == g->N ? qlin(ins, i, ic[6], ic[7], ic[11] != 0, g->N) : std::nullopt;
+  if (!d || d->N != Dm) return 0;
+  c.o = *o, c.gate = *g, c.up = *u, c.down = *d;
+  return put(out, array(x.shape(), float32, std::make_shared<BlockAttnMlp>(st, c), gather(ins, i)));
+  MLXK_END
+}

@@ -1,0 +1,144 @@
+/**
+ * The dense decoder block as two fused CPU primitives (mlx-c/src/kernels/block.cpp): `blockQkv` (RMSNorm,
+ * q/k/v quantized matmuls, rope) and `blockAttnMlp` (attention over the KV cache buffers, o_proj, residual,
+ * RMSNorm, SwiGLU MLP, residual). Bit-identical to the op-by-op graph, with 4 graph nodes per block instead of
+ * ~27 (the cache write between them stays MLX's slice_update). Each returns null when it cannot run (kernels
+ * off, MLXK_FUSED_BLOCKS=0, a shim without them, or a case the kernel declines) and the caller builds the graph.
+ */
+import { dlopen, FFIType, ptr } from "bun:ffi";
+import { fusedBlocksEnabled } from "../env.ts";
+import { Array, Dtype } from "./array.ts";
+import { fail, handles, ints, mlxAvailability } from "./ffi.ts";
+import { kernelsEnabled } from "./kernels.ts";
+import { currentStream as S } from "./stream.ts";
+
+/** A quantized Linear as the kernels take it (affine 4/8-bit; float32 scales and biases). */
+export interface BlockLinear {
+  weight: Array;
+  scales: Array;
+  biases: Array;
+  bias: Array | null;
+  bits: number;
+  groupSize: number;
+}
+
+export interface BlockRope {
+  dims: number;
+  traditional: boolean;
+  /** base, or explicit per-dimension frequencies (dims/2 of them). */
+  base: number;
+  scale: number;
+  freqs: Array | null;
+}
+
+export interface QkvOptions {
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  valueDim: number;
+  rope: BlockRope | null;
+  /** Position of the first of x's rows. */
+  offset: number;
+  eps: number;
+}
+
+// Bound apart from ffi.ts's table so a shim built before them still loads (bench --baseline-shim).
+const DEFS = {
+  mlxk_block_qkv: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+  mlxk_block_attn_mlp: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
+} as const;
+type BlockLib = ReturnType<typeof dlopen<typeof DEFS>>;
+let libRef: BlockLib | null | undefined;
+let override: boolean | null = null;
+let fromEnv: boolean | undefined;
+let built = 0;
+
+function symbols(): BlockLib["symbols"] | null {
+  if (libRef === undefined) {
+    libRef = null;
+    const shim = mlxAvailability().available ? mlxAvailability().shim : undefined;
+    if (shim) {
+      try {
+        libRef = dlopen(shim, DEFS);
+      } catch {
+        libRef = null;
+      }
+    }
+  }
+  return libRef?.symbols ?? null;
+}
+
+/** Whether the fused block runs (our kernels on, MLXK_FUSED_BLOCKS not 0, unless setFusedBlocks overrode it). */
+export function fusedBlocks(): boolean {
+  if (override !== null) return override && kernelsEnabled();
+  fromEnv ??= fusedBlocksEnabled();
+  return fromEnv && kernelsEnabled();
+}
+
+/** Fused qkv halves built so far (tests check the fused path really ran). */
+export function fusedBlocksBuilt(): number {
+  return built;
+}
+
+/** Tests and benchmarks: switch the fused block in process (null: back to MLXK_FUSED_BLOCKS). */
+export function setFusedBlocks(on: boolean | null): void {
+  override = on;
+}
+
+// Backed by their own ArrayBuffers: a small inline typed array can move, its pointer would not.
+const OUTS = new Uint32Array(new ArrayBuffer(24));
+const OUTS_PTR = ptr(OUTS);
+const FLOATS = new Float32Array(new ArrayBuffer(32));
+const FLOATS_PTR = ptr(FLOATS);
+const out = (i: number) => OUTS[2 * i]! + OUTS[2 * i + 1]! * 4294967296;
+
+function linearHandles(l: BlockLinear): number[] {
+  const h = [l.weight.handle, l.scales.handle, l.biases.handle];
+  if (l.bias) h.push(l.bias.handle);
+  return h;
+}
+
+const f32 = (l: BlockLinear) => l.scales.dtype === Dtype.float32 && l.biases.dtype === Dtype.float32 && (!l.bias || l.bias.dtype === Dtype.float32);
+
+/** x [1, L, Dm] → [q [1, H, L, D], k [1, Hkv, L, D]] (rotated at offset..), v [1, Hkv, L, Dv]], or null. */
+export function blockQkv(x: Array, norm: Array, lin: readonly [BlockLinear, BlockLinear, BlockLinear], o: QkvOptions): [Array, Array, Array] | null {
+  const s = fusedBlocks() ? symbols() : null;
+  if (!s || !lin.every(f32)) return null;
+  const r = o.rope;
+  const hs = [x.handle, norm.handle, ...lin.flatMap(linearHandles)];
+  if (r?.freqs) hs.push(r.freqs.handle);
+  const [q, k, v] = lin;
+  const ic = ints([q.bits, q.groupSize, k.bits, k.groupSize, v.bits, v.groupSize, o.heads, o.kvHeads, o.headDim, o.valueDim,
+    r ? 1 : 0, r?.traditional ? 1 : 0, r?.dims ?? 0, r?.freqs ? 1 : 0, o.offset, q.bias ? 1 : 0, k.bias ? 1 : 0, v.bias ? 1 : 0]);
+  FLOATS[0] = o.eps;
+  FLOATS[1] = r?.base ?? 1;
+  FLOATS[2] = r?.scale ?? 1;
+  if (s.mlxk_block_qkv(OUTS_PTR as never, handles(hs) as never, ic as never, FLOATS_PTR as never, S() as never) !== 0) fail("block_qkv");
+  if (out(0) === 0) return null;
+  built++;
+  return [new Array(out(0)), new Array(out(1)), new Array(out(2))];
+}
+
+export interface MlpLinears {
+  o: BlockLinear;
+  gate: BlockLinear;
+  up: BlockLinear;
+  down: BlockLinear;
+}
+
+/**
+ * q [1, H, L, D] attending to positions [0, length) of the cache buffers keys/values [1, Hkv, cap, ·], then
+ * o_proj, + x, RMSNorm(norm), SwiGLU MLP, + residual → [1, L, Dm]; or null.
+ */
+export function blockAttnMlp(q: Array, keys: Array, values: Array, length: number, x: Array, norm: Array, l: MlpLinears, o: { scale: number; eps: number }): Array | null {
+  const s = fusedBlocks() ? symbols() : null;
+  const all = [l.o, l.gate, l.up, l.down];
+  if (!s || !all.every(f32)) return null;
+  const hs = [q.handle, keys.handle, values.handle, x.handle, ...linearHandles(l.o), norm.handle, ...linearHandles(l.gate),
+    ...linearHandles(l.up), ...linearHandles(l.down)];
+  const ic = ints([...all.flatMap((a) => [a.bits, a.groupSize]), ...all.map((a) => (a.bias ? 1 : 0)), length]);
+  FLOATS[0] = o.scale;
+  FLOATS[1] = o.eps;
+  if (s.mlxk_block_attn_mlp(OUTS_PTR as never, handles(hs) as never, ic as never, FLOATS_PTR as never, S() as never) !== 0) fail("block_attn_mlp");
+  return out(0) === 0 ? null : new Array(out(0));
+}

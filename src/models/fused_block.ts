@@ -1,0 +1,80 @@
+/**
+ * The dense pre-norm decoder block (transformer.ts) through the backend's two fused halves (src/mlx/block.ts)
+ * where they apply: one sequence (a plain StandardKVCache), affine-quantized projections, SwiGLU MLP, a plain
+ * or no rope, no q/k norms, query scaling, sinks or residual multiplier. Returns null otherwise (and whenever
+ * the kernels decline), and the block runs op by op; the two paths give bit-identical results.
+ */
+import { layerOps } from "../mlx/backend.ts";
+import type { BlockLinear } from "../mlx/block.ts";
+import * as mx from "../mlx/index.ts";
+import type { Attention } from "./attention.ts";
+import { type KVCache, StandardKVCache } from "./cache.ts";
+import { type Linear, rmsNorm, sdpa } from "./layers.ts";
+import { DenseMlp, type DecoderSpec, type Mlp } from "./transformer.ts";
+
+/** Rows per call the fused path takes: decode steps and short appends (prefill chunks gain nothing from it). */
+const MAX_ROWS = 32;
+
+export interface FusableBlock {
+  readonly self_attn: Attention;
+  readonly mlp: Mlp;
+  readonly norm1: mx.Array;
+  readonly norm2: mx.Array;
+  readonly s: DecoderSpec;
+}
+
+function blockLinear(l: Linear): BlockLinear | null {
+  const q = l.q;
+  if (!q || q.mode !== "affine" || !l.scales || !l.biases) return null;
+  return { weight: l.weight, scales: l.scales, biases: l.biases, bias: l.bias, bits: q.bits, groupSize: q.groupSize };
+}
+
+/** The parts the fused path needs, resolved once per block (null: this block never fuses). */
+export interface FusedParts {
+  qkv: [BlockLinear, BlockLinear, BlockLinear];
+  o: BlockLinear;
+  gate: BlockLinear;
+  up: BlockLinear;
+  down: BlockLinear;
+}
+
+export function fusedParts(b: FusableBlock): FusedParts | null {
+  const s = b.s;
+  const a = b.self_attn;
+  if (s.postNorms || (s.residualMultiplier ?? 1) !== 1 || s.qkNorm || s.queryScale) return null;
+  if (a.o.qNorm || a.o.kNorm || a.o.sinks || a.o.queryScale) return null;
+  if (a.o.rope && !a.o.rope.blockRope?.()) return null;
+  if (!(b.mlp instanceof DenseMlp)) return null;
+  const m = b.mlp;
+  const ls = [a.q_proj, a.k_proj, a.v_proj, a.o_proj, m.gate_proj, m.up_proj, m.down_proj].map(blockLinear);
+  if (ls.some((l) => l === null)) return null;
+  const [q, k, v, o, gate, up, down] = ls as BlockLinear[];
+  return { qkv: [q!, k!, v!], o: o!, gate: gate!, up: up!, down: down! };
+}
+
+/** The block's output for x [1, L, Dm], or null (build it op by op). */
+export function fusedBlockForward(b: FusableBlock, p: FusedParts, x: mx.Array, cache: KVCache): mx.Array | null {
+  if (!(cache instanceof StandardKVCache) || x.shape[0] !== 1 || x.shape[1]! > MAX_ROWS) return null;
+  const ops = layerOps();
+  const a = b.self_attn.o;
+  const qkv = ops.blockQkv(x, b.norm1, p.qkv, {
+    heads: a.heads,
+    kvHeads: a.kvHeads,
+    headDim: a.headDim,
+    valueDim: p.qkv[2].weight.shape[0]! / a.kvHeads,
+    rope: a.rope?.blockRope?.() ?? null,
+    offset: cache.offset,
+    eps: b.s.normEps,
+  });
+  if (!qkv) return null;
+  const [q, k, v] = qkv;
+  const [keys, values, length] = cache.updateBuffers(k, v);
+  const out = ops.blockAttnMlp(q, keys, values, length, x, b.norm2, { o: p.o, gate: p.gate, up: p.up, down: p.down }, { scale: a.scale, eps: b.s.normEps });
+  if (out) return out;
+  // declined once the cache holds k, v (it should not: fusedParts checked the weights): the rest op by op
+  const L = x.shape[1]!;
+  const cut = (t: mx.Array) => mx.slice(t, [0, 0, 0, 0], [1, t.shape[1]!, length, t.shape[3]!]);
+  const att = sdpa(q, cut(keys), cut(values), { scale: a.scale, mask: L > 1 ? "causal" : null, sinks: null });
+  const h = mx.add(x, b.self_attn.o_proj.forward(mx.reshape(mx.transpose(att, [0, 2, 1, 3]), [1, L, -1])));
+  return mx.add(h, b.mlp.forward(rmsNorm(h, b.norm2, b.s.normEps)));
+}

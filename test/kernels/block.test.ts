@@ -1,0 +1,183 @@
+/**
+ * The fused decoder block (src/mlx/block.ts, mlx-c/src/kernels/block.cpp) must give exactly what the
+ * op-by-op block gives: bit-identical outputs and KV caches on odd shapes (4- and 8-bit, group sizes 32/64,
+ * biases, grouped heads, a value width unlike the key width, base or explicit rope frequencies, no rope,
+ * one row and several), and bit-identical logits and greedy tokens on models (tiny fixtures, real SmolLM2).
+ * Every case also checks the fused path really ran (fusedBlocksBuilt).
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { tokenLoop } from "../../src/engine/generate.ts";
+import { loadGgufModel, loadModelDir, type LoadedModel } from "../../src/engine/load.ts";
+import { kernelOps } from "../../src/mlx/backend.ts";
+import { type BlockLinear, blockAttnMlp, blockQkv, type BlockRope, fusedBlocksBuilt, setFusedBlocks } from "../../src/mlx/block.ts";
+import * as mx from "../../src/mlx/index.ts";
+import { kernelInfo } from "../../src/mlx/kernels.ts";
+import { StandardKVCache } from "../../src/models/cache.ts";
+import { smollm2Gguf } from "../support/smollm2.ts";
+import { seededNormal } from "../support/tolerance.ts";
+import { GOLDEN_PROMPT, writeTinyModel } from "../support/tiny-models.ts";
+
+const tmp = mkdtempSync(join(tmpdir(), "mlxk-block-"));
+afterAll(() => {
+  setFusedBlocks(null);
+  rmSync(tmp, { recursive: true, force: true });
+});
+const rnd = seededNormal(4200);
+
+function qlinear(N: number, K: number, bits: number, gs: number, bias: boolean): BlockLinear {
+  const q = mx.quantize(rnd([N, K], 0.2), { groupSize: gs, bits, mode: "affine" });
+  return mx.keep({ weight: q.wq, scales: q.scales, biases: q.biases!, bias: bias ? rnd([N], 0.1) : null, bits, groupSize: gs });
+}
+
+/** What Linear.forward builds for l. */
+function linear(x: mx.Array, l: BlockLinear): mx.Array {
+  const y = kernelOps.quantizedMatmul(x, l.weight, l.scales, l.biases, { transpose: true, groupSize: l.groupSize, bits: l.bits, mode: "affine" });
+  return l.bias ? mx.add(y, l.bias) : y;
+}
+
+const heads = (x: mx.Array, n: number) => mx.transpose(mx.reshape(x, [1, x.shape[1]!, n, -1]), [0, 2, 1, 3]);
+
+interface Shape {
+  Dm: number;
+  Hq: number;
+  Hkv: number;
+  D: number;
+  Dv: number;
+  F: number;
+  bits: [number, number];
+  gs: [number, number];
+  bias: boolean;
+  rope: "base" | "freqs" | "none";
+}
+
+/** One block of random weights, applied fused and op by op (attention.ts + transformer.ts, pre-norm). */
+function blockCase(s: Shape) {
+  const [b0, b1] = s.bits;
+  const [g0, g1] = s.gs;
+  const w = {
+    q: qlinear(s.Hq * s.D, s.Dm, b0, g0, s.bias),
+    k: qlinear(s.Hkv * s.D, s.Dm, b1, g1, s.bias),
+    v: qlinear(s.Hkv * s.Dv, s.Dm, b0, g1, s.bias),
+    o: qlinear(s.Dm, s.Hq * s.Dv, b1, g0, false),
+    gate: qlinear(s.F, s.Dm, b0, g0, false),
+    up: qlinear(s.F, s.Dm, b1, g1, false),
+    down: qlinear(s.Dm, s.F, b0, g1, false),
+    n1: mx.keep(mx.add(rnd([s.Dm], 0.1), mx.scalar(1))),
+    n2: mx.keep(mx.add(rnd([s.Dm], 0.1), mx.scalar(1))),
+  };
+  const dims = s.D - 8;
+  const freqs = s.rope === "freqs" ? mx.keep(mx.array(Float32Array.from({ length: dims / 2 }, (_, i) => 1.5 + 10000 ** ((2 * i) / dims)))) : null;
+  const rope: BlockRope | null = s.rope === "none" ? null : { dims, traditional: false, base: 50000, scale: 0.75, freqs };
+  const eps = 1e-5, scale = s.D ** -0.5;
+  const unfused = (x: mx.Array, cache: StandardKVCache) => {
+    const xn = kernelOps.rmsNorm(x, w.n1, eps);
+    let q = heads(linear(xn, w.q), s.Hq);
+    let k = heads(linear(xn, w.k), s.Hkv);
+    const v = heads(linear(xn, w.v), s.Hkv);
+    if (rope) {
+      const o = { dims, traditional: false, base: rope.freqs ? undefined : rope.base, scale: rope.scale, freqs: rope.freqs, offset: cache.offset };
+      q = kernelOps.rope(q, o);
+      k = kernelOps.rope(k, o);
+    }
+    const L = x.shape[1]!;
+    const [keys, values] = cache.updateAndFetch(k, v);
+    const att = kernelOps.sdpa(q, keys, values, { scale, mask: L > 1 ? "causal" : null });
+    const h = mx.add(x, linear(mx.reshape(mx.transpose(att, [0, 2, 1, 3]), [1, L, -1]), w.o));
+    const m = kernelOps.rmsNorm(h, w.n2, eps);
+    return mx.add(h, linear(kernelOps.swiglu(linear(m, w.gate), linear(m, w.up)), w.down));
+  };
+  const fused = (x: mx.Array, cache: StandardKVCache) => {
+    const qkv = blockQkv(x, w.n1, [w.q, w.k, w.v], { heads: s.Hq, kvHeads: s.Hkv, headDim: s.D, valueDim: s.Dv, rope, offset: cache.offset, eps });
+    expect(qkv).not.toBeNull();
+    const [q, k, v] = qkv!;
+    const [keys, values, n] = cache.updateBuffers(k, v);
+    const y = blockAttnMlp(q, keys, values, n, x, w.n2, { o: w.o, gate: w.gate, up: w.up, down: w.down }, { scale, eps });
+    expect(y).not.toBeNull();
+    return y!;
+  };
+  return { unfused, fused, dispose: () => [...Object.values(w).flatMap((l) => ("weight" in l ? [l.weight, l.scales, l.biases, l.bias] : [l])), freqs].forEach((a) => a?.dispose()) };
+}
+
+const bits = (a: mx.Array) => new Uint32Array(a.toFloat32Array().buffer);
+
+describe.skipIf(kernelInfo().level === "none")("fused decoder block = op-by-op block, bit for bit", () => {
+  const shapes: [string, Shape][] = [
+    ["SmolLM2-like 4-bit gs32, rope base", { Dm: 96, Hq: 3, Hkv: 1, D: 32, Dv: 32, F: 160, bits: [4, 4], gs: [32, 32], bias: false, rope: "base" }],
+    ["Qwen2-like biases, 4/8-bit mixed, gs 32/64, rope freqs", { Dm: 128, Hq: 4, Hkv: 2, D: 32, Dv: 32, F: 192, bits: [4, 8], gs: [32, 64], bias: true, rope: "freqs" }],
+    ["value width ≠ key width, no rope, 8-bit", { Dm: 64, Hq: 2, Hkv: 2, D: 48, Dv: 16, F: 96, bits: [8, 8], gs: [32, 32], bias: true, rope: "none" }],
+  ];
+  test.each(shapes)("%s: a 5-row append then 9 one-row steps, outputs and caches", (_, s) => {
+    const c = blockCase(s);
+    const a = new StandardKVCache(), b = new StandardKVCache();
+    const before = fusedBlocksBuilt();
+    try {
+      for (const L of [5, 1, 1, 1, 1, 1, 1, 1, 1, 1]) {
+        mx.scope(() => {
+          const x = rnd([1, L, s.Dm]);
+          const u = c.unfused(x, a);
+          const f = c.fused(x, b);
+          mx.eval([u, f, ...a.state(), ...b.state()]);
+          expect(bits(f)).toEqual(bits(u));
+        });
+      }
+      expect(a.offset).toBe(14);
+      expect(b.offset).toBe(14);
+      const [ka, va] = a.state(), [kb, vb] = b.state();
+      expect(bits(kb!)).toEqual(bits(ka!));
+      expect(bits(vb!)).toEqual(bits(va!));
+      expect(fusedBlocksBuilt() - before).toBe(10);
+    } finally {
+      a[Symbol.dispose]();
+      b[Symbol.dispose]();
+      c.dispose();
+    }
+  });
+
+  test("a block the kernels cannot take (group size 48) is declined, not mis-computed", () => {
+    const w = qlinear(64, 96, 4, 32, false);
+    const bad = { ...w, groupSize: 48 };
+    mx.scope(() => {
+      const r = blockQkv(rnd([1, 1, 96]), mx.ones([96]), [bad, w, w], { heads: 2, kvHeads: 2, headDim: 32, valueDim: 32, rope: null, offset: 0, eps: 1e-5 });
+      expect(r).toBeNull();
+    });
+    [w.weight, w.scales, w.biases].forEach((a) => a.dispose());
+  });
+});
+
+function run(m: LoadedModel, prompt: readonly number[], n: number, fused: boolean): { tokens: number[]; logits: Uint32Array[] } {
+  setFusedBlocks(fused);
+  try {
+    const steps = [...tokenLoop({ model: m.model, prompt, maxTokens: n, wantLogits: true })];
+    return { tokens: steps.map((s) => s.token), logits: steps.map((s) => new Uint32Array(s.logits!.buffer.slice(0))) };
+  } finally {
+    setFusedBlocks(null);
+  }
+}
+
+describe.skipIf(kernelInfo().level === "none")("models: logits and greedy tokens with the fused block on = off", () => {
+  test.each(["llama_q4", "qwen2_q4"] as const)("%s, 24 tokens", async (name) => {
+    using m = await loadModelDir(writeTinyModel(name, join(tmp, name)), { dtype: "float32", streams: 1 });
+    const before = fusedBlocksBuilt();
+    const on = run(m, GOLDEN_PROMPT, 24, true);
+    expect(fusedBlocksBuilt()).toBeGreaterThan(before);
+    const off = run(m, GOLDEN_PROMPT, 24, false);
+    expect(on.tokens).toHaveLength(24);
+    expect(on.tokens).toEqual(off.tokens);
+    expect(on.logits.length).toBe(off.logits.length);
+    on.logits.forEach((l, i) => expect(l).toEqual(off.logits[i]!));
+  });
+
+  test("SmolLM2-135M (real Q4_1 weights): 32 tokens after a 24-token prompt", async () => {
+    using m = await loadGgufModel(await smollm2Gguf(), { streams: 1 });
+    const prompt = Array.from({ length: 24 }, (_, i) => 1000 + ((i * 7919) % 30000));
+    const before = fusedBlocksBuilt();
+    const on = run(m, prompt, 32, true);
+    expect(fusedBlocksBuilt() - before).toBeGreaterThanOrEqual(30 * 32);
+    const off = run(m, prompt, 32, false);
+    expect(on.tokens).toEqual(off.tokens);
+    on.logits.forEach((l, i) => expect(l).toEqual(off.logits[i]!));
+  }, 120_000);
+});
