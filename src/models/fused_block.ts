@@ -41,6 +41,9 @@ export interface FusedParts {
 export function fusedParts(b: FusableBlock): FusedParts | null {
   const s = b.s;
   const a = b.self_attn;
+  // a sublayer whose forward was wrapped on the instance (tensor parallel sums its output over the ranks) must
+  // run through that forward: the fused kernels would skip the wrapper
+  if (Object.hasOwn(a, "forward") || Object.hasOwn(b.mlp, "forward")) return null;
   if (s.postNorms || (s.residualMultiplier ?? 1) !== 1 || s.qkNorm || s.queryScale) return null;
   if (a.o.qNorm || a.o.kNorm || a.o.sinks || a.o.queryScale) return null;
   if (a.o.rope && !a.o.rope.blockRope?.()) return null;
