@@ -5,7 +5,8 @@
  * Continuous batching: bun bench/server.ts --clients 1,2,4,8 [--tokens N] [--requests R] [--rounds K]: aggregate
  * completion tok/s and TTFT p50/p95 of N concurrent streaming clients on a --parallel 8 server and on a --parallel 1
  * server (one request at a time), both in this run, K interleaved rounds (default 1); ratios against one client on
- * the --parallel 1 server of the same round, median over rounds.
+ * the --parallel 1 server of the same round, median over rounds. --prompt-cache gives both servers the prompt
+ * cache as `mlxk server` sizes it by default (off otherwise, to measure batching alone).
  * Prints a Markdown table for BENCHMARKS.md.
  */
 import { freemem, loadavg } from "node:os";
@@ -15,6 +16,7 @@ import { createApp } from "../src/server/app.ts";
 import { ModelManager } from "../src/server/model-manager.ts";
 import { loadTarget, resolveTarget } from "../src/server/models-source.ts";
 import { DEFAULT_SAMPLING } from "../src/generate/sample.ts";
+import { defaultPromptCacheBytes } from "../src/engine/open.ts";
 import { readSse } from "../src/server/openai/sse.ts";
 
 function arg(name: string): string | undefined {
@@ -152,8 +154,9 @@ if (CLIENT_COUNTS) {
 /** Aggregate tok/s and TTFT for each client count on a batching and a one-at-a-time server (same process, same run). */
 async function batchingBench(counts: number[]): Promise<void> {
   const requests = Number(arg("requests") ?? 2);
+  const promptCacheBytes = process.argv.includes("--prompt-cache") ? defaultPromptCacheBytes(freemem()) : 0;
   const servers = [8, 1].map((parallel) => {
-    const m = new ModelManager({ resolve: (x) => resolveTarget(x), load: (t) => loadTarget(t, { parallel, freeMemory: freemem }), freeMemory: freemem, maxQueue: 64 });
+    const m = new ModelManager({ resolve: (x) => resolveTarget(x), load: (t) => loadTarget(t, { parallel, promptCacheBytes, freeMemory: freemem }), freeMemory: freemem, maxQueue: 64 });
     const a = createApp({ manager: m, listModels: () => [] });
     const srv = Bun.serve({ hostname: "127.0.0.1", port: 0, idleTimeout: 0, fetch: (r) => a.handle(r) });
     return { parallel, manager: m, srv, url: `http://127.0.0.1:${srv.port}` };
@@ -188,7 +191,7 @@ async function batchingBench(counts: number[]): Promise<void> {
   const f = (x: number, d = 1) => x.toFixed(d);
   const peak = (servers[0]!.manager.residentEngine(servers[0]!.manager.resident[0]!.id) as { batchPeak?: number }).batchPeak;
   console.log(
-    `model: ${spec}, ${TOKENS} tokens greedy per request, ${requests} requests per client, streaming; ${navigator.hardwareConcurrency} CPUs; largest batch ${peak}; ` +
+    `model: ${spec}, ${TOKENS} tokens greedy per request, ${requests} requests per client, streaming; ${navigator.hardwareConcurrency} CPUs; largest batch ${peak}; prompt cache ${promptCacheBytes > 0 ? "on" : "off"}; ` +
       `${rounds} round(s), medians (ratios per round, then the median); load average (1 min) ${load.join(" → ")}\n`,
   );
   console.log(
