@@ -3,23 +3,16 @@
  * shapes, its three ISA paths against each other (bitwise), and Linear.packOnUse's ownership through WeightStore.
  */
 import { afterAll, expect, test } from "bun:test";
-import { type Array, disposeAll, Dtype, eval as evaluate, matmul, random, scope, sliceAxis, swapaxes } from "../../src/mlx/index.ts";
+import { type Array, disposeAll, Dtype, eval as evaluate, matmul, scope, sliceAxis, swapaxes } from "../../src/mlx/index.ts";
 import { fastLinear, forceIsa, kernelInfo, packLinear } from "../../src/mlx/kernels.ts";
+import { seededNormal, worst } from "../support/tolerance.ts";
 import { WeightStore } from "../../src/models/base.ts";
 
 afterAll(() => forceIsa(null));
 const none = kernelInfo().level === "none";
-let seed = 11;
-const rnd = (shape: number[]): Array => random.normal({ shape, key: random.key(seed++) });
+const rnd = seededNormal(11);
 
-function maxRel(a: Array, b: Array): number {
-  expect(a.shape).toEqual(b.shape);
-  const x = a.toFloat32Array();
-  const y = b.toFloat32Array();
-  let w = 0;
-  for (let i = 0; i < x.length; i++) w = Math.max(w, Math.abs(x[i]! - y[i]!) / (1e-4 + 1e-4 * Math.abs(y[i]!)));
-  return w;
-}
+const maxRel = (a: Array, b: Array): number => worst(a, b, 1e-4, 1e-4);
 const bits = (a: Array) => [...new Uint32Array(a.toFloat32Array().buffer)];
 
 // M ≥ 8 takes the packed path: M not a multiple of the 14-row tile, N of the 32-column panel, K of the 256 block

@@ -1,20 +1,13 @@
 /** fastLinear (our float32 x·wᵀ kernel) against MLX's matmul on odd shapes, strided inputs, AVX2 and scalar paths. */
 import { afterAll, expect, test } from "bun:test";
-import { type Array, Dtype, matmul, random, reshape, scope, sliceAxis, swapaxes, transpose } from "../../src/mlx/index.ts";
+import { type Array, Dtype, matmul, reshape, scope, sliceAxis, swapaxes, transpose } from "../../src/mlx/index.ts";
 import { fastLinear, forceScalarKernels, kernelInfo } from "../../src/mlx/kernels.ts";
+import { seededNormal, worst } from "../support/tolerance.ts";
 
 afterAll(() => forceScalarKernels(false));
-let seed = 7;
-const rnd = (shape: number[]): Array => random.normal({ shape, key: random.key(seed++) });
+const rnd = seededNormal(7);
 
-function maxRel(a: Array, b: Array): number {
-  expect(a.shape).toEqual(b.shape);
-  const x = a.toFloat32Array();
-  const y = b.toFloat32Array();
-  let w = 0;
-  for (let i = 0; i < x.length; i++) w = Math.max(w, Math.abs(x[i]! - y[i]!) / (1e-4 + 1e-4 * Math.abs(y[i]!)));
-  return w;
-}
+const maxRel = (a: Array, b: Array): number => worst(a, b, 1e-4, 1e-4);
 
 test.skipIf(kernelInfo().level === "none")("matches matmul(x, wᵀ) for every tile remainder, 3-D and strided x, both paths", () => {
   for (const scalar of [false, true]) {
