@@ -22,9 +22,11 @@ import {
   fastRope,
   fastScaledDotProductAttention,
   fastRopeRows,
+  fastSdpaKeys,
   fastSdpaRows,
   fastSwiglu,
   mlxRopeRows,
+  mlxSdpaKeys,
   mlxSdpaRows,
   kernelConvSilu,
   kernelGatedDelta,
@@ -62,6 +64,8 @@ export interface LayerOps {
   /** A decode batch: rope with one position per row, attention where row b sees keys [starts[b], Lk). */
   ropeRows(x: Array, o: Omit<mxfast.RopeOptions, "offset">, offsets: readonly number[]): Array;
   sdpaRows(q: Array, k: Array, v: Array, scale: number, starts: readonly number[]): Array;
+  /** A right-padded encoder batch: attention where entry b sees keys [0, lens[b]). */
+  sdpaKeys(q: Array, k: Array, v: Array, scale: number, lens: readonly number[]): Array;
   /** silu(gate) · up. */
   swiglu(gate: Array, up: Array): Array;
   /** act(x + bias) (an encoder MLP's epilogue; bias null = none). */
@@ -92,6 +96,7 @@ export const mlxOps: LayerOps = {
   sdpa: (q, k, v, o) => mxfast.scaledDotProductAttention(q, k, v, o),
   ropeRows: mlxRopeRows,
   sdpaRows: mlxSdpaRows,
+  sdpaKeys: mlxSdpaKeys,
   swiglu: (g, u) => multiply(silu(g), u),
   biasAct: mlxBiasAct,
   gatedDelta: () => null,
@@ -114,6 +119,7 @@ export const kernelOps: LayerOps = {
   sdpa: fastScaledDotProductAttention,
   ropeRows: fastRopeRows,
   sdpaRows: fastSdpaRows,
+  sdpaKeys: fastSdpaKeys,
   swiglu: fastSwiglu,
   biasAct: fastBiasAct,
   gatedDelta: kernelGatedDelta,

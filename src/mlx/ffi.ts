@@ -135,6 +135,7 @@ const DEFS = {
   mlxk_kernel_sdpa: { args: [P, P, P, P, F, I, P, P, P], returns: I },
   mlxk_kernel_rope_rows: { args: [P, P, I, B, B, F, F, P, I, P, P], returns: I },
   mlxk_kernel_sdpa_rows: { args: [P, P, P, P, F, P, I, P], returns: I },
+  mlxk_kernel_sdpa_keys: { args: [P, P, P, P, F, P, I, P], returns: I },
   mlxk_kernel_swiglu: { args: [P, P, P, P], returns: I },
   mlxk_kernel_bias_act: { args: [P, P, P, I, P], returns: I },
   mlxk_fast_linear: { args: [P, P, P, P], returns: I },

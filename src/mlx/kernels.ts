@@ -287,6 +287,33 @@ export function fastSdpaRows(q: Array, k: Array, v: Array, scale: number, starts
   );
 }
 
+/** MLX's attention with the keys from each entry's length on masked out (the fallback of fastSdpaKeys; GPU). */
+export function mlxSdpaKeys(q: Array, k: Array, v: Array, scale: number, lens: readonly number[]): Array {
+  const Lk = k.shape[2]!;
+  const keep = new Uint8Array(lens.length * Lk);
+  lens.forEach((n, i) => keep.fill(1, i * Lk, i * Lk + n));
+  const mask = array(keep, { shape: [lens.length, 1, 1, Lk], dtype: Dtype.bool });
+  try {
+    return mxfast.scaledDotProductAttention(q, k, v, { scale, mask });
+  } finally {
+    mask.dispose();
+  }
+}
+
+/**
+ * Attention of a right-padded encoder batch q [B, H, L, D] over k, v [B, Hkv, Lk, D]: entry b sees keys
+ * [0, lens[b]) (MLX's attention with an array mask where our kernels cannot run).
+ */
+export function fastSdpaKeys(q: Array, k: Array, v: Array, scale: number, lens: readonly number[]): Array {
+  const s = kernelsEnabled() ? symbols() : null;
+  const ln = Int32Array.from(lens);
+  if (!s) return mlxSdpaKeys(q, k, v, scale, lens);
+  return result(
+    s.mlxk_kernel_sdpa_keys(OUT_PTR as never, q.handle as never, k.handle as never, v.handle as never, scale, ptr(ln) as never, ln.length, S() as never),
+    "fast.sdpa_keys",
+  );
+}
+
 /** Drop-in for multiply(silu(gate), up): one fused op with a vectorised exp. */
 export function fastSwiglu(gate: Array, up: Array): Array {
   const s = kernelsEnabled() ? symbols() : null;

@@ -4,7 +4,7 @@
 import * as v from "valibot";
 import * as mx from "../mlx/index.ts";
 import { int, num, type WeightStore } from "./base.ts";
-import { type EncoderModel, activation, denseAct, encoderAttention, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
+import { type EncoderModel, activation, denseAct, encoderAttention, layerNorm, paddingMask, stripPrefixes } from "./encoder.ts";
 import type { BiasAct, Embedding, Linear } from "./layers.ts";
 import { heads } from "./layers.ts";
 
@@ -94,7 +94,7 @@ export class BertEncoder implements EncoderModel {
     // single-segment input: token type 0 everywhere
     if (this.tokenType) x = mx.add(x, mx.sliceAxis(this.tokenType, 0, 0, 1));
     x = layerNorm(x, this.embNorm[0], this.embNorm[1], c.layer_norm_eps);
-    const m = mask ? keyMask(mask, x.dtype) : null;
+    const m = paddingMask(mask, x.dtype);
     const nh = c.num_attention_heads;
     const scale = (c.hidden_size / nh) ** -0.5;
     for (const l of this.layers) {

@@ -3,12 +3,13 @@
  * share: the padding mask, LayerNorm, activations, checkpoint key clean-up. Encoders see the whole padded batch at
  * once (no KV cache): token ids [B, L] plus a 0/1 mask [B, L] → hidden states [B, L, H].
  *
- * Exports: EncoderModel, EncoderModule, keyMask(mask, dtype), layerNorm(x, w, b, eps), activation(name),
+ * Exports: EncoderModel, EncoderModule, keyMask(mask, dtype), paddingMask(mask, dtype), layerNorm(x, w, b, eps), activation(name),
  *          denseAct(linear, x, act), encoderAttention(q, k, v, scale, mask), stripPrefixes(weights, prefixes)
  */
 import type * as v from "valibot";
 import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
+import { layerOps } from "../mlx/backend.ts";
 import type { WeightStore } from "./base.ts";
 import { type BiasAct, biasAct, Linear, sdpa } from "./layers.ts";
 import type { NormalizeOptions } from "./config.ts";
@@ -76,10 +77,34 @@ export function denseAct(l: Linear, x: mx.Array, act: BiasAct): mx.Array {
   return biasAct(u.forward(x), l.bias, act);
 }
 
-/** Attention of q, k, v [B, H, L, D] under a key mask (or none) → [B, L, H·D]. */
-export function encoderAttention(q: mx.Array, k: mx.Array, v: mx.Array, scale: number, mask: mx.Array | null): mx.Array {
+/** Right-padded rows as their lengths (row b's keys [0, lens[b]) are real), else an additive mask, else none. */
+export type PaddingMask = { lens: number[] } | mx.Array | null;
+
+/**
+ * The padding of a 0/1 mask [B, L] for encoderAttention: each row's length where every row is tokens then padding
+ * (what the embedder builds; attention then runs over each row's real keys only, no mask array), else keyMask.
+ */
+export function paddingMask(mask: mx.Array | null, dtype: mx.Dtype): PaddingMask {
+  if (!mask) return null;
+  const [B, L] = mask.shape as [number, number];
+  const f = mask.astype(mx.Dtype.float32);
+  const m = f.toFloat32Array();
+  f.dispose();
+  const lens: number[] = [];
+  for (let b = 0; b < B; b++) {
+    let n = 0;
+    while (n < L && m[b * L + n] !== 0) n++;
+    for (let j = n; j < L; j++) if (m[b * L + j] !== 0) return keyMask(mask, dtype);
+    if (n === 0) return keyMask(mask, dtype);
+    lens.push(n);
+  }
+  return { lens };
+}
+
+/** Attention of q, k, v [B, H, L, D] under a padding mask (or none) → [B, L, H·D]. */
+export function encoderAttention(q: mx.Array, k: mx.Array, v: mx.Array, scale: number, mask: PaddingMask): mx.Array {
   const [B, , L] = q.shape as [number, number, number];
-  const o = sdpa(q, k, v, { scale, mask });
+  const o = mask && "lens" in mask ? layerOps().sdpaKeys(q, k, v, scale, mask.lens) : sdpa(q, k, v, { scale, mask });
   return mx.reshape(mx.transpose(o, [0, 2, 1, 3]), [B, L, -1]);
 }
 

@@ -11,7 +11,7 @@ import { MlxkError } from "../errors.ts";
 import * as mx from "../mlx/index.ts";
 import { type WeightStore } from "./base.ts";
 import type { NormalizeOptions } from "./config.ts";
-import { type EncoderModel, encoderAttention, keyMask, layerNorm, stripPrefixes } from "./encoder.ts";
+import { type EncoderModel, encoderAttention, layerNorm, paddingMask, stripPrefixes } from "./encoder.ts";
 import { type Embedding, type Linear, rope, swiglu } from "./layers.ts";
 
 const n = (d?: number) => v.optional(v.nullable(v.number()), d ?? null);
@@ -168,7 +168,7 @@ export class NomicBertEncoder implements EncoderModel {
     // single-segment input: token type 0 everywhere
     if (this.tokenType) x = mx.add(x, mx.sliceAxis(this.tokenType, 0, 0, 1));
     x = layerNorm(x, this.embNorm[0], this.embNorm[1], c.eps);
-    const m = mask ? keyMask(mask, x.dtype) : null;
+    const m = paddingMask(mask, x.dtype);
     const ro = { dims: this.ropeDims, traditional: c.rotary_emb_interleaved === true, base: c.theta };
     for (const l of this.layers) {
       const qkv = mx.transpose(mx.reshape(l.wqkv.forward(x), [B, L, 3, nh, hd]), [2, 0, 3, 1, 4]);

@@ -8,9 +8,11 @@ import {
   fastRmsNorm,
   fastRope,
   fastScaledDotProductAttention,
+  fastSdpaKeys,
   fastSwiglu,
   forceScalarKernels,
   kernelInfo,
+  mlxSdpaKeys,
 } from "../../src/mlx/kernels.ts";
 import { seededNormal, worst } from "../support/tolerance.ts";
 
@@ -95,6 +97,37 @@ describe.skipIf(info.level === "none")(`fused kernels (${info.level})`, () => {
       });
     });
   }
+
+  for (const scalar of [false, true]) {
+    test(`sdpa keys: right-padded rows attend to keys [0, lens[b]) as MLX's masked attention${scalar ? " [scalar path]" : ""}`, () => {
+      forceScalarKernels(scalar);
+      scope(() => {
+        // heads as the encoders make them: [B, L, H, D] transposed to [B, H, L, D] (strided views)
+        const heads = (B: number, L: number, H: number, D: number) => transpose(rnd([B, L, H, D]), [0, 2, 1, 3]);
+        const cases = [
+          { q: heads(3, 17, 12, 64), k: heads(3, 17, 12, 64), v: heads(3, 17, 12, 64), lens: [17, 5, 1] },
+          { q: rnd([2, 4, 9, 72]), k: rnd([2, 2, 9, 72]), v: rnd([2, 2, 9, 24]), lens: [3, 9] },
+          { q: rnd([1, 2, 40, 128]), k: rnd([1, 2, 40, 128]), v: rnd([1, 2, 40, 128]), lens: [37] },
+        ];
+        for (const { q, k, v, lens } of cases) {
+          const scale = q.shape[3]! ** -0.5;
+          expect(worst(fastSdpaKeys(q, k, v, scale, lens), mlxSdpaKeys(q, k, v, scale, lens), 1e-5, 1e-4)).toBeLessThanOrEqual(1);
+        }
+      });
+    });
+  }
+
+  test("sdpa keys: lengths outside [1, Lk] take MLX's masked attention, exactly", () => {
+    forceScalarKernels(false);
+    scope(() => {
+      const q = rnd([2, 2, 3, 16]);
+      const k = rnd([2, 2, 5, 16]);
+      const v = rnd([2, 2, 5, 16]);
+      for (const lens of [[0, 5], [2, 6]]) {
+        expect(fastSdpaKeys(q, k, v, 0.25, lens).toFloat32Array()).toEqual(mlxSdpaKeys(q, k, v, 0.25, lens).toFloat32Array());
+      }
+    });
+  });
 
   test("fallbacks: a mask array, sinks and bf16 inputs give MLX's results exactly", () => {
     forceScalarKernels(false);

@@ -388,8 +388,8 @@ class FastRoPE : public UnaryPrimitive {
 
 class FastSDPA : public UnaryPrimitive {
  public:
-  FastSDPA(Stream s, float scale, bool causal, std::vector<int> starts = {})
-      : UnaryPrimitive(s), scale_(scale), causal_(causal), starts_(std::move(starts)) {}
+  FastSDPA(Stream s, float scale, bool causal, std::vector<int> starts = {}, std::vector<int> ends = {})
+      : UnaryPrimitive(s), scale_(scale), causal_(causal), starts_(std::move(starts)), ends_(std::move(ends)) {}
 
   void eval_cpu(const std::vector<array>& inputs, array& out) override {
     auto& enc = begin_eval(stream(), inputs, out);
@@ -405,7 +405,9 @@ class FastSDPA : public UnaryPrimitive {
     const bool causal = causal_;
     // A decode batch: batch b attends to keys [starts[b], Lk) (left padding before), indexed from 0 as if alone.
     std::vector<int> starts = starts_;
-    enc.dispatch([=, q = std::move(q), starts = std::move(starts), copies = std::move(copies)]() {
+    // Padded encoder batches: batch b attends to keys [0, ends[b]) (right padding after).
+    std::vector<int> ends = ends_;
+    enc.dispatch([=, q = std::move(q), starts = std::move(starts), ends = std::move(ends), copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
       const int group = Hq / Hkv;
       const double work = static_cast<double>(q.off.size()) * Lk * (D + Dv);
@@ -417,7 +419,7 @@ class FastSDPA : public UnaryPrimitive {
         const float* kb = k.at(b, h / group, s0);
         const float* vb = v.at(b, h / group, s0);
         // MLX's causal mask is aligned to the end: query l sees keys up to (Lk - Lq) + l.
-        const int n = causal ? std::clamp(Lk - Lq + l + 1, 0, Lk) : Lk - s0;
+        const int n = causal ? std::clamp(Lk - Lq + l + 1, 0, Lk) : (ends.empty() ? Lk : ends[b]) - s0;
         rows::attend(q.row(r), kb, k.st[2], vb, v.st[2], n, D, Dv, scale, y + r * Dv, avx2);
       });
     });
@@ -428,7 +430,7 @@ class FastSDPA : public UnaryPrimitive {
  private:
   float scale_;
   bool causal_;
-  std::vector<int> starts_;
+  std::vector<int> starts_, ends_;
 };
 
 // -------------------------------------------------------------------------------------------- SwiGLU
@@ -547,6 +549,30 @@ MLXK_API int mlxk_kernel_sdpa_rows(mlxk_array* out, mlxk_array q, mlxk_array k, 
   Shape shape{qa.shape(0), qa.shape(1), qa.shape(2), va.shape(3)};
   return put(out, array(std::move(shape), float32,
                         std::make_shared<FastSDPA>(st, scale, false, std::vector<int>(starts, starts + n)), {qa, ka, va}));
+  MLXK_END
+}
+
+MLXK_API int mlxk_kernel_sdpa_keys(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale,
+                                   const int32_t* lens, int n, mlxk_stream s) {
+  MLXK_TRY Stream st = to_stream(S(s));
+  const array &qa = A(q), &ka = A(k), &va = A(v);
+  bool ok = kernel_stream(st) && qa.dtype() == float32 && ka.dtype() == float32 && va.dtype() == float32 &&
+            qa.ndim() == 4 && ka.ndim() == 4 && va.ndim() == 4 && qa.shape(0) == n && ka.shape(0) == n &&
+            va.shape(0) == n && ka.shape(1) == va.shape(1) && ka.shape(1) > 0 && qa.shape(1) % ka.shape(1) == 0 &&
+            ka.shape(2) == va.shape(2) && qa.shape(3) == ka.shape(3);
+  for (int i = 0; ok && i < n; i++) ok = lens[i] >= 1 && lens[i] <= ka.shape(2);
+  if (!ok) {
+    // keys from a row's length on are padding: masked out for MLX's attention
+    const int Lk = ka.shape(2);
+    array len_arr(lens, Shape{n, 1, 1, 1}, int32);
+    array pos = arange(0, Lk, int32, st);
+    array mask = less(reshape(pos, {1, 1, 1, Lk}, st), len_arr, st);
+    return put(out, fast::scaled_dot_product_attention(qa, ka, va, scale, "array", mask, std::nullopt, false, st));
+  }
+  Shape shape{qa.shape(0), qa.shape(1), qa.shape(2), va.shape(3)};
+  return put(out, array(std::move(shape), float32,
+                        std::make_shared<FastSDPA>(st, scale, false, std::vector<int>{}, std::vector<int>(lens, lens + n)),
+                        {qa, ka, va}));
   MLXK_END
 }
 

@@ -50,6 +50,9 @@ MLXK_API int mlxk_kernel_rope_rows(mlxk_array* out, mlxk_array x, int dims, bool
                                    float scale, const int32_t* offsets, int n, mlxk_array freqs, mlxk_stream s);
 MLXK_API int mlxk_kernel_sdpa_rows(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale,
                                    const int32_t* starts, int n, mlxk_stream s);
+/* A right-padded encoder batch (q [B,H,L,D]): entry b attends to keys [0, lens[b]), no causal mask. */
+MLXK_API int mlxk_kernel_sdpa_keys(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale,
+                                   const int32_t* lens, int n, mlxk_stream s);
 /* x · wᵀ for float32 x [..., K] and w [N, K] on CPU (else MLX's matmul(x, swapaxes(w))). */
 MLXK_API int mlxk_fast_linear(mlxk_array* out, mlxk_array x, mlxk_array w, mlxk_stream s);
 /* w's pack for the packed float32 kernel (float32 [N, K] on CPU with kernels, else an error): an array of its own,
