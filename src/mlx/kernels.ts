@@ -243,17 +243,25 @@ export function mlxRopeRows(x: Array, o: Omit<mxfast.RopeOptions, "offset">, off
   }
 }
 
-/** MLX's attention with the padding before each row's start masked out (the fallback of fastSdpaRows; GPU). */
-export function mlxSdpaRows(q: Array, k: Array, v: Array, scale: number, starts: readonly number[]): Array {
+/** MLX's attention where batch entry b sees keys [from, to) = range(b, Lk), the rest masked out. */
+function mlxSdpaRanges(q: Array, k: Array, v: Array, scale: number, n: number, range: (b: number, Lk: number) => [number, number]): Array {
   const Lk = k.shape[2]!;
-  const keep = new Uint8Array(starts.length * Lk);
-  starts.forEach((b, i) => keep.fill(1, i * Lk + b, (i + 1) * Lk));
-  const mask = array(keep, { shape: [starts.length, 1, 1, Lk], dtype: Dtype.bool });
+  const keep = new Uint8Array(n * Lk);
+  for (let b = 0; b < n; b++) {
+    const [from, to] = range(b, Lk);
+    keep.fill(1, b * Lk + from, b * Lk + to);
+  }
+  const mask = array(keep, { shape: [n, 1, 1, Lk], dtype: Dtype.bool });
   try {
     return mxfast.scaledDotProductAttention(q, k, v, { scale, mask });
   } finally {
     mask.dispose();
   }
+}
+
+/** MLX's attention with the padding before each row's start masked out (the fallback of fastSdpaRows; GPU). */
+export function mlxSdpaRows(q: Array, k: Array, v: Array, scale: number, starts: readonly number[]): Array {
+  return mlxSdpaRanges(q, k, v, scale, starts.length, (b, Lk) => [starts[b]!, Lk]);
 }
 
 /**
@@ -278,26 +286,20 @@ export function fastRopeRows(x: Array, o: Omit<mxfast.RopeOptions, "offset">, of
  * attention where our kernels cannot run).
  */
 export function fastSdpaRows(q: Array, k: Array, v: Array, scale: number, starts: readonly number[]): Array {
+  return kernelSdpaRanges("mlxk_kernel_sdpa_rows", "fast.sdpa_rows", q, k, v, scale, starts) ?? mlxSdpaRows(q, k, v, scale, starts);
+}
+
+/** Our attention over per-entry key ranges (`per`: starts for sdpa_rows, lengths for sdpa_keys); null without kernels. */
+function kernelSdpaRanges(sym: "mlxk_kernel_sdpa_rows" | "mlxk_kernel_sdpa_keys", what: string, q: Array, k: Array, v: Array, scale: number, per: readonly number[]): Array | null {
   const s = kernelsEnabled() ? symbols() : null;
-  const st = Int32Array.from(starts);
-  if (!s) return mlxSdpaRows(q, k, v, scale, starts);
-  return result(
-    s.mlxk_kernel_sdpa_rows(OUT_PTR as never, q.handle as never, k.handle as never, v.handle as never, scale, ptr(st) as never, st.length, S() as never),
-    "fast.sdpa_rows",
-  );
+  if (!s) return null;
+  const a = Int32Array.from(per);
+  return result(s[sym](OUT_PTR as never, q.handle as never, k.handle as never, v.handle as never, scale, ptr(a) as never, a.length, S() as never), what);
 }
 
 /** MLX's attention with the keys from each entry's length on masked out (the fallback of fastSdpaKeys; GPU). */
 export function mlxSdpaKeys(q: Array, k: Array, v: Array, scale: number, lens: readonly number[]): Array {
-  const Lk = k.shape[2]!;
-  const keep = new Uint8Array(lens.length * Lk);
-  lens.forEach((n, i) => keep.fill(1, i * Lk, i * Lk + n));
-  const mask = array(keep, { shape: [lens.length, 1, 1, Lk], dtype: Dtype.bool });
-  try {
-    return mxfast.scaledDotProductAttention(q, k, v, { scale, mask });
-  } finally {
-    mask.dispose();
-  }
+  return mlxSdpaRanges(q, k, v, scale, lens.length, (b) => [0, lens[b]!]);
 }
 
 /**
@@ -305,13 +307,7 @@ export function mlxSdpaKeys(q: Array, k: Array, v: Array, scale: number, lens: r
  * [0, lens[b]) (MLX's attention with an array mask where our kernels cannot run).
  */
 export function fastSdpaKeys(q: Array, k: Array, v: Array, scale: number, lens: readonly number[]): Array {
-  const s = kernelsEnabled() ? symbols() : null;
-  const ln = Int32Array.from(lens);
-  if (!s) return mlxSdpaKeys(q, k, v, scale, lens);
-  return result(
-    s.mlxk_kernel_sdpa_keys(OUT_PTR as never, q.handle as never, k.handle as never, v.handle as never, scale, ptr(ln) as never, ln.length, S() as never),
-    "fast.sdpa_keys",
-  );
+  return kernelSdpaRanges("mlxk_kernel_sdpa_keys", "fast.sdpa_keys", q, k, v, scale, lens) ?? mlxSdpaKeys(q, k, v, scale, lens);
 }
 
 /** Drop-in for multiply(silu(gate), up): one fused op with a vectorised exp. */

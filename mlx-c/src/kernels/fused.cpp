@@ -529,50 +529,43 @@ MLXK_API int mlxk_kernel_rope_rows(mlxk_array* out, mlxk_array x, int dims, bool
   MLXK_END
 }
 
-MLXK_API int mlxk_kernel_sdpa_rows(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale,
-                                   const int32_t* starts, int n, mlxk_stream s) {
-  MLXK_TRY Stream st = to_stream(S(s));
-  const array &qa = A(q), &ka = A(k), &va = A(v);
+namespace {
+// Attention where batch entry b sees keys [starts[b], ends[b]) (empty vector: 0 / Lk): a left-padded decode
+// batch (one query per entry) or a right-padded encoder batch. MLX's attention under the same key mask where our
+// kernels cannot run.
+array sdpa_ranges(const array& qa, const array& ka, const array& va, float scale, const std::vector<int>& starts,
+                  const std::vector<int>& ends, bool one_query, Stream st) {
+  const int n = qa.shape(0), Lk = ka.shape(2);
   bool ok = kernel_stream(st) && qa.dtype() == float32 && ka.dtype() == float32 && va.dtype() == float32 &&
-            qa.ndim() == 4 && ka.ndim() == 4 && va.ndim() == 4 && qa.shape(0) == n && ka.shape(0) == n &&
-            va.shape(0) == n && qa.shape(2) == 1 && ka.shape(1) == va.shape(1) && ka.shape(1) > 0 &&
+            qa.ndim() == 4 && ka.ndim() == 4 && va.ndim() == 4 && ka.shape(0) == n && va.shape(0) == n &&
+            (!one_query || qa.shape(2) == 1) && ka.shape(1) == va.shape(1) && ka.shape(1) > 0 &&
             qa.shape(1) % ka.shape(1) == 0 && ka.shape(2) == va.shape(2) && qa.shape(3) == ka.shape(3);
-  for (int i = 0; ok && i < n; i++) ok = starts[i] >= 0 && starts[i] < ka.shape(2);
+  for (size_t i = 0; ok && i < starts.size(); i++) ok = starts[i] >= 0 && starts[i] < Lk;
+  for (size_t i = 0; ok && i < ends.size(); i++) ok = ends[i] >= 1 && ends[i] <= Lk;
   if (!ok) {
-    // keys before a row's start are padding: masked out for MLX's attention
-    const int Lk = ka.shape(2);
-    array st_arr(starts, Shape{n, 1, 1, 1}, int32);
-    array pos = arange(0, Lk, int32, st);
-    array mask = greater_equal(reshape(pos, {1, 1, 1, Lk}, st), st_arr, st);
-    return put(out, fast::scaled_dot_product_attention(qa, ka, va, scale, "array", mask, std::nullopt, false, st));
+    std::vector<int> s0 = starts.empty() ? std::vector<int>(n, 0) : starts;
+    std::vector<int> e0 = ends.empty() ? std::vector<int>(n, Lk) : ends;
+    array pos = reshape(arange(0, Lk, int32, st), {1, 1, 1, Lk}, st);
+    array mask = logical_and(greater_equal(pos, array(s0.data(), Shape{n, 1, 1, 1}, int32), st),
+                             less(pos, array(e0.data(), Shape{n, 1, 1, 1}, int32), st), st);
+    return fast::scaled_dot_product_attention(qa, ka, va, scale, "array", mask, std::nullopt, false, st);
   }
   Shape shape{qa.shape(0), qa.shape(1), qa.shape(2), va.shape(3)};
-  return put(out, array(std::move(shape), float32,
-                        std::make_shared<FastSDPA>(st, scale, false, std::vector<int>(starts, starts + n)), {qa, ka, va}));
+  return array(std::move(shape), float32, std::make_shared<FastSDPA>(st, scale, false, starts, ends), {qa, ka, va});
+}
+} // namespace
+
+MLXK_API int mlxk_kernel_sdpa_rows(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale,
+                                   const int32_t* starts, int n, mlxk_stream s) {
+  MLXK_TRY if (A(q).ndim() != 4 || A(q).shape(0) != n) throw std::invalid_argument("sdpa_rows: one start per batch entry");
+  return put(out, sdpa_ranges(A(q), A(k), A(v), scale, std::vector<int>(starts, starts + n), {}, true, to_stream(S(s))));
   MLXK_END
 }
 
 MLXK_API int mlxk_kernel_sdpa_keys(mlxk_array* out, mlxk_array q, mlxk_array k, mlxk_array v, float scale,
                                    const int32_t* lens, int n, mlxk_stream s) {
-  MLXK_TRY Stream st = to_stream(S(s));
-  const array &qa = A(q), &ka = A(k), &va = A(v);
-  bool ok = kernel_stream(st) && qa.dtype() == float32 && ka.dtype() == float32 && va.dtype() == float32 &&
-            qa.ndim() == 4 && ka.ndim() == 4 && va.ndim() == 4 && qa.shape(0) == n && ka.shape(0) == n &&
-            va.shape(0) == n && ka.shape(1) == va.shape(1) && ka.shape(1) > 0 && qa.shape(1) % ka.shape(1) == 0 &&
-            ka.shape(2) == va.shape(2) && qa.shape(3) == ka.shape(3);
-  for (int i = 0; ok && i < n; i++) ok = lens[i] >= 1 && lens[i] <= ka.shape(2);
-  if (!ok) {
-    // keys from a row's length on are padding: masked out for MLX's attention
-    const int Lk = ka.shape(2);
-    array len_arr(lens, Shape{n, 1, 1, 1}, int32);
-    array pos = arange(0, Lk, int32, st);
-    array mask = less(reshape(pos, {1, 1, 1, Lk}, st), len_arr, st);
-    return put(out, fast::scaled_dot_product_attention(qa, ka, va, scale, "array", mask, std::nullopt, false, st));
-  }
-  Shape shape{qa.shape(0), qa.shape(1), qa.shape(2), va.shape(3)};
-  return put(out, array(std::move(shape), float32,
-                        std::make_shared<FastSDPA>(st, scale, false, std::vector<int>{}, std::vector<int>(lens, lens + n)),
-                        {qa, ka, va}));
+  MLXK_TRY if (A(q).ndim() != 4 || A(q).shape(0) != n) throw std::invalid_argument("sdpa_keys: one length per batch entry");
+  return put(out, sdpa_ranges(A(q), A(k), A(v), scale, {}, std::vector<int>(lens, lens + n), false, to_stream(S(s))));
   MLXK_END
 }
 
