@@ -65,7 +65,7 @@ for (const m of models) {
     for (const b of BATCHES) {
       const batch = T.slice(0, b);
       e.embed(batch, { batchSize: b });
-      const reps = b < 64 ? Math.max(1, Math.floor(8 / b)) : 1;
+      const reps = Math.max(2, Math.floor(16 / b)); // as embed_ref.py: at least two timed calls per batch size
       const t0 = performance.now();
       const c0 = process.cpuUsage();
       let v: Float32Array[] = [];

@@ -41,7 +41,7 @@ def measure(model_dir, texts_path, threads, batches):
         for b in batches:
             batch = texts[:b]
             st.encode(batch, batch_size=b)  # warm-up
-            reps = max(1, 8 // b) if b < 64 else 1
+            reps = max(2, 16 // b)  # as bench/embed.ts: at least two timed calls per batch size
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(reps):
                 v = st.encode(batch, batch_size=b, convert_to_numpy=True)
