@@ -35,7 +35,7 @@ import {
   kernelsEnabled,
   mlxBiasAct,
 } from "./kernels.ts";
-import { blockAttnMlp, blockQkv } from "./block.ts";
+import { blockAttn, blockAttnMlp, blockQkv } from "./block.ts";
 import { type GatherQuant, type KQuantMode, kernelGatherQmm, kquantMatmul } from "./kquant.ts";
 import { matmul, multiply, silu } from "./ops.ts";
 import { type QuantOptions, quantizedMatmul } from "./quant.ts";
@@ -83,6 +83,7 @@ export interface LayerOps {
   /** The dense decoder block's two fused halves (block.ts), or null: the model builds the block op by op. */
   blockQkv: typeof blockQkv;
   blockAttnMlp: typeof blockAttnMlp;
+  blockAttn: typeof blockAttn;
 }
 
 /** MLX's own ops: the GPU profile, and the CPU one when our kernels are off or unavailable. */
@@ -106,6 +107,7 @@ export const mlxOps: LayerOps = {
   gatherKernel: false,
   blockQkv: () => null,
   blockAttnMlp: () => null,
+  blockAttn: () => null,
 };
 
 /** Our CPU kernels (kernels.ts); each falls back to MLX's op itself when the in-process switch turns them off. */
@@ -131,6 +133,7 @@ export const kernelOps: LayerOps = {
   },
   blockQkv,
   blockAttnMlp,
+  blockAttn,
 };
 
 /** What the choice depends on, read from MLX and the process (injected in tests). */

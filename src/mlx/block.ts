@@ -4,12 +4,16 @@
  * RMSNorm, SwiGLU MLP, residual). Bit-identical to the op-by-op graph, with 4 graph nodes per block instead of
  * ~27 (the cache write between them stays MLX's slice_update). Each returns null when it cannot run (kernels
  * off, MLXK_FUSED_BLOCKS=0, a shim without them, or a case the kernel declines) and the caller builds the graph.
+ * The linears are affine-quantized or GGUF K-quant blocks (kquant.ts's kernel); `blockQkv` also takes qwen3's
+ * per-head q/k RMSNorms, and `blockAttn` is the attention half alone (attention, o_proj, residual) for blocks
+ * whose MLP stays a graph (MoE).
  */
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { fusedBlocksEnabled } from "../env.ts";
 import { Array, Dtype } from "./array.ts";
 import { fail, handles, ints, mlxAvailability } from "./ffi.ts";
 import { kernelsEnabled } from "./kernels.ts";
+import type { KQuantMode } from "./kquant.ts";
 import { currentStream as S } from "./stream.ts";
 
 /** A quantized Linear as the kernels take it (affine 4/8-bit; float32 scales and biases). */
@@ -21,6 +25,16 @@ export interface BlockLinear {
   bits: number;
   groupSize: number;
 }
+
+/** A GGUF K-quant Linear (uint8 rows of blocks, no scales), as the K-quant kernel takes it. */
+export interface KQuantBlockLinear {
+  weight: Array;
+  kquant: KQuantMode;
+  bias: Array | null;
+}
+
+export type AnyBlockLinear = BlockLinear | KQuantBlockLinear;
+const KTYPES: Record<KQuantMode, number> = { q4_k: 0, q5_k: 1, q6_k: 2 };
 
 export interface BlockRope {
   dims: number;
@@ -40,6 +54,10 @@ export interface QkvOptions {
   /** Position of the first of x's rows. */
   offset: number;
   eps: number;
+  /** Per-head RMSNorm weights [headDim] of q / k before rope (qwen3), with their eps. */
+  qNorm?: Array | null;
+  kNorm?: Array | null;
+  qkEps?: number;
 }
 
 // Bound apart from ffi.ts's table so a shim built before them still loads (bench --baseline-shim).
@@ -49,9 +67,28 @@ const DEFS = {
 } as const;
 type BlockLib = ReturnType<typeof dlopen<typeof DEFS>>;
 let libRef: BlockLib | null | undefined;
+// Came with q/k norms, K-quant linears and the attention-only half: a shim without it would ignore the norms.
+const DEFS2 = { mlxk_block_attn: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } } as const;
+let lib2: ReturnType<typeof dlopen<typeof DEFS2>> | null | undefined;
+
+function symbols2(): ReturnType<typeof dlopen<typeof DEFS2>>["symbols"] | null {
+  if (lib2 === undefined) {
+    lib2 = null;
+    const shim = symbols() ? mlxAvailability().shim : undefined;
+    if (shim) {
+      try {
+        lib2 = dlopen(shim, DEFS2);
+      } catch {
+        lib2 = null;
+      }
+    }
+  }
+  return lib2?.symbols ?? null;
+}
 let override: boolean | null = null;
 let fromEnv: boolean | undefined;
 let built = 0;
+let attnBuilt = 0;
 
 function symbols(): BlockLib["symbols"] | null {
   if (libRef === undefined) {
@@ -80,6 +117,11 @@ export function fusedBlocksBuilt(): number {
   return built;
 }
 
+/** Attention-only halves built so far (blockAttn: MoE blocks). */
+export function fusedAttnBuilt(): number {
+  return attnBuilt;
+}
+
 /** Tests and benchmarks: switch the fused block in process (null: back to MLXK_FUSED_BLOCKS). */
 export function setFusedBlocks(on: boolean | null): void {
   override = on;
@@ -92,27 +134,40 @@ const FLOATS = new Float32Array(new ArrayBuffer(32));
 const FLOATS_PTR = ptr(FLOATS);
 const out = (i: number) => OUTS[2 * i]! + OUTS[2 * i + 1]! * 4294967296;
 
-function linearHandles(l: BlockLinear): number[] {
+const isKQuant = (l: AnyBlockLinear): l is KQuantBlockLinear => "kquant" in l;
+
+function linearHandles(l: AnyBlockLinear): number[] {
+  if (isKQuant(l)) return l.bias ? [l.weight.handle, l.bias.handle] : [l.weight.handle];
   const h = [l.weight.handle, l.scales.handle, l.biases.handle];
   if (l.bias) h.push(l.bias.handle);
   return h;
 }
 
-const f32 = (l: BlockLinear) => l.scales.dtype === Dtype.float32 && l.biases.dtype === Dtype.float32 && (!l.bias || l.bias.dtype === Dtype.float32);
+/** The (bits, group size) ints of a linear: K-quants as bits 0 and their type in the group slot. */
+const format = (l: AnyBlockLinear): [number, number] => (isKQuant(l) ? [0, KTYPES[l.kquant]] : [l.bits, l.groupSize]);
+
+const f32 = (l: AnyBlockLinear) =>
+  isKQuant(l) ? !l.bias || l.bias.dtype === Dtype.float32 : f32Affine(l);
+const f32Affine = (l: BlockLinear) => l.scales.dtype === Dtype.float32 && l.biases.dtype === Dtype.float32 && (!l.bias || l.bias.dtype === Dtype.float32);
 
 /** x [1, L, Dm] → [q [1, H, L, D], k [1, Hkv, L, D]] (rotated at offset..), v [1, Hkv, L, Dv]], or null. */
-export function blockQkv(x: Array, norm: Array, lin: readonly [BlockLinear, BlockLinear, BlockLinear], o: QkvOptions): [Array, Array, Array] | null {
+export function blockQkv(x: Array, norm: Array, lin: readonly [AnyBlockLinear, AnyBlockLinear, AnyBlockLinear], o: QkvOptions): [Array, Array, Array] | null {
   const s = fusedBlocks() ? symbols() : null;
   if (!s || !lin.every(f32)) return null;
+  if ((o.qNorm || o.kNorm || lin.some(isKQuant)) && !symbols2()) return null;
   const r = o.rope;
   const hs = [x.handle, norm.handle, ...lin.flatMap(linearHandles)];
   if (r?.freqs) hs.push(r.freqs.handle);
+  if (o.qNorm) hs.push(o.qNorm.handle);
+  if (o.kNorm) hs.push(o.kNorm.handle);
   const [q, k, v] = lin;
-  const ic = ints([q.bits, q.groupSize, k.bits, k.groupSize, v.bits, v.groupSize, o.heads, o.kvHeads, o.headDim, o.valueDim,
-    r ? 1 : 0, r?.traditional ? 1 : 0, r?.dims ?? 0, r?.freqs ? 1 : 0, o.offset, q.bias ? 1 : 0, k.bias ? 1 : 0, v.bias ? 1 : 0]);
+  const ic = ints([...format(q), ...format(k), ...format(v), o.heads, o.kvHeads, o.headDim, o.valueDim,
+    r ? 1 : 0, r?.traditional ? 1 : 0, r?.dims ?? 0, r?.freqs ? 1 : 0, o.offset, q.bias ? 1 : 0, k.bias ? 1 : 0, v.bias ? 1 : 0,
+    o.qNorm ? 1 : 0, o.kNorm ? 1 : 0]);
   FLOATS[0] = o.eps;
   FLOATS[1] = r?.base ?? 1;
   FLOATS[2] = r?.scale ?? 1;
+  FLOATS[3] = o.qkEps ?? o.eps;
   if (s.mlxk_block_qkv(OUTS_PTR as never, handles(hs) as never, ic as never, FLOATS_PTR as never, S() as never) !== 0) fail("block_qkv");
   if (out(0) === 0) return null;
   built++;
@@ -120,10 +175,10 @@ export function blockQkv(x: Array, norm: Array, lin: readonly [BlockLinear, Bloc
 }
 
 export interface MlpLinears {
-  o: BlockLinear;
-  gate: BlockLinear;
-  up: BlockLinear;
-  down: BlockLinear;
+  o: AnyBlockLinear;
+  gate: AnyBlockLinear;
+  up: AnyBlockLinear;
+  down: AnyBlockLinear;
 }
 
 /**
@@ -134,11 +189,28 @@ export function blockAttnMlp(q: Array, keys: Array, values: Array, length: numbe
   const s = fusedBlocks() ? symbols() : null;
   const all = [l.o, l.gate, l.up, l.down];
   if (!s || !all.every(f32)) return null;
+  if (all.some(isKQuant) && !symbols2()) return null;
   const hs = [q.handle, keys.handle, values.handle, x.handle, ...linearHandles(l.o), norm.handle, ...linearHandles(l.gate),
     ...linearHandles(l.up), ...linearHandles(l.down)];
-  const ic = ints([...all.flatMap((a) => [a.bits, a.groupSize]), ...all.map((a) => (a.bias ? 1 : 0)), length]);
+  const ic = ints([...all.flatMap(format), ...all.map((a) => (a.bias ? 1 : 0)), length]);
   FLOATS[0] = o.scale;
   FLOATS[1] = o.eps;
   if (s.mlxk_block_attn_mlp(OUTS_PTR as never, handles(hs) as never, ic as never, FLOATS_PTR as never, S() as never) !== 0) fail("block_attn_mlp");
   return out(0) === 0 ? null : new Array(out(0));
+}
+
+/**
+ * The attention half alone: q [1, H, L, D] over positions [0, length) of the cache buffers, o_proj, + x →
+ * h [1, L, Dm] (the block's MLP then runs as a graph); or null.
+ */
+export function blockAttn(q: Array, keys: Array, values: Array, length: number, x: Array, oProj: AnyBlockLinear, o: { scale: number }): Array | null {
+  const s = fusedBlocks() ? symbols2() : null;
+  if (!s || !f32(oProj)) return null;
+  const hs = [q.handle, keys.handle, values.handle, x.handle, ...linearHandles(oProj)];
+  const ic = ints([...format(oProj), oProj.bias ? 1 : 0, length]);
+  FLOATS[0] = o.scale;
+  if (s.mlxk_block_attn(OUTS_PTR as never, handles(hs) as never, ic as never, FLOATS_PTR as never, S() as never) !== 0) fail("block_attn");
+  if (out(0) === 0) return null;
+  attnBuilt++;
+  return new Array(out(0));
 }

@@ -1,11 +1,14 @@
 /**
  * The dense pre-norm decoder block (transformer.ts) through the backend's two fused halves (src/mlx/block.ts)
- * where they apply: one sequence (a plain StandardKVCache), affine-quantized projections, SwiGLU MLP, a plain
- * or no rope, no q/k norms, query scaling, sinks or residual multiplier. Returns null otherwise (and whenever
- * the kernels decline), and the block runs op by op; the two paths give bit-identical results.
+ * where they apply: one sequence (a plain StandardKVCache), affine-quantized or GGUF K-quant projections,
+ * SwiGLU MLP, a plain or no rope, per-head q/k norms or none, no query scaling, sinks or residual multiplier.
+ * Any other MLP (MoE) keeps the fused attention half (blockQkv, blockAttn) and runs as a graph after it.
+ * Returns null otherwise (and whenever the kernels decline), and the block runs op by op; the two paths give
+ * bit-identical results.
  */
 import { layerOps } from "../mlx/backend.ts";
-import type { BlockLinear } from "../mlx/block.ts";
+import type { AnyBlockLinear } from "../mlx/block.ts";
+import { isKQuantMode } from "../mlx/kquant.ts";
 import * as mx from "../mlx/index.ts";
 import type { Attention } from "./attention.ts";
 import { type KVCache, StandardKVCache } from "./cache.ts";
@@ -23,19 +26,19 @@ export interface FusableBlock {
   readonly s: DecoderSpec;
 }
 
-function blockLinear(l: Linear): BlockLinear | null {
+function blockLinear(l: Linear): AnyBlockLinear | null {
   const q = l.q;
+  if (q && isKQuantMode(q.mode)) return { weight: l.weight, kquant: q.mode, bias: l.bias };
   if (!q || q.mode !== "affine" || !l.scales || !l.biases) return null;
   return { weight: l.weight, scales: l.scales, biases: l.biases, bias: l.bias, bits: q.bits, groupSize: q.groupSize };
 }
 
 /** The parts the fused path needs, resolved once per block (null: this block never fuses). */
 export interface FusedParts {
-  qkv: [BlockLinear, BlockLinear, BlockLinear];
-  o: BlockLinear;
-  gate: BlockLinear;
-  up: BlockLinear;
-  down: BlockLinear;
+  qkv: [AnyBlockLinear, AnyBlockLinear, AnyBlockLinear];
+  o: AnyBlockLinear;
+  /** null: an MLP other than the dense SwiGLU one (MoE), run op by op after the fused attention half. */
+  mlp: { gate: AnyBlockLinear; up: AnyBlockLinear; down: AnyBlockLinear } | null;
 }
 
 export function fusedParts(b: FusableBlock): FusedParts | null {
@@ -44,15 +47,16 @@ export function fusedParts(b: FusableBlock): FusedParts | null {
   // a sublayer whose forward was wrapped on the instance (tensor parallel sums its output over the ranks) must
   // run through that forward: the fused kernels would skip the wrapper
   if (Object.hasOwn(a, "forward") || Object.hasOwn(b.mlp, "forward")) return null;
-  if (s.postNorms || (s.residualMultiplier ?? 1) !== 1 || s.qkNorm || s.queryScale) return null;
-  if (a.o.qNorm || a.o.kNorm || a.o.sinks || a.o.queryScale) return null;
+  if (s.postNorms || (s.residualMultiplier ?? 1) !== 1 || s.qkNorm === "full" || s.queryScale) return null;
+  // q/k norms only per head (the kernel norms each head's D values)
+  if ((a.o.qNorm || a.o.kNorm) && a.o.qkNormScope !== "head") return null;
+  if (a.o.sinks || a.o.queryScale) return null;
   if (a.o.rope && !a.o.rope.blockRope?.()) return null;
-  if (!(b.mlp instanceof DenseMlp)) return null;
-  const m = b.mlp;
-  const ls = [a.q_proj, a.k_proj, a.v_proj, a.o_proj, m.gate_proj, m.up_proj, m.down_proj].map(blockLinear);
+  const m = b.mlp instanceof DenseMlp ? b.mlp : null;
+  const ls = [a.q_proj, a.k_proj, a.v_proj, a.o_proj, ...(m ? [m.gate_proj, m.up_proj, m.down_proj] : [])].map(blockLinear);
   if (ls.some((l) => l === null)) return null;
-  const [q, k, v, o, gate, up, down] = ls as BlockLinear[];
-  return { qkv: [q!, k!, v!], o: o!, gate: gate!, up: up!, down: down! };
+  const [q, k, v, o, gate, up, down] = ls as AnyBlockLinear[];
+  return { qkv: [q!, k!, v!], o: o!, mlp: m ? { gate: gate!, up: up!, down: down! } : null };
 }
 
 /** The block's output for x [1, L, Dm], or null (build it op by op). */
@@ -68,11 +72,19 @@ export function fusedBlockForward(b: FusableBlock, p: FusedParts, x: mx.Array, c
     rope: a.rope?.blockRope?.() ?? null,
     offset: cache.offset,
     eps: b.s.normEps,
+    qNorm: a.qNorm ?? null,
+    kNorm: a.kNorm ?? null,
+    qkEps: a.normEps ?? 1e-6,
   });
   if (!qkv) return null;
   const [q, k, v] = qkv;
   const [keys, values, length] = cache.updateBuffers(k, v);
-  const out = ops.blockAttnMlp(q, keys, values, length, x, b.norm2, { o: p.o, gate: p.gate, up: p.up, down: p.down }, { scale: a.scale, eps: b.s.normEps });
+  if (!p.mlp) {
+    // the attention half fused, the MLP (MoE) as the op-by-op block builds it
+    const h = ops.blockAttn(q, keys, values, length, x, p.o, { scale: a.scale });
+    if (h) return mx.add(h, b.mlp.forward(rmsNorm(h, b.norm2, b.s.normEps)));
+  }
+  const out = p.mlp && ops.blockAttnMlp(q, keys, values, length, x, b.norm2, { o: p.o, ...p.mlp }, { scale: a.scale, eps: b.s.normEps });
   if (out) return out;
   // declined once the cache holds k, v (it should not: fusedParts checked the weights): the rest op by op
   const L = x.shape[1]!;

@@ -16,6 +16,7 @@
 #include "../common.h"
 #include "inputs.h"
 #include "kernels.h"
+#include "kquant.h"
 #include "qmm.h"
 #include "rows.h"
 
@@ -23,12 +24,15 @@ namespace mlxk {
 namespace {
 using kern::QFormat;
 
-// One quantized Linear: packed weights, f32 scales/biases, optional f32 output bias.
+// One quantized Linear: packed weights, f32 scales/biases, optional f32 output bias; or (kq) GGUF K-quant
+// blocks (uint8 [N, K/256 · block bytes], no scales/biases), run by kquant.cpp as KQuantMatmul runs them.
 struct QLin {
   QFormat fmt;
   int gs = 0;
   bool bias = false;
   int N = 0, K = 0;
+  bool kq = false;
+  kern::KType kt = kern::KType::Q4K;
 };
 
 // Pointers of one QLin's inputs, resolved at eval.
@@ -39,8 +43,31 @@ struct QLinData {
   const float* bias;
 };
 
+// A Linear's bias, added as the graph adds it.
+void add_bias(const QLin& l, const QLinData& d, int M, float* y) {
+  if (d.bias)
+    for (int r = 0; r < M; r++)
+      for (int n = 0; n < l.N; n++) y[static_cast<size_t>(r) * l.N + n] = y[static_cast<size_t>(r) * l.N + n] + d.bias[n];
+}
+
+// The K-quant Linear: KQuantMatmul's kernel call (kquant_ops.cpp), then the graph's bias add.
+void kq_linear(const QLin& l, const QLinData& d, const float* x, int M, float* y) {
+  kern::KqProblem p{};
+  p.x = x;
+  p.w = d.w;
+  p.out = y;
+  p.M = M;
+  p.K = l.K;
+  p.N = l.N;
+  p.ldo = l.N;
+  p.t = l.kt;
+  kern::kqmm(p);
+  add_bias(l, d, M, y);
+}
+
 // y[M, N] = x[M, K] · dequant(w)ᵀ (+ bias): the same kernel call and bias add as Linear.forward's graph.
 void linear(const QLin& l, const QLinData& d, const float* x, int M, float* y) {
+  if (l.kq) return kq_linear(l, d, x, M, y);
   kern::QmmProblem p{};
   p.x = x;
   p.w = d.w;
@@ -60,6 +87,11 @@ void linear(const QLin& l, const QLinData& d, const float* x, int M, float* y) {
 
 // Reads QLin l's inputs starting at inputs[i] (w, scales, biases[, bias]); advances i.
 QLinData lin_data(const QLin& l, const std::vector<array>& in, size_t& i) {
+  if (l.kq) {
+    QLinData d{in[i++].data<uint8_t>(), nullptr, nullptr, nullptr};
+    if (l.bias) d.bias = in[i++].data<float>();
+    return d;
+  }
   QLinData d{reinterpret_cast<const uint8_t*>(in[i].data<uint32_t>()), in[i + 1].data<float>(), in[i + 2].data<float>(), nullptr};
   i += 3;
   if (l.bias) d.bias = in[i++].data<float>();
@@ -84,6 +116,8 @@ struct QkvCfg {
   float base, rope_scale;
   int offset; // position of the first row
   float eps;
+  bool q_norm = false, k_norm = false; // per-head RMSNorm of q / k before rope (qwen3)
+  float qk_eps = 0;
 };
 
 // x [1, L, Dm] → q [1, Hq, L, D], k [1, Hkv, L, D] (both rotated), v [1, Hkv, L, Dv]: what the cache's
@@ -104,10 +138,13 @@ class BlockQkv : public Primitive {
     const float* x = in[0].data<float>();
     const float* nw = in[1].data<float>();
     const float* freqs = c.has_freqs ? in[i].data<float>() : nullptr;
+    if (c.has_freqs) i++;
+    const float* qn = c.q_norm ? in[i++].data<float>() : nullptr;
+    const float* kn = c.k_norm ? in[i++].data<float>() : nullptr;
     float *qo = outputs[0].data<float>(), *ko = outputs[1].data<float>(), *vo = outputs[2].data<float>();
     const int L = inputs[0].shape(1), Dm = inputs[0].shape(2);
     const bool avx2 = kern::avx2_active();
-    enc.dispatch([c, x, nw, dq, dk, dv, freqs, qo, ko, vo, L, Dm, avx2, copies = std::move(copies)]() {
+    enc.dispatch([c, x, nw, dq, dk, dv, freqs, qn, kn, qo, ko, vo, L, Dm, avx2, copies = std::move(copies)]() {
       for (const auto& cp : copies) cp.run();
       thread_local std::vector<float> bn, bq, bk, bv;
       const int nq = c.Hq * c.D, nk = c.Hkv * c.D, nv = c.Hkv * c.Dv;
@@ -119,6 +156,9 @@ class BlockQkv : public Primitive {
       linear(c.q, dq, xn, L, q);
       linear(c.k, dk, xn, L, k);
       linear(c.v, dv, xn, L, v);
+      // the graph's rmsNorm of each head's D values (FastRMSNorm's row function), in place
+      if (qn) rms_rows(q, qn, q, L * c.Hq, c.D, c.qk_eps, avx2);
+      if (kn) rms_rows(k, kn, k, L * c.Hkv, c.D, c.qk_eps, avx2);
       std::vector<float> cs, sn;
       if (c.has_rope) rows::rope_table({c.offset}, L, c.rope_dims, c.base, c.rope_scale, freqs, cs, sn);
       const int half = c.rope_dims / 2;
@@ -148,6 +188,7 @@ struct AttnMlpCfg {
   QLin o, gate, up, down;
   int Lk; // cache positions to attend to (the buffers may be longer)
   float scale, eps;
+  bool mlp = true; // false: stop at h = x + o_proj(attention) (a MoE block runs its MLP as a graph)
 };
 
 // q [1, Hq, L, D] over the cache buffers K [1, Hkv, cap, D], V [1, Hkv, cap, Dv] (positions [0, Lk)) →
@@ -166,8 +207,9 @@ class BlockAttnMlp : public UnaryPrimitive {
     const int Hkv = inputs[1].shape(1), cap = inputs[1].shape(2), Dv = inputs[2].shape(3), Dm = inputs[3].shape(2);
     size_t i = 4;
     const QLinData dn = lin_data(c.o, in, i);
-    const float* nw = in[i++].data<float>();
-    const QLinData dg = lin_data(c.gate, in, i), du = lin_data(c.up, in, i), dd = lin_data(c.down, in, i);
+    const float* nw = c.mlp ? in[i++].data<float>() : nullptr;
+    QLinData dg{}, du{}, dd{};
+    if (c.mlp) dg = lin_data(c.gate, in, i), du = lin_data(c.up, in, i), dd = lin_data(c.down, in, i);
     const float *q = in[0].data<float>(), *K = in[1].data<float>(), *V = in[2].data<float>(), *x = in[3].data<float>();
     float* y = out.data<float>();
     const bool avx2 = kern::avx2_active();
@@ -189,13 +231,14 @@ class BlockAttnMlp : public UnaryPrimitive {
                      avx2);
       });
       float* o = scratch(bo, nd);
-      float* h = scratch(bh, nd);
+      float* h = c.mlp ? scratch(bh, nd) : y;
       float* xn = scratch(bn, nd);
       float* g = scratch(bg, nf);
       float* u = scratch(bu, nf);
       float* s = scratch(bs, nf);
       linear(c.o, dn, a, L, o);
       for (size_t j = 0; j < nd; j++) h[j] = x[j] + o[j];
+      if (!c.mlp) return;
       rms_rows(h, nw, xn, L, Dm, c.eps, avx2);
       linear(c.gate, dg, xn, L, g);
       linear(c.up, du, xn, L, u);
@@ -209,7 +252,7 @@ class BlockAttnMlp : public UnaryPrimitive {
     });
   }
   void eval_gpu(const std::vector<array>&, array&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }
-  const char* name() const override { return "MlxkBlockAttnMlp"; }
+  const char* name() const override { return c_.mlp ? "MlxkBlockAttnMlp" : "MlxkBlockAttn"; }
 
  private:
   AttnMlpCfg c_;
@@ -220,9 +263,28 @@ bool is_f32(const array& a) {
   return a.dtype() == float32;
 }
 
+// An optional f32 [N] bias at ins[i] (advances i); false when it is missing or unlike that.
+bool lin_bias(const mlxk_array* ins, size_t& i, int N) {
+  if (!ins[i]) return false;
+  const array& b = A(ins[i++]);
+  return is_f32(b) && b.shape() == Shape{N};
+}
+
+// A GGUF K-quant Linear (bits 0 in the ints, gs the KType 0/1/2): lin = [w uint8 [N, K/256 · block bytes], bias?].
+std::optional<QLin> kqlin(const mlxk_array* ins, size_t& i, int type, bool has_bias, int K) {
+  if (type < 0 || type > 2 || !kern::kq_supported(K)) return std::nullopt;
+  const array& w = A(ins[i++]);
+  QLin l{QFormat::Affine4, 0, has_bias, w.ndim() == 2 ? w.shape(0) : 0, K, true, static_cast<kern::KType>(type)};
+  if (w.ndim() != 2 || w.dtype() != uint8 || static_cast<int64_t>(w.shape(1)) != static_cast<int64_t>(K) / 256 * kern::kq_block_bytes(l.kt))
+    return std::nullopt;
+  if (has_bias && !lin_bias(ins, i, l.N)) return std::nullopt;
+  return l;
+}
+
 // A quantized Linear our kernel takes as is (row-contiguous, f32 scales/biases, affine 4/8-bit) with input
 // width K; nullopt otherwise. Reads lin = [w, scales, biases, bias?] from ins at i.
 std::optional<QLin> qlin(const mlxk_array* ins, size_t& i, int bits, int gs, bool has_bias, int K) {
+  if (bits == 0) return kqlin(ins, i, gs, has_bias, K);
   if (bits != 4 && bits != 8) return std::nullopt;
   const array& w = A(ins[i]);
   if (!ins[i + 1] || !ins[i + 2]) return std::nullopt;
@@ -275,9 +337,17 @@ MLXK_API int mlxk_block_qkv(mlxk_array* outs, const mlxk_array* ins, const int32
   if (c.has_rope && (c.rope_dims <= 0 || c.rope_dims % 2 != 0 || c.rope_dims > c.D || c.offset < 0)) return 0;
   if (c.has_freqs && (!c.has_rope || !ins[i] || !is_f32(A(ins[i])) || A(ins[i]).shape() != Shape{c.rope_dims / 2})) return 0;
   c.q = *q, c.k = *k, c.v = *v;
+  // ints 18/19: q / k norm weights [D] follow (after freqs); floats 3: their eps
+  size_t n = i + (c.has_freqs ? 1 : 0);
+  c.q_norm = ic[18] != 0, c.k_norm = ic[19] != 0, c.qk_eps = fc[3];
+  for (bool on : {c.q_norm, c.k_norm}) {
+    if (!on) continue;
+    if (!ins[n] || !is_f32(A(ins[n])) || A(ins[n]).shape() != Shape{c.D}) return 0;
+    n++;
+  }
   auto res = array::make_arrays({Shape{1, c.Hq, L, c.D}, Shape{1, c.Hkv, L, c.D}, Shape{1, c.Hkv, L, c.Dv}},
                                 {float32, float32, float32}, std::make_shared<BlockQkv>(st, c),
-                                gather(ins, i + (c.has_freqs ? 1 : 0)));
+                                gather(ins, n));
   for (int j = 0; j < 3; j++) outs[j] = new array(std::move(res[j]));
   return 0;
   MLXK_END
@@ -305,6 +375,29 @@ MLXK_API int mlxk_block_attn_mlp(mlxk_array* out, const mlxk_array* ins, const i
   auto d = u && u->N == g->N ? qlin(ins, i, ic[6], ic[7], ic[11] != 0, g->N) : std::nullopt;
   if (!d || d->N != Dm) return 0;
   c.o = *o, c.gate = *g, c.up = *u, c.down = *d;
+  return put(out, array(x.shape(), float32, std::make_shared<BlockAttnMlp>(st, c), gather(ins, i)));
+  MLXK_END
+}
+
+// The attention half alone (a block whose MLP is not the dense SwiGLU one, e.g. MoE): ins [q, K, V, x, o lin],
+// ints [o bits, o gs, o bias, Lk], floats [scale] → h = x + o_proj(attention) [1, L, Dm]; null when declined.
+MLXK_API int mlxk_block_attn(mlxk_array* out, const mlxk_array* ins, const int32_t* ic, const float* fc, mlxk_stream s) {
+  MLXK_TRY * out = nullptr;
+  Stream st = to_stream(S(s));
+  const array &q = A(ins[0]), &K = A(ins[1]), &V = A(ins[2]), &x = A(ins[3]);
+  if (!cpu_kernels(st) || !is_f32(q) || !is_f32(K) || !is_f32(V) || !is_f32(x) || q.ndim() != 4 || K.ndim() != 4 ||
+      V.ndim() != 4 || x.ndim() != 3 || q.shape(0) != 1 || K.shape(0) != 1 || V.shape(0) != 1 || x.shape(0) != 1)
+    return 0;
+  const int Hq = q.shape(1), L = q.shape(2), D = q.shape(3), Hkv = K.shape(1), Dm = x.shape(2);
+  AttnMlpCfg c{};
+  c.Lk = ic[3], c.scale = fc[0], c.eps = 0, c.mlp = false;
+  if (Hkv <= 0 || Hq % Hkv != 0 || K.shape(3) != D || V.shape(1) != Hkv || V.shape(2) != K.shape(2) || x.shape(1) != L ||
+      c.Lk < L || c.Lk > K.shape(2))
+    return 0;
+  size_t i = 4;
+  auto o = qlin(ins, i, ic[0], ic[1], ic[2] != 0, Hq * V.shape(3));
+  if (!o || o->N != Dm) return 0;
+  c.o = *o;
   return put(out, array(x.shape(), float32, std::make_shared<BlockAttnMlp>(st, c), gather(ins, i)));
   MLXK_END
 }
