@@ -4,12 +4,16 @@
  * synchronous (no pipelining), so the parts add up; prints ms per token for each part, and with
  * MLXK_KERNEL_PROFILE=1 how much of the evaluation our quantized-matmul kernel took (calls and GMAC/s).
  *
- *   MLXK_KERNEL_PROFILE=1 bun bench/decode-profile.ts [--model path.gguf] [--prompt 658] [--steps 64]
+ *   MLXK_KERNEL_PROFILE=1 bun bench/decode-profile.ts [--model path.gguf] [--prompt 658] [--steps 64] [--ab]
+ *
+ * --ab: the fused decoder block on and off on alternate steps of the one process (same load, same cache
+ * lengths ±1), and the medians of each side's step (build + eval + read) and their ratio.
  */
 import * as mx from "../src/mlx/index.ts";
 import { loadGgufModel } from "../src/engine/load.ts";
 import { prefill } from "../src/engine/generate.ts";
 import { kernelInfo, qmmProfile } from "../src/mlx/kernels.ts";
+import { setFusedBlocks } from "../src/mlx/block.ts";
 import { promptIds } from "./generate.ts";
 import { smollm2Gguf } from "../test/support/smollm2.ts";
 
@@ -18,6 +22,8 @@ const arg = (n: string, f: string) => {
   return i >= 0 ? process.argv[i + 1]! : f;
 };
 const steps = Number(arg("steps", "64"));
+const ab = process.argv.includes("--ab");
+const sides: [number[], number[]] = [[], []]; // --ab: step ms with the fused block on, off
 using m = await loadGgufModel(arg("model", "") || (await smollm2Gguf()), { dtype: "float32" });
 const cache = m.model.makeCache();
 let logits = prefill(m.model, cache, promptIds(Number(arg("prompt", "658"))));
@@ -27,6 +33,7 @@ logits.dispose();
 let build = 0, run = 0, read = 0;
 let q0 = qmmProfile();
 for (let i = 0; i < steps; i++) {
+  if (ab) setFusedBlocks(i % 2 === 0);
   const t0 = performance.now();
   const id = tok.item();
   tok.dispose();
@@ -44,8 +51,11 @@ for (let i = 0; i < steps; i++) {
     read += t1 - t0;
     build += t2 - t1;
     run += t3 - t2;
+    if (ab) sides[i % 2]!.push(t3 - t0);
   }
 }
+setFusedBlocks(null);
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
 const n = steps - 4;
 const q1 = qmmProfile();
 const qmm = { calls: (q1.calls - q0.calls) / n, ms: (q1.ms - q0.ms) / n, gmacs: (q1.macs - q0.macs) / (q1.ms - q0.ms) / 1e6 };
@@ -56,6 +66,7 @@ console.log(JSON.stringify({
   eval_ms: run / n,
   read_ms: read / n,
   total_ms: (build + run + read) / n,
+  ...(ab ? { fused_ms: median(sides[0]), unfused_ms: median(sides[1]), unfused_over_fused: median(sides[1]) / median(sides[0]) } : {}),
   ...(q1.calls > 0 ? { qmm_calls: qmm.calls, qmm_ms: qmm.ms, qmm_gmac_s: qmm.gmacs, eval_other_ms: run / n - qmm.ms } : {}),
 }));
 for (const c of cache) c[Symbol.dispose]();
