@@ -12,6 +12,7 @@
  *
  * Usage: bun bench/llama.ts [--prompt 658] [--gen 128] [--rounds 3] [--only smollm2,qwen15,q4km,moe]
  *        [--int8]                  (an extra mlxk row with the opt-in int8 activations, MLXK_INT8_ACT=1)
+ *        [--unfused]               (an extra mlxk row with the fused decoder block off, MLXK_FUSED_BLOCKS=0)
  *        [--mlxk-threads 1,2]      (extra mlxk rows pinned with MLXK_THREADS, besides the default policy)
  *        [--env K=V,K=V]           (extra environment for the default mlxk row)
  *        [--baseline-shim PATH]    (an extra mlxk row on another build of libmlxk.so, e.g. before a change)
@@ -99,6 +100,7 @@ async function main(): Promise<void> {
     const env = { MLXK_SHIM: shim };
     const variants: [string, () => Result][] = [["mlxk", () => runJson(self, ROOT, env)]];
     if (process.argv.includes("--int8")) variants.push(["mlxk MLXK_INT8_ACT=1", () => runJson(self, ROOT, { ...env, MLXK_INT8_ACT: "1" })]);
+    if (process.argv.includes("--unfused")) variants.push(["mlxk MLXK_FUSED_BLOCKS=0", () => runJson(self, ROOT, { ...env, MLXK_FUSED_BLOCKS: "0" })]);
     for (const t of pins) variants.push([`mlxk MLXK_THREADS=${t}`, () => runJson(self, ROOT, { ...env, MLXK_THREADS: t })]);
     if (baseline) variants.push(["mlxk (baseline shim)", () => runJson(self, ROOT, { MLXK_SHIM: baseShim })]);
     for (const t of ["1", "2"]) variants.push([`llama.cpp ${t} thread${t === "1" ? "" : "s"}`, () => runJson(llamaCmd(gguf, ids, nGen, { threads: Number(t) }), llamaDir)]);

@@ -127,7 +127,7 @@ export function kernelsEnabled(env: Env = process.env): boolean {
   return v === undefined || !["0", "false", "no", "off"].includes(v.toLowerCase());
 }
 
-/** The dense decoder block as two fused kernels (src/mlx/block.ts) where it fits; MLXK_FUSED_BLOCKS=0 builds it op by op. */
+/** The decoder block as fused kernels (src/mlx/block.ts) where it fits; MLXK_FUSED_BLOCKS=0 builds it op by op. */
 export function fusedBlocksEnabled(env: Env = process.env): boolean {
   const v = get(env, "MLXK_FUSED_BLOCKS");
   return v === undefined || !["0", "false", "no", "off"].includes(v.toLowerCase());
