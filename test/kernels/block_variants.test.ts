@@ -1,7 +1,7 @@
 /**
  * The fused decoder block's later cases must give exactly what the op-by-op block gives (as block.test.ts
  * checks for the dense affine block): per-head q/k RMSNorms before rope (qwen3), GGUF K-quant projections
- * (Q4_K / Q5_K / Q6_K blocks mixed with affine ones, biases), and the attention half alone (blockAttn) before
+ * (Q4_K / Q5_K / Q6_K blocks mixed with affine ones, biases; f32 and the opt-in int8 activations), and the attention half alone (blockAttn) before
  * an MLP built as a graph (MoE). Bit-identical outputs and KV caches on odd shapes, declines where the
  * kernels cannot take a case, and bit-identical logits and greedy tokens on tiny models (qwen3 and qwen3_moe
  * with q/k norms, K-quant GGUFs, MoE layers). Every case checks the fused path really ran.
@@ -25,7 +25,7 @@ import {
 } from "../../src/mlx/block.ts";
 import * as mx from "../../src/mlx/index.ts";
 import { kernelInfo } from "../../src/mlx/kernels.ts";
-import { KQUANT_BLOCK_BYTES, type KQuantMode, kquantPackable } from "../../src/mlx/kquant.ts";
+import { KQUANT_BLOCK_BYTES, kquantInt8, type KQuantMode, kquantPackable } from "../../src/mlx/kquant.ts";
 import { StandardKVCache } from "../../src/models/cache.ts";
 import { tinyGguf } from "../support/hf-to-gguf.ts";
 import { quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
@@ -153,7 +153,11 @@ describe.skipIf(kernelInfo().level === "none" || !kquantPackable())("fused block
     ["attention half alone (MoE-shaped), q/k norms, K-quant o, 3 heads over 1", { Dm: 256, Hq: 3, Hkv: 1, D: 64, Dv: 64, F: 512, fmt: ["q4_k", "q4_k", "q6_k", A4, A4, A4, A4], bias: false, qkNorm: true, rope: true, attnOnly: true }],
     ["attention half alone, affine with biases, no q/k norms", { Dm: 96, Hq: 3, Hkv: 3, D: 32, Dv: 64, F: 64, fmt: [A4, A8, A4, A8, A4, A4, A4], bias: true, qkNorm: false, rope: true, attnOnly: true }],
   ];
-  test.each(shapes)("%s: a 5-row append then 9 one-row steps, outputs and caches", (_, s) => {
+  const kShapes = shapes.filter(([, s]) => s.fmt.some((f) => typeof f === "string"));
+  const cases: [string, Shape, boolean][] = [...shapes.map(([n, s]): [string, Shape, boolean] => [n, s, false]),
+    ...kShapes.map(([n, s]): [string, Shape, boolean] => [`${n}, int8 activations (MLXK_INT8_ACT)`, s, true])];
+  test.each(cases)("%s: a 5-row append then 9 one-row steps, outputs and caches", (_, s, int8) => {
+    const was = kquantInt8(int8);
     const c = blockCase(s);
     const a = new StandardKVCache(), b = new StandardKVCache();
     const before = fusedBlocksBuilt(), attnBefore = fusedAttnBuilt();
@@ -174,6 +178,7 @@ describe.skipIf(kernelInfo().level === "none" || !kquantPackable())("fused block
       expect(fusedBlocksBuilt() - before).toBe(10);
       expect(fusedAttnBuilt() - attnBefore).toBe(s.attnOnly ? 10 : 0);
     } finally {
+      kquantInt8(was);
       a[Symbol.dispose]();
       b[Symbol.dispose]();
       c.dispose();

@@ -12,6 +12,7 @@
 #include <mlx/primitives.h>
 
 #include <cstring>
+#include <initializer_list>
 
 #include "../common.h"
 #include "inputs.h"
@@ -85,6 +86,37 @@ void linear(const QLin& l, const QLinData& d, const float* x, int M, float* y) {
       for (int n = 0; n < l.N; n++) y[static_cast<size_t>(r) * l.N + n] = y[static_cast<size_t>(r) * l.N + n] + d.bias[n];
 }
 
+// Linears of one input x (q/k/v, gate/up): the K-quant ones in one kqmm_many call (one pool call, x prepared
+// once; each problem's tiles and sums are exactly kqmm's alone), the others one by one.
+struct LinOut {
+  const QLin* l;
+  const QLinData* d;
+  float* y;
+};
+void linears(std::initializer_list<LinOut> outs, const float* x, int M) {
+  kern::KqProblem ps[4];
+  int n = 0;
+  for (const LinOut& o : outs) {
+    if (!o.l->kq || n == 4) {
+      linear(*o.l, *o.d, x, M, o.y);
+      continue;
+    }
+    kern::KqProblem& p = ps[n++];
+    p = kern::KqProblem{};
+    p.x = x;
+    p.w = o.d->w;
+    p.out = o.y;
+    p.M = M;
+    p.K = o.l->K;
+    p.N = o.l->N;
+    p.ldo = o.l->N;
+    p.t = o.l->kt;
+  }
+  if (n > 0) kern::kqmm_many(ps, n);
+  for (const LinOut& o : outs)
+    if (o.l->kq) add_bias(*o.l, *o.d, M, o.y);
+}
+
 // Reads QLin l's inputs starting at inputs[i] (w, scales, biases[, bias]); advances i.
 QLinData lin_data(const QLin& l, const std::vector<array>& in, size_t& i) {
   if (l.kq) {
@@ -153,9 +185,7 @@ class BlockQkv : public Primitive {
       float* k = scratch(bk, static_cast<size_t>(L) * nk);
       float* v = scratch(bv, static_cast<size_t>(L) * nv);
       rms_rows(x, nw, xn, L, Dm, c.eps, avx2);
-      linear(c.q, dq, xn, L, q);
-      linear(c.k, dk, xn, L, k);
-      linear(c.v, dv, xn, L, v);
+      linears({{&c.q, &dq, q}, {&c.k, &dk, k}, {&c.v, &dv, v}}, xn, L);
       // the graph's rmsNorm of each head's D values (FastRMSNorm's row function), in place
       if (qn) rms_rows(q, qn, q, L * c.Hq, c.D, c.qk_eps, avx2);
       if (kn) rms_rows(k, kn, k, L * c.Hkv, c.D, c.qk_eps, avx2);
@@ -240,8 +270,7 @@ class BlockAttnMlp : public UnaryPrimitive {
       for (size_t j = 0; j < nd; j++) h[j] = x[j] + o[j];
       if (!c.mlp) return;
       rms_rows(h, nw, xn, L, Dm, c.eps, avx2);
-      linear(c.gate, dg, xn, L, g);
-      linear(c.up, du, xn, L, u);
+      linears({{&c.gate, &dg, g}, {&c.up, &du, u}}, xn, L);
       // FastSwiGLU's blocks (elementwise, so any split gives the same values)
       constexpr size_t kBlock = 4096;
       rows::for_rows((nf + kBlock - 1) / kBlock, static_cast<double>(nf) * 8, [&](size_t b) {
