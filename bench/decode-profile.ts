@@ -6,8 +6,11 @@
  *
  *   MLXK_KERNEL_PROFILE=1 bun bench/decode-profile.ts [--model path.gguf] [--prompt 658] [--steps 64] [--ab]
  *
- * --ab: the fused decoder block on and off on alternate steps of the one process (same load, same cache
- * lengths ±1), and the medians of each side's step (build + eval + read) and their ratio.
+ * --ab: the fused decoder block on and off in alternate runs of 4 steps of the one process (same load, cache
+ * lengths within a few tokens; alternating single steps showed artifacts in wall time under load), and the
+ * medians of each side's step (build + eval + read) and their ratio; also the process's CPU time per step
+ * (user + system, all threads), which other processes' load inflates less than wall time (with
+ * MLXK_THREADS=1 no pool helper spins, so it is the step's work).
  */
 import * as mx from "../src/mlx/index.ts";
 import { loadGgufModel } from "../src/engine/load.ts";
@@ -24,6 +27,7 @@ const arg = (n: string, f: string) => {
 const steps = Number(arg("steps", "64"));
 const ab = process.argv.includes("--ab");
 const sides: [number[], number[]] = [[], []]; // --ab: step ms with the fused block on, off
+const cpu: [number[], number[]] = [[], []]; //   and CPU ms
 using m = await loadGgufModel(arg("model", "") || (await smollm2Gguf()), { dtype: "float32" });
 const cache = m.model.makeCache();
 let logits = prefill(m.model, cache, promptIds(Number(arg("prompt", "658"))));
@@ -33,7 +37,9 @@ logits.dispose();
 let build = 0, run = 0, read = 0;
 let q0 = qmmProfile();
 for (let i = 0; i < steps; i++) {
-  if (ab) setFusedBlocks(i % 2 === 0);
+  const side = (i >> 2) % 2;
+  if (ab) setFusedBlocks(side === 0);
+  const c0 = process.cpuUsage();
   const t0 = performance.now();
   const id = tok.item();
   tok.dispose();
@@ -51,7 +57,8 @@ for (let i = 0; i < steps; i++) {
     read += t1 - t0;
     build += t2 - t1;
     run += t3 - t2;
-    if (ab) sides[i % 2]!.push(t3 - t0);
+    if (ab) sides[side]!.push(t3 - t0);
+    if (ab) cpu[side]!.push(((u) => (u.user + u.system) / 1000)(process.cpuUsage(c0)));
   }
 }
 setFusedBlocks(null);
@@ -66,7 +73,8 @@ console.log(JSON.stringify({
   eval_ms: run / n,
   read_ms: read / n,
   total_ms: (build + run + read) / n,
-  ...(ab ? { fused_ms: median(sides[0]), unfused_ms: median(sides[1]), unfused_over_fused: median(sides[1]) / median(sides[0]) } : {}),
+  ...(ab ? { fused_ms: median(sides[0]), unfused_ms: median(sides[1]), unfused_over_fused: median(sides[1]) / median(sides[0]),
+    fused_cpu_ms: median(cpu[0]), unfused_cpu_ms: median(cpu[1]), cpu_unfused_over_fused: median(cpu[1]) / median(cpu[0]) } : {}),
   ...(q1.calls > 0 ? { qmm_calls: qmm.calls, qmm_ms: qmm.ms, qmm_gmac_s: qmm.gmacs, eval_other_ms: run / n - qmm.ms } : {}),
 }));
 for (const c of cache) c[Symbol.dispose]();
