@@ -51,8 +51,8 @@ export interface QkvOptions {
   headDim: number;
   valueDim: number;
   rope: BlockRope | null;
-  /** Position of the first of x's rows. */
-  offset: number;
+  /** Position of x's first row: one per batch entry (a decode batch: each entry's own length so far). */
+  offsets: readonly number[];
   eps: number;
   /** Per-head RMSNorm weights [headDim] of q / k before rope (qwen3), with their eps. */
   qNorm?: Array | null;
@@ -150,7 +150,10 @@ const f32 = (l: AnyBlockLinear) =>
   isKQuant(l) ? !l.bias || l.bias.dtype === Dtype.float32 : f32Affine(l);
 const f32Affine = (l: BlockLinear) => l.scales.dtype === Dtype.float32 && l.biases.dtype === Dtype.float32 && (!l.bias || l.bias.dtype === Dtype.float32);
 
-/** x [1, L, Dm] → [q [1, H, L, D], k [1, Hkv, L, D]] (rotated at offset..), v [1, Hkv, L, Dv]], or null. */
+/**
+ * x [B, L, Dm] → [q [B, H, L, D], k [B, Hkv, L, D] (entry b rotated from offsets[b]), v [B, Hkv, L, Dv]], or
+ * null. B > 1 takes one row per entry (a decode batch).
+ */
 export function blockQkv(x: Array, norm: Array, lin: readonly [AnyBlockLinear, AnyBlockLinear, AnyBlockLinear], o: QkvOptions): [Array, Array, Array] | null {
   const s = fusedBlocks() ? symbols() : null;
   if (!s || !lin.every(f32)) return null;
@@ -162,8 +165,8 @@ export function blockQkv(x: Array, norm: Array, lin: readonly [AnyBlockLinear, A
   if (o.kNorm) hs.push(o.kNorm.handle);
   const [q, k, v] = lin;
   const ic = ints([...format(q), ...format(k), ...format(v), o.heads, o.kvHeads, o.headDim, o.valueDim,
-    r ? 1 : 0, r?.traditional ? 1 : 0, r?.dims ?? 0, r?.freqs ? 1 : 0, o.offset, q.bias ? 1 : 0, k.bias ? 1 : 0, v.bias ? 1 : 0,
-    o.qNorm ? 1 : 0, o.kNorm ? 1 : 0]);
+    r ? 1 : 0, r?.traditional ? 1 : 0, r?.dims ?? 0, r?.freqs ? 1 : 0, o.offsets[0] ?? 0, q.bias ? 1 : 0, k.bias ? 1 : 0, v.bias ? 1 : 0,
+    o.qNorm ? 1 : 0, o.kNorm ? 1 : 0, o.offsets.length, ...o.offsets]);
   FLOATS[0] = o.eps;
   FLOATS[1] = r?.base ?? 1;
   FLOATS[2] = r?.scale ?? 1;
@@ -181,18 +184,25 @@ export interface MlpLinears {
   down: AnyBlockLinear;
 }
 
+/** Which positions of the cache buffers each batch entry attends to: [starts[b], length). */
+export interface KeySpan {
+  length: number;
+  /** One per batch entry: its first key (the left padding of a decode batch before it); [0] for one sequence. */
+  starts: readonly number[];
+}
+
 /**
- * q [1, H, L, D] attending to positions [0, length) of the cache buffers keys/values [1, Hkv, cap, ·], then
- * o_proj, + x, RMSNorm(norm), SwiGLU MLP, + residual → [1, L, Dm]; or null.
+ * q [B, H, L, D] attending to its entry's positions (span) of the cache buffers keys/values [B, Hkv, cap, ·],
+ * then o_proj, + x, RMSNorm(norm), SwiGLU MLP, + residual → [B, L, Dm]; or null. B > 1: one query per entry.
  */
-export function blockAttnMlp(q: Array, keys: Array, values: Array, length: number, x: Array, norm: Array, l: MlpLinears, o: { scale: number; eps: number }): Array | null {
+export function blockAttnMlp(q: Array, keys: Array, values: Array, span: KeySpan, x: Array, norm: Array, l: MlpLinears, o: { scale: number; eps: number }): Array | null {
   const s = fusedBlocks() ? symbols() : null;
   const all = [l.o, l.gate, l.up, l.down];
   if (!s || !all.every(f32)) return null;
   if (all.some(isKQuant) && !symbols2()) return null;
   const hs = [q.handle, keys.handle, values.handle, x.handle, ...linearHandles(l.o), norm.handle, ...linearHandles(l.gate),
     ...linearHandles(l.up), ...linearHandles(l.down)];
-  const ic = ints([...all.flatMap(format), ...all.map((a) => (a.bias ? 1 : 0)), length]);
+  const ic = ints([...all.flatMap(format), ...all.map((a) => (a.bias ? 1 : 0)), span.length, span.starts.length, ...span.starts]);
   FLOATS[0] = o.scale;
   FLOATS[1] = o.eps;
   if (s.mlxk_block_attn_mlp(OUTS_PTR as never, handles(hs) as never, ic as never, FLOATS_PTR as never, S() as never) !== 0) fail("block_attn_mlp");
@@ -200,14 +210,14 @@ export function blockAttnMlp(q: Array, keys: Array, values: Array, length: numbe
 }
 
 /**
- * The attention half alone: q [1, H, L, D] over positions [0, length) of the cache buffers, o_proj, + x →
- * h [1, L, Dm] (the block's MLP then runs as a graph); or null.
+ * The attention half alone: q [B, H, L, D] over its entry's positions (span) of the cache buffers, o_proj, + x →
+ * h [B, L, Dm] (the block's MLP then runs as a graph); or null. B > 1: one query per entry.
  */
-export function blockAttn(q: Array, keys: Array, values: Array, length: number, x: Array, oProj: AnyBlockLinear, o: { scale: number }): Array | null {
+export function blockAttn(q: Array, keys: Array, values: Array, span: KeySpan, x: Array, oProj: AnyBlockLinear, o: { scale: number }): Array | null {
   const s = fusedBlocks() ? symbols2() : null;
   if (!s || !f32(oProj)) return null;
   const hs = [q.handle, keys.handle, values.handle, x.handle, ...linearHandles(oProj)];
-  const ic = ints([...format(oProj), oProj.bias ? 1 : 0, length]);
+  const ic = ints([...format(oProj), oProj.bias ? 1 : 0, span.length, span.starts.length, ...span.starts]);
   FLOATS[0] = o.scale;
   if (s.mlxk_block_attn(OUTS_PTR as never, handles(hs) as never, ic as never, FLOATS_PTR as never, S() as never) !== 0) fail("block_attn");
   if (out(0) === 0) return null;

@@ -161,6 +161,16 @@ export class BatchKVCache implements KVCache, RowsCache {
   }
 
   updateAndFetch(k: mx.Array, v: mx.Array): [mx.Array, mx.Array] {
+    const [K, V, n] = this.updateBuffers(k, v);
+    const [B, H, , Dk] = K.shape as [number, number, number, number];
+    return [mx.slice(K, [0, 0, 0, 0], [B, H, n, Dk]), mx.slice(V, [0, 0, 0, 0], [B, H, n, V.shape[3]!])];
+  }
+
+  /**
+   * Append each row's k, v [B, H, 1, D]; returns the whole buffers and the write position after it (row b's keys
+   * are [rowStarts[b], n)), for kernels that take the span instead of a sliced view (the fused block).
+   */
+  updateBuffers(k: mx.Array, v: mx.Array): [mx.Array, mx.Array, number] {
     const [B, H, L, Dk] = k.shape as [number, number, number, number];
     const Dv = v.shape[3]!;
     if (L !== 1 || B !== this.batch) throw new Error(`BatchKVCache: expected [${this.batch}, H, 1, D], got [${k.shape.join(", ")}]`);
@@ -173,7 +183,7 @@ export class BatchKVCache implements KVCache, RowsCache {
     const i = this.#idx;
     this.#set(mx.sliceUpdate(K, k, [0, 0, i, 0], [B, H, i + 1, Dk]), mx.sliceUpdate(V, v, [0, 0, i, 0], [B, H, i + 1, Dv]));
     this.#idx = i + 1;
-    return [mx.slice(this.#keys!, [0, 0, 0, 0], [B, H, this.#idx, Dk]), mx.slice(this.#values!, [0, 0, 0, 0], [B, H, this.#idx, Dv])];
+    return [this.#keys!, this.#values!, this.#idx];
   }
 
   #set(k: mx.Array, v: mx.Array): void {

@@ -1,6 +1,7 @@
 /**
  * The dense pre-norm decoder block (transformer.ts) through the backend's two fused halves (src/mlx/block.ts)
- * where they apply: one sequence (a plain StandardKVCache), affine-quantized or GGUF K-quant projections,
+ * where they apply: one sequence (a plain StandardKVCache) or a decode batch (a BatchKVCache: one token per
+ * row, each at its own position and from its own first key), affine-quantized or GGUF K-quant projections,
  * SwiGLU MLP, a plain or no rope, per-head q/k norms or none, no query scaling, sinks or residual multiplier.
  * Any other MLP (MoE) keeps the fused attention half (blockQkv, blockAttn) and runs as a graph after it.
  * Returns null otherwise (and whenever the kernels decline), and the block runs op by op; the two paths give
@@ -11,6 +12,7 @@ import type { AnyBlockLinear } from "../mlx/block.ts";
 import { isKQuantMode } from "../mlx/kquant.ts";
 import * as mx from "../mlx/index.ts";
 import type { Attention } from "./attention.ts";
+import { BatchKVCache } from "./batch_cache.ts";
 import { type KVCache, StandardKVCache } from "./cache.ts";
 import { type Linear, rmsNorm, sdpa } from "./layers.ts";
 import { DenseMlp, type DecoderSpec, type Mlp } from "./transformer.ts";
@@ -59,9 +61,21 @@ export function fusedParts(b: FusableBlock): FusedParts | null {
   return { qkv: [q!, k!, v!], o: o!, mlp: m ? { gate: gate!, up: up!, down: down! } : null };
 }
 
-/** The block's output for x [1, L, Dm], or null (build it op by op). */
+/** The block's output for x [1, L, Dm] (one sequence) or [B, 1, Dm] (a decode batch), or null (build it op by op). */
 export function fusedBlockForward(b: FusableBlock, p: FusedParts, x: mx.Array, cache: KVCache): mx.Array | null {
-  if (!(cache instanceof StandardKVCache) || x.shape[0] !== 1 || x.shape[1]! > MAX_ROWS) return null;
+  const [B, L] = x.shape as [number, number];
+  // each row's position and first key, read before the update
+  let offsets: readonly number[];
+  let starts: readonly number[];
+  if (cache instanceof StandardKVCache && B === 1 && L <= MAX_ROWS) {
+    offsets = [cache.offset];
+    starts = [0];
+  } else if (cache instanceof BatchKVCache && L === 1 && B === cache.batch) {
+    offsets = cache.rowOffsets;
+    starts = cache.rowStarts;
+  } else {
+    return null;
+  }
   const ops = layerOps();
   const a = b.self_attn.o;
   const qkv = ops.blockQkv(x, b.norm1, p.qkv, {
@@ -70,7 +84,7 @@ export function fusedBlockForward(b: FusableBlock, p: FusedParts, x: mx.Array, c
     headDim: a.headDim,
     valueDim: p.qkv[2].weight.shape[0]! / a.kvHeads,
     rope: a.rope?.blockRope?.() ?? null,
-    offset: cache.offset,
+    offsets,
     eps: b.s.normEps,
     qNorm: a.qNorm ?? null,
     kNorm: a.kNorm ?? null,
@@ -79,17 +93,19 @@ export function fusedBlockForward(b: FusableBlock, p: FusedParts, x: mx.Array, c
   if (!qkv) return null;
   const [q, k, v] = qkv;
   const [keys, values, length] = cache.updateBuffers(k, v);
+  const span = { length, starts };
   if (!p.mlp) {
     // the attention half fused, the MLP (MoE) as the op-by-op block builds it
-    const h = ops.blockAttn(q, keys, values, length, x, p.o, { scale: a.scale });
+    const h = ops.blockAttn(q, keys, values, span, x, p.o, { scale: a.scale });
     if (h) return mx.add(h, b.mlp.forward(rmsNorm(h, b.norm2, b.s.normEps)));
   }
-  const out = p.mlp && ops.blockAttnMlp(q, keys, values, length, x, b.norm2, { o: p.o, ...p.mlp }, { scale: a.scale, eps: b.s.normEps });
+  const out = p.mlp && ops.blockAttnMlp(q, keys, values, span, x, b.norm2, { o: p.o, ...p.mlp }, { scale: a.scale, eps: b.s.normEps });
   if (out) return out;
   // declined once the cache holds k, v (it should not: fusedParts checked the weights): the rest op by op
-  const L = x.shape[1]!;
-  const cut = (t: mx.Array) => mx.slice(t, [0, 0, 0, 0], [1, t.shape[1]!, length, t.shape[3]!]);
-  const att = sdpa(q, cut(keys), cut(values), { scale: a.scale, mask: L > 1 ? "causal" : null, sinks: null });
-  const h = mx.add(x, b.self_attn.o_proj.forward(mx.reshape(mx.transpose(att, [0, 2, 1, 3]), [1, L, -1])));
+  const cut = (t: mx.Array) => mx.slice(t, [0, 0, 0, 0], [B, t.shape[1]!, length, t.shape[3]!]);
+  const att = cache instanceof BatchKVCache
+    ? ops.sdpaRows(q, cut(keys), cut(values), a.scale, starts)
+    : sdpa(q, cut(keys), cut(values), { scale: a.scale, mask: L > 1 ? "causal" : null, sinks: null });
+  const h = mx.add(x, b.self_attn.o_proj.forward(mx.reshape(mx.transpose(att, [0, 2, 1, 3]), [B, L, -1])));
   return mx.add(h, b.mlp.forward(rmsNorm(h, b.norm2, b.s.normEps)));
 }

@@ -124,17 +124,17 @@ function blockCase(s: Shape) {
   };
   const fused = (x: mx.Array, cache: StandardKVCache) => {
     const qkv = blockQkv(x, n.n1, [w.q, w.k, w.v], {
-      heads: s.Hq, kvHeads: s.Hkv, headDim: s.D, valueDim: s.Dv, rope, offset: cache.offset, eps, qNorm: n.qn, kNorm: n.kn, qkEps,
+      heads: s.Hq, kvHeads: s.Hkv, headDim: s.D, valueDim: s.Dv, rope, offsets: [cache.offset], eps, qNorm: n.qn, kNorm: n.kn, qkEps,
     });
     expect(qkv).not.toBeNull();
     const [q, k, v] = qkv!;
     const [keys, values, len] = cache.updateBuffers(k, v);
     if (s.attnOnly) {
-      const h = blockAttn(q, keys, values, len, x, w.o, { scale });
+      const h = blockAttn(q, keys, values, { length: len, starts: [0] }, x, w.o, { scale });
       expect(h).not.toBeNull();
       return mlp(h!);
     }
-    const y = blockAttnMlp(q, keys, values, len, x, n.n2, { o: w.o, gate: w.gate, up: w.up, down: w.down }, { scale, eps });
+    const y = blockAttnMlp(q, keys, values, { length: len, starts: [0] }, x, n.n2, { o: w.o, gate: w.gate, up: w.up, down: w.down }, { scale, eps });
     expect(y).not.toBeNull();
     return y!;
   };
@@ -188,7 +188,7 @@ describe.skipIf(kernelInfo().level === "none" || !kquantPackable())("fused block
   test("declined, not mis-computed: q/k norm weights of the wrong width, K-quant rows the input does not match", () => {
     const w = qlinear(64, 128, A4, false);
     const kq = qlinear(64, 256, "q4_k", false);
-    const o = { heads: 2, kvHeads: 2, headDim: 32, valueDim: 32, rope: null, offset: 0, eps: 1e-5 };
+    const o = { heads: 2, kvHeads: 2, headDim: 32, valueDim: 32, rope: null, offsets: [0], eps: 1e-5 };
     mx.scope(() => {
       const x = rnd([1, 1, 128]);
       expect(blockQkv(x, mx.ones([128]), [w, w, w], { ...o, qNorm: mx.ones([31]) })).toBeNull();

@@ -11,6 +11,7 @@
 #include <mlx/backend/cpu/encoder.h>
 #include <mlx/primitives.h>
 
+#include <algorithm>
 #include <cstring>
 #include <initializer_list>
 
@@ -67,7 +68,9 @@ void kq_linear(const QLin& l, const QLinData& d, const float* x, int M, float* y
 }
 
 // y[M, N] = x[M, K] · dequant(w)ᵀ (+ bias): the same kernel call and bias add as Linear.forward's graph.
-void linear(const QLin& l, const QLinData& d, const float* x, int M, float* y) {
+// independent: the rows are a decode batch's (one token of each sequence), computed each as if alone, as the
+// single-op kernel treats a [B, 1, K] input.
+void linear(const QLin& l, const QLinData& d, const float* x, int M, bool independent, float* y) {
   if (l.kq) return kq_linear(l, d, x, M, y);
   kern::QmmProblem p{};
   p.x = x;
@@ -80,6 +83,7 @@ void linear(const QLin& l, const QLinData& d, const float* x, int M, float* y) {
   p.N = l.N;
   p.gs = l.gs;
   p.fmt = l.fmt;
+  p.independent_rows = independent && M > 1;
   kern::qmm(p);
   if (d.bias)
     for (int r = 0; r < M; r++)
@@ -93,12 +97,12 @@ struct LinOut {
   const QLinData* d;
   float* y;
 };
-void linears(std::initializer_list<LinOut> outs, const float* x, int M) {
+void linears(std::initializer_list<LinOut> outs, const float* x, int M, bool independent) {
   kern::KqProblem ps[4];
   int n = 0;
   for (const LinOut& o : outs) {
     if (!o.l->kq || n == 4) {
-      linear(*o.l, *o.d, x, M, o.y);
+      linear(*o.l, *o.d, x, M, independent, o.y);
       continue;
     }
     kern::KqProblem& p = ps[n++];
@@ -146,14 +150,15 @@ struct QkvCfg {
   bool has_rope, trad, has_freqs;
   int rope_dims;
   float base, rope_scale;
-  int offset; // position of the first row
+  std::vector<int> offsets; // position of each batch entry's first row
   float eps;
   bool q_norm = false, k_norm = false; // per-head RMSNorm of q / k before rope (qwen3)
   float qk_eps = 0;
 };
 
-// x [1, L, Dm] → q [1, Hq, L, D], k [1, Hkv, L, D] (both rotated), v [1, Hkv, L, Dv]: what the cache's
-// slice_update and the attention take, in the layout heads() + rope give them.
+// x [B, L, Dm] → q [B, Hq, L, D], k [B, Hkv, L, D] (both rotated, entry b from position offsets[b]),
+// v [B, Hkv, L, Dv]: what the cache's slice_update and the attention take, in the layout heads() + rope give
+// them. B > 1 is a decode batch (one row each, every entry at its own position, as ropeRows rotates it).
 class BlockQkv : public Primitive {
  public:
   BlockQkv(Stream s, QkvCfg c) : Primitive(s), c_(c) {}
@@ -174,35 +179,41 @@ class BlockQkv : public Primitive {
     const float* qn = c.q_norm ? in[i++].data<float>() : nullptr;
     const float* kn = c.k_norm ? in[i++].data<float>() : nullptr;
     float *qo = outputs[0].data<float>(), *ko = outputs[1].data<float>(), *vo = outputs[2].data<float>();
-    const int L = inputs[0].shape(1), Dm = inputs[0].shape(2);
+    const int B = inputs[0].shape(0), L = inputs[0].shape(1), Dm = inputs[0].shape(2);
     const bool avx2 = kern::avx2_active();
-    enc.dispatch([c, x, nw, dq, dk, dv, freqs, qn, kn, qo, ko, vo, L, Dm, avx2, copies = std::move(copies)]() {
+    enc.dispatch([c, x, nw, dq, dk, dv, freqs, qn, kn, qo, ko, vo, B, L, Dm, avx2, copies = std::move(copies)]() {
       for (const auto& cp : copies) cp.run();
       thread_local std::vector<float> bn, bq, bk, bv;
       const int nq = c.Hq * c.D, nk = c.Hkv * c.D, nv = c.Hkv * c.Dv;
-      float* xn = scratch(bn, static_cast<size_t>(L) * Dm);
-      float* q = scratch(bq, static_cast<size_t>(L) * nq);
-      float* k = scratch(bk, static_cast<size_t>(L) * nk);
-      float* v = scratch(bv, static_cast<size_t>(L) * nv);
-      rms_rows(x, nw, xn, L, Dm, c.eps, avx2);
-      linears({{&c.q, &dq, q}, {&c.k, &dk, k}, {&c.v, &dv, v}}, xn, L);
+      // the B·L rows go through the projections at once (the batch's matmuls: qmm's decode rows)
+      const int M = B * L;
+      float* xn = scratch(bn, static_cast<size_t>(M) * Dm);
+      float* q = scratch(bq, static_cast<size_t>(M) * nq);
+      float* k = scratch(bk, static_cast<size_t>(M) * nk);
+      float* v = scratch(bv, static_cast<size_t>(M) * nv);
+      rms_rows(x, nw, xn, M, Dm, c.eps, avx2);
+      linears({{&c.q, &dq, q}, {&c.k, &dk, k}, {&c.v, &dv, v}}, xn, M, B > 1);
       // the graph's rmsNorm of each head's D values (FastRMSNorm's row function), in place
-      if (qn) rms_rows(q, qn, q, L * c.Hq, c.D, c.qk_eps, avx2);
-      if (kn) rms_rows(k, kn, k, L * c.Hkv, c.D, c.qk_eps, avx2);
+      if (qn) rms_rows(q, qn, q, M * c.Hq, c.D, c.qk_eps, avx2);
+      if (kn) rms_rows(k, kn, k, M * c.Hkv, c.D, c.qk_eps, avx2);
       std::vector<float> cs, sn;
-      if (c.has_rope) rows::rope_table({c.offset}, L, c.rope_dims, c.base, c.rope_scale, freqs, cs, sn);
+      if (c.has_rope) rows::rope_table(c.offsets, L, c.rope_dims, c.base, c.rope_scale, freqs, cs, sn);
       const int half = c.rope_dims / 2;
-      // [l][h][d] → [h][l][d], rotated at position offset + l
-      auto put_head = [&](const float* src, float* dst, int l, bool rot, int d) {
-        if (rot) rows::rope(src, dst, d, c.rope_dims, c.trad, cs.data() + l * half, sn.data() + l * half);
+      // row m = b·L + l: [m][h][d] → [b][h][l][d], rotated at position offsets[b] + l (table entry m)
+      auto put_head = [&](const float* src, float* dst, size_t m, bool rot, int d) {
+        if (rot) rows::rope(src, dst, d, c.rope_dims, c.trad, cs.data() + m * half, sn.data() + m * half);
         else std::memcpy(dst, src, sizeof(float) * d);
       };
-      for (int l = 0; l < L; l++) {
-        for (int h = 0; h < c.Hq; h++)
-          put_head(q + static_cast<size_t>(l) * nq + h * c.D, qo + (static_cast<size_t>(h) * L + l) * c.D, l, c.has_rope, c.D);
-        for (int h = 0; h < c.Hkv; h++) {
-          put_head(k + static_cast<size_t>(l) * nk + h * c.D, ko + (static_cast<size_t>(h) * L + l) * c.D, l, c.has_rope, c.D);
-          put_head(v + static_cast<size_t>(l) * nv + h * c.Dv, vo + (static_cast<size_t>(h) * L + l) * c.Dv, l, false, c.Dv);
+      for (int b = 0; b < B; b++) {
+        for (int l = 0; l < L; l++) {
+          const size_t m = static_cast<size_t>(b) * L + l;
+          for (int h = 0; h < c.Hq; h++)
+            put_head(q + m * nq + h * c.D, qo + ((static_cast<size_t>(b) * c.Hq + h) * L + l) * c.D, m, c.has_rope, c.D);
+          for (int h = 0; h < c.Hkv; h++) {
+            const size_t kv = (static_cast<size_t>(b) * c.Hkv + h) * L + l;
+            put_head(k + m * nk + h * c.D, ko + kv * c.D, m, c.has_rope, c.D);
+            put_head(v + m * nv + h * c.Dv, vo + kv * c.Dv, m, false, c.Dv);
+          }
         }
       }
     });
@@ -217,12 +228,14 @@ class BlockQkv : public Primitive {
 struct AttnMlpCfg {
   QLin o, gate, up, down;
   int Lk; // cache positions to attend to (the buffers may be longer)
+  std::vector<int> starts; // each batch entry's first key (left padding before it)
   float scale, eps;
   bool mlp = true; // false: stop at h = x + o_proj(attention) (a MoE block runs its MLP as a graph)
 };
 
-// q [1, Hq, L, D] over the cache buffers K [1, Hkv, cap, D], V [1, Hkv, cap, Dv] (positions [0, Lk)) →
-// attention rows → o_proj → + x → RMSNorm → gate/up → SwiGLU → down → + residual: the block's output.
+// q [B, Hq, L, D] over the cache buffers K [B, Hkv, cap, D], V [B, Hkv, cap, Dv] (entry b: positions
+// [starts[b], Lk)) → attention rows → o_proj → + x → RMSNorm → gate/up → SwiGLU → down → + residual: the block's
+// output [B, L, Dm]. B > 1 is a left-padded decode batch (one query each), attended as sdpa_rows attends it.
 class BlockAttnMlp : public UnaryPrimitive {
  public:
   BlockAttnMlp(Stream s, AttnMlpCfg c) : UnaryPrimitive(s), c_(c) {}
@@ -233,7 +246,7 @@ class BlockAttnMlp : public UnaryPrimitive {
     std::vector<StridedCopy> copies;
     std::vector<array> in;
     for (const auto& a : inputs) in.push_back(row_major(a, enc, copies));
-    const int Hq = inputs[0].shape(1), L = inputs[0].shape(2), D = inputs[0].shape(3);
+    const int B = inputs[0].shape(0), Hq = inputs[0].shape(1), L = inputs[0].shape(2), D = inputs[0].shape(3);
     const int Hkv = inputs[1].shape(1), cap = inputs[1].shape(2), Dv = inputs[2].shape(3), Dm = inputs[3].shape(2);
     size_t i = 4;
     const QLinData dn = lin_data(c.o, in, i);
@@ -246,37 +259,36 @@ class BlockAttnMlp : public UnaryPrimitive {
     enc.dispatch([=, copies = std::move(copies)]() {
       for (const auto& cp : copies) cp.run();
       thread_local std::vector<float> ba, bo, bh, bn, bg, bu, bs;
-      const size_t nd = static_cast<size_t>(L) * Dm, nf = static_cast<size_t>(L) * c.gate.N;
-      float* a = scratch(ba, static_cast<size_t>(L) * Hq * Dv);
-      // The single-op attention kernel's loop: query l sees keys up to (Lk - L) + l (MLX's end-aligned
-      // causal mask); one new row sees them all. Output rows land in [l][h] order (the graph's transpose).
-      const int group = Hq / Hkv;
-      const bool causal = L > 1;
-      const size_t nrows = static_cast<size_t>(Hq) * L;
-      rows::for_rows(nrows, static_cast<double>(nrows) * c.Lk * (D + Dv), [&](size_t r) {
-        const int l = static_cast<int>(r % L), h = static_cast<int>(r / L);
-        const int n = causal ? std::clamp(c.Lk - L + l + 1, 0, c.Lk) : c.Lk;
-        const size_t kv = static_cast<size_t>(h / group) * cap;
-        rows::attend(q + r * D, K + kv * D, D, V + kv * Dv, Dv, n, D, Dv, c.scale, a + (static_cast<size_t>(l) * Hq + h) * Dv,
-                     avx2);
-      });
+      const int M = B * L;
+      const size_t nd = static_cast<size_t>(M) * Dm, nf = static_cast<size_t>(M) * c.gate.N;
+      float* a = scratch(ba, static_cast<size_t>(M) * Hq * Dv);
+      // The single-op attention kernel's loop (rows::attend_ranges): query l sees keys up to (Lk - L) + l (MLX's
+      // end-aligned causal mask), one new row sees all of its entry's. Output rows land in [b][l][h] order (the
+      // graph's transpose).
+      const rows::RangeAttn ra{static_cast<size_t>(B), Hq, Hkv, L, c.Lk, D, Dv, c.scale, L > 1};
+      const auto kv_row = [&](const float* base, int w) {
+        return [=](size_t b, int h, int s) { return base + ((b * Hkv + h) * static_cast<size_t>(cap) + s) * w; };
+      };
+      rows::attend_ranges(
+          ra, c.starts, {}, [&](size_t r) { return q + r * D; }, kv_row(K, D), D, kv_row(V, Dv), Dv,
+          [&](size_t b, int h, int l) { return a + ((b * L + l) * Hq + h) * Dv; }, avx2);
       float* o = scratch(bo, nd);
       float* h = c.mlp ? scratch(bh, nd) : y;
       float* xn = scratch(bn, nd);
       float* g = scratch(bg, nf);
       float* u = scratch(bu, nf);
       float* s = scratch(bs, nf);
-      linear(c.o, dn, a, L, o);
+      linear(c.o, dn, a, M, B > 1, o);
       for (size_t j = 0; j < nd; j++) h[j] = x[j] + o[j];
       if (!c.mlp) return;
-      rms_rows(h, nw, xn, L, Dm, c.eps, avx2);
-      linears({{&c.gate, &dg, g}, {&c.up, &du, u}}, xn, L);
+      rms_rows(h, nw, xn, M, Dm, c.eps, avx2);
+      linears({{&c.gate, &dg, g}, {&c.up, &du, u}}, xn, M, B > 1);
       // FastSwiGLU's blocks (elementwise, so any split gives the same values)
       constexpr size_t kBlock = 4096;
       rows::for_rows((nf + kBlock - 1) / kBlock, static_cast<double>(nf) * 8, [&](size_t b) {
         rows::swiglu(g + b * kBlock, u + b * kBlock, s + b * kBlock, std::min(kBlock, nf - b * kBlock), avx2);
       });
-      linear(c.down, dd, s, L, o);
+      linear(c.down, dd, s, M, B > 1, o);
       for (size_t j = 0; j < nd; j++) y[j] = h[j] + o[j];
     });
   }
@@ -350,20 +362,24 @@ MLXK_API int mlxk_block_qkv(mlxk_array* outs, const mlxk_array* ins, const int32
   MLXK_TRY outs[0] = outs[1] = outs[2] = nullptr;
   Stream st = to_stream(S(s));
   const array& x = A(ins[0]);
-  if (!cpu_kernels(st) || !is_f32(x) || x.ndim() != 3 || x.shape(0) != 1 || !ins[1] || !is_f32(A(ins[1])) ||
-      A(ins[1]).shape() != Shape{x.shape(2)})
+  if (!cpu_kernels(st) || !is_f32(x) || x.ndim() != 3 || !ins[1] || !is_f32(A(ins[1])) || A(ins[1]).shape() != Shape{x.shape(2)})
     return 0;
   QkvCfg c{};
   c.Hq = ic[6], c.Hkv = ic[7], c.D = ic[8], c.Dv = ic[9];
-  c.has_rope = ic[10] != 0, c.trad = ic[11] != 0, c.rope_dims = ic[12], c.has_freqs = ic[13] != 0, c.offset = ic[14];
+  c.has_rope = ic[10] != 0, c.trad = ic[11] != 0, c.rope_dims = ic[12], c.has_freqs = ic[13] != 0;
   c.eps = fc[0], c.base = fc[1], c.rope_scale = fc[2];
-  const int Dm = x.shape(2), L = x.shape(1);
+  const int Dm = x.shape(2), L = x.shape(1), B = x.shape(0);
+  // ic[20] positions follow from ic[21], one per batch entry (ic[14], entry 0's, is what a shim without batches read)
+  c.offsets.assign(ic + 21, ic + 21 + std::max(ic[20], 0));
+  if (B < 1 || static_cast<int>(c.offsets.size()) != B || (B > 1 && L != 1)) return 0;
   size_t i = 2;
   auto q = qlin(ins, i, ic[0], ic[1], ic[15] != 0, Dm);
   auto k = q ? qlin(ins, i, ic[2], ic[3], ic[16] != 0, Dm) : std::nullopt;
   auto v = k ? qlin(ins, i, ic[4], ic[5], ic[17] != 0, Dm) : std::nullopt;
   if (!v || c.Hkv <= 0 || c.Hq % c.Hkv != 0 || q->N != c.Hq * c.D || k->N != c.Hkv * c.D || v->N != c.Hkv * c.Dv) return 0;
-  if (c.has_rope && (c.rope_dims <= 0 || c.rope_dims % 2 != 0 || c.rope_dims > c.D || c.offset < 0)) return 0;
+  if (c.has_rope && (c.rope_dims <= 0 || c.rope_dims % 2 != 0 || c.rope_dims > c.D ||
+                     std::any_of(c.offsets.begin(), c.offsets.end(), [](int o) { return o < 0; })))
+    return 0;
   if (c.has_freqs && (!c.has_rope || !ins[i] || !is_f32(A(ins[i])) || A(ins[i]).shape() != Shape{c.rope_dims / 2})) return 0;
   c.q = *q, c.k = *k, c.v = *v;
   // ints 18/19: q / k norm weights [D] follow (after freqs); floats 3: their eps
@@ -374,7 +390,7 @@ MLXK_API int mlxk_block_qkv(mlxk_array* outs, const mlxk_array* ins, const int32
     if (!ins[n] || !is_f32(A(ins[n])) || A(ins[n]).shape() != Shape{c.D}) return 0;
     n++;
   }
-  auto res = array::make_arrays({Shape{1, c.Hq, L, c.D}, Shape{1, c.Hkv, L, c.D}, Shape{1, c.Hkv, L, c.Dv}},
+  auto res = array::make_arrays({Shape{B, c.Hq, L, c.D}, Shape{B, c.Hkv, L, c.D}, Shape{B, c.Hkv, L, c.Dv}},
                                 {float32, float32, float32}, std::make_shared<BlockQkv>(st, c),
                                 gather(ins, n));
   for (int j = 0; j < 3; j++) outs[j] = new array(std::move(res[j]));
@@ -387,13 +403,17 @@ MLXK_API int mlxk_block_attn_mlp(mlxk_array* out, const mlxk_array* ins, const i
   Stream st = to_stream(S(s));
   const array &q = A(ins[0]), &K = A(ins[1]), &V = A(ins[2]), &x = A(ins[3]);
   if (!cpu_kernels(st) || !is_f32(q) || !is_f32(K) || !is_f32(V) || !is_f32(x) || q.ndim() != 4 || K.ndim() != 4 ||
-      V.ndim() != 4 || x.ndim() != 3 || q.shape(0) != 1 || K.shape(0) != 1 || V.shape(0) != 1 || x.shape(0) != 1)
+      V.ndim() != 4 || x.ndim() != 3)
     return 0;
-  const int Hq = q.shape(1), L = q.shape(2), D = q.shape(3), Hkv = K.shape(1), Dm = x.shape(2);
+  const int B = q.shape(0), Hq = q.shape(1), L = q.shape(2), D = q.shape(3), Hkv = K.shape(1), Dm = x.shape(2);
   AttnMlpCfg c{};
   c.Lk = ic[12], c.scale = fc[0], c.eps = fc[1];
+  // ic[13] entries' first keys follow from ic[14] (one per batch entry; 0 for a lone sequence)
+  c.starts.assign(ic + 14, ic + 14 + std::max(ic[13], 0));
+  if (B < 1 || K.shape(0) != B || V.shape(0) != B || x.shape(0) != B || static_cast<int>(c.starts.size()) != B || (B > 1 && L != 1))
+    return 0;
   if (Hkv <= 0 || Hq % Hkv != 0 || K.shape(3) != D || V.shape(1) != Hkv || V.shape(2) != K.shape(2) || x.shape(1) != L ||
-      c.Lk < L || c.Lk > K.shape(2))
+      c.Lk > K.shape(2) || std::any_of(c.starts.begin(), c.starts.end(), [&](int s0) { return s0 < 0 || c.Lk - s0 < L; }))
     return 0;
   size_t i = 4;
   auto o = qlin(ins, i, ic[0], ic[1], ic[8] != 0, Hq * V.shape(3));
@@ -415,13 +435,17 @@ MLXK_API int mlxk_block_attn(mlxk_array* out, const mlxk_array* ins, const int32
   Stream st = to_stream(S(s));
   const array &q = A(ins[0]), &K = A(ins[1]), &V = A(ins[2]), &x = A(ins[3]);
   if (!cpu_kernels(st) || !is_f32(q) || !is_f32(K) || !is_f32(V) || !is_f32(x) || q.ndim() != 4 || K.ndim() != 4 ||
-      V.ndim() != 4 || x.ndim() != 3 || q.shape(0) != 1 || K.shape(0) != 1 || V.shape(0) != 1 || x.shape(0) != 1)
+      V.ndim() != 4 || x.ndim() != 3)
     return 0;
-  const int Hq = q.shape(1), L = q.shape(2), D = q.shape(3), Hkv = K.shape(1), Dm = x.shape(2);
+  const int B = q.shape(0), Hq = q.shape(1), L = q.shape(2), D = q.shape(3), Hkv = K.shape(1), Dm = x.shape(2);
   AttnMlpCfg c{};
   c.Lk = ic[3], c.scale = fc[0], c.eps = 0, c.mlp = false;
+  // ic[4] entries' first keys follow from ic[5] (as mlxk_block_attn_mlp's)
+  c.starts.assign(ic + 5, ic + 5 + std::max(ic[4], 0));
+  if (B < 1 || K.shape(0) != B || V.shape(0) != B || x.shape(0) != B || static_cast<int>(c.starts.size()) != B || (B > 1 && L != 1))
+    return 0;
   if (Hkv <= 0 || Hq % Hkv != 0 || K.shape(3) != D || V.shape(1) != Hkv || V.shape(2) != K.shape(2) || x.shape(1) != L ||
-      c.Lk < L || c.Lk > K.shape(2))
+      c.Lk > K.shape(2) || std::any_of(c.starts.begin(), c.starts.end(), [&](int s0) { return s0 < 0 || c.Lk - s0 < L; }))
     return 0;
   size_t i = 4;
   auto o = qlin(ins, i, ic[0], ic[1], ic[2] != 0, Hq * V.shape(3));

@@ -399,6 +399,7 @@ class FastSDPA : public UnaryPrimitive {
     View4 v = view4_of(inputs[2], enc, copies);
     const int Hq = inputs[0].shape(1), Lq = inputs[0].shape(2), D = inputs[0].shape(3);
     const int Hkv = inputs[1].shape(1), Lk = inputs[1].shape(2), Dv = inputs[2].shape(3);
+    const size_t B = inputs[0].shape(0);
     float* y = out.data<float>();
     const bool avx2 = use_avx2();
     const float scale = scale_;
@@ -409,19 +410,11 @@ class FastSDPA : public UnaryPrimitive {
     std::vector<int> ends = ends_;
     enc.dispatch([=, q = std::move(q), starts = std::move(starts), ends = std::move(ends), copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
-      const int group = Hq / Hkv;
-      const double work = static_cast<double>(q.off.size()) * Lk * (D + Dv);
-      rows::for_rows(q.off.size(), work, [&](size_t r) {
-        const int l = static_cast<int>(r % Lq);
-        const size_t bh = r / Lq;
-        const size_t b = bh / Hq, h = bh % Hq;
-        const int s0 = starts.empty() ? 0 : starts[b];
-        const float* kb = k.at(b, h / group, s0);
-        const float* vb = v.at(b, h / group, s0);
-        // MLX's causal mask is aligned to the end: query l sees keys up to (Lk - Lq) + l.
-        const int n = causal ? std::clamp(Lk - Lq + l + 1, 0, Lk) : (ends.empty() ? Lk : ends[b]) - s0;
-        rows::attend(q.row(r), kb, k.st[2], vb, v.st[2], n, D, Dv, scale, y + r * Dv, avx2);
-      });
+      const rows::RangeAttn a{B, Hq, Hkv, Lq, Lk, D, Dv, scale, causal};
+      rows::attend_ranges(
+          a, starts, ends, [&](size_t r) { return q.row(r); }, [&](size_t b, int h, int s) { return k.at(b, h, s); }, k.st[2],
+          [&](size_t b, int h, int s) { return v.at(b, h, s); }, v.st[2],
+          [&](size_t b, int h, int l) { return y + ((b * Hq + h) * Lq + l) * Dv; }, avx2);
     });
   }
   void eval_gpu(const std::vector<array>&, array&) override { throw std::runtime_error("[mlxk] CPU kernel only"); }

@@ -414,11 +414,17 @@ void qmm_run(const QmmProblem& p) {
     const int xrows = p.M == 1 ? 1 : (p.independent_rows ? p.M : 0);
     if (j.isa >= kIsaAvx2 && xrows > 0) {
       const int G = p.K / p.gs;
-      xsum.assign(static_cast<size_t>(G) * xrows, 0.f);
-      for (int r = 0; r < xrows; r++) {
-        const float* xr = p.x + static_cast<size_t>(r) * p.K;
-        for (int g = 0; g < G; g++)
-          for (int k = g * p.gs; k < (g + 1) * p.gs; k++) xsum[static_cast<size_t>(r) * G + g] += xr[k];
+      // Σx per group for the bias term; groups of 32 decode through decode_tile32, which folds the biases into
+      // the dequantised weights and never reads it (the buffer still marks the decode path)
+      if (p.gs == 32) {
+        xsum.resize(static_cast<size_t>(G) * xrows);
+      } else {
+        xsum.assign(static_cast<size_t>(G) * xrows, 0.f);
+        for (int r = 0; r < xrows; r++) {
+          const float* xr = p.x + static_cast<size_t>(r) * p.K;
+          for (int g = 0; g < G; g++)
+            for (int k = g * p.gs; k < (g + 1) * p.gs; k++) xsum[static_cast<size_t>(r) * G + g] += xr[k];
+        }
       }
       j.xsum = xsum.data();
       // all rows in one task per column chunk, so the chunk's weights are read from memory once per step

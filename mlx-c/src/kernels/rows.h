@@ -26,6 +26,26 @@ void rope(const float* x, float* y, int D, int dims, bool trad, const float* c, 
 void attend(const float* q, const float* kb, int64_t kst, const float* vb, int64_t vst, int n, int D, int Dv, float scale,
             float* y, bool avx2);
 
+// The keys query l of batch entry b attends to, [first, first + count): entry b's keys start at starts[b] (left
+// padding before them: a decode batch; empty = 0) and end at ends[b] (right padding after: an encoder batch;
+// empty = Lk); causal, query l of Lq sees keys up to (end - Lq) + l, MLX's end-aligned mask.
+struct KeyRange {
+  int first, count;
+};
+inline KeyRange key_range(const std::vector<int>& starts, const std::vector<int>& ends, bool causal, int Lk, int Lq, size_t b,
+                          int l) {
+  const int s0 = starts.empty() ? 0 : starts[b], e = ends.empty() ? Lk : ends[b];
+  return {s0, causal ? std::clamp(e - Lq + l + 1 - s0, 0, e - s0) : e - s0};
+}
+
+// Geometry of attention over per-entry key ranges: q [B, Hq, Lq, D] over keys [B, Hkv, ·, D] / values [·, Dv].
+struct RangeAttn {
+  size_t B;
+  int Hq, Hkv, Lq, Lk, D, Dv;
+  float scale;
+  bool causal;
+};
+
 // y = silu(g)·u over n elements.
 void swiglu(const float* g, const float* u, float* y, size_t n, bool avx2);
 
@@ -46,6 +66,25 @@ void for_rows(size_t n, double work, F&& fn) {
     auto& x = *static_cast<Ctx*>(c);
     for (size_t i = x.n * t / x.chunks; i < x.n * (t + 1) / x.chunks; i++) (*x.fn)(i);
   }, &ctx, work);
+}
+
+// Every query row r = (b·Hq + h)·Lq + l of an attention over per-entry key ranges (key_range), grouped KV heads:
+// reads q_row(r), keys from k_at(b, kv head, first key) and values from v_at(…) with row strides kst / vst, writes
+// out_row(b, h, l). The single-op attention (fused.cpp) and the decoder block (block.cpp) both run this loop, so
+// a row's sums are the same in either.
+template <class QRow, class KAt, class VAt, class OutRow>
+void attend_ranges(const RangeAttn& a, const std::vector<int>& starts, const std::vector<int>& ends, QRow&& q_row,
+                   KAt&& k_at, int64_t kst, VAt&& v_at, int64_t vst, OutRow&& out_row, bool avx2) {
+  const int group = a.Hq / a.Hkv;
+  const size_t n = a.B * a.Hq * a.Lq;
+  for_rows(n, static_cast<double>(n) * a.Lk * (a.D + a.Dv), [&](size_t r) {
+    const int l = static_cast<int>(r % a.Lq);
+    const size_t bh = r / a.Lq, b = bh / a.Hq;
+    const int h = static_cast<int>(bh % a.Hq);
+    const KeyRange kr = key_range(starts, ends, a.causal, a.Lk, a.Lq, b, l);
+    attend(q_row(r), k_at(b, h / group, kr.first), kst, v_at(b, h / group, kr.first), vst, kr.count, a.D, a.Dv, a.scale,
+           out_row(b, h, l), avx2);
+  });
 }
 
 } // namespace mlxk::rows
