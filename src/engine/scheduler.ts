@@ -3,9 +3,9 @@
  * prompt prefilled chunk by chunk, one chunk between two steps, so running streams keep flowing) and leave
  * when done, cancelled, failed or disconnected; each row's consumer (the engine's per-request pipeline:
  * sampler, stops, detokenizer, parsers, constraint) reads its tokens through a RowStream. A step runs once
- * every running row's consumer has taken its previous token (a constraint's mask for the next token depends
- * on it); consumers run at engine speed (the server pushes into the response stream), so nobody waits on a
- * slow client. KV memory is reserved before admission: a request that does not fit is refused with 503.
+ * every lockstep row's consumer has taken its previous token (a constraint's mask for the next token depends
+ * on it); other rows may leave a token untaken (AHEAD). Consumers run at engine speed (the server pushes into
+ * the response stream), so nobody waits on a slow client. KV memory is reserved before admission: a request that does not fit is refused with 503.
  *
  * The model side is a Batcher (src/engine/batch.ts over MLX; tests script a fake one).
  */
@@ -68,6 +68,15 @@ export interface JoinOptions {
 
 type State = "waiting" | "prefill" | "running" | "done";
 
+/**
+ * Tokens a row that is not lockstep may hold untaken by its consumer when a step is launched for it. A
+ * consumer asks for its next token a few turns of the event loop after the last one (detokenizer, SSE, a
+ * setImmediate), often after the scheduler read the step back; requiring an empty queue then dropped about a
+ * third of the steps out of the pipeline (the device idle while the next step was built). One more token of
+ * slack keeps the pipeline going; such a row computes at most one token more after its consumer stops.
+ */
+const AHEAD = 1;
+
 class Row<J> {
   state: State = "waiting";
   generated = 0;
@@ -89,14 +98,14 @@ class Row<J> {
     return this.closed || (this.waiter !== null && this.queue.length === 0);
   }
 
-  /** A step may run for this row now: lockstep rows once their consumer asks, others at most one token ahead. */
+  /** A step may run for this row now: lockstep rows once their consumer asks, others with at most AHEAD tokens untaken. */
   get canStep(): boolean {
-    return !this.closed && this.state === "running" && (this.o.lockstep ? this.ready : this.queue.length === 0);
+    return !this.closed && this.state === "running" && (this.o.lockstep ? this.ready : this.queue.length <= AHEAD);
   }
 
-  /** The step after the one in flight may be queued for it (greedy, its consumer at most a token behind, tokens left). */
+  /** The step after the one in flight may be queued for it (greedy, at most AHEAD tokens untaken, tokens left). */
   get canStepAhead(): boolean {
-    return !this.closed && this.state === "running" && !this.o.lockstep && this.queue.length === 0 && this.generated + 2 < this.o.maxTokens;
+    return !this.closed && this.state === "running" && !this.o.lockstep && this.queue.length <= AHEAD && this.generated + 2 < this.o.maxTokens;
   }
 
   deliver(t: RowToken): void {
