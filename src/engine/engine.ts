@@ -302,8 +302,9 @@ export class MlxEngine implements Engine {
             break;
           }
           await constraint.prepareNext();
-        } else {
-          // Let timers, signals and I/O run between tokens.
+        } else if (!row) {
+          // Let timers, signals and I/O run between tokens. (A batched row's stream yields the turn each
+          // step already; yielding here too put its consumer a turn behind the scheduler's read-back.)
           await new Promise<void>((resolve) => setImmediate(resolve));
         }
       }
