@@ -1,6 +1,7 @@
 /**
  * Continuous batching: one loop owns the model's decode batch. Requests join between decode steps (their
- * prompt prefilled chunk by chunk, one chunk between two steps, so running streams keep flowing) and leave
+ * prompt prefilled chunk by chunk, one chunk between two steps, so running streams keep flowing; one that
+ * lacks only its last prompt token joins at once and the step takes that token) and leave
  * when done, cancelled, failed or disconnected; each row's consumer (the engine's per-request pipeline:
  * sampler, stops, detokenizer, parsers, constraint) reads its tokens through a RowStream. A step runs once
  * every lockstep row's consumer has taken its previous token (a constraint's mask for the next token depends
@@ -36,6 +37,13 @@ export interface Batcher<J> {
    * pipelining: the next graph is built while the device computes). Only for rows that are all greedy.
    */
   launchNext?(pending: unknown): unknown;
+  /**
+   * A newcomer whose cache already holds all of its prompt but the last token (an exact prompt-cache hit): that
+   * token, which the batch's next step takes as the row's input, so the row's first token comes from that step
+   * (one row computed as its one-token prefill chunk alone) instead of a batch-of-one pass of its own; null =
+   * prefill it. Optional.
+   */
+  feed?(j: J): number | null;
   /** Prompt tokens the next prefill chunk of j processes (for the per-round prefill budget); absent = a whole round. */
   prefillTokens?(j: J): number;
   /** Running row i leaves normally: its KV for whoever keeps it (the prompt cache); called before rebuild. */
@@ -306,10 +314,17 @@ export class Scheduler<J> implements Disposable {
     let room = this.opts.parallel - this.#running.filter((r) => !r.closed && r.state === "running").length;
     for (const next of this.#rows.filter((r) => r.state === "prefill" || r.state === "waiting")) {
       if (budget <= 0 || room <= 0) break;
-      budget -= this.batcher.prefillTokens?.(next.j) ?? budget;
+      const feed = this.batcher.feed?.(next.j) ?? null;
+      budget -= feed !== null ? 1 : (this.batcher.prefillTokens?.(next.j) ?? budget);
       room--;
       next.state = "prefill";
       progressed = true;
+      if (feed !== null) {
+        // joins now; its first token comes from the next step
+        next.last = feed;
+        joined.push(next);
+        continue;
+      }
       let first: RowToken | null = null;
       try {
         first = this.batcher.prefill(next.j);
