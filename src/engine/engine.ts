@@ -84,6 +84,11 @@ export class MlxEngine implements Engine {
     return this.#scheduler?.peak ?? 0;
   }
 
+  /** Requests in the batching scheduler now (running, prefilling, waiting; 0 without batching). */
+  get batchRows(): number {
+    return this.#scheduler?.active ?? 0;
+  }
+
   /** Requests decoded at once (1 = one at a time). */
   get parallel(): number {
     return this.#scheduler?.parallel ?? 1;
