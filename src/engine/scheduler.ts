@@ -6,7 +6,8 @@
  * sampler, stops, detokenizer, parsers, constraint) reads its tokens through a RowStream. A step runs once
  * every lockstep row's consumer has taken its previous token (a constraint's mask for the next token depends
  * on it); other rows may leave a token untaken (AHEAD). Consumers run at engine speed (the server pushes into
- * the response stream), so nobody waits on a slow client. KV memory is reserved before admission: a request that does not fit is refused with 503.
+ * the response stream), so nobody waits on a slow client. KV memory is reserved before admission: a request
+ * that does not fit is refused with 503.
  *
  * The model side is a Batcher (src/engine/batch.ts over MLX; tests script a fake one).
  */
@@ -78,10 +79,11 @@ type State = "waiting" | "prefill" | "running" | "done";
 
 /**
  * Tokens a row that is not lockstep may hold untaken by its consumer when a step is launched for it. A
- * consumer asks for its next token a few turns of the event loop after the last one (detokenizer, SSE, a
- * setImmediate), often after the scheduler read the step back; requiring an empty queue then dropped about a
- * third of the steps out of the pipeline (the device idle while the next step was built). One more token of
- * slack keeps the pipeline going; such a row computes at most one token more after its consumer stops.
+ * consumer that asks for its next token only after the scheduler has read the following step back (its
+ * promise chain through the detokenizer, output chain and SSE frame ran late) would otherwise take that step
+ * out of the pipeline, the device idle while the next graph is built: a third of the steps at 8 clients before
+ * this slack (and the engine's consumer no longer yielding a turn after each token). Such a row computes at most
+ * one token more after its consumer stops.
  */
 const AHEAD = 1;
 
