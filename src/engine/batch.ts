@@ -54,7 +54,10 @@ export interface BatchRow {
   /** Leading prompt tokens the cache already holds. */
   cached: number;
   policy: RowPolicy;
-  /** Called once the row's cache holds exactly the prompt (a prompt-cache snapshot), before it joins. */
+  /**
+   * Called once the row's cache holds exactly the prompt (a prompt-cache snapshot), before it joins; not for a
+   * row whose last prompt token the batch step takes (Prefill.feed: its cache is a prompt-cache hit already).
+   */
   onPrefilled?: (cache: LayerCache[]) => void;
 }
 
@@ -69,6 +72,12 @@ export class Prefill {
   ) {
     this.#pos = row.cached;
     this.history = [...row.prompt];
+  }
+
+  /** The last prompt token when the cache holds all the others (and some): the batch step can take it (Batcher.feed). */
+  get feed(): number | null {
+    const n = this.row.prompt.length;
+    return this.#pos > 0 && this.#pos === n - 1 ? this.row.prompt[n - 1]! : null;
   }
 
   /** Prompt tokens the next chunk processes. */
@@ -319,6 +328,10 @@ export class MlxBatcher implements Batcher<MlxJoin>, Disposable {
 
   prefill(j: MlxJoin): RowToken | null {
     return j.prefill.chunk();
+  }
+
+  feed(j: MlxJoin): number | null {
+    return j.prefill.feed;
   }
 
   prefillTokens(j: MlxJoin): number {

@@ -84,6 +84,11 @@ export class MlxEngine implements Engine {
     return this.#scheduler?.peak ?? 0;
   }
 
+  /** Requests in the batching scheduler now (running, prefilling, waiting; 0 without batching). */
+  get batchRows(): number {
+    return this.#scheduler?.active ?? 0;
+  }
+
   /** Requests decoded at once (1 = one at a time). */
   get parallel(): number {
     return this.#scheduler?.parallel ?? 1;
@@ -302,8 +307,9 @@ export class MlxEngine implements Engine {
             break;
           }
           await constraint.prepareNext();
-        } else {
-          // Let timers, signals and I/O run between tokens.
+        } else if (!row) {
+          // Let timers, signals and I/O run between tokens. (A batched row's stream yields the turn each
+          // step already; yielding here too put its consumer a turn behind the scheduler's read-back.)
           await new Promise<void>((resolve) => setImmediate(resolve));
         }
       }

@@ -1,11 +1,13 @@
 /**
  * Continuous batching: one loop owns the model's decode batch. Requests join between decode steps (their
- * prompt prefilled chunk by chunk, one chunk between two steps, so running streams keep flowing) and leave
+ * prompt prefilled chunk by chunk, one chunk between two steps, so running streams keep flowing; one that
+ * lacks only its last prompt token joins at once and the step takes that token) and leave
  * when done, cancelled, failed or disconnected; each row's consumer (the engine's per-request pipeline:
  * sampler, stops, detokenizer, parsers, constraint) reads its tokens through a RowStream. A step runs once
- * every running row's consumer has taken its previous token (a constraint's mask for the next token depends
- * on it); consumers run at engine speed (the server pushes into the response stream), so nobody waits on a
- * slow client. KV memory is reserved before admission: a request that does not fit is refused with 503.
+ * every lockstep row's consumer has taken its previous token (a constraint's mask for the next token depends
+ * on it); other rows may leave a token untaken (AHEAD). Consumers run at engine speed (the server pushes into
+ * the response stream), so nobody waits on a slow client. KV memory is reserved before admission: a request
+ * that does not fit is refused with 503.
  *
  * The model side is a Batcher (src/engine/batch.ts over MLX; tests script a fake one).
  */
@@ -36,6 +38,13 @@ export interface Batcher<J> {
    * pipelining: the next graph is built while the device computes). Only for rows that are all greedy.
    */
   launchNext?(pending: unknown): unknown;
+  /**
+   * A newcomer whose cache already holds all of its prompt but the last token (an exact prompt-cache hit): that
+   * token, which the batch's next step takes as the row's input, so the row's first token comes from that step
+   * (one row computed as its one-token prefill chunk alone) instead of a batch-of-one pass of its own; null =
+   * prefill it. Optional.
+   */
+  feed?(j: J): number | null;
   /** Prompt tokens the next prefill chunk of j processes (for the per-round prefill budget); absent = a whole round. */
   prefillTokens?(j: J): number;
   /** Running row i leaves normally: its KV for whoever keeps it (the prompt cache); called before rebuild. */
@@ -68,6 +77,16 @@ export interface JoinOptions {
 
 type State = "waiting" | "prefill" | "running" | "done";
 
+/**
+ * Tokens a row that is not lockstep may hold untaken by its consumer when a step is launched for it. A
+ * consumer that asks for its next token only after the scheduler has read the following step back (its
+ * promise chain through the detokenizer, output chain and SSE frame ran late) would otherwise take that step
+ * out of the pipeline, the device idle while the next graph is built: a third of the steps at 8 clients before
+ * this slack (and the engine's consumer no longer yielding a turn after each token). Such a row computes at most
+ * one token more after its consumer stops.
+ */
+const AHEAD = 1;
+
 class Row<J> {
   state: State = "waiting";
   generated = 0;
@@ -89,14 +108,14 @@ class Row<J> {
     return this.closed || (this.waiter !== null && this.queue.length === 0);
   }
 
-  /** A step may run for this row now: lockstep rows once their consumer asks, others at most one token ahead. */
+  /** A step may run for this row now: lockstep rows once their consumer asks, others with at most AHEAD tokens untaken. */
   get canStep(): boolean {
-    return !this.closed && this.state === "running" && (this.o.lockstep ? this.ready : this.queue.length === 0);
+    return !this.closed && this.state === "running" && (this.o.lockstep ? this.ready : this.queue.length <= AHEAD);
   }
 
-  /** The step after the one in flight may be queued for it (greedy, its consumer at most a token behind, tokens left). */
+  /** The step after the one in flight may be queued for it (greedy, at most AHEAD tokens untaken, tokens left). */
   get canStepAhead(): boolean {
-    return !this.closed && this.state === "running" && !this.o.lockstep && this.queue.length === 0 && this.generated + 2 < this.o.maxTokens;
+    return !this.closed && this.state === "running" && !this.o.lockstep && this.queue.length <= AHEAD && this.generated + 2 < this.o.maxTokens;
   }
 
   deliver(t: RowToken): void {
@@ -297,10 +316,17 @@ export class Scheduler<J> implements Disposable {
     let room = this.opts.parallel - this.#running.filter((r) => !r.closed && r.state === "running").length;
     for (const next of this.#rows.filter((r) => r.state === "prefill" || r.state === "waiting")) {
       if (budget <= 0 || room <= 0) break;
-      budget -= this.batcher.prefillTokens?.(next.j) ?? budget;
+      const feed = this.batcher.feed?.(next.j) ?? null;
+      budget -= feed !== null ? 1 : (this.batcher.prefillTokens?.(next.j) ?? budget);
       room--;
       next.state = "prefill";
       progressed = true;
+      if (feed !== null) {
+        // joins now; its first token comes from the next step
+        next.last = feed;
+        joined.push(next);
+        continue;
+      }
       let first: RowToken | null = null;
       try {
         first = this.batcher.prefill(next.j);

@@ -50,6 +50,24 @@ export interface RowKV {
   values: mx.Array;
 }
 
+/** Rows [from, to) of the previous buffers land at rows [at, at + to - from) of the next. */
+interface Run {
+  from: number;
+  to: number;
+  at: number;
+}
+
+/** The kept rows (indices into the previous buffers, in their new order) as runs of consecutive rows. */
+function runsOf(keep: readonly number[]): Run[] {
+  const runs: Run[] = [];
+  keep.forEach((k, n) => {
+    const last = runs[runs.length - 1];
+    if (last && last.to === k) last.to++;
+    else runs.push({ from: k, to: k + 1, at: n });
+  });
+  return runs;
+}
+
 export class BatchKVCache implements KVCache, RowsCache {
   #keys: mx.Array | null = null;
   #values: mx.Array | null = null;
@@ -64,8 +82,9 @@ export class BatchKVCache implements KVCache, RowsCache {
 
   /**
    * The next membership: the rows `keep` (indices into `prev`, in order) then `add`, right-aligned at the
-   * longest. Every kept value is copied once (a gather of the kept rows; new rows written into a zeroed
-   * buffer); nothing is evaluated here, so the caller evaluates all layers at once. `prev` is left as it was.
+   * longest. Every kept value is copied once (runs of consecutive kept rows and the new rows written into a
+   * zeroed buffer; only leaving: the runs concatenated); nothing is evaluated here, so the caller evaluates
+   * all layers at once. `prev` is left as it was.
    */
   static compose(prev: BatchKVCache | null, keep: readonly number[], add: readonly RowKV[]): BatchKVCache {
     const c = new BatchKVCache();
@@ -77,15 +96,17 @@ export class BatchKVCache implements KVCache, RowsCache {
     const idx = Math.max(keptMax, ...addLens);
     const both = mx.scope(() => {
       const one = (buf: mx.Array | null, rows: mx.Array[]): mx.Array => {
-        // the kept rows' live span, gathered (one copy)
-        let kept: mx.Array | null = null;
-        if (prev && buf && keep.length > 0) {
-          const [Bp, H, , D] = buf.shape as [number, number, number, number];
-          const span = mx.slice(buf, [0, 0, prev.#idx - keptMax, 0], [Bp, H, add.length === 0 ? buf.shape[2]! : prev.#idx, D]);
-          const same = keep.length === Bp && keep.every((k, n) => k === n);
-          kept = same ? span : mx.take(span, mx.array(Int32Array.from(keep), { shape: [keep.length], dtype: mx.Dtype.int32 }), 0);
-          // only rows leaving: the gathered buffer keeps the old capacity after the write position
-          if (add.length === 0) return same ? mx.contiguous(kept) : kept;
+        // the kept rows' live span, as runs of consecutive rows (views; a gather of the strided span copies
+        // element by element, ~6x slower than these block copies)
+        const runs = prev && buf ? runsOf(keep) : [];
+        const span = (r: Run, end: number) => {
+          const [, H, , D] = buf!.shape as [number, number, number, number];
+          return mx.slice(buf!, [r.from, 0, prev!.#idx - keptMax, 0], [r.to, H, end, D]);
+        };
+        // only rows leaving: the kept runs in one copy, keeping the old capacity after the write position
+        if (add.length === 0) {
+          const all = runs.map((r) => span(r, buf!.shape[2]!));
+          return all.length === 1 ? mx.contiguous(all[0]!) : mx.concatenate(all, 0);
         }
         const like = rows[0] ?? buf!;
         const [, H, , D] = like.shape as [number, number, number, number];
@@ -97,7 +118,7 @@ export class BatchKVCache implements KVCache, RowsCache {
           out.dispose();
           out = next;
         };
-        if (kept) write(kept, [0, 0, idx - keptMax, 0], [keep.length, H, idx, D]);
+        for (const r of runs) write(span(r, prev!.#idx), [r.at, 0, idx - keptMax, 0], [r.at + r.to - r.from, H, idx, D]);
         rows.forEach((r, n) => {
           const b = keep.length + n;
           write(r, [b, 0, idx - r.shape[2]!, 0], [b + 1, H, idx, D]);

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { batchRefusal, MlxBatcher } from "../../src/engine/batch.ts";
-import { tokenLoop } from "../../src/engine/generate.ts";
+import { prefill, tokenLoop } from "../../src/engine/generate.ts";
 import { loadModelDir } from "../../src/engine/load.ts";
 import { Scheduler } from "../../src/engine/scheduler.ts";
 import { kernelInfo } from "../../src/mlx/kernels.ts";
@@ -61,6 +61,42 @@ describe.skipIf(!kernelInfo().enabled)("a decode batch row equals the request al
         expect(rows.map((r) => r.token)).toEqual(solo[i]!.map((r) => r.token));
         rows.forEach((r, t) => expect(r.logits).toEqual(solo[i]![t]!.logits!));
       });
+    }, 60_000);
+  }
+
+  // an exact prompt-cache hit leaves one prompt token: the row joins without a prefill and the batch step takes it
+  for (const name of ["llama_q4", "mistral_swa", "gemma3_text", "qwen3_5_q4", "lfm2", "gemma4_text"] as const) {
+    test(`${name}: a row whose cache lacks only its last prompt token joins at once, logits bit-identical to solo`, async () => {
+      using m = await loadModelDir(dirOf(name));
+      const prompt = PROMPTS[1]!;
+      const held = () => {
+        const cache = m.model.makeCache();
+        prefill(m.model, cache, prompt.slice(0, -1)).dispose();
+        return cache;
+      };
+      const soloCache = held();
+      const solo = [...tokenLoop({ model: m.model, prompt, cache: soloCache, cached: prompt.length - 1, maxTokens: 5, wantLogits: true })];
+      for (const c of soloCache) c[Symbol.dispose]();
+      using batcher = new MlxBatcher(m.model);
+      const prefills = new Map<unknown, number>();
+      const chunk = batcher.prefill.bind(batcher);
+      batcher.prefill = (j) => (prefills.set(j, (prefills.get(j) ?? 0) + 1), chunk(j));
+      using sched = new Scheduler(batcher, { parallel: 3 });
+      const hit = batcher.newcomer({ prompt, cache: held(), cached: prompt.length - 1, policy: { wantLogits: true } });
+      const others = [PROMPTS[0]!, PROMPTS[2]!].map((p) => sched.join(batcher.newcomer({ prompt: p, cache: m.model.makeCache(), cached: 0, policy: {} }), { maxTokens: 4 }));
+      const stream = sched.join(hit, { maxTokens: 5 });
+      const all = async (s: typeof stream) => {
+        const out: { token: number; logits?: Float32Array }[] = [];
+        for (let r = await s.next(); !r.done; r = await s.next()) out.push(r.value);
+        return out;
+      };
+      // every consumer at once, as the server runs them (a row waits for the others' consumers)
+      const [got] = await Promise.all([all(stream), ...others.map(all)]);
+      await sched.idle();
+      expect(prefills.get(hit)).toBeUndefined();
+      expect(sched.peak).toBe(3);
+      expect(got.map((r) => r.token)).toEqual(solo.map((r) => r.token));
+      got.forEach((r, t) => expect(r.logits).toEqual(solo[t]!.logits!));
     }, 60_000);
   }
 

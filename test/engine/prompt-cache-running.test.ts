@@ -62,3 +62,26 @@ describe.skipIf(!kernelInfo().enabled)("a request reuses the prompt KV of one st
     }, 60_000);
   }
 });
+
+describe.skipIf(!kernelInfo().enabled)("an exact repeat joins the batch without a prefill of its own", () => {
+  test("llama_q4: all but its last prompt token cached, it answers as cold (greedy, and the penalty on the device)", async () => {
+    const dir = writeTinyModel("llama_q4", join(tmp, "llama_q4_repeat"));
+    using cold = await loadEngine({ kind: "dir", path: dir, id: "cold" }, { promptCacheBytes: 0 });
+    using warm = await loadEngine({ kind: "dir", path: dir, id: "warm" }, { promptCacheBytes: 1 << 30, parallel: 4 });
+    for (const sampling of [greedy, { ...greedy, repetitionPenalty: 1.3 }]) {
+      const a = { ...req(`${SYSTEM}Repeat me?`, 12), sampling };
+      const first = await run(warm, a);
+      // the repeat joins a running batch: the other request decodes meanwhile
+      let started!: () => void;
+      const otherRunning = new Promise<void>((r) => (started = r));
+      const other = run(warm, { ...req("Something else entirely", 40), sampling }, started);
+      await otherRunning;
+      const again = await run(warm, a);
+      expect(again.done.usage.cachedTokens).toBe(again.done.usage.promptTokens - 1);
+      expect(again.ids).toEqual(first.ids);
+      expect(again.ids).toEqual((await run(cold, a)).ids);
+      await other;
+    }
+    expect(warm.batchPeak).toBeGreaterThan(1);
+  }, 60_000);
+});

@@ -112,6 +112,26 @@ describe("scheduler", () => {
     expect(b.log.slice(0, 4)).toEqual(["prefill a", "prefill b", "prefill c", "batch a,b,c"]);
   });
 
+  test("a newcomer that lacks only its last prompt token joins without a prefill; the step gives its first token", async () => {
+    const fed = new Set(["f"]);
+    const b = new (class extends FakeBatcher {
+      feed(j: Fake): number | null {
+        // the fake's step answers last + 1: feeding start - 1 makes the first token start, as a prefill would
+        return fed.has(j.name) ? j.start - 1 : null;
+      }
+    })();
+    const s = new Scheduler(b, { parallel: 4 });
+    const a = s.join(fake("a", { start: 10 }), { maxTokens: 5 });
+    expect((await a.next()).value?.token).toBe(10);
+    const [f, rest] = await Promise.all([drain(s.join(fake("f", { start: 50 }), { maxTokens: 3 })), drain(a)]);
+    expect(f).toEqual([50, 51, 52]);
+    expect(rest).toEqual([11, 12, 13, 14]);
+    expect(b.log).not.toContain("prefill f");
+    expect(b.log).toContain("step a,f");
+    await s.idle();
+    expect(b.left.sort()).toEqual(["a", "f"]);
+  });
+
   test("the batch never exceeds --parallel; the rest waits its turn", async () => {
     const b = new FakeBatcher();
     const s = new Scheduler(b, { parallel: 2 });

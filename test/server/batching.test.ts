@@ -100,6 +100,35 @@ describe.skipIf(!kernels)("concurrent greedy requests answer as alone", () => {
     }, 60_000);
   }
 
+  test("a client that disconnects mid-stream leaves the batch: the others answer as alone and the queue frees", async () => {
+    const env = { ...process.env, HF_HUB_CACHE: hub.hubDir };
+    const model = "mlx-community/tiny-llama_q4";
+    const solo = server(env, { parallel: 1 });
+    const batched = server(env, { parallel: 4 });
+    const want = await answers(solo.client, model, PROMPTS.slice(0, 3), [40, 25, 33], false);
+    const ac = new AbortController();
+    let chunks = 0;
+    const gone = (async () => {
+      const s = await batched.client.chat.completions.create({ model, temperature: 0, max_tokens: 4000, stream: true, messages: [{ role: "user", content: "abc" }] }, { signal: ac.signal });
+      try {
+        for await (const _ of s) if (++chunks === 3) ac.abort();
+      } catch {
+        // the SDK may surface the abort as an error
+      }
+    })();
+    const got = await answers(batched.client, model, PROMPTS.slice(0, 3), [40, 25, 33], true);
+    await gone;
+    expect(got).toEqual(want);
+    expect(chunks).toBeLessThan(100);
+    // the aborted row leaves the batch (it would otherwise decode up to 4000 tokens)
+    const e = engineOf(batched.manager, model);
+    const end = Date.now() + 10000;
+    while ((batched.manager.queue.active || e.batchRows > 0) && Date.now() < end) await Bun.sleep(10);
+    expect(e.batchRows).toBe(0);
+    expect(batched.manager.queue.active).toBe(false);
+    expect(e.batchPeak).toBeGreaterThan(1);
+  }, 60_000);
+
   test("SmolLM2 (real GGUF): 4 concurrent greedy requests equal their solo answers", async () => {
     const gguf = await smollm2Gguf();
     const env = { ...process.env };
