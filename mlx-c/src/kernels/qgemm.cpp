@@ -2,7 +2,8 @@
 // of x tiles; per K block of 256 it dequantizes the panel's [256][32] slice into a per-thread buffer (L1) and
 // runs gemm_packed's micro-kernel over the block's tiles. Affine / mxfp4 panels are dequantized straight into
 // the panel layout (16 or 8 weight rows per vector, their codes gathered 4 bytes at a time); K-quant rows go
-// through kq_deq_row (one 256-value block per row) and a transpose.
+// through kq_deq_row (one 256-value block per row) and a transpose, or on AVX-512 straight into the panel
+// layout the same way as affine.
 #include "qgemm.h"
 
 #include <algorithm>
@@ -247,39 +248,96 @@ DeqFn deq_fn(QFormat f) {
 // ---------------------------------------------------------------- K-quant panel slices
 
 #ifdef MLXK_QG512
-// rows [32][256] → buf [256][32] in 16 × 16 blocks (unpack, in-lane shuffle, two 128-bit lane shuffles).
-MLXK_QG512 void transpose512(const float* rows, float* buf) {
-  for (int r0 = 0; r0 < kC; r0 += 16) {
-    for (int k0 = 0; k0 < kBK; k0 += 16) {
-      __m512 r[16], t[16], s[16];
-#pragma GCC unroll 16
-      for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(rows + (r0 + i) * kBK + k0);
-#pragma GCC unroll 8
-      for (int a = 0; a < 8; a++) {
-        t[2 * a] = _mm512_unpacklo_ps(r[2 * a], r[2 * a + 1]);
-        t[2 * a + 1] = _mm512_unpackhi_ps(r[2 * a], r[2 * a + 1]);
+// Per 16 values of each column's block: value = fma(code, A, B), A and B rounded exactly as kquant.cpp's AVX2
+// block_params (so this equals kq_deq_row bitwise); stored [16 sub-blocks][16 columns].
+template <KType T>
+void kq_params(const uint8_t* const* blk, int nv, float (*A)[16], float (*B)[16]) {
+  for (int c = 0; c < 16; c++) {
+    if (c >= nv) {
+      for (int s = 0; s < 16; s++) A[s][c] = B[s][c] = 0.f;
+      continue;
+    }
+    const uint8_t* b = blk[c];
+    if constexpr (T == KType::Q6K) {
+      const float d = kern::kq_h2f(b + 208);
+      for (int s = 0; s < 16; s++) {
+        A[s][c] = d * static_cast<float>(static_cast<int8_t>(b[192 + s]));
+        B[s][c] = -32.f * A[s][c];
       }
-      // s[4b + j], 128-bit lane L: rows 4b..4b+3 of column 4L + j
-#pragma GCC unroll 4
-      for (int b = 0; b < 4; b++) {
-        s[4 * b + 0] = _mm512_shuffle_ps(t[4 * b], t[4 * b + 2], 0x44);
-        s[4 * b + 1] = _mm512_shuffle_ps(t[4 * b], t[4 * b + 2], 0xEE);
-        s[4 * b + 2] = _mm512_shuffle_ps(t[4 * b + 1], t[4 * b + 3], 0x44);
-        s[4 * b + 3] = _mm512_shuffle_ps(t[4 * b + 1], t[4 * b + 3], 0xEE);
-      }
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) {
-        const __m512 A = _mm512_shuffle_f32x4(s[j], s[4 + j], 0x88), B = _mm512_shuffle_f32x4(s[j], s[4 + j], 0xDD);
-        const __m512 C = _mm512_shuffle_f32x4(s[8 + j], s[12 + j], 0x88), D = _mm512_shuffle_f32x4(s[8 + j], s[12 + j], 0xDD);
-        float* o = buf + (k0 + j) * kC + r0;
-        _mm512_storeu_ps(o, _mm512_shuffle_f32x4(A, C, 0x88));           // column j
-        _mm512_storeu_ps(o + 4 * kC, _mm512_shuffle_f32x4(B, D, 0x88));  // column 4 + j
-        _mm512_storeu_ps(o + 8 * kC, _mm512_shuffle_f32x4(A, C, 0xDD));  // column 8 + j
-        _mm512_storeu_ps(o + 12 * kC, _mm512_shuffle_f32x4(B, D, 0xDD)); // column 12 + j
+    } else {
+      alignas(16) uint8_t sm[16];
+      kern::kq_unpack_scales(b + 4, sm);
+      const float d = kern::kq_h2f(b), nmin = -kern::kq_h2f(b + 2);
+      for (int j = 0; j < 8; j++) {
+        A[2 * j][c] = A[2 * j + 1][c] = d * static_cast<float>(sm[j]);
+        B[2 * j][c] = B[2 * j + 1][c] = nmin * static_cast<float>(sm[8 + j]);
       }
     }
   }
 }
+
+// One 256-value block of 16 columns straight into the panel layout: codes gathered 4 bytes per column.
+template <KType T>
+MLXK_QG512 void deq_kq512(const Prob& q, int n0, int k0, float* buf) {
+  const int bb = kern::kq_block_bytes(T);
+  const size_t rb = static_cast<size_t>(q.K / 256) * bb, off = static_cast<size_t>(k0 / 256) * bb;
+  alignas(64) float A[16][16], B[16][16];
+  const __m512i m4 = _mm512_set1_epi32(15);
+  for (int h = 0; h < kC; h += 16) {
+    const int nv = std::clamp(q.N - n0 - h, 0, 16);
+    float* d = buf + h;
+    if (nv == 0) {
+      for (int k = 0; k < kBK; k++) _mm512_storeu_ps(d + k * kC, _mm512_setzero_ps());
+      continue;
+    }
+    const uint8_t* base = q.w + static_cast<size_t>(n0 + h) * rb + off;
+    const uint8_t* blk[16];
+    for (int c = 0; c < 16; c++) blk[c] = base + static_cast<size_t>(c) * rb;
+    kq_params<T>(blk, nv, A, B);
+    const __mmask16 m = static_cast<__mmask16>((1u << nv) - 1);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set1_epi32(static_cast<int>(rb)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+#define gather(at) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base + (at), 1)
+#define put(e, code) _mm512_storeu_ps(d + (e) * kC, _mm512_fmadd_ps(_mm512_cvtepi32_ps(code), _mm512_load_ps(A[(e) / 16]), _mm512_load_ps(B[(e) / 16])))
+    if constexpr (T == KType::Q6K) {
+      for (int h6 = 0; h6 < 2; h6++)
+        for (int l0 = 0; l0 < 32; l0 += 4) {
+          const __m512i qa = gather(64 * h6 + l0), qb = gather(64 * h6 + 32 + l0), qh = gather(128 + 32 * h6 + l0);
+#pragma GCC unroll 4
+          for (int t = 0; t < 4; t++) {
+            const int e = 128 * h6 + l0 + t;
+            const __m512i a = _mm512_srli_epi32(qa, 8 * t), b = _mm512_srli_epi32(qb, 8 * t), hb = _mm512_srli_epi32(qh, 8 * t);
+            const __m512i m3 = _mm512_set1_epi32(3);
+            put(e, _mm512_or_si512(_mm512_and_si512(a, m4), _mm512_slli_epi32(_mm512_and_si512(hb, m3), 4)));
+            put(e + 32, _mm512_or_si512(_mm512_and_si512(b, m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 2), m3), 4)));
+            put(e + 64, _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(a, 4), m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 4), m3), 4)));
+            put(e + 96, _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(b, 4), m4), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hb, 6), m3), 4)));
+          }
+        }
+    } else {
+      const int qs = T == KType::Q5K ? 48 : 16;
+      for (int j2 = 0; j2 < 4; j2++)
+        for (int l0 = 0; l0 < 32; l0 += 4) {
+          const __m512i v = gather(qs + 32 * j2 + l0);
+          __m512i qh = _mm512_setzero_si512();
+          if constexpr (T == KType::Q5K) qh = gather(16 + l0);
+#pragma GCC unroll 4
+          for (int t = 0; t < 4; t++) {
+            const int e = 64 * j2 + l0 + t;
+            __m512i lo = _mm512_and_si512(_mm512_srli_epi32(v, 8 * t), m4), hi = _mm512_and_si512(_mm512_srli_epi32(v, 8 * t + 4), m4);
+            if constexpr (T == KType::Q5K) {
+              const __m512i one = _mm512_set1_epi32(1);
+              lo = _mm512_or_si512(lo, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 8 * t + 2 * j2), one), 4));
+              hi = _mm512_or_si512(hi, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 8 * t + 2 * j2 + 1), one), 4));
+            }
+            put(e, lo);
+            put(e + 32, hi);
+          }
+        }
+    }
+  }
+}
+#undef gather
+#undef put
 #endif
 
 void transpose_scalar(const float* rows, float* buf) {
@@ -289,16 +347,23 @@ void transpose_scalar(const float* rows, float* buf) {
       for (int j = 0; j < 8; j++) buf[(k + j) * kC + c] = rows[c * kBK + k + j];
 }
 
-// One 256-value block of each of the panel's rows (kq_deq_row: the exact values), transposed into [256][32].
+// One 256-value block of each of the panel's rows (kq_deq_row: the exact values), transposed into [256][32]
+// (AVX2 and scalar; AVX-512 dequantizes straight into the panel layout, bitwise the same values as AVX2).
 void deq_kq(const Prob& q, int n0, int k0, float* buf, float* rows) {
+#ifdef MLXK_QG512
+  if (kern::active_isa() >= kern::kIsaAvx512 && has_avx512()) {
+    switch (q.t) {
+      case KType::Q4K: return deq_kq512<KType::Q4K>(q, n0, k0, buf);
+      case KType::Q5K: return deq_kq512<KType::Q5K>(q, n0, k0, buf);
+      case KType::Q6K: return deq_kq512<KType::Q6K>(q, n0, k0, buf);
+    }
+  }
+#endif
   const size_t rb = static_cast<size_t>(q.K / 256) * kern::kq_block_bytes(q.t);
   const size_t off = static_cast<size_t>(k0 / 256) * kern::kq_block_bytes(q.t);
   const int nv = std::clamp(q.N - n0, 0, kC);
   for (int c = 0; c < nv; c++) kern::kq_deq_row(q.t, q.w + static_cast<size_t>(n0 + c) * rb + off, rows + c * kBK, kBK);
   for (int c = nv; c < kC; c++) std::memset(rows + c * kBK, 0, sizeof(float) * kBK);
-#ifdef MLXK_QG512
-  if (kern::active_isa() >= kern::kIsaAvx512 && has_avx512()) return transpose512(rows, buf);
-#endif
   transpose_scalar(rows, buf);
 }
 
