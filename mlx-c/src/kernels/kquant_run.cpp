@@ -85,11 +85,7 @@ void kqmm(const KqProblem& p) {
 }
 
 void kqmm_many(const KqProblem* ps, int n) {
-  // many-row problems: the dequantized-panel GEMM (qgemm.cpp); the others below
-  if (std::vector<KqProblem> rest; qgemm::take_kq(ps, n, rest)) {
-    if (!rest.empty()) kqmm_many(rest.data(), static_cast<int>(rest.size()));
-    return;
-  }
+  if (qgemm::take_kq(ps, n)) return; // many rows in every problem: the dequantized-panel GEMM (qgemm.cpp)
   const bool avx2 = avx2_active(), k512 = kq512::available(), bf16 = kq512::bf16();
   const bool int8 = avx2 && kq_int8_active(), vnni = int8 && kq512::vnni();
   const Path path = !avx2 ? Path::Scalar : k512 ? Path::Avx512 : Path::Avx2;

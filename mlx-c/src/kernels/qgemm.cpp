@@ -508,13 +508,12 @@ void run_kq(const kern::KqProblem* ps, int n) {
   run_probs(probs);
 }
 
-bool take_kq(const kern::KqProblem* ps, int n, std::vector<kern::KqProblem>& rest) {
-  thread_local std::vector<kern::KqProblem> mine;
-  mine.clear();
-  rest.clear();
-  for (int k = 0; k < n; k++) (takes(ps[k]) ? mine : rest).push_back(ps[k]);
-  if (mine.empty()) return false;
-  run_kq(mine.data(), static_cast<int>(mine.size()));
+bool take_kq(const kern::KqProblem* ps, int n) {
+  // All or nothing: a call split between this path and kquant_run.cpp's would be two pool calls, each with
+  // its own tail (with that split the MoE row of bench/llama.ts ran 0.88x the baseline, in a noisy run).
+  for (int k = 0; k < n; k++)
+    if (ps[k].M > 0 && !takes(ps[k])) return false;
+  run_kq(ps, n);
   return true;
 }
 

@@ -4,8 +4,6 @@
 // kqmm_many (Q4_K/Q5_K/Q6_K, MoE experts too) hand their problems here from min_rows() rows on.
 #pragma once
 
-#include <vector>
-
 #include "kquant.h"
 #include "qmm.h"
 
@@ -27,7 +25,8 @@ bool takes(const kern::KqProblem& p);
 void run(const kern::QmmProblem& p);
 void run_kq(const kern::KqProblem* ps, int n);
 
-// kqmm_many's dispatch: runs the problems this path takes, copies the others to `rest`; false if it took none.
-bool take_kq(const kern::KqProblem* ps, int n, std::vector<kern::KqProblem>& rest);
+// kqmm_many's dispatch: runs the call here if this path takes every problem with rows (true), else leaves it
+// all to kquant_run.cpp (false).
+bool take_kq(const kern::KqProblem* ps, int n);
 
 } // namespace mlxk::qgemm
