@@ -14,7 +14,6 @@
 #include <string>
 #include <vector>
 
-#include "../common.h"
 #include "gemm_packed.h"
 #include "kquant512.h"
 #include "pool.h"
@@ -518,11 +517,3 @@ bool take_kq(const kern::KqProblem* ps, int n) {
 }
 
 } // namespace mlxk::qgemm
-
-using namespace mlxk;
-
-/* Rows of x from which quantized matmuls (affine and K-quant) run as a dequantized-panel GEMM: n ≥ 0 sets it
-   (0 = never), n < 0 back to MLXK_QGEMM_ROWS / the defaults; returns the previous setting (-1 = the defaults). */
-MLXK_API int mlxk_kernels_qgemm_rows(int n) {
-  return qgemm::set_min_rows(n);
-}
