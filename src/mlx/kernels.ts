@@ -42,6 +42,7 @@ const CONTROL_DEFS = {
   mlxk_kernels_threads_for: { args: [FFIType.f64], returns: FFIType.i32 },
   mlxk_kernels_set_threads: { args: [FFIType.i32], returns: FFIType.i32 },
   mlxk_kernels_qmm_profile: { args: [FFIType.ptr], returns: FFIType.void },
+  mlxk_kernels_qgemm_rows: { args: [FFIType.i32], returns: FFIType.i32 },
   mlxk_linear_pack: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   mlxk_fast_linear_packed: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 } as const;
@@ -140,6 +141,15 @@ export function int8Available(): boolean {
 export function setInt8Activations(on: boolean): boolean {
   const s = controls();
   return s ? s.mlxk_kernels_int8(on ? 1 : 0) === 1 : false;
+}
+
+/**
+ * Tests and benchmarks: the rows of x from which quantized matmuls (affine and K-quant) run as a
+ * dequantized-panel GEMM (0 = never, null = back to MLXK_QGEMM_ROWS / the defaults). Returns the previous setting (-1 = the defaults).
+ */
+export function setQgemmRows(n: number | null): number {
+  const s = controls();
+  return s ? s.mlxk_kernels_qgemm_rows(n === null ? -1 : n) : 0;
 }
 
 /** The kernel thread policy: threads an op of `work` multiply-adds gets (1 = inline). */

@@ -26,7 +26,6 @@
 namespace mlxk::gemm_packed {
 namespace {
 
-constexpr int kRows = 14;         // x rows per tile
 constexpr int kBlockK = 256;      // k per block
 constexpr int kTilesPerTask = 18; // x tiles per task: 252 rows × 256 k × 4 B ≈ 250 KB of x per block (L2)
 constexpr int kPanelsPerTask = 4; // weight panels per task (128 output columns)
@@ -38,10 +37,6 @@ struct Job {
   const float* x;   // [M, K] (for packing x)
   int M, K, N, tiles, groups;
 };
-
-// One output tile: rows [0, R) × columns [0, nc) of `o` (row stride ldo), k block [0, kc) of a (tile rows
-// interleaved, stride kRows) and b (panel, stride kCols); `first` starts the chains at 0, else at `o`.
-using TileFn = void (*)(const float* a, const float* b, int kc, int R, float* o, int ldo, int nc, bool first);
 
 void tile_scalar(const float* a, const float* b, int kc, int R, float* o, int ldo, int nc, bool first) {
   for (int r = 0; r < R; r++) {
@@ -233,6 +228,15 @@ void pack_task(void* ctx, int p) {
 }
 
 } // namespace
+
+TileFn tile_fn() {
+  return tile_for_isa();
+}
+
+void pack_x(const float* x, int M, int K, float* dst) {
+  RunCtx rc{{dst, nullptr, nullptr, x, M, K, 0, (M + kRows - 1) / kRows, 0}, nullptr};
+  kern::parallel_for_work(rc.j.tiles, pack_x_task, &rc, static_cast<double>(M) * K);
+}
 
 void pack(const float* w, int N, int K, float* dst) {
   PackCtx c{w, dst, N, K};

@@ -23,4 +23,16 @@ void pack(const float* w, int N, int K, float* dst);
 // every output is one fused multiply-add chain over k in order, so the three paths are bitwise equal).
 void run(const float* x, const float* packed, float* out, int M, int K, int N);
 
+// The pieces run() is built from, for callers that make panels themselves (qgemm.cpp dequantizes them):
+// x rows per tile, x in tile order, and the micro-kernel of the ISA in use.
+constexpr int kRows = 14;
+
+// x [M, K] → dst [ceil(M / kRows)][K][kRows], rows past M zero (on the pool).
+void pack_x(const float* x, int M, int K, float* dst);
+
+// One output tile: rows [0, R) × columns [0, nc) of `o` (row stride ldo) += a (a tile's k block, stride kRows)
+// times b (a panel's k block, stride kCols) over kc steps; `first` starts the chains at 0 instead of `o`.
+using TileFn = void (*)(const float* a, const float* b, int kc, int R, float* o, int ldo, int nc, bool first);
+TileFn tile_fn();
+
 } // namespace mlxk::gemm_packed

@@ -9,6 +9,7 @@
 #include "kquant.h"
 #include "kquant512.h"
 #include "pool.h"
+#include "qgemm.h"
 #include "qmm.h"
 
 namespace mlxk::kern {
@@ -84,6 +85,7 @@ void kqmm(const KqProblem& p) {
 }
 
 void kqmm_many(const KqProblem* ps, int n) {
+  if (qgemm::take_kq(ps, n)) return; // many rows in every problem: the dequantized-panel GEMM (qgemm.cpp)
   const bool avx2 = avx2_active(), k512 = kq512::available(), bf16 = kq512::bf16();
   const bool int8 = avx2 && kq_int8_active(), vnni = int8 && kq512::vnni();
   const Path path = !avx2 ? Path::Scalar : k512 ? Path::Avx512 : Path::Avx2;

@@ -10,6 +10,7 @@
 #include "inputs.h"
 #include "kernels.h"
 #include "pool.h"
+#include "qgemm.h"
 #include "qmm.h"
 
 namespace mlxk {
@@ -154,6 +155,13 @@ MLXK_API int mlxk_kernels_int8(int on) {
 
 MLXK_API int mlxk_kernels_set_threads(int n) {
   return kern::set_threads_override(n);
+}
+
+/* Rows of x from which quantized matmuls (affine and K-quant) run as a dequantized-panel GEMM (qgemm.cpp): n ≥ 0
+   sets it (0 = never), n < 0 back to MLXK_QGEMM_ROWS / the defaults; returns the previous setting (-1 = the
+   defaults). */
+MLXK_API int mlxk_kernels_qgemm_rows(int n) {
+  return qgemm::set_min_rows(n);
 }
 
 MLXK_API void mlxk_kernels_qmm_profile(double* out3) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pool.h"
+#include "qgemm.h"
 #include "qmm_isa.h"
 
 #if defined(__x86_64__)
@@ -384,6 +385,7 @@ void qmm(const QmmProblem& p) {
 
 void qmm_run(const QmmProblem& p) {
   if (p.M <= 0 || p.N <= 0) return;
+  if (qgemm::takes(p)) return qgemm::run(p); // many rows: the dequantized-panel GEMM (qgemm.cpp)
   Job j{&p, p.x, nullptr, nullptr, isa(), 64, 0, 0};
 #ifdef MLXK_X86
   // Scratch for the reordered x lives on the calling (MLX stream) thread and is reused across calls.
