@@ -35,8 +35,9 @@ inline int value_of(KType t, int h, int c, int odd, int w) {
   return 64 * (2 * h + (beta >> 5)) + 32 * c + (beta & 31);
 }
 
-// Prefetch distances in bytes of one weight row (measured on Zen 4: the int8 tiles run ~2× faster per byte)
-constexpr size_t kAhead = 2048, kAheadQ8 = 8192;
+// Prefetch distances in bytes of one weight row (int8 tiles: measured on Zen 4, they run ~2× faster per byte;
+// f32 decode: 2 KiB → 6 KiB on this VM's Zen 5 took Q6_K 1.6–1.9×, Q4_K 1.14× (bench/decode-stream.cpp))
+constexpr size_t kAhead = 6144, kAheadQ8 = 8192;
 
 constexpr int kVec(int h, int c, int odd) { return ((h * 2 + c) * 2 + odd) * 96; } // word offset in a block
 

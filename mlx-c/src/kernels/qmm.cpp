@@ -242,6 +242,14 @@ struct V8 {
   MLXK_AVX2 static float reduce(reg a) { return hsum(a); }
   template <QFormat F>
   MLXK_AVX2 static void unpack(const uint8_t* w, int k0, reg q[4]) { unpack32<F>(w, k0, q); }
+  // 32 weights dequantised: s·q + b (mxfp4: s·q), one rounding per weight.
+  template <QFormat F>
+  MLXK_AVX2 static void dequant32(const uint8_t* w, int k0, float s, float b, reg q[4]) {
+    unpack32<F>(w, k0, q);
+    const reg sv = set1(s), bv = set1(b);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) q[j] = F == QFormat::Mxfp4 ? mul(q[j], sv) : fmadd(q[j], sv, bv);
+  }
   template <QFormat F>
   MLXK_AVX2 static float finish(const QmmProblem& p, reg tot, const float* xsum, int n) { return finish_col<F>(p, tot, xsum, n); }
 };
