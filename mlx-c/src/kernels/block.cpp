@@ -398,25 +398,32 @@ MLXK_API int mlxk_block_qkv(mlxk_array* outs, const mlxk_array* ins, const int32
   MLXK_END
 }
 
+// The attention inputs both attention stages take: ins [q, K, V, x], f32, q [B, Hq, L, D] over the buffers
+// K [B, Hkv, cap, D], V [B, Hkv, cap, Dv] up to Lk, each entry b from starts[b] (sp: [Lk, count, starts...]).
+// Fills c's Lk, starts, scale; false: declined.
+static bool attn_inputs(const mlxk_array* ins, const int32_t* sp, float scale, AttnMlpCfg& c) {
+  const array &q = A(ins[0]), &K = A(ins[1]), &V = A(ins[2]), &x = A(ins[3]);
+  if (!is_f32(q) || !is_f32(K) || !is_f32(V) || !is_f32(x) || q.ndim() != 4 || K.ndim() != 4 || V.ndim() != 4 || x.ndim() != 3)
+    return false;
+  const int B = q.shape(0), Hq = q.shape(1), L = q.shape(2), D = q.shape(3), Hkv = K.shape(1);
+  c.Lk = sp[0], c.scale = scale;
+  c.starts.assign(sp + 2, sp + 2 + std::max(sp[1], 0));
+  if (B < 1 || K.shape(0) != B || V.shape(0) != B || x.shape(0) != B || static_cast<int>(c.starts.size()) != B || (B > 1 && L != 1))
+    return false;
+  return Hkv > 0 && Hq % Hkv == 0 && K.shape(3) == D && V.shape(1) == Hkv && V.shape(2) == K.shape(2) && x.shape(1) == L &&
+         c.Lk <= K.shape(2) && std::none_of(c.starts.begin(), c.starts.end(), [&](int s0) { return s0 < 0 || c.Lk - s0 < L; });
+}
+
 MLXK_API int mlxk_block_attn_mlp(mlxk_array* out, const mlxk_array* ins, const int32_t* ic, const float* fc, mlxk_stream s) {
   MLXK_TRY * out = nullptr;
   Stream st = to_stream(S(s));
-  const array &q = A(ins[0]), &K = A(ins[1]), &V = A(ins[2]), &x = A(ins[3]);
-  if (!cpu_kernels(st) || !is_f32(q) || !is_f32(K) || !is_f32(V) || !is_f32(x) || q.ndim() != 4 || K.ndim() != 4 ||
-      V.ndim() != 4 || x.ndim() != 3)
-    return 0;
-  const int B = q.shape(0), Hq = q.shape(1), L = q.shape(2), D = q.shape(3), Hkv = K.shape(1), Dm = x.shape(2);
   AttnMlpCfg c{};
-  c.Lk = ic[12], c.scale = fc[0], c.eps = fc[1];
-  // ic[13] entries' first keys follow from ic[14] (one per batch entry; 0 for a lone sequence)
-  c.starts.assign(ic + 14, ic + 14 + std::max(ic[13], 0));
-  if (B < 1 || K.shape(0) != B || V.shape(0) != B || x.shape(0) != B || static_cast<int>(c.starts.size()) != B || (B > 1 && L != 1))
-    return 0;
-  if (Hkv <= 0 || Hq % Hkv != 0 || K.shape(3) != D || V.shape(1) != Hkv || V.shape(2) != K.shape(2) || x.shape(1) != L ||
-      c.Lk > K.shape(2) || std::any_of(c.starts.begin(), c.starts.end(), [&](int s0) { return s0 < 0 || c.Lk - s0 < L; }))
-    return 0;
+  // ints 12..: Lk, then the entries' first keys (one per batch entry; 0 for a lone sequence)
+  if (!cpu_kernels(st) || !attn_inputs(ins, ic + 12, fc[0], c)) return 0;
+  c.eps = fc[1];
+  const int Hq = A(ins[0]).shape(1), Dm = A(ins[3]).shape(2), Dv = A(ins[2]).shape(3);
   size_t i = 4;
-  auto o = qlin(ins, i, ic[0], ic[1], ic[8] != 0, Hq * V.shape(3));
+  auto o = qlin(ins, i, ic[0], ic[1], ic[8] != 0, Hq * Dv);
   if (!o || o->N != Dm || !ins[i] || !is_f32(A(ins[i])) || A(ins[i]).shape() != Shape{Dm}) return 0;
   i++;
   auto g = qlin(ins, i, ic[2], ic[3], ic[9] != 0, Dm);
@@ -424,33 +431,23 @@ MLXK_API int mlxk_block_attn_mlp(mlxk_array* out, const mlxk_array* ins, const i
   auto d = u && u->N == g->N ? qlin(ins, i, ic[6], ic[7], ic[11] != 0, g->N) : std::nullopt;
   if (!d || d->N != Dm) return 0;
   c.o = *o, c.gate = *g, c.up = *u, c.down = *d;
-  return put(out, array(x.shape(), float32, std::make_shared<BlockAttnMlp>(st, c), gather(ins, i)));
+  return put(out, array(A(ins[3]).shape(), float32, std::make_shared<BlockAttnMlp>(st, c), gather(ins, i)));
   MLXK_END
 }
 
 // The attention half alone (a block whose MLP is not the dense SwiGLU one, e.g. MoE): ins [q, K, V, x, o lin],
-// ints [o bits, o gs, o bias, Lk], floats [scale] → h = x + o_proj(attention) [1, L, Dm]; null when declined.
+// ints [o bits, o gs, o bias, Lk, entries, their first keys…], floats [scale] → h = x + o_proj(attention) [B, L, Dm]; null when declined.
 MLXK_API int mlxk_block_attn(mlxk_array* out, const mlxk_array* ins, const int32_t* ic, const float* fc, mlxk_stream s) {
   MLXK_TRY * out = nullptr;
   Stream st = to_stream(S(s));
-  const array &q = A(ins[0]), &K = A(ins[1]), &V = A(ins[2]), &x = A(ins[3]);
-  if (!cpu_kernels(st) || !is_f32(q) || !is_f32(K) || !is_f32(V) || !is_f32(x) || q.ndim() != 4 || K.ndim() != 4 ||
-      V.ndim() != 4 || x.ndim() != 3)
-    return 0;
-  const int B = q.shape(0), Hq = q.shape(1), L = q.shape(2), D = q.shape(3), Hkv = K.shape(1), Dm = x.shape(2);
   AttnMlpCfg c{};
-  c.Lk = ic[3], c.scale = fc[0], c.eps = 0, c.mlp = false;
-  // ic[4] entries' first keys follow from ic[5] (as mlxk_block_attn_mlp's)
-  c.starts.assign(ic + 5, ic + 5 + std::max(ic[4], 0));
-  if (B < 1 || K.shape(0) != B || V.shape(0) != B || x.shape(0) != B || static_cast<int>(c.starts.size()) != B || (B > 1 && L != 1))
-    return 0;
-  if (Hkv <= 0 || Hq % Hkv != 0 || K.shape(3) != D || V.shape(1) != Hkv || V.shape(2) != K.shape(2) || x.shape(1) != L ||
-      c.Lk > K.shape(2) || std::any_of(c.starts.begin(), c.starts.end(), [&](int s0) { return s0 < 0 || c.Lk - s0 < L; }))
-    return 0;
+  if (!cpu_kernels(st) || !attn_inputs(ins, ic + 3, fc[0], c)) return 0;
+  c.eps = 0, c.mlp = false;
+  const int Hq = A(ins[0]).shape(1), Dm = A(ins[3]).shape(2), Dv = A(ins[2]).shape(3);
   size_t i = 4;
-  auto o = qlin(ins, i, ic[0], ic[1], ic[2] != 0, Hq * V.shape(3));
+  auto o = qlin(ins, i, ic[0], ic[1], ic[2] != 0, Hq * Dv);
   if (!o || o->N != Dm) return 0;
   c.o = *o;
-  return put(out, array(x.shape(), float32, std::make_shared<BlockAttnMlp>(st, c), gather(ins, i)));
+  return put(out, array(A(ins[3]).shape(), float32, std::make_shared<BlockAttnMlp>(st, c), gather(ins, i)));
   MLXK_END
 }
