@@ -13,7 +13,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import * as mx from "../../src/mlx/index.ts";
 import { fastQuantizedMatmul, forceIsa, kernelInfo, setQgemmRows } from "../../src/mlx/kernels.ts";
-import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantMatmul } from "../../src/mlx/kquant.ts";
+import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantInt8, kquantMatmul } from "../../src/mlx/kquant.ts";
 import { check, FORMATS, inputs, worstRatio } from "../support/qmm-check.ts";
 
 afterAll(() => {
@@ -149,6 +149,24 @@ describe.skipIf(level === "none")("qgemm: quantized prefill as a dequantized-pan
       );
     });
   }
+
+  test("opt-in int8 activations: K-quant prefill from the threshold runs the f32 GEMM (same bits as int8 off), fewer rows the int8 tiles", () => {
+    mx.scope(() => {
+      const N = 37, K = 768;
+      const w = mx.fromBytes(kblocks("q4_k", N, K).toUint8Array(), [N, (K / 256) * KQUANT_BLOCK_BYTES.q4_k], mx.Dtype.uint8);
+      const run = (M: number, int8: boolean) => {
+        const x = mx.random.normal({ shape: [M, K], key: mx.random.key(11) });
+        const prev = kquantInt8(int8);
+        try {
+          return withRows(64, () => kquantMatmul(x, w, "q4_k").toFloat32Array());
+        } finally {
+          kquantInt8(prev);
+        }
+      };
+      expect(run(70, true)).toEqual(run(70, false));
+      expect(run(63, true)).not.toEqual(run(63, false));
+    });
+  });
 
   test("MoE: K-quant experts with many token rows (kqmm_many) = the per-row kernels within f32 rounding", () => {
     mx.scope(() => {

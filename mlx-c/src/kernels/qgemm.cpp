@@ -438,9 +438,11 @@ bool takes(const kern::QmmProblem& p) {
   return !(p.fmt == QFormat::Affine4 && kern::int8_active());
 }
 
+// K-quant prefill takes this path with the opt-in int8 activations too: from this many rows the f32 panel GEMM
+// is faster than the q8_K VNNI tiles (Q4_K_M prefill 274 vs 227 tok/s, BENCHMARKS #17) and exact besides.
 bool takes(const kern::KqProblem& p) {
   const int r = min_rows(true);
-  return r > 0 && p.M >= r && p.N > 0 && kern::active_isa() > 0 && !kern::kq_int8_active();
+  return r > 0 && p.M >= r && p.N > 0 && kern::active_isa() > 0;
 }
 
 void run(const kern::QmmProblem& p) {
