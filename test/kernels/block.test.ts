@@ -20,6 +20,7 @@ import { kernelInfo } from "../../src/mlx/kernels.ts";
 import { BatchKVCache } from "../../src/models/batch_cache.ts";
 import { StandardKVCache } from "../../src/models/cache.ts";
 import { smollm2Gguf } from "../support/smollm2.ts";
+import { appendThenSteps, bits } from "../support/block-steps.ts";
 import { seededNormal } from "../support/tolerance.ts";
 import { GOLDEN_PROMPT, writeTinyModel } from "../support/tiny-models.ts";
 
@@ -112,8 +113,6 @@ function blockCase(s: Shape) {
   return { unfused, fused, dispose: () => [...Object.values(w).flatMap((l) => ("weight" in l ? [l.weight, l.scales, l.biases, l.bias] : [l])), freqs].forEach((a) => a?.dispose()) };
 }
 
-const bits = (a: mx.Array) => new Uint32Array(a.toFloat32Array().buffer);
-
 describe.skipIf(kernelInfo().level === "none")("fused decoder block = op-by-op block, bit for bit", () => {
   const shapes: [string, Shape][] = [
     ["SmolLM2-like 4-bit gs32, rope base", { Dm: 96, Hq: 3, Hkv: 1, D: 32, Dv: 32, F: 160, bits: [4, 4], gs: [32, 32], bias: false, rope: "base" }],
@@ -122,27 +121,11 @@ describe.skipIf(kernelInfo().level === "none")("fused decoder block = op-by-op b
   ];
   test.each(shapes)("%s: a 5-row append then 9 one-row steps, outputs and caches", (_, s) => {
     const c = blockCase(s);
-    const a = new StandardKVCache(), b = new StandardKVCache();
     const before = fusedBlocksBuilt();
     try {
-      for (const L of [5, 1, 1, 1, 1, 1, 1, 1, 1, 1]) {
-        mx.scope(() => {
-          const x = rnd([1, L, s.Dm]);
-          const u = c.unfused(x, a);
-          const f = c.fused(x, b);
-          mx.eval([u, f, ...a.state(), ...b.state()]);
-          expect(bits(f)).toEqual(bits(u));
-        });
-      }
-      expect(a.offset).toBe(14);
-      expect(b.offset).toBe(14);
-      const [ka, va] = a.state(), [kb, vb] = b.state();
-      expect(bits(kb!)).toEqual(bits(ka!));
-      expect(bits(vb!)).toEqual(bits(va!));
+      appendThenSteps(c, s.Dm, rnd);
       expect(fusedBlocksBuilt() - before).toBe(10);
     } finally {
-      a[Symbol.dispose]();
-      b[Symbol.dispose]();
       c.dispose();
     }
   });

@@ -29,6 +29,7 @@ import { KQUANT_BLOCK_BYTES, kquantInt8, type KQuantMode, kquantPackable } from 
 import { StandardKVCache } from "../../src/models/cache.ts";
 import { tinyGguf } from "../support/hf-to-gguf.ts";
 import { quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
+import { appendThenSteps, bits } from "../support/block-steps.ts";
 import { seededNormal } from "../support/tolerance.ts";
 import { GOLDEN_PROMPT, writeTinyModel } from "../support/tiny-models.ts";
 
@@ -142,7 +143,6 @@ function blockCase(s: Shape) {
   return { unfused, fused, dispose };
 }
 
-const bits = (a: mx.Array) => new Uint32Array(a.toFloat32Array().buffer);
 const A4: Fmt = [4, 32], A8: Fmt = [8, 32];
 
 describe.skipIf(kernelInfo().level === "none" || !kquantPackable())("fused block variants = op-by-op block, bit for bit", () => {
@@ -159,28 +159,13 @@ describe.skipIf(kernelInfo().level === "none" || !kquantPackable())("fused block
   test.each(cases)("%s: a 5-row append then 9 one-row steps, outputs and caches", (_, s, int8) => {
     const was = kquantInt8(int8);
     const c = blockCase(s);
-    const a = new StandardKVCache(), b = new StandardKVCache();
     const before = fusedBlocksBuilt(), attnBefore = fusedAttnBuilt();
     try {
-      for (const L of [5, 1, 1, 1, 1, 1, 1, 1, 1, 1]) {
-        mx.scope(() => {
-          const x = rnd([1, L, s.Dm]);
-          const u = c.unfused(x, a);
-          const f = c.fused(x, b);
-          mx.eval([u, f, ...a.state(), ...b.state()]);
-          expect(bits(f)).toEqual(bits(u));
-        });
-      }
-      expect(b.offset).toBe(14);
-      const [ka, va] = a.state(), [kb, vb] = b.state();
-      expect(bits(kb!)).toEqual(bits(ka!));
-      expect(bits(vb!)).toEqual(bits(va!));
+      appendThenSteps(c, s.Dm, rnd);
       expect(fusedBlocksBuilt() - before).toBe(10);
       expect(fusedAttnBuilt() - attnBefore).toBe(s.attnOnly ? 10 : 0);
     } finally {
       kquantInt8(was);
-      a[Symbol.dispose]();
-      b[Symbol.dispose]();
       c.dispose();
     }
   });
