@@ -190,3 +190,21 @@ describe.skipIf(level === "none")("qgemm: quantized prefill as a dequantized-pan
     });
   });
 });
+
+describe.skipIf(level === "none")("MLXK_QGEMM_ROWS (fresh process)", () => {
+  // the setting the process started with: what setQgemmRows hands back as the previous one (-1 = the defaults)
+  const started = (value: string) => {
+    const code = `const k = await import(${JSON.stringify(`${import.meta.dir}/../../src/mlx/kernels.ts`)}); console.log(k.setQgemmRows(7));`;
+    const p = Bun.spawnSync([process.execPath, "-e", code], { env: { ...process.env, MLXK_QGEMM_ROWS: value }, stdout: "pipe", stderr: "pipe" });
+    expect(p.exitCode).toBe(0);
+    return Number(p.stdout.toString().trim().split("\n").at(-1));
+  };
+
+  test("a number sets the threshold (0 = never); anything else leaves the defaults", () => {
+    expect(started("32")).toBe(32);
+    expect(started("0")).toBe(0);
+    expect(started("abc")).toBe(-1);
+    expect(started("-3")).toBe(-1);
+    expect(started("16x")).toBe(-1);
+  });
+});

@@ -43,10 +43,13 @@ constexpr int kAffineRows = 16, kKquantRows = 64;
 
 std::atomic<int> g_rows{-2}; // -2: MLXK_QGEMM_ROWS not read yet; -1: the defaults above; else both kinds
 
+// MLXK_QGEMM_ROWS=N (N >= 0; 0 = never); -1 (the defaults) when unset or not a number, as MLXK_THREADS.
 int env_rows() {
   const char* v = std::getenv("MLXK_QGEMM_ROWS");
   if (v == nullptr || *v == 0) return -1;
-  return std::max(0, std::atoi(v));
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return (end != nullptr && *end == 0 && n >= 0 && n <= (1 << 30)) ? static_cast<int>(n) : -1;
 }
 
 int rows_setting() {
