@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "kqgemm8.h"
 #include "kquant.h"
 #include "kquant512.h"
 #include "pool.h"
@@ -85,6 +86,7 @@ void kqmm(const KqProblem& p) {
 }
 
 void kqmm_many(const KqProblem* ps, int n) {
+  if (kqgemm8::take(ps, n)) return;  // int8 activations on, prefill rows: the VNNI GEMM (kqgemm8.cpp)
   if (qgemm::take_kq(ps, n)) return; // many rows in every problem: the dequantized-panel GEMM (qgemm.cpp)
   const bool avx2 = avx2_active(), k512 = kq512::available(), bf16 = kq512::bf16();
   const bool int8 = avx2 && kq_int8_active(), vnni = int8 && kq512::vnni();

@@ -429,6 +429,10 @@ int min_rows(bool kquant) {
   return v >= 0 ? v : kquant ? kKquantRows : kAffineRows;
 }
 
+int setting() {
+  return rows_setting();
+}
+
 int set_min_rows(int n) {
   const int prev = rows_setting();
   g_rows.store(n < 0 ? env_rows() : n, std::memory_order_relaxed);

@@ -14,6 +14,8 @@ namespace mlxk::qgemm {
 // environment / the defaults) and returns the previous setting (-1 = the defaults).
 int min_rows(bool kquant);
 int set_min_rows(int n);
+// The setting itself: MLXK_QGEMM_ROWS / set_min_rows's value, -1 = the defaults (kqgemm8.cpp follows it too).
+int setting();
 
 // Whether qmm / kqmm hand p here (f32 activations, not a decode batch, M ≥ min_rows()).
 bool takes(const kern::QmmProblem& p);
