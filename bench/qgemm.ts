@@ -4,12 +4,16 @@
  * on the shapes of bench/llama.ts's rows, for a range of row counts M: decides qgemm's default MLXK_QGEMM_ROWS.
  * Reports the median ms per call of each path and the median of the per-round ratios old / new (> 1: qgemm wins).
  *
+ * With --int8 (K-quant shapes only): the opt-in int8 paths, "old" = the q8_K dot tiles (setQgemmRows(0)), "new" =
+ * the int8 VNNI GEMM (kqgemm8.cpp, setQgemmRows(1)), and a third column, the f32 panel GEMM (int8 off), with its
+ * ratio f32 / int8 GEMM: decides kqgemm8's threshold and shows its gain over the default path.
+ *
  * Usage: bun bench/qgemm.ts [--rounds 5] [--threads 1] (pinned kernel threads; 0 = the policy)
- *        [--rows 4,8,12,16,24,32,64,256] [--only smol,qwen,q4k]  (shape labels containing one of these)
+ *        [--rows 4,8,12,16,24,32,64,256] [--only smol,qwen,q4k]  (shape labels containing one of these) [--int8]
  */
 import * as mx from "../src/mlx/index.ts";
 import { fastQuantizedMatmul, kernelInfo, pinKernelThreads, setQgemmRows } from "../src/mlx/kernels.ts";
-import { KQUANT_BLOCK_BYTES, type KQuantMode, kquantMatmul } from "../src/mlx/kquant.ts";
+import { KQUANT_BLOCK_BYTES, type KQuantMode, kquantInt8, kquantMatmul } from "../src/mlx/kquant.ts";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -20,6 +24,7 @@ const rounds = Number(arg("rounds", "5"));
 pinKernelThreads(Number(arg("threads", "1")));
 const rowsList = arg("rows", "4,8,12,16,24,32,64,256").split(",").map(Number);
 const only = arg("only", "").split(",").filter(Boolean);
+const int8 = process.argv.includes("--int8");
 
 // [label, K, N, format]: affine gs 32 (a Q4_1 GGUF loads as that) or a K-quant type
 const SHAPES: [string, number, number, "affine4" | "affine8" | KQuantMode][] = [
@@ -47,9 +52,17 @@ function kblocks(mode: KQuantMode, count: number): Uint8Array {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const k = kernelInfo();
 console.log(`isa ${k.isa}, kernel threads ${arg("threads", "1")}, load ${(await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ")}`);
-console.log("| shape | K×N | M | per-row kernels ms | qgemm ms | per-row / qgemm |");
-console.log("|---|---|---|---|---|---|");
-for (const [label, K, N, fmt] of SHAPES.filter(([l]) => only.length === 0 || only.some((w) => l.includes(w)))) {
+if (int8) {
+  console.log("| shape | K×N | M | q8_K tiles ms | int8 GEMM ms | tiles / GEMM | f32 qgemm ms | f32 / int8 GEMM |");
+  console.log("|---|---|---|---|---|---|---|---|");
+} else {
+  console.log("| shape | K×N | M | per-row kernels ms | qgemm ms | per-row / qgemm |");
+  console.log("|---|---|---|---|---|---|");
+}
+type P = "old" | "new" | "f32";
+const paths: P[] = int8 ? ["old", "new", "f32"] : ["old", "new"];
+const shapes = SHAPES.filter(([l, , , f]) => (only.length === 0 || only.some((w) => l.includes(w))) && (!int8 || !f.startsWith("affine")));
+for (const [label, K, N, fmt] of shapes) {
   mx.scope(() => {
     let op: (x: mx.Array) => mx.Array;
     if (fmt === "affine4" || fmt === "affine8") {
@@ -67,23 +80,29 @@ for (const [label, K, N, fmt] of SHAPES.filter(([l]) => only.length === 0 || onl
       const x = mx.random.normal({ shape: [1, M, K], key: mx.random.key(2) });
       mx.eval([x]);
       const reps = Math.max(2, Math.round(4e7 / (M * K * N)));
-      const t: Record<"old" | "new", number[]> = { old: [], new: [] };
+      const t: Record<P, number[]> = { old: [], new: [], f32: [] };
       const ratios: number[] = [];
+      const f32r: number[] = [];
       for (let r = -1; r < rounds; r++) {
         const one: Record<string, number> = {};
-        for (const p of r % 2 === 0 ? (["old", "new"] as const) : (["new", "old"] as const)) {
+        for (const p of r % 2 === 0 ? paths : [...paths].reverse()) {
           setQgemmRows(p === "old" ? 0 : 1);
+          kquantInt8(int8 && p !== "f32");
           const t0 = performance.now();
           for (let i = 0; i < reps; i++) mx.scope(() => mx.eval([op(x)]));
           one[p] = (performance.now() - t0) / reps;
         }
         if (r < 0) continue; // warm-up round
         t.old.push(one.old!);
+        if (int8) t.f32.push(one.f32!);
         t.new.push(one.new!);
         ratios.push(one.old! / one.new!);
+        if (int8) f32r.push(one.f32! / one.new!);
       }
-      console.log(`| ${label} | ${K}×${N} | ${M} | ${median(t.old).toFixed(3)} | ${median(t.new).toFixed(3)} | ${median(ratios).toFixed(2)}× |`);
+      const tail = int8 ? ` ${median(t.f32.length ? t.f32 : [0]).toFixed(3)} | ${median(f32r).toFixed(2)}× |` : "";
+      console.log(`| ${label} | ${K}×${N} | ${M} | ${median(t.old).toFixed(3)} | ${median(t.new).toFixed(3)} | ${median(ratios).toFixed(2)}× |${tail}`);
     }
   });
 }
 setQgemmRows(null);
+kquantInt8(false);
