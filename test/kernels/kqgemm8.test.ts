@@ -3,7 +3,7 @@
  * forced on from one row (setQgemmRows(1)) so every shape runs it:
  * - Q4_K/Q5_K/Q6_K within 8-bit rounding of an f64 sum over ggml's dequantized values (x rounded to 1/254 of
  *   its block's max: ~1e-3 of Σ|x||w|), and far from f32 rounding (the int8 path really ran), on M from 1 to past
- *   one task's 192 rows and not a multiple of the 6-row tile, N not a multiple of the 32-column panel;
+ *   one task's 512 rows and not a multiple of the 6-row tile, N not a multiple of the 32-column panel;
  * - the same integer sums as the q8_K dot tiles (setQgemmRows(0)): equal up to the f32 accumulation order;
  * - a row's result does not depend on the other rows (prefix of the rows = the same bits);
  * - MoE experts through kernelGatherQmm (kqmm_many) at prefill sizes, skewed routing (many rows, a few, one).
@@ -71,6 +71,7 @@ describe.skipIf(kernelInfo().level !== "avx512" || !int8Available())("int8 K-qua
     [13, 33, 768],
     [70, 17, 1024],
     [200, 45, 256],
+    [530, 20, 512],
   ];
   test.each(MODES)("%s: within 8-bit rounding of f64, = the q8_K dot tiles up to f32 order, rows independent", (mode) => {
     for (const [M, N, K] of SHAPES) {

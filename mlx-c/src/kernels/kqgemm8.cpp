@@ -36,7 +36,8 @@ using kern::KType;
 
 constexpr int kC = 32;            // output columns per panel (two zmm of int32 lanes)
 constexpr int kR = 6;             // x rows per tile: 6 × 2 × (int sums + float sums) = 24 zmm accumulators
-constexpr int kRowsPerTask = 192; // x rows per task: 48 KB of int8 x per block (L2), the slice stays in L1
+constexpr int kRowsPerTask = 512; // x rows per task: 128 KB of int8 x per block (L2), the slice stays in L1; the
+                                  // panel is unpacked once per task, so fewer row blocks unpack it less often
 
 // One 256-value block of a 32-column panel.
 struct alignas(64) Slice {
@@ -57,32 +58,44 @@ inline int32_t pair16(int a, int b) {
   return static_cast<int32_t>(static_cast<uint32_t>(static_cast<uint16_t>(a)) | (static_cast<uint32_t>(static_cast<uint16_t>(b)) << 16));
 }
 
+// The block's scales of 16 columns (lanes; past nv: zero) into s at column h: 32-bit gathers of the header
+// bytes, the 6-bit unpacking of kq_unpack_scales done lane-wise.
 template <KType T>
-void params(const uint8_t* b, int c, Slice& s) {
+MLXK_K8 void params(const uint8_t* base, __mmask16 m, __m512i idx, int h, Slice& s) {
+#define gath(at) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base + (at), 1)
+  const __m512i ff = _mm512_set1_epi32(0xff), lo16 = _mm512_set1_epi32(0xffff);
+#define byte(v, i) _mm512_and_si512(_mm512_srli_epi32(v, 8 * (i)), ff)
+#define pair(a, b) _mm512_or_si512(_mm512_and_si512(a, lo16), _mm512_slli_epi32(b, 16))
   if constexpr (T == KType::Q6K) {
-    const float d = kern::kq_h2f(b + 208);
-    for (int j = 0; j < 16; j++) s.scale[j][c] = d * static_cast<float>(static_cast<int8_t>(b[192 + j]));
-    for (int t = 0; t < 8; t++)
-      s.minp[t][c] = pair16(32 * static_cast<int8_t>(b[192 + 2 * t]), 32 * static_cast<int8_t>(b[193 + 2 * t]));
-    s.minf[c] = -d;
-  } else {
-    alignas(16) uint8_t sm[16];
-    kern::kq_unpack_scales(b + 4, sm);
-    const float d = kern::kq_h2f(b);
-    for (int j = 0; j < 8; j++) {
-      s.scale[j][c] = d * static_cast<float>(sm[j]);
-      s.minp[j][c] = pair16(sm[8 + j], sm[8 + j]);
+    // bytes 206..209: the last two scales and d (a gather at 208 would read past the block)
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(gath(206), 16)));
+    __m512i sc[16];
+    for (int g = 0; g < 4; g++) {
+      const __m512i v = gath(192 + 4 * g);
+      for (int i = 0; i < 4; i++) sc[4 * g + i] = _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24); // int8
     }
-    for (int j = 8; j < 16; j++) s.scale[j][c] = 0.f;
-    s.minf[c] = -kern::kq_h2f(b + 2);
+    for (int j = 0; j < 16; j++) _mm512_store_ps(s.scale[j] + h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc[j])));
+    for (int t = 0; t < 8; t++) _mm512_store_si512(s.minp[t] + h, pair(_mm512_slli_epi32(sc[2 * t], 5), _mm512_slli_epi32(sc[2 * t + 1], 5)));
+    _mm512_store_ps(s.minf + h, _mm512_sub_ps(_mm512_setzero_ps(), d));
+  } else {
+    const __m512i dd = gath(0); // d | dmin << 16
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)), dmin = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)));
+    const __m512i u0 = gath(4), u1 = gath(8), u2 = gath(12);
+    const __m512i m1 = _mm512_set1_epi32(0x3f3f3f3f), m2 = _mm512_set1_epi32(0x0f0f0f0f), m3 = _mm512_set1_epi32(0x03030303);
+    const __m512i sc_lo = _mm512_and_si512(u0, m1), mn_lo = _mm512_and_si512(u1, m1);
+    const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, m2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), m3), 4));
+    const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), m3), 4));
+    for (int j = 0; j < 8; j++) {
+      const __m512i sc = byte(j < 4 ? sc_lo : sc_hi, j & 3), mn = byte(j < 4 ? mn_lo : mn_hi, j & 3);
+      _mm512_store_ps(s.scale[j] + h, _mm512_mul_ps(d, _mm512_cvtepi32_ps(sc)));
+      _mm512_store_si512(s.minp[j] + h, pair(mn, mn));
+    }
+    for (int j = 8; j < 16; j++) _mm512_store_ps(s.scale[j] + h, _mm512_setzero_ps());
+    _mm512_store_ps(s.minf + h, _mm512_sub_ps(_mm512_setzero_ps(), dmin));
   }
-}
-
-template <KType T>
-void zero_params(int c, Slice& s) {
-  for (int j = 0; j < 16; j++) s.scale[j][c] = 0.f;
-  for (int t = 0; t < 8; t++) s.minp[t][c] = 0;
-  s.minf[c] = 0.f;
+#undef gath
+#undef byte
+#undef pair
 }
 
 // Block b of columns [n0, n0 + 32) → s (columns past N: zero codes and scales).
@@ -94,12 +107,9 @@ MLXK_K8 void unpack(const KqProblem& p, int n0, int b, Slice& s) {
   for (int h = 0; h < kC; h += 16) {
     const int nv = std::clamp(p.N - n0 - h, 0, 16);
     const uint8_t* base = p.w + static_cast<size_t>(n0 + h) * rb + off;
-    for (int c = 0; c < 16; c++) {
-      if (c < nv) params<T>(base + static_cast<size_t>(c) * rb, h + c, s);
-      else zero_params<T>(h + c, s);
-    }
     const __mmask16 m = nv >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << nv) - 1);
     const __m512i idx = _mm512_mullo_epi32(_mm512_set1_epi32(static_cast<int>(rb)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    params<T>(base, m, idx, h, s);
 #define gather(at) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base + (at), 1)
 #define put(e, v) _mm512_store_si512(reinterpret_cast<__m512i*>(&s.codes[(e) / 4][h][0]), v)
     if constexpr (T == KType::Q6K) {
