@@ -6,6 +6,7 @@
  *   one task's 512 rows and not a multiple of the 6-row tile, N not a multiple of the 32-column panel;
  * - the same integer sums as the q8_K dot tiles (setQgemmRows(0)): equal up to the f32 accumulation order;
  * - a row's result does not depend on the other rows (prefix of the rows = the same bits);
+ * - a decode batch ([B, 1, K], B past the threshold) keeps the one-row q8_K tiles: each row = the row alone;
  * - MoE experts through kernelGatherQmm (kqmm_many) at prefill sizes, skewed routing (many rows, a few, one).
  */
 import { afterAll, describe, expect, test } from "bun:test";
@@ -110,6 +111,22 @@ describe.skipIf(kernelInfo().level !== "avx512" || !int8Available())("int8 K-qua
       const off = withSettings(-1, false, () => kquantMatmul(x, w, "q4_k").toFloat32Array());
       expect(dflt).toEqual(forced);
       expect(dflt).not.toEqual(off);
+    });
+  });
+
+  test("a decode batch [B, 1, K] is left to the one-row tiles: every row bit-identical to it alone", () => {
+    const B = 9, N = 35, K = 512;
+    const bytes = quantizeQ5K(floats(N * K));
+    const xs = floats(B * K);
+    mx.scope(() => {
+      const w = weights(bytes, N);
+      const batch = withSettings(-1, true, () => kquantMatmul(mx.array(xs, { shape: [B, 1, K] }), w, "q5_k").toFloat32Array());
+      const prefill = withSettings(-1, true, () => kquantMatmul(mx.array(xs, { shape: [1, B, K] }), w, "q5_k").toFloat32Array());
+      for (let b = 0; b < B; b++) {
+        const solo = withSettings(-1, true, () => kquantMatmul(mx.array(xs.slice(b * K, (b + 1) * K), { shape: [1, 1, K] }), w, "q5_k").toFloat32Array());
+        expect(batch.subarray(b * N, (b + 1) * N)).toEqual(solo);
+      }
+      expect(prefill).not.toEqual(batch); // the same rows as a prompt do run the GEMM
     });
   });
 

@@ -53,7 +53,7 @@ void add_bias(const QLin& l, const QLinData& d, int M, float* y) {
 }
 
 // The K-quant Linear: KQuantMatmul's kernel call (kquant_ops.cpp), then the graph's bias add.
-void kq_linear(const QLin& l, const QLinData& d, const float* x, int M, float* y) {
+void kq_linear(const QLin& l, const QLinData& d, const float* x, int M, bool independent, float* y) {
   kern::KqProblem p{};
   p.x = x;
   p.w = d.w;
@@ -63,6 +63,7 @@ void kq_linear(const QLin& l, const QLinData& d, const float* x, int M, float* y
   p.N = l.N;
   p.ldo = l.N;
   p.t = l.kt;
+  p.independent_rows = independent && M > 1;
   kern::kqmm(p);
   add_bias(l, d, M, y);
 }
@@ -71,7 +72,7 @@ void kq_linear(const QLin& l, const QLinData& d, const float* x, int M, float* y
 // independent: the rows are a decode batch's (one token of each sequence), computed each as if alone, as the
 // single-op kernel treats a [B, 1, K] input.
 void linear(const QLin& l, const QLinData& d, const float* x, int M, bool independent, float* y) {
-  if (l.kq) return kq_linear(l, d, x, M, y);
+  if (l.kq) return kq_linear(l, d, x, M, independent, y);
   kern::QmmProblem p{};
   p.x = x;
   p.w = d.w;
@@ -115,6 +116,7 @@ void linears(std::initializer_list<LinOut> outs, const float* x, int M, bool ind
     p.N = o.l->N;
     p.ldo = o.l->N;
     p.t = o.l->kt;
+    p.independent_rows = independent && M > 1;
   }
   if (n > 0) kern::kqmm_many(ps, n);
   for (const LinOut& o : outs)

@@ -27,7 +27,7 @@ namespace mlxk::kqgemm8 {
 
 // Measured (bench/qgemm.ts --int8, BENCHMARKS #17): from this many rows of the call's largest problem
 // unpacking a panel once is cheaper than the q8_K dot tiles' unpacking per 4 rows.
-constexpr int kDefaultRows = 8;
+constexpr int kDefaultRows = 4;
 
 #if defined(__x86_64__)
 namespace {
@@ -388,8 +388,10 @@ bool take(const kern::KqProblem* ps, int n) {
   const int r = min_rows();
   if (r <= 0) return false;
   int most = 0;
-  for (int k = 0; k < n; k++)
+  for (int k = 0; k < n; k++) {
+    if (ps[k].independent_rows) return false; // a decode batch keeps the one-row tiles: rows as if alone
     if (ps[k].N > 0) most = std::max(most, ps[k].M);
+  }
   if (most < r) return false;
   run(ps, n);
   return true;

@@ -18,7 +18,8 @@ bool available();
 int min_rows();
 
 // kqmm_many's dispatch: with int8 activations on, runs the whole call here (every problem, whatever its rows)
-// when one of its problems has min_rows() rows or more (true); else leaves it (false). Blocking, on the pool.
+// when one of its problems has min_rows() rows or more and none is a decode batch (independent_rows: the q8_K
+// tiles compute each row as alone), true; else leaves it (false). Blocking, on the pool.
 bool take(const kern::KqProblem* ps, int n);
 
 // The whole call here regardless of the thresholds (tests; available() must hold).

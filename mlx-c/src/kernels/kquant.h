@@ -21,6 +21,8 @@ struct KqProblem {
   int M, K, N;
   int ldo;           // out row stride (elements); N when packed
   KType t;
+  // A decode batch's rows (one token of B sequences), each to be computed as if alone: kqgemm8 leaves these.
+  bool independent_rows = false;
 };
 
 // Whether K is a problem these kernels handle (a positive multiple of 256).

@@ -31,6 +31,8 @@ class KQuantMatmul : public UnaryPrimitive {
     p.M = static_cast<int>(x.size() / p.K);
     p.ldo = p.N;
     p.t = t_;
+    // [B, 1, K] with B > 1 is a decode batch (as primitive.cpp's qmm): rows computed as if alone
+    p.independent_rows = p.M > 1 && x.ndim() >= 3 && x.shape(-2) == 1;
     enc.dispatch([p, copies = std::move(copies)]() {
       for (const auto& c : copies) c.run();
       kern::kqmm(p);
