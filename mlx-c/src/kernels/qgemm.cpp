@@ -38,8 +38,9 @@ constexpr int kMaxTiles = 36;           // x tiles per task at most: 504 rows, 5
 
 // Measured (bench/qgemm.ts, BENCHMARKS.md): from this many rows the panel GEMM beats the per-row kernels;
 // K-quant slices cost more to dequantize (kq_deq_row + a transpose) and the AVX-512 K-quant prefill they
-// replace is already a dequantized-panel tile, so they cross later.
-constexpr int kAffineRows = 16, kKquantRows = 64;
+// replace is already a dequantized-panel tile, so they cross later (Xeon SPR-class: 1.1-1.2x at 24 rows,
+// 1.3-1.8x at 32; was 64, measured on Zen 4).
+constexpr int kAffineRows = 16, kKquantRows = 24;
 
 std::atomic<int> g_rows{-2}; // -2: MLXK_QGEMM_ROWS not read yet; -1: the defaults above; else both kinds
 
@@ -445,8 +446,8 @@ bool takes(const kern::QmmProblem& p) {
   return !(p.fmt == QFormat::Affine4 && kern::int8_active());
 }
 
-// K-quant prefill takes this path with the opt-in int8 activations too: from this many rows the f32 panel GEMM
-// is faster than the q8_K VNNI tiles (Q4_K_M prefill 274 vs 227 tok/s, BENCHMARKS #17) and exact besides.
+// K-quant prefill takes this path with the opt-in int8 activations too where kqgemm8 (VNNI) does not run (AVX2):
+// from this many rows the f32 panel GEMM is faster than the q8_K tiles and exact besides.
 bool takes(const kern::KqProblem& p) {
   const int r = min_rows(true);
   return r > 0 && p.M >= r && p.N > 0 && kern::active_isa() > 0;
@@ -519,8 +520,18 @@ void run_kq(const kern::KqProblem* ps, int n) {
 bool take_kq(const kern::KqProblem* ps, int n) {
   // All or nothing: a call split between this path and kquant_run.cpp's would be two pool calls, each with
   // its own tail (with that split the MoE row of bench/llama.ts ran 0.88x the baseline, in a noisy run).
-  for (int k = 0; k < n; k++)
-    if (ps[k].M > 0 && !takes(ps[k])) return false;
+  // MoE experts: the call is taken when its largest problem reaches the threshold, the experts with a few
+  // rows run here too (a decode batch never: its rows stay on the one-row kernels). Requiring every expert to
+  // reach it left most MoE prefill calls to the 6-row tiles: MoE prefill CPU time −12% (BENCHMARKS #17).
+  int most = 0;
+  for (int k = 0; k < n; k++) {
+    if (ps[k].M > 0 && ps[k].independent_rows) return false;
+    if (ps[k].M > most && ps[k].N > 0) most = ps[k].M;
+  }
+  kern::KqProblem big{};
+  big.M = most;
+  big.N = 1;
+  if (!takes(big)) return false;
   run_kq(ps, n);
   return true;
 }
