@@ -1,4 +1,4 @@
-// Stress test for the kernel pool and qmm without MLX: two caller threads (like two MLX CPU streams) run the
+// Stress test for the kernel pool, qmm and the K-quant prefill GEMMs without MLX: two caller threads (like two MLX CPU streams) run the
 // same quantized matmuls concurrently, hundreds of times; every result must be bit-identical to a first run.
 // Built and run by test/kernels/native/tsan.sh under ThreadSanitizer.
 #include <cstdio>
@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "../../../mlx-c/src/kernels/kquant.h"
 #include "../../../mlx-c/src/kernels/pool.h"
 #include "../../../mlx-c/src/kernels/qmm.h"
 
@@ -43,6 +44,35 @@ static std::vector<float> run(const Case& c) {
   return out;
 }
 
+// K-quant prefill problems (the f32 panel GEMM; with int8 on, kqgemm8's VNNI GEMM): random blocks, small fp16 d.
+struct KCase {
+  int M, K, N;
+  KType t;
+  std::vector<float> x, ref;
+  std::vector<uint8_t> w;
+};
+
+static KCase make_kq(int M, int K, int N, KType t, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  KCase c{M, K, N, t, {}, {}, {}};
+  c.x.resize(static_cast<size_t>(M) * K);
+  for (auto& v : c.x) v = u(rng);
+  const int bb = kq_block_bytes(t);
+  c.w.resize(static_cast<size_t>(N) * (K / 256) * bb);
+  for (auto& v : c.w) v = static_cast<uint8_t>(rng());
+  for (size_t b = 0; b < c.w.size() / bb; b++)
+    for (int o : t == KType::Q6K ? std::vector<int>{208} : std::vector<int>{0, 2}) c.w[b * bb + o + 1] = (c.w[b * bb + o + 1] & 0x83) | 0x2c;
+  return c;
+}
+
+static std::vector<float> run_kq(const KCase& c) {
+  std::vector<float> out(static_cast<size_t>(c.M) * c.N);
+  KqProblem p{c.x.data(), c.w.data(), out.data(), c.M, c.K, c.N, c.N, c.t};
+  kqmm(p);
+  return out;
+}
+
 int main(int argc, char** argv) {
   const int reps = argc > 1 ? std::atoi(argv[1]) : 200;
   std::vector<Case> cases;
@@ -50,6 +80,9 @@ int main(int argc, char** argv) {
   cases.push_back(make(9, 384, 200, 32, QFormat::Affine8, 2));
   cases.push_back(make(3, 256, 300, 32, QFormat::Mxfp4, 3));
   cases.push_back(make(17, 640, 130, 128, QFormat::Affine4, 4));
+  std::vector<KCase> kcases;
+  kcases.push_back(make_kq(70, 512, 70, KType::Q4K, 5));
+  kcases.push_back(make_kq(30, 256, 45, KType::Q6K, 6));
   int bad = 0;
   // Every ISA this CPU has, plus the int8-activation path where VNNI exists: references first, then two
   // concurrent callers comparing bit for bit.
@@ -60,11 +93,15 @@ int main(int argc, char** argv) {
   for (const Mode& m : modes) {
     set_isa(m.isa);
     set_int8(m.int8);
+    kq_set_int8(m.int8);
     for (auto& c : cases) c.ref = run(c);
+    for (auto& c : kcases) c.ref = run_kq(c);
     auto worker = [&](int id) {
       for (int r = 0; r < reps; r++) {
         const Case& c = cases[(r + id) % cases.size()];
         if (std::memcmp(run(c).data(), c.ref.data(), c.ref.size() * sizeof(float)) != 0) __atomic_add_fetch(&bad, 1, __ATOMIC_RELAXED);
+        const KCase& k = kcases[(r + id) % kcases.size()];
+        if (std::memcmp(run_kq(k).data(), k.ref.data(), k.ref.size() * sizeof(float)) != 0) __atomic_add_fetch(&bad, 1, __ATOMIC_RELAXED);
       }
     };
     std::thread a(worker, 0), b(worker, 1);
