@@ -252,31 +252,44 @@ DeqFn deq_fn(QFormat f) {
 
 #ifdef MLXK_QG512
 // Per 16 values of each column's block: value = fma(code, A, B), A and B rounded exactly as kquant.cpp's AVX2
-// block_params (so this equals kq_deq_row bitwise); stored [16 sub-blocks][16 columns].
+// block_params (so this equals kq_deq_row bitwise); stored [16 sub-blocks][16 columns]. 16 columns at once: the
+// header bytes gathered 4 at a time, the 6-bit unpacking lane-wise (one column at a time it was ~3% of a Q4_K_M
+// prefill, `perf`).
 template <KType T>
-void kq_params(const uint8_t* const* blk, int nv, float (*A)[16], float (*B)[16]) {
-  for (int c = 0; c < 16; c++) {
-    if (c >= nv) {
-      for (int s = 0; s < 16; s++) A[s][c] = B[s][c] = 0.f;
-      continue;
+MLXK_QG512 void kq_params512(const uint8_t* base, __mmask16 m, __m512i idx, float (*A)[16], float (*B)[16]) {
+#define gath(at) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base + (at), 1)
+  if constexpr (T == KType::Q6K) {
+    // bytes 206..209: the last two scales and d (a gather at 208 would read past the block)
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(gath(206), 16)));
+    const __m512 m32 = _mm512_set1_ps(-32.f);
+    for (int g = 0; g < 4; g++) {
+      const __m512i v = gath(192 + 4 * g);
+      for (int i = 0; i < 4; i++) {
+        const __m512 a = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * i), 24)));
+        _mm512_store_ps(A[4 * g + i], a);
+        _mm512_store_ps(B[4 * g + i], _mm512_mul_ps(m32, a));
+      }
     }
-    const uint8_t* b = blk[c];
-    if constexpr (T == KType::Q6K) {
-      const float d = kern::kq_h2f(b + 208);
-      for (int s = 0; s < 16; s++) {
-        A[s][c] = d * static_cast<float>(static_cast<int8_t>(b[192 + s]));
-        B[s][c] = -32.f * A[s][c];
-      }
-    } else {
-      alignas(16) uint8_t sm[16];
-      kern::kq_unpack_scales(b + 4, sm);
-      const float d = kern::kq_h2f(b), nmin = -kern::kq_h2f(b + 2);
-      for (int j = 0; j < 8; j++) {
-        A[2 * j][c] = A[2 * j + 1][c] = d * static_cast<float>(sm[j]);
-        B[2 * j][c] = B[2 * j + 1][c] = nmin * static_cast<float>(sm[8 + j]);
-      }
+  } else {
+    const __m512i dd = gath(0); // d | dmin << 16
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd));
+    // −dmin by the sign bit (as the scalar negation: −0 stays −0)
+    const __m512 nmin = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16)))), _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+    const __m512i u0 = gath(4), u1 = gath(8), u2 = gath(12);
+    const __m512i m1 = _mm512_set1_epi32(0x3f3f3f3f), m2 = _mm512_set1_epi32(0x0f0f0f0f), m3 = _mm512_set1_epi32(0x03030303);
+    const __m512i ff = _mm512_set1_epi32(0xff);
+    const __m512i sc[2] = {_mm512_and_si512(u0, m1), _mm512_or_si512(_mm512_and_si512(u2, m2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), m3), 4))};
+    const __m512i mn[2] = {_mm512_and_si512(u1, m1), _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), m2), _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), m3), 4))};
+    for (int j = 0; j < 8; j++) {
+      const __m512 a = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(sc[j / 4], 8 * (j % 4)), ff)));
+      const __m512 b = _mm512_mul_ps(nmin, _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(mn[j / 4], 8 * (j % 4)), ff)));
+      _mm512_store_ps(A[2 * j], a);
+      _mm512_store_ps(A[2 * j + 1], a);
+      _mm512_store_ps(B[2 * j], b);
+      _mm512_store_ps(B[2 * j + 1], b);
     }
   }
+#undef gath
 }
 
 // One 256-value block of 16 columns straight into the panel layout: codes gathered 4 bytes per column.
@@ -294,11 +307,9 @@ MLXK_QG512 void deq_kq512(const Prob& q, int n0, int k0, float* buf) {
       continue;
     }
     const uint8_t* base = q.w + static_cast<size_t>(n0 + h) * rb + off;
-    const uint8_t* blk[16];
-    for (int c = 0; c < 16; c++) blk[c] = base + static_cast<size_t>(c) * rb;
-    kq_params<T>(blk, nv, A, B);
     const __mmask16 m = static_cast<__mmask16>((1u << nv) - 1);
     const __m512i idx = _mm512_mullo_epi32(_mm512_set1_epi32(static_cast<int>(rb)), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    kq_params512<T>(base, m, idx, A, B);
 #define gather(at) _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, idx, base + (at), 1)
 #define put(e, code) _mm512_storeu_ps(d + (e) * kC, _mm512_fmadd_ps(_mm512_cvtepi32_ps(code), _mm512_load_ps(A[(e) / 16]), _mm512_load_ps(B[(e) / 16])))
     if constexpr (T == KType::Q6K) {
