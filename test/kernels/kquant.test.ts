@@ -123,7 +123,7 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
   test.skipIf(!vector()).each(MODES)("%s: opt-in int8 activations (q8_K, MLXK_INT8_ACT=1; AVX2 and VNNI) within 8-bit rounding of f64", (mode) => {
     const [q, dq] = CODECS[mode];
     const prev = kquantInt8(true);
-    // the int8 tiles at every M (from 64 rows prefill goes to the f32 panel GEMM even with int8 on: qgemm.test.ts)
+    // the int8 tiles at every M (setQgemmRows(0): neither the f32 panel GEMM nor the int8 VNNI GEMM, kqgemm8.test.ts)
     const rows = setQgemmRows(0);
     try {
       for (const [M, N, K] of SHAPES) {

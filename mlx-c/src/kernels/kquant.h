@@ -36,7 +36,8 @@ void kqmm(const KqProblem& p);
 void kqmm_many(const KqProblem* ps, int n);
 
 // Opt-in int8 activations (AVX2, AVX-512 VNNI): x rounded to int8 per 256 values (llama.cpp's q8_K: one scale, sums per 16) and
-// integer dot products with the codes, as llama.cpp's ggml_vec_dot_q*_K_q8_K does. Off unless MLXK_INT8_ACT=1 or
+// integer dot products with the codes, as llama.cpp's ggml_vec_dot_q*_K_q8_K does (prefill rows on VNNI: the int8
+// GEMM of kqgemm8.h). Off unless MLXK_INT8_ACT=1 or
 // kq_set_int8(1); the default path keeps x in float32. kq_set_int8 returns the previous setting.
 bool kq_int8_active();
 bool kq_set_int8(bool on);
