@@ -59,6 +59,13 @@ export interface BatchRow {
    * row whose last prompt token the batch step takes (Prefill.feed: its cache is a prompt-cache hit already).
    */
   onPrefilled?: (cache: LayerCache[]) => void;
+  /**
+   * The prompt-cache lookup, made when the scheduler first turns to this row rather than when it arrived: a
+   * row that waited behind others sharing its prompt (clients sending the same system prompt at once) reuses
+   * the KV the first of them put in the cache meanwhile. A hit replaces `cache` (the fresh one is freed) and
+   * `cached`; null = prefill from `cached` on `cache`. Called at most once.
+   */
+  lookup?: () => { cache: LayerCache[]; cached: number } | null;
 }
 
 
@@ -66,6 +73,7 @@ export interface BatchRow {
 export class Prefill {
   #pos: number;
   readonly history: number[];
+  #looked = false;
   constructor(
     readonly row: BatchRow,
     private readonly model: LanguageModel,
@@ -74,19 +82,34 @@ export class Prefill {
     this.history = [...row.prompt];
   }
 
+  /** Runs the row's deferred prompt-cache lookup once (BatchRow.lookup), before its first chunk or feed. */
+  #resolve(): void {
+    if (this.#looked) return;
+    this.#looked = true;
+    const hit = this.row.lookup?.() ?? null;
+    if (!hit) return;
+    for (const c of this.row.cache) c[Symbol.dispose]();
+    this.row.cache = hit.cache;
+    this.row.cached = hit.cached;
+    this.#pos = hit.cached;
+  }
+
   /** The last prompt token when the cache holds all the others (and some): the batch step can take it (Batcher.feed). */
   get feed(): number | null {
+    this.#resolve();
     const n = this.row.prompt.length;
     return this.#pos > 0 && this.#pos === n - 1 ? this.row.prompt[n - 1]! : null;
   }
 
   /** Prompt tokens the next chunk processes. */
   get nextChunk(): number {
+    this.#resolve();
     return Math.min(PREFILL_STEP, this.row.prompt.length - this.#pos);
   }
 
   /** One chunk; returns the first token once the whole prompt is in, else null. */
   chunk(): RowToken | null {
+    this.#resolve();
     const { prompt, cache } = this.row;
     if (prompt.length - this.#pos > PREFILL_STEP) {
       mx.scope(() => {

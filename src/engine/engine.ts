@@ -202,13 +202,15 @@ export class MlxEngine implements Engine {
     let finishReason: GenerateDone["finishReason"] = "length";
     let completion = 0;
     const stats = { prefillMs: 0, decodeMs: 0, generated: 0 };
-    const hit = this.promptCache?.take(ids) ?? null;
+    const batched = this.#scheduler !== null;
+    // a batched row looks the prompt cache up when the scheduler turns to it (BatchRow.lookup), not now
+    let hit = batched ? null : (this.promptCache?.take(ids) ?? null);
     const cache = hit?.caches ?? this.loaded.model.makeCache();
     const marks = this.snapshotMarks(p, cache, hit?.cached ?? 0);
     // Every token the loop hands out; the model has seen the prompt and a prefix of these (the cache's offset).
     const seen = [...ids];
     let failed = false;
-    const batched = this.#scheduler !== null;
+    const promptCache = this.promptCache;
     const row = batched
       ? this.#scheduler!.join(
           this.#batcher!.newcomer(
@@ -219,8 +221,16 @@ export class MlxEngine implements Engine {
               policy: penaltyOnDevice
                 ? { penalty: { value: s.repetitionPenalty, window: s.repetitionContextSize } }
                 : { sampler: onDevice ? undefined : sampler, wantLogits: onDevice && wantLogprobs, ...(onDevice && constraint ? { deviceMask: (n: number) => constraint.bias(n) } : {}) },
-              // the prompt's KV in the trie while the row decodes: a request arriving meanwhile reuses its prefix
-              ...(this.promptCache ? { onPrefilled: () => this.promptCache!.share(ids, cache) } : {}),
+              ...(promptCache
+                ? {
+                    // the prompt's KV in the trie while the row decodes: a request arriving meanwhile reuses its prefix
+                    onPrefilled: (kv) => promptCache.share(ids, kv as ModelCache[]),
+                    lookup: () => {
+                      hit = promptCache.take(ids);
+                      return hit ? { cache: hit.caches, cached: hit.cached } : null;
+                    },
+                  }
+                : {}),
             },
             // the row's KV when it leaves the batch: kept as the solo path keeps it
             (kv) => {

@@ -85,3 +85,25 @@ describe.skipIf(!kernelInfo().enabled)("an exact repeat joins the batch without 
     expect(warm.batchPeak).toBeGreaterThan(1);
   }, 60_000);
 });
+
+describe.skipIf(!kernelInfo().enabled)("requests arriving together reuse the KV of the first one prefilled", () => {
+  test("llama_q4: the lookup is made when the scheduler turns to a row, so all but the first hit; all answer as cold", async () => {
+    const dir = writeTinyModel("llama_q4", join(tmp, "llama_q4_together"));
+    using cold = await loadEngine({ kind: "dir", path: dir, id: "cold" }, { promptCacheBytes: 0 });
+    using warm = await loadEngine({ kind: "dir", path: dir, id: "warm" }, { promptCacheBytes: 1 << 30, parallel: 4 });
+    const same = req(`${SYSTEM}Same question?`, 10);
+    const other = req(`${SYSTEM}Another question?`, 10);
+    // started in the same turn: none has been looked up when the others arrive
+    const runs = await Promise.all([run(warm, same), run(warm, same), run(warm, other), run(warm, same)]);
+    const cached = runs.map((r) => r.done.usage.cachedTokens ?? 0);
+    // the first prefills cold; the exact repeats have all but their last token, the other shares the system prompt
+    expect(cached[0]).toBe(0);
+    expect(cached[1]).toBe(runs[1]!.done.usage.promptTokens - 1);
+    expect(cached[3]).toBe(runs[3]!.done.usage.promptTokens - 1);
+    expect(cached[2]).toBeGreaterThanOrEqual(SYSTEM.length);
+    expect(warm.batchPeak).toBe(4);
+    const coldSame = (await run(cold, same)).ids;
+    for (const i of [0, 1, 3]) expect(runs[i]!.ids).toEqual(coldSame);
+    expect(runs[2]!.ids).toEqual((await run(cold, other)).ids);
+  }, 60_000);
+});

@@ -51,15 +51,17 @@ describe.skipIf(info.level === "none")("quantized matmul: a decode batch row equ
   ];
   for (const isa of isas) {
     for (const c of cases) {
-      // 1..8 rows: every row-block height of both ISAs, and 11 (a full block and a remainder)
+      // 1..8 rows: every row-block height of both ISAs, 11 (a full block and a remainder), 8 rows off a cache line
       test(`${isa}: ${c.mode} ${c.bits}-bit gs ${c.gs}, B = 2..8, 11`, () => {
         forceIsa(isa);
         try {
           const w = normal([c.N, c.K], 0.2);
           const q = mx.quantize(w, { groupSize: c.gs, bits: c.bits, mode: c.mode });
           const o = { groupSize: c.gs, bits: c.bits, mode: c.mode, transpose: true };
-          for (const B of [2, 3, 4, 5, 6, 7, 8, 11]) {
-            const x = normal([B, 1, c.K]);
+          for (let B of [2, 3, 4, 5, 6, 7, 8, 11, -8]) {
+            // -8: 8 rows starting 4 floats into a buffer (off a cache line: the kernel copies x onto one first)
+            const x = B > 0 ? normal([B, 1, c.K]) : mx.reshape(mx.sliceAxis(normal([8 * c.K + 4]), 0, 4, 4 + 8 * c.K), [8, 1, c.K]);
+            B = Math.abs(B);
             const batched = rowsOf(fastQuantizedMatmul(x, q.wq, q.scales, q.biases, o), B);
             for (let b = 0; b < B; b++) {
               const alone = fastQuantizedMatmul(mx.sliceAxis(x, 0, b, b + 1), q.wq, q.scales, q.biases, o).toFloat32Array();
