@@ -164,10 +164,13 @@ MLXK_KQF void tile(const KqProblem& p, const float* xp, int r0, int n) {
       p.out[static_cast<size_t>(r0 + r) * p.ldo + n + c] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][c][0], acc[r][c][1]));
 }
 
-// Rows [r0, r0 + R) × columns [c0, c1): column pairs up to 4 rows (the accumulators fill the registers).
+// Rows [r0, r0 + R) × columns [c0, c1): one row 4 columns at a time (Q4_K 1.03–1.16× pairs, one thread), up to
+// 4 rows pairs, more rows single columns (the accumulators fill the registers).
 template <KType T, int R>
 MLXK_KQF void cols(const KqProblem& p, const float* xp, int r0, int c0, int c1) {
   int n = c0;
+  if constexpr (R == 1)
+    for (; n + 4 <= c1; n += 4) tile<T, R, 4>(p, xp, r0, n);
   if constexpr (R <= 4)
     for (; n + 2 <= c1; n += 2) tile<T, R, 2>(p, xp, r0, n);
   for (; n < c1; n++) tile<T, R, 1>(p, xp, r0, n);
