@@ -32,8 +32,10 @@ const DEFS = {
   mlxk_kquant_dequantize: { args: [P, P, I, P], returns: I },
   mlxk_kernel_gather_qmm: { args: [P, P, P, P, P, P, I, I, I, I, P], returns: I },
   mlxk_kquant_int8: { args: [I], returns: I },
-  mlxk_kquant_decode: { args: [I], returns: I },
 } as const;
+// looked up apart, so a shim built before it (bench/llama.ts --baseline-shim) keeps the K-quant ops
+const DECODE_DEFS = { mlxk_kquant_decode: { args: [I], returns: I } } as const;
+let decodeLib: ReturnType<typeof dlopen<typeof DECODE_DEFS>> | null | undefined;
 type Lib = ReturnType<typeof dlopen<typeof DEFS>>;
 let lib: Lib | null | undefined;
 
@@ -92,8 +94,19 @@ const DECODE_MODES: (KQuantDecode | null)[] = [null, "f32", "bf16"];
  * null where neither runs (no AVX-512 or an older shim); a mode the CPU lacks is ignored.
  */
 export function kquantDecode(mode: KQuantDecode | "auto" | null = null): KQuantDecode | null {
-  const s = symbols();
-  if (!s || typeof s.mlxk_kquant_decode !== "function") return null;
+  if (decodeLib === undefined) {
+    decodeLib = null;
+    const av = mlxAvailability();
+    if (symbols() && av.shim) {
+      try {
+        decodeLib = dlopen(av.shim, DECODE_DEFS);
+      } catch {
+        decodeLib = null;
+      }
+    }
+  }
+  const s = decodeLib?.symbols;
+  if (!s) return null;
   const code = mode === null ? -1 : mode === "auto" ? 0 : mode === "f32" ? 1 : 2;
   return DECODE_MODES[s.mlxk_kquant_decode(code)] ?? null;
 }

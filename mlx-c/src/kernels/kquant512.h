@@ -1,8 +1,9 @@
 // AVX-512 K-quant tiles (internal to kquant*.cpp), chosen at run time by kquant_run.cpp (AVX2 and scalar kept):
 // - f32 decode (kquant_f32.cpp, the default on Intel): weights dequantized in registers, f32 FMAs, 1..8 rows;
-// - bf16 decode (the default on AMD): x split exactly into three bf16 pieces (hi + mid + lo == x), the codes turned into bf16 by a
-//   table lookup (vpermw), and vdpbf16ps: every product code·piece is exact in f32, so the result is an f32 dot
-//   product of the exact dequantized values, within f32 rounding, at 32 weights per instruction;
+// - bf16 decode (the default on AMD): x split exactly into three bf16 pieces (hi + mid + lo == x), the codes
+//   turned into bf16 by a table lookup (vpermw), and vdpbf16ps: every product code·piece is exact in f32, so
+//   the result is an f32 dot product of the exact dequantized values, within f32 rounding, at 32 weights per
+//   instruction;
 // - f32 prefill: a panel of weight rows dequantized once, then gemm512's 6×4 tiles over the x rows;
 // - int8 activations (opt-in, MLXK_INT8_ACT=1): llama.cpp's q8_K x and vpdpbusd dot products (VNNI).
 #pragma once

@@ -1,4 +1,4 @@
-// AVX-512 f32 K-quant decode (see kquant512.h): 1..8 x rows × 1–2 weight rows per tile, every weight
+// AVX-512 f32 K-quant decode (see kquant512.h): 1..8 x rows × 1–4 weight rows per tile, every weight
 // dequantized once into a register exactly as kq_deq_row (fma(code, A, B)) and FMA'd into each row's two
 // chains. Why not the bf16 tiles here: on Intel (Sapphire Rapids class) vdpbf16ps zmm issues one per two cycles
 // and the bf16 tiles need six per 64 weights; this runs ~3.5 (Q4_K) to ~6 (Q6_K) vector ops per 16 weights.
