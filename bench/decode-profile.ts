@@ -11,12 +11,15 @@
  * medians of each side's step (build + eval + read) and their ratio; also the process's CPU time per step
  * (user + system, all threads), which other processes' load inflates less than wall time (with
  * MLXK_THREADS=1 no pool helper spins, so it is the step's work).
+ * --ab-kq: the same alternation with the AVX-512 K-quant decode tiles instead (f32 and bf16 sides;
+ * kquantDecode, MLXK_KQ_DECODE), for GGUF K-quant models on a CPU that has both.
  */
 import * as mx from "../src/mlx/index.ts";
 import { loadGgufModel } from "../src/engine/load.ts";
 import { prefill } from "../src/engine/generate.ts";
 import { kernelInfo, qmmProfile } from "../src/mlx/kernels.ts";
 import { setFusedBlocks } from "../src/mlx/block.ts";
+import { kquantDecode } from "../src/mlx/kquant.ts";
 import { promptIds } from "./generate.ts";
 import { smollm2Gguf } from "../test/support/smollm2.ts";
 
@@ -25,7 +28,8 @@ const arg = (n: string, f: string) => {
   return i >= 0 ? process.argv[i + 1]! : f;
 };
 const steps = Number(arg("steps", "64"));
-const ab = process.argv.includes("--ab");
+const abKq = process.argv.includes("--ab-kq");
+const ab = process.argv.includes("--ab") || abKq;
 const sides: [number[], number[]] = [[], []]; // --ab: step ms with the fused block on, off
 const cpu: [number[], number[]] = [[], []]; //   and CPU ms
 using m = await loadGgufModel(arg("model", "") || (await smollm2Gguf()), { dtype: "float32" });
@@ -38,7 +42,8 @@ let build = 0, run = 0, read = 0;
 let q0 = qmmProfile();
 for (let i = 0; i < steps; i++) {
   const side = (i >> 2) % 2;
-  if (ab) setFusedBlocks(side === 0);
+  if (abKq) kquantDecode(side === 0 ? "f32" : "bf16");
+  else if (ab) setFusedBlocks(side === 0);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const id = tok.item();
@@ -62,6 +67,7 @@ for (let i = 0; i < steps; i++) {
   }
 }
 setFusedBlocks(null);
+if (abKq) kquantDecode("auto");
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
 const n = steps - 4;
 const q1 = qmmProfile();
@@ -73,8 +79,10 @@ console.log(JSON.stringify({
   eval_ms: run / n,
   read_ms: read / n,
   total_ms: (build + run + read) / n,
-  ...(ab ? { fused_ms: median(sides[0]), unfused_ms: median(sides[1]), unfused_over_fused: median(sides[1]) / median(sides[0]),
-    fused_cpu_ms: median(cpu[0]), unfused_cpu_ms: median(cpu[1]), cpu_unfused_over_fused: median(cpu[1]) / median(cpu[0]) } : {}),
+  ...(ab ? Object.fromEntries(((on, off) => [
+    [`${on}_ms`, median(sides[0])], [`${off}_ms`, median(sides[1])], [`${off}_over_${on}`, median(sides[1]) / median(sides[0])],
+    [`${on}_cpu_ms`, median(cpu[0])], [`${off}_cpu_ms`, median(cpu[1])], [`cpu_${off}_over_${on}`, median(cpu[1]) / median(cpu[0])],
+  ])(abKq ? "f32" : "fused", abKq ? "bf16" : "unfused")) : {}),
   ...(q1.calls > 0 ? { qmm_calls: qmm.calls, qmm_ms: qmm.ms, qmm_gmac_s: qmm.gmacs, eval_other_ms: run / n - qmm.ms } : {}),
 }));
 for (const c of cache) c[Symbol.dispose]();

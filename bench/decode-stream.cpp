@@ -6,7 +6,7 @@
 //
 // Build (from the repo root; OLD = a directory with the baseline's mlx-c/src/kernels files):
 //   K=mlx-c/src/kernels; F="-std=c++20 -O2 -pthread"
-//   for f in qmm qmm_avx512 pool kquant kquant512 kquant_run gemm512; do
+//   for f in qmm qmm_avx512 pool kquant kquant512 kquant_f32 kquant_run gemm512; do
 //     g++ $F -Dmlxk=mlxkold -I$OLD -c $OLD/$f.cpp -o /tmp/old_$f.o; g++ $F -I$K -c $K/$f.cpp -o /tmp/new_$f.o; done
 //   g++ $F -I$K bench/decode-stream.cpp /tmp/old_*.o /tmp/new_*.o -o /tmp/decode-stream
 // Run: MLXK_THREADS=1 /tmp/decode-stream [a4:1x1536x8960,q6k:1x1024x151936,...]   (a4/a8 gs 32 unless

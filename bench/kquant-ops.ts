@@ -1,7 +1,8 @@
 /**
  * Op-level K-quant matmul (mlx-c/src/kernels/kquant*.cpp) on the shapes of bench/llama.ts's Q4_K_M rows, every
  * path in one process, interleaved per round (machine noise hits all alike): the AVX2 f32 path (the path before
- * the AVX-512 tiles, kept for CPUs without AVX-512), the AVX-512 f32 default, and the opt-in int8 activations
+ * the AVX-512 tiles, kept for CPUs without AVX-512), the AVX-512 f32 paths (decode rows: the bf16-piece tiles and
+ * the f32 tiles, MLXK_KQ_DECODE; prefill rows run the same panels under both), and the opt-in int8 activations
  * (MLXK_INT8_ACT=1) on AVX2 and on AVX-512 VNNI. Reports the median ms per call, each path's speed-up over AVX2
  * f32 (median of per-round ratios), and the relative RMS error against the AVX2 f32 output.
  * Weights are random valid blocks (timing does not depend on the values); MoE rows go through the gather kernel
@@ -12,7 +13,7 @@
  */
 import * as mx from "../src/mlx/index.ts";
 import { forceIsa, kernelInfo, pinKernelThreads } from "../src/mlx/kernels.ts";
-import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantInt8, kquantMatmul } from "../src/mlx/kquant.ts";
+import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDecode, kquantInt8, kquantMatmul } from "../src/mlx/kquant.ts";
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,6 +30,7 @@ const SHAPES: [string, number, number, number, KQuantMode, number][] = [
   ["down decode", 1, 3072, 1024, "q6_k", 0],
   ["head decode", 1, 1024, 151936, "q6_k", 0],
   ["q5_k decode", 1, 1024, 3072, "q5_k", 0],
+  ["gate decode 4 rows", 4, 1024, 3072, "q4_k", 0],
   ["gate prefill", 256, 1024, 3072, "q4_k", 0],
   ["down prefill", 256, 3072, 1024, "q6_k", 0],
   ["moe gate decode", 1, 1024, 512, "q4_k", 64],
@@ -52,13 +54,23 @@ function blocks(mode: KQuantMode, count: number): Uint8Array {
   return b;
 }
 
-const PATHS = ["avx2 f32", "avx512 f32", "avx2 int8", "avx512 int8"] as const;
-type Path = (typeof PATHS)[number];
+const ALL_PATHS = ["avx2 f32", "avx512 bf16", "avx512 f32", "avx2 int8", "avx512 int8"] as const;
+type Path = (typeof ALL_PATHS)[number];
 const has512 = kernelInfo().level === "avx512";
+// the two AVX-512 f32 decode tiles where the CPU has both (prefill rows run the same panels under either)
+const runs = (m: "f32" | "bf16") => {
+  kquantDecode(m);
+  return kquantDecode() === m;
+};
+const hasBf16 = has512 && runs("bf16"), hasF32 = has512 && runs("f32");
+kquantDecode("auto");
+const PATHS = ALL_PATHS.filter((p) => (has512 || !p.startsWith("avx512")) && (p !== "avx512 bf16" || hasBf16) && (p !== "avx512 f32" || hasF32));
 
 function setPath(p: Path): void {
   forceIsa(p.startsWith("avx512") ? "avx512" : "avx2");
   kquantInt8(p.endsWith("int8"));
+  if (p === "avx512 bf16") kquantDecode("bf16");
+  else if (p === "avx512 f32") kquantDecode("f32");
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -72,7 +84,7 @@ for (const [label, M, K, N, mode, E] of SHAPES.filter(([l]) => only.length === 0
     const idx = E ? mx.array(Int32Array.from({ length: M * 8 }, () => Math.floor(rnd() * E)), { shape: [M, 8], dtype: mx.Dtype.int32 }) : null;
     mx.eval([w, x, ...(idx ? [idx] : [])]);
     const op = () => (idx ? kernelGatherQmm(x, w, null, null, idx, { groupSize: 256, bits: 4, mode })! : kquantMatmul(x, w, mode));
-    const paths = PATHS.filter((p) => has512 || !p.startsWith("avx512"));
+    const paths = PATHS;
     const t = new Map<Path, number[]>(paths.map((p) => [p, []]));
     const ref = new Map<Path, Float32Array>();
     const n = M * K * N * Math.max(1, E ? 8 : 1) > 2e8 ? Math.max(3, Math.floor(rounds / 2)) : rounds;
@@ -110,14 +122,15 @@ for (const [label, M, K, N, mode, E] of SHAPES.filter(([l]) => only.length === 0
 }
 setPath("avx2 f32");
 forceIsa(null);
+kquantDecode("auto");
 const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
 console.log(
   [
     `K-quant op level, ${arg("threads", "1")} thread(s) pinned, median of ${rounds} interleaved rounds, load average ${load}.`,
     "Cells: ms per call (speed-up over AVX2 f32, relative RMS difference from AVX2 f32).",
     "",
-    `| op | M×K×N | type | ${PATHS.filter((p) => has512 || !p.startsWith("avx512")).join(" | ")} |`,
-    `|---|---|---|${PATHS.filter((p) => has512 || !p.startsWith("avx512")).map(() => "---").join("|")}|`,
+    `| op | M×K×N | type | ${PATHS.join(" | ")} |`,
+    `|---|---|---|${PATHS.map(() => "---").join("|")}|`,
     ...rows,
   ].join("\n"),
 );

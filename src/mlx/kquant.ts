@@ -33,6 +33,9 @@ const DEFS = {
   mlxk_kernel_gather_qmm: { args: [P, P, P, P, P, P, I, I, I, I, P], returns: I },
   mlxk_kquant_int8: { args: [I], returns: I },
 } as const;
+// looked up apart, so a shim built before it (bench/llama.ts --baseline-shim) keeps the K-quant ops
+const DECODE_DEFS = { mlxk_kquant_decode: { args: [I], returns: I } } as const;
+let decodeLib: ReturnType<typeof dlopen<typeof DECODE_DEFS>> | null | undefined;
 type Lib = ReturnType<typeof dlopen<typeof DEFS>>;
 let lib: Lib | null | undefined;
 
@@ -79,6 +82,33 @@ export function kquantDequantize(w: Array, mode: KQuantMode): Array {
 export function kquantInt8(on: boolean | null = null): boolean {
   const s = symbols();
   return s ? s.mlxk_kquant_int8(on === null ? -1 : on ? 1 : 0) === 1 : false;
+}
+
+export type KQuantDecode = "f32" | "bf16";
+const DECODE_MODES: (KQuantDecode | null)[] = [null, "f32", "bf16"];
+
+/**
+ * The AVX-512 K-quant decode tiles (1..8 rows): "f32" (weights dequantized in registers, f32 FMAs; the default
+ * on Intel) or "bf16" (x split into three bf16 pieces, vdpbf16ps; the default on AMD); MLXK_KQ_DECODE sets the
+ * default. `mode` "auto" goes back to the default, null only reads. Returns the previous (or current) mode,
+ * null where neither runs (no AVX-512 or an older shim); a mode the CPU lacks is ignored.
+ */
+export function kquantDecode(mode: KQuantDecode | "auto" | null = null): KQuantDecode | null {
+  if (decodeLib === undefined) {
+    decodeLib = null;
+    const av = mlxAvailability();
+    if (symbols() && av.shim) {
+      try {
+        decodeLib = dlopen(av.shim, DECODE_DEFS);
+      } catch {
+        decodeLib = null;
+      }
+    }
+  }
+  const s = decodeLib?.symbols;
+  if (!s) return null;
+  const code = mode === null ? -1 : mode === "auto" ? 0 : mode === "f32" ? 1 : 2;
+  return DECODE_MODES[s.mlxk_kquant_decode(code)] ?? null;
 }
 
 const QMODES: Record<string, number> = { affine: 0, mxfp4: 1 };

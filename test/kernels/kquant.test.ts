@@ -13,13 +13,23 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import * as mx from "../../src/mlx/index.ts";
 import { forceIsa, forceScalarKernels, kernelInfo, setKernelsEnabled, setQgemmRows } from "../../src/mlx/kernels.ts";
-import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantInt8, kquantMatmul } from "../../src/mlx/kquant.ts";
+import {
+  KQUANT_BLOCK_BYTES,
+  type KQuantDecode,
+  type KQuantMode,
+  kernelGatherQmm,
+  kquantDecode,
+  kquantDequantize,
+  kquantInt8,
+  kquantMatmul,
+} from "../../src/mlx/kquant.ts";
 import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
 
 afterAll(() => {
   setKernelsEnabled(null);
   forceScalarKernels(false);
   forceIsa(null);
+  kquantDecode("auto");
 });
 
 let seed = 17;
@@ -35,6 +45,15 @@ const MODES = Object.keys(CODECS) as KQuantMode[];
 /** The K-quant kernels' AVX2 path is available; the AVX-512 one (it also needs AVX512_BF16, else AVX2 runs). */
 const vector = () => kernelInfo().level === "avx2" || kernelInfo().level === "avx512";
 const has512 = () => kernelInfo().level === "avx512";
+/** The AVX-512 decode tiles this CPU runs ("f32": AVX-512 VBMI; "bf16": AVX512_BF16). */
+const decodeModes = (): KQuantDecode[] => {
+  const runs = (["f32", "bf16"] as const).filter((m) => {
+    kquantDecode(m);
+    return kquantDecode() === m;
+  });
+  kquantDecode("auto");
+  return has512() ? runs : [];
+};
 
 /** Random block bytes with finite fp16 d/dmin (exponent kept small), so every other bit pattern is exercised. */
 function randomBlocks(mode: KQuantMode, blocks: number): Uint8Array {
@@ -95,18 +114,20 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
   ];
   /** Activations of mixed magnitudes (2^-20..2^20): every bf16 piece of the AVX-512 split carries weight. */
   const wide = (n: number) => Float32Array.from(floats(n), (v, i) => v * 2 ** ((i % 41) - 20));
-  test.each(MODES)("%s: x·Wᵀ (AVX-512, AVX2, scalar, kernels off) within f32 rounding of f64 on odd shapes", (mode) => {
+  // (decode tiles up to 8 rows: M = 1, 3, 7; the prefill tiles from 9)
+  test.each(MODES)("%s: x·Wᵀ (AVX-512 f32 and bf16 decode, AVX2, scalar, kernels off) within f32 rounding of f64 on odd shapes", (mode) => {
     const [q, dq] = CODECS[mode];
+    const paths = [...decodeModes().map((m) => `avx512 ${m}`), "avx2", "scalar", "off"];
     for (const [M, N, K] of SHAPES) {
       const bytes = q(floats(N * K));
       const x = K === 4096 ? wide(M * K) : floats(M * K);
       const { y, mag } = reference(x, dq(bytes), M, N, K);
-      for (const path of ["avx512", "avx2", "scalar", "off"] as const) {
+      for (const path of paths) {
         if (path === "avx2" && !vector()) continue;
-        if (path === "avx512" && !has512()) continue;
-        forceIsa(path === "avx512" ? "avx512" : path === "avx2" ? "avx2" : null);
+        forceIsa(path.startsWith("avx512") ? "avx512" : path === "avx2" ? "avx2" : null);
         forceScalarKernels(path === "scalar");
         setKernelsEnabled(path !== "off");
+        if (path.startsWith("avx512")) kquantDecode(path.slice(7) as KQuantDecode);
         try {
           const got = mx.scope(() => kquantMatmul(mx.array(x, { shape: [M, K] }), weights(mode, bytes, N), mode).toFloat32Array());
           expect(got.length).toBe(M * N);
@@ -115,8 +136,52 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
           forceScalarKernels(false);
           setKernelsEnabled(null);
           forceIsa(null);
+          kquantDecode("auto");
         }
       }
+    }
+  });
+
+  test.skipIf(!vector()).each(MODES)("%s: a row of a decode batch (up to 8 rows) is bit-identical to the row alone, every path", (mode) => {
+    const [q] = CODECS[mode];
+    const N = 37;
+    const K = 768;
+    const bytes = q(floats(N * K));
+    const paths = [...decodeModes().map((m) => `avx512 ${m}`), "avx2"];
+    for (const path of paths) {
+      forceIsa(path.startsWith("avx512") ? "avx512" : "avx2");
+      if (path.startsWith("avx512")) kquantDecode(path.slice(7) as KQuantDecode);
+      try {
+        for (const B of [2, 5, 8]) {
+          const x = wide(B * K);
+          const run = (rows: Float32Array, M: number) =>
+            mx.scope(() => kquantMatmul(mx.array(rows, { shape: [M, 1, K] }), weights(mode, bytes, N), mode).toFloat32Array());
+          const batch = run(x, B);
+          for (let b = 0; b < B; b++) {
+            const alone = run(x.slice(b * K, (b + 1) * K), 1);
+            expect(Array.from(batch.subarray(b * N, (b + 1) * N))).toEqual(Array.from(alone));
+          }
+        }
+      } finally {
+        forceIsa(null);
+        kquantDecode("auto");
+      }
+    }
+  });
+
+  test.skipIf(decodeModes().length < 2)("the f32 and bf16 decode tiles agree within f32 rounding (and MLXK_KQ_DECODE's setter round-trips)", () => {
+    for (const mode of MODES) {
+      const bytes = CODECS[mode][0](floats(29 * 1280));
+      const x = wide(3 * 1280);
+      const { mag } = reference(x, CODECS[mode][1](bytes), 3, 29, 1280);
+      const outs = (["f32", "bf16"] as const).map((m) => {
+        kquantDecode(m);
+        expect(kquantDecode()).toBe(m);
+        return mx.scope(() => kquantMatmul(mx.array(x, { shape: [3, 1280] }), weights(mode, bytes, 29), mode).toFloat32Array());
+      });
+      kquantDecode("auto");
+      expect(maxAbs(outs[0]!, outs[1]!)).toBeLessThan(4e-6 * mag + 1e-6);
+      expect(maxAbs(outs[0]!, outs[1]!)).toBeGreaterThan(0); // two different paths really ran
     }
   });
 

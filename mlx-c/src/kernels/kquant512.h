@@ -1,7 +1,9 @@
-// AVX-512 K-quant tiles (internal to kquant*.cpp), chosen at run time by kquant.cpp (AVX2 and scalar kept):
-// - f32 decode: x split exactly into three bf16 pieces (hi + mid + lo == x), the codes turned into bf16 by a
-//   table lookup (vpermw), and vdpbf16ps: every product code·piece is exact in f32, so the result is an f32 dot
-//   product of the exact dequantized values, within f32 rounding, at 32 weights per instruction;
+// AVX-512 K-quant tiles (internal to kquant*.cpp), chosen at run time by kquant_run.cpp (AVX2 and scalar kept):
+// - f32 decode (kquant_f32.cpp, the default on Intel): weights dequantized in registers, f32 FMAs, 1..8 rows;
+// - bf16 decode (the default on AMD): x split exactly into three bf16 pieces (hi + mid + lo == x), the codes
+//   turned into bf16 by a table lookup (vpermw), and vdpbf16ps: every product code·piece is exact in f32, so
+//   the result is an f32 dot product of the exact dequantized values, within f32 rounding, at 32 weights per
+//   instruction;
 // - f32 prefill: a panel of weight rows dequantized once, then gemm512's 6×4 tiles over the x rows;
 // - int8 activations (opt-in, MLXK_INT8_ACT=1): llama.cpp's q8_K x and vpdpbusd dot products (VNNI).
 #pragma once
@@ -59,7 +61,7 @@ namespace kq512 {
 
 // The CPU has AVX-512 F/BW/VL/DQ and the ISA in use is avx512 (MLXK_ISA / forceIsa cap it): the f32 prefill.
 bool available();
-// And AVX512_BF16, for the f32 decode; and VNNI, for the int8 path.
+// And AVX512_BF16, for the bf16 decode; and VNNI, for the int8 path.
 bool bf16();
 bool vnni();
 
@@ -68,6 +70,18 @@ void prep_x(KType t, const float* x, int K, uint16_t* words, float* xs32);
 
 // One x row (prepared) against weight rows [c0, c1): out[n] for n in [c0, c1).
 void decode(const KqProblem& p, const uint16_t* words, const float* xs32, float* out, int c0, int c1);
+
+// f32 decode tiles (kquant_f32.cpp; AVX-512 with VBMI): 1..8 x rows, weights dequantized in registers as
+// kq_deq_row does, f32 FMAs; a row's result does not depend on the other rows. f32_decode: they are the decode
+// path in use (default on Intel, where vdpbf16ps is slow; MLXK_KQ_DECODE=f32|bf16 picks). set_decode_mode: 0
+// back to the default, 1 f32, 2 bf16 (where available); returns the previous mode (1 f32, 2 bf16, 0 neither).
+bool f32_available();
+bool f32_decode();
+int set_decode_mode(int mode);
+// x [M, K] in the order the tiles read type t's values: buf (M·K floats) filled, or x itself (Q6_K).
+const float* prep_xf(KType t, const float* x, int M, int K, float* buf);
+// Rows [r0, r1) of the prepared x against weight rows [c0, c1): out[r·ldo + n].
+void decode_f32(const KqProblem& p, const float* xp, int r0, int r1, int c0, int c1);
 
 // Rows [r0, r1) × columns [c0, c1) of the f32 problem (dequantized weight panels, gemm512 tiles).
 void prefill(const KqProblem& p, int r0, int r1, int c0, int c1);

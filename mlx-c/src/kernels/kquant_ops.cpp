@@ -7,6 +7,7 @@
 #include "../common.h"
 #include "inputs.h"
 #include "kquant.h"
+#include "kquant512.h"
 #include "qmm.h"
 
 namespace mlxk {
@@ -159,4 +160,11 @@ MLXK_API int mlxk_kquant_dequantize(mlxk_array* out, mlxk_array w, int type, mlx
 MLXK_API int mlxk_kquant_int8(int on) {
   if (on < 0) return kern::kq_int8_active() ? 1 : 0;
   return kern::kq_set_int8(on != 0) ? 1 : 0;
+}
+
+/* The AVX-512 K-quant decode tiles: mode 1 f32, 2 bf16 (where the CPU has them), 0 back to the default
+   (MLXK_KQ_DECODE, else by CPU), < 0 queries; returns the previous (or current) mode, 0 when neither runs. */
+MLXK_API int mlxk_kquant_decode(int mode) {
+  if (mode < 0) return kern::kq512::f32_decode() ? 1 : kern::kq512::bf16() ? 2 : 0;
+  return kern::kq512::set_decode_mode(mode);
 }
