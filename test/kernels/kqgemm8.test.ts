@@ -14,6 +14,7 @@ import * as mx from "../../src/mlx/index.ts";
 import { forceIsa, int8Available, kernelInfo, setQgemmRows } from "../../src/mlx/kernels.ts";
 import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantInt8, kquantMatmul } from "../../src/mlx/kquant.ts";
 import { quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
+import { f64Matmul, maxAbs } from "../support/f64-ref.ts";
 
 afterAll(() => {
   setQgemmRows(null);
@@ -37,31 +38,6 @@ function withSettings<T>(rows: number, int8: boolean, f: () => T): T {
   }
 }
 
-function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d;
-}
-
-/** x [M,K] · w [N,K]ᵀ in f64, and the largest Σ|x||w| of an output. */
-function reference(x: Float32Array, w: Float32Array, M: number, N: number, K: number): { y: Float64Array; mag: number } {
-  const y = new Float64Array(M * N);
-  let mag = 0;
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      let a = 0;
-      for (let k = 0; k < K; k++) {
-        const p = x[m * K + k]! * w[n * K + k]!;
-        s += p;
-        a += Math.abs(p);
-      }
-      y[m * N + n] = s;
-      mag = Math.max(mag, a);
-    }
-  return { y, mag };
-}
-
 const weights = (bytes: Uint8Array, rows: number) => mx.fromBytes(bytes, [rows, bytes.length / rows], mx.Dtype.uint8);
 
 // int8 activations need AVX-512 VNNI for this path (AVX2 machines keep the q8_K dot tiles)
@@ -81,7 +57,7 @@ describe.skipIf(kernelInfo().level !== "avx512" || !int8Available())("int8 K-qua
       mx.scope(() => {
         const w = weights(bytes, N);
         const wf = kquantDequantize(w, mode).toFloat32Array();
-        const { y, mag } = reference(xs, wf, M, N, K);
+        const { y, mag } = f64Matmul(xs, wf, M, N, K);
         const x = mx.array(xs, { shape: [M, K] });
         const gemm = withSettings(1, true, () => kquantMatmul(x, w, mode).toFloat32Array());
         const tiles = withSettings(0, true, () => kquantMatmul(x, w, mode).toFloat32Array());
@@ -154,7 +130,7 @@ describe.skipIf(kernelInfo().level !== "avx512" || !int8Available())("int8 K-qua
       for (let t = 0; t < T; t++)
         for (let s = 0; s < k; s++) {
           const e = idx[t * k + s]!;
-          const { y, mag } = reference(xs.slice(t * K, (t + 1) * K), wf.slice(e * N * K, (e + 1) * N * K), 1, N, K);
+          const { y, mag } = f64Matmul(xs.slice(t * K, (t + 1) * K), wf.slice(e * N * K, (e + 1) * N * K), 1, N, K);
           const got = gemm.slice((t * k + s) * N, (t * k + s + 1) * N);
           expect(maxAbs(got, y)).toBeLessThan(2e-3 * mag);
           expect(maxAbs(got, tiles.slice((t * k + s) * N, (t * k + s + 1) * N))).toBeLessThan(2e-5 * mag);

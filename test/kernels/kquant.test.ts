@@ -24,6 +24,7 @@ import {
   kquantMatmul,
 } from "../../src/mlx/kquant.ts";
 import { dequantizeQ4K, dequantizeQ5K, dequantizeQ6K, quantizeQ4K, quantizeQ5K, quantizeQ6K } from "../support/kquants.ts";
+import { f64Matmul, maxAbs } from "../support/f64-ref.ts";
 
 afterAll(() => {
   setKernelsEnabled(null);
@@ -70,30 +71,6 @@ function weights(mode: KQuantMode, bytes: Uint8Array, rows: number): mx.Array {
   return mx.fromBytes(bytes, [rows, bytes.length / rows], mx.Dtype.uint8);
 }
 
-function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
-  return d;
-}
-
-/** x [M,K] · w [N,K]ᵀ in f64, and Σ|x||w| per output (the scale f32 rounding errors grow with). */
-function reference(x: Float32Array, w: Float32Array, M: number, N: number, K: number): { y: Float64Array; mag: number } {
-  const y = new Float64Array(M * N);
-  let mag = 0;
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      let a = 0;
-      for (let k = 0; k < K; k++) {
-        s += x[m * K + k]! * w[n * K + k]!;
-        a += Math.abs(x[m * K + k]! * w[n * K + k]!);
-      }
-      y[m * N + n] = s;
-      mag = Math.max(mag, a);
-    }
-  return { y, mag };
-}
-
 describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
   test.each(MODES)("%s: dequantization is exactly ggml's (quantized rows and random bytes)", (mode) => {
     const [q, dq] = CODECS[mode];
@@ -121,7 +98,7 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
     for (const [M, N, K] of SHAPES) {
       const bytes = q(floats(N * K));
       const x = K === 4096 ? wide(M * K) : floats(M * K);
-      const { y, mag } = reference(x, dq(bytes), M, N, K);
+      const { y, mag } = f64Matmul(x, dq(bytes), M, N, K);
       for (const path of paths) {
         if (path === "avx2" && !vector()) continue;
         forceIsa(path.startsWith("avx512") ? "avx512" : path === "avx2" ? "avx2" : null);
@@ -173,7 +150,7 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
     for (const mode of MODES) {
       const bytes = CODECS[mode][0](floats(29 * 1280));
       const x = wide(3 * 1280);
-      const { mag } = reference(x, CODECS[mode][1](bytes), 3, 29, 1280);
+      const { mag } = f64Matmul(x, CODECS[mode][1](bytes), 3, 29, 1280);
       const outs = (["f32", "bf16"] as const).map((m) => {
         kquantDecode(m);
         expect(kquantDecode()).toBe(m);
@@ -194,7 +171,7 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
       for (const [M, N, K] of SHAPES) {
         const bytes = q(floats(N * K));
         const x = floats(M * K);
-        const { y, mag } = reference(x, dq(bytes), M, N, K);
+        const { y, mag } = f64Matmul(x, dq(bytes), M, N, K);
         const outs: Float32Array[] = [];
         for (const isa of has512() ? (["avx512", "avx2"] as const) : (["avx2"] as const)) {
           forceIsa(isa);
@@ -292,7 +269,7 @@ describe.skipIf(kernelInfo().level === "none")("gather_qmm kernel (MoE experts)"
             for (let p = 0; p < T * k; p++) {
               const row = perSlot ? p : Math.floor(p / k);
               const e = route[p]!;
-              const { y, mag } = reference(x.subarray(row * K, (row + 1) * K), ref.subarray(e * N * K, (e + 1) * N * K), 1, N, K);
+              const { y, mag } = f64Matmul(x.subarray(row * K, (row + 1) * K), ref.subarray(e * N * K, (e + 1) * N * K), 1, N, K);
               // int8 activations: within 8-bit rounding (as the matmul test above); f32: within f32 rounding
               expect(maxAbs(got.subarray(p * N, (p + 1) * N), y)).toBeLessThan(int8 ? 2e-3 * mag : 2e-6 * mag + 1e-6);
             }
