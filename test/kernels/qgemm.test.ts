@@ -15,6 +15,7 @@ import * as mx from "../../src/mlx/index.ts";
 import { fastQuantizedMatmul, forceIsa, int8Available, kernelInfo, setQgemmRows } from "../../src/mlx/kernels.ts";
 import { KQUANT_BLOCK_BYTES, type KQuantMode, kernelGatherQmm, kquantDequantize, kquantInt8, kquantMatmul } from "../../src/mlx/kquant.ts";
 import { check, FORMATS, inputs, worstRatio } from "../support/qmm-check.ts";
+import { f64Matmul } from "../support/f64-ref.ts";
 
 afterAll(() => {
   setQgemmRows(null);
@@ -61,18 +62,9 @@ function kblocks(mode: KQuantMode, rows: number, K: number): mx.Array {
 
 /** max over outputs of |got − f64| / (K·2⁻²⁴·Σ|x·w|): ≤ 1 is within f32 rounding. */
 function kqWorst(x: Float32Array, w: Float32Array, got: Float32Array, M: number, N: number, K: number): number {
+  const { y, mags } = f64Matmul(x, w, M, N, K);
   let worst = 0;
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0;
-      let a = 0;
-      for (let k = 0; k < K; k++) {
-        const p = x[m * K + k]! * w[n * K + k]!;
-        s += p;
-        a += Math.abs(p);
-      }
-      worst = Math.max(worst, Math.abs(got[m * N + n]! - s) / (K * 2 ** -24 * a + 1e-30));
-    }
+  for (let i = 0; i < M * N; i++) worst = Math.max(worst, Math.abs(got[i]! - y[i]!) / (K * 2 ** -24 * mags[i]! + 1e-30));
   return worst;
 }
 

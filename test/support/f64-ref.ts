@@ -7,9 +7,13 @@ export function maxAbs(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d;
 }
 
-/** x [M,K] · w [N,K]ᵀ in f64, and the largest Σ|x·w| of an output (the scale f32 rounding errors grow with). */
-export function f64Matmul(x: Float32Array, w: Float32Array, M: number, N: number, K: number): { y: Float64Array; mag: number } {
+/**
+ * x [M,K] · w [N,K]ᵀ in f64; `mags` is Σ|x·w| per output (the scale f32 rounding errors grow with), `mag` the
+ * largest of them.
+ */
+export function f64Matmul(x: Float32Array, w: Float32Array, M: number, N: number, K: number): { y: Float64Array; mag: number; mags: Float64Array } {
   const y = new Float64Array(M * N);
+  const mags = new Float64Array(M * N);
   let mag = 0;
   for (let m = 0; m < M; m++)
     for (let n = 0; n < N; n++) {
@@ -21,7 +25,8 @@ export function f64Matmul(x: Float32Array, w: Float32Array, M: number, N: number
         a += Math.abs(p);
       }
       y[m * N + n] = s;
+      mags[m * N + n] = a;
       mag = Math.max(mag, a);
     }
-  return { y, mag };
+  return { y, mag, mags };
 }
