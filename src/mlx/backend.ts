@@ -37,6 +37,7 @@ import {
 } from "./kernels.ts";
 import { blockAttn, blockAttnMlp, blockQkv } from "./block.ts";
 import { type GatherQuant, type KQuantMode, kernelGatherQmm, kquantMatmul } from "./kquant.ts";
+import { kernelMoeGlu } from "./moe.ts";
 import { matmul, multiply, silu } from "./ops.ts";
 import { type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { swapaxes } from "./shape.ts";
@@ -80,6 +81,8 @@ export interface LayerOps {
   gatherQmm(x: Array, w: Array, scales: Array | null, biases: Array | null, indices: Array, q: GatherQuant): Array | null;
   /** Whether quantized MoE layers take the gatherQmm path (our kernels, switched on). */
   readonly gatherKernel: boolean;
+  /** One decode token's softmax-top-k SwiGLU MoE with K-quant experts in one primitive (moe.ts), or null: the graph. */
+  moeGlu: typeof kernelMoeGlu;
   /** The dense decoder block's two fused halves (block.ts), or null: the model builds the block op by op. */
   blockQkv: typeof blockQkv;
   blockAttnMlp: typeof blockAttnMlp;
@@ -105,6 +108,7 @@ export const mlxOps: LayerOps = {
   kquantMatmul: (x, w, mode) => kquantMatmul(x, w, mode, false),
   gatherQmm: () => null,
   gatherKernel: false,
+  moeGlu: () => null,
   blockQkv: () => null,
   blockAttnMlp: () => null,
   blockAttn: () => null,
@@ -131,6 +135,7 @@ export const kernelOps: LayerOps = {
   get gatherKernel() {
     return kernelsEnabled();
   },
+  moeGlu: kernelMoeGlu,
   blockQkv,
   blockAttnMlp,
   blockAttn,

@@ -15,7 +15,7 @@ import { convSilu, gatedDeltaUpdate, normalizeQk } from "./gated_delta.ts";
 import { attend, DecoderModel, type Embedding, type Fanout, type Linear, type Projection, rmsNorm, swiglu } from "./layers.ts";
 import { DenseMlp } from "./transformer.ts";
 import { initializeRope, type RopeLayer as Rope } from "./rope.ts";
-import { combine, softmaxTopK, SwitchGLU } from "./switch_layers.ts";
+import { softmaxTopKMoe, SwitchGLU } from "./switch_layers.ts";
 
 /** The config keys qwen3_5 and qwen3_next share (their defaults in `d`); each file adds its own. */
 export function hybridFields(d: { max_position_embeddings: number; rope_theta: number; partial_rotary_factor: number; norm_topk_prob: boolean; intermediate_size?: number }) {
@@ -172,8 +172,7 @@ export class Qwen3NextSparseMoeBlock {
   }
 
   forward(x: mx.Array): mx.Array {
-    const { indices, weights } = softmaxTopK(this.gate.forward(x), this.c.num_experts_per_tok, this.c.norm_topk_prob);
-    const y = combine(this.switch_mlp.forward(x, indices), weights);
+    const y = softmaxTopKMoe(this.switch_mlp, x, this.gate.forward(x), this.c.num_experts_per_tok, this.c.norm_topk_prob);
     const shared = mx.multiply(mx.sigmoid(this.shared_expert_gate.forward(x)), this.shared_expert.forward(x));
     return mx.add(y, shared);
   }

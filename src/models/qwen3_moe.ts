@@ -8,7 +8,7 @@ import { bool, int, type LanguageModel, type ModelContext, type WeightStore } fr
 import type { Linear } from "./layers.ts";
 import { swiglu } from "./layers.ts";
 import { derived, type LlamaConfig, llamaFields, llamaSpec } from "./llama.ts";
-import { combine, softmaxTopK, splitFusedExperts, stackExperts, SwitchGLU } from "./switch_layers.ts";
+import { softmaxTopKMoe, splitFusedExperts, stackExperts, SwitchGLU } from "./switch_layers.ts";
 import { Decoder, DenseMlp, dropUnused, type Mlp } from "./transformer.ts";
 
 export { configOptions } from "./llama.ts";
@@ -60,8 +60,7 @@ class SparseMoe implements Mlp {
     this.switch_mlp = new SwitchGLU(w, `${p}.switch_mlp`, swiglu);
   }
   forward(x: mx.Array): mx.Array {
-    const { indices, weights } = softmaxTopK(this.gate.forward(x), this.c.num_experts_per_tok, this.c.norm_topk_prob);
-    return combine(this.switch_mlp.forward(x, indices), weights);
+    return softmaxTopKMoe(this.switch_mlp, x, this.gate.forward(x), this.c.num_experts_per_tok, this.c.norm_topk_prob);
   }
 }
 

@@ -7,8 +7,8 @@
 import * as mx from "../mlx/index.ts";
 import type { WeightStore } from "./base.ts";
 import { layerOps } from "../mlx/backend.ts";
-import { isKQuantMode, kquantDequantize } from "../mlx/kquant.ts";
-import type { Linear, MlxQuantMode } from "./layers.ts";
+import { isKQuantMode, type KQuantMode, kquantDequantize } from "../mlx/kquant.ts";
+import { type Linear, type MlxQuantMode, swiglu } from "./layers.ts";
 
 /** Expert weights [E, out, in] (float, quantized or K-quant blocks), optional per-expert bias [E, out]: a Linear per expert. */
 export class SwitchLinear {
@@ -99,6 +99,28 @@ export class SwitchGLU {
   }
 
   /**
+   * Decode (one row per sequence): the softmax-top-k router's choice, these experts and the weighted sum in one
+   * primitive per row (mlx/moe.ts), or null (the graph). Only SwiGLU over bias-free K-quant experts.
+   */
+  fusedTopK(x: mx.Array, probs: mx.Array, k: number, normTopK: boolean): mx.Array | null {
+    const ls = [this.gate_proj.l, this.up_proj.l, this.down_proj.l];
+    if (this.activation !== swiglu || !layerOps().gatherKernel || ls.some((l) => l.bias || !isKQuantMode(l.q?.mode))) return null;
+    const H = x.shape.at(-1)!;
+    const rows = x.size / H;
+    if (x.ndim < 1 || (rows > 1 && (x.ndim !== 3 || x.shape[1] !== 1))) return null; // prefill: the graph
+    const experts = { gate: ls[0]!.weight, up: ls[1]!.weight, down: ls[2]!.weight, modes: ls.map((l) => l.q!.mode) as [KQuantMode, KQuantMode, KQuantMode] };
+    if (rows === 1) return layerOps().moeGlu(x, probs, experts, k, normTopK);
+    // a decode batch [B, 1, H]: each row on its own, as it runs alone
+    const out: mx.Array[] = [];
+    for (let b = 0; b < rows; b++) {
+      const y = layerOps().moeGlu(mx.sliceAxis(x, 0, b, b + 1), mx.sliceAxis(probs, 0, b, b + 1), experts, k, normTopK);
+      if (!y) return null;
+      out.push(y);
+    }
+    return mx.concatenate(out, 0);
+  }
+
+  /**
    * Quantized experts through our gather kernel (mlx-c/src/kernels/gather.cpp): tokens grouped by expert inside
    * the kernel, so there is no host read of the routing and no per-expert graph nodes. Same math as the MLX path.
    */
@@ -123,7 +145,19 @@ export function topK(scores: mx.Array, k: number): mx.Array {
 
 /** Qwen / Mixtral router: softmax over all experts, top k, optionally renormalised. */
 export function softmaxTopK(logits: mx.Array, k: number, normTopK: boolean): { indices: mx.Array; weights: mx.Array } {
+  return probsTopK(mx.softmax(logits, -1, true), k, normTopK);
+}
+
+/** The Qwen / Mixtral MoE layer: softmaxTopK routing of x through the experts, combined (fused when it can be). */
+export function softmaxTopKMoe(experts: SwitchGLU, x: mx.Array, logits: mx.Array, k: number, normTopK: boolean): mx.Array {
   const p = mx.softmax(logits, -1, true);
+  const fused = experts.fusedTopK(x, p, k, normTopK);
+  if (fused) return fused;
+  const { indices, weights } = probsTopK(p, k, normTopK);
+  return combine(experts.forward(x, indices), weights);
+}
+
+function probsTopK(p: mx.Array, k: number, normTopK: boolean): { indices: mx.Array; weights: mx.Array } {
   const indices = topK(p, k);
   let weights = mx.takeAlongAxis(p, indices, -1);
   if (normTopK) weights = mx.divide(weights, mx.sum(weights, -1, true));
