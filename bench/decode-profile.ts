@@ -11,6 +11,7 @@
  * medians of each side's step (build + eval + read) and their ratio; also the process's CPU time per step
  * (user + system, all threads), which other processes' load inflates less than wall time (with
  * MLXK_THREADS=1 no pool helper spins, so it is the step's work).
+ * --ab-moe: the same alternation with the fused decode MoE (mlx/moe.ts) on and off, the rest fused on both sides.
  * --ab-kq: the same alternation with the AVX-512 K-quant decode tiles instead (f32 and bf16 sides;
  * kquantDecode, MLXK_KQ_DECODE), for GGUF K-quant models on a CPU that has both.
  */
@@ -20,6 +21,7 @@ import { prefill } from "../src/engine/generate.ts";
 import { kernelInfo, qmmProfile } from "../src/mlx/kernels.ts";
 import { setFusedBlocks } from "../src/mlx/block.ts";
 import { kquantDecode } from "../src/mlx/kquant.ts";
+import { setFusedMoe } from "../src/mlx/moe.ts";
 import { promptIds } from "./generate.ts";
 import { smollm2Gguf } from "../test/support/smollm2.ts";
 
@@ -29,7 +31,8 @@ const arg = (n: string, f: string) => {
 };
 const steps = Number(arg("steps", "64"));
 const abKq = process.argv.includes("--ab-kq");
-const ab = process.argv.includes("--ab") || abKq;
+const abMoe = process.argv.includes("--ab-moe");
+const ab = process.argv.includes("--ab") || abKq || abMoe;
 const sides: [number[], number[]] = [[], []]; // --ab: step ms with the fused block on, off
 const cpu: [number[], number[]] = [[], []]; //   and CPU ms
 using m = await loadGgufModel(arg("model", "") || (await smollm2Gguf()), { dtype: "float32" });
@@ -43,6 +46,7 @@ let q0 = qmmProfile();
 for (let i = 0; i < steps; i++) {
   const side = (i >> 2) % 2;
   if (abKq) kquantDecode(side === 0 ? "f32" : "bf16");
+  else if (abMoe) setFusedMoe(side === 0 ? null : false);
   else if (ab) setFusedBlocks(side === 0);
   const c0 = process.cpuUsage();
   const t0 = performance.now();
@@ -67,6 +71,7 @@ for (let i = 0; i < steps; i++) {
   }
 }
 setFusedBlocks(null);
+setFusedMoe(null);
 if (abKq) kquantDecode("auto");
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
 const n = steps - 4;
@@ -82,7 +87,7 @@ console.log(JSON.stringify({
   ...(ab ? Object.fromEntries(((on, off) => [
     [`${on}_ms`, median(sides[0])], [`${off}_ms`, median(sides[1])], [`${off}_over_${on}`, median(sides[1]) / median(sides[0])],
     [`${on}_cpu_ms`, median(cpu[0])], [`${off}_cpu_ms`, median(cpu[1])], [`cpu_${off}_over_${on}`, median(cpu[1]) / median(cpu[0])],
-  ])(abKq ? "f32" : "fused", abKq ? "bf16" : "unfused")) : {}),
+  ])(abKq ? "f32" : abMoe ? "moe_fused" : "fused", abKq ? "bf16" : abMoe ? "moe_graph" : "unfused")) : {}),
   ...(q1.calls > 0 ? { qmm_calls: qmm.calls, qmm_ms: qmm.ms, qmm_gmac_s: qmm.gmacs, eval_other_ms: run / n - qmm.ms } : {}),
 }));
 for (const c of cache) c[Symbol.dispose]();
