@@ -84,6 +84,27 @@ const COMPOSE_DEFS = {
   },
 } as const;
 let composeRef: ReturnType<typeof dlopen<typeof COMPOSE_DEFS>> | null | undefined;
+const ARGMAX_DEFS = { mlxk_kernel_argmax_rows: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } } as const;
+let argmaxRef: ReturnType<typeof dlopen<typeof ARGMAX_DEFS>> | null | undefined;
+
+/**
+ * argmax(x, -1) as uint32, exactly MLX's (the first NaN of a row if any, else the first index of its maximum),
+ * vectorised and on the pool for float32 rows; null where our kernels cannot run (use mx.argmax).
+ */
+export function kernelArgmaxRows(x: Array): Array | null {
+  if (!kernelsEnabled() || symbols() === null) return null;
+  if (argmaxRef === undefined) {
+    argmaxRef = null;
+    const shim = mlxAvailability().shim;
+    try {
+      if (shim) argmaxRef = dlopen(shim, ARGMAX_DEFS);
+    } catch {
+      argmaxRef = null;
+    }
+  }
+  if (!argmaxRef) return null;
+  return result(argmaxRef.symbols.mlxk_kernel_argmax_rows(OUT_PTR as never, x.handle as never, S() as never), "argmax_rows");
+}
 
 /**
  * A decode batch's buffer [B, H, cap, D] from `srcs` ([·, H, ·, D], one dtype): output row b is source plan[4b],
