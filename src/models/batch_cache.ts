@@ -6,7 +6,6 @@
  * as it would be alone. Rows join and leave between decode steps by rebuilding the buffers (a copy, once).
  */
 import { layerOps } from "../mlx/backend.ts";
-import { kernelKvCompose } from "../mlx/kernels.ts";
 import * as mx from "../mlx/index.ts";
 import { type KVCache, type Mask, StandardKVCache } from "./cache.ts";
 import type { RopeLayer } from "./rope.ts";
@@ -145,7 +144,7 @@ export class BatchKVCache implements KVCache, RowsCache {
    * holds the same keys and values at the same positions.
    */
   static #composeKernel(prev: BatchKVCache | null, keep: readonly number[], keptLens: readonly number[], add: readonly RowKV[], idx: number): readonly [mx.Array, mx.Array] | null {
-    if (layerOps().name !== "ours") return null;
+    const ops = layerOps();
     const B = keep.length + add.length;
     const cap = (Math.floor(idx / STEP) + 1) * STEP;
     const one = (buf: mx.Array | null, rows: mx.Array[]): mx.Array | null => {
@@ -158,7 +157,7 @@ export class BatchKVCache implements KVCache, RowsCache {
       });
       const d = srcs[0]!.dtype;
       if (!srcs.every((a) => a.ndim === 4 && a.dtype === d)) return null;
-      return kernelKvCompose(srcs, plan, idx, cap);
+      return ops.kvCompose(srcs, plan, idx, cap);
     };
     const k = one(prev ? prev.#keys : null, add.map((r) => r.keys));
     if (!k) return null;
