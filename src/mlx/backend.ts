@@ -32,6 +32,7 @@ import {
   kernelGatedDelta,
   type KernelIsa,
   kernelInfo,
+  kernelKvCompose,
   kernelsEnabled,
   mlxBiasAct,
 } from "./kernels.ts";
@@ -87,6 +88,8 @@ export interface LayerOps {
   blockQkv: typeof blockQkv;
   blockAttnMlp: typeof blockAttnMlp;
   blockAttn: typeof blockAttn;
+  /** A decode batch's KV buffer from its rows' live spans (kernelKvCompose), or null: the cache composes it from MLX ops. */
+  kvCompose(srcs: readonly Array[], plan: Int32Array, idx: number, cap: number): Array | null;
 }
 
 /** MLX's own ops: the GPU profile, and the CPU one when our kernels are off or unavailable. */
@@ -112,6 +115,7 @@ export const mlxOps: LayerOps = {
   blockQkv: () => null,
   blockAttnMlp: () => null,
   blockAttn: () => null,
+  kvCompose: () => null,
 };
 
 /** Our CPU kernels (kernels.ts); each falls back to MLX's op itself when the in-process switch turns them off. */
@@ -139,6 +143,7 @@ export const kernelOps: LayerOps = {
   blockQkv,
   blockAttnMlp,
   blockAttn,
+  kvCompose: kernelKvCompose,
 };
 
 /** What the choice depends on, read from MLX and the process (injected in tests). */

@@ -10,7 +10,7 @@
 import { dlopen, FFIType, ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import { Array, array, Dtype } from "./array.ts";
-import { fail, lib, mlxAvailability, OUT_PTR, type Symbols } from "./ffi.ts";
+import { fail, handles, lib, mlxAvailability, OUT_PTR, type Symbols } from "./ffi.ts";
 import { add, gelu, geluApprox, matmul, multiply, relu, result, silu } from "./ops.ts";
 import { swapaxes } from "./shape.ts";
 import * as mxfast from "./fast.ts";
@@ -76,6 +76,59 @@ export function othersLoad(): number {
 export function pinOthersLoad(cores: number | null): number {
   return loadControls()?.mlxk_kernels_pin_others_load(cores ?? -1) ?? -1;
 }
+// The decode batch's buffer composition (kernels/kv_compose.cpp), bound on its own like LOAD_DEFS.
+const COMPOSE_DEFS = {
+  mlxk_kernel_kv_compose: {
+    args: [FFIType.ptr, FFIType.ptr, FFIType.i32, FFIType.ptr, FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr],
+    returns: FFIType.i32,
+  },
+} as const;
+let composeRef: ReturnType<typeof dlopen<typeof COMPOSE_DEFS>> | null | undefined;
+const ARGMAX_DEFS = { mlxk_kernel_argmax_rows: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } } as const;
+let argmaxRef: ReturnType<typeof dlopen<typeof ARGMAX_DEFS>> | null | undefined;
+
+/**
+ * argmax(x, -1) as uint32, exactly MLX's (the first NaN of a row if any, else the first index of its maximum),
+ * vectorised and on the pool for float32 rows; null where our kernels cannot run (use mx.argmax).
+ */
+export function kernelArgmaxRows(x: Array): Array | null {
+  if (!kernelsEnabled() || symbols() === null) return null;
+  if (argmaxRef === undefined) {
+    argmaxRef = null;
+    const shim = mlxAvailability().shim;
+    try {
+      if (shim) argmaxRef = dlopen(shim, ARGMAX_DEFS);
+    } catch {
+      argmaxRef = null;
+    }
+  }
+  if (!argmaxRef) return null;
+  return result(argmaxRef.symbols.mlxk_kernel_argmax_rows(OUT_PTR as never, x.handle as never, S() as never), "argmax_rows");
+}
+
+/**
+ * A decode batch's buffer [B, H, cap, D] from `srcs` ([·, H, ·, D], one dtype): output row b is source plan[4b],
+ * batch row plan[4b+1], positions [plan[4b+2], +plan[4b+3]) written at [idx - len, idx), zeros before, positions
+ * from idx on left as allocated (the batch writes each before reading it). Null where our kernels cannot run
+ * (off, unavailable, a shim without it): compose with MLX ops then.
+ */
+export function kernelKvCompose(srcs: readonly Array[], plan: Int32Array, idx: number, cap: number): Array | null {
+  if (!kernelsEnabled() || symbols() === null) return null;
+  if (composeRef === undefined) {
+    composeRef = null;
+    const shim = mlxAvailability().shim;
+    try {
+      if (shim) composeRef = dlopen(shim, COMPOSE_DEFS);
+    } catch {
+      composeRef = null;
+    }
+  }
+  if (!composeRef) return null;
+  const rc = composeRef.symbols.mlxk_kernel_kv_compose(OUT_PTR as never, handles(srcs.map((a) => a.handle)) as never, srcs.length,
+    ptr(plan) as never, plan.length / 4, idx, cap, S() as never);
+  return result(rc, "kv_compose");
+}
+
 type ControlLib = ReturnType<typeof dlopen<typeof CONTROL_DEFS>>;
 // Held for the process lifetime: the symbols' trampolines belong to the library object.
 let controlRef: ControlLib | null | undefined;

@@ -5,6 +5,7 @@
  * from its own start (fastSdpaRows) and rope rotates each row at its own offset, so a row is computed exactly
  * as it would be alone. Rows join and leave between decode steps by rebuilding the buffers (a copy, once).
  */
+import { layerOps } from "../mlx/backend.ts";
 import * as mx from "../mlx/index.ts";
 import { type KVCache, type Mask, StandardKVCache } from "./cache.ts";
 import type { RopeLayer } from "./rope.ts";
@@ -82,9 +83,10 @@ export class BatchKVCache implements KVCache, RowsCache {
 
   /**
    * The next membership: the rows `keep` (indices into `prev`, in order) then `add`, right-aligned at the
-   * longest. Every kept value is copied once (runs of consecutive kept rows and the new rows written into a
-   * zeroed buffer; only leaving: the runs concatenated); nothing is evaluated here, so the caller evaluates
-   * all layers at once. `prev` is left as it was.
+   * longest. Every kept value is copied once: with our kernels only the live spans (kv_compose: the left padding
+   * zeroed, the capacity past the write position unfilled, ~3x faster at 8 rows); else runs of consecutive kept
+   * rows and the new rows written into a zeroed buffer (only leaving: the runs concatenated). Nothing is evaluated
+   * here, so the caller evaluates all layers at once. `prev` is left as it was.
    */
   static compose(prev: BatchKVCache | null, keep: readonly number[], add: readonly RowKV[]): BatchKVCache {
     const c = new BatchKVCache();
@@ -94,7 +96,7 @@ export class BatchKVCache implements KVCache, RowsCache {
     if (B === 0) return c;
     const keptMax = keptLens.length > 0 ? Math.max(...keptLens) : 0;
     const idx = Math.max(keptMax, ...addLens);
-    const both = mx.scope(() => {
+    const both = BatchKVCache.#composeKernel(prev, keep, keptLens, add, idx) ?? mx.scope(() => {
       const one = (buf: mx.Array | null, rows: mx.Array[]): mx.Array => {
         // the kept rows' live span, as runs of consecutive rows (views; a gather of the strided span copies
         // element by element, ~6x slower than these block copies)
@@ -134,6 +136,37 @@ export class BatchKVCache implements KVCache, RowsCache {
     c.#idx = idx;
     c.#starts = [...keptLens.map((l) => idx - l), ...addLens.map((l) => idx - l)];
     return c;
+  }
+
+  /**
+   * compose's buffers from our kernel (kv_compose.cpp): only the live spans copied, the left padding zeroed, the
+   * capacity past idx left unfilled; null where it cannot run (the MLX-op composition then). Either way every row
+   * holds the same keys and values at the same positions.
+   */
+  static #composeKernel(prev: BatchKVCache | null, keep: readonly number[], keptLens: readonly number[], add: readonly RowKV[], idx: number): readonly [mx.Array, mx.Array] | null {
+    const ops = layerOps();
+    const B = keep.length + add.length;
+    const cap = (Math.floor(idx / STEP) + 1) * STEP;
+    const one = (buf: mx.Array | null, rows: mx.Array[]): mx.Array | null => {
+      const srcs: mx.Array[] = keep.length > 0 ? [buf!] : [];
+      const plan = new Int32Array(4 * B);
+      keep.forEach((k, n) => plan.set([0, k, prev!.#starts[k]!, keptLens[n]!], 4 * n));
+      rows.forEach((r, n) => {
+        srcs.push(r);
+        plan.set([srcs.length - 1, 0, 0, r.shape[2]!], 4 * (keep.length + n));
+      });
+      const d = srcs[0]!.dtype;
+      if (!srcs.every((a) => a.ndim === 4 && a.dtype === d)) return null;
+      return ops.kvCompose(srcs, plan, idx, cap);
+    };
+    const k = one(prev ? prev.#keys : null, add.map((r) => r.keys));
+    if (!k) return null;
+    const v = one(prev ? prev.#values : null, add.map((r) => r.values));
+    if (!v) {
+      k.dispose();
+      return null;
+    }
+    return [k, v];
   }
 
   get batch(): number {

@@ -163,8 +163,11 @@ describe.skipIf(kernelInfo().level === "none")("fused decoder block = op-by-op b
         expect(b.rowOffsets).toEqual(a.rowOffsets);
         const [ka, va] = a.state(), [kb, vb] = b.state();
         expect(kb!.shape).toEqual(ka!.shape);
-        expect(bits(kb!)).toEqual(bits(ka!));
-        expect(bits(vb!)).toEqual(bits(va!));
+        // up to the write position: the capacity past it is unfilled until a step writes it (kv_compose.cpp)
+        const upTo = (t: mx.Array) => mx.slice(t, [0, 0, 0, 0], [B, t.shape[1]!, b.offset, t.shape[3]!]);
+        expect(b.offset).toBe(a.offset);
+        expect(bits(upTo(kb!))).toEqual(bits(upTo(ka!)));
+        expect(bits(upTo(vb!))).toEqual(bits(upTo(va!)));
         expect(fusedBlocksBuilt() - before).toBe(4 * (1 + B));
       } finally {
         a[Symbol.dispose]();

@@ -11,6 +11,7 @@ import { BatchArraysCache } from "../../src/models/batch_arrays_cache.ts";
 import { BatchKVCache, isRowsCache } from "../../src/models/batch_cache.ts";
 import { BatchRotatingKVCache, isPerRowCache } from "../../src/models/batch_rows_cache.ts";
 import { RotatingKVCache, StandardKVCache } from "../../src/models/cache.ts";
+import { kernelInfo, kernelKvCompose, setKernelsEnabled } from "../../src/mlx/kernels.ts";
 
 const H = 2, D = 4;
 let seed = 3;
@@ -86,6 +87,79 @@ test("membership changes: rows leave (the padding shrinks) and join (longer or s
   // the source is left as it was
   expect(c.rowOffsets).toEqual([3, 9, 5]);
   expect(c.row(0).keys.toFloat32Array()).toEqual(w0);
+});
+
+const noKernels = !kernelInfo().enabled;
+
+test.skipIf(noKernels)("kv_compose: each output row its source span at [idx - len, idx), zeros before, any source layout", () => {
+  const a = kv(6, 3);
+  // a transposed view (last axis strided) and a slice of a longer buffer (positions strided by capacity)
+  const b = mx.transpose(mx.random.normal({ shape: [1, H, D, 5], key: mx.random.key(seed++) }), [0, 1, 3, 2]);
+  const c = mx.slice(kv(9), [0, 0, 2, 0], [1, H, 7, D]);
+  const plan = Int32Array.from([1, 0, 1, 4, 0, 2, 0, 6, 2, 0, 0, 5, 0, 0, 3, 2]);
+  const out = kernelKvCompose([a, b, c], plan, 6, 11)!;
+  expect(out).not.toBeNull();
+  expect(out.shape).toEqual([4, H, 11, D]);
+  const want = [
+    [b, 0, 1, 4],
+    [a, 2, 0, 6],
+    [c, 0, 0, 5],
+    [a, 0, 3, 2],
+  ] as const;
+  want.forEach(([src, row, first, len], r) => {
+    const got = mx.slice(out, [r, 0, 6 - len, 0], [r + 1, H, 6, D]).toFloat32Array();
+    expect(got).toEqual(mx.slice(src, [row, 0, first, 0], [row + 1, H, first + len, D]).toFloat32Array());
+    if (len < 6) expect([...mx.slice(out, [r, 0, 0, 0], [r + 1, H, 6 - len, D]).toFloat32Array()].every((x) => x === 0)).toBe(true);
+  });
+  // a row outside its source is an error, not a read past the buffer
+  expect(() => kernelKvCompose([a], Int32Array.from([0, 3, 0, 1]), 1, 4)).toThrow();
+  expect(() => kernelKvCompose([a], Int32Array.from([0, 0, 4, 3]), 3, 4)).toThrow();
+});
+
+test.skipIf(noKernels)("membership changes through kv_compose equal the MLX-op composition: same rows, positions, decode after", () => {
+  const prevRows = [3, 9, 5, 1].map((L) => ({ keys: kv(L), values: kv(L) }));
+  // a newcomer as it arrives: a view of its own cache's buffer (capacity past its length)
+  const solo = new StandardKVCache();
+  const [lk, lv] = solo.updateAndFetch(kv(7), kv(7));
+  const late = { keys: lk!, values: lv! };
+  expect(lk!.shape[2]).toBe(7);
+  const cases: [number[], { keys: mx.Array; values: mx.Array }[]][] = [
+    [[0, 2], []],
+    [[3, 1], [late]],
+    [[2], [late, prevRows[0]!]],
+    [[], [prevRows[1]!, late]],
+  ];
+  const step = [kv(1, 4), kv(1, 4)];
+  for (const [keep, add] of cases) {
+    const build = (on: boolean) => {
+      setKernelsEnabled(on);
+      try {
+        const prev = BatchKVCache.build(prevRows);
+        prev.updateAndFetch(step[0]!, step[1]!);
+        const c = BatchKVCache.compose(prev, keep, add);
+        mx.eval(c.state());
+        prev[Symbol.dispose]();
+        return c;
+      } finally {
+        setKernelsEnabled(null);
+      }
+    };
+    using k = build(true);
+    using m = build(false);
+    expect(k.rowOffsets).toEqual(m.rowOffsets);
+    expect(k.rowStarts).toEqual(m.rowStarts);
+    for (let r = 0; r < k.batch; r++) {
+      expect(k.row(r).keys.toFloat32Array()).toEqual(m.row(r).keys.toFloat32Array());
+      expect(k.row(r).values.toFloat32Array()).toEqual(m.row(r).values.toFloat32Array());
+    }
+    // the next decode step reads the same keys from both (the padding zero in both)
+    const nk = kv(1, k.batch), nv = kv(1, k.batch);
+    const [Kk, Vk] = k.updateAndFetch(nk, nv);
+    const [Km, Vm] = m.updateAndFetch(nk, nv);
+    expect(Kk.toFloat32Array()).toEqual(Km.toFloat32Array());
+    expect(Vk.toFloat32Array()).toEqual(Vm.toFloat32Array());
+  }
+  solo[Symbol.dispose]();
 });
 
 test("recurrent state of a batch: slots stacked per row, rows leave and join, a row taken out as its own cache", () => {
