@@ -239,7 +239,11 @@ struct V8 {
   MLXK_AVX2 static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   MLXK_AVX2 static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   MLXK_AVX2 static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
-  MLXK_AVX2 static float reduce(reg a) { return hsum(a); }
+  template <int N>
+  MLXK_AVX2 static void reduce_n(const reg* a, float* o) {
+#pragma GCC unroll 8
+    for (int i = 0; i < N; i++) o[i] = hsum(a[i]);
+  }
   template <QFormat F>
   MLXK_AVX2 static void unpack(const uint8_t* w, int k0, reg q[4]) { unpack32<F>(w, k0, q); }
   // 32 weights dequantised: s·q + b (mxfp4: s·q), one rounding per weight.
@@ -250,8 +254,12 @@ struct V8 {
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) q[j] = F == QFormat::Mxfp4 ? mul(q[j], sv) : fmadd(q[j], sv, bv);
   }
-  template <QFormat F>
-  MLXK_AVX2 static float finish(const QmmProblem& p, reg tot, const float* xsum, int n) { return finish_col<F>(p, tot, xsum, n); }
+  // R × C results (row-major), xsum the tile's first row's Σx per group (rows G apart)
+  template <QFormat F, int R, int C>
+  MLXK_AVX2 static void finish_tile(const QmmProblem& p, const reg* tot, const float* xsum, int G, int n, float* o) {
+#pragma GCC unroll 8
+    for (int i = 0; i < R * C; i++) o[i] = finish_col<F>(p, tot[i], xsum + static_cast<size_t>(i / C) * G, n + i % C);
+  }
 };
 
 // Prefill: rows of x sharing each unpacked weight chunk (8 accumulators + 4 weight vectors fit the 16 ymm registers).

@@ -12,6 +12,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "qmm_isa.h"
 
@@ -65,7 +67,7 @@ MLXK_QMM_TARGET __attribute__((always_inline)) inline void prefetch_ahead(const 
   if constexpr (F == QFormat::Affine8) return;
   constexpr int per_byte = 8 / (F == QFormat::Affine8 ? 8 : 4); // codes per byte
   const int kb = k0 / per_byte;                                  // code byte offset within the row
-  if (kb % 64 < 32 / per_byte) prefetch_rows<C>(w[0], w[C - 1], static_cast<size_t>(kb) + kPrefetchBytes);
+  if ((kb & 63) < 32 / per_byte) prefetch_rows<C>(w[0], w[C - 1], static_cast<size_t>(kb) + kPrefetchBytes);
   // the per-group streams, one line (per_line groups) at a time, when k0 starts a group
   const int per_line = F == QFormat::Mxfp4 ? 64 : 16; // groups per cache line
   if (k0 == g0 && g % per_line == 0) {
@@ -82,6 +84,15 @@ MLXK_QMM_TARGET __attribute__((always_inline)) inline void prefetch_ahead(const 
 template <QFormat F>
 inline float decode_scale(const QmmProblem& p, size_t gi) {
   return F == QFormat::Mxfp4 ? 0.5f * e8m0(p.escale[gi]) : p.scales[gi];
+}
+
+// A tile's R × C results (row-major) into out.
+template <int R, int C>
+inline void store_tile(const QmmProblem& p, const float* o, int r0, int n) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) p.out[static_cast<size_t>(r0 + r) * p.N + n + c] = o[r * C + c];
 }
 
 // R rows (from r0) × C columns (from n): per (row, column) the raw codes · x summed per group in two chains
@@ -101,20 +112,21 @@ MLXK_QMM_TARGET void decode_tile(const QmmProblem& p, const float* xp, const flo
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
     for (int c = 0; c < C; c++) tot[r][c] = V::zero();
+  int ci = 0; // chunk index (x is interleaved per chunk: [K/32][R][32])
   for (int g = 0; g < G; g++) {
     reg ga[R][C][2];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
       for (int c = 0; c < C; c++) ga[r][c][0] = ga[r][c][1] = V::zero();
-    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
+    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32, ci++) {
       reg q[C][J];
       prefetch_ahead<F, C>(p, w, n, G, k0, g * gs, g, ahead);
 #pragma GCC unroll 8
       for (int c = 0; c < C; c++) V::template unpack<F>(w[c], k0, q[c]);
 #pragma GCC unroll 8
       for (int r = 0; r < R; r++) {
-        const float* xr = xp + static_cast<size_t>(r0 + r) * K + k0;
+        const float* xr = xp + (static_cast<size_t>(ci) * R + r) * 32;
 #pragma GCC unroll 8
         for (int j = 0; j < J; j++) {
           const reg xv = V::load(xr + j * V::width);
@@ -130,11 +142,12 @@ MLXK_QMM_TARGET void decode_tile(const QmmProblem& p, const float* xp, const flo
       for (int r = 0; r < R; r++) tot[r][c] = V::fmadd(V::add(ga[r][c][0], ga[r][c][1]), s, tot[r][c]);
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-      p.out[static_cast<size_t>(r0 + r) * p.N + n + c] = V::template finish<F>(p, tot[r][c], xsum + static_cast<size_t>(r0 + r) * G, n + c);
+  reg t[R * C];
+  float o[R * C];
+#pragma GCC unroll 16
+  for (int i = 0; i < R * C; i++) t[i] = tot[i / C][i % C];
+  V::template finish_tile<F, R, C>(p, t, xsum + static_cast<size_t>(r0) * G, G, n, o);
+  store_tile<R, C>(p, o, r0, n);
 }
 
 // Groups of 32 (one chunk per group: GGUF Q4_0/Q4_1/Q8_0 blocks, mxfp4): scaling each group's sum costs as much
@@ -165,7 +178,7 @@ MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0,
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-      const float* xr = xp + static_cast<size_t>(r0 + r) * K + g * 32;
+      const float* xr = xp + (static_cast<size_t>(g) * R + r) * 32;
 #pragma GCC unroll 8
       for (int j = 0; j < J; j++) {
         const reg xv = V::load(xr + j * V::width);
@@ -174,26 +187,41 @@ MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0,
       }
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++) p.out[static_cast<size_t>(r0 + r) * p.N + n + c] = V::reduce(V::add(acc[r][c][0], acc[r][c][1]));
+  reg t[R * C];
+  float o[R * C];
+#pragma GCC unroll 16
+  for (int i = 0; i < R * C; i++) t[i] = V::add(acc[i / C][i % C][0], acc[i / C][i % C][1]);
+  V::template reduce_n<R * C>(t, o);
+  store_tile<R, C>(p, o, r0, n);
+}
+
+// x rows [r0, r0 + R) interleaved per 32-element chunk ([K/32][R][32]) into buf
+template <int R>
+MLXK_QMM_TARGET const float* interleave_rows(const float* xp, int K, int r0, std::vector<float>& buf) {
+  if constexpr (R == 1) return xp + static_cast<size_t>(r0) * K;
+  buf.resize(static_cast<size_t>(R) * K + 16);
+  float* out = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~static_cast<uintptr_t>(63));
+  for (int c = 0; c < K / 32; c++)
+    for (int r = 0; r < R; r++) std::memcpy(out + (static_cast<size_t>(c) * R + r) * 32, xp + static_cast<size_t>(r0 + r) * K + c * 32, 128);
+  return out;
 }
 
 template <class V, QFormat F, int R>
-MLXK_QMM_TARGET void decode_rows(const QmmProblem& p, const float* xp, const float* xsum, int r0, int c0, int c1) {
+MLXK_QMM_TARGET void decode_rows(const QmmProblem& p, const float* xp_rows, const float* xsum, int r0, int c0, int c1) {
   int n = c0;
+  thread_local std::vector<float> xbuf;
+  const float* xi = interleave_rows<R>(xp_rows, p.K, r0, xbuf);
   // Column pairs share the x loads (4-bit rows; 8-bit rows, twice the bytes, measured slower as pairs on large
   // N); more rows in a block leave too few registers for pairs.
   if (p.gs == 32) {
     if constexpr (F != QFormat::Affine8 && R <= V::pair_rows)
-      for (; n + 2 <= c1; n += 2) decode_tile32<V, F, R, 2>(p, xp, r0, n);
-    for (; n < c1; n++) decode_tile32<V, F, R, 1>(p, xp, r0, n);
+      for (; n + 2 <= c1; n += 2) decode_tile32<V, F, R, 2>(p, xi, r0, n);
+    for (; n < c1; n++) decode_tile32<V, F, R, 1>(p, xi, r0, n);
     return;
   }
   if constexpr (F != QFormat::Affine8 && R <= V::pair_rows)
-    for (; n + 2 <= c1; n += 2) decode_tile<V, F, R, 2>(p, xp, xsum, r0, n);
-  for (; n < c1; n++) decode_tile<V, F, R, 1>(p, xp, xsum, r0, n);
+    for (; n + 2 <= c1; n += 2) decode_tile<V, F, R, 2>(p, xi, xsum, r0, n);
+  for (; n < c1; n++) decode_tile<V, F, R, 1>(p, xi, xsum, r0, n);
 }
 
 // Decode over rows [r0, r1) × columns [c0, c1): rows in blocks of V::max_rows, each block sharing every
