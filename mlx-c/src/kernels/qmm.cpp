@@ -232,7 +232,7 @@ MLXK_AVX2 inline float finish_col(const QmmProblem& p, __m256 tot, const float* 
 // (3 accumulators per row + 4 weight vectors fill the 16 ymm registers), column pairs for one row only.
 struct V8 {
   using reg = __m256;
-  static constexpr int width = 8, max_rows = 4, pair_rows = 1;
+  static constexpr int width = 8, max_rows = 4, pair_rows = 1, pair_rows8 = 0;
   MLXK_AVX2 static reg zero() { return _mm256_setzero_ps(); }
   MLXK_AVX2 static reg load(const float* x) { return _mm256_loadu_ps(x); }
   MLXK_AVX2 static reg set1(float v) { return _mm256_set1_ps(v); }
