@@ -233,6 +233,7 @@ MLXK_AVX2 inline float finish_col(const QmmProblem& p, __m256 tot, const float* 
 struct V8 {
   using reg = __m256;
   static constexpr int width = 8, max_rows = 4, pair_rows = 1, pair_rows8 = 0;
+  static constexpr bool prefetch8 = false;
   MLXK_AVX2 static reg zero() { return _mm256_setzero_ps(); }
   MLXK_AVX2 static reg load(const float* x) { return _mm256_loadu_ps(x); }
   MLXK_AVX2 static reg set1(float v) { return _mm256_set1_ps(v); }

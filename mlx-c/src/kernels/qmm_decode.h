@@ -63,11 +63,10 @@ inline int groups_ahead(int gs) {
 // k0 is the chunk's first element, g its group (k0 == g0 when the chunk starts it), ahead = groups_ahead(gs):
 // the tiles pass what they already know, as a division here per chunk (k0 / gs with gs a run-time value) cost ~40 % of a one-row decode
 // (measured on a Xeon: an idiv in the inner loop, 91 -> 44 µs at 576 -> 1536 with the weights in cache).
+// 8-bit rows only where V::prefetch8 (AVX-512): measured on the Xeon, SmolLM2's 576 → 49152 Q8_0 head,
+// 0.85–0.88x for 1 row, 0.80–0.83x for 2 (it had measured no gain for one 8-bit column per tile before).
 template <QFormat F, int C>
 MLXK_QMM_TARGET __attribute__((always_inline)) inline void prefetch_ahead(const QmmProblem& p, const uint8_t* const* w, int n, int G, int k0, int g0, int g, int ahead) {
-  // 8-bit rows run one column per tile (3 streams), which the hardware prefetcher keeps up with: measured no
-  // gain there (0.95–1.0×)
-  if constexpr (F == QFormat::Affine8) return;
   constexpr int per_byte = 8 / (F == QFormat::Affine8 ? 8 : 4); // codes per byte
   const int kb = k0 / per_byte;                                  // code byte offset within the row
   if ((kb & 63) < 32 / per_byte) prefetch_rows<C>(w[0], w[C - 1], static_cast<size_t>(kb) + kPrefetchBytes);
@@ -127,7 +126,7 @@ MLXK_QMM_TARGET void decode_tile(const QmmProblem& p, const float* xp, const flo
       for (int c = 0; c < C; c++) ga[r][c][0] = ga[r][c][1] = V::zero();
     for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32, ci++) {
       reg q[C][J];
-      prefetch_ahead<F, C>(p, w, n, G, k0, g * gs, g, ahead);
+      if constexpr (F != QFormat::Affine8 || V::prefetch8) prefetch_ahead<F, C>(p, w, n, G, k0, g * gs, g, ahead);
 #pragma GCC unroll 8
       for (int c = 0; c < C; c++) V::template unpack<F>(w[c], k0, q[c]);
 #pragma GCC unroll 8
@@ -197,7 +196,7 @@ MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0,
   }
   for (int g = g0; g < g1; g++, xg += R * 32) {
     reg q[C][J];
-    prefetch_ahead<F, C>(p, w, n, G, g * 32, g * 32, g, groups_ahead<F>(32));
+    if constexpr (F != QFormat::Affine8 || V::prefetch8) prefetch_ahead<F, C>(p, w, n, G, g * 32, g * 32, g, groups_ahead<F>(32));
 #pragma GCC unroll 8
     for (int c = 0; c < C; c++) {
       V::template dequant32<F>(wg[c], 0, decode_scale<F>(p, gi[c]), F == QFormat::Mxfp4 ? 0.f : p.biases[gi[c]], q[c]);
