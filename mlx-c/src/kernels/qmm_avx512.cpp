@@ -94,7 +94,7 @@ MLXK_512 inline float bias_dot(const float* b, const float* xsum, int G) {
 // 0.85–1.0x of single columns, the 49152-column head no slower).
 struct V16 {
   using reg = __m512;
-  static constexpr int width = 16, max_rows = 8, pair_rows = 4, pair_rows8 = 2;
+  static constexpr int width = 16, max_rows = kDecodeRows512, pair_rows = 4, pair_rows8 = 2;
   static constexpr bool prefetch8 = true; // software prefetch of 8-bit rows too (qmm_decode.h)
   MLXK_512 static reg zero() { return _mm512_setzero_ps(); }
   MLXK_512 static reg load(const float* x) { return _mm512_loadu_ps(x); }

@@ -6,7 +6,7 @@
 // Why one template for 1..8 rows: every (row, column) pair runs the same instruction sequence whatever the
 // number of rows, so a batch row is bit-identical to the row decoded alone (the R = 1 instance), while each
 // chunk of 4-bit codes is unpacked once for all rows of the batch (the unpacking is most of the work).
-// A block of R rows reads x interleaved per 32-element chunk ([K/32][R][32], copied per task): the tile's x
+// A block of R rows reads x interleaved per 32-element chunk ([K/32][R][32], qmm.cpp copies it): the tile's x
 // loads are then one pointer plus constant offsets, where R row pointers made GCC index every FMA's memory
 // operand off a counter (an indexed operand costs 2 uops): measured 8 rows 0.80x, 4 rows 0.94x (576 → 1536).
 #pragma once
@@ -15,8 +15,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
-#include <vector>
 
 #include "qmm_isa.h"
 
@@ -234,17 +232,6 @@ MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0,
   store_tile<R, C>(p, o, r0, n);
 }
 
-// x rows [r0, r0 + R) interleaved per 32-element chunk ([K/32][R][32]) into buf (one row: x itself).
-template <int R>
-MLXK_QMM_TARGET const float* interleave_rows(const float* xp, int K, int r0, std::vector<float>& buf) {
-  if constexpr (R == 1) return xp + static_cast<size_t>(r0) * K;
-  buf.resize(static_cast<size_t>(R) * K + 16);
-  float* out = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~static_cast<uintptr_t>(63));
-  for (int c = 0; c < K / 32; c++)
-    for (int r = 0; r < R; r++) std::memcpy(out + (static_cast<size_t>(c) * R + r) * 32, xp + static_cast<size_t>(r0 + r) * K + c * 32, 128);
-  return out;
-}
-
 // A row block (3+ rows) whose x is over kXMaxBytes runs its K in blocks of about kXBlockBytes of x: kBlockCols
 // columns at a time, each block by block with its accumulators kept in memory in between (bit-identical: the same
 // operations in the same order), so x stays in L1 (48 KiB) next to the weights instead of streaming from L2 for
@@ -261,8 +248,7 @@ MLXK_QMM_TARGET void decode_span(const QmmProblem& p, const float* xi, const flo
 template <class V, QFormat F, int R>
 MLXK_QMM_TARGET void decode_rows(const QmmProblem& p, const float* xp_rows, const float* xsum, int r0, int c0, int c1) {
   using reg = typename V::reg;
-  thread_local std::vector<float> xbuf;
-  const float* xi = interleave_rows<R>(xp_rows, p.K, r0, xbuf);
+  const float* xi = xp_rows + static_cast<size_t>(r0) * p.K; // this block's rows, interleaved (qmm.cpp)
   // Column pairs share the x loads and run 4 chains instead of 2 (V::pair_rows: more rows in a block leave too few
   // registers for pairs; 8-bit rows in pairs up to V::pair_rows8 rows, see V16).
   constexpr bool pairs = R <= (F == QFormat::Affine8 ? V::pair_rows8 : V::pair_rows);
