@@ -232,11 +232,12 @@ MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0,
   store_tile<R, C>(p, o, r0, n);
 }
 
-// A row block (3+ rows) whose x is over kXMaxBytes runs its K in blocks of about kXBlockBytes of x: kBlockCols
-// columns at a time, each block by block with its accumulators kept in memory in between (bit-identical: the same
-// operations in the same order), so x stays in L1 (48 KiB) next to the weights instead of streaming from L2 for
-// every column. Measured (Xeon, 1 thread, CPU time): 8 rows × K 1536 → 576 (48 KiB of x) 0.80x, 8 × 8960 → 256
-// 0.65–0.75x; 1–2 rows (column pairs) and 6–7 rows at K 1536 measured no gain.
+// A row block without column pairs whose x is over kXMaxBytes runs its K in blocks of about kXBlockBytes of x:
+// kBlockCols columns at a time, each block by block with its accumulators kept in memory in between
+// (bit-identical: the same operations in the same order), so x stays in L1 (48 KiB) next to the weights instead of
+// streaming from L2 for every column. Measured (Xeon, 1 thread, CPU time, against the same code unblocked): 8 rows
+// × K 1536 → 576 (48 KiB of x) 0.81x (gs 32) / 0.76x (gs 64), 8 × 8960 → 256 0.63x; with column pairs (they halve
+// the x loads) 4 rows × 8960 → 256 1.1x slower, so pairs never block.
 constexpr int kXBlockBytes = 24576, kXMaxBytes = 45056, kBlockCols = 8;
 
 template <class V, QFormat F, int R, int C, bool KB>
@@ -254,7 +255,7 @@ MLXK_QMM_TARGET void decode_rows(const QmmProblem& p, const float* xp_rows, cons
   constexpr bool pairs = R <= (F == QFormat::Affine8 ? V::pair_rows8 : V::pair_rows);
   const int G = p.K / p.gs;
   const int bg = std::max(1, kXBlockBytes / (R * p.gs * 4)); // groups per K block
-  if (R < 3 || R * p.K * 4 <= kXMaxBytes || bg >= G) {
+  if (pairs || R * p.K * 4 <= kXMaxBytes || bg >= G) {
     int n = c0;
     if constexpr (pairs)
       for (; n + 2 <= c1; n += 2) decode_span<V, F, R, 2, false>(p, xi, xsum, r0, n, 0, G, nullptr);
