@@ -48,6 +48,13 @@ describe.skipIf(info.level === "none")("quantized matmul: a decode batch row equ
     { mode: "affine", bits: 8, gs: 64, K: 320, N: 131 },
     { mode: "affine", bits: 8, gs: 32, K: 224, N: 45 },
     { mode: "mxfp4", bits: 4, gs: 32, K: 256, N: 73 },
+    // long rows: x past 44 KiB, so a block without column pairs (AVX-512: 5+ rows at 4-bit, 3+ at 8-bit; AVX2: 2+)
+    // runs K in blocks with its accumulators carried in memory (97 and 49 groups: a short last block), which the
+    // one row (never blocked) must still equal
+    { mode: "affine", bits: 4, gs: 32, K: 32 * 97, N: 19 },
+    { mode: "affine", bits: 4, gs: 64, K: 64 * 49, N: 21 },
+    { mode: "affine", bits: 8, gs: 32, K: 32 * 97, N: 13 },
+    { mode: "affine", bits: 8, gs: 64, K: 64 * 49, N: 11 },
   ];
   for (const isa of isas) {
     for (const c of cases) {

@@ -232,14 +232,19 @@ MLXK_AVX2 inline float finish_col(const QmmProblem& p, __m256 tot, const float* 
 // (3 accumulators per row + 4 weight vectors fill the 16 ymm registers), column pairs for one row only.
 struct V8 {
   using reg = __m256;
-  static constexpr int width = 8, max_rows = 4, pair_rows = 1;
+  static constexpr int width = 8, max_rows = kDecodeRowsAvx2, pair_rows = 1, pair_rows8 = 0;
+  static constexpr bool prefetch8 = false;
   MLXK_AVX2 static reg zero() { return _mm256_setzero_ps(); }
   MLXK_AVX2 static reg load(const float* x) { return _mm256_loadu_ps(x); }
   MLXK_AVX2 static reg set1(float v) { return _mm256_set1_ps(v); }
   MLXK_AVX2 static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
   MLXK_AVX2 static reg fmadd(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   MLXK_AVX2 static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
-  MLXK_AVX2 static float reduce(reg a) { return hsum(a); }
+  template <int N>
+  MLXK_AVX2 static void reduce_n(const reg* a, float* o) {
+#pragma GCC unroll 8
+    for (int i = 0; i < N; i++) o[i] = hsum(a[i]);
+  }
   template <QFormat F>
   MLXK_AVX2 static void unpack(const uint8_t* w, int k0, reg q[4]) { unpack32<F>(w, k0, q); }
   // 32 weights dequantised: s·q + b (mxfp4: s·q), one rounding per weight.
@@ -250,8 +255,12 @@ struct V8 {
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) q[j] = F == QFormat::Mxfp4 ? mul(q[j], sv) : fmadd(q[j], sv, bv);
   }
-  template <QFormat F>
-  MLXK_AVX2 static float finish(const QmmProblem& p, reg tot, const float* xsum, int n) { return finish_col<F>(p, tot, xsum, n); }
+  // R × C results (row-major), xsum the tile's first row's Σx per group (rows G apart)
+  template <QFormat F, int R, int C>
+  MLXK_AVX2 static void finish_tile(const QmmProblem& p, const reg* tot, const float* xsum, int G, int n, float* o) {
+#pragma GCC unroll 8
+    for (int i = 0; i < R * C; i++) o[i] = finish_col<F>(p, tot[i], xsum + static_cast<size_t>(i / C) * G, n + i % C);
+  }
 };
 
 // Prefill: rows of x sharing each unpacked weight chunk (8 accumulators + 4 weight vectors fit the 16 ymm registers).
@@ -411,6 +420,7 @@ void qmm_run(const QmmProblem& p) {
 #ifdef MLXK_X86
   // Scratch for the reordered x lives on the calling (MLX stream) thread and is reused across calls.
   thread_local std::vector<float> xbuf;
+  thread_local std::vector<float> xibuf;
   thread_local std::vector<float> xsum;
   thread_local std::vector<int8_t> xq;
   thread_local std::vector<float> xd;
@@ -434,11 +444,20 @@ void qmm_run(const QmmProblem& p) {
       float* xp = line_aligned(xbuf, static_cast<size_t>(p.M) * p.K);
       permute_x_nibbles(p.x, xp, p.M, p.K);
       j.xp = xp;
-    } else if (j.isa >= kIsaAvx2 && xrows > 1 && (reinterpret_cast<uintptr_t>(p.x) & 63) != 0) {
-      // 8-bit rows read x as it is: a batch's rows copied onto a line first (a few KiB, against MBs of weights)
-      float* xp = line_aligned(xbuf, static_cast<size_t>(p.M) * p.K);
-      std::memcpy(xp, p.x, sizeof(float) * static_cast<size_t>(p.M) * p.K);
-      j.xp = xp;
+    }
+    if (j.isa >= kIsaAvx2 && xrows > 1) {
+      // a decode batch: each block of the tiles' rows interleaved per 32-element chunk (qmm_decode.h), once per
+      // call rather than per task (a task's copy of 8 rows × K 1536 was ~5 % of its work)
+      const int blk = j.isa >= kIsaAvx512 ? kDecodeRows512 : kDecodeRowsAvx2;
+      float* xi = line_aligned(xibuf, static_cast<size_t>(p.M) * p.K);
+      for (int r0 = 0; r0 < p.M; r0 += blk) {
+        const int R = std::min(blk, p.M - r0);
+        const float* src = j.xp + static_cast<size_t>(r0) * p.K;
+        float* dst = xi + static_cast<size_t>(r0) * p.K;
+        for (int c = 0; c < p.K / 32; c++)
+          for (int r = 0; r < R; r++) std::memcpy(dst + (static_cast<size_t>(c) * R + r) * 32, src + static_cast<size_t>(r) * p.K + c * 32, 128);
+      }
+      j.xp = xi;
     }
     if (j.isa >= kIsaAvx2 && xrows > 0) {
       const int G = p.K / p.gs;

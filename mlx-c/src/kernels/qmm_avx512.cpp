@@ -89,17 +89,19 @@ MLXK_512 inline float bias_dot(const float* b, const float* xsum, int G) {
 }
 
 // The AVX-512 vector traits of the decode template (qmm_decode.h): 2 zmm per 32-weight chunk; up to 8 rows
-// per block (3 accumulators per row + 2 weight vectors in the 32 zmm registers), column pairs up to 4 rows.
+// per block (3 accumulators per row + 2 weight vectors in the 32 zmm registers), column pairs up to 4 rows
+// (8-bit: 2; one 8-bit row's two chains alone measured ~10 % slower than a pair's four, 1–2 rows at 576 → 2048
+// 0.85–1.0x of single columns, the 49152-column head no slower).
 struct V16 {
   using reg = __m512;
-  static constexpr int width = 16, max_rows = 8, pair_rows = 4;
+  static constexpr int width = 16, max_rows = kDecodeRows512, pair_rows = 4, pair_rows8 = 2;
+  static constexpr bool prefetch8 = true; // software prefetch of 8-bit rows too (qmm_decode.h)
   MLXK_512 static reg zero() { return _mm512_setzero_ps(); }
   MLXK_512 static reg load(const float* x) { return _mm512_loadu_ps(x); }
   MLXK_512 static reg set1(float v) { return _mm512_set1_ps(v); }
   MLXK_512 static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
   MLXK_512 static reg fmadd(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   MLXK_512 static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
-  MLXK_512 static float reduce(reg a) { return _mm512_reduce_add_ps(a); }
   // 4-bit codes in decode: looked up by code in a 16-float table (vpermps reads the low 4 bits of each dword
   // lane, so the zero-extended bytes need no masking): a zero-extension, a shift and 2 lookups per 32 weights
   // instead of masks, 2 zero-extensions and 2 conversions. The values are the same floats.
@@ -132,11 +134,75 @@ struct V16 {
       lookup<F>(w, k0, F == QFormat::Mxfp4 ? _mm512_mul_ps(codes, set1(s)) : _mm512_fmadd_ps(codes, set1(s), set1(b)), q);
     }
   }
-  template <QFormat F>
-  MLXK_512 static float finish(const QmmProblem& p, reg tot, const float* xsum, int n) {
-    float r = _mm512_reduce_add_ps(tot);
-    if constexpr (F != QFormat::Mxfp4) r += bias_dot(p.biases + static_cast<size_t>(n) * (p.K / p.gs), xsum, p.K / p.gs);
-    return r;
+  // N ≤ 8 horizontal sums, each with the addition tree of GCC's _mm512_reduce_add_ps (256-bit halves, 128-bit
+  // halves, then elements {2,3} onto {0,1}, then element 1 onto 0): bit-identical to reducing each vector alone,
+  // but 2–8 vectors share each shuffle and add (~23 ops for 8 instead of ~72), which was ~15 % of an 8-row tile.
+  template <int N>
+  MLXK_512 static void reduce_n(const reg* a, float* o) {
+    static_assert(N >= 1 && N <= 8);
+    if constexpr (N == 1) {
+      o[0] = reduce1(a[0]);
+    } else {
+      constexpr int P = N <= 2 ? 2 : (N <= 4 ? 4 : 8); // vectors, padded with zeros
+      reg v[P], y[P / 2];
+#pragma GCC unroll 8
+      for (int i = 0; i < P; i++) v[i] = i < N ? a[i] : zero();
+      // y[i] = [lo256 + hi256 of v[2i] | of v[2i+1]]
+#pragma GCC unroll 4
+      for (int i = 0; i < P / 2; i++) y[i] = add(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44), _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+      // x: 128-bit lane k = lo128 + hi128 of that of vector k (x1: vectors 4..7; P = 2: lanes 2, 3 repeat 0, 1)
+      const reg y1 = P >= 4 ? y[1 % (P / 2)] : y[0];
+      const reg x0 = add(_mm512_shuffle_f32x4(y[0], y1, 0x88), _mm512_shuffle_f32x4(y[0], y1, 0xDD));
+      reg x1 = x0;
+      if constexpr (P == 8) x1 = add(_mm512_shuffle_f32x4(y[2 % (P / 2)], y[3 % (P / 2)], 0x88), _mm512_shuffle_f32x4(y[2 % (P / 2)], y[3 % (P / 2)], 0xDD));
+      // per lane: [e0 + e2, e1 + e3] of x0 then of x1, then the two added: vector k at element 4k (x0), 4k + 2 (x1)
+      const reg s = add(_mm512_shuffle_ps(x0, x1, 0x44), _mm512_shuffle_ps(x0, x1, 0xEE));
+      alignas(64) float t[16];
+      _mm512_store_ps(t, add(s, _mm512_movehdup_ps(s)));
+#pragma GCC unroll 8
+      for (int i = 0; i < N; i++) o[i] = t[i < 4 ? 4 * i : 4 * (i - 4) + 2];
+    }
+  }
+  // The same tree for one vector (what _mm512_reduce_add_ps compiles to under GCC, spelled out so that every
+  // compiler gives the batched reduce_n's result).
+  MLXK_512 static float reduce1(reg a) {
+    const __m256 h = _mm256_add_ps(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)), _mm512_castps512_ps256(a));
+    const __m128 q = _mm_add_ps(_mm256_extractf128_ps(h, 1), _mm256_castps256_ps128(h));
+    const __m128 e = _mm_add_ps(q, _mm_permute_ps(q, 0x4E));
+    return _mm_cvtss_f32(_mm_add_ss(e, _mm_movehdup_ps(e)));
+  }
+  // A decode_tile's R × C results (row-major): the group sums tot reduced, plus the affine bias term
+  // Σ_g b[g]·Σx(g) per output (16 groups per FMA, a masked tail), the bias loads shared by the rows.
+  template <QFormat F, int R, int C>
+  MLXK_512 static void finish_tile(const QmmProblem& p, const reg* tot, const float* xsum, int G, int n, float* o) {
+    reduce_n<R * C>(tot, o);
+    if constexpr (F != QFormat::Mxfp4) {
+      reg acc[R * C];
+#pragma GCC unroll 16
+      for (int i = 0; i < R * C; i++) acc[i] = zero();
+      const float* b = p.biases + static_cast<size_t>(n) * G;
+      int g = 0;
+      for (; g + 16 <= G; g += 16)
+#pragma GCC unroll 2
+        for (int c = 0; c < C; c++) {
+          const reg bv = load(b + static_cast<size_t>(c) * G + g);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; r++) acc[r * C + c] = fmadd(bv, load(xsum + static_cast<size_t>(r) * G + g), acc[r * C + c]);
+        }
+      if (g < G) {
+        const __mmask16 m = static_cast<__mmask16>((1u << (G - g)) - 1);
+#pragma GCC unroll 2
+        for (int c = 0; c < C; c++) {
+          const reg bv = _mm512_maskz_loadu_ps(m, b + static_cast<size_t>(c) * G + g);
+#pragma GCC unroll 8
+          for (int r = 0; r < R; r++) acc[r * C + c] = fmadd(bv, _mm512_maskz_loadu_ps(m, xsum + static_cast<size_t>(r) * G + g), acc[r * C + c]);
+        }
+      }
+      float ob[R * C];
+      reduce_n<R * C>(acc, ob);
+#pragma GCC unroll 16
+      for (int i = 0; i < R * C; i++) o[i] += ob[i];
+    }
   }
 };
 

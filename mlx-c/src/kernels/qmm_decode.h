@@ -6,6 +6,9 @@
 // Why one template for 1..8 rows: every (row, column) pair runs the same instruction sequence whatever the
 // number of rows, so a batch row is bit-identical to the row decoded alone (the R = 1 instance), while each
 // chunk of 4-bit codes is unpacked once for all rows of the batch (the unpacking is most of the work).
+// A block of R rows reads x interleaved per 32-element chunk ([K/32][R][32], qmm.cpp copies it): the tile's x
+// loads are then one pointer plus constant offsets, where R row pointers made GCC index every FMA's memory
+// operand off a counter (an indexed operand costs 2 uops): measured 8 rows 0.80x, 4 rows 0.94x (576 → 1536).
 #pragma once
 
 #if defined(__x86_64__)
@@ -58,14 +61,13 @@ inline int groups_ahead(int gs) {
 // k0 is the chunk's first element, g its group (k0 == g0 when the chunk starts it), ahead = groups_ahead(gs):
 // the tiles pass what they already know, as a division here per chunk (k0 / gs with gs a run-time value) cost ~40 % of a one-row decode
 // (measured on a Xeon: an idiv in the inner loop, 91 -> 44 µs at 576 -> 1536 with the weights in cache).
+// 8-bit rows only where V::prefetch8 (AVX-512): measured on the Xeon, SmolLM2's 576 → 49152 Q8_0 head,
+// 0.85–0.88x for 1 row, 0.80–0.83x for 2 (it had measured no gain for one 8-bit column per tile before).
 template <QFormat F, int C>
 MLXK_QMM_TARGET __attribute__((always_inline)) inline void prefetch_ahead(const QmmProblem& p, const uint8_t* const* w, int n, int G, int k0, int g0, int g, int ahead) {
-  // 8-bit rows run one column per tile (3 streams), which the hardware prefetcher keeps up with: measured no
-  // gain there (0.95–1.0×)
-  if constexpr (F == QFormat::Affine8) return;
   constexpr int per_byte = 8 / (F == QFormat::Affine8 ? 8 : 4); // codes per byte
   const int kb = k0 / per_byte;                                  // code byte offset within the row
-  if (kb % 64 < 32 / per_byte) prefetch_rows<C>(w[0], w[C - 1], static_cast<size_t>(kb) + kPrefetchBytes);
+  if ((kb & 63) < 32 / per_byte) prefetch_rows<C>(w[0], w[C - 1], static_cast<size_t>(kb) + kPrefetchBytes);
   // the per-group streams, one line (per_line groups) at a time, when k0 starts a group
   const int per_line = F == QFormat::Mxfp4 ? 64 : 16; // groups per cache line
   if (k0 == g0 && g % per_line == 0) {
@@ -84,11 +86,23 @@ inline float decode_scale(const QmmProblem& p, size_t gi) {
   return F == QFormat::Mxfp4 ? 0.5f * e8m0(p.escale[gi]) : p.scales[gi];
 }
 
+// A tile's R × C results (row-major) into out.
+template <int R, int C>
+inline void store_tile(const QmmProblem& p, const float* o, int r0, int n) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+    for (int c = 0; c < C; c++) p.out[static_cast<size_t>(r0 + r) * p.N + n + c] = o[r * C + c];
+}
+
 // R rows (from r0) × C columns (from n): per (row, column) the raw codes · x summed per group in two chains
 // (chunk vector j into chain j % 2), the group sum scaled once into tot, the affine bias added at the end as
-// bias·Σx(group) by V::finish — half the FMAs of dequantising every weight.
-template <class V, QFormat F, int R, int C>
-MLXK_QMM_TARGET void decode_tile(const QmmProblem& p, const float* xp, const float* xsum, int r0, int n) {
+// bias·Σx(group) by V::finish_tile — half the FMAs of dequantising every weight.
+//
+// Groups [g0, g1) only: st (non-null when the tile's K is split into blocks, see decode_rows) carries the R × C
+// tot vectors from one block to the next; the results are stored after the last group.
+template <class V, QFormat F, int R, int C, bool KB>
+MLXK_QMM_TARGET void decode_tile(const QmmProblem& p, const float* xp, const float* xsum, int r0, int n, int g0, int g1, typename V::reg* st) {
   using reg = typename V::reg;
   constexpr int J = 32 / V::width; // vectors per 32-element chunk
   const int K = p.K, gs = p.gs, G = K / gs, ahead = groups_ahead<F>(gs);
@@ -100,21 +114,22 @@ MLXK_QMM_TARGET void decode_tile(const QmmProblem& p, const float* xp, const flo
 #pragma GCC unroll 8
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-    for (int c = 0; c < C; c++) tot[r][c] = V::zero();
-  for (int g = 0; g < G; g++) {
+    for (int c = 0; c < C; c++) tot[r][c] = KB && g0 > 0 ? st[r * C + c] : V::zero();
+  int ci = g0 * (gs / 32); // chunk index (x is interleaved per chunk: [K/32][R][32])
+  for (int g = g0; g < g1; g++) {
     reg ga[R][C][2];
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
       for (int c = 0; c < C; c++) ga[r][c][0] = ga[r][c][1] = V::zero();
-    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32) {
+    for (int k0 = g * gs; k0 < (g + 1) * gs; k0 += 32, ci++) {
       reg q[C][J];
-      prefetch_ahead<F, C>(p, w, n, G, k0, g * gs, g, ahead);
+      if constexpr (F != QFormat::Affine8 || V::prefetch8) prefetch_ahead<F, C>(p, w, n, G, k0, g * gs, g, ahead);
 #pragma GCC unroll 8
       for (int c = 0; c < C; c++) V::template unpack<F>(w[c], k0, q[c]);
 #pragma GCC unroll 8
       for (int r = 0; r < R; r++) {
-        const float* xr = xp + static_cast<size_t>(r0 + r) * K + k0;
+        const float* xr = xp + (static_cast<size_t>(ci) * R + r) * 32;
 #pragma GCC unroll 8
         for (int j = 0; j < J; j++) {
           const reg xv = V::load(xr + j * V::width);
@@ -130,19 +145,26 @@ MLXK_QMM_TARGET void decode_tile(const QmmProblem& p, const float* xp, const flo
       for (int r = 0; r < R; r++) tot[r][c] = V::fmadd(V::add(ga[r][c][0], ga[r][c][1]), s, tot[r][c]);
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-    for (int c = 0; c < C; c++)
-      p.out[static_cast<size_t>(r0 + r) * p.N + n + c] = V::template finish<F>(p, tot[r][c], xsum + static_cast<size_t>(r0 + r) * G, n + c);
+  reg t[R * C];
+  float o[R * C];
+#pragma GCC unroll 16
+  for (int i = 0; i < R * C; i++) t[i] = tot[i / C][i % C];
+  if (KB && g1 < G) {
+#pragma GCC unroll 16
+    for (int i = 0; i < R * C; i++) st[i] = t[i];
+    return;
+  }
+  V::template finish_tile<F, R, C>(p, t, xsum + static_cast<size_t>(r0) * G, G, n, o);
+  store_tile<R, C>(p, o, r0, n);
 }
 
 // Groups of 32 (one chunk per group: GGUF Q4_0/Q4_1/Q8_0 blocks, mxfp4): scaling each group's sum costs as much
 // as dequantising, so each chunk is dequantised once (s·q + b, shared by the R rows) and FMA'd into each row's
 // two chains: 2 FMAs per row per chunk instead of 3 and an add, and no bias term at the end. Measured with one
 // thread (CPU time, SmolLM2 shapes): 10–20 % faster than decode_tile for one row, ~30 % for 8.
-template <class V, QFormat F, int R, int C>
-MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0, int n) {
+// Groups [g0, g1) only, st as decode_tile's (the R × C × 2 chains).
+template <class V, QFormat F, int R, int C, bool KB>
+MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0, int n, int g0, int g1, typename V::reg* st) {
   using reg = typename V::reg;
   constexpr int J = 32 / V::width;
   const int K = p.K, G = K / 32;
@@ -154,18 +176,35 @@ MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0,
 #pragma GCC unroll 8
   for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-    for (int c = 0; c < C; c++) acc[r][c][0] = acc[r][c][1] = V::zero();
-  for (int g = 0; g < G; g++) {
+    for (int c = 0; c < C; c++) {
+      acc[r][c][0] = KB && g0 > 0 ? st[(r * C + c) * 2] : V::zero();
+      acc[r][c][1] = KB && g0 > 0 ? st[(r * C + c) * 2 + 1] : V::zero();
+    }
+  // x and code pointers bumped per group and hidden from GCC's induction-variable rewrite (an empty asm), which
+  // otherwise indexes the loads off one counter: indexed memory operands of the FMAs split into 2 uops each
+  // (measured ~5–10 % slower for one row)
+  constexpr int gb = 32 * (F == QFormat::Affine8 ? 8 : 4) / 8; // code bytes per group
+  const float* xg = xp + static_cast<size_t>(g0) * R * 32;
+  const uint8_t* wg[C];
+  size_t gi[C];
+#pragma GCC unroll 8
+  for (int c = 0; c < C; c++) {
+    wg[c] = w[c] + static_cast<size_t>(g0) * gb;
+    gi[c] = static_cast<size_t>(n + c) * G + g0;
+  }
+  for (int g = g0; g < g1; g++, xg += R * 32) {
     reg q[C][J];
-    prefetch_ahead<F, C>(p, w, n, G, g * 32, g * 32, g, groups_ahead<F>(32));
+    if constexpr (F != QFormat::Affine8 || V::prefetch8) prefetch_ahead<F, C>(p, w, n, G, g * 32, g * 32, g, groups_ahead<F>(32));
 #pragma GCC unroll 8
     for (int c = 0; c < C; c++) {
-      const size_t gi = static_cast<size_t>(n + c) * G + g;
-      V::template dequant32<F>(w[c], g * 32, decode_scale<F>(p, gi), F == QFormat::Mxfp4 ? 0.f : p.biases[gi], q[c]);
+      V::template dequant32<F>(wg[c], 0, decode_scale<F>(p, gi[c]), F == QFormat::Mxfp4 ? 0.f : p.biases[gi[c]], q[c]);
+      wg[c] += gb;
+      asm("" : "+r"(wg[c]));
+      gi[c]++;
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
-      const float* xr = xp + static_cast<size_t>(r0 + r) * K + g * 32;
+      const float* xr = xg + r * 32;
 #pragma GCC unroll 8
       for (int j = 0; j < J; j++) {
         const reg xv = V::load(xr + j * V::width);
@@ -173,27 +212,69 @@ MLXK_QMM_TARGET void decode_tile32(const QmmProblem& p, const float* xp, int r0,
         for (int c = 0; c < C; c++) acc[r][c][j % 2] = V::fmadd(q[c][j], xv, acc[r][c][j % 2]);
       }
     }
+    asm("" : "+r"(xg));
   }
+  if (KB && g1 < G) {
 #pragma GCC unroll 8
-  for (int r = 0; r < R; r++)
+    for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-    for (int c = 0; c < C; c++) p.out[static_cast<size_t>(r0 + r) * p.N + n + c] = V::reduce(V::add(acc[r][c][0], acc[r][c][1]));
+      for (int c = 0; c < C; c++) {
+        st[(r * C + c) * 2] = acc[r][c][0];
+        st[(r * C + c) * 2 + 1] = acc[r][c][1];
+      }
+    return;
+  }
+  reg t[R * C];
+  float o[R * C];
+#pragma GCC unroll 16
+  for (int i = 0; i < R * C; i++) t[i] = V::add(acc[i / C][i % C][0], acc[i / C][i % C][1]);
+  V::template reduce_n<R * C>(t, o);
+  store_tile<R, C>(p, o, r0, n);
+}
+
+// A row block without column pairs whose x is over kXMaxBytes runs its K in blocks of about kXBlockBytes of x:
+// kBlockCols columns at a time, each block by block with its accumulators kept in memory in between
+// (bit-identical: the same operations in the same order), so x stays in L1 (48 KiB) next to the weights instead of
+// streaming from L2 for every column. Measured (Xeon, 1 thread, CPU time, against the same code unblocked): 8 rows
+// × K 1536 → 576 (48 KiB of x) 0.81x (gs 32) / 0.76x (gs 64), 8 × 8960 → 256 0.63x; with column pairs (they halve
+// the x loads) 4 rows × 8960 → 256 1.1x slower, so pairs never block.
+constexpr int kXBlockBytes = 24576, kXMaxBytes = 45056, kBlockCols = 8;
+
+template <class V, QFormat F, int R, int C, bool KB>
+MLXK_QMM_TARGET void decode_span(const QmmProblem& p, const float* xi, const float* xsum, int r0, int n, int g0, int g1, typename V::reg* st) {
+  if (p.gs == 32) decode_tile32<V, F, R, C, KB>(p, xi, r0, n, g0, g1, st);
+  else decode_tile<V, F, R, C, KB>(p, xi, xsum, r0, n, g0, g1, st);
 }
 
 template <class V, QFormat F, int R>
-MLXK_QMM_TARGET void decode_rows(const QmmProblem& p, const float* xp, const float* xsum, int r0, int c0, int c1) {
-  int n = c0;
-  // Column pairs share the x loads (4-bit rows; 8-bit rows, twice the bytes, measured slower as pairs on large
-  // N); more rows in a block leave too few registers for pairs.
-  if (p.gs == 32) {
-    if constexpr (F != QFormat::Affine8 && R <= V::pair_rows)
-      for (; n + 2 <= c1; n += 2) decode_tile32<V, F, R, 2>(p, xp, r0, n);
-    for (; n < c1; n++) decode_tile32<V, F, R, 1>(p, xp, r0, n);
+MLXK_QMM_TARGET void decode_rows(const QmmProblem& p, const float* xp_rows, const float* xsum, int r0, int c0, int c1) {
+  using reg = typename V::reg;
+  const float* xi = xp_rows + static_cast<size_t>(r0) * p.K; // this block's rows, interleaved (qmm.cpp)
+  // Column pairs share the x loads and run 4 chains instead of 2 (V::pair_rows: more rows in a block leave too few
+  // registers for pairs; 8-bit rows in pairs up to V::pair_rows8 rows, see V16).
+  constexpr bool pairs = R <= (F == QFormat::Affine8 ? V::pair_rows8 : V::pair_rows);
+  const int G = p.K / p.gs;
+  const int bg = std::max(1, kXBlockBytes / (R * p.gs * 4)); // groups per K block
+  if (pairs || R * p.K * 4 <= kXMaxBytes || bg >= G) {
+    int n = c0;
+    if constexpr (pairs)
+      for (; n + 2 <= c1; n += 2) decode_span<V, F, R, 2, false>(p, xi, xsum, r0, n, 0, G, nullptr);
+    for (; n < c1; n++) decode_span<V, F, R, 1, false>(p, xi, xsum, r0, n, 0, G, nullptr);
     return;
   }
-  if constexpr (F != QFormat::Affine8 && R <= V::pair_rows)
-    for (; n + 2 <= c1; n += 2) decode_tile<V, F, R, 2>(p, xp, xsum, r0, n);
-  for (; n < c1; n++) decode_tile<V, F, R, 1>(p, xp, xsum, r0, n);
+  // per column at most 2 R vectors of state (decode_tile32's two chains)
+  reg st[kBlockCols * 2 * R];
+  for (int n0 = c0; n0 < c1; n0 += kBlockCols) {
+    const int n1 = std::min(c1, n0 + kBlockCols);
+    for (int g0 = 0; g0 < G; g0 += bg) {
+      const int g1 = std::min(G, g0 + bg);
+      int n = n0;
+      reg* s = st;
+      if constexpr (pairs)
+        for (; n + 2 <= n1; n += 2, s += 4 * R) decode_span<V, F, R, 2, true>(p, xi, xsum, r0, n, g0, g1, s);
+      for (; n < n1; n++, s += 2 * R) decode_span<V, F, R, 1, true>(p, xi, xsum, r0, n, g0, g1, s);
+    }
+  }
 }
 
 // Decode over rows [r0, r1) × columns [c0, c1): rows in blocks of V::max_rows, each block sharing every

@@ -38,6 +38,10 @@ struct Int8X {
 // Rounds x to the int8 layout above (buffers sized by the caller: Kp = round_up(K, 128)).
 void quantize_x_int8(const float* x, int M, int K, int gs, int8_t* q, float* d16, float* xsum, float* xerr);
 
+// Rows per block of the decode tiles (qmm_decode.h: V16::max_rows, V8::max_rows): a decode batch's x comes to
+// the tiles with each block's rows interleaved per 32-element chunk ([K/32][R][32], R ≤ this; qmm.cpp).
+constexpr int kDecodeRows512 = 8, kDecodeRowsAvx2 = 4;
+
 // AVX-512F/BW/VL f32 path: same x layout and numerics class as the AVX2 path (x permuted per 32 for 4-bit
 // formats; xsum per group for M == 1).
 void tile_avx512(const QmmProblem& p, const float* xp, const float* xsum, int r0, int r1, int c0, int c1);
