@@ -363,7 +363,7 @@ MLXK_VNNI inline __m512 chunk_scales(const float* s, int c, int per, int G, __m5
 
 template <int R>
 MLXK_VNNI void rows_vnni(const QmmProblem& p, const Int8X& x, int r0, int n, __m512i gidx) {
-  const int K = p.K, G = K / p.gs, per = std::max(1, 128 / p.gs), chunks = x.Kp / 128;
+  const int K = p.K, G = K / p.gs, per = std::max(1, 128 / p.gs), chunks = x.Kp / 128, ahead = groups_ahead<QFormat::Affine4>(p.gs);
   const uint8_t* w = p.w + static_cast<size_t>(n) * (K / 2);
   const float* s = p.scales + static_cast<size_t>(n) * G;
   __m512 acc[R];
@@ -373,6 +373,9 @@ MLXK_VNNI void rows_vnni(const QmmProblem& p, const Int8X& x, int r0, int n, __m
     const int valid = std::min(64, (K - c * 128) / 2);
     const __mmask64 m = valid == 64 ? ~0ULL : ((1ULL << valid) - 1);
     __m512i lo, hi;
+    // the f32 decode tiles' software prefetch of the code, scale and bias streams: without it this tile read
+    // the weights at the hardware prefetcher's pace and decoded slower than the f32 tiles on large matrices
+    if (c * 128 < K) prefetch_ahead<QFormat::Affine4, 1>(p, &w, n, G, c * 128, c * 128, c * 128 / p.gs, ahead);
     codes(w, c, m, lo, hi);
     const __m512 sw = chunk_scales(s, c, per, G, gidx);
 #pragma GCC unroll 16
