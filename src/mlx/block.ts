@@ -8,10 +8,10 @@
  * per-head q/k RMSNorms, and `blockAttn` is the attention half alone (attention, o_proj, residual) for blocks
  * whose MLP stays a graph (MoE).
  */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { FFIType, ptr } from "bun:ffi";
 import { fusedBlocksEnabled } from "../env.ts";
 import { Array, Dtype } from "./array.ts";
-import { fail, handles, ints, mlxAvailability } from "./ffi.ts";
+import { fail, handles, ints, laterSymbols } from "./ffi.ts";
 import { kernelsEnabled } from "./kernels.ts";
 import type { KQuantMode } from "./kquant.ts";
 import { currentStream as S } from "./stream.ts";
@@ -65,45 +65,15 @@ const DEFS = {
   mlxk_block_qkv: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
   mlxk_block_attn_mlp: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 } as const;
-type BlockLib = ReturnType<typeof dlopen<typeof DEFS>>;
-let libRef: BlockLib | null | undefined;
+const symbols = laterSymbols(DEFS);
 // Came with q/k norms, K-quant linears and the attention-only half: a shim without it would ignore the norms.
 const DEFS2 = { mlxk_block_attn: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } } as const;
-let lib2: ReturnType<typeof dlopen<typeof DEFS2>> | null | undefined;
-
-function symbols2(): ReturnType<typeof dlopen<typeof DEFS2>>["symbols"] | null {
-  if (lib2 === undefined) {
-    lib2 = null;
-    const shim = symbols() ? mlxAvailability().shim : undefined;
-    if (shim) {
-      try {
-        lib2 = dlopen(shim, DEFS2);
-      } catch {
-        lib2 = null;
-      }
-    }
-  }
-  return lib2?.symbols ?? null;
-}
+const later2 = laterSymbols(DEFS2);
+const symbols2 = () => (symbols() ? later2() : null);
 let override: boolean | null = null;
 let fromEnv: boolean | undefined;
 let built = 0;
 let attnBuilt = 0;
-
-function symbols(): BlockLib["symbols"] | null {
-  if (libRef === undefined) {
-    libRef = null;
-    const shim = mlxAvailability().available ? mlxAvailability().shim : undefined;
-    if (shim) {
-      try {
-        libRef = dlopen(shim, DEFS);
-      } catch {
-        libRef = null;
-      }
-    }
-  }
-  return libRef?.symbols ?? null;
-}
 
 /** Whether the fused block runs (our kernels on, MLXK_FUSED_BLOCKS not 0, unless setFusedBlocks overrode it). */
 export function fusedBlocks(): boolean {

@@ -3,7 +3,7 @@
  * Handles are declared `ptr` (JS Numbers, no BigInt on hot paths); out-params go through reused
  * scratch buffers. Only src/mlx/ touches pointers. All calls must come from one JS thread.
  */
-import { CString, dlopen, FFIType, ptr } from "bun:ffi";
+import { CString, dlopen, type FFIFunction, FFIType, ptr } from "bun:ffi";
 import { type Env } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import { findShim, readInstallStatus, shimCandidates } from "./paths.ts";
@@ -229,6 +229,27 @@ export function mlxAvailability(env: Env = process.env): MlxAvailability {
   const s = tryLoad(env);
   if (!s) return { available: false, reason: loadError ?? "unknown" };
   return { available: true, shim: shimPath, mlxVersion: new CString(s.mlxk_mlx_version() as never).toString() };
+}
+
+/**
+ * Symbols added to the shim after this file's table, bound on their own so a shim built before them (bench
+ * --baseline-shim) still loads: a lookup done once, on first use; null when MLX is unavailable or the shim lacks them.
+ */
+export function laterSymbols<D extends Record<string, FFIFunction>>(defs: D): () => ReturnType<typeof dlopen<D>>["symbols"] | null {
+  // the library object is held for the process lifetime: the symbols' trampolines belong to it
+  let held: ReturnType<typeof dlopen<D>> | null | undefined;
+  return () => {
+    if (held === undefined) {
+      held = null;
+      const shim = mlxAvailability().shim;
+      try {
+        if (shim) held = dlopen(shim, defs);
+      } catch {
+        held = null;
+      }
+    }
+    return held?.symbols ?? null;
+  };
 }
 
 /** The loaded symbols; throws MlxkError(mlx_unavailable) with the reason when MLX cannot be loaded. */

@@ -7,10 +7,10 @@
  * `kernelGatedDelta` / `kernelConvSilu` (Gated DeltaNet) have no MLX twin here: they return null when the
  * kernels cannot run (off, unavailable, not float32) and the model falls back to its MLX-op path.
  */
-import { dlopen, FFIType, ptr } from "bun:ffi";
+import { FFIType, ptr } from "bun:ffi";
 import { type Env, kernelsEnabled as envKernelsEnabled } from "../env.ts";
 import { Array, array, Dtype } from "./array.ts";
-import { fail, handles, lib, mlxAvailability, OUT_PTR, type Symbols } from "./ffi.ts";
+import { fail, handles, laterSymbols, lib, mlxAvailability, OUT_PTR, type Symbols } from "./ffi.ts";
 import { add, gelu, geluApprox, matmul, multiply, relu, result, silu } from "./ops.ts";
 import { swapaxes } from "./shape.ts";
 import * as mxfast from "./fast.ts";
@@ -51,20 +51,9 @@ const LOAD_DEFS = {
   mlxk_kernels_others_load: { args: [], returns: FFIType.f32 },
   mlxk_kernels_pin_others_load: { args: [FFIType.f32], returns: FFIType.f32 },
 } as const;
-let loadRef: ReturnType<typeof dlopen<typeof LOAD_DEFS>> | null | undefined;
+const loadSymbols = laterSymbols(LOAD_DEFS);
 function loadControls() {
-  if (loadRef === undefined) {
-    loadRef = null;
-    const shim = mlxAvailability().shim;
-    if (symbols() !== null && shim) {
-      try {
-        loadRef = dlopen(shim, LOAD_DEFS);
-      } catch {
-        loadRef = null;
-      }
-    }
-  }
-  return loadRef?.symbols ?? null;
+  return symbols() !== null ? loadSymbols() : null;
 }
 
 /** Cores other processes kept busy lately, as the kernel thread policy sees it (Linux /proc; 0 elsewhere). */
@@ -83,9 +72,9 @@ const COMPOSE_DEFS = {
     returns: FFIType.i32,
   },
 } as const;
-let composeRef: ReturnType<typeof dlopen<typeof COMPOSE_DEFS>> | null | undefined;
+const composeSymbols = laterSymbols(COMPOSE_DEFS);
 const ARGMAX_DEFS = { mlxk_kernel_argmax_rows: { args: [FFIType.ptr, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 } } as const;
-let argmaxRef: ReturnType<typeof dlopen<typeof ARGMAX_DEFS>> | null | undefined;
+const argmaxSymbols = laterSymbols(ARGMAX_DEFS);
 
 /**
  * argmax(x, -1) as uint32, exactly MLX's (the first NaN of a row if any, else the first index of its maximum),
@@ -93,17 +82,9 @@ let argmaxRef: ReturnType<typeof dlopen<typeof ARGMAX_DEFS>> | null | undefined;
  */
 export function kernelArgmaxRows(x: Array): Array | null {
   if (!kernelsEnabled() || symbols() === null) return null;
-  if (argmaxRef === undefined) {
-    argmaxRef = null;
-    const shim = mlxAvailability().shim;
-    try {
-      if (shim) argmaxRef = dlopen(shim, ARGMAX_DEFS);
-    } catch {
-      argmaxRef = null;
-    }
-  }
-  if (!argmaxRef) return null;
-  return result(argmaxRef.symbols.mlxk_kernel_argmax_rows(OUT_PTR as never, x.handle as never, S() as never), "argmax_rows");
+  const s = argmaxSymbols();
+  if (!s) return null;
+  return result(s.mlxk_kernel_argmax_rows(OUT_PTR as never, x.handle as never, S() as never), "argmax_rows");
 }
 
 /**
@@ -114,36 +95,16 @@ export function kernelArgmaxRows(x: Array): Array | null {
  */
 export function kernelKvCompose(srcs: readonly Array[], plan: Int32Array, idx: number, cap: number): Array | null {
   if (!kernelsEnabled() || symbols() === null) return null;
-  if (composeRef === undefined) {
-    composeRef = null;
-    const shim = mlxAvailability().shim;
-    try {
-      if (shim) composeRef = dlopen(shim, COMPOSE_DEFS);
-    } catch {
-      composeRef = null;
-    }
-  }
-  if (!composeRef) return null;
-  const rc = composeRef.symbols.mlxk_kernel_kv_compose(OUT_PTR as never, handles(srcs.map((a) => a.handle)) as never, srcs.length,
+  const s = composeSymbols();
+  if (!s) return null;
+  const rc = s.mlxk_kernel_kv_compose(OUT_PTR as never, handles(srcs.map((a) => a.handle)) as never, srcs.length,
     ptr(plan) as never, plan.length / 4, idx, cap, S() as never);
   return result(rc, "kv_compose");
 }
 
-type ControlLib = ReturnType<typeof dlopen<typeof CONTROL_DEFS>>;
-// Held for the process lifetime: the symbols' trampolines belong to the library object.
-let controlRef: ControlLib | null | undefined;
-
-function controls(): ControlLib["symbols"] | null {
-  if (controlRef !== undefined) return controlRef?.symbols ?? null;
-  controlRef = null;
-  const shim = mlxAvailability().shim;
-  if (symbols() === null || !shim) return null;
-  try {
-    controlRef = dlopen(shim, CONTROL_DEFS);
-  } catch {
-    controlRef = null;
-  }
-  return controlRef?.symbols ?? null;
+const controlSymbols = laterSymbols(CONTROL_DEFS);
+function controls() {
+  return symbols() !== null ? controlSymbols() : null;
 }
 
 /** Kernel ISA levels, lowest first ("none": MLX's ops are used). */

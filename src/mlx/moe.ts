@@ -6,10 +6,10 @@
  * `kernelMoeGlu` returns null where it cannot run (kernels or fused blocks off, a shim without it, a case the
  * kernel declines) and the caller builds the graph.
  */
-import { dlopen, FFIType } from "bun:ffi";
+import { FFIType } from "bun:ffi";
 import { Array } from "./array.ts";
 import { fusedBlocks } from "./block.ts";
-import { fail, mlxAvailability, OUT_PTR, outPtr } from "./ffi.ts";
+import { fail, laterSymbols, OUT_PTR, outPtr } from "./ffi.ts";
 import type { KQuantMode } from "./kquant.ts";
 import { currentStream as S } from "./stream.ts";
 
@@ -18,24 +18,9 @@ const P = FFIType.ptr;
 const I = FFIType.i32;
 // bound apart, so a shim built before it (bench/llama.ts --baseline-shim) still loads: it builds the graph
 const DEFS = { mlxk_kernel_moe_glu: { args: [P, P, P, P, P, P, I, I, I, I, I, P], returns: I } } as const;
-let lib: ReturnType<typeof dlopen<typeof DEFS>> | null | undefined;
+const symbols = laterSymbols(DEFS);
 let override: boolean | null = null;
 let built = 0;
-
-function symbols(): ReturnType<typeof dlopen<typeof DEFS>>["symbols"] | null {
-  if (lib === undefined) {
-    lib = null;
-    const av = mlxAvailability();
-    if (av.available && av.shim) {
-      try {
-        lib = dlopen(av.shim, DEFS);
-      } catch {
-        lib = null;
-      }
-    }
-  }
-  return lib?.symbols ?? null;
-}
 
 /** Whether the fused MoE runs: with the fused decoder blocks (MLXK_FUSED_BLOCKS), unless setFusedMoe overrode it. */
 export function fusedMoe(): boolean {
