@@ -133,6 +133,12 @@ export function fusedBlocksEnabled(env: Env = process.env): boolean {
   return v === undefined || !["0", "false", "no", "off"].includes(v.toLowerCase());
 }
 
+/** MLXK_MALLOC_KEEP=0: leave the C library's malloc thresholds alone (by default the CPU backend keeps freed host memory for reuse). */
+export function mallocKeepEnabled(env: Env = process.env): boolean {
+  const v = get(env, "MLXK_MALLOC_KEEP");
+  return v === undefined || !["0", "false", "no", "off"].includes(v.toLowerCase());
+}
+
 /** MLXK_BACKEND: cpu, cuda or metal; overrides the installer's wheel choice and, at run time, the device models run on. */
 export function backendOverride(env: Env = process.env): string | undefined {
   return get(env, "MLXK_BACKEND");

@@ -8,7 +8,7 @@
  * testable on a CPU-only machine with injected facts; `loadBackend` reads the facts from MLX and makes it real.
  */
 import { freemem, totalmem } from "node:os";
-import { type Env, backendOverride, computeDtype, engineStreams } from "../env.ts";
+import { type Env, backendOverride, computeDtype, engineStreams, mallocKeepEnabled } from "../env.ts";
 import { MlxkError } from "../errors.ts";
 import { type Array, Dtype } from "./array.ts";
 import * as mxfast from "./fast.ts";
@@ -43,7 +43,7 @@ import { matmul, multiply, silu } from "./ops.ts";
 import { type QuantOptions, quantizedMatmul } from "./quant.ts";
 import { swapaxes } from "./shape.ts";
 import { mlxAvailability } from "./ffi.ts";
-import { deviceInfo, memory, type RawDeviceInfo } from "./runtime.ts";
+import { deviceInfo, keepHostMemory, memory, type RawDeviceInfo } from "./runtime.ts";
 import { deviceAvailable, deviceCount, newStream, setDefaultDevice, type Stream, withStream } from "./stream.ts";
 
 export type { BiasAct };
@@ -295,10 +295,31 @@ function cpuStreams(n: number): Stream[] {
 
 let active: BackendProfile | null = null;
 
+/** Bytes of freed host memory a malloc arena keeps, and the size from which an allocation gets its own mapping. */
+export interface HostMallocPlan {
+  trimBytes: number;
+  mmapBytes: number;
+}
+
+/**
+ * Whether (and how) the CPU backend keeps freed host memory for reuse (pure). MLX's CPU allocator is plain
+ * malloc: a prefill's activations (a few MB each) are freed and made again per layer, and glibc's defaults hand
+ * them back to the kernel, which zeroes every page on the next touch. Kept: up to 512 MiB of free memory per
+ * arena, and allocations below 32 MiB (glibc's cap) from the heap. Null on a GPU, with MLXK_MALLOC_KEEP=0, or
+ * when the user set glibc's own malloc settings (theirs win).
+ */
+export function hostMallocPlan(device: DeviceKind, env: Env = process.env): HostMallocPlan | null {
+  if (device !== "cpu" || !mallocKeepEnabled(env)) return null;
+  if (env.GLIBC_TUNABLES?.includes("glibc.malloc.") || env.MALLOC_TRIM_THRESHOLD_ !== undefined || env.MALLOC_MMAP_THRESHOLD_ !== undefined) return null;
+  return { trimBytes: 512 * 2 ** 20, mmapBytes: 32 * 2 ** 20 };
+}
+
 /** Choose the profile for a load and make it the process's (MLX's default device is process-wide too). */
 export function loadBackend(s: BackendSettings = {}): BackendProfile {
   const plan = planBackend(deviceFacts(s.env), s);
   setDefaultDevice(plan.device === "cpu" ? "cpu" : "gpu");
+  const keep = hostMallocPlan(plan.device, s.env);
+  if (keep) keepHostMemory(keep.trimBytes, keep.mmapBytes);
   active = makeBackend(plan, plan.streams > 1 ? cpuStreams(plan.streams) : []);
   return active;
 }

@@ -1,6 +1,7 @@
 /** Evaluation, memory accounting and versions. */
 import type { Array } from "./array.ts";
-import { cstr, fail, handles, lib, readCString } from "./ffi.ts";
+import { FFIType } from "bun:ffi";
+import { cstr, fail, handles, laterSymbols, lib, readCString } from "./ffi.ts";
 
 function flatArrays(xs: readonly (Array | readonly Array[])[]): number[] {
   const hs: number[] = [];
@@ -78,4 +79,14 @@ export function deviceInfo(kind: "cpu" | "gpu"): RawDeviceInfo {
     recommendedBytes: num("max_recommended_working_set_size"),
     count: s.mlxk_device_count(t),
   };
+}
+
+const mallocSymbols = laterSymbols({ mlxk_host_malloc_keep: { args: [FFIType.f64, FFIType.f64], returns: FFIType.i32 } });
+
+/**
+ * Keep freed host memory for reuse (glibc's trim and mmap thresholds; backend.ts's hostMallocPlan decides);
+ * false where the C library or the shim has no such setting.
+ */
+export function keepHostMemory(trimBytes: number, mmapBytes: number): boolean {
+  return mallocSymbols()?.mlxk_host_malloc_keep(trimBytes, mmapBytes) === 1;
 }

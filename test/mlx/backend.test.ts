@@ -6,8 +6,9 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type DeviceFacts, describeBackend, deviceMemory, kernelOps, makeBackend, memoryOf, mlxOps, planBackend, targetDtype } from "../../src/mlx/backend.ts";
-import type { RawDeviceInfo } from "../../src/mlx/runtime.ts";
+import { type DeviceFacts, describeBackend, deviceMemory, hostMallocPlan, kernelOps, makeBackend, memoryOf, mlxOps, planBackend, targetDtype } from "../../src/mlx/backend.ts";
+import { keepHostMemory, type RawDeviceInfo } from "../../src/mlx/runtime.ts";
+import { mlxAvailability } from "../../src/mlx/ffi.ts";
 import { Dtype } from "../../src/mlx/array.ts";
 
 const cpu: DeviceFacts = { gpu: false, platform: "linux", kernelsAvailable: true, kernelsEnabled: true };
@@ -114,5 +115,23 @@ describe("device memory", () => {
     expect(describeBackend(gpu, { device: "cuda", name: "NVIDIA H200", totalBytes: 140 * GB, freeBytes: 130 * GB })).toBe("Device: cuda (NVIDIA H200), compute half; memory 130.0 GB free of 140.0 GB");
     const c = makeBackend(planBackend(cpu, env()));
     expect(describeBackend(c, { device: "cpu", name: "AMD EPYC", totalBytes: 24 * GB, freeBytes: 20 * GB })).toBe("Device: cpu (AMD EPYC), our kernels, 1 stream, compute float32; memory 20.0 GB free of 24.0 GB");
+  });
+});
+
+describe("hostMallocPlan", () => {
+  test("the CPU keeps freed host memory; a GPU, MLXK_MALLOC_KEEP=0 and the user's own glibc settings leave malloc alone", () => {
+    expect(hostMallocPlan("cpu", {})).toEqual({ trimBytes: 512 * 2 ** 20, mmapBytes: 32 * 2 ** 20 });
+    expect(hostMallocPlan("cuda", {})).toBeNull();
+    expect(hostMallocPlan("metal", {})).toBeNull();
+    expect(hostMallocPlan("cpu", { MLXK_MALLOC_KEEP: "0" })).toBeNull();
+    expect(hostMallocPlan("cpu", { MLXK_MALLOC_KEEP: "1" })).not.toBeNull();
+    expect(hostMallocPlan("cpu", { GLIBC_TUNABLES: "glibc.malloc.trim_threshold=0" })).toBeNull();
+    expect(hostMallocPlan("cpu", { GLIBC_TUNABLES: "glibc.cpu.hwcaps=-AVX512F" })).not.toBeNull();
+    expect(hostMallocPlan("cpu", { MALLOC_MMAP_THRESHOLD_: "131072" })).toBeNull();
+  });
+
+  const glibcLinux = process.platform === "linux" && (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } })?.header?.glibcVersionRuntime !== undefined;
+  test.skipIf(!glibcLinux || !mlxAvailability().available)("the shim applies it on glibc (needs glibc Linux and the MLX runtime)", () => {
+    expect(keepHostMemory(512 * 2 ** 20, 32 * 2 ** 20)).toBe(true);
   });
 });
