@@ -30,6 +30,14 @@ constexpr int kRows = 14;
 // x [M, K] → dst [ceil(M / kRows)][K][kRows], rows past M zero (on the pool).
 void pack_x(const float* x, int M, int K, float* dst);
 
+// Several x matrices packed in one pool call (each as pack_x): MoE experts, whose x are too small to split alone.
+struct PackJob {
+  const float* x;
+  int M, K;
+  float* dst;
+};
+void pack_x_many(const PackJob* jobs, int n);
+
 // One output tile: rows [0, R) × columns [0, nc) of `o` (row stride ldo) += a (a tile's k block, stride kRows)
 // times b (a panel's k block, stride kCols) over kc steps; `first` starts the chains at 0 instead of `o`.
 using TileFn = void (*)(const float* a, const float* b, int kc, int R, float* o, int ldo, int nc, bool first);

@@ -520,12 +520,16 @@ void run_kq(const kern::KqProblem* ps, int n) {
     probs.push_back(q);
   }
   xp.resize(std::max(xp.size(), total));
+  thread_local std::vector<gemm_packed::PackJob> packs;
+  packs.clear();
   for (size_t e = 0; e < probs.size(); e++) {
     probs[e].xp = xp.data() + at[e];
     bool first = true;
     for (size_t f = 0; f < e; f++) first = first && at[f] != at[e];
-    if (first) gemm_packed::pack_x(xs[e], probs[e].M, probs[e].K, xp.data() + at[e]);
+    if (first) packs.push_back({xs[e], probs[e].M, probs[e].K, xp.data() + at[e]});
   }
+  // one pool call for every expert's x (each alone was too small to split, so they ran in turn on one thread)
+  gemm_packed::pack_x_many(packs.data(), static_cast<int>(packs.size()));
   run_probs(probs);
 }
 
