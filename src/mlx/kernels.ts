@@ -151,10 +151,14 @@ export function int8Available(): boolean {
   return s !== null && s.mlxk_kernels_int8(-1) >= 0;
 }
 
-/** Tests and benchmarks: switch the int8-activation path (MLXK_INT8_ACT=1 sets it at start). Returns the previous setting. */
-export function setInt8Activations(on: boolean): boolean {
+/**
+ * Tests and benchmarks: switch the int8-activation path (MLXK_INT8_ACT=1 sets it at start). On Intel CPUs the
+ * setting leaves affine matmuls on the f32 tiles (faster there, qmm.cpp); `affineEverywhere` runs the affine
+ * int8 tiles on every CPU. Returns the previous setting.
+ */
+export function setInt8Activations(on: boolean, o: { affineEverywhere?: boolean } = {}): boolean {
   const s = controls();
-  return s ? s.mlxk_kernels_int8(on ? 1 : 0) === 1 : false;
+  return s ? s.mlxk_kernels_int8(on ? (o.affineEverywhere ? 2 : 1) : 0) === 1 : false;
 }
 
 /**

@@ -3,6 +3,7 @@
  * f64 reference on odd shapes; the opt-in int8-activation path (AVX-512 VNNI) against its stated accuracy;
  * MLXK_ISA / MLXK_INT8_ACT / MLXK_THREADS read by a fresh process; the thread policy.
  */
+import { readFileSync } from "node:fs";
 import { afterAll, describe, expect, test } from "bun:test";
 import { quantizedMatmul, scope } from "../../src/mlx/index.ts";
 import {
@@ -60,7 +61,7 @@ function int8Error(c: Case): { rms: number; worst: number; exactWhenOff: boolean
     const { x, wq, scales, biases, wdq } = inputs(c);
     const o = { groupSize: c.gs, bits: c.bits };
     const { ref, mag } = reference(x.toFloat32Array(), wdq, c);
-    setInt8Activations(true);
+    setInt8Activations(true, { affineEverywhere: true });
     const got = fastQuantizedMatmul(x, wq, scales, biases, o).toFloat32Array();
     setInt8Activations(false);
     const f32 = fastQuantizedMatmul(x, wq, scales, biases, o).toFloat32Array();
@@ -97,7 +98,7 @@ describe.skipIf(!int8Available())("int8 activations (opt-in, AVX-512 VNNI)", () 
       const { x, wq, scales, biases } = inputs(c);
       const o = { groupSize: 64, bits: 4 };
       const off = fastQuantizedMatmul(x, wq, scales, biases, o).toFloat32Array();
-      setInt8Activations(true);
+      setInt8Activations(true, { affineEverywhere: true });
       try {
         expect(fastQuantizedMatmul(x, wq, scales, biases, o).toFloat32Array()).toEqual(off);
         // and under the threshold the int8 tiles do run
@@ -106,6 +107,30 @@ describe.skipIf(!int8Available())("int8 activations (opt-in, AVX-512 VNNI)", () 
         const int8 = fastQuantizedMatmul(s.x, s.wq, s.scales, s.biases, o).toFloat32Array();
         setInt8Activations(false);
         expect(fastQuantizedMatmul(s.x, s.wq, s.scales, s.biases, o).toFloat32Array()).not.toEqual(int8);
+      } finally {
+        setInt8Activations(false);
+      }
+    });
+  });
+
+  const intel = (() => {
+    try {
+      return /vendor_id\s*:\s*GenuineIntel/.test(readFileSync("/proc/cpuinfo", "utf8"));
+    } catch {
+      return false;
+    }
+  })();
+  test.skipIf(!intel)("Intel: the setting leaves affine 4-bit on the f32 tiles (same bits as off; needs an Intel CPU)", () => {
+    scope(() => {
+      const c = { mode: "affine" as const, bits: 4, gs: 32, M: 1, K: 640, N: 96 };
+      const { x, wq, scales, biases } = inputs(c);
+      const o = { groupSize: 32, bits: 4 };
+      const off = fastQuantizedMatmul(x, wq, scales, biases, o).toFloat32Array();
+      setInt8Activations(true);
+      try {
+        expect(fastQuantizedMatmul(x, wq, scales, biases, o).toFloat32Array()).toEqual(off);
+        setInt8Activations(true, { affineEverywhere: true });
+        expect(fastQuantizedMatmul(x, wq, scales, biases, o).toFloat32Array()).not.toEqual(off);
       } finally {
         setInt8Activations(false);
       }

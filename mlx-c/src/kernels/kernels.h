@@ -20,7 +20,8 @@ MLXK_API int mlxk_kernels_force_scalar(int on);
 MLXK_API int mlxk_kernels_isa(void);
 MLXK_API int mlxk_kernels_set_isa(int level);
 /* int8-activation path (affine 4-bit, AVX-512 VNNI, opt-in: MLXK_INT8_ACT=1): on < 0 queries (-1 = the CPU
-   lacks VNNI, else 0/1 whether it is on); on = 0/1 switches it and returns the previous setting. */
+   lacks VNNI, else 0/1 whether it is on); on = 0/1 switches it (on Intel affine matmuls keep f32 under it), 2 also
+   runs the affine int8 tiles on Intel (tests); returns the previous setting. */
 MLXK_API int mlxk_kernels_int8(int on);
 /* Thread policy: the threads an op of `work` multiply-adds gets, and a test override (0 = policy). */
 MLXK_API int mlxk_kernels_threads_for(double work);

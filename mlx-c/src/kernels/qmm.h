@@ -40,9 +40,12 @@ bool set_force_scalar(bool on);
 
 // The opt-in int8-activation path for affine 4-bit (AVX-512 VNNI): whether the CPU has it, whether it is on
 // (MLXK_INT8_ACT=1 or set_int8, and the ISA in use is avx512), and the switch (returns the previous setting).
+// On Intel the affine matmuls keep the f32 tiles under the setting (faster there; int8_affine_active says
+// whether the int8 ones run), unless set_int8(2) asks for them on every CPU.
 bool int8_available();
 bool int8_active();
-bool set_int8(bool on);
+bool int8_affine_active();
+bool set_int8(int on);
 
 // Whether the AVX2 path runs now (CPU support and not forced scalar).
 bool avx2_active();
