@@ -1,5 +1,5 @@
 /**
- * One decode token's softmax-top-k SwiGLU mixture-of-experts layer as one CPU primitive
+ * A softmax-top-k SwiGLU mixture-of-experts layer (one decode token, or a prefill's tokens) as one CPU primitive
  * (mlx-c/src/kernels/moe.cpp): top k of the router probabilities as MLX's argpartition picks them, their weights
  * (optionally renormalised), the k K-quant experts' gate/up/down with silu(gate)·up, and the weighted sum. The
  * same arithmetic in the same order as the op-by-op graph (switch_layers.ts), in one node instead of ~15.
@@ -44,7 +44,7 @@ export interface MoeExperts {
   modes: [KQuantMode, KQuantMode, KQuantMode];
 }
 
-/** x [..., H] (one row) and router probabilities p [..., E] → [..., H], or null (build the graph). */
+/** x [..., H] (T rows of one sequence) and router probabilities p [..., E] → [..., H], or null (build the graph). */
 export function kernelMoeGlu(x: Array, p: Array, e: MoeExperts, k: number, normTopK: boolean): Array | null {
   const s = fusedMoe() ? symbols() : null;
   if (!s) return null;

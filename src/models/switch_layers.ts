@@ -99,20 +99,20 @@ export class SwitchGLU {
   }
 
   /**
-   * Decode (one row per sequence): the softmax-top-k router's choice, these experts and the weighted sum in one
-   * primitive per row (mlx/moe.ts), or null (the graph). Only SwiGLU over bias-free K-quant experts.
+   * The softmax-top-k router's choice, these experts and the weighted sum in one primitive per sequence
+   * (mlx/moe.ts; decode and prefill), or null (the graph). Only SwiGLU over bias-free K-quant experts.
    */
   fusedTopK(x: mx.Array, probs: mx.Array, k: number, normTopK: boolean): mx.Array | null {
     const ls = [this.gate_proj.l, this.up_proj.l, this.down_proj.l];
     if (this.activation !== swiglu || !layerOps().gatherKernel || ls.some((l) => l.bias || !isKQuantMode(l.q?.mode))) return null;
-    const H = x.shape.at(-1)!;
-    const rows = x.size / H;
-    if (x.ndim < 1 || (rows > 1 && (x.ndim !== 3 || x.shape[1] !== 1))) return null; // prefill: the graph
+    if (x.ndim < 1) return null;
     const experts = { gate: ls[0]!.weight, up: ls[1]!.weight, down: ls[2]!.weight, modes: ls.map((l) => l.q!.mode) as [KQuantMode, KQuantMode, KQuantMode] };
-    if (rows === 1) return layerOps().moeGlu(x, probs, experts, k, normTopK);
-    // a decode batch [B, 1, H]: each row on its own, as it runs alone
+    // one sequence (a decode token, or a prefill's tokens grouped by expert inside the kernel as the gather kernel does)
+    const B = x.ndim >= 3 ? x.shape[0]! : 1;
+    if (B === 1) return layerOps().moeGlu(x, probs, experts, k, normTopK);
+    // a batch [B, L, H] (a decode batch: L = 1): each sequence on its own, as it runs alone (as forward())
     const out: mx.Array[] = [];
-    for (let b = 0; b < rows; b++) {
+    for (let b = 0; b < B; b++) {
       const y = layerOps().moeGlu(mx.sliceAxis(x, 0, b, b + 1), mx.sliceAxis(probs, 0, b, b + 1), experts, k, normTopK);
       if (!y) return null;
       out.push(y);

@@ -3,12 +3,13 @@
  * picks it (ties included), weights, K-quant gate/up/down, SwiGLU and the weighted sum equal the op-by-op graph
  * with our kernels bit for bit, on odd shapes (experts, k, hidden and expert widths, Q4_K/Q5_K/Q6_K mixes,
  * renormalised or not), and the MLX-ops graph (kernels off) within f32 rounding; a decode batch's rows equal each
- * row alone; prefill, other activations and biased experts keep the graph.
+ * row alone; prefill (tokens grouped by expert in the kernel) equals the graph too; other activations and biased
+ * experts keep the graph.
  */
 import { afterAll, describe, expect, test } from "bun:test";
 import * as mx from "../../src/mlx/index.ts";
 import { kernelInfo, setKernelsEnabled } from "../../src/mlx/kernels.ts";
-import { type KQuantMode, kquantPackable } from "../../src/mlx/kquant.ts";
+import { type KQuantMode, kquantInt8, kquantPackable } from "../../src/mlx/kquant.ts";
 import { fusedMoeBuilt, setFusedMoe } from "../../src/mlx/moe.ts";
 import { QuantConfig, WeightStore } from "../../src/models/base.ts";
 import { swiglu } from "../../src/models/layers.ts";
@@ -53,7 +54,7 @@ function moe(glu: SwitchGLU, x: Float32Array, logits: Float32Array, shape: [numb
   }
 }
 
-describe.skipIf(kernelInfo().level === "none" || !kquantPackable())("fused decode MoE", () => {
+describe.skipIf(kernelInfo().level === "none" || !kquantPackable())("fused MoE", () => {
   const shapes: [number, number, number, number, [KQuantMode, KQuantMode, KQuantMode], boolean][] = [
     // E, k, H, I, gate/up/down types, renormalise
     [5, 2, 256, 512, ["q4_k", "q5_k", "q6_k"], true],
@@ -120,17 +121,75 @@ describe.skipIf(kernelInfo().level === "none" || !kquantPackable())("fused decod
     }
   });
 
-  test("prefill rows and other activations keep the graph", () => {
+  // prefill: tokens grouped by expert inside the kernel; few rows per expert (per-row tiles) and many (the panel GEMM)
+  const prefill: [number, number, number, number, number, [KQuantMode, KQuantMode, KQuantMode], boolean][] = [
+    // T, E, k, H, I, types, renormalise
+    [5, 4, 2, 256, 256, ["q4_k", "q4_k", "q4_k"], true],
+    [3, 7, 3, 512, 256, ["q6_k", "q4_k", "q5_k"], false],
+    [70, 4, 2, 256, 512, ["q4_k", "q5_k", "q6_k"], true],
+    [130, 16, 4, 256, 256, ["q4_k", "q4_k", "q6_k"], true],
+  ];
+  test.each(prefill)("prefill T %i, E %i top %i, H %i, I %i, %j, norm %p: fused, = the graph bit for bit", (T, E, k, H, I, modes, norm) => {
+    const { glu, store } = experts(E, H, I, modes);
+    try {
+      const x = floats(T * H);
+      const logits = floats(T * E, 3);
+      const before = fusedMoeBuilt();
+      const fused = moe(glu, x, logits, [1, T, H], E, k, norm, "fused");
+      expect(fusedMoeBuilt()).toBe(before + 1);
+      expect(fused).toEqual(moe(glu, x, logits, [1, T, H], E, k, norm, "graph"));
+      const ref = moe(glu, x, logits, [1, T, H], E, k, norm, "mlx");
+      const mag = Math.max(...ref.map(Math.abs));
+      expect(maxAbs(fused, ref)).toBeLessThan(1e-5 * mag + 1e-6);
+    } finally {
+      mx.disposeAll(store.all());
+    }
+  });
+
+  test("prefill with the opt-in int8 activations (q8_K tiles and the VNNI GEMM): = the graph bit for bit", () => {
+    const E = 4, k = 2, H = 256, I = 512;
+    const { glu, store } = experts(E, H, I, ["q4_k", "q5_k", "q6_k"]);
+    const prev = kquantInt8(true);
+    try {
+      for (const T of [3, 40]) {
+        const x = floats(T * H);
+        const logits = floats(T * E, 3);
+        const fused = moe(glu, x, logits, [1, T, H], E, k, true, "fused");
+        expect(fused).toEqual(moe(glu, x, logits, [1, T, H], E, k, true, "graph"));
+      }
+    } finally {
+      kquantInt8(prev);
+      mx.disposeAll(store.all());
+    }
+  });
+
+  test("a batch of prefills [B, L, H]: each sequence as it runs alone, = the graph", () => {
+    const E = 5, k = 2, H = 256, I = 256, B = 2, L = 9;
+    const { glu, store } = experts(E, H, I, ["q4_k", "q6_k", "q4_k"]);
+    try {
+      const x = floats(B * L * H);
+      const logits = floats(B * L * E, 3);
+      const batch = moe(glu, x, logits, [B, L, H], E, k, true, "fused");
+      expect(batch).toEqual(moe(glu, x, logits, [B, L, H], E, k, true, "graph"));
+      for (let b = 0; b < B; b++) {
+        const one = moe(glu, x.subarray(b * L * H, (b + 1) * L * H), logits.subarray(b * L * E, (b + 1) * L * E), [1, L, H], E, k, true, "fused");
+        expect(batch.subarray(b * L * H, (b + 1) * L * H)).toEqual(one);
+      }
+    } finally {
+      mx.disposeAll(store.all());
+    }
+  });
+
+  test("other activations keep the graph", () => {
     const E = 4, k = 2, H = 256, I = 256;
-    const { glu, store } = experts(E, H, I, ["q4_k", "q4_k", "q4_k"]);
+    const { store } = experts(E, H, I, ["q4_k", "q4_k", "q4_k"]);
     const other = new SwitchGLU(store, "e", (g, u) => mx.multiply(mx.silu(g), u));
     try {
       const before = fusedMoeBuilt();
       const x = floats(5 * H);
       const logits = floats(5 * E);
-      const pre = moe(glu, x, logits, [1, 5, H], E, k, true, "fused");
-      expect(pre).toEqual(moe(glu, x, logits, [1, 5, H], E, k, true, "graph"));
       moe(other, x.subarray(0, H), logits.subarray(0, E), [1, 1, H], E, k, true, "fused");
+      moe(other, x, logits, [1, 5, H], E, k, true, "fused");
       expect(fusedMoeBuilt()).toBe(before);
     } finally {
       mx.disposeAll(store.all());
