@@ -26,6 +26,14 @@ void rope(const float* x, float* y, int D, int dims, bool trad, const float* c, 
 void attend(const float* q, const float* kb, int64_t kst, const float* vb, int64_t vst, int n, int D, int Dv, float scale,
             float* y, bool avx2);
 
+// Whether the AVX-512 rows (attend.cpp) run now: MLXK_ISA / set_isa at avx512 and the CPU has it.
+bool attend512_active();
+
+// attend for G ≤ 4 query rows q[g] over the same keys / values → y[g] (D, Dv multiples of 8; AVX-512): each
+// row bit for bit what attend's AVX2 path gives it, each key and value row loaded once for all G.
+void attend512(const float* const* q, int G, const float* kb, int64_t kst, const float* vb, int64_t vst, int n, int D,
+               int Dv, float scale, float* const* y);
+
 // The keys query l of batch entry b attends to, [first, first + count): entry b's keys start at starts[b] (left
 // padding before them: a decode batch; empty = 0) and end at ends[b] (right padding after: an encoder batch;
 // empty = Lk); causal, query l of Lq sees keys up to (end - Lq) + l, MLX's end-aligned mask.
@@ -71,19 +79,36 @@ void for_rows(size_t n, double work, F&& fn) {
 // Every query row r = (b·Hq + h)·Lq + l of an attention over per-entry key ranges (key_range), grouped KV heads:
 // reads q_row(r), keys from k_at(b, kv head, first key) and values from v_at(…) with row strides kst / vst, writes
 // out_row(b, h, l). The single-op attention (fused.cpp) and the decoder block (block.cpp) both run this loop, so
-// a row's sums are the same in either.
+// a row's sums are the same in either. The unit of work is (b, kv head, l, a piece of the GQA group): the query
+// heads of a group share the key range, so with AVX-512 a piece of up to 4 of them reads each key and value
+// once (attend512); a group of 6 is split 3 + 3, so pieces stay even. AVX2 / scalar: one row at a time.
 template <class QRow, class KAt, class VAt, class OutRow>
 void attend_ranges(const RangeAttn& a, const std::vector<int>& starts, const std::vector<int>& ends, QRow&& q_row,
                    KAt&& k_at, int64_t kst, VAt&& v_at, int64_t vst, OutRow&& out_row, bool avx2) {
   const int group = a.Hq / a.Hkv;
-  const size_t n = a.B * a.Hq * a.Lq;
-  for_rows(n, static_cast<double>(n) * a.Lk * (a.D + a.Dv), [&](size_t r) {
-    const int l = static_cast<int>(r % a.Lq);
-    const size_t bh = r / a.Lq, b = bh / a.Hq;
-    const int h = static_cast<int>(bh % a.Hq);
+  const bool zmm = avx2 && a.D % 8 == 0 && a.Dv % 8 == 0 && attend512_active();
+  const int pieces = zmm ? (group + 3) / 4 : group, per = (group + pieces - 1) / pieces;
+  const size_t n = a.B * a.Hkv * pieces * a.Lq;
+  for_rows(n, static_cast<double>(n) * per * a.Lk * (a.D + a.Dv), [&](size_t u) {
+    const int l = static_cast<int>(u % a.Lq);
+    const size_t bp = u / a.Lq, b = bp / (a.Hkv * pieces);
+    const int kvh = static_cast<int>(bp % (a.Hkv * pieces)) / pieces, h0 = kvh * group + static_cast<int>(bp % pieces) * per;
+    const int G = std::min(per, (kvh + 1) * group - h0);
     const KeyRange kr = key_range(starts, ends, a.causal, a.Lk, a.Lq, b, l);
-    attend(q_row(r), k_at(b, h / group, kr.first), kst, v_at(b, h / group, kr.first), vst, kr.count, a.D, a.Dv, a.scale,
-           out_row(b, h, l), avx2);
+    const float* kb = k_at(b, kvh, kr.first);
+    const float* vb = v_at(b, kvh, kr.first);
+    if (zmm) {
+      const float* q[4];
+      float* y[4];
+      for (int g = 0; g < G; g++) {
+        q[g] = q_row((b * a.Hq + h0 + g) * a.Lq + l);
+        y[g] = out_row(b, h0 + g, l);
+      }
+      attend512(q, G, kb, kst, vb, vst, kr.count, a.D, a.Dv, a.scale, y);
+      return;
+    }
+    for (int h = h0; h < h0 + G; h++)
+      attend(q_row((b * a.Hq + h) * a.Lq + l), kb, kst, vb, vst, kr.count, a.D, a.Dv, a.scale, out_row(b, h, l), avx2);
   });
 }
 
