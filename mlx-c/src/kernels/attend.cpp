@@ -1,8 +1,9 @@
 // AVX-512 attention rows, up to 8 query rows at once over keys from the same first key (the query heads of a GQA
 // group, and in a causal prefill consecutive positions too, whose ranges differ only in their ends): scored
 // against each key in one pass over the keys and summed over the values in one pass, so each key and value row
-// is loaded once for all of them (the rows' shared loads, not the FMAs, bound the row-at-a-time kernel). Every row gets exactly the AVX2 row's values (rows::attend in
-// fused.cpp): the same FMAs per element in the same order, the same reduction tree, the same exp polynomial.
+// is loaded once for all of them (loads from L2, not FMAs, bound the row-at-a-time kernel). Every row gets
+// exactly the AVX2 row's values (rows::attend in fused.cpp): the same FMAs per element in the same order, the
+// same reduction tree, the same exp polynomial.
 #include <algorithm>
 #include <cmath>
 #include <limits>
