@@ -26,7 +26,7 @@ struct QmmProblem {
 constexpr int kIsaScalar = 1, kIsaAvx2 = 2, kIsaAvx512 = 3;
 
 // The best level this CPU runs: 0 = no kernels on this architecture, 1 = portable scalar kernels,
-// 2 = AVX2/FMA, 3 = AVX-512 F/BW/VL/DQ (quantized matmul; the other kernels use AVX2 there).
+// 2 = AVX2/FMA, 3 = AVX-512 F/BW/VL/DQ (quantized matmul, GEMMs, attention rows; the rest use AVX2 there).
 int kernels_level();
 
 // The level in use: MLXK_ISA=scalar|avx2|avx512 caps it, set_isa overrides it (tests).
