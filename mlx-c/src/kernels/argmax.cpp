@@ -14,12 +14,7 @@
 #include "kernels.h"
 #include "qmm.h"
 #include "rows.h"
-
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define MLXK_X86 1
-#define MLXK_AVX2 __attribute__((target("avx2,fma")))
-#endif
+#include "simd.h"
 
 namespace mlxk {
 namespace {

@@ -17,12 +17,6 @@
 #include "rows.h"
 #include "simd.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define MLXK_X86 1
-#define MLXK_AVX2 __attribute__((target("avx2,fma")))
-#endif
-
 namespace mlxk {
 namespace {
 

@@ -109,6 +109,7 @@ void run_moe_tokens(const MoeArgs& a, bool avx2) {
   const size_t PI = static_cast<size_t>(P) * a.I, PH = static_cast<size_t>(P) * a.H;
   xb.resize(PH);
   buf.resize(3 * PI + PH);
+  float *g = buf.data(), *u = g + PI, *act = u + PI, *y = act + PI;
   // the copies and the weighted sums split over the pool (in turn on the stream thread they held the other core idle)
   struct Ctx {
     const MoeArgs* a;
@@ -118,14 +119,13 @@ void run_moe_tokens(const MoeArgs& a, bool avx2) {
     float* xb;
     const float* y;
     int P;
-  } cx{&a, order.data(), rank.data(), wt.data(), xb.data(), buf.data() + 3 * PI, P};
+  } cx{&a, order.data(), rank.data(), wt.data(), xb.data(), y, P};
   constexpr int kTasks = 32;
   kern::parallel_for_work(kTasks, [](void* vc, int i) {
     const Ctx& c = *static_cast<const Ctx*>(vc);
     for (int r = c.P * i / kTasks; r < c.P * (i + 1) / kTasks; r++)
       std::memcpy(c.xb + static_cast<size_t>(r) * c.a->H, c.a->x + static_cast<size_t>(c.order[r] / c.a->k) * c.a->H, sizeof(float) * c.a->H);
   }, &cx, static_cast<double>(PH));
-  float *g = buf.data(), *u = g + PI, *act = u + PI, *y = act + PI;
   ps.clear();
   for (int e = 0; e < a.E; e++) {
     const int c = count[e];

@@ -16,10 +16,9 @@
 #include "qgemm.h"
 #include "qmm_isa.h"
 
+#include "simd.h"
+
 #if defined(__x86_64__)
-#include <immintrin.h>
-#define MLXK_X86 1
-#define MLXK_AVX2 __attribute__((target("avx2,fma")))
 #define MLXK_QMM_TARGET MLXK_AVX2
 #include "qmm_decode.h"
 #endif

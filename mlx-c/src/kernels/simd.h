@@ -5,10 +5,14 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+// The x86 guard and the AVX2/FMA function target the kernel files share (each picks the path at run time).
+#define MLXK_X86 1
+#define MLXK_AVX2 __attribute__((target("avx2,fma")))
+
 namespace mlxk {
 
 // exp(x) for 8 floats: Cephes-style range reduction + degree-6 polynomial (~1 ulp on the softmax/SiLU range).
-__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 x) {
+MLXK_AVX2 inline __m256 exp_avx2(__m256 x) {
   x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
