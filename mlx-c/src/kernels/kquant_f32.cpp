@@ -57,19 +57,36 @@ MLXK_KQF __attribute__((always_inline)) inline float h2f(const uint8_t* p) {
   std::memcpy(&h, p, 2);
   return _cvtsh_ss(h);
 }
+// A broadcast straight from memory: a load-port op. (Given A and B in registers, GCC extracted each lane with
+// valignd/vshufps and broadcast it from a register, three shuffle-port ops per value on the port vpermps needs.)
+MLXK_KQF __attribute__((always_inline)) inline __m512 bcast(const float* p) {
+  __m512 r;
+  asm("vbroadcastss %1, %0" : "=v"(r) : "m"(*p));
+  return r;
+}
 template <KType T>
-MLXK_KQF __attribute__((always_inline)) inline void params(const uint8_t* b, float* A, float* B) {
+MLXK_KQF __attribute__((always_inline)) inline void params(const uint8_t* b, float* A, [[maybe_unused]] float* B) {
   if constexpr (T == KType::Q6K) {
     const __m512 a = _mm512_mul_ps(_mm512_set1_ps(h2f(b + 208)),
                                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)))));
     _mm512_store_ps(A, a);
     _mm512_store_ps(B, _mm512_mul_ps(_mm512_set1_ps(-32.f), a));
   } else {
-    alignas(16) uint8_t sm[16];
-    kq_unpack_scales(b + 4, sm);
-    const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
-    _mm256_store_ps(A, _mm256_mul_ps(_mm256_set1_ps(h2f(b)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))));
-    _mm256_store_ps(B, _mm256_mul_ps(_mm256_set1_ps(-h2f(b + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)))));
+    // Q4_K/Q5_K: A → A[0..8), B → A[8..16) (B unused). The 12 scale bytes unpacked in a vector as
+    // kq_unpack_scales does (its 4-byte stores then a 16-byte load stalled store forwarding, per block and column)
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4)); // 12 scale bytes + 4 code bytes
+    const __m128i P = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i Q = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i lo = _mm_and_si128(P, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(P, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+    const __m128i top = _mm_and_si128(_mm_srli_epi16(Q, 2), _mm_set1_epi8(0x30)); // bits 6..7 → 4..5
+    const __m128i sm = _mm_or_si128(_mm_or_si128(lo, hi), top);                   // scales 0..7, mins 0..7
+    uint32_t dd;
+    std::memcpy(&dd, b, 4);
+    const __m512 dm = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(dd)))); // d, dmin
+    const __m512 f = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), dm);
+    const __m512 neg = _mm512_castsi512_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN));
+    _mm512_store_ps(A, _mm512_mul_ps(_mm512_xor_ps(f, neg), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(sm))));
   }
 }
 
@@ -108,8 +125,8 @@ MLXK_KQF void tile(const KqProblem& p, const float* xp, int r0, int n) {
         for (int c = 0; c < C; c++) {
           const uint8_t* qs = w[c] + static_cast<size_t>(blk) * bb + 16 + 32 * j;
           bc[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs)));
-          tab[c][0] = _mm512_fmadd_ps(iota, _mm512_set1_ps(A[c][2 * j]), _mm512_set1_ps(B[c][2 * j]));
-          tab[c][1] = _mm512_fmadd_ps(iota, _mm512_set1_ps(A[c][2 * j + 1]), _mm512_set1_ps(B[c][2 * j + 1]));
+          tab[c][0] = _mm512_fmadd_ps(iota, bcast(&A[c][2 * j]), bcast(&A[c][8 + 2 * j]));
+          tab[c][1] = _mm512_fmadd_ps(iota, bcast(&A[c][2 * j + 1]), bcast(&A[c][8 + 2 * j + 1]));
         }
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
@@ -144,7 +161,7 @@ MLXK_KQF void tile(const KqProblem& p, const float* xp, int r0, int n) {
 #pragma GCC unroll 8
             for (int c = 0; c < C; c++) {
               const __m512i q = _mm512_maskz_permutexvar_epi8(0x1111111111111111ull, idx, code[c]);
-              wv[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(A[c][sb]), _mm512_set1_ps(B[c][sb]));
+              wv[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), bcast(&A[c][sb]), bcast(T == KType::Q6K ? &B[c][sb] : &A[c][8 + sb]));
             }
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
