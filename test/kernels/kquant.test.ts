@@ -95,8 +95,10 @@ describe.skipIf(kernelInfo().level === "none")("K-quant kernels", () => {
   test.each(MODES)("%s: x·Wᵀ (AVX-512 f32 and bf16 decode, AVX2, scalar, kernels off) within f32 rounding of f64 on odd shapes", (mode) => {
     const [q, dq] = CODECS[mode];
     const paths = [...decodeModes().map((m) => `avx512 ${m}`), "avx2", "scalar", "off"];
-    for (const [M, N, K] of SHAPES) {
-      const bytes = q(floats(N * K));
+    // plus random block bytes on the decode shapes: every scale/min bit pattern through each tile's unpacking
+    const cases = [...SHAPES.map((s) => [s, false] as const), ...SHAPES.filter(([M]) => M <= 8).map((s) => [s, true] as const)];
+    for (const [[M, N, K], random] of cases) {
+      const bytes = random ? randomBlocks(mode, (N * K) / 256) : q(floats(N * K));
       const x = K === 4096 ? wide(M * K) : floats(M * K);
       const { y, mag } = f64Matmul(x, dq(bytes), M, N, K);
       for (const path of paths) {
