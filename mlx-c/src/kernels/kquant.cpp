@@ -116,6 +116,14 @@ void deq_row_scalar(KType t, const uint8_t* w, float* y, int K) {
 // ---------------------------------------------------------------- AVX2/FMA
 
 #ifdef MLXK_KQ_X86
+// A broadcast straight from memory, a load op (given A in registers, GCC extracts each lane with shuffles and
+// broadcasts it from a register: shuffle-port ops in the decode tiles' inner loop).
+MLXK_KQ_AVX2 __attribute__((always_inline)) inline __m256 bcast8(const float* p) {
+  __m256 r;
+  asm("vbroadcastss %1, %0" : "=x"(r) : "m"(*p));
+  return r;
+}
+
 // Per 16 values of one block: value = A·code + B (vectorised: this runs once per block per row).
 template <KType T>
 MLXK_KQ_AVX2 inline void block_params(const uint8_t* b, float* A, float* B) {
@@ -130,9 +138,7 @@ MLXK_KQ_AVX2 inline void block_params(const uint8_t* b, float* A, float* B) {
     _mm256_store_ps(B, _mm256_mul_ps(k, a0));
     _mm256_store_ps(B + 8, _mm256_mul_ps(k, a1));
   } else {
-    alignas(16) uint8_t sm[16];
-    kq_unpack_scales(b + 4, sm);
-    const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
+    const __m128i v = kq_unpack_scales_v(b + 4);
     const __m256 a = _mm256_mul_ps(_mm256_set1_ps(kq_h2f(b)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)));
     const __m256 m = _mm256_mul_ps(_mm256_set1_ps(-kq_h2f(b + 2)), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))));
     // per 32 → per 16: each value twice, in order
@@ -217,8 +223,8 @@ MLXK_KQ_AVX2 void dot_rows(const KqProblem& p, const float* x, const float* xs16
         to_floats(codes<T>(w[c] + static_cast<size_t>(blk) * bb, j), f);
         const __m256 lo = _mm256_fmadd_ps(f[1], x1, _mm256_mul_ps(f[0], x0));
         const __m256 hi = _mm256_fmadd_ps(f[3], x3, _mm256_mul_ps(f[2], x2));
-        acc[c][0] = _mm256_fmadd_ps(lo, _mm256_set1_ps(A[c][2 * j]), acc[c][0]);
-        acc[c][1] = _mm256_fmadd_ps(hi, _mm256_set1_ps(A[c][2 * j + 1]), acc[c][1]);
+        acc[c][0] = _mm256_fmadd_ps(lo, bcast8(&A[c][2 * j]), acc[c][0]);
+        acc[c][1] = _mm256_fmadd_ps(hi, bcast8(&A[c][2 * j + 1]), acc[c][1]);
       }
     }
   }
@@ -242,7 +248,7 @@ MLXK_KQ_AVX2 void deq_row_avx2(const uint8_t* w, float* y, int K) {
       #pragma GCC unroll 8
       for (int q = 0; q < 4; q++) {
         const int s = 2 * j + (q >> 1);
-        _mm256_storeu_ps(out + 8 * q, _mm256_fmadd_ps(f[q], _mm256_set1_ps(A[s]), _mm256_set1_ps(B[s])));
+        _mm256_storeu_ps(out + 8 * q, _mm256_fmadd_ps(f[q], bcast8(&A[s]), bcast8(&B[s])));
       }
     }
   }

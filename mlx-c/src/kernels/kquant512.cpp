@@ -91,9 +91,7 @@ MLXK_KQ512 void dot_rows(const uint8_t* w0, size_t rb, int nb, const uint16_t* x
         const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 192)));
         A[c] = _mm512_mul_ps(_mm512_set1_ps(kq_h2f(b + 208)), _mm512_cvtepi32_ps(sc));
       } else {
-        alignas(16) uint8_t sm[16];
-        kq_unpack_scales(b + 4, sm);
-        const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
+        const __m128i v = kq_unpack_scales_v(b + 4);
         A[c] = _mm512_mul_ps(_mm512_set1_ps(kq_h2f(b)), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(v)));
         const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8)));
         const __m256 B = _mm256_mul_ps(_mm256_set1_ps(-kq_h2f(b + 2)), m);
@@ -198,9 +196,7 @@ MLXK_KQ512 void q8_tile(const KqProblem& p, const KqQ8& x, int r0, int n0) {
         M[c] = _mm512_slli_epi32(_mm512_cvtepi8_epi32(sc), 5);
         dA[c] = dB[c] = kq_h2f(b + 208);
       } else {
-        alignas(16) uint8_t sm[16];
-        kq_unpack_scales(b + 4, sm);
-        const __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(sm));
+        const __m128i v = kq_unpack_scales_v(b + 4);
         S[c] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(v));
         M[c] = _mm512_permutexvar_epi32(half, _mm512_cvtepu8_epi32(v));
         dA[c] = kq_h2f(b);

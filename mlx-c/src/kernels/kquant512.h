@@ -14,6 +14,10 @@
 
 #include "kquant.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace mlxk::kern {
 
 inline float kq_h2f(const uint8_t* p) {
@@ -41,6 +45,21 @@ inline void kq_unpack_scales(const uint8_t* q, uint8_t out[16]) {
   u[0] &= m1;
   std::memcpy(out, u, 16); // scales 0..7, mins 0..7
 }
+
+#if defined(__x86_64__)
+// kq_unpack_scales in a vector (SSSE3 shuffles), the same 16 bytes: the decode tiles unpack once per block and
+// weight row, and the scalar version's 4-byte stores read back by a 16-byte load stall store forwarding there.
+// Reads 16 bytes at q: the 12 scale bytes and the 4 code bytes after them.
+__attribute__((target("avx2"), always_inline)) inline __m128i kq_unpack_scales_v(const uint8_t* q) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  const __m128i P = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+  const __m128i Q = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+  const __m128i lo = _mm_and_si128(P, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(P, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
+  const __m128i top = _mm_and_si128(_mm_srli_epi16(Q, 2), _mm_set1_epi8(0x30)); // bits 6..7 → 4..5
+  return _mm_or_si128(_mm_or_si128(lo, hi), top);                                // scales 0..7, mins 0..7
+}
+#endif
 
 // x rounded to int8 per 256 values as llama.cpp's q8_K: q = round(x / d), d = max|x| / 127; bsums = Σq per 16.
 struct KqQ8 {

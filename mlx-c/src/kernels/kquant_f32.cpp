@@ -72,15 +72,8 @@ MLXK_KQF __attribute__((always_inline)) inline void params(const uint8_t* b, flo
     _mm512_store_ps(A, a);
     _mm512_store_ps(B, _mm512_mul_ps(_mm512_set1_ps(-32.f), a));
   } else {
-    // Q4_K/Q5_K: A → A[0..8), B → A[8..16) (B unused). The 12 scale bytes unpacked in a vector as
-    // kq_unpack_scales does (its 4-byte stores then a 16-byte load stalled store forwarding, per block and column)
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4)); // 12 scale bytes + 4 code bytes
-    const __m128i P = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
-    const __m128i Q = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
-    const __m128i lo = _mm_and_si128(P, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0));
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(P, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15));
-    const __m128i top = _mm_and_si128(_mm_srli_epi16(Q, 2), _mm_set1_epi8(0x30)); // bits 6..7 → 4..5
-    const __m128i sm = _mm_or_si128(_mm_or_si128(lo, hi), top);                   // scales 0..7, mins 0..7
+    // Q4_K/Q5_K: A → A[0..8), B → A[8..16) (B unused)
+    const __m128i sm = kq_unpack_scales_v(b + 4);
     uint32_t dd;
     std::memcpy(&dd, b, 4);
     const __m512 dm = _mm512_castps128_ps512(_mm_cvtph_ps(_mm_cvtsi32_si128(static_cast<int>(dd)))); // d, dmin
