@@ -172,12 +172,12 @@ struct RunCtx {
   TileFn tile;
 };
 
-// One x tile: rows [t·kRows, +kRows) of x (rows past M zero) → dst [K][kRows].
+// One x tile: its rows tile_rows(M, t) of x (the slots past them zero) → dst [K][kRows].
 void pack_tile_scalar(const float* x, int M, int K, int t, float* dst) {
+  const TileRows tr = tile_rows(M, t);
   for (int r = 0; r < kRows; r++) {
-    const int m = t * kRows + r;
-    const float* src = x + static_cast<size_t>(m) * K;
-    if (m < M) {
+    const float* src = x + static_cast<size_t>(tr.m0 + r) * K;
+    if (r < tr.rows) {
       for (int k = 0; k < K; k++) dst[static_cast<size_t>(k) * kRows + r] = src[k];
     } else {
       for (int k = 0; k < K; k++) dst[static_cast<size_t>(k) * kRows + r] = 0.f;
@@ -190,7 +190,8 @@ void pack_tile_scalar(const float* x, int M, int K, int t, float* dst) {
 // masked store: ~4× the scalar loop's speed, which wrote one float per cycle at a 56-byte stride (pack_x was
 // 4–10% of a K-quant prefill). The values are copies, so the pack is the same bits either way.
 MLXK_GP512 void pack_tile512(const float* x, int M, int K, int t, float* dst) {
-  const int m0 = t * kRows, rows = std::min(kRows, M - m0);
+  const TileRows tr = tile_rows(M, t);
+  const int m0 = tr.m0, rows = tr.rows;
   int k0 = 0;
   for (; k0 + 16 <= K; k0 += 16) {
     __m512 v[16];
@@ -262,8 +263,9 @@ void gemm_task(void* ctx, int i) {
       const int nc = std::min(kCols, j.N - p * kCols);
       for (int t = t0; t < t1; t++) {
         const float* a = j.xp + (static_cast<size_t>(t) * j.K + k0) * kRows;
-        float* o = j.out + static_cast<size_t>(t) * kRows * j.N + static_cast<size_t>(p) * kCols;
-        rc.tile(a, b, kc, std::min(kRows, j.M - t * kRows), o, j.N, nc, k0 == 0);
+        const TileRows tr = tile_rows(j.M, t);
+        float* o = j.out + static_cast<size_t>(tr.m0) * j.N + static_cast<size_t>(p) * kCols;
+        rc.tile(a, b, kc, tr.rows, o, j.N, nc, k0 == 0);
       }
     }
   }

@@ -27,7 +27,20 @@ void run(const float* x, const float* packed, float* out, int M, int K, int N);
 // x rows per tile, x in tile order, and the micro-kernel of the ISA in use.
 constexpr int kRows = 14;
 
-// x [M, K] → dst [ceil(M / kRows)][K][kRows], rows past M zero (on the pool).
+// The rows of x tile t: M rows make ceil(M / kRows) tiles of nearly equal size (⌊M / tiles⌋ or one more), so
+// no tile is left with a few rows (the FMA chains' latency, not their throughput, bounds a 1–4-row tile). A
+// row's result does not depend on its tile.
+struct TileRows {
+  int m0, rows;
+};
+inline TileRows tile_rows(int M, int t) {
+  const int tiles = (M + kRows - 1) / kRows;
+  if (tiles == 0) return {0, 0};
+  const int base = M / tiles, extra = M % tiles;
+  return {t * base + (t < extra ? t : extra), base + (t < extra ? 1 : 0)};
+}
+
+// x [M, K] → dst [ceil(M / kRows)][K][kRows]: tile t holds tile_rows(M, t), its slots past them zero (on the pool).
 void pack_x(const float* x, int M, int K, float* dst);
 
 // Several x matrices packed in one pool call (each as pack_x): MoE experts, whose x are too small to split alone.

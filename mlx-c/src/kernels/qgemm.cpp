@@ -407,8 +407,9 @@ void task(void* vc, int i) {
     else c.deq[static_cast<int>(q.fmt)](q, n0, k0, kc, buf.data());
     for (int t = t0; t < t1; t++) {
       const float* a = q.xp + (static_cast<size_t>(t) * q.K + k0) * kR;
-      float* o = q.out + static_cast<size_t>(t) * kR * q.ldo + n0;
-      c.tile(a, buf.data(), kc, std::min(kR, q.M - t * kR), o, q.ldo, nc, k0 == 0);
+      const gemm_packed::TileRows tr = gemm_packed::tile_rows(q.M, t);
+      float* o = q.out + static_cast<size_t>(tr.m0) * q.ldo + n0;
+      c.tile(a, buf.data(), kc, tr.rows, o, q.ldo, nc, k0 == 0);
     }
   }
 }
