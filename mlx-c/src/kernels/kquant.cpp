@@ -116,14 +116,6 @@ void deq_row_scalar(KType t, const uint8_t* w, float* y, int K) {
 // ---------------------------------------------------------------- AVX2/FMA
 
 #ifdef MLXK_KQ_X86
-// A broadcast straight from memory, a load op (given A in registers, GCC extracts each lane with shuffles and
-// broadcasts it from a register: shuffle-port ops in the decode tiles' inner loop).
-MLXK_KQ_AVX2 __attribute__((always_inline)) inline __m256 bcast8(const float* p) {
-  __m256 r;
-  asm("vbroadcastss %1, %0" : "=x"(r) : "m"(*p));
-  return r;
-}
-
 // Per 16 values of one block: value = A·code + B (vectorised: this runs once per block per row).
 template <KType T>
 MLXK_KQ_AVX2 inline void block_params(const uint8_t* b, float* A, float* B) {
@@ -223,8 +215,8 @@ MLXK_KQ_AVX2 void dot_rows(const KqProblem& p, const float* x, const float* xs16
         to_floats(codes<T>(w[c] + static_cast<size_t>(blk) * bb, j), f);
         const __m256 lo = _mm256_fmadd_ps(f[1], x1, _mm256_mul_ps(f[0], x0));
         const __m256 hi = _mm256_fmadd_ps(f[3], x3, _mm256_mul_ps(f[2], x2));
-        acc[c][0] = _mm256_fmadd_ps(lo, bcast8(&A[c][2 * j]), acc[c][0]);
-        acc[c][1] = _mm256_fmadd_ps(hi, bcast8(&A[c][2 * j + 1]), acc[c][1]);
+        acc[c][0] = _mm256_fmadd_ps(lo, kq_bcast8(&A[c][2 * j]), acc[c][0]);
+        acc[c][1] = _mm256_fmadd_ps(hi, kq_bcast8(&A[c][2 * j + 1]), acc[c][1]);
       }
     }
   }
@@ -248,7 +240,7 @@ MLXK_KQ_AVX2 void deq_row_avx2(const uint8_t* w, float* y, int K) {
       #pragma GCC unroll 8
       for (int q = 0; q < 4; q++) {
         const int s = 2 * j + (q >> 1);
-        _mm256_storeu_ps(out + 8 * q, _mm256_fmadd_ps(f[q], bcast8(&A[s]), bcast8(&B[s])));
+        _mm256_storeu_ps(out + 8 * q, _mm256_fmadd_ps(f[q], kq_bcast8(&A[s]), kq_bcast8(&B[s])));
       }
     }
   }

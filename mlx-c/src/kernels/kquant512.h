@@ -59,6 +59,20 @@ __attribute__((target("avx2"), always_inline)) inline __m128i kq_unpack_scales_v
   const __m128i top = _mm_and_si128(_mm_srli_epi16(Q, 2), _mm_set1_epi8(0x30)); // bits 6..7 → 4..5
   return _mm_or_si128(_mm_or_si128(lo, hi), top);                                // scales 0..7, mins 0..7
 }
+
+// A float broadcast straight from memory, a load op, for the tiles' per-block constants. Given them in registers,
+// GCC extracted each lane with valignd/vshufps and broadcast it from a register: three shuffle-port ops per value,
+// on the port the tiles' permutes need.
+__attribute__((target("avx2"), always_inline)) inline __m256 kq_bcast8(const float* p) {
+  __m256 r;
+  asm("vbroadcastss %1, %0" : "=x"(r) : "m"(*p));
+  return r;
+}
+__attribute__((target("avx512f"), always_inline)) inline __m512 kq_bcast16(const float* p) {
+  __m512 r;
+  asm("vbroadcastss %1, %0" : "=v"(r) : "m"(*p));
+  return r;
+}
 #endif
 
 // x rounded to int8 per 256 values as llama.cpp's q8_K: q = round(x / d), d = max|x| / 127; bsums = Σq per 16.

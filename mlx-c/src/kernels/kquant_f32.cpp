@@ -57,13 +57,6 @@ MLXK_KQF __attribute__((always_inline)) inline float h2f(const uint8_t* p) {
   std::memcpy(&h, p, 2);
   return _cvtsh_ss(h);
 }
-// A broadcast straight from memory: a load-port op. (Given A and B in registers, GCC extracted each lane with
-// valignd/vshufps and broadcast it from a register, three shuffle-port ops per value on the port vpermps needs.)
-MLXK_KQF __attribute__((always_inline)) inline __m512 bcast(const float* p) {
-  __m512 r;
-  asm("vbroadcastss %1, %0" : "=v"(r) : "m"(*p));
-  return r;
-}
 template <KType T>
 MLXK_KQF __attribute__((always_inline)) inline void params(const uint8_t* b, float* A, [[maybe_unused]] float* B) {
   if constexpr (T == KType::Q6K) {
@@ -118,8 +111,8 @@ MLXK_KQF void tile(const KqProblem& p, const float* xp, int r0, int n) {
         for (int c = 0; c < C; c++) {
           const uint8_t* qs = w[c] + static_cast<size_t>(blk) * bb + 16 + 32 * j;
           bc[c] = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs)));
-          tab[c][0] = _mm512_fmadd_ps(iota, bcast(&A[c][2 * j]), bcast(&A[c][8 + 2 * j]));
-          tab[c][1] = _mm512_fmadd_ps(iota, bcast(&A[c][2 * j + 1]), bcast(&A[c][8 + 2 * j + 1]));
+          tab[c][0] = _mm512_fmadd_ps(iota, kq_bcast16(&A[c][2 * j]), kq_bcast16(&A[c][8 + 2 * j]));
+          tab[c][1] = _mm512_fmadd_ps(iota, kq_bcast16(&A[c][2 * j + 1]), kq_bcast16(&A[c][8 + 2 * j + 1]));
         }
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
@@ -154,7 +147,7 @@ MLXK_KQF void tile(const KqProblem& p, const float* xp, int r0, int n) {
 #pragma GCC unroll 8
             for (int c = 0; c < C; c++) {
               const __m512i q = _mm512_maskz_permutexvar_epi8(0x1111111111111111ull, idx, code[c]);
-              wv[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), bcast(&A[c][sb]), bcast(T == KType::Q6K ? &B[c][sb] : &A[c][8 + sb]));
+              wv[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), kq_bcast16(&A[c][sb]), kq_bcast16(T == KType::Q6K ? &B[c][sb] : &A[c][8 + sb]));
             }
 #pragma GCC unroll 8
             for (int r = 0; r < R; r++) {
