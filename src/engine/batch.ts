@@ -10,7 +10,7 @@ import { kernelArgmaxRows, kernelInfo } from "../mlx/kernels.ts";
 import * as mx from "../mlx/index.ts";
 import type { LanguageModel, LayerCache } from "../models/base.ts";
 import { type BatchLayerCache, composeLayer, layerBatchRefusal } from "../models/batch_layers.ts";
-import { type HostSampler, PREFILL_STEP } from "./generate.ts";
+import { type HostSampler, PREFILL_STEP, prefillChunk } from "./generate.ts";
 import type { Batcher, RowToken } from "./scheduler.ts";
 
 /** Why this model cannot decode a batch with every row as alone; null when it can. */
@@ -112,10 +112,7 @@ export class Prefill {
     this.#resolve();
     const { prompt, cache } = this.row;
     if (prompt.length - this.#pos > PREFILL_STEP) {
-      mx.scope(() => {
-        this.model.hidden(ids([prompt.slice(this.#pos, this.#pos + PREFILL_STEP)]), cache);
-        mx.eval(cache.flatMap((c) => c.state()));
-      });
+      prefillChunk(this.model, cache, prompt.slice(this.#pos, this.#pos + PREFILL_STEP));
       mx.memory.clearCache();
       this.#pos += PREFILL_STEP;
       return null;

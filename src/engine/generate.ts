@@ -66,6 +66,21 @@ function idsArray(ids: readonly number[]): mx.Array {
   return mx.array(Int32Array.from(ids), { shape: [1, ids.length], dtype: mx.Dtype.int32 });
 }
 
+/**
+ * One prompt chunk (token ids [1, L]) into `cache`, no logits. The graph is built in a scope that closes before
+ * the eval, so MLX frees each layer's intermediates once they are used; evaluated inside the scope, every
+ * layer's stayed alive to the end (a 512-token chunk of a 0.6B model: 1.7 GB more at peak, all of it fresh
+ * memory, page-faulted in: ~8% of a 2k-token prefill).
+ */
+export function prefillChunk(model: LanguageModel, cache: LayerCache[], chunk: readonly number[]): void {
+  mx.eval(
+    mx.scope(() => {
+      model.hidden(idsArray(chunk), cache);
+      return cache.flatMap((c) => c.state());
+    }),
+  );
+}
+
 /** Last position's logits as f32 [V]. */
 function lastLogits(model: LanguageModel, h: mx.Array): mx.Array {
   const L = h.shape[1]!;
@@ -91,10 +106,7 @@ function* prefillChunks(
     const mark = stops.find((m) => m > pos);
     const end = Math.min(pos + step, mark ?? Number.POSITIVE_INFINITY);
     if (end >= prompt.length) break;
-    mx.scope(() => {
-      model.hidden(idsArray(prompt.slice(pos, end)), cache);
-      mx.eval(cache.flatMap((c) => c.state()));
-    });
+    prefillChunk(model, cache, prompt.slice(pos, end));
     mx.memory.clearCache();
     pos = end;
     if (pos === mark) onMark?.(pos);
