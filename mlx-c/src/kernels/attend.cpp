@@ -1,7 +1,7 @@
 // AVX-512 attention rows, up to 8 query rows at once over keys from the same first key (the query heads of a GQA
 // group, and in a causal prefill consecutive positions too, whose ranges differ only in their ends): scored
-// against each key in one pass over the keys and summed over the values in one pass, so each key and value row
-// is loaded once for all of them (loads from L2, not FMAs, bound the row-at-a-time kernel). Every row gets
+// against the keys in one pass per 4 rows and summed over the values in one pass, so each key row is loaded once
+// per 4 rows and each value row once for all (loads from L2, not FMAs, bound the row-at-a-time kernel). Every row gets
 // exactly the AVX2 row's values (rows::attend in fused.cpp): the same FMAs per element in the same order, the
 // same reduction tree, the same exp polynomial.
 #include <algorithm>
@@ -30,7 +30,82 @@ MLXK_A512 inline __m256 hi256(__m512 v) {
   return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
-// dot4_avx2's reduction of 4 keys' [a0 | a1] sums: low + high half, then its hadd tree.
+// sc[g·ld + s] = (q_g·k_s)·scale for 4 rows (R ≤ 4 of them; a missing row repeats the last and is not stored) and
+// keys s < n, 4 keys per pass: 16 sums in registers, one load per row and key per 16 elements. One zmm per
+// (row, key) holds dot4_avx2's two accumulators side by side (elements i..i+7 of each 16 in the low half,
+// i+8..i+15 in the high half; a D % 16 tail of 8 in the low half only), then reduce16: the same sums in the same
+// order as its reduction. A key's sum does not depend on the keys or rows reduced with it, so any grouping gives
+// the same values. (8 rows × 2 keys with a per-4-sums hadd reduction ran 1.4–2.1× slower, bound by its shuffles
+// and by GCC folding each row's load into both of its FMAs.)
+MLXK_A512 inline __m512 reduce16(const __m512 (&a)[16]) {
+  // dot4_avx2's reduction per (row, key): x_i = lo_i + hi_i, then ((x0+x1)+(x2+x3)) + ((x4+x5)+(x6+x7)), here
+  // across the 16 accumulators by lane shuffles: the same adds of the same operands. Tree slot P ends in lane
+  // [0,2,4,6,1,3,5,7,8,10,12,14,9,11,13,15][P]; fed so that lane p holds a[p]'s sum.
+  constexpr int slot[16] = {0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15};
+  __m512 x[8];
+#pragma GCC unroll 8
+  for (int m = 0; m < 8; m++) {
+    const __m512 p = a[slot[2 * m]], q = a[slot[2 * m + 1]];
+    x[m] = _mm512_add_ps(_mm512_shuffle_f32x4(p, q, 0x44), _mm512_shuffle_f32x4(p, q, 0xEE)); // [x_p | x_q]
+  }
+  __m512 y[4];
+#pragma GCC unroll 4
+  for (int m = 0; m < 4; m++)
+    y[m] = _mm512_add_ps(_mm512_shuffle_ps(x[2 * m], x[2 * m + 1], 0x88), _mm512_shuffle_ps(x[2 * m], x[2 * m + 1], 0xDD));
+  __m512 z[2];
+#pragma GCC unroll 2
+  for (int m = 0; m < 2; m++)
+    z[m] = _mm512_add_ps(_mm512_shuffle_ps(y[2 * m], y[2 * m + 1], 0x88), _mm512_shuffle_ps(y[2 * m], y[2 * m + 1], 0xDD));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x88), _mm512_shuffle_f32x4(z[0], z[1], 0xDD));
+}
+
+template <int R>
+MLXK_A512 void scores4(const float* const* qr, const float* kb, int64_t kst, int n, int D, float scale, float* sc, int ld) {
+  const float* q[4];
+  for (int g = 0; g < 4; g++) q[g] = qr[std::min(g, R - 1)];
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int s = 0; s < n; s += 4) {
+    const float* k[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++) k[j] = kb + std::min(s + j, n - 1) * kst; // past n: repeat the last key
+    __m512 a[16];
+#pragma GCC unroll 16
+    for (int p = 0; p < 16; p++) a[p] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= D; i += 16) {
+      __m512 kv[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) kv[j] = _mm512_loadu_ps(k[j] + i);
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; g++) {
+        __m512 qv = _mm512_loadu_ps(q[g] + i);
+        asm("" : "+v"(qv)); // a register: one load for the row's 4 FMAs, not one each
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) a[4 * g + j] = _mm512_fmadd_ps(qv, kv[j], a[4 * g + j]);
+      }
+    }
+    if (i < D) {
+      constexpr __mmask16 lo = 0x00FF;
+      __m512 kv[4];
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; j++) kv[j] = _mm512_maskz_loadu_ps(lo, k[j] + i);
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; g++) {
+        const __m512 qv = _mm512_maskz_loadu_ps(lo, q[g] + i);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) a[4 * g + j] = _mm512_mask3_fmadd_ps(qv, kv[j], a[4 * g + j], lo);
+      }
+    }
+    const __m512 d = _mm512_mul_ps(reduce16(a), vs);
+    const __mmask8 m = static_cast<__mmask8>(s + 4 <= n ? 0xF : (1u << (n - s)) - 1);
+    _mm_mask_storeu_ps(sc + s, m, _mm512_castps512_ps128(d));
+    if constexpr (R > 1) _mm_mask_storeu_ps(sc + ld + s, m, _mm512_extractf32x4_ps(d, 1));
+    if constexpr (R > 2) _mm_mask_storeu_ps(sc + 2 * ld + s, m, _mm512_extractf32x4_ps(d, 2));
+    if constexpr (R > 3) _mm_mask_storeu_ps(sc + 3 * ld + s, m, _mm512_extractf32x4_ps(d, 3));
+  }
+}
+
+// dot4_avx2's reduction of 4 (row, key) accumulators, as reduce16 per accumulator: low + high half, then hadds.
 MLXK_A512 inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   const __m256 x0 = _mm256_add_ps(lo256(a0), hi256(a0)), x1 = _mm256_add_ps(lo256(a1), hi256(a1));
   const __m256 x2 = _mm256_add_ps(lo256(a2), hi256(a2)), x3 = _mm256_add_ps(lo256(a3), hi256(a3));
@@ -38,70 +113,47 @@ MLXK_A512 inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
-// sc[g·ld + s] = (q_g·k_s)·scale for G rows and keys s < n, NK keys per pass (G·NK sums in registers). One zmm per
-// (row, key) holds dot4_avx2's two accumulators side by side (elements i..i+7 of each 16 in the low half,
-// i+8..i+15 in the high half; a D % 16 tail of 8 in the low half only), then reduce4: the same sums in the same
-// order. A key's sum does not depend on the keys reduced with it, so any grouping of keys gives the same values.
-template <int G, int NK>
-MLXK_A512 void scores_rows(const float* const* q, const float* kb, int64_t kst, int n, int D, float scale, float* sc, int ld) {
+// scores4 for 1 or 2 rows (one or two query heads, the decode of a model with GQA groups of 1 or 2): 4 keys per
+// pass and a reduction per row. A 4-row block would repeat rows; measured 0.9–1.0x of this there.
+template <int G>
+MLXK_A512 void scores_few(const float* const* q, const float* kb, int64_t kst, int n, int D, float scale, float* sc, int ld) {
   const __m128 vs = _mm_set1_ps(scale);
-  for (int s = 0; s < n; s += NK) {
-    const float* k[NK];
+  for (int s = 0; s < n; s += 4) {
+    const float* k[4];
 #pragma GCC unroll 4
-    for (int j = 0; j < NK; j++) k[j] = kb + std::min(s + j, n - 1) * kst; // past n: repeat the last key
-    __m512 a[G][NK];
-#pragma GCC unroll 8
+    for (int j = 0; j < 4; j++) k[j] = kb + std::min(s + j, n - 1) * kst;
+    __m512 a[G][4];
+#pragma GCC unroll 2
     for (int g = 0; g < G; g++)
 #pragma GCC unroll 4
-      for (int j = 0; j < NK; j++) a[g][j] = _mm512_setzero_ps();
+      for (int j = 0; j < 4; j++) a[g][j] = _mm512_setzero_ps();
     int i = 0;
     for (; i + 16 <= D; i += 16) {
-      __m512 kv[NK];
+      __m512 kv[4];
 #pragma GCC unroll 4
-      for (int j = 0; j < NK; j++) kv[j] = _mm512_loadu_ps(k[j] + i);
-#pragma GCC unroll 8
+      for (int j = 0; j < 4; j++) kv[j] = _mm512_loadu_ps(k[j] + i);
+#pragma GCC unroll 2
       for (int g = 0; g < G; g++) {
         const __m512 qv = _mm512_loadu_ps(q[g] + i);
 #pragma GCC unroll 4
-        for (int j = 0; j < NK; j++) a[g][j] = _mm512_fmadd_ps(qv, kv[j], a[g][j]);
+        for (int j = 0; j < 4; j++) a[g][j] = _mm512_fmadd_ps(qv, kv[j], a[g][j]);
       }
     }
     if (i < D) {
       constexpr __mmask16 lo = 0x00FF;
-      __m512 kv[NK];
+      __m512 kv[4];
 #pragma GCC unroll 4
-      for (int j = 0; j < NK; j++) kv[j] = _mm512_maskz_loadu_ps(lo, k[j] + i);
-#pragma GCC unroll 8
+      for (int j = 0; j < 4; j++) kv[j] = _mm512_maskz_loadu_ps(lo, k[j] + i);
+#pragma GCC unroll 2
       for (int g = 0; g < G; g++) {
         const __m512 qv = _mm512_maskz_loadu_ps(lo, q[g] + i);
 #pragma GCC unroll 4
-        for (int j = 0; j < NK; j++) a[g][j] = _mm512_mask3_fmadd_ps(qv, kv[j], a[g][j], lo);
+        for (int j = 0; j < 4; j++) a[g][j] = _mm512_mask3_fmadd_ps(qv, kv[j], a[g][j], lo);
       }
     }
-    alignas(16) float t[4];
-    if constexpr (NK == 4) {
-#pragma GCC unroll 8
-      for (int g = 0; g < G; g++) {
-        const __m128 d = _mm_mul_ps(reduce4(a[g][0], a[g][1], a[g][2], a[g][3]), vs);
-        if (s + 4 <= n) {
-          _mm_storeu_ps(sc + g * ld + s, d);
-        } else {
-          _mm_store_ps(t, d);
-          for (int j = 0; s + j < n; j++) sc[g * ld + s + j] = t[j];
-        }
-      }
-    } else {
-      static_assert(NK == 2);
-#pragma GCC unroll 8
-      for (int g = 0; g < G; g += 2) {
-        const int g1 = g + 1 < G ? g + 1 : g;
-        _mm_store_ps(t, _mm_mul_ps(reduce4(a[g][0], a[g][1], a[g1][0], a[g1][1]), vs));
-        for (int j = 0; j < 2 && s + j < n; j++) {
-          sc[g * ld + s + j] = t[j];
-          sc[g1 * ld + s + j] = t[2 + j];
-        }
-      }
-    }
+    const __mmask8 m = static_cast<__mmask8>(s + 4 <= n ? 0xF : (1u << (n - s)) - 1);
+#pragma GCC unroll 2
+    for (int g = 0; g < G; g++) _mm_mask_storeu_ps(sc + g * ld + s, m, _mm_mul_ps(reduce4(a[g][0], a[g][1], a[g][2], a[g][3]), vs));
   }
 }
 
@@ -196,16 +248,17 @@ MLXK_A512 void weighted(int G, const float* const* p, int s0, int s1, const floa
   }
 }
 
+// G ≤ 8 rows: blocks of 4 (7 = 4 + 3 with a repeated row), then 1 or 2 left (6 = 4 + 2, 5 = 4 + 1); each block
+// one pass over the keys (key blocks sized for L1 under both row blocks measured no faster).
 MLXK_A512 void scores(int G, const float* const* q, const float* kb, int64_t kst, int n, int D, float scale, float* sc, int ld) {
-  switch (G) {
-    case 8: return scores_rows<8, 2>(q, kb, kst, n, D, scale, sc, ld);
-    case 7: return scores_rows<7, 2>(q, kb, kst, n, D, scale, sc, ld);
-    case 6: return scores_rows<6, 2>(q, kb, kst, n, D, scale, sc, ld);
-    case 5: return scores_rows<5, 2>(q, kb, kst, n, D, scale, sc, ld);
-    case 4: return scores_rows<4, 4>(q, kb, kst, n, D, scale, sc, ld);
-    case 3: return scores_rows<3, 4>(q, kb, kst, n, D, scale, sc, ld);
-    case 2: return scores_rows<2, 4>(q, kb, kst, n, D, scale, sc, ld);
-    default: return scores_rows<1, 4>(q, kb, kst, n, D, scale, sc, ld);
+  for (int g = 0; g < G;) {
+    float* o = sc + static_cast<size_t>(g) * ld;
+    switch (G - g) {
+      case 1: scores_few<1>(q + g, kb, kst, n, D, scale, o, ld), g += 1; break;
+      case 2: scores_few<2>(q + g, kb, kst, n, D, scale, o, ld), g += 2; break;
+      case 3: scores4<3>(q + g, kb, kst, n, D, scale, o, ld), g += 3; break;
+      default: scores4<4>(q + g, kb, kst, n, D, scale, o, ld), g += 4; break;
+    }
   }
 }
 
