@@ -30,13 +30,10 @@ MLXK_A512 inline __m256 hi256(__m512 v) {
   return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
 }
 
-// sc[g·ld + s] = (q_g·k_s)·scale for 4 rows (R ≤ 4 of them; a missing row repeats the last and is not stored) and
-// keys s < n, 4 keys per pass: 16 sums in registers, one load per row and key per 16 elements. One zmm per
-// (row, key) holds dot4_avx2's two accumulators side by side (elements i..i+7 of each 16 in the low half,
-// i+8..i+15 in the high half; a D % 16 tail of 8 in the low half only), then reduce16: the same sums in the same
-// order as its reduction. A key's sum does not depend on the keys or rows reduced with it, so any grouping gives
-// the same values. (8 rows × 2 keys with a per-4-sums hadd reduction ran 1.4–2.1× slower, bound by its shuffles
-// and by GCC folding each row's load into both of its FMAs.)
+// The 16 (row, key) sums of a 4-row × 4-key block (dots4's accumulators) at once, in the same order as dot4_avx2's
+// reduction: a key's sum does not depend on the keys or rows reduced with it, so any grouping gives the same
+// values. (8 rows × 2 keys with a per-4-sums hadd reduction ran 1.4–2.1× slower, bound by its shuffles and by GCC
+// folding each row's load into both of its FMAs.)
 MLXK_A512 inline __m512 reduce16(const __m512 (&a)[16]) {
   // dot4_avx2's reduction per (row, key): x_i = lo_i + hi_i, then ((x0+x1)+(x2+x3)) + ((x4+x5)+(x6+x7)), here
   // across the 16 accumulators by lane shuffles: the same adds of the same operands. Tree slot P ends in lane
@@ -59,49 +56,36 @@ MLXK_A512 inline __m512 reduce16(const __m512 (&a)[16]) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x88), _mm512_shuffle_f32x4(z[0], z[1], 0xDD));
 }
 
-template <int R>
-MLXK_A512 void scores4(const float* const* qr, const float* kb, int64_t kst, int n, int D, float scale, float* sc, int ld) {
-  const float* q[4];
-  for (int g = 0; g < 4; g++) q[g] = qr[std::min(g, R - 1)];
-  const __m512 vs = _mm512_set1_ps(scale);
-  for (int s = 0; s < n; s += 4) {
-    const float* k[4];
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; j++) k[j] = kb + std::min(s + j, n - 1) * kst; // past n: repeat the last key
-    __m512 a[16];
+// a[4g + j] = q_g·k_j over D for RB rows and 4 keys, as dot4_avx2's two 8-lane accumulators side by side in one
+// zmm (elements i..i+7 of each 16 in the low half, i+8..i+15 in the high half; a D % 16 tail of 8 in the low half).
+template <int RB>
+MLXK_A512 inline void dots4(const float* const (&q)[RB], const float* const (&k)[4], int D, __m512 (&a)[4 * RB]) {
 #pragma GCC unroll 16
-    for (int p = 0; p < 16; p++) a[p] = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= D; i += 16) {
-      __m512 kv[4];
+  for (int p = 0; p < 4 * RB; p++) a[p] = _mm512_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= D; i += 16) {
+    __m512 kv[4];
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) kv[j] = _mm512_loadu_ps(k[j] + i);
+    for (int j = 0; j < 4; j++) kv[j] = _mm512_loadu_ps(k[j] + i);
 #pragma GCC unroll 4
-      for (int g = 0; g < 4; g++) {
-        __m512 qv = _mm512_loadu_ps(q[g] + i);
-        asm("" : "+v"(qv)); // a register: one load for the row's 4 FMAs, not one each
+    for (int g = 0; g < RB; g++) {
+      __m512 qv = _mm512_loadu_ps(q[g] + i);
+      asm("" : "+v"(qv)); // a register: one load for the row's 4 FMAs, not one each
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) a[4 * g + j] = _mm512_fmadd_ps(qv, kv[j], a[4 * g + j]);
-      }
+      for (int j = 0; j < 4; j++) a[4 * g + j] = _mm512_fmadd_ps(qv, kv[j], a[4 * g + j]);
     }
-    if (i < D) {
-      constexpr __mmask16 lo = 0x00FF;
-      __m512 kv[4];
+  }
+  if (i < D) {
+    constexpr __mmask16 lo = 0x00FF;
+    __m512 kv[4];
 #pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) kv[j] = _mm512_maskz_loadu_ps(lo, k[j] + i);
+    for (int j = 0; j < 4; j++) kv[j] = _mm512_maskz_loadu_ps(lo, k[j] + i);
 #pragma GCC unroll 4
-      for (int g = 0; g < 4; g++) {
-        const __m512 qv = _mm512_maskz_loadu_ps(lo, q[g] + i);
+    for (int g = 0; g < RB; g++) {
+      const __m512 qv = _mm512_maskz_loadu_ps(lo, q[g] + i);
 #pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) a[4 * g + j] = _mm512_mask3_fmadd_ps(qv, kv[j], a[4 * g + j], lo);
-      }
+      for (int j = 0; j < 4; j++) a[4 * g + j] = _mm512_mask3_fmadd_ps(qv, kv[j], a[4 * g + j], lo);
     }
-    const __m512 d = _mm512_mul_ps(reduce16(a), vs);
-    const __mmask8 m = static_cast<__mmask8>(s + 4 <= n ? 0xF : (1u << (n - s)) - 1);
-    _mm_mask_storeu_ps(sc + s, m, _mm512_castps512_ps128(d));
-    if constexpr (R > 1) _mm_mask_storeu_ps(sc + ld + s, m, _mm512_extractf32x4_ps(d, 1));
-    if constexpr (R > 2) _mm_mask_storeu_ps(sc + 2 * ld + s, m, _mm512_extractf32x4_ps(d, 2));
-    if constexpr (R > 3) _mm_mask_storeu_ps(sc + 3 * ld + s, m, _mm512_extractf32x4_ps(d, 3));
   }
 }
 
@@ -113,47 +97,32 @@ MLXK_A512 inline __m128 reduce4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
   return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
 
-// scores4 for 1 or 2 rows (one or two query heads, the decode of a model with GQA groups of 1 or 2): 4 keys per
-// pass and a reduction per row. A 4-row block would repeat rows; measured 0.9–1.0x of this there.
-template <int G>
-MLXK_A512 void scores_few(const float* const* q, const float* kb, int64_t kst, int n, int D, float scale, float* sc, int ld) {
-  const __m128 vs = _mm_set1_ps(scale);
+// sc[g·ld + s] = (q_g·k_s)·scale for RB rows (R ≤ RB of them; a missing row repeats the last and is not stored) and
+// keys s < n, 4 keys per pass (past n the last key repeats). 4 rows reduce their 16 sums together (reduce16); 1 or
+// 2 rows (the decode of GQA groups of 1–2) per row (reduce4): a 4-row block there would compute repeated rows,
+// measured 0.9–1.0× of this.
+template <int RB, int R>
+MLXK_A512 void scores_block(const float* const* qr, const float* kb, int64_t kst, int n, int D, float scale, float* sc, int ld) {
+  const float* q[RB];
+  for (int g = 0; g < RB; g++) q[g] = qr[std::min(g, R - 1)];
   for (int s = 0; s < n; s += 4) {
     const float* k[4];
 #pragma GCC unroll 4
     for (int j = 0; j < 4; j++) k[j] = kb + std::min(s + j, n - 1) * kst;
-    __m512 a[G][4];
-#pragma GCC unroll 2
-    for (int g = 0; g < G; g++)
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) a[g][j] = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= D; i += 16) {
-      __m512 kv[4];
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) kv[j] = _mm512_loadu_ps(k[j] + i);
-#pragma GCC unroll 2
-      for (int g = 0; g < G; g++) {
-        const __m512 qv = _mm512_loadu_ps(q[g] + i);
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) a[g][j] = _mm512_fmadd_ps(qv, kv[j], a[g][j]);
-      }
-    }
-    if (i < D) {
-      constexpr __mmask16 lo = 0x00FF;
-      __m512 kv[4];
-#pragma GCC unroll 4
-      for (int j = 0; j < 4; j++) kv[j] = _mm512_maskz_loadu_ps(lo, k[j] + i);
-#pragma GCC unroll 2
-      for (int g = 0; g < G; g++) {
-        const __m512 qv = _mm512_maskz_loadu_ps(lo, q[g] + i);
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) a[g][j] = _mm512_mask3_fmadd_ps(qv, kv[j], a[g][j], lo);
-      }
-    }
+    __m512 a[4 * RB];
+    dots4<RB>(q, k, D, a);
     const __mmask8 m = static_cast<__mmask8>(s + 4 <= n ? 0xF : (1u << (n - s)) - 1);
+    if constexpr (RB == 4) {
+      const __m512 d = _mm512_mul_ps(reduce16(a), _mm512_set1_ps(scale));
+      _mm_mask_storeu_ps(sc + s, m, _mm512_castps512_ps128(d));
+      if constexpr (R > 1) _mm_mask_storeu_ps(sc + ld + s, m, _mm512_extractf32x4_ps(d, 1));
+      if constexpr (R > 2) _mm_mask_storeu_ps(sc + 2 * ld + s, m, _mm512_extractf32x4_ps(d, 2));
+      if constexpr (R > 3) _mm_mask_storeu_ps(sc + 3 * ld + s, m, _mm512_extractf32x4_ps(d, 3));
+    } else {
 #pragma GCC unroll 2
-    for (int g = 0; g < G; g++) _mm_mask_storeu_ps(sc + g * ld + s, m, _mm_mul_ps(reduce4(a[g][0], a[g][1], a[g][2], a[g][3]), vs));
+      for (int g = 0; g < R; g++)
+        _mm_mask_storeu_ps(sc + g * ld + s, m, _mm_mul_ps(reduce4(a[4 * g], a[4 * g + 1], a[4 * g + 2], a[4 * g + 3]), _mm_set1_ps(scale)));
+    }
   }
 }
 
@@ -254,10 +223,10 @@ MLXK_A512 void scores(int G, const float* const* q, const float* kb, int64_t kst
   for (int g = 0; g < G;) {
     float* o = sc + static_cast<size_t>(g) * ld;
     switch (G - g) {
-      case 1: scores_few<1>(q + g, kb, kst, n, D, scale, o, ld), g += 1; break;
-      case 2: scores_few<2>(q + g, kb, kst, n, D, scale, o, ld), g += 2; break;
-      case 3: scores4<3>(q + g, kb, kst, n, D, scale, o, ld), g += 3; break;
-      default: scores4<4>(q + g, kb, kst, n, D, scale, o, ld), g += 4; break;
+      case 1: scores_block<1, 1>(q + g, kb, kst, n, D, scale, o, ld), g += 1; break;
+      case 2: scores_block<2, 2>(q + g, kb, kst, n, D, scale, o, ld), g += 2; break;
+      case 3: scores_block<4, 3>(q + g, kb, kst, n, D, scale, o, ld), g += 3; break;
+      default: scores_block<4, 4>(q + g, kb, kst, n, D, scale, o, ld), g += 4; break;
     }
   }
 }
