@@ -266,11 +266,12 @@ export function llamaGreedyCommand(dir: string): (gguf: string, ids: string, nGe
   return (gguf, ids, nGen, o = {}) => ["node", script, gguf, ids, String(nGen), String(o.threads ?? 0), o.gpu ?? "cpu"];
 }
 
-export function runJson(cmd: string[], cwd = ROOT, env: Record<string, string> = {}): Result {
+/** Runs `cmd` and parses the JSON object on its last stdout line (a Result unless the caller names another shape). */
+export function runJson<T = Result>(cmd: string[], cwd = ROOT, env: Record<string, string> = {}): T {
   const p = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const out = p.stdout.toString().trim().split("\n").at(-1) ?? "";
   if (p.exitCode !== 0 || !out.startsWith("{")) throw new Error(`${cmd.slice(0, 3).join(" ")} failed (${p.exitCode}): ${p.stderr.toString().slice(-1500)}`);
-  return JSON.parse(out) as Result;
+  return JSON.parse(out) as T;
 }
 
 async function main(): Promise<void> {

@@ -7,7 +7,13 @@
  *   bun bench/prefill-memory.ts [--model path.gguf] [--prompt 1024] [--rounds 3]
  */
 import { smollm2Gguf } from "../test/support/smollm2.ts";
-import { promptIds } from "./generate.ts";
+import { promptIds, runJson } from "./generate.ts";
+
+interface Prefill {
+  ms: number;
+  peakMB: number;
+  faults: number;
+}
 
 const arg = (n: string, f: string) => {
   const i = process.argv.indexOf(`--${n}`);
@@ -20,7 +26,7 @@ if (process.argv.includes("--worker")) {
   const { prefill } = await import("../src/engine/generate.ts");
   using m = await loadGgufModel(arg("model", ""), { dtype: "float32" });
   const ids = promptIds(Number(arg("prompt", "1024")));
-  const out = [];
+  const out: Prefill[] = [];
   for (let r = 0; r < 2; r++) {
     const cache = m.model.makeCache();
     const a0 = mx.memory.active();
@@ -34,16 +40,15 @@ if (process.argv.includes("--worker")) {
     out.push({ ms, peakMB: (mx.memory.peak() - a0) / 1e6, faults: process.resourceUsage().minorPageFault - u0.minorPageFault });
     for (const c of cache) c[Symbol.dispose]();
   }
-  console.log(JSON.stringify(out));
+  console.log(JSON.stringify({ prefills: out }));
 } else {
   const model = arg("model", "") || (await smollm2Gguf());
   const prompt = arg("prompt", "1024");
   console.log(`${model}, ${prompt}-token prompt`);
   console.log("| round | first prefill ms | peak MB | page faults | second prefill ms | peak MB | page faults |\n|---|---|---|---|---|---|---|");
   for (let r = 0; r < Number(arg("rounds", "3")); r++) {
-    const p = Bun.spawnSync([process.execPath, import.meta.path, "--worker", "--model", model, "--prompt", prompt], { stderr: "inherit" });
-    const [a, b] = JSON.parse(p.stdout.toString().trim().split("\n").at(-1)!) as { ms: number; peakMB: number; faults: number }[];
-    const f = (x: { ms: number; peakMB: number; faults: number }) => `${x.ms.toFixed(0)} | ${x.peakMB.toFixed(0)} | ${x.faults}`;
+    const [a, b] = runJson<{ prefills: Prefill[] }>([process.execPath, import.meta.path, "--worker", "--model", model, "--prompt", prompt]).prefills;
+    const f = (x: Prefill) => `${x.ms.toFixed(0)} | ${x.peakMB.toFixed(0)} | ${x.faults}`;
     console.log(`| ${r + 1} | ${f(a!)} | ${f(b!)} |`);
   }
 }

@@ -113,7 +113,6 @@ export class Prefill {
     const { prompt, cache } = this.row;
     if (prompt.length - this.#pos > PREFILL_STEP) {
       prefillChunk(this.model, cache, prompt.slice(this.#pos, this.#pos + PREFILL_STEP));
-      mx.memory.clearCache();
       this.#pos += PREFILL_STEP;
       return null;
     }

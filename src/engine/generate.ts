@@ -70,7 +70,8 @@ function idsArray(ids: readonly number[]): mx.Array {
  * One prompt chunk (token ids [1, L]) into `cache`, no logits. The graph is built in a scope that closes before
  * the eval, so MLX frees each layer's intermediates once they are used; evaluated inside the scope, every
  * layer's stayed alive to the end (a 512-token chunk of a 0.6B model: 1.7 GB more at peak, all of it fresh
- * memory, page-faulted in: ~8% of a 2k-token prefill).
+ * memory, page-faulted in: ~8% of a 2k-token prefill). MLX's buffer cache is emptied after it, as mlx-lm does
+ * between chunks.
  */
 export function prefillChunk(model: LanguageModel, cache: LayerCache[], chunk: readonly number[]): void {
   mx.eval(
@@ -79,6 +80,7 @@ export function prefillChunk(model: LanguageModel, cache: LayerCache[], chunk: r
       return cache.flatMap((c) => c.state());
     }),
   );
+  mx.memory.clearCache();
 }
 
 /** Last position's logits as f32 [V]. */
@@ -107,7 +109,6 @@ function* prefillChunks(
     const end = Math.min(pos + step, mark ?? Number.POSITIVE_INFINITY);
     if (end >= prompt.length) break;
     prefillChunk(model, cache, prompt.slice(pos, end));
-    mx.memory.clearCache();
     pos = end;
     if (pos === mark) onMark?.(pos);
     yield pos;
